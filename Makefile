@@ -1,0 +1,33 @@
+# Every target creates .venv when it is missing, so a fresh clone needs only Python >= 3.11.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint types bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+test: lint types
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/rollback-bot console --demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ack_latency.py
+	$(BIN)/python benchmarks/assessment_latency.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
