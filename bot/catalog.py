@@ -1,0 +1,351 @@
+"""``rollback.yaml`` → :class:`Catalog`. Errors carry ``file:line``; unknown keys are errors.
+
+The YAML is composed into nodes first so each value keeps its line; pydantic validates the plain
+data and its error locations are mapped back to those lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.rollback.assess import PROMQL_SIGNALS, Signal, Thresholds
+
+SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+Strategy = Literal["undo", "blue-green", "canary", "http"]
+PromQLSignal = Literal["error_rate", "latency_p95_seconds", "user_sessions_per_min", "db_up"]
+assert {Signal(s) for s in get_args(PromQLSignal)} == set(PROMQL_SIGNALS)
+
+
+class CatalogError(Exception):
+    """The catalog is invalid; ``errors`` are ``file:line: message`` strings."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorRateThresholds(_Strict):
+    critical: float | None = Field(default=None, ge=0, le=1)
+    high: float | None = Field(default=None, ge=0, le=1)
+
+
+class LatencyThresholds(_Strict):
+    critical: float | None = Field(default=None, gt=0)
+    high: float | None = Field(default=None, gt=0)
+    medium: float | None = Field(default=None, gt=0)
+
+
+class SessionsThresholds(_Strict):
+    high: float | None = Field(default=None, ge=0)
+
+
+class ThresholdOverrides(_Strict):
+    """Overrides of the matrix thresholds; what is left out keeps the inherited value."""
+
+    error_rate: ErrorRateThresholds = ErrorRateThresholds()
+    latency_p95_seconds: LatencyThresholds = LatencyThresholds()
+    user_sessions_per_min: SessionsThresholds = SessionsThresholds()
+
+    def apply(self, base: Thresholds) -> Thresholds:
+        pairs = {
+            "error_rate_critical": self.error_rate.critical,
+            "error_rate_high": self.error_rate.high,
+            "latency_p95_critical": self.latency_p95_seconds.critical,
+            "latency_p95_high": self.latency_p95_seconds.high,
+            "latency_p95_medium": self.latency_p95_seconds.medium,
+            "user_sessions_high": self.user_sessions_per_min.high,
+        }
+        values = {k: v for k, v in pairs.items() if v is not None}
+        return Thresholds(**{**base.__dict__, **values})
+
+
+def _user_id(v: str) -> str:
+    if not SLACK_USER.match(v):
+        raise ValueError(f"{v!r} is not a Slack user id (U… or W…)")
+    return v
+
+
+class UserGroup(_Strict):
+    usergroup: str
+
+    @field_validator("usergroup")
+    @classmethod
+    def _group_id(cls, v: str) -> str:
+        if not SLACK_USERGROUP.match(v):
+            raise ValueError(f"{v!r} is not a Slack user group id (S…)")
+        return v
+
+
+SlackUserId = Annotated[str, AfterValidator(_user_id)]
+# An approver is a user id or {usergroup: S…}; the discriminator keeps errors to the right branch.
+Approver = Annotated[
+    Annotated[SlackUserId, Tag("user-id")] | Annotated[UserGroup, Tag("user-group")],
+    Discriminator(lambda v: "user-group" if isinstance(v, dict | UserGroup) else "user-id"),
+]
+
+
+class OncallContact(_Strict):
+    name: str = Field(min_length=1)
+    phone: str
+    after_minutes: int = Field(default=0, ge=0)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, v: str) -> str:
+        if not E164.match(v):
+            raise ValueError("phone must be in E.164 form, e.g. +15550100001")
+        return v
+
+
+def _channel_id(v: str | None) -> str | None:
+    if v is not None and not SLACK_CHANNEL.match(v):
+        raise ValueError(f"{v!r} is not a Slack channel id (C… or G…)")
+    return v
+
+
+class Defaults(_Strict):
+    channel: str | None = None
+    sla_minutes: int = Field(default=15, gt=0)
+    namespace: str = "default"
+    context: str | None = None
+    health_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    thresholds: ThresholdOverrides = ThresholdOverrides()
+
+    _check_channel = field_validator("channel")(_channel_id)
+
+
+class ServiceSpec(_Strict):
+    context: str | None = None
+    namespace: str | None = None
+    deployment: str = Field(min_length=1)
+    strategy: Strategy = "undo"
+    health_url: str | None = None
+    health_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
+    signals: dict[PromQLSignal, str] = {}
+    thresholds: ThresholdOverrides = ThresholdOverrides()
+    approvers: list[Approver] = []
+    responders: list[SlackUserId] = []
+    oncall: list[OncallContact] = []
+    channel: str | None = None
+    sla_minutes: int | None = Field(default=None, gt=0)
+
+    _check_channel = field_validator("channel")(_channel_id)
+
+    @field_validator("signals")
+    @classmethod
+    def _non_empty_queries(cls, v: dict[PromQLSignal, str]) -> dict[PromQLSignal, str]:
+        for name, query in v.items():
+            if not query.strip():
+                raise ValueError(f"signal {name!r} has an empty query")
+        return v
+
+    @field_validator("health_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("health_url must be an http:// or https:// URL")
+        return v
+
+    @field_validator("oncall")
+    @classmethod
+    def _ladder_order(cls, v: list[OncallContact]) -> list[OncallContact]:
+        minutes = [c.after_minutes for c in v]
+        if minutes != sorted(minutes):
+            raise ValueError("oncall levels must be listed in order of after_minutes")
+        return v
+
+
+class CatalogSpec(_Strict):
+    defaults: Defaults = Defaults()
+    services: dict[str, ServiceSpec] = Field(min_length=1)
+
+    @field_validator("services")
+    @classmethod
+    def _names(cls, v: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
+        for name in v:
+            if not SERVICE_NAME.match(name):
+                raise ValueError(
+                    f"service name {name!r} must be lowercase letters, digits and dashes"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _every_service_has_a_channel(self) -> CatalogSpec:
+        if self.defaults.channel is None:
+            missing = [n for n, s in self.services.items() if s.channel is None]
+            if missing:
+                raise ValueError(
+                    "no channel for " + ", ".join(missing) + ": set defaults.channel or channel"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service with the defaults resolved: what the rest of the bot works with."""
+
+    name: str
+    spec: ServiceSpec
+    channel: str
+    namespace: str
+    context: str | None
+    sla_minutes: int
+    thresholds: Thresholds
+    health_timeout_seconds: float
+
+    @property
+    def signals(self) -> dict[Signal, str]:
+        return {Signal(name): query for name, query in self.spec.signals.items()}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    source: str
+    services: Mapping[str, Service]
+
+    def get(self, name: str) -> Service | None:
+        return self.services.get(name.lower())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.services)
+
+
+# --- YAML with line numbers ------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+class _LineMapper:
+    """Turns a composed YAML node tree into plain data, remembering the line of every path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[Path_, int] = {}
+        self.errors: list[str] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def data(self, node: yaml.Node, path: Path_ = ()) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in out:
+                    self.errors.append(f"{self.source}:{line}: duplicate key {key!r}")
+                self.lines[(*path, key)] = line
+                out[key] = self.data(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.data(n, (*path, i)) for i, n in enumerate(node.value)]
+        return self._constructor.construct_object(node, deep=True)
+
+
+def _line_for(loc: tuple[Any, ...], lines: Mapping[Path_, int]) -> int:
+    for end in range(len(loc), -1, -1):
+        key = tuple(loc[:end])
+        if key in lines:
+            return lines[key]
+    return 1
+
+
+_UNION_TAGS = {"user-id", "user-group"}
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    # pydantic adds union tags and "[key]" markers to locations; they mean nothing to a user
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.endswith("[key]")))
+    )
+
+
+def _errors_from(exc: ValidationError, lines: Mapping[Path_, int], src: str) -> Iterator[str]:
+    seen: set[str] = set()
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        where = ".".join(str(p) for p in loc) or "catalog"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (see rollback.example.yaml for the accepted keys)"
+        text = f"{src}:{_line_for(loc, lines)}: {where}: {msg}"
+        if text not in seen:
+            seen.add(text)
+            yield text
+
+
+def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
+    """Parse and validate catalog text; raise :class:`CatalogError` listing every problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise CatalogError([f"{source}:{line}: invalid YAML: {exc.problem}"]) from None
+    if root is None:
+        raise CatalogError([f"{source}:1: the catalog is empty; it needs a services: section"])
+    mapper = _LineMapper(source)
+    data = mapper.data(root)
+    errors = mapper.errors
+    if not isinstance(data, dict):
+        raise CatalogError([f"{source}:1: the catalog must be a mapping with a services: section"])
+    try:
+        spec = CatalogSpec.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_errors_from(exc, mapper.lines, source))
+    if errors:
+        raise CatalogError(errors)
+    return _resolve(spec, source)
+
+
+def _resolve(spec: CatalogSpec, source: str) -> Catalog:
+    d = spec.defaults
+    base = d.thresholds.apply(Thresholds())
+    services = {
+        name: Service(
+            name=name,
+            spec=s,
+            channel=s.channel or d.channel or "",
+            namespace=s.namespace or d.namespace,
+            context=s.context or d.context,
+            sla_minutes=s.sla_minutes or d.sla_minutes,
+            thresholds=s.thresholds.apply(base),
+            health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
+        )
+        for name, s in spec.services.items()
+    }
+    return Catalog(source=source, services=services)
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError([f"{p}:1: cannot read the catalog: {exc.strerror}"]) from None
+    return parse_catalog(text, str(p))

@@ -1,0 +1,103 @@
+"""Pure Block Kit builders. Every message has a plain ``text`` fallback whose first line matters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.rollback.assess import Assessment, Decision, SignalResult
+from bot.rollback.command import USAGE
+
+Block = dict[str, Any]
+
+DECISION_ICONS = {
+    Decision.IMMEDIATE_ROLLBACK: ":rotating_light:",
+    Decision.ROLLBACK_RECOMMENDED: ":warning:",
+    Decision.MONITOR: ":eyes:",
+    Decision.CONTINUE: ":white_check_mark:",
+}
+DECISION_MEANING = {
+    Decision.IMMEDIATE_ROLLBACK: "critical score ≥ 50: roll back now (runbook: < 5 minutes)",
+    Decision.ROLLBACK_RECOMMENDED: "total score ≥ 60: significant issues, rollback recommended",
+    Decision.MONITOR: "total score ≥ 30, or signals unknown: monitor and evaluate",
+    Decision.CONTINUE: "total score < 30 and every signal read: no rollback needed",
+}
+
+
+def escape(text: str) -> str:
+    """Escape user- or system-supplied text for mrkdwn so it cannot ping or forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(*texts: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t[:3000]} for t in texts]}
+
+
+def _signal_line(r: SignalResult) -> str:
+    if r.is_unknown:
+        why = f" ({escape(r.note)})" if r.note else ""
+        return f":grey_question: *{r.label}* — *unknown*{why}; not counted as healthy"
+    fired = r.fired
+    icon = {
+        "critical": ":red_circle:",
+        "high": ":large_orange_circle:",
+        "medium": ":large_yellow_circle:",
+    }
+    head = f"{icon[fired.level] if fired else ':large_green_circle:'} *{r.label}* — {r.shown}"
+    rows = " · ".join(
+        f"*{t.level} {t.condition} → +{t.points}*" if t.is_fired else f"{t.level} {t.condition}"
+        for t in r.triggers
+    )
+    return f"{head}\n{rows}"
+
+
+def assessment_message(
+    a: Assessment, *, assessment_id: int, requested_by: str | None, at: datetime
+) -> tuple[str, list[Block]]:
+    """The answer to ``/rollback assess``: text starts with the decision keyword (CONTRACT.md)."""
+    s = a.scores
+    scores = (
+        f"critical *{s['critical']}* · high *{s['high']}* · medium *{s['medium']}*"
+        f" · total *{a.total}*"
+    )
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{a.decision.value} — {a.service}"[:150]},
+        },
+        _section(f"{DECISION_ICONS[a.decision]} {scores}\n_{DECISION_MEANING[a.decision]}_"),
+        {"type": "divider"},
+        *(_section(_signal_line(r)) for r in a.results),
+    ]
+    if not a.results:
+        blocks.append(_section("No signals are configured for this service in the catalog."))
+    notes = [f"Why: {escape('; '.join(a.reasons))}"] if a.reasons else []
+    if a.worst_case is not None and a.worst_case is not a.decision:
+        notes.append(f"If the unknown signals are failing, the decision would be *{a.worst_case}*.")
+    who = f" · requested by <@{requested_by}>" if requested_by else ""
+    notes.append(f"Assessment #{assessment_id}{who} · {at:%Y-%m-%d %H:%M:%S} UTC")
+    blocks.append(_context(*notes))
+    lines = [a.headline, *(f"{r.label}: {r.shown}" for r in a.results)]
+    return "\n".join(lines), blocks
+
+
+def usage_message(problem: str | None = None) -> tuple[str, list[Block]]:
+    head = f":x: {problem}" if problem else "*rollback-bot* — assess, approve and run rollbacks"
+    text = f"{problem}\n\n{USAGE}" if problem else USAGE
+    return text, [_section(head), _section(f"```{USAGE}```")]
+
+
+def unknown_service_message(name: str, known: Sequence[str]) -> tuple[str, list[Block]]:
+    listing = ", ".join(f"`{n}`" for n in known) or "(the catalog has none)"
+    problem = f"Unknown service `{escape(name)}`. Known services: {listing}."
+    return problem, [_section(f":x: {problem}")]
+
+
+def notice(text: str) -> tuple[str, list[Block]]:
+    """A short ephemeral notice (progress, refusal, failure) with the same text as fallback."""
+    return text, [_section(text)]

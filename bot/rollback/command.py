@@ -1,0 +1,131 @@
+"""The `/rollback` grammar of CONTRACT.md: text in, a :class:`Command` (or a UsageError)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+USAGE = """\
+/rollback help
+/rollback assess <service>
+/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [reason…]
+/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [reason…]
+/rollback approve <id>      /rollback reject <id> [reason…]
+/rollback status [<id>|<service>]      /rollback abort <id> [reason…]
+/rollback history [<service>]          /rollback review <id>"""
+
+VERBS = (
+    "help",
+    "assess",
+    "plan",
+    "run",
+    "approve",
+    "reject",
+    "status",
+    "abort",
+    "history",
+    "review",
+)
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+_ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
+
+
+class UsageError(ValueError):
+    """The text does not follow the grammar; the message says what was wrong."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    service: str | None = None
+    rollback_id: int | None = None
+    target_revision: str | None = None
+    at: str | None = None
+    reason: str = ""
+    is_immediate: bool = False
+    is_dry_run: bool = False
+
+
+def _rollback_id(token: str) -> int:
+    m = _ROLLBACK_ID.match(token)
+    if not m:
+        raise UsageError(f"`{token}` is not a rollback id (a number, like 42)")
+    return int(m.group(1))
+
+
+def _tokens(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:  # an unbalanced quote
+        raise UsageError(f"cannot read the command: {exc}") from None
+
+
+def parse_command(text: str) -> Command:
+    """Parse the text after ``/rollback``. Flags may appear anywhere after the service."""
+    tokens = _tokens(text.strip())
+    if not tokens:
+        return Command("help")
+    verb, args = tokens[0].lower(), tokens[1:]
+    if verb not in VERBS:
+        raise UsageError(f"unknown subcommand `{verb}`")
+    if verb == "help":
+        return Command("help")
+    if verb in ("assess", "plan", "run"):
+        return _service_command(verb, args)
+    if verb in ("approve", "reject", "abort", "review"):
+        if not args:
+            raise UsageError(f"`/rollback {verb}` needs a rollback id")
+        if verb in ("approve", "review") and len(args) > 1:
+            raise UsageError(f"`/rollback {verb}` takes only a rollback id")
+        return Command(verb, rollback_id=_rollback_id(args[0]), reason=" ".join(args[1:]))
+    # status / history: optional id or service
+    if len(args) > 1:
+        raise UsageError(f"`/rollback {verb}` takes at most one argument")
+    if not args:
+        return Command(verb)
+    if verb == "status" and _ROLLBACK_ID.match(args[0]):
+        return Command(verb, rollback_id=_rollback_id(args[0]))
+    return Command(verb, service=args[0].lower())
+
+
+def _service_command(verb: str, args: list[str]) -> Command:
+    if not args or args[0].startswith("-"):
+        raise UsageError(f"`/rollback {verb}` needs a service name")
+    service, rest = args[0].lower(), args[1:]
+    if verb == "assess":
+        if rest:
+            raise UsageError("`/rollback assess` takes only a service name")
+        return Command(verb, service=service)
+    allowed = {"--to"} | ({"--at"} if verb == "plan" else {"--immediate", "--dry-run"})
+    values: dict[str, str] = {}
+    flags: set[str] = set()
+    reason: list[str] = []
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if token.startswith("--"):
+            if token not in allowed:
+                raise UsageError(f"`{token}` is not an option of `/rollback {verb}`")
+            if token in ("--to", "--at"):
+                if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
+                    raise UsageError(f"`{token}` needs a value")
+                values[token] = rest[i + 1]
+                i += 2
+                continue
+            flags.add(token)
+        else:
+            reason.append(token)
+        i += 1
+    target = values.get("--to")
+    if target is not None and not _REVISION.match(target):
+        raise UsageError(f"`{target}` is not a revision (a number like 41, or a version tag)")
+    return Command(
+        verb,
+        service=service,
+        target_revision=target,
+        at=values.get("--at"),
+        reason=" ".join(reason),
+        is_immediate="--immediate" in flags,
+        is_dry_run="--dry-run" in flags,
+    )

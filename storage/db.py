@@ -1,0 +1,141 @@
+"""Engine factory, Alembic migrations and health check.
+
+SQLite (the default) runs with WAL, a busy timeout and enforced foreign keys, and SQLAlchemy emits
+the `BEGIN` itself so that reads are transactional too and writers can take the write lock up
+front (`immediate`). PostgreSQL always goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Fixed key for pg_advisory_lock around migrations ("rbmigrat" in ASCII), shared by all replicas.
+MIGRATION_LOCK_KEY = 0x72626D6967726174
+_LOCK = sa.text("SELECT pg_advisory_lock(CAST(:key AS BIGINT))")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(CAST(:key AS BIGINT))")
+# Execution option read by the SQLite `begin` hook: take the write lock at BEGIN.
+_BEGIN_IMMEDIATE = "rollback_bot_begin_immediate"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def normalize_url(url: str) -> str:
+    """Route `postgres://` and `postgresql://` URLs to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> Engine:
+    """Create the engine for `url` (SQLite file, SQLite memory, or PostgreSQL).
+
+    `connect_args` is passed to the driver, e.g. `{"options": "-csearch_path=s"}` for PostgreSQL;
+    libpq parameters in the URL query (`?options=-csearch_path%3Ds`) work as well.
+    """
+    parsed = make_url(normalize_url(url))
+    args: dict[str, Any] = dict(connect_args or {})
+    if parsed.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(parsed, args)
+    return sa.create_engine(parsed, connect_args=args, pool_pre_ping=True)
+
+
+def _make_sqlite_engine(url: sa.URL, args: dict[str, Any]) -> Engine:
+    args.setdefault("check_same_thread", False)
+    if url.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see its own empty database.
+        engine = sa.create_engine(url, connect_args=args, poolclass=StaticPool)
+    else:
+        engine = sa.create_engine(url, connect_args=args)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the sqlite3 module from issuing its own (late, DML-only) BEGIN; see `_on_begin`.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_BEGIN_IMMEDIATE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def immediate(engine: Engine) -> Engine:
+    """The same engine (same pool), whose SQLite transactions take the write lock at BEGIN.
+
+    Read-then-write transactions on SQLite in WAL mode otherwise fail with "database is locked"
+    instead of waiting when another writer commits first. No effect on PostgreSQL.
+    """
+    return engine.execution_options(**{_BEGIN_IMMEDIATE: True})
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at `storage/migrations` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with the code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it has never been migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database to head; on PostgreSQL serialized across replicas by an advisory lock."""
+    config = alembic_config()
+    is_postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if is_postgres:
+            conn.execute(_LOCK, {"key": MIGRATION_LOCK_KEY})
+            conn.commit()  # the lock is session-level: it outlives this transaction
+        try:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.commit()
+        finally:
+            if is_postgres:
+                conn.rollback()
+                conn.execute(_UNLOCK, {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+
+
+def is_database_reachable(engine: Engine) -> bool:
+    """True when `SELECT 1` succeeds (for /healthz)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError:
+        return False
+    return True

@@ -1,0 +1,234 @@
+"""SQLModel tables: the durable state of assessments, rollbacks, approvals, audit and due work.
+
+All timestamps are timezone-aware UTC. They are stored through `UTCDateTime`, which refuses naive
+datetimes on write and hands back aware UTC datetimes on read (SQLite itself keeps no zone).
+Only plain foreign-key columns are used (no `Relationship()`), so the classes stay compatible
+with `from __future__ import annotations`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+# Named constraints keep future `render_as_batch` migrations on SQLite deterministic.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A `DateTime(timezone=True)` that only accepts aware datetimes and returns aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; SQLite gets a naive UTC value because it cannot store a zone."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read naive values as UTC and convert aware ones (session time zone) to UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# --- assessments -----------------------------------------------------------------------------
+
+ASSESSMENT_STATUSES = ("pending", "done", "failed")
+DECISIONS = ("IMMEDIATE ROLLBACK", "ROLLBACK RECOMMENDED", "MONITOR", "CONTINUE")
+
+
+class Assessment(SQLModel, table=True):
+    """One run of the decision matrix for a service."""
+
+    __tablename__ = "assessments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(index=True)
+    requested_by: str | None = None
+    channel_id: str | None = None
+    status: str = "pending"
+    decision: str | None = None
+    critical_score: int | None = None
+    high_score: int | None = None
+    medium_score: int | None = None
+    total_score: int | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    result: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+# --- rollbacks -------------------------------------------------------------------------------
+
+ACTIVE_STATUSES: tuple[str, ...] = (
+    "pending_approval",
+    "approved",
+    "scheduled",
+    "running",
+    "aborting",
+)
+TERMINAL_STATUSES: tuple[str, ...] = (
+    "succeeded",
+    "failed",
+    "aborted",
+    "rejected",
+    "expired",
+    "cancelled",
+)
+ROLLBACK_KINDS = ("immediate", "planned")
+
+_ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_STATUSES))
+
+
+class Rollback(SQLModel, table=True):
+    """A requested rollback of one service; at most one is active per service."""
+
+    __tablename__ = "rollbacks"
+    __table_args__ = (
+        sa.Index(
+            "uq_rollbacks_active_service",
+            "service",
+            unique=True,
+            postgresql_where=sa.text(_ACTIVE_SQL),
+            sqlite_where=sa.text(_ACTIVE_SQL),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(index=True)
+    status: str
+    kind: str
+    strategy: str
+    requested_by: str
+    reason: str = ""
+    target_revision: str | None = None
+    assessment_id: int | None = Field(default=None, foreign_key="assessments.id")
+    channel_id: str | None = None
+    progress_ts: str | None = None
+    scheduled_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    error: str | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+    @property
+    def is_active(self) -> bool:
+        """True while the rollback holds its service's single active slot."""
+        return self.status in ACTIVE_STATUSES
+
+
+STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+
+
+class RollbackStep(SQLModel, table=True):
+    """One step of a rollback plan, persisted on every transition so the engine can resume."""
+
+    __tablename__ = "rollback_steps"
+    __table_args__ = (sa.UniqueConstraint("rollback_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # no separate index: the unique constraint leads with rollback_id
+    rollback_id: int = Field(foreign_key="rollbacks.id")
+    phase: str
+    position: int
+    name: str
+    kind: str
+    status: str = "pending"
+    attempt: int = 0
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    error: str | None = None
+
+
+class Approval(SQLModel, table=True):
+    """One person's approve/reject vote on a rollback (one vote per person)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (sa.UniqueConstraint("rollback_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # no separate index: the unique constraint leads with rollback_id
+    rollback_id: int = Field(foreign_key="rollbacks.id")
+    user_id: str
+    decision: str
+    reason: str | None = None
+    via: str
+    created_at: datetime = Field(sa_type=UTCDateTime())
+
+
+# --- audit, idempotency, due work ------------------------------------------------------------
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only record of everything that happened (never updated or deleted)."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    kind: str = Field(index=True)
+    service: str | None = None
+    rollback_id: int | None = Field(default=None, index=True)
+    assessment_id: int | None = None
+    actor: str | None = None
+    channel_id: str | None = None
+    message_ts: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+class SlackDelivery(SQLModel, table=True):
+    """An idempotency key seen once (Slack retries, double clicks, duplicate webhooks)."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: str = Field(primary_key=True, max_length=255)
+    received_at: datetime = Field(sa_type=UTCDateTime())
+
+
+WORK_STATUSES = ("pending", "claimed", "done", "failed", "cancelled")
+
+
+class DueWork(SQLModel, table=True):
+    """Durable scheduled work shared by all replicas; `key` makes scheduling idempotent."""
+
+    __tablename__ = "due_work"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    key: str = Field(unique=True)
+    due_at: datetime = Field(sa_type=UTCDateTime(), index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    status: str = "pending"
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
