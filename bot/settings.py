@@ -1,9 +1,13 @@
-"""Environment → Settings. The only module that reads ``os.environ`` (CONTRACT.md, "Environment")."""
+"""Environment → Settings; the only module that reads os.environ (CONTRACT.md, "Environment")."""
 
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(Exception):
+    """The process cannot start as configured; the message says what to set."""
 
 
 class Settings(BaseSettings):
@@ -37,9 +41,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sms_enabled(self) -> bool:
-        return bool(
-            self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number
-        )
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
 
 
 def load_settings() -> Settings:

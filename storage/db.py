@@ -7,6 +7,7 @@ front (`immediate`). PostgreSQL always goes through psycopg 3.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Fixed key for pg_advisory_lock around migrations ("rbmigrat" in ASCII), shared by all replicas.
 MIGRATION_LOCK_KEY = 0x72626D6967726174
+# Alembic keeps its migration context in module globals: one migration per process at a time.
+_PROCESS_MIGRATION_LOCK = threading.Lock()
 _LOCK = sa.text("SELECT pg_advisory_lock(CAST(:key AS BIGINT))")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(CAST(:key AS BIGINT))")
 # Execution option read by the SQLite `begin` hook: take the write lock at BEGIN.
@@ -113,10 +116,11 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to head; on PostgreSQL serialized across replicas by an advisory lock."""
+    """Upgrade the database to head (on PostgreSQL under an advisory lock shared by replicas)."""
     config = alembic_config()
     is_postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
+    # On SQLite, BEGIN IMMEDIATE makes a second migrator wait for the first instead of failing.
+    with _PROCESS_MIGRATION_LOCK, immediate(engine).connect() as conn:
         if is_postgres:
             conn.execute(_LOCK, {"key": MIGRATION_LOCK_KEY})
             conn.commit()  # the lock is session-level: it outlives this transaction

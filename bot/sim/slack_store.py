@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,8 +120,17 @@ class SlackWorkspace:
 
     # -- set-up --------------------------------------------------------------------------------
 
-    def add_channel(self, channel_id: str, name: str, **flags: bool) -> Channel:
-        channel = Channel(channel_id, name, members={self.bot_user_id}, **flags)
+    def add_channel(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        is_private: bool = False,
+        is_im: bool = False,
+        is_archived: bool = False,
+    ) -> Channel:
+        channel = Channel(channel_id, name, is_private, is_im, is_archived)
+        channel.members.add(self.bot_user_id)
         self.channels[channel_id] = channel
         self.messages.setdefault(channel_id, [])
         return channel
@@ -167,19 +176,21 @@ class SlackWorkspace:
         micros = self._sequence * 100
         return f"{_EPOCH + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
-    def resolve_channel(self, ref: Any) -> Channel:
-        """Find a channel by id or by name ("#general" works in chat.postMessage too)."""
+    def find_channel(self, ref: Any) -> Channel | None:
+        """A channel by id, by name ("#general" works in chat.postMessage too) or DM by user id."""
         ref = str(ref or "")
-        if ref in self.channels:
-            return self.channels[ref]
-        for channel in self.channels.values():
-            if ref.lstrip("#") == channel.name:
-                return channel
-        if ref[:1] in ("U", "W") and ref in self.users:
-            # Posting to a user id opens (or reuses) the bot's DM with that user.
-            return self.channels.get("D" + ref[1:]) or self.add_channel(
-                "D" + ref[1:], ref, is_im=True
-            )
+        named = {channel.name: channel for channel in self.channels.values()}
+        direct = "D" + ref[1:] if ref[:1] in ("U", "W") else ""
+        return self.channels.get(ref) or named.get(ref.lstrip("#")) or self.channels.get(direct)
+
+    def resolve_channel(self, ref: Any) -> Channel:
+        channel = self.find_channel(ref)
+        if channel is not None:
+            return channel
+        ref = str(ref or "")
+        if ref in self.users:
+            # Posting to a user id opens the bot's DM with that user.
+            return self.add_channel("D" + ref[1:], ref, is_im=True)
         if not self.is_strict_channels and re.fullmatch(r"[CG][A-Z0-9]+", ref):
             return self.add_channel(ref, ref.lower())
         raise SlackError("channel_not_found")
@@ -232,18 +243,22 @@ class SlackWorkspace:
         fields = self._message_fields(params)
         if not any(fields.get(k) for k in ("text", "blocks", "attachments")):
             raise SlackError("no_text")
+        message = self._append_message(channel, fields, params.get("thread_ts"))
+        if message.get("thread_ts") and _is_set(params.get("reply_broadcast")):
+            message["subtype"] = "thread_broadcast"
+        return {"channel": channel.id, "ts": message["ts"], "message": dict(message)}
+
+    def _append_message(self, channel: Channel, fields: Params, thread_ts: Any) -> Params:
         message: Params = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id}
         message.update({"text": "", **fields, "ts": self._next_ts(), "team": self.team_id})
-        if "thread_ts" in params:
-            parent = self._find_message(channel, params["thread_ts"])
+        if thread_ts:
+            parent = self._find_message(channel, thread_ts)
             # Slack marks the parent as a thread and counts its replies.
             parent.update(thread_ts=parent["ts"], latest_reply=message["ts"])
             parent["reply_count"] = parent.get("reply_count", 0) + 1
             message["thread_ts"] = parent["ts"]
-            if _is_set(params.get("reply_broadcast")):
-                message["subtype"] = "thread_broadcast"
         self.messages[channel.id].append(message)
-        return {"channel": channel.id, "ts": message["ts"], "message": dict(message)}
+        return message
 
     @_method("chat.update")
     def _chat_update(self, params: Params) -> Params:
@@ -308,7 +323,9 @@ class SlackWorkspace:
 
     @_method("conversations.archive")
     def _conversations_archive(self, params: Params) -> Params:
-        channel = self._writable_channel(params) if True else None
+        channel = self.resolve_channel(_required(params, "channel", "channel_not_found"))
+        if channel.is_archived:
+            raise SlackError("already_archived")
         channel.is_archived = True
         return {}
 
@@ -353,7 +370,11 @@ class SlackWorkspace:
     @_method("conversations.list")
     def _conversations_list(self, params: Params) -> Params:
         types = set(_id_list(params.get("types"))) or {"public_channel"}
-        kinds = {"public_channel": (False, False), "private_channel": (True, False), "im": (False, True)}
+        kinds = {
+            "public_channel": (False, False),
+            "private_channel": (True, False),
+            "im": (False, True),
+        }
         wanted = {kinds[t] for t in types if t in kinds}
         skip_archived = _is_set(params.get("exclude_archived"))
         channels = [
@@ -410,14 +431,12 @@ class SlackWorkspace:
 
     @_method("views.push")
     def _views_push(self, params: Params) -> Params:
-        return self._views_open(self, params)
+        return self._views_open(params)
 
     @_method("views.update")
     def _views_update(self, params: Params) -> Params:
-        view_id = params.get("view_id") or next(
-            (v["id"] for v in self.views.values() if v.get("external_id") == params.get("external_id")),
-            None,
-        )
+        external = {v["external_id"]: v["id"] for v in self.views.values() if "external_id" in v}
+        view_id = params.get("view_id") or external.get(params.get("external_id"))
         if view_id not in self.views:
             raise SlackError("not_found")
         # A stale hash means someone else updated the view in between.
@@ -428,9 +447,9 @@ class SlackWorkspace:
     @_method("views.publish")
     def _views_publish(self, params: Params) -> Params:
         user_id = _required(params, "user_id")
-        view = self._store_view(params, self.next_id("V"))
-        if view["type"] != "home":
+        if (params.get("view") or {}).get("type") != "home":
             raise SlackError("invalid_arguments")
+        view = self._store_view(params, self.next_id("V"))
         self.home_views[user_id] = view
         return {"view": dict(view)}
 
@@ -537,31 +556,20 @@ class SlackWorkspace:
             completed.append(file)
         for channel in shared:
             # Slack shares the files as one message from the bot, in the thread when given.
-            files = [self._file_object(f) for f in completed]
-            post = {"channel": channel.id, "text": params.get("initial_comment", "")}
-            post.update(files=files, thread_ts=params.get("thread_ts"))
-            message = self._chat_post_message_with_files(post)
+            fields = {"text": params.get("initial_comment", ""), "upload": True}
+            fields["files"] = [self._file_object(f) for f in completed]
+            message = self._append_message(channel, fields, params.get("thread_ts"))
             for file in completed:
                 file.setdefault("shares", []).append({"channel": channel.id, "ts": message["ts"]})
         return {"files": [{"id": f["id"], "title": f["title"]} for f in completed]}
 
-    def _chat_post_message_with_files(self, post: Params) -> Params:
-        channel = self.channels[post["channel"]]
-        message: Params = {"type": "message", "user": self.bot_user_id, "text": post["text"]}
-        message.update(ts=self._next_ts(), files=post["files"], upload=True)
-        if post["thread_ts"]:
-            message["thread_ts"] = post["thread_ts"]
-        self.messages[channel.id].append(message)
-        return message
-
     @_method("files.info")
     def _files_info(self, params: Params) -> Params:
-        file = self.files.get(params.get("file"))
+        file = self.files.get(str(params.get("file")))
         if file is None or file["content"] is None:
             raise SlackError("file_not_found")
         return {"file": self._file_object(file)}
 
-
-def channel_files(workspace: SlackWorkspace, channel_id: str) -> Iterable[Params]:
-    """Completed uploads shared to a channel, in upload order."""
-    return (f for f in workspace.files.values() if channel_id in f.get("channels", ()))
+    def shared_files(self, channel_id: str) -> list[Params]:
+        """Completed uploads shared to a channel, in upload order."""
+        return [f for f in self.files.values() if channel_id in f.get("channels", ())]

@@ -6,12 +6,15 @@ command line is supported with `-x url=...` (or `sqlalchemy.url`) for offline/on
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from storage.db import make_engine, normalize_url
+from storage.models import UTCDateTime  # also registers the tables on SQLModel.metadata
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -25,6 +28,13 @@ def _url() -> str:
     return normalize_url(url)
 
 
+def _render_item(type_: str, obj: Any, _autogen: AutogenContext) -> str | Literal[False]:
+    """Render `UTCDateTime` as its plain DDL type so migrations never import the models."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _run_with(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -32,6 +42,7 @@ def _run_with(connection: Connection) -> None:
         # SQLite cannot ALTER most things: batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -45,6 +56,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,105 @@
+"""Command line: ``rollback-bot serve | console | check-config | migrate`` (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.catalog import CatalogError, load_catalog
+from bot.logs import setup_logging
+from bot.settings import ConfigurationError, Settings, load_settings
+
+log = logging.getLogger("rollback-bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rollback-bot", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the bot (HTTP mode, or Socket Mode)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT, else 3000")
+    serve.add_argument("--socket-mode", action="store_true", help="needs SLACK_APP_TOKEN")
+    console = sub.add_parser("console", help="local chat with the bot, no Slack needed")
+    console.add_argument("--demo", action="store_true", help="built-in simulators and catalog")
+    console.add_argument("--script", metavar="FILE", help="read the lines from FILE and exit")
+    check = sub.add_parser("check-config", help="validate the catalog file")
+    check.add_argument("file", nargs="?", default=None, help="default: $ROLLBACK_CONFIG")
+    sub.add_parser("migrate", help="apply database migrations")
+    return p
+
+
+def _check_config(settings: Settings, path: str | None) -> int:
+    target = path or settings.rollback_config
+    try:
+        catalog = load_catalog(target)
+    except CatalogError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from storage.db import current_revision, make_engine, migrate
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    print(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_app
+    from bot.server import HttpServer
+    from bot.web import WebApp
+
+    if not settings.is_sms_enabled:
+        log.warning("TWILIO_* is not set: SMS paging is DISABLED, on-call will not be paged")
+    if args.socket_mode and settings.slack_app_token is None:
+        raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
+    bot = build_app(settings)
+    port = settings.port if args.port is None else args.port
+    server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)
+    try:
+        if args.socket_mode and settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            # HTTP still serves /healthz and /metrics (and Twilio webhooks) beside Socket Mode.
+            server.start()
+            handler = SocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
+            handler.start()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
+        else:
+            server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bot.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    # the console is a chat: only problems go to the log there
+    setup_logging("WARNING" if args.command == "console" else settings.rollback_bot_log_level)
+    try:
+        if args.command == "check-config":
+            return _check_config(settings, args.file)
+        if args.command == "migrate":
+            return _migrate(settings)
+        if args.command == "serve":
+            return _serve(settings, args)
+        from bot.console import run_console
+
+        return run_console(settings, is_demo=args.demo, script=args.script)
+    except (ConfigurationError, CatalogError) as exc:
+        print(f"rollback-bot: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

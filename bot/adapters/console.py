@@ -1,0 +1,81 @@
+"""Renders what the bot sends to Slack (text + Block Kit) readably in a terminal."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_EMOJI = {
+    ":rotating_light:": "🚨",
+    ":warning:": "⚠️ ",
+    ":eyes:": "👀",
+    ":white_check_mark:": "✅",
+    ":red_circle:": "🔴",
+    ":large_orange_circle:": "🟠",
+    ":large_yellow_circle:": "🟡",
+    ":large_green_circle:": "🟢",
+    ":grey_question:": "❔",
+    ":x:": "❌",
+    ":hourglass_flowing_sand:": "⏳",
+}
+_USER = re.compile(r"<@([A-Z0-9]+)>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
+_EMPHASIS = re.compile(r"(?<![\w*])[*_]([^*_\n]+)[*_](?![\w*])")
+
+
+def mrkdwn_to_text(text: str) -> str:
+    for code, char in _EMOJI.items():
+        text = text.replace(code, char)
+    text = _USER.sub(r"@\1", text)
+    text = _LINK.sub(r"\2 (\1)", text)
+    text = _EMPHASIS.sub(r"\1", text).replace("```", "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _text_of(obj: Mapping[str, Any] | None) -> str:
+    return mrkdwn_to_text(str(obj.get("text", ""))) if obj else ""
+
+
+def buttons_of(blocks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every button of a message in display order, each with its ``block_id``."""
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        elements = list(block.get("elements", []))
+        if block.get("accessory"):
+            elements.append(block["accessory"])
+        for el in elements:
+            if el.get("type") == "button":
+                found.append({**el, "block_id": block.get("block_id", "")})
+    return found
+
+
+def render_message(text: str, blocks: Sequence[Mapping[str, Any]] | None, width: int = 96) -> str:
+    """A message as lines of plain text; buttons are numbered for ``click N``."""
+    if not blocks:
+        return mrkdwn_to_text(text)
+    out: list[str] = []
+    button_no = 0
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            title = _text_of(block.get("text"))
+            out += [title.upper(), "═" * min(len(title), width)]
+        elif kind == "divider":
+            out.append("─" * 40)
+        elif kind == "section":
+            body = _text_of(block.get("text"))
+            fields = [_text_of(f) for f in block.get("fields", [])]
+            for line in [body, *fields]:
+                out += [textwrap.fill(p, width) if p else "" for p in line.split("\n")]
+        elif kind == "context":
+            for el in block.get("elements", []):
+                out.append(textwrap.fill(_text_of(el), width, initial_indent="  · "))
+        if kind == "actions" or block.get("accessory", {}).get("type") == "button":
+            labels = []
+            for button in buttons_of([block]):
+                button_no += 1
+                labels.append(f"[{button_no}] {_text_of(button.get('text'))}")
+            out.append("   ".join(labels))
+    return "\n".join(out)

@@ -1,0 +1,102 @@
+"""Composition root: ``build_app(settings)`` wires storage, adapters, handlers and web routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from slack_bolt import App
+
+from bot.adapters.prometheus import PrometheusAPI
+from bot.adapters.slack import slack_web_client
+from bot.assessor import SignalReader
+from bot.catalog import Catalog, load_catalog
+from bot.metrics import Metrics
+from bot.settings import ConfigurationError, Settings
+from bot.work import BackgroundWork
+from storage.db import make_engine, migrate
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    """Everything a handler may use. Handlers get this, never globals."""
+
+    settings: Settings
+    catalog: Catalog
+    repo: Repository
+    reader: SignalReader
+    work: BackgroundWork
+    metrics: Metrics
+    clock: Clock = utcnow
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass
+class BotApp:
+    bolt: App
+    deps: Deps
+
+    def close(self) -> None:
+        self.deps.work.shutdown()
+        for close in reversed(self.deps.closers):
+            close()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    clock: Clock = utcnow,
+    run_migrations: bool = True,
+) -> BotApp:
+    """Build the Bolt app and its dependencies. Calls ``auth.test`` once (token check)."""
+    from handlers import register  # handlers import bot.*; import here to keep bot.app light
+
+    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+        raise ConfigurationError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must both be set")
+    catalog = catalog or load_catalog(settings.rollback_config)
+    engine = make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    metrics = Metrics()
+    http = httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+    probe_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probe")
+    prometheus = (
+        PrometheusAPI(settings.prometheus_url, http, settings.rollback_bot_query_timeout_seconds)
+        if settings.prometheus_url
+        else None
+    )
+    if prometheus is None:
+        log.warning("PROMETHEUS_URL is not set: every PromQL signal will be reported unknown")
+    deps = Deps(
+        settings=settings,
+        catalog=catalog,
+        repo=Repository(engine),
+        reader=SignalReader(prometheus, http, probe_pool),
+        work=BackgroundWork(settings.rollback_bot_workers, metrics.background_failures.inc),
+        metrics=metrics,
+        clock=clock,
+        closers=[engine.dispose, http.close, lambda: probe_pool.shutdown(wait=False)],
+    )
+    bolt = App(
+        client=slack_web_client(settings.slack_bot_token, settings.slack_api_url),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        listener_executor=ThreadPoolExecutor(
+            max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"
+        ),
+    )
+    register(bolt, deps)
+    return BotApp(bolt=bolt, deps=deps)

@@ -1,0 +1,197 @@
+"""``rollback-bot console``: chat with the real Bolt app locally, no Slack workspace needed.
+
+The console starts the Slack simulator, runs the same app and HTTP server as ``serve`` on a local
+port, signs every line like Slack does, and prints what the app sends back: the ack (the private
+answer Slack shows the user) and every message the app posts to the Slack API.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from pydantic import SecretStr
+
+from bot.adapters.console import buttons_of, render_message
+from bot.app import BotApp, build_app
+from bot.catalog import Catalog
+from bot.server import HttpServer
+from bot.settings import Settings
+from bot.sim.slack_api import SlackCall, SlackSimulator
+from bot.sim.slack_client import SlackRequester
+from bot.web import WebApp
+
+HELP = """\
+Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
+  click N            press the Nth button of the last message that has buttons
+  as USER <line>     send <line> as another Slack user (default U0ONCALL1, a responder)
+  help | quit"""
+SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
+WAIT_SECONDS = 30.0
+DEFAULT_USER = "U0ONCALL1"
+CONSOLE_CHANNEL = "C0DEPLOYS"
+
+
+@dataclass
+class ConsoleSession:
+    """One chat: sends lines to the app, prints what comes back; counts failures for --script."""
+
+    bot: BotApp
+    slack: SlackSimulator
+    requester: SlackRequester
+    out: TextIO
+    errors: int = 0
+    _arrived: queue.Queue[SlackCall] = field(default_factory=queue.Queue)
+    _last_with_buttons: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.slack.subscribe(self._arrived.put)
+
+    def handle(self, line: str) -> bool:
+        """Run one line; False when the console should stop."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        if line in ("quit", "exit"):
+            return False
+        if line == "help":
+            self._say(HELP)
+            return True
+        user = DEFAULT_USER
+        if line.startswith("as "):
+            _, user, line = [*line.split(maxsplit=2), "", ""][:3]
+        if line.startswith("click"):
+            self._click(line, user)
+        elif line.startswith("/rollback"):
+            self._send(self.requester.slash(line.removeprefix("/rollback").strip(), user_id=user))
+        else:
+            self._fail(f"not understood: {line!r} (type `help`)")
+        return True
+
+    def _click(self, line: str, user: str) -> None:
+        parts = shlex.split(line)
+        message = self._last_with_buttons
+        if len(parts) != 2 or not parts[1].isdigit():
+            self._fail("usage: click N")
+            return
+        buttons = buttons_of(message.get("blocks", [])) if message else []
+        n = int(parts[1])
+        if message is None or not 1 <= n <= len(buttons):
+            self._fail(f"no button {n}: the last message with buttons has {len(buttons)}")
+            return
+        channel = str(message.get("channel", CONSOLE_CHANNEL))
+        self._send(self.requester.click(message, buttons[n - 1], user_id=user, channel_id=channel))
+
+    def _send(self, resp: httpx.Response) -> None:
+        if resp.status_code != 200:
+            self._fail(f"the app answered HTTP {resp.status_code}: {resp.text[:200]}")
+        elif resp.content:
+            body = resp.json() if "json" in resp.headers.get("content-type", "") else {}
+            text = body.get("text", resp.text)
+            self._say(render_message(text, body.get("blocks")), prefix="(only you) ")
+        failures_before = self.bot.deps.work.failures
+        if not self.bot.deps.work.wait_idle(WAIT_SECONDS):
+            self._fail(f"the app was still working after {WAIT_SECONDS:g} s")
+        if self.bot.deps.work.failures > failures_before:
+            self._fail("the app hit an internal error (see the log above)")
+        self._print_arrivals()
+
+    def _print_arrivals(self) -> None:
+        while True:
+            try:
+                call = self._arrived.get_nowait()
+            except queue.Empty:
+                return
+            if call.status >= 400 or call.response.get("ok") is False:
+                self._fail(
+                    f"Slack API {call.method} failed: {call.response.get('error', call.status)}"
+                )
+                continue
+            if call.method not in SHOWN_METHODS:
+                continue
+            p = call.params
+            message = {**p, "ts": call.response.get("ts", p.get("ts"))}
+            if buttons_of(p.get("blocks") or []):
+                self._last_with_buttons = message
+            where = {
+                "chat.update": f"(edited in {p.get('channel')}) ",
+                "chat.postEphemeral": "(only you) ",
+                "response_url": "(only you) " if p.get("response_type") != "in_channel" else "",
+            }.get(call.method, f"#{p.get('channel')} ")
+            self._say(render_message(str(p.get("text", "")), p.get("blocks")), prefix=where)
+
+    def _say(self, text: str, prefix: str = "") -> None:
+        print(f"{prefix}{text}\n", file=self.out, flush=True)
+
+    def _fail(self, message: str) -> None:
+        self.errors += 1
+        print(f"!! {message}\n", file=self.out, flush=True)
+
+
+@contextmanager
+def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterator[ConsoleSession]:
+    """Start the simulators (all of them with ``is_demo``), the app and its HTTP server."""
+    with ExitStack() as stack:
+        slack = stack.enter_context(SlackSimulator(bot_token="xoxb-console"))
+        secret = secrets.token_hex(16)
+        overrides: dict[str, Any] = {
+            "slack_bot_token": SecretStr("xoxb-console"),
+            "slack_signing_secret": SecretStr(secret),
+            "slack_api_url": slack.api_url,
+        }
+        catalog: Catalog | None = None
+        if is_demo:
+            from bot.demo import DEMO_SERVICES, demo_catalog, query_values
+            from bot.sim.prometheus_api import PrometheusSimulator
+
+            health = {d.name: d.health_status for d in DEMO_SERVICES}
+            prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
+            catalog = demo_catalog(prometheus.url)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollback-demo-")))
+            overrides |= {
+                "prometheus_url": prometheus.url,
+                "database_url": f"sqlite:///{tmp / 'demo.db'}",
+            }
+        bot = build_app(settings.model_copy(update=overrides), catalog=catalog)
+        stack.callback(bot.close)
+        server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
+        stack.callback(server.stop)
+        http = stack.enter_context(httpx.Client(timeout=10))
+        requester = SlackRequester(
+            server.url, secret, http, response_url=slack.response_url("console")
+        )
+        yield ConsoleSession(bot, slack, requester, out)
+
+
+def _lines(script: str | None) -> Iterable[str]:
+    if script is not None:
+        yield from Path(script).read_text(encoding="utf-8").splitlines()
+        return
+    while True:
+        try:
+            yield input("rollback> ")
+        except EOFError:
+            return
+
+
+def run_console(settings: Settings, *, is_demo: bool, script: str | None) -> int:
+    out = sys.stdout
+    with console_session(settings, is_demo=is_demo, out=out) as session:
+        if script is None:
+            services = ", ".join(session.bot.deps.catalog.names)
+            print(f"rollback-bot console — services: {services}\n{HELP}\n", file=out)
+        for line in _lines(script):
+            if script is not None and line.strip() and not line.startswith("#"):
+                print(f"rollback> {line}", file=out)
+            if not session.handle(line):
+                break
+        return 1 if session.errors else 0

@@ -1,0 +1,60 @@
+"""The built-in demo: a sample catalog and the signal values the simulators answer with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+from bot.catalog import Catalog, parse_catalog
+
+
+@dataclass(frozen=True)
+class DemoService:
+    name: str
+    story: str
+    error_rate: float
+    latency_p95_seconds: float
+    user_sessions_per_min: float
+    db_up: float
+    health_status: int
+
+
+DEMO_SERVICES = (
+    DemoService(
+        "checkout", "clearly critical: 5xx storm, slow, health failing", 0.23, 6.2, 0.4, 1, 503
+    ),
+    DemoService("search", "degraded: errors and latency up, users leaving", 0.12, 5.8, 0.5, 1, 200),
+    DemoService("payments", "wobbly: elevated errors and latency", 0.06, 1.4, 35.0, 1, 200),
+    DemoService("profile", "healthy", 0.002, 0.18, 42.0, 1, 200),
+)
+
+
+def promql(service: str) -> dict[str, str]:
+    """The queries of the contract's example catalog, for ``service``."""
+    s = f'service="{service}"'
+    return {
+        "error_rate": f'sum(rate(http_requests_total{{{s},code=~"5.."}}[5m]))'
+        f" / sum(rate(http_requests_total{{{s}}}[5m]))",
+        "latency_p95_seconds": "histogram_quantile(0.95, sum by (le)"
+        f" (rate(http_request_duration_seconds_bucket{{{s}}}[5m])))",
+        "user_sessions_per_min": f"sum(rate(user_sessions_total{{{s}}}[5m])) * 60",
+        "db_up": f"min(pg_up{{{s}}})",
+    }
+
+
+def query_values() -> dict[str, float]:
+    values: dict[str, float] = {}
+    for d in DEMO_SERVICES:
+        q = promql(d.name)
+        values[q["error_rate"]] = d.error_rate
+        values[q["latency_p95_seconds"]] = d.latency_p95_seconds
+        values[q["user_sessions_per_min"]] = d.user_sessions_per_min
+        values[q["db_up"]] = d.db_up
+    return values
+
+
+def demo_catalog(health_base_url: str) -> Catalog:
+    text = resources.files("bot.demo").joinpath("rollback.demo.yaml").read_text(encoding="utf-8")
+    return parse_catalog(
+        text.replace("{health}", health_base_url.rstrip("/")), "rollback.demo.yaml"
+    )

@@ -1,0 +1,49 @@
+"""A threaded WSGI server (waitress) around :class:`WebApp`, startable on port 0 for tests."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from waitress.server import create_server
+
+from bot.web import WebApp
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    def __init__(self, app: WebApp, host: str, port: int, threads: int) -> None:
+        # connection_limit above threads: waiting connections queue instead of being refused
+        self._server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            connection_limit=max(100, threads * 4),
+            channel_timeout=30,
+            ident="rollback-bot",
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def serve_forever(self) -> None:
+        log.info("listening on port %d", self.port)
+        self._server.run()
+
+    def start(self) -> HttpServer:
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,13 @@
+"""Bolt listeners. ``register(app, deps)`` is the only entry point."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.app import Deps
+from handlers import commands, middleware
+
+
+def register(app: App, deps: Deps) -> None:
+    middleware.register(app, deps)
+    commands.register(app, deps)

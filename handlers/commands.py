@@ -1,0 +1,180 @@
+"""``/rollback`` subcommands: ack first, parse, store, then hand the slow part to the work pool."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.app import Deps
+from bot.assessor import assess_service
+from bot.catalog import Service
+from bot.notify import blocks
+from bot.rollback.command import Command, UsageError, parse_command
+from handlers.ids import SlashCommand
+from handlers.middleware import DATABASE_DOWN
+
+log = logging.getLogger(__name__)
+
+# Slack errors that mean "the bot cannot post here", answered with a hint instead of a message.
+CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.command(SlashCommand.ROLLBACK)
+    def rollback(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        try:
+            cmd = parse_command(command.get("text", ""))
+        except UsageError as exc:
+            text, bl = blocks.usage_message(f"{exc}.")
+            ack(text=text, blocks=bl)
+            return
+        if cmd.verb == "help":
+            text, bl = blocks.usage_message()
+            ack(text=text, blocks=bl)
+        elif cmd.verb == "assess":
+            _assess(deps, cmd, command, ack, client, respond)
+        else:
+            ack(
+                text=f"`/rollback {cmd.verb}` is not available in this version of rollback-bot yet."
+                " Available now: `/rollback assess <service>` and `/rollback help`."
+            )
+
+
+def _known_service(deps: Deps, cmd: Command, ack: Ack) -> Service | None:
+    service = deps.catalog.get(cmd.service or "")
+    if service is None:
+        text, bl = blocks.unknown_service_message(cmd.service or "", deps.catalog.names)
+        ack(text=text, blocks=bl)
+    return service
+
+
+def _assess(
+    deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack, client: WebClient, respond: Respond
+) -> None:
+    service = _known_service(deps, cmd, ack)
+    if service is None:
+        return
+    user, channel = command.get("user_id"), command.get("channel_id")
+    try:
+        assessment_id = deps.repo.create_assessment(service.name, user, channel, deps.clock())
+    except SQLAlchemyError:
+        log.exception("cannot store the assessment request for %s", service.name)
+        ack(text=DATABASE_DOWN)
+        return
+    ack(text=f":hourglass_flowing_sand: Assessing *{service.name}* (assessment #{assessment_id})…")
+    deps.work.submit(
+        f"assessment #{assessment_id}",
+        _run_assessment,
+        deps,
+        service,
+        assessment_id,
+        user,
+        channel,
+        client,
+        respond,
+    )
+
+
+def _run_assessment(
+    deps: Deps,
+    service: Service,
+    assessment_id: int,
+    user: str | None,
+    channel: str | None,
+    client: WebClient,
+    respond: Respond,
+) -> None:
+    started = time.monotonic()
+    try:
+        result = assess_service(deps.reader, service)
+    except Exception as exc:
+        deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())
+        respond(
+            text=f":x: Assessment #{assessment_id} of *{service.name}* failed"
+            f" ({type(exc).__name__}). Nothing was changed; the bot's log has the details.",
+            response_type="ephemeral",
+        )
+        raise
+    deps.metrics.assessment_seconds.labels(service.name).observe(time.monotonic() - started)
+    deps.metrics.assessments.labels(service.name, result.decision.value).inc()
+    inputs = {
+        r.signal.value: {"value": r.value, "note": r.note, "query": service.signals.get(r.signal)}
+        for r in result.results
+    }
+    summary = {
+        "reasons": list(result.reasons),
+        "worst_case": result.worst_case.value if result.worst_case else None,
+        "triggers": {
+            r.signal.value: [
+                {
+                    "level": t.level,
+                    "points": t.points,
+                    "condition": t.condition,
+                    "fired": t.is_fired,
+                }
+                for t in r.triggers
+            ]
+            for r in result.results
+        },
+        "thresholds": service.thresholds.__dict__,
+    }
+    now = deps.clock()
+    deps.repo.complete_assessment(
+        assessment_id,
+        decision=result.decision.value,
+        critical=result.scores["critical"],
+        high=result.scores["high"],
+        medium=result.scores["medium"],
+        total=result.total,
+        inputs=inputs,
+        result=summary,
+        now=now,
+    )
+    text, bl = blocks.assessment_message(
+        result, assessment_id=assessment_id, requested_by=user, at=now
+    )
+    message_ts = _post(client, respond, channel or service.channel, text, bl)
+    deps.repo.add_audit_event(
+        "assessment.completed",
+        now=deps.clock(),
+        service=service.name,
+        assessment_id=assessment_id,
+        actor=user,
+        channel_id=channel,
+        message_ts=message_ts,
+        detail={
+            "decision": result.decision.value,
+            "total": result.total,
+            **{str(k): v for k, v in result.scores.items()},
+        },
+    )
+
+
+def _post(
+    client: WebClient, respond: Respond, channel: str, text: str, bl: list[Any]
+) -> str | None:
+    """Post to the channel; when Slack refuses, answer the user privately with the reason."""
+    try:
+        resp = client.chat_postMessage(channel=channel, text=text, blocks=bl, unfurl_links=False)
+        return str(resp["ts"])
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown_error")
+    log.warning("cannot post to %s (%s); answering privately", channel, error)
+    hint = (
+        "Invite me with `/invite @rollback-bot`."
+        if error in CANNOT_POST
+        else "Slack refused the message; try again in a minute."
+    )
+    note = f"_I could not post in this channel (`{error}`). {hint}_"
+    respond(
+        text=f"{text}\n{note}",
+        blocks=[*bl, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}],
+        response_type="ephemeral",
+    )
+    return None

@@ -1,0 +1,598 @@
+"""Queries and state transitions: the only SQL in the bot.
+
+Every method runs in its own short transaction and returns detached objects whose attributes
+stay readable after the session closes. Methods that stamp time take `now` (aware UTC).
+Uniqueness races (Slack retries, double clicks, two replicas) are settled by the database's
+unique keys, never by a read-then-insert check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.db import immediate
+from storage.models import (
+    ACTIVE_STATUSES,
+    ROLLBACK_KINDS,
+    TERMINAL_STATUSES,
+    Approval,
+    Assessment,
+    AuditEvent,
+    DueWork,
+    Rollback,
+    RollbackStep,
+    SlackDelivery,
+)
+
+_FINISHED_STEP_STATUSES = ("succeeded", "failed", "skipped")
+_Row = TypeVar("_Row", Assessment, Rollback, RollbackStep)
+
+
+class ActiveRollbackExists(Exception):
+    """The service already has an active rollback (the partial unique index said no)."""
+
+    def __init__(self, service: str, existing_id: int) -> None:
+        super().__init__(f"a rollback of {service} is already active (#{existing_id})")
+        self.service = service
+        self.existing_id = existing_id
+
+
+class RecordNotFound(LookupError):
+    """The row to update does not exist."""
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """A plan step to persist with `Repository.add_steps` (its position is its index)."""
+
+    phase: str
+    name: str
+    kind: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Repository:
+    """Durable state behind one engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Writers take SQLite's lock at BEGIN so read-then-write transactions wait, not fail.
+        self._writer = immediate(engine)
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # --- idempotency ---------------------------------------------------------------------------
+
+    def record_delivery(self, key: str, now: datetime) -> bool:
+        """True the first time `key` is seen, False for every repeat (race-safe)."""
+        try:
+            with self._write() as session:
+                session.add(SlackDelivery(key=key, received_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    # --- assessments ---------------------------------------------------------------------------
+
+    def create_assessment(
+        self, service: str, requested_by: str | None, channel_id: str | None, now: datetime
+    ) -> int:
+        """Persist a pending assessment and return its id."""
+        assessment = Assessment(
+            service=service, requested_by=requested_by, channel_id=channel_id, created_at=now
+        )
+        with self._write() as session:
+            session.add(assessment)
+            session.flush()
+            assert assessment.id is not None
+            return assessment.id
+
+    def complete_assessment(
+        self,
+        assessment_id: int,
+        *,
+        decision: str,
+        critical: int,
+        high: int,
+        medium: int,
+        total: int,
+        inputs: Mapping[str, Any],
+        result: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """Store the decision, scores, signal readings and triggers."""
+        with self._write() as session:
+            assessment = _get_or_raise(session, Assessment, assessment_id)
+            assessment.status = "done"
+            assessment.decision = decision
+            assessment.critical_score = critical
+            assessment.high_score = high
+            assessment.medium_score = medium
+            assessment.total_score = total
+            assessment.inputs = dict(inputs)
+            assessment.result = dict(result)
+            assessment.completed_at = now
+
+    def fail_assessment(self, assessment_id: int, error: str, now: datetime) -> None:
+        """Mark the assessment failed with the reason."""
+        with self._write() as session:
+            assessment = _get_or_raise(session, Assessment, assessment_id)
+            assessment.status = "failed"
+            assessment.error = error
+            assessment.completed_at = now
+
+    def get_assessment(self, assessment_id: int) -> Assessment | None:
+        """One assessment, or None."""
+        with self._read() as session:
+            return session.get(Assessment, assessment_id)
+
+    def list_assessments(self, service: str | None = None, limit: int = 20) -> list[Assessment]:
+        """Newest first, optionally for one service."""
+        query = select(Assessment).order_by(col(Assessment.id).desc()).limit(limit)
+        if service is not None:
+            query = query.where(Assessment.service == service)
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    def add_audit_event(
+        self,
+        kind: str,
+        *,
+        now: datetime,
+        service: str | None = None,
+        rollback_id: int | None = None,
+        assessment_id: int | None = None,
+        actor: str | None = None,
+        channel_id: str | None = None,
+        message_ts: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one audit event and return its id."""
+        event = AuditEvent(
+            created_at=now,
+            kind=kind,
+            service=service,
+            rollback_id=rollback_id,
+            assessment_id=assessment_id,
+            actor=actor,
+            channel_id=channel_id,
+            message_ts=message_ts,
+            detail=dict(detail or {}),
+        )
+        with self._write() as session:
+            session.add(event)
+            session.flush()
+            assert event.id is not None
+            return event.id
+
+    def list_audit_events(
+        self,
+        kind: str | None = None,
+        service: str | None = None,
+        rollback_id: int | None = None,
+        assessment_id: int | None = None,
+    ) -> list[AuditEvent]:
+        """Oldest first, filtered by every argument that is not None."""
+        query = select(AuditEvent).order_by(col(AuditEvent.id))
+        if kind is not None:
+            query = query.where(AuditEvent.kind == kind)
+        if service is not None:
+            query = query.where(AuditEvent.service == service)
+        if rollback_id is not None:
+            query = query.where(AuditEvent.rollback_id == rollback_id)
+        if assessment_id is not None:
+            query = query.where(AuditEvent.assessment_id == assessment_id)
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    # --- rollbacks -----------------------------------------------------------------------------
+
+    def create_rollback(
+        self,
+        *,
+        service: str,
+        kind: str,
+        strategy: str,
+        requested_by: str,
+        status: str,
+        now: datetime,
+        reason: str = "",
+        target_revision: str | None = None,
+        assessment_id: int | None = None,
+        channel_id: str | None = None,
+        scheduled_at: datetime | None = None,
+    ) -> Rollback:
+        """Persist a rollback; raise `ActiveRollbackExists` if the service already has one."""
+        if kind not in ROLLBACK_KINDS:
+            raise ValueError(f"unknown rollback kind {kind!r}")
+        _check_rollback_status(status)
+        for attempt in range(3):
+            rollback = Rollback(
+                service=service,
+                status=status,
+                kind=kind,
+                strategy=strategy,
+                requested_by=requested_by,
+                reason=reason,
+                target_revision=target_revision,
+                assessment_id=assessment_id,
+                channel_id=channel_id,
+                scheduled_at=scheduled_at,
+                created_at=now,
+            )
+            try:
+                with self._write() as session:
+                    session.add(rollback)
+                return rollback
+            except IntegrityError:
+                if status not in ACTIVE_STATUSES:
+                    raise
+                self._raise_if_active(service)
+                if attempt == 2:  # not the active-slot index (e.g. a foreign key): give up
+                    raise
+        raise AssertionError("unreachable")
+
+    def _raise_if_active(self, service: str) -> None:
+        existing = self.get_active_rollback(service)
+        if existing is not None:
+            assert existing.id is not None
+            raise ActiveRollbackExists(service, existing.id) from None
+
+    def get_rollback(self, rollback_id: int) -> Rollback | None:
+        """One rollback, or None."""
+        with self._read() as session:
+            return session.get(Rollback, rollback_id)
+
+    def get_active_rollback(self, service: str) -> Rollback | None:
+        """The service's active rollback, if any."""
+        query = select(Rollback).where(
+            Rollback.service == service, col(Rollback.status).in_(ACTIVE_STATUSES)
+        )
+        with self._read() as session:
+            return session.exec(query).first()
+
+    def list_rollbacks(
+        self,
+        *,
+        service: str | None = None,
+        statuses: Collection[str] | None = None,
+        limit: int = 50,
+    ) -> list[Rollback]:
+        """Newest first, optionally for one service and/or some statuses."""
+        query = select(Rollback).order_by(col(Rollback.id).desc()).limit(limit)
+        if service is not None:
+            query = query.where(Rollback.service == service)
+        if statuses is not None:
+            query = query.where(col(Rollback.status).in_(list(statuses)))
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    def set_rollback_status(
+        self,
+        rollback_id: int,
+        status: str,
+        now: datetime,
+        error: str | None = None,
+        *,
+        expected: Collection[str] | None = None,
+    ) -> Rollback | None:
+        """Move a rollback to `status`, stamping started_at/finished_at, and return it.
+
+        With `expected`, the change is a compare-and-set: it happens only if the current status is
+        one of `expected`, else None is returned (e.g. two people clicking Approve and Reject).
+        Raises `RecordNotFound`, or `ActiveRollbackExists` when re-activating would make two.
+        """
+        _check_rollback_status(status)
+        service: str | None = None
+        try:
+            with self._write() as session:
+                query = select(Rollback).where(Rollback.id == rollback_id).with_for_update()
+                rollback = session.exec(query).first()
+                if rollback is None:
+                    raise RecordNotFound(f"rollback {rollback_id} not found")
+                if expected is not None and rollback.status not in expected:
+                    return None
+                rollback.status = status
+                if status == "running" and rollback.started_at is None:
+                    rollback.started_at = now
+                if status in TERMINAL_STATUSES:
+                    rollback.finished_at = now
+                if error is not None:
+                    rollback.error = error
+                service = rollback.service
+            return rollback
+        except IntegrityError:
+            if service is not None and status in ACTIVE_STATUSES:
+                self._raise_if_active(service)
+            raise
+
+    def set_rollback_progress_ts(self, rollback_id: int, progress_ts: str) -> None:
+        """Remember the ts of the rollback's progress message (edited in place)."""
+        with self._write() as session:
+            _get_or_raise(session, Rollback, rollback_id).progress_ts = progress_ts
+
+    def claim_rollback(
+        self, rollback_id: int, worker: str, now: datetime, lease: timedelta
+    ) -> bool:
+        """Lease an active rollback to `worker` (or renew its lease); False if held elsewhere."""
+        free = sa.or_(
+            col(Rollback.claimed_by).is_(None),
+            col(Rollback.claimed_by) == worker,
+            col(Rollback.claimed_until).is_(None),
+            col(Rollback.claimed_until) <= now,
+        )
+        statement = (
+            sa.update(Rollback)
+            .where(col(Rollback.id) == rollback_id, col(Rollback.status).in_(ACTIVE_STATUSES))
+            .where(free)
+            .values(claimed_by=worker, claimed_until=now + lease)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def release_rollback(self, rollback_id: int, worker: str) -> bool:
+        """Give the lease back; False if `worker` did not hold it."""
+        statement = (
+            sa.update(Rollback)
+            .where(col(Rollback.id) == rollback_id, col(Rollback.claimed_by) == worker)
+            .values(claimed_by=None, claimed_until=None)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def list_unclaimed_rollbacks(
+        self, now: datetime, statuses: Collection[str] = ("approved", "running", "aborting")
+    ) -> list[Rollback]:
+        """Rollbacks in `statuses` whose lease is free or expired (to resume after a restart)."""
+        query = (
+            select(Rollback)
+            .where(col(Rollback.status).in_(list(statuses)))
+            .where(
+                sa.or_(col(Rollback.claimed_until).is_(None), col(Rollback.claimed_until) <= now)
+            )
+            .order_by(col(Rollback.id))
+        )
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def add_steps(self, rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]:
+        """Persist the plan's steps once; on a second call return the steps already stored."""
+        try:
+            with self._write() as session:
+                existing = session.exec(
+                    select(RollbackStep).where(RollbackStep.rollback_id == rollback_id).limit(1)
+                ).first()
+                if existing is None:
+                    for position, step in enumerate(steps):
+                        session.add(
+                            RollbackStep(
+                                rollback_id=rollback_id,
+                                phase=step.phase,
+                                position=position,
+                                name=step.name,
+                                kind=step.kind,
+                                detail=dict(step.detail),
+                            )
+                        )
+        except IntegrityError:
+            pass  # another replica stored them first
+        return self.list_steps(rollback_id)
+
+    def list_steps(self, rollback_id: int) -> list[RollbackStep]:
+        """The rollback's steps in plan order."""
+        query = (
+            select(RollbackStep)
+            .where(RollbackStep.rollback_id == rollback_id)
+            .order_by(col(RollbackStep.position))
+        )
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    def start_step(self, step_id: int, now: datetime) -> RollbackStep:
+        """Mark a step running and count the attempt."""
+        with self._write() as session:
+            step = _get_or_raise(session, RollbackStep, step_id)
+            step.status = "running"
+            step.attempt += 1
+            step.started_at = now
+            step.finished_at = None
+            step.error = None
+        return step
+
+    def finish_step(
+        self,
+        step_id: int,
+        status: str,
+        now: datetime,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> RollbackStep:
+        """End a step as succeeded/failed/skipped; `detail` is merged into the stored detail."""
+        if status not in _FINISHED_STEP_STATUSES:
+            raise ValueError(f"{status!r} is not a finished step status")
+        with self._write() as session:
+            step = _get_or_raise(session, RollbackStep, step_id)
+            step.status = status
+            step.finished_at = now
+            step.error = error
+            if detail:
+                step.detail = {**step.detail, **detail}
+        return step
+
+    # --- approvals -----------------------------------------------------------------------------
+
+    def record_approval(
+        self,
+        rollback_id: int,
+        user_id: str,
+        decision: str,
+        *,
+        via: str,
+        now: datetime,
+        reason: str | None = None,
+    ) -> bool:
+        """Store one person's vote; False if that person already voted on this rollback."""
+        if decision not in ("approve", "reject"):
+            raise ValueError(f"unknown approval decision {decision!r}")
+        approval = Approval(
+            rollback_id=rollback_id,
+            user_id=user_id,
+            decision=decision,
+            reason=reason,
+            via=via,
+            created_at=now,
+        )
+        try:
+            with self._write() as session:
+                session.add(approval)
+        except IntegrityError:
+            if self.get_rollback(rollback_id) is None:
+                raise RecordNotFound(f"rollback {rollback_id} not found") from None
+            return False
+        return True
+
+    def list_approvals(self, rollback_id: int) -> list[Approval]:
+        """Votes in the order they were cast."""
+        query = (
+            select(Approval).where(Approval.rollback_id == rollback_id).order_by(col(Approval.id))
+        )
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    # --- due work ------------------------------------------------------------------------------
+
+    def schedule_work(
+        self,
+        kind: str,
+        key: str,
+        due_at: datetime,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Schedule work once per `key`; False (and nothing changes) if the key exists."""
+        work = DueWork(
+            kind=kind, key=key, due_at=due_at, payload=dict(payload or {}), created_at=now
+        )
+        try:
+            with self._write() as session:
+                session.add(work)
+        except IntegrityError:
+            return False
+        return True
+
+    def get_work(self, key: str) -> DueWork | None:
+        """The work item scheduled under `key`, or None."""
+        with self._read() as session:
+            return session.exec(select(DueWork).where(DueWork.key == key)).first()
+
+    def claim_due_work(
+        self,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int = 10,
+        kinds: Collection[str] | None = None,
+    ) -> list[DueWork]:
+        """Lease up to `limit` due items (and items whose lease expired) to `worker`.
+
+        PostgreSQL replicas skip rows another replica is claiming (FOR UPDATE SKIP LOCKED);
+        SQLite serializes writers, so the plain select is already exclusive there.
+        """
+        is_due = sa.or_(
+            sa.and_(col(DueWork.status) == "pending", col(DueWork.due_at) <= now),
+            sa.and_(col(DueWork.status) == "claimed", col(DueWork.claimed_until) <= now),
+        )
+        query = select(DueWork).where(is_due)
+        if kinds is not None:
+            query = query.where(col(DueWork.kind).in_(list(kinds)))
+        query = (
+            query.order_by(col(DueWork.due_at), col(DueWork.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as session:
+            items = list(session.exec(query).all())
+            for item in items:
+                item.status = "claimed"
+                item.claimed_by = worker
+                item.claimed_until = now + lease
+                item.attempts += 1
+        return items
+
+    def complete_work(self, work_id: int, worker: str, now: datetime) -> bool:
+        """Mark claimed work done; False if `worker` no longer holds it."""
+        return self._finish_work(work_id, worker, status="done", done_at=now)
+
+    def fail_work(
+        self,
+        work_id: int,
+        worker: str,
+        error: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Record a failure: back to pending at `retry_at`, else failed for good."""
+        if retry_at is not None:
+            return self._finish_work(
+                work_id, worker, status="pending", due_at=retry_at, last_error=error
+            )
+        return self._finish_work(work_id, worker, status="failed", done_at=now, last_error=error)
+
+    def _finish_work(self, work_id: int, worker: str, **values: Any) -> bool:
+        statement = (
+            sa.update(DueWork)
+            .where(
+                col(DueWork.id) == work_id,
+                col(DueWork.status) == "claimed",
+                col(DueWork.claimed_by) == worker,
+            )
+            .values(claimed_by=None, claimed_until=None, **values)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def cancel_work(self, key: str, now: datetime) -> bool:
+        """Cancel pending or claimed work (e.g. an acknowledged page); False if none was open."""
+        statement = (
+            sa.update(DueWork)
+            .where(col(DueWork.key) == key, col(DueWork.status).in_(("pending", "claimed")))
+            .values(status="cancelled", done_at=now, claimed_by=None, claimed_until=None)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+
+def _get_or_raise(session: Session, model: type[_Row], row_id: int) -> _Row:
+    row = session.get(model, row_id)
+    if row is None:
+        raise RecordNotFound(f"{model.__name__} {row_id} not found")
+    return row
+
+
+def _check_rollback_status(status: str) -> None:
+    if status not in ACTIVE_STATUSES and status not in TERMINAL_STATUSES:
+        raise ValueError(f"unknown rollback status {status!r}")
