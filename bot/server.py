@@ -22,6 +22,7 @@ class HttpServer:
             threads=threads,
             connection_limit=max(100, threads * 4),
             channel_timeout=30,
+            asyncore_loop_timeout=0.1,  # how soon stop() is noticed; idle wake-ups are cheap
             ident="rollback-bot",
         )
         self._thread: threading.Thread | None = None
@@ -44,6 +45,16 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        self._server.close()
-        if self._thread is not None:
+        """Close every socket from inside the server's loop (closing from here races select())."""
+        server = self._server
+
+        def close_all() -> None:
+            for channel in list(server._map.values()):  # type: ignore[union-attr]
+                channel.close()
+
+        if self._thread is not None and self._thread.is_alive():
+            server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
             self._thread.join(timeout=5)
+        else:
+            server.close()
+        server.task_dispatcher.shutdown()

@@ -32,17 +32,18 @@ def register(app: App, deps: Deps) -> None:
             cmd = parse_command(command.get("text", ""))
         except UsageError as exc:
             text, bl = blocks.usage_message(f"{exc}.")
-            ack(text=text, blocks=bl)
+            ack(text=text, blocks=bl, response_type="ephemeral")
             return
         if cmd.verb == "help":
             text, bl = blocks.usage_message()
-            ack(text=text, blocks=bl)
+            ack(text=text, blocks=bl, response_type="ephemeral")
         elif cmd.verb == "assess":
             _assess(deps, cmd, command, ack, client, respond)
         else:
             ack(
                 text=f"`/rollback {cmd.verb}` is not available in this version of rollback-bot yet."
-                " Available now: `/rollback assess <service>` and `/rollback help`."
+                " Available now: `/rollback assess <service>` and `/rollback help`.",
+                response_type="ephemeral",
             )
 
 
@@ -50,7 +51,7 @@ def _known_service(deps: Deps, cmd: Command, ack: Ack) -> Service | None:
     service = deps.catalog.get(cmd.service or "")
     if service is None:
         text, bl = blocks.unknown_service_message(cmd.service or "", deps.catalog.names)
-        ack(text=text, blocks=bl)
+        ack(text=text, blocks=bl, response_type="ephemeral")
     return service
 
 
@@ -65,9 +66,12 @@ def _assess(
         assessment_id = deps.repo.create_assessment(service.name, user, channel, deps.clock())
     except SQLAlchemyError:
         log.exception("cannot store the assessment request for %s", service.name)
-        ack(text=DATABASE_DOWN)
+        ack(text=DATABASE_DOWN, response_type="ephemeral")
         return
-    ack(text=f":hourglass_flowing_sand: Assessing *{service.name}* (assessment #{assessment_id})…")
+    ack(
+        text=f":hourglass_flowing_sand: Assessing *{service.name}* (assessment #{assessment_id})…",
+        response_type="ephemeral",
+    )
     deps.work.submit(
         f"assessment #{assessment_id}",
         _run_assessment,

@@ -48,7 +48,8 @@ def _signal_line(r: SignalResult) -> str:
         "high": ":large_orange_circle:",
         "medium": ":large_yellow_circle:",
     }
-    head = f"{icon[fired.level] if fired else ':large_green_circle:'} *{r.label}* — {r.shown}"
+    note = f" ({escape(r.note)})" if r.note else ""
+    head = f"{icon[fired.level] if fired else ':large_green_circle:'} *{r.label}* — {r.shown}{note}"
     rows = " · ".join(
         f"*{t.level} {t.condition} → +{t.points}*" if t.is_fired else f"{t.level} {t.condition}"
         for t in r.triggers

@@ -120,13 +120,11 @@ class SlackSimulator:
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
         self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
 
     def __enter__(self) -> SlackSimulator:
         return self.start()
@@ -375,8 +373,13 @@ class SlackSimulator:
             return _Answer(200, {"ok": False, "error": "invalid_auth"}, {})
         if not is_supported(name):
             return _Answer(200, {"ok": False, "error": "unknown_method"}, {})
-        with self._lock:
-            response = copy.deepcopy(self._workspace.call(name, copy.deepcopy(params)))
+        try:
+            with self._lock:
+                response = copy.deepcopy(self._workspace.call(name, copy.deepcopy(params)))
+        except Exception:
+            # A simulator bug (or an argument it cannot parse) shows up as a recorded 500.
+            log.exception("SlackSimulator failed on %s %r", name, params)
+            return _Answer(500, {"ok": False, "error": "internal_error"}, {})
         if name == "files.getUploadURLExternal" and response["ok"]:
             # Only the server knows its own address, so the upload URL is added here.
             response["upload_url"] = f"{self.url}/upload/{response['file_id']}"

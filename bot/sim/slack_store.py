@@ -252,7 +252,10 @@ class SlackWorkspace:
         message: Params = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id}
         message.update({"text": "", **fields, "ts": self._next_ts(), "team": self.team_id})
         if thread_ts:
-            parent = self._find_message(channel, thread_ts)
+            # Stricter than Slack, which accepts any thread_ts: a wrong one is a bug to report.
+            parent = next((m for m in self.messages[channel.id] if m["ts"] == thread_ts), None)
+            if parent is None:
+                raise SlackError("thread_not_found")
             # Slack marks the parent as a thread and counts its replies.
             parent.update(thread_ts=parent["ts"], latest_reply=message["ts"])
             parent["reply_count"] = parent.get("reply_count", 0) + 1
@@ -523,17 +526,13 @@ class SlackWorkspace:
 
     # -- files (upload v2) -----------------------------------------------------------------------
 
-    def new_upload(self, filename: str, length: int) -> str:
-        file_id = self.next_id("F")
-        self.files[file_id] = {"id": file_id, "name": filename, "length": length, "content": None}
-        return file_id
-
     @_method("files.getUploadURLExternal")
     def _files_get_upload_url_external(self, params: Params) -> Params:
-        filename = _required(params, "filename")
-        length = int(_required(params, "length"))
+        file_id = self.next_id("F")
+        name, length = _required(params, "filename"), int(_required(params, "length"))
+        self.files[file_id] = {"id": file_id, "name": name, "length": length, "content": None}
         # The simulator adds upload_url: it alone knows the address it listens on.
-        return {"file_id": self.new_upload(filename, length)}
+        return {"file_id": file_id}
 
     def _file_object(self, file: Params) -> Params:
         mimetype = mimetypes.guess_type(file["name"])[0] or "text/plain"
