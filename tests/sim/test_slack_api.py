@@ -349,3 +349,15 @@ def test_bolt_app_runs_against_the_simulator(sim: SlackSimulator) -> None:
     assert response.status == 200
     assert sim.wait_for("response_url").params["text"] == "Started"
     assert [m["text"] for m in sim.messages("C0OPS")] == ["Rolling back checkout"]
+
+
+def test_delete_and_simulator_failures_are_visible(sim: SlackSimulator, client: WebClient) -> None:
+    ts = client.chat_postMessage(channel="C0OPS", text="oops")["ts"]
+    client.chat_delete(channel="C0OPS", ts=ts)
+
+    assert sim.messages("C0OPS") == []
+    assert slack_error(lambda: client.chat_delete(channel="C0OPS", ts=ts)) == "message_not_found"
+    # An argument the simulator cannot read is answered with a recorded 500, not a hang-up.
+    with pytest.raises(SlackApiError):
+        client.conversations_history(channel="C0OPS", limit="many")  # type: ignore[arg-type]
+    assert sim.calls[-1].status == 500

@@ -1,4 +1,4 @@
-"""Fixtures: every storage test runs against SQLite (a temp file) and PostgreSQL (a fresh schema)."""
+"""Fixtures: each storage test runs on SQLite (a temp file) and PostgreSQL (a fresh schema)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,12 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
             for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
         }
     engine.dispose()
-    assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "synchronous": 1, "foreign_keys": 1}
+    assert pragmas == {
+        "journal_mode": "wal",
+        "busy_timeout": 5000,
+        "synchronous": 1,
+        "foreign_keys": 1,
+    }
 
 
 def test_in_memory_sqlite_is_shared_between_sessions() -> None:
@@ -96,7 +101,9 @@ def test_concurrent_migrations_in_one_process(engine: Engine) -> None:
 
 def test_concurrent_migrations_from_several_processes(engine: Engine, db_url: str) -> None:
     """Replicas starting together: the advisory lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)."""
-    script = "import sys; from storage.db import make_engine, migrate; migrate(make_engine(sys.argv[1]))"
+    script = (
+        "import sys; from storage.db import make_engine, migrate; migrate(make_engine(sys.argv[1]))"
+    )
     processes = [
         subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE)
         for _ in range(3)
