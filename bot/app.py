@@ -73,7 +73,9 @@ def build_app(
         migrate(engine)
     metrics = Metrics()
     http = httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-    probe_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probe")
+    probe_pool = ThreadPoolExecutor(
+        max_workers=settings.rollback_bot_workers * 5, thread_name_prefix="probe"
+    )
     prometheus = (
         PrometheusAPI(settings.prometheus_url, http, settings.rollback_bot_query_timeout_seconds)
         if settings.prometheus_url

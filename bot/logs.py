@@ -37,3 +37,5 @@ def setup_logging(level: str = "INFO") -> None:
     # one INFO line per outgoing HTTP request or migration step is noise, not signal
     for chatty in ("httpx", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    # waitress warns on every queued request under load; /metrics and latency tell that better
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

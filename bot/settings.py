@@ -35,7 +35,7 @@ class Settings(BaseSettings):
 
     # Tuning knobs beyond the contract (all optional).
     rollback_bot_http_threads: int = Field(default=32, ge=1)
-    rollback_bot_workers: int = Field(default=16, ge=1)
+    rollback_bot_workers: int = Field(default=4, ge=1)
     rollback_bot_query_timeout_seconds: float = Field(default=5.0, gt=0)
     rollback_bot_log_level: str = "INFO"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.app import Deps
-from handlers import commands, middleware
+from handlers import commands
 
 
 def register(app: App, deps: Deps) -> None:
-    middleware.register(app, deps)
     commands.register(app, deps)

@@ -56,7 +56,10 @@ def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> E
     args: dict[str, Any] = dict(connect_args or {})
     if parsed.get_backend_name() == "sqlite":
         return _make_sqlite_engine(parsed, args)
-    return sa.create_engine(parsed, connect_args=args, pool_pre_ping=True)
+    # Sized for the bot's thread pools (HTTP, listeners, background work), not SQLAlchemy's 5+10.
+    return sa.create_engine(
+        parsed, connect_args=args, pool_pre_ping=True, pool_size=10, max_overflow=30
+    )
 
 
 def _make_sqlite_engine(url: sa.URL, args: dict[str, Any]) -> Engine:
@@ -65,7 +68,7 @@ def _make_sqlite_engine(url: sa.URL, args: dict[str, Any]) -> Engine:
         # One shared connection, or every checkout would see its own empty database.
         engine = sa.create_engine(url, connect_args=args, poolclass=StaticPool)
     else:
-        engine = sa.create_engine(url, connect_args=args)
+        engine = sa.create_engine(url, connect_args=args, pool_size=20, max_overflow=40)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -59,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Request handler; ``simulator`` is bound by a per-instance subclass in ``start()``."""
 
     simulator: ClassVar[PrometheusSimulator]
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK stall every keep-alive answer by ~40 ms.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "PrometheusSimulator/1.0"
 

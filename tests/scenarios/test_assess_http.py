@@ -137,7 +137,6 @@ def test_replayed_retry_gets_no_second_answer(harness: Harness) -> None:
     )
 
     assert first.status_code == retry.status_code == 200
-    assert retry.content == b""
     harness.wait_idle()
     assert len(harness.posted()) == 1
     assert len(harness.bot.deps.repo.list_assessments()) == 1

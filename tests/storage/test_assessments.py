@@ -83,3 +83,26 @@ def test_naive_datetimes_are_refused(repo: Repository) -> None:
     with pytest.raises(StatementError) as caught:
         repo.create_assessment("checkout", None, None, datetime(2026, 3, 1, 12, 0))
     assert isinstance(caught.value.orig, ValueError)
+
+
+def test_start_assessment_records_delivery_and_row_together(
+    repo: Repository, now: datetime
+) -> None:
+    first = repo.start_assessment("trigger:1", "checkout", "U1", "C1", now)
+    repeat = repo.start_assessment("trigger:1", "checkout", "U1", "C1", now)
+
+    assert first is not None and repeat is None
+    assert [a.id for a in repo.list_assessments()] == [first]
+    assert repo.record_delivery("trigger:1", now) is False
+
+
+def test_start_assessment_from_many_threads_makes_one_row(repo: Repository, now: datetime) -> None:
+    from tests.storage.threads import run_in_threads
+
+    results = run_in_threads(
+        10, lambda i: repo.start_assessment("trigger:same", "checkout", f"U{i}", "C1", now)
+    )
+
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert results.count(None) == 9
+    assert len(repo.list_assessments()) == 1

@@ -1,0 +1,295 @@
+"""The `/rollback` grammar of CONTRACT.md: every verb, every flag, every way to get it wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.rollback.command import USAGE, VERBS, Command, UsageError, parse_command
+
+VALID = [
+    # help
+    pytest.param("", Command("help"), id="empty text -> help"),
+    pytest.param("   ", Command("help"), id="blank text -> help"),
+    pytest.param("help", Command("help"), id="help"),
+    pytest.param("HELP", Command("help"), id="HELP (verbs are case-insensitive)"),
+    # assess
+    pytest.param("assess checkout", Command("assess", service="checkout"), id="assess"),
+    pytest.param(
+        "  assess   Checkout  ", Command("assess", service="checkout"), id="assess Checkout"
+    ),
+    # plan
+    pytest.param("plan checkout", Command("plan", service="checkout"), id="plan"),
+    pytest.param(
+        "plan checkout --to 41",
+        Command("plan", service="checkout", target_revision="41"),
+        id="plan --to 41",
+    ),
+    pytest.param(
+        "plan checkout --at 14:30",
+        Command("plan", service="checkout", at="14:30"),
+        id="plan --at HH:MM",
+    ),
+    pytest.param(
+        "plan checkout --at 2025-03-01T14:30:00Z",
+        Command("plan", service="checkout", at="2025-03-01T14:30:00Z"),
+        id="plan --at ISO time",
+    ),
+    pytest.param(
+        "plan checkout --to v1.2.3 --at 14:30 bad deploy",
+        Command(
+            "plan", service="checkout", target_revision="v1.2.3", at="14:30", reason="bad deploy"
+        ),
+        id="plan --to --at reason",
+    ),
+    pytest.param(
+        "plan checkout bad --at 14:30 deploy --to 41",
+        Command("plan", service="checkout", target_revision="41", at="14:30", reason="bad deploy"),
+        id="plan flags between reason words",
+    ),
+    pytest.param(
+        'plan checkout "payments failing since 14:00" --at 15:00',
+        Command("plan", service="checkout", at="15:00", reason="payments failing since 14:00"),
+        id="plan double-quoted reason",
+    ),
+    # run
+    pytest.param("run checkout", Command("run", service="checkout"), id="run"),
+    pytest.param(
+        "run checkout --immediate",
+        Command("run", service="checkout", is_immediate=True),
+        id="run --immediate",
+    ),
+    pytest.param(
+        "run checkout --dry-run",
+        Command("run", service="checkout", is_dry_run=True),
+        id="run --dry-run",
+    ),
+    pytest.param(
+        "run checkout --immediate --to 41 --dry-run db is down",
+        Command(
+            "run",
+            service="checkout",
+            target_revision="41",
+            reason="db is down",
+            is_immediate=True,
+            is_dry_run=True,
+        ),
+        id="run all flags then reason",
+    ),
+    pytest.param(
+        "run checkout db is down --immediate",
+        Command("run", service="checkout", reason="db is down", is_immediate=True),
+        id="run reason then flag",
+    ),
+    pytest.param(
+        "run checkout 'error storm after 2.4.1' --to checkout-api-2.4.0",
+        Command(
+            "run",
+            service="checkout",
+            target_revision="checkout-api-2.4.0",
+            reason="error storm after 2.4.1",
+        ),
+        id="run single-quoted reason, tag revision",
+    ),
+    pytest.param(
+        "run checkout --to sha256:abc.1_2",
+        Command("run", service="checkout", target_revision="sha256:abc.1_2"),
+        id="run revision with : . _",
+    ),
+    pytest.param(
+        "run checkout -x",
+        Command("run", service="checkout", reason="-x"),
+        id="run single-dash word is part of the reason",
+    ),
+    # approve / reject / abort / review
+    pytest.param("approve 42", Command("approve", rollback_id=42), id="approve 42"),
+    pytest.param("approve #42", Command("approve", rollback_id=42), id="approve #42"),
+    pytest.param("approve #0042", Command("approve", rollback_id=42), id="approve #0042"),
+    pytest.param("reject 42", Command("reject", rollback_id=42), id="reject 42"),
+    pytest.param(
+        "reject #42 not during the sale",
+        Command("reject", rollback_id=42, reason="not during the sale"),
+        id="reject #42 reason",
+    ),
+    pytest.param(
+        'reject 42 "too risky, wait"',
+        Command("reject", rollback_id=42, reason="too risky, wait"),
+        id="reject quoted reason",
+    ),
+    pytest.param("abort 7", Command("abort", rollback_id=7), id="abort 7"),
+    pytest.param(
+        "abort #7 stuck rollout",
+        Command("abort", rollback_id=7, reason="stuck rollout"),
+        id="abort #7 reason",
+    ),
+    pytest.param("review 42", Command("review", rollback_id=42), id="review 42"),
+    pytest.param("review #42", Command("review", rollback_id=42), id="review #42"),
+    # status / history
+    pytest.param("status", Command("status"), id="status"),
+    pytest.param("status 42", Command("status", rollback_id=42), id="status 42"),
+    pytest.param("status #42", Command("status", rollback_id=42), id="status #42"),
+    pytest.param("status checkout", Command("status", service="checkout"), id="status service"),
+    pytest.param("STATUS Checkout", Command("status", service="checkout"), id="STATUS Checkout"),
+    pytest.param("history", Command("history"), id="history"),
+    pytest.param("history checkout", Command("history", service="checkout"), id="history service"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), VALID)
+def test_parses(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+INVALID = [
+    pytest.param("deploy checkout", "unknown subcommand `deploy`", id="unknown subcommand"),
+    pytest.param("Rollbak checkout", "unknown subcommand `rollbak`", id="unknown subcommand typo"),
+    pytest.param("assess", "`/rollback assess` needs a service name", id="assess: no service"),
+    pytest.param("plan", "`/rollback plan` needs a service name", id="plan: no service"),
+    pytest.param("run", "`/rollback run` needs a service name", id="run: no service"),
+    pytest.param(
+        "run --immediate checkout",
+        "`/rollback run` needs a service name",
+        id="run: flag before the service",
+    ),
+    pytest.param(
+        "assess checkout now",
+        "`/rollback assess` takes only a service name",
+        id="assess: extra word",
+    ),
+    pytest.param(
+        "assess checkout payments",
+        "`/rollback assess` takes only a service name",
+        id="assess: two services",
+    ),
+    pytest.param(
+        "assess checkout --to 41",
+        "`/rollback assess` takes only a service name",
+        id="assess: flag",
+    ),
+    pytest.param("plan checkout --to", "`--to` needs a value", id="plan --to without value"),
+    pytest.param("plan checkout --at", "`--at` needs a value", id="plan --at without value"),
+    pytest.param(
+        "plan checkout --at --to 41", "`--at` needs a value", id="plan --at followed by a flag"
+    ),
+    pytest.param("run checkout --to", "`--to` needs a value", id="run --to without value"),
+    pytest.param(
+        "run checkout --to --immediate", "`--to` needs a value", id="run --to followed by a flag"
+    ),
+    pytest.param(
+        "run checkout --at 14:30",
+        "`--at` is not an option of `/rollback run`",
+        id="run --at not allowed",
+    ),
+    pytest.param(
+        "plan checkout --immediate",
+        "`--immediate` is not an option of `/rollback plan`",
+        id="plan --immediate not allowed",
+    ),
+    pytest.param(
+        "plan checkout --dry-run",
+        "`--dry-run` is not an option of `/rollback plan`",
+        id="plan --dry-run not allowed",
+    ),
+    pytest.param(
+        "run checkout --force",
+        "`--force` is not an option of `/rollback run`",
+        id="run unknown flag",
+    ),
+    pytest.param(
+        "run checkout --to=41",
+        "`--to=41` is not an option of `/rollback run`",
+        id="run --to=value form",
+    ),
+    pytest.param(
+        "run checkout --to 'two words'",
+        "`two words` is not a revision",
+        id="run --to with a space",
+    ),
+    pytest.param("run checkout --to ../etc", "`../etc` is not a revision", id="run --to path-like"),
+    pytest.param("approve", "`/rollback approve` needs a rollback id", id="approve: no id"),
+    pytest.param("reject", "`/rollback reject` needs a rollback id", id="reject: no id"),
+    pytest.param("abort", "`/rollback abort` needs a rollback id", id="abort: no id"),
+    pytest.param("review", "`/rollback review` needs a rollback id", id="review: no id"),
+    pytest.param("approve abc", "`abc` is not a rollback id", id="approve: word"),
+    pytest.param("approve #", "`#` is not a rollback id", id="approve: # alone"),
+    pytest.param("reject -1", "`-1` is not a rollback id", id="reject: negative"),
+    pytest.param(
+        "abort 1234567890123", "`1234567890123` is not a rollback id", id="abort: 13 digits"
+    ),
+    pytest.param(
+        "approve 42 now", "`/rollback approve` takes only a rollback id", id="approve: extra"
+    ),
+    pytest.param(
+        "review 42 please", "`/rollback review` takes only a rollback id", id="review: extra"
+    ),
+    pytest.param(
+        "status 42 checkout", "`/rollback status` takes at most one argument", id="status: two"
+    ),
+    pytest.param(
+        "history checkout payments",
+        "`/rollback history` takes at most one argument",
+        id="history: two",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), INVALID)
+def test_refuses(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_command(text)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('run checkout "db is down', id="unclosed double quote"),
+        pytest.param("reject 42 'not now", id="unclosed single quote"),
+        pytest.param("run checkout it's broken", id="apostrophe in a reason"),
+    ],
+)
+def test_unbalanced_quote_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_command(text)
+    message = str(caught.value)
+    assert message.startswith("cannot read the command")
+    assert "quotation" in message
+
+
+def test_usage_error_is_a_value_error() -> None:
+    assert issubclass(UsageError, ValueError)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_usage_shows_every_verb(verb: str) -> None:
+    assert f"/rollback {verb}" in USAGE
+
+
+def test_verbs_are_those_of_the_contract() -> None:
+    assert set(VERBS) == {
+        "help",
+        "assess",
+        "plan",
+        "run",
+        "approve",
+        "reject",
+        "status",
+        "abort",
+        "history",
+        "review",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        pytest.param("plan checkout --at 14:30", "--at", id="plan shows --at"),
+        pytest.param("plan checkout --to 41", "--to", id="plan shows --to"),
+        pytest.param("run checkout --immediate", "--immediate", id="run shows --immediate"),
+        pytest.param("run checkout --dry-run", "--dry-run", id="run shows --dry-run"),
+    ],
+)
+def test_usage_documents_every_accepted_flag(text: str, flag: str) -> None:
+    verb = text.split()[0]
+    (line,) = [ln for ln in USAGE.splitlines() if ln.startswith(f"/rollback {verb} ")]
+    assert flag in line
+    parse_command(text)  # and the parser accepts it

@@ -1,0 +1,186 @@
+"""Redaction: Slack tokens and phone numbers never reach a log line."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bot.logs import RedactingFilter, mask_phone, redact, setup_logging
+
+# every logger whose level setup_logging sets (root included)
+CONFIGURED_LOGGERS = ("", "httpx", "alembic", "waitress.queue")
+
+PHONES = [
+    pytest.param("+15550100001", "+1555•••0001", id="US number"),
+    pytest.param("+442071838750", "+4420•••8750", id="UK number"),
+    pytest.param("+123456789012345", "+1234•••2345", id="15 digits (E.164 maximum)"),
+    pytest.param(
+        "paging +15550100001 then +15550100002.",
+        "paging +1555•••0001 then +1555•••0002.",
+        id="two numbers in a sentence",
+    ),
+    pytest.param("to=%2B15550100001", "to=%2B15550100001", id="URL-encoded plus is not a phone"),
+    pytest.param("rollback #15550100001", "rollback #15550100001", id="no plus, no phone"),
+    pytest.param("+1-555", "+1-555", id="too short"),
+]
+
+
+@pytest.mark.parametrize(("text", "masked"), PHONES)
+def test_mask_phone(text: str, masked: str) -> None:
+    assert mask_phone(text) == masked
+
+
+@pytest.mark.xfail(
+    reason="BUG: _PHONE needs at least 11 digits, so valid E.164 numbers of 7-10 digits"
+    " (accepted by the catalog, e.g. Iceland +3545551234) are logged in full",
+    strict=True,
+)
+@pytest.mark.parametrize("number", ["+3545551234", "+68340021"])
+def test_mask_short_e164_numbers(number: str) -> None:
+    masked = mask_phone(f"paging {number}")
+    assert number not in masked
+    assert "•••" in masked
+
+
+TOKENS = [
+    pytest.param("xoxb-1234-5678-AbCdEf", "xoxb-•••", id="bot token"),
+    pytest.param("xoxp-1-2-3-abc", "xoxp-•••", id="user token"),
+    pytest.param("xapp-1-A0B1C2-123-abcdef", "xapp-•••", id="app token"),
+    pytest.param(
+        "Authorization: Bearer xoxb-99-88-secret, retry",
+        "Authorization: Bearer xoxb-•••, retry",
+        id="token in a header line",
+    ),
+    pytest.param(
+        "token=xoxb-1-2-abc&channel=C0DEPLOYS",
+        "token=xoxb-•••&channel=C0DEPLOYS",
+        id="token in a query string",
+    ),
+    pytest.param(
+        "token xoxb-1-2-abc for +15550100001",
+        "token xoxb-••• for +1555•••0001",
+        id="token and phone",
+    ),
+    pytest.param("no secrets here: xoxo", "no secrets here: xoxo", id="nothing to redact"),
+]
+
+
+@pytest.mark.parametrize(("text", "redacted"), TOKENS)
+def test_redact(text: str, redacted: str) -> None:
+    assert redact(text) == redacted
+
+
+# --- the filter on real records ------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing through a RedactingFilter'd handler into a string."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("tests.test_logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+    logger.propagate = True
+
+
+def test_filter_redacts_formatted_arguments(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = logged
+    logger.warning("posting with %s to %s", "xoxb-111-222-secret", "+15550100001")
+    assert stream.getvalue() == "WARNING posting with xoxb-••• to +1555•••0001\n"
+
+
+def test_filter_redacts_the_message_itself(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = logged
+    logger.info("SLACK_BOT_TOKEN=xoxb-111-222-secret")
+    assert stream.getvalue() == "INFO SLACK_BOT_TOKEN=xoxb-•••\n"
+
+
+def test_filter_on_a_record() -> None:
+    record = logging.LogRecord(
+        "bot", logging.INFO, __file__, 1, "sms to %s: %d%%", ("+15550100001", 50), None
+    )
+    assert RedactingFilter().filter(record) is True
+    assert record.getMessage() == "sms to +1555•••0001: 50%"
+    assert record.args is None
+
+
+def test_filter_leaves_clean_records_alone() -> None:
+    args = ("checkout", 3)
+    record = logging.LogRecord("bot", logging.INFO, __file__, 1, "%s: %d pods", args, None)
+    assert RedactingFilter().filter(record) is True
+    assert record.msg == "%s: %d pods"
+    assert record.args is args
+
+
+@pytest.mark.xfail(
+    reason="BUG: RedactingFilter only rewrites record.msg; the traceback of log.exception() is"
+    " formatted later, so a token in an exception message reaches the log",
+    strict=True,
+)
+def test_filter_redacts_exception_text(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = logged
+    try:
+        raise RuntimeError("invalid_auth for xoxb-111-222-secret")
+    except RuntimeError:
+        logger.exception("Slack call failed")
+    assert "secret" not in stream.getvalue()
+
+
+@pytest.mark.xfail(
+    reason="BUG: RedactingFilter calls record.getMessage() outside logging's error handling, so"
+    " a log call with wrong arguments raises TypeError into the caller instead of being"
+    " reported by Handler.handleError",
+    strict=True,
+)
+def test_a_bad_log_call_does_not_raise(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, _ = logged
+    logger.error("%s needs %s", "only one argument")
+
+
+# --- setup_logging -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """``setup_logging`` reconfigures process-wide loggers; put them back for the other tests."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in CONFIGURED_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+@pytest.mark.parametrize(
+    ("level", "root_level", "httpx_level"),
+    [
+        pytest.param("debug", logging.DEBUG, logging.WARNING, id="debug: httpx kept at WARNING"),
+        pytest.param("INFO", logging.INFO, logging.WARNING, id="INFO"),
+        pytest.param("ERROR", logging.ERROR, logging.ERROR, id="ERROR: httpx follows the root"),
+    ],
+)
+def test_setup_logging_levels(level: str, root_level: int, httpx_level: int) -> None:
+    setup_logging(level)
+    assert logging.getLogger().level == root_level
+    assert logging.getLogger("httpx").level == httpx_level
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_setup_logging_installs_one_redacting_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO")
+    (handler,) = logging.getLogger().handlers
+    assert any(isinstance(f, RedactingFilter) for f in handler.filters)
+    logging.getLogger("bot.test").info("paging %s", "+15550100001")
+    err = capsys.readouterr().err
+    assert err.endswith(" INFO bot.test: paging +1555•••0001\n")
