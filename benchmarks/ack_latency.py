@@ -12,8 +12,8 @@ on the ack path (idempotency key + assessment row in SQLite) and the assessment 
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -61,8 +61,6 @@ def serve(kind: str, secret: str, workdir: str, slack_api: str, prometheus_url: 
     from bot.web import WebApp
 
     setup_logging("WARNING")
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     if kind == "bare":
         bare = App(
             client=WebClient(token="xoxb-bench", base_url=slack_api),
