@@ -103,6 +103,22 @@ class UserGroup(_Strict):
 
 
 SlackUserId = Annotated[str, AfterValidator(_user_id)]
+
+
+def _service_name(v: str) -> str:
+    if not SERVICE_NAME.match(v):
+        raise ValueError(f"service name {v!r} must be lowercase letters, digits and dashes")
+    return v
+
+
+def _promql(v: str) -> str:
+    if not v.strip():
+        raise ValueError("the query is empty")
+    return v
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+PromQL = Annotated[str, AfterValidator(_promql)]
 # An approver is a user id or {usergroup: S…}; the discriminator keeps errors to the right branch.
 Approver = Annotated[
     Annotated[SlackUserId, Tag("user-id")] | Annotated[UserGroup, Tag("user-group")],
@@ -147,7 +163,7 @@ class ServiceSpec(_Strict):
     strategy: Strategy = "undo"
     health_url: str | None = None
     health_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
-    signals: dict[PromQLSignal, str] = {}
+    signals: dict[PromQLSignal, PromQL] = {}
     thresholds: ThresholdOverrides = ThresholdOverrides()
     approvers: list[Approver] = []
     responders: list[SlackUserId] = []
@@ -156,14 +172,6 @@ class ServiceSpec(_Strict):
     sla_minutes: int | None = Field(default=None, gt=0)
 
     _check_channel = field_validator("channel")(_channel_id)
-
-    @field_validator("signals")
-    @classmethod
-    def _non_empty_queries(cls, v: dict[PromQLSignal, str]) -> dict[PromQLSignal, str]:
-        for name, query in v.items():
-            if not query.strip():
-                raise ValueError(f"signal {name!r} has an empty query")
-        return v
 
     @field_validator("health_url")
     @classmethod
@@ -183,17 +191,7 @@ class ServiceSpec(_Strict):
 
 class CatalogSpec(_Strict):
     defaults: Defaults = Defaults()
-    services: dict[str, ServiceSpec] = Field(min_length=1)
-
-    @field_validator("services")
-    @classmethod
-    def _names(cls, v: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
-        for name in v:
-            if not SERVICE_NAME.match(name):
-                raise ValueError(
-                    f"service name {name!r} must be lowercase letters, digits and dashes"
-                )
-        return v
+    services: dict[ServiceName, ServiceSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _every_service_has_a_channel(self) -> CatalogSpec:
@@ -239,7 +237,13 @@ class Catalog:
 
 # --- YAML with line numbers ------------------------------------------------------------------
 
-Path_ = tuple[str | int, ...]
+Path_ = tuple[str | int | float, ...]
+
+
+class _YAMLProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class _LineMapper:
@@ -256,8 +260,12 @@ class _LineMapper:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise _YAMLProblem(line, "merge keys (<<) are not supported: write keys out")
+                key = self.data(key_node, (*path, "<key>"))
+                if not isinstance(key, str | int | float | bool):
+                    raise _YAMLProblem(line, "a key must be a plain name, not a list or mapping")
                 if key in out:
                     self.errors.append(f"{self.source}:{line}: duplicate key {key!r}")
                 self.lines[(*path, key)] = line
@@ -265,7 +273,11 @@ class _LineMapper:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.data(n, (*path, i)) for i, n in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # e.g. an unknown tag like !secret
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise _YAMLProblem(node.start_mark.line + 1, problem) from None
 
 
 def _line_for(loc: tuple[Any, ...], lines: Mapping[Path_, int]) -> int:
@@ -310,7 +322,10 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     if root is None:
         raise CatalogError([f"{source}:1: the catalog is empty; it needs a services: section"])
     mapper = _LineMapper(source)
-    data = mapper.data(root)
+    try:
+        data = mapper.data(root)
+    except _YAMLProblem as exc:
+        raise CatalogError([f"{source}:{exc.line}: {exc}"]) from None
     errors = mapper.errors
     if not isinstance(data, dict):
         raise CatalogError([f"{source}:1: the catalog must be a mapping with a services: section"])
@@ -319,8 +334,34 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     except ValidationError as exc:
         errors.extend(_errors_from(exc, mapper.lines, source))
     if errors:
-        raise CatalogError(errors)
-    return _resolve(spec, source)
+        raise CatalogError(sorted(errors, key=_line_number))
+    catalog = _resolve(spec, source)
+    contradictions = list(_contradictory_thresholds(catalog, mapper.lines))
+    if contradictions:
+        raise CatalogError(contradictions)
+    return catalog
+
+
+_LINE = re.compile(r":(\d+): ")
+
+
+def _line_number(error: str) -> int:
+    m = _LINE.search(error)
+    return int(m.group(1)) if m else 0
+
+
+def _contradictory_thresholds(catalog: Catalog, lines: Mapping[Path_, int]) -> Iterator[str]:
+    """A high threshold above the critical one would never fire critical: say so."""
+    for name, service in catalog.services.items():
+        t = service.thresholds
+        problems = []
+        if t.error_rate_high > t.error_rate_critical:
+            problems.append("error_rate: high is above critical")
+        if not t.latency_p95_medium <= t.latency_p95_high <= t.latency_p95_critical:
+            problems.append("latency_p95_seconds: needs medium ≤ high ≤ critical")
+        for problem in problems:
+            line = _line_for(("services", name, "thresholds"), lines)
+            yield f"{catalog.source}:{line}: services.{name}.thresholds: {problem}"
 
 
 def _resolve(spec: CatalogSpec, source: str) -> Catalog:
@@ -348,4 +389,7 @@ def load_catalog(path: str | Path) -> Catalog:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError([f"{p}:1: cannot read the catalog: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise CatalogError([f"{p}:{line}: the catalog is not UTF-8 text"]) from None
     return parse_catalog(text, str(p))

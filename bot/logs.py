@@ -5,13 +5,19 @@ from __future__ import annotations
 import logging
 import re
 
-_TOKEN = re.compile(r"\b(xox[abposr]|xapp)-[A-Za-z0-9-]+")
-_PHONE = re.compile(r"\+(\d{4})\d{3,9}(\d{4})\b")
+_TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
+_PHONE = re.compile(r"\+(\d{7,15})\b")
 
 
-def mask_phone(number: str) -> str:
-    """``+15550100001`` → ``+1555•••0001`` (keeps enough to recognise, not to dial)."""
-    return _PHONE.sub(lambda m: f"+{m.group(1)}•••{m.group(2)}", number)
+def _mask_digits(m: re.Match[str]) -> str:
+    digits = m.group(1)
+    keep = 4 if len(digits) >= 11 else 2  # short numbers keep less, so the rest stays hidden
+    return f"+{digits[:keep]}•••{digits[-keep:]}"
+
+
+def mask_phone(text: str) -> str:
+    """``+15550100001`` → ``+1555•••0001`` (enough to recognise the contact, not to dial)."""
+    return _PHONE.sub(_mask_digits, text)
 
 
 def redact(text: str) -> str:
@@ -19,11 +25,21 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
+    """Rewrites the message and the traceback text of a record before any handler formats it."""
+
+    _formatter = logging.Formatter()
+
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed log call: let the handler report it as logging does
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Formatter.format uses exc_text when set, so the traceback is printed redacted
+            record.exc_text = redact(self._formatter.formatException(record.exc_info))
         return True
 
 

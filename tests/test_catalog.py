@@ -530,49 +530,28 @@ ODD_YAML = [
     pytest.param(
         HEAD + "    channel: !secret deploys  # <-\n",
         id="custom tag",
-        marks=pytest.mark.xfail(
-            reason="BUG: parse_catalog lets yaml.ConstructorError escape for an unknown tag"
-            " (_LineMapper.data constructs scalars outside the MarkedYAMLError handler)",
-            strict=True,
-        ),
     ),
     pytest.param(
         "base: &base {deployment: checkout-api}\n"
         "defaults: {channel: C0DEPLOYS}\nservices:\n  checkout:\n    <<: *base  # <-\n",
         id="merge key",
-        marks=pytest.mark.xfail(
-            reason="BUG: a YAML merge key (<<: *anchor) raises yaml.ConstructorError"
-            " ('could not determine a constructor for the tag ...merge') instead of a"
-            " file:line error or being merged",
-            strict=True,
-        ),
     ),
     pytest.param(
         HEAD + "    ? [a, b]  # <-\n    : 1\n",
         id="complex key",
-        marks=pytest.mark.xfail(
-            reason="BUG: a sequence used as a mapping key raises TypeError (unhashable type:"
-            " 'list') from _LineMapper.data",
-            strict=True,
-        ),
     ),
 ]
 
 
 @pytest.mark.parametrize("text", ODD_YAML)
 def test_odd_yaml_is_reported_not_raised(text: str) -> None:
-    try:
+    with pytest.raises(CatalogError) as caught:
         parse_catalog(text)
-    except CatalogError as exc:
-        assert exc.errors, "a CatalogError must list its errors"
-        assert all(e.startswith("rollback.yaml:") and ERROR_LINE.match(e) for e in exc.errors)
+    (error,) = caught.value.errors
+    assert ERROR_LINE.match(error)
+    assert error.startswith(f"rollback.yaml:{marked_line(text)}: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: load_catalog catches OSError only; a file that is not UTF-8 raises"
-    " UnicodeDecodeError instead of CatalogError",
-    strict=True,
-)
 def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "rollback.yaml"
     path.write_bytes(b"# caf\xe9 team\n" + CONTRACT_EXAMPLE.encode())
@@ -582,22 +561,17 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert error.startswith(f"{path}:1: ")
 
 
-@pytest.mark.xfail(
-    reason="BUG: an empty PromQL query is reported on the `signals:` line, not on the line of"
-    " the query (the check is a validator on the whole signals mapping)",
-    strict=True,
-)
 def test_empty_query_points_at_the_query() -> None:
     text = HEAD + "    signals:\n      error_rate: up\n      db_up: '  '  # <-\n"
     (error,) = errors_of(text)
-    assert error.startswith(f"rollback.yaml:{marked_line(text)}: services.checkout.signals")
-    assert "'db_up' has an empty query" in error
+    assert error.startswith(f"rollback.yaml:{marked_line(text)}: services.checkout.signals.db_up")
+    assert "the query is empty" in error
 
 
 def test_empty_query_is_refused() -> None:
     (error,) = errors_of(HEAD + "    signals:\n      error_rate: up\n      db_up: ''\n")
-    assert re.match(r"rollback\.yaml:\d+: services\.checkout\.signals", error)
-    assert "'db_up' has an empty query" in error
+    assert re.match(r"rollback\.yaml:\d+: services\.checkout\.signals\.db_up", error)
+    assert "the query is empty" in error
 
 
 def test_bad_service_name_is_refused() -> None:
@@ -606,11 +580,6 @@ def test_bad_service_name_is_refused() -> None:
     assert "service name 'Check_Out' must be lowercase letters, digits and dashes" in error
 
 
-@pytest.mark.xfail(
-    reason="BUG: a bad service name is reported on the `services:` line, not on the line of"
-    " the name (the check is a validator on the whole services mapping)",
-    strict=True,
-)
 def test_bad_service_name_points_at_the_name() -> None:
     text = HEAD + "  Check_Out:  # <-\n    deployment: x\n"
     (error,) = errors_of(text)
@@ -692,13 +661,23 @@ def test_check_config_on_the_repository_example(capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.usefixtures("root_logging")
-@pytest.mark.xfail(
-    reason="BUG: check-config on a catalog with an unknown YAML tag dies with a"
-    " yaml.ConstructorError traceback instead of exit 1 and a file:line error",
-    strict=True,
-)
 def test_check_config_with_a_custom_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "rollback.yaml"
     path.write_text(HEAD + "    channel: !secret deploys\n", encoding="utf-8")
     assert main(["check-config", str(path)]) == 1
     assert capsys.readouterr().err.startswith(f"{path}:6: ")
+
+
+def test_contradictory_thresholds_are_refused() -> None:
+    text = HEAD + "    thresholds:  # <-\n      error_rate: {high: 0.2}\n"
+    (error,) = errors_of(text)
+    assert error == (
+        f"rollback.yaml:{marked_line(text)}: services.checkout.thresholds:"
+        " error_rate: high is above critical"
+    )
+
+
+def test_threshold_override_inherits_the_rest() -> None:
+    text = HEAD + "    thresholds:\n      latency_p95_seconds: {high: 1.5}\n"
+    t = parse_catalog(text).services["checkout"].thresholds
+    assert (t.latency_p95_medium, t.latency_p95_high, t.latency_p95_critical) == (1.0, 1.5, 5.0)

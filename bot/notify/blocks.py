@@ -88,6 +88,7 @@ def assessment_message(
 
 
 def usage_message(problem: str | None = None) -> tuple[str, list[Block]]:
+    problem = escape(problem) if problem else None  # it quotes what the user typed
     head = f":x: {problem}" if problem else "*rollback-bot* — assess, approve and run rollbacks"
     text = f"{problem}\n\n{USAGE}" if problem else USAGE
     return text, [_section(head), _section(f"```{USAGE}```")]

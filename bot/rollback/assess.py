@@ -144,7 +144,7 @@ def _percent(v: float) -> str:
 
 
 def _seconds(v: float) -> str:
-    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    return f"{v * 1000:.0f} ms" if round(v * 1000) < 1000 else f"{v:.2f} s"
 
 
 def _triggers(signal: Signal, value: float | None, t: Thresholds) -> tuple[Trigger, ...]:
@@ -251,6 +251,9 @@ def assess(service: str, readings: Iterable[Reading], thresholds: Thresholds) ->
     ]
     unknown = [r for r in results if r.is_unknown]
     worst_case: Decision | None = None
+    if not results:
+        reasons.append("no signals are configured: nothing confirms the service is healthy")
+        return Assessment(service, (), scores, Decision.MONITOR, tuple(reasons), None)
     if unknown:
         worst_case = _decide(_score(_worst(r) if r.is_unknown else r for r in results))
         names = ", ".join(r.label for r in unknown)

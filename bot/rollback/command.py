@@ -55,10 +55,12 @@ def _rollback_id(token: str) -> int:
 
 
 def _tokens(text: str) -> list[str]:
+    """Shell-like words (so ``"two words"`` is one), or plain words when quotes do not pair up:
+    reasons are free text and an apostrophe (``it's broken``) must not make them unreadable."""
     try:
         return shlex.split(text)
-    except ValueError as exc:  # an unbalanced quote
-        raise UsageError(f"cannot read the command: {exc}") from None
+    except ValueError:
+        return text.split()
 
 
 def parse_command(text: str) -> Command:

@@ -337,3 +337,9 @@ def test_notice() -> None:
         "Rolled back.",
         [{"type": "section", "text": {"type": "mrkdwn", "text": "Rolled back."}}],
     )
+
+
+def test_usage_problem_quoting_user_text_is_escaped() -> None:
+    text, bl = usage_message("unknown subcommand `<!channel>`")
+    assert "<!channel>" not in text and "<!channel>" not in str(bl)
+    assert "&lt;!channel&gt;" in text

@@ -509,3 +509,14 @@ def test_headline_has_decision_and_four_scores(changes: dict[Signal, float | Non
 
 def test_decision_values_are_the_contract_keywords() -> None:
     assert tuple(d.value for d in Decision) == DECISION_KEYWORDS
+
+
+def test_no_signals_at_all_is_monitor_not_continue() -> None:
+    result = assess("checkout", [], Thresholds())
+    assert result.decision is Decision.MONITOR
+    assert "no signals are configured" in result.reasons[0]
+
+
+def test_latency_just_under_a_second_is_not_shown_as_1000_ms() -> None:
+    (row,) = assess("checkout", [Reading(Signal.LATENCY_P95, 0.9996)], Thresholds()).results
+    assert row.shown == "1.00 s"
