@@ -38,6 +38,8 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
+    for warning in catalog.warnings:
+        print(warning, file=sys.stderr)
     print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")
     return 0
 
@@ -62,6 +64,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
+    resumed = bot.deps.engine.resume_all()
+    if resumed:
+        log.warning("resumed rollbacks left running by a previous process: %s", resumed)
     port = settings.port if args.port is None else args.port
     server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)
     try:

@@ -10,12 +10,16 @@ from datetime import UTC, datetime
 
 import httpx
 from slack_bolt import App
+from slack_sdk import WebClient
 
+from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack import slack_web_client
 from bot.assessor import SignalReader
 from bot.catalog import Catalog, load_catalog
+from bot.engine import Engine
 from bot.metrics import Metrics
+from bot.notify.progress import SlackProgress
 from bot.settings import ConfigurationError, Settings
 from bot.work import BackgroundWork
 from storage.db import make_engine, migrate
@@ -40,6 +44,9 @@ class Deps:
     reader: SignalReader
     work: BackgroundWork
     metrics: Metrics
+    slack: WebClient
+    kube: KubernetesClient
+    engine: Engine
     clock: Clock = utcnow
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -50,6 +57,7 @@ class BotApp:
     deps: Deps
 
     def close(self) -> None:
+        self.deps.engine.shutdown()
         self.deps.work.shutdown()
         for close in reversed(self.deps.closers):
             close()
@@ -61,6 +69,7 @@ def build_app(
     catalog: Catalog | None = None,
     clock: Clock = utcnow,
     run_migrations: bool = True,
+    kube: KubernetesClient | None = None,
 ) -> BotApp:
     """Build the Bolt app and its dependencies. Calls ``auth.test`` once (token check)."""
     from handlers import register  # handlers import bot.*; import here to keep bot.app light
@@ -83,18 +92,32 @@ def build_app(
     )
     if prometheus is None:
         log.warning("PROMETHEUS_URL is not set: every PromQL signal will be reported unknown")
+    slack = slack_web_client(settings.slack_bot_token, settings.slack_api_url)
+    repo = Repository(engine)
+    kube = kube or KubernetesClient(kubeconfig=settings.kubeconfig)
     deps = Deps(
         settings=settings,
         catalog=catalog,
-        repo=Repository(engine),
+        repo=repo,
         reader=SignalReader(prometheus, http, probe_pool),
         work=BackgroundWork(settings.rollback_bot_workers, metrics.background_failures.inc),
         metrics=metrics,
+        slack=slack,
+        kube=kube,
+        engine=Engine(
+            repo=repo,
+            catalog=catalog,
+            kube=kube,
+            http=http,
+            prometheus=prometheus,
+            clock=clock,
+            progress=SlackProgress(slack, repo, catalog, clock),
+        ),
         clock=clock,
         closers=[engine.dispose, http.close, lambda: probe_pool.shutdown(wait=False)],
     )
     bolt = App(
-        client=slack_web_client(settings.slack_bot_token, settings.slack_api_url),
+        client=slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"

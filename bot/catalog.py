@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -26,6 +26,15 @@ from pydantic import (
 )
 
 from bot.rollback.assess import PROMQL_SIGNALS, Signal, Thresholds
+from bot.rollback.plan import (
+    PHASES,
+    STEP_KINDS,
+    STEP_PARAMS,
+    Plan,
+    PlanInputs,
+    custom_plan,
+    default_plan,
+)
 
 SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -34,8 +43,20 @@ SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 Strategy = Literal["undo", "blue-green", "canary", "http"]
+STRATEGY_SECTIONS = {"blue-green": "blue_green", "canary": "canary", "http": "http_rollback"}
+PhaseName = Literal[
+    "preparation",
+    "stop_traffic",
+    "database",
+    "application",
+    "cache",
+    "traffic_restoration",
+    "verification",
+    "cleanup",
+]
 PromQLSignal = Literal["error_rate", "latency_p95_seconds", "user_sessions_per_min", "db_up"]
 assert {Signal(s) for s in get_args(PromQLSignal)} == set(PROMQL_SIGNALS)
+assert get_args(PhaseName) == PHASES
 
 
 class CatalogError(Exception):
@@ -145,6 +166,78 @@ def _channel_id(v: str | None) -> str | None:
     return v
 
 
+class BlueGreen(_Strict):
+    """Blue-green: the Service whose selector picks the live colour (seed 000 procedure)."""
+
+    service: str
+    selector_key: str = "version"
+    stable: str = Field(description="the colour to go back to, e.g. blue")
+    candidate: str = Field(description="the Deployment of the bad colour, scaled to 0 after")
+
+
+class CanaryTraffic(_Strict):
+    """Where the canary's traffic weight lives (an Istio VirtualService in seed 004)."""
+
+    api_version: str = "networking.istio.io/v1beta1"
+    kind: str = "VirtualService"
+    name: str
+    stable_weight_path: str = "/spec/http/0/route/0/weight"
+    canary_weight_path: str = "/spec/http/0/route/1/weight"
+
+
+class Canary(_Strict):
+    deployment: str
+    traffic: CanaryTraffic
+    step_percent: int = Field(default=100, ge=1, le=100)
+
+
+class HttpRollback(_Strict):
+    """A deployment API with a rollback endpoint (seed 003: POST /deployment/rollback)."""
+
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    status_url: str | None = None
+
+
+class PlanStep(BaseModel):
+    """One step of a catalog plan; its parameters depend on ``kind`` (see STEP_PARAMS)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+    name: str | None = None
+    irreversible: bool = False
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _params_of_kind(self) -> PlanStep:
+        if self.kind not in STEP_PARAMS:
+            raise ValueError(f"unknown step kind {self.kind!r} (known: {', '.join(STEP_KINDS)})")
+        required, optional = STEP_PARAMS[self.kind]
+        given = set(self.model_extra or {})
+        if missing := required - given:
+            raise ValueError(f"step kind {self.kind!r} needs {', '.join(sorted(missing))}")
+        if unknown := given - required - optional:
+            raise ValueError(f"step kind {self.kind!r} does not take {', '.join(sorted(unknown))}")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        extra = dict(self.model_extra or {})
+        out: dict[str, Any] = {"kind": self.kind, **extra, "irreversible": self.irreversible}
+        if self.name:
+            out["name"] = self.name
+        if self.timeout_seconds is not None:
+            out["timeout_seconds"] = self.timeout_seconds
+        return out
+
+
+class PointOfNoReturn(_Strict):
+    """Revisions at or after ``revision`` cannot be rolled back below it (e.g. irreversible
+    migrations); the runbook's answer is a forward fix."""
+
+    revision: int = Field(ge=1)
+    reason: str
+
+
 class Defaults(_Strict):
     channel: str | None = None
     sla_minutes: int = Field(default=15, gt=0)
@@ -170,8 +263,21 @@ class ServiceSpec(_Strict):
     oncall: list[OncallContact] = []
     channel: str | None = None
     sla_minutes: int | None = Field(default=None, gt=0)
+    blue_green: BlueGreen | None = None
+    canary: Canary | None = None
+    http_rollback: HttpRollback | None = None
+    phases: dict[PhaseName, list[PlanStep]] | None = None
+    point_of_no_return: PointOfNoReturn | None = None
 
     _check_channel = field_validator("channel")(_channel_id)
+
+    @property
+    def missing_strategy_section(self) -> str | None:
+        """The section the strategy needs before a rollback can run, when it is missing."""
+        key = STRATEGY_SECTIONS.get(self.strategy)
+        if key and getattr(self, key) is None and self.phases is None:
+            return key
+        return None
 
     @field_validator("health_url")
     @classmethod
@@ -221,11 +327,42 @@ class Service:
     def signals(self) -> dict[Signal, str]:
         return {Signal(name): query for name, query in self.spec.signals.items()}
 
+    def plan(self, target_revision: str | None = None) -> Plan:
+        """The catalog's phases when written, else the strategy's built-in plan."""
+        s = self.spec
+        if missing := s.missing_strategy_section:
+            raise PlanError(
+                f"{self.name} uses strategy {s.strategy} but its catalog entry has no {missing}:"
+                " section (see rollback.example.yaml)"
+            )
+        if s.phases is not None:
+            return custom_plan(
+                s.strategy, {p: [x.as_dict() for x in v] for p, v in s.phases.items()}
+            )
+        return default_plan(
+            PlanInputs(
+                deployment=s.deployment,
+                strategy=s.strategy,
+                target_revision=target_revision,
+                health_url=s.health_url,
+                error_rate_query=s.signals.get("error_rate"),
+                error_rate_limit=self.thresholds.error_rate_high,
+                blue_green=s.blue_green.model_dump() if s.blue_green else None,
+                canary=s.canary.model_dump() if s.canary else None,
+                http_rollback=s.http_rollback.model_dump() if s.http_rollback else None,
+            )
+        )
+
+
+class PlanError(ValueError):
+    """The service's plan cannot be built from the catalog; the message says what to add."""
+
 
 @dataclass(frozen=True)
 class Catalog:
     source: str
     services: Mapping[str, Service]
+    warnings: tuple[str, ...] = ()
 
     def get(self, name: str) -> Service | None:
         return self.services.get(name.lower())
@@ -339,7 +476,14 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     contradictions = list(_contradictory_thresholds(catalog, mapper.lines))
     if contradictions:
         raise CatalogError(contradictions)
-    return catalog
+    warnings = tuple(
+        f"{source}:{_line_for(('services', name, 'strategy'), mapper.lines)}: warning:"
+        f" services.{name}: strategy {svc.spec.strategy} needs a {key}: section before"
+        " a rollback can run"
+        for name, svc in catalog.services.items()
+        if (key := svc.spec.missing_strategy_section)
+    )
+    return replace(catalog, warnings=warnings)
 
 
 _LINE = re.compile(r":(\d+): ")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.app import Deps
-from handlers import commands
+from handlers import actions, commands
 
 
 def register(app: App, deps: Deps) -> None:
     commands.register(app, deps)
+    actions.register(app, deps)

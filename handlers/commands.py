@@ -16,6 +16,7 @@ from bot.assessor import assess_service
 from bot.catalog import Service
 from bot.notify import blocks
 from bot.rollback.command import Command, UsageError, parse_command
+from handlers import rollbacks
 from handlers.delivery import DATABASE_DOWN, delivery_key
 from handlers.ids import SlashCommand
 
@@ -39,10 +40,18 @@ def register(app: App, deps: Deps) -> None:
             ack(text=text, blocks=bl, response_type="ephemeral")
         elif cmd.verb == "assess":
             _assess(deps, cmd, command, ack, client, respond)
+        elif cmd.verb == "run":
+            if (service := _known_service(deps, cmd, ack)) is not None:
+                rollbacks.run(deps, cmd, service, command, ack, respond)
+        elif cmd.verb == "status":
+            rollbacks.status(deps, cmd, ack)
+        elif cmd.verb == "abort":
+            rollbacks.abort(deps, cmd, command, ack)
         else:
             ack(
                 text=f"`/rollback {cmd.verb}` is not available in this version of rollback-bot yet."
-                " Available now: `/rollback assess <service>` and `/rollback help`.",
+                " Available now: `assess`, `run --immediate`, `run --dry-run`, `status`, `abort`"
+                " and `help`.",
                 response_type="ephemeral",
             )
 

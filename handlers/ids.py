@@ -7,3 +7,7 @@ from enum import StrEnum
 
 class SlashCommand(StrEnum):
     ROLLBACK = "/rollback"
+
+
+class Action(StrEnum):
+    MANUAL_GATE_CONTINUE = "manual_gate_continue"

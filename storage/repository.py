@@ -448,6 +448,10 @@ class Repository:
         with self._read() as session:
             return list(session.exec(query).all())
 
+    def get_step(self, step_id: int) -> RollbackStep | None:
+        with self._read() as session:
+            return session.get(RollbackStep, step_id)
+
     def start_step(self, step_id: int, now: datetime) -> RollbackStep:
         """Mark a step running and count the attempt."""
         with self._write() as session:
@@ -457,6 +461,13 @@ class Repository:
             step.started_at = now
             step.finished_at = None
             step.error = None
+        return step
+
+    def record_step_detail(self, step_id: int, detail: Mapping[str, Any]) -> RollbackStep:
+        """Merge `detail` into a step while it runs (what it is about to do, for a resume)."""
+        with self._write() as session:
+            step = _get_or_raise(session, RollbackStep, step_id)
+            step.detail = {**step.detail, **detail}
         return step
 
     def finish_step(

@@ -103,3 +103,109 @@ def unknown_service_message(name: str, known: Sequence[str]) -> tuple[str, list[
 def notice(text: str) -> tuple[str, list[Block]]:
     """A short ephemeral notice (progress, refusal, failure) with the same text as fallback."""
     return text, [_section(text)]
+
+
+# --- rollback progress ------------------------------------------------------------------------
+
+STEP_ICONS = {
+    "succeeded": ":white_check_mark:",
+    "running": ":hourglass_flowing_sand:",
+    "pending": ":white_large_square:",
+    "failed": ":x:",
+    "skipped": ":black_right_pointing_double_triangle_with_vertical_bar:",
+}
+ROLLBACK_ICONS = {
+    "running": ":arrows_counterclockwise:",
+    "aborting": ":octagonal_sign:",
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "aborted": ":octagonal_sign:",
+}
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _phase_state(statuses: list[str]) -> str:
+    for state in ("failed", "running"):
+        if state in statuses:
+            return state
+    if all(s in ("succeeded", "skipped") for s in statuses):
+        return "skipped" if all(s == "skipped" for s in statuses) else "succeeded"
+    return "running" if "succeeded" in statuses else "pending"
+
+
+def progress_message(
+    rollback: Any, steps: Sequence[Any], *, sla_minutes: int, now: datetime
+) -> tuple[str, list[Block]]:
+    """The live progress message: phase checklist, elapsed vs SLA, target, who started it."""
+    from bot.rollback.plan import PHASE_TITLES, PHASES
+
+    started = rollback.started_at or rollback.created_at
+    end = rollback.finished_at or now
+    elapsed = (end - started).total_seconds()
+    over = elapsed > sla_minutes * 60
+    lines = []
+    for phase in PHASES:
+        in_phase = [s for s in steps if s.phase == phase]
+        if not in_phase:
+            continue
+        state = _phase_state([s.status for s in in_phase])
+        times = [(s.started_at, s.finished_at or now) for s in in_phase if s.started_at]
+        took = f" — {_duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
+        lines.append(f"{STEP_ICONS[state]} {PHASE_TITLES[phase]}{took}")
+    target = next(
+        (s.detail.get("undo") for s in steps if s.kind == "rollout_undo" and s.detail.get("undo")),
+        None,
+    )
+    facts = [f"started by <@{rollback.requested_by}>", f"strategy *{rollback.strategy}*"]
+    if target:
+        images = ", ".join(f"{c}={i}" for c, i in target["images_after"].items())
+        facts.append(f"target revision *{target['to_revision']}* ({escape(images)})")
+    elif rollback.target_revision:
+        facts.append(f"target revision *{escape(rollback.target_revision)}*")
+    status = rollback.status.upper()
+    title = f"Rollback #{rollback.id} of {rollback.service} — {status}"
+    sla = f"{_duration(elapsed)} of the {sla_minutes} min SLA"
+    if over:
+        sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        _section(
+            " · ".join(facts)
+            + (f"\n_Reason: {escape(rollback.reason)}_" if rollback.reason else "")
+        ),
+        _section("\n".join(lines) or "No steps."),
+        _context(f"{ROLLBACK_ICONS.get(rollback.status, '')} Elapsed {sla}"),
+    ]
+    failed = next((s for s in steps if s.status == "failed"), None)
+    if rollback.status == "failed" and failed is not None:
+        blocks.insert(
+            3, _section(f":x: *{escape(failed.name)}* failed: {escape(failed.error or '')}")
+        )
+    text = f"{title}: {sum(s.status == 'succeeded' for s in steps)}/{len(steps)} steps done"
+    return text, blocks
+
+
+MANUAL_GATE_ACTION = "manual_gate_continue"
+
+
+def manual_gate_message(prompt: str, step_id: int) -> list[Block]:
+    return [
+        _section(f":raised_hand: *Manual gate* — {escape(prompt)}"),
+        {
+            "type": "actions",
+            "block_id": f"gate-{step_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": MANUAL_GATE_ACTION,
+                    "text": {"type": "plain_text", "text": "Continue"},
+                    "style": "primary",
+                    "value": str(step_id),
+                }
+            ],
+        },
+    ]

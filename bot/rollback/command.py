@@ -10,7 +10,7 @@ USAGE = """\
 /rollback help
 /rollback assess <service>
 /rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [reason…]
-/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [reason…]
+/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>"""
@@ -45,6 +45,7 @@ class Command:
     reason: str = ""
     is_immediate: bool = False
     is_dry_run: bool = False
+    is_forced: bool = False  # past the point of no return (approvers only)
 
 
 def _rollback_id(token: str) -> int:
@@ -99,7 +100,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
         if rest:
             raise UsageError("`/rollback assess` takes only a service name")
         return Command(verb, service=service)
-    allowed = {"--to"} | ({"--at"} if verb == "plan" else {"--immediate", "--dry-run"})
+    allowed = {"--to"} | ({"--at"} if verb == "plan" else {"--immediate", "--dry-run", "--force"})
     values: dict[str, str] = {}
     flags: set[str] = set()
     reason: list[str] = []
@@ -130,4 +131,5 @@ def _service_command(verb: str, args: list[str]) -> Command:
         reason=" ".join(reason),
         is_immediate="--immediate" in flags,
         is_dry_run="--dry-run" in flags,
+        is_forced="--force" in flags,
     )

@@ -190,8 +190,8 @@ INVALID = [
         id="plan --dry-run not allowed",
     ),
     pytest.param(
-        "run checkout --force",
-        "`--force` is not an option of `/rollback run`",
+        "run checkout --yes",
+        "`--yes` is not an option of `/rollback run`",
         id="run unknown flag",
     ),
     pytest.param(

@@ -1,0 +1,280 @@
+"""Runs rollback plans: claims a rollback, runs its steps in order, persists every transition.
+
+Durable by construction: the plan's steps are rows before the first one runs; a step is marked
+running before it acts and finished after; the rollback is leased to one worker (several bot
+processes on one PostgreSQL never run it twice) and the lease is renewed between steps and while
+waiting. On start-up ``resume_all`` picks up rollbacks whose lease has lapsed: finished steps are
+skipped, the step that was in flight runs again (steps are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.prometheus import PrometheusAPI
+from bot.catalog import Catalog, Service
+from bot.rollback.plan import Plan
+from bot.steps import Aborted, StepContext, StepFailed, StepRunner, runners
+from storage.models import Rollback, RollbackStep
+from storage.repository import NewStep, Repository
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=30)
+ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
+
+
+class ProgressSink(Protocol):
+    """What the engine tells the outside world; the Slack progress reporter implements it."""
+
+    def changed(self, rollback_id: int, *, is_final: bool = False) -> None: ...
+
+    def note(self, rollback_id: int, text: str) -> None: ...
+
+    def gate(self, rollback_id: int, step_id: int, prompt: str) -> None: ...
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        catalog: Catalog,
+        kube: KubernetesClient,
+        http: httpx.Client,
+        prometheus: PrometheusAPI | None,
+        clock: Callable[[], datetime],
+        progress: ProgressSink,
+        max_parallel: int = 16,
+        worker: str | None = None,
+        step_runners: Mapping[str, StepRunner] | None = None,
+    ) -> None:
+        self.repo, self.catalog, self.kube, self.http = repo, catalog, kube, http
+        self.prometheus, self.clock, self.progress = prometheus, clock, progress
+        self.worker = worker or worker_name()
+        self.runners = dict(step_runners or runners())
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
+        self._aborts: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running: set[int] = set()
+
+    # --- starting --------------------------------------------------------------------------
+
+    @staticmethod
+    def store_plan(repo: Repository, rollback_id: int, plan: Plan) -> None:
+        repo.add_steps(
+            rollback_id,
+            [
+                NewStep(
+                    s.phase,
+                    s.name,
+                    s.kind,
+                    {
+                        "params": dict(s.params),
+                        "timeout_seconds": s.timeout_seconds,
+                        "irreversible": s.is_irreversible,
+                    },
+                )
+                for s in plan.steps
+            ],
+        )
+
+    def submit(self, rollback_id: int) -> None:
+        with self._lock:
+            if rollback_id in self._running:
+                return
+            self._running.add(rollback_id)
+            self._aborts.setdefault(rollback_id, threading.Event())
+        self._pool.submit(self._run_guarded, rollback_id)
+
+    def resume_all(self) -> list[int]:
+        """Submit every rollback left running (or aborting) whose lease has lapsed."""
+        found = self.repo.list_unclaimed_rollbacks(self.clock(), statuses=("running", "aborting"))
+        for rollback in found:
+            assert rollback.id is not None
+            log.info("resuming rollback #%d of %s", rollback.id, rollback.service)
+            self.submit(rollback.id)
+        return [r.id for r in found if r.id is not None]
+
+    def request_abort(self, rollback_id: int) -> None:
+        """Wake a local wait at once; other replicas see the status within ABORT_POLL_SECONDS."""
+        with self._lock:
+            event = self._aborts.get(rollback_id)
+        if event is not None:
+            event.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout=timeout)
+
+    def shutdown(self) -> None:
+        for event in list(self._aborts.values()):
+            event.set()  # stop waiting; the leases lapse and another process resumes
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _run_guarded(self, rollback_id: int) -> None:
+        try:
+            self.run(rollback_id)
+        except Exception:
+            log.exception("rollback #%d: engine error", rollback_id)
+        finally:
+            with self._idle:
+                self._running.discard(rollback_id)
+                self._idle.notify_all()
+
+    def run(self, rollback_id: int) -> None:
+        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE):
+            log.info("rollback #%d is held by another worker", rollback_id)
+            return
+        try:
+            self._run_claimed(rollback_id)
+        finally:
+            self.repo.release_rollback(rollback_id, self.worker)
+
+    def _run_claimed(self, rollback_id: int) -> None:
+        rollback = self._get(rollback_id)
+        service = self.catalog.get(rollback.service)
+        if service is None:
+            self._finish(rollback_id, "failed", f"{rollback.service} is no longer in the catalog")
+            return
+        if rollback.status != "running":
+            self.repo.set_rollback_status(
+                rollback_id, "running", self.clock(), expected=("approved",)
+            )
+        self.progress.changed(rollback_id)
+        for step in self.repo.list_steps(rollback_id):
+            if step.status in ("succeeded", "skipped"):
+                continue
+            if self._is_abort_requested(rollback_id):
+                self._abort(rollback_id)
+                return
+            outcome = self._run_step(rollback_id, service, step)
+            if outcome == "aborted":
+                self._abort(rollback_id)
+                return
+            if outcome != "succeeded":
+                self._finish(rollback_id, "failed", f"{step.name}: {outcome}")
+                return
+        self._finish(rollback_id, "succeeded", None)
+
+    def _run_step(self, rollback_id: int, service: Service, step: RollbackStep) -> str:
+        assert step.id is not None
+        step_id = step.id
+        previous = dict(step.detail)
+        self.repo.start_step(step_id, self.clock())
+        self.progress.changed(rollback_id)
+        ctx = StepContext(
+            rollback_id=rollback_id,
+            position=step.position,
+            service=service,
+            target=KubeTarget(service.context, service.namespace),
+            kube=self.kube,
+            http=self.http,
+            prometheus=self.prometheus,
+            clock=self.clock,
+            wait=lambda seconds: self._wait(rollback_id, seconds),
+            remember=lambda detail: self._remember(step_id, detail),
+            previous=previous,
+            timeout_seconds=float(previous.get("timeout_seconds", 120)),
+            note=lambda text: self.progress.note(rollback_id, text),
+            fresh_detail=lambda: self._step_detail(rollback_id, step_id),
+        )
+        runner = self.runners.get(step.kind)
+        if step.kind == "manual_gate" and "continued_by" not in previous:
+            prompt = str(previous.get("params", {}).get("prompt") or "Continue when ready")
+            self.progress.gate(rollback_id, step_id, prompt)
+        started = time.monotonic()
+        try:
+            if runner is None:
+                raise StepFailed(f"unknown step kind {step.kind!r}")
+            detail = runner(ctx, previous.get("params", {}))
+        except Aborted:
+            self.repo.finish_step(step_id, "failed", self.clock(), error="aborted while running")
+            return "aborted"
+        except StepFailed as exc:
+            self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc))
+            self.progress.note(rollback_id, f":x: *{step.name}* failed: {exc}")
+            return str(exc)
+        except Exception as exc:
+            log.exception("rollback #%d step %s raised", rollback_id, step.name)
+            error = f"internal error ({type(exc).__name__}); the bot's log has the details"
+            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
+            return error
+        detail["seconds"] = round(time.monotonic() - started, 3)
+        self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail)
+        self.progress.note(
+            rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
+        )
+        self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE)
+        return "succeeded"
+
+    def _wait(self, rollback_id: int, seconds: float) -> None:
+        """Sleep that an abort interrupts (local at once, remote within ABORT_POLL_SECONDS)."""
+        event = self._aborts.setdefault(rollback_id, threading.Event())
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if event.wait(min(max(remaining, 0.0), ABORT_POLL_SECONDS)) or self._is_abort_requested(
+                rollback_id
+            ):
+                raise Aborted()
+            self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE)
+            self.progress.changed(rollback_id)
+            if remaining <= ABORT_POLL_SECONDS:
+                return
+
+    def _remember(self, step_id: int, detail: Mapping[str, Any]) -> None:
+        self.repo.record_step_detail(step_id, detail)
+
+    def _is_abort_requested(self, rollback_id: int) -> bool:
+        return self._get(rollback_id).status == "aborting"
+
+    def _step_detail(self, rollback_id: int, step_id: int) -> dict[str, Any]:
+        for s in self.repo.list_steps(rollback_id):
+            if s.id == step_id:
+                return dict(s.detail)
+        return {}
+
+    def _abort(self, rollback_id: int) -> None:
+        now = self.clock()
+        for s in self.repo.list_steps(rollback_id):
+            if s.status in ("pending", "running") and s.id is not None:
+                self.repo.finish_step(s.id, "skipped", now, error="not run: aborted")
+        self._finish(rollback_id, "aborted", None)
+
+    def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
+        self.repo.set_rollback_status(rollback_id, status, self.clock(), error=error)
+        self.repo.add_audit_event(
+            f"rollback.{status}",
+            now=self.clock(),
+            service=self._get(rollback_id).service,
+            rollback_id=rollback_id,
+            detail={"error": error} if error else {},
+        )
+        self.progress.changed(rollback_id, is_final=True)
+        with self._lock:
+            self._aborts.pop(rollback_id, None)
+
+    def _get(self, rollback_id: int) -> Rollback:
+        rollback = self.repo.get_rollback(rollback_id)
+        if rollback is None:
+            raise LookupError(f"rollback #{rollback_id} not found")
+        return rollback

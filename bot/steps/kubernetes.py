@@ -1,0 +1,240 @@
+"""Kubernetes step kinds. Every Kubernetes error surfaces as StepFailed with the API's words."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import yaml
+
+from bot.adapters.kubernetes import KubeError
+from bot.steps import StepContext, StepFailed, StepRunner
+
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Service": "v1",
+    "Job": "batch/v1",
+    "Ingress": "networking.k8s.io/v1",
+}
+POLL_SECONDS = 1.0
+
+
+def _kube_errors(fn: StepRunner) -> StepRunner:
+    @functools.wraps(fn)
+    def run(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return fn(ctx, params)
+        except KubeError as exc:
+            raise StepFailed(f"Kubernetes: {exc}") from exc
+
+    return run
+
+
+def _deployment(ctx: StepContext, params: Mapping[str, Any]) -> str:
+    return str(params.get("deployment") or ctx.service.spec.deployment)
+
+
+@_kube_errors
+def snapshot(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Store the YAML of every object the plan touches, before anything changes it."""
+    if "snapshots" in ctx.previous:  # taken by an earlier attempt: keep the original state
+        return {"snapshots": ctx.previous["snapshots"]}
+    snapshots = {}
+    for entry in params["objects"]:
+        kind, name = entry[0], entry[1]
+        api_version = entry[2] if len(entry) > 2 else API_VERSIONS.get(kind, "v1")
+        obj = ctx.kube.read_object(ctx.target, api_version, kind, name)
+        snapshots[f"{kind}/{name}"] = yaml.safe_dump(obj, sort_keys=False)
+    return {"snapshots": snapshots}
+
+
+@_kube_errors
+def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    name = _deployment(ctx, params)
+    planned = ctx.previous.get("undo")
+    if planned is None:
+        wanted = params.get("to_revision")
+        plan = ctx.kube.plan_undo(ctx.target, name, int(wanted) if wanted else None)
+        _refuse_past_point_of_no_return(ctx, plan.from_revision, plan.to_revision, params)
+        planned = {
+            "from_revision": plan.from_revision,
+            "to_revision": plan.to_revision,
+            "images_before": plan.images_before,
+            "images_after": plan.images_after,
+        }
+        ctx.remember({"undo": planned})  # a resumed attempt must not undo a second time
+    current = ctx.kube.deployment(ctx.target, name)
+    if current.images == planned["images_after"] and ctx.previous.get("undo"):
+        return {"undo": planned, "note": "already rolled back before the restart"}
+    result = ctx.kube.undo(ctx.target, name, int(planned["to_revision"]))
+    ctx.note(
+        f"{name}: revision {planned['from_revision']} → template of revision"
+        f" {planned['to_revision']} ({_images(planned['images_before'])} →"
+        f" {_images(planned['images_after'])})"
+        + (" — already at that template, nothing to do" if result.is_noop else "")
+    )
+    return {"undo": planned, "is_noop": result.is_noop}
+
+
+def _refuse_past_point_of_no_return(
+    ctx: StepContext, from_revision: int, to_revision: int, params: Mapping[str, Any]
+) -> None:
+    from bot.dry_run import FORWARD_FIX, crosses_point_of_no_return
+
+    if params.get("force") or not crosses_point_of_no_return(
+        ctx.service, from_revision, to_revision
+    ):
+        return
+    ponr = ctx.service.spec.point_of_no_return
+    assert ponr is not None
+    raise StepFailed(
+        f"refused: going from revision {from_revision} to {to_revision} crosses the point of no"
+        f" return at revision {ponr.revision} ({ponr.reason}). {FORWARD_FIX} An approver can"
+        " override with `/rollback run … --immediate --force`."
+    )
+
+
+def _images(images: Mapping[str, str]) -> str:
+    return ", ".join(f"{c}={i}" for c, i in images.items())
+
+
+@_kube_errors
+def set_image(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    name = _deployment(ctx, params)
+    before, after = ctx.kube.set_image(ctx.target, name, params["container"], params["image"])
+    return {"image_before": before, "image_after": after}
+
+
+@_kube_errors
+def switch_selector(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    service = str(params["service"])
+    current = ctx.kube.service_selector(ctx.target, service)
+    wanted = {**current, **{str(k): str(v) for k, v in params["selector"].items()}}
+    if current == wanted:
+        return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
+    ctx.remember({"selector_before": current})
+    before, after = ctx.kube.switch_selector(ctx.target, service, wanted)
+    ctx.note(f"Service {service} selector {before} → {after}")
+    return {"selector_before": before, "selector": after}
+
+
+@_kube_errors
+def scale(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    name = _deployment(ctx, params)
+    before = ctx.previous.get("replicas_before")
+    if before is None:  # remember the original count once, even if this step runs again
+        before = ctx.kube.deployment(ctx.target, name).replicas
+        ctx.remember({"replicas_before": before})
+    _, after = ctx.kube.scale(ctx.target, name, int(params["replicas"]))
+    ctx.note(f"{name}: {before} → {after} replicas")
+    return {"replicas_before": before, "replicas_after": after}
+
+
+@_kube_errors
+def restart(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    name = _deployment(ctx, params)
+    if "restarted_at" in ctx.previous:  # the annotation was written: do not restart twice
+        return {"restarted_at": ctx.previous["restarted_at"]}
+    at = ctx.clock()
+    ctx.remember({"restarted_at": at.isoformat()})
+    ctx.kube.restart(ctx.target, name, at=at)
+    return {"restarted_at": at.isoformat()}
+
+
+@_kube_errors
+def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Wait until the rollout is complete by kubectl's rules; fail on its progress deadline."""
+    name = _deployment(ctx, params)
+
+    def check() -> str | None:
+        status = ctx.kube.rollout_status(ctx.target, name)
+        if status.is_failed:
+            raise StepFailed(status.message)
+        return status.message if status.is_complete else None
+
+    return {"status": ctx.poll_until(check, POLL_SECONDS, f"rollout of {name}")}
+
+
+@_kube_errors
+def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run a Job from the catalog's template (user-supplied container) and wait for its end."""
+    job = str(params.get("job_name") or f"rollback-{ctx.rollback_id}-{ctx.position}")
+    ctx.kube.create_job(
+        ctx.target, job, dict(params["job"]), labels={"rollback-bot/rollback": str(ctx.rollback_id)}
+    )
+    ctx.remember({"job": job})
+
+    def check() -> str | None:
+        state = ctx.kube.job_state(ctx.target, job)
+        if state.phase == "failed":
+            raise StepFailed(f"Job {job} failed: {state.message}")
+        return state.message if state.phase == "complete" else None
+
+    return {"job": job, "status": ctx.poll_until(check, POLL_SECONDS, f"Job {job}")}
+
+
+def _weights(obj: Mapping[str, Any], *paths: str) -> list[int]:
+    out = []
+    for path in paths:
+        node: Any = obj
+        for part in path.strip("/").split("/"):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        out.append(int(node))
+    return out
+
+
+@_kube_errors
+def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Move the canary weight to ``to_percent`` in steps, with a metric gate between steps.
+
+    On a failed gate the rest of the shift happens at once (seed 000 gradual procedure:
+    "if issues detected, complete rollback immediately").
+    """
+    t = params["traffic"]
+    target = int(params.get("to_percent", 0))
+    step = int(params.get("step_percent", 100))
+    api, kind, name = t["api_version"], t["kind"], t["name"]
+    stable_path, canary_path = t["stable_weight_path"], t["canary_weight_path"]
+    history: list[int] = []
+    while True:
+        obj = ctx.kube.read_object(ctx.target, api, kind, name)
+        stable, canary = _weights(obj, stable_path, canary_path)
+        if canary == target:
+            return {"weights": history, "canary_percent": canary}
+        gate = params.get("gate_query")
+        if history and gate and not _gate_passes(ctx, str(gate), float(params["gate_below"])):
+            ctx.note("metric gate failed between increments: completing the shift at once")
+            step = 100
+        nxt = max(target, canary - step) if canary > target else min(target, canary + step)
+        ops = [
+            {"op": "test", "path": canary_path, "value": canary},
+            {"op": "replace", "path": canary_path, "value": nxt},
+            {"op": "replace", "path": stable_path, "value": stable + canary - nxt},
+        ]
+        ctx.kube.patch_object(ctx.target, api, kind, name, ops)
+        history.append(nxt)
+        ctx.note(f"{kind} {name}: canary weight {canary} % → {nxt} %")
+        if nxt != target and gate:
+            ctx.wait(float(params.get("gate_wait_seconds", 30)))
+
+
+def _gate_passes(ctx: StepContext, query: str, below: float) -> bool:
+    if ctx.prometheus is None:
+        return False  # blind: do not keep the canary serving longer than necessary
+    result = ctx.prometheus.query(query)
+    return result.value is not None and result.value < below
+
+
+RUNNERS: dict[str, Callable[[StepContext, Mapping[str, Any]], dict[str, Any]]] = {
+    "snapshot": snapshot,
+    "rollout_undo": rollout_undo,
+    "set_image": set_image,
+    "switch_selector": switch_selector,
+    "scale": scale,
+    "restart": restart,
+    "wait_rollout": wait_rollout,
+    "run_job": run_job,
+    "shift_traffic": shift_traffic,
+}

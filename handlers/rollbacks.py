@@ -1,0 +1,237 @@
+"""``/rollback run | status | abort``: the rollback row and its plan are stored before the ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk.errors import SlackApiError
+
+from bot.app import Deps
+from bot.catalog import PlanError, Service
+from bot.engine import Engine
+from bot.notify import blocks
+from bot.rollback import policy
+from bot.rollback.command import Command
+from bot.rollback.plan import Plan
+from storage.repository import ActiveRollbackExists
+
+log = logging.getLogger(__name__)
+
+
+def _say(ack: Ack, text: str) -> None:
+    ack(text=text, response_type="ephemeral")
+
+
+def run(
+    deps: Deps, cmd: Command, service: Service, command: dict[str, Any], ack: Ack, respond: Respond
+) -> None:
+    user = str(command.get("user_id", ""))
+    try:
+        plan = service.plan(cmd.target_revision)
+    except PlanError as exc:
+        _say(ack, f":x: {exc}")
+        return
+    if plan.steps and cmd.target_revision and plan.strategy != "undo":
+        _say(ack, f":x: `--to` applies to the undo strategy; {service.name} uses {plan.strategy}.")
+        return
+    if cmd.is_dry_run:
+        _say(ack, f":mag: Dry run of a rollback of *{service.name}*: reading the cluster…")
+        deps.work.submit(f"dry run of {service.name}", _dry_run, deps, service, plan, cmd, respond)
+        return
+    if not cmd.is_immediate:
+        _say(
+            ack,
+            f"A planned rollback of *{service.name}* needs approval: use `/rollback plan"
+            f" {service.name} …`. Responders can run it now with `/rollback run {service.name}"
+            " --immediate <reason>`.",
+        )
+        return
+    if not policy.may_run_immediately(service, user):
+        deps.repo.add_audit_event(
+            "rollback.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            detail={"why": "not a responder"},
+        )
+        _say(
+            ack,
+            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
+            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
+            f" `/rollback plan {service.name}`.",
+        )
+        return
+    if cmd.is_forced and not policy.may_force(service, user):
+        _say(ack, ":no_entry: `--force` (past the point of no return) is for approvers only.")
+        return
+    _start(deps, cmd, service, plan, user, command, ack)
+
+
+def _start(
+    deps: Deps,
+    cmd: Command,
+    service: Service,
+    plan: Plan,
+    user: str,
+    command: dict[str, Any],
+    ack: Ack,
+) -> None:
+    channel = service.channel  # progress lives in the service's channel
+    try:
+        rollback = deps.repo.create_rollback(
+            service=service.name,
+            kind="immediate",
+            strategy=plan.strategy,
+            requested_by=user,
+            reason=cmd.reason,
+            target_revision=cmd.target_revision,
+            assessment_id=None,
+            channel_id=channel,
+            status="running",
+            now=deps.clock(),
+        )
+    except ActiveRollbackExists as exc:
+        _say(
+            ack,
+            f":warning: A rollback of *{service.name}* is already active:"
+            f" #{exc.existing_id}{_link(deps, exc.existing_id)}. Follow it there, or"
+            f" `/rollback abort {exc.existing_id}`.",
+        )
+        return
+    assert rollback.id is not None
+    if cmd.is_forced:
+        plan = _forced(plan)
+    Engine.store_plan(deps.repo, rollback.id, plan)
+    deps.repo.add_audit_event(
+        "rollback.started",
+        now=deps.clock(),
+        service=service.name,
+        rollback_id=rollback.id,
+        actor=user,
+        channel_id=command.get("channel_id"),
+        detail={
+            "kind": "immediate",
+            "approval": "skipped: responder",
+            "reason": cmd.reason,
+            "forced": cmd.is_forced,
+        },
+    )
+    _say(
+        ack,
+        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
+    )
+    deps.engine.submit(rollback.id)
+
+
+def _forced(plan: Plan) -> Plan:
+    from dataclasses import replace
+
+    steps = tuple(
+        replace(s, params={**s.params, "force": True}) if s.kind == "rollout_undo" else s
+        for s in plan.steps
+    )
+    return replace(plan, steps=steps)
+
+
+def _link(deps: Deps, rollback_id: int) -> str:
+    rollback = deps.repo.get_rollback(rollback_id)
+    if rollback is None or not rollback.progress_ts or not rollback.channel_id:
+        return ""
+    try:
+        resp = deps.slack.chat_getPermalink(
+            channel=rollback.channel_id, message_ts=rollback.progress_ts
+        )
+        return f" (<{resp['permalink']}|progress>)"
+    except SlackApiError:
+        return ""
+
+
+def _dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, respond: Respond) -> None:
+    from bot.dry_run import describe_plan
+
+    text = describe_plan(deps, service, plan, cmd.target_revision)
+    respond(text=text, response_type="ephemeral")
+
+
+def status(deps: Deps, cmd: Command, ack: Ack) -> None:
+    if cmd.rollback_id is not None:
+        rollback = deps.repo.get_rollback(cmd.rollback_id)
+        if rollback is None:
+            _say(ack, f":x: There is no rollback #{cmd.rollback_id}.")
+            return
+        rows = [rollback]
+    elif cmd.service is not None:
+        service = deps.catalog.get(cmd.service)
+        if service is None:
+            text, bl = blocks.unknown_service_message(cmd.service, deps.catalog.names)
+            ack(text=text, blocks=bl, response_type="ephemeral")
+            return
+        rows = deps.repo.list_rollbacks(service=service.name, limit=1)
+        if not rows:
+            _say(ack, f"No rollbacks of *{service.name}* yet.")
+            return
+    else:
+        rows = deps.repo.list_rollbacks(statuses=("running", "aborting"), limit=20)
+        if not rows:
+            _say(ack, "No rollback is running.")
+            return
+    texts: list[str] = []
+    all_blocks: list[dict[str, Any]] = []
+    for r in rows:
+        assert r.id is not None
+        service = deps.catalog.get(r.service)
+        text, bl = blocks.progress_message(
+            r,
+            deps.repo.list_steps(r.id),
+            sla_minutes=service.sla_minutes if service else 15,
+            now=deps.clock(),
+        )
+        link = _link(deps, r.id)
+        texts.append(text + link)
+        if link:
+            bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
+        all_blocks += [*bl, {"type": "divider"}]
+    ack(text="\n".join(texts), blocks=all_blocks[:49], response_type="ephemeral")
+
+
+def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
+    user = str(command.get("user_id", ""))
+    assert cmd.rollback_id is not None
+    rollback = deps.repo.get_rollback(cmd.rollback_id)
+    if rollback is None:
+        _say(ack, f":x: There is no rollback #{cmd.rollback_id}.")
+        return
+    service = deps.catalog.get(rollback.service)
+    if service is None or not policy.may_abort(service, user, rollback.requested_by):
+        deps.repo.add_audit_event(
+            "rollback.abort_refused",
+            now=deps.clock(),
+            service=rollback.service,
+            rollback_id=rollback.id,
+            actor=user,
+        )
+        _say(ack, ":no_entry: Only the requester, responders and approvers may abort it.")
+        return
+    moved = deps.repo.set_rollback_status(
+        cmd.rollback_id, "aborting", deps.clock(), expected=("running",)
+    )
+    if moved is None:
+        _say(ack, f"Rollback #{cmd.rollback_id} is {rollback.status}; nothing to abort.")
+        return
+    deps.repo.add_audit_event(
+        "rollback.abort_requested",
+        now=deps.clock(),
+        service=rollback.service,
+        rollback_id=rollback.id,
+        actor=user,
+        detail={"reason": cmd.reason},
+    )
+    deps.engine.request_abort(cmd.rollback_id)
+    _say(
+        ack,
+        f":octagonal_sign: Abort of rollback #{cmd.rollback_id} requested: it stops before"
+        " its next step (a wait is interrupted). The progress message will say which steps ran.",
+    )
