@@ -231,7 +231,8 @@ def default_plan(inp: PlanInputs) -> Plan:
             )
     else:
         raise ValueError(f"unknown strategy {inp.strategy!r}")
-    return Plan(inp.strategy, (*steps, *_verification(inp)))
+    ordered = sorted([*steps, *_verification(inp)], key=lambda s: PHASES.index(s.phase))
+    return Plan(inp.strategy, tuple(ordered))
 
 
 def custom_plan(strategy: str, phases: Mapping[str, Sequence[Mapping[str, Any]]]) -> Plan:

@@ -1,0 +1,90 @@
+"""Plans: built-in plans per strategy, catalog plans, the point of no return."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.catalog import CatalogError, PlanError, load_catalog, parse_catalog
+from bot.rollback.plan import PHASES
+
+EXAMPLE = Path(__file__).parents[2] / "rollback.example.yaml"
+HEAD = "defaults:\n  channel: C0DEPLOYS\nservices:\n  svc:\n    deployment: svc-api\n"
+
+
+def kinds(service: str) -> list[tuple[str, str]]:
+    plan = load_catalog(EXAMPLE).services[service].plan()
+    return [(s.phase, s.kind) for s in plan.steps]
+
+
+def test_undo_plan_snapshots_undoes_waits_and_verifies() -> None:
+    assert kinds("checkout") == [
+        ("preparation", "snapshot"),
+        ("application", "rollout_undo"),
+        ("application", "wait_rollout"),
+        ("verification", "http_check"),
+        ("verification", "prometheus_gate"),
+    ]
+
+
+def test_undo_to_a_revision_names_it() -> None:
+    plan = load_catalog(EXAMPLE).services["search"].plan("41")
+    undo = plan.steps[1]
+    assert undo.params["to_revision"] == "41"
+    assert "revision 41" in undo.name
+
+
+def test_blue_green_switches_the_selector_then_scales_the_candidate_down() -> None:
+    plan = load_catalog(EXAMPLE).services["storefront"].plan()
+    switch = next(s for s in plan.steps if s.kind == "switch_selector")
+    assert switch.params == {"service": "storefront", "selector": {"version": "blue"}}
+    assert [s.kind for s in plan.steps][-1] == "scale"
+    assert plan.steps[-1].params == {"deployment": "storefront-green", "replicas": 0}
+
+
+def test_canary_shifts_traffic_with_a_gate_then_scales_the_canary_down() -> None:
+    plan = load_catalog(EXAMPLE).services["boardroom"].plan()
+    shift = next(s for s in plan.steps if s.kind == "shift_traffic")
+    assert shift.params["to_percent"] == 0 and shift.params["step_percent"] == 25
+    assert shift.params["gate_query"] and shift.params["gate_below"] == 0.05
+    assert (plan.steps[-1].kind, plan.steps[-1].params["replicas"]) == ("scale", 0)
+
+
+def test_http_strategy_calls_the_rollback_endpoint() -> None:
+    assert kinds("mvp") == [("application", "http_request"), ("verification", "http_check")]
+
+
+def test_custom_phases_run_in_runbook_order_and_mark_the_point_of_no_return() -> None:
+    plan = load_catalog(EXAMPLE).services["billing"].plan()
+    order = [PHASES.index(s.phase) for s in plan.steps]
+    assert order == sorted(order)
+    assert plan.point_of_no_return is not None
+    assert plan.point_of_no_return.name == "Downgrade schema to v2.0.5"
+    assert plan.point_of_no_return.timeout_seconds == 900
+
+
+def test_strategy_without_its_section_is_a_warning_then_a_clear_refusal() -> None:
+    catalog = parse_catalog(HEAD + "    strategy: blue-green\n")
+    assert catalog.warnings == (
+        "rollback.yaml:6: warning: services.svc: strategy blue-green needs a blue_green:"
+        " section before a rollback can run",
+    )
+    with pytest.raises(PlanError, match="no blue_green: section"):
+        catalog.services["svc"].plan()
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("{kind: teleport}", "unknown step kind 'teleport'"),
+        ("{kind: scale}", "step kind 'scale' needs replicas"),
+        ("{kind: wait, seconds: 1, minutes: 2}", "step kind 'wait' does not take minutes"),
+    ],
+)
+def test_catalog_steps_are_checked(step: str, message: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(HEAD + f"    phases:\n      cleanup:\n        - {step}\n")
+    (error,) = caught.value.errors
+    assert error.startswith("rollback.yaml:8: services.svc.phases.cleanup.0")
+    assert message in error
