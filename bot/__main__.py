@@ -64,9 +64,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
+    from bot.scheduler import start_scheduler
+
     resumed = bot.deps.engine.resume_all()
     if resumed:
         log.warning("resumed rollbacks left running by a previous process: %s", resumed)
+    scheduler = start_scheduler(
+        bot.deps.engine, resume_every_seconds=settings.rollback_bot_lease_seconds / 2
+    )
     port = settings.port if args.port is None else args.port
     server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)
     try:
@@ -82,6 +87,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        scheduler.shutdown(wait=False)
         bot.close()
     return 0
 

@@ -112,6 +112,7 @@ def build_app(
             prometheus=prometheus,
             clock=clock,
             progress=SlackProgress(slack, repo, catalog, clock),
+            lease_seconds=settings.rollback_bot_lease_seconds,
         ),
         clock=clock,
         closers=[engine.dispose, http.close, lambda: probe_pool.shutdown(wait=False)],

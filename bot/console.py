@@ -22,6 +22,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot.adapters.console import buttons_of, render_message
+from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
 from bot.catalog import Catalog
 from bot.server import HttpServer
@@ -37,6 +38,7 @@ Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
   help | quit"""
 SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
 WAIT_SECONDS = 30.0
+ROLLBACK_WAIT_SECONDS = 120.0  # the console shows a rollback to its end before the next line
 DEFAULT_USER = "U0ONCALL1"
 CONSOLE_CHANNEL = "C0DEPLOYS"
 
@@ -101,16 +103,22 @@ class ConsoleSession:
         failures_before = self.bot.deps.work.failures
         if not self.bot.deps.work.wait_idle(WAIT_SECONDS):
             self._fail(f"the app was still working after {WAIT_SECONDS:g} s")
+        if not self.bot.deps.engine.wait_idle(ROLLBACK_WAIT_SECONDS):
+            self._fail(f"a rollback was still running after {ROLLBACK_WAIT_SECONDS:g} s")
         if self.bot.deps.work.failures > failures_before:
             self._fail("the app hit an internal error (see the log above)")
         self._print_arrivals()
 
     def _print_arrivals(self) -> None:
+        """Print what the app sent since the last line; a message edited several times is shown
+        once, as it ended up (like a Slack channel you look at after the fact)."""
+        shown: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        order = 0
         while True:
             try:
                 call = self._arrived.get_nowait()
             except queue.Empty:
-                return
+                break
             if call.status >= 400 or call.response.get("ok") is False:
                 self._fail(
                     f"Slack API {call.method} failed: {call.response.get('error', call.status)}"
@@ -119,15 +127,24 @@ class ConsoleSession:
             if call.method not in SHOWN_METHODS:
                 continue
             p = call.params
-            message = {**p, "ts": call.response.get("ts", p.get("ts"))}
-            if buttons_of(p.get("blocks") or []):
+            ts = str(call.response.get("ts") or p.get("ts") or f"#{order}")
+            order += 1
+            key = (str(p.get("channel", "")), ts)
+            if call.method == "chat.update" and key in shown:
+                prefix, _ = shown[key]
+            else:
+                prefix = {
+                    "chat.update": f"(edited in #{p.get('channel')}) ",
+                    "chat.postEphemeral": "(only you) ",
+                    "response_url": "(only you) " if p.get("response_type") != "in_channel" else "",
+                }.get(call.method, f"#{p.get('channel')} ")
+                if p.get("thread_ts"):
+                    prefix = f"  ↳ (thread) {prefix}"
+            shown[key] = (prefix, {**p, "ts": ts})
+        for prefix, message in shown.values():
+            if buttons_of(message.get("blocks") or []):
                 self._last_with_buttons = message
-            where = {
-                "chat.update": f"(edited in {p.get('channel')}) ",
-                "chat.postEphemeral": "(only you) ",
-                "response_url": "(only you) " if p.get("response_type") != "in_channel" else "",
-            }.get(call.method, f"#{p.get('channel')} ")
-            self._say(render_message(str(p.get("text", "")), p.get("blocks")), prefix=where)
+            self._say(render_message(str(message.get("text", "")), message.get("blocks")), prefix)
 
     def _say(self, text: str, prefix: str = "") -> None:
         print(f"{prefix}{text}\n", file=self.out, flush=True)
@@ -149,9 +166,15 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             "slack_api_url": slack.api_url,
         }
         catalog: Catalog | None = None
+        kube: KubernetesClient | None = None
         if is_demo:
-            from bot.demo import DEMO_SERVICES, demo_catalog, query_values
+            from bot.demo import DEMO_SERVICES, demo_catalog, query_values, seed_cluster
+            from bot.sim.kube_api import KubeSimulator
             from bot.sim.prometheus_api import PrometheusSimulator
+
+            cluster = stack.enter_context(KubeSimulator(ready_delay_seconds=2.0))
+            seed_cluster(cluster)
+            kube = KubernetesClient(api_client_for=lambda _context: cluster.api_client())
 
             health = {d.name: d.health_status for d in DEMO_SERVICES}
             prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
@@ -161,7 +184,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
                 "prometheus_url": prometheus.url,
                 "database_url": f"sqlite:///{tmp / 'demo.db'}",
             }
-        bot = build_app(settings.model_copy(update=overrides), catalog=catalog)
+        bot = build_app(settings.model_copy(update=overrides), catalog=catalog, kube=kube)
         stack.callback(bot.close)
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
         stack.callback(server.stop)

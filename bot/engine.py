@@ -31,7 +31,6 @@ from storage.repository import NewStep, Repository
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=30)
 ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
 
 
@@ -43,6 +42,10 @@ class ProgressSink(Protocol):
     def note(self, rollback_id: int, text: str) -> None: ...
 
     def gate(self, rollback_id: int, step_id: int, prompt: str) -> None: ...
+
+
+class LeaseLost(Exception):
+    """Another worker took this rollback over (we stalled past the lease): stop touching it."""
 
 
 def worker_name() -> str:
@@ -61,12 +64,14 @@ class Engine:
         clock: Callable[[], datetime],
         progress: ProgressSink,
         max_parallel: int = 16,
+        lease_seconds: float = 30.0,
         worker: str | None = None,
         step_runners: Mapping[str, StepRunner] | None = None,
     ) -> None:
         self.repo, self.catalog, self.kube, self.http = repo, catalog, kube, http
         self.prometheus, self.clock, self.progress = prometheus, clock, progress
         self.worker = worker or worker_name()
+        self.lease = timedelta(seconds=lease_seconds)
         self.runners = dict(step_runners or runners())
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
         self._aborts: dict[int, threading.Event] = {}
@@ -141,7 +146,7 @@ class Engine:
                 self._idle.notify_all()
 
     def run(self, rollback_id: int) -> None:
-        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE):
+        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
             log.info("rollback #%d is held by another worker", rollback_id)
             return
         try:
@@ -169,6 +174,8 @@ class Engine:
             outcome = self._run_step(rollback_id, service, step)
             if outcome == "aborted":
                 self._abort(rollback_id)
+                return
+            if outcome == "lease-lost":
                 return
             if outcome != "succeeded":
                 self._finish(rollback_id, "failed", f"{step.name}: {outcome}")
@@ -209,6 +216,11 @@ class Engine:
         except Aborted:
             self.repo.finish_step(step_id, "failed", self.clock(), error="aborted while running")
             return "aborted"
+        except LeaseLost:
+            log.warning(
+                "rollback #%d: lease lost to another worker during %s", rollback_id, step.name
+            )
+            return "lease-lost"
         except StepFailed as exc:
             self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc))
             self.progress.note(rollback_id, f":x: *{step.name}* failed: {exc}")
@@ -223,7 +235,7 @@ class Engine:
         self.progress.note(
             rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
         )
-        self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE)
+        self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease)
         return "succeeded"
 
     def _wait(self, rollback_id: int, seconds: float) -> None:
@@ -232,13 +244,13 @@ class Engine:
         deadline = time.monotonic() + seconds
         while True:
             remaining = deadline - time.monotonic()
-            if event.wait(min(max(remaining, 0.0), ABORT_POLL_SECONDS)) or self._is_abort_requested(
-                rollback_id
-            ):
+            poll = min(ABORT_POLL_SECONDS, self.lease.total_seconds() / 3)
+            if event.wait(min(max(remaining, 0.0), poll)) or self._is_abort_requested(rollback_id):
                 raise Aborted()
-            self.repo.claim_rollback(rollback_id, self.worker, self.clock(), LEASE)
+            if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
+                raise LeaseLost()
             self.progress.changed(rollback_id)
-            if remaining <= ABORT_POLL_SECONDS:
+            if remaining <= poll:
                 return
 
     def _remember(self, step_id: int, detail: Mapping[str, Any]) -> None:

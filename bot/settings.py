@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     rollback_bot_workers: int = Field(default=4, ge=1)
     rollback_bot_query_timeout_seconds: float = Field(default=5.0, gt=0)
     rollback_bot_log_level: str = "INFO"
+    # A crashed process's rollbacks are taken over when their lease lapses (checked every half).
+    rollback_bot_lease_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def is_sms_enabled(self) -> bool:

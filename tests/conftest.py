@@ -94,6 +94,9 @@ class Harness:
     def posted(self) -> list[SlackCall]:
         return self.slack.calls_to("chat.postMessage")
 
+    def wait_rollbacks(self) -> None:
+        assert self.bot.deps.engine.wait_idle(30), "rollbacks still running after 30 s"
+
 
 @pytest.fixture
 def slack() -> Iterator[SlackSimulator]:
@@ -112,6 +115,7 @@ def make_harness(slack: SlackSimulator, tmp_path: Path) -> Iterator[Any]:
     started: list[tuple[BotApp, HttpServer, httpx.Client]] = []
 
     def make(catalog_text: str, *, prometheus_url: str | None, **settings: Any) -> Harness:
+        settings_kube = {"kube": settings.pop("kube")} if "kube" in settings else {}
         secret = secrets.token_hex(16)
         config = Settings(
             slack_bot_token=SecretStr(BOT_TOKEN),
@@ -123,7 +127,8 @@ def make_harness(slack: SlackSimulator, tmp_path: Path) -> Iterator[Any]:
             rollback_bot_workers=4,
             **settings,
         )
-        bot = build_app(config, catalog=parse_catalog(catalog_text, "test.yaml"))
+        kube = settings_kube.pop("kube", None)
+        bot = build_app(config, catalog=parse_catalog(catalog_text, "test.yaml"), kube=kube)
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
         http = httpx.Client(timeout=10)
         started.append((bot, server, http))

@@ -1,7 +1,7 @@
 """Kubernetes API adapter: the only importer of the ``kubernetes`` SDK (v37, pydantic models).
 
 It speaks in the bot's terms (revisions, images, rollout status) and ports the kubectl behaviour
-the bot relies on: ``rollout undo`` (kubectl ``pkg/polymorphichelpers/rollback.go`` with
+the bot relies on: ``rollout undo`` (``pkg/polymorphichelpers/rollback.go`` with
 ``pkg/util/deployment/deployment.go``), ``rollout status`` (``rollout_status.go``) and
 ``rollout restart`` (``objectrestarter.go``). Every failure leaves as :class:`KubeError`, in words.
 """
@@ -25,7 +25,7 @@ from kubernetes import client as k8s
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config import ConfigException, load_incluster_config, new_client_from_config
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +144,20 @@ class JobState:
 # ── kubectl ports (pure; fed with SDK model objects) ──────────────────────────────────────────
 
 
-def wire(model: Any) -> dict[str, Any]:
+def wire(model: BaseModel) -> dict[str, Any]:
     """A model as the API writes it: camelCase keys, no nulls, timestamps as strings."""
-    data: dict[str, Any] = json.loads(model.to_json())
+    data: dict[str, Any] = json.loads(model.to_json())  # type: ignore[attr-defined]  # generated
     return data
 
 
-def revision_of(annotations: dict[str, str] | None) -> int | None:
+def meta(metadata: k8s.V1ObjectMeta | None) -> k8s.V1ObjectMeta:
+    """Server objects always carry metadata; the models still declare it optional."""
+    return metadata or k8s.V1ObjectMeta()
+
+
+def revision_of(metadata: k8s.V1ObjectMeta | None) -> int | None:
     """deploymentutil.Revision: a missing annotation is revision 0; garbage is None (skipped)."""
-    value = (annotations or {}).get(REVISION)
+    value = (meta(metadata).annotations or {}).get(REVISION)
     if value is None:
         return 0
     try:
@@ -161,15 +166,15 @@ def revision_of(annotations: dict[str, str] | None) -> int | None:
         return None
 
 
-def images_of(template: Any) -> dict[str, str]:
-    """Container name → image of a pod template (init containers are not the app's version)."""
+def images_of(template: k8s.V1PodTemplateSpec | None) -> dict[str, str]:
+    """Container name → image (init containers are not what a revision is known by)."""
     containers = template.spec.containers if template and template.spec else []
-    return {c.name: c.image or "" for c in containers or []}
+    return {c.name: c.image or "" for c in containers}
 
 
-def is_controlled_by(replicaset: Any, owner_uid: str | None) -> bool:
+def is_controlled_by(replicaset: k8s.V1ReplicaSet, owner_uid: str | None) -> bool:
     """metav1.IsControlledBy: the owner reference marked controller=true carries this uid."""
-    refs = (replicaset.metadata.owner_references or []) if replicaset.metadata else []
+    refs = meta(replicaset.metadata).owner_references or []
     controller = next((ref for ref in refs if ref.controller), None)
     return controller is not None and owner_uid is not None and controller.uid == owner_uid
 
@@ -184,91 +189,81 @@ def _pruned(value: Any) -> Any:
     return value
 
 
-def template_without_hash(template: Any) -> dict[str, Any]:
+def template_without_hash(template: k8s.V1PodTemplateSpec | None) -> dict[str, Any]:
     """The pod template in wire form minus the pod-template-hash label the controller adds."""
-    data = wire(template)
+    data = wire(template) if template is not None else {}
     labels = data.get("metadata", {}).get("labels")
     if labels is not None:
         labels.pop(POD_TEMPLATE_HASH, None)
     return data
 
 
-def equal_ignore_hash(template1: Any, template2: Any) -> bool:
+def equal_ignore_hash(
+    template1: k8s.V1PodTemplateSpec | None, template2: k8s.V1PodTemplateSpec | None
+) -> bool:
     """kubectl equalIgnoreHash. Quantities compare as text: the API server stores them canonical."""
-    return bool(
-        _pruned(template_without_hash(template1)) == _pruned(template_without_hash(template2))
-    )
+    first, second = template_without_hash(template1), template_without_hash(template2)
+    return bool(_pruned(first) == _pruned(second))
 
 
-def select_revision(deployment: Any, replicasets: Sequence[Any], to_revision: int | None) -> Any:
+def select_revision(
+    deployment: k8s.V1Deployment, replicasets: Sequence[k8s.V1ReplicaSet], to_revision: int | None
+) -> k8s.V1ReplicaSet:
     """rollback.go deploymentRevision: the asked revision, else the second-highest one."""
-    wanted = to_revision or 0
+    wanted = to_revision or 0  # kubectl's --to-revision=0 means "the previous one"
     if wanted < 0:
         raise _revision_not_found(wanted)
-    latest: tuple[int, Any] | None = None
-    previous: tuple[int, Any] | None = None
+    if wanted:
+        found = next((rs for rs in replicasets if revision_of(rs.metadata) == wanted), None)
+        if found is None:
+            raise _revision_not_found(wanted)
+        return found
+    latest: tuple[int, k8s.V1ReplicaSet] | None = None
+    previous: tuple[int, k8s.V1ReplicaSet] | None = None
     for rs in replicasets:
-        number = revision_of(rs.metadata.annotations)
+        number = revision_of(rs.metadata)
         if number is None:
-            continue
-        if wanted and number == wanted:
-            return rs
-        if wanted:
             continue
         if latest is None or latest[0] < number:
             previous, latest = latest, (number, rs)
         elif previous is None or previous[0] < number:
             previous = (number, rs)
-    if wanted:
-        raise _revision_not_found(wanted)
     if previous is None:
+        name = meta(deployment.metadata).name
         raise KubeError(
-            None,
-            "NoRolloutHistory",
-            f'no rollout history found for deployment "{deployment.metadata.name}"',
+            None, "NoRolloutHistory", f'no rollout history found for deployment "{name}"'
         )
     return previous[1]
 
 
 def _revision_not_found(number: int) -> KubeError:
-    return KubeError(
-        None, "RevisionNotFound", f"unable to find specified revision {number} in history"
-    )
+    message = f"unable to find specified revision {number} in history"
+    return KubeError(None, "RevisionNotFound", message)
 
 
-def undo_annotations(deployment: Any, replicaset: Any) -> dict[str, str]:
+def undo_annotations(deployment: k8s.V1Deployment, replicaset: k8s.V1ReplicaSet) -> dict[str, str]:
     """rollback.go: the Deployment keeps its revision bookkeeping, the rest comes from the RS."""
-    own = deployment.metadata.annotations or {}
+    own = meta(deployment.metadata).annotations or {}
+    theirs = meta(replicaset.metadata).annotations or {}
     kept = {k: v for k, v in own.items() if k in ANNOTATIONS_TO_SKIP}
-    restored = {
-        k: v
-        for k, v in (replicaset.metadata.annotations or {}).items()
-        if k not in ANNOTATIONS_TO_SKIP
-    }
-    return kept | restored
+    return kept | {k: v for k, v in theirs.items() if k not in ANNOTATIONS_TO_SKIP}
 
 
-def undo_patch(deployment: Any, replicaset: Any) -> list[dict[str, Any]]:
+def undo_patch(deployment: k8s.V1Deployment, replicaset: k8s.V1ReplicaSet) -> list[dict[str, Any]]:
     """rollback.go getDeploymentPatch: a JSON Patch replacing the template and the annotations."""
+    template = template_without_hash(replicaset.spec.template)
+    annotations = undo_annotations(deployment, replicaset)
     return [
-        {
-            "op": "replace",
-            "path": "/spec/template",
-            "value": template_without_hash(replicaset.spec.template),
-        },
-        {
-            "op": "replace",
-            "path": "/metadata/annotations",
-            "value": undo_annotations(deployment, replicaset),
-        },
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
 
 
-def rollout_status_of(deployment: Any) -> RolloutStatus:
+def rollout_status_of(deployment: k8s.V1Deployment) -> RolloutStatus:
     """rollout_status.go DeploymentStatusViewer.Status, with kubectl's words."""
-    name = deployment.metadata.name
+    name = meta(deployment.metadata).name
     status = deployment.status or k8s.V1DeploymentStatus()
-    if (deployment.metadata.generation or 0) > (status.observed_generation or 0):
+    if (meta(deployment.metadata).generation or 0) > (status.observed_generation or 0):
         return _waiting("Waiting for deployment spec update to be observed...")
     progressing = next((c for c in status.conditions or [] if c.type == "Progressing"), None)
     if progressing is not None and progressing.reason == TIMED_OUT_REASON:
@@ -289,25 +284,20 @@ def _waiting(message: str) -> RolloutStatus:
     return RolloutStatus(False, False, message)
 
 
-def label_selector_string(selector: Any) -> str:
-    """metav1.LabelSelectorAsSelector(...).String() for list calls."""
-    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+def label_selector_string(selector: k8s.V1LabelSelector) -> str:
+    """metav1.LabelSelectorAsSelector(...).String(), the label_selector of a list call."""
+    parts = [f"{k}={v}" for k, v in (selector.match_labels or {}).items()]
     for expr in selector.match_expressions or []:
         values = ",".join(sorted(expr.values or []))
-        parts.append(
-            {
-                "In": f"{expr.key} in ({values})",
-                "NotIn": f"{expr.key} notin ({values})",
-                "Exists": expr.key,
-                "DoesNotExist": f"!{expr.key}",
-            }[expr.operator]
-        )
+        forms = {"In": f"{expr.key} in ({values})", "NotIn": f"{expr.key} notin ({values})"}
+        forms |= {"Exists": expr.key, "DoesNotExist": f"!{expr.key}"}
+        parts.append(forms[expr.operator])
     return ",".join(sorted(parts))
 
 
-def job_state_of(job: Any) -> JobState:
-    """Complete/Failed conditions decide; FailureTarget is not final (pods may still stop)."""
-    name = job.metadata.name
+def job_state_of(job: k8s.V1Job) -> JobState:
+    """Complete/Failed decide; FailureTarget is not final yet (pods may still be stopping)."""
+    name = meta(job.metadata).name
     status = job.status or k8s.V1JobStatus()
     for cond in status.conditions or []:
         if cond.status != "True":
@@ -317,22 +307,23 @@ def job_state_of(job: Any) -> JobState:
         if cond.type == "Failed":
             detail = ": ".join(part for part in (cond.reason, cond.message) if part)
             return JobState("failed", f'job "{name}" failed: {detail or "no reason given"}')
-    counts = f"{status.active or 0} active, {status.succeeded or 0} succeeded, {status.failed or 0} failed"
+    active, done, failed = status.active or 0, status.succeeded or 0, status.failed or 0
+    counts = f"{active} active, {done} succeeded, {failed} failed"
     return JobState("running", f'job "{name}" running: {counts}')
 
 
 # ── errors in words ───────────────────────────────────────────────────────────────────────────
 
 
-def error_from_api(exc: ApiException, subject: str | None = None) -> KubeError:
+def error_from_api(exc: ApiException, not_found: str | None = None) -> KubeError:
     """An ApiException as KubeError: the Status message when there is one, never the repr."""
-    status = exc.status or None
-    body = _status_body(exc.body)
-    reason = str(body.get("reason") or _STATUS_REASONS.get(status or 0) or _phrase(status))
-    if status is None:  # the SDK's own failures (TLS, undecodable answer) carry status 0
+    status: int | None = exc.status or None
+    if status is None:  # the SDK's own failures (TLS set-up, undecodable answer) carry status 0
         return KubeError(None, "ClientError", _one_line(str(exc.reason or "request failed")))
-    if status == 404 and subject:
-        return KubeError(404, reason, f"{subject} not found")
+    body = _status_body(exc.body)
+    reason = str(body.get("reason") or _STATUS_REASONS.get(status) or _phrase(status))
+    if status == 404 and not_found:
+        return KubeError(404, reason, not_found)
     message = body.get("message") or _plain_text(exc.body)
     if not message:
         message = f"the Kubernetes API answered HTTP {status} {_phrase(status)}"
@@ -355,9 +346,9 @@ def _plain_text(body: str | None) -> str:
     return text
 
 
-def _phrase(status: int | None) -> str:
+def _phrase(status: int) -> str:
     try:
-        return HTTPStatus(status or 0).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 
@@ -367,20 +358,20 @@ def _one_line(text: str) -> str:
 
 
 def _unreachable(exc: urllib3.exceptions.HTTPError) -> KubeError:
-    """A connection-level failure in words: the server's address, never URLs with tokens."""
+    """A connection-level failure in words: the server's address only, never the URL."""
     pool = getattr(exc, "pool", None)
     host = f"{pool.host}:{pool.port}" if pool is not None else "the configured server"
     cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
     if isinstance(cause, urllib3.exceptions.TimeoutError):
         why = "timed out"
-    elif isinstance(cause, urllib3.exceptions.NewConnectionError):
-        why = "connection refused or host unreachable"
     elif isinstance(cause, urllib3.exceptions.NameResolutionError):
         why = "host name not resolved"
+    elif isinstance(cause, urllib3.exceptions.NewConnectionError):
+        why = "connection refused or host unreachable"
     elif isinstance(cause, urllib3.exceptions.SSLError):
         why = "TLS handshake failed"
     else:
-        why = "connection failed"
+        why = "connection lost"
     return KubeError(None, "Unreachable", f"Kubernetes API at {host} unreachable: {why}")
 
 
@@ -392,8 +383,17 @@ def _retry_after(exc: ApiException) -> float | None:
         return None
 
 
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return _one_line(str(exc).split("\n", 1)[0])
+
+
 # ── the client ────────────────────────────────────────────────────────────────────────────────
 
+# the typed APIs for snapshot kinds; anything else goes through CustomObjectsApi
 _BUILTIN_KINDS: dict[tuple[str, str], tuple[Callable[[ApiClient], Any], str]] = {
     ("apps/v1", "Deployment"): (k8s.AppsV1Api, "deployment"),
     ("apps/v1", "ReplicaSet"): (k8s.AppsV1Api, "replica_set"),
@@ -407,15 +407,54 @@ def default_api_client_factory(kubeconfig: str | None) -> Callable[[str | None],
     """In-cluster credentials inside a pod when no context is named, else the kubeconfig."""
 
     def build(context: str | None) -> ApiClient:
-        # the SDK's in-cluster loader keys on the same variable; Settings does not model it
+        # the SDK's in-cluster loader keys on this variable too; Settings has no say in it
         if context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             configuration = k8s.Configuration()
-            load_incluster_config(client_configuration=configuration)
+            # the config loaders carry no annotations, hence the ignores below
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return ApiClient(configuration=configuration)
-        # persist_config=False: refreshed tokens must not be written back into the user's file
-        return new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
+        # persist_config=False: refreshed tokens are not written back into the user's file
+        built: ApiClient = new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, persist_config=False
+        )
+        return built
 
     return build
+
+
+def _dry_run(dry_run: bool) -> str | None:
+    return "All" if dry_run else None
+
+
+def _rfc3339(at: datetime) -> str:
+    """time.RFC3339 as kubectl writes it; a naive datetime is taken as UTC."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _group_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    if not group:
+        message = f"{api_version} objects other than Services are not supported"
+        raise KubeError(None, "Unsupported", message)
+    return group, version
+
+
+def _json_object(raw: object) -> dict[str, Any]:
+    """The raw answer (``_preload_content=False``) or a CustomObjectsApi answer as a dict."""
+    try:
+        data = json.loads(raw) if isinstance(raw, bytes | str) else raw
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise KubeError(
+            None, "ClientError", "the Kubernetes API answered with something else than an object"
+        )
+    return data
+
+
+def _labels(selector: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "(none)"
 
 
 class KubernetesClient:
@@ -449,7 +488,7 @@ class KubernetesClient:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for api_client in clients:
-            api_client.close()
+            api_client.close()  # type: ignore[no-untyped-call]  # SDK method is unannotated
 
     # ── deployments ──
 
@@ -457,15 +496,15 @@ class KubernetesClient:
         dep = self._read_deployment(t, name)
         status = dep.status or k8s.V1DeploymentStatus()
         return DeploymentInfo(
-            name=dep.metadata.name,
-            revision=revision_of(dep.metadata.annotations) or 0,
+            name=meta(dep.metadata).name or name,
+            revision=revision_of(dep.metadata) or 0,
             images=images_of(dep.spec.template),
             replicas=dep.spec.replicas if dep.spec.replicas is not None else 1,
             updated_replicas=status.updated_replicas or 0,
             ready_replicas=status.ready_replicas or 0,
             available_replicas=status.available_replicas or 0,
             is_paused=bool(dep.spec.paused),
-            generation=dep.metadata.generation or 0,
+            generation=meta(dep.metadata).generation or 0,
             observed_generation=status.observed_generation or 0,
             selector=dict(dep.spec.selector.match_labels or {}),
         )
@@ -477,39 +516,37 @@ class KubernetesClient:
             Revision(
                 number=number,
                 images=images_of(rs.spec.template),
-                replicaset=rs.metadata.name,
-                created=rs.metadata.creation_timestamp,
-                change_cause=(rs.metadata.annotations or {}).get(CHANGE_CAUSE),
+                replicaset=meta(rs.metadata).name or "",
+                created=meta(rs.metadata).creation_timestamp,
+                change_cause=(meta(rs.metadata).annotations or {}).get(CHANGE_CAUSE),
             )
             for rs in self._owned_replicasets(t, dep)
-            if (number := revision_of(rs.metadata.annotations)) is not None
+            if (number := revision_of(rs.metadata)) is not None
         ]
         return sorted(revisions, key=lambda r: (r.number, r.replicaset))
 
     def plan_undo(self, t: KubeTarget, name: str, to_revision: int | None) -> UndoPlan:
         """What ``kubectl rollout undo`` would do; changes nothing."""
         dep = self._read_deployment(t, name)
-        rs = select_revision(dep, self._owned_replicasets(t, dep), to_revision)
-        return self._plan(dep, rs)
+        return _plan(dep, select_revision(dep, self._owned_replicasets(t, dep), to_revision))
 
     def undo(
         self, t: KubeTarget, name: str, to_revision: int | None, *, dry_run: bool = False
     ) -> UndoPlan:
-        """kubectl rollout undo (server-side dry run with ``dry_run``)."""
+        """kubectl rollout undo; ``dry_run`` asks the server for a dry run (dryRun=All)."""
 
         def attempt() -> UndoPlan:
             dep = self._read_deployment(t, name)
             rs = select_revision(dep, self._owned_replicasets(t, dep), to_revision)
-            plan = self._plan(dep, rs)
+            plan = _plan(dep, rs)
             if plan.is_noop:
                 return plan
             try:
                 self._patch_deployment(t, name, undo_patch(dep, rs), dry_run=dry_run)
             except KubeError as exc:
-                # kubectl's words; status and reason stay so a 409 is still retried
-                raise KubeError(
-                    exc.status, exc.reason, f"failed restoring revision {plan.to_revision}: {exc}"
-                ) from None
+                # kubectl's words; status and reason stay, so a 409 is still retried
+                message = f"failed restoring revision {plan.to_revision}: {exc}"
+                raise KubeError(exc.status, exc.reason, message) from None
             return plan
 
         return self._with_conflict_retry(f"rollout undo deployment {t.namespace}/{name}", attempt)
@@ -524,19 +561,17 @@ class KubernetesClient:
 
         def attempt() -> tuple[str, str]:
             dep = self._read_deployment(t, name)
-            containers = dep.spec.template.spec.containers or []
+            pod = dep.spec.template.spec
+            containers = pod.containers if pod else []
             index = next((i for i, c in enumerate(containers) if c.name == container), None)
             if index is None:
-                raise KubeError(
-                    None,
-                    "ContainerNotFound",
-                    f'unable to find container named "{container}" in deployment "{name}"',
-                )
+                message = f'unable to find container named "{container}" in deployment "{name}"'
+                raise KubeError(None, "ContainerNotFound", message)
             before = containers[index].image or ""
             if before == image:
-                return before, image
+                return before, image  # nothing to change: no request, no new revision
             path = f"/spec/template/spec/containers/{index}"
-            # the `test` pins the index to the name we looked up, should containers be reordered
+            # the `test` pins the index to the name just read, should containers be reordered
             patch = [
                 {"op": "test", "path": f"{path}/name", "value": container},
                 {"op": "replace", "path": f"{path}/image", "value": image},
@@ -552,45 +587,43 @@ class KubernetesClient:
         """kubectl scale through the scale subresource; (replicas before, replicas after)."""
         if replicas < 0:
             raise KubeError(None, "Invalid", f"cannot scale to {replicas} replicas")
-        subject = self._subject("deployment", name, t)
+        api = k8s.AppsV1Api(self._client(t))
+        not_found = _not_found("deployment", name, t)
+        what = f"deployment {t.namespace}/{name} scale"
 
         def attempt() -> tuple[int, int]:
-            api = k8s.AppsV1Api(self._client(t))
             current = self._call(
-                f"GET deployment scale {t.namespace}/{name}",
+                f"GET {what}",
                 lambda: api.read_namespaced_deployment_scale(
                     name, t.namespace, _request_timeout=self._timeout
                 ),
-                subject,
+                not_found,
             )
             after = self._call(
-                f"PATCH deployment scale {t.namespace}/{name}",
+                f"PATCH {what}",
                 lambda: api.patch_namespaced_deployment_scale(
                     name,
                     t.namespace,
                     {"spec": {"replicas": replicas}},
                     dry_run=_dry_run(dry_run),
-                    _content_type=MERGE_PATCH,  # kubectl scale sends a merge patch
+                    _content_type=MERGE_PATCH,  # what kubectl scale sends
                     _request_timeout=self._timeout,
                 ),
-                subject,
+                not_found,
             )
-            return current.spec.replicas or 0, after.spec.replicas or 0
+            return _scale_replicas(current), _scale_replicas(after)
 
-        return self._with_conflict_retry(f"scale deployment {t.namespace}/{name}", attempt)
+        return self._with_conflict_retry(f"scale {what}", attempt)
 
     def restart(self, t: KubeTarget, name: str, *, at: datetime, dry_run: bool = False) -> None:
         """kubectl rollout restart: stamp the pod template so every pod is replaced."""
-        stamp = _rfc3339(at)
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: _rfc3339(at)}}}}}
 
         def attempt() -> None:
-            dep = self._read_deployment(t, name)
-            if dep.spec.paused:
-                raise KubeError(
-                    None, "Paused", "can't restart paused deployment (run rollout resume first)"
-                )
-            patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-            # kubectl sends the same map as a strategic merge patch; for a map both agree
+            if self._read_deployment(t, name).spec.paused:
+                message = "can't restart paused deployment (run rollout resume first)"
+                raise KubeError(None, "Paused", message)
+            # kubectl sends this map as a strategic merge patch; for a map a merge patch agrees
             self._patch_deployment(t, name, patch, dry_run=dry_run, content_type=MERGE_PATCH)
 
         self._with_conflict_retry(f"rollout restart deployment {t.namespace}/{name}", attempt)
@@ -598,7 +631,7 @@ class KubernetesClient:
     # ── services ──
 
     def service_selector(self, t: KubeTarget, service: str) -> dict[str, str]:
-        return dict(self._read_service(t, service).spec.selector or {})
+        return _selector_of(self._read_service(t, service))
 
     def switch_selector(
         self, t: KubeTarget, service: str, selector: dict[str, str], *, dry_run: bool = False
@@ -608,22 +641,17 @@ class KubernetesClient:
         The JSON Patch ``test`` on the selector just read makes a concurrent change fail
         instead of being overwritten.
         """
-        subject = self._subject("service", service, t)
+        api = k8s.CoreV1Api(self._client(t))
 
         def attempt() -> tuple[dict[str, str], dict[str, str]]:
-            before = dict(self._read_service(t, service).spec.selector or {})
+            before = _selector_of(self._read_service(t, service))
             if not before:
-                raise KubeError(
-                    None,
-                    "NoSelector",
-                    f'service "{service}" has no selector (its endpoints are managed by hand); '
-                    "refusing to add one",
-                )
+                message = f'service "{service}" has no selector (endpoints managed by hand)'
+                raise KubeError(None, "NoSelector", message)
             patch = [
                 {"op": "test", "path": "/spec/selector", "value": before},
                 {"op": "replace", "path": "/spec/selector", "value": selector},
             ]
-            api = k8s.CoreV1Api(self._client(t))
             try:
                 after = self._call(
                     f"PATCH service {t.namespace}/{service}",
@@ -635,35 +663,35 @@ class KubernetesClient:
                         _content_type=JSON_PATCH,
                         _request_timeout=self._timeout,
                     ),
-                    subject,
+                    _not_found("service", service, t),
                 )
             except KubeError as exc:
-                raise self._stale_selector(t, service, before, selector, exc) from None
-            return before, dict(after.spec.selector or {})
+                return before, self._after_failed_switch(t, service, before, selector, exc)
+            return before, _selector_of(after)
 
-        return self._with_conflict_retry(
-            f"switch selector service {t.namespace}/{service}", attempt
-        )
+        return self._with_conflict_retry(f"switch selector {t.namespace}/{service}", attempt)
 
-    def _stale_selector(
+    def _after_failed_switch(
         self,
         t: KubeTarget,
         service: str,
         before: dict[str, str],
         wanted: dict[str, str],
         exc: KubeError,
-    ) -> KubeError:
-        """A failed ``test`` (422) is a concurrent change: say what the selector is now."""
+    ) -> dict[str, str]:
+        """A 422 may be our `test` failing: find out whether someone else changed the selector."""
         if exc.status != 422:
-            return exc
-        now = dict(self._read_service(t, service).spec.selector or {})
+            raise exc
+        now = self.service_selector(t, service)
+        if now == wanted:
+            return now  # a retried request whose first answer was lost already switched it
         if now == before:
-            return exc  # the test held: the 422 is about something else
-        return KubeError(
-            409,
-            "Conflict",
-            f'the selector of service "{service}" changed while switching it '
-            f"(expected {_labels(before)}, found {_labels(now)}, wanted {_labels(wanted)})",
+            raise exc  # the test held: the 422 is about something else
+        raise KubeError(
+            422,
+            "SelectorChanged",
+            f'the selector of service "{service}" changed while switching it: expected '
+            f"{_labels(before)}, found {_labels(now)} (wanted {_labels(wanted)})",
         )
 
     # ── jobs ──
@@ -678,19 +706,13 @@ class KubernetesClient:
         dry_run: bool = False,
     ) -> None:
         """Create a Job; one that already exists counts as created (the step may be re-run)."""
+        metadata = {"name": name, "labels": labels or {}}
         try:
-            body = k8s.V1Job.from_dict(
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "metadata": {"name": name, "labels": labels or {}},
-                    "spec": spec,
-                }
+            body = k8s.V1Job.model_validate(
+                {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
             )
         except ValidationError as exc:
-            raise KubeError(
-                None, "Invalid", f'job "{name}" has an invalid spec: {_first_error(exc)}'
-            ) from None
+            raise KubeError(None, "Invalid", f'job "{name}": {_first_error(exc)}') from None
         api = k8s.BatchV1Api(self._client(t))
         try:
             self._call(
@@ -700,7 +722,7 @@ class KubernetesClient:
                 ),
             )
         except KubeError as exc:
-            if exc.status != 409 or exc.reason == "Conflict":
+            if exc.reason != "AlreadyExists":
                 raise
             log.info("job %s/%s already exists; not creating it again", t.namespace, name)
 
@@ -709,7 +731,7 @@ class KubernetesClient:
         job = self._call(
             f"GET job {t.namespace}/{name}",
             lambda: api.read_namespaced_job(name, t.namespace, _request_timeout=self._timeout),
-            self._subject("job", name, t),
+            _not_found("job", name, t),
         )
         return job_state_of(job)
 
@@ -717,31 +739,31 @@ class KubernetesClient:
 
     def read_object(self, t: KubeTarget, api_version: str, kind: str, name: str) -> dict[str, Any]:
         """The object exactly as the API serves it (camelCase), ready for ``yaml.safe_dump``."""
-        subject = self._subject(kind.lower(), name, t)
+        what, not_found = f"GET {kind} {t.namespace}/{name}", _not_found(kind.lower(), name, t)
         builtin = _BUILTIN_KINDS.get((api_version, kind))
         if builtin is not None:
             api_class, resource = builtin
             read = getattr(api_class(self._client(t)), f"read_namespaced_{resource}")
+            # the raw answer: the models would drop fields newer than the SDK
             response = self._call(
-                f"GET {kind} {t.namespace}/{name}",
-                # raw answer: the models would drop fields newer than the SDK
+                what,
                 lambda: read(
                     name, t.namespace, _preload_content=False, _request_timeout=self._timeout
                 ),
-                subject,
+                not_found,
             )
             return _json_object(response.data)
         group, version = _group_version(api_version)
         plural = self._plural(t, api_version, kind)
         api = k8s.CustomObjectsApi(self._client(t))
         found = self._call(
-            f"GET {kind} {t.namespace}/{name}",
+            what,
             lambda: api.get_namespaced_custom_object(
                 group, version, t.namespace, plural, name, _request_timeout=self._timeout
             ),
-            subject,
+            not_found,
         )
-        return _as_dict(found)
+        return _json_object(found)
 
     def patch_object(
         self,
@@ -754,10 +776,10 @@ class KubernetesClient:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         """Apply a JSON Patch (canary weights, ingress annotations); returns the patched object."""
-        if not json_patch:
+        if not json_patch:  # the SDK silently drops an empty body
             raise KubeError(None, "Invalid", "empty JSON Patch: nothing to change")
-        subject = self._subject(kind.lower(), name, t)
-        what = f"PATCH {kind} {t.namespace}/{name}"
+        what, not_found = f"PATCH {kind} {t.namespace}/{name}", _not_found(kind.lower(), name, t)
+        dry = _dry_run(dry_run)
         builtin = _BUILTIN_KINDS.get((api_version, kind))
         if builtin is not None:
             api_class, resource = builtin
@@ -768,12 +790,12 @@ class KubernetesClient:
                     name,
                     t.namespace,
                     json_patch,
-                    dry_run=_dry_run(dry_run),
+                    dry_run=dry,
                     _content_type=JSON_PATCH,
                     _preload_content=False,
                     _request_timeout=self._timeout,
                 ),
-                subject,
+                not_found,
             )
             return _json_object(response.data)
         group, version = _group_version(api_version)
@@ -782,57 +804,34 @@ class KubernetesClient:
         patched = self._call(
             what,
             lambda: api.patch_namespaced_custom_object(
-                group,
-                version,
-                t.namespace,
-                plural,
-                name,
-                json_patch,
-                dry_run=_dry_run(dry_run),
+                *(group, version, t.namespace, plural, name, json_patch),
+                dry_run=dry,
                 # CustomObjectsApi defaults to merge-patch, which would misread a list body
                 _content_type=JSON_PATCH,
                 _request_timeout=self._timeout,
             ),
-            subject,
+            not_found,
         )
-        return _as_dict(patched)
+        return _json_object(patched)
 
     # ── internals ──
 
-    def _plan(self, dep: Any, rs: Any) -> UndoPlan:
-        if dep.spec.paused:
-            name = dep.metadata.name
-            raise KubeError(
-                None,
-                "Paused",
-                "you cannot rollback a paused deployment; resume it first with "
-                f"'kubectl rollout resume deployment/{name}' and try again",
-            )
-        return UndoPlan(
-            deployment=dep.metadata.name,
-            from_revision=revision_of(dep.metadata.annotations) or 0,
-            to_revision=revision_of(rs.metadata.annotations) or 0,
-            images_before=images_of(dep.spec.template),
-            images_after=images_of(rs.spec.template),
-            is_noop=equal_ignore_hash(rs.spec.template, dep.spec.template),
-        )
-
-    def _read_deployment(self, t: KubeTarget, name: str) -> Any:
+    def _read_deployment(self, t: KubeTarget, name: str) -> k8s.V1Deployment:
         api = k8s.AppsV1Api(self._client(t))
         return self._call(
             f"GET deployment {t.namespace}/{name}",
             lambda: api.read_namespaced_deployment(
                 name, t.namespace, _request_timeout=self._timeout
             ),
-            self._subject("deployment", name, t),
+            _not_found("deployment", name, t),
         )
 
-    def _read_service(self, t: KubeTarget, name: str) -> Any:
+    def _read_service(self, t: KubeTarget, name: str) -> k8s.V1Service:
         api = k8s.CoreV1Api(self._client(t))
         return self._call(
             f"GET service {t.namespace}/{name}",
             lambda: api.read_namespaced_service(name, t.namespace, _request_timeout=self._timeout),
-            self._subject("service", name, t),
+            _not_found("service", name, t),
         )
 
     def _patch_deployment(
@@ -843,7 +842,7 @@ class KubernetesClient:
         *,
         dry_run: bool,
         content_type: str = JSON_PATCH,
-    ) -> Any:
+    ) -> k8s.V1Deployment:
         api = k8s.AppsV1Api(self._client(t))
         return self._call(
             f"PATCH deployment {t.namespace}/{name}",
@@ -855,56 +854,54 @@ class KubernetesClient:
                 _content_type=content_type,
                 _request_timeout=self._timeout,
             ),
-            self._subject("deployment", name, t),
+            _not_found("deployment", name, t),
         )
 
-    def _owned_replicasets(self, t: KubeTarget, dep: Any) -> list[Any]:
+    def _owned_replicasets(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
         """deploymentutil listReplicaSets: by the Deployment's selector, then controller uid."""
         api = k8s.AppsV1Api(self._client(t))
         selector = label_selector_string(dep.spec.selector) or None
-        items: list[Any] = []
+        items: list[k8s.V1ReplicaSet] = []
         token: str | None = None
         while True:
             page = self._call(
                 f"LIST replicasets {t.namespace}",
-                lambda token=token: api.list_namespaced_replica_set(
+                lambda token=token: api.list_namespaced_replica_set(  # type: ignore[misc]  # mypy cannot infer a lambda with a default
                     t.namespace,
                     label_selector=selector,
                     _continue=token,
                     _request_timeout=self._timeout,
                 ),
             )
-            items.extend(page.items or [])
+            items.extend(page.items)
+            # the continue token is `var_continue` on the model, `_continue` as a parameter
             token = page.metadata.var_continue if page.metadata else None
             if not token:
-                break
-        return [rs for rs in items if is_controlled_by(rs, dep.metadata.uid)]
+                uid = meta(dep.metadata).uid
+                return [rs for rs in items if is_controlled_by(rs, uid)]
 
     def _plural(self, t: KubeTarget, api_version: str, kind: str) -> str:
-        """The resource name of a custom kind, from discovery (as kubectl's RESTMapper does)."""
+        """The resource name of a custom kind, from discovery as kubectl's RESTMapper does."""
         key = (t.context, api_version, kind)
-        if key in self._plurals:
-            return self._plurals[key]
-        group, version = _group_version(api_version)
-        api = k8s.CustomObjectsApi(self._client(t))
-        try:
-            listing = self._call(
-                f"GET discovery {api_version}",
-                lambda: api.get_api_resources(group, version, _request_timeout=self._timeout),
-            )
-            resources = listing.resources or []
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            resources = []  # a server without discovery for the group: fall back to the convention
-        plural = next(
-            (r.name for r in resources if r.kind == kind and "/" not in r.name),
-            kind.lower() + "s",
-        )
-        self._plurals[key] = plural
-        return plural
+        if key not in self._plurals:
+            group, version = _group_version(api_version)
+            api = k8s.CustomObjectsApi(self._client(t))
+            try:
+                listing = self._call(
+                    f"GET discovery {api_version}",
+                    lambda: api.get_api_resources(group, version, _request_timeout=self._timeout),
+                )
+                resources = listing.resources
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                resources = []  # no discovery for the group: fall back to the naming convention
+            names = (r.name for r in resources if r.kind == kind and "/" not in r.name)
+            self._plurals[key] = next(names, kind.lower() + "s")
+        return self._plurals[key]
 
     def _client(self, t: KubeTarget) -> ApiClient:
+        """One ApiClient per kube context, built on first use."""
         with self._lock:
             cached = self._clients.get(t.context)
             if cached is not None:
@@ -913,17 +910,12 @@ class KubernetesClient:
                 built = self._build_client(t.context)
             except (ConfigException, OSError) as exc:
                 where = f'context "{t.context}"' if t.context else "the default context"
-                raise KubeError(
-                    None, "ConfigError", f"cannot load Kubernetes credentials for {where}: {exc}"
-                ) from None
+                message = f"cannot load Kubernetes credentials for {where}: {_one_line(str(exc))}"
+                raise KubeError(None, "ConfigError", message) from None
             self._clients[t.context] = built
             return built
 
-    @staticmethod
-    def _subject(kind: str, name: str, t: KubeTarget) -> str:
-        return f'{kind} "{name}" in namespace "{t.namespace}"'
-
-    def _call(self, what: str, request: Callable[[], T], subject: str | None = None) -> T:
+    def _call(self, what: str, request: Callable[[], T], not_found: str | None = None) -> T:
         """One API request; 429/5xx and connection errors are retried with exponential backoff."""
         attempt = 0
         while True:
@@ -931,8 +923,7 @@ class KubernetesClient:
             try:
                 return request()
             except ApiException as exc:
-                error = error_from_api(exc, subject)
-                delay = _retry_after(exc)
+                error, delay = error_from_api(exc, not_found), _retry_after(exc)
             except urllib3.exceptions.HTTPError as exc:
                 error = _unreachable(exc)
             except (ValidationError, OpenApiException) as exc:
@@ -942,19 +933,15 @@ class KubernetesClient:
                 raise error from None
             attempt += 1
             wait = max(delay or 0.0, self._backoff * 2 ** (attempt - 1))
+            status = error.status or "no answer"
             log.warning(
                 "kubernetes %s: %s (%s); retry %d/%d in %.1f s",
-                what,
-                error.reason,
-                error.status or "no answer",
-                attempt,
-                self._retries,
-                wait,
+                *(what, error.reason, status, attempt, self._retries, wait),
             )
             self._sleep(wait)
 
     def _with_conflict_retry(self, what: str, attempt: Callable[[], T]) -> T:
-        """Re-run a whole read-modify-write when the write met a 409 Conflict."""
+        """Re-run a whole read-modify-write when its write met a 409 Conflict."""
         tries = 0
         while True:
             try:
@@ -964,54 +951,38 @@ class KubernetesClient:
                     raise
                 tries += 1
                 log.warning(
-                    "kubernetes %s: conflict; re-reading (retry %d/%d)", what, tries, self._retries
+                    "kubernetes %s: conflict, re-reading (retry %d/%d)", what, tries, self._retries
                 )
 
 
-def _dry_run(dry_run: bool) -> str | None:
-    return "All" if dry_run else None
-
-
-def _rfc3339(at: datetime) -> str:
-    """time.RFC3339 as kubectl writes it; a naive datetime is taken as UTC."""
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return aware.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _group_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    if not group or not version:
+def _plan(dep: k8s.V1Deployment, rs: k8s.V1ReplicaSet) -> UndoPlan:
+    """rollback.go after the revision is found: refuse when paused, skip when it matches."""
+    name = meta(dep.metadata).name or ""
+    if dep.spec.paused:
         raise KubeError(
-            None, "Unsupported", f"reading or patching {api_version} objects is not supported"
+            None,
+            "Paused",
+            "you cannot rollback a paused deployment; resume it first with "
+            f"'kubectl rollout resume deployment/{name}' and try again",
         )
-    return group, version
+    return UndoPlan(
+        deployment=name,
+        from_revision=revision_of(dep.metadata) or 0,
+        to_revision=revision_of(rs.metadata) or 0,
+        images_before=images_of(dep.spec.template),
+        images_after=images_of(rs.spec.template),
+        is_noop=equal_ignore_hash(rs.spec.template, dep.spec.template),
+    )
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise KubeError(
-            None, "ClientError", "the Kubernetes API answered with invalid JSON"
-        ) from None
-    if not isinstance(data, dict):
-        raise KubeError(None, "ClientError", "the Kubernetes API answered with a non-object")
-    return data
+def _not_found(kind: str, name: str, t: KubeTarget) -> str:
+    """The words for a 404 on a named object (the API's own say `deployments.apps "x"`)."""
+    return f'{kind} "{name}" not found in namespace "{t.namespace}"'
 
 
-def _as_dict(value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise KubeError(None, "ClientError", "the Kubernetes API answered with a non-object")
-    return value
+def _selector_of(service: k8s.V1Service) -> dict[str, str]:
+    return dict(service.spec.selector or {}) if service.spec else {}
 
 
-def _labels(selector: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "(none)"
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError) and exc.errors():
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
-    return _one_line(str(exc).split("\n", 1)[0])
+def _scale_replicas(scale: k8s.V1Scale) -> int:
+    return scale.spec.replicas or 0 if scale.spec else 0

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from bot.catalog import Catalog, parse_catalog
+
+if TYPE_CHECKING:
+    from bot.sim.kube_api import KubeSimulator
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,13 @@ def query_values() -> dict[str, float]:
         values[q["user_sessions_per_min"]] = d.user_sessions_per_min
         values[q["db_up"]] = d.db_up
     return values
+
+
+def seed_cluster(cluster: KubeSimulator) -> None:
+    """Each demo service's Deployment with three releases, so there is something to roll back."""
+    for d in DEMO_SERVICES:
+        releases = [f"registry.example.com/{d.name}:v{n}" for n in (1, 2, 3)]
+        cluster.seed_deployment("shop", f"{d.name}-api", images=releases, replicas=3)
 
 
 def demo_catalog(health_base_url: str) -> Catalog:

@@ -1,0 +1,346 @@
+"""In-memory object storage with the API server's write semantics.
+
+The store holds plain JSON objects keyed by (group, plural, namespace, name) and does what the
+real API server does on every write: server-managed metadata (uid, creationTimestamp,
+resourceVersion, generation), optimistic concurrency (a stale resourceVersion → 409 Conflict),
+defaulting and a little validation, status kept apart from spec for built-in kinds, server-side
+dry run, and garbage collection of dependents on delete. It is not thread-safe: the simulator
+calls it under its one lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bot.sim.kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from bot.sim.kube_schema import (
+    FieldRequirement,
+    KubeError,
+    LabelRequirement,
+    ResourceType,
+    apply_defaults,
+    matches,
+    validate,
+)
+
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "ObjectStore"]
+
+JSON = Any
+Key = tuple[str, str, str, str]
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+_SERVER_METADATA = ("uid", "creationTimestamp", "generation", "deletionTimestamp", "namespace")
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# What a freshly created object's status looks like on a real cluster (the client's models
+# require ReplicaSetStatus.replicas, so "{}" would not even parse for a ReplicaSet).
+_INITIAL_STATUS: dict[str, JSON] = {
+    "Deployment": {},
+    "ReplicaSet": {"replicas": 0},
+    "Job": {},
+    "Service": {"loadBalancer": {}},
+    "Ingress": {"loadBalancer": {}},
+}
+_DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class ObjectStore:
+    """Objects of every resource type, with resourceVersions from one cluster-wide counter."""
+
+    def __init__(self, now: Callable[[], str]) -> None:
+        self._now = now
+        self._objects: dict[Key, JSON] = {}
+        self._revision = 0
+        self._learned_kinds: dict[tuple[str, str], str] = {}
+        self._services_created = 0
+        self._random = random.Random(0x6B756265)
+        for namespace in _DEFAULT_NAMESPACES:
+            self.ensure_namespace(namespace)
+
+    @property
+    def resource_version(self) -> str:
+        """The latest resourceVersion, as a list's metadata carries it."""
+        return str(self._revision)
+
+    def resource(
+        self, group: str, version: str, plural: str, body_kind: str | None = None
+    ) -> ResourceType:
+        kind = (
+            ResourceType.known_kind(group, plural)
+            or self._learned_kinds.get((group, plural))
+            or body_kind
+            or ResourceType.guess_kind(plural)
+        )
+        return ResourceType(group, version, plural, kind)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> JSON:
+        return self._served(rt, self._require(rt, namespace, name))
+
+    def find(self, rt: ResourceType, namespace: str, name: str) -> JSON | None:
+        found = self._objects.get(self._key(rt, namespace, name))
+        return None if found is None else self._served(rt, found)
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: Iterable[LabelRequirement] = (),
+        fields: Iterable[FieldRequirement] = (),
+    ) -> list[JSON]:
+        """Matching objects sorted by namespace and name, like etcd's key order."""
+        labels, fields = list(labels), list(fields)
+        return [
+            self._served(rt, obj)
+            for (group, plural, ns, _), obj in sorted(self._objects.items())
+            if group == rt.group
+            and plural == rt.plural
+            and (namespace is None or ns == namespace)
+            and matches(obj, labels, fields)
+        ]
+
+    # -- writes from API requests --------------------------------------------------------------
+
+    def create(
+        self, rt: ResourceType, namespace: str, body: JSON, *, dry_run: bool = False
+    ) -> JSON:
+        obj = self._body_object(body)
+        metadata = obj["metadata"]
+        name = metadata.get("name") or self._generated_name(metadata.get("generateName"))
+        if rt.is_namespaced and metadata.get("namespace") not in (None, "", namespace):
+            raise KubeError.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        key = self._key(rt, namespace, name)
+        if key in self._objects:
+            raise KubeError.already_exists(rt, name)
+        if not rt.is_builtin and obj.get("kind"):
+            self._learned_kinds.setdefault((rt.group, rt.plural), obj["kind"])
+        obj = self._with_identity(rt, obj)
+        for server_field in ("resourceVersion", "deletionTimestamp", "managedFields"):
+            metadata.pop(server_field, None)
+        metadata.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=self._now())
+        if rt.is_namespaced:
+            metadata["namespace"] = namespace
+        else:
+            metadata.pop("namespace", None)
+        if rt.has_generation:
+            metadata["generation"] = 1
+        if rt.kind in _INITIAL_STATUS:
+            obj["status"] = copy.deepcopy(_INITIAL_STATUS[rt.kind])
+        apply_defaults(rt, obj, cluster_ip=self._cluster_ip(self._services_created))
+        validate(rt, obj, None)
+        if dry_run:
+            return copy.deepcopy(obj)
+        if rt.is_namespaced:
+            self.ensure_namespace(namespace)
+        if rt.kind == "Service":
+            self._services_created += 1
+        return self._stored(key, obj)
+
+    def replace(
+        self, rt: ResourceType, namespace: str, name: str, body: JSON, *, dry_run: bool = False
+    ) -> JSON:
+        """PUT: the whole object, guarded by its resourceVersion when it carries one."""
+        old = self._require(rt, namespace, name)
+        new = self._body_object(body)
+        body_name = new["metadata"].get("name")
+        if body_name and body_name != name:
+            raise KubeError.bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
+        return self._commit(rt, old, new, dry_run=dry_run)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: JSON,
+        *,
+        dry_run: bool = False,
+    ) -> JSON:
+        old = self._require(rt, namespace, name)
+        patched = self._patched(rt, self._served(rt, old), content_type, patch)
+        if not isinstance(patched, dict):
+            raise KubeError.bad_request("the patch did not produce an object")
+        patched.setdefault("metadata", {})["name"] = name
+        return self._commit(rt, old, patched, dry_run=dry_run)
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        propagation: str = "Background",
+    ) -> JSON:
+        """Delete at once (no finalizers) and answer with the server's Success Status."""
+        obj = self._require(rt, namespace, name)
+        if not dry_run:
+            del self._objects[self._key(rt, namespace, name)]
+            self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
+            self._revision += 1
+        details: dict[str, JSON] = {"name": name}
+        if rt.group:
+            details["group"] = rt.group
+        details |= {"kind": rt.plural, "uid": obj["metadata"]["uid"]}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
+
+    # -- writes from the simulated controllers ---------------------------------------------------
+
+    def write(self, rt: ResourceType, obj: JSON) -> JSON:
+        """Store a controller's version of an object, status included; a no-op costs nothing."""
+        metadata = obj["metadata"]
+        old = self._require(rt, metadata.get("namespace", ""), metadata["name"])
+        new = copy.deepcopy(obj)
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if rt.has_generation and _spec_of(new) != _spec_of(old):
+            new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
+        if new == old:
+            return self._served(rt, old)
+        return self._stored(self._key(rt, metadata.get("namespace", ""), metadata["name"]), new)
+
+    def ensure_namespace(self, namespace: str) -> None:
+        """Namespaces spring into existence on first use, like `kubectl create ns` beforehand."""
+        namespaces = self.resource("", "v1", "namespaces")
+        if self._key(namespaces, "", namespace) not in self._objects:
+            self.create(namespaces, "", {"metadata": {"name": namespace}})
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(rt: ResourceType, namespace: str, name: str) -> Key:
+        return (rt.group, rt.plural, namespace if rt.is_namespaced else "", name)
+
+    def _require(self, rt: ResourceType, namespace: str, name: str) -> JSON:
+        found = self._objects.get(self._key(rt, namespace, name))
+        if found is None:
+            raise KubeError.not_found(rt, name)
+        return found
+
+    @staticmethod
+    def _served(rt: ResourceType, obj: JSON) -> JSON:
+        """A copy in the version that was asked for."""
+        return {**copy.deepcopy(obj), "apiVersion": rt.api_version, "kind": rt.kind}
+
+    @staticmethod
+    def _with_identity(rt: ResourceType, obj: JSON) -> JSON:
+        """apiVersion and kind first, status last: the order `kubectl get -o json` shows."""
+        ordered = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": obj["metadata"]}
+        ordered |= {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status")}
+        if "status" in obj:
+            ordered["status"] = obj["status"]
+        return ordered
+
+    @staticmethod
+    def _body_object(body: JSON) -> JSON:
+        if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
+            raise KubeError.bad_request("the body of the request is not a Kubernetes object")
+        obj = copy.deepcopy(body)
+        obj.setdefault("metadata", {})
+        return obj
+
+    def _generated_name(self, prefix: str | None) -> str:
+        if not prefix:
+            return ""  # validation reports the missing name
+        return prefix + "".join(self._random.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+
+    @staticmethod
+    def _cluster_ip(index: int) -> str:
+        return f"10.96.{index // 250}.{index % 250 + 10}"
+
+    def _stored(self, key: Key, obj: JSON) -> JSON:
+        self._revision += 1
+        obj["metadata"]["resourceVersion"] = str(self._revision)
+        self._objects[key] = obj
+        return copy.deepcopy(obj)
+
+    @staticmethod
+    def _patched(rt: ResourceType, current: JSON, content_type: str, patch: JSON) -> JSON:
+        try:
+            if content_type == JSON_PATCH:
+                if not isinstance(patch, list):
+                    raise KubeError.bad_request(
+                        "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                    )
+                return json_patch(current, patch)
+            if content_type == MERGE_PATCH:
+                if not isinstance(patch, dict):
+                    raise KubeError.bad_request("Invalid JSON Patch")
+                return merge_patch(current, patch)
+            if content_type == STRATEGIC_MERGE_PATCH and rt.is_builtin:
+                if not isinstance(patch, dict):
+                    raise KubeError.bad_request("the strategic merge patch is not an object")
+                return strategic_merge_patch(current, patch)
+        except PatchError as error:
+            raise KubeError.patch_not_applicable() from error
+        accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_MERGE_PATCH] if rt.is_builtin else [])
+        raise KubeError.unsupported_media_type(content_type, accepted)
+
+    def _commit(self, rt: ResourceType, old: JSON, new: JSON, *, dry_run: bool) -> JSON:
+        """The shared end of PUT and PATCH: preconditions, server fields, defaults, storage."""
+        name = old["metadata"]["name"]
+        sent_version = new["metadata"].get("resourceVersion")
+        if sent_version and sent_version != old["metadata"]["resourceVersion"]:
+            raise KubeError.conflict(rt, name)
+        new = self._with_identity(rt, new)
+        metadata = new["metadata"]
+        metadata.pop("generation", None)
+        for server_field in _SERVER_METADATA:
+            if server_field in old["metadata"]:
+                metadata[server_field] = old["metadata"][server_field]
+        metadata["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if rt.is_builtin:
+            # Status is a subresource: writes to the main resource cannot change it.
+            new.pop("status", None)
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+        cluster_ip = (old.get("spec") or {}).get("clusterIP") or self._cluster_ip(0)
+        apply_defaults(rt, new, cluster_ip=cluster_ip)
+        validate(rt, new, old)
+        if rt.has_generation and _spec_of(new) != _spec_of(old):
+            metadata["generation"] = old["metadata"].get("generation", 0) + 1
+        if new == old or dry_run:
+            # The real server skips no-op writes: the resourceVersion does not move.
+            return copy.deepcopy(new)
+        return self._stored(self._key(rt, metadata.get("namespace", ""), name), new)
+
+    def _collect_dependents(self, owner_uid: str, namespace: str, propagation: str) -> None:
+        """The garbage collector's part: delete (or orphan) what the deleted object owned."""
+        for key, obj in list(self._objects.items()):
+            if key not in self._objects or key[2] != namespace:
+                continue
+            references = obj["metadata"].get("ownerReferences") or []
+            if not any(ref.get("uid") == owner_uid for ref in references):
+                continue
+            if propagation == "Orphan":
+                kept = [ref for ref in references if ref.get("uid") != owner_uid]
+                orphan = copy.deepcopy(obj)
+                orphan["metadata"]["ownerReferences"] = kept
+                if not kept:
+                    del orphan["metadata"]["ownerReferences"]
+                self._stored(key, orphan)
+            else:
+                del self._objects[key]
+                self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
+
+
+def _spec_of(obj: JSON) -> JSON:
+    """Everything generation tracks: the object minus metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}

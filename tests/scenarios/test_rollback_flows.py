@@ -1,0 +1,329 @@
+"""Whole rollbacks through signed HTTP: the real app, engine and Kubernetes client; simulators."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.sim.kube_api import KubeSimulator
+from bot.sim.prometheus_api import PrometheusSimulator
+from bot.sim.slack_api import SlackSimulator
+from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
+
+NS = "shop"
+T = KubeTarget(None, NS)
+
+
+class Clock:
+    """The simulator's clock: real time plus an offset a test can jump forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def kube_sim(clock: Clock) -> Iterator[KubeSimulator]:
+    with KubeSimulator(clock=clock) as sim:
+        yield sim
+
+
+@pytest.fixture
+def kube(kube_sim: KubeSimulator) -> KubernetesClient:
+    return KubernetesClient(api_client_for=lambda ctx: kube_sim.api_client(), sleep=lambda s: None)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll with a deadline (the engine runs in its own threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def images(kube: KubernetesClient, name: str) -> dict[str, str]:
+    return kube.deployment(T, name).images
+
+
+@pytest.fixture
+def harness(
+    make_harness: Any,
+    kube_sim: KubeSimulator,
+    kube: KubernetesClient,
+    prometheus: PrometheusSimulator,
+) -> Harness:
+    kube_sim.seed_deployment(
+        NS, "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
+    )
+    set_service_values(prometheus, "checkout", error_rate=0.001, latency=0.1, sessions=30, db_up=1)
+    text = catalog_yaml(
+        service_yaml("checkout", prometheus.health_url("checkout"), namespace="shop").replace(
+            "    namespace: shop\n", "", 1
+        )
+    )
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=kube)
+    return h
+
+
+def final_progress(slack: SlackSimulator) -> dict[str, Any]:
+    (message,) = [m for m in slack.messages("C0DEPLOYS") if "Rollback #" in m.get("text", "")]
+    return message
+
+
+def test_immediate_undo_rolls_back_like_kubectl(harness: Harness, kube: KubernetesClient) -> None:
+    resp = harness.slash("run checkout --immediate 5xx storm after v3")
+    harness.wait_rollbacks()
+
+    assert "Rollback #1 of *checkout* started" in resp.json()["text"]
+    info = kube.deployment(T, "checkout-api")
+    assert info.images == {"app": "shop/checkout:v2"}
+    assert info.revision == 4  # v2's ReplicaSet reused with the next revision, as kubectl does
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+    steps = harness.bot.deps.repo.list_steps(1)
+    assert [s.status for s in steps] == ["succeeded"] * len(steps)
+    assert "shop/checkout:v3" in steps[0].detail["snapshots"]["Deployment/checkout-api"]
+    progress = final_progress(harness.slack)
+    assert "SUCCEEDED" in progress["text"]
+    assert "target revision *2*" in json.dumps(progress["blocks"])
+    assert progress.get("edits", 0) >= 1  # one message, edited in place
+    thread = [
+        m for m in harness.slack.messages("C0DEPLOYS") if m.get("thread_ts") == progress["ts"]
+    ]
+    assert any("revision 3 → template of revision 2" in m["text"] for m in thread)
+    kinds = [e.kind for e in harness.bot.deps.repo.list_audit_events(rollback_id=1)]
+    assert kinds == ["rollback.started", "rollback.succeeded"]
+
+
+def test_undo_to_a_given_revision(harness: Harness, kube: KubernetesClient) -> None:
+    harness.slash("run checkout --immediate --to 1 back to the first release")
+    harness.wait_rollbacks()
+    assert images(kube, "checkout-api") == {"app": "shop/checkout:v1"}
+
+
+def test_unknown_revision_fails_in_words(harness: Harness, kube: KubernetesClient) -> None:
+    harness.slash("run checkout --immediate --to 7")
+    harness.wait_rollbacks()
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "failed"
+    assert "unable to find specified revision 7 in history" in (rollback.error or "")
+    assert images(kube, "checkout-api") == {"app": "shop/checkout:v3"}
+    assert "unable to find specified revision 7" in json.dumps(final_progress(harness.slack))
+
+
+def test_non_responder_is_refused_and_audited(harness: Harness) -> None:
+    resp = harness.slash("run checkout --immediate", user_id="U0RANDOM")
+
+    assert "Only responders of *checkout*" in resp.json()["text"]
+    assert "<@U0ONCALL1>" in resp.json()["text"]
+    assert harness.bot.deps.repo.list_rollbacks() == []
+    (event,) = harness.bot.deps.repo.list_audit_events(kind="rollback.refused")
+    assert event.actor == "U0RANDOM"
+
+
+def test_second_run_gets_the_running_ones_id(harness: Harness, kube_sim: KubeSimulator) -> None:
+    kube_sim.set_never_ready(NS, "checkout-api")
+    harness.slash("run checkout --immediate")
+    until(lambda: harness.bot.deps.repo.get_rollback(1) is not None, "the first rollback")
+
+    second = harness.slash("run checkout --immediate again")
+
+    assert "already active: #1" in second.json()["text"]
+    harness.slash("abort 1")
+    harness.wait_rollbacks()
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(
+    harness: Harness, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    ack = harness.slash("run checkout --dry-run")
+    answer = harness.slack.wait_for("response_url").params["text"]
+
+    assert "Dry run" in ack.json()["text"]
+    assert (
+        "revision 3 (app=shop/checkout:v3) → template of revision 2 (app=shop/checkout:v2)"
+        in answer
+    )
+    assert "server-side dry run accepted" in answer
+    assert "Point of no return: none" in answer
+    assert images(kube, "checkout-api") == {"app": "shop/checkout:v3"}
+    assert kube.deployment(T, "checkout-api").revision == 3
+    assert harness.bot.deps.repo.list_rollbacks() == []
+    assert not any(
+        m in ("PATCH", "PUT", "POST") and "dryRun" not in p for m, p in kube_sim.requests
+    )
+
+
+def test_abort_interrupts_a_wait(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(NS, "slow-api", images=["a:1", "a:2"])
+    text = catalog_yaml(
+        "  slow:\n    namespace: shop\n    deployment: slow-api\n    responders: [U0ONCALL1]\n"
+        "    phases:\n      preparation:\n        - {kind: wait, seconds: 600, name: Soak}\n"
+        "      application:\n        - {kind: rollout_undo}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run slow --immediate")
+    until(
+        lambda: [s.status for s in h.bot.deps.repo.list_steps(1)] == ["running", "pending"],
+        "the wait",
+    )
+
+    started = time.monotonic()
+    resp = h.slash("abort 1 wrong service")
+    h.wait_rollbacks()
+
+    assert "Abort of rollback #1 requested" in resp.json()["text"]
+    assert time.monotonic() - started < 5
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "aborted"
+    assert [s.status for s in h.bot.deps.repo.list_steps(1)] == ["failed", "skipped"]
+    assert images(kube, "slow-api") == {"app": "a:2"}  # the undo never ran
+    assert "ABORTED" in final_progress(h.slack)["text"]
+
+
+def test_never_ready_rollout_fails_the_phase(
+    harness: Harness, kube_sim: KubeSimulator, clock: Clock
+) -> None:
+    kube_sim.set_never_ready(NS, "checkout-api")
+    harness.slash("run checkout --immediate")
+    until(
+        lambda: any(
+            s.kind == "wait_rollout" and s.status == "running"
+            for s in harness.bot.deps.repo.list_steps(1)
+        ),
+        "the rollout wait",
+    )
+    clock.offset += 3600  # past progressDeadlineSeconds
+
+    harness.wait_rollbacks()
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "failed"
+    assert "exceeded its progress deadline" in (rollback.error or "")
+    assert ":x: Application rollback" in json.dumps(final_progress(harness.slack)["blocks"])
+
+
+def test_status_and_history_of_a_service(harness: Harness) -> None:
+    harness.slash("run checkout --immediate")
+    harness.wait_rollbacks()
+
+    resp = harness.slash("status checkout").json()
+    assert "Rollback #1 of checkout — SUCCEEDED" in resp["text"]
+    assert harness.slash("status").json()["text"] == "No rollback is running."
+    assert "There is no rollback #9" in harness.slash("status 9").json()["text"]
+
+
+class _DeployAPI(BaseHTTPRequestHandler):
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        type(self).calls.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def deploy_api() -> Iterator[str]:
+    _DeployAPI.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DeployAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_strategy_calls_the_rollback_endpoint(
+    make_harness: Any, kube: KubernetesClient, prometheus: PrometheusSimulator, deploy_api: str
+) -> None:
+    text = catalog_yaml(
+        "  mvp:\n    deployment: mvp-api\n    strategy: http\n    responders: [U0ONCALL1]\n"
+        f"    http_rollback: {{url: '{deploy_api}/deployment/rollback',"
+        f" status_url: '{prometheus.health_url('mvp')}'}}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run mvp --immediate")
+    h.wait_rollbacks()
+
+    assert _DeployAPI.calls == ["/deployment/rollback"]
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+
+
+def test_blue_green_switches_the_service_back(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(
+        NS, "web-blue", images=["web:1"], labels={"app": "web", "version": "blue"}
+    )
+    kube_sim.seed_deployment(
+        NS, "web-green", images=["web:2"], labels={"app": "web", "version": "green"}
+    )
+    kube_sim.seed_service(NS, "web", {"app": "web", "version": "green"})
+    text = catalog_yaml(
+        "  web:\n    namespace: shop\n    deployment: web-blue\n    strategy: blue-green\n"
+        "    responders: [U0ONCALL1]\n"
+        "    blue_green: {service: web, stable: blue, candidate: web-green}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run web --immediate")
+    h.wait_rollbacks()
+
+    assert kube.service_selector(T, "web") == {"app": "web", "version": "blue"}
+    assert kube.deployment(T, "web-green").replicas == 0
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+
+
+def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(NS, "board", images=["b:1"])
+    kube_sim.seed_deployment(NS, "board-canary", images=["b:2"], replicas=1)
+    route = [
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 75},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": 25},
+    ]
+    kube.create_custom_for_tests = None
+    kube_sim.create_object(
+        NS,
+        "networking.istio.io/v1beta1",
+        "virtualservices",
+        {
+            "kind": "VirtualService",
+            "metadata": {"name": "board"},
+            "spec": {"http": [{"route": route}]},
+        },
+    )
+    text = catalog_yaml(
+        "  board:\n    namespace: shop\n    deployment: board\n    strategy: canary\n"
+        "    responders: [U0ONCALL1]\n"
+        "    canary: {deployment: board-canary, traffic: {name: board}}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run board --immediate")
+    h.wait_rollbacks()
+
+    vs = kube.read_object(T, "networking.istio.io/v1beta1", "VirtualService", "board")
+    assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [100, 0]
+    assert kube.deployment(T, "board-canary").replicas == 0
