@@ -1,0 +1,86 @@
+"""A StepContext for step tests: real clients, a fake monotonic clock instead of waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.prometheus import PrometheusAPI
+from bot.catalog import parse_catalog
+from bot.steps import StepContext
+from tests.conftest import catalog_yaml, service_yaml
+
+
+@dataclass
+class FakeTime:
+    """Monotonic and wall clocks that only move when a step waits."""
+
+    now: float = 1000.0
+    waits: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> datetime:
+        return datetime(2026, 11, 23, tzinfo=UTC) + timedelta(seconds=self.now)
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class Recorded:
+    remembered: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture
+def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
+    def make(
+        *,
+        kube: KubernetesClient | None = None,
+        prometheus_url: str | None = None,
+        previous: Mapping[str, Any] | None = None,
+        timeout_seconds: float = 30.0,
+        fresh: Mapping[str, Any] | None = None,
+    ) -> tuple[StepContext, Recorded]:
+        rec = Recorded()
+        service = parse_catalog(catalog_yaml(service_yaml("checkout", None))).services["checkout"]
+        ctx = StepContext(
+            rollback_id=7,
+            position=2,
+            service=service,
+            target=KubeTarget(None, "shop"),
+            kube=kube or KubernetesClient(api_client_for=lambda ctx: None),  # type: ignore[arg-type,return-value]
+            http=http,
+            prometheus=PrometheusAPI(prometheus_url, http, 2) if prometheus_url else None,
+            clock=fake_time.wall,
+            wait=fake_time.wait,
+            remember=rec.remembered.update,
+            previous=dict(previous or {}),
+            timeout_seconds=timeout_seconds,
+            note=rec.notes.append,
+            fresh_detail=lambda: dict(fresh or {}),
+            monotonic=fake_time.monotonic,
+        )
+        return ctx, rec
+
+    return make
