@@ -43,6 +43,8 @@ class ProgressSink(Protocol):
 
     def gate(self, rollback_id: int, step_id: int, prompt: str) -> None: ...
 
+    def flush(self, timeout: float) -> bool: ...
+
 
 class LeaseLost(Exception):
     """Another worker took this rollback over (we stalled past the lease): stop touching it."""
@@ -125,8 +127,12 @@ class Engine:
             event.set()
 
     def wait_idle(self, timeout: float) -> bool:
+        """No rollback running here and the progress messages show their last state."""
+        deadline = time.monotonic() + timeout
         with self._idle:
-            return self._idle.wait_for(lambda: not self._running, timeout=timeout)
+            if not self._idle.wait_for(lambda: not self._running, timeout=timeout):
+                return False
+        return self.progress.flush(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
         for event in list(self._aborts.values()):
