@@ -122,12 +122,12 @@ def main() -> None:
             t0 = time.perf_counter()
             bare_undo(apps, f"bare{run}")
             bare.append(time.perf_counter() - t0)
-        print(f"one immediate undo, signed request → SUCCEEDED message ({args.runs} runs):")
+        print(f"one immediate undo, signed request → SUCCEEDED ({args.runs} runs):")
         print(
-            f"  ours  median {statistics.median(ours) * 1000:7.1f} ms   max {max(ours) * 1000:7.1f} ms"
+            f"  ours  median {statistics.median(ours) * 1000:7.1f} ms  max {max(ours) * 1000:7.1f}"
         )
         print(
-            f"  bare  median {statistics.median(bare) * 1000:7.1f} ms   max {max(bare) * 1000:7.1f} ms"
+            f"  bare  median {statistics.median(bare) * 1000:7.1f} ms  max {max(bare) * 1000:7.1f}"
         )
         print(
             f"  ratio ours/bare (median): {statistics.median(ours) / statistics.median(bare):.1f}"
@@ -145,9 +145,7 @@ def main() -> None:
         worst_minute = max((sum(1 for e in edits if s <= e < s + 60) for s in edits), default=0)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{n} concurrent rollbacks: {done}/{len(rows)} succeeded in {wall:.1f} s")
-        print(
-            f"  chat.update edits: {len(edits)}, busiest 60 s window: {worst_minute} (Tier 3 ≈ 50/min)"
-        )
+        print(f"  chat.update edits: {len(edits)}, busiest 60 s: {worst_minute} (Tier 3 ≈ 50/min)")
         print(f"  peak RSS of the process: {peak_mb:.0f} MB")
         server.stop()
         bot.close()
