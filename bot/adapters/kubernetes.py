@@ -362,12 +362,13 @@ def _unreachable(exc: urllib3.exceptions.HTTPError) -> KubeError:
     pool = getattr(exc, "pool", None)
     host = f"{pool.host}:{pool.port}" if pool is not None else "the configured server"
     cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
-    if isinstance(cause, urllib3.exceptions.TimeoutError):
-        why = "timed out"
-    elif isinstance(cause, urllib3.exceptions.NameResolutionError):
+    # most specific first: NewConnectionError is a ConnectTimeoutError in urllib3 2
+    if isinstance(cause, urllib3.exceptions.NameResolutionError):
         why = "host name not resolved"
     elif isinstance(cause, urllib3.exceptions.NewConnectionError):
         why = "connection refused or host unreachable"
+    elif isinstance(cause, urllib3.exceptions.TimeoutError):
+        why = "timed out"
     elif isinstance(cause, urllib3.exceptions.SSLError):
         why = "TLS handshake failed"
     else:
@@ -420,6 +421,20 @@ def default_api_client_factory(kubeconfig: str | None) -> Callable[[str | None],
         return built
 
     return build
+
+
+def _with_adapter_retries(api_client: ApiClient) -> ApiClient:
+    """Leave retrying to the adapter alone.
+
+    urllib3's default policy, which the SDK keeps, re-sends a GET answered 429/503 with
+    Retry-After by itself, sleeping in the calling thread: unlogged, and past the injected sleep.
+    Connection errors are retried by `KubernetesClient._call` with backoff instead.
+    """
+    pool_manager = api_client.rest_client.pool_manager
+    no_retries = urllib3.Retry(total=0, redirect=False, respect_retry_after_header=False)
+    pool_manager.connection_pool_kw["retries"] = no_retries
+    pool_manager.clear()  # pools made before this would keep the old policy
+    return api_client
 
 
 def _dry_run(dry_run: bool) -> str | None:
@@ -912,7 +927,7 @@ class KubernetesClient:
                 where = f'context "{t.context}"' if t.context else "the default context"
                 message = f"cannot load Kubernetes credentials for {where}: {_one_line(str(exc))}"
                 raise KubeError(None, "ConfigError", message) from None
-            self._clients[t.context] = built
+            self._clients[t.context] = _with_adapter_retries(built)
             return built
 
     def _call(self, what: str, request: Callable[[], T], not_found: str | None = None) -> T:

@@ -49,6 +49,7 @@ class SlackProgress:
         self._cond = threading.Condition()
         self._dirty: dict[int, tuple[bool, float]] = {}  # id -> (is_final, dirty since)
         self._posting: set[int] = set()
+        self._editing: int | None = None
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
         self._thread.start()
@@ -92,7 +93,9 @@ class SlackProgress:
     def flush(self, timeout: float) -> bool:
         """Wait until every dirty message has been edited (tests, console, shutdown)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._dirty, timeout=timeout)
+            return self._cond.wait_for(
+                lambda: not self._dirty and self._editing is None, timeout=timeout
+            )
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -155,12 +158,14 @@ class SlackProgress:
                     self._dirty, key=lambda i: (not self._dirty[i][0], self._dirty[i][1])
                 )
                 is_final, since = self._dirty.pop(rollback_id)
+                self._editing = rollback_id
             if not self._edit(rollback_id):
                 with self._cond:  # keep it dirty; try again on a later round
                     old = self._dirty.get(rollback_id, (False, since))
                     self._dirty[rollback_id] = (old[0] or is_final, since)
                 time.sleep(1.0)
             with self._cond:
+                self._editing = None
                 self._cond.notify_all()
 
     def _edit(self, rollback_id: int) -> bool:

@@ -215,7 +215,7 @@ def strategic_merge_patch(target: JSON, patch: JSON) -> JSON:
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
         if key.startswith("$"):
-            continue  # $setElementOrder, $retainKeys, $deleteFromPrimitiveList: ordering/pruning only
+            continue  # $setElementOrder, $retainKeys, …: ordering and pruning, not content
         if value is None:
             result.pop(key, None)
         elif isinstance(value, list) and key in _MERGE_KEYS:

@@ -16,18 +16,17 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bot.sim.kube_defaults import apply_defaults, validate
 from bot.sim.kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from bot.sim.kube_schema import (
     FieldRequirement,
     KubeError,
     LabelRequirement,
     ResourceType,
-    apply_defaults,
     matches,
-    validate,
 )
 
-__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "ObjectStore"]
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "ObjectStore", "apply_patch"]
 
 JSON = Any
 Key = tuple[str, str, str, str]
@@ -169,7 +168,7 @@ class ObjectStore:
         dry_run: bool = False,
     ) -> JSON:
         old = self._require(rt, namespace, name)
-        patched = self._patched(rt, self._served(rt, old), content_type, patch)
+        patched = apply_patch(rt, self._served(rt, old), content_type, patch)
         if not isinstance(patched, dict):
             raise KubeError.bad_request("the patch did not produce an object")
         patched.setdefault("metadata", {})["name"] = name
@@ -271,28 +270,6 @@ class ObjectStore:
         self._objects[key] = obj
         return copy.deepcopy(obj)
 
-    @staticmethod
-    def _patched(rt: ResourceType, current: JSON, content_type: str, patch: JSON) -> JSON:
-        try:
-            if content_type == JSON_PATCH:
-                if not isinstance(patch, list):
-                    raise KubeError.bad_request(
-                        "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
-                    )
-                return json_patch(current, patch)
-            if content_type == MERGE_PATCH:
-                if not isinstance(patch, dict):
-                    raise KubeError.bad_request("Invalid JSON Patch")
-                return merge_patch(current, patch)
-            if content_type == STRATEGIC_MERGE_PATCH and rt.is_builtin:
-                if not isinstance(patch, dict):
-                    raise KubeError.bad_request("the strategic merge patch is not an object")
-                return strategic_merge_patch(current, patch)
-        except PatchError as error:
-            raise KubeError.patch_not_applicable() from error
-        accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_MERGE_PATCH] if rt.is_builtin else [])
-        raise KubeError.unsupported_media_type(content_type, accepted)
-
     def _commit(self, rt: ResourceType, old: JSON, new: JSON, *, dry_run: bool) -> JSON:
         """The shared end of PUT and PATCH: preconditions, server fields, defaults, storage."""
         name = old["metadata"]["name"]
@@ -339,6 +316,30 @@ class ObjectStore:
             else:
                 del self._objects[key]
                 self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
+
+
+def apply_patch(rt: ResourceType, current: JSON, content_type: str, patch: JSON) -> JSON:
+    """`patch` applied to `current` by its Content-Type, failing like the API server does."""
+    try:
+        if content_type == JSON_PATCH:
+            if not isinstance(patch, list):
+                raise KubeError.bad_request(
+                    "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                )
+            return json_patch(current, patch)
+        if content_type == MERGE_PATCH:
+            if not isinstance(patch, dict):
+                raise KubeError.bad_request("Invalid JSON Patch")
+            return merge_patch(current, patch)
+        if content_type == STRATEGIC_MERGE_PATCH and rt.is_builtin:
+            if not isinstance(patch, dict):
+                raise KubeError.bad_request("the strategic merge patch is not an object")
+            return strategic_merge_patch(current, patch)
+    except PatchError as error:
+        raise KubeError.patch_not_applicable() from error
+    # CRDs take no strategic merge patch: the server has no schema to merge lists by.
+    accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_MERGE_PATCH] if rt.is_builtin else [])
+    raise KubeError.unsupported_media_type(content_type, accepted)
 
 
 def _spec_of(obj: JSON) -> JSON:

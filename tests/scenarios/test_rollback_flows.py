@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.sim.kube_api import KubeSimulator
@@ -304,12 +305,13 @@ def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
         {"destination": {"host": "board", "subset": "stable"}, "weight": 75},
         {"destination": {"host": "board", "subset": "canary"}, "weight": 25},
     ]
-    kube.create_custom_for_tests = None
-    kube_sim.create_object(
+    CustomObjectsApi(kube_sim.api_client()).create_namespaced_custom_object(
+        "networking.istio.io",
+        "v1beta1",
         NS,
-        "networking.istio.io/v1beta1",
         "virtualservices",
         {
+            "apiVersion": "networking.istio.io/v1beta1",
             "kind": "VirtualService",
             "metadata": {"name": "board"},
             "spec": {"http": [{"route": route}]},

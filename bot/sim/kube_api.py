@@ -1,0 +1,367 @@
+"""A local Kubernetes API server that the official `kubernetes` client cannot tell from a real one.
+
+    with KubeSimulator() as sim, sim.api_client() as api:
+        sim.seed_deployment("shop", "checkout", images=["shop:1.0", "shop:1.1"])
+        AppsV1Api(api).read_namespaced_deployment("checkout", "shop")
+
+What it serves (namespaced resources; namespaces spring into existence on first write):
+- apps/v1 Deployments (CRUD, patch in all three flavours, `scale` and `status` subresources) and
+  ReplicaSets, kept in step by a deployment controller (see `kube_controller`);
+- core/v1 Services, Namespaces, and Pods generated from the ReplicaSets (read only);
+- batch/v1 Jobs, run to the outcome set with `set_job_outcome`;
+- any other group/version/plural as generic objects, for CustomObjectsApi and NetworkingV1Api.
+Lists take label and field selectors and `limit`/`continue`; every write takes `dryRun=All`.
+Errors are the API server's `Status` bodies. Not simulated: watch, server-side apply,
+deletecollection, authentication, cluster-scoped objects other than Namespaces.
+
+The parts: `kube_store` (objects and write semantics), `kube_patch` (the three patch types),
+`kube_schema`/`kube_defaults` (names, Status errors, selectors, defaulting), `kube_controller`
+(deployments), `kube_workloads` (jobs, pods), `kube_server` (REST routing and HTTP); this module
+puts them together under one lock and adds the test controls.
+
+Time: the controllers read the injected `clock` (seconds; `time.monotonic` by default) and
+timestamps are wall time moved along by the same clock. Tests advance a fake clock and call
+`tick()` (or just make a request: the controllers run before each one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from kubernetes.client import ApiClient, Configuration
+
+from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
+from bot.sim.kube_schema import KubeError, ResourceType
+from bot.sim.kube_server import Answer, KubeHttpServer, KubeRestApi
+from bot.sim.kube_store import JSON_PATCH, ObjectStore
+from bot.sim.kube_workloads import JobController, JobOutcome, JobRule, generated_pods
+
+__all__ = ["KubeSimulator"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+_INJECTED_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "the server rejected our request for an unknown reason"),
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", "forbidden: injected by KubeSimulator"),
+    404: ("NotFound", "the server could not find the requested resource"),
+    409: ("Conflict", "the server reported a conflict"),
+    422: ("Invalid", "the server rejected our request due to an error in our request"),
+    429: (
+        "TooManyRequests",
+        "the server has received too many requests and has asked us to try again later",
+    ),
+    500: ("InternalError", "Internal error occurred: injected by KubeSimulator"),
+    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
+    504: ("Timeout", "the server was unable to return a response in the time allotted"),
+}
+
+
+@dataclass
+class _Injection:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    remaining: int
+    body: dict[str, JSON] | None
+
+
+class KubeSimulator:
+    """Kubernetes API on 127.0.0.1:<random port>, with controllers and failure injection."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        ready_delay_seconds: float = 0.0,
+        job_delay_seconds: float = 0.0,
+        tick_seconds: float = 0.05,
+    ) -> None:
+        self._clock = clock or time.monotonic
+        # Timestamps are wall time that moves with the (possibly injected) clock.
+        self._wall_offset = time.time() - self._clock()
+        self._lock = threading.RLock()
+        self._recorded = threading.Condition(self._lock)
+        self._store = ObjectStore(self._wall_now)
+        self._deployments = DeploymentController(
+            self._store, self._clock, self._wall_now, ready_delay_seconds=ready_delay_seconds
+        )
+        self._jobs = JobController(
+            self._store, self._clock, self._wall_now, default_delay_seconds=job_delay_seconds
+        )
+        self._rest = KubeRestApi(
+            self._store, lambda namespace: generated_pods(self._store, self._deployments, namespace)
+        )
+        self._injections: list[_Injection] = []
+        self._requests: list[tuple[str, str]] = []
+        self._tick_seconds = tick_seconds
+        self._stopping = threading.Event()
+        self._server: KubeHttpServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> KubeSimulator:
+        if self._server is not None:
+            raise RuntimeError("KubeSimulator already started")
+        self._server = KubeHttpServer(self._serve)
+        self._stopping.clear()
+        # A short poll interval keeps stop() fast; the loop is idle otherwise.
+        serve = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="kube-simulator",
+            daemon=True,
+        )
+        ticker = threading.Thread(target=self._tick_forever, name="kube-controllers", daemon=True)
+        self._threads = [serve, ticker]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join()
+        self._server, self._threads = None, []
+
+    def __enter__(self) -> KubeSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("KubeSimulator not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def api_client(self) -> ApiClient:
+        """A client for the simulator (no auth); close it, or use it as a context manager."""
+        configuration = Configuration(host=self.url)
+        # Configuration picks HTTP(S)_PROXY from the environment; 127.0.0.1 must not go there.
+        configuration.proxy = None
+        return ApiClient(configuration)
+
+    # -- cluster behaviour -----------------------------------------------------------------------
+
+    def set_never_ready(self, namespace: str, deployment: str, is_never_ready: bool = True) -> None:
+        """Pods of this deployment crash-loop: rollouts end in ProgressDeadlineExceeded."""
+        with self._lock:
+            if is_never_ready:
+                self._deployments.never_ready.add((namespace, deployment))
+            else:
+                self._deployments.never_ready.discard((namespace, deployment))
+
+    def set_ready_delay(self, seconds: float) -> None:
+        """Pods of rollouts started from now on become ready `seconds` after the start."""
+        with self._lock:
+            self._deployments.ready_delay_seconds = seconds
+
+    def set_job_outcome(
+        self,
+        namespace: str,
+        name_prefix: str,
+        outcome: JobOutcome = "complete",
+        after_seconds: float = 0.0,
+    ) -> None:
+        """Jobs created from now on named `name_prefix…` end so (the latest matching rule wins)."""
+        with self._lock:
+            self._jobs.rules.append(JobRule(namespace, name_prefix, outcome, after_seconds))
+
+    def tick(self) -> None:
+        """Run the controllers now (after advancing an injected clock)."""
+        with self._lock:
+            self._run_controllers()
+
+    # -- failure injection and recording -----------------------------------------------------------
+
+    def inject(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        times: int = 1,
+        body: dict[str, JSON] | None = None,
+    ) -> None:
+        """Answer the next `times` requests matching `method` ("*": any) and `path_regex`.
+
+        The regex is searched in the URL path without the query string. The default body is the
+        Status the API server would send for `status` (a 409 names the object of the path). An
+        injected answer has no effect on the cluster.
+        """
+        with self._lock:
+            self._injections.append(
+                _Injection(method.upper(), re.compile(path_regex), status, times, body)
+            )
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path with query string) of every request received, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    def wait_for_request(
+        self, method: str, path_regex: str, timeout: float = 5.0
+    ) -> tuple[str, str]:
+        """The first recorded request matching, waiting up to `timeout` seconds for it."""
+        pattern = re.compile(path_regex)
+        deadline = time.monotonic() + timeout
+        with self._recorded:
+            while True:
+                for request in self._requests:
+                    if request[0] == method.upper() and pattern.search(request[1]):
+                        return request
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no {method} {path_regex} within {timeout}s; got {self._requests}"
+                    )
+                self._recorded.wait(remaining)
+
+    # -- seeding and inspection --------------------------------------------------------------------
+
+    def seed_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        images: Sequence[str],
+        replicas: int = 3,
+        labels: dict[str, str] | None = None,
+        container: str = "app",
+    ) -> dict[str, JSON]:
+        """A deployment rolled through `images` in order: revision N runs images[N-1].
+
+        Every revision gets its ReplicaSet and is rolled out completely (ready at once), like a
+        real cluster after several releases. Returns the deployment as stored.
+        """
+        if not images:
+            raise ValueError("seed_deployment needs at least one image")
+        labels = dict(labels or {"app": name})
+        body = {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": container, "image": images[0]}]},
+                },
+            },
+        }
+        with self._lock:
+            self._store.create(DEPLOYMENTS, namespace, body)
+            self._settle(namespace, name)
+            for image in images[1:]:
+                path = "/spec/template/spec/containers/0/image"
+                patch = [{"op": "replace", "path": path, "value": image}]
+                self._store.patch(DEPLOYMENTS, namespace, name, JSON_PATCH, patch)
+                self._settle(namespace, name)
+            return dict(self._store.get(DEPLOYMENTS, namespace, name))
+
+    def seed_service(
+        self, namespace: str, name: str, selector: dict[str, str], port: int = 80
+    ) -> dict[str, JSON]:
+        body = {
+            "metadata": {"name": name},
+            "spec": {"selector": dict(selector), "ports": [{"name": "http", "port": port}]},
+        }
+        services = ResourceType("", "v1", "services", "Service")
+        with self._lock:
+            return dict(self._store.create(services, namespace, body))
+
+    def get_object(
+        self, api_version: str, plural: str, namespace: str, name: str
+    ) -> dict[str, JSON] | None:
+        """An object as stored (e.g. `get_object("apps/v1", "deployments", "shop", "web")`)."""
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            found = self._store.find(self._store.resource(group, version, plural), namespace, name)
+            return None if found is None else dict(found)
+
+    def _settle(self, namespace: str, name: str) -> None:
+        deployment = self._store.get(DEPLOYMENTS, namespace, name)
+        self._deployments.reconcile_replica_sets(deployment, is_settled=True)
+        self._run_controllers()
+
+    def _run_controllers(self) -> None:
+        self._deployments.sync()
+        self._jobs.sync()
+
+    def _wall_now(self) -> str:
+        moment = datetime.fromtimestamp(self._wall_offset + self._clock(), UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _tick_forever(self) -> None:
+        while not self._stopping.wait(self._tick_seconds):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("KubeSimulator controllers failed")
+
+    # -- request handling --------------------------------------------------------------------------
+
+    def _serve(self, method: str, raw_path: str, content_type: str, body: bytes) -> Answer:
+        url = urlsplit(raw_path)
+        with self._recorded:
+            self._requests.append((method, raw_path))
+            self._recorded.notify_all()
+            try:
+                self._run_controllers()
+                injected = self._take_injection(method, url.path)
+                if injected is not None:
+                    return injected
+                query = parse_qs(url.query)
+                answer = self._rest.answer(method, url.path, query, content_type, body)
+                if method != "GET":
+                    # The controllers react to a write at once, so a rollout starts (and its
+                    # clocks run) from the write, not from whenever the next request comes.
+                    self._run_controllers()
+                return answer
+            except KubeError as error:
+                return Answer(error.code, error.status(), error.headers)
+            except Exception as error:
+                # A simulator bug shows up as the API server's InternalError, and in the log.
+                log.exception("KubeSimulator failed on %s %s", method, raw_path)
+                failure = KubeError(500, "InternalError", f"Internal error occurred: {error}")
+                return Answer(500, failure.status(), {})
+
+    def _take_injection(self, method: str, path: str) -> Answer | None:
+        for injection in self._injections:
+            if injection.method in ("*", method) and injection.path.search(path):
+                injection.remaining -= 1
+                if injection.remaining <= 0:
+                    self._injections.remove(injection)
+                body = injection.body or self._injected_status(injection.status, path)
+                headers = {"Retry-After": "1"} if injection.status == 429 else {}
+                return Answer(injection.status, body, headers)
+        return None
+
+    def _injected_status(self, status: int, path: str) -> JSON:
+        route = self._rest.route(path, None)
+        if route is not None and route.name and status in (404, 409):
+            if status == 404:
+                return KubeError.not_found(route.rt, route.name).status()
+            return KubeError.conflict(route.rt, route.name).status()
+        reason, message = _INJECTED_ERRORS.get(status, ("Unknown", f"injected HTTP {status}"))
+        return KubeError(status, reason, message).status()

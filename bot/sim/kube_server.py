@@ -1,0 +1,331 @@
+"""The REST face of the simulated API server: URL routing, verbs, lists, subresources, HTTP.
+
+`KubeRestApi.answer` turns one request into an `Answer` (or raises `KubeError`, which the caller
+turns into a Status answer). Paths follow the API server's layout:
+
+    /api/v1/namespaces[/{name}]                          Namespaces
+    /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]    core/v1
+    /apis/{group}/{version}/namespaces/{ns}/{plural}…    everything else
+    /api/v1/{plural}, /apis/{group}/{version}/{plural}   lists across namespaces
+
+Subresources: `scale` (Deployments, ReplicaSets: get, replace, patch) and `status` (get).
+Also `/version` (VersionApi) and the `/healthz`, `/livez`, `/readyz` probes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from bot.sim.kube_schema import (
+    KubeError,
+    ResourceType,
+    label_selector_string,
+    matches,
+    parse_field_selector,
+    parse_label_selector,
+)
+from bot.sim.kube_store import MERGE_PATCH, ObjectStore, apply_patch
+from bot.sim.kube_workloads import PODS
+
+__all__ = ["Answer", "KubeHttpServer", "KubeRestApi", "Route"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+_NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace")
+_SCALABLE = frozenset({"Deployment", "ReplicaSet", "StatefulSet"})
+_NOT_FOUND_PAGE = "404 page not found"
+# What VersionApi.get_code() reads: the cluster version the pinned client (37) was built for.
+_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "gitVersion": "v1.37.0-kubesim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    rt: ResourceType
+    namespace: str | None  # None: across all namespaces
+    name: str | None
+    subresource: str | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: JSON  # a str goes out as text/plain, anything else as JSON
+    headers: dict[str, str]
+
+
+class KubeRestApi:
+    """Answers API requests from the store; pods come from `pods_in(namespace or None)`."""
+
+    def __init__(self, store: ObjectStore, pods_in: Callable[[str | None], list[JSON]]) -> None:
+        self._store = store
+        self._pods_in = pods_in
+
+    def answer(
+        self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
+    ) -> Answer:
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError as error:
+            message = f"the body of the request could not be decoded: {error}"
+            raise KubeError.bad_request(message) from error
+        if path.rstrip("/") in ("/version", "/healthz", "/livez", "/readyz"):
+            return Answer(200, _VERSION if path.startswith("/version") else "ok", {})
+        route = self.route(path, body.get("kind") if isinstance(body, dict) else None)
+        if route is None:
+            return Answer(404, _NOT_FOUND_PAGE, {})
+        dry_run = _dry_run(query)
+        if route.rt.kind == "Pod":
+            return self._pods(method, route, query)
+        if route.subresource == "scale" and route.rt.kind in _SCALABLE and route.name:
+            return self._scale(method, route, content_type, body, dry_run)
+        if route.subresource == "status" and method == "GET" and route.name:
+            return Answer(200, self._store.get(route.rt, route.namespace or "", route.name), {})
+        if route.subresource is not None:
+            return Answer(404, _NOT_FOUND_PAGE, {})
+        if route.name is None:
+            return self._collection(method, route, query, body, dry_run)
+        return self._item(method, route, query, content_type, body, dry_run)
+
+    def route(self, path: str, body_kind: str | None) -> Route | None:
+        parts = [unquote(part) for part in path.strip("/").split("/")]
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        if group == "" and rest[:1] == ["namespaces"] and len(rest) <= 2:
+            return Route(_NAMESPACES, "", rest[1] if len(rest) == 2 else None, None)
+        if len(rest) == 1:
+            return Route(self._store.resource(group, version, rest[0]), None, None, None)
+        if rest[0] != "namespaces" or not 3 <= len(rest) <= 5:
+            return None
+        rt = self._store.resource(group, version, rest[2], body_kind)
+        name = rest[3] if len(rest) >= 4 else None
+        return Route(rt, rest[1], name, rest[4] if len(rest) == 5 else None)
+
+    def _collection(
+        self, method: str, route: Route, query: dict[str, list[str]], body: JSON, dry_run: bool
+    ) -> Answer:
+        if method == "GET":
+            return Answer(200, self._list(route, query), {})
+        if method == "POST" and route.namespace is not None:
+            return Answer(
+                201, self._store.create(route.rt, route.namespace, body, dry_run=dry_run), {}
+            )
+        raise KubeError.method_not_supported(
+            route.rt, "deletecollection" if method == "DELETE" else method.lower()
+        )
+
+    def _item(
+        self,
+        method: str,
+        route: Route,
+        query: dict[str, list[str]],
+        content_type: str,
+        body: JSON,
+        dry_run: bool,
+    ) -> Answer:
+        rt, namespace, name = route.rt, route.namespace or "", route.name or ""
+        if method == "GET":
+            return Answer(200, self._store.get(rt, namespace, name), {})
+        if method == "PUT":
+            return Answer(200, self._store.replace(rt, namespace, name, body, dry_run=dry_run), {})
+        if method == "PATCH":
+            patched = self._store.patch(rt, namespace, name, content_type, body, dry_run=dry_run)
+            return Answer(200, patched, {})
+        if method == "DELETE" and rt.kind != "Namespace":
+            propagation = _propagation(query, body)
+            deleted = self._store.delete(
+                rt, namespace, name, dry_run=dry_run, propagation=propagation
+            )
+            return Answer(200, deleted, {})
+        raise KubeError.method_not_supported(rt, method.lower())
+
+    def _list(self, route: Route, query: dict[str, list[str]]) -> JSON:
+        if _first(query, "watch") in ("true", "1"):
+            raise KubeError.bad_request("watch is not supported by KubeSimulator")
+        labels = parse_label_selector(_first(query, "labelSelector") or "")
+        fields = parse_field_selector(_first(query, "fieldSelector") or "")
+        if route.rt.kind == "Pod":
+            items = [p for p in self._pods_in(route.namespace) if matches(p, labels, fields)]
+        else:
+            items = self._store.list(route.rt, route.namespace, labels, fields)
+        metadata: dict[str, JSON] = {"resourceVersion": self._store.resource_version}
+        items, metadata = _paginate(items, metadata, query)
+        if route.rt.is_builtin:
+            # Built-in lists carry kind and apiVersion once, on the list (CRD lists on each item).
+            items = [
+                {k: v for k, v in item.items() if k not in ("apiVersion", "kind")} for item in items
+            ]
+        return {
+            "kind": f"{route.rt.kind}List",
+            "apiVersion": route.rt.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
+
+    def _pods(self, method: str, route: Route, query: dict[str, list[str]]) -> Answer:
+        if method != "GET":
+            raise KubeError.method_not_supported(PODS, method.lower())
+        if route.name is None:
+            return Answer(200, self._list(route, query), {})
+        for pod in self._pods_in(route.namespace):
+            if pod["metadata"]["name"] == route.name:
+                return Answer(200, pod, {})
+        raise KubeError.not_found(PODS, route.name)
+
+    def _scale(
+        self, method: str, route: Route, content_type: str, body: JSON, dry_run: bool
+    ) -> Answer:
+        rt, namespace, name = route.rt, route.namespace or "", route.name or ""
+        obj = self._store.get(rt, namespace, name)
+        scale = _scale_of(obj)
+        if method == "GET":
+            return Answer(200, scale, {})
+        if method == "PUT":
+            wanted = body
+        elif method == "PATCH":
+            wanted = apply_patch(rt, scale, content_type, body)
+        else:
+            raise KubeError.method_not_supported(rt, method.lower())
+        if not isinstance(wanted, dict) or not isinstance(
+            (wanted.get("spec") or {}).get("replicas"), int
+        ):
+            raise KubeError.bad_request("Scale.spec.replicas must be an integer")
+        change: JSON = {"spec": {"replicas": wanted["spec"]["replicas"]}}
+        sent_version = (wanted.get("metadata") or {}).get("resourceVersion")
+        if sent_version:
+            change["metadata"] = {"resourceVersion": sent_version}
+        updated = self._store.patch(rt, namespace, name, MERGE_PATCH, change, dry_run=dry_run)
+        return Answer(200, _scale_of(updated), {})
+
+
+def _first(query: dict[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return values[0] if values else None
+
+
+def _dry_run(query: dict[str, list[str]]) -> bool:
+    values = query.get("dryRun") or []
+    for value in values:
+        if value != "All":
+            raise KubeError.bad_request(
+                f'dryRun: Unsupported value: "{value}": supported values: "All"'
+            )
+    return bool(values)
+
+
+def _propagation(query: dict[str, list[str]], body: JSON) -> str:
+    options = body if isinstance(body, dict) else {}
+    if _first(query, "orphanDependents") == "true" or options.get("orphanDependents") is True:
+        return "Orphan"
+    return _first(query, "propagationPolicy") or options.get("propagationPolicy") or "Background"
+
+
+def _paginate(
+    items: list[JSON], metadata: dict[str, JSON], query: dict[str, list[str]]
+) -> tuple[list[JSON], dict[str, JSON]]:
+    """`limit` and `continue`: the token is opaque to clients, here simply the next offset."""
+    token = _first(query, "continue")
+    try:
+        start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    except ValueError as error:
+        raise KubeError(410, "Expired", "The provided continue parameter is too old") from error
+    limit = int(_first(query, "limit") or 0)
+    end = start + limit if limit > 0 else len(items)
+    if end < len(items):
+        metadata["continue"] = base64.urlsafe_b64encode(str(end).encode()).decode()
+        metadata["remainingItemCount"] = len(items) - end
+    return items[start:end], metadata
+
+
+def _scale_of(obj: JSON) -> JSON:
+    metadata = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            key: metadata[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in metadata
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": label_selector_string(obj["spec"].get("selector")),
+        },
+    }
+
+
+class KubeHttpServer(ThreadingHTTPServer):
+    """127.0.0.1:<random port>; `serve(method, path, content type, body)` answers each request."""
+
+    daemon_threads = True
+
+    def __init__(self, serve: Callable[[str, str, str, bytes], Answer]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.serve = serve
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: KubeHttpServer
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK stall every keep-alive answer by ~40 ms.
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+    server_version = "KubeSimulator/1.0"
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        answer = self.server.serve(self.command, self.path, content_type, body)
+        if isinstance(answer.body, str):
+            payload, media_type = answer.body.encode(), "text/plain; charset=utf-8"
+        else:
+            payload, media_type = json.dumps(answer.body).encode(), "application/json"
+        self.send_response(answer.status)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Cache-Control", "no-cache, private")
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
