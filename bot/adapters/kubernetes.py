@@ -8,6 +8,7 @@ the bot relies on: ``rollout undo`` (``pkg/polymorphichelpers/rollback.go`` with
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -879,15 +880,14 @@ class KubernetesClient:
         items: list[k8s.V1ReplicaSet] = []
         token: str | None = None
         while True:
-            page = self._call(
-                f"LIST replicasets {t.namespace}",
-                lambda token=token: api.list_namespaced_replica_set(  # type: ignore[misc]  # mypy cannot infer a lambda with a default
-                    t.namespace,
-                    label_selector=selector,
-                    _continue=token,
-                    _request_timeout=self._timeout,
-                ),
+            request = functools.partial(
+                api.list_namespaced_replica_set,
+                t.namespace,
+                label_selector=selector,
+                _continue=token,
+                _request_timeout=self._timeout,
             )
+            page = self._call(f"LIST replicasets {t.namespace}", request)
             items.extend(page.items)
             # the continue token is `var_continue` on the model, `_continue` as a parameter
             token = page.metadata.var_continue if page.metadata else None
@@ -941,7 +941,11 @@ class KubernetesClient:
                 error, delay = error_from_api(exc, not_found), _retry_after(exc)
             except urllib3.exceptions.HTTPError as exc:
                 error = _unreachable(exc)
-            except (ValidationError, OpenApiException) as exc:
+            except json.JSONDecodeError:
+                message = f"{what}: the Kubernetes API answered with invalid JSON"
+                raise KubeError(None, "ClientError", message) from None
+            except (ValueError, OpenApiException) as exc:
+                # pydantic: arguments or an answer that do not fit the models
                 raise KubeError(None, "Invalid", f"{what}: {_first_error(exc)}") from None
             is_transient = error.status in TRANSIENT_STATUSES or error.reason == "Unreachable"
             if not is_transient or attempt >= self._retries:
@@ -1000,4 +1004,4 @@ def _selector_of(service: k8s.V1Service) -> dict[str, str]:
 
 
 def _scale_replicas(scale: k8s.V1Scale) -> int:
-    return scale.spec.replicas or 0 if scale.spec else 0
+    return (scale.spec.replicas or 0) if scale.spec else 0

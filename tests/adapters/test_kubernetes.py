@@ -637,6 +637,7 @@ def test_a_selector_changed_meanwhile_fails_the_switch(
 ) -> None:
     sim.seed_service(NS, "checkout", {"app": APP, "track": "blue"})
     other = KubernetesClient(api_client_for=lambda ctx: sim.api_client())
+    # the race needs a write between our read and our patch: wedge another client's switch there
     read = kube._read_service
 
     def read_then_someone_else_switches(t: KubeTarget, name: str) -> Any:
