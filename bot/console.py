@@ -12,6 +12,7 @@ import secrets
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -103,22 +104,31 @@ class ConsoleSession:
         failures_before = self.bot.deps.work.failures
         if not self.bot.deps.work.wait_idle(WAIT_SECONDS):
             self._fail(f"the app was still working after {WAIT_SECONDS:g} s")
-        if not self.bot.deps.engine.wait_idle(ROLLBACK_WAIT_SECONDS):
-            self._fail(f"a rollback was still running after {ROLLBACK_WAIT_SECONDS:g} s")
+        deadline = time.monotonic() + ROLLBACK_WAIT_SECONDS
+        while not self.bot.deps.engine.wait_idle(0.5):  # show thread notes as they come
+            self._print_arrivals(is_final=False)
+            if time.monotonic() > deadline:
+                self._fail(f"a rollback was still running after {ROLLBACK_WAIT_SECONDS:g} s")
+                break
         if self.bot.deps.work.failures > failures_before:
             self._fail("the app hit an internal error (see the log above)")
         self._print_arrivals()
 
-    def _print_arrivals(self) -> None:
+    def _print_arrivals(self, *, is_final: bool = True) -> None:
         """Print what the app sent since the last line; a message edited several times is shown
-        once, as it ended up (like a Slack channel you look at after the fact)."""
+        once, as it ended up (like a Slack channel you look at after the fact). While a rollback
+        runs (``is_final`` False) edits are held back and only new messages are printed."""
         shown: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        held: list[SlackCall] = []
         order = 0
         while True:
             try:
                 call = self._arrived.get_nowait()
             except queue.Empty:
                 break
+            if not is_final and call.method == "chat.update":
+                held.append(call)
+                continue
             if call.status >= 400 or call.response.get("ok") is False:
                 self._fail(
                     f"Slack API {call.method} failed: {call.response.get('error', call.status)}"
@@ -141,6 +151,8 @@ class ConsoleSession:
                 if p.get("thread_ts"):
                     prefix = f"  ↳ (thread) {prefix}"
             shown[key] = (prefix, {**p, "ts": ts})
+        for call in held:
+            self._arrived.put(call)
         for prefix, message in shown.values():
             if buttons_of(message.get("blocks") or []):
                 self._last_with_buttons = message
@@ -168,7 +180,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         catalog: Catalog | None = None
         kube: KubernetesClient | None = None
         if is_demo:
-            from bot.demo import DEMO_SERVICES, demo_catalog, query_values, seed_cluster
+            from bot.demo import DEMO_SERVICES, DemoWorld, demo_catalog, query_values, seed_cluster
             from bot.sim.kube_api import KubeSimulator
             from bot.sim.prometheus_api import PrometheusSimulator
 
@@ -179,6 +191,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             health = {d.name: d.health_status for d in DEMO_SERVICES}
             prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
             catalog = demo_catalog(prometheus.url)
+            stack.callback(DemoWorld(cluster, prometheus).start().stop)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollback-demo-")))
             overrides |= {
                 "prometheus_url": prometheus.url,

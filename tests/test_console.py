@@ -56,3 +56,21 @@ def test_session_reports_internal_failures() -> None:
         session.handle("/rollback assess profile")
         assert session.errors >= 1
     assert "Slack API chat.postMessage failed" in out.getvalue()
+
+
+def test_demo_rollback_runs_to_the_end(tmp_path: Path, capsys: object) -> None:
+    script = tmp_path / "rollback.txt"
+    script.write_text(
+        "/rollback run checkout --dry-run\n"
+        "/rollback run checkout --immediate 5xx storm\n"
+        "/rollback status checkout\n"
+    )
+
+    rc = main(["console", "--demo", "--script", str(script)])
+
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert rc == 0
+    assert "Dry run: rollback of checkout" in out
+    assert "revision 3 (app=registry.example.com/checkout:v3) → template of revision 2" in out
+    assert "ROLLBACK #1 OF CHECKOUT — SUCCEEDED" in out
+    assert "✅ Wait for the rollout" in out

@@ -19,6 +19,13 @@ _EMOJI = {
     ":grey_question:": "❔",
     ":x:": "❌",
     ":hourglass_flowing_sand:": "⏳",
+    ":white_large_square:": "⬜",
+    ":arrows_counterclockwise:": "🔄",
+    ":mag:": "🔍",
+    ":octagonal_sign:": "🛑",
+    ":no_entry:": "⛔",
+    ":raised_hand:": "✋",
+    ":black_right_pointing_double_triangle_with_vertical_bar:": "⏭",
 }
 _USER = re.compile(r"<@([A-Z0-9]+)>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")

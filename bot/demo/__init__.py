@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog, parse_catalog
 
 if TYPE_CHECKING:
     from bot.sim.kube_api import KubeSimulator
+    from bot.sim.prometheus_api import PrometheusSimulator
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,43 @@ def seed_cluster(cluster: KubeSimulator) -> None:
     for d in DEMO_SERVICES:
         releases = [f"registry.example.com/{d.name}:v{n}" for n in (1, 2, 3)]
         cluster.seed_deployment("shop", f"{d.name}-api", images=releases, replicas=3)
+
+
+HEALTHY = DemoService("healthy", "after a rollback", 0.002, 0.15, 40.0, 1, 200)
+
+
+class DemoWorld:
+    """Makes the demo's metrics follow the cluster: a service rolled back off its bad v3 release
+    turns healthy a moment later, so a demo rollback can pass its verification steps."""
+
+    def __init__(self, cluster: KubeSimulator, prometheus: PrometheusSimulator) -> None:
+        self.cluster, self.prometheus = cluster, prometheus
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="demo-world", daemon=True)
+
+    def start(self) -> DemoWorld:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.5):
+            for d in DEMO_SERVICES:
+                dep = self.cluster.get_object("apps/v1", "deployments", "shop", f"{d.name}-api")
+                spec: Any = dep.get("spec", {}) if dep else {}
+                containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+                if containers and not str(containers[0].get("image", "")).endswith(":v3"):
+                    self._set(d.name, HEALTHY)
+
+    def _set(self, name: str, values: DemoService) -> None:
+        q = promql(name)
+        self.prometheus.set_value(q["error_rate"], values.error_rate)
+        self.prometheus.set_value(q["latency_p95_seconds"], values.latency_p95_seconds)
+        self.prometheus.set_value(q["user_sessions_per_min"], values.user_sessions_per_min)
+        self.prometheus.set_value(q["db_up"], values.db_up)
+        self.prometheus.set_health(name, values.health_status)
 
 
 def demo_catalog(health_base_url: str) -> Catalog:
