@@ -30,7 +30,7 @@ from bot.logs import setup_logging
 from bot.server import HttpServer
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
-from bot.sim.slack_api import SlackSimulator
+from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from bot.web import WebApp
 
@@ -102,20 +102,17 @@ def main() -> None:
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=16).start()
         requester = SlackRequester(server.url, secret, http)
 
-        def succeeded(rollback_id: int) -> bool:
-            return any(
-                c.method == "chat.update"
-                and f"Rollback #{rollback_id} of" in str(c.params.get("text"))
-                and "SUCCEEDED" in str(c.params.get("text"))
-                for c in slack.calls
-            )
+        def succeeded(call: SlackCall, rollback_id: int) -> bool:
+            # called by wait_for under the simulator's lock: look at this call only
+            text = str(call.params.get("text"))
+            return f"Rollback #{rollback_id} of" in text and "SUCCEEDED" in text
 
         ours, bare = [], []
         apps = AppsV1Api(cluster.api_client())
         for run in range(args.runs):
             t0 = time.perf_counter()
             requester.slash(f"run svc{n + run} --immediate bench", user_id="U0ONCALL1")
-            slack.wait_for("chat.update", lambda c, r=run: succeeded(r + 1), timeout=30)
+            slack.wait_for("chat.update", lambda c, r=run: succeeded(c, r + 1), timeout=30)
             ours.append(time.perf_counter() - t0)
         for run in range(args.runs):
             cluster.seed_deployment(NS, f"bare{run}", images=["b:1", "b:2"])

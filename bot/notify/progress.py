@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.catalog import Catalog
 from bot.notify.blocks import manual_gate_message, progress_message
@@ -87,7 +86,7 @@ class SlackProgress:
                 blocks=blocks,
                 unfurl_links=False,
             )
-        except SlackApiError as exc:
+        except Exception as exc:  # Slack trouble never stops a rollback
             log.warning("rollback #%d: thread note not posted: %s", rollback_id, exc)
 
     def flush(self, timeout: float) -> bool:
@@ -130,7 +129,7 @@ class SlackProgress:
                 channel=self._channel(rollback), text=text, blocks=blocks
             )
             self.repo.set_rollback_progress_ts(rollback_id, str(resp["ts"]))
-        except SlackApiError as exc:
+        except Exception as exc:  # Slack trouble never stops a rollback
             log.warning("rollback #%d: progress message not posted: %s", rollback_id, exc)
         finally:
             with self._cond:
@@ -148,25 +147,30 @@ class SlackProgress:
 
     def _editor(self) -> None:
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._dirty))
-            self._take_token()
-            with self._cond:
-                if not self._dirty:
-                    continue
-                rollback_id = min(
-                    self._dirty, key=lambda i: (not self._dirty[i][0], self._dirty[i][1])
-                )
-                is_final, since = self._dirty.pop(rollback_id)
-                self._editing = rollback_id
-            if not self._edit(rollback_id):
-                with self._cond:  # keep it dirty; try again on a later round
-                    old = self._dirty.get(rollback_id, (False, since))
-                    self._dirty[rollback_id] = (old[0] or is_final, since)
+            try:
+                self._edit_next()
+            except Exception:  # the editor must outlive any one bad round
+                log.exception("progress editor round failed")
                 time.sleep(1.0)
-            with self._cond:
-                self._editing = None
-                self._cond.notify_all()
+
+    def _edit_next(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._dirty))
+        self._take_token()
+        with self._cond:
+            if not self._dirty:
+                return
+            rollback_id = min(self._dirty, key=lambda i: (not self._dirty[i][0], self._dirty[i][1]))
+            is_final, since = self._dirty.pop(rollback_id)
+            self._editing = rollback_id
+        if not self._edit(rollback_id):
+            with self._cond:  # keep it dirty; try again on a later round
+                old = self._dirty.get(rollback_id, (False, since))
+                self._dirty[rollback_id] = (old[0] or is_final, since)
+            time.sleep(1.0)
+        with self._cond:
+            self._editing = None
+            self._cond.notify_all()
 
     def _edit(self, rollback_id: int) -> bool:
         rendered = self._render(rollback_id)
@@ -180,7 +184,7 @@ class SlackProgress:
             self.client.chat_update(
                 channel=self._channel(rollback), ts=rollback.progress_ts, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
+        except Exception as exc:  # e.g. SlackApiError, a timeout; retried on a later round
             log.warning("rollback #%d: progress message not updated: %s", rollback_id, exc)
             return False
         self.edit_times.append(time.monotonic())

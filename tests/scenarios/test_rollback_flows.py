@@ -329,3 +329,18 @@ def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
     vs = kube.read_object(T, "networking.istio.io/v1beta1", "VirtualService", "board")
     assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [100, 0]
     assert kube.deployment(T, "board-canary").replicas == 0
+
+
+def test_slack_failing_does_not_stop_a_rollback(
+    harness: Harness, kube: KubernetesClient, slack: SlackSimulator
+) -> None:
+    slack.inject_error("chat.update", "internal_error", times=2)
+    slack.inject_error("chat.postMessage", "ratelimited", times=1)  # the first post is lost
+
+    harness.slash("run checkout --immediate")
+    harness.wait_rollbacks()
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+    assert images(kube, "checkout-api") == {"app": "shop/checkout:v2"}
+    assert "SUCCEEDED" in final_progress(slack)["text"]  # the message caught up in the end
