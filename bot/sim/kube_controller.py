@@ -115,11 +115,11 @@ class DeploymentController:
 
     def _owned(self, deployment: JSON) -> list[JSON]:
         uid = deployment["metadata"]["uid"]
-        return [
-            replica_set
-            for replica_set in self._store.list(REPLICASETS, deployment["metadata"]["namespace"])
-            if _controller_uid(replica_set) == uid
-        ]
+        return self._store.list(
+            REPLICASETS,
+            deployment["metadata"]["namespace"],
+            where=lambda replica_set: _controller_uid(replica_set) == uid,
+        )
 
     def _current_replica_set(self, deployment: JSON) -> JSON | None:
         template = template_without_hash(deployment["spec"]["template"])

@@ -92,8 +92,13 @@ class ObjectStore:
         namespace: str | None,
         labels: Iterable[LabelRequirement] = (),
         fields: Iterable[FieldRequirement] = (),
+        where: Callable[[JSON], bool] | None = None,
     ) -> list[JSON]:
-        """Matching objects sorted by namespace and name, like etcd's key order."""
+        """Matching objects sorted by namespace and name, like etcd's key order.
+
+        ``where`` filters before the (deep) copy is made: controllers looking for a few owned
+        objects among many would otherwise copy them all on every pass.
+        """
         labels, fields = list(labels), list(fields)
         return [
             self._served(rt, obj)
@@ -101,6 +106,7 @@ class ObjectStore:
             if group == rt.group
             and plural == rt.plural
             and (namespace is None or ns == namespace)
+            and (where is None or where(obj))
             and matches(obj, labels, fields)
         ]
 

@@ -61,6 +61,16 @@ class JobController:
         for job in self._store.list(JOBS, None):
             self._sync(job)
 
+    def has_pending(self) -> bool:
+        """A Job that has not completed or failed yet (its outcome waits on the clock)."""
+        return any(
+            not any(
+                c.get("type") in ("Complete", "Failed")
+                for c in (job.get("status") or {}).get("conditions") or []
+            )
+            for job in self._store.list(JOBS, None)
+        )
+
     def _sync(self, job: JSON) -> None:
         status = job.get("status") or {}
         if any(c.get("type") in ("Complete", "Failed") for c in status.get("conditions") or []):
