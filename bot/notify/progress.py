@@ -25,8 +25,13 @@ from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-EDITS_PER_MINUTE = 50.0  # Slack's Tier 3
+# Slack's Tier 3 allows about 50 calls a minute: refill 40/min plus a burst of 10 keeps any
+# 60-second window at or under 50.
+EDITS_PER_MINUTE = 40.0
 BURST = 10
+# The same message is edited at most this often unless its state is final: a fast rollback
+# then costs one edit, and the budget goes to messages whose state really moved on.
+MIN_EDIT_INTERVAL_SECONDS = 2.0
 
 
 class SlackProgress:
@@ -49,6 +54,7 @@ class SlackProgress:
         self._dirty: dict[int, tuple[bool, float]] = {}  # id -> (is_final, dirty since)
         self._posting: set[int] = set()
         self._editing: int | None = None
+        self._last_edit: dict[int, float] = {}
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
         self._thread.start()
@@ -153,14 +159,25 @@ class SlackProgress:
                 log.exception("progress editor round failed")
                 time.sleep(1.0)
 
+    def _eligible_at(self, rollback_id: int) -> float:
+        is_final, _ = self._dirty[rollback_id]
+        last = self._last_edit.get(rollback_id)
+        return 0.0 if is_final or last is None else last + MIN_EDIT_INTERVAL_SECONDS
+
     def _edit_next(self) -> None:
         with self._cond:
             self._cond.wait_for(lambda: bool(self._dirty))
+            wake = min(self._eligible_at(i) for i in self._dirty)
+            if wake > time.monotonic():  # nothing may be edited yet: wait for the first one
+                self._cond.wait(wake - time.monotonic())
+                return
         self._take_token()
         with self._cond:
-            if not self._dirty:
+            now = time.monotonic()
+            ready = [i for i in self._dirty if self._eligible_at(i) <= now]
+            if not ready:
                 return
-            rollback_id = min(self._dirty, key=lambda i: (not self._dirty[i][0], self._dirty[i][1]))
+            rollback_id = min(ready, key=lambda i: (not self._dirty[i][0], self._dirty[i][1]))
             is_final, since = self._dirty.pop(rollback_id)
             self._editing = rollback_id
         if not self._edit(rollback_id):
@@ -188,4 +205,6 @@ class SlackProgress:
             log.warning("rollback #%d: progress message not updated: %s", rollback_id, exc)
             return False
         self.edit_times.append(time.monotonic())
+        with self._cond:
+            self._last_edit[rollback_id] = time.monotonic()
         return True

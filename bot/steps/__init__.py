@@ -20,6 +20,9 @@ from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Service
 
 
+FIRST_POLL_SECONDS = 0.1
+
+
 class StepFailed(Exception):
     """The step did not achieve its goal; the message says why, in words, for Slack."""
 
@@ -52,16 +55,20 @@ class StepContext:
     def poll_until(self, check: Callable[[], str | None], interval: float, what: str) -> str:
         """Call ``check`` until it returns a message (done) or the step times out.
 
-        ``check`` returns None while not done and raises StepFailed for a final failure.
+        ``check`` returns None while not done and raises StepFailed for a final failure. The
+        pause starts at 0.1 s and doubles up to ``interval``: a quick rollout is seen at once,
+        a slow one is not polled hard.
         """
         deadline = self.deadline()
+        pause = min(FIRST_POLL_SECONDS, interval)
         while True:
             done = check()
             if done is not None:
                 return done
             if self.monotonic() >= deadline:
                 raise StepFailed(f"{what}: not done after {self.timeout_seconds:g} s")
-            self.wait(min(interval, max(0.0, deadline - self.monotonic())))
+            self.wait(min(pause, max(0.0, deadline - self.monotonic())))
+            pause = min(pause * 2, interval)
 
 
 StepRunner = Callable[[StepContext, Mapping[str, Any]], dict[str, Any]]
