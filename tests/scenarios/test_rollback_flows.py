@@ -344,3 +344,92 @@ def test_slack_failing_does_not_stop_a_rollback(
     assert rollback is not None and rollback.status == "succeeded"
     assert images(kube, "checkout-api") == {"app": "shop/checkout:v2"}
     assert "SUCCEEDED" in final_progress(slack)["text"]  # the message caught up in the end
+
+
+def custom_service(phases: str) -> str:
+    return catalog_yaml(
+        "  db:\n    namespace: shop\n    deployment: db-api\n    responders: [U0ONCALL1]\n"
+        "    phases:\n" + phases
+    )
+
+
+JOB = "{template: {spec: {restartPolicy: Never, containers: [{name: m, image: 'migrate:1'}]}}}"
+
+
+def test_database_job_that_fails_stops_the_rollback_before_the_application(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(NS, "db-api", images=["db:1", "db:2"])
+    kube_sim.set_job_outcome(NS, "rollback-1-", "failed")
+    text = custom_service(
+        f"      database:\n        - {{kind: run_job, name: Downgrade schema, job: {JOB}}}\n"
+        "      application:\n        - {kind: rollout_undo}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run db --immediate")
+    h.wait_rollbacks()
+
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "failed"
+    assert "Downgrade schema: Job rollback-1-0 failed" in (rollback.error or "")
+    assert "BackoffLimitExceeded" in (rollback.error or "")
+    assert [s.status for s in h.bot.deps.repo.list_steps(1)] == ["failed", "pending"]
+    assert images(kube, "db-api") == {"app": "db:2"}  # the application was left alone
+
+
+def test_job_set_image_restart_and_scale_steps(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(NS, "db-api", images=["db:1", "db:2"])
+    text = custom_service(
+        f"      database:\n        - {{kind: run_job, name: Restore, job: {JOB}}}\n"
+        "      application:\n"
+        "        - {kind: set_image, container: app, image: 'db:1'}\n"
+        "        - {kind: restart}\n"
+        "        - {kind: wait_rollout}\n"
+        "      traffic_restoration:\n        - {kind: scale, replicas: 5}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run db --immediate")
+    h.wait_rollbacks()
+
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded", rollback and rollback.error
+    info = kube.deployment(T, "db-api")
+    assert (info.images, info.replicas) == ({"app": "db:1"}, 5)
+    steps = {s.kind: s.detail for s in h.bot.deps.repo.list_steps(1)}
+    assert steps["run_job"]["job"] == "rollback-1-0"
+    assert steps["set_image"] == {
+        **steps["set_image"],
+        "image_before": "db:2",
+        "image_after": "db:1",
+    }
+    assert "restarted_at" in steps["restart"]
+    assert (steps["scale"]["replicas_before"], steps["scale"]["replicas_after"]) == (3, 5)
+
+
+def test_point_of_no_return_refuses_unless_an_approver_forces(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.seed_deployment(NS, "db-api", images=["db:1", "db:2", "db:3"])
+    text = catalog_yaml(
+        "  db:\n    namespace: shop\n    deployment: db-api\n"
+        "    responders: [U0ONCALL1, U0APPROVER1]\n    approvers: [U0APPROVER1]\n"
+        "    point_of_no_return: {revision: 3, reason: migration 011 drops a column}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+
+    h.slash("run db --immediate")
+    h.wait_rollbacks()
+    refused = h.bot.deps.repo.get_rollback(1)
+    assert refused is not None and refused.status == "failed"
+    assert "crosses the point of no return at revision 3" in (refused.error or "")
+    assert "forward fix" in (refused.error or "")
+    assert images(kube, "db-api") == {"app": "db:3"}
+
+    assert "approvers only" in h.slash("run db --immediate --force").json()["text"]
+    h.slash("run db --immediate --force forward fix impossible", user_id="U0APPROVER1")
+    h.wait_rollbacks()
+    forced = h.bot.deps.repo.get_rollback(2)
+    assert forced is not None and forced.status == "succeeded"
+    assert images(kube, "db-api") == {"app": "db:2"}
