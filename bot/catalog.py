@@ -189,6 +189,7 @@ class Canary(_Strict):
     deployment: str
     traffic: CanaryTraffic
     step_percent: int = Field(default=100, ge=1, le=100)
+    gate_wait_seconds: float = Field(default=30.0, ge=0)  # soak before each metric gate
 
 
 class HttpRollback(_Strict):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Catalog, Service
 from bot.rollback.plan import Plan
@@ -273,10 +273,36 @@ class Engine:
 
     def _abort(self, rollback_id: int) -> None:
         now = self.clock()
-        for s in self.repo.list_steps(rollback_id):
+        steps = self.repo.list_steps(rollback_id)
+        for s in steps:
             if s.status in ("pending", "running") and s.id is not None:
                 self.repo.finish_step(s.id, "skipped", now, error="not run: aborted")
         self._finish(rollback_id, "aborted", None)
+        self.progress.note(rollback_id, self._abort_summary(rollback_id, steps))
+
+    def _abort_summary(self, rollback_id: int, steps: list[RollbackStep]) -> str:
+        """What ran, what did not, and the state the service is left in."""
+        ran = [s.name for s in steps if s.status == "succeeded"]
+        cut = [s.name for s in steps if s.status in ("running", "failed")]
+        skipped = [s.name for s in steps if s.status == "pending"]
+        lines = [":octagonal_sign: *Aborted.*", f"Done: {', '.join(ran) or 'nothing'}."]
+        if cut:
+            lines.append(f"Interrupted: {', '.join(cut)}.")
+        lines.append(f"Not run: {', '.join(skipped) or 'nothing'}.")
+        service = self.catalog.get(self._get(rollback_id).service)
+        if service is not None:
+            try:
+                info = self.kube.deployment(
+                    KubeTarget(service.context, service.namespace), service.spec.deployment
+                )
+                images = ", ".join(f"{c}={i}" for c, i in info.images.items())
+                lines.append(
+                    f"{info.name} is now at revision {info.revision} ({images}),"
+                    f" {info.available_replicas}/{info.replicas} available."
+                )
+            except KubeError as exc:
+                lines.append(f"Could not read the deployment's state: {exc}")
+        return "\n".join(lines)
 
     def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
         self.repo.set_rollback_status(rollback_id, status, self.clock(), error=error)

@@ -56,7 +56,10 @@ STEP_PARAMS: dict[str, tuple[set[str], set[str]]] = {
     "switch_selector": ({"service", "selector"}, set()),
     "scale": ({"replicas"}, {"deployment"}),
     "restart": (set(), {"deployment"}),
-    "shift_traffic": ({"traffic"}, {"to_percent", "step_percent", "gate_query", "gate_below"}),
+    "shift_traffic": (
+        {"traffic"},
+        {"to_percent", "step_percent", "gate_query", "gate_below", "gate_wait_seconds"},
+    ),
     "run_job": ({"job"}, {"job_name"}),
     "wait_rollout": (set(), {"deployment"}),
     "http_check": ({"url"}, {"expect_status"}),
@@ -205,6 +208,7 @@ def default_plan(inp: PlanInputs) -> Plan:
                 step_percent=c.get("step_percent", 100),
                 gate_query=inp.error_rate_query if c.get("step_percent", 100) < 100 else None,
                 gate_below=inp.error_rate_limit,
+                gate_wait_seconds=c.get("gate_wait_seconds", 30.0),
             ),
             step(
                 "cleanup",
@@ -235,13 +239,31 @@ def default_plan(inp: PlanInputs) -> Plan:
     return Plan(inp.strategy, tuple(ordered))
 
 
+STEP_TITLES = {
+    "snapshot": "Snapshot",
+    "rollout_undo": "Roll back the deployment",
+    "set_image": "Set the image",
+    "switch_selector": "Switch the Service selector",
+    "scale": "Scale",
+    "restart": "Restart",
+    "shift_traffic": "Shift traffic",
+    "run_job": "Run a Job",
+    "wait_rollout": "Wait for the rollout",
+    "http_check": "HTTP check",
+    "http_request": "HTTP request",
+    "prometheus_gate": "Metric gate",
+    "wait": "Wait",
+    "manual_gate": "Manual gate",
+}
+
+
 def custom_plan(strategy: str, phases: Mapping[str, Sequence[Mapping[str, Any]]]) -> Plan:
     """A plan written in the catalog: ``phases: {phase: [{kind, name, ...params}]}``."""
     steps = [
         step(
             phase,
             str(s["kind"]),
-            str(s.get("name") or s["kind"]),
+            str(s.get("name") or STEP_TITLES.get(str(s["kind"]), s["kind"])),
             **{k: v for k, v in s.items() if k not in ("kind", "name")},
         )
         for phase in PHASES

@@ -19,7 +19,6 @@ from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Service
 
-
 FIRST_POLL_SECONDS = 0.1
 
 

@@ -197,6 +197,9 @@ def test_abort_interrupts_a_wait(
     assert [s.status for s in h.bot.deps.repo.list_steps(1)] == ["failed", "skipped"]
     assert images(kube, "slow-api") == {"app": "a:2"}  # the undo never ran
     assert "ABORTED" in final_progress(h.slack)["text"]
+    summary = next(m["text"] for m in h.slack.messages("C0DEPLOYS") if "*Aborted.*" in m["text"])
+    assert "Interrupted: Soak." in summary and "Not run: Roll back the deployment." in summary
+    assert "slow-api is now at revision 2 (app=a:2), 3/3 available." in summary
 
 
 def test_never_ready_rollout_fails_the_phase(
@@ -433,3 +436,92 @@ def test_point_of_no_return_refuses_unless_an_approver_forces(
     forced = h.bot.deps.repo.get_rollback(2)
     assert forced is not None and forced.status == "succeeded"
     assert images(kube, "db-api") == {"app": "db:2"}
+
+
+def _canary(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator, prom: Any
+) -> Harness:
+    kube_sim.seed_deployment(NS, "board", images=["b:1"])
+    kube_sim.seed_deployment(NS, "board-canary", images=["b:2"], replicas=1)
+    route = [{"destination": {"host": "board"}, "weight": w} for w in (0, 100)]
+    CustomObjectsApi(kube_sim.api_client()).create_namespaced_custom_object(
+        "networking.istio.io",
+        "v1beta1",
+        NS,
+        "virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "board"},
+            "spec": {"http": [{"route": route}]},
+        },
+    )
+    text = catalog_yaml(
+        "  board:\n    namespace: shop\n    deployment: board\n    strategy: canary\n"
+        "    responders: [U0ONCALL1]\n    signals: {error_rate: board_errors}\n"
+        "    canary: {deployment: board-canary, step_percent: 25, gate_wait_seconds: 0.05,"
+        " traffic: {name: board}}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=prom.url, kube=kube)
+    return h
+
+
+def _shift(h: Harness) -> dict[str, Any]:
+    step = next(s for s in h.bot.deps.repo.list_steps(1) if s.kind == "shift_traffic")
+    return dict(step.detail)
+
+
+def test_gradual_canary_shift_passes_its_gates_step_by_step(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator, prometheus: Any
+) -> None:
+    prometheus.set_value("board_errors", 0.01)
+    h = _canary(make_harness, kube, kube_sim, prometheus)
+    h.slash("run board --immediate")
+    h.wait_rollbacks()
+
+    assert _shift(h)["weights"] == [75, 50, 25, 0]
+
+
+def test_gradual_canary_shift_completes_at_once_when_a_gate_fails(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator, prometheus: Any
+) -> None:
+    prometheus.set_value("board_errors", 0.3)  # worse than the 5 % high threshold
+    h = _canary(make_harness, kube, kube_sim, prometheus)
+    h.slash("run board --immediate")
+    until(lambda: "weights" in _shift(h), "the traffic shift")
+    prometheus.set_value("board_errors", 0.01)  # the canary is out: errors recover
+    h.wait_rollbacks()
+
+    assert _shift(h)["weights"] == [75, 0]
+    vs = kube.read_object(T, "networking.istio.io/v1beta1", "VirtualService", "board")
+    assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [100, 0]
+    thread = " ".join(m["text"] for m in h.slack.messages("C0DEPLOYS"))
+    assert "metric gate failed between increments: completing the shift at once" in thread
+
+
+def test_conflicts_and_server_errors_from_kubernetes_are_retried(
+    harness: Harness, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.inject("PATCH", r"/deployments/checkout-api$", 409, times=1)
+    kube_sim.inject("GET", r"/replicasets$", 503, times=2)
+
+    harness.slash("run checkout --immediate")
+    harness.wait_rollbacks()
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+    assert images(kube, "checkout-api") == {"app": "shop/checkout:v2"}
+
+
+def test_kubernetes_refusal_is_reported_in_words(
+    harness: Harness, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.inject("PATCH", r"/deployments/checkout-api$", 403, times=5)
+
+    harness.slash("run checkout --immediate")
+    harness.wait_rollbacks()
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "failed"
+    assert "Kubernetes:" in (rollback.error or "") and "forbidden" in (rollback.error or "").lower()
+    assert "Traceback" not in json.dumps(final_progress(harness.slack))
