@@ -80,6 +80,22 @@ def harness(
     return h
 
 
+def virtual_service(kube_sim: KubeSimulator, route: list[dict[str, Any]]) -> None:
+    """An Istio VirtualService named board with the given weighted route."""
+    CustomObjectsApi(kube_sim.api_client()).create_namespaced_custom_object(
+        "networking.istio.io",
+        "v1beta1",
+        NS,
+        "virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "board"},
+            "spec": {"http": [{"route": route}]},
+        },
+    )
+
+
 def final_progress(slack: SlackSimulator) -> dict[str, Any]:
     (message,) = [m for m in slack.messages("C0DEPLOYS") if "Rollback #" in m.get("text", "")]
     return message
@@ -308,18 +324,7 @@ def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
         {"destination": {"host": "board", "subset": "stable"}, "weight": 75},
         {"destination": {"host": "board", "subset": "canary"}, "weight": 25},
     ]
-    CustomObjectsApi(kube_sim.api_client()).create_namespaced_custom_object(
-        "networking.istio.io",
-        "v1beta1",
-        NS,
-        "virtualservices",
-        {
-            "apiVersion": "networking.istio.io/v1beta1",
-            "kind": "VirtualService",
-            "metadata": {"name": "board"},
-            "spec": {"http": [{"route": route}]},
-        },
-    )
+    virtual_service(kube_sim, route)
     text = catalog_yaml(
         "  board:\n    namespace: shop\n    deployment: board\n    strategy: canary\n"
         "    responders: [U0ONCALL1]\n"
@@ -444,18 +449,7 @@ def _canary(
     kube_sim.seed_deployment(NS, "board", images=["b:1"])
     kube_sim.seed_deployment(NS, "board-canary", images=["b:2"], replicas=1)
     route = [{"destination": {"host": "board"}, "weight": w} for w in (0, 100)]
-    CustomObjectsApi(kube_sim.api_client()).create_namespaced_custom_object(
-        "networking.istio.io",
-        "v1beta1",
-        NS,
-        "virtualservices",
-        {
-            "apiVersion": "networking.istio.io/v1beta1",
-            "kind": "VirtualService",
-            "metadata": {"name": "board"},
-            "spec": {"http": [{"route": route}]},
-        },
-    )
+    virtual_service(kube_sim, route)
     text = catalog_yaml(
         "  board:\n    namespace: shop\n    deployment: board\n    strategy: canary\n"
         "    responders: [U0ONCALL1]\n    signals: {error_rate: board_errors}\n"
