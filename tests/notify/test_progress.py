@@ -1,0 +1,54 @@
+"""The progress message: one per rollback, edited in place, within Slack's Tier-3 budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.adapters.slack import slack_web_client
+from bot.catalog import parse_catalog
+from bot.engine import Engine
+from bot.notify.progress import SlackProgress
+from bot.sim.slack_api import SlackSimulator
+from storage.db import make_engine, migrate
+from storage.repository import Repository
+from tests.conftest import BOT_TOKEN, catalog_yaml, service_yaml
+
+NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+
+
+def test_many_changes_become_few_edits_and_the_final_state_always_lands(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    from pydantic import SecretStr
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    repo = Repository(engine)
+    names = [f"svc{i}" for i in range(5)]
+    catalog = parse_catalog(catalog_yaml(*(service_yaml(n, None) for n in names)))
+    client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
+    progress = SlackProgress(client, repo, catalog, lambda: NOW, edits_per_minute=240, burst=3)
+    ids = []
+    for name in names:
+        rollback = repo.create_rollback(
+            service=name, kind="immediate", strategy="undo", requested_by="U1",
+            reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
+            status="running", now=NOW,
+        )  # fmt: skip
+        assert rollback.id is not None
+        Engine.store_plan(repo, rollback.id, catalog.services[name].plan())
+        ids.append(rollback.id)
+
+    for _ in range(20):  # a burst of changes to every rollback
+        for rollback_id in ids:
+            progress.changed(rollback_id)
+    for rollback_id in ids:
+        repo.set_rollback_status(rollback_id, "succeeded", NOW)
+        progress.changed(rollback_id, is_final=True)
+    assert progress.flush(timeout=15)
+
+    assert len(slack.calls_to("chat.postMessage")) == 5  # one message per rollback
+    assert len(progress.edit_times) <= 3 + 5 + 1  # the burst, then finals first
+    final = {m["ts"]: m["text"] for m in slack.messages("C0DEPLOYS")}
+    assert all("SUCCEEDED" in text for text in final.values())
