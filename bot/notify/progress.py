@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,10 @@ class SlackProgress:
         self._dirty: dict[int, tuple[bool, float]] = {}  # id -> (is_final, dirty since)
         self._posting: set[int] = set()
         self._editing: int | None = None
+        # Posts (the first message, thread notes) go out in order from one thread of their own:
+        # the engine never waits on Slack.
+        self._posts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress-posts")
+        self._posts_pending = 0
         self._last_edit: dict[int, float] = {}
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
@@ -64,7 +69,7 @@ class SlackProgress:
     def changed(self, rollback_id: int, *, is_final: bool = False) -> None:
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is not None and rollback.progress_ts is None:
-            self._post_first(rollback_id)
+            self._post_later(self._post_first, rollback_id)
         with self._cond:
             was_final, since = self._dirty.get(rollback_id, (False, time.monotonic()))
             self._dirty[rollback_id] = (was_final or is_final, since)
@@ -77,7 +82,25 @@ class SlackProgress:
         )
 
     def note(self, rollback_id: int, text: str, blocks: list[Any] | None = None) -> None:
-        """A detail line in the progress message's thread."""
+        """A detail line in the progress message's thread (sent in order, in the background)."""
+        self._post_later(self._send_note, rollback_id, text, blocks)
+
+    def _post_later(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._cond:
+            self._posts_pending += 1
+        self._posts.submit(self._run_post, fn, *args)
+
+    def _run_post(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("progress post failed")
+        finally:
+            with self._cond:
+                self._posts_pending -= 1
+                self._cond.notify_all()
+
+    def _send_note(self, rollback_id: int, text: str, blocks: list[Any] | None) -> None:
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is not None and rollback.progress_ts is None:
             self._post_first(rollback_id)
@@ -99,7 +122,8 @@ class SlackProgress:
         """Wait until every dirty message has been edited (tests, console, shutdown)."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._dirty and self._editing is None, timeout=timeout
+                lambda: not self._dirty and self._editing is None and not self._posts_pending,
+                timeout=timeout,
             )
 
     # --- internals ---------------------------------------------------------------------------
@@ -122,9 +146,9 @@ class SlackProgress:
         return rollback, text, blocks
 
     def _post_first(self, rollback_id: int) -> None:
-        with self._cond:
-            if rollback_id in self._posting:
-                return
+        with self._cond:  # one poster per message; a second caller waits for the first
+            while rollback_id in self._posting:
+                self._cond.wait(1.0)
             self._posting.add(rollback_id)
         try:
             rendered = self._render(rollback_id)
@@ -140,6 +164,7 @@ class SlackProgress:
         finally:
             with self._cond:
                 self._posting.discard(rollback_id)
+                self._cond.notify_all()
 
     def _take_token(self) -> None:
         while True:
@@ -196,7 +221,10 @@ class SlackProgress:
         rollback, text, blocks = rendered
         if rollback.progress_ts is None:
             self._post_first(rollback_id)
-            return True
+            rendered = self._render(rollback_id)
+            if rendered is None or rendered[0].progress_ts is None:
+                return False  # Slack refused the post: stays dirty, tried again later
+            rollback, text, blocks = rendered
         try:
             self.client.chat_update(
                 channel=self._channel(rollback), ts=rollback.progress_ts, text=text, blocks=blocks
