@@ -118,13 +118,20 @@ def build_app(
         clock=clock,
         closers=[engine.dispose, http.close, lambda: probe_pool.shutdown(wait=False)],
     )
-    bolt = App(
-        client=slack,
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
-        listener_executor=ThreadPoolExecutor(
-            max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"
-        ),
-    )
+    try:
+        bolt = App(
+            client=slack,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            listener_executor=ThreadPoolExecutor(
+                max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"
+            ),
+        )
+    except Exception as exc:  # Bolt checks the token with auth.test right here
+        deps.engine.shutdown()
+        raise ConfigurationError(
+            f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
+            f" {type(exc).__name__}: {exc}"
+        ) from None
     register(bolt, deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse

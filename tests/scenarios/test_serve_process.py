@@ -145,3 +145,31 @@ def test_command_while_the_database_is_gone_says_so(
     assert "cannot reach its database" in answer["text"]
     assert "Traceback" not in answer["text"]
     assert slack.calls_to("chat.postMessage") == []
+
+
+@pytest.mark.parametrize("case", ["slack unreachable", "wrong token"])
+def test_serve_says_when_slack_refuses_the_token(
+    case: str, tmp_path: Path, slack: SlackSimulator
+) -> None:
+    catalog = tmp_path / "rollback.yaml"
+    catalog.write_text(catalog_yaml(service_yaml("checkout", None)))
+    api_url = "http://127.0.0.1:1/api/" if case == "slack unreachable" else slack.api_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        env={
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-not-the-right-one",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": api_url,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+            "ROLLBACK_CONFIG": str(catalog),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "cannot verify SLACK_BOT_TOKEN with Slack at" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "xoxb-not-the-right-one" not in proc.stderr
