@@ -43,9 +43,9 @@ def run(
     if not cmd.is_immediate:
         _say(
             ack,
-            f"A planned rollback of *{service.name}* needs approval: use `/rollback plan"
-            f" {service.name} …`. Responders can run it now with `/rollback run {service.name}"
-            " --immediate <reason>`.",
+            f"A planned rollback of *{service.name}* needs approval (`/rollback plan"
+            f" {service.name} …`, not available in this version yet). Responders can run it"
+            f" now with `/rollback run {service.name} --immediate <reason>`.",
         )
         return
     if not policy.may_run_immediately(service, user):

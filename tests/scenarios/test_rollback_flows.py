@@ -519,3 +519,9 @@ def test_kubernetes_refusal_is_reported_in_words(
     assert rollback is not None and rollback.status == "failed"
     assert "Kubernetes:" in (rollback.error or "") and "forbidden" in (rollback.error or "").lower()
     assert "Traceback" not in json.dumps(final_progress(harness.slack))
+
+
+def test_run_without_immediate_explains_the_two_ways(harness: Harness) -> None:
+    text = harness.slash("run checkout bad release").json()["text"]
+    assert "needs approval" in text and "--immediate" in text
+    assert harness.bot.deps.repo.list_rollbacks() == []
