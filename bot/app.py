@@ -49,6 +49,7 @@ class Deps:
     kube: KubernetesClient
     engine: Engine
     clock: Clock = utcnow
+    slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
     closers: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -116,7 +117,12 @@ def build_app(
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
         clock=clock,
-        closers=[engine.dispose, http.close, lambda: probe_pool.shutdown(wait=False)],
+        closers=[
+            engine.dispose,
+            http.close,
+            kube.close,
+            lambda: probe_pool.shutdown(wait=False),
+        ],
     )
     try:
         bolt = App(
@@ -132,6 +138,7 @@ def build_app(
             f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
             f" {type(exc).__name__}: {exc}"
         ) from None
+    deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse

@@ -84,23 +84,21 @@ class Engine:
     # --- starting --------------------------------------------------------------------------
 
     @staticmethod
-    def store_plan(repo: Repository, rollback_id: int, plan: Plan) -> None:
-        repo.add_steps(
-            rollback_id,
-            [
-                NewStep(
-                    s.phase,
-                    s.name,
-                    s.kind,
-                    {
-                        "params": dict(s.params),
-                        "timeout_seconds": s.timeout_seconds,
-                        "irreversible": s.is_irreversible,
-                    },
-                )
-                for s in plan.steps
-            ],
-        )
+    def plan_steps(plan: Plan) -> list[NewStep]:
+        """The plan as step rows: parameters, timeout and irreversibility go in the detail."""
+        return [
+            NewStep(
+                s.phase,
+                s.name,
+                s.kind,
+                {
+                    "params": dict(s.params),
+                    "timeout_seconds": s.timeout_seconds,
+                    "irreversible": s.is_irreversible,
+                },
+            )
+            for s in plan.steps
+        ]
 
     def submit(self, rollback_id: int) -> None:
         with self._lock:
@@ -208,7 +206,7 @@ class Engine:
             previous=previous,
             timeout_seconds=float(previous.get("timeout_seconds", 120)),
             note=lambda text: self.progress.note(rollback_id, text),
-            fresh_detail=lambda: self._step_detail(rollback_id, step_id),
+            fresh_detail=lambda: self._step_detail(step_id),
         )
         runner = self.runners.get(step.kind)
         if step.kind == "manual_gate" and "continued_by" not in previous:
@@ -265,11 +263,9 @@ class Engine:
     def _is_abort_requested(self, rollback_id: int) -> bool:
         return self._get(rollback_id).status == "aborting"
 
-    def _step_detail(self, rollback_id: int, step_id: int) -> dict[str, Any]:
-        for s in self.repo.list_steps(rollback_id):
-            if s.id == step_id:
-                return dict(s.detail)
-        return {}
+    def _step_detail(self, step_id: int) -> dict[str, Any]:
+        step = self.repo.get_step(step_id)
+        return dict(step.detail) if step is not None else {}
 
     def _abort(self, rollback_id: int) -> None:
         now = self.clock()

@@ -8,12 +8,10 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.app import Deps
-from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.rollback import policy
 from handlers.ids import Action
 
 log = logging.getLogger(__name__)
-assert Action.MANUAL_GATE_CONTINUE == MANUAL_GATE_ACTION
 
 
 def register(app: App, deps: Deps) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from bot.notify.blocks import MANUAL_GATE_ACTION
+
 
 class SlashCommand(StrEnum):
     ROLLBACK = "/rollback"
 
 
 class Action(StrEnum):
-    MANUAL_GATE_CONTINUE = "manual_gate_continue"
+    # the button itself is built by bot.notify.blocks, which owns the value
+    MANUAL_GATE_CONTINUE = MANUAL_GATE_ACTION

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, Respond
-from slack_sdk.errors import SlackApiError
 
 from bot.app import Deps
 from bot.catalog import PlanError, Service
@@ -49,18 +48,18 @@ def run(
         )
         return
     if not policy.may_run_immediately(service, user):
+        _say(
+            ack,
+            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
+            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
+            f" `/rollback plan {service.name}`.",
+        )
         deps.repo.add_audit_event(
             "rollback.refused",
             now=deps.clock(),
             service=service.name,
             actor=user,
             detail={"why": "not a responder"},
-        )
-        _say(
-            ack,
-            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
-            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
-            f" `/rollback plan {service.name}`.",
         )
         return
     if cmd.is_forced and not policy.may_force(service, user):
@@ -79,7 +78,9 @@ def _start(
     ack: Ack,
 ) -> None:
     channel = service.channel  # progress lives in the service's channel
-    try:
+    if cmd.is_forced:
+        plan = _forced(plan)
+    try:  # the row and its plan are stored before the ack: a crash after it loses nothing
         rollback = deps.repo.create_rollback(
             service=service.name,
             kind="immediate",
@@ -91,6 +92,7 @@ def _start(
             channel_id=channel,
             status="running",
             now=deps.clock(),
+            steps=Engine.plan_steps(plan),
         )
     except ActiveRollbackExists as exc:
         _say(
@@ -101,9 +103,11 @@ def _start(
         )
         return
     assert rollback.id is not None
-    if cmd.is_forced:
-        plan = _forced(plan)
-    Engine.store_plan(deps.repo, rollback.id, plan)
+    _say(
+        ack,
+        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
+    )
     deps.repo.add_audit_event(
         "rollback.started",
         now=deps.clock(),
@@ -117,11 +121,6 @@ def _start(
             "reason": cmd.reason,
             "forced": cmd.is_forced,
         },
-    )
-    _say(
-        ack,
-        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
-        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
     )
     deps.engine.submit(rollback.id)
 
@@ -137,16 +136,12 @@ def _forced(plan: Plan) -> Plan:
 
 
 def _link(deps: Deps, rollback_id: int) -> str:
+    """A link to the progress message, built locally: no Slack call on the ack path."""
     rollback = deps.repo.get_rollback(rollback_id)
     if rollback is None or not rollback.progress_ts or not rollback.channel_id:
         return ""
-    try:
-        resp = deps.slack.chat_getPermalink(
-            channel=rollback.channel_id, message_ts=rollback.progress_ts
-        )
-        return f" (<{resp['permalink']}|progress>)"
-    except SlackApiError:
-        return ""
+    url = blocks.message_link(deps.slack_team_url, rollback.channel_id, rollback.progress_ts)
+    return f" (<{url}|progress>)"
 
 
 def _dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, respond: Respond) -> None:
@@ -206,6 +201,7 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
         return
     service = deps.catalog.get(rollback.service)
     if service is None or not policy.may_abort(service, user, rollback.requested_by):
+        _say(ack, ":no_entry: Only the requester, responders and approvers may abort it.")
         deps.repo.add_audit_event(
             "rollback.abort_refused",
             now=deps.clock(),
@@ -213,7 +209,6 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
             rollback_id=rollback.id,
             actor=user,
         )
-        _say(ack, ":no_entry: Only the requester, responders and approvers may abort it.")
         return
     moved = deps.repo.set_rollback_status(
         cmd.rollback_id, "aborting", deps.clock(), expected=("running",)

@@ -106,14 +106,9 @@ class Repository:
         self, service: str, requested_by: str | None, channel_id: str | None, now: datetime
     ) -> int:
         """Persist a pending assessment and return its id."""
-        assessment = Assessment(
-            service=service, requested_by=requested_by, channel_id=channel_id, created_at=now
-        )
-        with self._write() as session:
-            session.add(assessment)
-            session.flush()
-            assert assessment.id is not None
-            return assessment.id
+        assessment_id = self.start_assessment(None, service, requested_by, channel_id, now)
+        assert assessment_id is not None  # no delivery key: never a repeat
+        return assessment_id
 
     def start_assessment(
         self,
@@ -259,8 +254,11 @@ class Repository:
         assessment_id: int | None = None,
         channel_id: str | None = None,
         scheduled_at: datetime | None = None,
+        steps: Sequence[NewStep] = (),
     ) -> Rollback:
-        """Persist a rollback; raise `ActiveRollbackExists` if the service already has one."""
+        """Persist a rollback with its plan's steps in one transaction (a crash can never leave
+        an active rollback without a plan); raise `ActiveRollbackExists` if the service already
+        has one."""
         if kind not in ROLLBACK_KINDS:
             raise ValueError(f"unknown rollback kind {kind!r}")
         _check_rollback_status(status)
@@ -281,6 +279,9 @@ class Repository:
             try:
                 with self._write() as session:
                     session.add(rollback)
+                    session.flush()
+                    assert rollback.id is not None
+                    session.add_all(_step_rows(rollback.id, steps))
                 return rollback
             except IntegrityError:
                 if status not in ACTIVE_STATUSES:
@@ -423,17 +424,7 @@ class Repository:
                     select(RollbackStep).where(RollbackStep.rollback_id == rollback_id).limit(1)
                 ).first()
                 if existing is None:
-                    for position, step in enumerate(steps):
-                        session.add(
-                            RollbackStep(
-                                rollback_id=rollback_id,
-                                phase=step.phase,
-                                position=position,
-                                name=step.name,
-                                kind=step.kind,
-                                detail=dict(step.detail),
-                            )
-                        )
+                    session.add_all(_step_rows(rollback_id, steps))
         except IntegrityError:
             pass  # another replica stored them first
         return self.list_steps(rollback_id)
@@ -634,6 +625,20 @@ class Repository:
         )
         with self._write() as session:
             return session.exec(statement).rowcount == 1
+
+
+def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]:
+    return [
+        RollbackStep(
+            rollback_id=rollback_id,
+            phase=step.phase,
+            position=position,
+            name=step.name,
+            kind=step.kind,
+            detail=dict(step.detail),
+        )
+        for position, step in enumerate(steps)
+    ]
 
 
 def _get_or_raise(session: Session, model: type[_Row], row_id: int) -> _Row:

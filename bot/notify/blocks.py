@@ -30,6 +30,11 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def message_link(team_url: str, channel: str, ts: str) -> str:
+    """Slack's permalink of a message, built from the workspace URL (as chat.getPermalink does)."""
+    return f"{team_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+
 def _section(text: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 

@@ -34,10 +34,9 @@ def test_many_changes_become_few_edits_and_the_final_state_always_lands(
         rollback = repo.create_rollback(
             service=name, kind="immediate", strategy="undo", requested_by="U1",
             reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-            status="running", now=NOW,
+            status="running", now=NOW, steps=Engine.plan_steps(catalog.services[name].plan()),
         )  # fmt: skip
         assert rollback.id is not None
-        Engine.store_plan(repo, rollback.id, catalog.services[name].plan())
         ids.append(rollback.id)
 
     for _ in range(20):  # a burst of changes to every rollback

@@ -156,11 +156,18 @@ def test_non_responder_is_refused_and_audited(harness: Harness) -> None:
 def test_second_run_gets_the_running_ones_id(harness: Harness, kube_sim: KubeSimulator) -> None:
     kube_sim.set_never_ready(NS, "checkout-api")
     harness.slash("run checkout --immediate")
-    until(lambda: harness.bot.deps.repo.get_rollback(1) is not None, "the first rollback")
+    until(
+        lambda: (r := harness.bot.deps.repo.get_rollback(1)) is not None and bool(r.progress_ts),
+        "the first rollback's progress message",
+    )
+    progress_ts = harness.bot.deps.repo.get_rollback(1).progress_ts  # type: ignore[union-attr]
 
     second = harness.slash("run checkout --immediate again")
 
     assert "already active: #1" in second.json()["text"]
+    link = f"https://example.slack.com/archives/C0DEPLOYS/p{progress_ts.replace('.', '')}"
+    assert f"<{link}|progress>" in second.json()["text"]
+    assert harness.slack.calls_to("chat.getPermalink") == []  # built locally, off the ack path
     harness.slash("abort 1")
     harness.wait_rollbacks()
 

@@ -187,3 +187,25 @@ def test_concurrent_claims_have_one_winner(repo: Repository, now: datetime) -> N
         10, lambda i: repo.claim_rollback(rollback_id, f"replica-{i}", now, timedelta(seconds=30))
     )
     assert sorted(outcomes, key=str) == [False] * 9 + [True]
+
+
+def test_rollback_and_its_plan_are_stored_together(repo: Repository, now: datetime) -> None:
+    from storage.repository import NewStep
+
+    steps = [
+        NewStep("preparation", "Snapshot", "snapshot"),
+        NewStep("application", "Undo", "rollout_undo"),
+    ]
+    rollback = repo.create_rollback(
+        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
+        status="running", now=now, steps=steps,
+    )  # fmt: skip
+    assert rollback.id is not None
+    stored = repo.list_steps(rollback.id)
+    assert [(s.position, s.kind) for s in stored] == [(0, "snapshot"), (1, "rollout_undo")]
+    with pytest.raises(ActiveRollbackExists):
+        repo.create_rollback(
+            service="checkout", kind="immediate", strategy="undo", requested_by="U2",
+            status="running", now=now, steps=steps,
+        )  # fmt: skip
+    assert len(repo.list_steps(rollback.id + 1)) == 0  # the refused one left no steps behind
