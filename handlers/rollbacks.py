@@ -147,7 +147,14 @@ def _link(deps: Deps, rollback_id: int) -> str:
 def _dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, respond: Respond) -> None:
     from bot.dry_run import describe_plan
 
-    text = describe_plan(deps, service, plan, cmd.target_revision)
+    try:
+        text = describe_plan(deps, service, plan, cmd.target_revision)
+    except Exception as exc:  # Kubernetes errors are in the text; anything else is said here
+        log.exception("dry run of %s failed", service.name)
+        text = (
+            f":x: The dry run of *{service.name}* failed ({type(exc).__name__}); nothing was"
+            " changed. The bot's log has the details."
+        )
     respond(text=text, response_type="ephemeral")
 
 

@@ -532,3 +532,12 @@ def test_run_without_immediate_explains_the_two_ways(harness: Harness) -> None:
     text = harness.slash("run checkout bad release").json()["text"]
     assert "needs approval" in text and "--immediate" in text
     assert harness.bot.deps.repo.list_rollbacks() == []
+
+
+def test_dry_run_that_would_fail_says_so_in_words(harness: Harness) -> None:
+    resp = harness.slash("run checkout --dry-run --to 9")
+    answer = harness.slack.wait_for("response_url").params["text"]
+
+    assert resp.status_code == 200
+    assert "would fail now: unable to find specified revision 9 in history" in answer
+    assert "Traceback" not in answer
