@@ -103,11 +103,8 @@ def _start(
         )
         return
     assert rollback.id is not None
-    _say(
-        ack,
-        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
-        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
-    )
+    # The start is audited before anything acts on it, and handed to the engine before the
+    # ack, so whoever reads the ack can rely on the rollback being under way.
     deps.repo.add_audit_event(
         "rollback.started",
         now=deps.clock(),
@@ -123,6 +120,11 @@ def _start(
         },
     )
     deps.engine.submit(rollback.id)
+    _say(
+        ack,
+        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
+    )
 
 
 def _forced(plan: Plan) -> Plan:
