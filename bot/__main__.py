@@ -70,7 +70,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if resumed:
         log.warning("resumed rollbacks left running by a previous process: %s", resumed)
     scheduler = start_scheduler(
-        bot.deps.engine, resume_every_seconds=settings.rollback_bot_lease_seconds / 2
+        bot.deps.engine,
+        bot.deps.due,
+        resume_every_seconds=settings.rollback_bot_lease_seconds / 2,
+        due_every_seconds=settings.rollback_bot_tick_seconds,
     )
     port = settings.port if args.port is None else args.port
     server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)

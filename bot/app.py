@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from slack_bolt import App
@@ -18,7 +19,8 @@ from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack import slack_web_client
 from bot.assessor import SignalReader
 from bot.catalog import Catalog, load_catalog
-from bot.engine import Engine
+from bot.due import DueWorkRunner
+from bot.engine import Engine, worker_name
 from bot.metrics import Metrics
 from bot.notify.progress import SlackProgress
 from bot.settings import ConfigurationError, Settings
@@ -29,6 +31,15 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# A WSGI route besides Slack's: (method, path prefix, handler(environ, start_response)).
+WSGIHandler = Callable[[Any, Any], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    prefix: str
+    handler: WSGIHandler
 
 
 def utcnow() -> datetime:
@@ -48,7 +59,9 @@ class Deps:
     slack: WebClient
     kube: KubernetesClient
     engine: Engine
+    due: DueWorkRunner
     clock: Clock = utcnow
+    routes: list[Route] = field(default_factory=list)
     slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -60,6 +73,7 @@ class BotApp:
 
     def close(self) -> None:
         self.deps.engine.shutdown()
+        self.deps.due.shutdown()
         self.deps.work.shutdown()
         for close in reversed(self.deps.closers):
             close()
@@ -116,6 +130,7 @@ def build_app(
             progress=SlackProgress(slack, repo, catalog, clock),
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
+        due=DueWorkRunner(repo, clock, worker_name()),
         clock=clock,
         closers=[
             engine.dispose,

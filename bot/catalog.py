@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -239,6 +239,35 @@ class PointOfNoReturn(_Strict):
     reason: str
 
 
+# Seed 001 "Rollback Time SLAs": operation level → minutes a rollback may take.
+LEVEL_SLA_MINUTES = {2: 30, 3: 15, 4: 10}
+
+
+def _channel_ids(v: list[str]) -> list[str]:
+    for channel in v:
+        _channel_id(channel)
+    return v
+
+
+class ApprovalPolicy(_Strict):
+    """Who must agree before a planned rollback runs (two-person rule by default)."""
+
+    min_approvals: int = Field(default=1, ge=1, le=10)
+    two_person_rule: bool = True
+    expiry_minutes: int = Field(default=30, gt=0, le=7 * 24 * 60)
+
+
+class Notifications(_Strict):
+    """Where critical notices go and how often the incident channel hears from the bot."""
+
+    critical_channels: list[str] = []
+    incident_channel: bool = True
+    update_every_minutes: float = Field(default=15, gt=0)
+    status_page_url: str | None = None
+
+    _check_channels = field_validator("critical_channels")(_channel_ids)
+
+
 class Defaults(_Strict):
     channel: str | None = None
     sla_minutes: int = Field(default=15, gt=0)
@@ -246,6 +275,11 @@ class Defaults(_Strict):
     context: str | None = None
     health_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     thresholds: ThresholdOverrides = ThresholdOverrides()
+    approval: ApprovalPolicy = ApprovalPolicy()
+    notifications: Notifications = Notifications()
+    templates: dict[str, str] = {}  # template name → Jinja2 source (see bot/notify/templates.py)
+    window_grace_minutes: float = Field(default=10, ge=0)  # a window missed by more is reported
+    review_reminder_hours: float = Field(default=24, gt=0)
 
     _check_channel = field_validator("channel")(_channel_id)
 
@@ -264,6 +298,10 @@ class ServiceSpec(_Strict):
     oncall: list[OncallContact] = []
     channel: str | None = None
     sla_minutes: int | None = Field(default=None, gt=0)
+    level: Literal[2, 3, 4] | None = None  # seed 001 operation level: SLA 30 / 15 / 10 minutes
+    approval: ApprovalPolicy | None = None  # fields given here override defaults.approval
+    notifications: Notifications | None = None  # fields override defaults.notifications
+    templates: dict[str, str] = {}  # per-template overrides of defaults.templates
     blue_green: BlueGreen | None = None
     canary: Canary | None = None
     http_rollback: HttpRollback | None = None
@@ -323,6 +361,11 @@ class Service:
     sla_minutes: int
     thresholds: Thresholds
     health_timeout_seconds: float
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    notifications: Notifications = field(default_factory=Notifications)
+    templates: Mapping[str, str] = field(default_factory=dict)
+    window_grace_minutes: float = 10
+    review_reminder_hours: float = 24
 
     @property
     def signals(self) -> dict[Signal, str]:
@@ -509,6 +552,16 @@ def _contradictory_thresholds(catalog: Catalog, lines: Mapping[Path_, int]) -> I
             yield f"{catalog.source}:{line}: services.{name}.thresholds: {problem}"
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _overlay(default: _M, override: _M | None) -> _M:
+    """The default section with only the fields the service wrote replaced."""
+    if override is None:
+        return default
+    return default.model_copy(update=override.model_dump(exclude_unset=True))
+
+
 def _resolve(spec: CatalogSpec, source: str) -> Catalog:
     d = spec.defaults
     base = d.thresholds.apply(Thresholds())
@@ -519,9 +572,16 @@ def _resolve(spec: CatalogSpec, source: str) -> Catalog:
             channel=s.channel or d.channel or "",
             namespace=s.namespace or d.namespace,
             context=s.context or d.context,
-            sla_minutes=s.sla_minutes or d.sla_minutes,
+            sla_minutes=s.sla_minutes
+            or (LEVEL_SLA_MINUTES[s.level] if s.level else None)
+            or d.sla_minutes,
             thresholds=s.thresholds.apply(base),
             health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
+            approval=_overlay(d.approval, s.approval),
+            notifications=_overlay(d.notifications, s.notifications),
+            templates={**d.templates, **s.templates},
+            window_grace_minutes=d.window_grace_minutes,
+            review_reminder_hours=d.review_reminder_hours,
         )
         for name, s in spec.services.items()
     }

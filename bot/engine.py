@@ -46,6 +46,16 @@ class ProgressSink(Protocol):
     def flush(self, timeout: float) -> bool: ...
 
 
+class RollbackListener(Protocol):
+    """Told when a rollback starts (first run, not a resume) and when it ends; must be quick and
+    idempotent (a crash right after the start can tell it twice). Notifications, paging and
+    reviews listen here."""
+
+    def rollback_started(self, rollback: Rollback) -> None: ...
+
+    def rollback_finished(self, rollback: Rollback) -> None: ...
+
+
 class LeaseLost(Exception):
     """Another worker took this rollback over (we stalled past the lease): stop touching it."""
 
@@ -80,6 +90,7 @@ class Engine:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._running: set[int] = set()
+        self.listeners: list[RollbackListener] = []
 
     # --- starting --------------------------------------------------------------------------
 
@@ -169,7 +180,10 @@ class Engine:
                 rollback_id, "running", self.clock(), expected=("approved",)
             )
         self.progress.changed(rollback_id)
-        for step in self.repo.list_steps(rollback_id):
+        steps = self.repo.list_steps(rollback_id)
+        if all(s.status == "pending" for s in steps):
+            self._tell("rollback_started", rollback_id)
+        for step in steps:
             if step.status in ("succeeded", "skipped"):
                 continue
             if self._is_abort_requested(rollback_id):
@@ -312,6 +326,16 @@ class Engine:
         self.progress.changed(rollback_id, is_final=True)
         with self._lock:
             self._aborts.pop(rollback_id, None)
+        self._tell("rollback_finished", rollback_id)
+
+    def _tell(self, event: str, rollback_id: int) -> None:
+        """Notify listeners; one failing never stops the rollback or the other listeners."""
+        rollback = self._get(rollback_id)
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(rollback)
+            except Exception:
+                log.exception("rollback #%d: %s listener %r failed", rollback_id, event, listener)
 
     def _get(self, rollback_id: int) -> Rollback:
         rollback = self.repo.get_rollback(rollback_id)

@@ -36,5 +36,52 @@ class Metrics:
             registry=self.registry,
         )
 
+        # rollbacks (alert rules in deploy/prometheus/rollback-alerts.yml use these names)
+        self.rollbacks_started = Counter(
+            "rollback_bot_rollbacks_started_total",
+            "Rollbacks that started running, by service, strategy and kind.",
+            ["service", "strategy", "kind"],
+            registry=self.registry,
+        )
+        self.rollbacks_finished = Counter(
+            "rollback_bot_rollbacks_finished_total",
+            "Rollbacks that ended, by service, strategy and outcome (succeeded/failed/aborted).",
+            ["service", "strategy", "outcome"],
+            registry=self.registry,
+        )
+        self.rollback_seconds = Histogram(
+            "rollback_bot_rollback_duration_seconds",
+            "Start to end of a rollback.",
+            ["service", "strategy"],
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=self.registry,
+        )
+        self.phase_seconds = Histogram(
+            "rollback_bot_phase_duration_seconds",
+            "Duration of one phase of a rollback plan.",
+            ["service", "phase"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.approval_wait_seconds = Histogram(
+            "rollback_bot_approval_wait_seconds",
+            "Request to final approval of a planned rollback.",
+            ["service"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=self.registry,
+        )
+        self.pages_sent = Counter(
+            "rollback_bot_pages_sent_total",
+            "SMS pages handed to Twilio, by service and outcome (sent/failed).",
+            ["service", "outcome"],
+            registry=self.registry,
+        )
+        self.pages_acknowledged = Counter(
+            "rollback_bot_pages_acknowledged_total",
+            "Pages acknowledged, by service and channel (sms/slack).",
+            ["service", "via"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

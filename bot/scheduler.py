@@ -11,12 +11,19 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.due import DueWorkRunner
 from bot.engine import Engine
 
 log = logging.getLogger(__name__)
 
 
-def start_scheduler(engine: Engine, *, resume_every_seconds: float) -> BackgroundScheduler:
+def start_scheduler(
+    engine: Engine,
+    due: DueWorkRunner,
+    *,
+    resume_every_seconds: float,
+    due_every_seconds: float = 2.0,
+) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
@@ -26,6 +33,9 @@ def start_scheduler(engine: Engine, *, resume_every_seconds: float) -> Backgroun
         seconds=resume_every_seconds,
         id="resume-rollbacks",
         replace_existing=True,
+    )
+    scheduler.add_job(
+        due.tick, "interval", seconds=due_every_seconds, id="due-work", replace_existing=True
     )
     scheduler.start()
     return scheduler

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     rollback_bot_log_level: str = "INFO"
     # A crashed process's rollbacks are taken over when their lease lapses (checked every half).
     rollback_bot_lease_seconds: float = Field(default=30.0, gt=0)
+    # How often due work (windows, escalations, channel updates, reminders) is looked for.
+    rollback_bot_tick_seconds: float = Field(default=2.0, gt=0)
 
     @property
     def is_sms_enabled(self) -> bool:

@@ -136,6 +136,16 @@ class Rollback(SQLModel, table=True):
     error: str | None = None
     claimed_by: str | None = None
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    # approvals (planned rollbacks): the request message, how many votes it needs, its expiry
+    approval_channel_id: str | None = None
+    approval_ts: str | None = None
+    required_approvals: int = 1
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    # notifications: the incident channel and who acknowledged the page
+    incident_channel_id: str | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
 
     @property
     def is_active(self) -> bool:
@@ -232,3 +242,63 @@ class DueWork(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime())
     done_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+# --- paging and reviews ----------------------------------------------------------------------
+
+PAGE_STATUSES = (
+    "queued",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "skipped",
+    "acknowledged",
+)
+
+
+class Page(SQLModel, table=True):
+    """One SMS page to one level of a rollback's on-call ladder (one row per ladder step).
+
+    ``reason`` names the ladder (critical start, failure, SLA breach); ``(rollback_id, reason,
+    level)`` is unique, so a retried or resumed escalation step never pages twice.
+    """
+
+    __tablename__ = "pages"
+    __table_args__ = (sa.UniqueConstraint("rollback_id", "reason", "level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollback_id: int = Field(foreign_key="rollbacks.id")
+    reason: str
+    level: int
+    contact_name: str
+    phone: str
+    ack_code: str = Field(index=True)
+    status: str = "queued"
+    twilio_sid: str | None = Field(default=None, unique=True)
+    error_code: int | None = None
+    error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    status_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    acknowledged_by: str | None = None
+
+
+class Review(SQLModel, table=True):
+    """The post-rollback review document of one rollback and where it was published."""
+
+    __tablename__ = "reviews"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollback_id: int = Field(foreign_key="rollbacks.id", unique=True)
+    markdown: str
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    published_via: str | None = None  # canvas | file
+    canvas_id: str | None = None
+    file_id: str | None = None
+    permalink: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    updated_at: datetime = Field(sa_type=UTCDateTime())
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

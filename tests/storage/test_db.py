@@ -31,6 +31,8 @@ TABLES = {
     "assessments",
     "audit_events",
     "due_work",
+    "pages",
+    "reviews",
     "rollback_steps",
     "rollbacks",
     "slack_deliveries",
@@ -86,17 +88,17 @@ def test_unreachable(tmp_path: Path) -> None:
 def test_migrate_from_empty_to_head_and_again(engine: Engine) -> None:
     assert current_revision(engine) is None
     migrate(engine)
-    assert head_revision() == "0001"
-    assert current_revision(engine) == "0001"
+    assert head_revision() == "0002"  # the latest migration
+    assert current_revision(engine) == head_revision()
     assert set(sa.inspect(engine).get_table_names()) == TABLES
     migrate(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision()
 
 
 def test_concurrent_migrations_in_one_process(engine: Engine) -> None:
     outcomes = run_in_threads(3, lambda _: migrate(engine))
     assert outcomes == [None, None, None]
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision()
 
 
 def test_concurrent_migrations_from_several_processes(engine: Engine, db_url: str) -> None:
@@ -110,7 +112,7 @@ def test_concurrent_migrations_from_several_processes(engine: Engine, db_url: st
     ]
     errors = [process.communicate(timeout=120)[1].decode() for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], errors
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision()
 
 
 def test_models_and_migrations_do_not_drift(migrated_engine: Engine) -> None:
@@ -158,4 +160,4 @@ def test_downgrade_to_base_and_up_again(migrated_engine: Engine) -> None:
     assert set(sa.inspect(migrated_engine).get_table_names()) == {"alembic_version"}
     assert current_revision(migrated_engine) is None
     migrate(migrated_engine)
-    assert current_revision(migrated_engine) == "0001"
+    assert current_revision(migrated_engine) == head_revision()

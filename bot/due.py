@@ -1,0 +1,110 @@
+"""Durable due work: items in the ``due_work`` table run once their time has come.
+
+Features register a handler per ``kind`` (scheduled rollback windows, escalation steps, incident
+channel updates, SLA checks, review reminders) and schedule items with a unique ``key``, so
+scheduling twice is harmless. ``tick()`` claims what is due with a lease (PostgreSQL replicas use
+``FOR UPDATE SKIP LOCKED``) and runs the handlers; APScheduler calls it every few seconds and tests
+call it directly with an injected clock. A handler that raises is retried with back-off; after
+``max_attempts`` the item is marked failed and the error logged. A replica that dies holding an
+item loses its lease and another replica picks the item up again: handlers are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from storage.models import DueWork
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+WorkHandler = Callable[[DueWork], None]
+
+
+class RetryLater(Exception):
+    """Raised by a handler that cannot finish yet; the item runs again after ``seconds``."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+class DueWorkRunner:
+    def __init__(
+        self,
+        repo: Repository,
+        clock: Callable[[], datetime],
+        worker: str,
+        *,
+        lease_seconds: float = 120.0,
+        batch: int = 20,
+        max_attempts: int = 5,
+        parallel: int = 4,
+    ) -> None:
+        self.repo, self.clock, self.worker = repo, clock, worker
+        self.lease = timedelta(seconds=lease_seconds)
+        self.batch, self.max_attempts = batch, max_attempts
+        self.handlers: dict[str, WorkHandler] = {}
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
+
+    def register(self, kind: str, handler: WorkHandler) -> None:
+        if kind in self.handlers:
+            raise ValueError(f"a handler for due work {kind!r} is already registered")
+        self.handlers[kind] = handler
+
+    def schedule(
+        self, kind: str, key: str, due_at: datetime, payload: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Store the item (once per key); False if the key was already scheduled. A kind no
+        handler is registered for yet waits until a replica that has one claims it."""
+        return self.repo.schedule_work(kind, key, due_at, self.clock(), payload)
+
+    def cancel(self, key: str) -> bool:
+        return self.repo.cancel_work(key, self.clock())
+
+    def tick(self) -> int:
+        """Run every item that is due now; returns how many ran (whatever their outcome)."""
+        if not self.handlers:
+            return 0
+        ran = 0
+        while True:
+            items = self.repo.claim_due_work(
+                self.worker, self.clock(), self.lease, limit=self.batch, kinds=self.handlers
+            )
+            if not items:
+                return ran
+            for _ in self._pool.map(self._run, items):
+                pass
+            ran += len(items)
+            if len(items) < self.batch:
+                return ran
+
+    def _run(self, item: DueWork) -> None:
+        assert item.id is not None
+        try:
+            self.handlers[item.kind](item)
+        except RetryLater as exc:
+            retry_at = self.clock() + timedelta(seconds=exc.seconds)
+            log.info("due work %s: %s; again at %s", item.key, exc, retry_at.isoformat())
+            self.repo.fail_work(item.id, self.worker, str(exc), self.clock(), retry_at=retry_at)
+            return
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if item.attempts >= self.max_attempts:
+                log.exception("due work %s failed for good after %d tries", item.key, item.attempts)
+                self.repo.fail_work(item.id, self.worker, error, self.clock())
+                return
+            backoff = timedelta(seconds=min(300, 5 * 2 ** (item.attempts - 1)))
+            log.exception("due work %s failed (try %d); retrying", item.key, item.attempts)
+            self.repo.fail_work(
+                item.id, self.worker, error, self.clock(), retry_at=self.clock() + backoff
+            )
+            return
+        self.repo.complete_work(item.id, self.worker, self.clock())
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
