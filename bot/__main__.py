@@ -38,6 +38,12 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
+    from bot.notify.templates import validate_templates
+
+    if template_errors := validate_templates(catalog):
+        for line in template_errors:
+            print(line, file=sys.stderr)
+        return 1
     for warning in catalog.warnings:
         print(warning, file=sys.stderr)
     print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")

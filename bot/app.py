@@ -16,9 +16,9 @@ from slack_sdk import WebClient
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
-from bot.adapters.slack import slack_web_client
+from bot.adapters.slack import UserGroupMembers, slack_web_client
 from bot.assessor import SignalReader
-from bot.catalog import Catalog, load_catalog
+from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.due import DueWorkRunner
 from bot.engine import Engine, worker_name
 from bot.metrics import Metrics
@@ -60,6 +60,7 @@ class Deps:
     kube: KubernetesClient
     engine: Engine
     due: DueWorkRunner
+    groups: UserGroupMembers
     clock: Clock = utcnow
     routes: list[Route] = field(default_factory=list)
     slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
@@ -93,6 +94,10 @@ def build_app(
     if settings.slack_signing_secret is None or settings.slack_bot_token is None:
         raise ConfigurationError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must both be set")
     catalog = catalog or load_catalog(settings.rollback_config)
+    from bot.notify.templates import validate_templates
+
+    if template_errors := validate_templates(catalog):  # a broken template fails at start
+        raise CatalogError(template_errors)
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -131,6 +136,7 @@ def build_app(
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
         due=DueWorkRunner(repo, clock, worker_name()),
+        groups=UserGroupMembers(slack),
         clock=clock,
         closers=[
             engine.dispose,
@@ -155,6 +161,19 @@ def build_app(
         ) from None
     deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
+    from bot import approvals
+
+    approvals.install(deps)
+    from bot.notify import notifications
+
+    notifications.install(deps)
+    from bot import review
+
+    metrics.watch_rollbacks(repo, catalog, deps.engine)
+    review.install(deps)
+    from bot.notify import paging
+
+    paging.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse
     # ack p99 in benchmarks/ack_latency.py). Freezing moves what exists now out of the GC's way.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
 
 import httpx
 
@@ -11,6 +12,7 @@ from bot.adapters.http_probe import check_health
 from bot.adapters.prometheus import PrometheusAPI, QueryResult, Worst
 from bot.catalog import Service
 from bot.rollback.assess import Assessment, Reading, Signal, assess
+from storage.repository import Repository
 
 # Which way is "worse" when a query returns several series.
 WORST: dict[Signal, Worst] = {
@@ -69,3 +71,41 @@ class SignalReader:
 
 def assess_service(reader: SignalReader, service: Service) -> Assessment:
     return assess(service.name, reader.read(service), service.thresholds)
+
+
+def store_assessment(
+    repo: Repository, service: Service, assessment_id: int, result: Assessment, now: datetime
+) -> None:
+    """Store the decision, the readings and every trigger (the review's trigger analysis)."""
+    inputs = {
+        r.signal.value: {"value": r.value, "note": r.note, "query": service.signals.get(r.signal)}
+        for r in result.results
+    }
+    summary = {
+        "reasons": list(result.reasons),
+        "worst_case": result.worst_case.value if result.worst_case else None,
+        "triggers": {
+            r.signal.value: [
+                {
+                    "level": t.level,
+                    "points": t.points,
+                    "condition": t.condition,
+                    "fired": t.is_fired,
+                }
+                for t in r.triggers
+            ]
+            for r in result.results
+        },
+        "thresholds": service.thresholds.__dict__,
+    }
+    repo.complete_assessment(
+        assessment_id,
+        decision=result.decision.value,
+        critical=result.scores["critical"],
+        high=result.scores["high"],
+        medium=result.scores["medium"],
+        total=result.total,
+        inputs=inputs,
+        result=summary,
+        now=now,
+    )

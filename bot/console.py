@@ -7,7 +7,9 @@ answer Slack shows the user) and every message the app posts to the Slack API.
 
 from __future__ import annotations
 
+import html
 import queue
+import re
 import secrets
 import shlex
 import sys
@@ -26,16 +28,19 @@ from bot.adapters.console import buttons_of, render_message
 from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
 from bot.catalog import Catalog
+from bot.logs import mask_phone
 from bot.server import HttpServer
 from bot.settings import Settings
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
+from bot.sim.twilio_api import SimMessage, TwilioSimulator
 from bot.web import WebApp
 
 HELP = """\
 Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
   click N            press the Nth button of the last message that has buttons
   as USER <line>     send <line> as another Slack user (default U0ONCALL1, a responder)
+  reply TEXT         answer the last SMS page from that phone (e.g. `reply ACK 4821`)
   help | quit"""
 SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
 WAIT_SECONDS = 30.0
@@ -55,9 +60,14 @@ class ConsoleSession:
     errors: int = 0
     _arrived: queue.Queue[SlackCall] = field(default_factory=queue.Queue)
     _last_with_buttons: dict[str, Any] | None = None
+    twilio: TwilioSimulator | None = None  # the demo's phones: SMS pages are printed as they land
+    _texts: queue.Queue[SimMessage] = field(default_factory=queue.Queue)
+    _last_sms_to: str | None = None
 
     def __post_init__(self) -> None:
         self.slack.subscribe(self._arrived.put)
+        if self.twilio is not None:
+            self.twilio.subscribe(self._texts.put)
 
     def handle(self, line: str) -> bool:
         """Run one line; False when the console should stop."""
@@ -74,6 +84,8 @@ class ConsoleSession:
             _, user, line = [*line.split(maxsplit=2), "", ""][:3]
         if line.startswith("click"):
             self._click(line, user)
+        elif line.startswith("reply ") and self.twilio is not None:
+            self._reply_sms(line.removeprefix("reply ").strip())
         elif line.startswith("/rollback"):
             self._send(self.requester.slash(line.removeprefix("/rollback").strip(), user_id=user))
         else:
@@ -94,6 +106,19 @@ class ConsoleSession:
         channel = str(message.get("channel", CONSOLE_CHANNEL))
         self._send(self.requester.click(message, buttons[n - 1], user_id=user, channel_id=channel))
 
+    def _reply_sms(self, text: str) -> None:
+        if self.twilio is None or self._last_sms_to is None:
+            self._fail("no SMS page has arrived yet")
+            return
+        bot_url = self.requester.events_url.removesuffix("/slack/events")
+        resp = self.twilio.send_inbound(f"{bot_url}/twilio/sms", self._last_sms_to, text)
+        answer = re.findall(r"<Message>(.*?)</Message>", resp.text, re.S)
+        if resp.status_code != 200:
+            self._fail(f"the app answered HTTP {resp.status_code}: {resp.text[:200]}")
+        for message in answer:
+            self._say(f"📱 SMS to {mask_phone(self._last_sms_to)}: {html.unescape(message)}")
+        self._send_followups()
+
     def _send(self, resp: httpx.Response) -> None:
         if resp.status_code != 200:
             self._fail(f"the app answered HTTP {resp.status_code}: {resp.text[:200]}")
@@ -112,6 +137,10 @@ class ConsoleSession:
                 break
         if self.bot.deps.work.failures > failures_before:
             self._fail("the app hit an internal error (see the log above)")
+        self._print_arrivals()
+
+    def _send_followups(self) -> None:
+        self.bot.deps.work.wait_idle(WAIT_SECONDS)
         self._print_arrivals()
 
     def _print_arrivals(self, *, is_final: bool = True) -> None:
@@ -157,6 +186,10 @@ class ConsoleSession:
             if buttons_of(message.get("blocks") or []):
                 self._last_with_buttons = message
             self._say(render_message(str(message.get("text", "")), message.get("blocks")), prefix)
+        while not self._texts.empty():
+            sms = self._texts.get_nowait()
+            self._last_sms_to = sms.to
+            self._say(f"📱 SMS from rollback-bot to {mask_phone(sms.to)}: {sms.body}")
 
     def _say(self, text: str, prefix: str = "") -> None:
         print(f"{prefix}{text}\n", file=self.out, flush=True)
@@ -171,6 +204,8 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
     """Start the simulators (all of them with ``is_demo``), the app and its HTTP server."""
     with ExitStack() as stack:
         slack = stack.enter_context(SlackSimulator(bot_token="xoxb-console"))
+        for user in ("U0ONCALL1", "U0APPROVER1", "U0APPROVER2"):  # the demo catalog's people,
+            slack.add_user(user, user.lower())  # so incident-channel invites find them
         secret = secrets.token_hex(16)
         overrides: dict[str, Any] = {
             "slack_bot_token": SecretStr("xoxb-console"),
@@ -179,6 +214,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         }
         catalog: Catalog | None = None
         kube: KubernetesClient | None = None
+        phones: TwilioSimulator | None = None
         if is_demo:
             from bot.demo import DEMO_SERVICES, DemoWorld, demo_catalog, query_values, seed_cluster
             from bot.sim.kube_api import KubeSimulator
@@ -192,6 +228,13 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
             catalog = demo_catalog(prometheus.url)
             stack.callback(DemoWorld(cluster, prometheus).start().stop)
+            phones = stack.enter_context(TwilioSimulator(is_sending_callbacks=False))
+            overrides |= {
+                "twilio_account_sid": phones.account_sid,
+                "twilio_auth_token": SecretStr(phones.auth_token),
+                "twilio_from_number": "+15550009999",
+                "twilio_api_url": phones.url,
+            }
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollback-demo-")))
             overrides |= {
                 "prometheus_url": prometheus.url,
@@ -205,7 +248,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         requester = SlackRequester(
             server.url, secret, http, response_url=slack.response_url("console")
         )
-        yield ConsoleSession(bot, slack, requester, out)
+        yield ConsoleSession(bot, slack, requester, out, twilio=phones)
 
 
 def _lines(script: str | None) -> Iterable[str]:

@@ -241,6 +241,7 @@ class Engine:
             return "lease-lost"
         except StepFailed as exc:
             self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc))
+            self._audit_step(rollback_id, service, step, "failed", error=str(exc))
             self.progress.note(rollback_id, f":x: *{step.name}* failed: {exc}")
             return str(exc)
         except Exception as exc:
@@ -250,11 +251,23 @@ class Engine:
             return error
         detail["seconds"] = round(time.monotonic() - started, 3)
         self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail)
+        self._audit_step(rollback_id, service, step, "succeeded", seconds=detail["seconds"])
         self.progress.note(
             rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
         )
         self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease)
         return "succeeded"
+
+    def _audit_step(
+        self, rollback_id: int, service: Service, step: RollbackStep, outcome: str, **detail: Any
+    ) -> None:
+        self.repo.add_audit_event(
+            f"step.{outcome}",
+            now=self.clock(),
+            service=service.name,
+            rollback_id=rollback_id,
+            detail={"step": step.name, "phase": step.phase, "kind": step.kind, **detail},
+        )
 
     def _wait(self, rollback_id: int, seconds: float) -> None:
         """Sleep that an abort interrupts (local at once, remote within ABORT_POLL_SECONDS)."""

@@ -5,9 +5,14 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.app import Deps
-from handlers import actions, commands
+from handlers import actions, approval_actions, commands, home, paging, reviews, views
 
 
 def register(app: App, deps: Deps) -> None:
     commands.register(app, deps)
     actions.register(app, deps)
+    approval_actions.register(app, deps)
+    views.register(app, deps)
+    home.register(app, deps)
+    reviews.register(app, deps)
+    paging.register(app, deps)

@@ -12,11 +12,13 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import Deps
-from bot.assessor import assess_service
+from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
 from bot.notify import blocks
+from bot.notify.approval_blocks import assessment_buttons
+from bot.rollback.assess import Decision
 from bot.rollback.command import Command, UsageError, parse_command
-from handlers import rollbacks
+from handlers import approvals, rollbacks
 from handlers.delivery import DATABASE_DOWN, delivery_key
 from handlers.ids import SlashCommand
 
@@ -47,6 +49,17 @@ def register(app: App, deps: Deps) -> None:
             rollbacks.status(deps, cmd, ack)
         elif cmd.verb == "abort":
             rollbacks.abort(deps, cmd, command, ack)
+        elif cmd.verb == "review":
+            from handlers.reviews import review_command
+
+            review_command(deps, cmd, command, ack)
+        elif cmd.verb == "plan":
+            if (service := _known_service(deps, cmd, ack)) is not None:
+                approvals.plan(deps, cmd, service, command, ack)
+        elif cmd.verb in ("approve", "reject"):
+            approvals.vote(deps, cmd, command, ack)
+        elif cmd.verb == "history":
+            approvals.history(deps, cmd, ack)
         else:
             ack(
                 text=f"`/rollback {cmd.verb}` is not available in this version of rollback-bot yet."
@@ -133,42 +146,16 @@ def _run_assessment(
         raise
     deps.metrics.assessment_seconds.labels(service.name).observe(time.monotonic() - started)
     deps.metrics.assessments.labels(service.name, result.decision.value).inc()
-    inputs = {
-        r.signal.value: {"value": r.value, "note": r.note, "query": service.signals.get(r.signal)}
-        for r in result.results
-    }
-    summary = {
-        "reasons": list(result.reasons),
-        "worst_case": result.worst_case.value if result.worst_case else None,
-        "triggers": {
-            r.signal.value: [
-                {
-                    "level": t.level,
-                    "points": t.points,
-                    "condition": t.condition,
-                    "fired": t.is_fired,
-                }
-                for t in r.triggers
-            ]
-            for r in result.results
-        },
-        "thresholds": service.thresholds.__dict__,
-    }
     now = deps.clock()
-    deps.repo.complete_assessment(
-        assessment_id,
-        decision=result.decision.value,
-        critical=result.scores["critical"],
-        high=result.scores["high"],
-        medium=result.scores["medium"],
-        total=result.total,
-        inputs=inputs,
-        result=summary,
-        now=now,
-    )
+    store_assessment(deps.repo, service, assessment_id, result, now)
     text, bl = blocks.assessment_message(
         result, assessment_id=assessment_id, requested_by=user, at=now
     )
+    is_rollback_advised = result.decision in (
+        Decision.IMMEDIATE_ROLLBACK,
+        Decision.ROLLBACK_RECOMMENDED,
+    )
+    bl.append(assessment_buttons(service.name, assessment_id, offer_run_now=is_rollback_advised))
     message_ts = _post(client, respond, channel or service.channel, text, bl)
     deps.repo.add_audit_event(
         "assessment.completed",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from bot.notify import approval_blocks as ab
 from bot.notify.blocks import MANUAL_GATE_ACTION
+from bot.notify.page_messages import PAGE_ACK_ACTION
 
 
 class SlashCommand(StrEnum):
@@ -14,3 +16,15 @@ class SlashCommand(StrEnum):
 class Action(StrEnum):
     # the button itself is built by bot.notify.blocks, which owns the value
     MANUAL_GATE_CONTINUE = MANUAL_GATE_ACTION
+    APPROVE = ab.APPROVE_ACTION
+    REJECT = ab.REJECT_ACTION
+    PLAN_ROLLBACK = ab.PLAN_ACTION
+    RUN_NOW = ab.RUN_NOW_ACTION
+    CONFIRM_RUN = ab.CONFIRM_RUN_ACTION
+    CONFIRM_CANCEL = ab.CONFIRM_CANCEL_ACTION
+    PAGE_ACKNOWLEDGE = PAGE_ACK_ACTION
+
+
+class View(StrEnum):
+    PLAN_ROLLBACK = ab.PLAN_VIEW
+    REJECT_ROLLBACK = ab.REJECT_VIEW

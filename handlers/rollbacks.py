@@ -42,9 +42,9 @@ def run(
     if not cmd.is_immediate:
         _say(
             ack,
-            f"A planned rollback of *{service.name}* needs approval (`/rollback plan"
-            f" {service.name} …`, not available in this version yet). Responders can run it"
-            f" now with `/rollback run {service.name} --immediate <reason>`.",
+            f"A planned rollback of *{service.name}* needs approval: `/rollback plan"
+            f" {service.name} [--to N] [--at HH:MM] <reason>`. Responders can run it now with"
+            f" `/rollback run {service.name} --immediate <reason>`.",
         )
         return
     if not policy.may_run_immediately(service, user):
@@ -77,31 +77,61 @@ def _start(
     command: dict[str, Any],
     ack: Ack,
 ) -> None:
+    _say(
+        ack,
+        start_immediate(
+            deps,
+            service,
+            plan,
+            user=user,
+            reason=cmd.reason,
+            target_revision=cmd.target_revision,
+            is_forced=cmd.is_forced,
+            channel_id=command.get("channel_id"),
+        ),
+    )
+
+
+def start_immediate(
+    deps: Deps,
+    service: Service,
+    plan: Plan,
+    *,
+    user: str,
+    reason: str,
+    target_revision: str | None,
+    is_forced: bool = False,
+    assessment_id: int | None = None,
+    channel_id: str | None = None,
+) -> str:
+    """Store and start an immediate rollback (the caller checked the user is a responder);
+    returns what to tell them. A planned request still waiting is superseded."""
+    from bot.approvals import supersede_pending
+
     channel = service.channel  # progress lives in the service's channel
-    if cmd.is_forced:
+    if is_forced:
         plan = _forced(plan)
+    superseded = supersede_pending(deps, service.name, user, deps.clock)
     try:  # the row and its plan are stored before the ack: a crash after it loses nothing
         rollback = deps.repo.create_rollback(
             service=service.name,
             kind="immediate",
             strategy=plan.strategy,
             requested_by=user,
-            reason=cmd.reason,
-            target_revision=cmd.target_revision,
-            assessment_id=None,
+            reason=reason,
+            target_revision=target_revision,
+            assessment_id=assessment_id,
             channel_id=channel,
             status="running",
             now=deps.clock(),
             steps=Engine.plan_steps(plan),
         )
     except ActiveRollbackExists as exc:
-        _say(
-            ack,
+        return (
             f":warning: A rollback of *{service.name}* is already active:"
             f" #{exc.existing_id}{_link(deps, exc.existing_id)}. Follow it there, or"
-            f" `/rollback abort {exc.existing_id}`.",
+            f" `/rollback abort {exc.existing_id}`."
         )
-        return
     assert rollback.id is not None
     # The start is audited before anything acts on it, and handed to the engine before the
     # ack, so whoever reads the ack can rely on the rollback being under way.
@@ -111,19 +141,21 @@ def _start(
         service=service.name,
         rollback_id=rollback.id,
         actor=user,
-        channel_id=command.get("channel_id"),
+        channel_id=channel_id,
         detail={
             "kind": "immediate",
             "approval": "skipped: responder",
-            "reason": cmd.reason,
-            "forced": cmd.is_forced,
+            "reason": reason,
+            "forced": is_forced,
+            "assessment_id": assessment_id,
+            "superseded": superseded,
         },
     )
     deps.engine.submit(rollback.id)
-    _say(
-        ack,
+    note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
+    return (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
-        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.",
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.{note}"
     )
 
 
@@ -161,6 +193,7 @@ def _dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, respond: Re
 
 
 def status(deps: Deps, cmd: Command, ack: Ack) -> None:
+    waiting: list[str] = []
     if cmd.rollback_id is not None:
         rollback = deps.repo.get_rollback(cmd.rollback_id)
         if rollback is None:
@@ -178,9 +211,12 @@ def status(deps: Deps, cmd: Command, ack: Ack) -> None:
             _say(ack, f"No rollbacks of *{service.name}* yet.")
             return
     else:
+        from handlers.approvals import waiting_lines
+
         rows = deps.repo.list_rollbacks(statuses=("running", "aborting"), limit=20)
+        waiting = waiting_lines(deps)
         if not rows:
-            _say(ack, "No rollback is running.")
+            _say(ack, "\n".join(["No rollback is running.", *_waiting_section(waiting)]))
             return
     texts: list[str] = []
     all_blocks: list[dict[str, Any]] = []
@@ -198,7 +234,16 @@ def status(deps: Deps, cmd: Command, ack: Ack) -> None:
         if link:
             bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
         all_blocks += [*bl, {"type": "divider"}]
-    ack(text="\n".join(texts), blocks=all_blocks[:49], response_type="ephemeral")
+    if cmd.rollback_id is None and cmd.service is None and (section := _waiting_section(waiting)):
+        texts += section
+        all_blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(section)}}
+        )
+    ack(text="\n".join(texts), blocks=all_blocks[-49:], response_type="ephemeral")
+
+
+def _waiting_section(lines: list[str]) -> list[str]:
+    return ["*Waiting for approval or a window*", *lines] if lines else []
 
 
 def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:

@@ -139,6 +139,7 @@ class Rollback(SQLModel, table=True):
     # approvals (planned rollbacks): the request message, how many votes it needs, its expiry
     approval_channel_id: str | None = None
     approval_ts: str | None = None
+    plan_summary: str | None = None  # the dry-run text the request message showed
     required_approvals: int = 1
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
@@ -246,31 +247,27 @@ class DueWork(SQLModel, table=True):
 
 # --- paging and reviews ----------------------------------------------------------------------
 
-PAGE_STATUSES = (
-    "queued",
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "skipped",
-    "acknowledged",
-)
+PAGE_STATUSES = ("queued", "sent", "delivered", "undelivered", "failed", "skipped")
 
 
 class Page(SQLModel, table=True):
-    """One SMS page to one level of a rollback's on-call ladder (one row per ladder step).
+    """One SMS page to one contact of a rollback's on-call ladder, written before it is sent.
 
-    ``reason`` names the ladder (critical start, failure, SLA breach); ``(rollback_id, reason,
-    level)`` is unique, so a retried or resumed escalation step never pages twice.
+    ``reason`` names the ladder (critical start, failure, SLA breach); ``position`` is the
+    contact's place in the service's ``oncall`` list (contacts with the same ``after_minutes``
+    share a ``level``). ``(rollback_id, reason, position)`` is unique, so a retried or resumed
+    escalation step never pages anyone twice. ``status`` is the delivery status; an acknowledged
+    page has ``acknowledged_at`` (the first one acknowledges its whole ladder).
     """
 
     __tablename__ = "pages"
-    __table_args__ = (sa.UniqueConstraint("rollback_id", "reason", "level"),)
+    __table_args__ = (sa.UniqueConstraint("rollback_id", "reason", "position"),)
 
     id: int | None = Field(default=None, primary_key=True)
     rollback_id: int = Field(foreign_key="rollbacks.id")
     reason: str
     level: int
+    position: int
     contact_name: str
     phone: str
     ack_code: str = Field(index=True)
@@ -278,6 +275,9 @@ class Page(SQLModel, table=True):
     twilio_sid: str | None = Field(default=None, unique=True)
     error_code: int | None = None
     error: str | None = None
+    # the Slack page notice (with the Acknowledge button) that announced this page
+    notice_channel: str | None = None
+    notice_ts: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime())
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     status_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
@@ -302,3 +302,8 @@ class Review(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime())
     updated_at: datetime = Field(sa_type=UTCDateTime())
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    # links posted in the progress thread and incident channel (a retry does not post again)
+    announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    # someone said the root cause is written (the reminder stops); also read back from a canvas
+    root_cause_by: str | None = None
+    root_cause_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

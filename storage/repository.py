@@ -8,6 +8,7 @@ unique keys, never by a read-then-insert check.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -29,6 +30,8 @@ from storage.models import (
     Assessment,
     AuditEvent,
     DueWork,
+    Page,
+    Review,
     Rollback,
     RollbackStep,
     SlackDelivery,
@@ -254,6 +257,8 @@ class Repository:
         assessment_id: int | None = None,
         channel_id: str | None = None,
         scheduled_at: datetime | None = None,
+        required_approvals: int = 1,
+        expires_at: datetime | None = None,
         steps: Sequence[NewStep] = (),
     ) -> Rollback:
         """Persist a rollback with its plan's steps in one transaction (a crash can never leave
@@ -274,6 +279,8 @@ class Repository:
                 assessment_id=assessment_id,
                 channel_id=channel_id,
                 scheduled_at=scheduled_at,
+                required_approvals=required_approvals,
+                expires_at=expires_at,
                 created_at=now,
             )
             try:
@@ -354,6 +361,8 @@ class Repository:
                 rollback.status = status
                 if status == "running" and rollback.started_at is None:
                     rollback.started_at = now
+                if status in ("approved", "scheduled") and rollback.approved_at is None:
+                    rollback.approved_at = now
                 if status in TERMINAL_STATUSES:
                     rollback.finished_at = now
                 if error is not None:
@@ -514,6 +523,16 @@ class Repository:
             return False
         return True
 
+    def set_approval_message(
+        self, rollback_id: int, channel_id: str, ts: str, plan_summary: str
+    ) -> None:
+        """Remember the approval request message (edited on every vote) and what it showed."""
+        with self._write() as session:
+            rollback = _get_or_raise(session, Rollback, rollback_id)
+            rollback.approval_channel_id = channel_id
+            rollback.approval_ts = ts
+            rollback.plan_summary = plan_summary
+
     def list_approvals(self, rollback_id: int) -> list[Approval]:
         """Votes in the order they were cast."""
         query = (
@@ -625,6 +644,252 @@ class Repository:
         )
         with self._write() as session:
             return session.exec(statement).rowcount == 1
+
+    # --- reviews -------------------------------------------------------------------------------
+
+    def get_review(self, rollback_id: int) -> Review | None:
+        """The review document of a rollback, or None."""
+        with self._read() as session:
+            return session.exec(select(Review).where(Review.rollback_id == rollback_id)).first()
+
+    def create_review(self, rollback_id: int, markdown: str, now: datetime) -> Review:
+        """Store the review once per rollback; a second call returns the stored one unchanged."""
+        try:
+            with self._write() as session:
+                row = Review(
+                    rollback_id=rollback_id, markdown=markdown, created_at=now, updated_at=now
+                )
+                session.add(row)
+        except IntegrityError:
+            pass  # a retry or another replica stored it first
+        review = self.get_review(rollback_id)
+        if review is None:
+            raise RecordNotFound(f"rollback {rollback_id} not found")
+        return review
+
+    def update_review(self, rollback_id: int, now: datetime, **values: Any) -> Review:
+        """Set publication fields (channel_id, canvas_id, published_via, announced_at, …)."""
+        allowed = set(Review.model_fields) - {"id", "rollback_id", "created_at", "updated_at"}
+        if unknown := set(values) - allowed:
+            raise ValueError(f"not review fields: {', '.join(sorted(unknown))}")
+        with self._write() as session:
+            review = session.exec(select(Review).where(Review.rollback_id == rollback_id)).first()
+            if review is None:
+                raise RecordNotFound(f"review of rollback {rollback_id} not found")
+            for key, value in values.items():
+                setattr(review, key, value)
+            review.updated_at = now
+        return review
+
+    def mark_root_cause_written(self, rollback_id: int, user: str, now: datetime) -> bool:
+        """Record who said the root cause is written; False if it was already recorded."""
+        statement = (
+            sa.update(Review)
+            .where(col(Review.rollback_id) == rollback_id, col(Review.root_cause_at).is_(None))
+            .values(root_cause_by=user, root_cause_at=now, updated_at=now)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+
+    # --- notifications -------------------------------------------------------------------------
+
+    def set_incident_channel(self, rollback_id: int, channel_id: str) -> bool:
+        """Record the rollback's incident channel once; False if another one was recorded first."""
+        statement = (
+            sa.update(Rollback)
+            .where(col(Rollback.id) == rollback_id, col(Rollback.incident_channel_id).is_(None))
+            .values(incident_channel_id=channel_id)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def cancel_work_with_prefix(self, prefix: str, now: datetime) -> int:
+        """Cancel every open work item whose key starts with `prefix`; returns how many."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = (
+            sa.update(DueWork)
+            .where(
+                col(DueWork.key).like(f"{escaped}%", escape="\\"),
+                col(DueWork.status).in_(("pending", "claimed")),
+            )
+            .values(status="cancelled", done_at=now, claimed_by=None, claimed_until=None)
+        )
+        with self._write() as session:
+            return int(session.exec(statement).rowcount)
+
+    # --- pages ---------------------------------------------------------------------------------
+
+    def add_page(
+        self,
+        *,
+        rollback_id: int,
+        reason: str,
+        level: int,
+        position: int,
+        contact_name: str,
+        phone: str,
+        now: datetime,
+    ) -> Page:
+        """Store a queued page once per (rollback, reason, position) and return the stored row.
+
+        Its 4-digit ack code differs from the codes of the phone's other open pages, so a reply
+        ``ACK <code>`` from that phone names exactly one page.
+        """
+        ladder_slot = (
+            col(Page.rollback_id) == rollback_id,
+            col(Page.reason) == reason,
+            col(Page.position) == position,
+        )
+        try:
+            with self._write() as session:
+                existing = session.exec(select(Page).where(*ladder_slot)).first()
+                if existing is not None:
+                    return existing
+                open_codes = select(Page.ack_code).where(
+                    Page.phone == phone, col(Page.acknowledged_at).is_(None)
+                )
+                taken = set(session.exec(open_codes).all())
+                code = f"{1000 + secrets.randbelow(9000)}"
+                while code in taken:
+                    code = f"{1000 + secrets.randbelow(9000)}"
+                page = Page(
+                    rollback_id=rollback_id,
+                    reason=reason,
+                    level=level,
+                    position=position,
+                    contact_name=contact_name,
+                    phone=phone,
+                    ack_code=code,
+                    created_at=now,
+                )
+                session.add(page)
+            return page
+        except IntegrityError:  # another replica stored it between our read and insert
+            with self._read() as session:
+                return session.exec(select(Page).where(*ladder_slot)).one()
+
+    def list_pages(self, rollback_id: int, reason: str | None = None) -> list[Page]:
+        """A rollback's pages (of one ladder when `reason` is given), in ladder order."""
+        query = select(Page).where(Page.rollback_id == rollback_id)
+        if reason is not None:
+            query = query.where(Page.reason == reason)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(Page.position), col(Page.id))).all())
+
+    def get_page(self, page_id: int) -> Page | None:
+        with self._read() as session:
+            return session.get(Page, page_id)
+
+    def find_page_by_sid(self, twilio_sid: str) -> Page | None:
+        with self._read() as session:
+            return session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
+
+    def find_pages_for_reply(self, phone: str, ack_code: str | None) -> list[Page]:
+        """Pages sent to `phone` (with `ack_code` when given), newest first."""
+        query = select(Page).where(Page.phone == phone)
+        if ack_code is not None:
+            query = query.where(Page.ack_code == ack_code)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(Page.id).desc()).limit(20)).all())
+
+    def mark_page_sent(self, page_id: int, twilio_sid: str | None, now: datetime) -> bool:
+        """queued → sent (Twilio took it); False if the page was not queued any more."""
+        return self._update_queued_page(
+            page_id, status="sent", twilio_sid=twilio_sid, sent_at=now, status_at=now
+        )
+
+    def mark_page_failed(
+        self,
+        page_id: int,
+        error: str,
+        now: datetime,
+        *,
+        error_code: int | None = None,
+        status: str = "failed",
+    ) -> bool:
+        """queued → failed (or skipped: SMS disabled); False if the page was not queued."""
+        return self._update_queued_page(
+            page_id, status=status, error=error, error_code=error_code, status_at=now
+        )
+
+    def _update_queued_page(self, page_id: int, **values: Any) -> bool:
+        statement = (
+            sa.update(Page)
+            .where(col(Page.id) == page_id, col(Page.status) == "queued")
+            .values(**values)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def record_page_delivery(
+        self,
+        twilio_sid: str,
+        status: str,
+        error_code: int | None,
+        now: datetime,
+        *,
+        page_id: int | None = None,
+    ) -> Page | None:
+        """Apply a delivery status callback; the page if its status moved on, else None.
+
+        Callbacks can arrive twice, out of order, or before the sender recorded the SID (the
+        callback URL then names the page): a status only replaces an earlier one (queued → sent
+        → delivered | undelivered | failed), never a final one.
+        """
+        rank = {"queued": 0, "accepted": 0, "sending": 1, "sent": 2}
+        with self._write() as session:
+            if page_id is not None:
+                page = session.get(Page, page_id)
+                if page is not None and page.twilio_sid not in (None, twilio_sid):
+                    page = None  # a callback naming a page but another message: ignore it
+            else:
+                page = session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
+            if page is None or rank.get(page.status, 3) >= rank.get(status, 3):
+                return None
+            page.status, page.status_at = status, now
+            page.twilio_sid = page.twilio_sid or twilio_sid
+            page.sent_at = page.sent_at or now
+            if error_code is not None:
+                page.error_code = error_code
+        return page
+
+    def set_page_notice(self, page_ids: Sequence[int], channel: str, ts: str) -> None:
+        """Remember the Slack notice that announced these pages (its button acknowledges)."""
+        statement = (
+            sa.update(Page)
+            .where(col(Page.id).in_(list(page_ids)))
+            .values(notice_channel=channel, notice_ts=ts)
+        )
+        with self._write() as session:
+            session.exec(statement)
+
+    def acknowledge_ladder(self, page_id: int, by: str, now: datetime) -> bool:
+        """Acknowledge `page_id`'s ladder (rollback, reason) and the rollback, once.
+
+        False when someone acknowledged the ladder first: the rollback row is locked while
+        checking, so two acknowledgements racing on PostgreSQL resolve to one.
+        """
+        with self._write() as session:
+            page = session.get(Page, page_id)
+            if page is None:
+                raise RecordNotFound(f"page {page_id} not found")
+            rollback = session.exec(
+                select(Rollback).where(Rollback.id == page.rollback_id).with_for_update()
+            ).one()
+            already = session.exec(
+                select(Page.id).where(
+                    Page.rollback_id == page.rollback_id,
+                    Page.reason == page.reason,
+                    col(Page.acknowledged_at).is_not(None),
+                )
+            ).first()
+            if already is not None:
+                return False
+            page.acknowledged_at, page.acknowledged_by = now, by
+            if rollback.acknowledged_at is None:
+                rollback.acknowledged_at, rollback.acknowledged_by = now, by
+        return True
 
 
 def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.app import BotApp, build_app
+from bot.app import BotApp, build_app, utcnow
 from bot.catalog import parse_catalog
 from bot.demo import promql
 from bot.server import HttpServer
@@ -116,6 +116,7 @@ def make_harness(slack: SlackSimulator, tmp_path: Path) -> Iterator[Any]:
 
     def make(catalog_text: str, *, prometheus_url: str | None, **settings: Any) -> Harness:
         settings_kube = {"kube": settings.pop("kube")} if "kube" in settings else {}
+        clock = settings.pop("clock", utcnow)  # an injected clock (due work, expiry, SLA tests)
         secret = secrets.token_hex(16)
         config = Settings(
             slack_bot_token=SecretStr(BOT_TOKEN),
@@ -128,7 +129,9 @@ def make_harness(slack: SlackSimulator, tmp_path: Path) -> Iterator[Any]:
             **settings,
         )
         kube = settings_kube.pop("kube", None)
-        bot = build_app(config, catalog=parse_catalog(catalog_text, "test.yaml"), kube=kube)
+        bot = build_app(
+            config, catalog=parse_catalog(catalog_text, "test.yaml"), kube=kube, clock=clock
+        )
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
         http = httpx.Client(timeout=10)
         started.append((bot, server, http))

@@ -419,8 +419,10 @@ class RealPrometheus:
         step_s: int = 15,
         startup_timeout_s: float = 30.0,
         binaries: PrometheusBinaries | None = None,
+        config_text: str | None = None,
     ) -> None:
         self.series = list(series)
+        self.config_text = config_text  # a prometheus.yml (scrape configs, rule files) to run
         self.end = end
         self.duration_s = duration_s
         self.step_s = step_s
@@ -469,7 +471,7 @@ class RealPrometheus:
             if self.series:
                 self._backfill()
             config = self._dir / "prometheus.yml"
-            config.write_text(_MINIMAL_CONFIG, encoding="utf-8")
+            config.write_text(self.config_text or _MINIMAL_CONFIG, encoding="utf-8")
             for attempt in range(3):
                 if self._launch(config, last_attempt=attempt == 2):
                     return

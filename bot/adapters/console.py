@@ -25,6 +25,7 @@ _EMOJI = {
     ":octagonal_sign:": "🛑",
     ":no_entry:": "⛔",
     ":raised_hand:": "✋",
+    ":pager:": "📟",
     ":black_right_pointing_double_triangle_with_vertical_bar:": "⏭",
 }
 _USER = re.compile(r"<@([A-Z0-9]+)>")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
 from pydantic import SecretStr
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+
+log = logging.getLogger(__name__)
 
 
 def slack_web_client(token: SecretStr, base_url: str) -> WebClient:
@@ -23,3 +31,47 @@ def slack_web_client(token: SecretStr, base_url: str) -> WebClient:
             ServerErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+class UserGroupMembers:
+    """Members of Slack user groups (``usergroups.users.list``), cached for ``ttl_seconds``.
+
+    Approver lists may name user groups; their membership is asked of Slack at most once per
+    ttl per group. When Slack cannot answer, the last known members are used (or none: an
+    unknown group grants nobody) and the problem is logged.
+    """
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        ttl_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client, self.ttl, self.clock = client, ttl_seconds, clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def members(self, group_ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for group in group_ids:
+            found |= self._members_of(group)
+        return found
+
+    def _members_of(self, group: str) -> frozenset[str]:
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(group)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            users = self.client.usergroups_users_list(usergroup=group).get("users") or []
+        except SlackApiError as exc:
+            log.warning(
+                "cannot list members of user group %s (%s)", group, exc.response.get("error")
+            )
+            return cached[1] if cached is not None else frozenset()
+        members = frozenset(str(u) for u in users)
+        with self._lock:
+            self._cache[group] = (now, members)
+        return members

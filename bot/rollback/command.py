@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 USAGE = """\
 /rollback help
@@ -46,6 +47,13 @@ class Command:
     is_immediate: bool = False
     is_dry_run: bool = False
     is_forced: bool = False  # past the point of no return (approvers only)
+
+
+def parse_revision(text: str) -> str:
+    """A target revision (``41`` or a version tag), or UsageError."""
+    if not _REVISION.match(text):
+        raise UsageError(f"`{text}` is not a revision (a number like 41, or a version tag)")
+    return text
 
 
 def _rollback_id(token: str) -> int:
@@ -121,8 +129,8 @@ def _service_command(verb: str, args: list[str]) -> Command:
             reason.append(token)
         i += 1
     target = values.get("--to")
-    if target is not None and not _REVISION.match(target):
-        raise UsageError(f"`{target}` is not a revision (a number like 41, or a version tag)")
+    if target is not None:
+        parse_revision(target)
     return Command(
         verb,
         service=service,
@@ -133,3 +141,29 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_dry_run="--dry-run" in flags,
         is_forced="--force" in flags,
     )
+
+
+MAX_WINDOW_AHEAD = timedelta(days=7)
+_CLOCK_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def parse_window(text: str, now: datetime) -> datetime:
+    """``--at`` as an aware UTC datetime: ``HH:MM`` is the next such time (UTC), otherwise an
+    ISO 8601 time (UTC when it has no offset). Past times and times over a week away are refused."""
+    m = _CLOCK_TIME.match(text)
+    if m:
+        at = now.replace(hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0)
+        return at if at > now else at + timedelta(days=1)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"`{text}` is not a time: use HH:MM (UTC, e.g. 22:00) or ISO 8601"
+            " (e.g. 2026-11-24T22:00+01:00)"
+        ) from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    if at <= now:
+        raise UsageError(f"`{text}` is in the past (it is {now:%Y-%m-%d %H:%M} UTC now)")
+    if at - now > MAX_WINDOW_AHEAD:
+        raise UsageError(f"`{text}` is more than {MAX_WINDOW_AHEAD.days} days away")
+    return at

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
-from bot.catalog import Service
+from bot.catalog import Service, UserGroup
 
 
 def approver_ids(service: Service, group_members: Iterable[str] = ()) -> set[str]:
     return {a for a in service.spec.approvers if isinstance(a, str)} | set(group_members)
+
+
+def approver_groups(service: Service) -> list[str]:
+    """The user-group ids listed as approvers (their members are looked up through Slack)."""
+    return [a.usergroup for a in service.spec.approvers if isinstance(a, UserGroup)]
 
 
 def may_run_immediately(service: Service, user: str) -> bool:
@@ -21,10 +28,83 @@ def may_force(service: Service, user: str, group_members: Iterable[str] = ()) ->
     return user in approver_ids(service, group_members)
 
 
-def may_abort(service: Service, user: str, requested_by: str) -> bool:
-    return user == requested_by or user in service.spec.responders or user in approver_ids(service)
+def may_abort(
+    service: Service, user: str, requested_by: str, group_members: Iterable[str] = ()
+) -> bool:
+    return (
+        user == requested_by
+        or user in service.spec.responders
+        or user in approver_ids(service, group_members)
+    )
 
 
 def who_may_run(service: Service) -> str:
     people = ", ".join(f"<@{u}>" for u in service.spec.responders)
     return people or "nobody (the catalog lists no responders for this service)"
+
+
+def who_may_approve(service: Service) -> str:
+    """Approvers as Slack mentions (users and user groups)."""
+    names = [f"<@{a}>" for a in service.spec.approvers if isinstance(a, str)]
+    names += [f"<!subteam^{g}>" for g in approver_groups(service)]
+    return ", ".join(names) or "nobody (the catalog lists no approvers for this service)"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the approval rules need to know about a rollback request."""
+
+    status: str
+    requested_by: str
+    expires_at: datetime | None
+    required_approvals: int
+
+
+def is_expired(request: Request, now: datetime) -> bool:
+    return request.expires_at is not None and now >= request.expires_at
+
+
+def approval_refusal(
+    service: Service,
+    user: str,
+    request: Request,
+    now: datetime,
+    group_members: Collection[str] = (),
+) -> str | None:
+    """None when ``user`` may approve the request now, else why not (said to them in Slack)."""
+    if request.status == "rejected":
+        return "it was rejected; a new request is needed"
+    if request.status == "expired" or (
+        request.status == "pending_approval" and is_expired(request, now)
+    ):
+        minutes = service.approval.expiry_minutes
+        return f"it expired (requests are valid for {minutes} minutes); ask for a new one"
+    if request.status != "pending_approval":
+        return f"it is not waiting for approval (it is {request.status.replace('_', ' ')})"
+    if user not in approver_ids(service, group_members):
+        return f"you are not an approver of {service.name}; approvers: {who_may_approve(service)}"
+    if user == request.requested_by and service.approval.two_person_rule:
+        return (
+            "you requested it, and the two-person rule needs someone else:"
+            f" {who_may_approve(service)}"
+        )
+    return None
+
+
+def rejection_refusal(
+    service: Service,
+    user: str,
+    request: Request,
+    group_members: Collection[str] = (),
+) -> str | None:
+    """None when ``user`` may reject (an approver) or withdraw (the requester) the request."""
+    if request.status != "pending_approval":
+        return f"it is not waiting for approval (it is {request.status.replace('_', ' ')})"
+    if user == request.requested_by or user in approver_ids(service, group_members):
+        return None
+    return f"only approvers of {service.name} may reject it: {who_may_approve(service)}"
+
+
+def is_approved(approvals: Iterable[str], required: int) -> bool:
+    """Enough distinct approve votes."""
+    return len(set(approvals)) >= required

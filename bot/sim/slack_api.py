@@ -87,8 +87,11 @@ class SlackSimulator:
         is_paid_plan: bool = True,
         *,
         is_strict_channels: bool = False,
+        call_delay_seconds: float = 0.0,
     ) -> None:
         self.bot_token = bot_token
+        # every /api/ call waits this long before answering, like a distant Slack (benchmarks)
+        self.call_delay_seconds = call_delay_seconds
         self._workspace = SlackWorkspace(
             team_id=team_id,
             bot_user_id=bot_user_id,
@@ -350,6 +353,8 @@ class SlackSimulator:
         except ValueError:
             params, answer = {}, _Answer(200, {"ok": False, "error": "invalid_json"}, {})
         else:
+            if kind == "api" and self.call_delay_seconds > 0:
+                time.sleep(self.call_delay_seconds)  # on the request's own server thread
             answer = self._take_injected(method) or self._answer(kind, name, params, headers, body)
         self._record(SlackCall(method, params, answer.status, answer.response, path))
         return answer
@@ -406,6 +411,9 @@ def _parse_params(content_type: str, body: bytes, query: str) -> Params:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The default listen backlog of 5 drops connections when many clients connect at once
+    # (fan-out), and a dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 128
 
     def __init__(self, simulator: SlackSimulator) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

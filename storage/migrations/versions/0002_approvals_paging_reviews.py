@@ -21,6 +21,7 @@ depends_on: str | Sequence[str] | None = None
 _ROLLBACK_COLUMNS = (
     ("approval_channel_id", "string"),
     ("approval_ts", "string"),
+    ("plan_summary", "string"),
     ("expires_at", "timestamp"),
     ("approved_at", "timestamp"),
     ("incident_channel_id", "string"),
@@ -55,6 +56,7 @@ def upgrade() -> None:
         sa.Column("rollback_id", sa.Integer(), nullable=False),
         sa.Column("reason", _string(), nullable=False),
         sa.Column("level", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("contact_name", _string(), nullable=False),
         sa.Column("phone", _string(), nullable=False),
         sa.Column("ack_code", _string(), nullable=False),
@@ -62,6 +64,8 @@ def upgrade() -> None:
         sa.Column("twilio_sid", _string(), nullable=True),
         sa.Column("error_code", sa.Integer(), nullable=True),
         sa.Column("error", _string(), nullable=True),
+        sa.Column("notice_channel", _string(), nullable=True),
+        sa.Column("notice_ts", _string(), nullable=True),
         sa.Column("created_at", _timestamp(), nullable=False),
         sa.Column("sent_at", _timestamp(), nullable=True),
         sa.Column("status_at", _timestamp(), nullable=True),
@@ -72,7 +76,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pages")),
         sa.UniqueConstraint(
-            "rollback_id", "reason", "level", name=op.f("uq_pages_rollback_id_reason_level")
+            "rollback_id", "reason", "position", name=op.f("uq_pages_rollback_id_reason_position")
         ),
         sa.UniqueConstraint("twilio_sid", name=op.f("uq_pages_twilio_sid")),
     )
@@ -92,6 +96,9 @@ def upgrade() -> None:
         sa.Column("created_at", _timestamp(), nullable=False),
         sa.Column("updated_at", _timestamp(), nullable=False),
         sa.Column("reminded_at", _timestamp(), nullable=True),
+        sa.Column("announced_at", _timestamp(), nullable=True),
+        sa.Column("root_cause_by", _string(), nullable=True),
+        sa.Column("root_cause_at", _timestamp(), nullable=True),
         sa.ForeignKeyConstraint(
             ["rollback_id"], ["rollbacks.id"], name=op.f("fk_reviews_rollback_id_rollbacks")
         ),

@@ -1,0 +1,231 @@
+"""Block Kit for approvals: the request message, its modals and the start confirmation (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.notify.blocks import escape
+from storage.models import Approval, Assessment, Rollback
+
+Block = dict[str, Any]
+
+# Action and callback ids; handlers/ids.py re-exports them (the buttons are built here).
+APPROVE_ACTION = "approval_approve"
+REJECT_ACTION = "approval_reject"
+PLAN_ACTION = "assessment_plan_rollback"
+RUN_NOW_ACTION = "assessment_run_now"
+CONFIRM_RUN_ACTION = "start_confirm_run"
+CONFIRM_CANCEL_ACTION = "start_confirm_cancel"
+PLAN_VIEW = "plan_rollback_modal"
+REJECT_VIEW = "reject_rollback_modal"
+
+STATUS_LINES = {
+    "pending_approval": ":hourglass_flowing_sand: Waiting for approval",
+    "approved": ":white_check_mark: Approved — starting after a fresh assessment",
+    "scheduled": ":calendar: Approved — scheduled",
+    "running": ":arrows_counterclockwise: Approved — running",
+    "aborting": ":octagonal_sign: Aborting",
+    "succeeded": ":white_check_mark: Rolled back",
+    "failed": ":x: Rollback failed",
+    "aborted": ":octagonal_sign: Aborted",
+    "rejected": ":no_entry: Rejected",
+    "expired": ":alarm_clock: Expired",
+    "cancelled": ":heavy_multiplication_x: Cancelled",
+}
+
+
+def when(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _vote_line(v: Approval) -> str:
+    via = "" if v.via == "button" else f" (via {v.via})"
+    if v.decision == "approve":
+        return f":white_check_mark: Approved by <@{v.user_id}> at {when(v.created_at)}{via}"
+    reason = f": {escape(v.reason)}" if v.reason else ""
+    return f":no_entry: Rejected by <@{v.user_id}> at {when(v.created_at)}{via}{reason}"
+
+
+def assessment_line(assessment: Assessment | None) -> str:
+    if assessment is None or assessment.decision is None:
+        return "Based on: no assessment yet (`/rollback assess <service>` before approving)."
+    return (
+        f"Based on assessment #{assessment.id} ({when(assessment.created_at)}):"
+        f" *{assessment.decision}* — critical {assessment.critical_score}, high"
+        f" {assessment.high_score}, medium {assessment.medium_score}, total"
+        f" {assessment.total_score}."
+    )
+
+
+def request_message(
+    r: Rollback,
+    *,
+    approvals: Sequence[Approval],
+    assessment: Assessment | None,
+    plan_summary: str,
+    approvers: str,
+    two_person_rule: bool,
+    note: str | None = None,
+) -> tuple[str, list[Block]]:
+    """The approval request: what will change, why, who asked, the votes and the buttons."""
+    assert r.id is not None
+    approved = sum(1 for v in approvals if v.decision == "approve")
+    status = STATUS_LINES.get(r.status, r.status)
+    if r.status == "scheduled" and r.scheduled_at is not None:
+        status += f" for {when(r.scheduled_at)}"
+    if r.error and r.status in ("expired", "cancelled", "failed"):
+        status += f": {escape(r.error)}"
+    facts = [
+        f"*Requested by* <@{r.requested_by}> at {when(r.created_at)}",
+        f"*Reason* {escape(r.reason) or '_none given_'}",
+        f"*Strategy* {r.strategy}"
+        + (f" · *target revision* {r.target_revision}" if r.target_revision else ""),
+        f"*Window* {when(r.scheduled_at)}" if r.scheduled_at else "*Window* as soon as approved",
+        f"*Approvals* {approved}/{r.required_approvals} from {approvers}"
+        + (" · the requester cannot approve (two-person rule)" if two_person_rule else ""),
+    ]
+    if r.expires_at is not None and r.status == "pending_approval":
+        facts.append(f"*Expires* {when(r.expires_at)}")
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"Rollback request #{r.id} — {r.service}"},
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": assessment_line(assessment)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*What will change*\n{plan_summary}"[:2900]},
+        },
+    ]
+    votes = [_vote_line(v) for v in approvals]
+    if votes:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(votes)}]}
+        )
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{status}*"}})
+    if note:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    if r.status == "pending_approval":
+        value = str(r.id)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"approval_{r.id}",
+                "elements": [
+                    _button("Approve", APPROVE_ACTION, value, "primary"),
+                    _button("Reject", REJECT_ACTION, value, "danger"),
+                ],
+            }
+        )
+    text = f"Rollback request #{r.id} of {r.service}: {status} ({approved}/{r.required_approvals})"
+    return text, blocks
+
+
+def assessment_buttons(service: str, assessment_id: int, *, offer_run_now: bool) -> Block:
+    """Buttons under an assessment: plan a rollback, and run one now when the matrix says so."""
+    value = f"{service}:{assessment_id}"
+    elements = [_button("Plan rollback", PLAN_ACTION, value)]
+    if offer_run_now:
+        elements.append(_button("Roll back now", RUN_NOW_ACTION, value, "danger"))
+    return {"type": "actions", "block_id": f"assessment_{assessment_id}", "elements": elements}
+
+
+def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: bool) -> Block:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": {"type": "plain_text", "text": label},
+        "hint": {"type": "plain_text", "text": hint},
+        "element": {"type": "plain_text_input", "action_id": "value", "multiline": multiline},
+    }
+
+
+def plan_modal(service: str, assessment_id: int | None) -> Block:
+    """The "Plan rollback" modal: reason, target revision, optional window."""
+    return {
+        "type": "modal",
+        "callback_id": PLAN_VIEW,
+        "private_metadata": f"{service}:{assessment_id or ''}",
+        "title": {"type": "plain_text", "text": "Plan a rollback"},
+        "submit": {"type": "plain_text", "text": "Request approval"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"Planned rollback of *{service}*."},
+            },
+            _input("reason", "Reason", "Why roll back?", optional=False, multiline=True),
+            _input(
+                "target",
+                "Target revision",
+                "Empty: the previous one",
+                optional=True,
+                multiline=False,
+            ),
+            _input(
+                "window",
+                "Window",
+                "Empty: as soon as approved. HH:MM (UTC) or ISO 8601",
+                optional=True,
+                multiline=False,
+            ),
+        ],
+    }
+
+
+def reject_modal(rollback_id: int, service: str) -> Block:
+    return {
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": str(rollback_id),
+        "title": {"type": "plain_text", "text": "Reject the rollback"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"Reject rollback request #{rollback_id} of *{service}*.",
+                },
+            },
+            _input("reason", "Reason", "Told to the requester", optional=False, multiline=True),
+        ],
+    }
+
+
+def confirm_start_message(r: Rollback, decision_line: str) -> tuple[str, list[Block]]:
+    """The service looks healthy again: ask an approver before running the approved rollback."""
+    assert r.id is not None
+    text = (
+        f":thinking_face: Rollback #{r.id} of *{r.service}* was approved, but a fresh assessment"
+        f" says {decision_line}. Run it anyway?"
+    )
+    value = str(r.id)
+    return text, [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "block_id": f"confirm_{r.id}",
+            "elements": [
+                _button("Run anyway", CONFIRM_RUN_ACTION, value, "danger"),
+                _button("Cancel rollback", CONFIRM_CANCEL_ACTION, value),
+            ],
+        },
+    ]

@@ -1,0 +1,265 @@
+"""Rollback notices: critical, completion, failure and SLA breach; the incident channel; pages.
+
+The engine tells :class:`Notifier` when a rollback starts and ends. The listener only writes
+durable due-work items (one key per notice, so a second call after a crash schedules nothing
+new) and hands a due-work tick to the background pool; the notices go out from the due-work
+handlers. A notice reaches each channel once: every successful post is audited with its
+channel, and a retried item skips the channels already done. Critical notices fan out to all
+channels at once in a bounded pool; the WebClient's retry handlers honour 429 Retry-After and
+retry 5xx, so a rate limit delays a message but never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from slack_sdk.errors import SlackApiError
+
+from bot.catalog import Service
+from bot.due import RetryLater
+from bot.notify import templates
+from bot.notify.channels import IncidentChannels
+from storage.models import DueWork, Rollback
+
+if TYPE_CHECKING:
+    from bot.app import Deps
+
+log = logging.getLogger(__name__)
+
+FANOUT_WORKERS = 16
+RETRY_SECONDS = 10.0
+# Slack answers these for a channel that will not take the message however often we try.
+PERMANENT_ERRORS = frozenset(
+    {"channel_not_found", "is_archived", "not_in_channel", "restricted_action", "msg_too_long"}
+)
+PAGE_KIND = "page.start"
+SLA_KIND = "rollback.sla_check"
+CRITICAL_KIND = "notify.critical"
+FINISHED_KIND = "notify.finished"
+OPEN_KIND = "incident.open"
+
+
+def sla_key(rollback_id: int) -> str:
+    return f"sla-check:{rollback_id}"
+
+
+def page_key(rollback_id: int, reason: str) -> str:
+    return f"page-start:{rollback_id}:{reason}"
+
+
+class Notifier:
+    """The engine's RollbackListener for notifications, and the handlers of their due work."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.channels = IncidentChannels(
+            deps.slack, deps.repo, deps.due, deps.clock, deps.groups.members
+        )
+        self._pool = ThreadPoolExecutor(max_workers=FANOUT_WORKERS, thread_name_prefix="fanout")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- listener (quick, idempotent) ------------------------------------------------------
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        service = self.deps.catalog.get(rollback.service)
+        if service is None or rollback.id is None:
+            return
+        rid, now = rollback.id, self.deps.clock()
+        due = self.deps.due
+        if rollback.kind == "immediate":
+            due.schedule(CRITICAL_KIND, f"notify-critical:{rid}", now, {"rollback_id": rid})
+            if service.notifications.incident_channel:
+                due.schedule(OPEN_KIND, f"incident-open:{rid}", now, {"rollback_id": rid})
+            self._page(rollback, "critical", f"CRITICAL rollback of {rollback.service} started")
+        started = rollback.started_at or now
+        due.schedule(
+            SLA_KIND,
+            sla_key(rid),
+            started + timedelta(minutes=service.sla_minutes),
+            {"rollback_id": rid},
+        )
+        self._kick()
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        if rollback.id is None:
+            return
+        rid, now = rollback.id, self.deps.clock()
+        self.deps.due.cancel(sla_key(rid))
+        self.deps.repo.cancel_work_with_prefix(f"incident-update:{rid}:", now)
+        self.deps.due.schedule(FINISHED_KIND, f"notify-finished:{rid}", now, {"rollback_id": rid})
+        if rollback.status == "failed":
+            self._page(rollback, "failed", f"Rollback of {rollback.service} FAILED")
+        self._kick()
+
+    def _page(self, rollback: Rollback, reason: str, summary: str) -> None:
+        """Hand paging to the escalation ladder (bot/notify/paging.py) through due work."""
+        assert rollback.id is not None
+        self.deps.due.schedule(
+            PAGE_KIND,
+            page_key(rollback.id, reason),
+            self.deps.clock(),
+            {"rollback_id": rollback.id, "reason": reason, "summary": summary[:120]},
+        )
+
+    def _kick(self) -> None:
+        """Run what was just scheduled now, not at the next scheduler tick."""
+        self.deps.work.submit("notifications", self.deps.due.tick)
+
+    # --- due-work handlers -----------------------------------------------------------------
+
+    def _load(self, item: DueWork) -> tuple[Rollback, Service] | None:
+        rollback = self.deps.repo.get_rollback(int(item.payload["rollback_id"]))
+        if rollback is None:
+            return None
+        service = self.deps.catalog.get(rollback.service)
+        if service is None:
+            log.warning(
+                "rollback #%s: %s left the catalog; no notice", rollback.id, rollback.service
+            )
+            return None
+        return rollback, service
+
+    def on_critical(self, item: DueWork) -> None:
+        loaded = self._load(item)
+        if loaded is None:
+            return
+        rollback, service = loaded
+        self.post(rollback, service, "critical_notice", self._notice_channels(rollback, service))
+
+    def on_open(self, item: DueWork) -> None:
+        loaded = self._load(item)
+        if loaded is None:
+            return
+        rollback, service = loaded
+        assert rollback.id is not None
+        with self.channels.lock_for(rollback.id):
+            channel = self.channels.open(rollback, service)
+            fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+            self.post(fresh, service, "critical_notice", [channel])
+
+    def on_finished(self, item: DueWork) -> None:
+        loaded = self._load(item)
+        if loaded is None:
+            return
+        rollback, service = loaded
+        name = {
+            "succeeded": "completion_notice",
+            "failed": "failure_notice",
+            "aborted": "aborted_notice",
+        }.get(rollback.status)
+        if name is None:
+            return
+        self.post(rollback, service, name, self._notice_channels(rollback, service))
+        if rollback.kind == "immediate" and service.notifications.incident_channel:
+            assert rollback.id is not None
+            with self.channels.lock_for(rollback.id):  # after the greeting, never before
+                self.channels.open(rollback, service)  # no-op unless it has not run yet
+                fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+                self.channels.finish(fresh, service)
+
+    def on_sla_check(self, item: DueWork) -> None:
+        loaded = self._load(item)
+        if loaded is None:
+            return
+        rollback, service = loaded
+        if rollback.status not in ("running", "aborting"):
+            return
+        channels = [service.channel]
+        if rollback.incident_channel_id:
+            channels.append(rollback.incident_channel_id)
+        self._page(rollback, "sla", f"Rollback of {rollback.service} is past its SLA")
+        self.post(rollback, service, "sla_breach", channels)
+
+    def on_update(self, item: DueWork) -> None:
+        self.channels.on_update_due(item, self.deps.catalog.get)
+
+    # --- posting ---------------------------------------------------------------------------
+
+    def _notice_channels(self, rollback: Rollback, service: Service) -> list[str]:
+        channels = [rollback.channel_id or service.channel]
+        if rollback.kind == "immediate":
+            channels += service.notifications.critical_channels
+        return list(dict.fromkeys(c for c in channels if c))
+
+    def post(
+        self, rollback: Rollback, service: Service, name: str, channels: Iterable[str]
+    ) -> None:
+        """Render ``name`` and post it to every channel not yet given it, all at once.
+
+        Raises RetryLater when a channel failed for a reason that may pass (the item runs
+        again for the channels still missing); permanent refusals are audited and logged.
+        """
+        assert rollback.id is not None
+        kind = f"notification.{name}"
+        done = {
+            e.channel_id for e in self.deps.repo.list_audit_events(kind, rollback_id=rollback.id)
+        }
+        todo = [c for c in dict.fromkeys(channels) if c not in done]
+        if not todo:
+            return
+        context = templates.build_context(self.deps.repo, rollback, service, self.deps.clock())
+        text = templates.render(service, name, context)
+        results = list(self._pool.map(lambda c: self._send(rollback, kind, c, text), todo))
+        failed = [c for c, is_transient in zip(todo, results, strict=True) if is_transient]
+        if failed:
+            raise RetryLater(f"{name} not delivered to {', '.join(failed)} yet", RETRY_SECONDS)
+
+    def _send(self, rollback: Rollback, kind: str, channel: str, text: str) -> bool:
+        """Post once; True when it failed and is worth retrying."""
+        try:
+            resp = self._post_joining(channel, text)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "unknown")
+            is_transient = error not in PERMANENT_ERRORS
+            log.warning("rollback #%s: %s to %s failed: %s", rollback.id, kind, channel, error)
+            if not is_transient:
+                self._audit(rollback, f"{kind}.failed", channel, None, error)
+            return is_transient
+        except Exception as exc:  # a timeout or a refused connection: Slack may be back soon
+            log.warning("rollback #%s: %s to %s failed: %r", rollback.id, kind, channel, exc)
+            return True
+        self._audit(rollback, kind, channel, str(resp.get("ts")), None)
+        return False
+
+    def _post_joining(self, channel: str, text: str) -> dict[str, object]:
+        try:
+            resp = self.deps.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel":
+                raise
+            # a public channel the bot was never added to: join it, then try once more
+            self.deps.slack.conversations_join(channel=channel)
+            resp = self.deps.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+        return dict(resp.data) if isinstance(resp.data, dict) else {}
+
+    def _audit(
+        self, rollback: Rollback, kind: str, channel: str, ts: str | None, error: str | None
+    ) -> None:
+        self.deps.repo.add_audit_event(
+            kind,
+            now=self.deps.clock(),
+            service=rollback.service,
+            rollback_id=rollback.id,
+            channel_id=channel,
+            message_ts=ts,
+            detail={"error": error} if error else {},
+        )
+
+
+def install(deps: Deps) -> Notifier:
+    """Register the due-work handlers and listen to the engine."""
+    notifier = Notifier(deps)
+    deps.due.register(CRITICAL_KIND, notifier.on_critical)
+    deps.due.register(OPEN_KIND, notifier.on_open)
+    deps.due.register(FINISHED_KIND, notifier.on_finished)
+    deps.due.register(SLA_KIND, notifier.on_sla_check)
+    deps.due.register("incident.update", notifier.on_update)
+    deps.engine.listeners.append(notifier)
+    deps.closers.append(notifier.close)
+    return notifier

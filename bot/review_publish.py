@@ -1,0 +1,293 @@
+"""Publishing the review: a canvas where the workspace allows, else a Markdown file in the thread,
+always ``GET /reviews/{rollback_id}``; then a reminder while the root cause is unwritten.
+
+Durable and idempotent: a finished rollback schedules ``review.publish`` (one key per rollback);
+the handler stores the document first, records each Slack effect (canvas id, file id, links
+posted) as soon as it happened, and skips what is recorded when it runs again. The reminder
+(``review.remind`` at finish + ``review_reminder_hours``) reads a canvas back with
+``canvases.getContent``; a file cannot be read back, so there the "Root cause written" button
+under the link is what stops the reminder (it is offered on the canvas path too).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from markdown_it import MarkdownIt
+from slack_sdk.errors import SlackApiError
+
+from bot.app import Deps, Route
+from bot.due import RetryLater
+from bot.review import build_review, gather, root_cause_is_written
+from storage.models import TERMINAL_STATUSES, DueWork, Review, Rollback
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+PUBLISH, REMIND = "review.publish", "review.remind"
+ROOT_CAUSE_WRITTEN_ACTION = "review_root_cause_written"
+# Answers meaning "this workspace (plan, token, scopes) will not take a canvas": use a file.
+CANVAS_REFUSALS = frozenset(
+    {
+        "free_teams_cannot_create_non_tabbed_canvases",
+        "not_allowed",
+        "not_allowed_token_type",
+        "missing_scope",
+        "restricted_action",
+        "team_not_paid",
+        "paid_only",
+    }
+)
+PROGRESS_WAIT_TRIES = 6  # then publish without the thread rather than never
+
+
+def review_url(deps: Deps, rollback_id: int) -> str | None:
+    base = deps.settings.public_url
+    return f"{base.rstrip('/')}/reviews/{rollback_id}" if base else None
+
+
+class ReviewListener:
+    """Engine listener: a finished rollback gets its review through durable due work."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        pass
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        assert rollback.id is not None
+        self.deps.due.schedule(
+            PUBLISH, f"{PUBLISH}:{rollback.id}", self.deps.clock(), {"rollback_id": rollback.id}
+        )
+
+
+class ReviewPublisher:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._team_id: str | None = None
+
+    # --- review.publish -------------------------------------------------------------------
+
+    def publish(self, item: DueWork) -> None:
+        deps, rollback_id = self.deps, int(item.payload["rollback_id"])
+        rollback = deps.repo.get_rollback(rollback_id)
+        if rollback is None or rollback.status not in TERMINAL_STATUSES:
+            log.warning("review of rollback #%d: not finished, nothing to publish", rollback_id)
+            return
+        if rollback.channel_id and not rollback.progress_ts and item.attempts < PROGRESS_WAIT_TRIES:
+            raise RetryLater("the progress message is not posted yet", 5)
+        review = deps.repo.get_review(rollback_id)
+        if review is None:
+            facts = gather(deps.repo, deps.catalog, rollback_id)
+            assert facts is not None
+            review = deps.repo.create_review(rollback_id, build_review(facts), deps.clock())
+        if review.published_via is None:
+            review = self._publish(rollback, review)
+        if review.announced_at is None:
+            self._announce(rollback, review)
+            review = deps.repo.update_review(rollback_id, deps.clock(), announced_at=deps.clock())
+        service = deps.catalog.get(rollback.service)
+        hours = service.review_reminder_hours if service else 24.0
+        finished = rollback.finished_at or deps.clock()
+        deps.due.schedule(
+            REMIND,
+            f"{REMIND}:{rollback_id}",
+            finished + timedelta(hours=hours),
+            {"rollback_id": rollback_id},
+        )
+
+    def _publish(self, rollback: Rollback, review: Review) -> Review:
+        deps, rid = self.deps, review.rollback_id
+        channels = [c for c in (rollback.channel_id, rollback.incident_channel_id) if c]
+        title = f"Post-rollback review: {rollback.service} #{rid}"
+        canvas_id = review.canvas_id
+        if canvas_id is None:
+            try:
+                created = deps.slack.canvases_create(
+                    title=title, document_content={"type": "markdown", "markdown": review.markdown}
+                )
+                canvas_id = str(created["canvas_id"])
+                deps.repo.update_review(rid, deps.clock(), canvas_id=canvas_id)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error", ""))
+                if error not in CANVAS_REFUSALS:
+                    raise  # Slack trouble: the due work retries later
+                log.info("review #%d: no canvas (%s); uploading a Markdown file", rid, error)
+                return self._publish_file(rollback, review, channels)
+        if channels:
+            deps.slack.canvases_access_set(
+                canvas_id=canvas_id, access_level="write", channel_ids=channels
+            )
+        permalink = f"{deps.slack_team_url.rstrip('/')}/docs/{self._team()}/{canvas_id}"
+        return deps.repo.update_review(
+            rid,
+            deps.clock(),
+            published_via="canvas",
+            channel_id=rollback.channel_id,
+            thread_ts=rollback.progress_ts,
+            permalink=permalink,
+        )
+
+    def _publish_file(self, rollback: Rollback, review: Review, channels: list[str]) -> Review:
+        deps, rid = self.deps, review.rollback_id
+        uploaded = deps.slack.files_upload_v2(
+            content=review.markdown,
+            filename=f"rollback-{rid}-{rollback.service}-review.md",
+            title=f"Post-rollback review: {rollback.service} #{rid}",
+            channel=rollback.channel_id,
+            thread_ts=rollback.progress_ts,
+        )
+        file_id = str(uploaded["file"]["id"])
+        info = deps.slack.files_info(file=file_id)
+        return deps.repo.update_review(
+            rid,
+            deps.clock(),
+            published_via="file",
+            file_id=file_id,
+            channel_id=rollback.channel_id,
+            thread_ts=rollback.progress_ts,
+            permalink=str(info["file"].get("permalink") or "") or None,
+        )
+
+    def _team(self) -> str:
+        if self._team_id is None:
+            self._team_id = str(self.deps.slack.auth_test().get("team_id") or "")
+        return self._team_id
+
+    def _announce(self, rollback: Rollback, review: Review) -> None:
+        text, blocks = link_message(self.deps, rollback, review)
+        if rollback.channel_id:
+            self.deps.slack.chat_postMessage(
+                channel=rollback.channel_id,
+                thread_ts=rollback.progress_ts,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+            )
+        if rollback.incident_channel_id:
+            self.deps.slack.chat_postMessage(
+                channel=rollback.incident_channel_id, text=text, blocks=blocks, unfurl_links=False
+            )
+
+    # --- review.remind --------------------------------------------------------------------
+
+    def remind(self, item: DueWork) -> None:
+        deps, rollback_id = self.deps, int(item.payload["rollback_id"])
+        review = deps.repo.get_review(rollback_id)
+        rollback = deps.repo.get_rollback(rollback_id)
+        if review is None or rollback is None or review.root_cause_at or review.reminded_at:
+            return
+        if review.canvas_id and self._canvas_has_root_cause(review.canvas_id):
+            deps.repo.mark_root_cause_written(rollback_id, "canvas", deps.clock())
+            return
+        text, blocks = link_message(deps, rollback, review, is_reminder=True)
+        channel = review.channel_id or rollback.channel_id
+        if channel:
+            deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        deps.repo.update_review(rollback_id, deps.clock(), reminded_at=deps.clock())
+
+    def _canvas_has_root_cause(self, canvas_id: str) -> bool:
+        """Read the canvas back; when Slack will not say (scope, method), assume not written."""
+        try:
+            content = self.deps.slack.canvases_getContent(
+                canvas_id=canvas_id, content_type="markdown"
+            )
+        except SlackApiError as exc:
+            log.info("cannot read canvas %s back (%s)", canvas_id, exc.response.get("error"))
+            return False
+        return root_cause_is_written(str(content.get("content") or ""))
+
+
+def link_message(
+    deps: Deps, rollback: Rollback, review: Review, *, is_reminder: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """The link to a review (and its button), as posted, re-posted and in reminders."""
+    rid = review.rollback_id
+    links = []
+    if review.permalink:
+        links.append(f"<{review.permalink}|{review.published_via or 'document'} in Slack>")
+    if (web := review_url(deps, rid)) is not None:
+        links.append(f"<{web}|web page>")
+    where = " · ".join(links) or f"`/reviews/{rid}` on the bot's web address"
+    if is_reminder:
+        text = (
+            f":bell: The review of rollback #{rid} of *{rollback.service}* has no root cause yet:"
+            f" {where}. Please write it, then press *Root cause written*."
+        )
+    else:
+        text = (
+            f":memo: Post-rollback review of rollback #{rid} of *{rollback.service}*"
+            f" ({rollback.status}): {where}. It is pre-filled from what the bot recorded; please"
+            " write the root cause, contributing factors, lessons and action items."
+        )
+    if review.root_cause_at:
+        by = review.root_cause_by
+        text += " Root cause written" + (f" (<@{by}>)." if by and by != "canvas" else ".")
+        return text, [_section(text)]
+    button = {
+        "type": "button",
+        "action_id": ROOT_CAUSE_WRITTEN_ACTION,
+        "text": {"type": "plain_text", "text": "Root cause written"},
+        "value": str(rid),
+    }
+    return text, [_section(text), {"type": "actions", "elements": [button]}]
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+# --- GET /reviews/{rollback_id} ------------------------------------------------------------
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5rem}}</style>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def review_page(deps: Deps, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
+    """The stored Markdown as HTML (raw HTML in it is escaped); 404 with a reason otherwise."""
+    tail = str(environ.get("PATH_INFO", "")).removeprefix("/reviews/").strip("/")
+    if not tail.isdigit():
+        return _html(start, "404 Not Found", "Not found", f"<p>No review {html.escape(tail)}.</p>")
+    rollback_id = int(tail)
+    review = deps.repo.get_review(rollback_id)
+    if review is None:
+        rollback = deps.repo.get_rollback(rollback_id)
+        reason = (
+            f"There is no rollback #{rollback_id}."
+            if rollback is None
+            else f"Rollback #{rollback_id} is {rollback.status}: its review is published when it"
+            " ends."
+        )
+        return _html(start, "404 Not Found", "Review not found", f"<p>{html.escape(reason)}</p>")
+    title = f"Post-rollback review: rollback #{rollback_id}"
+    return _html(start, "200 OK", title, _MARKDOWN.render(review.markdown))
+
+
+def _html(start: StartResponse, status: str, title: str, body: str) -> Iterable[bytes]:
+    page = _PAGE.format(title=html.escape(title), body=body).encode()
+    start(
+        status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))]
+    )
+    return [page]
+
+
+def install(deps: Deps) -> None:
+    publisher = ReviewPublisher(deps)
+    deps.engine.listeners.append(ReviewListener(deps))
+    deps.due.register(PUBLISH, publisher.publish)
+    deps.due.register(REMIND, publisher.remind)
+    deps.routes.append(Route("GET", "/reviews/", lambda env, start: review_page(deps, env, start)))

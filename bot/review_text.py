@@ -1,0 +1,91 @@
+"""Text pieces of the review document: times, durations, tables, signal values, step changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from storage.models import RollbackStep
+
+
+def when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "—"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def user(user_id: str | None) -> str:
+    return f"@{user_id}" if user_id else "nobody"
+
+
+def cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell (pipes and line breaks would break the row)."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "—"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def took(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def signal_value(signal: str, value: Any) -> str:
+    if value is None:
+        return "unknown (could not be read)"
+    if signal == "error_rate":
+        return f"{float(value) * 100:.2f} %"
+    if signal == "latency_p95_seconds":
+        return f"{float(value):.3f} s"
+    if signal == "health":
+        return "passing" if value else "failing"
+    if signal == "db_up":
+        return "reachable" if value else "unreachable"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def changes(step: RollbackStep, deployment: str) -> list[str]:
+    """What a step changed, before → after, from what it remembered."""
+    d, out = step.detail, []
+    params = d.get("params") or {}
+    target = params.get("deployment") or deployment
+    if undo := d.get("undo"):
+        images = ", ".join(
+            f"{c}: {undo['images_before'].get(c, '?')} → {i}"
+            for c, i in undo.get("images_after", {}).items()
+        )
+        out.append(
+            f"Deployment {target}: revision {undo['from_revision']} → template of revision"
+            f" {undo['to_revision']} ({images})" + (" — already there" if d.get("is_noop") else "")
+        )
+    if "image_before" in d:
+        out.append(f"Deployment {target} image: {d['image_before']} → {d.get('image_after')}")
+    if "selector_before" in d:
+        out.append(
+            f"Service {params.get('service', '?')} selector: {d['selector_before']}"
+            f" → {d.get('selector')}"
+        )
+    if "replicas_before" in d:
+        out.append(
+            f"Deployment {target} replicas: {d['replicas_before']} → {d.get('replicas_after')}"
+        )
+    if "restarted_at" in d:
+        out.append(f"Deployment {target} restarted at {d['restarted_at']}")
+    if "canary_percent" in d:
+        path = " → ".join(str(w) for w in d.get("weights") or []) or "unchanged"
+        out.append(f"Canary weight: {path} (now {d['canary_percent']} %)")
+    if "job" in d:
+        out.append(f"Job {d['job']} created ({d.get('status', 'did not finish')})")
+    for name in d.get("snapshots") or {}:
+        out.append(f"{name}: snapshot of the state before the rollback kept in the bot's database")
+    return out

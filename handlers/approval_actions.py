@@ -1,0 +1,152 @@
+"""Approval buttons (Approve, Reject, Run anyway / Cancel) and the assessment's buttons.
+
+Every button acks first. Who pressed it is checked against the catalog; refusals are answered
+privately and audited by ``bot.approvals``. A double click or a retried delivery is one vote (the
+database keeps one vote per person).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import approvals
+from bot.app import Deps
+from bot.notify import approval_blocks
+from bot.rollback import policy
+from handlers.ids import Action
+from handlers.rollbacks import start_immediate
+
+log = logging.getLogger(__name__)
+
+
+def _tell(respond: Respond, text: str) -> None:
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def _value(body: dict[str, Any]) -> str:
+    return str(body["actions"][0].get("value", ""))
+
+
+def _rollback_id(body: dict[str, Any]) -> int | None:
+    value = _value(body)
+    return int(value) if value.isdigit() else None
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.action(Action.APPROVE)
+    def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        rollback_id = _rollback_id(body)
+        if rollback_id is None:
+            _tell(respond, ":x: This button does not name a rollback.")
+            return
+        answer = approvals.approve(deps, rollback_id, body["user"]["id"], via="button")
+        _tell(respond, answer.text)
+
+    @app.action(Action.REJECT)
+    def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """Reject asks for a reason in a modal; refusals are said before the modal opens."""
+        ack()
+        rollback_id = _rollback_id(body)
+        r = deps.repo.get_rollback(rollback_id) if rollback_id is not None else None
+        service = deps.catalog.get(r.service) if r else None
+        if r is None or r.id is None or service is None:
+            _tell(respond, ":x: This rollback request no longer exists.")
+            return
+        user = body["user"]["id"]
+        request = policy.Request(r.status, r.requested_by, r.expires_at, r.required_approvals)
+        members = deps.groups.members(policy.approver_groups(service))
+        refusal = policy.rejection_refusal(service, user, request, members)
+        if refusal is not None:  # let approvals.reject audit and word the refusal
+            _tell(respond, approvals.reject(deps, r.id, user, "", via="button").text)
+            return
+        _open(client, body, approval_blocks.reject_modal(r.id, r.service), respond)
+
+    @app.action(Action.PLAN_ROLLBACK)
+    def plan_rollback(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        service_name, _, assessment = _value(body).partition(":")
+        if deps.catalog.get(service_name) is None:
+            _tell(respond, f":x: {service_name} is no longer in the catalog.")
+            return
+        assessment_id = int(assessment) if assessment.isdigit() else None
+        _open(client, body, approval_blocks.plan_modal(service_name, assessment_id), respond)
+
+    @app.action(Action.RUN_NOW)
+    def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        user = body["user"]["id"]
+        service_name, _, assessment = _value(body).partition(":")
+        service = deps.catalog.get(service_name)
+        if service is None:
+            _tell(respond, f":x: {service_name} is no longer in the catalog.")
+            return
+        if not policy.may_run_immediately(service, user):
+            deps.repo.add_audit_event(
+                "rollback.refused",
+                now=deps.clock(),
+                service=service.name,
+                actor=user,
+                channel_id=body.get("channel", {}).get("id"),
+                message_ts=body.get("message", {}).get("ts"),
+                detail={"why": "not a responder", "via": "assessment button"},
+            )
+            _tell(
+                respond,
+                f":no_entry: Only responders of *{service.name}* may roll back at once:"
+                f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval.",
+            )
+            return
+        assessment_id = int(assessment) if assessment.isdigit() else None
+        try:
+            plan = service.plan(None)
+        except ValueError as exc:
+            _tell(respond, f":x: {exc}")
+            return
+        text = start_immediate(
+            deps,
+            service,
+            plan,
+            user=user,
+            reason=f"from assessment #{assessment_id}" if assessment_id else "from an assessment",
+            target_revision=None,
+            assessment_id=assessment_id,
+            channel_id=body.get("channel", {}).get("id"),
+        )
+        _tell(respond, text)
+
+    @app.action(Action.CONFIRM_RUN)
+    def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        _confirm(deps, body, respond, run=True)
+
+    @app.action(Action.CONFIRM_CANCEL)
+    def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        _confirm(deps, body, respond, run=False)
+
+
+def _confirm(deps: Deps, body: dict[str, Any], respond: Respond, *, run: bool) -> None:
+    rollback_id = _rollback_id(body)
+    if rollback_id is None:
+        _tell(respond, ":x: This button does not name a rollback.")
+        return
+    answer = approvals.confirm(deps, rollback_id, body["user"]["id"], run=run)
+    if answer.is_ok and not answer.text.startswith("Rollback #"):
+        respond(text=f"{answer.text} (<@{body['user']['id']}>)", replace_original=True)
+    else:
+        _tell(respond, answer.text)
+
+
+def _open(client: WebClient, body: dict[str, Any], view: dict[str, Any], respond: Respond) -> None:
+    try:
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+    except SlackApiError as exc:  # e.g. expired_trigger_id when Slack was slow to deliver
+        error = exc.response.get("error")
+        log.warning("views.open failed: %s", error)
+        _tell(respond, f":x: Slack did not open the form (`{error}`); press the button again.")

@@ -1,0 +1,83 @@
+"""``/rollback review <id>`` and the "Root cause written" button under a review's link."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.app import Deps
+from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, link_message
+from bot.rollback.command import Command
+from storage.models import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+
+def review_command(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
+    """Re-post the review's link to the person who asked (ephemeral)."""
+    assert cmd.rollback_id is not None
+    rollback_id = cmd.rollback_id
+    rollback = deps.repo.get_rollback(rollback_id)
+    if rollback is None:
+        ack(text=f":x: There is no rollback #{rollback_id}.", response_type="ephemeral")
+        return
+    if rollback.status not in TERMINAL_STATUSES:
+        ack(
+            text=f"Rollback #{rollback_id} of *{rollback.service}* is"
+            f" {rollback.status.replace('_', ' ')}: its review is written when it ends."
+            f" Follow it with `/rollback status {rollback_id}`.",
+            response_type="ephemeral",
+        )
+        return
+    review = deps.repo.get_review(rollback_id)
+    if review is None or review.published_via is None:
+        ack(
+            text=f":hourglass_flowing_sand: The review of rollback #{rollback_id} is being"
+            " published; it will be linked in the progress thread within a minute.",
+            response_type="ephemeral",
+        )
+        return
+    text, blocks = link_message(deps, rollback, review)
+    ack(text=text, blocks=blocks, response_type="ephemeral")
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.action(ROOT_CAUSE_WRITTEN_ACTION)
+    def root_cause_written(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        user = str(body["user"]["id"])
+        try:
+            rollback_id = int(body["actions"][0]["value"])
+        except (KeyError, IndexError, ValueError):
+            respond(
+                text="This button is broken; use `/rollback review <id>`.", replace_original=False
+            )
+            return
+        rollback = deps.repo.get_rollback(rollback_id)
+        review = deps.repo.get_review(rollback_id)
+        if rollback is None or review is None:
+            respond(text=f"There is no review of rollback #{rollback_id}.", replace_original=False)
+            return
+        if not deps.repo.mark_root_cause_written(rollback_id, user, deps.clock()):
+            respond(
+                text="The root cause was already marked written.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        deps.repo.add_audit_event(
+            "review.root_cause_written",
+            now=deps.clock(),
+            service=rollback.service,
+            rollback_id=rollback_id,
+            actor=user,
+            channel_id=body.get("channel", {}).get("id"),
+            message_ts=body.get("message", {}).get("ts"),
+        )
+        deps.due.cancel(f"{REMIND}:{rollback_id}")
+        fresh = deps.repo.get_review(rollback_id)
+        assert fresh is not None
+        text, blocks = link_message(deps, rollback, fresh)
+        respond(text=text, blocks=blocks, replace_original=True)

@@ -1,0 +1,208 @@
+"""Incident channels: names, collisions, invites, topic, periodic and final updates — the real
+WebClient against the Slack simulator, a real repository and the due-work runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from slack_sdk import WebClient
+
+from bot.adapters.slack import UserGroupMembers
+from bot.catalog import Service, parse_catalog
+from bot.due import DueWorkRunner
+from bot.notify.channels import IncidentChannels, channel_name, update_key
+from bot.sim.slack_api import SlackCall, SlackSimulator
+from storage.db import make_engine, migrate
+from storage.models import Rollback
+from storage.repository import NewStep, Repository
+
+T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
+CATALOG = """defaults:
+  channel: C0DEPLOYS
+  notifications: {update_every_minutes: 15}
+services:
+  checkout:
+    deployment: checkout-api
+    approvers: [U0APPROVER1, U0MISSING, {usergroup: S0SRE}]
+    responders: [U0ONCALL1, U0BOT]
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repository]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine)
+    yield Repository(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackSimulator]:
+    with SlackSimulator(bot_token="xoxb-test", bot_user_id="U0BOT") as sim:
+        for user in ("U0ONCALL1", "U0APPROVER1", "U0SRE1", "U0REQUESTER"):
+            sim.add_user(user, user.lower())
+        sim.add_usergroup("S0SRE", ["U0SRE1", "U0APPROVER1"])
+        yield sim
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def due(repo: Repository, clock: Clock) -> Iterator[DueWorkRunner]:
+    runner = DueWorkRunner(repo, clock, "test-worker")
+    yield runner
+    runner.shutdown()
+
+
+@pytest.fixture
+def service() -> Service:
+    found = parse_catalog(CATALOG, "test.yaml").get("checkout")
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def channels(
+    slack: SlackSimulator, repo: Repository, due: DueWorkRunner, clock: Clock, service: Service
+) -> IncidentChannels:
+    client = WebClient(token=slack.bot_token, base_url=slack.api_url)
+    opened = IncidentChannels(client, repo, due, clock, UserGroupMembers(client).members)
+    due.register("incident.update", lambda item: opened.on_update_due(item, lambda _: service))
+    return opened
+
+
+def new_rollback(repo: Repository) -> Rollback:
+    rollback = repo.create_rollback(
+        service="checkout",
+        kind="immediate",
+        strategy="undo",
+        requested_by="U0REQUESTER",
+        status="running",
+        now=T0,
+        reason="bad deploy",
+        steps=[NewStep("application", "Roll back", "rollout_undo")],
+    )
+    assert rollback.id is not None
+    started = repo.set_rollback_status(rollback.id, "running", T0)
+    assert started is not None
+    return started
+
+
+def test_names_follow_slack_rules() -> None:
+    assert channel_name("checkout", 7, T0) == "rb-checkout-20250304-7"
+    assert channel_name("checkout", 7, T0, attempt=3) == "rb-checkout-20250304-7-3"
+    long = channel_name("a" * 70 + "-Svc.Name", 123456, T0, attempt=12)
+    assert len(long) <= 80 and long.endswith("-20250304-123456-12")
+    assert long == long.lower() and "." not in long
+
+
+def test_open_creates_invites_sets_topic_and_schedules_updates(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    rollback = new_rollback(repo)
+    channel_id = channels.open(rollback, service)
+
+    stored = repo.get_rollback(1)
+    assert stored is not None and stored.incident_channel_id == channel_id
+    info = slack.channel(channel_id)
+    assert info is not None and info["name"] == "rb-checkout-20250304-1"
+    assert set(info["members"]) == {"U0BOT", "U0REQUESTER", "U0ONCALL1", "U0APPROVER1", "U0SRE1"}
+    assert info["topic"]["value"] == "Rollback #1 of checkout: Rollback in progress (0/1 steps)"
+    # one call per user: the bot itself, an unknown id and a second invite fail alone
+    errors = [c.response.get("error") for c in slack.calls_to("conversations.invite")]
+    assert errors.count("cant_invite_self") == 1 and errors.count("user_not_found") == 1
+    item = repo.get_work(update_key(1, 1))
+    assert item is not None and item.due_at == T0 + timedelta(minutes=15)
+    assert [e.kind for e in repo.list_audit_events(rollback_id=1)] == ["incident_channel.created"]
+
+    assert channels.open(rollback, service) == channel_id  # idempotent
+    assert len(slack.calls_to("conversations.create")) == 1
+
+
+def test_taken_and_archived_names_move_to_the_next_suffix(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    slack.add_channel("C0ARCHIVED", "rb-checkout-20250304-1", is_archived=True)
+    slack.add_channel("C0TAKEN", "rb-checkout-20250304-1-2")
+    channel_id = channels.open(new_rollback(repo), service)
+
+    assert slack.channel(channel_id)["name"] == "rb-checkout-20250304-1-3"  # type: ignore[index]
+    assert slack.channel("C0ARCHIVED")["is_archived"] is True  # type: ignore[index]
+    assert not slack.calls_to("conversations.unarchive")
+
+
+def test_a_channel_opened_elsewhere_first_wins_and_ours_is_archived(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    slack.add_channel("C0THEIRS", "rb-checkout-20250304-1-elsewhere")
+
+    def other_replica(call: SlackCall) -> None:
+        if call.method == "conversations.create":
+            repo.set_incident_channel(1, "C0THEIRS")
+
+    slack.subscribe(other_replica)
+    assert channels.open(new_rollback(repo), service) == "C0THEIRS"
+    (ours,) = [c.response["channel"]["id"] for c in slack.calls_to("conversations.create")]
+    assert slack.channel(ours)["is_archived"] is True  # type: ignore[index]
+
+
+def test_updates_repeat_while_active_then_one_final_update(
+    channels: IncidentChannels,
+    repo: Repository,
+    slack: SlackSimulator,
+    service: Service,
+    due: DueWorkRunner,
+    clock: Clock,
+) -> None:
+    channel_id = channels.open(new_rollback(repo), service)
+    assert due.tick() == 0  # nothing due yet
+
+    for sequence in (1, 2):
+        clock.now += timedelta(minutes=15)
+        assert due.tick() == 1
+        assert repo.get_work(update_key(1, sequence + 1)) is not None
+    updates = [m["text"] for m in slack.messages(channel_id)]
+    assert len(updates) == 2 and all("Next update in 15 minutes" in t for t in updates)
+    assert "Running for 30 min" in updates[1]
+
+    finished = repo.set_rollback_status(1, "succeeded", clock.now)
+    assert finished is not None
+    channels.finish(finished, service)
+    channels.finish(finished, service)  # told twice: still one final update
+    pending = repo.get_work(update_key(1, 3))
+    assert pending is not None and pending.status == "cancelled"
+    clock.now += timedelta(minutes=15)
+    assert due.tick() == 0
+    texts = [m["text"] for m in slack.messages(channel_id)]
+    assert len(texts) == 3 and "This is the final update" in texts[-1]
+    assert "Rollback completed" in slack.channel(channel_id)["topic"]["value"]  # type: ignore[index]
+
+
+def test_an_update_for_a_finished_rollback_stops_the_series(
+    channels: IncidentChannels,
+    repo: Repository,
+    slack: SlackSimulator,
+    service: Service,
+    due: DueWorkRunner,
+    clock: Clock,
+) -> None:
+    channel_id = channels.open(new_rollback(repo), service)
+    repo.set_rollback_status(1, "failed", clock.now, error="boom")  # finished, update not cancelled
+    clock.now += timedelta(minutes=15)
+    assert due.tick() == 1
+    assert slack.messages(channel_id) == []
+    assert repo.get_work(update_key(1, 2)) is None

@@ -1,0 +1,238 @@
+"""The escalation ladder with an injected clock: the real app, Slack and Twilio simulators."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.adapters.twilio import sms_segments
+from bot.catalog import parse_catalog
+from bot.notify.page_messages import sms_body
+from bot.notify.paging import ladder_levels
+from tests import twilio_fixtures
+from tests.twilio_fixtures import (
+    CHANNEL,
+    LEAD,
+    PRIMARY,
+    SECONDARY,
+    SECONDARY_2,
+    PagingHarness,
+    paging_catalog,
+)
+
+twilio, clock, make_paging = (
+    twilio_fixtures.twilio,
+    twilio_fixtures.clock,
+    twilio_fixtures.make_paging,
+)
+RAW_PHONE = re.compile(r"\+1555010000\d")
+
+
+@pytest.fixture
+def h(make_paging: Any) -> PagingHarness:
+    harness: PagingHarness = make_paging()
+    return harness
+
+
+def test_sms_body_is_one_gsm_segment_without_secrets() -> None:
+    summary = (
+        "error rate 23 % — p95 6.2 s “health failing”; token xoxb-123-secret; call +15550100009 "
+        + "x" * 300
+    )
+    body = sms_body(12, "checkout", "critical", summary, "4821")
+    assert body.startswith("ROLLBACK #12 checkout CRITICAL: error rate 23 % - p95 6.2 s")
+    assert body.endswith("... Reply ACK 4821 to take it.")
+    assert len(body) <= 160 and sms_segments(body) == 1
+    assert "xoxb-123" not in body and "+15550100009" not in body
+    short = sms_body(3, "search", "sla", "", "1000")
+    assert short == "ROLLBACK #3 search SLA BREACH. Reply ACK 1000 to take it."
+
+
+def test_ladder_levels_group_contacts_with_the_same_after_minutes() -> None:
+    service = parse_catalog(paging_catalog(), "t.yaml").get("checkout")
+    assert service is not None
+    levels = ladder_levels(service)
+    assert [(lv.number, lv.after_minutes) for lv in levels] == [(1, 0), (2, 5), (3, 15)]
+    assert [c.name for _, c in levels[1].contacts] == ["Senior SRE", "SRE backup"]
+
+
+def test_level_one_is_paged_at_once_with_a_notice_in_the_channel(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid, summary="error rate 23%, health failing")
+    h.tick()
+    [sms] = h.sms_to(PRIMARY)
+    [page] = h.pages(rid)
+    assert sms.body == (
+        f"ROLLBACK #{rid} checkout CRITICAL: error rate 23%, health failing."
+        f" Reply ACK {page.ack_code} to take it."
+    )
+    assert sms.segments == 1
+    assert page.status in ("sent", "delivered") and page.twilio_sid == sms.sid
+    [notice] = h.slack.messages(CHANNEL)
+    assert "Paging level 1/3" in notice["text"]
+    assert "Primary on-call (+1555•••0001)" in notice["text"]
+    assert notice["blocks"][-1]["elements"][0]["action_id"] == "page_acknowledge"
+    assert not RAW_PHONE.search(str(notice))
+    assert [e.kind for e in h.bot.deps.repo.list_audit_events(rollback_id=rid)] == ["page.sent"]
+    assert h.bot.deps.metrics.pages_sent.labels("checkout", "sent")._value.get() == 1
+
+
+def test_without_acknowledgement_every_level_is_paged_in_time_then_a_warning(
+    h: PagingHarness,
+) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=4, seconds=59)
+    assert not h.sms_to(SECONDARY), "level 2 paged before its 5 minutes"
+    h.tick(seconds=1)
+    assert len(h.sms_to(SECONDARY)) == 1 and len(h.sms_to(SECONDARY_2)) == 1
+    h.tick(minutes=9)
+    assert not h.sms_to(LEAD)
+    h.tick(minutes=1)
+    assert len(h.sms_to(LEAD)) == 1
+    assert not any("Nobody acknowledged" in t for t in h.channel_texts())
+    h.tick(minutes=5)
+    h.tick(minutes=60)  # nothing more, ever
+    assert [len(h.sms_to(p)) for p in (PRIMARY, SECONDARY, SECONDARY_2, LEAD)] == [1, 1, 1, 1]
+    texts = h.channel_texts()
+    assert [t.split(" for ")[0] for t in texts if "Paging level" in t] == [
+        ":pager: Paging level 1/3",
+        ":pager: Paging level 2/3",
+        ":pager: Paging level 3/3",
+    ]
+    assert sum("Nobody acknowledged" in t for t in texts) == 1
+    kinds = [e.kind for e in h.bot.deps.repo.list_audit_events(rollback_id=rid)]
+    assert kinds.count("page.sent") == 4 and kinds[-1] == "page.unacknowledged"
+
+
+def test_acknowledging_at_level_one_stops_the_ladder(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    [page] = h.pages(rid)
+    assert h.reply(PRIMARY, f"ack {page.ack_code}").status_code == 200
+    h.tick(minutes=60)
+    assert len(h.twilio.messages) == 1
+    rollback = h.bot.deps.repo.get_rollback(rid)
+    assert rollback is not None and rollback.acknowledged_by == "Primary on-call"
+    assert h.bot.deps.metrics.pages_acknowledged.labels("checkout", "sms")._value.get() == 1
+
+
+def test_an_invalid_number_skips_to_the_next_level_at_once(
+    make_paging: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    h: PagingHarness = make_paging(
+        paging_catalog(
+            "[{name: Primary on-call, phone: '+15550100001'},"
+            " {name: Secondary, phone: '+15550100002', after_minutes: 5},"
+            " {name: Engineering lead, phone: '+15550100004', after_minutes: 15}]"
+        )
+    )
+    h.twilio.set_bad_number(SECONDARY, 21211)
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    assert len(h.sms_to(LEAD)) == 1, "level 3 must be paged as soon as level 2 failed"
+    secondary = next(p for p in h.pages(rid) if p.phone == SECONDARY)
+    assert (secondary.status, secondary.error_code) == ("failed", 21211)
+    warning = next(t for t in h.channel_texts() if "Could not page" in t)
+    assert "Could not page Secondary (+1555•••0002): Twilio 21211" in warning
+    for text in [*h.channel_texts(), caplog.text]:
+        assert not RAW_PHONE.search(text), text
+    failed = h.bot.deps.repo.list_audit_events(kind="page.failed", rollback_id=rid)
+    assert failed[0].detail["phone"] == "+1555•••0002"
+
+
+def test_twilio_down_is_retried_with_backoff_then_reported_loudly(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.twilio.inject(500, times=4)
+    h.start_ladder(rid)
+    h.tick()
+    assert any("Twilio is not answering" in t for t in h.channel_texts())
+    [page] = h.pages(rid)
+    assert page.status == "queued"
+    for wait in (5, 15, 45):
+        h.tick(seconds=wait)
+    page = h.pages(rid)[0]
+    assert page.status == "failed" and "Twilio unavailable after 4 tries" in (page.error or "")
+    assert any("Twilio is down" in t and "Primary on-call" in t for t in h.channel_texts())
+    # nobody at level 1 could be reached: level 2 is paged at once (Twilio is back)
+    assert len(h.sms_to(SECONDARY)) == 1 and not h.sms_to(PRIMARY)
+    assert len([c for c in h.twilio.calls if c.status == 500]) == 4
+
+
+def test_a_short_twilio_outage_costs_one_retry_and_sends_once(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.twilio.inject(503, times=1)
+    h.start_ladder(rid)
+    h.tick()
+    assert not h.sms_to(PRIMARY)
+    h.tick(seconds=5)
+    assert len(h.sms_to(PRIMARY)) == 1
+    h.tick(seconds=60)
+    assert len(h.sms_to(PRIMARY)) == 1
+
+
+def test_sms_disabled_still_walks_the_ladder_in_slack_and_says_so(make_paging: Any) -> None:
+    h: PagingHarness = make_paging(is_sms_enabled=False)
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    assert not h.twilio.calls
+    notices = [t for t in h.channel_texts() if "Paging level" in t]
+    assert len(notices) == 2 and all("SMS paging is DISABLED" in t for t in notices)
+    assert {p.status for p in h.pages(rid)} == {"skipped"}
+
+
+def test_a_service_without_a_ladder_is_reported_once(make_paging: Any) -> None:
+    h: PagingHarness = make_paging(paging_catalog(oncall=None))
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.start_ladder(rid, reason="sla")
+    h.tick()
+    warnings = [t for t in h.channel_texts() if "nobody was paged" in t]
+    assert len(warnings) == 2 and not h.twilio.calls
+
+
+def test_a_restart_mid_ladder_neither_loses_nor_repeats_a_page(make_paging: Any) -> None:
+    first: PagingHarness = make_paging()
+    rid = first.new_rollback()
+    first.start_ladder(rid)
+    first.tick()
+    assert len(first.twilio.messages) == 1
+    # level 2 is due in 5 minutes; the first process dies holding its claim on it
+    repo = first.bot.deps.repo
+    first.clock.advance(minutes=5)
+    [claimed] = repo.claim_due_work("dead-replica", first.clock(), timedelta(seconds=120))
+    assert claimed.kind == "page.level"
+
+    second: PagingHarness = make_paging()
+    second.tick()
+    assert len(second.twilio.messages) == 1, "a claimed item waits for its lease to lapse"
+    second.tick(seconds=120)
+    assert [len(second.sms_to(p)) for p in (PRIMARY, SECONDARY, SECONDARY_2)] == [1, 1, 1]
+    second.tick(minutes=10)
+    assert len(second.sms_to(LEAD)) == 1 and len(second.twilio.messages) == 4
+
+
+def test_a_page_row_exists_before_its_sms_and_resending_skips_it(make_paging: Any) -> None:
+    h: PagingHarness = make_paging()
+    rid = h.new_rollback()
+    h.twilio.inject(500, times=1)
+    h.start_ladder(rid)
+    h.tick()  # the row is written, Twilio refused: the page stays queued for the retry
+    [queued] = h.pages(rid)
+    assert queued.status == "queued" and queued.ack_code
+    h.start_ladder(rid)  # scheduling the same ladder again is a no-op
+    h.tick(seconds=5)
+    [page] = h.pages(rid)
+    assert page.id == queued.id and page.ack_code == queued.ack_code and page.status != "queued"
+    assert len(h.sms_to(PRIMARY)) == 1

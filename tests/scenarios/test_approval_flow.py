@@ -1,0 +1,560 @@
+"""Planned rollbacks through signed HTTP: requests, buttons, modals, votes, windows, history."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.notify import approval_blocks as ab
+from bot.sim.kube_api import KubeSimulator
+from bot.sim.prometheus_api import PrometheusSimulator
+from bot.sim.slack_api import SlackSimulator
+from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
+
+NS = "shop"
+APPROVERS = "[U0APPROVER1, U0APPROVER2, {usergroup: S0SRE}]"
+
+
+class Now:
+    """An injected wall clock a test moves forward (expiry, windows, grace periods)."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.at
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self.at += timedelta(**delta)
+
+
+@pytest.fixture
+def now() -> Now:
+    return Now()
+
+
+@pytest.fixture
+def kube_sim() -> Iterator[KubeSimulator]:
+    with KubeSimulator() as sim:
+        sim.seed_deployment(
+            NS, "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
+        )
+        yield sim
+
+
+@pytest.fixture
+def kube(kube_sim: KubeSimulator) -> KubernetesClient:
+    return KubernetesClient(api_client_for=lambda ctx: kube_sim.api_client(), sleep=lambda s: None)
+
+
+def failing(prometheus: PrometheusSimulator) -> None:
+    """Slow and its database unreachable (IMMEDIATE ROLLBACK), so an approved rollback starts
+    without asking again; the error rate is fine so the plan's verification gate passes."""
+    set_service_values(prometheus, "checkout", error_rate=0.001, latency=6, sessions=30, db_up=0)
+
+
+def healthy(prometheus: PrometheusSimulator) -> None:
+    set_service_values(prometheus, "checkout", error_rate=0.001, latency=0.1, sessions=30, db_up=1)
+
+
+def catalog(extra: str = "") -> str:
+    service = service_yaml("checkout", None).replace(
+        "    approvers: [U0APPROVER1]", f"    approvers: {APPROVERS}"
+    )
+    return catalog_yaml(service + extra)
+
+
+@pytest.fixture
+def make(
+    make_harness: Any,
+    kube: KubernetesClient,
+    prometheus: PrometheusSimulator,
+    now: Now,
+    tmp_path: Path,
+) -> Callable[..., Harness]:
+    failing(prometheus)
+
+    def build(extra: str = "") -> Harness:
+        return make_harness(  # type: ignore[no-any-return]
+            catalog(extra),
+            prometheus_url=prometheus.url,
+            kube=kube,
+            clock=now,
+            database_url=f"sqlite:///{tmp_path / 'approvals.db'}",
+        )
+
+    return build
+
+
+@pytest.fixture
+def h(make: Callable[..., Harness]) -> Harness:
+    return make()
+
+
+def answers(slack: SlackSimulator) -> list[str]:
+    """Everything told privately through response_url, oldest first."""
+    return [str(c.params.get("text", "")) for c in slack.calls_to("response_url")]
+
+
+def new_answer(slack: SlackSimulator, before: int) -> str:
+    """The first private answer after ``before`` (polled: reading calls inside a wait_for
+    predicate would take the simulator's lock twice)."""
+    deadline = time.monotonic() + 5
+    while len(found := answers(slack)) <= before:
+        assert time.monotonic() < deadline, f"no new answer after {found}"
+        time.sleep(0.01)
+    return found[before]
+
+
+def request_message(h: Harness, rollback_id: int = 1) -> dict[str, Any]:
+    call = h.slack.wait_for(
+        "chat.postMessage", lambda c: f"Rollback request #{rollback_id} " in c.params["text"]
+    )
+    ts = call.response["ts"]
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == ts]
+    return message
+
+
+def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return dict(element)
+    raise AssertionError(f"no {action_id} button in {json.dumps(message['blocks'])[:300]}")
+
+
+def click(h: Harness, message: dict[str, Any], action_id: str, user: str) -> int:
+    """Press a button; returns how many private answers there were before (for new_answer)."""
+    before = len(answers(h.slack))
+    resp = h.requester.click(
+        message, button(message, action_id), user_id=user, channel_id="C0DEPLOYS"
+    )
+    assert resp.status_code == 200
+    return before
+
+
+def press(h: Harness, message: dict[str, Any], action_id: str, user: str) -> str:
+    """Press a button and return the private answer it got (the button's work is done then)."""
+    return new_answer(h.slack, click(h, message, action_id, user))
+
+
+def status(h: Harness, rollback_id: int = 1) -> str:
+    r = h.bot.deps.repo.get_rollback(rollback_id)
+    assert r is not None
+    return r.status
+
+
+def settle(h: Harness) -> None:
+    """Background work (posts, the start) and the rollbacks it started are done."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        h.wait_idle()
+        h.wait_rollbacks()
+        if h.bot.deps.work.wait_idle(0):
+            return
+    raise AssertionError("background work kept going for 20 s")
+
+
+def latest_request_text(h: Harness) -> str:
+    """The request message as it reads now (after every chat.update)."""
+    message = request_message(h)
+    (current,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == message["ts"]]
+    return json.dumps(current["blocks"])
+
+
+def audit_kinds(h: Harness, rollback_id: int = 1) -> list[str]:
+    return [e.kind for e in h.bot.deps.repo.list_audit_events(rollback_id=rollback_id)]
+
+
+# --- request and approval ---------------------------------------------------------------------
+
+
+def test_plan_posts_a_request_and_an_approval_runs_it(h: Harness, kube: KubernetesClient) -> None:
+    ack = h.slash("plan checkout 5xx after v3 deploy", user_id="U0ONCALL1")
+    assert "Rollback request #1 of *checkout*" in ack.json()["text"]
+    assert status(h) == "pending_approval"
+
+    message = request_message(h)
+    blocks = json.dumps(message["blocks"])
+    assert "Requested by* <@U0ONCALL1>" in blocks and "5xx after v3 deploy" in blocks
+    assert "What will change" in blocks and "revision 3" in blocks  # the dry-run summary
+    assert "Approvals* 0/1" in blocks
+    before = click(h, message, ab.APPROVE_ACTION, "U0APPROVER1")
+    assert "Approved" in new_answer(h.slack, before)
+    settle(h)
+
+    assert status(h) == "succeeded"
+    assert kube.deployment(KubeTarget(None, NS), "checkout-api").images == {
+        "app": "shop/checkout:v2"
+    }
+    text = latest_request_text(h)
+    assert "Approved by <@U0APPROVER1>" in text
+    assert "Approve" not in [b.get("text", {}).get("text") for b in _buttons(h)]
+    kinds = audit_kinds(h)
+    for kind in ("approval.requested", "approval.approved", "approval.granted"):
+        assert kind in kinds
+    assert kinds.index("rollback.reassessed") < kinds.index("rollback.started")
+    (started,) = [
+        e for e in h.bot.deps.repo.list_audit_events(rollback_id=1) if e.kind == "rollback.started"
+    ]
+    assert started.detail["approvers"] == ["U0APPROVER1"] and started.detail["kind"] == "planned"
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and r.approved_at is not None and r.approval_ts == message["ts"]
+
+
+def _buttons(h: Harness) -> list[dict[str, Any]]:
+    message = request_message(h)
+    (current,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == message["ts"]]
+    return [
+        e for b in current["blocks"] for e in b.get("elements", []) if e.get("type") == "button"
+    ]
+
+
+def test_an_unauthorized_click_is_refused_privately_and_audited(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    before = click(h, request_message(h), ab.APPROVE_ACTION, "U0STRANGER")
+    answer = new_answer(h.slack, before)
+    assert "not an approver" in answer and "<@U0APPROVER1>" in answer
+    assert status(h) == "pending_approval"
+    (refused,) = [
+        e for e in h.bot.deps.repo.list_audit_events(rollback_id=1) if e.kind == "approval.refused"
+    ]
+    assert refused.actor == "U0STRANGER" and refused.message_ts == request_message(h)["ts"]
+
+
+def test_the_requester_cannot_approve_their_own_request(h: Harness) -> None:
+    h.slash("plan checkout bad deploy", user_id="U0APPROVER2")
+    before = click(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER2")
+    assert "two-person rule" in new_answer(h.slack, before)
+    assert status(h) == "pending_approval"
+
+
+def test_double_click_and_retried_delivery_count_once(make: Callable[..., Harness]) -> None:
+    h = make("\n    approval: {min_approvals: 2}")
+    h.slash("plan checkout bad deploy")
+    message = request_message(h)
+    press(h, message, ab.APPROVE_ACTION, "U0APPROVER1")
+    click(h, message, ab.APPROVE_ACTION, "U0APPROVER1")  # double click
+    payload = h.requester.click(  # Slack's retry of the same delivery
+        message,
+        button(message, ab.APPROVE_ACTION),
+        user_id="U0APPROVER1",
+        channel_id="C0DEPLOYS",
+    )
+    assert payload.status_code == 200
+    h.slash("approve 1", user_id="U0APPROVER1")  # and the command on top
+    h.slack.wait_for("response_url", lambda c: "already voted" in str(c.params.get("text")))
+    votes = h.bot.deps.repo.list_approvals(1)
+    assert [(v.user_id, v.decision) for v in votes] == [("U0APPROVER1", "approve")]
+    assert status(h) == "pending_approval"
+    assert "Approvals* 1/2" in latest_request_text(h)
+
+    press(h, message, ab.APPROVE_ACTION, "U0APPROVER2")  # the second approver completes it
+    settle(h)
+    assert status(h) == "succeeded"
+    assert audit_kinds(h).count("rollback.started") == 1
+
+
+def test_reject_asks_for_a_reason_in_a_modal(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    message = request_message(h)
+    click(h, message, ab.REJECT_ACTION, "U0APPROVER2")
+    opened = h.slack.wait_for("views.open").params["view"]
+    view = json.loads(opened) if isinstance(opened, str) else opened
+    assert view["callback_id"] == ab.REJECT_VIEW and view["private_metadata"] == "1"
+
+    empty = h.requester.submit_view(view, {"reason": ""}, user_id="U0APPROVER2")
+    assert empty.json() == {
+        "response_action": "errors",
+        "errors": {"reason": "Say why, for the requester."},
+    }
+    ok = h.requester.submit_view(
+        view, {"reason": "<!channel> not now, freeze"}, user_id="U0APPROVER2"
+    )
+    assert ok.status_code == 200 and ok.text == ""
+    assert status(h) == "rejected"
+    text = latest_request_text(h)
+    assert "Rejected by <@U0APPROVER2>" in text
+    assert "&lt;!channel&gt; not now, freeze" in text  # escaped: it cannot ping the channel
+    told = h.slack.wait_for("chat.postEphemeral", lambda c: c.params.get("user") == "U0APPROVER2")
+    assert "rejected" in told.params["text"]
+    # rejected, then approved: refused
+    before = click(h, message, ab.APPROVE_ACTION, "U0APPROVER1")
+    assert "rejected" in new_answer(h.slack, before)
+    assert status(h) == "rejected"
+
+
+def test_a_stranger_pressing_reject_gets_no_modal(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    before = click(h, request_message(h), ab.REJECT_ACTION, "U0STRANGER")
+    assert "only approvers" in new_answer(h.slack, before)
+    assert h.slack.calls_to("views.open") == []
+    assert "approval.refused" in audit_kinds(h)
+
+
+def test_the_approve_command_edits_the_request_message(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    resp = h.slash("approve 1", user_id="U0APPROVER2")
+    assert "Approved" in resp.json()["text"]
+    settle(h)
+    assert "Approved by <@U0APPROVER2>" in latest_request_text(h)
+    assert "(via command)" in latest_request_text(h)
+
+
+def test_reject_command_with_reason(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    resp = h.slash("reject 1 wait for the freeze to end", user_id="U0APPROVER1")
+    assert "rejected" in resp.json()["text"]
+    (vote,) = h.bot.deps.repo.list_approvals(1)
+    assert (vote.decision, vote.reason, vote.via) == (
+        "reject",
+        "wait for the freeze to end",
+        "command",
+    )
+
+
+def test_the_requester_can_withdraw(h: Harness) -> None:
+    h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    request_message(h)
+    resp = h.slash("reject 1 fixed forward instead", user_id="U0ONCALL1")
+    assert "cancelled" in resp.json()["text"]
+    assert status(h) == "cancelled"
+
+
+def test_an_expired_request_cannot_run_and_says_so(h: Harness, now: Now) -> None:
+    h.slash("plan checkout bad deploy")
+    message = request_message(h)
+    now.advance(minutes=31)
+    before = click(h, message, ab.APPROVE_ACTION, "U0APPROVER1")
+    assert "expired" in new_answer(h.slack, before)
+    assert status(h) == "expired"
+    assert "Expired" in latest_request_text(h)
+    assert h.bot.deps.repo.list_approvals(1) == []
+
+
+def test_expiry_is_durable_work(h: Harness, now: Now) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    h.bot.deps.due.tick()
+    assert status(h) == "pending_approval"
+    now.advance(minutes=30)
+    assert h.bot.deps.due.tick() == 1
+    assert status(h) == "expired"
+    h.slash("plan checkout try again")  # the service's slot is free again
+    assert status(h, 2) == "pending_approval"
+
+
+def test_a_user_group_member_can_approve(h: Harness) -> None:
+    h.slack.add_usergroup("S0SRE", ["U0GROUPIE"])
+    h.slash("plan checkout bad deploy")
+    before = click(h, request_message(h), ab.APPROVE_ACTION, "U0GROUPIE")
+    assert "Approved" in new_answer(h.slack, before)
+    settle(h)
+    assert status(h) == "succeeded"
+
+
+# --- the start ----------------------------------------------------------------------------
+
+
+def test_a_healthy_service_asks_an_approver_to_confirm(
+    h: Harness, prometheus: PrometheusSimulator
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "approved"  # not run blindly
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Run it anyway?" in c.params["text"])
+    assert "<@U0APPROVER1>" in call.params["text"] and "CONTINUE" in call.params["text"]
+    (confirm,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+
+    before = click(h, confirm, ab.CONFIRM_RUN_ACTION, "U0ONCALL1")  # not an approver
+    assert "Only approvers" in new_answer(h.slack, before)
+    press(h, confirm, ab.CONFIRM_RUN_ACTION, "U0APPROVER2")
+    settle(h)
+    assert status(h) == "succeeded"
+    (started,) = [
+        e for e in h.bot.deps.repo.list_audit_events(rollback_id=1) if e.kind == "rollback.started"
+    ]
+    assert started.detail["confirmed_by"] == "U0APPROVER2"
+
+
+def test_a_healthy_service_can_be_cancelled_instead(
+    h: Harness, prometheus: PrometheusSimulator
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Run it anyway?" in c.params["text"])
+    (confirm,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    press(h, confirm, ab.CONFIRM_CANCEL_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "cancelled"
+
+
+# --- windows ------------------------------------------------------------------------------
+
+
+def test_a_window_starts_the_rollback_at_its_time(h: Harness, now: Now) -> None:
+    resp = h.slash("plan checkout --at 22:00 nightly rollback")
+    assert "at 2026-11-23 22:00 UTC" in resp.json()["text"]
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "scheduled"
+    listing = h.slash("status").json()["text"]
+    assert "#1 *checkout* scheduled for 2026-11-23 22:00 UTC" in listing
+
+    now.advance(hours=9, minutes=59)
+    assert h.bot.deps.due.tick() == 0
+    now.advance(minutes=1)
+    assert h.bot.deps.due.tick() == 1
+    settle(h)
+    assert status(h) == "succeeded"
+
+
+def test_a_window_survives_a_restart(make: Callable[..., Harness], now: Now) -> None:
+    first = make()
+    first.slash("plan checkout --at 22:00 nightly rollback")
+    press(first, request_message(first), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(first)
+    first.bot.close()  # the bot goes away before the window
+
+    now.advance(hours=10, minutes=2)
+    second = make()  # a new process on the same database
+    assert second.bot.deps.due.tick() == 1
+    settle(second)
+    assert status(second) == "succeeded"
+
+
+def test_a_window_missed_beyond_the_grace_period_is_reported_not_run(
+    h: Harness, now: Now, kube: KubernetesClient
+) -> None:
+    h.slash("plan checkout --at 22:00 nightly rollback")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    now.advance(hours=10, minutes=45)  # the bot was down through 22:00 and 35 minutes more
+    h.bot.deps.due.tick()
+    settle(h)
+    assert status(h) == "expired"
+    call = h.slack.wait_for("chat.postMessage", lambda c: "was NOT run" in c.params["text"])
+    assert "missed by 45 min" in call.params["text"]
+    assert kube.deployment(KubeTarget(None, NS), "checkout-api").images == {
+        "app": "shop/checkout:v3"
+    }
+    assert "rollback.window_missed" in audit_kinds(h)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("plan checkout --at 25:00 x", "not a time"),
+        ("plan checkout --at 2026-11-22T10:00 x", "in the past"),
+        ("plan checkout --at 2026-12-24T10:00 x", "more than 7 days"),
+        ("plan checkout", "Say why"),
+        ("plan nope because", "nope"),
+    ],
+)
+def test_bad_plans_are_answered_and_store_nothing(h: Harness, text: str, problem: str) -> None:
+    resp = h.slash(text)
+    assert problem in resp.json()["text"]
+    assert h.bot.deps.repo.list_rollbacks() == []
+
+
+def test_a_service_without_approvers_cannot_be_planned(
+    make_harness: Any, kube: KubernetesClient
+) -> None:
+    text = catalog_yaml(
+        service_yaml("checkout", None).replace("    approvers: [U0APPROVER1]\n", "")
+    )
+    h = make_harness(text, prometheus_url=None, kube=kube)
+    assert "no approvers" in h.slash("plan checkout x").json()["text"]
+
+
+# --- assessment buttons, history, superseding ------------------------------------------------
+
+
+def test_plan_button_on_an_assessment_opens_the_modal(h: Harness) -> None:
+    h.slash("assess checkout")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "checkout" in c.params["text"])
+    (assessment,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    button(assessment, ab.RUN_NOW_ACTION)  # offered: the decision is not CONTINUE
+    click(h, assessment, ab.PLAN_ACTION, "U0ONCALL1")
+    raw = h.slack.wait_for("views.open").params["view"]
+    view = json.loads(raw) if isinstance(raw, str) else raw
+    assert view["callback_id"] == ab.PLAN_VIEW and view["private_metadata"] == "checkout:1"
+
+    bad = h.requester.submit_view(
+        view, {"reason": "slow", "target": "no way", "window": "soon"}, user_id="U0ONCALL1"
+    )
+    errors = bad.json()["errors"]
+    assert set(errors) == {"target", "window"} and "not a revision" in errors["target"]
+    assert h.bot.deps.repo.list_rollbacks() == []
+
+    good = h.requester.submit_view(
+        view, {"reason": "p95 over 5 s", "target": "1", "window": ""}, user_id="U0ONCALL1"
+    )
+    assert good.status_code == 200
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and r.status == "pending_approval"
+    assert (r.assessment_id, r.target_revision, r.reason) == (1, "1", "p95 over 5 s")
+    told = h.slack.wait_for("chat.postEphemeral", lambda c: c.params.get("user") == "U0ONCALL1")
+    assert "Rollback request #1" in told.params["text"]
+    assert "Based on assessment #1" in json.dumps(request_message(h)["blocks"])
+
+
+def test_roll_back_now_is_for_responders(h: Harness) -> None:
+    h.slash("assess checkout")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "checkout" in c.params["text"])
+    (assessment,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    before = click(h, assessment, ab.RUN_NOW_ACTION, "U0APPROVER1")
+    assert "Only responders" in new_answer(h.slack, before)
+    assert h.bot.deps.repo.list_rollbacks() == []
+    before = click(h, assessment, ab.RUN_NOW_ACTION, "U0ONCALL1")
+    assert "started" in new_answer(h.slack, before)
+    settle(h)
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and (r.kind, r.status, r.assessment_id) == ("immediate", "succeeded", 1)
+
+
+def test_an_immediate_rollback_supersedes_a_waiting_request(h: Harness) -> None:
+    h.slash("plan checkout bad deploy", user_id="U0APPROVER1")
+    request_message(h)
+    resp = h.slash("run checkout --immediate it got worse")
+    assert "replaces request #1" in resp.json()["text"]
+    settle(h)
+    assert status(h, 1) == "cancelled" and status(h, 2) == "succeeded"
+    assert "superseded" in latest_request_text(h)
+
+
+def test_history_lists_requester_approvers_outcome_and_duration(h: Harness) -> None:
+    h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER2")
+    settle(h)
+    h.slash("run checkout --immediate again", user_id="U0ONCALL1")
+    settle(h)
+    text = h.slash("history checkout").json()["text"]
+    lines = text.splitlines()
+    assert lines[1].startswith("• #2 *checkout* succeeded · immediate undo")
+    assert "no approval needed (responder)" in lines[1]
+    assert "#1 *checkout* succeeded · planned undo" in lines[2]
+    assert "by <@U0ONCALL1>" in lines[2] and "approved: <@U0APPROVER2>" in lines[2]
+    assert "0m 0" in lines[2]  # duration
+    assert "No rollbacks of *payments*" not in h.slash("history").json()["text"]
+    assert (
+        "is not a service" in h.slash("history nope").json()["text"]
+        or "nope" in (h.slash("history nope").json()["text"])
+    )

@@ -1,0 +1,250 @@
+"""Notifications through signed HTTP: critical notices, incident channel, completion/failure
+notices, periodic updates and SLA breach, against the Slack simulator (429 and 5xx included)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.sim.slack_api import SlackSimulator
+from tests.conftest import Harness, closed_port_url
+
+HOSTILE = "<!channel> <http://evil|click> @here &"
+
+
+class ShiftedClock:
+    """Real UTC time plus an offset the test moves forward (due work, SLA, updates)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return result
+
+
+def catalog() -> str:
+    return f"""defaults:
+  channel: C0DEPLOYS
+  sla_minutes: 15
+  notifications:
+    critical_channels: [C0INCIDENTS, C0EXEC]
+    update_every_minutes: 10
+    status_page_url: https://status.example.com
+services:
+  checkout:
+    deployment: checkout-api
+    approvers: [U0APPROVER1, {{usergroup: S0SRE}}]
+    responders: [U0ONCALL1]
+    phases:
+      application: [{{kind: wait, seconds: 0, name: Apply previous version}}]
+      verification: [{{kind: wait, seconds: 0, name: Verify health}}]
+  billing:
+    deployment: billing-api
+    responders: [U0ONCALL1]
+    phases:
+      application:
+        - {{kind: http_request, url: "{closed_port_url()}/rollback", name: Call deploy API}}
+  search:
+    deployment: search-api
+    responders: [U0ONCALL1]
+    sla_minutes: 12
+    phases:
+      application: [{{kind: manual_gate, prompt: Hold until told}}]
+"""
+
+
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
+
+
+@pytest.fixture
+def harness(make_harness: Any, slack: SlackSimulator, clock: ShiftedClock) -> Harness:
+    for user in ("U0ONCALL1", "U0APPROVER1", "U0SRE1"):
+        slack.add_user(user, user.lower())
+    slack.add_usergroup("S0SRE", ["U0SRE1", "U0GONE"])  # U0GONE is not in the workspace
+    h: Harness = make_harness(catalog(), prometheus_url=None, clock=clock)
+    return h
+
+
+def texts(slack: SlackSimulator, channel: str) -> list[str]:
+    return [str(m.get("text", "")) for m in slack.messages(channel)]
+
+
+def with_text(slack: SlackSimulator, channel: str, needle: str) -> list[str]:
+    return [t for t in texts(slack, channel) if needle in t]
+
+
+def incident_channel(h: Harness, rollback_id: int) -> str:
+    def found() -> str | None:
+        rollback = h.bot.deps.repo.get_rollback(rollback_id)
+        return rollback.incident_channel_id if rollback else None
+
+    return str(until(found, "the incident channel"))
+
+
+def settle(h: Harness) -> None:
+    h.wait_rollbacks()
+    h.wait_idle()
+
+
+def test_critical_rollback_notifies_channels_opens_incident_channel_and_completes(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    resp = harness.slash(f"run checkout --immediate {HOSTILE}")
+    assert "Rollback #1 of *checkout* started" in resp.json()["text"]
+    settle(harness)
+
+    repo = harness.bot.deps.repo
+    for channel in ("C0DEPLOYS", "C0INCIDENTS", "C0EXEC"):
+        (notice,) = with_text(slack, channel, "CRITICAL: Production Rollback Initiated")
+        assert "&lt;!channel&gt; &lt;http://evil|click&gt; @here &amp;" in notice
+        assert "<!channel>" not in notice and "<http://evil" not in notice
+        assert "Rollback coordinator: <@U0ONCALL1>" in notice
+        assert "Updates every 10 minutes" in notice
+        assert "https://status.example.com" in notice
+        (done,) = with_text(slack, channel, "Production Rollback Completed")
+        assert "Verify health: PASSED" in done
+
+    channel_id = incident_channel(harness, 1)
+    info = slack.channel(channel_id)
+    assert info is not None
+    assert info["name"] == f"rb-checkout-{datetime.now(UTC):%Y%m%d}-1"
+    assert {"U0ONCALL1", "U0APPROVER1", "U0SRE1"} <= set(info["members"])
+    assert "Rollback completed" in info["topic"]["value"]
+    incident = texts(slack, channel_id)
+    assert any("CRITICAL: Production Rollback Initiated" in t for t in incident)
+    final = [i for i, t in enumerate(incident) if "This is the final update" in t]
+    greeting = [i for i, t in enumerate(incident) if "CRITICAL: Production Rollback" in t]
+    assert len(final) == 1 and greeting < final  # the final update comes after the greeting
+
+    page = repo.get_work("page-start:1:critical")
+    assert page is not None and page.kind == "page.start"
+    assert page.payload["reason"] == "critical" and page.payload["rollback_id"] == 1
+    sla = repo.get_work("sla-check:1")
+    assert sla is not None and sla.status == "cancelled"
+    sent = {(e.kind, e.channel_id) for e in repo.list_audit_events(rollback_id=1)}
+    assert ("notification.critical_notice", "C0EXEC") in sent
+    assert ("notification.completion_notice", "C0DEPLOYS") in sent
+    assert ("notification.incident_final", channel_id) in sent
+
+
+def test_taken_names_get_the_next_suffix_and_failed_invites_do_not_stop_it(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    base = f"rb-checkout-{datetime.now(UTC):%Y%m%d}-1"
+    slack.add_channel("C0OLD1", base, is_archived=True)  # archived: keeps its name
+    slack.add_channel("C0OLD2", f"{base}-2")
+    slack.inject_error("conversations.invite", "cant_invite_self")
+
+    harness.slash("run checkout --immediate bad deploy")
+    settle(harness)
+
+    channel = slack.channel(incident_channel(harness, 1))
+    assert channel is not None and channel["name"] == f"{base}-3"
+    assert slack.channel("C0OLD1")["is_archived"] is True  # type: ignore[index]
+    invites = slack.calls_to("conversations.invite")
+    failed = {c.response.get("error") for c in invites if not c.response["ok"]}
+    assert failed == {"cant_invite_self", "user_not_found"}  # U0GONE is unknown
+    assert {"U0APPROVER1", "U0SRE1"} <= set(channel["members"])
+    assert with_text(slack, channel["id"], "final update")
+
+
+def test_failed_rollback_posts_the_failure_notice_and_pages(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    harness.slash("run billing --immediate payments down")
+    settle(harness)
+
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "failed"
+    for channel in ("C0DEPLOYS", "C0INCIDENTS", "C0EXEC"):
+        (notice,) = with_text(slack, channel, "Production Rollback FAILED")
+        assert "phase *application*, step *Call deploy API*" in notice
+        assert "unreachable" in notice
+    page = harness.bot.deps.repo.get_work("page-start:1:failed")
+    assert page is not None and page.payload["reason"] == "failed"
+
+
+def test_rate_limits_and_server_errors_still_deliver_every_notice_once(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    slack.inject("chat.postMessage", status=429, headers={"Retry-After": "0"}, times=3)
+    slack.inject("chat.postMessage", status=503, times=2)
+
+    harness.slash("run checkout --immediate bad deploy")
+    settle(harness)
+
+    assert [c.status for c in slack.calls_to("chat.postMessage")][:5] == [429] * 3 + [503] * 2
+    for channel in ("C0DEPLOYS", "C0INCIDENTS", "C0EXEC"):
+        assert len(with_text(slack, channel, "CRITICAL: Production Rollback")) == 1
+        assert len(with_text(slack, channel, "Production Rollback Completed")) == 1
+
+
+def test_listener_told_twice_posts_once(harness: Harness, slack: SlackSimulator) -> None:
+    harness.slash("run checkout --immediate bad deploy")
+    settle(harness)
+    deps = harness.bot.deps
+    rollback = deps.repo.get_rollback(1)
+    assert rollback is not None
+    (notifier,) = [x for x in deps.engine.listeners if type(x).__name__ == "Notifier"]
+    notifier.rollback_started(rollback)  # a crash right after the start tells it again
+    notifier.rollback_finished(rollback)
+    harness.wait_idle()
+    deps.due.tick()
+
+    assert len(with_text(slack, "C0EXEC", "CRITICAL: Production Rollback")) == 1
+    assert len(with_text(slack, "C0EXEC", "Production Rollback Completed")) == 1
+    assert len(slack.calls_to("conversations.create")) == 1
+
+
+def test_updates_every_n_minutes_sla_breach_then_final_update(
+    harness: Harness, slack: SlackSimulator, clock: ShiftedClock
+) -> None:
+    deps = harness.bot.deps
+    harness.slash("run search --immediate latency through the roof")
+    channel = incident_channel(harness, 1)
+    until(lambda: with_text(slack, "C0DEPLOYS", "CRITICAL"), "the critical notice")
+    until(lambda: deps.repo.get_work("incident-update:1:1"), "the first update")
+    harness.wait_idle()
+    assert not with_text(slack, channel, "Update on rollback #1")
+
+    clock.offset = timedelta(minutes=10, seconds=1)
+    deps.due.tick()
+    (update,) = with_text(slack, channel, "Update on rollback #1")
+    assert "Rollback in progress" in update and "Now: Manual gate" in update
+    assert "Next update in 10 minutes" in update
+    assert "Rollback in progress" in str(slack.channel(channel)["topic"])  # type: ignore[index]
+    assert deps.repo.get_work("incident-update:1:2") is not None
+    assert not with_text(slack, "C0DEPLOYS", "RollbackTakingTooLong")
+
+    clock.offset = timedelta(minutes=12, seconds=1)  # past search's 12-minute SLA
+    deps.due.tick()
+    for where in ("C0DEPLOYS", channel):
+        (alert,) = with_text(slack, where, "RollbackTakingTooLong")
+        assert "SLA: 12 minutes" in alert
+    page = deps.repo.get_work("page-start:1:sla")
+    assert page is not None and page.payload["reason"] == "sla"
+
+    (gate,) = [s for s in deps.repo.list_steps(1) if s.kind == "manual_gate"]
+    assert gate.id is not None
+    deps.repo.record_step_detail(gate.id, {"continued_by": "U0ONCALL1"})
+    settle(harness)
+
+    assert len(with_text(slack, channel, "This is the final update")) == 1
+    assert deps.repo.get_work("incident-update:1:2").status == "cancelled"  # type: ignore[union-attr]
+    clock.offset = timedelta(minutes=30)
+    deps.due.tick()
+    assert len(with_text(slack, channel, "Update on rollback #1")) == 2  # 1 periodic + final

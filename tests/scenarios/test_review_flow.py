@@ -1,0 +1,175 @@
+"""A rollback through signed HTTP leaves a review: published, linked, served and reminded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.adapters.kubernetes import KubernetesClient
+from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION
+from bot.sim.kube_api import KubeSimulator
+from tests.conftest import Harness, catalog_yaml
+
+NS = "shop"
+
+
+class BotClock:
+    """Wall time plus an offset a test moves forward (due work, reminders)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def kube_sim() -> Iterator[KubeSimulator]:
+    with KubeSimulator() as sim:
+        sim.seed_deployment(NS, "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2"])
+        yield sim
+
+
+@pytest.fixture
+def clock() -> BotClock:
+    return BotClock()
+
+
+@pytest.fixture
+def harness(make_harness: Any, kube_sim: KubeSimulator, clock: BotClock) -> Harness:
+    kube = KubernetesClient(api_client_for=lambda ctx: kube_sim.api_client(), sleep=lambda s: None)
+    text = catalog_yaml(
+        "  checkout:\n    namespace: shop\n    deployment: checkout-api\n"
+        "    responders: [U0ONCALL1]\n    approvers: [U0APPROVER1]"
+    )
+    h: Harness = make_harness(
+        text, prometheus_url=None, kube=kube, clock=clock, public_url="https://bot.example.com"
+    )
+    return h
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def review_links(h: Harness) -> list[dict[str, Any]]:
+    return [m for m in h.slack.messages("C0DEPLOYS") if "Post-rollback review" in m["text"]]
+
+
+def run_and_publish(h: Harness, text: str) -> None:
+    h.slash(text)
+    h.wait_rollbacks()
+    until(lambda: h.bot.deps.repo.get_work("review.publish:1") is not None, "the review work")
+    until(lambda: h.bot.deps.due.tick() == 0 and bool(review_links(h)), "the review link")
+
+
+def test_immediate_rollback_review_published_served_reposted(harness: Harness) -> None:
+    run_and_publish(harness, "run checkout --immediate 5xx storm after v2")
+
+    review = harness.bot.deps.repo.get_review(1)
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert review is not None and rollback is not None and review.published_via == "canvas"
+    (link,) = review_links(harness)
+    assert link["thread_ts"] == rollback.progress_ts
+    assert "<https://bot.example.com/reviews/1|web page>" in link["text"]
+    canvas = harness.slack.canvas(review.canvas_id or "")
+    assert canvas is not None and "- **Outcome**: Succeeded" in canvas["markdown"]
+    assert "revision 2 → template of revision 1" in canvas["markdown"]
+    assert "- **Reason given**: 5xx storm after v2" in canvas["markdown"]
+
+    page = httpx.get(f"{harness.server.url}/reviews/1")
+    assert page.status_code == 200
+    assert "<h2>Rollback Execution</h2>" in page.text
+    assert "Roll checkout-api back" in page.text
+
+    again = harness.slash("review 1").json()
+    assert again["response_type"] == "ephemeral"
+    assert f"<{review.permalink}|canvas in Slack>" in again["text"]
+    assert "There is no rollback #9." in harness.slash("review 9").json()["text"]
+
+
+def test_review_of_a_running_rollback_is_explained(
+    harness: Harness, kube_sim: KubeSimulator
+) -> None:
+    kube_sim.set_never_ready(NS, "checkout-api")
+    harness.slash("run checkout --immediate")
+    answer = harness.slash("review 1").json()["text"]
+    assert "is running: its review is written when it ends" in answer
+    assert httpx.get(f"{harness.server.url}/reviews/1").status_code == 404
+    harness.slash("abort 1")
+    harness.wait_rollbacks()
+
+
+def test_failed_rollback_reminds_until_the_root_cause_is_marked(
+    harness: Harness, clock: BotClock
+) -> None:
+    run_and_publish(harness, "run checkout --immediate --to 7")
+    assert "- **Outcome**: Failed: " in (harness.bot.deps.repo.get_review(1).markdown)  # type: ignore[union-attr]
+
+    clock.offset = timedelta(hours=23)
+    assert harness.bot.deps.due.tick() == 0  # not due yet
+    clock.offset = timedelta(hours=24, minutes=1)
+    assert harness.bot.deps.due.tick() == 1
+    reminders = [m for m in harness.slack.messages("C0DEPLOYS") if ":bell:" in m["text"]]
+    assert len(reminders) == 1 and "has no root cause yet" in reminders[0]["text"]
+    assert "thread_ts" not in reminders[0]  # in the channel, not buried in the thread
+    assert harness.slack.calls_to("canvases.getContent")  # it tried to read the canvas back
+
+    (button,) = reminders[0]["blocks"][1]["elements"]
+    assert button["action_id"] == ROOT_CAUSE_WRITTEN_ACTION
+    harness.requester.click(reminders[0], button, user_id="U0APPROVER1", channel_id="C0DEPLOYS")
+    harness.slack.wait_for("response_url")
+    review = harness.bot.deps.repo.get_review(1)
+    assert review is not None and review.root_cause_by == "U0APPROVER1"
+    (event,) = harness.bot.deps.repo.list_audit_events(kind="review.root_cause_written")
+    assert event.actor == "U0APPROVER1"
+
+
+def test_root_cause_marked_before_the_reminder_cancels_it(
+    harness: Harness, clock: BotClock
+) -> None:
+    run_and_publish(harness, "run checkout --immediate")
+    (link,) = review_links(harness)
+    button = link["blocks"][1]["elements"][0]
+    harness.requester.click(link, button, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    until(
+        lambda: (
+            (w := harness.bot.deps.repo.get_work(f"{REMIND}:1")) is not None
+            and w.status == "cancelled"
+        ),
+        "the reminder to be cancelled",
+    )
+
+    clock.offset = timedelta(hours=25)
+    assert harness.bot.deps.due.tick() == 0
+    assert not [m for m in harness.slack.messages("C0DEPLOYS") if ":bell:" in m["text"]]
+
+
+def test_canvas_read_back_with_a_root_cause_stops_the_reminder(
+    harness: Harness, clock: BotClock
+) -> None:
+    run_and_publish(harness, "run checkout --immediate")
+    review = harness.bot.deps.repo.get_review(1)
+    assert review is not None
+    written = review.markdown.split("## Root Cause\n", 1)
+    filled = (
+        written[0]
+        + "## Root Cause\nConnection pool of 5 in v2.\n\n## Contributing"
+        + (written[1].split("## Contributing", 1)[1])
+    )
+    # what Slack's canvases.getContent answers once someone wrote in the canvas
+    harness.slack.inject("canvases.getContent", status=200, body={"ok": True, "content": filled})
+
+    clock.offset = timedelta(hours=25)
+    assert harness.bot.deps.due.tick() == 1
+    assert not [m for m in harness.slack.messages("C0DEPLOYS") if ":bell:" in m["text"]]
+    review = harness.bot.deps.repo.get_review(1)
+    assert review is not None and review.root_cause_by == "canvas"
