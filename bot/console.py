@@ -8,6 +8,7 @@ answer Slack shows the user) and every message the app posts to the Slack API.
 from __future__ import annotations
 
 import html
+import json
 import queue
 import re
 import secrets
@@ -41,6 +42,7 @@ Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
   click N            press the Nth button of the last message that has buttons
   as USER <line>     send <line> as another Slack user (default U0ONCALL1, a responder)
   reply TEXT         answer the last SMS page from that phone (e.g. `reply ACK 4821`)
+  submit k=v …       fill in and submit the form a button opened (e.g. `submit reason="bad deploy"`)
   help | quit"""
 SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
 WAIT_SECONDS = 30.0
@@ -63,6 +65,7 @@ class ConsoleSession:
     twilio: TwilioSimulator | None = None  # the demo's phones: SMS pages are printed as they land
     _texts: queue.Queue[SimMessage] = field(default_factory=queue.Queue)
     _last_sms_to: str | None = None
+    _open_view: dict[str, Any] | None = None  # the modal a button opened, until submitted
 
     def __post_init__(self) -> None:
         self.slack.subscribe(self._arrived.put)
@@ -84,6 +87,8 @@ class ConsoleSession:
             _, user, line = [*line.split(maxsplit=2), "", ""][:3]
         if line.startswith("click"):
             self._click(line, user)
+        elif line.startswith("submit"):
+            self._submit(line.removeprefix("submit").strip(), user)
         elif line.startswith("reply ") and self.twilio is not None:
             self._reply_sms(line.removeprefix("reply ").strip())
         elif line.startswith("/rollback"):
@@ -105,6 +110,40 @@ class ConsoleSession:
             return
         channel = str(message.get("channel", CONSOLE_CHANNEL))
         self._send(self.requester.click(message, buttons[n - 1], user_id=user, channel_id=channel))
+
+    def _submit(self, args: str, user: str) -> None:
+        """Submit the open modal with ``block_id=value`` pairs; errors come back in the form."""
+        if self._open_view is None:
+            self._fail("no form is open (a button like Reject or Plan rollback opens one)")
+            return
+        try:
+            pairs = [word.partition("=") for word in shlex.split(args)]
+        except ValueError as exc:
+            self._fail(f"usage: submit field=value …: {exc}")
+            return
+        fields = {key: value for key, _, value in pairs}
+        resp = self.requester.submit_view(self._open_view, fields, user_id=user)
+        if resp.status_code == 200 and resp.content:
+            errors = resp.json().get("errors", {})
+            listed = "; ".join(f"{field}: {error}" for field, error in errors.items())
+            self._say(f"📝 The form was not accepted — {listed}. Fix it and `submit` again.")
+            return
+        self._open_view = None
+        self._send(resp)
+
+    def _show_form(self, view: dict[str, Any]) -> None:
+        self._open_view = view
+        fields = [
+            f"{b['block_id']}{'' if b.get('optional') else ' (required)'}: {b['label']['text']}"
+            for b in view.get("blocks", [])
+            if b.get("type") == "input"
+        ]
+        title = view.get("title", {}).get("text", "form")
+        self._say(
+            f"📝 Form “{title}” opened:\n  "
+            + "\n  ".join(fields)
+            + "\nFill it in with `submit field=value …` (quote values with spaces)."
+        )
 
     def _reply_sms(self, text: str) -> None:
         if self.twilio is None or self._last_sms_to is None:
@@ -162,6 +201,10 @@ class ConsoleSession:
                 self._fail(
                     f"Slack API {call.method} failed: {call.response.get('error', call.status)}"
                 )
+                continue
+            if call.method == "views.open":
+                view = call.params.get("view")
+                self._show_form(json.loads(view) if isinstance(view, str) else dict(view or {}))
                 continue
             if call.method not in SHOWN_METHODS:
                 continue

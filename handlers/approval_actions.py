@@ -1,8 +1,9 @@
 """Approval buttons (Approve, Reject, Run anyway / Cancel) and the assessment's buttons.
 
-Every button acks first. Who pressed it is checked against the catalog; refusals are answered
-privately and audited by ``bot.approvals``. A double click or a retried delivery is one vote (the
-database keeps one vote per person).
+Buttons hand their work to the work pool and ack at once (the work is queued before the ack, so
+whoever waits for the pool after the ack — the console, tests — sees it). Who pressed it is
+checked against the catalog; refusals are answered privately and audited by ``bot.approvals``.
+A double click or a retried delivery is one vote (the database keeps one vote per person).
 """
 
 from __future__ import annotations
@@ -40,13 +41,8 @@ def _rollback_id(body: dict[str, Any]) -> int | None:
 def register(app: App, deps: Deps) -> None:
     @app.action(Action.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        deps.work.submit("approve button", _approve, deps, body, respond)
         ack()
-        rollback_id = _rollback_id(body)
-        if rollback_id is None:
-            _tell(respond, ":x: This button does not name a rollback.")
-            return
-        answer = approvals.approve(deps, rollback_id, body["user"]["id"], via="button")
-        _tell(respond, answer.text)
 
     @app.action(Action.REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -79,59 +75,72 @@ def register(app: App, deps: Deps) -> None:
 
     @app.action(Action.RUN_NOW)
     def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        deps.work.submit("roll back now button", _run_now, deps, body, respond)
         ack()
-        user = body["user"]["id"]
-        service_name, _, assessment = _value(body).partition(":")
-        service = deps.catalog.get(service_name)
-        if service is None:
-            _tell(respond, f":x: {service_name} is no longer in the catalog.")
-            return
-        if not policy.may_run_immediately(service, user):
-            deps.repo.add_audit_event(
-                "rollback.refused",
-                now=deps.clock(),
-                service=service.name,
-                actor=user,
-                channel_id=body.get("channel", {}).get("id"),
-                message_ts=body.get("message", {}).get("ts"),
-                detail={"why": "not a responder", "via": "assessment button"},
-            )
-            _tell(
-                respond,
-                f":no_entry: Only responders of *{service.name}* may roll back at once:"
-                f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval.",
-            )
-            return
-        assessment_id = int(assessment) if assessment.isdigit() else None
-        try:
-            plan = service.plan(None)
-        except ValueError as exc:
-            _tell(respond, f":x: {exc}")
-            return
-        text = start_immediate(
-            deps,
-            service,
-            plan,
-            user=user,
-            reason=f"from assessment #{assessment_id}" if assessment_id else "from an assessment",
-            target_revision=None,
-            assessment_id=assessment_id,
-            channel_id=body.get("channel", {}).get("id"),
-        )
-        _tell(respond, text)
 
     @app.action(Action.CONFIRM_RUN)
     def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        deps.work.submit("confirm button", _confirm, deps, body, respond, True)
         ack()
-        _confirm(deps, body, respond, run=True)
 
     @app.action(Action.CONFIRM_CANCEL)
     def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        deps.work.submit("cancel button", _confirm, deps, body, respond, False)
         ack()
-        _confirm(deps, body, respond, run=False)
 
 
-def _confirm(deps: Deps, body: dict[str, Any], respond: Respond, *, run: bool) -> None:
+def _approve(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
+    rollback_id = _rollback_id(body)
+    if rollback_id is None:
+        _tell(respond, ":x: This button does not name a rollback.")
+        return
+    answer = approvals.approve(deps, rollback_id, body["user"]["id"], via="button")
+    _tell(respond, answer.text)
+
+
+def _run_now(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
+    user = body["user"]["id"]
+    service_name, _, assessment = _value(body).partition(":")
+    service = deps.catalog.get(service_name)
+    if service is None:
+        _tell(respond, f":x: {service_name} is no longer in the catalog.")
+        return
+    if not policy.may_run_immediately(service, user):
+        deps.repo.add_audit_event(
+            "rollback.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            channel_id=body.get("channel", {}).get("id"),
+            message_ts=body.get("message", {}).get("ts"),
+            detail={"why": "not a responder", "via": "assessment button"},
+        )
+        _tell(
+            respond,
+            f":no_entry: Only responders of *{service.name}* may roll back at once:"
+            f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval.",
+        )
+        return
+    assessment_id = int(assessment) if assessment.isdigit() else None
+    try:
+        plan = service.plan(None)
+    except ValueError as exc:
+        _tell(respond, f":x: {exc}")
+        return
+    text = start_immediate(
+        deps,
+        service,
+        plan,
+        user=user,
+        reason=f"from assessment #{assessment_id}" if assessment_id else "from an assessment",
+        target_revision=None,
+        assessment_id=assessment_id,
+        channel_id=body.get("channel", {}).get("id"),
+    )
+    _tell(respond, text)
+
+
+def _confirm(deps: Deps, body: dict[str, Any], respond: Respond, run: bool) -> None:
     rollback_id = _rollback_id(body)
     if rollback_id is None:
         _tell(respond, ":x: This button does not name a rollback.")

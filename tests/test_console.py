@@ -74,3 +74,25 @@ def test_demo_rollback_runs_to_the_end(tmp_path: Path, capsys: object) -> None:
     assert "revision 3 (app=registry.example.com/checkout:v3) → template of revision 2" in out
     assert "ROLLBACK #1 OF CHECKOUT — SUCCEEDED" in out
     assert "✅ Wait for the rollout" in out
+
+
+def test_demo_planned_rollback_with_forms(tmp_path: Path, capsys: object) -> None:
+    script = tmp_path / "planned.txt"
+    script.write_text(
+        "/rollback assess search\n"
+        "click 1\n"  # Plan rollback: opens the form
+        'submit reason="slow since 3.2" window=soon\n'  # refused inside the form
+        'submit reason="slow since 3.2"\n'
+        "as U0APPROVER1 click 1\n"  # Approve on the request message
+        "/rollback history search\n"
+    )
+
+    rc = main(["console", "--demo", "--script", str(script)])
+
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert rc == 0, out[-2000:]
+    assert "📝 Form “Plan a rollback” opened" in out
+    assert "The form was not accepted — window: soon is not a time" in out
+    assert "ROLLBACK REQUEST #1 — SEARCH" in out
+    assert "Approved by @U0APPROVER1" in out
+    assert "#1 search succeeded · planned undo" in out

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 SEND_TRIES = 4  # Twilio down: the first try and three more, 5 s, 15 s and 45 s apart
 ACK_WAIT_MINUTES = 5.0  # after the last level, how long before "nobody acknowledged"
-SEND_PARALLEL = 8
+# One level's phones are paged at once (a level is rarely larger); more would only queue.
+SEND_PARALLEL = 32
 UNREACHED = ("failed", "undelivered")
 
 

@@ -430,6 +430,7 @@ def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts (20 phones at once) into retries
 
     def __init__(self, simulator: TwilioSimulator) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -138,10 +139,15 @@ def test_sigkill_mid_rollback_resumes_from_the_step_it_was_in(
     assert kube_images(kube) == "svc:1"
     rollback = repo.get_rollback(1)
     assert rollback is not None and rollback.progress_ts == progress_ts
-    progress = [
-        m for m in slack.messages("C0DEPLOYS") if m.get("text", "").startswith("Rollback #1")
-    ]
-    assert len(progress) == 1 and "SUCCEEDED" in progress[0]["text"]
+
+    def progress() -> list[dict[str, Any]]:
+        return [
+            m for m in slack.messages("C0DEPLOYS") if m.get("text", "").startswith("Rollback #1")
+        ]
+
+    # the final edit follows the status change (posts go out from their own thread)
+    until(lambda: "SUCCEEDED" in progress()[0]["text"], "the final progress edit")
+    assert len(progress()) == 1
 
 
 def kube_images(kube: KubeSimulator) -> str:
