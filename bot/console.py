@@ -174,9 +174,19 @@ class ConsoleSession:
             if time.monotonic() > deadline:
                 self._fail(f"a rollback was still running after {ROLLBACK_WAIT_SECONDS:g} s")
                 break
+        self._run_due_work()
         if self.bot.deps.work.failures > failures_before:
             self._fail("the app hit an internal error (see the log above)")
         self._print_arrivals()
+
+    def _run_due_work(self) -> None:
+        """Run what is due now (review documents, notices) before the next line, as the
+        scheduler of ``serve`` would within seconds; later items wait for their time."""
+        for _ in range(5):
+            if self.bot.deps.due.tick() == 0:
+                return
+            self.bot.deps.work.wait_idle(WAIT_SECONDS)
+            self.bot.deps.engine.wait_idle(ROLLBACK_WAIT_SECONDS)
 
     def _send_followups(self) -> None:
         self.bot.deps.work.wait_idle(WAIT_SECONDS)

@@ -60,13 +60,8 @@ def register(app: App, deps: Deps) -> None:
             approvals.vote(deps, cmd, command, ack)
         elif cmd.verb == "history":
             approvals.history(deps, cmd, ack)
-        else:
-            ack(
-                text=f"`/rollback {cmd.verb}` is not available in this version of rollback-bot yet."
-                " Available now: `assess`, `run --immediate`, `run --dry-run`, `status`, `abort`"
-                " and `help`.",
-                response_type="ephemeral",
-            )
+        else:  # parse_command only returns the verbs above; say so rather than stay silent
+            ack(text=f"`/rollback {cmd.verb}` is not handled.", response_type="ephemeral")
 
 
 def _known_service(deps: Deps, cmd: Command, ack: Ack) -> Service | None:
