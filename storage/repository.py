@@ -691,7 +691,6 @@ class Repository:
         with self._write() as session:
             return session.exec(statement).rowcount == 1
 
-
     # --- notifications -------------------------------------------------------------------------
 
     def set_incident_channel(self, rollback_id: int, channel_id: str) -> bool:
