@@ -23,6 +23,7 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 WorkHandler = Callable[[DueWork], None]
+GiveUpHandler = Callable[[DueWork, str], None]  # the item and its last error
 
 
 class RetryLater(Exception):
@@ -49,12 +50,18 @@ class DueWorkRunner:
         self.lease = timedelta(seconds=lease_seconds)
         self.batch, self.max_attempts = batch, max_attempts
         self.handlers: dict[str, WorkHandler] = {}
+        self.give_up_handlers: dict[str, GiveUpHandler] = {}
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
 
-    def register(self, kind: str, handler: WorkHandler) -> None:
+    def register(
+        self, kind: str, handler: WorkHandler, on_give_up: GiveUpHandler | None = None
+    ) -> None:
+        """``on_give_up`` runs once when an item fails for good (say so where people look)."""
         if kind in self.handlers:
             raise ValueError(f"a handler for due work {kind!r} is already registered")
         self.handlers[kind] = handler
+        if on_give_up is not None:
+            self.give_up_handlers[kind] = on_give_up
 
     def schedule(
         self, kind: str, key: str, due_at: datetime, payload: Mapping[str, Any] | None = None
@@ -96,7 +103,8 @@ class DueWorkRunner:
             error = f"{type(exc).__name__}: {exc}"
             if item.attempts >= self.max_attempts:
                 log.exception("due work %s failed for good after %d tries", item.key, item.attempts)
-                self.repo.fail_work(item.id, self.worker, error, self.clock())
+                if self.repo.fail_work(item.id, self.worker, error, self.clock()):
+                    self._give_up(item, error)
                 return
             backoff = timedelta(seconds=min(300, 5 * 2 ** (item.attempts - 1)))
             log.exception("due work %s failed (try %d); retrying", item.key, item.attempts)
@@ -105,6 +113,15 @@ class DueWorkRunner:
             )
             return
         self.repo.complete_work(item.id, self.worker, self.clock())
+
+    def _give_up(self, item: DueWork, error: str) -> None:
+        handler = self.give_up_handlers.get(item.kind)
+        if handler is None:
+            return
+        try:
+            handler(item, error)
+        except Exception:
+            log.exception("due work %s: the give-up handler failed too", item.key)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -15,7 +15,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import approvals
+from bot import approval_start, approvals
 from bot.app import Deps
 from bot.notify import approval_blocks
 from bot.rollback import policy
@@ -145,7 +145,7 @@ def _confirm(deps: Deps, body: dict[str, Any], respond: Respond, run: bool) -> N
     if rollback_id is None:
         _tell(respond, ":x: This button does not name a rollback.")
         return
-    answer = approvals.confirm(deps, rollback_id, body["user"]["id"], run=run)
+    answer = approval_start.confirm(deps, rollback_id, body["user"]["id"], run=run)
     if answer.is_ok and not answer.text.startswith("Rollback #"):
         respond(text=f"{answer.text} (<@{body['user']['id']}>)", replace_original=True)
     else:

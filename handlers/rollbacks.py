@@ -62,8 +62,17 @@ def run(
             detail={"why": "not a responder"},
         )
         return
-    if cmd.is_forced and not policy.may_force(service, user):
+    if cmd.is_forced and not policy.may_force(
+        service, user, deps.groups.members(policy.approver_groups(service))
+    ):
         _say(ack, ":no_entry: `--force` (past the point of no return) is for approvers only.")
+        deps.repo.add_audit_event(
+            "rollback.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            detail={"why": "--force by a non-approver"},
+        )
         return
     _start(deps, cmd, service, plan, user, command, ack)
 
@@ -106,12 +115,12 @@ def start_immediate(
 ) -> str:
     """Store and start an immediate rollback (the caller checked the user is a responder);
     returns what to tell them. A planned request still waiting is superseded."""
-    from bot.approvals import supersede_pending
+    from bot.approval_start import supersede_pending
 
     channel = service.channel  # progress lives in the service's channel
     if is_forced:
         plan = _forced(plan)
-    superseded = supersede_pending(deps, service.name, user, deps.clock)
+    superseded = supersede_pending(deps, service.name, user)
     try:  # the row and its plan are stored before the ack: a crash after it loses nothing
         rollback = deps.repo.create_rollback(
             service=service.name,
@@ -254,7 +263,8 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
         _say(ack, f":x: There is no rollback #{cmd.rollback_id}.")
         return
     service = deps.catalog.get(rollback.service)
-    if service is None or not policy.may_abort(service, user, rollback.requested_by):
+    members = deps.groups.members(policy.approver_groups(service)) if service else set()
+    if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         _say(ack, ":no_entry: Only the requester, responders and approvers may abort it.")
         deps.repo.add_audit_event(
             "rollback.abort_refused",
@@ -264,6 +274,15 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
             actor=user,
         )
         return
+    if rollback.status in ("pending_approval", "approved", "scheduled"):
+        from bot.approval_start import cancel_waiting
+
+        if cancel_waiting(deps, cmd.rollback_id, user, cmd.reason) is not None:
+            _say(
+                ack,
+                f":heavy_multiplication_x: Rollback #{cmd.rollback_id} cancelled before it ran.",
+            )
+            return
     moved = deps.repo.set_rollback_status(
         cmd.rollback_id, "aborting", deps.clock(), expected=("running",)
     )

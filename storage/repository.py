@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -62,6 +62,16 @@ class NewStep:
     name: str
     kind: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewWork:
+    """Due work to schedule together with a status change (`set_rollback_status`)."""
+
+    kind: str
+    key: str
+    due_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Repository:
@@ -260,6 +270,7 @@ class Repository:
         required_approvals: int = 1,
         expires_at: datetime | None = None,
         steps: Sequence[NewStep] = (),
+        schedule: Callable[[int], Sequence[NewWork]] | None = None,
     ) -> Rollback:
         """Persist a rollback with its plan's steps in one transaction (a crash can never leave
         an active rollback without a plan); raise `ActiveRollbackExists` if the service already
@@ -289,6 +300,8 @@ class Repository:
                     session.flush()
                     assert rollback.id is not None
                     session.add_all(_step_rows(rollback.id, steps))
+                    for work in schedule(rollback.id) if schedule else ():
+                        session.add(_work_row(work, now))
                 return rollback
             except IntegrityError:
                 if status not in ACTIVE_STATUSES:
@@ -341,11 +354,15 @@ class Repository:
         error: str | None = None,
         *,
         expected: Collection[str] | None = None,
+        schedule: Sequence[NewWork] = (),
+        cancel: Sequence[str] = (),
     ) -> Rollback | None:
         """Move a rollback to `status`, stamping started_at/finished_at, and return it.
 
         With `expected`, the change is a compare-and-set: it happens only if the current status is
         one of `expected`, else None is returned (e.g. two people clicking Approve and Reject).
+        In the same transaction, `schedule` adds due work (once per key) and `cancel` cancels
+        open due work by key, so a crash can never separate a transition from what follows it.
         Raises `RecordNotFound`, or `ActiveRollbackExists` when re-activating would make two.
         """
         _check_rollback_status(status)
@@ -368,6 +385,18 @@ class Repository:
                 if error is not None:
                     rollback.error = error
                 service = rollback.service
+                for work in schedule:
+                    if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
+                        session.add(_work_row(work, now))
+                if cancel:
+                    session.exec(
+                        sa.update(DueWork)
+                        .where(col(DueWork.key).in_(list(cancel)))
+                        .where(col(DueWork.status).in_(("pending", "claimed")))
+                        .values(
+                            status="cancelled", done_at=now, claimed_by=None, claimed_until=None
+                        )
+                    )
             return rollback
         except IntegrityError:
             if service is not None and status in ACTIVE_STATUSES:
@@ -889,6 +918,12 @@ class Repository:
             if rollback.acknowledged_at is None:
                 rollback.acknowledged_at, rollback.acknowledged_by = now, by
         return True
+
+
+def _work_row(work: NewWork, now: datetime) -> DueWork:
+    return DueWork(
+        kind=work.kind, key=work.key, due_at=work.due_at, payload=dict(work.payload), created_at=now
+    )
 
 
 def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]:

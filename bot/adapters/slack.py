@@ -66,10 +66,9 @@ class UserGroupMembers:
             return cached[1]
         try:
             users = self.client.usergroups_users_list(usergroup=group).get("users") or []
-        except SlackApiError as exc:
-            log.warning(
-                "cannot list members of user group %s (%s)", group, exc.response.get("error")
-            )
+        except Exception as exc:  # Slack errors, timeouts, connection errors alike
+            why = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
+            log.warning("cannot list members of user group %s (%s)", group, why)
             return cached[1] if cached is not None else frozenset()
         members = frozenset(str(u) for u in users)
         with self._lock:

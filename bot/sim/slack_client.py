@@ -84,6 +84,19 @@ class SlackRequester:
         channel_id: str,
     ) -> httpx.Response:
         """Press ``action`` (a button) of a posted ``message``: a ``block_actions`` payload."""
+        return self.post_form(
+            self.click_body(message, action, user_id=user_id, channel_id=channel_id)
+        )
+
+    def click_body(
+        self,
+        message: Mapping[str, Any],
+        action: Mapping[str, Any],
+        *,
+        user_id: str,
+        channel_id: str,
+    ) -> str:
+        """The form body of a button press (post it twice to replay one delivery)."""
         n = next(_counter)
         payload = {
             "type": "block_actions",
@@ -112,7 +125,7 @@ class SlackRequester:
                 }
             ],
         }
-        return self.post_form(urlencode({"payload": json.dumps(payload)}))
+        return urlencode({"payload": json.dumps(payload)})
 
     def submit_view(
         self, view: Mapping[str, Any], values: Mapping[str, str], *, user_id: str

@@ -505,6 +505,13 @@ class SlackWorkspace:
         canvas["access"].update(dict.fromkeys(targets, level))
         return {}
 
+    @_method("canvases.getContent")
+    def _canvases_get_content(self, params: Params) -> Params:
+        canvas = self._canvas(params)
+        if params.get("content_type") not in (None, "", "markdown"):
+            raise SlackError("invalid_arguments")  # only markdown is simulated
+        return {"content": canvas["markdown"]}
+
     @_method("canvases.edit")
     def _canvases_edit(self, params: Params) -> Params:
         canvas = self._canvas(params)

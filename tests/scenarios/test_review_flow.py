@@ -9,11 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_sdk import WebClient
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION
 from bot.sim.kube_api import KubeSimulator
-from tests.conftest import Harness, catalog_yaml
+from tests.conftest import BOT_TOKEN, Harness, catalog_yaml
 
 NS = "shop"
 
@@ -165,8 +166,15 @@ def test_canvas_read_back_with_a_root_cause_stops_the_reminder(
         + "## Root Cause\nConnection pool of 5 in v2.\n\n## Contributing"
         + (written[1].split("## Contributing", 1)[1])
     )
-    # what Slack's canvases.getContent answers once someone wrote in the canvas
-    harness.slack.inject("canvases.getContent", status=200, body={"ok": True, "content": filled})
+    # someone writes the root cause in the canvas (through Slack's API, as a client would)
+    assert review.canvas_id is not None
+    person = WebClient(token=BOT_TOKEN, base_url=harness.slack.api_url)  # the sim has one token
+    person.canvases_edit(
+        canvas_id=review.canvas_id,
+        changes=[
+            {"operation": "replace", "document_content": {"type": "markdown", "markdown": filled}}
+        ],
+    )
 
     clock.offset = timedelta(hours=25)
     assert harness.bot.deps.due.tick() == 1

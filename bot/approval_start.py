@@ -1,0 +1,328 @@
+"""Starting approved rollbacks: at the window, after a fresh assessment, never blindly.
+
+``rollback.start`` is durable due work scheduled in the same transaction as the approval. Just
+before starting, the service is assessed again; when the matrix says CONTINUE (or the assessment
+fails) the approvers are asked to **Run anyway** or **Cancel**, and an unanswered question expires.
+A window missed by more than the grace period (the bot was down) is reported, never run silently.
+Every way out of "approved" or "scheduled" (start, cancel, expiry, give-up) is a compare-and-set
+that cancels the rest of the due work in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from slack_sdk.errors import SlackApiError
+
+from bot.approvals import START, Answer, _audit, _members, refresh_request
+from bot.assessor import assess_service, store_assessment
+from bot.catalog import Service
+from bot.notify import approval_blocks
+from bot.rollback import policy
+from bot.rollback.assess import Decision
+from storage.models import DueWork, Rollback
+from storage.repository import NewWork
+
+if TYPE_CHECKING:
+    from bot.app import Deps
+
+log = logging.getLogger(__name__)
+
+CONFIRM_EXPIRE = "start.confirm_expire"
+WINDOW_MISSED = "start.window_missed"
+WAITING = ("pending_approval", "approved", "scheduled")
+
+
+def install(deps: Deps) -> None:
+    deps.due.register(START, lambda item: start_due(deps, item), lambda i, e: _gave_up(deps, i, e))
+    deps.due.register(CONFIRM_EXPIRE, lambda item: _confirm_expired(deps, item))
+    deps.due.register(WINDOW_MISSED, lambda item: _report_missed_window(deps, item))
+
+
+def _open_work(rollback_id: int) -> list[str]:
+    """Every due-work key that could still act on a waiting request."""
+    return [
+        f"expire:{rollback_id}",
+        f"start:{rollback_id}",
+        f"start:{rollback_id}:confirmed",
+        f"confirm-expire:{rollback_id}",
+    ]
+
+
+def _post(
+    deps: Deps,
+    r: Rollback,
+    service: Service,
+    text: str,
+    blocks: list[dict[str, object]] | None = None,
+) -> None:
+    """In the request's thread, also shown in the channel."""
+    deps.slack.chat_postMessage(
+        channel=r.approval_channel_id or service.channel,
+        thread_ts=r.approval_ts,
+        reply_broadcast=True,
+        text=text,
+        blocks=blocks,
+    )
+
+
+def start_due(deps: Deps, item: DueWork) -> None:
+    """Start an approved rollback: at its window, after a fresh assessment."""
+    rollback_id = int(item.payload["rollback_id"])
+    confirmed_by = item.payload.get("confirmed_by")
+    r = deps.repo.get_rollback(rollback_id)
+    if r is None or r.status not in ("approved", "scheduled"):
+        return
+    service = deps.catalog.get(r.service)
+    now = deps.clock()
+    if service is None:
+        deps.repo.set_rollback_status(
+            rollback_id, "failed", now, error="the service left the catalog", expected=WAITING
+        )
+        return
+    grace = timedelta(minutes=service.window_grace_minutes)
+    if not confirmed_by and r.scheduled_at is not None and now - r.scheduled_at > grace:
+        _missed_window(deps, r, now)
+        return
+    if not confirmed_by:
+        decision = _reassess(deps, service, r)
+        if decision in (Decision.CONTINUE, None):
+            _ask_to_confirm(deps, r, service, decision)
+            return
+    moved = deps.repo.set_rollback_status(
+        rollback_id,
+        "running",
+        now,
+        expected=("approved", "scheduled"),
+        cancel=[key for key in _open_work(rollback_id) if key != item.key],  # not this one
+    )
+    if moved is None:
+        return
+    votes = sorted(
+        {a.user_id for a in deps.repo.list_approvals(rollback_id) if a.decision == "approve"}
+    )
+    _audit(
+        deps,
+        "rollback.started",
+        moved,
+        confirmed_by or None,
+        kind="planned",
+        approvers=votes,
+        confirmed_by=confirmed_by,
+        reason=r.reason,
+    )
+    deps.engine.submit(rollback_id)
+    refresh_request(deps, rollback_id)
+
+
+def _reassess(deps: Deps, service: Service, r: Rollback) -> Decision | None:
+    """A fresh assessment, stored and audited; None when it could not be made."""
+    assessment_id = deps.repo.create_assessment(service.name, None, service.channel, deps.clock())
+    try:
+        result = assess_service(deps.reader, service)
+    except Exception as exc:
+        log.exception("re-assessment of %s before rollback #%s failed", service.name, r.id)
+        deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())
+        _audit(deps, "rollback.reassessed", r, None, assessment_id=assessment_id, error=str(exc))
+        return None
+    store_assessment(deps.repo, service, assessment_id, result, deps.clock())
+    _audit(
+        deps,
+        "rollback.reassessed",
+        r,
+        None,
+        assessment_id=assessment_id,
+        decision=result.decision.value,
+        total=result.total,
+    )
+    return result.decision
+
+
+def _ask_to_confirm(deps: Deps, r: Rollback, service: Service, decision: Decision | None) -> None:
+    """Hold the start and ask the approvers; the question expires like a request does."""
+    assert r.id is not None
+    expires = deps.clock() + timedelta(minutes=service.approval.expiry_minutes)
+    deps.repo.set_rollback_status(
+        r.id,
+        "approved",
+        deps.clock(),
+        expected=("approved", "scheduled"),
+        schedule=[
+            NewWork(CONFIRM_EXPIRE, f"confirm-expire:{r.id}", expires, {"rollback_id": r.id})
+        ],
+    )
+    why = (
+        "*CONTINUE* (the service looks healthy)"
+        if decision is not None
+        else "nothing: the fresh assessment failed (the bot's log has the details)"
+    )
+    text, blocks = approval_blocks.confirm_start_message(r, why)
+    approvers = {a.user_id for a in deps.repo.list_approvals(r.id) if a.decision == "approve"}
+    mentions = " ".join(f"<@{u}>" for u in sorted(approvers))
+    _post(deps, r, service, f"{mentions} {text}".strip(), blocks=blocks)
+    _audit(deps, "rollback.confirmation_requested", r, None, approvers=sorted(approvers))
+    refresh_request(
+        deps,
+        r.id,
+        note=f"Waiting for an approver to confirm (until {approval_blocks.when(expires)}).",
+    )
+
+
+def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
+    """An approver's answer to "the service looks healthy, run anyway?"."""
+    r = deps.repo.get_rollback(rollback_id)
+    service = deps.catalog.get(r.service) if r else None
+    if r is None or service is None:
+        return Answer(f":x: There is no rollback #{rollback_id}.", is_ok=False)
+    if user not in policy.approver_ids(service, _members(deps, service)):
+        _audit(deps, "rollback.confirm_refused", r, user)
+        return Answer(
+            f":no_entry: Only approvers of {service.name} may decide:"
+            f" {policy.who_may_approve(service)}.",
+            False,
+        )
+    if r.status != "approved":
+        return Answer(
+            f"Rollback #{rollback_id} is {r.status.replace('_', ' ')}; nothing to confirm."
+        )
+    if not run:
+        moved = deps.repo.set_rollback_status(
+            rollback_id,
+            "cancelled",
+            deps.clock(),
+            error=f"cancelled by <@{user}> at the start",
+            expected=("approved",),
+            cancel=_open_work(rollback_id),
+        )
+        if moved is not None:
+            _audit(deps, "rollback.cancelled", moved, user, why="not confirmed at the start")
+            refresh_request(deps, rollback_id)
+        return Answer(f":heavy_multiplication_x: Rollback #{rollback_id} cancelled.")
+    deps.due.schedule(
+        START,
+        f"start:{rollback_id}:confirmed",
+        deps.clock(),
+        {"rollback_id": rollback_id, "confirmed_by": user},
+    )
+    _audit(deps, "rollback.confirmed", r, user)
+    deps.work.submit("due work", deps.due.tick)
+    return Answer(f":arrows_counterclockwise: Confirmed: rollback #{rollback_id} starts now.")
+
+
+def _confirm_expired(deps: Deps, item: DueWork) -> None:
+    rollback_id = int(item.payload["rollback_id"])
+    moved = deps.repo.set_rollback_status(
+        rollback_id,
+        "expired",
+        deps.clock(),
+        error="no approver confirmed the start in time",
+        expected=("approved",),
+        cancel=[key for key in _open_work(rollback_id) if key != item.key],
+    )
+    if moved is not None:
+        _audit(deps, "rollback.confirmation_expired", moved, None)
+        refresh_request(deps, rollback_id)
+
+
+def _missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
+    """Expire it and report why, the report being its own due work so it is never lost."""
+    assert r.id is not None and r.scheduled_at is not None
+    late = int((now - r.scheduled_at).total_seconds() // 60)
+    error = f"window {approval_blocks.when(r.scheduled_at)} missed by {late} min"
+    moved = deps.repo.set_rollback_status(
+        r.id,
+        "expired",
+        now,
+        error=error,
+        expected=("approved", "scheduled"),
+        cancel=[key for key in _open_work(r.id) if key != f"start:{r.id}"],  # the caller's
+        schedule=[NewWork(WINDOW_MISSED, f"window-missed:{r.id}", now, {"rollback_id": r.id})],
+    )
+    if moved is not None:
+        _audit(deps, "rollback.window_missed", moved, None, late_minutes=late)
+        deps.work.submit("due work", deps.due.tick)
+
+
+def _report_missed_window(deps: Deps, item: DueWork) -> None:
+    r = deps.repo.get_rollback(int(item.payload["rollback_id"]))
+    service = deps.catalog.get(r.service) if r else None
+    if r is None or r.id is None or service is None:
+        return
+    _post(
+        deps,
+        r,
+        service,
+        f":warning: Rollback #{r.id} of *{service.name}* was NOT run: its {r.error} (the bot was"
+        f" not running then). That is beyond the {service.window_grace_minutes:g}-minute grace"
+        " period, so nothing ran silently. Re-plan it (`/rollback plan"
+        f" {service.name} …`) or run it now (`/rollback run {service.name} --immediate …`).",
+    )
+    refresh_request(deps, r.id)
+
+
+def _gave_up(deps: Deps, item: DueWork, error: str) -> None:
+    """The start kept failing: fail the rollback where people will see it."""
+    rollback_id = int(item.payload["rollback_id"])
+    moved = deps.repo.set_rollback_status(
+        rollback_id,
+        "failed",
+        deps.clock(),
+        error=f"the start kept failing: {error}",
+        expected=("approved", "scheduled"),
+        cancel=_open_work(rollback_id),
+    )
+    service = deps.catalog.get(moved.service) if moved else None
+    if moved is None or service is None:
+        return
+    _audit(deps, "rollback.start_failed", moved, None, error=error)
+    try:
+        _post(
+            deps,
+            moved,
+            service,
+            f":x: Approved rollback #{rollback_id} of *{service.name}* could not be started"
+            " after several tries; nothing was changed. The bot's log has the details; plan it"
+            " again or run it with `--immediate`.",
+        )
+    except SlackApiError:
+        log.exception("could not report that rollback #%d could not start", rollback_id)
+    refresh_request(deps, rollback_id)
+
+
+def cancel_waiting(deps: Deps, rollback_id: int, user: str, reason: str) -> Rollback | None:
+    """Cancel a request still waiting (for approval, a confirmation or its window)."""
+    moved = deps.repo.set_rollback_status(
+        rollback_id,
+        "cancelled",
+        deps.clock(),
+        error=f"cancelled by <@{user}>" + (f": {reason}" if reason else ""),
+        expected=WAITING,
+        cancel=_open_work(rollback_id),
+    )
+    if moved is not None:
+        _audit(deps, "rollback.cancelled", moved, user, reason=reason)
+        refresh_request(deps, rollback_id)
+    return moved
+
+
+def supersede_pending(deps: Deps, service: str, user: str) -> int | None:
+    """An immediate rollback replaces a request still waiting (for approval or a window);
+    returns the superseded request's id, or None when nothing was waiting."""
+    active = deps.repo.get_active_rollback(service)
+    if active is None or active.id is None or active.status not in WAITING:
+        return None
+    moved = deps.repo.set_rollback_status(
+        active.id,
+        "cancelled",
+        deps.clock(),
+        error=f"superseded by an immediate rollback by <@{user}>",
+        expected=WAITING,
+        cancel=_open_work(active.id),
+    )
+    if moved is None:
+        return None
+    _audit(deps, "approval.superseded", moved, user)
+    refresh_request(deps, active.id)
+    return active.id
