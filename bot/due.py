@@ -5,8 +5,10 @@ channel updates, SLA checks, review reminders) and schedule items with a unique 
 scheduling twice is harmless. ``tick()`` claims what is due with a lease (PostgreSQL replicas use
 ``FOR UPDATE SKIP LOCKED``) and runs the handlers; APScheduler calls it every few seconds and tests
 call it directly with an injected clock. A handler that raises is retried with back-off; after
-``max_attempts`` the item is marked failed and the error logged. A replica that dies holding an
-item loses its lease and another replica picks the item up again: handlers are idempotent.
+``max_attempts`` the item is marked failed and the error logged. A handler may also ask to run
+again later (``RetryLater``, e.g. Slack answered 429): that is bounded too, by ``max_waits``.
+A replica that dies holding an item loses its lease and another replica picks the item up
+again: handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ class DueWorkRunner:
         lease_seconds: float = 120.0,
         batch: int = 20,
         max_attempts: int = 5,
+        max_waits: int = 100,
         parallel: int = 4,
     ) -> None:
         self.repo, self.clock, self.worker = repo, clock, worker
         self.lease = timedelta(seconds=lease_seconds)
-        self.batch, self.max_attempts = batch, max_attempts
+        self.batch, self.max_attempts, self.max_waits = batch, max_attempts, max_waits
         self.handlers: dict[str, WorkHandler] = {}
         self.give_up_handlers: dict[str, GiveUpHandler] = {}
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
@@ -95,6 +98,11 @@ class DueWorkRunner:
         try:
             self.handlers[item.kind](item)
         except RetryLater as exc:
+            if item.attempts >= self.max_waits:  # waiting for something that never comes
+                log.error("due work %s gave up after %d tries: %s", item.key, item.attempts, exc)
+                if self.repo.fail_work(item.id, self.worker, str(exc), self.clock()):
+                    self._give_up(item, str(exc))
+                return
             retry_at = self.clock() + timedelta(seconds=exc.seconds)
             log.info("due work %s: %s; again at %s", item.key, exc, retry_at.isoformat())
             self.repo.fail_work(item.id, self.worker, str(exc), self.clock(), retry_at=retry_at)

@@ -27,10 +27,11 @@ from bot.catalog import Catalog, Service
 from bot.rollback.plan import Plan
 from bot.steps import Aborted, StepContext, StepFailed, StepRunner, runners
 from storage.models import Rollback, RollbackStep
-from storage.repository import NewStep, Repository
+from storage.repository import NewStep, NewWork, Repository
 
 log = logging.getLogger(__name__)
 
+FINISHED = "rollback.finished"  # due work: tell the listeners a rollback ended
 ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
 
 
@@ -91,6 +92,8 @@ class Engine:
         self._idle = threading.Condition(self._lock)
         self._running: set[int] = set()
         self.listeners: list[RollbackListener] = []
+        # Called after a rollback's end is stored; the app runs the FINISHED due work at once.
+        self.after_finish: Callable[[], None] = lambda: None
 
     # --- starting --------------------------------------------------------------------------
 
@@ -117,7 +120,13 @@ class Engine:
                 return
             self._running.add(rollback_id)
             self._aborts.setdefault(rollback_id, threading.Event())
-        self._pool.submit(self._run_guarded, rollback_id)
+        try:
+            self._pool.submit(self._run_guarded, rollback_id)
+        except RuntimeError:  # shutting down: the stored rollback is resumed by the next process
+            log.info("rollback #%d not started here: the bot is shutting down", rollback_id)
+            with self._idle:
+                self._running.discard(rollback_id)
+                self._idle.notify_all()
 
     def resume_all(self) -> list[int]:
         """Submit every rollback left running (or aborting) whose lease has lapsed."""
@@ -328,7 +337,12 @@ class Engine:
         return "\n".join(lines)
 
     def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
-        self.repo.set_rollback_status(rollback_id, status, self.clock(), error=error)
+        # What follows the end (notices, pages, the review, metrics) is due work stored with
+        # the final status: a crash right after it cannot lose them.
+        finished = NewWork(FINISHED, f"finished:{rollback_id}", self.clock(), {"id": rollback_id})
+        self.repo.set_rollback_status(
+            rollback_id, status, self.clock(), error=error, schedule=[finished]
+        )
         self.repo.add_audit_event(
             f"rollback.{status}",
             now=self.clock(),
@@ -339,6 +353,10 @@ class Engine:
         self.progress.changed(rollback_id, is_final=True)
         with self._lock:
             self._aborts.pop(rollback_id, None)
+        self.after_finish()
+
+    def tell_finished(self, rollback_id: int) -> None:
+        """Run the listeners' ``rollback_finished`` (from the durable FINISHED due work)."""
         self._tell("rollback_finished", rollback_id)
 
     def _tell(self, event: str, rollback_id: int) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog, Service
-from bot.review_text import changes, duration, signal_value, table, took, user, when
+from bot.review_text import changes, duration, plain, signal_value, table, took, user, when
 from storage.models import Approval, Assessment, AuditEvent, Page, Rollback, RollbackStep
 from storage.repository import Repository
 
@@ -93,7 +93,7 @@ def outcome(r: Rollback) -> str:
     if r.status == "succeeded":
         return "Succeeded"
     if r.status == "failed":
-        return f"Failed: {r.error or 'no error recorded'}"
+        return f"Failed: {plain(r.error) if r.error else 'no error recorded'}"
     if r.status == "aborted":
         return "Aborted before completion"
     return r.status.replace("_", " ").capitalize()
@@ -142,12 +142,12 @@ def _summary(facts: ReviewFacts) -> str:
         f"- **Rollback Completed**: {when(r.finished_at)}",
         f"- **Duration**: {sla_verdict(facts)}",
         f"- **Requested by**: {user(r.requested_by)}",
-        f"- **Reason given**: {r.reason or 'none given'}",
+        f"- **Reason given**: {plain(r.reason) if r.reason else 'none given'}",
         f"- **Approvers**: {_approvers(facts)}",
     ]
     if r.acknowledged_by:
         lines.append(
-            f"- **Page acknowledged by**: {r.acknowledged_by} at {when(r.acknowledged_at)}"
+            f"- **Page acknowledged by**: {plain(r.acknowledged_by)} at {when(r.acknowledged_at)}"
         )
     return "\n".join(lines)
 
@@ -170,7 +170,7 @@ def _event_text(event: AuditEvent) -> str:
         text += f" by {user(event.actor)}"
     detail = {k: v for k, v in event.detail.items() if v not in (None, "", False, {}, [])}
     if detail:
-        text += " (" + ", ".join(f"{k}: {v}" for k, v in detail.items()) + ")"
+        text += " (" + ", ".join(f"{k}: {plain(v)}" for k, v in detail.items()) + ")"
     return text
 
 
@@ -192,14 +192,14 @@ def _timeline(facts: ReviewFacts) -> str:
         if s.finished_at:
             seconds = took(s.started_at, s.finished_at)
             extra = f" after {duration(seconds)}" if seconds is not None else ""
-            error = f": {s.error}" if s.error else ""
+            error = f": {plain(s.error)}" if s.error else ""
             rows.append((s.finished_at, f"{s.phase}: {s.name} {s.status}{extra}{error}"))
     for p in facts.pages:
-        rows.append((p.created_at, f"Page {p.reason} level {p.level} to {p.contact_name}"))
+        rows.append((p.created_at, f"Page {p.reason} level {p.level} to {plain(p.contact_name)}"))
         if p.sent_at:
-            rows.append((p.sent_at, f"Page to {p.contact_name} sent ({p.status})"))
+            rows.append((p.sent_at, f"Page to {plain(p.contact_name)} sent ({p.status})"))
         if p.acknowledged_at:
-            rows.append((p.acknowledged_at, f"Page acknowledged by {p.acknowledged_by}"))
+            rows.append((p.acknowledged_at, f"Page acknowledged by {plain(p.acknowledged_by)}"))
     # equal times: the rollback's completion goes after the step that completed it
     rows.sort(key=lambda row: (row[0], row[1].startswith("Rollback completed")))
     origin = rows[0][0] if rows else r.created_at
@@ -216,7 +216,7 @@ def _trigger(facts: ReviewFacts) -> str:
     lines = [
         "## Trigger Analysis",
         f"- **Trigger type**: manual, `/rollback {how}` by {user(r.requested_by)}",
-        f"- **Reason**: {r.reason or 'none given'}",
+        f"- **Reason**: {plain(r.reason) if r.reason else 'none given'}",
     ]
     if a is None:
         lines.append(
@@ -287,7 +287,7 @@ def _execution(facts: ReviewFacts) -> str:
                     when(s.started_at),
                     when(s.finished_at),
                     duration(t) if (t := took(s.started_at, s.finished_at)) is not None else "—",
-                    s.error or "",
+                    plain(s.error or ""),
                 ]
                 for s in facts.steps
             ],

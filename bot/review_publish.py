@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUBLISH, REMIND = "review.publish", "review.remind"
+ANNOUNCED = "review.announced"  # audit kind: the link was posted in this channel
 ROOT_CAUSE_WRITTEN_ACTION = "review_root_cause_written"
 # Answers meaning "this workspace (plan, token, scopes) will not take a canvas": use a file.
 CANVAS_REFUSALS = frozenset(
@@ -106,6 +107,8 @@ class ReviewPublisher:
     def _publish(self, rollback: Rollback, review: Review) -> Review:
         deps, rid = self.deps, review.rollback_id
         channels = [c for c in (rollback.channel_id, rollback.incident_channel_id) if c]
+        if review.file_id is not None:  # uploaded already, the canvas was refused
+            return self._publish_file(rollback, review, channels)
         title = f"Post-rollback review: {rollback.service} #{rid}"
         canvas_id = review.canvas_id
         if canvas_id is None:
@@ -122,9 +125,17 @@ class ReviewPublisher:
                 log.info("review #%d: no canvas (%s); uploading a Markdown file", rid, error)
                 return self._publish_file(rollback, review, channels)
         if channels:
-            deps.slack.canvases_access_set(
-                canvas_id=canvas_id, access_level="write", channel_ids=channels
-            )
+            try:
+                deps.slack.canvases_access_set(
+                    canvas_id=canvas_id, access_level="write", channel_ids=channels
+                )
+            except SlackApiError as exc:
+                error = str(exc.response.get("error", ""))
+                if error not in CANVAS_REFUSALS:
+                    raise
+                # a canvas nobody but the bot can open is no review: the file it is
+                log.info("review #%d: canvas not shared (%s); uploading a file", rid, error)
+                return self._publish_file(rollback, review, channels)
         permalink = f"{deps.slack_team_url.rstrip('/')}/docs/{self._team()}/{canvas_id}"
         return deps.repo.update_review(
             rid,
@@ -136,24 +147,39 @@ class ReviewPublisher:
         )
 
     def _publish_file(self, rollback: Rollback, review: Review, channels: list[str]) -> Review:
+        """Upload once: the file id is stored before anything else may fail, and a retry that
+        finds it does not upload again. The permalink is a nicety (files.info needs
+        ``files:read``): without it the link message points at the thread and the web page."""
         deps, rid = self.deps, review.rollback_id
-        uploaded = deps.slack.files_upload_v2(
-            content=review.markdown,
-            filename=f"rollback-{rid}-{rollback.service}-review.md",
-            title=f"Post-rollback review: {rollback.service} #{rid}",
-            channel=rollback.channel_id,
-            thread_ts=rollback.progress_ts,
-        )
-        file_id = str(uploaded["file"]["id"])
-        info = deps.slack.files_info(file=file_id)
+        file_id, permalink = review.file_id, None
+        if file_id is None:
+            uploaded = deps.slack.files_upload_v2(
+                content=review.markdown,
+                filename=f"rollback-{rid}-{rollback.service}-review.md",
+                title=f"Post-rollback review: {rollback.service} #{rid}",
+                channel=rollback.channel_id,
+                thread_ts=rollback.progress_ts,
+            )
+            file = uploaded.get("file") or {}
+            file_id, permalink = str(file["id"]), file.get("permalink")
+            deps.repo.update_review(rid, deps.clock(), file_id=file_id)
+        if not permalink:
+            try:
+                permalink = deps.slack.files_info(file=file_id)["file"].get("permalink")
+            except SlackApiError as exc:
+                log.warning(
+                    "review #%d: no permalink for file %s (%s); linking the thread and web page",
+                    rid,
+                    file_id,
+                    exc.response.get("error"),
+                )
         return deps.repo.update_review(
             rid,
             deps.clock(),
             published_via="file",
-            file_id=file_id,
             channel_id=rollback.channel_id,
             thread_ts=rollback.progress_ts,
-            permalink=str(info["file"].get("permalink") or "") or None,
+            permalink=str(permalink or "") or None,
         )
 
     def _team(self) -> str:
@@ -162,18 +188,31 @@ class ReviewPublisher:
         return self._team_id
 
     def _announce(self, rollback: Rollback, review: Review) -> None:
-        text, blocks = link_message(self.deps, rollback, review)
-        if rollback.channel_id:
-            self.deps.slack.chat_postMessage(
-                channel=rollback.channel_id,
-                thread_ts=rollback.progress_ts,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
+        """Post the link in the progress thread and the incident channel; each post is audited
+        with its channel, so a retry after one failed does not post the other again."""
+        deps = self.deps
+        done = {
+            e.channel_id for e in deps.repo.list_audit_events(ANNOUNCED, rollback_id=rollback.id)
+        }
+        text, blocks = link_message(deps, rollback, review)
+        targets = [
+            (rollback.channel_id, rollback.progress_ts),
+            (rollback.incident_channel_id, None),
+        ]
+        for channel, thread_ts in targets:
+            if not channel or channel in done:
+                continue
+            done.add(channel)
+            resp = deps.slack.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=text, blocks=blocks, unfurl_links=False
             )
-        if rollback.incident_channel_id:
-            self.deps.slack.chat_postMessage(
-                channel=rollback.incident_channel_id, text=text, blocks=blocks, unfurl_links=False
+            deps.repo.add_audit_event(
+                ANNOUNCED,
+                now=deps.clock(),
+                service=rollback.service,
+                rollback_id=rollback.id,
+                channel_id=channel,
+                message_ts=str(resp.get("ts")),
             )
 
     # --- review.remind --------------------------------------------------------------------
@@ -184,7 +223,11 @@ class ReviewPublisher:
         rollback = deps.repo.get_rollback(rollback_id)
         if review is None or rollback is None or review.root_cause_at or review.reminded_at:
             return
-        if review.canvas_id and self._canvas_has_root_cause(review.canvas_id):
+        if (
+            review.published_via == "canvas"
+            and review.canvas_id
+            and self._canvas_has_root_cause(review.canvas_id)
+        ):
             deps.repo.mark_root_cause_written(rollback_id, "canvas", deps.clock())
             return
         text, blocks = link_message(deps, rollback, review, is_reminder=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +26,26 @@ def user(user_id: str | None) -> str:
     return f"@{user_id}" if user_id else "nobody"
 
 
+# What would make user text markup: emphasis, code, links and images, headings, HTML and
+# autolinks, entities, strikethrough, table pipes (and the backslash that escapes them all).
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|<>~&])")
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+# A pipe not already escaped (an even number of backslashes before it) would end a table cell.
+_BARE_PIPE = re.compile(r"(?<!\\)((?:\\\\)*)\|")
+
+
+def plain(value: Any) -> str:
+    """User-supplied text (a reason, an error) shown as written: one line, Markdown escaped, so
+    ``[x](https://evil)`` is no link and ``## Root Cause`` no heading."""
+    one_line = _LINE_BREAKS.sub(" ", str(value)).strip()
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", one_line)
+
+
 def cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell (pipes and line breaks would break the row)."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "—"
+    """Text safe inside a Markdown table cell (a bare pipe or a line break would break the row);
+    backslash escapes already in it (from :func:`plain`) are kept."""
+    text = _LINE_BREAKS.sub(" ", str(value)).strip()
+    return _BARE_PIPE.sub(r"\1\\|", text) or "—"
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

@@ -29,6 +29,26 @@ def _tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
 
 
+class _HomeReply:
+    """Buttons on the App Home tab have no response_url: answer by direct message and show the
+    tab again with the new state."""
+
+    def __init__(self, deps: Deps, user: str) -> None:
+        self.deps, self.user = deps, user
+
+    def __call__(self, text: str = "", **_: Any) -> None:
+        from handlers.home import publish_home
+
+        self.deps.slack.chat_postMessage(channel=self.user, text=text)
+        publish_home(self.deps, self.deps.slack, self.user)
+
+
+def _replier(deps: Deps, body: dict[str, Any], respond: Respond) -> Any:
+    if body.get("container", {}).get("type") == "view" or not body.get("response_url"):
+        return _HomeReply(deps, body["user"]["id"])
+    return respond
+
+
 def _value(body: dict[str, Any]) -> str:
     return str(body["actions"][0].get("value", ""))
 
@@ -41,13 +61,14 @@ def _rollback_id(body: dict[str, Any]) -> int | None:
 def register(app: App, deps: Deps) -> None:
     @app.action(Action.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        deps.work.submit("approve button", _approve, deps, body, respond)
+        deps.work.submit("approve button", _approve, deps, body, _replier(deps, body, respond))
         ack()
 
     @app.action(Action.REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """Reject asks for a reason in a modal; refusals are said before the modal opens."""
         ack()
+        respond = _replier(deps, body, respond)
         rollback_id = _rollback_id(body)
         r = deps.repo.get_rollback(rollback_id) if rollback_id is not None else None
         service = deps.catalog.get(r.service) if r else None
@@ -75,17 +96,23 @@ def register(app: App, deps: Deps) -> None:
 
     @app.action(Action.RUN_NOW)
     def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        deps.work.submit("roll back now button", _run_now, deps, body, respond)
+        deps.work.submit(
+            "roll back now button", _run_now, deps, body, _replier(deps, body, respond)
+        )
         ack()
 
     @app.action(Action.CONFIRM_RUN)
     def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        deps.work.submit("confirm button", _confirm, deps, body, respond, True)
+        deps.work.submit(
+            "confirm button", _confirm, deps, body, _replier(deps, body, respond), True
+        )
         ack()
 
     @app.action(Action.CONFIRM_CANCEL)
     def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        deps.work.submit("cancel button", _confirm, deps, body, respond, False)
+        deps.work.submit(
+            "cancel button", _confirm, deps, body, _replier(deps, body, respond), False
+        )
         ack()
 
 

@@ -12,7 +12,9 @@ from slack_sdk import WebClient
 
 from bot.app import Deps
 from bot.catalog import Catalog, Service
-from bot.notify.blocks import message_link
+from bot.notify.approval_blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.notify.blocks import escape, message_link
+from bot.notify.templates import mention
 from bot.review_publish import review_url
 from bot.rollback import policy
 from storage.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Rollback
@@ -67,7 +69,9 @@ def home_view(
         if r not in pending and is_involved(user, r, catalog.get(r.service), members)
     ]
     blocks: list[dict[str, Any]] = [_header("Waiting for your approval")]
-    blocks += [_pending(r, team_url) for r in pending] or [_text("Nothing waits for you.")]
+    blocks += [b for r in pending for b in _pending(r, team_url)] or [
+        _text("Nothing waits for you.")
+    ]
     blocks += [{"type": "divider"}, _header("Your active rollbacks")]
     blocks += [_active(r, team_url) for r in mine] or [
         _text("None of the rollbacks running now is yours or of your services.")
@@ -89,20 +93,38 @@ def _where(r: Rollback, team_url: str, channel: str | None, ts: str | None) -> s
     return f" · <{message_link(team_url, channel, ts)}|open>" if team_url and channel and ts else ""
 
 
-def _pending(r: Rollback, team_url: str) -> dict[str, Any]:
+def _pending(r: Rollback, team_url: str) -> list[dict[str, Any]]:
     expires = f", expires {r.expires_at:%H:%M} UTC" if r.expires_at else ""
-    return _text(
-        f"*#{r.id} {r.service}* requested by <@{r.requested_by}>{expires}:"
-        f" {r.reason or 'no reason given'}"
+    text = _text(
+        f"*#{r.id} {r.service}* requested by {mention(r.requested_by)}{expires}:"
+        f" {escape(r.reason) if r.reason else 'no reason given'}"
         f"{_where(r, team_url, r.approval_channel_id, r.approval_ts)}\n"
         f"`/rollback approve {r.id}` · `/rollback reject {r.id} <reason>`"
     )
+    buttons = {  # the same buttons as on the request message (handlers/approval_actions.py)
+        "type": "actions",
+        "block_id": f"home_approval_{r.id}",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": label},
+                "action_id": action,
+                "value": str(r.id),
+                "style": style,
+            }
+            for label, action, style in (
+                ("Approve", APPROVE_ACTION, "primary"),
+                ("Reject", REJECT_ACTION, "danger"),
+            )
+        ],
+    }
+    return [text, buttons]
 
 
 def _active(r: Rollback, team_url: str) -> dict[str, Any]:
     return _text(
         f"*#{r.id} {r.service}* {r.status.replace('_', ' ')} ({r.strategy}),"
-        f" requested by <@{r.requested_by}>{_where(r, team_url, r.channel_id, r.progress_ts)}"
+        f" requested by {mention(r.requested_by)}{_where(r, team_url, r.channel_id, r.progress_ts)}"
     )
 
 

@@ -247,7 +247,9 @@ class DueWork(SQLModel, table=True):
 
 # --- paging and reviews ----------------------------------------------------------------------
 
-PAGE_STATUSES = ("queued", "sent", "delivered", "undelivered", "failed", "skipped")
+# queued: stored, not sent; sending: handed to Twilio, outcome not recorded yet (never resent:
+# after a crash the status callback settles it); then Twilio's delivery statuses.
+PAGE_STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "skipped")
 
 
 class Page(SQLModel, table=True):

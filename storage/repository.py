@@ -821,11 +821,55 @@ class Repository:
         with self._read() as session:
             return list(session.exec(query.order_by(col(Page.id).desc()).limit(20)).all())
 
+    def claim_page_for_sending(self, page_id: int, now: datetime) -> bool:
+        """queued → sending, unless the page's ladder was acknowledged; True if this caller
+        may now send it (exactly one caller ever does).
+
+        One conditional UPDATE; the rollback row is share-locked first so that on PostgreSQL
+        an acknowledgement (which locks it for update) is either committed before this check or
+        waits until the page is claimed: an acknowledged ladder never starts another SMS.
+        """
+        acked = sa.inspect(Page).local_table.alias("acked")
+        with self._write() as session:
+            page = session.get(Page, page_id)
+            if page is None or page.status != "queued":
+                return False
+            session.exec(
+                select(Rollback.id)
+                .where(Rollback.id == page.rollback_id)
+                .with_for_update(read=True)
+            ).one()
+            is_acknowledged = (
+                sa.select(acked.c.id)
+                .where(
+                    acked.c.rollback_id == page.rollback_id,
+                    acked.c.reason == page.reason,
+                    acked.c.acknowledged_at.is_not(None),
+                )
+                .exists()
+            )
+            statement = (
+                sa.update(Page)
+                .where(col(Page.id) == page_id, col(Page.status) == "queued", ~is_acknowledged)
+                .values(status="sending", status_at=now)
+            )
+            return session.exec(statement).rowcount == 1
+
     def mark_page_sent(self, page_id: int, twilio_sid: str | None, now: datetime) -> bool:
-        """queued → sent (Twilio took it); False if the page was not queued any more."""
-        return self._update_queued_page(
-            page_id, status="sent", twilio_sid=twilio_sid, sent_at=now, status_at=now
+        """sending (or queued) → sent: Twilio took it. False if a delivery report got there
+        first (it saved the SID too) or the page was never being sent."""
+        return self._update_page(
+            page_id,
+            ("sending", "queued"),
+            status="sent",
+            twilio_sid=twilio_sid,
+            sent_at=now,
+            status_at=now,
         )
+
+    def release_page(self, page_id: int, now: datetime) -> bool:
+        """sending → queued: Twilio certainly did not take it (5xx, no connection); retry."""
+        return self._update_page(page_id, ("sending",), status="queued", status_at=now)
 
     def mark_page_failed(
         self,
@@ -836,15 +880,20 @@ class Repository:
         error_code: int | None = None,
         status: str = "failed",
     ) -> bool:
-        """queued → failed (or skipped: SMS disabled); False if the page was not queued."""
-        return self._update_queued_page(
-            page_id, status=status, error=error, error_code=error_code, status_at=now
+        """queued or sending → failed (or skipped: SMS disabled); False if it had moved on."""
+        return self._update_page(
+            page_id,
+            ("queued", "sending"),
+            status=status,
+            error=error,
+            error_code=error_code,
+            status_at=now,
         )
 
-    def _update_queued_page(self, page_id: int, **values: Any) -> bool:
+    def _update_page(self, page_id: int, statuses: tuple[str, ...], **values: Any) -> bool:
         statement = (
             sa.update(Page)
-            .where(col(Page.id) == page_id, col(Page.status) == "queued")
+            .where(col(Page.id) == page_id, col(Page.status).in_(statuses))
             .values(**values)
         )
         with self._write() as session:

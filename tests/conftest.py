@@ -95,6 +95,9 @@ class Harness:
         return self.slack.calls_to("chat.postMessage")
 
     def wait_rollbacks(self) -> None:
+        """Rollbacks done, and what follows their end (listeners run as due work) too."""
+        assert self.bot.deps.engine.wait_idle(30), "rollbacks still running after 30 s"
+        assert self.bot.deps.work.wait_idle(30), "follow-up work still running after 30 s"
         assert self.bot.deps.engine.wait_idle(30), "rollbacks still running after 30 s"
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from bot.catalog import Catalog, parse_catalog
 from bot.review import ROOT_CAUSE_PROMPT, build_review, gather, root_cause_is_written
-from bot.review_publish import PUBLISH, REMIND, ReviewListener
-from bot.sim.slack_api import SlackSimulator
+from bot.review_publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener
+from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.repository import NewStep, Repository
 from tests.conftest import Harness
@@ -168,7 +168,7 @@ def test_every_section_of_a_succeeded_planned_rollback(repo: Repository, catalog
     assert [r.split(" | ")[0] for r in rows] == sorted(r.split(" | ")[0] for r in rows)
 
     trigger = section(doc, "Trigger Analysis")
-    assert "- **Reason**: 5xx storm | after v3" in trigger
+    assert "- **Reason**: 5xx storm \\| after v3" in trigger  # Markdown-escaped user text
     assert "#1 at 2026-03-01 10:00:30 UTC (linked to this rollback)" in trigger
     assert "IMMEDIATE ROLLBACK — critical 55, high 0, medium 0, total 55" in trigger
     assert (
@@ -202,7 +202,9 @@ def test_every_section_of_a_succeeded_planned_rollback(repo: Repository, catalog
     assert root_cause_is_written(doc.replace(ROOT_CAUSE_PROMPT, "Pool size 5 in v3."))
 
 
-def _immediate(repo: Repository, status: str, error: str | None = None) -> int:
+def _immediate(
+    repo: Repository, status: str, error: str | None = None, reason: str | None = None
+) -> int:
     rollback = repo.create_rollback(
         service="checkout",
         kind="immediate",
@@ -210,6 +212,7 @@ def _immediate(repo: Repository, status: str, error: str | None = None) -> int:
         requested_by="U0ONCALL1",
         status="running",
         now=at(1),
+        reason=reason or "",
         channel_id="C0DEPLOYS",
         steps=[
             NewStep("application", "Roll back the deployment", "rollout_undo", {"params": {}}),
@@ -278,10 +281,10 @@ def harness(make_harness: Any) -> Harness:
     return h
 
 
-def finished_rollback(h: Harness) -> int:
+def finished_rollback(h: Harness, reason: str | None = None) -> int:
     """A rollback recorded in the bot's database, with its progress message posted."""
     repo = h.bot.deps.repo
-    rid = _immediate(repo, "failed", "boom")
+    rid = _immediate(repo, "failed", "boom", reason)
     ts = h.bot.deps.slack.chat_postMessage(channel="C0DEPLOYS", text=f"Rollback #{rid}")["ts"]
     repo.set_rollback_progress_ts(rid, ts)
     return rid
@@ -375,3 +378,135 @@ def test_review_page_renders_escaped_html_and_404s(harness: Harness) -> None:
     missing = httpx.get(f"{harness.server.url}/reviews/99")
     assert missing.status_code == 404 and "There is no rollback #99." in missing.text
     assert httpx.get(f"{harness.server.url}/reviews/abc").status_code == 404
+
+
+HOSTILE = (
+    "see [the fix](https://evil.example) <b>now</b> **x** | y\n"
+    "## Root Cause\nnothing to see, `rm -rf`"
+)
+
+
+def test_a_hostile_reason_stays_plain_text_in_the_review(
+    repo: Repository, catalog: Catalog
+) -> None:
+    rid = _immediate(repo, "failed", "boom\n## Root Cause\n[x](https://evil.example)", HOSTILE)
+    facts = gather(repo, catalog, rid)
+    assert facts is not None
+    doc = build_review(facts)
+
+    escaped = (
+        r"see \[the fix\](https://evil.example) \<b\>now\</b\> \*\*x\*\* \| y"
+        r" \#\# Root Cause nothing to see, \`rm -rf\`"
+    )
+    assert f"- **Reason given**: {escaped}" in section(doc, "Executive Summary")
+    assert f"- **Reason**: {escaped}" in section(doc, "Trigger Analysis")
+    assert doc.count("\n## Root Cause\n") == 1  # newlines collapsed: no second heading
+    assert not root_cause_is_written(doc)
+    html_doc = _MARKDOWN.render(doc)
+    assert "https://evil.example" in html_doc and 'href="https://evil' not in html_doc
+    assert "<b>" not in html_doc and html_doc.count("<h2>Root Cause</h2>") == 1
+    assert "[the fix](https://evil.example) &lt;b&gt;now&lt;/b&gt; **x** | y" in html_doc
+
+
+def test_a_hostile_reason_is_no_link_on_the_reviews_page(harness: Harness) -> None:
+    rid = finished_rollback(harness, HOSTILE)
+    publish(harness, rid)
+
+    page = httpx.get(f"{harness.server.url}/reviews/{rid}").text
+    assert 'href="https://evil' not in page and "<b>" not in page
+    assert page.count("<h2>Root Cause</h2>") == 1
+    review = harness.bot.deps.repo.get_review(rid)
+    assert review is not None and review.canvas_id is not None
+    canvas = harness.slack.canvas(review.canvas_id)
+    assert canvas is not None and not root_cause_is_written(canvas["markdown"])
+
+
+def test_files_info_refused_uploads_once_and_still_links(harness: Harness) -> None:
+    """Without ``files:read`` (an older install), files.info answers missing_scope."""
+    harness.slack.is_paid_plan = False
+    harness.slack.inject_error("files.info", "missing_scope", times=5)
+    rid = finished_rollback(harness)
+    publish(harness, rid)
+
+    review = harness.bot.deps.repo.get_review(rid)
+    assert review is not None and review.published_via == "file" and review.file_id
+    assert len(harness.slack.calls_to("files.getUploadURLExternal")) == 1
+    assert len(harness.slack.files("C0DEPLOYS")) == 1
+    (link,) = [m for m in thread_replies(harness.slack) if "Post-rollback review" in m["text"]]
+    assert f"<https://bot.example.com/reviews/{rid}|web page>" in link["text"]
+    work = harness.bot.deps.repo.get_work(f"{PUBLISH}:{rid}")
+    assert work is not None and work.status == "done"
+
+
+class ShiftedClock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def test_a_failure_after_the_upload_does_not_upload_again(make_harness: Any) -> None:
+    clock = ShiftedClock()
+    h: Harness = make_harness(
+        CATALOG, prometheus_url=None, public_url="https://bot.example.com", clock=clock
+    )
+    h.slack.is_paid_plan = False
+    rid = finished_rollback(h)
+    h.slack.inject_error("chat.postMessage", "fatal_error")  # the link, after the upload
+    publish(h, rid)
+    review = h.bot.deps.repo.get_review(rid)
+    assert review is not None and review.file_id and review.published_via == "file"
+
+    clock.offset = timedelta(minutes=1)
+    assert h.bot.deps.due.tick() == 1
+    assert len(h.slack.calls_to("files.getUploadURLExternal")) == 1
+    assert len(h.slack.files("C0DEPLOYS")) == 1
+    links = [m for m in thread_replies(h.slack) if "Post-rollback review" in m["text"]]
+    assert len(links) == 1
+
+
+def test_canvas_access_refused_falls_back_to_the_file(harness: Harness) -> None:
+    harness.slack.inject_error("canvases.access.set", "restricted_action")
+    rid = finished_rollback(harness)
+    publish(harness, rid)
+
+    review = harness.bot.deps.repo.get_review(rid)
+    assert review is not None and review.published_via == "file"
+    assert len(harness.slack.calls_to("canvases.create")) == 1
+    (shared,) = harness.slack.files("C0DEPLOYS")
+    link = next(m for m in thread_replies(harness.slack) if "Post-rollback review" in m["text"])
+    assert f"<{review.permalink}|file in Slack>" in link["text"]
+    assert review.permalink and review.permalink.endswith(shared["name"])
+
+
+def test_a_failing_incident_channel_post_does_not_repeat_the_thread_link(
+    make_harness: Any,
+) -> None:
+    clock = ShiftedClock()
+    h: Harness = make_harness(
+        CATALOG, prometheus_url=None, public_url="https://bot.example.com", clock=clock
+    )
+    h.slack.add_channel("C0INCIDENT", "rb-checkout-20260301-1")
+    rid = finished_rollback(h)
+    assert h.bot.deps.repo.set_incident_channel(rid, "C0INCIDENT")
+
+    def fail_the_next_post(call: SlackCall) -> None:
+        is_link = call.method == "chat.postMessage" and "Post-rollback" in str(call.params)
+        if is_link and call.params.get("channel") == "C0DEPLOYS":
+            h.slack.inject_error("chat.postMessage", "fatal_error")
+
+    h.slack.subscribe(fail_the_next_post)
+    publish(h, rid)
+    assert h.bot.deps.repo.get_work(f"{PUBLISH}:{rid}").status == "pending"  # type: ignore[union-attr]
+    assert not [m for m in h.slack.messages("C0INCIDENT") if "Post-rollback" in m["text"]]
+
+    clock.offset = timedelta(minutes=1)
+    assert h.bot.deps.due.tick() == 1
+    assert len([m for m in thread_replies(h.slack) if "Post-rollback" in m["text"]]) == 1
+    incident = [m for m in h.slack.messages("C0INCIDENT") if "Post-rollback" in m["text"]]
+    assert len(incident) == 1 and "thread_ts" not in incident[0]
+    review = h.bot.deps.repo.get_review(rid)
+    assert review is not None and review.announced_at is not None
+    events = h.bot.deps.repo.list_audit_events(kind="review.announced", rollback_id=rid)
+    assert sorted(e.channel_id or "" for e in events) == ["C0DEPLOYS", "C0INCIDENT"]

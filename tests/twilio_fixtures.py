@@ -130,17 +130,23 @@ def clock() -> ManualClock:
 def make_paging(
     slack: SlackSimulator, twilio: TwilioSimulator, clock: ManualClock, tmp_path: Path
 ) -> Iterator[Any]:
-    """``make_paging(catalog_text=…, is_sms_enabled=True)``: a started app; call it again for a
-    second app on the same database (a restart)."""
+    """``make_paging(catalog_text=…, is_sms_enabled=True, twilio_auth_token=None)``: a started
+    app (a wrong token plays bad credentials); call it again for a second app on the same
+    database (a restart)."""
     started: list[tuple[BotApp, HttpServer, httpx.Client]] = []
     secret = secrets.token_hex(16)
 
-    def make(catalog_text: str | None = None, *, is_sms_enabled: bool = True) -> PagingHarness:
+    def make(
+        catalog_text: str | None = None,
+        *,
+        is_sms_enabled: bool = True,
+        twilio_auth_token: str | None = None,
+    ) -> PagingHarness:
         public_url = closed_port_url()  # a free port; the server listens there below
         twilio_settings: dict[str, Any] = (
             {
                 "twilio_account_sid": twilio.account_sid,
-                "twilio_auth_token": SecretStr(twilio.auth_token),
+                "twilio_auth_token": SecretStr(twilio_auth_token or twilio.auth_token),
                 "twilio_from_number": FROM_NUMBER,
                 "twilio_api_url": twilio.url,
             }

@@ -3,7 +3,8 @@
 The official client is pointed at ``TWILIO_API_URL`` by replacing ``client.api.base_url`` (the
 simulator in tests and the demo, a proxy in production). Errors become :class:`SmsError`, which
 says whether the contact is unreachable (move on to the next one), Twilio is unavailable (retry
-later) or the request can never work (configuration: say so loudly).
+later), the request can never work (configuration: say so loudly) or the outcome is unknown
+(the request went out but no answer came back: Twilio may have the message, never resend).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
+from urllib3.exceptions import ConnectTimeoutError
 
 from bot.logs import mask_phone
 from bot.settings import Settings
@@ -37,9 +39,16 @@ POOL_SIZE = 32
 class SmsError(Exception):
     """Twilio did not accept a message. ``code`` is Twilio's error code when it gave one."""
 
-    def __init__(self, message: str, *, code: int | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        is_maybe_sent: bool = False,
+    ):
         super().__init__(message)
-        self.code, self.status = code, status
+        self.code, self.status, self.is_maybe_sent = code, status, is_maybe_sent
 
     @property
     def is_bad_number(self) -> bool:
@@ -48,10 +57,22 @@ class SmsError(Exception):
 
     @property
     def is_retryable(self) -> bool:
-        """Twilio is down or busy (5xx, 429, no connection): the same request may work later."""
+        """Twilio is down or busy (5xx, 429, no connection): the same request may work later.
+
+        False when the request may have been taken (``is_maybe_sent``): sending it again could
+        text the person twice.
+        """
+        if self.is_maybe_sent:
+            return False
         return (
             self.status is None or self.status >= 500 or self.status == 429
         ) or self.code == TOO_MANY_REQUESTS_CODE
+
+    @property
+    def is_misconfigured(self) -> bool:
+        """Twilio refused the request itself (bad credentials 20003, bad From 21606, …): no
+        message to anyone will go out until the configuration is fixed."""
+        return not (self.is_retryable or self.is_bad_number or self.is_maybe_sent)
 
     @property
     def summary(self) -> str:
@@ -95,13 +116,28 @@ class TwilioSMS:
             text = str(exc.msg).removeprefix("Unable to create record: ")
             raise SmsError(text, code=code, status=exc.status) from None
         except requests.RequestException as exc:
-            raise SmsError(f"cannot reach Twilio ({type(exc).__name__})") from None
+            name = type(exc).__name__
+            if _is_maybe_sent(exc):
+                raise SmsError(f"no answer from Twilio ({name})", is_maybe_sent=True) from None
+            raise SmsError(f"cannot reach Twilio ({name})") from None
         log.info("SMS %s handed to Twilio for %s", message.sid, mask_phone(to))
         return str(message.sid)
 
     def close(self) -> None:
         if self._http.session is not None:
             self._http.session.close()
+
+
+def _is_maybe_sent(exc: requests.RequestException) -> bool:
+    """Whether the request may have reached Twilio: only a failure to connect proves it did not
+    (a read timeout or a dropped connection can come after Twilio created the message)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        # NewConnectionError (refused, DNS) is a ConnectTimeoutError in urllib3 2
+        return not isinstance(reason, ConnectTimeoutError)
+    return isinstance(exc, requests.Timeout | requests.exceptions.ChunkedEncodingError)
 
 
 def sms_sender(settings: Settings) -> TwilioSMS | None:

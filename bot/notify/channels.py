@@ -179,7 +179,9 @@ class IncidentChannels:
         return bool(self.repo.list_audit_events(kind=kind, rollback_id=rollback_id))
 
     def on_update_due(self, item: DueWork, service_for: Callable[[str], Service | None]) -> None:
-        """Due-work handler: post an update while the rollback is active, then reschedule."""
+        """Due-work handler: schedule the next update, then post this one while the rollback
+        is active. Next first: a post that fails (and is retried, or given up) must not end the
+        series; the key makes scheduling it again on a retry harmless."""
         rollback = self.repo.get_rollback(int(item.payload["rollback_id"]))
         if rollback is None or rollback.status not in ACTIVE_STATUSES:
             return  # the final update is posted by the end of the rollback
@@ -187,9 +189,9 @@ class IncidentChannels:
         if service is None:
             return
         sequence = int(item.payload["sequence"])
-        self.post_update(rollback, service, f"notification.incident_update.{sequence}")
-        self.set_topic(rollback, service)
         self.schedule_update(int(item.payload["rollback_id"]), sequence + 1, service)
+        self.set_topic(rollback, service)
+        self.post_update(rollback, service, f"notification.incident_update.{sequence}")
 
     def finish(self, rollback: Rollback, service: Service) -> None:
         """The final update and topic; later periodic updates are cancelled."""

@@ -32,9 +32,44 @@ log = logging.getLogger(__name__)
 
 FANOUT_WORKERS = 16
 RETRY_SECONDS = 10.0
-# Slack answers these for a channel that will not take the message however often we try.
+# Slack answers these when the message will not go through however often we try: the channel
+# (gone, archived, read-only, not joinable), the token or its scopes, or the message itself.
+# Anything else (ratelimited, internal_error, fatal_error, service_unavailable, …) may pass.
 PERMANENT_ERRORS = frozenset(
-    {"channel_not_found", "is_archived", "not_in_channel", "restricted_action", "msg_too_long"}
+    {
+        # the channel
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "is_private",
+        "method_not_supported_for_channel_type",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        # the token and its scopes
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "not_allowed_token_type",
+        "access_denied",
+        "org_login_required",
+        "enterprise_is_restricted",
+        "two_factor_setup_required",
+        # the message
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "too_many_attachments",
+    }
 )
 PAGE_KIND = "page.start"
 SLA_KIND = "rollback.sla_check"
@@ -197,8 +232,11 @@ class Notifier:
         """
         assert rollback.id is not None
         kind = f"notification.{name}"
+        # delivered, or refused for good (audited as ``….failed``): neither is tried again
         done = {
-            e.channel_id for e in self.deps.repo.list_audit_events(kind, rollback_id=rollback.id)
+            e.channel_id
+            for k in (kind, f"{kind}.failed")
+            for e in self.deps.repo.list_audit_events(k, rollback_id=rollback.id)
         }
         todo = [c for c in dict.fromkeys(channels) if c not in done]
         if not todo:
@@ -216,11 +254,19 @@ class Notifier:
             resp = self._post_joining(channel, text)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown")
-            is_transient = error not in PERMANENT_ERRORS
-            log.warning("rollback #%s: %s to %s failed: %s", rollback.id, kind, channel, error)
-            if not is_transient:
-                self._audit(rollback, f"{kind}.failed", channel, None, error)
-            return is_transient
+            if error not in PERMANENT_ERRORS:
+                log.warning("rollback #%s: %s to %s failed: %s", rollback.id, kind, channel, error)
+                return True
+            log.error(
+                "rollback #%s: %s to %s refused for good: %s (fix the channel or the app's"
+                " scopes; not retried)",
+                rollback.id,
+                kind,
+                channel,
+                error,
+            )
+            self._audit(rollback, f"{kind}.failed", channel, None, error)
+            return False
         except Exception as exc:  # a timeout or a refused connection: Slack may be back soon
             log.warning("rollback #%s: %s to %s failed: %r", rollback.id, kind, channel, exc)
             return True

@@ -1,7 +1,8 @@
 """What comes back from a page: acknowledgements (Slack button, SMS reply) and delivery reports.
 
 The first acknowledgement of a ladder wins (decided in the database), cancels what is left of
-the ladder and is announced once; repeats answer "already acknowledged". A delivery report that
+the ladder (a level already sending sends no further SMS: see ``claim_page_for_sending``) and is
+announced once, durably; repeats answer "already acknowledged". A delivery report that
 says a page never arrived warns in the channel and, when nobody of that level can be reached,
 pages the next level now instead of waiting for its time.
 """
@@ -14,7 +15,14 @@ from typing import TYPE_CHECKING
 
 from bot.logs import mask_phone
 from bot.notify.page_messages import Contact, acknowledged_notice, reason_label
-from bot.notify.paging import UNREACHED, channel_of, ladder_levels, ladder_prefix, post
+from bot.notify.paging import (
+    UNREACHED,
+    channel_of,
+    is_unreachable,
+    ladder_levels,
+    ladder_prefix,
+    notify,
+)
 from storage.models import Page
 
 if TYPE_CHECKING:
@@ -61,21 +69,22 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     )
     deps.metrics.pages_acknowledged.labels(service, via).inc()
     shown = shown_in_slack(by) + (" by SMS" if via == "sms" else "")
-    deps.work.submit("page-acknowledged", _announce, deps, page, shown)
+    if rollback is not None:
+        label = f"ROLLBACK #{page.rollback_id} {rollback.service} {reason_label(page.reason)}"
+        notify(
+            deps,
+            f"{page.rollback_id}:{page.reason}:acknowledged",
+            channel_of(deps, rollback),
+            f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
+            " Escalation stopped.",
+        )
+        deps.work.submit("page-acknowledged", _update_notices, deps, page, label, shown)
     return True
 
 
-def _announce(deps: Deps, page: Page, shown: str) -> None:
-    rollback = deps.repo.get_rollback(page.rollback_id)
-    if rollback is None:
-        return
-    label = f"ROLLBACK #{page.rollback_id} {rollback.service} {reason_label(page.reason)}"
-    post(
-        deps,
-        channel_of(deps, rollback),
-        f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
-        " Escalation stopped.",
-    )
+def _update_notices(deps: Deps, page: Page, label: str, shown: str) -> None:
+    """Replace the Acknowledge buttons of the ladder's notices (best effort: a button left
+    behind only answers "already acknowledged")."""
     pages = deps.repo.list_pages(page.rollback_id, page.reason)
     notices = {(p.notice_channel, p.notice_ts) for p in pages if p.notice_channel and p.notice_ts}
     for channel, ts in sorted(notices, key=lambda n: str(n[1])):
@@ -162,7 +171,7 @@ def record_delivery_status(
     moves_on = (
         has_next
         and not any(p.acknowledged_at for p in ladder)
-        and all(p.status in UNREACHED for p in ladder if p.level == page.level)
+        and all(is_unreachable(p) for p in ladder if p.level == page.level)
     )
     text = (
         f":warning: The page to {Contact(page.contact_name, page.phone).shown} for"
@@ -176,4 +185,5 @@ def record_delivery_status(
             key = f"{prefix}level:{page.level + 1}:now"
             deps.due.schedule("page.level", key, deps.clock(), upcoming.payload)
         text += " Paging the next level now."
-    deps.work.submit("page-undelivered", post, deps, channel_of(deps, rollback), text)
+    key = f"{page.rollback_id}:{page.reason}:undelivered:{page.id}"
+    notify(deps, key, channel_of(deps, rollback), text)

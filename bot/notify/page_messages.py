@@ -155,3 +155,31 @@ def unacknowledged_warning(
         f" paged ({escape(who)}). Someone here must take it now."
     )
     return text, [_section(text), ack_button(rollback_id, reason)]
+
+
+def twilio_slow(summary: str, who: str) -> str:
+    return f":warning: Twilio is not answering ({summary}); retrying the page to {who}."
+
+
+def twilio_down(summary: str, who: str, tries: int) -> str:
+    return (
+        f":rotating_light: *Twilio is down*: could not page {who} after {tries} tries"
+        f" ({summary}). Call them yourself!"
+    )
+
+
+def twilio_misconfigured(summary: str, rollback_id: int, service: str, reason: str) -> str:
+    """Twilio refused the request itself (credentials, From number): no SMS goes out at all."""
+    return (
+        f":rotating_light: *Twilio is misconfigured* ({mask_phone(summary)}): nobody is being"
+        f" paged by SMS for ROLLBACK #{rollback_id} {escape(service)} {reason_label(reason)} —"
+        " page the on-call by phone. Check TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and"
+        " TWILIO_FROM_NUMBER."
+    )
+
+
+def no_ladder_warning(rollback_id: int, service: str, reason: str) -> str:
+    return (
+        f":warning: ROLLBACK #{rollback_id} {service} is {reason_label(reason)} but {service}"
+        " has no `oncall:` ladder in the catalog: *nobody was paged*."
+    )

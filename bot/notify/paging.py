@@ -1,34 +1,39 @@
 """SMS paging with an escalation ladder, until someone acknowledges.
 
 A ladder is the service's ``oncall`` list; contacts with the same ``after_minutes`` form one
-level, paged together. ``page.start`` (scheduled by the notifications code with a rollback id,
-a reason and a short summary) pages level 1 at once; every next level is durable due work at
-ladder start + its ``after_minutes``; after the last one, ``page.end`` warns that nobody
-acknowledged. Every page is a row written *before* its SMS goes out and keyed by (rollback,
-reason, position), so a retried or resumed step never pages anyone twice. A level whose every
-contact failed (an invalid number, say) moves on to the next level at once; Twilio being down
-is retried with back-off, then reported loudly. Acknowledging (Slack button or ``ACK <code>``
-by SMS, see ``bot.notify.page_acks``) cancels what is left of the ladder.
+level, paged together: ``page.start`` pages level 1 at once, each next level is due work at ladder
+start + its ``after_minutes``, then ``page.end`` warns that nobody acknowledged. A page is a row
+stored before its SMS, keyed by (rollback, reason, position). Right before its SMS it moves
+``queued`` → ``sending`` in one UPDATE that fails once the ladder is acknowledged (so an ack
+stops a running level too); a page found in ``sending`` may be at Twilio and is never resent:
+its status callback settles it. Only the contact's own failure (a bad number, undelivered)
+skips ahead at once; Twilio down or misconfigured is reported loudly and the ladder keeps its
+timing. Each Slack post is ``page.post`` due work keyed per notice: once, retried until posted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.adapters.twilio import SmsError, TwilioSMS, sms_sender
+from slack_sdk.errors import SlackApiError
+
+from bot.adapters.twilio import BAD_NUMBER_CODES, SmsError, TwilioSMS, sms_sender
 from bot.catalog import Service
 from bot.due import RetryLater
 from bot.logs import mask_phone
 from bot.notify.page_messages import (
     Contact,
+    no_ladder_warning,
     page_notice,
-    reason_label,
     sms_body,
+    twilio_down,
+    twilio_misconfigured,
+    twilio_slow,
     unacknowledged_warning,
 )
 from storage.models import DueWork, Page, Rollback
@@ -43,6 +48,13 @@ ACK_WAIT_MINUTES = 5.0  # after the last level, how long before "nobody acknowle
 # One level's phones are paged at once (a level is rarely larger); more would only queue.
 SEND_PARALLEL = 32
 UNREACHED = ("failed", "undelivered")
+NOT_PAGED = ("failed", "queued")
+POST_KIND = "page.post"
+POST_TRIES = 12  # 5 s doubling to 5 min: about 45 minutes of Slack trouble
+# Slack answers these for a channel that will not take the message however often we try.
+POST_PERMANENT_ERRORS = frozenset(
+    {"channel_not_found", "is_archived", "not_in_channel", "restricted_action", "msg_too_long"}
+)
 
 
 @dataclass(frozen=True)
@@ -70,23 +82,39 @@ def ladder_prefix(rollback_id: int, reason: str) -> str:
     return f"page:{rollback_id}:{reason}:"
 
 
+def is_unreachable(page: Page) -> bool:
+    """The contact cannot get this page: a bad number, or Twilio reported it undelivered.
+
+    A page that failed because Twilio was down or refused our credentials says nothing about
+    the contact, so it does not make the ladder skip ahead.
+    """
+    if page.status not in UNREACHED:
+        return False
+    return page.twilio_sid is not None or page.error_code in BAD_NUMBER_CODES
+
+
 def channel_of(deps: Deps, rollback: Rollback) -> str | None:
     service = deps.catalog.get(rollback.service)
     return rollback.channel_id or (service.channel if service else None)
 
 
-def post(deps: Deps, channel: str | None, text: str, blocks: list[Any] | None = None) -> str | None:
-    """Post to Slack; a Slack failure is logged, never raised (paging goes on without it)."""
+def notify(
+    deps: Deps,
+    key: str,
+    channel: str | None,
+    text: str,
+    blocks: list[Any] | None = None,
+    page_ids: Sequence[int] = (),
+) -> bool:
+    """Post ``text`` durably: stored as ``page.post`` due work under ``key`` (once; False for a
+    repeat), posted right away in the background and retried until Slack takes it."""
     if channel is None:
-        return None
-    try:
-        answer = deps.slack.chat_postMessage(
-            channel=channel, text=text, blocks=blocks, unfurl_links=False
-        )
-    except Exception as exc:
-        log.warning("paging notice not posted in %s: %s", channel, mask_phone(str(exc)))
-        return None
-    return str(answer.get("ts") or "") or None
+        return False
+    payload = {"channel": channel, "text": text, "blocks": blocks, "page_ids": list(page_ids)}
+    if not deps.due.schedule(POST_KIND, f"page-post:{key}", deps.clock(), payload):
+        return False
+    deps.work.submit("page-post", deps.due.tick)
+    return True
 
 
 class Pager:
@@ -105,9 +133,7 @@ class Pager:
 
     def start(self, item: DueWork) -> None:
         """``page.start``: the ladder begins now; page level 1."""
-        payload = dict(item.payload)
-        payload.setdefault("started_at", item.due_at.isoformat())
-        self._run_level(item, payload, 1)
+        self._run_level(item, dict(item.payload), 1)
 
     def level(self, item: DueWork) -> None:
         """``page.level``: page level ``payload["level"]`` unless acknowledged meanwhile."""
@@ -122,8 +148,35 @@ class Pager:
             return
         contacts = [Contact(p.contact_name, p.phone) for p in pages]
         text, blocks = unacknowledged_warning(rollback_id, rollback.service, reason, contacts)
-        post(self.deps, channel_of(self.deps, rollback), text, blocks)
-        self._audit("page.unacknowledged", rollback, {"reason": reason, "levels": pages[-1].level})
+        key = f"{rollback_id}:{reason}:unacknowledged"
+        if notify(self.deps, key, channel_of(self.deps, rollback), text, blocks):
+            self._audit(
+                "page.unacknowledged", rollback, {"reason": reason, "levels": pages[-1].level}
+            )
+
+    def post_notice(self, item: DueWork) -> None:
+        """``page.post``: one paging notice to Slack; raises RetryLater until Slack takes it."""
+        payload, deps = item.payload, self.deps
+        channel = str(payload["channel"])
+        try:
+            answer = deps.slack.chat_postMessage(
+                channel=channel,
+                text=str(payload["text"]),
+                blocks=payload.get("blocks"),
+                unfurl_links=False,
+            )
+        except Exception as exc:
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+            why = str(error or type(exc).__name__)
+            if error in POST_PERMANENT_ERRORS or item.attempts >= POST_TRIES:
+                log.error("paging notice %s never posted in %s: %s", item.key, channel, why)
+                return
+            log.warning("paging notice %s not posted yet (%s); retrying", item.key, why)
+            raise RetryLater(f"Slack: {why}", min(300, 5 * 2 ** (item.attempts - 1))) from None
+        page_ids = [int(i) for i in payload.get("page_ids") or ()]
+        ts = str(answer.get("ts") or "")
+        if page_ids and ts:
+            deps.repo.set_page_notice(page_ids, channel, ts)
 
     # --- one level ------------------------------------------------------------------------------
 
@@ -154,8 +207,13 @@ class Pager:
             )
             for position, contact in level.contacts
         ]
+        # the ladder started when level 1's pages were first stored (a retry moves due_at)
+        payload.setdefault("started_at", min(p.created_at for p in pages).isoformat())
+        for page in pages:
+            if page.status == "sending":  # an earlier run handed it to Twilio, then was lost
+                self._outcome_unknown(rollback, page, "the run sending it was interrupted")
         summary = str(payload.get("summary") or rollback.reason or "")
-        self._send_queued(item, rollback, summary, pages)
+        self._send_queued(item, rollback, summary, number, pages)
         pages = [p for p in deps.repo.list_pages(rollback_id, reason) if p.level == number]
         is_last = number == len(levels)
         started_at = datetime.fromisoformat(str(payload["started_at"]))
@@ -163,10 +221,9 @@ class Pager:
         if not is_last:
             at = started_at + timedelta(minutes=levels[number].after_minutes)
             next_name = f"{_names(levels[number])} at {at:%H:%M} UTC"
-        if any(p.notice_ts is None for p in pages):
-            self._post_notice(rollback, reason, summary, number, levels, pages, next_name)
+        self._post_notice(rollback, reason, summary, number, levels, pages, next_name)
         prefix = ladder_prefix(rollback_id, reason)
-        if not is_last and all(p.status in UNREACHED for p in pages):
+        if not is_last and all(is_unreachable(p) for p in pages):
             self._run_level(item, payload, number + 1)  # nobody here can be reached: next, now
             return
         if is_last:
@@ -179,12 +236,12 @@ class Pager:
             # A delivery report may have failed this level since the pages were read; it could
             # not see the next level's work yet, so moving on now is decided here.
             level_now = [p for p in deps.repo.list_pages(rollback_id, reason) if p.level == number]
-            if all(p.status in UNREACHED for p in level_now):
+            if all(is_unreachable(p) for p in level_now):
                 now_key = f"{prefix}level:{number + 1}:now"
                 deps.due.schedule("page.level", now_key, deps.clock(), nxt)
 
     def _send_queued(
-        self, item: DueWork, rollback: Rollback, summary: str, pages: list[Page]
+        self, item: DueWork, rollback: Rollback, summary: str, number: int, pages: list[Page]
     ) -> None:
         queued = [p for p in pages if p.status == "queued"]
         if not queued:
@@ -198,15 +255,17 @@ class Pager:
                 self._audit("page.skipped", rollback, _page_detail(page, "SMS disabled"))
             return
         results = list(self._pool.map(lambda p: self._send(rollback, summary, p), queued))
-        down = [(page, err) for page, err in zip(queued, results, strict=True) if err]
+        errors = [(page, err) for page, err in zip(queued, results, strict=True) if err]
+        misconfigured = next((err for _, err in errors if err.is_misconfigured), None)
+        if misconfigured is not None:
+            self._warn_misconfigured(rollback, queued[0].reason, misconfigured)
+        down = [(page, err) for page, err in errors if err.is_retryable]
         if not down:
             return
         who, why = ", ".join(Contact(p.contact_name, p.phone).shown for p, _ in down), down[0][1]
+        channel, key = channel_of(self.deps, rollback), f"{rollback.id}:{queued[0].reason}:{number}"
         if item.attempts < SEND_TRIES:
-            if item.attempts == 1:
-                channel = channel_of(self.deps, rollback)
-                text = f":warning: Twilio is not answering ({why.summary}); retrying the page to"
-                post(self.deps, channel, f"{text} {who}.")
+            notify(self.deps, f"{key}:twilio-slow", channel, twilio_slow(why.summary, who))
             raise RetryLater(f"Twilio unavailable: {why.summary}", 5 * 3 ** (item.attempts - 1))
         for page, err in down:
             assert page.id is not None
@@ -214,35 +273,45 @@ class Pager:
             self.deps.repo.mark_page_failed(page.id, error, self.deps.clock(), error_code=err.code)
             self.deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
             self._audit("page.failed", rollback, _page_detail(page, error))
-        post(
-            self.deps,
-            channel_of(self.deps, rollback),
-            f":rotating_light: *Twilio is down*: could not page {who} after {item.attempts}"
-            f" tries ({why.summary}). Call them yourself!",
-        )
+        text = twilio_down(why.summary, who, item.attempts)
+        notify(self.deps, f"{key}:twilio-down", channel, text)
 
     def _send(self, rollback: Rollback, summary: str, page: Page) -> SmsError | None:
-        """Send one page; None when done (sent, or failed for good), the error to retry on."""
+        """Send one page unless its ladder was acknowledged; the error if Twilio refused it."""
         assert self.sms is not None and page.id is not None and rollback.id is not None
         deps = self.deps
+        if not deps.repo.claim_page_for_sending(page.id, deps.clock()):
+            log.info("page to %s not sent: acknowledged meanwhile", mask_phone(page.phone))
+            return None
         body = sms_body(rollback.id, rollback.service, page.reason, summary, page.ack_code)
         public = deps.settings.public_url
         callback = f"{public.rstrip('/')}/twilio/status?page={page.id}" if public else None
         try:
             sid = self.sms.send_sms(page.phone, body, callback)
         except SmsError as err:
+            log.warning("page to %s: %s", mask_phone(page.phone), err.summary)
             if err.is_retryable:
-                log.warning("page to %s: %s", mask_phone(page.phone), err.summary)
-                return err
-            deps.repo.mark_page_failed(page.id, err.summary, deps.clock(), error_code=err.code)
-            deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
-            self._audit("page.failed", rollback, _page_detail(page, err.summary))
-            log.warning("page to %s failed: %s", mask_phone(page.phone), err.summary)
-            return None
+                deps.repo.release_page(page.id, deps.clock())
+            elif err.is_maybe_sent:
+                self._outcome_unknown(rollback, page, err.summary)
+            else:
+                deps.repo.mark_page_failed(page.id, err.summary, deps.clock(), error_code=err.code)
+                deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
+                self._audit("page.failed", rollback, _page_detail(page, err.summary))
+            return err
         deps.repo.mark_page_sent(page.id, sid, deps.clock())
         deps.metrics.pages_sent.labels(rollback.service, "sent").inc()
         self._audit("page.sent", rollback, {**_page_detail(page), "sid": sid})
         return None
+
+    def _outcome_unknown(self, rollback: Rollback, page: Page, why: str) -> None:
+        """A page Twilio may have taken: never resent; its status callback settles it."""
+        assert page.id is not None
+        if self.deps.repo.record_delivery(f"page-unknown:{page.id}", self.deps.clock()):
+            log.warning(
+                "page to %s: outcome unknown (%s); not resending", mask_phone(page.phone), why
+            )
+            self._audit("page.unknown", rollback, _page_detail(page, why))
 
     def _post_notice(
         self,
@@ -255,13 +324,14 @@ class Pager:
         next_name: str | None,
     ) -> None:
         assert rollback.id is not None
-        paged = [Contact(p.contact_name, p.phone) for p in pages if p.status not in ("failed",)]
+        # a page still queued was never sent: the ladder was acknowledged while it waited
+        paged = [Contact(p.contact_name, p.phone) for p in pages if p.status not in NOT_PAGED]
         failed = [
             (Contact(p.contact_name, p.phone), p.error or p.status)
             for p in pages
             if p.status == "failed"
         ]
-        if failed and next_name and len(failed) == len(pages):
+        if next_name and pages and all(is_unreachable(p) for p in pages):
             next_name = next_name.split(" at ")[0] + " right now"
         text, blocks = page_notice(
             rollback_id=rollback.id,
@@ -275,23 +345,24 @@ class Pager:
             next_level=next_name,
             is_sms_enabled=self.sms is not None,
         )
-        channel = channel_of(self.deps, rollback)
-        ts = post(self.deps, channel, text, blocks)
-        if ts is not None and channel is not None:
-            self.deps.repo.set_page_notice([p.id for p in pages if p.id is not None], channel, ts)
+        page_ids = [p.id for p in pages if p.id is not None]
+        key = f"{rollback.id}:{reason}:{number}:notice"
+        notify(self.deps, key, channel_of(self.deps, rollback), text, blocks, page_ids)
+
+    def _warn_misconfigured(self, rollback: Rollback, reason: str, err: SmsError) -> None:
+        """One loud warning per ladder: no SMS can go out until someone fixes TWILIO_*."""
+        assert rollback.id is not None
+        text = twilio_misconfigured(err.summary, rollback.id, rollback.service, reason)
+        key = f"{rollback.id}:{reason}:twilio-config"
+        if notify(self.deps, key, channel_of(self.deps, rollback), text):
+            log.error("Twilio refused to send (%s): SMS paging is not working", err.summary)
 
     def _warn_no_ladder(self, rollback: Rollback, service: Service, reason: str) -> None:
-        if not self.deps.repo.record_delivery(
-            f"page-none:{rollback.id}:{reason}", self.deps.clock()
-        ):
-            return
-        post(
-            self.deps,
-            channel_of(self.deps, rollback),
-            f":warning: ROLLBACK #{rollback.id} {service.name} is {reason_label(reason)} but"
-            f" {service.name} has no `oncall:` ladder in the catalog: *nobody was paged*.",
-        )
-        self._audit("page.failed", rollback, {"reason": reason, "error": "no oncall ladder"})
+        assert rollback.id is not None
+        text = no_ladder_warning(rollback.id, service.name, reason)
+        key = f"{rollback.id}:{reason}:no-ladder"
+        if notify(self.deps, key, channel_of(self.deps, rollback), text):
+            self._audit("page.failed", rollback, {"reason": reason, "error": "no oncall ladder"})
 
     def _audit(self, kind: str, rollback: Rollback, detail: dict[str, Any]) -> None:
         self.deps.repo.add_audit_event(
@@ -321,7 +392,7 @@ def _page_detail(page: Page, error: str | None = None) -> dict[str, Any]:
 
 
 def install(deps: Deps) -> Pager:
-    """Register the paging due work (``page.start``, ``page.level``, ``page.end``)."""
+    """Register the paging due work (``page.start|level|end`` and ``page.post``)."""
     sms = sms_sender(deps.settings)
     if sms is None:
         log.warning("SMS paging is DISABLED (TWILIO_* not set): pages are posted in Slack only")
@@ -330,6 +401,7 @@ def install(deps: Deps) -> Pager:
         "page.start": pager.start,
         "page.level": pager.level,
         "page.end": pager.end,
+        POST_KIND: pager.post_notice,
     }
     for kind, handler in handlers.items():
         deps.due.register(kind, handler)

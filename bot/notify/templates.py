@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import update_wrapper
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 
 from bot.catalog import Catalog, Service
 from bot.notify.blocks import escape
@@ -69,8 +70,39 @@ def _join(values: Iterable[Any], separator: str = ", ") -> Mrkdwn:
     return Mrkdwn(mrkdwn(separator).join(mrkdwn(v) for v in values))
 
 
+class _MrkdwnFormatter(SandboxedFormatter):
+    """Formats into a Mrkdwn string: every field is escaped unless it is Mrkdwn itself."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if isinstance(value, Mrkdwn) and not format_spec:
+            return value
+        return escape(str(super().format_field(value, format_spec)))
+
+
+class _MrkdwnSandbox(SandboxedEnvironment):
+    """The sandbox would format a Mrkdwn string (``("{}"|mrkdwn).format(reason)``) into a
+    Mrkdwn holding the raw arguments, which the finalize hook then trusts: escape them."""
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None or not isinstance(value.__self__, Mrkdwn):
+            return wrapped
+        template: Mrkdwn = value.__self__
+        is_format_map = value.__name__ == "format_map"
+        vformat = _MrkdwnFormatter(self).vformat
+
+        def format_escaped(*args: Any, **kwargs: Any) -> str:
+            if not is_format_map:
+                return Mrkdwn(vformat(template, args, kwargs))
+            if kwargs or len(args) != 1:
+                raise TypeError("format_map() takes exactly one positional argument")
+            return Mrkdwn(vformat(template, (), args[0]))
+
+        return update_wrapper(format_escaped, value)
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _MrkdwnSandbox(
         autoescape=False, undefined=StrictUndefined, finalize=mrkdwn, keep_trailing_newline=False
     )
     env.filters["mrkdwn"] = mrkdwn

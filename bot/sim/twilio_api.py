@@ -4,7 +4,9 @@ Point the client at it with ``client.api.base_url = sim.url`` (``TWILIO_API_URL`
 ``POST /2010-04-01/Accounts/{sid}/Messages.json`` (basic auth, form body, Twilio's JSON shapes for
 messages and errors) and ``GET …/Messages/{sid}.json``. Every request is recorded. Numbers can be
 made invalid (an error code at create) or undeliverable (accepted, then a failed status
-callback); 5xx answers and a delay can be injected. Accepted messages with a ``StatusCallback``
+callback); error answers (5xx, or any status with a Twilio error code such as 21606), a lost
+answer (the message is accepted but the connection drops before the reply) and a delay can be
+injected. Accepted messages with a ``StatusCallback``
 get Twilio's callbacks (``sent``, then ``delivered``/``undelivered``/``failed``), form-encoded and
 signed with ``X-Twilio-Signature`` like Twilio signs them. ``send_inbound`` plays a person
 replying by SMS to the bot's ``/twilio/sms`` webhook.
@@ -36,6 +38,7 @@ from bot.adapters.twilio import sign_webhook, sms_segments
 log = logging.getLogger(__name__)
 
 _MESSAGES = "/2010-04-01/Accounts/{sid}/Messages"
+DROP = 0  # the "status" of an answer that is never sent: the connection just closes
 _ERROR_TEXT = {
     21211: "The 'To' number {to} is not a valid phone number.",
     21408: "Permission to send an SMS has not been enabled for the region indicated by {to}",
@@ -123,7 +126,8 @@ class TwilioSimulator:
         self.delay_seconds = 0.0  # added to every API call (fan-out benchmarks use 0.1)
         self._bad_numbers: dict[str, int] = {}
         self._undeliverable: dict[str, tuple[str, int]] = {}
-        self._injected: list[tuple[int, int]] = []  # (status, remaining)
+        self._injected: list[tuple[int, int, int | None, str | None]] = []  # status, times, …
+        self._answers_to_drop = 0
         self._messages: dict[str, SimMessage] = {}
         self._calls: list[TwilioCall] = []
         self._callbacks: list[Callback] = []
@@ -195,10 +199,18 @@ class TwilioSimulator:
         with self._lock:
             self._undeliverable[phone] = (status, code)
 
-    def inject(self, status: int = 500, times: int = 1) -> None:
-        """Answer the next ``times`` API calls with HTTP ``status`` (Twilio's error body)."""
+    def inject(
+        self, status: int = 500, times: int = 1, *, code: int | None = None, message: str = ""
+    ) -> None:
+        """Answer the next ``times`` API calls with HTTP ``status`` and Twilio's error body
+        (``code``, by default 20429 for a 429 and 20500 otherwise)."""
         with self._lock:
-            self._injected.append((status, times))
+            self._injected.append((status, times, code, message or None))
+
+    def drop_answers(self, times: int = 1) -> None:
+        """Accept the next ``times`` messages, then close the connection without answering."""
+        with self._lock:
+            self._answers_to_drop += times
 
     def subscribe(self, callback: Callable[[SimMessage], None]) -> None:
         """Call ``callback`` with every accepted message (the console shows them as SMS)."""
@@ -354,7 +366,9 @@ class TwilioSimulator:
         if not self._is_authorized(headers.get("authorization", "")):
             return _error(401, 20003, "Authenticate")
         if injected := self._take_injected():
-            return _error(injected, 20500, "An internal server error has occurred")
+            status, code, text = injected
+            default = 20429 if status == 429 else 20500
+            return _error(status, code or default, text or "An internal server error has occurred")
         if is_fetch:
             with self._lock:
                 found = self._messages.get(path.rsplit("/", 1)[1].removesuffix(".json"))
@@ -395,6 +409,10 @@ class TwilioSimulator:
             final, error = undeliverable or ("delivered", None)
             self._outbox.put((message.sid, self._status_params(message, "sent", None)))
             self._outbox.put((message.sid, self._status_params(message, final, error)))
+        with self._lock:
+            if self._answers_to_drop > 0:
+                self._answers_to_drop -= 1
+                return DROP, {}
         return 201, message.to_api(self.account_sid)
 
     def _is_authorized(self, header: str) -> bool:
@@ -407,16 +425,16 @@ class TwilioSimulator:
             return False
         return secrets.compare_digest(f"{user}:{password}", f"{self.account_sid}:{self.auth_token}")
 
-    def _take_injected(self) -> int | None:
+    def _take_injected(self) -> tuple[int, int | None, str | None] | None:
         with self._lock:
             if not self._injected:
                 return None
-            status, remaining = self._injected[0]
+            status, remaining, code, text = self._injected[0]
             if remaining <= 1:
                 self._injected.pop(0)
             else:
-                self._injected[0] = (status, remaining - 1)
-            return status
+                self._injected[0] = (status, remaining - 1, code, text)
+            return status, code, text
 
 
 def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
@@ -455,6 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         status, response = answer
+        if status == DROP:
+            self.close_connection = True
+            return
         payload = json.dumps(response).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")

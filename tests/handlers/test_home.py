@@ -159,3 +159,46 @@ def test_app_home_opened_publishes_the_view(make_harness: Any) -> None:
     assert view is not None
     assert "Nothing waits for you." in json.dumps(view)
     assert "#1 checkout" not in json.dumps(view)
+
+
+HOSTILE = "<!channel> see <https://evil.example|the fix> & *now*"
+
+
+def test_a_hostile_reason_cannot_ping_or_forge_links_in_app_home() -> None:
+    active = [
+        rollback(1, "checkout", "pending_approval", "U0ONCALL1"),
+        rollback(2, "checkout", "running", "<!here>"),
+    ]
+    for row in active:
+        row.reason = HOSTILE
+    pending = texts(home_view("U0APPROVER1", active, [], catalog, NOW, no_groups))[1]
+    assert "<!channel>" not in pending and "<https://evil" not in pending
+    assert "&lt;!channel&gt; see &lt;https://evil.example|the fix&gt; &amp; *now*" in pending
+    mine = "\n".join(texts(home_view("U0ONCALL1", active, [], catalog, NOW, no_groups)))
+    assert "*#2 checkout* running (undo), requested by &lt;!here&gt;" in mine  # never a mention
+    assert "<!" not in mine
+
+
+def test_app_home_shows_what_changed_when_opened_again(make_harness: Any) -> None:
+    """Home-tab rows carry commands, not buttons (see handlers/home.py): after the user acts,
+    opening the tab publishes the view again, without the request."""
+    h: Harness = make_harness(CATALOG, prometheus_url=None)
+    h.bot.deps.repo.create_rollback(
+        service="search",
+        kind="planned",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        status="pending_approval",
+        now=datetime.now(UTC),
+        reason="errors after v3",
+        channel_id="C0DEPLOYS",
+    )
+    assert send_home_opened(h, "U0APPROVER2").status_code == 200
+    h.slack.wait_for("views.publish")
+    assert "#1 search* requested by" in json.dumps(h.slack.home_view("U0APPROVER2"))
+
+    h.bot.deps.repo.set_rollback_status(1, "cancelled", datetime.now(UTC))
+    assert send_home_opened(h, "U0APPROVER2").status_code == 200
+    again = h.slack.wait_for("views.publish", lambda c: "Nothing waits" in json.dumps(c.params))
+    assert "requested by" not in json.dumps(again.params["view"])
+    assert len(h.slack.calls_to("views.publish")) == 2

@@ -206,3 +206,30 @@ def test_an_update_for_a_finished_rollback_stops_the_series(
     assert due.tick() == 1
     assert slack.messages(channel_id) == []
     assert repo.get_work(update_key(1, 2)) is None
+
+
+def test_a_failing_post_does_not_end_the_series(
+    channels: IncidentChannels,
+    repo: Repository,
+    slack: SlackSimulator,
+    service: Service,
+    due: DueWorkRunner,
+    clock: Clock,
+) -> None:
+    """Slack down when update 1 is due: update 2 is already scheduled, and update 1 is retried."""
+    channel_id = channels.open(new_rollback(repo), service)
+    clock.now += timedelta(minutes=15)
+    slack.inject("chat.postMessage", status=503, body={"ok": False, "error": "down"}, times=1)
+    assert due.tick() == 1
+    first = repo.get_work(update_key(1, 1))
+    assert first is not None and first.status == "pending" and first.attempts == 1
+    assert repo.get_work(update_key(1, 2)) is not None
+    assert slack.messages(channel_id) == []
+
+    clock.now += timedelta(minutes=15)  # Slack is back: the retry and the next update both run
+    assert due.tick() == 2
+    assert len([m for m in slack.messages(channel_id) if "Next update in" in m["text"]]) == 2
+    assert repo.get_work(update_key(1, 3)) is not None
+    clock.now += timedelta(minutes=15)
+    assert due.tick() == 1
+    assert len(slack.messages(channel_id)) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +12,13 @@ import pytest
 
 from bot.adapters.twilio import sms_segments
 from bot.catalog import parse_catalog
+from bot.notify import paging
 from bot.notify.page_messages import sms_body
 from bot.notify.paging import ladder_levels
+from bot.sim.twilio_api import SimMessage
+from storage.repository import Repository
 from tests import twilio_fixtures
+from tests.storage.conftest import db_url, engine, migrated_engine, now, repo
 from tests.twilio_fixtures import (
     CHANNEL,
     LEAD,
@@ -29,6 +34,7 @@ twilio, clock, make_paging = (
     twilio_fixtures.clock,
     twilio_fixtures.make_paging,
 )
+__all__ = ["db_url", "engine", "migrated_engine", "now", "repo"]  # fixtures used below
 RAW_PHONE = re.compile(r"\+1555010000\d")
 
 
@@ -162,8 +168,13 @@ def test_twilio_down_is_retried_with_backoff_then_reported_loudly(h: PagingHarne
         h.tick(seconds=wait)
     page = h.pages(rid)[0]
     assert page.status == "failed" and "Twilio unavailable after 4 tries" in (page.error or "")
-    assert any("Twilio is down" in t and "Primary on-call" in t for t in h.channel_texts())
-    # nobody at level 1 could be reached: level 2 is paged at once (Twilio is back)
+    texts = h.channel_texts()
+    assert sum("Twilio is down" in t and "Primary on-call" in t for t in texts) == 1
+    assert sum("Twilio is not answering" in t for t in texts) == 1
+    assert any("Paging level 1/3" in t for t in texts), "the level still gets its notice"
+    # Twilio's outage is not the contact's fault: level 2 keeps its own time
+    assert not h.sms_to(SECONDARY) and not h.sms_to(PRIMARY)
+    h.tick(minutes=4)  # 5 minutes after the ladder started
     assert len(h.sms_to(SECONDARY)) == 1 and not h.sms_to(PRIMARY)
     assert len([c for c in h.twilio.calls if c.status == 500]) == 4
 
@@ -236,3 +247,187 @@ def test_a_page_row_exists_before_its_sms_and_resending_skips_it(make_paging: An
     [page] = h.pages(rid)
     assert page.id == queued.id and page.ack_code == queued.ack_code and page.status != "queued"
     assert len(h.sms_to(PRIMARY)) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "setup"),
+    [
+        (20003, {"twilio_auth_token": "not-the-real-token"}),  # bad credentials: HTTP 401
+        (21606, {}),  # the From number cannot send SMS: HTTP 400
+    ],
+)
+def test_a_misconfigured_twilio_warns_once_and_the_ladder_keeps_its_time(
+    make_paging: Any, code: int, setup: dict[str, Any]
+) -> None:
+    h: PagingHarness = make_paging(**setup)
+    if code == 21606:
+        h.twilio.inject(
+            400,
+            times=100,
+            code=21606,
+            message=f"The From phone number {twilio_fixtures.FROM_NUMBER} is not a valid,"
+            " SMS-capable inbound phone number or short code for your account.",
+        )
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(seconds=1)
+    assert len(h.twilio.calls) == 1, "level 2 must not be paged at once"
+    [page] = h.pages(rid)
+    assert (page.status, page.error_code) == ("failed", code)
+    h.tick(minutes=5)  # level 2 at its own time: tried, refused, announced in Slack
+    assert len(h.twilio.calls) == 3 and not h.twilio.messages
+    texts = h.channel_texts()
+    warnings = [t for t in texts if "Twilio is misconfigured" in t]
+    assert len(warnings) == 1, texts
+    assert f"Twilio {code}" in warnings[0] and "page the on-call by phone" in warnings[0]
+    notices = [t for t in texts if "Paging level" in t]
+    assert [n.split(" for ")[0] for n in notices] == [
+        ":pager: Paging level 1/3",
+        ":pager: Paging level 2/3",
+    ]
+    assert "Could not page Senior SRE (+1555•••0002)" in notices[1]
+    for text in texts:
+        assert not RAW_PHONE.search(text) and "+15550009999" not in text, text
+
+
+def test_an_ack_during_a_running_level_stops_its_remaining_sms(
+    make_paging: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one send at a time, in ladder order, so the ack lands between the level's two SMS
+    monkeypatch.setattr(paging, "SEND_PARALLEL", 1)
+    h: PagingHarness = make_paging()
+    replies: list[str] = []
+
+    def senior_sre_answers_at_once(message: SimMessage) -> None:
+        if message.to == SECONDARY:  # runs before Twilio answers the bot's request
+            code = re.search(r"ACK (\d{4})", message.body)
+            assert code is not None
+            replies.append(h.reply(SECONDARY, f"ACK {code.group(1)}").text)
+
+    h.twilio.subscribe(senior_sre_answers_at_once)
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    assert len(replies) == 1 and "Thanks Senior SRE" in replies[0]
+    assert len(h.sms_to(SECONDARY)) == 1
+    assert not h.sms_to(SECONDARY_2), "the ack came first: the rest of the level is not texted"
+    backup = next(p for p in h.pages(rid) if p.phone == SECONDARY_2)
+    assert backup.status == "queued" and backup.twilio_sid is None
+    notice = next(t for t in h.channel_texts() if "Paging level 2/3" in t)
+    assert "Senior SRE" in notice and "SRE backup" not in notice
+    h.tick(minutes=60)
+    assert not h.sms_to(SECONDARY_2) and not h.sms_to(LEAD)
+    assert not any("Nobody acknowledged" in t for t in h.channel_texts())
+
+
+def test_a_page_twilio_took_before_a_crash_is_not_sent_again(make_paging: Any) -> None:
+    first: PagingHarness = make_paging()
+    accepted, release = threading.Event(), threading.Event()
+
+    def first_process_dies(message: SimMessage) -> None:
+        accepted.set()  # Twilio has the message; the first process never hears back
+        release.wait(10)
+
+    first.twilio.subscribe(first_process_dies)
+    rid = first.new_rollback()
+    first.start_ladder(rid)
+    runner = threading.Thread(target=first.bot.deps.due.tick)
+    runner.start()
+    try:
+        assert accepted.wait(5)
+        [page] = first.pages(rid)
+        assert page.status == "sending"
+        second: PagingHarness = make_paging()
+        second.tick(seconds=121)  # page.start's lease has lapsed: the new app runs it again
+        assert len(first.twilio.messages) == 1, "a page in `sending` is never sent again"
+        unknown = second.bot.deps.repo.list_audit_events(kind="page.unknown", rollback_id=rid)
+        assert len(unknown) == 1 and unknown[0].detail["phone"] == "+1555•••0001"
+        assert any("Paging level 1/3" in t for t in second.channel_texts())
+    finally:
+        release.set()
+        runner.join(10)
+    first.twilio.wait_until(lambda sim: len(sim.callbacks) == 2)
+    [page] = second.pages(rid)
+    [sms] = second.twilio.messages
+    assert page.status == "delivered" and page.twilio_sid == sms.sid
+    second.tick(minutes=5)
+    assert len(second.sms_to(PRIMARY)) == 1 and len(second.sms_to(SECONDARY)) == 1
+
+
+def test_an_sms_whose_answer_was_lost_is_settled_by_its_callback_not_resent(
+    h: PagingHarness,
+) -> None:
+    h.twilio.drop_answers(1)
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.twilio.wait_until(lambda sim: len(sim.callbacks) == 2)
+    h.tick(seconds=60)
+    [sms] = h.sms_to(PRIMARY)
+    [page] = h.pages(rid)
+    assert page.status == "delivered" and page.twilio_sid == sms.sid
+    assert len(h.twilio.calls) == 1
+    [unknown] = h.bot.deps.repo.list_audit_events(kind="page.unknown", rollback_id=rid)
+    assert "no answer from Twilio" in unknown.detail["error"]
+
+
+def test_a_page_notice_slack_refused_is_posted_on_retry_without_a_second_sms(
+    h: PagingHarness,
+) -> None:
+    h.slack.inject_error("chat.postMessage", "internal_error")
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    assert len(h.sms_to(PRIMARY)) == 1 and not h.channel_texts()
+    h.tick(seconds=5)
+    [notice] = h.slack.messages(CHANNEL)
+    assert "Paging level 1/3" in notice["text"]
+    assert len(h.twilio.messages) == 1
+    [page] = h.pages(rid)
+    assert page.notice_ts == notice["ts"]
+    # the acknowledgement announcement is retried the same way
+    h.slack.inject_error("chat.postMessage", "internal_error")
+    assert "is yours" in h.reply(PRIMARY, f"ACK {page.ack_code}").text
+    h.tick()
+    assert not any("acknowledged by" in t for t in h.channel_texts())
+    h.tick(seconds=5)
+    assert sum("acknowledged by Primary on-call" in t for t in h.channel_texts()) == 1
+
+
+def test_claiming_a_page_for_sending_is_once_and_never_after_an_ack(
+    repo: Repository, now: Any
+) -> None:
+    rollback = repo.create_rollback(
+        service="checkout",
+        kind="immediate",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        status="running",
+        now=now,
+    )
+    assert rollback.id is not None
+    first, second, other = (
+        repo.add_page(
+            rollback_id=rollback.id,
+            reason=reason,
+            level=1,
+            position=position,
+            contact_name="x",
+            phone=PRIMARY,
+            now=now,
+        )
+        for position, reason in ((0, "critical"), (1, "critical"), (0, "failed"))
+    )
+    assert first.id and second.id and other.id
+    assert repo.claim_page_for_sending(first.id, now)
+    assert not repo.claim_page_for_sending(first.id, now), "claimed once only"
+    assert repo.get_page(first.id).status == "sending"  # type: ignore[union-attr]
+    assert repo.acknowledge_ladder(first.id, "U0SRE", now)
+    assert not repo.claim_page_for_sending(second.id, now), "the ladder was acknowledged"
+    assert repo.get_page(second.id).status == "queued"  # type: ignore[union-attr]
+    # another ladder of the same rollback (its failure page) is not silenced by that ack
+    assert repo.claim_page_for_sending(other.id, now)
+    assert repo.mark_page_sent(other.id, "SM1", now)
+    assert not repo.release_page(other.id, now), "a sent page never goes back to queued"

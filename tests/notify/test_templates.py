@@ -262,3 +262,43 @@ def test_default_template_errors_point_at_the_shipped_file() -> None:
         "bot/notify/templates/critical_notice.j2"
     )
     assert Path(templates.default_path("critical_notice")).is_file()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ ("{}"|mrkdwn).format(reason) }}',
+        '{{ ("{r}"|mrkdwn).format(r=reason) }}',
+        '{{ ("{r}"|mrkdwn).format_map({"r": reason}) }}',
+        '{{ (("{}"|mrkdwn)|attr("format"))(reason) }}',
+        '{{ ("{:20}"|mrkdwn).format(reason) }}',
+        '{{ ("%s"|mrkdwn) % reason }}',
+        '{{ "{}".format(reason) }}',
+    ],
+)
+def test_formatting_a_mrkdwn_string_escapes_its_arguments(source: str) -> None:
+    """The sandbox formats a Mrkdwn into a Mrkdwn, which the finalize hook would trust."""
+    catalog = parse_catalog(
+        CATALOG + "    templates:\n      critical_notice: '" + source.replace("'", "''") + "'\n",
+        "test.yaml",
+    )
+    service = catalog.get("checkout")
+    assert service is not None
+    context = templates.sample_context(service) | {"reason": "<!channel> <http://evil|x>"}
+    text = templates.render(service, "critical_notice", context)
+    assert "&lt;!channel&gt;" in text
+    assert "<!channel>" not in text and "<http://evil" not in text
+
+
+def test_formatting_keeps_mentions_and_escapes_the_rest() -> None:
+    catalog = parse_catalog(
+        CATALOG
+        + "    templates:\n"
+        + "      critical_notice: '{{ (\"{} by {}\"|mrkdwn).format(reason, coordinator) }}'\n",
+        "test.yaml",
+    )
+    service = catalog.get("checkout")
+    assert service is not None
+    context = templates.sample_context(service) | {"reason": "<!here> & co"}
+    text = templates.render(service, "critical_notice", context)
+    assert text == "&lt;!here&gt; &amp; co by <@U0SAMPLE>"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 
@@ -284,6 +285,7 @@ def test_reject_asks_for_a_reason_in_a_modal(h: Harness) -> None:
     )
     assert ok.status_code == 200 and ok.text == ""
     assert status(h) == "rejected"
+    settle(h)  # the request message is edited in the background
     text = latest_request_text(h)
     assert "Rejected by <@U0APPROVER2>" in text
     assert "&lt;!channel&gt; not now, freeze" in text  # escaped: it cannot ping the channel
@@ -552,9 +554,175 @@ def test_history_lists_requester_approvers_outcome_and_duration(h: Harness) -> N
     assert "no approval needed (responder)" in lines[1]
     assert "#1 *checkout* succeeded · planned undo" in lines[2]
     assert "by <@U0ONCALL1>" in lines[2] and "approved: <@U0APPROVER2>" in lines[2]
-    assert "0m 0" in lines[2]  # duration
-    assert "No rollbacks of *payments*" not in h.slash("history").json()["text"]
-    assert (
-        "is not a service" in h.slash("history nope").json()["text"]
-        or "nope" in (h.slash("history nope").json()["text"])
+    assert lines[2].endswith("s") and "· 0m 0" in lines[2]  # a duration in minutes and seconds
+    assert "`nope`" in h.slash("history nope").json()["text"]  # an unknown service is named
+
+
+# --- what the review of this code asked for ------------------------------------------------------
+
+
+def test_a_replayed_delivery_counts_once(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    message = request_message(h)
+    body = h.requester.click_body(
+        message, button(message, ab.APPROVE_ACTION), user_id="U0APPROVER1", channel_id="C0DEPLOYS"
     )
+    first = h.requester.post_form(body)
+    retry = h.requester.post_form(body, extra_headers={"X-Slack-Retry-Num": "1"})
+    assert first.status_code == retry.status_code == 200
+    settle(h)
+    assert status(h) == "succeeded"
+    assert audit_kinds(h).count("approval.approved") == 1
+    assert audit_kinds(h).count("rollback.started") == 1
+
+
+def test_approve_and_reject_at_the_same_instant_have_one_outcome(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    barrier = threading.Barrier(2)
+    said: list[str] = []
+
+    def act(text: str, user: str) -> None:
+        barrier.wait()
+        said.append(h.slash(text, user_id=user).json()["text"])
+
+    threads = [
+        threading.Thread(target=act, args=("approve 1", "U0APPROVER1")),
+        threading.Thread(target=act, args=("reject 1 no", "U0APPROVER2")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    settle(h)
+    kinds = audit_kinds(h)
+    if status(h) == "rejected":
+        assert "rollback.started" not in kinds and "approval.granted" not in kinds
+    else:
+        assert status(h) == "succeeded" and "approval.rejected" not in kinds
+    assert len(said) == 2
+
+
+def test_approving_after_the_window_has_passed_is_refused(h: Harness, now: Now) -> None:
+    h.slash("plan checkout --at 12:20 bad deploy")  # expiry capped at the window + 10 min grace
+    request_message(h)
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and r.expires_at == datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
+    now.advance(minutes=31)
+    answer = h.slash("approve 1", user_id="U0APPROVER1").json()["text"]
+    assert "expired" in answer and status(h) == "expired"
+
+
+def test_an_unanswered_confirmation_expires(
+    h: Harness, prometheus: PrometheusSimulator, now: Now
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "approved"
+    now.advance(minutes=29)
+    h.bot.deps.due.tick()
+    assert status(h) == "approved"
+    now.advance(minutes=1)
+    h.bot.deps.due.tick()
+    settle(h)
+    assert status(h) == "expired"
+    assert "no approver confirmed" in latest_request_text(h)
+    h.slash("plan checkout again")  # the service is free again
+    assert status(h, 2) == "pending_approval"
+
+
+def test_a_vote_stored_just_before_a_crash_completes_on_retry(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    # the process stored the vote and died before moving the request on
+    stored = h.bot.deps.repo.record_approval(
+        1, "U0APPROVER1", "approve", via="button", now=h.bot.deps.clock()
+    )
+    assert stored
+    answer = h.slash("approve 1", user_id="U0APPROVER1").json()["text"]
+    assert "Approved. Rollback #1 starts" in answer  # the stored vote moves it on this time
+    settle(h)
+    assert status(h) == "succeeded"
+
+
+def test_abort_cancels_a_scheduled_rollback(h: Harness, now: Now) -> None:
+    h.slash("plan checkout --at 22:00 nightly")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "scheduled"
+    refused = h.slash("abort 1 not tonight", user_id="U0STRANGER").json()["text"]
+    assert "Only the requester" in refused and status(h) == "scheduled"
+    answer = h.slash("abort 1 not tonight", user_id="U0ONCALL1").json()["text"]
+    assert "cancelled before it ran" in answer
+    settle(h)
+    assert status(h) == "cancelled"
+    now.advance(hours=11)
+    assert h.bot.deps.due.tick() == 0  # the start was cancelled with it
+    work = h.bot.deps.repo.get_work("start:1")
+    assert work is not None and work.status == "cancelled"
+
+
+def test_a_request_that_cannot_be_posted_is_cancelled_and_the_requester_told(h: Harness) -> None:
+    h.slack.add_user("U0ONCALL1", "oncall1")
+    h.slack.inject_error("chat.postMessage", "not_in_channel")
+    h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    settle(h)
+    assert status(h) == "cancelled"
+    dm = h.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == "U0ONCALL1")
+    assert "could not be posted" in dm.params["text"] and "/invite" in dm.params["text"]
+    assert dm.response["ok"] is True  # delivered to the requester's DM
+
+
+def test_the_missed_window_report_survives_a_slack_failure(h: Harness, now: Now) -> None:
+    h.slash("plan checkout --at 22:00 nightly")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    now.advance(hours=10, minutes=30)
+    h.slack.inject_error("chat.postMessage", "internal_error", times=1)
+    h.bot.deps.due.tick()
+    settle(h)
+    assert status(h) == "expired"
+    now.advance(minutes=1)  # the report's retry
+    h.bot.deps.due.tick()
+    settle(h)
+    h.slack.wait_for("chat.postMessage", lambda c: "was NOT run" in c.params["text"])
+
+
+def test_a_group_member_may_abort(h: Harness) -> None:
+    h.slack.add_usergroup("S0SRE", ["U0GROUPIE"])
+    h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    request_message(h)
+    assert "cancelled" in h.slash("abort 1", user_id="U0GROUPIE").json()["text"]
+
+
+def test_approve_from_the_app_home_tab(h: Harness) -> None:
+    h.slack.add_user("U0APPROVER1", "approver1")  # so the bot can open a DM with them
+    h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    request_message(h)
+    h.bot.deps.work.wait_idle(5)
+    from handlers.home import publish_home
+
+    publish_home(h.bot.deps, h.bot.deps.slack, "U0APPROVER1")
+    home = h.slack.home_view("U0APPROVER1")
+    assert home is not None
+    approve = next(
+        e
+        for b in home["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == ab.APPROVE_ACTION
+    )
+    # what Slack sends for a button on the Home tab: a view container, no response_url
+    body = h.requester.click_body({}, approve, user_id="U0APPROVER1", channel_id="")
+    payload = json.loads(parse_qs(body)["payload"][0])
+    payload["container"] = {"type": "view", "view_id": "V0HOME"}
+    for key in ("response_url", "message", "channel"):
+        payload.pop(key)
+    assert h.requester.post_form(urlencode({"payload": json.dumps(payload)})).status_code == 200
+    dm = h.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == "U0APPROVER1")
+    assert "Approved" in dm.params["text"] and dm.response["ok"] is True
+    settle(h)
+    assert status(h) == "succeeded"
+    republished = h.slack.home_view("U0APPROVER1")
+    assert republished is not None and "Nothing waits for you" in json.dumps(republished)

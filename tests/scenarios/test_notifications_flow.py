@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.notify.notifications import Notifier
 from bot.sim.slack_api import SlackSimulator
 from tests.conftest import Harness, closed_port_url
 
@@ -248,3 +249,45 @@ def test_updates_every_n_minutes_sla_breach_then_final_update(
     clock.offset = timedelta(minutes=30)
     deps.due.tick()
     assert len(with_text(slack, channel, "Update on rollback #1")) == 2  # 1 periodic + final
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["missing_scope", "invalid_auth", "account_inactive", "restricted_action_read_only_channel"],
+)
+def test_a_permanent_refusal_is_audited_once_and_the_other_channels_still_get_it(
+    harness: Harness, slack: SlackSimulator, clock: ShiftedClock, error: str
+) -> None:
+    deps = harness.bot.deps
+    rollback = deps.repo.create_rollback(
+        service="checkout",
+        kind="immediate",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        status="running",
+        now=clock(),
+        reason="bad deploy",
+        channel_id="C0DEPLOYS",
+    )
+    slack.inject_error("chat.postMessage", error)  # whichever channel's post comes first
+    deps.due.schedule("notify.critical", "notify-critical:1", clock(), {"rollback_id": 1})
+    assert deps.due.tick() == 1
+
+    work = deps.repo.get_work("notify-critical:1")
+    assert work is not None and work.status == "done"  # not retried every 10 s forever
+    (failed,) = deps.repo.list_audit_events("notification.critical_notice.failed", rollback_id=1)
+    assert failed.detail == {"error": error}
+    sent = deps.repo.list_audit_events("notification.critical_notice", rollback_id=1)
+    channels = ["C0DEPLOYS", "C0INCIDENTS", "C0EXEC"]
+    assert sorted([str(failed.channel_id), *(str(e.channel_id) for e in sent)]) == sorted(channels)
+    for channel in channels:
+        expected = 0 if channel == failed.channel_id else 1
+        assert len(with_text(slack, channel, "CRITICAL: Production Rollback")) == expected
+
+    # told again (a retry, another replica): the refused channel is not tried again either
+    posts = len(slack.calls_to("chat.postMessage"))
+    (notifier,) = [x for x in deps.engine.listeners if isinstance(x, Notifier)]
+    service = deps.catalog.get("checkout")
+    assert service is not None and rollback.id == 1
+    notifier.post(rollback, service, "critical_notice", channels)
+    assert len(slack.calls_to("chat.postMessage")) == posts

@@ -106,8 +106,44 @@ def test_injected_5xx_and_no_connection_are_retryable(sim: TwilioSimulator) -> N
     with pytest.raises(SmsError) as caught:
         down.send_sms("+15550100001", "x")
     assert caught.value.status is None and caught.value.is_retryable
+    assert not caught.value.is_maybe_sent, "refused connection: the request never left"
     sms.close()
     down.close()
+
+
+def test_configuration_errors_are_neither_retryable_nor_a_bad_number(
+    sim: TwilioSimulator,
+) -> None:
+    wrong = TwilioSMS(sim.account_sid, "wrong-token", FROM, sim.url)
+    with pytest.raises(SmsError) as caught:
+        wrong.send_sms("+15550100001", "x")
+    assert (caught.value.status, caught.value.code) == (401, 20003)
+    assert caught.value.is_misconfigured and not caught.value.is_retryable
+    sms = TwilioSMS(sim.account_sid, sim.auth_token, FROM, sim.url)
+    sim.inject(400, code=21606, message=f"The From phone number {FROM} is not valid")
+    with pytest.raises(SmsError) as caught:
+        sms.send_sms("+15550100001", "x")
+    assert caught.value.code == 21606 and caught.value.is_misconfigured
+    assert not caught.value.is_bad_number and FROM not in caught.value.summary
+    sim.set_bad_number("+15550100002", 21211)
+    with pytest.raises(SmsError) as caught:
+        sms.send_sms("+15550100002", "x")
+    assert not caught.value.is_misconfigured
+    wrong.close()
+    sms.close()
+
+
+def test_a_lost_answer_may_have_sent_the_message(sim: TwilioSimulator) -> None:
+    sms = TwilioSMS(sim.account_sid, sim.auth_token, FROM, sim.url)
+    sim.drop_answers(1)
+    with pytest.raises(SmsError) as caught:
+        sms.send_sms("+15550100001", "x")
+    assert caught.value.is_maybe_sent and not caught.value.is_retryable
+    assert not caught.value.is_misconfigured
+    [accepted] = sim.messages  # Twilio took it although the sender never heard back
+    assert accepted.to == "+15550100001"
+    assert sms.send_sms("+15550100001", "y").startswith("SM")
+    sms.close()
 
 
 def test_status_callbacks_are_signed_like_twilios(
@@ -119,9 +155,10 @@ def test_status_callbacks_are_signed_like_twilios(
     bad = sms.send_sms("+15550100002", "b", f"{receiver.url}/twilio/status?page=2")
     sim.wait_until(lambda s: len(s.callbacks) == 4)
     validator = WebhookValidator(sim.auth_token, receiver.url)
-    seen = {}
+    seen: dict[str, list[tuple[str, str | None]]] = {}
     for path, params, signature in receiver.received:
-        url = validator.url_for(*path.split("?"), seen_url="")
+        route, _, query = path.partition("?")
+        url = validator.url_for(route, query, seen_url="")
         assert validator.is_valid(url, params, signature), path
         assert not validator.is_valid(url, {**params, "MessageStatus": "x"}, signature)
         seen.setdefault(params["MessageSid"], []).append(
