@@ -216,12 +216,22 @@ def _refresh_now(deps: Deps, rollback_id: int, note: str | None) -> None:
 # --- votes ----------------------------------------------------------------------------------
 
 
-def approve(deps: Deps, rollback_id: int, user: str, *, via: str) -> Answer:
+def _pressed_on(r: Rollback, message_ts: str | None) -> Rollback:
+    """A button pressed before the request's ts was stored is audited with the ts Slack sent."""
+    if message_ts and not r.approval_ts:
+        r.approval_ts = message_ts  # this detached copy only: the stored row is not touched
+    return r
+
+
+def approve(
+    deps: Deps, rollback_id: int, user: str, *, via: str, message_ts: str | None = None
+) -> Answer:
     """One approval vote. The last needed vote moves the request on exactly once."""
     r = deps.repo.get_rollback(rollback_id)
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None:
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
+    r = _pressed_on(r, message_ts)
     now = deps.clock()
     refusal = policy.approval_refusal(service, user, _request_of(r), now, _members(deps, service))
     if refusal is not None:
@@ -267,11 +277,20 @@ def approve(deps: Deps, rollback_id: int, user: str, *, via: str) -> Answer:
     )
 
 
-def reject(deps: Deps, rollback_id: int, user: str, reason: str, *, via: str) -> Answer:
+def reject(
+    deps: Deps,
+    rollback_id: int,
+    user: str,
+    reason: str,
+    *,
+    via: str,
+    message_ts: str | None = None,
+) -> Answer:
     r = deps.repo.get_rollback(rollback_id)
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None:
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
+    r = _pressed_on(r, message_ts)
     refusal = policy.rejection_refusal(service, user, _request_of(r), _members(deps, service))
     if refusal is not None:
         _audit(deps, "approval.refused", r, user, why=refusal, via=via, decision="reject")

@@ -80,7 +80,9 @@ def register(app: App, deps: Deps) -> None:
         members = deps.groups.members(policy.approver_groups(service))
         refusal = policy.rejection_refusal(service, user, request, members)
         if refusal is not None:  # let approvals.reject audit and word the refusal
-            _tell(respond, approvals.reject(deps, r.id, user, "", via="button").text)
+            message_ts = body.get("container", {}).get("message_ts")
+            answer = approvals.reject(deps, r.id, user, "", via="button", message_ts=message_ts)
+            _tell(respond, answer.text)
             return
         _open(client, body, approval_blocks.reject_modal(r.id, r.service), respond)
 
@@ -121,7 +123,13 @@ def _approve(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
     if rollback_id is None:
         _tell(respond, ":x: This button does not name a rollback.")
         return
-    answer = approvals.approve(deps, rollback_id, body["user"]["id"], via="button")
+    answer = approvals.approve(
+        deps,
+        rollback_id,
+        body["user"]["id"],
+        via="button",
+        message_ts=body.get("container", {}).get("message_ts"),
+    )
     _tell(respond, answer.text)
 
 
