@@ -6,7 +6,7 @@
 2. N services rolled back at once: all must succeed; the progress edits (chat.update) must stay
    within Slack's Tier-3 budget; peak memory of the process is reported.
 
-    python benchmarks/engine_overhead.py [--services 50]
+    python benchmarks/engine_overhead.py [--services 50] [--database-url postgresql://…]
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--database-url", default="", help="default: a new SQLite file")
     args = parser.parse_args()
     setup_logging("WARNING")
     n = args.services
@@ -96,7 +97,7 @@ def main() -> None:
             slack_bot_token=SecretStr("xoxb-bench"),
             slack_signing_secret=SecretStr(secret),
             slack_api_url=slack.api_url,
-            database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
+            database_url=args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
         )
         kube = KubernetesClient(api_client_for=lambda _ctx: cluster.api_client())
         bot = build_app(settings, catalog=parse_catalog(catalog(n + args.runs)), kube=kube)
