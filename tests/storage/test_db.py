@@ -138,7 +138,10 @@ def test_active_rollback_index_is_partial_and_unique(migrated_engine: Engine) ->
     with migrated_engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             ddl = conn.execute(
-                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes"
+                    " WHERE indexname = :n AND schemaname = current_schema()"
+                ),
                 {"n": "uq_rollbacks_active_service"},
             ).scalar_one()
         else:
