@@ -526,8 +526,26 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         " a rollback can run"
         for name, svc in catalog.services.items()
         if (key := svc.spec.missing_strategy_section)
-    )
+    ) + tuple(_unreachable_approvals(catalog, mapper.lines))
     return replace(catalog, warnings=warnings)
+
+
+def _unreachable_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> Iterator[str]:
+    """A planned rollback that can never get enough approvals: say so before anyone waits."""
+    for name, svc in catalog.services.items():
+        users = [a for a in svc.spec.approvers if isinstance(a, str)]
+        if len(users) < len(svc.spec.approvers):
+            continue  # a user group may have any number of members
+        needed = svc.approval.min_approvals
+        # with the two-person rule an approver who requested cannot count
+        available = len(users) - (1 if svc.approval.two_person_rule and users else 0)
+        if users and needed > available:
+            line = _line_for(("services", name, "approvers"), lines)
+            yield (
+                f"{catalog.source}:{line}: warning: services.{name}: approval needs"
+                f" {needed} approver(s) but only {available} other than the requester are"
+                " listed, so a request by an approver can never be approved"
+            )
 
 
 _LINE = re.compile(r":(\d+): ")

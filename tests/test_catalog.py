@@ -681,3 +681,25 @@ def test_threshold_override_inherits_the_rest() -> None:
     text = HEAD + "    thresholds:\n      latency_p95_seconds: {high: 1.5}\n"
     t = parse_catalog(text).services["checkout"].thresholds
     assert (t.latency_p95_medium, t.latency_p95_high, t.latency_p95_critical) == (1.0, 1.5, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("approvers", "approval", "warned"),
+    [
+        ("[U0APPROVER1, U0APPROVER2]", "{min_approvals: 2}", True),  # two-person rule: 1 left
+        ("[U0APPROVER1, U0APPROVER2]", "{min_approvals: 2, two_person_rule: false}", False),
+        ("[U0APPROVER1, U0APPROVER2, U0APPROVER3]", "{min_approvals: 2}", False),
+        ("[U0APPROVER1, {usergroup: S0SRE}]", "{min_approvals: 3}", False),  # group size unknown
+    ],
+)
+def test_approvals_that_can_never_be_met_are_a_warning(
+    approvers: str, approval: str, warned: bool
+) -> None:
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\nservices:\n  checkout:\n    deployment: checkout-api\n"
+        f"    approvers: {approvers}\n    approval: {approval}\n"
+    )
+    warnings = [w for w in parse_catalog(text, "t.yaml").warnings if "approval needs" in w]
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith("t.yaml:6: warning: services.checkout:")
