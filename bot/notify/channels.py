@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.catalog import Service, UserGroup
 from bot.due import DueWorkRunner
-from bot.notify import templates
+from bot.notify import template_context, templates
 from storage.models import ACTIVE_STATUSES, DueWork, Rollback
 from storage.repository import Repository
 
@@ -139,7 +139,7 @@ class IncidentChannels:
     def set_topic(self, rollback: Rollback, service: Service) -> None:
         if not rollback.incident_channel_id:
             return
-        context = templates.build_context(self.repo, rollback, service, self.clock())
+        context = template_context.build_context(self.repo, rollback, service, self.clock())
         topic = templates.render(service, "incident_topic", context)
         if len(topic) > TOPIC_LIMIT:
             topic = topic[: TOPIC_LIMIT - 1] + "…"
@@ -162,7 +162,7 @@ class IncidentChannels:
         assert rollback.id is not None
         if not channel or self._already(rollback.id, audit_kind):
             return None
-        context = templates.build_context(self.repo, rollback, service, self.clock())
+        context = template_context.build_context(self.repo, rollback, service, self.clock())
         text = templates.render(service, "incident_update", context)
         resp = self.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
         self.repo.add_audit_event(

@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.catalog import Service
 from bot.due import RetryLater
-from bot.notify import templates
+from bot.notify import template_context, templates
 from bot.notify.channels import IncidentChannels
 from storage.models import DueWork, Rollback
 
@@ -241,7 +241,9 @@ class Notifier:
         todo = [c for c in dict.fromkeys(channels) if c not in done]
         if not todo:
             return
-        context = templates.build_context(self.deps.repo, rollback, service, self.deps.clock())
+        context = template_context.build_context(
+            self.deps.repo, rollback, service, self.deps.clock()
+        )
         text = templates.render(service, name, context)
         results = list(self._pool.map(lambda c: self._send(rollback, kind, c, text), todo))
         failed = [c for c, is_transient in zip(todo, results, strict=True) if is_transient]

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from bot.__main__ import main
 from bot.app import build_app
 from bot.catalog import CatalogError, Service, parse_catalog
-from bot.notify import templates
+from bot.notify import template_context, templates
 from bot.settings import Settings
 from storage.db import make_engine, migrate
 from storage.models import Rollback
@@ -92,7 +92,7 @@ def stored_rollback(repo: Repository, *, status: str, reason: str = HOSTILE) -> 
 
 
 def render(repo: Repository, service: Service, rollback: Rollback, name: str) -> str:
-    context = templates.build_context(repo, rollback, service, T0 + timedelta(minutes=5))
+    context = template_context.build_context(repo, rollback, service, T0 + timedelta(minutes=5))
     return templates.render(service, name, context)
 
 
@@ -167,7 +167,7 @@ def test_template_authors_cannot_forget_to_escape() -> None:
     )
     service = catalog.get("checkout")
     assert service is not None
-    context = templates.sample_context(service) | {"reason": "<!here>"}
+    context = template_context.sample_context(service) | {"reason": "<!here>"}
     text = templates.render(service, "critical_notice", context)
     assert text == "&lt;!here&gt; &lt;!here&gt; &lt;!here&gt; / <@U0SAMPLE> &lt;&lt;!here&gt;"
 
@@ -284,7 +284,7 @@ def test_formatting_a_mrkdwn_string_escapes_its_arguments(source: str) -> None:
     )
     service = catalog.get("checkout")
     assert service is not None
-    context = templates.sample_context(service) | {"reason": "<!channel> <http://evil|x>"}
+    context = template_context.sample_context(service) | {"reason": "<!channel> <http://evil|x>"}
     text = templates.render(service, "critical_notice", context)
     assert "&lt;!channel&gt;" in text
     assert "<!channel>" not in text and "<http://evil" not in text
@@ -299,6 +299,6 @@ def test_formatting_keeps_mentions_and_escapes_the_rest() -> None:
     )
     service = catalog.get("checkout")
     assert service is not None
-    context = templates.sample_context(service) | {"reason": "<!here> & co"}
+    context = template_context.sample_context(service) | {"reason": "<!here> & co"}
     text = templates.render(service, "critical_notice", context)
     assert text == "&lt;!here&gt; &amp; co by <@U0SAMPLE>"

@@ -1,0 +1,216 @@
+"""What a notification template sees: the context built from a stored rollback record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.catalog import Service
+from bot.notify.templates import channel_link, mention
+from storage.models import ACTIVE_STATUSES, Approval, Assessment, Rollback, RollbackStep
+from storage.repository import Repository
+
+# --- context --------------------------------------------------------------------------------
+
+_STATUS_TEXT = {
+    "pending_approval": "Waiting for approval",
+    "approved": "Approved, about to start",
+    "scheduled": "Scheduled",
+    "running": "Rollback in progress",
+    "aborting": "Aborting",
+    "succeeded": "Rollback completed",
+    "failed": "Rollback FAILED",
+    "aborted": "Rollback aborted",
+}
+_RESULTS = {
+    "succeeded": (":white_check_mark:", "PASSED"),
+    "failed": (":x:", "FAILED"),
+    "skipped": (":heavy_minus_sign:", "SKIPPED"),
+    "running": (":hourglass_flowing_sand:", "RUNNING"),
+    "pending": (":white_circle:", "PENDING"),
+}
+_VALIDATION_KINDS = ("http_check", "prometheus_gate", "wait_rollout")
+
+
+def format_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "n/a"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _target_version(rollback: Rollback, steps: Iterable[RollbackStep]) -> str:
+    for step in steps:
+        undo = step.detail.get("undo")
+        if isinstance(undo, Mapping) and "to_revision" in undo:
+            images = undo.get("images_after") or {}
+            shown = ", ".join(f"{c}={i}" for c, i in dict(images).items())
+            return f"revision {undo['to_revision']}" + (f" ({shown})" if shown else "")
+        if "image_after" in step.detail:
+            return str(step.detail["image_after"])
+        if "selector" in step.detail and step.kind == "switch_selector":
+            return ", ".join(f"{k}={v}" for k, v in dict(step.detail["selector"]).items())
+    if rollback.target_revision:
+        return f"revision {rollback.target_revision}"
+    return "the previous version"
+
+
+def context_from(
+    rollback: Rollback,
+    steps: list[RollbackStep],
+    approvals: list[Approval],
+    assessment: Assessment | None,
+    service: Service,
+    now: datetime,
+) -> dict[str, Any]:
+    """The variables every template sees (pure: the caller reads the records)."""
+    started = rollback.started_at or rollback.created_at
+    ended = rollback.finished_at or now
+    running = next((s for s in steps if s.status == "running"), None)
+    failed = next((s for s in steps if s.status == "failed"), None)
+    has_database = any(s.phase == "database" for s in steps)
+    is_critical = rollback.kind == "immediate"
+    validation = [
+        {"name": s.name, "icon": _RESULTS[s.status][0], "result": _RESULTS[s.status][1]}
+        for s in steps
+        if s.phase == "verification" or s.kind in _VALIDATION_KINDS
+    ]
+    notifications = service.notifications
+    return {
+        "rollback_id": rollback.id,
+        "service": rollback.service,
+        "kind": rollback.kind,
+        "strategy": rollback.strategy,
+        "status": rollback.status,
+        "status_text": _STATUS_TEXT.get(rollback.status, rollback.status),
+        "is_final": rollback.status not in ACTIVE_STATUSES,
+        "reason": rollback.reason or "no reason given",
+        "coordinator": mention(rollback.requested_by),
+        "requested_by": mention(rollback.requested_by),
+        "started_at": format_time(started),
+        "finished_at": format_time(rollback.finished_at),
+        "now": format_time(now),
+        "duration": format_duration((ended - started).total_seconds()),
+        "duration_minutes": round((ended - started).total_seconds() / 60, 1),
+        "estimated_downtime_minutes": service.sla_minutes,
+        "sla_minutes": service.sla_minutes,
+        "update_every_minutes": f"{notifications.update_every_minutes:g}",
+        "status_page_url": notifications.status_page_url,
+        "review_reminder_hours": f"{service.review_reminder_hours:g}",
+        "incident_channel": channel_link(rollback.incident_channel_id),
+        "user_impact": "HIGH — users may see a service interruption"
+        if is_critical
+        else "LOW — planned rollback",
+        "business_impact": "HIGH — core business processes affected"
+        if is_critical
+        else "LOW — planned change window",
+        "data_impact": "AT RISK — the plan changes the database; verify data integrity"
+        if has_database
+        else "MINIMAL — the plan does not touch the database",
+        "target_version": _target_version(rollback, steps),
+        "steps": [
+            {"name": s.name, "phase": s.phase, "status": s.status, "error": s.error} for s in steps
+        ],
+        "steps_total": len(steps),
+        "steps_done": sum(1 for s in steps if s.status == "succeeded"),
+        "current_step": running.name if running else None,
+        "validation": validation,
+        "failed_phase": failed.phase if failed else "n/a",
+        "failed_step": failed.name if failed else "n/a",
+        "error": (failed.error if failed else None) or rollback.error,
+        "approvers_voted": [mention(a.user_id) for a in approvals if a.decision == "approve"],
+        "responders": [mention(u) for u in service.spec.responders],
+        "assessment": {
+            "decision": assessment.decision,
+            "critical": assessment.critical_score,
+            "high": assessment.high_score,
+            "medium": assessment.medium_score,
+            "total": assessment.total_score,
+        }
+        if assessment is not None
+        else None,
+    }
+
+
+def build_context(
+    repo: Repository, rollback: Rollback, service: Service, now: datetime
+) -> dict[str, Any]:
+    """The template context of a stored rollback: its steps, votes and assessment."""
+    assert rollback.id is not None
+    assessment = (
+        repo.get_assessment(rollback.assessment_id) if rollback.assessment_id is not None else None
+    )
+    return context_from(
+        rollback,
+        repo.list_steps(rollback.id),
+        repo.list_approvals(rollback.id),
+        assessment,
+        service,
+        now,
+    )
+
+
+def sample_context(service: Service) -> dict[str, Any]:
+    """A realistic context (a failed, approved rollback) for check-config's trial renders."""
+    now = datetime(2025, 1, 1, 12, 30, tzinfo=UTC)
+    start = now - timedelta(minutes=7)
+    rollback = Rollback(
+        id=42,
+        service=service.name,
+        status="failed",
+        kind="immediate",
+        strategy=service.spec.strategy,
+        requested_by="U0SAMPLE",
+        reason="error rate above 10 % after v3",
+        created_at=start,
+        started_at=start,
+        finished_at=now,
+        incident_channel_id="C0INCIDENT",
+        error="Wait for rollout: timed out",
+    )
+    steps = [
+        RollbackStep(
+            rollback_id=42,
+            phase="application",
+            position=0,
+            name="Roll back the Deployment",
+            kind="rollout_undo",
+            status="succeeded",
+            detail={"undo": {"to_revision": 2, "images_after": {"app": "shop/app:v2"}}},
+        ),
+        RollbackStep(
+            rollback_id=42,
+            phase="verification",
+            position=1,
+            name="Health check",
+            kind="http_check",
+            status="failed",
+            error="timed out",
+        ),
+    ]
+    approvals = [
+        Approval(
+            rollback_id=42, user_id="U0APPROVER", decision="approve", via="slack", created_at=now
+        )
+    ]
+    assessment = Assessment(
+        id=7,
+        service=service.name,
+        status="done",
+        decision="IMMEDIATE ROLLBACK",
+        critical_score=55,
+        high_score=0,
+        medium_score=10,
+        total_score=65,
+        created_at=start,
+    )
+    return context_from(rollback, steps, approvals, assessment, service, now)
