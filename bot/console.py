@@ -183,9 +183,11 @@ class ConsoleSession:
         """Run what is due now (review documents, notices) before the next line, as the
         scheduler of ``serve`` would within seconds; later items wait for their time."""
         for _ in range(5):
-            if self.bot.deps.due.tick() == 0:
-                return
+            # what the engine handed to the work pool at the end (it may hold a claim) first
             self.bot.deps.work.wait_idle(WAIT_SECONDS)
+            if self.bot.deps.due.tick() == 0:
+                self.bot.deps.work.wait_idle(WAIT_SECONDS)
+                return
             self.bot.deps.engine.wait_idle(ROLLBACK_WAIT_SECONDS)
 
     def _send_followups(self) -> None:

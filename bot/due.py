@@ -87,8 +87,12 @@ class DueWorkRunner:
             )
             if not items:
                 return ran
-            for _ in self._pool.map(self._run, items):
-                pass
+            try:
+                for _ in self._pool.map(self._run, items):
+                    pass
+            except RuntimeError:  # shutting down: the claims lapse and another process runs them
+                log.info("due work: shutting down with %d item(s) claimed", len(items))
+                return ran
             ran += len(items)
             if len(items) < self.batch:
                 return ran
