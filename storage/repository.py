@@ -293,6 +293,7 @@ class Repository:
                 required_approvals=required_approvals,
                 expires_at=expires_at,
                 created_at=now,
+                started_at=now if status == "running" else None,  # immediate: starts at once
             )
             try:
                 with self._write() as session:

@@ -551,7 +551,7 @@ def test_history_lists_requester_approvers_outcome_and_duration(h: Harness) -> N
     text = h.slash("history checkout").json()["text"]
     lines = text.splitlines()
     assert lines[1].startswith("• #2 *checkout* succeeded · immediate undo")
-    assert "no approval needed (responder)" in lines[1]
+    assert "no approval needed (responder)" in lines[1] and "· 0m 0" in lines[1]
     assert "#1 *checkout* succeeded · planned undo" in lines[2]
     assert "by <@U0ONCALL1>" in lines[2] and "approved: <@U0APPROVER2>" in lines[2]
     assert lines[2].endswith("s") and "· 0m 0" in lines[2]  # a duration in minutes and seconds
