@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import START, Answer, _audit, _members, refresh_request
+from bot.approvals import START, Answer, approver_members, audit, refresh_request
 from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
 from bot.notify import approval_blocks
@@ -49,6 +49,35 @@ def _open_work(rollback_id: int) -> list[str]:
         f"start:{rollback_id}:confirmed",
         f"confirm-expire:{rollback_id}",
     ]
+
+
+def _end(
+    deps: Deps,
+    rollback_id: int,
+    status: str,
+    *,
+    error: str,
+    event: str,
+    actor: str | None,
+    expected: tuple[str, ...] = WAITING,
+    running_key: str | None = None,
+    detail: dict[str, object] | None = None,
+) -> Rollback | None:
+    """End a waiting request (cancelled, expired, failed) once: the status, and the cancelling
+    of its other due work (not ``running_key``, the item calling), in one transaction; then
+    the audit event and the edit of the request message. None when it had already moved on."""
+    moved = deps.repo.set_rollback_status(
+        rollback_id,
+        status,
+        deps.clock(),
+        error=error,
+        expected=expected,
+        cancel=[key for key in _open_work(rollback_id) if key != running_key],
+    )
+    if moved is not None:
+        audit(deps, event, moved, actor, **(detail or {}))
+        refresh_request(deps, rollback_id)
+    return moved
 
 
 def _post(
@@ -103,7 +132,7 @@ def start_due(deps: Deps, item: DueWork) -> None:
     votes = sorted(
         {a.user_id for a in deps.repo.list_approvals(rollback_id) if a.decision == "approve"}
     )
-    _audit(
+    audit(
         deps,
         "rollback.started",
         moved,
@@ -125,10 +154,10 @@ def _reassess(deps: Deps, service: Service, r: Rollback) -> Decision | None:
     except Exception as exc:
         log.exception("re-assessment of %s before rollback #%s failed", service.name, r.id)
         deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())
-        _audit(deps, "rollback.reassessed", r, None, assessment_id=assessment_id, error=str(exc))
+        audit(deps, "rollback.reassessed", r, None, assessment_id=assessment_id, error=str(exc))
         return None
     store_assessment(deps.repo, service, assessment_id, result, deps.clock())
-    _audit(
+    audit(
         deps,
         "rollback.reassessed",
         r,
@@ -162,7 +191,7 @@ def _ask_to_confirm(deps: Deps, r: Rollback, service: Service, decision: Decisio
     approvers = {a.user_id for a in deps.repo.list_approvals(r.id) if a.decision == "approve"}
     mentions = " ".join(f"<@{u}>" for u in sorted(approvers))
     _post(deps, r, service, f"{mentions} {text}".strip(), blocks=blocks)
-    _audit(deps, "rollback.confirmation_requested", r, None, approvers=sorted(approvers))
+    audit(deps, "rollback.confirmation_requested", r, None, approvers=sorted(approvers))
     refresh_request(
         deps,
         r.id,
@@ -176,8 +205,8 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None:
         return Answer(f":x: There is no rollback #{rollback_id}.", is_ok=False)
-    if user not in policy.approver_ids(service, _members(deps, service)):
-        _audit(deps, "rollback.confirm_refused", r, user)
+    if user not in policy.approver_ids(service, approver_members(deps, service)):
+        audit(deps, "rollback.confirm_refused", r, user)
         return Answer(
             f":no_entry: Only approvers of {service.name} may decide:"
             f" {policy.who_may_approve(service)}.",
@@ -188,17 +217,16 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
             f"Rollback #{rollback_id} is {r.status.replace('_', ' ')}; nothing to confirm."
         )
     if not run:
-        moved = deps.repo.set_rollback_status(
+        _end(
+            deps,
             rollback_id,
             "cancelled",
-            deps.clock(),
             error=f"cancelled by <@{user}> at the start",
+            event="rollback.cancelled",
+            actor=user,
             expected=("approved",),
-            cancel=_open_work(rollback_id),
+            detail={"why": "not confirmed at the start"},
         )
-        if moved is not None:
-            _audit(deps, "rollback.cancelled", moved, user, why="not confirmed at the start")
-            refresh_request(deps, rollback_id)
         return Answer(f":heavy_multiplication_x: Rollback #{rollback_id} cancelled.")
     deps.due.schedule(
         START,
@@ -206,24 +234,22 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
         deps.clock(),
         {"rollback_id": rollback_id, "confirmed_by": user},
     )
-    _audit(deps, "rollback.confirmed", r, user)
+    audit(deps, "rollback.confirmed", r, user)
     deps.work.submit("due work", deps.due.tick)
     return Answer(f":arrows_counterclockwise: Confirmed: rollback #{rollback_id} starts now.")
 
 
 def _confirm_expired(deps: Deps, item: DueWork) -> None:
-    rollback_id = int(item.payload["rollback_id"])
-    moved = deps.repo.set_rollback_status(
-        rollback_id,
+    _end(
+        deps,
+        int(item.payload["rollback_id"]),
         "expired",
-        deps.clock(),
         error="no approver confirmed the start in time",
+        event="rollback.confirmation_expired",
+        actor=None,
         expected=("approved",),
-        cancel=[key for key in _open_work(rollback_id) if key != item.key],
+        running_key=item.key,
     )
-    if moved is not None:
-        _audit(deps, "rollback.confirmation_expired", moved, None)
-        refresh_request(deps, rollback_id)
 
 
 def _missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
@@ -241,7 +267,7 @@ def _missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
         schedule=[NewWork(WINDOW_MISSED, f"window-missed:{r.id}", now, {"rollback_id": r.id})],
     )
     if moved is not None:
-        _audit(deps, "rollback.window_missed", moved, None, late_minutes=late)
+        audit(deps, "rollback.window_missed", moved, None, late_minutes=late)
         deps.work.submit("due work", deps.due.tick)
 
 
@@ -265,18 +291,19 @@ def _report_missed_window(deps: Deps, item: DueWork) -> None:
 def _gave_up(deps: Deps, item: DueWork, error: str) -> None:
     """The start kept failing: fail the rollback where people will see it."""
     rollback_id = int(item.payload["rollback_id"])
-    moved = deps.repo.set_rollback_status(
+    moved = _end(
+        deps,
         rollback_id,
         "failed",
-        deps.clock(),
         error=f"the start kept failing: {error}",
+        event="rollback.start_failed",
+        actor=None,
         expected=("approved", "scheduled"),
-        cancel=_open_work(rollback_id),
+        detail={"error": error},
     )
     service = deps.catalog.get(moved.service) if moved else None
     if moved is None or service is None:
         return
-    _audit(deps, "rollback.start_failed", moved, None, error=error)
     try:
         _post(
             deps,
@@ -288,23 +315,19 @@ def _gave_up(deps: Deps, item: DueWork, error: str) -> None:
         )
     except SlackApiError:
         log.exception("could not report that rollback #%d could not start", rollback_id)
-    refresh_request(deps, rollback_id)
 
 
 def cancel_waiting(deps: Deps, rollback_id: int, user: str, reason: str) -> Rollback | None:
     """Cancel a request still waiting (for approval, a confirmation or its window)."""
-    moved = deps.repo.set_rollback_status(
+    return _end(
+        deps,
         rollback_id,
         "cancelled",
-        deps.clock(),
         error=f"cancelled by <@{user}>" + (f": {reason}" if reason else ""),
-        expected=WAITING,
-        cancel=_open_work(rollback_id),
+        event="rollback.cancelled",
+        actor=user,
+        detail={"reason": reason},
     )
-    if moved is not None:
-        _audit(deps, "rollback.cancelled", moved, user, reason=reason)
-        refresh_request(deps, rollback_id)
-    return moved
 
 
 def supersede_pending(deps: Deps, service: str, user: str) -> int | None:
@@ -313,16 +336,12 @@ def supersede_pending(deps: Deps, service: str, user: str) -> int | None:
     active = deps.repo.get_active_rollback(service)
     if active is None or active.id is None or active.status not in WAITING:
         return None
-    moved = deps.repo.set_rollback_status(
+    moved = _end(
+        deps,
         active.id,
         "cancelled",
-        deps.clock(),
         error=f"superseded by an immediate rollback by <@{user}>",
-        expected=WAITING,
-        cancel=_open_work(active.id),
+        event="approval.superseded",
+        actor=user,
     )
-    if moved is None:
-        return None
-    _audit(deps, "approval.superseded", moved, user)
-    refresh_request(deps, active.id)
-    return active.id
+    return active.id if moved is not None else None

@@ -55,11 +55,11 @@ def _request_of(r: Rollback) -> policy.Request:
     return policy.Request(r.status, r.requested_by, r.expires_at, r.required_approvals)
 
 
-def _members(deps: Deps, service: Service) -> set[str]:
+def approver_members(deps: Deps, service: Service) -> set[str]:
     return deps.groups.members(policy.approver_groups(service))
 
 
-def _audit(deps: Deps, event: str, r: Rollback, actor: str | None, **detail: object) -> None:
+def audit(deps: Deps, event: str, r: Rollback, actor: str | None, **detail: object) -> None:
     deps.repo.add_audit_event(
         event,
         now=deps.clock(),
@@ -113,7 +113,7 @@ def request(
         schedule=lambda rid: [NewWork(EXPIRE, f"expire:{rid}", expires_at, {"rollback_id": rid})],
     )
     assert rollback.id is not None
-    _audit(
+    audit(
         deps,
         "approval.requested",
         rollback,
@@ -139,7 +139,7 @@ def post_request(deps: Deps, rollback_id: int, plan_summary: str) -> None:
         _request_not_posted(deps, r, service, str(exc.response.get("error")))
         return
     deps.repo.set_approval_message(rollback_id, service.channel, str(resp["ts"]), plan_summary)
-    _audit(deps, "approval.posted", deps.repo.get_rollback(rollback_id) or r, None)
+    audit(deps, "approval.posted", deps.repo.get_rollback(rollback_id) or r, None)
     # a vote that came in before the ts was stored could not edit the message: show it now
     latest = deps.repo.get_rollback(rollback_id)
     if deps.repo.list_approvals(rollback_id) or (latest and latest.status != r.status):
@@ -157,7 +157,7 @@ def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -
         expected=("pending_approval",),
         cancel=[f"expire:{r.id}"],
     )
-    _audit(deps, "approval.not_posted", r, None, error=error)
+    audit(deps, "approval.not_posted", r, None, error=error)
     hint = " Invite me with `/invite @rollback-bot`." if error == "not_in_channel" else ""
     try:
         deps.slack.chat_postMessage(
@@ -233,15 +233,17 @@ def approve(
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
     r = _pressed_on(r, message_ts)
     now = deps.clock()
-    refusal = policy.approval_refusal(service, user, _request_of(r), now, _members(deps, service))
+    refusal = policy.approval_refusal(
+        service, user, _request_of(r), now, approver_members(deps, service)
+    )
     if refusal is not None:
         if r.status == "pending_approval" and policy.is_expired(_request_of(r), now):
             _expire(deps, r)
-        _audit(deps, "approval.refused", r, user, why=refusal, via=via)
+        audit(deps, "approval.refused", r, user, why=refusal, via=via)
         return Answer(f":no_entry: You cannot approve rollback #{rollback_id}: {refusal}.", False)
     is_new_vote = deps.repo.record_approval(rollback_id, user, "approve", via=via, now=now)
     if is_new_vote:
-        _audit(deps, "approval.approved", r, user, via=via)
+        audit(deps, "approval.approved", r, user, via=via)
     votes = [a.user_id for a in deps.repo.list_approvals(rollback_id) if a.decision == "approve"]
     if not policy.is_approved(votes, r.required_approvals):
         refresh_request(deps, rollback_id)
@@ -266,7 +268,7 @@ def approve(
         if not is_new_vote:
             return Answer(f"You already voted on rollback #{rollback_id}; it is {state}.")
         return Answer(f"Your approval is recorded; rollback #{rollback_id} is already {state}.")
-    _audit(deps, "approval.granted", moved, user, approvers=sorted(set(votes)))
+    audit(deps, "approval.granted", moved, user, approvers=sorted(set(votes)))
     refresh_request(deps, rollback_id)
     if is_later and moved.scheduled_at is not None:
         when = approval_blocks.when(moved.scheduled_at)
@@ -291,13 +293,15 @@ def reject(
     if r is None or service is None:
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
     r = _pressed_on(r, message_ts)
-    refusal = policy.rejection_refusal(service, user, _request_of(r), _members(deps, service))
+    refusal = policy.rejection_refusal(
+        service, user, _request_of(r), approver_members(deps, service)
+    )
     if refusal is not None:
-        _audit(deps, "approval.refused", r, user, why=refusal, via=via, decision="reject")
+        audit(deps, "approval.refused", r, user, why=refusal, via=via, decision="reject")
         return Answer(f":no_entry: You cannot reject rollback #{rollback_id}: {refusal}.", False)
     now = deps.clock()
     is_withdrawal = user == r.requested_by and user not in policy.approver_ids(
-        service, _members(deps, service)
+        service, approver_members(deps, service)
     )
     if not is_withdrawal and not deps.repo.record_approval(
         rollback_id, user, "reject", via=via, now=now, reason=reason
@@ -317,7 +321,7 @@ def reject(
         return Answer(
             f"Rollback #{rollback_id} is {_status(deps, rollback_id)}; nothing to reject."
         )
-    _audit(deps, f"approval.{status}", moved, user, reason=reason, via=via)
+    audit(deps, f"approval.{status}", moved, user, reason=reason, via=via)
     refresh_request(deps, rollback_id)
     return Answer(f":no_entry: Rollback #{rollback_id} {status}.")
 
@@ -333,7 +337,7 @@ def _expire(deps: Deps, r: Rollback) -> None:
         r.id, "expired", deps.clock(), error="not approved in time", expected=("pending_approval",)
     )
     if moved is not None:
-        _audit(deps, "approval.expired", moved, None)
+        audit(deps, "approval.expired", moved, None)
         refresh_request(deps, r.id)
 
 
