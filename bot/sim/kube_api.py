@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,6 +44,7 @@ from bot.sim.kube_schema import KubeError, ResourceType
 from bot.sim.kube_server import Answer, KubeHttpServer, KubeRestApi
 from bot.sim.kube_store import JSON_PATCH, ObjectStore
 from bot.sim.kube_workloads import JobController, JobOutcome, JobRule, generated_pods
+from bot.sim.loopback import LoopbackSimulator
 
 __all__ = ["KubeSimulator"]
 
@@ -77,7 +77,7 @@ class _Injection:
     body: dict[str, JSON] | None
 
 
-class KubeSimulator:
+class KubeSimulator(LoopbackSimulator):
     """Kubernetes API on 127.0.0.1:<random port>, with controllers and failure injection."""
 
     def __init__(
@@ -139,23 +139,6 @@ class KubeSimulator:
         for thread in self._threads:
             thread.join()
         self._server, self._threads = None, []
-
-    def __enter__(self) -> KubeSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("KubeSimulator not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def api_client(self) -> ApiClient:
         """A client for the simulator (no auth); close it, or use it as a context manager."""

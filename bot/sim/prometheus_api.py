@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from bot.sim.loopback import LoopbackSimulator
 
 __all__ = ["PrometheusSimulator", "format_sample_value"]
 
@@ -115,7 +116,7 @@ def _error(error_type: str, message: str) -> dict[str, str]:
     return {"status": "error", "errorType": error_type, "error": message}
 
 
-class PrometheusSimulator:
+class PrometheusSimulator(LoopbackSimulator):
     """A threaded HTTP server on 127.0.0.1 (ephemeral port) speaking the Prometheus query API.
 
     Thread-safe: the configuration can be changed while requests are being served.
@@ -169,25 +170,6 @@ class PrometheusSimulator:
         server.server_close()
         if thread is not None:
             thread.join()
-
-    def __enter__(self) -> PrometheusSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234`` (only while started)."""
-        if self._server is None:
-            raise RuntimeError("PrometheusSimulator is not started")
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
 
     def health_url(self, name: str) -> str:
         """URL of the demo health endpoint of service ``name``."""

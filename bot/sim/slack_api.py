@@ -22,10 +22,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.sim.loopback import LoopbackSimulator
 from bot.sim.slack_store import Params, SlackWorkspace, is_supported
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class _Answer:
     text: str | None = None
 
 
-class SlackSimulator:
+class SlackSimulator(LoopbackSimulator):
     """Slack Web API on 127.0.0.1:<random port>, recording every call."""
 
     def __init__(
@@ -128,23 +128,6 @@ class SlackSimulator:
             self._server.server_close()
             self._thread.join()
         self._server = self._thread = None
-
-    def __enter__(self) -> SlackSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("SlackSimulator not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def api_url(self) -> str:

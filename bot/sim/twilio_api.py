@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
 from bot.adapters.twilio import sign_webhook, sms_segments
+from bot.sim.loopback import LoopbackSimulator
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Callback:
     status_code: int
 
 
-class TwilioSimulator:
+class TwilioSimulator(LoopbackSimulator):
     """Twilio's Messages API on 127.0.0.1:<random port>."""
 
     def __init__(
@@ -168,24 +168,6 @@ class TwilioSimulator:
                 thread.join(timeout=5)
         self._http.close()
         self._server, self._threads = None, []
-
-    def __enter__(self) -> TwilioSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The ``TWILIO_API_URL`` to give the bot."""
-        if self._server is None:
-            raise RuntimeError("TwilioSimulator not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- set-up and failure injection --------------------------------------------------------------
 
