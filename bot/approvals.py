@@ -138,11 +138,12 @@ def post_request(deps: Deps, rollback_id: int, plan_summary: str) -> None:
     except SlackApiError as exc:
         _request_not_posted(deps, r, service, str(exc.response.get("error")))
         return
-    deps.repo.set_approval_message(rollback_id, service.channel, str(resp["ts"]), plan_summary)
-    audit(deps, "approval.posted", deps.repo.get_rollback(rollback_id) or r, None)
+    posted = deps.repo.set_approval_message(
+        rollback_id, service.channel, str(resp["ts"]), plan_summary
+    )
+    audit(deps, "approval.posted", posted, None)
     # a vote that came in before the ts was stored could not edit the message: show it now
-    latest = deps.repo.get_rollback(rollback_id)
-    if deps.repo.list_approvals(rollback_id) or (latest and latest.status != r.status):
+    if posted.status != r.status or deps.repo.list_approvals(rollback_id):
         refresh_request(deps, rollback_id)
 
 

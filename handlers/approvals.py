@@ -138,9 +138,10 @@ def history(deps: Deps, cmd: Command, ack: Ack) -> None:
         )
         return
     lines = [f"*Rollback history{' of ' + cmd.service if cmd.service else ''}* (newest first)"]
+    approvers = deps.repo.approvers_of([r.id for r in rows if r.id is not None])
     for r in rows:
         assert r.id is not None
-        voters = [a.user_id for a in deps.repo.list_approvals(r.id) if a.decision == "approve"]
+        voters = approvers[r.id]
         approved = ", ".join(f"<@{u}>" for u in voters) or (
             "no approval needed (responder)" if r.kind == "immediate" else "not approved"
         )

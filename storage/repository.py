@@ -555,13 +555,29 @@ class Repository:
 
     def set_approval_message(
         self, rollback_id: int, channel_id: str, ts: str, plan_summary: str
-    ) -> None:
-        """Remember the approval request message (edited on every vote) and what it showed."""
+    ) -> Rollback:
+        """Remember the approval request message (edited on every vote) and what it showed;
+        returns the rollback as it is now."""
         with self._write() as session:
             rollback = _get_or_raise(session, Rollback, rollback_id)
             rollback.approval_channel_id = channel_id
             rollback.approval_ts = ts
             rollback.plan_summary = plan_summary
+        return rollback
+
+    def approvers_of(self, rollback_ids: Collection[int]) -> dict[int, list[str]]:
+        """Who approved each rollback, in voting order (one query for a whole listing)."""
+        query = (
+            select(Approval)
+            .where(col(Approval.rollback_id).in_(list(rollback_ids)))
+            .where(Approval.decision == "approve")
+            .order_by(col(Approval.id))
+        )
+        found: dict[int, list[str]] = {rid: [] for rid in rollback_ids}
+        with self._read() as session:
+            for vote in session.exec(query):
+                found[vote.rollback_id].append(vote.user_id)
+        return found
 
     def list_approvals(self, rollback_id: int) -> list[Approval]:
         """Votes in the order they were cast."""
