@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import Deps, Route
 from bot.due import RetryLater
+from bot.notify.blocks import button, section
 from bot.review import build_review, gather, root_cause_is_written
 from storage.models import TERMINAL_STATUSES, DueWork, Review, Rollback
 
@@ -273,18 +274,9 @@ def link_message(
     if review.root_cause_at:
         by = review.root_cause_by
         text += " Root cause written" + (f" (<@{by}>)." if by and by != "canvas" else ".")
-        return text, [_section(text)]
-    button = {
-        "type": "button",
-        "action_id": ROOT_CAUSE_WRITTEN_ACTION,
-        "text": {"type": "plain_text", "text": "Root cause written"},
-        "value": str(rid),
-    }
-    return text, [_section(text), {"type": "actions", "elements": [button]}]
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+        return text, [section(text)]
+    written = button("Root cause written", ROOT_CAUSE_WRITTEN_ACTION, str(rid))
+    return text, [section(text), {"type": "actions", "elements": [written]}]
 
 
 # --- GET /reviews/{rollback_id} ------------------------------------------------------------

@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.app import Deps
 from bot.catalog import Catalog, Service
 from bot.notify.approval_blocks import APPROVE_ACTION, REJECT_ACTION
-from bot.notify.blocks import escape, message_link
+from bot.notify.blocks import button, escape, message_link, section
 from bot.notify.templates import mention
 from bot.review_publish import review_url
 from bot.rollback import policy
@@ -70,23 +70,19 @@ def home_view(
     ]
     blocks: list[dict[str, Any]] = [_header("Waiting for your approval")]
     blocks += [b for r in pending for b in _pending(r, team_url)] or [
-        _text("Nothing waits for you.")
+        section("Nothing waits for you.")
     ]
     blocks += [{"type": "divider"}, _header("Your active rollbacks")]
     blocks += [_active(r, team_url) for r in mine] or [
-        _text("None of the rollbacks running now is yours or of your services.")
+        section("None of the rollbacks running now is yours or of your services.")
     ]
     blocks += [{"type": "divider"}, _header("Recent rollbacks")]
-    blocks += [_finished(r, link) for r in recent] or [_text("No rollback has finished yet.")]
+    blocks += [_finished(r, link) for r in recent] or [section("No rollback has finished yet.")]
     return {"type": "home", "blocks": blocks[:100]}
 
 
 def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": text}}
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
 
 def _where(r: Rollback, team_url: str, channel: str | None, ts: str | None) -> str:
@@ -95,7 +91,7 @@ def _where(r: Rollback, team_url: str, channel: str | None, ts: str | None) -> s
 
 def _pending(r: Rollback, team_url: str) -> list[dict[str, Any]]:
     expires = f", expires {r.expires_at:%H:%M} UTC" if r.expires_at else ""
-    text = _text(
+    text = section(
         f"*#{r.id} {r.service}* requested by {mention(r.requested_by)}{expires}:"
         f" {escape(r.reason) if r.reason else 'no reason given'}"
         f"{_where(r, team_url, r.approval_channel_id, r.approval_ts)}\n"
@@ -105,24 +101,15 @@ def _pending(r: Rollback, team_url: str) -> list[dict[str, Any]]:
         "type": "actions",
         "block_id": f"home_approval_{r.id}",
         "elements": [
-            {
-                "type": "button",
-                "text": {"type": "plain_text", "text": label},
-                "action_id": action,
-                "value": str(r.id),
-                "style": style,
-            }
-            for label, action, style in (
-                ("Approve", APPROVE_ACTION, "primary"),
-                ("Reject", REJECT_ACTION, "danger"),
-            )
+            button("Approve", APPROVE_ACTION, str(r.id), "primary"),
+            button("Reject", REJECT_ACTION, str(r.id), "danger"),
         ],
     }
     return [text, buttons]
 
 
 def _active(r: Rollback, team_url: str) -> dict[str, Any]:
-    return _text(
+    return section(
         f"*#{r.id} {r.service}* {r.status.replace('_', ' ')} ({r.strategy}),"
         f" requested by {mention(r.requested_by)}{_where(r, team_url, r.channel_id, r.progress_ts)}"
     )
@@ -133,7 +120,7 @@ def _finished(r: Rollback, link: Callable[[int], str | None]) -> dict[str, Any]:
     ended = f"{r.finished_at:%Y-%m-%d %H:%M} UTC" if r.finished_at else "—"
     url = link(r.id)
     review = f" · <{url}|review>" if url else f" · `/rollback review {r.id}`"
-    return _text(f"*#{r.id} {r.service}* {r.status} {ended}{review}")
+    return section(f"*#{r.id} {r.service}* {r.status} {ended}{review}")
 
 
 def publish_home(deps: Deps, client: WebClient, user: str) -> None:

@@ -18,6 +18,46 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 log = logging.getLogger(__name__)
 
+# Slack answers these when the message will not go through however often we try: the channel
+# (gone, archived, read-only, not joinable), the token or its scopes, or the message itself.
+# Anything else (ratelimited, internal_error, fatal_error, service_unavailable, …) may pass.
+PERMANENT_ERRORS = frozenset(
+    {
+        # the channel
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "is_private",
+        "method_not_supported_for_channel_type",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        # the token and its scopes
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "not_allowed_token_type",
+        "access_denied",
+        "org_login_required",
+        "enterprise_is_restricted",
+        "two_factor_setup_required",
+        # the message
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "too_many_attachments",
+    }
+)
+
 
 def slack_web_client(token: SecretStr, base_url: str) -> WebClient:
     """A WebClient that honours 429 Retry-After and retries 5xx and connection errors."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.notify.blocks import escape
+from bot.notify.blocks import button, escape
 from storage.models import Approval, Assessment, Rollback
 
 Block = dict[str, Any]
@@ -38,18 +38,6 @@ STATUS_LINES = {
 
 def when(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC"
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
 
 
 def _vote_line(v: Approval) -> str:
@@ -127,8 +115,8 @@ def request_message(
                 "type": "actions",
                 "block_id": f"approval_{r.id}",
                 "elements": [
-                    _button("Approve", APPROVE_ACTION, value, "primary"),
-                    _button("Reject", REJECT_ACTION, value, "danger"),
+                    button("Approve", APPROVE_ACTION, value, "primary"),
+                    button("Reject", REJECT_ACTION, value, "danger"),
                 ],
             }
         )
@@ -139,9 +127,9 @@ def request_message(
 def assessment_buttons(service: str, assessment_id: int, *, offer_run_now: bool) -> Block:
     """Buttons under an assessment: plan a rollback, and run one now when the matrix says so."""
     value = f"{service}:{assessment_id}"
-    elements = [_button("Plan rollback", PLAN_ACTION, value)]
+    elements = [button("Plan rollback", PLAN_ACTION, value)]
     if offer_run_now:
-        elements.append(_button("Roll back now", RUN_NOW_ACTION, value, "danger"))
+        elements.append(button("Roll back now", RUN_NOW_ACTION, value, "danger"))
     return {"type": "actions", "block_id": f"assessment_{assessment_id}", "elements": elements}
 
 
@@ -224,8 +212,8 @@ def confirm_start_message(r: Rollback, decision_line: str) -> tuple[str, list[Bl
             "type": "actions",
             "block_id": f"confirm_{r.id}",
             "elements": [
-                _button("Run anyway", CONFIRM_RUN_ACTION, value, "danger"),
-                _button("Cancel rollback", CONFIRM_CANCEL_ACTION, value),
+                button("Run anyway", CONFIRM_RUN_ACTION, value, "danger"),
+                button("Cancel rollback", CONFIRM_CANCEL_ACTION, value),
             ],
         },
     ]

@@ -35,12 +35,25 @@ def message_link(team_url: str, channel: str, ts: str) -> str:
     return f"{team_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
 
-def _section(text: str) -> Block:
+def section(text: str) -> Block:
+    """A mrkdwn section (Slack refuses more than 3,000 characters)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
 
 
-def _context(*texts: str) -> Block:
+def context(*texts: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": t[:3000]} for t in texts]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
 
 
 def _signal_line(r: SignalResult) -> str:
@@ -76,18 +89,18 @@ def assessment_message(
             "type": "header",
             "text": {"type": "plain_text", "text": f"{a.decision.value} — {a.service}"[:150]},
         },
-        _section(f"{DECISION_ICONS[a.decision]} {scores}\n_{DECISION_MEANING[a.decision]}_"),
+        section(f"{DECISION_ICONS[a.decision]} {scores}\n_{DECISION_MEANING[a.decision]}_"),
         {"type": "divider"},
-        *(_section(_signal_line(r)) for r in a.results),
+        *(section(_signal_line(r)) for r in a.results),
     ]
     if not a.results:
-        blocks.append(_section("No signals are configured for this service in the catalog."))
+        blocks.append(section("No signals are configured for this service in the catalog."))
     notes = [f"Why: {escape('; '.join(a.reasons))}"] if a.reasons else []
     if a.worst_case is not None and a.worst_case is not a.decision:
         notes.append(f"If the unknown signals are failing, the decision would be *{a.worst_case}*.")
     who = f" · requested by <@{requested_by}>" if requested_by else ""
     notes.append(f"Assessment #{assessment_id}{who} · {at:%Y-%m-%d %H:%M:%S} UTC")
-    blocks.append(_context(*notes))
+    blocks.append(context(*notes))
     lines = [a.headline, *(f"{r.label}: {r.shown}" for r in a.results)]
     return "\n".join(lines), blocks
 
@@ -96,18 +109,18 @@ def usage_message(problem: str | None = None) -> tuple[str, list[Block]]:
     problem = escape(problem) if problem else None  # it quotes what the user typed
     head = f":x: {problem}" if problem else "*rollback-bot* — assess, approve and run rollbacks"
     text = f"{problem}\n\n{USAGE}" if problem else USAGE
-    return text, [_section(head), _section(f"```{USAGE}```")]
+    return text, [section(head), section(f"```{USAGE}```")]
 
 
 def unknown_service_message(name: str, known: Sequence[str]) -> tuple[str, list[Block]]:
     listing = ", ".join(f"`{n}`" for n in known) or "(the catalog has none)"
     problem = f"Unknown service `{escape(name)}`. Known services: {listing}."
-    return problem, [_section(f":x: {problem}")]
+    return problem, [section(f":x: {problem}")]
 
 
 def notice(text: str) -> tuple[str, list[Block]]:
     """A short ephemeral notice (progress, refusal, failure) with the same text as fallback."""
-    return text, [_section(text)]
+    return text, [section(text)]
 
 
 # --- rollback progress ------------------------------------------------------------------------
@@ -178,17 +191,17 @@ def progress_message(
         sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        _section(
+        section(
             " · ".join(facts)
             + (f"\n_Reason: {escape(rollback.reason)}_" if rollback.reason else "")
         ),
-        _section("\n".join(lines) or "No steps."),
-        _context(f"{ROLLBACK_ICONS.get(rollback.status, '')} Elapsed {sla}"),
+        section("\n".join(lines) or "No steps."),
+        context(f"{ROLLBACK_ICONS.get(rollback.status, '')} Elapsed {sla}"),
     ]
     failed = next((s for s in steps if s.status == "failed"), None)
     if rollback.status == "failed" and failed is not None:
         blocks.insert(
-            3, _section(f":x: *{escape(failed.name)}* failed: {escape(failed.error or '')}")
+            3, section(f":x: *{escape(failed.name)}* failed: {escape(failed.error or '')}")
         )
     text = f"{title}: {sum(s.status == 'succeeded' for s in steps)}/{len(steps)} steps done"
     return text, blocks
@@ -199,18 +212,10 @@ MANUAL_GATE_ACTION = "manual_gate_continue"
 
 def manual_gate_message(prompt: str, step_id: int) -> list[Block]:
     return [
-        _section(f":raised_hand: *Manual gate* — {escape(prompt)}"),
+        section(f":raised_hand: *Manual gate* — {escape(prompt)}"),
         {
             "type": "actions",
             "block_id": f"gate-{step_id}",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": MANUAL_GATE_ACTION,
-                    "text": {"type": "plain_text", "text": "Continue"},
-                    "style": "primary",
-                    "value": str(step_id),
-                }
-            ],
+            "elements": [button("Continue", MANUAL_GATE_ACTION, str(step_id), "primary")],
         },
     ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.logs import mask_phone, redact
-from bot.notify.blocks import escape
+from bot.notify.blocks import button, context, escape, section
 
 PAGE_ACK_ACTION = "page_acknowledge"
 SMS_LIMIT = 160  # one GSM-7 segment
@@ -80,27 +80,11 @@ def sms_body(rollback_id: int, service: str, reason: str, summary: str, ack_code
     return f"{head}: {text}.{tail}" if text else f"{head}.{tail}"
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
-
-
-def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
-
-
 def ack_button(rollback_id: int, reason: str) -> Block:
     return {
         "type": "actions",
         "block_id": f"page-ack-{rollback_id}-{reason}",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": PAGE_ACK_ACTION,
-                "text": {"type": "plain_text", "text": "Acknowledge"},
-                "style": "primary",
-                "value": f"{rollback_id}:{reason}",
-            }
-        ],
+        "elements": [button("Acknowledge", PAGE_ACK_ACTION, f"{rollback_id}:{reason}", "primary")],
     }
 
 
@@ -137,12 +121,12 @@ def page_notice(
     if next_level:
         hint += f" If nobody does, {escape(next_level)} is paged next."
     text = "\n".join(lines)
-    return text, [_section(text), _context(hint), ack_button(rollback_id, reason)]
+    return text, [section(text), context(hint), ack_button(rollback_id, reason)]
 
 
 def acknowledged_notice(text: str, by: str) -> list[Block]:
     """A page notice after acknowledgement: the button replaced by who took it."""
-    return [_section(text), _context(f":white_check_mark: Acknowledged by {by}")]
+    return [section(text), context(f":white_check_mark: Acknowledged by {by}")]
 
 
 def unacknowledged_warning(
@@ -154,7 +138,7 @@ def unacknowledged_warning(
         f" {escape(service)} {reason_label(reason)}*. Every level of the on-call ladder was"
         f" paged ({escape(who)}). Someone here must take it now."
     )
-    return text, [_section(text), ack_button(rollback_id, reason)]
+    return text, [section(text), ack_button(rollback_id, reason)]
 
 
 def twilio_slow(summary: str, who: str) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.adapters.slack import PERMANENT_ERRORS
 from bot.adapters.twilio import BAD_NUMBER_CODES, SmsError, TwilioSMS, sms_sender
 from bot.catalog import Service
 from bot.due import RetryLater
@@ -51,10 +52,6 @@ UNREACHED = ("failed", "undelivered")
 NOT_PAGED = ("failed", "queued")
 POST_KIND = "page.post"
 POST_TRIES = 12  # 5 s doubling to 5 min: about 45 minutes of Slack trouble
-# Slack answers these for a channel that will not take the message however often we try.
-POST_PERMANENT_ERRORS = frozenset(
-    {"channel_not_found", "is_archived", "not_in_channel", "restricted_action", "msg_too_long"}
-)
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ class Pager:
         except Exception as exc:
             error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
             why = str(error or type(exc).__name__)
-            if error in POST_PERMANENT_ERRORS or item.attempts >= POST_TRIES:
+            if error in PERMANENT_ERRORS or item.attempts >= POST_TRIES:
                 log.error("paging notice %s never posted in %s: %s", item.key, channel, why)
                 return
             log.warning("paging notice %s not posted yet (%s); retrying", item.key, why)
