@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.catalog import Service
 from bot.notify.templates import channel_link, mention
+from bot.review_text import when
 from storage.models import ACTIVE_STATUSES, Approval, Assessment, Rollback, RollbackStep
 from storage.repository import Repository
 
@@ -31,10 +32,6 @@ _RESULTS = {
     "pending": (":white_circle:", "PENDING"),
 }
 _VALIDATION_KINDS = ("http_check", "prometheus_gate", "wait_rollout")
-
-
-def format_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "n/a"
 
 
 def format_duration(seconds: float) -> str:
@@ -96,9 +93,9 @@ def context_from(
         "reason": rollback.reason or "no reason given",
         "coordinator": mention(rollback.requested_by),
         "requested_by": mention(rollback.requested_by),
-        "started_at": format_time(started),
-        "finished_at": format_time(rollback.finished_at),
-        "now": format_time(now),
+        "started_at": when(started),
+        "finished_at": when(rollback.finished_at),
+        "now": when(now),
         "duration": format_duration((ended - started).total_seconds()),
         "duration_minutes": round((ended - started).total_seconds() / 60, 1),
         "estimated_downtime_minutes": service.sla_minutes,
