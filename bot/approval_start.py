@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -61,7 +61,7 @@ def _end(
     actor: str | None,
     expected: tuple[str, ...] = WAITING,
     running_key: str | None = None,
-    detail: dict[str, object] | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> Rollback | None:
     """End a waiting request (cancelled, expired, failed) once: the status, and the cancelling
     of its other due work (not ``running_key``, the item calling), in one transaction; then

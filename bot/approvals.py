@@ -59,7 +59,17 @@ def approver_members(deps: Deps, service: Service) -> set[str]:
     return deps.groups.members(policy.approver_groups(service))
 
 
-def audit(deps: Deps, event: str, r: Rollback, actor: str | None, **detail: object) -> None:
+def audit(
+    deps: Deps,
+    event: str,
+    r: Rollback,
+    actor: str | None,
+    *,
+    message_ts: str | None = None,
+    **detail: object,
+) -> None:
+    """An audit event on the request; ``message_ts`` is the message a button was pressed on
+    (Slack sends it, also when the press came before the request's ts was stored)."""
     deps.repo.add_audit_event(
         event,
         now=deps.clock(),
@@ -67,7 +77,7 @@ def audit(deps: Deps, event: str, r: Rollback, actor: str | None, **detail: obje
         rollback_id=r.id,
         actor=actor,
         channel_id=r.approval_channel_id,
-        message_ts=r.approval_ts,
+        message_ts=message_ts or r.approval_ts,
         detail=dict(detail),
     )
 
@@ -217,13 +227,6 @@ def _refresh_now(deps: Deps, rollback_id: int, note: str | None) -> None:
 # --- votes ----------------------------------------------------------------------------------
 
 
-def _pressed_on(r: Rollback, message_ts: str | None) -> Rollback:
-    """A button pressed before the request's ts was stored is audited with the ts Slack sent."""
-    if message_ts and not r.approval_ts:
-        r.approval_ts = message_ts  # this detached copy only: the stored row is not touched
-    return r
-
-
 def approve(
     deps: Deps, rollback_id: int, user: str, *, via: str, message_ts: str | None = None
 ) -> Answer:
@@ -232,7 +235,6 @@ def approve(
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None:
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
-    r = _pressed_on(r, message_ts)
     now = deps.clock()
     refusal = policy.approval_refusal(
         service, user, _request_of(r), now, approver_members(deps, service)
@@ -240,11 +242,11 @@ def approve(
     if refusal is not None:
         if r.status == "pending_approval" and policy.is_expired(_request_of(r), now):
             _expire(deps, r)
-        audit(deps, "approval.refused", r, user, why=refusal, via=via)
+        audit(deps, "approval.refused", r, user, message_ts=message_ts, why=refusal, via=via)
         return Answer(f":no_entry: You cannot approve rollback #{rollback_id}: {refusal}.", False)
     is_new_vote = deps.repo.record_approval(rollback_id, user, "approve", via=via, now=now)
     if is_new_vote:
-        audit(deps, "approval.approved", r, user, via=via)
+        audit(deps, "approval.approved", r, user, message_ts=message_ts, via=via)
     votes = [a.user_id for a in deps.repo.list_approvals(rollback_id) if a.decision == "approve"]
     if not policy.is_approved(votes, r.required_approvals):
         refresh_request(deps, rollback_id)
@@ -269,7 +271,14 @@ def approve(
         if not is_new_vote:
             return Answer(f"You already voted on rollback #{rollback_id}; it is {state}.")
         return Answer(f"Your approval is recorded; rollback #{rollback_id} is already {state}.")
-    audit(deps, "approval.granted", moved, user, approvers=sorted(set(votes)))
+    audit(
+        deps,
+        "approval.granted",
+        moved,
+        user,
+        message_ts=message_ts,
+        approvers=sorted(set(votes)),
+    )
     refresh_request(deps, rollback_id)
     if is_later and moved.scheduled_at is not None:
         when = approval_blocks.when(moved.scheduled_at)
@@ -293,12 +302,20 @@ def reject(
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None:
         return Answer(f":x: There is no rollback request #{rollback_id}.", is_ok=False)
-    r = _pressed_on(r, message_ts)
     refusal = policy.rejection_refusal(
         service, user, _request_of(r), approver_members(deps, service)
     )
     if refusal is not None:
-        audit(deps, "approval.refused", r, user, why=refusal, via=via, decision="reject")
+        audit(
+            deps,
+            "approval.refused",
+            r,
+            user,
+            message_ts=message_ts,
+            why=refusal,
+            via=via,
+            decision="reject",
+        )
         return Answer(f":no_entry: You cannot reject rollback #{rollback_id}: {refusal}.", False)
     now = deps.clock()
     is_withdrawal = user == r.requested_by and user not in policy.approver_ids(
@@ -322,7 +339,7 @@ def reject(
         return Answer(
             f"Rollback #{rollback_id} is {_status(deps, rollback_id)}; nothing to reject."
         )
-    audit(deps, f"approval.{status}", moved, user, reason=reason, via=via)
+    audit(deps, f"approval.{status}", moved, user, message_ts=message_ts, reason=reason, via=via)
     refresh_request(deps, rollback_id)
     return Answer(f":no_entry: Rollback #{rollback_id} {status}.")
 
