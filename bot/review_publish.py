@@ -61,7 +61,7 @@ class ReviewListener:
         self.deps = deps
 
     def rollback_started(self, rollback: Rollback) -> None:
-        pass
+        """Nothing to review until it ends."""
 
     def rollback_finished(self, rollback: Rollback) -> None:
         assert rollback.id is not None
