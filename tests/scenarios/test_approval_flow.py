@@ -168,7 +168,9 @@ def settle(h: Harness) -> None:
 
 
 def latest_request_text(h: Harness) -> str:
-    """The request message as it reads now (after every chat.update)."""
+    """The request message as it reads once background work is done (edits are queued after
+    the ack, so reading without settling races them)."""
+    settle(h)
     message = request_message(h)
     (current,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == message["ts"]]
     return json.dumps(current["blocks"])
