@@ -14,13 +14,13 @@ again: handlers are idempotent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from storage.models import DueWork
-from storage.repository import Repository
+from storage.repository import NewWork, Repository
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class DueWorkRunner:
         handler is registered for yet waits until a replica that has one claims it."""
         return self.repo.schedule_work(kind, key, due_at, self.clock(), payload)
 
+    def schedule_all(self, works: Sequence[NewWork]) -> int:
+        """Store several items in one transaction (each once per key); how many were new."""
+        return self.repo.schedule_works(works, self.clock())
+
     def cancel(self, key: str) -> bool:
         return self.repo.cancel_work(key, self.clock())
 
@@ -90,7 +94,10 @@ class DueWorkRunner:
             try:
                 for _ in self._pool.map(self._run, items):
                     pass
-            except RuntimeError:  # shutting down: the claims lapse and another process runs them
+            except (
+                RuntimeError,
+                CancelledError,
+            ):  # shutting down: the claims lapse, others run them
                 log.info("due work: shutting down with %d item(s) claimed", len(items))
                 return ran
             ran += len(items)
@@ -135,5 +142,6 @@ class DueWorkRunner:
         except Exception:
             log.exception("due work %s: the give-up handler failed too", item.key)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel what has not started; ``wait`` for what has (never from a handler)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -608,6 +608,20 @@ class Repository:
             return False
         return True
 
+    def schedule_works(self, works: Sequence[NewWork], now: datetime) -> int:
+        """Schedule several items in one transaction, each once per key; how many were new."""
+        keys = [work.key for work in works]
+        try:
+            with self._write() as session:
+                taken = set(
+                    session.exec(select(DueWork.key).where(col(DueWork.key).in_(keys))).all()
+                )
+                fresh = [work for work in works if work.key not in taken]
+                session.add_all([_work_row(work, now) for work in fresh])
+            return len(fresh)
+        except IntegrityError:  # another replica scheduled one of them meanwhile: one by one
+            return sum(self.schedule_work(w.kind, w.key, w.due_at, now, w.payload) for w in works)
+
     def get_work(self, key: str) -> DueWork | None:
         """The work item scheduled under `key`, or None."""
         with self._read() as session:

@@ -107,3 +107,27 @@ def test_cancelled_work_never_runs(runner: DueWorkRunner) -> None:
     runner.schedule("job", "d", runner.clock())
     assert runner.cancel("d")
     assert runner.tick() == 0 and ran == []
+
+
+def test_a_shutdown_during_a_tick_leaves_the_rest_claimed_for_later(tmp_path: Path) -> None:
+    """Items queued behind a running one are cancelled by shutdown: tick returns quietly and
+    they stay claimed until the lease lapses, when another process runs them."""
+    repo = Repository(make_engine(f"sqlite:///{tmp_path / 'due.db'}"))
+    migrate(repo.engine)
+    clock = Clock()
+    runner = DueWorkRunner(repo, clock, "w1", parallel=1, lease_seconds=60)
+    runner.register("job", lambda item: runner.shutdown(wait=False))  # stop while running
+    for key in ("a", "b", "c"):
+        runner.schedule("job", key, clock.at)
+    assert runner.tick() == 0  # no exception escapes; nothing counted as run
+    assert sorted(statuses(repo)) == ["claimed", "claimed", "done"]
+
+    clock.at += timedelta(seconds=61)
+    later = DueWorkRunner(repo, clock, "w2")
+    later.register("job", lambda item: None)
+    assert later.tick() == 2
+    assert statuses(repo) == ["done"] * 3
+
+
+def statuses(repo: Repository) -> list[str]:
+    return [w.status for w in (repo.get_work(k) for k in "abc") if w is not None]

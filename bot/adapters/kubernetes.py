@@ -547,14 +547,26 @@ class KubernetesClient:
         return _plan(dep, select_revision(dep, self._owned_replicasets(t, dep), to_revision))
 
     def undo(
-        self, t: KubeTarget, name: str, to_revision: int | None, *, dry_run: bool = False
+        self,
+        t: KubeTarget,
+        name: str,
+        to_revision: int | None,
+        *,
+        dry_run: bool = False,
+        before_patch: Callable[[UndoPlan], None] | None = None,
     ) -> UndoPlan:
-        """kubectl rollout undo; ``dry_run`` asks the server for a dry run (dryRun=All)."""
+        """kubectl rollout undo; ``dry_run`` asks the server for a dry run (dryRun=All).
+
+        ``before_patch`` sees the plan right before the patch is sent (to record it, or to
+        refuse it by raising), so a caller needs no separate read to know what will change.
+        """
 
         def attempt() -> UndoPlan:
             dep = self._read_deployment(t, name)
             rs = select_revision(dep, self._owned_replicasets(t, dep), to_revision)
             plan = _plan(dep, rs)
+            if before_patch is not None:
+                before_patch(plan)
             if plan.is_noop:
                 return plan
             try:

@@ -25,6 +25,7 @@ from bot.due import RetryLater
 from bot.notify import template_context, templates
 from bot.notify.channels import IncidentChannels
 from storage.models import DueWork, Rollback
+from storage.repository import NewWork
 
 if TYPE_CHECKING:
     from bot.app import Deps
@@ -68,19 +69,18 @@ class Notifier:
         if service is None or rollback.id is None:
             return
         rid, now = rollback.id, self.deps.clock()
-        due = self.deps.due
+        work: list[NewWork] = []
         if rollback.kind == "immediate":
-            due.schedule(CRITICAL_KIND, f"notify-critical:{rid}", now, {"rollback_id": rid})
+            work.append(NewWork(CRITICAL_KIND, f"notify-critical:{rid}", now, {"rollback_id": rid}))
             if service.notifications.incident_channel:
-                due.schedule(OPEN_KIND, f"incident-open:{rid}", now, {"rollback_id": rid})
-            self._page(rollback, "critical", f"CRITICAL rollback of {rollback.service} started")
+                work.append(NewWork(OPEN_KIND, f"incident-open:{rid}", now, {"rollback_id": rid}))
+            work.append(
+                self._page(rollback, "critical", f"CRITICAL rollback of {rollback.service} started")
+            )
         started = rollback.started_at or now
-        due.schedule(
-            SLA_KIND,
-            sla_key(rid),
-            started + timedelta(minutes=service.sla_minutes),
-            {"rollback_id": rid},
-        )
+        deadline = started + timedelta(minutes=service.sla_minutes)
+        work.append(NewWork(SLA_KIND, sla_key(rid), deadline, {"rollback_id": rid}))
+        self.deps.due.schedule_all(work)  # one transaction: the engine waits for this
         self._kick()
 
     def rollback_finished(self, rollback: Rollback) -> None:
@@ -89,15 +89,16 @@ class Notifier:
         rid, now = rollback.id, self.deps.clock()
         self.deps.due.cancel(sla_key(rid))
         self.deps.repo.cancel_work_with_prefix(f"incident-update:{rid}:", now)
-        self.deps.due.schedule(FINISHED_KIND, f"notify-finished:{rid}", now, {"rollback_id": rid})
+        work = [NewWork(FINISHED_KIND, f"notify-finished:{rid}", now, {"rollback_id": rid})]
         if rollback.status == "failed":
-            self._page(rollback, "failed", f"Rollback of {rollback.service} FAILED")
+            work.append(self._page(rollback, "failed", f"Rollback of {rollback.service} FAILED"))
+        self.deps.due.schedule_all(work)
         self._kick()
 
-    def _page(self, rollback: Rollback, reason: str, summary: str) -> None:
-        """Hand paging to the escalation ladder (bot/notify/paging.py) through due work."""
+    def _page(self, rollback: Rollback, reason: str, summary: str) -> NewWork:
+        """Paging goes to the escalation ladder (bot/notify/paging.py) as due work."""
         assert rollback.id is not None
-        self.deps.due.schedule(
+        return NewWork(
             PAGE_KIND,
             page_key(rollback.id, reason),
             self.deps.clock(),
@@ -170,7 +171,8 @@ class Notifier:
         channels = [service.channel]
         if rollback.incident_channel_id:
             channels.append(rollback.incident_channel_id)
-        self._page(rollback, "sla", f"Rollback of {rollback.service} is past its SLA")
+        summary = f"Rollback of {rollback.service} is past its SLA"
+        self.deps.due.schedule_all([self._page(rollback, "sla", summary)])
         self.post(rollback, service, "sla_breach", channels)
 
     def on_update(self, item: DueWork) -> None:

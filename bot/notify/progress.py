@@ -10,6 +10,7 @@ never fails a rollback: errors are logged and the message stays dirty for the ne
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -60,6 +61,7 @@ class SlackProgress:
         self._posts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress-posts")
         self._posts_pending = 0
         self._last_edit: dict[int, float] = {}
+        self._shown: dict[int, tuple[str, str]] = {}  # what the message reads now (text, blocks)
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
         self._thread.start()
@@ -159,6 +161,9 @@ class SlackProgress:
                 channel=self._channel(rollback), text=text, blocks=blocks
             )
             self.repo.set_rollback_progress_ts(rollback_id, str(resp["ts"]))
+            with self._cond:  # the post counts as the first edit, for pacing and sameness
+                self._last_edit[rollback_id] = time.monotonic()
+                self._shown[rollback_id] = (text, json.dumps(blocks, sort_keys=True))
         except Exception as exc:  # Slack trouble never stops a rollback
             log.warning("rollback #%d: progress message not posted: %s", rollback_id, exc)
         finally:
@@ -225,6 +230,10 @@ class SlackProgress:
             if rendered is None or rendered[0].progress_ts is None:
                 return False  # Slack refused the post: stays dirty, tried again later
             rollback, text, blocks = rendered
+        shown = (text, json.dumps(blocks, sort_keys=True))
+        if self._shown.get(rollback_id) == shown:
+            self._tokens = min(self._burst, self._tokens + 1)  # nothing to send: keep the token
+            return True
         try:
             self.client.chat_update(
                 channel=self._channel(rollback), ts=rollback.progress_ts, text=text, blocks=blocks
@@ -235,4 +244,5 @@ class SlackProgress:
         self.edit_times.append(time.monotonic())
         with self._cond:
             self._last_edit[rollback_id] = time.monotonic()
+            self._shown[rollback_id] = shown
         return True

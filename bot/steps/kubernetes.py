@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from bot.adapters.kubernetes import KubeError
+from bot.adapters.kubernetes import KubeError, UndoPlan
 from bot.steps import StepContext, StepFailed, StepRunner
 
 API_VERSIONS = {
@@ -54,9 +54,17 @@ def snapshot(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = _deployment(ctx, params)
     planned = ctx.previous.get("undo")
-    if planned is None:
-        wanted = params.get("to_revision")
-        plan = ctx.kube.plan_undo(ctx.target, name, int(wanted) if wanted else None)
+    if planned is not None:  # a resumed attempt: never undo a second time
+        if ctx.kube.deployment(ctx.target, name).images == planned["images_after"]:
+            return {"undo": planned, "note": "already rolled back before the restart"}
+        wanted: int | None = int(planned["to_revision"])
+    else:
+        wanted = int(params["to_revision"]) if params.get("to_revision") else None
+
+    def record(plan: UndoPlan) -> None:  # stored before the patch is sent
+        nonlocal planned
+        if ctx.previous.get("undo") is not None:
+            return  # keep what the first attempt recorded
         _refuse_past_point_of_no_return(ctx, plan.from_revision, plan.to_revision, params)
         planned = {
             "from_revision": plan.from_revision,
@@ -64,11 +72,10 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             "images_before": plan.images_before,
             "images_after": plan.images_after,
         }
-        ctx.remember({"undo": planned})  # a resumed attempt must not undo a second time
-    current = ctx.kube.deployment(ctx.target, name)
-    if current.images == planned["images_after"] and ctx.previous.get("undo"):
-        return {"undo": planned, "note": "already rolled back before the restart"}
-    result = ctx.kube.undo(ctx.target, name, int(planned["to_revision"]))
+        ctx.remember({"undo": planned})
+
+    result = ctx.kube.undo(ctx.target, name, wanted, before_patch=record)
+    assert planned is not None
     ctx.note(
         f"{name}: revision {planned['from_revision']} → template of revision"
         f" {planned['to_revision']} ({_images(planned['images_before'])} →"

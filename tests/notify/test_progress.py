@@ -51,3 +51,35 @@ def test_many_changes_become_few_edits_and_the_final_state_always_lands(
     assert len(progress.edit_times) <= 3 + 5 + 1  # the burst, then finals first
     final = {m["ts"]: m["text"] for m in slack.messages("C0DEPLOYS")}
     assert all("SUCCEEDED" in text for text in final.values())
+
+
+def test_a_change_that_reads_the_same_is_not_sent_again(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    from pydantic import SecretStr
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    repo = Repository(engine)
+    catalog = parse_catalog(catalog_yaml(service_yaml("checkout", None)))
+    client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
+    progress = SlackProgress(client, repo, catalog, lambda: NOW, edits_per_minute=240, burst=3)
+    rollback = repo.create_rollback(
+        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
+        reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
+        status="running", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+    )  # fmt: skip
+    assert rollback.id is not None
+
+    progress.changed(rollback.id)  # posts the message, then finds nothing new to edit
+    assert progress.flush(timeout=15)
+    progress.changed(rollback.id, is_final=True)  # still the same state
+    assert progress.flush(timeout=15)
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert slack.calls_to("chat.update") == []
+
+    repo.set_rollback_status(rollback.id, "succeeded", NOW)
+    progress.changed(rollback.id, is_final=True)
+    assert progress.flush(timeout=15)
+    (edit,) = slack.calls_to("chat.update")
+    assert "SUCCEEDED" in str(edit.params["text"])

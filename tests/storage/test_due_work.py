@@ -5,10 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from storage.models import DueWork
-from storage.repository import Repository
+from storage.repository import NewWork, Repository
 from tests.storage.threads import run_in_threads
 
 LEASE = timedelta(seconds=60)
+
+
+def test_several_items_are_scheduled_in_one_go_once_per_key(
+    repo: Repository, now: datetime
+) -> None:
+    assert repo.schedule_work("a", "taken", now, now, {"first": True})
+    works = [
+        NewWork("a", "taken", now, {"second": True}),
+        NewWork("b", "new-1", now + timedelta(minutes=1), {"n": 1}),
+        NewWork("c", "new-2", now, {}),
+    ]
+    assert repo.schedule_works(works, now) == 2
+    assert repo.schedule_works(works, now) == 0
+    taken, new_1 = repo.get_work("taken"), repo.get_work("new-1")
+    assert taken is not None and taken.payload == {"first": True}
+    assert new_1 is not None and (new_1.kind, new_1.payload) == ("b", {"n": 1})
+    assert new_1.due_at == now + timedelta(minutes=1)
 
 
 def test_work_is_scheduled_once_per_key(repo: Repository, now: datetime) -> None:
