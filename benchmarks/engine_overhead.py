@@ -1,8 +1,10 @@
 """Engine overhead and many concurrent rollbacks, against the Kubernetes and Slack simulators.
 
 1. One immediate `undo` rollback with zero readiness delay, from the signed request to the
-   progress message showing SUCCEEDED, versus the bare client calls that do the same work
-   (read the deployment, list its ReplicaSets, patch the template, poll until rolled out).
+   progress message showing SUCCEEDED (each run on a bot that finished the previous run's
+   follow-up work: notices, incident channel, review), versus the bare client calls that do
+   the same work (read the deployment, list its ReplicaSets, patch the template, poll until
+   rolled out); then the same with the engine's listeners detached (the engine path alone).
 2. N services rolled back at once: all must succeed; the progress edits (chat.update) must stay
    within Slack's Tier-3 budget; peak memory of the process is reported.
 
@@ -24,7 +26,7 @@ from kubernetes.client import AppsV1Api
 from pydantic import SecretStr
 
 from bot.adapters.kubernetes import KubernetesClient
-from bot.app import build_app
+from bot.app import BotApp, build_app
 from bot.catalog import parse_catalog
 from bot.logs import setup_logging
 from bot.server import HttpServer
@@ -75,6 +77,16 @@ def bare_undo(apps: AppsV1Api, name: str) -> None:
             return
 
 
+def settle(bot: BotApp) -> None:
+    """Wait until what follows a rollback (notices, review, incident updates) is done."""
+    deps = bot.deps
+    for _ in range(3):  # engine → follow-up work → what that scheduled
+        deps.engine.wait_idle(30)
+        deps.work.wait_idle(30)
+        deps.due.tick()
+    deps.engine.progress.flush(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=50)
@@ -100,7 +112,7 @@ def main() -> None:
             database_url=args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
         )
         kube = KubernetesClient(api_client_for=lambda _ctx: cluster.api_client())
-        bot = build_app(settings, catalog=parse_catalog(catalog(n + args.runs)), kube=kube)
+        bot = build_app(settings, catalog=parse_catalog(catalog(n + 2 * args.runs)), kube=kube)
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=16).start()
         requester = SlackRequester(server.url, secret, http)
 
@@ -109,13 +121,26 @@ def main() -> None:
             text = str(call.params.get("text"))
             return f"Rollback #{rollback_id} of" in text and "SUCCEEDED" in text
 
-        ours, bare = [], []
-        apps = AppsV1Api(cluster.api_client())
-        for run in range(args.runs):
+        def one_undo(run: int) -> float:
             t0 = time.perf_counter()
             requester.slash(f"run svc{n + run} --immediate bench", user_id="U0ONCALL1")
             slack.wait_for("chat.update", lambda c, r=run: succeeded(c, r + 1), timeout=30)
-            ours.append(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            settle(bot)  # the next run starts on a quiet bot, as a single rollback would
+            return took
+
+        ours, bare, alone = [], [], []
+        apps = AppsV1Api(cluster.api_client())
+        for run in range(args.runs):
+            ours.append(one_undo(run))
+        # The same, with the engine's listeners detached: no critical notice, incident channel,
+        # page or review running beside it. Shows what the engine path itself costs.
+        listeners = list(bot.deps.engine.listeners)
+        bot.deps.engine.listeners.clear()
+        for run in range(args.runs, 2 * args.runs):
+            cluster.seed_deployment(NS, f"svc{n + run}-api", images=["a:1", "a:2"])
+            alone.append(one_undo(run))
+        bot.deps.engine.listeners.extend(listeners)
         for run in range(args.runs):
             cluster.seed_deployment(NS, f"bare{run}", images=["b:1", "b:2"])
             t0 = time.perf_counter()
@@ -130,6 +155,11 @@ def main() -> None:
         )
         print(
             f"  ratio ours/bare (median): {statistics.median(ours) / statistics.median(bare):.1f}"
+        )
+        print(
+            f"  engine alone (listeners detached) median {statistics.median(alone) * 1000:7.1f} ms"
+            f"  max {max(alone) * 1000:7.1f}"
+            f"  ratio {statistics.median(alone) / statistics.median(bare):.1f}"
         )
 
         for i in range(n):

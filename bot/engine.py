@@ -26,7 +26,7 @@ from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Catalog, Service
 from bot.rollback.plan import Plan
 from bot.steps import Aborted, StepContext, StepFailed, StepRunner, runners
-from storage.models import Rollback, RollbackStep
+from storage.models import AuditEvent, Rollback, RollbackStep
 from storage.repository import NewStep, NewWork, Repository
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,8 @@ class Engine:
             )
             return "lease-lost"
         except StepFailed as exc:
-            self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc))
-            self._audit_step(rollback_id, service, step, "failed", error=str(exc))
+            audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
+            self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc), audit=audit)
             self.progress.note(rollback_id, f":x: *{step.name}* failed: {exc}")
             return str(exc)
         except Exception as exc:
@@ -259,20 +259,21 @@ class Engine:
             self.repo.finish_step(step_id, "failed", self.clock(), error=error)
             return error
         detail["seconds"] = round(time.monotonic() - started, 3)
-        self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail)
-        self._audit_step(rollback_id, service, step, "succeeded", seconds=detail["seconds"])
+        audit = self._step_event(rollback_id, service, step, "succeeded", seconds=detail["seconds"])
+        self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail, audit=audit)
         self.progress.note(
             rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
         )
         self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease)
         return "succeeded"
 
-    def _audit_step(
+    def _step_event(
         self, rollback_id: int, service: Service, step: RollbackStep, outcome: str, **detail: Any
-    ) -> None:
-        self.repo.add_audit_event(
-            f"step.{outcome}",
-            now=self.clock(),
+    ) -> AuditEvent:
+        """The audit event stored with a step's end (same transaction)."""
+        return AuditEvent(
+            kind=f"step.{outcome}",
+            created_at=self.clock(),
             service=service.name,
             rollback_id=rollback_id,
             detail={"step": step.name, "phase": step.phase, "kind": step.kind, **detail},
@@ -339,16 +340,17 @@ class Engine:
     def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
         # What follows the end (notices, pages, the review, metrics) is due work stored with
         # the final status: a crash right after it cannot lose them.
-        finished = NewWork(FINISHED, f"finished:{rollback_id}", self.clock(), {"id": rollback_id})
-        self.repo.set_rollback_status(
-            rollback_id, status, self.clock(), error=error, schedule=[finished]
-        )
-        self.repo.add_audit_event(
-            f"rollback.{status}",
-            now=self.clock(),
+        now = self.clock()
+        finished = NewWork(FINISHED, f"finished:{rollback_id}", now, {"id": rollback_id})
+        event = AuditEvent(
+            kind=f"rollback.{status}",
+            created_at=now,
             service=self._get(rollback_id).service,
             rollback_id=rollback_id,
             detail={"error": error} if error else {},
+        )
+        self.repo.set_rollback_status(
+            rollback_id, status, now, error=error, schedule=[finished], audit=event
         )
         self.progress.changed(rollback_id, is_final=True)
         with self._lock:

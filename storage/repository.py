@@ -357,13 +357,15 @@ class Repository:
         expected: Collection[str] | None = None,
         schedule: Sequence[NewWork] = (),
         cancel: Sequence[str] = (),
+        audit: AuditEvent | None = None,
     ) -> Rollback | None:
         """Move a rollback to `status`, stamping started_at/finished_at, and return it.
 
         With `expected`, the change is a compare-and-set: it happens only if the current status is
         one of `expected`, else None is returned (e.g. two people clicking Approve and Reject).
         In the same transaction, `schedule` adds due work (once per key) and `cancel` cancels
-        open due work by key, so a crash can never separate a transition from what follows it.
+        open due work by key, so a crash can never separate a transition from what follows it;
+        `audit` is appended with it.
         Raises `RecordNotFound`, or `ActiveRollbackExists` when re-activating would make two.
         """
         _check_rollback_status(status)
@@ -386,6 +388,8 @@ class Repository:
                 if error is not None:
                     rollback.error = error
                 service = rollback.service
+                if audit is not None:
+                    session.add(audit)
                 for work in schedule:
                     if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
                         session.add(_work_row(work, now))
@@ -508,8 +512,10 @@ class Repository:
         *,
         detail: Mapping[str, Any] | None = None,
         error: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> RollbackStep:
-        """End a step as succeeded/failed/skipped; `detail` is merged into the stored detail."""
+        """End a step as succeeded/failed/skipped; `detail` is merged into the stored detail.
+        `audit` is appended in the same transaction."""
         if status not in _FINISHED_STEP_STATUSES:
             raise ValueError(f"{status!r} is not a finished step status")
         with self._write() as session:
@@ -519,6 +525,8 @@ class Repository:
             step.error = error
             if detail:
                 step.detail = {**step.detail, **detail}
+            if audit is not None:
+                session.add(audit)
         return step
 
     # --- approvals -----------------------------------------------------------------------------

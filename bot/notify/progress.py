@@ -210,7 +210,7 @@ class SlackProgress:
             rollback_id = min(ready, key=lambda i: (not self._dirty[i][0], self._dirty[i][1]))
             is_final, since = self._dirty.pop(rollback_id)
             self._editing = rollback_id
-        if not self._edit(rollback_id):
+        if not self._edit(rollback_id, is_final):
             with self._cond:  # keep it dirty; try again on a later round
                 old = self._dirty.get(rollback_id, (False, since))
                 self._dirty[rollback_id] = (old[0] or is_final, since)
@@ -219,7 +219,7 @@ class SlackProgress:
             self._editing = None
             self._cond.notify_all()
 
-    def _edit(self, rollback_id: int) -> bool:
+    def _edit(self, rollback_id: int, is_final: bool) -> bool:
         rendered = self._render(rollback_id)
         if rendered is None:
             return True
@@ -230,6 +230,11 @@ class SlackProgress:
             if rendered is None or rendered[0].progress_ts is None:
                 return False  # Slack refused the post: stays dirty, tried again later
             rollback, text, blocks = rendered
+            if not is_final:  # just posted: the next edit waits its turn like any other
+                with self._cond:
+                    self._dirty.setdefault(rollback_id, (False, time.monotonic()))
+                    self._tokens = min(self._burst, self._tokens + 1)
+                return True
         shown = (text, json.dumps(blocks, sort_keys=True))
         if self._shown.get(rollback_id) == shown:
             self._tokens = min(self._burst, self._tokens + 1)  # nothing to send: keep the token
