@@ -70,6 +70,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
+    from bot.rollback.policy import all_approver_groups as approver_groups
     from bot.scheduler import start_scheduler
 
     resumed = bot.deps.engine.resume_all()
@@ -80,6 +81,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         bot.deps.due,
         resume_every_seconds=settings.rollback_bot_lease_seconds / 2,
         due_every_seconds=settings.rollback_bot_tick_seconds,
+        refresh_groups=lambda: bot.deps.groups.refresh(approver_groups(bot.deps.catalog)),
+        groups_every_seconds=bot.deps.groups.ttl / 2,
     )
     port = settings.port if args.port is None else args.port
     server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)

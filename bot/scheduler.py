@@ -8,6 +8,8 @@ claimed with leases, so any number of replicas tick safely.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -23,7 +25,11 @@ def start_scheduler(
     *,
     resume_every_seconds: float,
     due_every_seconds: float = 2.0,
+    refresh_groups: Callable[[], object] | None = None,
+    groups_every_seconds: float = 150.0,
 ) -> BackgroundScheduler:
+    """``refresh_groups`` (approver user groups) runs at once and then every
+    ``groups_every_seconds``, keeping the membership cache warm for button presses."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
@@ -37,5 +43,14 @@ def start_scheduler(
     scheduler.add_job(
         due.tick, "interval", seconds=due_every_seconds, id="due-work", replace_existing=True
     )
+    if refresh_groups is not None:
+        scheduler.add_job(
+            refresh_groups,
+            "interval",
+            seconds=groups_every_seconds,
+            id="refresh-user-groups",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
     scheduler.start()
     return scheduler

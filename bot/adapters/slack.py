@@ -92,24 +92,46 @@ class UserGroupMembers:
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
+    def refresh(self, group_ids: Iterable[str]) -> int:
+        """Ask Slack again for every group, cached or not (the scheduler does this every half
+        ttl, so a button press finds the cache warm and never waits on Slack before its ack).
+        Returns how many groups were refreshed; a group Slack cannot answer keeps its members."""
+        refreshed = 0
+        for group in dict.fromkeys(group_ids):
+            refreshed += self._fetch(group, self._cached(group)) is not None
+        return refreshed
+
     def members(self, group_ids: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for group in group_ids:
             found |= self._members_of(group)
         return found
 
-    def _members_of(self, group: str) -> frozenset[str]:
-        now = self.clock()
+    def _cached(self, group: str) -> tuple[float, frozenset[str]] | None:
         with self._lock:
-            cached = self._cache.get(group)
-        if cached is not None and now - cached[0] < self.ttl:
+            return self._cache.get(group)
+
+    def _members_of(self, group: str) -> frozenset[str]:
+        cached = self._cached(group)
+        if cached is not None and self.clock() - cached[0] < self.ttl:
             return cached[1]
+        fetched = self._fetch(group, cached)
+        if fetched is not None:
+            return fetched
+        return cached[1] if cached is not None else frozenset()
+
+    def _fetch(
+        self, group: str, cached: tuple[float, frozenset[str]] | None
+    ) -> frozenset[str] | None:
+        """Members as Slack lists them now (and cached), or None when Slack cannot answer."""
+        now = self.clock()
         try:
             users = self.client.usergroups_users_list(usergroup=group).get("users") or []
         except Exception as exc:  # Slack errors, timeouts, connection errors alike
             why = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
-            log.warning("cannot list members of user group %s (%s)", group, why)
-            return cached[1] if cached is not None else frozenset()
+            kept = "keeping the last known members" if cached else "it grants nobody"
+            log.warning("cannot list members of user group %s (%s); %s", group, why, kept)
+            return None
         members = frozenset(str(u) for u in users)
         with self._lock:
             self._cache[group] = (now, members)

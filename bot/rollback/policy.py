@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.catalog import Service, UserGroup
+from bot.catalog import Catalog, Service, UserGroup
 
 
 def approver_ids(service: Service, group_members: Iterable[str] = ()) -> set[str]:
@@ -16,6 +16,12 @@ def approver_ids(service: Service, group_members: Iterable[str] = ()) -> set[str
 def approver_groups(service: Service) -> list[str]:
     """The user-group ids listed as approvers (their members are looked up through Slack)."""
     return [a.usergroup for a in service.spec.approvers if isinstance(a, UserGroup)]
+
+
+def all_approver_groups(catalog: Catalog) -> list[str]:
+    """Every user group any service lists as approvers (kept warm by the scheduler)."""
+    groups = (g for service in catalog.services.values() for g in approver_groups(service))
+    return list(dict.fromkeys(groups))
 
 
 def may_run_immediately(service: Service, user: str) -> bool:
