@@ -11,7 +11,7 @@ that cancels the rest of the due work in the same transaction.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
@@ -22,6 +22,7 @@ from bot.catalog import Service
 from bot.notify import approval_blocks
 from bot.rollback import policy
 from bot.rollback.assess import Decision
+from bot.rollback.command import local_time
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 
@@ -256,7 +257,9 @@ def _missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
     """Expire it and report why, the report being its own due work so it is never lost."""
     assert r.id is not None and r.scheduled_at is not None
     late = int((now - r.scheduled_at).total_seconds() // 60)
-    error = f"window {approval_blocks.when(r.scheduled_at)} missed by {late} min"
+    service = deps.catalog.get(r.service)
+    at = local_time(r.scheduled_at, service.tz if service else UTC)
+    error = f"window {at} missed by {late} min"
     moved = deps.repo.set_rollback_status(
         r.id,
         "expired",

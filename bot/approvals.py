@@ -22,6 +22,7 @@ from bot.catalog import Service
 from bot.engine import Engine
 from bot.notify import approval_blocks
 from bot.rollback import policy
+from bot.rollback.command import local_time
 from bot.rollback.plan import Plan
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
@@ -194,6 +195,7 @@ def _request_blocks(
         approvers=policy.who_may_approve(service),
         two_person_rule=service.approval.two_person_rule,
         note=note,
+        tz=service.tz,
     )
 
 
@@ -281,7 +283,7 @@ def approve(
     )
     refresh_request(deps, rollback_id)
     if is_later and moved.scheduled_at is not None:
-        when = approval_blocks.when(moved.scheduled_at)
+        when = local_time(moved.scheduled_at, service.tz)
         return Answer(f":calendar: Approved. Rollback #{rollback_id} will start at {when}.")
     deps.work.submit("due work", deps.due.tick)  # start now rather than at the next tick
     return Answer(

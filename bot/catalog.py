@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -243,6 +244,16 @@ class PointOfNoReturn(_Strict):
 LEVEL_SLA_MINUTES = {2: 30, 3: 15, 4: 10}
 
 
+def _timezone(v: str | None) -> str | None:
+    if v is None:
+        return v
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{v!r} is not a time zone: use an IANA name like Europe/Berlin") from None
+    return v
+
+
 def _channel_ids(v: list[str]) -> list[str]:
     for channel in v:
         _channel_id(channel)
@@ -280,8 +291,10 @@ class Defaults(_Strict):
     templates: dict[str, str] = {}  # template name → Jinja2 source (see bot/notify/templates.py)
     window_grace_minutes: float = Field(default=10, ge=0)  # a window missed by more is reported
     review_reminder_hours: float = Field(default=24, gt=0)
+    timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
 
     _check_channel = field_validator("channel")(_channel_id)
+    _check_timezone = field_validator("timezone")(_timezone)
 
 
 class ServiceSpec(_Strict):
@@ -307,6 +320,9 @@ class ServiceSpec(_Strict):
     http_rollback: HttpRollback | None = None
     phases: dict[PhaseName, list[PlanStep]] | None = None
     point_of_no_return: PointOfNoReturn | None = None
+    timezone: str | None = None  # overrides defaults.timezone
+
+    _check_timezone = field_validator("timezone")(_timezone)
 
     _check_channel = field_validator("channel")(_channel_id)
 
@@ -366,6 +382,11 @@ class Service:
     templates: Mapping[str, str] = field(default_factory=dict)
     window_grace_minutes: float = 10
     review_reminder_hours: float = 24
+    timezone: str = "UTC"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def signals(self) -> dict[Signal, str]:
@@ -600,6 +621,7 @@ def _resolve(spec: CatalogSpec, source: str) -> Catalog:
             templates={**d.templates, **s.templates},
             window_grace_minutes=d.window_grace_minutes,
             review_reminder_hours=d.review_reminder_hours,
+            timezone=s.timezone or d.timezone,
         )
         for name, s in spec.services.items()
     }

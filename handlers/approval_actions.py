@@ -90,11 +90,13 @@ def register(app: App, deps: Deps) -> None:
     def plan_rollback(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         service_name, _, assessment = _value(body).partition(":")
-        if deps.catalog.get(service_name) is None:
+        service = deps.catalog.get(service_name)
+        if service is None:
             _tell(respond, f":x: {service_name} is no longer in the catalog.")
             return
         assessment_id = int(assessment) if assessment.isdigit() else None
-        _open(client, body, approval_blocks.plan_modal(service_name, assessment_id), respond)
+        modal = approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
+        _open(client, body, modal, respond)
 
     @app.action(Action.RUN_NOW)
     def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import Ack
@@ -14,7 +14,7 @@ from bot.catalog import PlanError, Service
 from bot.notify.approval_blocks import when
 from bot.notify.blocks import escape
 from bot.rollback import policy
-from bot.rollback.command import Command, UsageError, parse_window
+from bot.rollback.command import Command, UsageError, local_time, parse_window
 from storage.repository import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def submit_request(
         )
     assert r.id is not None and r.expires_at is not None
     deps.work.submit(f"approval request #{r.id}", _post_request, deps, service, r.id)
-    start = f"at {when(window)}" if window else "as soon as it is approved"
+    start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
         f" {r.required_approvals} approval(s) in <#{service.channel}>"
@@ -95,7 +95,7 @@ def plan(deps: Deps, cmd: Command, service: Service, command: dict[str, Any], ac
     window = None
     if cmd.at is not None:
         try:
-            window = parse_window(cmd.at, deps.clock())
+            window = parse_window(cmd.at, deps.clock(), service.tz)
         except UsageError as exc:
             _say(ack, f":x: {exc}.")
             return
@@ -162,10 +162,12 @@ def waiting_lines(deps: Deps) -> list[str]:
     rows = deps.repo.list_rollbacks(statuses=("pending_approval", "approved", "scheduled"))
     lines = []
     for r in reversed(rows):
+        service = deps.catalog.get(r.service)
+        tz = service.tz if service else UTC
         if r.status == "scheduled" and r.scheduled_at is not None:
-            state = f"scheduled for {when(r.scheduled_at)}"
+            state = f"scheduled for {local_time(r.scheduled_at, tz)}"
         elif r.status == "pending_approval" and r.expires_at is not None:
-            window = f", window {when(r.scheduled_at)}" if r.scheduled_at else ""
+            window = f", window {local_time(r.scheduled_at, tz)}" if r.scheduled_at else ""
             state = f"waiting for approval until {when(r.expires_at)}{window}"
         else:
             state = "approved, starting"

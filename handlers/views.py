@@ -56,7 +56,7 @@ def register(app: App, deps: Deps) -> None:
         except UsageError as exc:
             errors["target"] = str(exc).replace("`", "")
         try:
-            window = parse_window(window_text, deps.clock()) if window_text else None
+            window = parse_window(window_text, deps.clock(), service.tz) if window_text else None
         except UsageError as exc:
             errors["window"] = str(exc).replace("`", "")
         if not reason:

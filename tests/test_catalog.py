@@ -290,6 +290,12 @@ ERRORS = [
         id="threshold for a signal without thresholds",
     ),
     pytest.param(
+        HEAD + "    timezone: Mars/Olympus  # <-\n",
+        "services.checkout.timezone: 'Mars/Olympus' is not a time zone: use an IANA name like"
+        " Europe/Berlin",
+        id="unknown time zone",
+    ),
+    pytest.param(
         HEAD + "    namespace: first\n    namespace: second  # <-\n",
         "duplicate key 'namespace'",
         id="duplicate key in a service",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bot.notify.blocks import button, escape
+from bot.rollback.command import local_time
 from storage.models import Approval, Assessment, Rollback
 
 Block = dict[str, Any]
@@ -68,13 +69,14 @@ def request_message(
     approvers: str,
     two_person_rule: bool,
     note: str | None = None,
+    tz: tzinfo = UTC,
 ) -> tuple[str, list[Block]]:
     """The approval request: what will change, why, who asked, the votes and the buttons."""
     assert r.id is not None
     approved = sum(1 for v in approvals if v.decision == "approve")
     status = STATUS_LINES.get(r.status, r.status)
     if r.status == "scheduled" and r.scheduled_at is not None:
-        status += f" for {when(r.scheduled_at)}"
+        status += f" for {local_time(r.scheduled_at, tz)}"
     if r.error and r.status in ("expired", "cancelled", "failed"):
         status += f": {escape(r.error)}"
     facts = [
@@ -82,7 +84,9 @@ def request_message(
         f"*Reason* {escape(r.reason) or '_none given_'}",
         f"*Strategy* {r.strategy}"
         + (f" · *target revision* {r.target_revision}" if r.target_revision else ""),
-        f"*Window* {when(r.scheduled_at)}" if r.scheduled_at else "*Window* as soon as approved",
+        f"*Window* {local_time(r.scheduled_at, tz)}"
+        if r.scheduled_at
+        else "*Window* as soon as approved",
         f"*Approvals* {approved}/{r.required_approvals} from {approvers}"
         + (" · the requester cannot approve (two-person rule)" if two_person_rule else ""),
     ]
@@ -144,7 +148,7 @@ def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: b
     }
 
 
-def plan_modal(service: str, assessment_id: int | None) -> Block:
+def plan_modal(service: str, assessment_id: int | None, timezone: str = "UTC") -> Block:
     """The "Plan rollback" modal: reason, target revision, optional window."""
     return {
         "type": "modal",
@@ -169,7 +173,7 @@ def plan_modal(service: str, assessment_id: int | None) -> Block:
             _input(
                 "window",
                 "Window",
-                "Empty: as soon as approved. HH:MM (UTC) or ISO 8601",
+                f"Empty: as soon as approved. HH:MM ({timezone}) or ISO 8601",
                 optional=True,
                 multiline=False,
             ),

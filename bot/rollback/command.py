@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 USAGE = """\
 /rollback help
@@ -147,23 +147,42 @@ MAX_WINDOW_AHEAD = timedelta(days=7)
 _CLOCK_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
-def parse_window(text: str, now: datetime) -> datetime:
-    """``--at`` as an aware UTC datetime: ``HH:MM`` is the next such time (UTC), otherwise an
-    ISO 8601 time (UTC when it has no offset). Past times and times over a week away are refused."""
+def parse_window(text: str, now: datetime, tz: tzinfo = UTC) -> datetime:
+    """``--at`` as an aware UTC datetime: ``HH:MM`` is the next such time in ``tz`` (the
+    service's time zone), otherwise an ISO 8601 time (in ``tz`` when it has no offset). Past
+    times and times over a week away are refused."""
     m = _CLOCK_TIME.match(text)
     if m:
-        at = now.replace(hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0)
-        return at if at > now else at + timedelta(days=1)
+        local = now.astimezone(tz)
+        day = local.date()
+        wall = time(int(m.group(1)), int(m.group(2)))
+        at = datetime.combine(day, wall, tzinfo=tz)
+        if at <= now:
+            at = datetime.combine(day + timedelta(days=1), wall, tzinfo=tz)
+        return at.astimezone(UTC)
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
-            f"`{text}` is not a time: use HH:MM (UTC, e.g. 22:00) or ISO 8601"
+            f"`{text}` is not a time: use HH:MM (e.g. 22:00, {zone_name(tz)}) or ISO 8601"
             " (e.g. 2026-11-24T22:00+01:00)"
         ) from None
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    at = (at.replace(tzinfo=tz) if at.tzinfo is None else at).astimezone(UTC)
     if at <= now:
-        raise UsageError(f"`{text}` is in the past (it is {now:%Y-%m-%d %H:%M} UTC now)")
+        raise UsageError(f"`{text}` is in the past (it is {local_time(now, tz)} now)")
     if at - now > MAX_WINDOW_AHEAD:
         raise UsageError(f"`{text}` is more than {MAX_WINDOW_AHEAD.days} days away")
     return at
+
+
+def zone_name(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", None) or tz.tzname(None) or "UTC")
+
+
+def local_time(at: datetime, tz: tzinfo = UTC) -> str:
+    """``2026-11-24 22:00 CET (21:00 UTC)`` — or just ``2026-11-24 21:00 UTC`` in UTC."""
+    utc = at.astimezone(UTC)
+    local = utc.astimezone(tz)
+    if local.utcoffset() == timedelta(0) and zone_name(tz) in ("UTC", "Etc/UTC"):
+        return f"{utc:%Y-%m-%d %H:%M} UTC"
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%H:%M} UTC)"

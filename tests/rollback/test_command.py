@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from bot.rollback.command import USAGE, VERBS, Command, UsageError, parse_command
+from bot.rollback.command import (
+    USAGE,
+    VERBS,
+    Command,
+    UsageError,
+    local_time,
+    parse_command,
+    parse_window,
+)
 
 VALID = [
     # help
@@ -295,3 +307,66 @@ def test_usage_documents_every_accepted_flag(text: str, flag: str) -> None:
     (line,) = [ln for ln in USAGE.splitlines() if ln.startswith(f"/rollback {verb} ")]
     assert flag in line
     parse_command(text)  # and the parser accepts it
+
+
+# --- --at windows in the service's time zone ------------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW_UTC = datetime(2026, 11, 23, 20, 30, tzinfo=UTC)  # 21:30 in Berlin (CET, UTC+1)
+
+
+@pytest.mark.parametrize(
+    ("text", "tz", "expected"),
+    [
+        pytest.param("22:00", UTC, datetime(2026, 11, 23, 22, 0, tzinfo=UTC), id="HH:MM UTC"),
+        pytest.param("22:00", BERLIN, datetime(2026, 11, 23, 21, 0, tzinfo=UTC), id="Berlin"),
+        pytest.param(
+            "21:00", BERLIN, datetime(2026, 11, 24, 20, 0, tzinfo=UTC), id="passed: tomorrow"
+        ),
+        pytest.param(
+            "21:30", BERLIN, datetime(2026, 11, 24, 20, 30, tzinfo=UTC), id="now: tomorrow"
+        ),
+        pytest.param(
+            "2026-11-24T08:00", BERLIN, datetime(2026, 11, 24, 7, 0, tzinfo=UTC), id="naive ISO"
+        ),
+        pytest.param(
+            "2026-11-24T08:00-05:00",
+            BERLIN,
+            datetime(2026, 11, 24, 13, 0, tzinfo=UTC),
+            id="ISO with its own offset",
+        ),
+    ],
+)
+def test_window_times_are_read_in_the_service_time_zone(
+    text: str, tz: ZoneInfo, expected: datetime
+) -> None:
+    at = parse_window(text, NOW_UTC, tz)
+    assert at == expected and at.tzinfo == UTC
+
+
+def test_a_window_across_a_daylight_saving_change_keeps_its_wall_time() -> None:
+    before_dst_ends = datetime(2026, 10, 24, 21, 0, tzinfo=UTC)  # Berlin 23:00 CEST
+    at = parse_window("02:30", before_dst_ends, BERLIN)  # 25 Oct, after clocks went back
+    assert at.astimezone(BERLIN).strftime("%H:%M") == "02:30"
+    assert local_time(at, BERLIN).startswith("2026-10-25 02:30")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("2026-11-23T21:00", "in the past (it is 2026-11-23 21:30 CET", id="past"),
+        pytest.param("2026-12-24T10:00", "more than 7 days away", id="too far"),
+        pytest.param("tonight", "use HH:MM (e.g. 22:00, Europe/Berlin)", id="not a time"),
+    ],
+)
+def test_bad_windows_say_why_in_the_service_time_zone(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_window(text, NOW_UTC, BERLIN)
+
+
+def test_window_times_are_shown_in_local_time_and_utc() -> None:
+    at = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)
+    assert local_time(at, BERLIN) == "2026-11-23 22:00 CET (21:00 UTC)"
+    assert local_time(at) == "2026-11-23 21:00 UTC"
+    summer = datetime(2026, 7, 1, 20, 0, tzinfo=UTC)
+    assert local_time(summer, BERLIN) == "2026-07-01 22:00 CEST (20:00 UTC)"

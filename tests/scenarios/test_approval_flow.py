@@ -413,6 +413,24 @@ def test_a_healthy_service_can_be_cancelled_instead(
 # --- windows ------------------------------------------------------------------------------
 
 
+def test_a_window_is_read_and_shown_in_the_service_time_zone(
+    make: Callable[..., Harness], now: Now
+) -> None:
+    h = make("\n    timezone: Europe/Berlin")  # it is 12:00 UTC, 13:00 in Berlin
+    resp = h.slash("plan checkout --at 22:00 nightly rollback")
+    assert "at 2026-11-23 22:00 CET (21:00 UTC)" in resp.json()["text"]
+    assert "2026-11-23 22:00 CET (21:00 UTC)" in latest_request_text(h)
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    assert "scheduled for 2026-11-23 22:00 CET (21:00 UTC)" in h.slash("status").json()["text"]
+    now.advance(hours=8, minutes=59)
+    assert h.bot.deps.due.tick() == 0
+    now.advance(minutes=1)
+    assert h.bot.deps.due.tick() == 1
+    settle(h)
+    assert status(h) == "succeeded"
+
+
 def test_a_window_starts_the_rollback_at_its_time(h: Harness, now: Now) -> None:
     resp = h.slash("plan checkout --at 22:00 nightly rollback")
     assert "at 2026-11-23 22:00 UTC" in resp.json()["text"]
