@@ -57,6 +57,13 @@ class RollbackListener(Protocol):
     def rollback_finished(self, rollback: Rollback) -> None: ...
 
 
+class PhaseListener(Protocol):
+    """Optional, beside RollbackListener: told when a phase's first step is about to run (also
+    again after a resume). Same rules: quick and idempotent."""
+
+    def phase_started(self, rollback: Rollback, phase: str) -> None: ...
+
+
 class LeaseLost(Exception):
     """Another worker took this rollback over (we stalled past the lease): stop touching it."""
 
@@ -192,12 +199,16 @@ class Engine:
         steps = self.repo.list_steps(rollback_id)
         if all(s.status == "pending" for s in steps):
             self._tell("rollback_started", rollback_id)
+        phase = None
         for step in steps:
             if step.status in ("succeeded", "skipped"):
                 continue
             if self._is_abort_requested(rollback_id):
                 self._abort(rollback_id)
                 return
+            if step.phase != phase:
+                phase = step.phase
+                self._tell("phase_started", rollback_id, phase)
             outcome = self._run_step(rollback_id, service, step)
             if outcome == "aborted":
                 self._abort(rollback_id)
@@ -361,12 +372,16 @@ class Engine:
         """Run the listeners' ``rollback_finished`` (from the durable FINISHED due work)."""
         self._tell("rollback_finished", rollback_id)
 
-    def _tell(self, event: str, rollback_id: int) -> None:
-        """Notify listeners; one failing never stops the rollback or the other listeners."""
+    def _tell(self, event: str, rollback_id: int, *args: Any) -> None:
+        """Notify listeners (those that have the event: phase_started is optional); one failing
+        never stops the rollback or the other listeners."""
         rollback = self._get(rollback_id)
         for listener in self.listeners:
+            handler = getattr(listener, event, None)
+            if handler is None:
+                continue
             try:
-                getattr(listener, event)(rollback)
+                handler(rollback, *args)
             except Exception:
                 log.exception("rollback #%d: %s listener %r failed", rollback_id, event, listener)
 

@@ -39,6 +39,7 @@ SLA_KIND = "rollback.sla_check"
 CRITICAL_KIND = "notify.critical"
 FINISHED_KIND = "notify.finished"
 OPEN_KIND = "incident.open"
+TOPIC_KIND = "incident.topic"
 
 
 def sla_key(rollback_id: int) -> str:
@@ -95,6 +96,18 @@ class Notifier:
         self.deps.due.schedule_all(work)
         self._kick()
 
+    def phase_started(self, rollback: Rollback, phase: str) -> None:
+        """The incident channel's topic follows the phases (Slack: setTopic is Tier 2)."""
+        service = self.deps.catalog.get(rollback.service)
+        if rollback.kind != "immediate" or service is None or rollback.id is None:
+            return
+        if not service.notifications.incident_channel:
+            return
+        rid = rollback.id
+        key = f"incident-topic:{rid}:{phase}"  # once per phase, also across a resume
+        self.deps.due.schedule(TOPIC_KIND, key, self.deps.clock(), {"rollback_id": rid})
+        self._kick()
+
     def _page(self, rollback: Rollback, reason: str, summary: str) -> NewWork:
         """Paging goes to the escalation ladder (bot/notify/paging.py) as due work."""
         assert rollback.id is not None
@@ -140,6 +153,20 @@ class Notifier:
             channel = self.channels.open(rollback, service)
             fresh = self.deps.repo.get_rollback(rollback.id) or rollback
             self.post(fresh, service, "critical_notice", [channel])
+
+    def on_topic(self, item: DueWork) -> None:
+        loaded = self._load(item)
+        if loaded is None:
+            return
+        rollback, service = loaded
+        if rollback.status not in ("running", "aborting"):
+            return  # the end sets the final topic
+        if not rollback.incident_channel_id:
+            opening = self.deps.repo.get_work(f"incident-open:{rollback.id}")
+            if opening is not None and opening.status in ("pending", "claimed"):
+                raise RetryLater("the incident channel is not open yet", 2)
+            return  # no channel (opening failed or gave up): nothing to keep current
+        self.channels.set_topic(rollback, service)
 
     def on_finished(self, item: DueWork) -> None:
         loaded = self._load(item)
@@ -270,6 +297,7 @@ def install(deps: Deps) -> Notifier:
     deps.due.register(CRITICAL_KIND, notifier.on_critical)
     deps.due.register(OPEN_KIND, notifier.on_open)
     deps.due.register(FINISHED_KIND, notifier.on_finished)
+    deps.due.register(TOPIC_KIND, notifier.on_topic)
     deps.due.register(SLA_KIND, notifier.on_sla_check)
     deps.due.register("incident.update", notifier.on_update)
     deps.engine.listeners.append(notifier)

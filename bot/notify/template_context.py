@@ -120,6 +120,7 @@ def context_from(
         "steps_total": len(steps),
         "steps_done": sum(1 for s in steps if s.status == "succeeded"),
         "current_step": running.name if running else None,
+        "current_phase": running.phase if running else None,
         "validation": validation,
         "failed_phase": failed.phase if failed else "n/a",
         "failed_step": failed.name if failed else "n/a",

@@ -116,7 +116,10 @@ def test_every_default_template_renders_from_a_stored_rollback(
     update = render(repo, service, running, "incident_update")
     assert "Steps done: 2 of 3" in update and "Next update in 5 minutes" in update
     topic = render(repo, service, running, "incident_topic")
-    assert topic == "Rollback #1 of checkout: Rollback in progress (2/3 steps), now Health check"
+    assert topic == (
+        "Rollback #1 of checkout: Rollback in progress (2/3 steps),"
+        " verification phase: Health check"
+    )
     breach = render(repo, service, running, "sla_breach")
     assert "RollbackTakingTooLong" in breach and "running for 5 min (SLA: 15 minutes)" in breach
 

@@ -63,6 +63,12 @@ services:
     sla_minutes: 12
     phases:
       application: [{{kind: manual_gate, prompt: Hold until told}}]
+  orders:
+    deployment: orders-api
+    responders: [U0ONCALL1]
+    phases:
+      database: [{{kind: manual_gate, prompt: Restore done, name: Restore orders DB}}]
+      application: [{{kind: manual_gate, prompt: Pods back, name: Roll orders-api back}}]
 """
 
 
@@ -249,6 +255,28 @@ def test_updates_every_n_minutes_sla_breach_then_final_update(
     clock.offset = timedelta(minutes=30)
     deps.due.tick()
     assert len(with_text(slack, channel, "Update on rollback #1")) == 2  # 1 periodic + final
+
+
+def test_the_incident_topic_follows_the_phases(harness: Harness, slack: SlackSimulator) -> None:
+    deps = harness.bot.deps
+    harness.slash("run orders --immediate bad migration")
+    channel = incident_channel(harness, 1)
+
+    def topic() -> str:
+        return str(slack.channel(channel)["topic"]["value"])  # type: ignore[index]
+
+    def continue_gate(name: str) -> None:
+        (gate,) = [s for s in deps.repo.list_steps(1) if s.name == name]
+        assert gate.id is not None
+        deps.repo.record_step_detail(gate.id, {"continued_by": "U0ONCALL1"})
+
+    until(lambda: "database phase: Restore orders DB" in topic(), "the database phase topic")
+    continue_gate("Restore orders DB")
+    until(lambda: "application phase: Roll orders-api back" in topic(), "the next phase topic")
+    assert deps.repo.get_work("incident-topic:1:database") is not None
+    continue_gate("Roll orders-api back")
+    settle(harness)
+    assert topic().startswith("Rollback #1 of orders: Rollback completed")
 
 
 @pytest.mark.parametrize(
