@@ -14,6 +14,7 @@ again: handlers are idempotent.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -55,6 +56,13 @@ class DueWorkRunner:
         self.handlers: dict[str, WorkHandler] = {}
         self.give_up_handlers: dict[str, GiveUpHandler] = {}
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
+        # A handler may take longer than the lease (Slack Retry-After sleeps, a re-assessment):
+        # a heartbeat renews the claims of running items so no other replica runs them too.
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._heartbeat = threading.Thread(target=self._renew_loop, name="due-lease", daemon=True)
+        self._heartbeat.start()
 
     def register(
         self, kind: str, handler: WorkHandler, on_give_up: GiveUpHandler | None = None
@@ -104,19 +112,43 @@ class DueWorkRunner:
             if len(items) < self.batch:
                 return ran
 
+    def _renew_loop(self) -> None:
+        period = max(0.05, self.lease.total_seconds() / 3)
+        while not self._stopped.wait(period):
+            with self._running_lock:
+                running = set(self._running)
+            if not running:
+                continue
+            try:
+                self.repo.renew_work(running, self.worker, self.clock() + self.lease)
+            except Exception:  # the database is away: the next round tries again
+                log.exception("due work: could not renew the leases of %s", sorted(running))
+
     def _run(self, item: DueWork) -> None:
+        assert item.id is not None
+        with self._running_lock:
+            self._running.add(item.id)
+        try:
+            self._run_claimed(item)
+        finally:
+            with self._running_lock:
+                self._running.discard(item.id)
+
+    def _run_claimed(self, item: DueWork) -> None:
         assert item.id is not None
         try:
             self.handlers[item.kind](item)
         except RetryLater as exc:
-            if item.attempts >= self.max_waits:  # waiting for something that never comes
-                log.error("due work %s gave up after %d tries: %s", item.key, item.attempts, exc)
+            if item.waits + 1 >= self.max_waits:  # waiting for something that never comes
+                log.error("due work %s gave up after %d waits: %s", item.key, item.waits + 1, exc)
                 if self.repo.fail_work(item.id, self.worker, str(exc), self.clock()):
                     self._give_up(item, str(exc))
                 return
             retry_at = self.clock() + timedelta(seconds=exc.seconds)
             log.info("due work %s: %s; again at %s", item.key, exc, retry_at.isoformat())
-            self.repo.fail_work(item.id, self.worker, str(exc), self.clock(), retry_at=retry_at)
+            self.repo.fail_work(
+                item.id, self.worker, str(exc), self.clock(), retry_at=retry_at, is_wait=True
+            )
             return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -145,3 +177,4 @@ class DueWorkRunner:
     def shutdown(self, wait: bool = True) -> None:
         """Cancel what has not started; ``wait`` for what has (never from a handler)."""
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._stopped.set()

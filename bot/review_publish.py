@@ -83,7 +83,7 @@ class ReviewPublisher:
         if rollback is None or rollback.status not in TERMINAL_STATUSES:
             log.warning("review of rollback #%d: not finished, nothing to publish", rollback_id)
             return
-        if rollback.channel_id and not rollback.progress_ts and item.attempts < PROGRESS_WAIT_TRIES:
+        if rollback.channel_id and not rollback.progress_ts and item.tries < PROGRESS_WAIT_TRIES:
             raise RetryLater("the progress message is not posted yet", 5)
         review = deps.repo.get_review(rollback_id)
         if review is None:

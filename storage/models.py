@@ -239,10 +239,16 @@ class DueWork(SQLModel, table=True):
     status: str = "pending"
     claimed_by: str | None = None
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime())
-    attempts: int = 0
+    attempts: int = 0  # runs that ended in an error (and the run in progress)
+    waits: int = 0  # runs that ended in RetryLater: waiting is not failing
     last_error: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime())
     done_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+    @property
+    def tries(self) -> int:
+        """Every run so far, this one included, whether it failed or waited."""
+        return self.attempts + self.waits
 
 
 # --- paging and reviews ----------------------------------------------------------------------

@@ -670,6 +670,19 @@ class Repository:
                 item.attempts += 1
         return items
 
+    def renew_work(self, ids: Collection[int], worker: str, until: datetime) -> int:
+        """Extend `worker`'s claims on running items (a slow handler keeps its item)."""
+        if not ids:
+            return 0
+        statement = (
+            sa.update(DueWork)
+            .where(col(DueWork.id).in_(list(ids)))
+            .where(col(DueWork.status) == "claimed", col(DueWork.claimed_by) == worker)
+            .values(claimed_until=until)
+        )
+        with self._write() as session:
+            return int(session.exec(statement).rowcount)
+
     def complete_work(self, work_id: int, worker: str, now: datetime) -> bool:
         """Mark claimed work done; False if `worker` no longer holds it."""
         return self._finish_work(work_id, worker, status="done", done_at=now)
@@ -682,11 +695,18 @@ class Repository:
         now: datetime,
         *,
         retry_at: datetime | None = None,
+        is_wait: bool = False,
     ) -> bool:
-        """Record a failure: back to pending at `retry_at`, else failed for good."""
+        """Record a failure: back to pending at `retry_at`, else failed for good. A wait
+        (`is_wait`, the handler's RetryLater) counts in `waits`, not in `attempts`."""
         if retry_at is not None:
+            counts: dict[str, Any] = (
+                {"attempts": col(DueWork.attempts) - 1, "waits": col(DueWork.waits) + 1}
+                if is_wait
+                else {}
+            )
             return self._finish_work(
-                work_id, worker, status="pending", due_at=retry_at, last_error=error
+                work_id, worker, status="pending", due_at=retry_at, last_error=error, **counts
             )
         return self._finish_work(work_id, worker, status="failed", done_at=now, last_error=error)
 

@@ -131,3 +131,73 @@ def test_a_shutdown_during_a_tick_leaves_the_rest_claimed_for_later(tmp_path: Pa
 
 def statuses(repo: Repository) -> list[str]:
     return [w.status for w in (repo.get_work(k) for k in "abc") if w is not None]
+
+
+def test_waits_do_not_use_up_the_failures(runner: DueWorkRunner) -> None:
+    """Five 429 waits and then one transient error: the error is retried with backoff, not
+    taken for the last of max_attempts."""
+    outcomes = ["wait"] * 3 + ["boom", "ok"]
+    ran: list[str] = []
+
+    def flaky(item: DueWork) -> None:
+        outcome = outcomes.pop(0)
+        ran.append(outcome)
+        if outcome == "wait":
+            raise RetryLater("Slack said 429", 1)
+        if outcome == "boom":
+            raise ConnectionError("reset by peer")
+
+    runner.register("job", flaky)
+    clock = runner.clock
+    assert isinstance(clock, Clock)
+    runner.schedule("job", "w", clock.at)
+    for _ in range(5):
+        clock.at += timedelta(minutes=5)
+        assert runner.tick() == 1
+    work = runner.repo.get_work("w")
+    assert work is not None and work.status == "done"
+    assert ran == ["wait", "wait", "wait", "boom", "ok"]
+    assert (work.waits, work.attempts, work.tries) == (3, 2, 5)
+
+
+def test_a_slow_handler_keeps_its_item(tmp_path: Path) -> None:
+    """The claim of a running item is renewed, so a second replica does not run it too even
+    after the first lease would have lapsed."""
+    import threading
+    import time
+
+    repo = Repository(make_engine(f"sqlite:///{tmp_path / 'due.db'}"))
+    migrate(repo.engine)
+
+    def wall() -> datetime:
+        return datetime.now(UTC)
+
+    slow = DueWorkRunner(repo, wall, "replica-a", lease_seconds=0.3)
+    other = DueWorkRunner(repo, wall, "replica-b", lease_seconds=0.3)
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def handler(item: DueWork) -> None:
+        runs.append(item.key)
+        started.set()
+        assert release.wait(10)
+
+    slow.register("job", handler)
+    other.register("job", handler)
+    slow.schedule("job", "long", wall())
+    ticking = threading.Thread(target=slow.tick)
+    ticking.start()
+    assert started.wait(10)
+    first = repo.get_work("long")
+    assert first is not None and first.claimed_until is not None
+    deadline = time.monotonic() + 10
+    while wall() < first.claimed_until + timedelta(seconds=0.3):  # well past the first lease
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert other.tick() == 0  # renewed: still replica-a's
+    release.set()
+    ticking.join(10)
+    done = repo.get_work("long")
+    assert done is not None and done.status == "done" and runs == ["long"]
+    slow.shutdown()
+    other.shutdown()

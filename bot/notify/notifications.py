@@ -90,6 +90,7 @@ class Notifier:
         rid, now = rollback.id, self.deps.clock()
         self.deps.due.cancel(sla_key(rid))
         self.deps.repo.cancel_work_with_prefix(f"incident-update:{rid}:", now)
+        self.deps.repo.cancel_work_with_prefix(f"incident-topic:{rid}:", now)  # the end sets it
         work = [NewWork(FINISHED_KIND, f"notify-finished:{rid}", now, {"rollback_id": rid})]
         if rollback.status == "failed":
             work.append(self._page(rollback, "failed", f"Rollback of {rollback.service} FAILED"))

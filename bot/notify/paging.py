@@ -165,11 +165,11 @@ class Pager:
         except Exception as exc:
             error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
             why = str(error or type(exc).__name__)
-            if error in PERMANENT_ERRORS or item.attempts >= POST_TRIES:
+            if error in PERMANENT_ERRORS or item.tries >= POST_TRIES:
                 log.error("paging notice %s never posted in %s: %s", item.key, channel, why)
                 return
             log.warning("paging notice %s not posted yet (%s); retrying", item.key, why)
-            raise RetryLater(f"Slack: {why}", min(300, 5 * 2 ** (item.attempts - 1))) from None
+            raise RetryLater(f"Slack: {why}", min(300, 5 * 2 ** (item.tries - 1))) from None
         page_ids = [int(i) for i in payload.get("page_ids") or ()]
         ts = str(answer.get("ts") or "")
         if page_ids and ts:
@@ -261,16 +261,16 @@ class Pager:
             return
         who, why = ", ".join(Contact(p.contact_name, p.phone).shown for p, _ in down), down[0][1]
         channel, key = channel_of(self.deps, rollback), f"{rollback.id}:{queued[0].reason}:{number}"
-        if item.attempts < SEND_TRIES:
+        if item.tries < SEND_TRIES:
             notify(self.deps, f"{key}:twilio-slow", channel, twilio_slow(why.summary, who))
-            raise RetryLater(f"Twilio unavailable: {why.summary}", 5 * 3 ** (item.attempts - 1))
+            raise RetryLater(f"Twilio unavailable: {why.summary}", 5 * 3 ** (item.tries - 1))
         for page, err in down:
             assert page.id is not None
-            error = f"Twilio unavailable after {item.attempts} tries: {err.summary}"
+            error = f"Twilio unavailable after {item.tries} tries: {err.summary}"
             self.deps.repo.mark_page_failed(page.id, error, self.deps.clock(), error_code=err.code)
             self.deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
             self._audit("page.failed", rollback, _page_detail(page, error))
-        text = twilio_down(why.summary, who, item.attempts)
+        text = twilio_down(why.summary, who, item.tries)
         notify(self.deps, f"{key}:twilio-down", channel, text)
 
     def _send(self, rollback: Rollback, summary: str, page: Page) -> SmsError | None:
