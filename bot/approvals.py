@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
+from bot.adapters.slack import PERMANENT_ERRORS
 from bot.catalog import Service
+from bot.due import RetryLater
 from bot.engine import Engine
 from bot.notify import approval_blocks
 from bot.rollback import policy
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 START = "rollback.start"  # handled by bot.approval_start
 EXPIRE = "approval.expire"
+POST = "approval.post"
+POST_TRIES = 5  # Slack failures that may pass (429 after the client's retries, 5xx, timeouts)
 RECENT_ASSESSMENT = timedelta(hours=1)  # older assessments are not shown as the request's basis
 
 
@@ -49,6 +53,9 @@ def install(deps: Deps) -> None:
     from bot import approval_start
 
     deps.due.register(EXPIRE, lambda item: expire_due(deps, item))
+    deps.due.register(
+        POST, lambda item: post_due(deps, item), lambda i, e: _post_gave_up(deps, i, e)
+    )
     approval_start.install(deps)
 
 
@@ -121,7 +128,10 @@ def request(
         expires_at=expires_at,
         now=now,
         steps=Engine.plan_steps(plan),
-        schedule=lambda rid: [NewWork(EXPIRE, f"expire:{rid}", expires_at, {"rollback_id": rid})],
+        schedule=lambda rid: [
+            NewWork(EXPIRE, f"expire:{rid}", expires_at, {"rollback_id": rid}),
+            NewWork(POST, f"{POST}:{rid}", now, {"rollback_id": rid}),  # stored with the row
+        ],
     )
     assert rollback.id is not None
     audit(
@@ -137,18 +147,39 @@ def request(
     return rollback
 
 
-def post_request(deps: Deps, rollback_id: int, plan_summary: str) -> None:
-    """Post the request message in the service channel and remember where it is."""
+def post_due(deps: Deps, item: DueWork) -> None:
+    """Due work stored with the request: post its message in the service channel (with the
+    dry-run plan) and remember where it is. Slack trouble that may pass is retried; a channel
+    the bot cannot post in cancels the request and tells the requester."""
+    from bot.dry_run import describe_plan
+
+    rollback_id = int(item.payload["rollback_id"])
     r = deps.repo.get_rollback(rollback_id)
     service = deps.catalog.get(r.service) if r else None
-    if r is None or service is None:
-        return
+    if r is None or service is None or r.approval_ts or r.status != "pending_approval":
+        return  # gone, already posted (a retry), or decided meanwhile
+    try:
+        plan = service.plan(r.target_revision)
+        plan_summary = describe_plan(deps, service, plan, r.target_revision)
+    except Exception as exc:  # the request is still worth posting: say what could not be read
+        log.exception("dry run for request #%d failed", rollback_id)
+        plan_summary = (
+            f"_The dry run failed ({type(exc).__name__}); the bot's log has the details._"
+        )
     text, blocks = _request_blocks(deps, r, service, plan_summary)
     try:
         resp = deps.slack.chat_postMessage(channel=service.channel, text=text, blocks=blocks)
     except SlackApiError as exc:
-        _request_not_posted(deps, r, service, str(exc.response.get("error")))
-        return
+        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+        if error in PERMANENT_ERRORS or item.tries >= POST_TRIES:
+            _request_not_posted(deps, r, service, error)
+            return
+        raise RetryLater(f"Slack: {error}", min(60, 5 * 2 ** (item.tries - 1))) from None
+    except OSError as exc:  # connection refused, timeouts: Slack may be back in a moment
+        if item.tries >= POST_TRIES:
+            _request_not_posted(deps, r, service, type(exc).__name__)
+            return
+        raise RetryLater(f"Slack unreachable: {exc}", min(60, 5 * 2 ** (item.tries - 1))) from None
     posted = deps.repo.set_approval_message(
         rollback_id, service.channel, str(resp["ts"]), plan_summary
     )
@@ -158,10 +189,19 @@ def post_request(deps: Deps, rollback_id: int, plan_summary: str) -> None:
         refresh_request(deps, rollback_id)
 
 
+def _post_gave_up(deps: Deps, item: DueWork, error: str) -> None:
+    """The post kept failing in ways the handler did not expect: cancel and say so."""
+    r = deps.repo.get_rollback(int(item.payload["rollback_id"]))
+    service = deps.catalog.get(r.service) if r else None
+    if r is not None and service is not None and not r.approval_ts:
+        _request_not_posted(deps, r, service, error.split(":")[0])
+
+
 def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -> None:
-    """Nobody can approve a request they cannot see: cancel it and tell the requester."""
+    """Nobody can approve a request they cannot see: cancel it and tell the requester (unless
+    it was decided meanwhile, e.g. by `/rollback approve`)."""
     assert r.id is not None
-    deps.repo.set_rollback_status(
+    cancelled = deps.repo.set_rollback_status(
         r.id,
         "cancelled",
         deps.clock(),
@@ -170,6 +210,8 @@ def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -
         cancel=[f"expire:{r.id}"],
     )
     audit(deps, "approval.not_posted", r, None, error=error)
+    if cancelled is None:
+        return
     hint = " Invite me with `/invite @rollback-bot`." if error == "not_in_channel" else ""
     try:
         deps.slack.chat_postMessage(
@@ -326,7 +368,11 @@ def reject(
     if not is_withdrawal and not deps.repo.record_approval(
         rollback_id, user, "reject", via=via, now=now, reason=reason
     ):
-        return Answer(f"You already voted on rollback #{rollback_id}; your vote counts once.")
+        mine = [v for v in deps.repo.list_approvals(rollback_id) if v.user_id == user]
+        if not (mine and mine[0].decision == "reject" and r.status == "pending_approval"):
+            return Answer(f"You already voted on rollback #{rollback_id}; your vote counts once.")
+        # a rejection stored just before a crash, its transition never made: finish it now
+        reason = reason or mine[0].reason or ""
     status = "cancelled" if is_withdrawal else "rejected"
     moved = deps.repo.set_rollback_status(
         rollback_id,

@@ -67,7 +67,7 @@ def submit_request(
             f" see `/rollback status {exc.existing_id}`."
         )
     assert r.id is not None and r.expires_at is not None
-    deps.work.submit(f"approval request #{r.id}", _post_request, deps, service, r.id)
+    deps.work.submit("due work", deps.due.tick)  # post it now, not at the next tick
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
@@ -75,20 +75,6 @@ def submit_request(
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
         f" {when(r.expires_at)}."
     )
-
-
-def _post_request(deps: Deps, service: Service, rollback_id: int) -> None:
-    from bot.dry_run import describe_plan
-
-    r = deps.repo.get_rollback(rollback_id)
-    if r is None:
-        return
-    try:
-        summary = describe_plan(deps, service, service.plan(r.target_revision), r.target_revision)
-    except Exception as exc:  # the request is still worth posting: say what could not be read
-        log.exception("dry run for request #%d failed", rollback_id)
-        summary = f"_The dry run failed ({type(exc).__name__}); the bot's log has the details._"
-    approvals.post_request(deps, rollback_id, summary)
 
 
 def plan(deps: Deps, cmd: Command, service: Service, command: dict[str, Any], ack: Ack) -> None:

@@ -352,6 +352,7 @@ def test_an_expired_request_cannot_run_and_says_so(h: Harness, now: Now) -> None
 def test_expiry_is_durable_work(h: Harness, now: Now) -> None:
     h.slash("plan checkout bad deploy")
     request_message(h)
+    settle(h)  # the post (due work itself) is done
     h.bot.deps.due.tick()
     assert status(h) == "pending_approval"
     now.advance(minutes=30)
@@ -667,6 +668,21 @@ def test_a_vote_stored_just_before_a_crash_completes_on_retry(h: Harness) -> Non
     assert status(h) == "succeeded"
 
 
+def test_a_rejection_stored_just_before_a_crash_completes_on_retry(h: Harness) -> None:
+    h.slash("plan checkout bad deploy")
+    request_message(h)
+    stored = h.bot.deps.repo.record_approval(
+        1, "U0APPROVER1", "reject", via="command", now=h.bot.deps.clock(), reason="freeze"
+    )
+    assert stored and status(h) == "pending_approval"  # the process died here
+    answer = h.slash("reject 1", user_id="U0APPROVER1").json()["text"]
+    assert "rejected" in answer
+    assert status(h) == "rejected"
+    assert "Rejected by <@U0APPROVER1>" in latest_request_text(h)
+    again = h.slash("reject 1", user_id="U0APPROVER1").json()["text"]
+    assert "it is not waiting for approval (it is rejected)" in again
+
+
 def test_abort_cancels_a_scheduled_rollback(h: Harness, now: Now) -> None:
     h.slash("plan checkout --at 22:00 nightly")
     press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
@@ -693,6 +709,38 @@ def test_a_request_that_cannot_be_posted_is_cancelled_and_the_requester_told(h: 
     dm = h.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == "U0ONCALL1")
     assert "could not be posted" in dm.params["text"] and "/invite" in dm.params["text"]
     assert dm.response["ok"] is True  # delivered to the requester's DM
+
+
+def test_a_request_slack_could_not_take_yet_is_posted_on_a_retry(h: Harness, now: Now) -> None:
+    h.slack.inject("chat.postMessage", status=503, times=3)  # the client retries 2x, then gives up
+    resp = h.slash("plan checkout bad deploy")
+    assert "waiting for 1 approval(s)" in resp.json()["text"]
+    settle(h)
+    assert status(h) == "pending_approval"  # not cancelled: a 503 may pass
+    work = h.bot.deps.repo.get_work("approval.post:1")
+    assert work is not None and work.status == "pending" and work.waits == 1
+    now.advance(seconds=5)
+    assert h.bot.deps.due.tick() == 1
+    settle(h)
+    posted = [c for c in h.posted() if "Rollback request #1 " in c.params["text"]]
+    assert [c.response["ok"] for c in posted] == [False, False, False, True]  # 3 x 503, then ok
+    assert posted[-1].response["ts"] == h.bot.deps.repo.get_rollback(1).approval_ts  # type: ignore[union-attr]
+
+
+def test_a_request_stored_before_a_crash_is_posted_by_the_next_process(
+    make: Callable[..., Harness], now: Now
+) -> None:
+    first = make()
+    first.bot.deps.due.shutdown()  # this process dies before it can post anything
+    first.slash("plan checkout bad deploy")
+    assert [c for c in first.posted() if "Rollback request" in c.params["text"]] == []
+    work = first.bot.deps.repo.get_work("approval.post:1")
+    assert work is not None and work.status in ("pending", "claimed")  # not done
+    now.advance(minutes=3)  # past any claim the dying process held
+    second = make()  # a restart on the same database
+    assert second.bot.deps.due.tick() >= 1
+    request_message(second)
+    assert status(second) == "pending_approval"
 
 
 def test_the_missed_window_report_survives_a_slack_failure(h: Harness, now: Now) -> None:
