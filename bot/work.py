@@ -23,20 +23,39 @@ class BackgroundWork:
         self._on_failure = on_failure
         self.failures = 0
 
-    def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        tell: Callable[[BaseException], object] | None = None,
+    ) -> Future[Any]:
+        """Run ``fn(*args)`` after the ack. If it raises, ``tell`` gets the exception (to answer
+        the person who is waiting for it) besides the log."""
         with self._idle:
             self._in_flight += 1
-        return self._pool.submit(self._run, name, fn, *args)
+        return self._pool.submit(self._run, name, fn, tell, *args)
 
-    def _run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _run(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        tell: Callable[[BaseException], object] | None,
+        *args: Any,
+    ) -> Any:
         try:
             return fn(*args)
-        except Exception:
+        except Exception as exc:
             log.exception("background work %s failed", name)
             with self._idle:
                 self.failures += 1
             if self._on_failure is not None:
                 self._on_failure()
+            if tell is not None:
+                try:
+                    tell(exc)
+                except Exception:
+                    log.warning("could not tell anyone that %s failed", name)
             return None
         finally:
             with self._idle:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.app import Deps
-from handlers import actions, approval_actions, commands, home, paging, reviews, views
+from handlers import actions, approval_actions, commands, errors, home, paging, reviews, views
 
 
 def register(app: App, deps: Deps) -> None:
@@ -16,3 +16,4 @@ def register(app: App, deps: Deps) -> None:
     home.register(app, deps)
     reviews.register(app, deps)
     paging.register(app, deps)
+    errors.register(app)

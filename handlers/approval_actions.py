@@ -9,6 +9,7 @@ A double click or a retried delivery is one vote (the database keeps one vote pe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -19,6 +20,7 @@ from bot import approval_start, approvals
 from bot.app import Deps
 from bot.notify import approval_blocks
 from bot.rollback import policy
+from handlers.errors import internal_error_text
 from handlers.ids import Action
 from handlers.rollbacks import start_immediate
 
@@ -27,6 +29,11 @@ log = logging.getLogger(__name__)
 
 def _tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def _on_error(respond: Respond, doing: str) -> Callable[[BaseException], None]:
+    """What the person who pressed the button hears if the work after the ack fails."""
+    return lambda exc: _tell(respond, internal_error_text(exc, doing))
 
 
 class _HomeReply:
@@ -61,7 +68,10 @@ def _rollback_id(body: dict[str, Any]) -> int | None:
 def register(app: App, deps: Deps) -> None:
     @app.action(Action.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        deps.work.submit("approve button", _approve, deps, body, _replier(deps, body, respond))
+        reply = _replier(deps, body, respond)
+        deps.work.submit(
+            "approve button", _approve, deps, body, reply, tell=_on_error(reply, "your approval")
+        )
         ack()
 
     @app.action(Action.REJECT)
@@ -100,22 +110,26 @@ def register(app: App, deps: Deps) -> None:
 
     @app.action(Action.RUN_NOW)
     def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        reply = _replier(deps, body, respond)
+        doing = "Roll back now"
         deps.work.submit(
-            "roll back now button", _run_now, deps, body, _replier(deps, body, respond)
+            "roll back now button", _run_now, deps, body, reply, tell=_on_error(reply, doing)
         )
         ack()
 
     @app.action(Action.CONFIRM_RUN)
     def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        reply = _replier(deps, body, respond)
         deps.work.submit(
-            "confirm button", _confirm, deps, body, _replier(deps, body, respond), True
+            "confirm button", _confirm, deps, body, reply, True, tell=_on_error(reply, "Run anyway")
         )
         ack()
 
     @app.action(Action.CONFIRM_CANCEL)
     def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        reply = _replier(deps, body, respond)
         deps.work.submit(
-            "cancel button", _confirm, deps, body, _replier(deps, body, respond), False
+            "cancel button", _confirm, deps, body, reply, False, tell=_on_error(reply, "Cancel")
         )
         ack()
 

@@ -20,6 +20,7 @@ from bot.rollback.assess import Decision
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers import approvals, rollbacks
 from handlers.delivery import DATABASE_DOWN, delivery_key
+from handlers.errors import internal_error_text
 from handlers.ids import SlashCommand
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ def _assess(
         command.get("channel_id"),
         client,
         respond,
+        tell=lambda exc: respond(
+            text=internal_error_text(exc, f"the assessment of {service.name}"),
+            response_type="ephemeral",
+        ),
     )
 
 

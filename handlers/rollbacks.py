@@ -14,6 +14,7 @@ from bot.notify import blocks
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.plan import Plan
+from handlers.errors import internal_error_text
 from storage.repository import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,19 @@ def run(
         return
     if cmd.is_dry_run:
         _say(ack, f":mag: Dry run of a rollback of *{service.name}*: reading the cluster…")
-        deps.work.submit(f"dry run of {service.name}", _dry_run, deps, service, plan, cmd, respond)
+        deps.work.submit(
+            f"dry run of {service.name}",
+            _dry_run,
+            deps,
+            service,
+            plan,
+            cmd,
+            respond,
+            tell=lambda exc: respond(
+                text=internal_error_text(exc, f"the dry run of {service.name}"),
+                response_type="ephemeral",
+            ),
+        )
         return
     if not cmd.is_immediate:
         _say(

@@ -173,3 +173,47 @@ def test_serve_says_when_slack_refuses_the_token(
     assert "cannot verify SLACK_BOT_TOKEN with Slack at" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "xoxb-not-the-right-one" not in proc.stderr
+
+
+def test_a_command_that_fails_before_its_ack_still_gets_an_answer(
+    harness: Harness, tmp_path: Path, slack: SlackSimulator
+) -> None:
+    """`run` stores the rollback before it acks: with the database gone that raises inside the
+    listener. Slack gets a 200 (no retry, no "failed" banner), the person an actionable line."""
+    _lose_the_database(harness, tmp_path)
+
+    ack = harness.slash("run checkout --immediate 5xx", user_id="U0ONCALL1")
+    answer = slack.wait_for("response_url").params
+
+    assert ack.status_code == 200
+    assert "cannot reach its database" in answer["text"]
+    assert "Traceback" not in answer["text"] and "sqlite" not in answer["text"].lower()
+    assert slack.calls_to("chat.postMessage") == []
+
+
+def test_a_button_whose_work_fails_after_the_ack_still_gets_an_answer(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    """Approve is acked at once and decided in the background: a failure there is told to the
+    person who pressed it instead of vanishing into the log."""
+    harness.slash("plan checkout bad deploy", user_id="U0ONCALL1")
+    post = slack.wait_for("chat.postMessage", lambda c: "Rollback request #1" in c.params["text"])
+    (message,) = [m for m in slack.messages("C0DEPLOYS") if m["ts"] == post.response["ts"]]
+    harness.wait_idle()
+    button = next(
+        e
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == "approval_approve"
+    )
+    harness.bot.deps.repo.engine.dispose()
+    with harness.bot.deps.repo.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE approvals RENAME TO approvals_gone")
+
+    resp = harness.requester.click(message, button, user_id="U0APPROVER1", channel_id="C0DEPLOYS")
+    answer = slack.wait_for("response_url").params
+
+    assert resp.status_code == 200
+    assert "cannot reach its database" in answer["text"]
+    assert answer["response_type"] == "ephemeral"
+    assert harness.bot.deps.work.failures == 1

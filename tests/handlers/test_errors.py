@@ -1,0 +1,29 @@
+"""What a person is told when something no listener caught goes wrong."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+
+from handlers.delivery import DATABASE_DOWN
+from handlers.errors import _what, internal_error_text
+
+
+def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> None:
+    text = internal_error_text(KeyError("secret-token-abc"), "the button `approval_approve`")
+    assert "internal error (KeyError)" in text
+    assert "the button `approval_approve`" in text
+    assert "`/rollback status`" in text
+    assert "secret-token-abc" not in text  # the message of the exception stays in the log
+
+
+def test_a_database_error_says_the_database_is_unreachable() -> None:
+    error = OperationalError("INSERT …", {}, Exception("unable to open database file"))
+    assert internal_error_text(error) == DATABASE_DOWN
+
+
+def test_what_was_being_handled() -> None:
+    assert _what({"command": "/rollback", "text": "run checkout --immediate"}) == "`/rollback run`"
+    click = {"type": "block_actions", "actions": [{"action_id": "approval_reject"}]}
+    assert _what(click) == "the button `approval_reject`"
+    assert _what({"type": "view_submission"}) == "the form"
+    assert _what({}) == "this request"
