@@ -2,8 +2,11 @@
 
 Opening is idempotent: the channel id is stored on the rollback with a compare-and-set, so a
 second opener (a retried due-work item, another replica) uses the stored channel and archives a
-duplicate it may have created. Periodic updates are durable due work ("incident.update", one
-key per rollback and sequence number) that reschedules itself while the rollback is active.
+duplicate it may have created. It is resumable too: until one call has scheduled the first
+update, invited everyone and set the topic (audited as ``incident_channel.ready``), every later
+call does those again, each being harmless to repeat. Periodic updates are durable due work
+("incident.update", one key per rollback and sequence number) that reschedules itself while the
+rollback is active.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from http.client import HTTPException
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.catalog import Service, UserGroup
-from bot.due import DueWorkRunner
+from bot.due import DueWorkRunner, RetryLater
 from bot.notify import template_context, templates
 from storage.models import ACTIVE_STATUSES, DueWork, Rollback
 from storage.repository import Repository
@@ -26,6 +30,12 @@ from storage.repository import Repository
 log = logging.getLogger(__name__)
 
 UPDATE_KIND = "incident.update"
+READY_KIND = "incident_channel.ready"  # audited once the first update, invites and topic are done
+RETRY_SECONDS = 10.0
+# Slack's own trouble, worth another try; any other refusal of an invite is about the user
+_TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 MAX_NAME_LENGTH = 80
 MAX_SUFFIX = 50
 TOPIC_LIMIT = 250  # conversations.setTopic answers too_long beyond this
@@ -64,7 +74,16 @@ class IncidentChannels:
     # --- opening ---------------------------------------------------------------------------
 
     def open(self, rollback: Rollback, service: Service) -> str:
-        """The rollback's incident channel, created, filled and scheduled on first call."""
+        """The rollback's incident channel, created, filled and scheduled on first call; a call
+        after an interruption completes what is missing (see :meth:`fill`)."""
+        assert rollback.id is not None
+        with self.lock_for(rollback.id):
+            channel_id = self.ensure_channel(rollback)
+            self.fill(rollback, service, channel_id)
+        return channel_id
+
+    def ensure_channel(self, rollback: Rollback) -> str:
+        """The channel stored on the rollback, or a new one, stored with a compare-and-set."""
         assert rollback.id is not None
         with self.lock_for(rollback.id):
             fresh = self.repo.get_rollback(rollback.id)
@@ -85,12 +104,49 @@ class IncidentChannels:
                 channel_id=channel_id,
                 detail={"name": name},
             )
-        self._invite(channel_id, self._invitees(rollback, service))
-        current = self.repo.get_rollback(rollback.id) or rollback
-        self.set_topic(current, service)
-        if current.status in ACTIVE_STATUSES:
-            self.schedule_update(rollback.id, 1, service)
-        return channel_id
+            return channel_id
+
+    def fill(self, rollback: Rollback, service: Service, channel_id: str) -> None:
+        """Schedule the first update, invite the people, set the topic, unless done already.
+
+        The channel is stored before this runs, so an interruption anywhere (a crash, a
+        timeout, a template error) leaves a channel that the next call fills: every part is
+        harmless to repeat (a unique due-work key, ``already_in_channel``, the same topic), and
+        ``incident_channel.ready`` is audited once all of them got through. An invitation
+        refused for the user (unknown, the bot itself, already in) is only logged; Slack
+        trouble (5xx, rate limit, no connection) raises :class:`RetryLater` after the other
+        parts, so that the due work runs again; other errors propagate (retried with back-off).
+        """
+        assert rollback.id is not None
+        with self.lock_for(rollback.id):
+            if self._already(rollback.id, READY_KIND):
+                return
+            current = self.repo.get_rollback(rollback.id) or rollback
+            if current.status in ACTIVE_STATUSES:
+                # first, no Slack call needed: the series must not wait for invites or topic
+                self.schedule_update(rollback.id, 1, service)
+            try:
+                unsettled = self._invite(channel_id, self._invitees(rollback, service))
+                is_topic_set = self.set_topic(current, service)
+            except (OSError, HTTPException) as exc:  # a timeout, a refused or dropped connection
+                raise RetryLater(
+                    f"incident channel {channel_id} not set up: Slack unreachable ({exc!r})",
+                    RETRY_SECONDS,
+                ) from exc
+            if unsettled:
+                raise RetryLater(
+                    f"incident channel {channel_id}: {', '.join(unsettled)} not invited yet",
+                    RETRY_SECONDS,
+                )
+            if not is_topic_set:
+                raise RetryLater(f"incident channel {channel_id}: no topic yet", RETRY_SECONDS)
+            self.repo.add_audit_event(
+                READY_KIND,
+                now=self.clock(),
+                service=rollback.service,
+                rollback_id=rollback.id,
+                channel_id=channel_id,
+            )
 
     def lock_for(self, rollback_id: int) -> threading.RLock:
         """Held while a rollback's channel is opened and greeted, so that its final update,
@@ -125,27 +181,43 @@ class IncidentChannels:
             users.extend(sorted(self.group_members(groups)))
         return list(dict.fromkeys(u for u in users if templates.mention(u).startswith("<@")))
 
-    def _invite(self, channel_id: str, users: list[str]) -> None:
+    def _invite(self, channel_id: str, users: list[str]) -> list[str]:
         """One call per user: Slack fails a whole batch for one bad id, which must not cost the
-        others their invitation."""
+        others their invitation. Returns the users to try again (Slack's trouble, not theirs);
+        a connection error propagates at once (the next call would wait just as long)."""
+        unsettled = []
         for user in users:
             try:
                 self.slack.conversations_invite(channel=channel_id, users=user)
             except SlackApiError as exc:
-                log.info("incident channel %s: %s not invited (%s)", channel_id, user, _error(exc))
+                is_transient = _is_transient(exc)
+                log.log(
+                    logging.WARNING if is_transient else logging.INFO,
+                    "incident channel %s: %s not invited%s (%s)",
+                    channel_id,
+                    user,
+                    " yet" if is_transient else "",
+                    _error(exc),
+                )
+                if is_transient:
+                    unsettled.append(user)
+        return unsettled
 
     # --- topic and updates -----------------------------------------------------------------
 
-    def set_topic(self, rollback: Rollback, service: Service) -> None:
+    def set_topic(self, rollback: Rollback, service: Service) -> bool:
+        """Set the incident_topic; False when Slack failed for its own reasons (worth another
+        try: the next phase or update sets it anyway)."""
         if not rollback.incident_channel_id:
-            return
+            return True
         context = template_context.build_context(self.repo, rollback, service, self.clock())
         topic = templates.render(service, "incident_topic", context)
         if len(topic) > TOPIC_LIMIT:
             topic = topic[: TOPIC_LIMIT - 1] + "…"
-        self._call_quietly(
+        error = self._call_quietly(
             "conversations_setTopic", channel=rollback.incident_channel_id, topic=topic
         )
+        return error is None or not _is_transient(error)
 
     def schedule_update(self, rollback_id: int, sequence: int, service: Service) -> None:
         every = timedelta(minutes=service.notifications.update_every_minutes)
@@ -200,12 +272,21 @@ class IncidentChannels:
         self.post_update(rollback, service, "notification.incident_final")
         self.set_topic(rollback, service)
 
-    def _call_quietly(self, method: str, **kwargs: str) -> None:
+    def _call_quietly(self, method: str, **kwargs: str) -> SlackApiError | None:
+        """Call Slack; a refusal is logged and returned, not raised."""
         try:
             getattr(self.slack, method)(**kwargs)
         except SlackApiError as exc:
             log.warning("%s on %s failed: %s", method, kwargs.get("channel"), _error(exc))
+            return exc
+        return None
 
 
 def _error(exc: SlackApiError) -> str:
     return str(exc.response.get("error") or exc)
+
+
+def _is_transient(exc: SlackApiError) -> bool:
+    """Slack failed for its own reasons (429 and 5xx left over by the client's retry handlers)."""
+    status = exc.response.status_code
+    return status == 429 or status >= 500 or _error(exc) in _TRANSIENT_ERRORS

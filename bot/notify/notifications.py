@@ -151,9 +151,14 @@ class Notifier:
         rollback, service = loaded
         assert rollback.id is not None
         with self.channels.lock_for(rollback.id):
-            channel = self.channels.open(rollback, service)
-            fresh = self.deps.repo.get_rollback(rollback.id) or rollback
-            self.post(fresh, service, "critical_notice", [channel])
+            channel = self.channels.ensure_channel(rollback)
+            try:
+                # resumable: a retry after an interruption completes what is missing
+                self.channels.fill(rollback, service, channel)
+            finally:
+                # greeted even while invites or topic wait for a retry; once (audited per channel)
+                fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+                self.post(fresh, service, "critical_notice", [channel])
 
     def on_topic(self, item: DueWork) -> None:
         loaded = self._load(item)

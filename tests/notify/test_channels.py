@@ -3,23 +3,28 @@ WebClient against the Slack simulator, a real repository and the due-work runner
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from jinja2 import UndefinedError
 from slack_sdk import WebClient
 
 from bot.adapters.slack import UserGroupMembers
 from bot.catalog import Service, parse_catalog
-from bot.due import DueWorkRunner
-from bot.notify.channels import IncidentChannels, channel_name, update_key
+from bot.due import DueWorkRunner, RetryLater
+from bot.notify.channels import READY_KIND, IncidentChannels, channel_name, update_key
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.models import Rollback
 from storage.repository import NewStep, Repository
+from tests.conftest import closed_port_url
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
+EVERYONE = {"U0BOT", "U0REQUESTER", "U0ONCALL1", "U0APPROVER1", "U0SRE1"}
+TOPIC = "Rollback #1 of checkout: Rollback in progress (0/1 steps)"
 CATALOG = """defaults:
   channel: C0DEPLOYS
   notifications: {update_every_minutes: 15}
@@ -120,17 +125,19 @@ def test_open_creates_invites_sets_topic_and_schedules_updates(
     assert stored is not None and stored.incident_channel_id == channel_id
     info = slack.channel(channel_id)
     assert info is not None and info["name"] == "rb-checkout-20250304-1"
-    assert set(info["members"]) == {"U0BOT", "U0REQUESTER", "U0ONCALL1", "U0APPROVER1", "U0SRE1"}
-    assert info["topic"]["value"] == "Rollback #1 of checkout: Rollback in progress (0/1 steps)"
+    assert set(info["members"]) == EVERYONE
+    assert info["topic"]["value"] == TOPIC
     # one call per user: the bot itself, an unknown id and a second invite fail alone
     errors = [c.response.get("error") for c in slack.calls_to("conversations.invite")]
     assert errors.count("cant_invite_self") == 1 and errors.count("user_not_found") == 1
     item = repo.get_work(update_key(1, 1))
     assert item is not None and item.due_at == T0 + timedelta(minutes=15)
-    assert [e.kind for e in repo.list_audit_events(rollback_id=1)] == ["incident_channel.created"]
+    kinds = [e.kind for e in repo.list_audit_events(rollback_id=1)]
+    assert kinds == ["incident_channel.created", "incident_channel.ready"]
 
+    calls = len(slack.calls)
     assert channels.open(rollback, service) == channel_id  # idempotent
-    assert len(slack.calls_to("conversations.create")) == 1
+    assert len(slack.calls) == calls  # done once: nobody is invited again, the topic is kept
 
 
 def test_taken_and_archived_names_move_to_the_next_suffix(
@@ -233,3 +240,99 @@ def test_a_failing_post_does_not_end_the_series(
     clock.now += timedelta(minutes=15)
     assert due.tick() == 1
     assert len(slack.messages(channel_id)) == 3
+
+
+# --- resuming an interrupted opening -----------------------------------------------------------
+
+
+def assert_filled(repo: Repository, slack: SlackSimulator, channel_id: str) -> None:
+    """Everyone invited, the topic set, update #1 scheduled, and the whole marked done once."""
+    info = slack.channel(channel_id)
+    assert info is not None
+    assert set(info["members"]) == EVERYONE
+    assert info["topic"]["value"] == TOPIC
+    item = repo.get_work(update_key(1, 1))
+    assert item is not None and item.status == "pending"
+    assert len(repo.list_audit_events(READY_KIND, rollback_id=1)) == 1
+    assert len(slack.calls_to("conversations.create")) == 1
+
+
+def test_a_channel_stored_just_before_a_crash_is_filled_by_the_next_open(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    rollback = new_rollback(repo)
+    channel_id = channels.ensure_channel(rollback)  # the first try got this far, then died
+    assert set(slack.channel(channel_id)["members"]) == {"U0BOT"}  # type: ignore[index]
+    assert repo.get_work(update_key(1, 1)) is None
+
+    assert channels.open(rollback, service) == channel_id
+    assert_filled(repo, slack, channel_id)
+
+
+def test_a_server_error_on_an_invite_is_retried_after_the_rest_is_done(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    slack.inject("conversations.invite", status=500)  # the first invite: U0REQUESTER
+    rollback = new_rollback(repo)
+    with pytest.raises(RetryLater, match="U0REQUESTER not invited yet"):
+        channels.open(rollback, service)
+
+    stored = repo.get_rollback(1)
+    assert stored is not None and stored.incident_channel_id is not None
+    info = slack.channel(stored.incident_channel_id)
+    assert info is not None
+    assert set(info["members"]) == EVERYONE - {"U0REQUESTER"}  # the others did not wait
+    assert info["topic"]["value"] == TOPIC
+    assert repo.get_work(update_key(1, 1)) is not None
+    assert not repo.list_audit_events(READY_KIND, rollback_id=1)
+
+    assert channels.open(rollback, service) == stored.incident_channel_id
+    assert_filled(repo, slack, stored.incident_channel_id)
+    # inviting again those already in is harmless: Slack answers already_in_channel
+    retried = slack.calls_to("conversations.invite")[len(EVERYONE) :]
+    assert {c.response.get("error") for c in retried} == {
+        None,  # U0REQUESTER, this time
+        "already_in_channel",
+        "cant_invite_self",
+        "user_not_found",
+    }
+
+
+def test_a_connection_lost_right_after_the_channel_is_stored_is_retried(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    def network_down(call: SlackCall) -> None:  # answered, then nothing gets through
+        if call.method == "conversations.create":
+            channels.slack.base_url = closed_port_url()
+
+    slack.subscribe(network_down)
+    rollback = new_rollback(repo)
+    with pytest.raises(RetryLater, match="Slack unreachable"):
+        channels.open(rollback, service)
+    stored = repo.get_rollback(1)
+    assert stored is not None and stored.incident_channel_id is not None
+    channel_id = stored.incident_channel_id
+    assert set(slack.channel(channel_id)["members"]) == {"U0BOT"}  # type: ignore[index]
+    assert repo.get_work(update_key(1, 1)) is not None  # the series does not wait for Slack
+
+    channels.slack.base_url = slack.api_url  # Slack is back
+    assert channels.open(rollback, service) == channel_id
+    assert_filled(repo, slack, channel_id)
+
+
+def test_a_topic_that_fails_to_render_leaves_the_topic_to_the_retry(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    broken = dataclasses.replace(service, templates={"incident_topic": "{{ no_such_value.x }}"})
+    rollback = new_rollback(repo)
+    with pytest.raises(UndefinedError):
+        channels.open(rollback, broken)
+    stored = repo.get_rollback(1)
+    assert stored is not None and stored.incident_channel_id is not None
+    info = slack.channel(stored.incident_channel_id)
+    assert info is not None and set(info["members"]) == EVERYONE
+    assert not info["topic"]["value"]
+    assert not repo.list_audit_events(READY_KIND, rollback_id=1)
+
+    channels.open(rollback, service)  # the template is fixed
+    assert_filled(repo, slack, stored.incident_channel_id)
