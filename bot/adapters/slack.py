@@ -77,8 +77,10 @@ class UserGroupMembers:
     """Members of Slack user groups (``usergroups.users.list``), cached for ``ttl_seconds``.
 
     Approver lists may name user groups; their membership is asked of Slack at most once per
-    ttl per group. When Slack cannot answer, the last known members are used (or none: an
-    unknown group grants nobody) and the problem is logged.
+    ttl per group. When Slack cannot answer, the last known members are used for up to
+    ``max_stale_seconds`` (a short Slack hiccup does not lock approvers out), then nobody: a
+    removed approver must not keep approving because the lookup stays broken (e.g. a revoked
+    ``usergroups:read`` scope). Listed user ids are unaffected. Every failure is logged.
     """
 
     def __init__(
@@ -86,9 +88,11 @@ class UserGroupMembers:
         client: WebClient,
         *,
         ttl_seconds: float = 300.0,
+        max_stale_seconds: float = 1200.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client, self.ttl, self.clock = client, ttl_seconds, clock
+        self.max_stale = max_stale_seconds
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
@@ -118,7 +122,17 @@ class UserGroupMembers:
         fetched = self._fetch(group, cached)
         if fetched is not None:
             return fetched
-        return cached[1] if cached is not None else frozenset()
+        if cached is None:
+            return frozenset()
+        if self.clock() - cached[0] > self.max_stale:
+            log.error(
+                "user group %s: Slack has not answered for %.0f min; its members approve"
+                " nothing until it does (listed user ids still can)",
+                group,
+                (self.clock() - cached[0]) / 60,
+            )
+            return frozenset()
+        return cached[1]
 
     def _fetch(
         self, group: str, cached: tuple[float, frozenset[str]] | None

@@ -71,6 +71,20 @@ def test_slack_failing_keeps_the_last_known_members(slack: SlackSimulator) -> No
     assert members.members(["S0SRE"]) == {"U1"}  # stale, but better than nobody
 
 
+def test_members_known_too_long_ago_grant_nothing_while_slack_keeps_failing(
+    slack: SlackSimulator,
+) -> None:
+    slack.add_usergroup("S0SRE", ["U1"])
+    clock = Ticks()
+    members = groups(slack, clock)
+    assert members.members(["S0SRE"]) == {"U1"}
+    slack.inject_error("usergroups.users.list", "missing_scope", times=100)
+    clock.now += 1200  # 20 min: still the last known members
+    assert members.members(["S0SRE"]) == {"U1"}
+    clock.now += 1
+    assert members.members(["S0SRE"]) == set()  # fail closed
+
+
 def test_an_unknown_group_grants_nobody(slack: SlackSimulator) -> None:
     members = groups(slack, Ticks())
     assert members.members(["S0NOPE"]) == set()
