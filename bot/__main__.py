@@ -86,19 +86,35 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     port = settings.port if args.port is None else args.port
     server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)
+    handler = None
     try:
         if args.socket_mode and settings.slack_app_token is not None:
+            import threading
+
             from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from slack_sdk.errors import SlackApiError
 
             # HTTP still serves /healthz and /metrics (and Twilio webhooks) beside Socket Mode.
             server.start()
             handler = SocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
-            handler.start()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
+            try:
+                handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt: unannotated
+            except (SlackApiError, OSError) as exc:  # OSError: Slack unreachable (URLError)
+                reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+                raise ConfigurationError(
+                    "cannot open a Socket Mode connection with SLACK_APP_TOKEN at"
+                    f" {settings.slack_api_url}: {reason}"
+                ) from None
+            log.info("connected to Slack in Socket Mode")
+            threading.Event().wait()  # as handler.start() does; the handler's threads serve
         else:
             server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if handler is not None:
+            handler.close()  # type: ignore[no-untyped-call]  # slack_bolt: unannotated
+            server.stop()
         scheduler.shutdown(wait=False)
         bot.close()
     return 0

@@ -1,0 +1,516 @@
+"""Slack's Socket Mode on loopback: ``apps.connections.open`` and the WebSocket it hands out.
+
+One stdlib HTTP server on 127.0.0.1:<random port> plays both halves of Socket Mode closely enough
+for slack_sdk's built-in ``SocketModeClient`` (what ``slack_bolt``'s ``SocketModeHandler`` uses):
+
+- ``POST /api/apps.connections.open`` with the app-level token answers
+  ``{"ok": true, "url": "ws://127.0.0.1:<port>/link/?ticket=…&app_id=…"}``; point the handler's
+  ``web_client`` at ``api_url``. (The Web API methods the bot itself calls stay with
+  ``SlackSimulator``; ``new_url()`` gives a URL to hand out from there instead.)
+- ``GET /link/?ticket=…`` upgrades to a WebSocket (RFC 6455: masked frames from the client,
+  unmasked from the server, ping/pong, close), greets with ``{"type": "hello", …}`` like Slack,
+  then delivers envelopes ``{"envelope_id", "type", "accepts_response_payload", "payload"}``.
+  The client acks each with ``{"envelope_id", "payload"?}``; ``send_slash`` and
+  ``send_interactive`` return that ack, waiting for it with a deadline.
+
+The server pings every connection every ``ping_interval_seconds``, as Slack does (less often). The
+SDK reads with a blocking ``recv`` (3 s timeout) under the lock its ``close()`` needs, so frequent
+pings are what keeps ``handler.close()`` from stalling for seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from bot.sim.loopback import LoopbackSimulator
+
+log = logging.getLogger(__name__)
+
+APP_TOKEN = "xapp-1-A0ROLLBACK-1-simulated"
+_WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_GOING_AWAY, _PROTOCOL_ERROR = 1001, 1002
+# Interactive payloads whose ack may carry an answer (response_action, options).
+_ANSWERABLE = frozenset({"view_submission", "block_suggestion"})
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame (servers never mask)."""
+    size = len(payload)
+    if size <= 125:
+        header = struct.pack("!BB", 0x80 | opcode, size)
+    elif size <= 0xFFFF:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+    return header + payload
+
+
+def _read_frame(rfile: io.BufferedIOBase) -> tuple[bool, int, bool, bytes] | None:
+    """(fin, opcode, was masked, unmasked payload), or None when the connection ended."""
+
+    def exactly(n: int) -> bytes:
+        data = rfile.read(n) if n else b""
+        if len(data) < n:
+            raise EOFError
+        return data
+
+    try:
+        first, second = exactly(2)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", exactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", exactly(8))
+        is_masked = bool(second & 0x80)
+        mask = exactly(4) if is_masked else b""
+        data = exactly(size)
+    except (EOFError, OSError, ValueError):
+        return None
+    if is_masked:
+        data = bytes(byte ^ mask[i % 4] for i, byte in enumerate(data))
+    return bool(first & 0x80), first & 0x0F, is_masked, data
+
+
+class _Connection:
+    """One WebSocket session; frames from several threads go out whole, one at a time."""
+
+    def __init__(self, sock: socket.socket, wfile: io.BufferedIOBase) -> None:
+        self.is_open = True
+        self._sock = sock
+        self._wfile = wfile
+        self._send_lock = threading.Lock()
+
+    def send(self, opcode: int, payload: bytes) -> bool:
+        with self._send_lock:
+            if not self.is_open:
+                return False
+            try:
+                self._wfile.write(_frame(opcode, payload))
+            except OSError:
+                self.is_open = False
+                return False
+            return True
+
+    def send_json(self, message: Mapping[str, Any]) -> bool:
+        return self.send(_TEXT, json.dumps(message).encode())
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame, then end the TCP connection (the reader sees EOF and returns)."""
+        self.send(_CLOSE, struct.pack("!H", code) + reason.encode())
+        with self._send_lock:
+            self.is_open = False
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+class SocketModeSimulator(LoopbackSimulator):
+    """Socket Mode on 127.0.0.1:<random port>, recording envelopes sent and acks received."""
+
+    def __init__(
+        self,
+        app_token: str = APP_TOKEN,
+        *,
+        app_id: str = "A0ROLLBACK",
+        team_id: str = "T0TEST",
+        ping_interval_seconds: float = 0.05,
+    ) -> None:
+        self.app_token = app_token
+        self.app_id = app_id
+        self.team_id = team_id
+        self.ping_interval_seconds = ping_interval_seconds
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._tickets: set[str] = set()
+        self._connections: list[_Connection] = []  # open ones, oldest first
+        self._opened = 0
+        self._envelopes: list[dict[str, Any]] = []
+        self._acks: list[dict[str, Any]] = []
+        self._other_messages: list[str] = []
+        self._urls_issued = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._pinger: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> SocketModeSimulator:
+        if self._server is not None:
+            raise RuntimeError("SocketModeSimulator already started")
+        self._stopping.clear()
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="socket-mode-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        self._pinger = threading.Thread(target=self._ping_all, name="socket-mode-ping", daemon=True)
+        self._pinger.start()
+        return self
+
+    def stop(self) -> None:
+        """Close every WebSocket (1001 going away), stop serving, wait for the sessions to end."""
+        self._stopping.set()
+        if self._pinger is not None:
+            self._pinger.join()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close(_GOING_AWAY, "server stopping")
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+        deadline = time.monotonic() + 5
+        with self._changed:
+            while self._connections and self._changed.wait(max(0.0, deadline - time.monotonic())):
+                pass
+        self._server = self._thread = self._pinger = None
+
+    @property
+    def api_url(self) -> str:
+        """The ``base_url`` of the WebClient that calls ``apps.connections.open``."""
+        return f"{self.url}/api/"
+
+    def new_url(self) -> str:
+        """A fresh WebSocket URL, as ``apps.connections.open`` returns it."""
+        ticket = uuid.uuid4().hex
+        with self._lock:
+            self._tickets.add(ticket)
+            self._urls_issued += 1
+        port = self.url.rsplit(":", 1)[1]
+        return f"ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id={self.app_id}"
+
+    # -- what happened ---------------------------------------------------------------------------
+
+    @property
+    def urls_issued(self) -> int:
+        """WebSocket URLs handed out: ``apps.connections.open`` answers and ``new_url()`` calls."""
+        with self._lock:
+            return self._urls_issued
+
+    @property
+    def connections_opened(self) -> int:
+        """WebSocket handshakes completed so far."""
+        with self._lock:
+            return self._opened
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    @property
+    def envelopes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._envelopes)
+
+    @property
+    def acks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._acks)
+
+    @property
+    def other_messages(self) -> list[str]:
+        """Text frames from the client that were not acks (Slack would ignore them)."""
+        with self._lock:
+            return list(self._other_messages)
+
+    def wait_connected(self, timeout: float = 5.0, *, opened: int = 1) -> None:
+        """Wait until `opened` handshakes have completed and the newest session is open."""
+        self._wait(
+            lambda: self._opened >= opened and self._newest_open() is not None,
+            timeout,
+            lambda: (
+                f"no open Socket Mode session (handshakes: {self._opened}, wanted {opened};"
+                f" URLs issued: {self._urls_issued})"
+            ),
+        )
+
+    def wait_open_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until exactly `count` sessions are open (a replaced one is closed by the client)."""
+        self._wait(
+            lambda: len(self._connections) == count,
+            timeout,
+            lambda: f"{len(self._connections)} open Socket Mode sessions, wanted {count}",
+        )
+
+    def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The client's ack of an envelope; Bolt sends none when no listener matched or the
+        listener raised before calling ``ack()``, so a missing ack is a failed request."""
+        self._wait(
+            lambda: any(ack.get("envelope_id") == envelope_id for ack in self._acks),
+            timeout,
+            lambda: f"no ack of envelope {envelope_id}; acks so far: {self._acks}",
+        )
+        with self._lock:
+            return next(ack for ack in self._acks if ack.get("envelope_id") == envelope_id)
+
+    def _wait(
+        self, is_done: Callable[[], bool], timeout: float, failure: Callable[[], str]
+    ) -> None:
+        """Wait (on the lock) until `is_done()`; AssertionError with `failure()` after `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not is_done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{failure()} after {timeout:.1f} s")
+                self._changed.wait(remaining)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def slash_command(
+        self,
+        text: str,
+        *,
+        user_id: str = "U0ONCALL1",
+        channel_id: str = "C0DEPLOYS",
+        response_url: str = "https://hooks.slack.com/commands/T0TEST/1/x",
+        command: str = "/rollback",
+    ) -> dict[str, str]:
+        """The fields of a slash command as Socket Mode carries them: strings, in a JSON object."""
+        n = uuid.uuid4().int % 10**8
+        return {
+            "token": "unused-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "example",
+            "channel_id": channel_id,
+            "channel_name": "deploys",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{n}.{int(time.time())}.{n:08x}",
+        }
+
+    def send_slash(self, fields: Mapping[str, str], timeout: float = 5.0) -> dict[str, Any]:
+        """Deliver a slash command; returns the client's ack (its ``payload`` is the answer)."""
+        return self.send_envelope("slash_commands", dict(fields), True, timeout=timeout)
+
+    def send_interactive(self, payload: Mapping[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """Deliver an interactivity payload (block_actions, view_submission, …); returns the ack."""
+        answerable = payload.get("type") in _ANSWERABLE
+        return self.send_envelope("interactive", dict(payload), answerable, timeout=timeout)
+
+    def send_envelope(
+        self,
+        envelope_type: str,
+        payload: dict[str, Any],
+        accepts_response_payload: bool,
+        *,
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Send one envelope on the newest session and wait for its ack."""
+        deadline = time.monotonic() + timeout
+        self.wait_connected(timeout)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "accepts_response_payload": accepts_response_payload,
+            "payload": payload,
+        }
+        with self._lock:
+            connection = self._newest_open()
+            self._envelopes.append(envelope)
+        if connection is None or not connection.send_json(envelope):
+            raise AssertionError("the Socket Mode session closed before the envelope went out")
+        return self.wait_ack(envelope_id, max(0.0, deadline - time.monotonic()))
+
+    def send_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Tell the newest session to reconnect, like Slack does every few hours."""
+        with self._lock:
+            connection = self._newest_open()
+        if connection is None:
+            raise AssertionError("no open Socket Mode session to disconnect")
+        connection.send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-sim"}}
+        )
+
+    # -- server side -----------------------------------------------------------------------------
+
+    def _newest_open(self) -> _Connection | None:
+        """Caller holds the lock."""
+        return next((c for c in reversed(self._connections) if c.is_open), None)
+
+    def _ping_all(self) -> None:
+        while not self._stopping.wait(self.ping_interval_seconds):
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                connection.send(_PING, b"sim")
+
+    def _connections_open(self, params: Mapping[str, str], authorization: str) -> dict[str, Any]:
+        token = authorization.removeprefix("Bearer ").strip() or params.get("token", "")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token.startswith(("xoxb-", "xoxp-")):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": self.new_url()}
+
+    def _is_ticket(self, query: str) -> bool:
+        with self._lock:
+            return dict(parse_qsl(query)).get("ticket", "") in self._tickets
+
+    def _opened_session(self, connection: _Connection) -> None:
+        with self._changed:
+            # stop() sets the flag before it lists the sessions to close, under this lock
+            if self._stopping.is_set():
+                connection.close(_GOING_AWAY, "server stopping")
+                return
+            self._opened += 1
+            self._connections.append(connection)
+            self._changed.notify_all()
+
+    def _closed_session(self, connection: _Connection) -> None:
+        with self._changed:
+            connection.is_open = False
+            if connection in self._connections:
+                self._connections.remove(connection)
+            self._changed.notify_all()
+
+    def _received(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        with self._changed:
+            if isinstance(message, dict) and "envelope_id" in message:
+                self._acks.append(message)
+            else:
+                self._other_messages.append(text)
+            self._changed.notify_all()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, simulator: SocketModeSimulator) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.simulator = simulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # envelopes and acks are small frames; don't let Nagle hold them
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") == "/link":
+            self._websocket(url.query)
+        else:
+            self._api(url.path, url.query, b"")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._api(url.path, url.query, body)
+
+    def _api(self, path: str, query: str, body: bytes) -> None:
+        if not path.startswith("/api/"):
+            self._reply(404, {"ok": False, "error": "not_found"})
+            return
+        params = dict(parse_qsl(query))
+        if body:  # slack_sdk posts a form
+            params.update(parse_qsl(body.decode("utf-8", "replace")))
+        if path.removeprefix("/api/") != "apps.connections.open":
+            self._reply(200, {"ok": False, "error": "unknown_method"})
+            return
+        answer = self.server.simulator._connections_open(
+            params, self.headers.get("Authorization", "")
+        )
+        self._reply(200, answer)
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _websocket(self, query: str) -> None:
+        simulator = self.server.simulator
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        is_upgrade = (
+            self.headers.get("Upgrade", "").lower() == "websocket"
+            and self.headers.get("Sec-WebSocket-Version") == "13"
+            and key
+        )
+        if not is_upgrade:
+            self._reply(400, {"ok": False, "error": "expected_websocket_upgrade"})
+            return
+        if not simulator._is_ticket(query):
+            self._reply(401, {"ok": False, "error": "invalid_ticket"})
+            return
+        accept = base64.b64encode(hashlib.sha1((key + _WEBSOCKET_GUID).encode()).digest())
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.close_connection = True  # when the session ends, so does this TCP connection
+        connection = _Connection(self.connection, self.wfile)
+        # hello goes out before the session is registered, so no envelope can overtake it
+        connection.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "applink-sim", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": simulator.app_id},
+            }
+        )
+        simulator._opened_session(connection)
+        try:
+            self._session(connection)
+        finally:
+            simulator._closed_session(connection)
+
+    def _session(self, connection: _Connection) -> None:
+        text: list[bytes] = []
+        while connection.is_open:
+            frame = _read_frame(self.rfile)
+            if frame is None:
+                return
+            is_final, opcode, is_masked, data = frame
+            if not is_masked:  # RFC 6455 5.1: a server must close on an unmasked client frame
+                connection.close(_PROTOCOL_ERROR, "client frames must be masked")
+                return
+            if opcode == _PING:
+                connection.send(_PONG, data)
+            elif opcode == _CLOSE:
+                connection.close(_GOING_AWAY if len(data) < 2 else int.from_bytes(data[:2]))
+                return
+            elif opcode in (_TEXT, _CONTINUATION):
+                text.append(data)
+                if is_final:
+                    self.server.simulator._received(b"".join(text).decode("utf-8", "replace"))
+                    text = []
+            # pongs answer our pings; binary frames mean nothing in Socket Mode
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
