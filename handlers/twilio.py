@@ -1,6 +1,7 @@
 """Twilio webhooks: ``POST /twilio/sms`` (replies such as ``ACK 4821``) and ``POST /twilio/status``
 (delivery reports). Both are refused with 403 unless ``X-Twilio-Signature`` matches; a repeated
-delivery (same ``MessageSid``, or the same status twice) has one effect.
+delivery (same ``MessageSid``, or the same status twice) has one effect. A reply's ``MessageSid``
+is remembered only once the reply was handled, so Twilio's retry after a failure still counts.
 """
 
 from __future__ import annotations
@@ -52,13 +53,17 @@ class TwilioWebhooks:
         if params is None:
             return _forbidden(start)
         sid, phone = params.get("MessageSid", ""), params.get("From", "")
-        if sid and not self.deps.repo.record_delivery(f"twilio-sms:{sid}", self.deps.clock()):
-            return _xml(start, twiml_reply(None))  # a retry of a reply we already answered
+        # Handled first, remembered after: acknowledging twice has one effect, so a crash
+        # between the two only means Twilio's retry is handled again, never that it is lost.
         try:
             text = reply_to_sms(self.deps, phone, params.get("Body", ""))
-        except Exception:
+        except Exception:  # not remembered: a retry of this message is handled afresh
             log.exception("SMS reply from %s not handled", mask_phone(phone))
-            text = "rollback-bot hit an error; acknowledge in Slack instead."
+            return _xml(
+                start, twiml_reply("rollback-bot hit an error; acknowledge in Slack instead.")
+            )
+        if sid and not self.deps.repo.record_delivery(f"twilio-sms:{sid}", self.deps.clock()):
+            return _xml(start, twiml_reply(None))  # a retry of a reply we already answered
         return _xml(start, twiml_reply(text))
 
     def status(self, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:

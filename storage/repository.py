@@ -1000,11 +1000,24 @@ class Repository:
         with self._write() as session:
             session.exec(statement)
 
-    def acknowledge_ladder(self, page_id: int, by: str, now: datetime) -> bool:
+    def acknowledge_ladder(
+        self,
+        page_id: int,
+        by: str,
+        now: datetime,
+        *,
+        cancel_prefix: str | None = None,
+        audit: AuditEvent | None = None,
+        schedule: Sequence[NewWork] = (),
+    ) -> bool:
         """Acknowledge `page_id`'s ladder (rollback, reason) and the rollback, once.
 
         False when someone acknowledged the ladder first: the rollback row is locked while
         checking, so two acknowledgements racing on PostgreSQL resolve to one.
+        In the same transaction, so a crash cannot separate the acknowledgement from what
+        follows it: open due work whose key starts with `cancel_prefix` (the rest of the ladder)
+        is cancelled, `audit` is appended with how many items that was in
+        ``detail["cancelled"]``, and `schedule` is added (once per key).
         """
         with self._write() as session:
             page = session.get(Page, page_id)
@@ -1025,7 +1038,30 @@ class Repository:
             page.acknowledged_at, page.acknowledged_by = now, by
             if rollback.acknowledged_at is None:
                 rollback.acknowledged_at, rollback.acknowledged_by = now, by
+            cancelled = (
+                0 if cancel_prefix is None else _cancel_open_work(session, cancel_prefix, now)
+            )
+            if audit is not None:
+                audit.detail = {**audit.detail, "cancelled": cancelled}
+                session.add(audit)
+            for work in schedule:
+                if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
+                    session.add(_work_row(work, now))
         return True
+
+
+def _cancel_open_work(session: Session, prefix: str, now: datetime) -> int:
+    """Cancel, within `session`, the open work whose key starts with `prefix`; how many."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    statement = (
+        sa.update(DueWork)
+        .where(
+            col(DueWork.key).like(f"{escaped}%", escape="\\"),
+            col(DueWork.status).in_(("pending", "claimed")),
+        )
+        .values(status="cancelled", done_at=now, claimed_by=None, claimed_until=None)
+    )
+    return int(session.exec(statement).rowcount)
 
 
 def _work_row(work: NewWork, now: datetime) -> DueWork:

@@ -96,6 +96,9 @@ class PagingHarness:
         )
 
     def tick(self, **advance: float) -> int:
+        # work started by an ack or a webhook finishes first: moving the clock past its claim
+        # while it still runs would let this tick run it a second time
+        assert self.bot.deps.work.wait_idle(10), "background work still running"
         if advance:
             self.clock.advance(**advance)
         ran = self.bot.deps.due.tick()

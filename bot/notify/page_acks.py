@@ -2,20 +2,23 @@
 
 The first acknowledgement of a ladder wins (decided in the database), cancels what is left of
 the ladder (a level already sending sends no further SMS: see ``claim_page_for_sending``) and is
-announced once, durably; repeats answer "already acknowledged". A delivery report that
-says a page never arrived warns in the channel and, when nobody of that level can be reached,
-pages the next level now instead of waiting for its time.
+announced once, durably; repeats answer "already acknowledged". The Slack button is for the
+rollback's owners (requester, responders, approvers); the SMS reply for the paged phone, by its
+code. A delivery report that says a page never arrived warns in the channel and, when nobody
+of that level can be reached, pages the next level now instead of waiting for its time.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from bot.logs import mask_phone
 from bot.notify.page_messages import Contact, acknowledged_notice, reason_label
 from bot.notify.paging import (
+    POST_KIND,
     UNREACHED,
     channel_of,
     is_unreachable,
@@ -23,13 +26,16 @@ from bot.notify.paging import (
     ladder_prefix,
     notify,
 )
-from storage.models import Page
+from bot.rollback import policy
+from storage.models import AuditEvent, DueWork, Page, Rollback
+from storage.repository import NewWork
 
 if TYPE_CHECKING:
     from bot.app import Deps
 
 log = logging.getLogger(__name__)
 
+NOTICES_KIND = "page.ack_notices"  # replaces the Acknowledge buttons once a ladder is taken
 _ACK = re.compile(r"ack\s*#?\s*(\d{4})?[\s.!]*", re.IGNORECASE)
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 # Twilio's delivery error codes people meet most (www.twilio.com/docs/api/errors).
@@ -47,45 +53,69 @@ def shown_in_slack(by: str) -> str:
     return f"<@{by}>" if _SLACK_USER.fullmatch(by) else by
 
 
+def install(deps: Deps) -> None:
+    """Register the due work an acknowledgement leaves (its announcement is ``page.post``)."""
+    deps.due.register(NOTICES_KIND, lambda item: _update_notices(deps, item))
+
+
 def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     """Acknowledge ``page``'s ladder as ``by`` (a Slack user id or the contact's name).
 
-    True for the first acknowledgement; False if the ladder was already acknowledged.
+    True for the first acknowledgement; False if the ladder was already acknowledged. The rest
+    of the ladder is cancelled, and the audit event, the announcement and the notice updates
+    are stored as due work, all in the acknowledgement's transaction: a crash right after it
+    loses none of them (a retry answers "already acknowledged" and posts nothing twice).
     """
     assert page.id is not None
     now = deps.clock()
-    if not deps.repo.acknowledge_ladder(page.id, by, now):
-        return False
-    cancelled = deps.repo.cancel_work_with_prefix(ladder_prefix(page.rollback_id, page.reason), now)
     rollback = deps.repo.get_rollback(page.rollback_id)
     service = rollback.service if rollback else "?"
-    deps.repo.add_audit_event(
-        "page.acknowledged",
-        now=now,
+    audit = AuditEvent(
+        created_at=now,
+        kind="page.acknowledged",
         service=service,
         rollback_id=page.rollback_id,
         actor=by,
-        detail={"reason": page.reason, "level": page.level, "via": via, "cancelled": cancelled},
+        detail={"reason": page.reason, "level": page.level, "via": via},
     )
-    deps.metrics.pages_acknowledged.labels(service, via).inc()
-    shown = shown_in_slack(by) + (" by SMS" if via == "sms" else "")
+    follow_up: list[NewWork] = []
     if rollback is not None:
+        shown = shown_in_slack(by) + (" by SMS" if via == "sms" else "")
         label = f"ROLLBACK #{page.rollback_id} {rollback.service} {reason_label(page.reason)}"
-        notify(
-            deps,
-            f"{page.rollback_id}:{page.reason}:acknowledged",
-            channel_of(deps, rollback),
-            f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
-            " Escalation stopped.",
-        )
-        deps.work.submit("page-acknowledged", _update_notices, deps, page, label, shown)
+        channel = channel_of(deps, rollback)
+        if channel is not None:
+            text = (
+                f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
+                " Escalation stopped."
+            )
+            key = f"{page.rollback_id}:{page.reason}:acknowledged"
+            follow_up.append(_post_work(key, channel, text, now))
+        notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
+        key = f"page-ack-notices:{page.rollback_id}:{page.reason}"
+        follow_up.append(NewWork(NOTICES_KIND, key, now, {**notices, "shown": shown}))
+    prefix = ladder_prefix(page.rollback_id, page.reason)
+    if not deps.repo.acknowledge_ladder(
+        page.id, by, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
+    ):
+        return False
+    deps.metrics.pages_acknowledged.labels(service, via).inc()
+    deps.work.submit("page-acknowledged", deps.due.tick)  # now rather than at the next tick
     return True
 
 
-def _update_notices(deps: Deps, page: Page, label: str, shown: str) -> None:
-    """Replace the Acknowledge buttons of the ladder's notices (best effort: a button left
-    behind only answers "already acknowledged")."""
-    pages = deps.repo.list_pages(page.rollback_id, page.reason)
+def _post_work(key: str, channel: str, text: str, now: datetime) -> NewWork:
+    """A ``page.post`` item as :func:`bot.notify.paging.notify` stores it (same key, same
+    payload), to be scheduled in a transaction of our own."""
+    payload: dict[str, Any] = {"channel": channel, "text": text, "blocks": None, "page_ids": []}
+    return NewWork(POST_KIND, f"page-post:{key}", now, payload)
+
+
+def _update_notices(deps: Deps, item: DueWork) -> None:
+    """``page.ack_notices``: replace the Acknowledge buttons of the ladder's notices (best
+    effort: a button left behind only answers "already acknowledged")."""
+    rollback_id, reason = int(item.payload["rollback_id"]), str(item.payload["reason"])
+    label, shown = str(item.payload["label"]), str(item.payload["shown"])
+    pages = deps.repo.list_pages(rollback_id, reason)
     notices = {(p.notice_channel, p.notice_ts) for p in pages if p.notice_channel and p.notice_ts}
     for channel, ts in sorted(notices, key=lambda n: str(n[1])):
         paged = ", ".join(
@@ -100,18 +130,76 @@ def _update_notices(deps: Deps, page: Page, label: str, shown: str) -> None:
             log.warning("page notice %s not updated: %s", ts, mask_phone(str(exc)))
 
 
-def acknowledge_from_slack(deps: Deps, rollback_id: int, reason: str, user: str) -> str:
-    """The Acknowledge button; returns what to tell the user who pressed it."""
+def acknowledge_from_slack(
+    deps: Deps,
+    rollback_id: int,
+    reason: str,
+    user: str,
+    *,
+    channel_id: str | None = None,
+    message_ts: str | None = None,
+) -> str:
+    """The Acknowledge button; returns what to tell the user who pressed it.
+
+    Only the rollback's owners may stop its escalation with it (see :func:`may_acknowledge`);
+    anyone else is told who can, and the refusal is audited. ``message_ts`` is the notice the
+    button was pressed on (for the audit).
+    """
     pages = deps.repo.list_pages(rollback_id, reason)
-    if not pages:
+    rollback = deps.repo.get_rollback(rollback_id)
+    if not pages or rollback is None:
         return "This page no longer exists."
     done = next((p for p in pages if p.acknowledged_at), None)
     if done is None:
+        if not may_acknowledge(deps, rollback, user):
+            refusal = _refusal(deps, rollback, reason)
+            deps.repo.add_audit_event(
+                "page.ack_refused",
+                now=deps.clock(),
+                service=rollback.service,
+                rollback_id=rollback_id,
+                actor=user,
+                channel_id=channel_id,
+                message_ts=message_ts,
+                detail={"reason": reason, "via": "slack", "why": "not an owner of the rollback"},
+            )
+            return refusal
         latest = max(pages, key=lambda p: p.id or 0)
         if acknowledge(deps, latest, by=user, via="slack"):
             return f":white_check_mark: You took ROLLBACK #{rollback_id}; escalation stopped."
         done = next(p for p in deps.repo.list_pages(rollback_id, reason) if p.acknowledged_at)
     return f"Already acknowledged by {shown_in_slack(done.acknowledged_by or '?')}."
+
+
+def may_acknowledge(deps: Deps, rollback: Rollback, user: str) -> bool:
+    """Whether ``user`` owns the rollback: its requester, or a responder or an approver (a user
+    or a member of an approver user group) of its service; the people who may also abort it.
+    Group members are only looked up (from a cache kept warm) when nothing else matched."""
+    if user == rollback.requested_by:
+        return True
+    service = deps.catalog.get(rollback.service)
+    if service is None:
+        return False
+    if user in service.spec.responders or user in policy.approver_ids(service):
+        return True
+    return user in deps.groups.members(policy.approver_groups(service))
+
+
+def _refusal(deps: Deps, rollback: Rollback, reason: str) -> str:
+    service = deps.catalog.get(rollback.service)
+    users = [rollback.requested_by]
+    groups: list[str] = []
+    if service is not None:
+        users += [*service.spec.responders, *sorted(policy.approver_ids(service))]
+        groups = policy.approver_groups(service)
+    owners = [f"<@{u}>" for u in dict.fromkeys(users)] + [f"<!subteam^{g}>" for g in groups]
+    label = f"ROLLBACK #{rollback.id} {rollback.service} {reason_label(reason)}"
+    return (
+        f":no_entry: Only the people who own *{label}* can acknowledge its page here:"
+        f" {', '.join(owners)} (its requester, responders and approvers). Nothing was"
+        " acknowledged; escalation goes on. If the page reached your phone by SMS, reply"
+        " *ACK* and the 4-digit code from it (e.g. `ACK 4821`): that acknowledges too."
+    )
 
 
 def reply_to_sms(deps: Deps, phone: str, body: str) -> str:

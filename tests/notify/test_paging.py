@@ -16,7 +16,8 @@ from bot.notify import paging
 from bot.notify.page_messages import sms_body
 from bot.notify.paging import ladder_levels
 from bot.sim.twilio_api import SimMessage
-from storage.repository import Repository
+from storage.models import AuditEvent
+from storage.repository import NewWork, Repository
 from tests import twilio_fixtures
 from tests.storage.conftest import db_url, engine, migrated_engine, now, repo
 from tests.twilio_fixtures import (
@@ -431,3 +432,56 @@ def test_claiming_a_page_for_sending_is_once_and_never_after_an_ack(
     assert repo.claim_page_for_sending(other.id, now)
     assert repo.mark_page_sent(other.id, "SM1", now)
     assert not repo.release_page(other.id, now), "a sent page never goes back to queued"
+
+
+def test_an_acknowledgement_and_what_follows_it_commit_together_once(
+    repo: Repository, now: Any
+) -> None:
+    rollback = repo.create_rollback(
+        service="checkout",
+        kind="immediate",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        status="running",
+        now=now,
+    )
+    assert rollback.id is not None
+    page = repo.add_page(
+        rollback_id=rollback.id,
+        reason="critical",
+        level=1,
+        position=0,
+        contact_name="x",
+        phone=PRIMARY,
+        now=now,
+    )
+    assert page.id is not None
+    prefix = paging.ladder_prefix(rollback.id, "critical")
+    for key in (f"{prefix}level:2", f"{prefix}end"):
+        assert repo.schedule_work("page.level", key, now + timedelta(minutes=5), now)
+    other = paging.ladder_prefix(rollback.id, "failed") + "level:2"  # another ladder: kept
+    assert repo.schedule_work("page.level", other, now + timedelta(minutes=5), now)
+
+    def ack(by: str) -> bool:
+        audit = AuditEvent(created_at=now, kind="page.acknowledged", actor=by, detail={"a": 1})
+        follow_up = [NewWork("page.post", "page-post:ack", now, {"by": by})]
+        assert page.id is not None
+        return repo.acknowledge_ladder(
+            page.id, by, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
+        )
+
+    assert ack("U0FIRST")
+    assert not ack("U0SECOND"), "the ladder was acknowledged already"
+    [event] = repo.list_audit_events(kind="page.acknowledged")
+    assert (event.actor, event.detail) == ("U0FIRST", {"a": 1, "cancelled": 2})
+    post = repo.get_work("page-post:ack")
+    assert post is not None and post.payload == {"by": "U0FIRST"} and post.status == "pending"
+    statuses = {
+        key: getattr(repo.get_work(key), "status", None)
+        for key in (f"{prefix}level:2", f"{prefix}end", other)
+    }
+    assert statuses == {
+        f"{prefix}level:2": "cancelled",
+        f"{prefix}end": "cancelled",
+        other: "pending",
+    }
