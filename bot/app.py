@@ -20,7 +20,7 @@ from bot.adapters.slack import UserGroupMembers, slack_web_client
 from bot.assessor import SignalReader
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.due import DueWorkRunner
-from bot.engine import FINISHED, Engine, worker_name
+from bot.engine import FINISHED, STARTED, Engine, worker_name
 from bot.metrics import Metrics
 from bot.notify.progress import SlackProgress
 from bot.settings import ConfigurationError, Settings
@@ -162,11 +162,12 @@ def build_app(
     deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
     deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
+    deps.due.register(STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"])))
 
     def run_due_work_now() -> None:
         deps.work.submit("due work", deps.due.tick)
 
-    deps.engine.after_finish = run_due_work_now
+    deps.engine.kick_due_work = run_due_work_now
     from bot import approvals
 
     approvals.install(deps)

@@ -32,6 +32,15 @@ from storage.repository import NewStep, NewWork, Repository
 log = logging.getLogger(__name__)
 
 FINISHED = "rollback.finished"  # due work: tell the listeners a rollback ended
+STARTED = "rollback.started"  # due work: tell the listeners a rollback started
+
+
+def started_work(rollback_id: int, now: datetime) -> NewWork:
+    """Stored in the same transaction that makes a rollback `running` (created so, or moved
+    there from approved): the notices, pages and SLA check that follow cannot be lost."""
+    return NewWork(STARTED, f"started:{rollback_id}", now, {"id": rollback_id})
+
+
 ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
 
 
@@ -48,7 +57,7 @@ class ProgressSink(Protocol):
 
 
 class RollbackListener(Protocol):
-    """Told when a rollback starts (first run, not a resume) and when it ends; must be quick and
+    """Told (through durable due work) when a rollback starts and when it ends; must be quick and
     idempotent (a crash right after the start can tell it twice). Notifications, paging and
     reviews listen here."""
 
@@ -99,8 +108,8 @@ class Engine:
         self._idle = threading.Condition(self._lock)
         self._running: set[int] = set()
         self.listeners: list[RollbackListener] = []
-        # Called after a rollback's end is stored; the app runs the FINISHED due work at once.
-        self.after_finish: Callable[[], None] = lambda: None
+        # Called after a start or an end is stored: the app runs that due work at once.
+        self.kick_due_work: Callable[[], None] = lambda: None
 
     # --- starting --------------------------------------------------------------------------
 
@@ -192,13 +201,18 @@ class Engine:
             self._finish(rollback_id, "failed", f"{rollback.service} is no longer in the catalog")
             return
         if rollback.status != "running":
-            self.repo.set_rollback_status(
-                rollback_id, "running", self.clock(), expected=("approved",)
+            now = self.clock()
+            moved = self.repo.set_rollback_status(
+                rollback_id,
+                "running",
+                now,
+                expected=("approved",),
+                schedule=[started_work(rollback_id, now)],
             )
+            if moved is not None:
+                self.kick_due_work()  # run the STARTED due work now, not at the next tick
         self.progress.changed(rollback_id)
         steps = self.repo.list_steps(rollback_id)
-        if all(s.status == "pending" for s in steps):
-            self._tell("rollback_started", rollback_id)
         phase = None
         for step in steps:
             if step.status in ("succeeded", "skipped"):
@@ -366,7 +380,11 @@ class Engine:
         self.progress.changed(rollback_id, is_final=True)
         with self._lock:
             self._aborts.pop(rollback_id, None)
-        self.after_finish()
+        self.kick_due_work()
+
+    def tell_started(self, rollback_id: int) -> None:
+        """Run the listeners' ``rollback_started`` (from the durable STARTED due work)."""
+        self._tell("rollback_started", rollback_id)
 
     def tell_finished(self, rollback_id: int) -> None:
         """Run the listeners' ``rollback_finished`` (from the durable FINISHED due work)."""

@@ -9,7 +9,7 @@ from slack_bolt import Ack, Respond
 
 from bot.app import Deps
 from bot.catalog import PlanError, Service
-from bot.engine import Engine
+from bot.engine import Engine, started_work
 from bot.notify import blocks
 from bot.rollback import policy
 from bot.rollback.command import Command
@@ -147,6 +147,7 @@ def start_immediate(
             status="running",
             now=deps.clock(),
             steps=Engine.plan_steps(plan),
+            schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
         )
     except ActiveRollbackExists as exc:
         return (
@@ -174,6 +175,7 @@ def start_immediate(
         },
     )
     deps.engine.submit(rollback.id)
+    deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     return (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"

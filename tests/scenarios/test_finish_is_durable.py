@@ -29,7 +29,7 @@ def test_a_crash_right_after_the_end_still_notifies_and_reviews(
     first = make()
     # this process stores the end and dies before anything acts on it
     first.bot.deps.due.handlers.pop(FINISHED)
-    first.bot.deps.engine.after_finish = lambda: None
+    first.bot.deps.engine.kick_due_work = lambda: None
     first.slash("run checkout --immediate 5xx storm")
     settle(first)
     rollback = first.bot.deps.repo.get_rollback(1)
