@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.engine import FINISHED
+from bot.engine import FINISHED, STARTED
 from tests.conftest import Harness
 from tests.scenarios.test_approval_flow import (  # noqa: F401  (fixtures used by name)
     kube,
@@ -48,3 +48,37 @@ def test_a_crash_right_after_the_end_still_notifies_and_reviews(
     assert work is not None and work.status == "done"
     assert len(completion_notices(second)) == 1
     assert second.bot.deps.repo.get_review(1) is not None
+
+
+def critical_notices(h: Harness, channel: str = "C0DEPLOYS") -> list[str]:
+    return [
+        str(c.params.get("text"))
+        for c in h.slack.calls_to("chat.postMessage")
+        if "CRITICAL: Production Rollback Initiated" in str(c.params.get("text"))
+        and c.params.get("channel") == channel
+    ]
+
+
+def test_a_crash_right_after_the_start_still_sends_the_critical_notice(
+    make: Callable[..., Harness],  # noqa: F811  (the fixture imported above)
+) -> None:
+    first = make()
+    # this process stores the running rollback and dies before anything acts on its start
+    first.bot.deps.due.handlers.pop(STARTED)
+    first.bot.deps.due.handlers.pop(FINISHED)
+    first.slash("run checkout --immediate 5xx storm")
+    settle(first)
+    work = first.bot.deps.repo.get_work("started:1")
+    assert work is not None and work.status == "pending"  # stored with the rollback itself
+    assert critical_notices(first) == []
+    first.bot.close()
+
+    second = make()  # the next process on the same database
+    for _ in range(3):  # started → the notifier's work → what that scheduled
+        second.bot.deps.due.tick()
+        settle(second)
+    work = second.bot.deps.repo.get_work("started:1")
+    assert work is not None and work.status == "done"
+    assert len(critical_notices(second)) == 1
+    page = second.bot.deps.repo.get_work("page-start:1:critical")
+    assert page is not None and page.status == "done"
