@@ -74,6 +74,9 @@ class NewWork:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+ACK_CODE_MEMORY = timedelta(days=7)  # a page's ack code is not reused for that phone sooner
+
+
 class Repository:
     """Durable state behind one engine (SQLite or PostgreSQL)."""
 
@@ -833,13 +836,16 @@ class Repository:
                 existing = session.exec(select(Page).where(*ladder_slot)).first()
                 if existing is not None:
                     return existing
-                open_codes = select(Page.ack_code).where(
-                    Page.phone == phone, col(Page.acknowledged_at).is_(None)
+                # codes this phone may still reply with: its pages of the last week (a bounded
+                # set, however many ladders were never acknowledged)
+                recent_codes = select(Page.ack_code).where(
+                    Page.phone == phone, col(Page.created_at) >= now - ACK_CODE_MEMORY
                 )
-                taken = set(session.exec(open_codes).all())
-                code = f"{1000 + secrets.randbelow(9000)}"
-                while code in taken:
-                    code = f"{1000 + secrets.randbelow(9000)}"
+                taken = set(session.exec(recent_codes).all())
+                free = [f"{1000 + secrets.randbelow(9000)}" for _ in range(64)]
+                code = next((c for c in free if c not in taken), None) or next(
+                    (c for n in range(1000, 10000) if (c := str(n)) not in taken), free[0]
+                )
                 page = Page(
                     rollback_id=rollback_id,
                     reason=reason,

@@ -485,3 +485,27 @@ def test_an_acknowledgement_and_what_follows_it_commit_together_once(
         f"{prefix}end": "cancelled",
         other: "pending",
     }
+
+
+def test_a_phone_never_gets_a_code_it_had_in_the_last_week(repo: Repository, now: Any) -> None:
+    """Acknowledged or not, the codes a phone received this week stay its own: a late ACK
+    names one page. Older codes may come back, so the set stays bounded."""
+    from datetime import timedelta
+
+    codes = []
+    for n in range(60):
+        rollback = repo.create_rollback(
+            service=f"svc{n}", kind="immediate", strategy="undo", requested_by="U1",
+            status="succeeded", now=now,
+        )  # fmt: skip
+        assert rollback.id is not None
+        page = repo.add_page(
+            rollback_id=rollback.id, reason="critical", level=1, position=0,
+            contact_name="x", phone=PRIMARY, now=now + timedelta(minutes=n),
+        )  # fmt: skip
+        if n % 2:
+            assert page.id is not None
+            repo.acknowledge_ladder(page.id, "U1", now)
+        codes.append(page.ack_code)
+    assert len(set(codes)) == 60
+    assert all(len(c) == 4 and c.isdigit() for c in codes)
