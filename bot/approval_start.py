@@ -217,6 +217,20 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
         return Answer(
             f"Rollback #{rollback_id} is {r.status.replace('_', ' ')}; nothing to confirm."
         )
+    deadline = deps.repo.get_work(f"confirm-expire:{rollback_id}")
+    if run and deadline is not None and deadline.due_at <= deps.clock():
+        return Answer(  # the expiry item has not run yet, but the time to decide is over
+            f":hourglass: The time to confirm rollback #{rollback_id} has passed. Assess again"
+            f" and plan it again if it is still needed.",
+            False,
+        )
+    if run and service.approval.two_person_rule and user == r.requested_by:
+        audit(deps, "rollback.confirm_refused", r, user, why="two-person rule")
+        return Answer(
+            f":no_entry: You requested rollback #{rollback_id}: another approver must confirm"
+            f" running it anyway (two-person rule). You can still cancel it.",
+            False,
+        )
     if not run:
         _end(
             deps,

@@ -411,6 +411,47 @@ def test_a_healthy_service_can_be_cancelled_instead(
     assert status(h) == "cancelled"
 
 
+def confirmation(h: Harness) -> dict[str, Any]:
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Run it anyway?" in c.params["text"])
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    return message
+
+
+def test_the_requester_cannot_confirm_running_anyway_alone(
+    h: Harness, prometheus: PrometheusSimulator
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy", user_id="U0APPROVER2")  # an approver asks
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    message = confirmation(h)
+    before = click(h, message, ab.CONFIRM_RUN_ACTION, "U0APPROVER2")
+    assert "another approver must confirm" in new_answer(h.slack, before)
+    assert status(h) == "approved"
+    assert "rollback.confirm_refused" in audit_kinds(h)
+    press(h, message, ab.CONFIRM_RUN_ACTION, "U0APPROVER1")
+    settle(h)
+    assert status(h) == "succeeded"
+
+
+def test_run_anyway_after_the_deadline_is_refused_even_before_the_expiry_runs(
+    h: Harness, prometheus: PrometheusSimulator, now: Now
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy")
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    message = confirmation(h)
+    now.advance(minutes=30)  # the deadline; the expiry item has not been run by a tick yet
+    before = click(h, message, ab.CONFIRM_RUN_ACTION, "U0APPROVER2")
+    assert "The time to confirm rollback #1 has passed" in new_answer(h.slack, before)
+    settle(h)
+    assert status(h) == "approved"  # nothing started; the expiry ends it
+    h.bot.deps.due.tick()
+    settle(h)
+    assert status(h) == "expired"
+
+
 # --- windows ------------------------------------------------------------------------------
 
 
