@@ -12,7 +12,7 @@ from bot import approvals
 from bot.app import Deps
 from bot.catalog import PlanError, Service
 from bot.notify.approval_blocks import when
-from bot.notify.blocks import escape
+from bot.notify.blocks import escape_keeping_mentions
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
 from storage.repository import ActiveRollbackExists
@@ -138,7 +138,11 @@ def history(deps: Deps, cmd: Command, ack: Ack) -> None:
         lines.append(
             f"• #{r.id} *{r.service}* {r.status.replace('_', ' ')} · {r.kind} {r.strategy}"
             f" · {when(r.created_at)} · by <@{r.requested_by}> · approved: {approved}{took}"
-            + (f" · {escape(r.error)}" if r.error and r.status != "succeeded" else "")
+            + (
+                f" · {escape_keeping_mentions(r.error)}"
+                if r.error and r.status != "succeeded"
+                else ""
+            )
         )
     _say(ack, "\n".join(lines))
 

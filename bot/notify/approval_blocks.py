@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bot.notify.blocks import button, escape
+from bot.notify.blocks import button, escape, escape_keeping_mentions
 from bot.rollback.command import local_time
 from storage.models import Approval, Assessment, Rollback
 
@@ -78,7 +78,7 @@ def request_message(
     if r.status == "scheduled" and r.scheduled_at is not None:
         status += f" for {local_time(r.scheduled_at, tz)}"
     if r.error and r.status in ("expired", "cancelled", "failed"):
-        status += f": {escape(r.error)}"
+        status += f": {escape_keeping_mentions(r.error)}"
     facts = [
         f"*Requested by* <@{r.requested_by}> at {when(r.created_at)}",
         f"*Reason* {escape(r.reason) or '_none given_'}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,15 @@ DECISION_MEANING = {
 def escape(text: str) -> str:
     """Escape user- or system-supplied text for mrkdwn so it cannot ping or forge links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """Like `escape`, but `<@U…>` user mentions stay mentions (the bot writes them into error
+    texts such as "cancelled by <@U…>"). Channel-wide pings and links are still escaped."""
+    return _USER_MENTION.sub(r"<@\1>", escape(text))
 
 
 def message_link(team_url: str, channel: str, ts: str) -> str:

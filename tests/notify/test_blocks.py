@@ -343,3 +343,13 @@ def test_usage_problem_quoting_user_text_is_escaped() -> None:
     text, bl = usage_message("unknown subcommand `<!channel>`")
     assert "<!channel>" not in text and "<!channel>" not in str(bl)
     assert "&lt;!channel&gt;" in text
+
+
+def test_escaping_keeps_user_mentions_but_nothing_louder() -> None:
+    from bot.notify.blocks import escape_keeping_mentions
+
+    text = "cancelled by <@U0APPROVER1> at the start; <!channel> <http://evil|x> <@W0ENT> & <@>"
+    out = escape_keeping_mentions(text)
+    assert "<@U0APPROVER1>" in out and "<@W0ENT>" in out
+    assert "&lt;!channel&gt;" in out and "&lt;http://evil|x&gt;" in out
+    assert "&amp;" in out and "&lt;@&gt;" in out

@@ -409,6 +409,7 @@ def test_a_healthy_service_can_be_cancelled_instead(
     press(h, confirm, ab.CONFIRM_CANCEL_ACTION, "U0APPROVER1")
     settle(h)
     assert status(h) == "cancelled"
+    assert "cancelled by <@U0APPROVER1> at the start" in latest_request_text(h)  # a mention
 
 
 def confirmation(h: Harness) -> dict[str, Any]:
