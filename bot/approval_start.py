@@ -174,7 +174,7 @@ def _ask_to_confirm(deps: Deps, r: Rollback, service: Service, decision: Decisio
     """Hold the start and ask the approvers; the question expires like a request does."""
     assert r.id is not None
     expires = deps.clock() + timedelta(minutes=service.approval.expiry_minutes)
-    deps.repo.set_rollback_status(
+    held = deps.repo.set_rollback_status(
         r.id,
         "approved",
         deps.clock(),
@@ -183,6 +183,9 @@ def _ask_to_confirm(deps: Deps, r: Rollback, service: Service, decision: Decisio
             NewWork(CONFIRM_EXPIRE, f"confirm-expire:{r.id}", expires, {"rollback_id": r.id})
         ],
     )
+    if held is None:  # aborted, superseded or cancelled meanwhile: nothing left to confirm
+        log.info("rollback #%d left approved before its start; not asking to confirm", r.id)
+        return
     why = (
         "*CONTINUE* (the service looks healthy)"
         if decision is not None
