@@ -20,14 +20,8 @@ pings are what keeps ``handler.close()`` from stalling for seconds.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import io
 import json
 import logging
-import socket
-import struct
 import threading
 import time
 import uuid
@@ -37,85 +31,24 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.sim.loopback import LoopbackSimulator
+from bot.sim.websocket import (
+    CLOSE,
+    CONTINUATION,
+    GOING_AWAY,
+    PING,
+    PONG,
+    PROTOCOL_ERROR,
+    TEXT,
+    Connection,
+    accept_key,
+    read_frame,
+)
 
 log = logging.getLogger(__name__)
 
 APP_TOKEN = "xapp-1-A0ROLLBACK-1-simulated"
-_WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_GOING_AWAY, _PROTOCOL_ERROR = 1001, 1002
 # Interactive payloads whose ack may carry an answer (response_action, options).
 _ANSWERABLE = frozenset({"view_submission", "block_suggestion"})
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """One final, unmasked frame (servers never mask)."""
-    size = len(payload)
-    if size <= 125:
-        header = struct.pack("!BB", 0x80 | opcode, size)
-    elif size <= 0xFFFF:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-    return header + payload
-
-
-def _read_frame(rfile: io.BufferedIOBase) -> tuple[bool, int, bool, bytes] | None:
-    """(fin, opcode, was masked, unmasked payload), or None when the connection ended."""
-
-    def exactly(n: int) -> bytes:
-        data = rfile.read(n) if n else b""
-        if len(data) < n:
-            raise EOFError
-        return data
-
-    try:
-        first, second = exactly(2)
-        size = second & 0x7F
-        if size == 126:
-            (size,) = struct.unpack("!H", exactly(2))
-        elif size == 127:
-            (size,) = struct.unpack("!Q", exactly(8))
-        is_masked = bool(second & 0x80)
-        mask = exactly(4) if is_masked else b""
-        data = exactly(size)
-    except (EOFError, OSError, ValueError):
-        return None
-    if is_masked:
-        data = bytes(byte ^ mask[i % 4] for i, byte in enumerate(data))
-    return bool(first & 0x80), first & 0x0F, is_masked, data
-
-
-class _Connection:
-    """One WebSocket session; frames from several threads go out whole, one at a time."""
-
-    def __init__(self, sock: socket.socket, wfile: io.BufferedIOBase) -> None:
-        self.is_open = True
-        self._sock = sock
-        self._wfile = wfile
-        self._send_lock = threading.Lock()
-
-    def send(self, opcode: int, payload: bytes) -> bool:
-        with self._send_lock:
-            if not self.is_open:
-                return False
-            try:
-                self._wfile.write(_frame(opcode, payload))
-            except OSError:
-                self.is_open = False
-                return False
-            return True
-
-    def send_json(self, message: Mapping[str, Any]) -> bool:
-        return self.send(_TEXT, json.dumps(message).encode())
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame, then end the TCP connection (the reader sees EOF and returns)."""
-        self.send(_CLOSE, struct.pack("!H", code) + reason.encode())
-        with self._send_lock:
-            self.is_open = False
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
 
 
 class SocketModeSimulator(LoopbackSimulator):
@@ -136,7 +69,7 @@ class SocketModeSimulator(LoopbackSimulator):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._tickets: set[str] = set()
-        self._connections: list[_Connection] = []  # open ones, oldest first
+        self._connections: list[Connection] = []  # open ones, oldest first
         self._opened = 0
         self._envelopes: list[dict[str, Any]] = []
         self._acks: list[dict[str, Any]] = []
@@ -173,7 +106,7 @@ class SocketModeSimulator(LoopbackSimulator):
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            connection.close(_GOING_AWAY, "server stopping")
+            connection.close(GOING_AWAY, "server stopping")
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -350,7 +283,7 @@ class SocketModeSimulator(LoopbackSimulator):
 
     # -- server side -----------------------------------------------------------------------------
 
-    def _newest_open(self) -> _Connection | None:
+    def _newest_open(self) -> Connection | None:
         """Caller holds the lock."""
         return next((c for c in reversed(self._connections) if c.is_open), None)
 
@@ -359,7 +292,7 @@ class SocketModeSimulator(LoopbackSimulator):
             with self._lock:
                 connections = list(self._connections)
             for connection in connections:
-                connection.send(_PING, b"sim")
+                connection.send(PING, b"sim")
 
     def _connections_open(self, params: Mapping[str, str], authorization: str) -> dict[str, Any]:
         token = authorization.removeprefix("Bearer ").strip() or params.get("token", "")
@@ -375,17 +308,17 @@ class SocketModeSimulator(LoopbackSimulator):
         with self._lock:
             return dict(parse_qsl(query)).get("ticket", "") in self._tickets
 
-    def _opened_session(self, connection: _Connection) -> None:
+    def _opened_session(self, connection: Connection) -> None:
         with self._changed:
             # stop() sets the flag before it lists the sessions to close, under this lock
             if self._stopping.is_set():
-                connection.close(_GOING_AWAY, "server stopping")
+                connection.close(GOING_AWAY, "server stopping")
                 return
             self._opened += 1
             self._connections.append(connection)
             self._changed.notify_all()
 
-    def _closed_session(self, connection: _Connection) -> None:
+    def _closed_session(self, connection: Connection) -> None:
         with self._changed:
             connection.is_open = False
             if connection in self._connections:
@@ -467,14 +400,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not simulator._is_ticket(query):
             self._reply(401, {"ok": False, "error": "invalid_ticket"})
             return
-        accept = base64.b64encode(hashlib.sha1((key + _WEBSOCKET_GUID).encode()).digest())
+        accept = accept_key(key)
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.send_header("Sec-WebSocket-Accept", accept)
         self.end_headers()
         self.close_connection = True  # when the session ends, so does this TCP connection
-        connection = _Connection(self.connection, self.wfile)
+        connection = Connection(self.connection, self.wfile)
         # hello goes out before the session is registered, so no envelope can overtake it
         connection.send_json(
             {
@@ -490,22 +423,22 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             simulator._closed_session(connection)
 
-    def _session(self, connection: _Connection) -> None:
+    def _session(self, connection: Connection) -> None:
         text: list[bytes] = []
         while connection.is_open:
-            frame = _read_frame(self.rfile)
+            frame = read_frame(self.rfile)
             if frame is None:
                 return
             is_final, opcode, is_masked, data = frame
             if not is_masked:  # RFC 6455 5.1: a server must close on an unmasked client frame
-                connection.close(_PROTOCOL_ERROR, "client frames must be masked")
+                connection.close(PROTOCOL_ERROR, "client frames must be masked")
                 return
-            if opcode == _PING:
-                connection.send(_PONG, data)
-            elif opcode == _CLOSE:
-                connection.close(_GOING_AWAY if len(data) < 2 else int.from_bytes(data[:2]))
+            if opcode == PING:
+                connection.send(PONG, data)
+            elif opcode == CLOSE:
+                connection.close(GOING_AWAY if len(data) < 2 else int.from_bytes(data[:2]))
                 return
-            elif opcode in (_TEXT, _CONTINUATION):
+            elif opcode in (TEXT, CONTINUATION):
                 text.append(data)
                 if is_final:
                     self.server.simulator._received(b"".join(text).decode("utf-8", "replace"))
