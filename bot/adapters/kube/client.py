@@ -1,0 +1,261 @@
+"""KubernetesClient: Deployments (history, undo, set image, scale, restart) and the rest."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+
+from bot.adapters.kube.kubectl import (
+    CHANGE_CAUSE,
+    RESTARTED_AT,
+    _plan,
+    images_of,
+    is_controlled_by,
+    label_selector_string,
+    meta,
+    revision_of,
+    rollout_status_of,
+    select_revision,
+    undo_patch,
+)
+from bot.adapters.kube.resources import Resources
+from bot.adapters.kube.session import JSON_PATCH, MERGE_PATCH, _dry_run, _not_found
+from bot.adapters.kube.values import (
+    DeploymentInfo,
+    KubeError,
+    KubeTarget,
+    Revision,
+    RolloutStatus,
+    UndoPlan,
+)
+
+# ── the client ────────────────────────────────────────────────────────────────────────────────
+
+
+def _rfc3339(at: datetime) -> str:
+    """time.RFC3339 as kubectl writes it; a naive datetime is taken as UTC."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _scale_replicas(scale: k8s.V1Scale) -> int:
+    return (scale.spec.replicas or 0) if scale.spec else 0
+
+
+class KubernetesClient(Resources):
+    """Deployments, Services, Jobs and snapshots across kube contexts, with bounded retries.
+
+    409 Conflict on a read-modify-write re-reads and retries; 429/5xx and connection errors
+    back off exponentially through the injected ``sleep``; any other 4xx fails at once.
+    """
+
+    # ── deployments ──
+
+    def deployment(self, t: KubeTarget, name: str) -> DeploymentInfo:
+        dep = self._read_deployment(t, name)
+        status = dep.status or k8s.V1DeploymentStatus()
+        return DeploymentInfo(
+            name=meta(dep.metadata).name or name,
+            revision=revision_of(dep.metadata) or 0,
+            images=images_of(dep.spec.template),
+            replicas=dep.spec.replicas if dep.spec.replicas is not None else 1,
+            updated_replicas=status.updated_replicas or 0,
+            ready_replicas=status.ready_replicas or 0,
+            available_replicas=status.available_replicas or 0,
+            is_paused=bool(dep.spec.paused),
+            generation=meta(dep.metadata).generation or 0,
+            observed_generation=status.observed_generation or 0,
+            selector=dict(dep.spec.selector.match_labels or {}),
+        )
+
+    def history(self, t: KubeTarget, name: str) -> list[Revision]:
+        """kubectl rollout history: one entry per owned ReplicaSet, ascending by revision."""
+        dep = self._read_deployment(t, name)
+        revisions = [
+            Revision(
+                number=number,
+                images=images_of(rs.spec.template),
+                replicaset=meta(rs.metadata).name or "",
+                created=meta(rs.metadata).creation_timestamp,
+                change_cause=(meta(rs.metadata).annotations or {}).get(CHANGE_CAUSE),
+            )
+            for rs in self._owned_replicasets(t, dep)
+            if (number := revision_of(rs.metadata)) is not None
+        ]
+        return sorted(revisions, key=lambda r: (r.number, r.replicaset))
+
+    def plan_undo(self, t: KubeTarget, name: str, to_revision: int | None) -> UndoPlan:
+        """What ``kubectl rollout undo`` would do; changes nothing."""
+        dep = self._read_deployment(t, name)
+        return _plan(dep, select_revision(dep, self._owned_replicasets(t, dep), to_revision))
+
+    def undo(
+        self,
+        t: KubeTarget,
+        name: str,
+        to_revision: int | None,
+        *,
+        dry_run: bool = False,
+        before_patch: Callable[[UndoPlan], None] | None = None,
+    ) -> UndoPlan:
+        """kubectl rollout undo; ``dry_run`` asks the server for a dry run (dryRun=All).
+
+        ``before_patch`` sees the plan right before the patch is sent (to record it, or to
+        refuse it by raising), so a caller needs no separate read to know what will change.
+        """
+
+        def attempt() -> UndoPlan:
+            dep = self._read_deployment(t, name)
+            rs = select_revision(dep, self._owned_replicasets(t, dep), to_revision)
+            plan = _plan(dep, rs)
+            if before_patch is not None:
+                before_patch(plan)
+            if plan.is_noop:
+                return plan
+            try:
+                self._patch_deployment(t, name, undo_patch(dep, rs), dry_run=dry_run)
+            except KubeError as exc:
+                # kubectl's words; status and reason stay, so a 409 is still retried
+                message = f"failed restoring revision {plan.to_revision}: {exc}"
+                raise KubeError(exc.status, exc.reason, message) from None
+            return plan
+
+        return self._with_conflict_retry(f"rollout undo deployment {t.namespace}/{name}", attempt)
+
+    def rollout_status(self, t: KubeTarget, name: str) -> RolloutStatus:
+        return rollout_status_of(self._read_deployment(t, name))
+
+    def set_image(
+        self, t: KubeTarget, name: str, container: str, image: str, *, dry_run: bool = False
+    ) -> tuple[str, str]:
+        """kubectl set image for one container; (image before, image after)."""
+
+        def attempt() -> tuple[str, str]:
+            dep = self._read_deployment(t, name)
+            pod = dep.spec.template.spec
+            containers = pod.containers if pod else []
+            index = next((i for i, c in enumerate(containers) if c.name == container), None)
+            if index is None:
+                message = f'unable to find container named "{container}" in deployment "{name}"'
+                raise KubeError(None, "ContainerNotFound", message)
+            before = containers[index].image or ""
+            if before == image:
+                return before, image  # nothing to change: no request, no new revision
+            path = f"/spec/template/spec/containers/{index}"
+            # the `test` pins the index to the name just read, should containers be reordered
+            patch = [
+                {"op": "test", "path": f"{path}/name", "value": container},
+                {"op": "replace", "path": f"{path}/image", "value": image},
+            ]
+            after = self._patch_deployment(t, name, patch, dry_run=dry_run)
+            return before, images_of(after.spec.template).get(container, image)
+
+        return self._with_conflict_retry(f"set image deployment {t.namespace}/{name}", attempt)
+
+    def scale(
+        self, t: KubeTarget, name: str, replicas: int, *, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """kubectl scale through the scale subresource; (replicas before, replicas after)."""
+        if replicas < 0:
+            raise KubeError(None, "Invalid", f"cannot scale to {replicas} replicas")
+        api = k8s.AppsV1Api(self._client(t))
+        not_found = _not_found("deployment", name, t)
+        what = f"deployment {t.namespace}/{name} scale"
+
+        def attempt() -> tuple[int, int]:
+            current = self._call(
+                f"GET {what}",
+                lambda: api.read_namespaced_deployment_scale(
+                    name, t.namespace, _request_timeout=self._timeout
+                ),
+                not_found,
+            )
+            after = self._call(
+                f"PATCH {what}",
+                lambda: api.patch_namespaced_deployment_scale(
+                    name,
+                    t.namespace,
+                    {"spec": {"replicas": replicas}},
+                    dry_run=_dry_run(dry_run),
+                    _content_type=MERGE_PATCH,  # what kubectl scale sends
+                    _request_timeout=self._timeout,
+                ),
+                not_found,
+            )
+            return _scale_replicas(current), _scale_replicas(after)
+
+        return self._with_conflict_retry(f"scale {what}", attempt)
+
+    def restart(self, t: KubeTarget, name: str, *, at: datetime, dry_run: bool = False) -> None:
+        """kubectl rollout restart: stamp the pod template so every pod is replaced."""
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: _rfc3339(at)}}}}}
+
+        def attempt() -> None:
+            if self._read_deployment(t, name).spec.paused:
+                message = "can't restart paused deployment (run rollout resume first)"
+                raise KubeError(None, "Paused", message)
+            # kubectl sends this map as a strategic merge patch; for a map a merge patch agrees
+            self._patch_deployment(t, name, patch, dry_run=dry_run, content_type=MERGE_PATCH)
+
+        self._with_conflict_retry(f"rollout restart deployment {t.namespace}/{name}", attempt)
+
+    # ── internals ──
+
+    def _read_deployment(self, t: KubeTarget, name: str) -> k8s.V1Deployment:
+        api = k8s.AppsV1Api(self._client(t))
+        return self._call(
+            f"GET deployment {t.namespace}/{name}",
+            lambda: api.read_namespaced_deployment(
+                name, t.namespace, _request_timeout=self._timeout
+            ),
+            _not_found("deployment", name, t),
+        )
+
+    def _patch_deployment(
+        self,
+        t: KubeTarget,
+        name: str,
+        patch: list[dict[str, Any]] | dict[str, Any],
+        *,
+        dry_run: bool,
+        content_type: str = JSON_PATCH,
+    ) -> k8s.V1Deployment:
+        api = k8s.AppsV1Api(self._client(t))
+        return self._call(
+            f"PATCH deployment {t.namespace}/{name}",
+            lambda: api.patch_namespaced_deployment(
+                name,
+                t.namespace,
+                patch,
+                dry_run=_dry_run(dry_run),
+                _content_type=content_type,
+                _request_timeout=self._timeout,
+            ),
+            _not_found("deployment", name, t),
+        )
+
+    def _owned_replicasets(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
+        """deploymentutil listReplicaSets: by the Deployment's selector, then controller uid."""
+        api = k8s.AppsV1Api(self._client(t))
+        selector = label_selector_string(dep.spec.selector) or None
+        items: list[k8s.V1ReplicaSet] = []
+        token: str | None = None
+        while True:
+            request = functools.partial(
+                api.list_namespaced_replica_set,
+                t.namespace,
+                label_selector=selector,
+                _continue=token,
+                _request_timeout=self._timeout,
+            )
+            page = self._call(f"LIST replicasets {t.namespace}", request)
+            items.extend(page.items)
+            # the continue token is `var_continue` on the model, `_continue` as a parameter
+            token = page.metadata.var_continue if page.metadata else None
+            if not token:
+                uid = meta(dep.metadata).uid
+                return [rs for rs in items if is_controlled_by(rs, uid)]

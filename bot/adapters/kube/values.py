@@ -1,0 +1,75 @@
+"""Values the Kubernetes adapter hands out: targets, deployments, revisions, plans, KubeError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+# ── values the adapter hands out ──────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    context: str | None
+    namespace: str
+
+
+class KubeError(Exception):
+    """A Kubernetes failure in words. ``status`` is the HTTP status, None for local problems."""
+
+    def __init__(self, status: int | None, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    images: dict[str, str]
+    replicaset: str
+    created: datetime | None
+    change_cause: str | None
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    name: str
+    revision: int
+    images: dict[str, str]
+    replicas: int
+    updated_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    is_paused: bool
+    generation: int
+    observed_generation: int
+    selector: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UndoPlan:
+    deployment: str
+    from_revision: int
+    to_revision: int
+    images_before: dict[str, str]
+    images_after: dict[str, str]
+    is_noop: bool  # the template already matches (kubectl: "skipped rollback")
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    is_complete: bool
+    is_failed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class JobState:
+    phase: Literal["running", "complete", "failed"]
+    message: str
