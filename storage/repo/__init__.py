@@ -1,0 +1,1 @@
+"""The pieces `storage.repository.Repository` is built from: one mixin a concern."""

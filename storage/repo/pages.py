@@ -1,0 +1,268 @@
+"""SMS pages of the escalation ladders: ack codes, sending, delivery, acknowledgement."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from storage.models import AuditEvent, DueWork, Page, Rollback
+from storage.repo.base import RepositoryBase
+from storage.repo.records import NewWork, RecordNotFound
+from storage.repo.work import _cancel_open_work, _work_row
+
+ACK_CODE_MEMORY = timedelta(days=7)  # a page's ack code is not reused for that phone sooner
+
+
+class PagesMixin(RepositoryBase):
+    """Pages to on-call phones, each acknowledged once a ladder."""
+
+    def add_page(
+        self,
+        *,
+        rollback_id: int,
+        reason: str,
+        level: int,
+        position: int,
+        contact_name: str,
+        phone: str,
+        now: datetime,
+    ) -> Page:
+        """Store a queued page once per (rollback, reason, position) and return the stored row.
+
+        Its 4-digit ack code differs from the codes of the phone's other open pages, so a reply
+        ``ACK <code>`` from that phone names exactly one page.
+        """
+        ladder_slot = (
+            col(Page.rollback_id) == rollback_id,
+            col(Page.reason) == reason,
+            col(Page.position) == position,
+        )
+        try:
+            with self._write() as session:
+                existing = session.exec(select(Page).where(*ladder_slot)).first()
+                if existing is not None:
+                    return existing
+                # codes this phone may still reply with: its pages of the last week (a bounded
+                # set, however many ladders were never acknowledged)
+                recent_codes = select(Page.ack_code).where(
+                    Page.phone == phone, col(Page.created_at) >= now - ACK_CODE_MEMORY
+                )
+                taken = set(session.exec(recent_codes).all())
+                free = [f"{1000 + secrets.randbelow(9000)}" for _ in range(64)]
+                code = next((c for c in free if c not in taken), None) or next(
+                    (c for n in range(1000, 10000) if (c := str(n)) not in taken), free[0]
+                )
+                page = Page(
+                    rollback_id=rollback_id,
+                    reason=reason,
+                    level=level,
+                    position=position,
+                    contact_name=contact_name,
+                    phone=phone,
+                    ack_code=code,
+                    created_at=now,
+                )
+                session.add(page)
+            return page
+        except IntegrityError:  # another replica stored it between our read and insert
+            with self._read() as session:
+                return session.exec(select(Page).where(*ladder_slot)).one()
+
+    def list_pages(self, rollback_id: int, reason: str | None = None) -> list[Page]:
+        """A rollback's pages (of one ladder when `reason` is given), in ladder order."""
+        query = select(Page).where(Page.rollback_id == rollback_id)
+        if reason is not None:
+            query = query.where(Page.reason == reason)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(Page.position), col(Page.id))).all())
+
+    def get_page(self, page_id: int) -> Page | None:
+        with self._read() as session:
+            return session.get(Page, page_id)
+
+    def find_page_by_sid(self, twilio_sid: str) -> Page | None:
+        with self._read() as session:
+            return session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
+
+    def find_pages_for_reply(self, phone: str, ack_code: str | None) -> list[Page]:
+        """Pages sent to `phone` (with `ack_code` when given), newest first."""
+        query = select(Page).where(Page.phone == phone)
+        if ack_code is not None:
+            query = query.where(Page.ack_code == ack_code)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(Page.id).desc()).limit(20)).all())
+
+    def claim_page_for_sending(self, page_id: int, now: datetime) -> bool:
+        """queued → sending, unless the page's ladder was acknowledged; True if this caller
+        may now send it (exactly one caller ever does).
+
+        One conditional UPDATE; the rollback row is share-locked first so that on PostgreSQL
+        an acknowledgement (which locks it for update) is either committed before this check or
+        waits until the page is claimed: an acknowledged ladder never starts another SMS.
+        """
+        acked = sa.inspect(Page).local_table.alias("acked")
+        with self._write() as session:
+            page = session.get(Page, page_id)
+            if page is None or page.status != "queued":
+                return False
+            session.exec(
+                select(Rollback.id)
+                .where(Rollback.id == page.rollback_id)
+                .with_for_update(read=True)
+            ).one()
+            is_acknowledged = (
+                sa.select(acked.c.id)
+                .where(
+                    acked.c.rollback_id == page.rollback_id,
+                    acked.c.reason == page.reason,
+                    acked.c.acknowledged_at.is_not(None),
+                )
+                .exists()
+            )
+            statement = (
+                sa.update(Page)
+                .where(col(Page.id) == page_id, col(Page.status) == "queued", ~is_acknowledged)
+                .values(status="sending", status_at=now)
+            )
+            return session.exec(statement).rowcount == 1
+
+    def mark_page_sent(self, page_id: int, twilio_sid: str | None, now: datetime) -> bool:
+        """sending (or queued) → sent: Twilio took it. False if a delivery report got there
+        first (it saved the SID too) or the page was never being sent."""
+        return self._update_page(
+            page_id,
+            ("sending", "queued"),
+            status="sent",
+            twilio_sid=twilio_sid,
+            sent_at=now,
+            status_at=now,
+        )
+
+    def release_page(self, page_id: int, now: datetime) -> bool:
+        """sending → queued: Twilio certainly did not take it (5xx, no connection); retry."""
+        return self._update_page(page_id, ("sending",), status="queued", status_at=now)
+
+    def mark_page_failed(
+        self,
+        page_id: int,
+        error: str,
+        now: datetime,
+        *,
+        error_code: int | None = None,
+        status: str = "failed",
+    ) -> bool:
+        """queued or sending → failed (or skipped: SMS disabled); False if it had moved on."""
+        return self._update_page(
+            page_id,
+            ("queued", "sending"),
+            status=status,
+            error=error,
+            error_code=error_code,
+            status_at=now,
+        )
+
+    def _update_page(self, page_id: int, statuses: tuple[str, ...], **values: Any) -> bool:
+        statement = (
+            sa.update(Page)
+            .where(col(Page.id) == page_id, col(Page.status).in_(statuses))
+            .values(**values)
+        )
+        with self._write() as session:
+            return session.exec(statement).rowcount == 1
+
+    def record_page_delivery(
+        self,
+        twilio_sid: str,
+        status: str,
+        error_code: int | None,
+        now: datetime,
+        *,
+        page_id: int | None = None,
+    ) -> Page | None:
+        """Apply a delivery status callback; the page if its status moved on, else None.
+
+        Callbacks can arrive twice, out of order, or before the sender recorded the SID (the
+        callback URL then names the page): a status only replaces an earlier one (queued → sent
+        → delivered | undelivered | failed), never a final one.
+        """
+        rank = {"queued": 0, "accepted": 0, "sending": 1, "sent": 2}
+        with self._write() as session:
+            if page_id is not None:
+                page = session.get(Page, page_id)
+                if page is not None and page.twilio_sid not in (None, twilio_sid):
+                    page = None  # a callback naming a page but another message: ignore it
+            else:
+                page = session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
+            if page is None or rank.get(page.status, 3) >= rank.get(status, 3):
+                return None
+            page.status, page.status_at = status, now
+            page.twilio_sid = page.twilio_sid or twilio_sid
+            page.sent_at = page.sent_at or now
+            if error_code is not None:
+                page.error_code = error_code
+        return page
+
+    def set_page_notice(self, page_ids: Sequence[int], channel: str, ts: str) -> None:
+        """Remember the Slack notice that announced these pages (its button acknowledges)."""
+        statement = (
+            sa.update(Page)
+            .where(col(Page.id).in_(list(page_ids)))
+            .values(notice_channel=channel, notice_ts=ts)
+        )
+        with self._write() as session:
+            session.exec(statement)
+
+    def acknowledge_ladder(
+        self,
+        page_id: int,
+        by: str,
+        now: datetime,
+        *,
+        cancel_prefix: str | None = None,
+        audit: AuditEvent | None = None,
+        schedule: Sequence[NewWork] = (),
+    ) -> bool:
+        """Acknowledge `page_id`'s ladder (rollback, reason) and the rollback, once.
+
+        False when someone acknowledged the ladder first: the rollback row is locked while
+        checking, so two acknowledgements racing on PostgreSQL resolve to one.
+        In the same transaction, so a crash cannot separate the acknowledgement from what
+        follows it: open due work whose key starts with `cancel_prefix` (the rest of the ladder)
+        is cancelled, `audit` is appended with how many items that was in
+        ``detail["cancelled"]``, and `schedule` is added (once per key).
+        """
+        with self._write() as session:
+            page = session.get(Page, page_id)
+            if page is None:
+                raise RecordNotFound(f"page {page_id} not found")
+            rollback = session.exec(
+                select(Rollback).where(Rollback.id == page.rollback_id).with_for_update()
+            ).one()
+            already = session.exec(
+                select(Page.id).where(
+                    Page.rollback_id == page.rollback_id,
+                    Page.reason == page.reason,
+                    col(Page.acknowledged_at).is_not(None),
+                )
+            ).first()
+            if already is not None:
+                return False
+            page.acknowledged_at, page.acknowledged_by = now, by
+            if rollback.acknowledged_at is None:
+                rollback.acknowledged_at, rollback.acknowledged_by = now, by
+            cancelled = (
+                0 if cancel_prefix is None else _cancel_open_work(session, cancel_prefix, now)
+            )
+            if audit is not None:
+                audit.detail = {**audit.detail, "cancelled": cancelled}
+                session.add(audit)
+            for work in schedule:
+                if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
+                    session.add(_work_row(work, now))
+        return True
