@@ -172,8 +172,8 @@ def test_a_slow_handler_keeps_its_item(tmp_path: Path) -> None:
     def wall() -> datetime:
         return datetime.now(UTC)
 
-    slow = DueWorkRunner(repo, wall, "replica-a", lease_seconds=0.3)
-    other = DueWorkRunner(repo, wall, "replica-b", lease_seconds=0.3)
+    slow = DueWorkRunner(repo, wall, "replica-a", lease_seconds=1.0)  # renewed every ~0.33 s
+    other = DueWorkRunner(repo, wall, "replica-b", lease_seconds=1.0)
     started, release = threading.Event(), threading.Event()
     runs: list[str] = []
 
@@ -191,7 +191,7 @@ def test_a_slow_handler_keeps_its_item(tmp_path: Path) -> None:
     first = repo.get_work("long")
     assert first is not None and first.claimed_until is not None
     deadline = time.monotonic() + 10
-    while wall() < first.claimed_until + timedelta(seconds=0.3):  # well past the first lease
+    while wall() < first.claimed_until + timedelta(seconds=0.5):  # well past the first lease
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert other.tick() == 0  # renewed: still replica-a's
