@@ -129,7 +129,9 @@ def test_unknown_path_is_404(client: httpx.Client) -> None:
 
 
 def test_delay_is_honoured_concurrently(sim: PrometheusSimulator) -> None:
-    sim.set_delay(0.2)
+    """Two delayed requests overlap: together they take one delay, far from two (the wide
+    margin keeps a loaded machine from failing it; the figures live in benchmarks/)."""
+    sim.set_delay(1.0)
 
     def fetch(path: str) -> int:
         with httpx.Client(base_url=sim.url, timeout=5.0) as c:
@@ -141,7 +143,7 @@ def test_delay_is_honoured_concurrently(sim: PrometheusSimulator) -> None:
     elapsed = time.monotonic() - started
 
     assert statuses == [200, 200]
-    assert 0.2 <= elapsed < 0.35
+    assert 1.0 <= elapsed < 1.8  # sequential would be 2.0
 
 
 def test_stop_is_idempotent_and_url_needs_start() -> None:
