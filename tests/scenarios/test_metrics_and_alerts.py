@@ -73,7 +73,12 @@ def test_metrics_after_an_assessment_a_success_a_failure_and_a_running_rollback(
     harness.wait_rollbacks()
     kube_sim.set_never_ready(NS, "checkout-api")
     harness.slash("run checkout --immediate")
-    until(lambda: harness.bot.deps.repo.get_rollback(3) is not None, "the third rollback")
+
+    def third_started() -> bool:  # a start is told to the listeners (metrics) as due work
+        work = harness.bot.deps.repo.get_work("started:3")
+        return work is not None and work.status == "done"
+
+    until(third_started, "the third rollback's start")
 
     m = scrape(harness)
     started = sample(m, "rollback_bot_rollbacks_started_total", **ids, kind="immediate")
