@@ -61,24 +61,23 @@ def run(
         )
         return
     if not policy.may_run_immediately(service, user):
-        _say(
-            ack,
-            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
-            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
-            f" `/rollback plan {service.name}`.",
-        )
-        deps.repo.add_audit_event(
+        deps.repo.add_audit_event(  # stored before the answer: whoever reads it can rely on it
             "rollback.refused",
             now=deps.clock(),
             service=service.name,
             actor=user,
             detail={"why": "not a responder"},
         )
+        _say(
+            ack,
+            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
+            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
+            f" `/rollback plan {service.name}`.",
+        )
         return
     if cmd.is_forced and not policy.may_force(
         service, user, deps.groups.members(policy.approver_groups(service))
     ):
-        _say(ack, ":no_entry: `--force` (past the point of no return) is for approvers only.")
         deps.repo.add_audit_event(
             "rollback.refused",
             now=deps.clock(),
@@ -86,6 +85,7 @@ def run(
             actor=user,
             detail={"why": "--force by a non-approver"},
         )
+        _say(ack, ":no_entry: `--force` (past the point of no return) is for approvers only.")
         return
     _start(deps, cmd, service, plan, user, command, ack)
 
