@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.approvals import START, Answer, approver_members, audit, refresh_request
 from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
+from bot.engine import started_work
 from bot.notify import approval_blocks
 from bot.rollback import policy
 from bot.rollback.assess import Decision
@@ -127,6 +128,7 @@ def start_due(deps: Deps, item: DueWork) -> None:
         now,
         expected=("approved", "scheduled"),
         cancel=[key for key in _open_work(rollback_id) if key != item.key],  # not this one
+        schedule=[started_work(rollback_id, now)],  # its listeners: SLA check, metrics
     )
     if moved is None:
         return
@@ -144,6 +146,7 @@ def start_due(deps: Deps, item: DueWork) -> None:
         reason=r.reason,
     )
     deps.engine.submit(rollback_id)
+    deps.engine.kick_due_work()  # its start reaches the listeners now
     refresh_request(deps, rollback_id)
 
 

@@ -212,6 +212,10 @@ def test_plan_posts_a_request_and_an_approval_runs_it(h: Harness, kube: Kubernet
         e for e in h.bot.deps.repo.list_audit_events(rollback_id=1) if e.kind == "rollback.started"
     ]
     assert started.detail["approvers"] == ["U0APPROVER1"] and started.detail["kind"] == "planned"
+    told = h.bot.deps.repo.get_work("started:1")  # the listeners heard of the start
+    assert told is not None and told.status == "done"
+    sla = h.bot.deps.repo.get_work("sla-check:1")  # scheduled at the start, cancelled at the end
+    assert sla is not None and sla.status == "cancelled"
     r = h.bot.deps.repo.get_rollback(1)
     assert r is not None and r.approved_at is not None and r.approval_ts == message["ts"]
 
