@@ -55,7 +55,11 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = _deployment(ctx, params)
     planned = ctx.previous.get("undo")
     if planned is not None:  # a resumed attempt: never undo a second time
-        if ctx.kube.deployment(ctx.target, name).images == planned["images_after"]:
+        current = ctx.kube.deployment(ctx.target, name)
+        # the undo makes a new revision: still at the planned one means it never went out
+        # (images alone cannot tell: two revisions may differ only in env or resources)
+        moved_on = current.revision != int(planned["from_revision"])
+        if moved_on and current.images == planned["images_after"]:
             return {"undo": planned, "note": "already rolled back before the restart"}
         wanted: int | None = int(planned["to_revision"])
     else:
