@@ -73,6 +73,10 @@ class PhaseListener(Protocol):
     def phase_started(self, rollback: Rollback, phase: str) -> None: ...
 
 
+class Interrupted(Exception):
+    """This process is stopping: leave the rollback running for the next process to resume."""
+
+
 class LeaseLost(Exception):
     """Another worker took this rollback over (we stalled past the lease): stop touching it."""
 
@@ -107,6 +111,7 @@ class Engine:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._running: set[int] = set()
+        self._stopping = threading.Event()
         self.listeners: list[RollbackListener] = []
         # Called after a start or an end is stored: the app runs that due work at once.
         self.kick_due_work: Callable[[], None] = lambda: None
@@ -169,8 +174,12 @@ class Engine:
         return self.progress.flush(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
+        """Stop at the next wait or step boundary. Running rollbacks stay `running` with their
+        steps as they are (never aborted by a restart); the lease is given back and the next
+        process resumes them."""
+        self._stopping.set()
         for event in list(self._aborts.values()):
-            event.set()  # stop waiting; the leases lapse and another process resumes
+            event.set()  # wake the waits; they see _stopping and interrupt, not abort
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- running ---------------------------------------------------------------------------
@@ -220,6 +229,9 @@ class Engine:
             if self._is_abort_requested(rollback_id):
                 self._abort(rollback_id)
                 return
+            if self._stopping.is_set():
+                log.info("rollback #%d: stopping; the next process resumes it", rollback_id)
+                return
             if step.phase != phase:
                 phase = step.phase
                 self._tell("phase_started", rollback_id, phase)
@@ -232,6 +244,9 @@ class Engine:
             if outcome != "succeeded":
                 self._finish(rollback_id, "failed", f"{step.name}: {outcome}")
                 return
+        if self._is_abort_requested(rollback_id):  # asked during the last step: say so
+            self._abort(rollback_id)
+            return
         self._finish(rollback_id, "succeeded", None)
 
     def _run_step(self, rollback_id: int, service: Service, step: RollbackStep) -> str:
@@ -273,6 +288,9 @@ class Engine:
                 "rollback #%d: lease lost to another worker during %s", rollback_id, step.name
             )
             return "lease-lost"
+        except Interrupted:
+            log.info("rollback #%d: %s interrupted by shutdown", rollback_id, step.name)
+            return "lease-lost"  # stop here; the step stays running and is resumed
         except StepFailed as exc:
             audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
             self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc), audit=audit)
@@ -289,7 +307,11 @@ class Engine:
         self.progress.note(
             rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
         )
-        self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease)
+        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
+            log.warning(
+                "rollback #%d: lease lost to another worker after %s", rollback_id, step.name
+            )
+            return "lease-lost"  # someone else holds it now: never run the next step twice
         return "succeeded"
 
     def _step_event(
@@ -312,6 +334,8 @@ class Engine:
             remaining = deadline - time.monotonic()
             poll = min(ABORT_POLL_SECONDS, self.lease.total_seconds() / 3)
             if event.wait(min(max(remaining, 0.0), poll)) or self._is_abort_requested(rollback_id):
+                if self._stopping.is_set() and not self._is_abort_requested(rollback_id):
+                    raise Interrupted()
                 raise Aborted()
             if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
                 raise LeaseLost()
