@@ -685,6 +685,18 @@ def test_a_job_runs_then_completes(
     assert job["metadata"]["labels"] == {"rollback": "42"}
 
 
+def test_a_job_of_the_same_name_from_elsewhere_is_never_adopted(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    kube.create_job(HERE, "db-downgrade", SMOKE_SPEC, labels={"rollback-bot/rollback": "3"})
+    kube.create_job(HERE, "db-downgrade", SMOKE_SPEC, labels={"rollback-bot/rollback": "3"})
+    with pytest.raises(KubeError) as refused:  # rollback 4 must not take 3's job as its own
+        kube.create_job(HERE, "db-downgrade", SMOKE_SPEC, labels={"rollback-bot/rollback": "4"})
+    assert refused.value.status == 409
+    assert "was not created for this rollback" in str(refused.value)
+    assert f"kubectl -n {NS} delete job db-downgrade" in str(refused.value)
+
+
 def test_a_failed_job_says_why(sim: KubeSimulator, kube: KubernetesClient) -> None:
     sim.set_job_outcome(NS, "smoke-", "failed")
     kube.create_job(HERE, "smoke-2", SMOKE_SPEC)

@@ -134,7 +134,9 @@ class Resources(ApiSession):
         labels: dict[str, str] | None = None,
         dry_run: bool = False,
     ) -> None:
-        """Create a Job; one that already exists counts as created (the step may be re-run)."""
+        """Create a Job; one that already exists counts as created (the step may be re-run)
+        if it carries our `labels`: a Job of the same name from elsewhere (another rollback, a
+        person) is refused, never adopted as if it had run for us."""
         metadata = {"name": name, "labels": labels or {}}
         try:
             body = k8s.V1Job.model_validate(
@@ -153,6 +155,20 @@ class Resources(ApiSession):
         except KubeError as exc:
             if exc.reason != "AlreadyExists":
                 raise
+            existing = self._call(
+                f"GET job {t.namespace}/{name}",
+                lambda: api.read_namespaced_job(name, t.namespace, _request_timeout=self._timeout),
+                _not_found("job", name, t),
+            )
+            theirs = (existing.metadata.labels if existing.metadata else None) or {}
+            if any(theirs.get(key) != value for key, value in (labels or {}).items()):
+                raise KubeError(
+                    409,
+                    "AlreadyExists",
+                    f'job "{name}" already exists in {t.namespace} and was not created for this'
+                    " rollback; delete it (kubectl -n"
+                    f" {t.namespace} delete job {name}) or give the step another job_name",
+                ) from None
             log.info("job %s/%s already exists; not creating it again", t.namespace, name)
 
     def job_state(self, t: KubeTarget, name: str) -> JobState:
