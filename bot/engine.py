@@ -280,8 +280,9 @@ class Engine:
             if runner is None:
                 raise StepFailed(f"unknown step kind {step.kind!r}")
             detail = runner(ctx, previous.get("params", {}))
-        except Aborted:
-            self.repo.finish_step(step_id, "failed", self.clock(), error="aborted while running")
+        except Aborted as exc:
+            error = f"aborted while running: {exc}" if str(exc) else "aborted while running"
+            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
             return "aborted"
         except LeaseLost:
             log.warning(
@@ -370,6 +371,11 @@ class Engine:
         lines = [":octagonal_sign: *Aborted.*", f"Done: {', '.join(ran) or 'nothing'}."]
         if cut:
             lines.append(f"Interrupted: {', '.join(cut)}.")
+        lines += [  # e.g. a Job still running in the cluster: say so, never hide it
+            f":warning: {s.detail['left_running']}"
+            for s in steps
+            if s.status in ("running", "failed") and s.detail.get("left_running")
+        ]
         lines.append(f"Not run: {', '.join(skipped) or 'nothing'}.")
         service = self.catalog.get(self._get(rollback_id).service)
         if service is not None:

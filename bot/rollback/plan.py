@@ -61,7 +61,7 @@ STEP_PARAMS: dict[str, tuple[set[str], set[str]]] = {
         {"to_percent", "step_percent", "gate_query", "gate_below", "gate_wait_seconds"},
     ),
     "run_job": ({"job"}, {"job_name"}),
-    "wait_rollout": (set(), {"deployment"}),
+    "wait_rollout": (set(), {"deployment", "min_available"}),
     "http_check": ({"url"}, {"expect_status"}),
     "http_request": ({"url"}, {"method", "body", "expect_status"}),
     "prometheus_gate": ({"query"}, {"below", "above"}),
@@ -170,7 +170,14 @@ def default_plan(inp: PlanInputs) -> Plan:
                     ["Deployment", bg["candidate"]],
                 ],
             ),
-            step("preparation", "wait_rollout", f"Stable colour {d} is ready", deployment=d),
+            # kubectl counts 0 replicas as rolled out: traffic must not go to a colour without pods
+            step(
+                "preparation",
+                "wait_rollout",
+                f"Stable colour {d} is ready",
+                deployment=d,
+                min_available=1,
+            ),
             step(
                 "stop_traffic",
                 "switch_selector",

@@ -26,6 +26,10 @@ class StepFailed(Exception):
     """The step did not achieve its goal; the message says why, in words, for Slack."""
 
 
+class TimedOut(StepFailed):
+    """``poll_until`` reached the step's deadline (a StepFailed the step may reword)."""
+
+
 class Aborted(Exception):
     """Someone asked to abort; raised out of waits and between steps."""
 
@@ -54,9 +58,9 @@ class StepContext:
     def poll_until(self, check: Callable[[], str | None], interval: float, what: str) -> str:
         """Call ``check`` until it returns a message (done) or the step times out.
 
-        ``check`` returns None while not done and raises StepFailed for a final failure. The
-        pause starts at 0.1 s and doubles up to ``interval``: a quick rollout is seen at once,
-        a slow one is not polled hard.
+        ``check`` returns None while not done and raises StepFailed for a final failure; the
+        deadline raises TimedOut. The pause starts at 0.1 s and doubles up to ``interval``: a
+        quick rollout is seen at once, a slow one is not polled hard.
         """
         deadline = self.deadline()
         pause = min(FIRST_POLL_SECONDS, interval)
@@ -65,7 +69,7 @@ class StepContext:
             if done is not None:
                 return done
             if self.monotonic() >= deadline:
-                raise StepFailed(f"{what}: not done after {self.timeout_seconds:g} s")
+                raise TimedOut(f"{what}: not done after {self.timeout_seconds:g} s")
             self.wait(min(pause, max(0.0, deadline - self.monotonic())))
             pause = min(pause * 2, interval)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from bot.adapters.kubernetes import KubeError, UndoPlan
-from bot.steps import StepContext, StepFailed, StepRunner
+from bot.adapters.kubernetes import TRANSIENT_STATUSES, KubeError, KubeTarget, UndoPlan
+from bot.steps import FIRST_POLL_SECONDS, Aborted, StepContext, StepFailed, StepRunner, TimedOut
 
 API_VERSIONS = {
     "Deployment": "apps/v1",
@@ -19,6 +20,7 @@ API_VERSIONS = {
     "Ingress": "networking.k8s.io/v1",
 }
 POLL_SECONDS = 1.0
+MAX_REVERTED_PAUSE_SECONDS = 30.0  # shift_traffic's pause while something keeps undoing it
 
 
 def _kube_errors(fn: StepRunner) -> StepRunner:
@@ -34,6 +36,63 @@ def _kube_errors(fn: StepRunner) -> StepRunner:
 
 def _deployment(ctx: StepContext, params: Mapping[str, Any]) -> str:
     return str(params.get("deployment") or ctx.service.spec.deployment)
+
+
+def _is_transient(exc: KubeError) -> bool:
+    """Worth waiting out: an overloaded or restarting API server, or one out of reach."""
+    return exc.status in TRANSIENT_STATUSES or exc.reason == "Unreachable"
+
+
+def _in_words(exc: KubeError) -> str:
+    return f"{exc} (HTTP {exc.status} {exc.reason})" if exc.status else str(exc)
+
+
+@dataclass
+class _Seen:
+    """What a Kubernetes wait saw last, for its timeout message."""
+
+    status: str = "no answer yet"
+    error: str | None = None  # the last transient API error, in words
+    is_failing: bool = False  # the latest poll met that error
+
+    def __str__(self) -> str:
+        if self.is_failing:
+            return f"the Kubernetes API kept failing, last error: {self.error}"
+        recovered = f"; last Kubernetes API error (recovered): {self.error}" if self.error else ""
+        return f"last status: {self.status}{recovered}"
+
+
+def _poll_kube(
+    ctx: StepContext, what: str, read: Callable[[], tuple[bool, str]], seen: _Seen
+) -> str:
+    """``ctx.poll_until`` for a check that reads Kubernetes; ``read`` gives (is_done, status).
+
+    The client retries an API error for a few seconds only; a control-plane blip during a
+    ten-minute rollout must not fail the rollback while the cluster carries on. So a transient
+    error (429, 5xx, unreachable, timed out) is "not done yet" until the step's deadline, and
+    the timeout names it. Any other API error (403, 404, 422 …) fails at once.
+    """
+
+    def check() -> str | None:
+        try:
+            is_done, status = read()
+        except KubeError as exc:
+            if not _is_transient(exc):
+                raise StepFailed(f"{what}: Kubernetes: {_in_words(exc)}") from exc
+            if seen.error is None:  # once per step: an outage must not flood the thread
+                ctx.note(
+                    f"{what}: the Kubernetes API is failing ({_in_words(exc)});"
+                    " still waiting, until the step's timeout"
+                )
+            seen.error, seen.is_failing = _in_words(exc), True
+            return None
+        seen.status, seen.is_failing = status, False
+        return status if is_done else None
+
+    try:
+        return ctx.poll_until(check, POLL_SECONDS, what)
+    except TimedOut as exc:
+        raise TimedOut(f"{exc}; {seen}") from None
 
 
 @_kube_errors
@@ -156,34 +215,92 @@ def restart(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 
 @_kube_errors
 def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Wait until the rollout is complete by kubectl's rules; fail on its progress deadline."""
-    name = _deployment(ctx, params)
+    """Wait until the rollout is complete by kubectl's rules; fail on its progress deadline.
 
-    def check() -> str | None:
+    kubectl counts a deployment of 0 replicas as rolled out. ``min_available`` (for a
+    deployment about to take traffic, e.g. blue-green's stable colour) also asks for that many
+    available pods, and fails at once when the deployment is scaled to 0.
+    """
+    name = _deployment(ctx, params)
+    min_available = int(params.get("min_available", 0))
+    seen = _Seen()
+    short_of: int | None = None  # available pods, while fewer than min_available
+
+    def read() -> tuple[bool, str]:
+        nonlocal short_of
+        short_of = None
         status = ctx.kube.rollout_status(ctx.target, name)
         if status.is_failed:
             raise StepFailed(status.message)
-        return status.message if status.is_complete else None
+        if not status.is_complete or min_available <= 0:
+            return status.is_complete, status.message
+        info = ctx.kube.deployment(ctx.target, name)
+        if info.replicas == 0:  # nothing will bring pods back by itself
+            raise StepFailed(f"{_too_few_pods(name, 0, min_available)} (scaled to 0 replicas)")
+        if info.available_replicas < min_available:
+            short_of = info.available_replicas
+            return False, f"{short_of} available pods, {min_available} needed"
+        return True, status.message
 
-    return {"status": ctx.poll_until(check, POLL_SECONDS, f"rollout of {name}")}
+    try:
+        return {"status": _poll_kube(ctx, f"rollout of {name}", read, seen)}
+    except TimedOut as exc:
+        if short_of is not None and not seen.is_failing:
+            raise StepFailed(f"{_too_few_pods(name, short_of, min_available)} ({exc})") from None
+        raise
+
+
+def _too_few_pods(name: str, available: int, wanted: int) -> str:
+    have = "no available pods" if available == 0 else f"only {available} available pods"
+    return (
+        f"deployment {name} has {have} ({wanted} needed);"
+        " scale it up before switching traffic to it"
+    )
 
 
 @_kube_errors
 def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Run a Job from the catalog's template (user-supplied container) and wait for its end."""
+    """Run a Job from the catalog's template (user-supplied container) and wait for its end.
+
+    A timeout or an abort leaves the Job running, and says so: it is often a database
+    migration, and stopping one half-way can be worse than letting it finish.
+    """
     job = str(params.get("job_name") or f"rollback-{ctx.rollback_id}-{ctx.position}")
     ctx.kube.create_job(
         ctx.target, job, dict(params["job"]), labels={"rollback-bot/rollback": str(ctx.rollback_id)}
     )
     ctx.remember({"job": job})
+    seen = _Seen()
 
-    def check() -> str | None:
+    def read() -> tuple[bool, str]:
         state = ctx.kube.job_state(ctx.target, job)
         if state.phase == "failed":
             raise StepFailed(f"Job {job} failed: {state.message}")
-        return state.message if state.phase == "complete" else None
+        return state.phase == "complete", state.message
 
-    return {"job": job, "status": ctx.poll_until(check, POLL_SECONDS, f"Job {job}")}
+    try:
+        status = _poll_kube(ctx, f"Job {job}", read, seen)
+    except TimedOut as exc:
+        left = _left_running(ctx.target, job, seen)
+        ctx.remember({"left_running": left})
+        raise StepFailed(f"{exc}. {left}") from None
+    except Aborted:
+        left = _left_running(ctx.target, job, seen)
+        ctx.remember({"left_running": left})
+        ctx.note(f":warning: {left}")
+        raise Aborted(left) from None
+    return {"job": job, "status": status}
+
+
+def _left_running(t: KubeTarget, job: str, seen: _Seen) -> str:
+    kubectl = " ".join(
+        ["kubectl", *(["--context", t.context] if t.context else []), "-n", t.namespace]
+    )
+    state = "may still be running" if seen.is_failing else "is still running"
+    return (
+        f"Job {job} {state} in namespace {t.namespace}; it was not stopped"
+        f" (check it with `{kubectl} get job {job}`)"
+    )
 
 
 def _weights(obj: Mapping[str, Any], *paths: str) -> list[int]:
@@ -201,21 +318,49 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
     """Move the canary weight to ``to_percent`` in steps, with a metric gate between steps.
 
     On a failed gate the rest of the shift happens at once (seed 000 gradual procedure:
-    "if issues detected, complete rollback immediately").
+    "if issues detected, complete rollback immediately"). Every pass waits through
+    ``ctx.wait`` (where an abort is raised) and the step's deadline ends it: something else,
+    such as a GitOps sync, may keep writing the old weight back.
     """
     t = params["traffic"]
     target = int(params.get("to_percent", 0))
     step = int(params.get("step_percent", 100))
+    if step <= 0:
+        raise StepFailed(f"step_percent must be a positive percentage, not {step}")
+    if not 0 <= target <= 100:
+        raise StepFailed(f"to_percent must be between 0 and 100, not {target}")
     api, kind, name = t["api_version"], t["kind"], t["name"]
     stable_path, canary_path = t["stable_weight_path"], t["canary_weight_path"]
+    gate = params.get("gate_query")
+    deadline = ctx.deadline()
     history: list[int] = []
+    reverts = 0  # passes that found the weight changed back since our patch
     while True:
         obj = ctx.kube.read_object(ctx.target, api, kind, name)
         stable, canary = _weights(obj, stable_path, canary_path)
         if canary == target:
             return {"weights": history, "canary_percent": canary}
-        gate = params.get("gate_query")
-        if history and gate and not _gate_passes(ctx, str(gate), float(params["gate_below"])):
+        if history and canary != history[-1]:
+            reverts += 1
+            if reverts == 1:  # once: a fight with a GitOps sync must not flood the thread
+                ctx.note(
+                    f"{kind} {name}: the canary weight is {canary} % again, not the"
+                    f" {history[-1]} % just set: something else writes it (a GitOps sync?);"
+                    " retrying until the step's timeout"
+                )
+        if ctx.monotonic() >= deadline:
+            undone = (
+                f"; something else set it back {reverts} times (a GitOps sync?): pause that"
+                " and run the rollback again"
+                if reverts
+                else ""
+            )
+            raise StepFailed(
+                f"{kind} {name}: the canary weight is still {canary} %, not {target} %,"
+                f" after {ctx.timeout_seconds:g} s{undone}"
+            )
+        is_gated = bool(history and gate and step < 100)  # between increments only
+        if is_gated and not _gate_passes(ctx, str(gate), float(params["gate_below"])):
             ctx.note("metric gate failed between increments: completing the shift at once")
             step = 100
         nxt = max(target, canary - step) if canary > target else min(target, canary + step)
@@ -226,9 +371,13 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         ]
         ctx.kube.patch_object(ctx.target, api, kind, name, ops)
         history.append(nxt)
-        ctx.note(f"{kind} {name}: canary weight {canary} % → {nxt} %")
+        if not reverts:
+            ctx.note(f"{kind} {name}: canary weight {canary} % → {nxt} %")
         if nxt != target and gate:
-            ctx.wait(float(params.get("gate_wait_seconds", 30)))
+            pause = float(params.get("gate_wait_seconds", 30))
+        else:  # confirm the weight held; back off while something keeps undoing it
+            pause = min(FIRST_POLL_SECONDS * 2**reverts, MAX_REVERTED_PAUSE_SECONDS)
+        ctx.wait(min(pause, max(0.0, deadline - ctx.monotonic())))
 
 
 def _gate_passes(ctx: StepContext, query: str, below: float) -> bool:

@@ -43,6 +43,24 @@ def test_blue_green_switches_the_selector_then_scales_the_candidate_down() -> No
     assert plan.steps[-1].params == {"deployment": "storefront-green", "replicas": 0}
 
 
+def test_blue_green_requires_pods_in_the_stable_colour_before_switching() -> None:
+    """kubectl counts 0 replicas as rolled out: the readiness check asks for an available pod."""
+    plan = load_catalog(EXAMPLE).services["storefront"].plan()
+    kinds = [s.kind for s in plan.steps]
+    ready = plan.steps[kinds.index("wait_rollout")]
+    assert kinds.index("wait_rollout") < kinds.index("switch_selector")
+    assert ready.params == {"deployment": "storefront-blue", "min_available": 1}
+
+
+def test_a_catalog_plan_may_ask_a_rollout_for_available_pods() -> None:
+    catalog = parse_catalog(
+        HEAD + "    phases:\n      application:\n"
+        "        - {kind: wait_rollout, deployment: svc-api, min_available: 2}\n"
+    )
+    (wait,) = catalog.services["svc"].plan().steps
+    assert wait.params == {"deployment": "svc-api", "min_available": 2}
+
+
 def test_canary_shifts_traffic_with_a_gate_then_scales_the_canary_down() -> None:
     plan = load_catalog(EXAMPLE).services["boardroom"].plan()
     shift = next(s for s in plan.steps if s.kind == "shift_traffic")
