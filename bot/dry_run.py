@@ -13,6 +13,7 @@ from bot.adapters.kubernetes import KubeError, KubeTarget
 from bot.catalog import Service
 from bot.notify.blocks import escape
 from bot.rollback.plan import PHASE_TITLES, Plan, StepSpec
+from bot.steps.http import redact_url
 
 if TYPE_CHECKING:
     from bot.app import Deps
@@ -85,7 +86,8 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
         images = ", ".join(str(c.get("image")) for c in containers)
         return f"runs a Job from the catalog's template ({images}) and waits for it to end"
     if s.kind in ("http_check", "http_request"):
-        return f"{p.get('method', 'GET') if s.kind == 'http_request' else 'GET'} {p['url']}"
+        method = p.get("method", "GET") if s.kind == "http_request" else "GET"
+        return f"{method} {escape(redact_url(str(p['url'])))}"  # no credentials in Slack
     if s.kind == "prometheus_gate":
         bound = f"< {p['below']}" if "below" in p else f"> {p.get('above')}"
         return f"waits until `{escape(str(p['query']))}` {bound}"

@@ -24,6 +24,7 @@ import httpx
 from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Catalog, Service
+from bot.notify.blocks import escape
 from bot.rollback.plan import Plan
 from bot.steps import Aborted, StepContext, StepFailed, StepRunner, runners
 from storage.models import AuditEvent, Rollback, RollbackStep
@@ -295,7 +296,7 @@ class Engine:
         except StepFailed as exc:
             audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
             self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc), audit=audit)
-            self.progress.note(rollback_id, f":x: *{step.name}* failed: {exc}")
+            self.progress.note(rollback_id, f":x: *{step.name}* failed: {escape(str(exc))}")
             return str(exc)
         except Exception as exc:
             log.exception("rollback #%d step %s raised", rollback_id, step.name)

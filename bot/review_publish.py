@@ -301,12 +301,18 @@ def review_page(deps: Deps, environ: WSGIEnvironment, start: StartResponse) -> I
     review = deps.repo.get_review(rollback_id)
     if review is None:
         rollback = deps.repo.get_rollback(rollback_id)
-        reason = (
-            f"There is no rollback #{rollback_id}."
-            if rollback is None
-            else f"Rollback #{rollback_id} is {rollback.status}: its review is published when it"
-            " ends."
-        )
+        if rollback is None:
+            reason = f"There is no rollback #{rollback_id}."
+        elif rollback.status not in TERMINAL_STATUSES:
+            reason = (
+                f"Rollback #{rollback_id} is {rollback.status}: its review is written when it ends."
+            )
+        elif rollback.started_at is None:
+            reason = (
+                f"Rollback #{rollback_id} was {rollback.status} before it ran: it has no review."
+            )
+        else:
+            reason = f"Rollback #{rollback_id} is {rollback.status}: its review is being published."
         return _html(start, "404 Not Found", "Review not found", f"<p>{html.escape(reason)}</p>")
     title = f"Post-rollback review: rollback #{rollback_id}"
     return _html(start, "200 OK", title, _MARKDOWN.render(review.markdown))

@@ -11,6 +11,11 @@ from bot.web import WebApp
 
 log = logging.getLogger(__name__)
 
+# Slack payloads (slash commands, interactivity, events) and Twilio callbacks are a few KiB; the
+# routes read the whole body before they can check its signature, so waitress's default of 1 GiB
+# would let anyone make a worker buffer a gigabyte. Larger requests are answered 413 unread.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+
 
 class HttpServer:
     def __init__(self, app: WebApp, host: str, port: int, threads: int) -> None:
@@ -22,6 +27,7 @@ class HttpServer:
             threads=threads,
             connection_limit=max(100, threads * 4),
             channel_timeout=30,
+            max_request_body_size=MAX_REQUEST_BODY_BYTES,
             asyncore_loop_timeout=0.1,  # how soon stop() is noticed; idle wake-ups are cheap
             ident="rollback-bot",
         )

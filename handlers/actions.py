@@ -30,7 +30,8 @@ def register(app: App, deps: Deps) -> None:
                 replace_original=False,
             )
             return
-        if not policy.may_abort(service, user, rollback.requested_by):
+        members = deps.groups.members(policy.approver_groups(service))  # group approvers
+        if not policy.may_abort(service, user, rollback.requested_by, members):
             deps.repo.add_audit_event(
                 "gate.refused",
                 now=deps.clock(),
@@ -40,7 +41,8 @@ def register(app: App, deps: Deps) -> None:
             )
             respond(
                 text=":no_entry: Only the requester, responders and approvers may continue"
-                f" this rollback: {policy.who_may_run(service)}.",
+                f" this rollback. Responders: {policy.who_may_run(service)}; approvers:"
+                f" {policy.who_may_approve(service)}.",
                 response_type="ephemeral",
                 replace_original=False,
             )

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
+class AssessmentFailed(Exception):
+    """An assessment failed and the person who asked was told why. Raised on to the work pool so
+    the failure is still logged and counted (metrics, the console's exit status), but its
+    ``tell`` must not answer a second time with the generic internal-error message."""
+
+
 def register(app: App, deps: Deps) -> None:
     @app.command(SlashCommand.ROLLBACK)
     def rollback(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -84,6 +90,15 @@ def _assess(
     # The delivery key and the assessment row are stored first thing after ack, before any
     # query runs or any answer is posted, so a retry or double delivery still answers once.
     ack(text=f":hourglass_flowing_sand: Assessing *{service.name}*…", response_type="ephemeral")
+
+    def tell(exc: BaseException) -> None:
+        if isinstance(exc, AssessmentFailed):
+            return  # the person was told the assessment failed, and why
+        respond(
+            text=internal_error_text(exc, f"the assessment of {service.name}"),
+            response_type="ephemeral",
+        )
+
     deps.work.submit(
         f"assessment of {service.name}",
         _start_assessment,
@@ -94,10 +109,7 @@ def _assess(
         command.get("channel_id"),
         client,
         respond,
-        tell=lambda exc: respond(
-            text=internal_error_text(exc, f"the assessment of {service.name}"),
-            response_type="ephemeral",
-        ),
+        tell=tell,
     )
 
 
@@ -143,7 +155,7 @@ def _run_assessment(
             f" ({type(exc).__name__}). Nothing was changed; the bot's log has the details.",
             response_type="ephemeral",
         )
-        raise
+        raise AssessmentFailed(f"assessment #{assessment_id} of {service.name}") from exc
     deps.metrics.assessment_seconds.labels(service.name).observe(time.monotonic() - started)
     deps.metrics.assessments.labels(service.name, result.decision.value).inc()
     now = deps.clock()

@@ -17,6 +17,7 @@ from bot.notify.blocks import button, escape, message_link, section
 from bot.notify.templates import mention
 from bot.review_publish import review_url
 from bot.rollback import policy
+from handlers.reviews import never_ran
 from storage.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Rollback
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ def _finished(r: Rollback, link: Callable[[int], str | None]) -> dict[str, Any]:
     assert r.id is not None
     ended = f"{r.finished_at:%Y-%m-%d %H:%M} UTC" if r.finished_at else "—"
     url = link(r.id)
-    review = f" · <{url}|review>" if url else f" · `/rollback review {r.id}`"
+    if never_ran(r) is not None:  # nothing ran, so there is no review to link
+        review = " · never ran"
+    else:
+        review = f" · <{url}|review>" if url else f" · `/rollback review {r.id}`"
     return section(f"*#{r.id} {r.service}* {r.status} {ended}{review}")
 
 

@@ -8,11 +8,29 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.app import Deps
+from bot.notify.blocks import escape_keeping_mentions
 from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, link_message
 from bot.rollback.command import Command
-from storage.models import TERMINAL_STATUSES
+from storage.models import TERMINAL_STATUSES, Rollback
 
 log = logging.getLogger(__name__)
+
+# Why a finished rollback never ran. Reviews are written only for rollbacks that ran (succeeded,
+# failed or aborted: the engine's end schedules them); these ended before anything was done.
+NEVER_RAN = {
+    "rejected": "was rejected",
+    "expired": "expired before it started",
+    "cancelled": "was cancelled before it started",
+}
+
+
+def never_ran(rollback: Rollback) -> str | None:
+    """Why a finished rollback never ran (and so has no review), or None if it ran or runs."""
+    if rollback.status in NEVER_RAN:
+        return NEVER_RAN[rollback.status]
+    if rollback.status == "failed" and rollback.started_at is None:
+        return "failed before it started"  # its start kept failing, or its service left
+    return None
 
 
 def review_command(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
@@ -32,6 +50,15 @@ def review_command(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) 
         )
         return
     review = deps.repo.get_review(rollback_id)
+    why = never_ran(rollback)
+    if review is None and why is not None:
+        detail = f" ({escape_keeping_mentions(rollback.error)})" if rollback.error else ""
+        ack(
+            text=f"Rollback #{rollback_id} of *{rollback.service}* {why}{detail}: it never ran,"
+            " so it has no review (reviews are written for rollbacks that ran).",
+            response_type="ephemeral",
+        )
+        return
     if review is None or review.published_via is None:
         ack(
             text=f":hourglass_flowing_sand: The review of rollback #{rollback_id} is being"

@@ -5,7 +5,10 @@ out when the engine reports a change: a change only marks the rollback dirty, an
 thread spends a shared token bucket on the dirty messages — final states first, then the one
 that has waited longest — always sending the latest state. However many rollbacks run, the
 workspace sees at most the budget, and every message ends in its final state. Slack being down
-never fails a rollback: errors are logged and the message stays dirty for the next round.
+never fails a rollback: errors are logged and the message stays dirty for the next round — unless
+Slack says the message can never be edited (deleted, channel gone or archived, token revoked):
+then it is given up once, loudly, instead of being retried every second for ever. What is kept
+per rollback is forgotten once its final state is shown, so memory does not grow with history.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
+from bot.adapters.slack import PERMANENT_ERRORS
 from bot.catalog import Catalog
 from bot.notify.blocks import manual_gate_message, progress_message
+from storage.models import TERMINAL_STATUSES
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,13 @@ BURST = 10
 # The same message is edited at most this often unless its state is final: a fast rollback
 # then costs one edit, and the budget goes to messages whose state really moved on.
 MIN_EDIT_INTERVAL_SECONDS = 2.0
+# Answers after which no retry of the post or edit can succeed: PERMANENT_ERRORS (channel, token,
+# message content) plus chat.update's own "this message cannot be edited any more".
+GIVE_UP_ERRORS = PERMANENT_ERRORS | {
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+}
 
 
 class SlackProgress:
@@ -62,6 +75,9 @@ class SlackProgress:
         self._posts_pending = 0
         self._last_edit: dict[int, float] = {}
         self._shown: dict[int, tuple[str, str]] = {}  # what the message reads now (text, blocks)
+        # Messages Slack will never take (GIVE_UP_ERRORS) of rollbacks still running: their
+        # changes are ignored until the final one, which forgets them.
+        self._given_up: set[int] = set()
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
         self._thread.start()
@@ -69,6 +85,11 @@ class SlackProgress:
     # --- what the engine calls -------------------------------------------------------------
 
     def changed(self, rollback_id: int, *, is_final: bool = False) -> None:
+        with self._cond:
+            if rollback_id in self._given_up:
+                if is_final:
+                    self._given_up.discard(rollback_id)
+                return
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is not None and rollback.progress_ts is None:
             self._post_later(self._post_first, rollback_id)
@@ -87,12 +108,12 @@ class SlackProgress:
         """A detail line in the progress message's thread (sent in order, in the background)."""
         self._post_later(self._send_note, rollback_id, text, blocks)
 
-    def _post_later(self, fn: Callable[..., None], *args: Any) -> None:
+    def _post_later(self, fn: Callable[..., object], *args: Any) -> None:
         with self._cond:
             self._posts_pending += 1
         self._posts.submit(self._run_post, fn, *args)
 
-    def _run_post(self, fn: Callable[..., None], *args: Any) -> None:
+    def _run_post(self, fn: Callable[..., object], *args: Any) -> None:
         try:
             fn(*args)
         except Exception:
@@ -105,7 +126,8 @@ class SlackProgress:
     def _send_note(self, rollback_id: int, text: str, blocks: list[Any] | None) -> None:
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is not None and rollback.progress_ts is None:
-            self._post_first(rollback_id)
+            if not self._post_first(rollback_id):
+                return
             rollback = self.repo.get_rollback(rollback_id)
         if rollback is None or rollback.progress_ts is None:
             return
@@ -147,15 +169,19 @@ class SlackProgress:
         )
         return rollback, text, blocks
 
-    def _post_first(self, rollback_id: int) -> None:
+    def _post_first(self, rollback_id: int) -> bool:
+        """Post the progress message unless it is posted; False once Slack will never take it."""
         with self._cond:  # one poster per message; a second caller waits for the first
             while rollback_id in self._posting:
                 self._cond.wait(1.0)
+            if rollback_id in self._given_up:
+                return False
             self._posting.add(rollback_id)
+        rollback = None
         try:
             rendered = self._render(rollback_id)
             if rendered is None or rendered[0].progress_ts is not None:
-                return
+                return True
             rollback, text, blocks = rendered
             resp = self.client.chat_postMessage(
                 channel=self._channel(rollback), text=text, blocks=blocks
@@ -165,11 +191,46 @@ class SlackProgress:
                 self._last_edit[rollback_id] = time.monotonic()
                 self._shown[rollback_id] = (text, json.dumps(blocks, sort_keys=True))
         except Exception as exc:  # Slack trouble never stops a rollback
+            if rollback is not None and (error := _give_up_error(exc)):
+                self._give_up(rollback_id, rollback.status in TERMINAL_STATUSES, "posted", error)
+                return False
             log.warning("rollback #%d: progress message not posted: %s", rollback_id, exc)
         finally:
             with self._cond:
                 self._posting.discard(rollback_id)
                 self._cond.notify_all()
+        return True
+
+    def _give_up(self, rollback_id: int, is_final: bool, what: str, error: str) -> None:
+        """Slack will never take this message: say so once, stop trying, forget the rollback.
+        Until its final change arrives, later changes of a running rollback are ignored."""
+        log.error(
+            "rollback #%d: progress message cannot be %s (Slack: %s); not trying again",
+            rollback_id,
+            what,
+            error,
+        )
+        with self._cond:
+            newer = self._dirty.pop(rollback_id, None)
+            self._shown.pop(rollback_id, None)
+            self._last_edit.pop(rollback_id, None)
+            if not is_final and not (newer is not None and newer[0]):
+                self._given_up.add(rollback_id)
+            self._cond.notify_all()
+
+    def _forget_if_final(self, rollback: Any) -> None:
+        """The final state is shown: nothing about this rollback needs keeping any more."""
+        if rollback.status not in TERMINAL_STATUSES:
+            return
+        with self._cond:
+            if rollback.id not in self._dirty:  # unless a newer change waits for its edit
+                self._shown.pop(rollback.id, None)
+                self._last_edit.pop(rollback.id, None)
+
+    def tracked(self) -> set[int]:
+        """Rollbacks this editor keeps anything about (bounded: only unfinished ones stay)."""
+        with self._cond:
+            return set(self._dirty) | set(self._shown) | set(self._last_edit) | self._given_up
 
     def _take_token(self) -> None:
         while True:
@@ -225,7 +286,8 @@ class SlackProgress:
             return True
         rollback, text, blocks = rendered
         if rollback.progress_ts is None:
-            self._post_first(rollback_id)
+            if not self._post_first(rollback_id):
+                return True  # Slack will never take it: given up, not tried again
             rendered = self._render(rollback_id)
             if rendered is None or rendered[0].progress_ts is None:
                 return False  # Slack refused the post: stays dirty, tried again later
@@ -238,16 +300,30 @@ class SlackProgress:
         shown = (text, json.dumps(blocks, sort_keys=True))
         if self._shown.get(rollback_id) == shown:
             self._tokens = min(self._burst, self._tokens + 1)  # nothing to send: keep the token
+            self._forget_if_final(rollback)
             return True
         try:
             self.client.chat_update(
                 channel=self._channel(rollback), ts=rollback.progress_ts, text=text, blocks=blocks
             )
         except Exception as exc:  # e.g. SlackApiError, a timeout; retried on a later round
+            if error := _give_up_error(exc):
+                is_over = is_final or rollback.status in TERMINAL_STATUSES
+                self._give_up(rollback_id, is_over, "updated", error)
+                return True
             log.warning("rollback #%d: progress message not updated: %s", rollback_id, exc)
             return False
         self.edit_times.append(time.monotonic())
         with self._cond:
             self._last_edit[rollback_id] = time.monotonic()
             self._shown[rollback_id] = shown
+        self._forget_if_final(rollback)
         return True
+
+
+def _give_up_error(exc: Exception) -> str | None:
+    """Slack's error code when no retry can succeed (GIVE_UP_ERRORS), else None."""
+    if not isinstance(exc, SlackApiError):
+        return None
+    error = exc.response.get("error")
+    return str(error) if error in GIVE_UP_ERRORS else None

@@ -202,3 +202,29 @@ def test_app_home_shows_what_changed_when_opened_again(make_harness: Any) -> Non
     again = h.slack.wait_for("views.publish", lambda c: "Nothing waits" in json.dumps(c.params))
     assert "requested by" not in json.dumps(again.params["view"])
     assert len(h.slack.calls_to("views.publish")) == 2
+
+
+def test_rollbacks_that_never_ran_link_no_review() -> None:
+    """Reviews are written for rollbacks that ran: a rejected, expired or cancelled request (or
+    one whose start failed) gets no review link, which would only lead to a 404."""
+    recent = [
+        rollback(1, "checkout", "succeeded", "U0ONCALL1", finished_at=NOW, started_at=NOW),
+        rollback(2, "checkout", "rejected", "U0ONCALL1", finished_at=NOW),
+        rollback(3, "checkout", "expired", "U0ONCALL1", finished_at=NOW),
+        rollback(4, "search", "cancelled", "U0ONCALL1", finished_at=NOW),
+        rollback(5, "search", "failed", "U0ONCALL1", finished_at=NOW),  # the start kept failing
+        rollback(6, "search", "failed", "U0ONCALL1", finished_at=NOW, started_at=NOW),
+    ]
+
+    def link(rid: int) -> str:
+        return f"https://bot.example.com/reviews/{rid}"
+
+    rows = texts(home_view("U0ONCALL1", [], recent, catalog, NOW, no_groups, link=link))[-6:]
+    assert rows[0].endswith(" · <https://bot.example.com/reviews/1|review>")
+    for row, status in zip(rows[1:5], ("rejected", "expired", "cancelled", "failed"), strict=True):
+        assert row.endswith(f"{status} 2026-03-01 10:00 UTC · never ran")
+        assert "review" not in row
+    assert rows[5].endswith(" · <https://bot.example.com/reviews/6|review>")
+    without_url = texts(home_view("U0ONCALL1", [], recent, catalog, NOW, no_groups))[-6:]
+    assert without_url[0].endswith(" · `/rollback review 1`")
+    assert without_url[1].endswith(" · never ran")
