@@ -116,6 +116,7 @@ def build_app(
     slack = slack_web_client(settings.slack_bot_token, settings.slack_api_url)
     repo = Repository(engine)
     kube = kube or KubernetesClient(kubeconfig=settings.kubeconfig)
+    progress = SlackProgress(slack, repo, catalog, clock)
     deps = Deps(
         settings=settings,
         catalog=catalog,
@@ -132,7 +133,7 @@ def build_app(
             http=http,
             prometheus=prometheus,
             clock=clock,
-            progress=SlackProgress(slack, repo, catalog, clock),
+            progress=progress,
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
         due=DueWorkRunner(repo, clock, worker_name()),
@@ -143,6 +144,7 @@ def build_app(
             http.close,
             kube.close,
             lambda: probe_pool.shutdown(wait=False),
+            progress.close,  # first (closers run in reverse): it still reads the database
         ],
     )
     try:
@@ -155,6 +157,7 @@ def build_app(
         )
     except Exception as exc:  # Bolt checks the token with auth.test right here
         deps.engine.shutdown()
+        progress.close(0)
         raise ConfigurationError(
             f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
             f" {type(exc).__name__}: {exc}"

@@ -79,6 +79,7 @@ class SlackProgress:
         # changes are ignored until the final one, which forgets them.
         self._given_up: set[int] = set()
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
         self._thread.start()
 
@@ -240,15 +241,30 @@ class SlackProgress:
             if self._tokens >= 1:
                 self._tokens -= 1
                 return
-            time.sleep((1 - self._tokens) / self._rate)  # the editor thread's own pacing
+            if self._stop.wait((1 - self._tokens) / self._rate):  # the editor's own pacing
+                return
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Deliver what is pending for up to ``timeout`` seconds, then stop the editor and the
+        poster (a stopped bot leaves no thread behind still talking to Slack)."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self._posts.shutdown(wait=False, cancel_futures=True)
 
     def _editor(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 self._edit_next()
             except Exception:  # the editor must outlive any one bad round
                 log.exception("progress editor round failed")
-                time.sleep(1.0)
+                self._stop.wait(1.0)
 
     def _eligible_at(self, rollback_id: int) -> float:
         is_final, _ = self._dirty[rollback_id]
@@ -257,12 +273,16 @@ class SlackProgress:
 
     def _edit_next(self) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._dirty))
+            self._cond.wait_for(lambda: bool(self._dirty) or self._stop.is_set())
+            if self._stop.is_set():
+                return
             wake = min(self._eligible_at(i) for i in self._dirty)
             if wake > time.monotonic():  # nothing may be edited yet: wait for the first one
                 self._cond.wait(wake - time.monotonic())
                 return
         self._take_token()
+        if self._stop.is_set():
+            return
         with self._cond:
             now = time.monotonic()
             ready = [i for i in self._dirty if self._eligible_at(i) <= now]
@@ -275,7 +295,7 @@ class SlackProgress:
             with self._cond:  # keep it dirty; try again on a later round
                 old = self._dirty.get(rollback_id, (False, since))
                 self._dirty[rollback_id] = (old[0] or is_final, since)
-            time.sleep(1.0)
+            self._stop.wait(1.0)
         with self._cond:
             self._editing = None
             self._cond.notify_all()

@@ -83,3 +83,27 @@ def test_a_change_that_reads_the_same_is_not_sent_again(
     assert progress.flush(timeout=15)
     (edit,) = slack.calls_to("chat.update")
     assert "SUCCEEDED" in str(edit.params["text"])
+
+
+def test_closing_delivers_the_final_state_and_leaves_no_thread_behind(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    from pydantic import SecretStr
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    repo = Repository(engine)
+    catalog = parse_catalog(catalog_yaml(service_yaml("checkout", None)))
+    client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
+    progress = SlackProgress(client, repo, catalog, lambda: NOW)
+    rollback = repo.create_rollback(
+        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
+        reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
+        status="succeeded", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+    )  # fmt: skip
+    assert rollback.id is not None
+    progress.changed(rollback.id, is_final=True)
+    progress.close()
+    assert not progress.is_running
+    (post,) = slack.calls_to("chat.postMessage")
+    assert "SUCCEEDED" in str(post.params["text"])
