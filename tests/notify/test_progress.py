@@ -53,9 +53,14 @@ def test_many_changes_become_few_edits_and_the_final_state_always_lands(
     assert all("SUCCEEDED" in text for text in final.values())
 
 
-def test_a_change_that_reads_the_same_is_not_sent_again(
-    tmp_path: Path, slack: SlackSimulator
-) -> None:
+def one_rollback(
+    tmp_path: Path,
+    slack: SlackSimulator,
+    status: str,
+    edits_per_minute: float = 40.0,
+    burst: int = 10,
+) -> tuple[SlackProgress, Repository, int]:
+    """A progress reporter over a fresh database holding one rollback of checkout."""
     from pydantic import SecretStr
 
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
@@ -63,23 +68,33 @@ def test_a_change_that_reads_the_same_is_not_sent_again(
     repo = Repository(engine)
     catalog = parse_catalog(catalog_yaml(service_yaml("checkout", None)))
     client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
-    progress = SlackProgress(client, repo, catalog, lambda: NOW, edits_per_minute=240, burst=3)
+    progress = SlackProgress(
+        client, repo, catalog, lambda: NOW, edits_per_minute=edits_per_minute, burst=burst
+    )
     rollback = repo.create_rollback(
         service="checkout", kind="immediate", strategy="undo", requested_by="U1",
         reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-        status="running", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+        status=status, now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
     )  # fmt: skip
     assert rollback.id is not None
+    return progress, repo, rollback.id
 
-    progress.changed(rollback.id)  # posts the message, then finds nothing new to edit
+
+def test_a_change_that_reads_the_same_is_not_sent_again(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    progress, repo, rollback_id = one_rollback(
+        tmp_path, slack, "running", edits_per_minute=240, burst=3
+    )
+    progress.changed(rollback_id)  # posts the message, then finds nothing new to edit
     assert progress.flush(timeout=15)
-    progress.changed(rollback.id, is_final=True)  # still the same state
+    progress.changed(rollback_id, is_final=True)  # still the same state
     assert progress.flush(timeout=15)
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert slack.calls_to("chat.update") == []
 
-    repo.set_rollback_status(rollback.id, "succeeded", NOW)
-    progress.changed(rollback.id, is_final=True)
+    repo.set_rollback_status(rollback_id, "succeeded", NOW)
+    progress.changed(rollback_id, is_final=True)
     assert progress.flush(timeout=15)
     (edit,) = slack.calls_to("chat.update")
     assert "SUCCEEDED" in str(edit.params["text"])
@@ -88,21 +103,8 @@ def test_a_change_that_reads_the_same_is_not_sent_again(
 def test_closing_delivers_the_final_state_and_leaves_no_thread_behind(
     tmp_path: Path, slack: SlackSimulator
 ) -> None:
-    from pydantic import SecretStr
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
-    migrate(engine)
-    repo = Repository(engine)
-    catalog = parse_catalog(catalog_yaml(service_yaml("checkout", None)))
-    client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
-    progress = SlackProgress(client, repo, catalog, lambda: NOW)
-    rollback = repo.create_rollback(
-        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
-        reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-        status="succeeded", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
-    )  # fmt: skip
-    assert rollback.id is not None
-    progress.changed(rollback.id, is_final=True)
+    progress, _, rollback_id = one_rollback(tmp_path, slack, "succeeded")
+    progress.changed(rollback_id, is_final=True)
     progress.close()
     assert not progress.is_running
     (post,) = slack.calls_to("chat.postMessage")
