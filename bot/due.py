@@ -102,10 +102,8 @@ class DueWorkRunner:
             try:
                 for _ in self._pool.map(self._run, items):
                     pass
-            except (
-                RuntimeError,
-                CancelledError,
-            ):  # shutting down: the claims lapse, others run them
+            except (RuntimeError, CancelledError):
+                # shutting down: the claims lapse and another process runs the items
                 log.info("due work: shutting down with %d item(s) claimed", len(items))
                 return ran
             ran += len(items)
