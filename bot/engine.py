@@ -210,17 +210,11 @@ class Engine:
         if service is None:
             self._finish(rollback_id, "failed", f"{rollback.service} is no longer in the catalog")
             return
-        if rollback.status != "running":
-            now = self.clock()
-            moved = self.repo.set_rollback_status(
-                rollback_id,
-                "running",
-                now,
-                expected=("approved",),
-                schedule=[started_work(rollback_id, now)],
-            )
-            if moved is not None:
-                self.kick_due_work()  # run the STARTED due work now, not at the next tick
+        if rollback.status not in ("running", "aborting"):
+            # approved rollbacks are moved to running (and their start stored) by their start
+            # due work before they are handed over; anything else is not the engine's to run
+            log.warning("rollback #%d is %s, not running: not run", rollback_id, rollback.status)
+            return
         self.progress.changed(rollback_id)
         steps = self.repo.list_steps(rollback_id)
         phase = None
