@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.logs import mask_phone
 from bot.notify.page_messages import Contact, acknowledged_notice, reason_label
 from bot.notify.paging import (
-    POST_KIND,
     UNREACHED,
     channel_of,
     is_unreachable,
     ladder_levels,
     ladder_prefix,
     notify,
+    post_work,
 )
 from bot.rollback import policy
 from storage.models import AuditEvent, DueWork, Page, Rollback
@@ -89,7 +88,7 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
                 " Escalation stopped."
             )
             key = f"{page.rollback_id}:{page.reason}:acknowledged"
-            follow_up.append(_post_work(key, channel, text, now))
+            follow_up.append(post_work(key, channel, text, now))
         notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
         key = f"page-ack-notices:{page.rollback_id}:{page.reason}"
         follow_up.append(NewWork(NOTICES_KIND, key, now, {**notices, "shown": shown}))
@@ -101,13 +100,6 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     deps.metrics.pages_acknowledged.labels(service, via).inc()
     deps.work.submit("page-acknowledged", deps.due.tick)  # now rather than at the next tick
     return True
-
-
-def _post_work(key: str, channel: str, text: str, now: datetime) -> NewWork:
-    """A ``page.post`` item as :func:`bot.notify.paging.notify` stores it (same key, same
-    payload), to be scheduled in a transaction of our own."""
-    payload: dict[str, Any] = {"channel": channel, "text": text, "blocks": None, "page_ids": []}
-    return NewWork(POST_KIND, f"page-post:{key}", now, payload)
 
 
 def _update_notices(deps: Deps, item: DueWork) -> None:
@@ -174,15 +166,12 @@ def acknowledge_from_slack(
 def may_acknowledge(deps: Deps, rollback: Rollback, user: str) -> bool:
     """Whether ``user`` owns the rollback: its requester, or a responder or an approver (a user
     or a member of an approver user group) of its service; the people who may also abort it.
-    Group members are only looked up (from a cache kept warm) when nothing else matched."""
-    if user == rollback.requested_by:
-        return True
+    The same people :func:`bot.rollback.policy.may_abort` lets abort it."""
     service = deps.catalog.get(rollback.service)
     if service is None:
-        return False
-    if user in service.spec.responders or user in policy.approver_ids(service):
-        return True
-    return user in deps.groups.members(policy.approver_groups(service))
+        return user == rollback.requested_by
+    members = deps.groups.members(policy.approver_groups(service))  # a warm cache
+    return policy.may_abort(service, user, rollback.requested_by, members)
 
 
 def _refusal(deps: Deps, rollback: Rollback, reason: str) -> str:

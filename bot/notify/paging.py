@@ -38,6 +38,7 @@ from bot.notify.page_messages import (
     unacknowledged_warning,
 )
 from storage.models import DueWork, Page, Rollback
+from storage.repository import NewWork
 
 if TYPE_CHECKING:
     from bot.app import Deps
@@ -107,11 +108,23 @@ def notify(
     repeat), posted right away in the background and retried until Slack takes it."""
     if channel is None:
         return False
-    payload = {"channel": channel, "text": text, "blocks": blocks, "page_ids": list(page_ids)}
-    if not deps.due.schedule(POST_KIND, f"page-post:{key}", deps.clock(), payload):
+    if not deps.due.schedule_all([post_work(key, channel, text, deps.clock(), blocks, page_ids)]):
         return False
     deps.work.submit("page-post", deps.due.tick)
     return True
+
+
+def post_work(
+    key: str,
+    channel: str,
+    text: str,
+    now: datetime,
+    blocks: list[Any] | None = None,
+    page_ids: Sequence[int] = (),
+) -> NewWork:
+    """The ``page.post`` item :func:`notify` stores (also scheduled inside other transactions)."""
+    payload = {"channel": channel, "text": text, "blocks": blocks, "page_ids": list(page_ids)}
+    return NewWork(POST_KIND, f"page-post:{key}", now, payload)
 
 
 class Pager:
