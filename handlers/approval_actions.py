@@ -9,7 +9,6 @@ A double click or a retried delivery is one vote (the database keeps one vote pe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -20,7 +19,7 @@ from bot import approval_start, approvals
 from bot.app import Deps
 from bot.notify import approval_blocks
 from bot.rollback import policy
-from handlers.errors import internal_error_text
+from handlers.errors import tell_on_error
 from handlers.ids import Action
 from handlers.rollbacks import start_immediate
 
@@ -29,11 +28,6 @@ log = logging.getLogger(__name__)
 
 def _tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
-
-
-def _on_error(respond: Respond, doing: str) -> Callable[[BaseException], None]:
-    """What the person who pressed the button hears if the work after the ack fails."""
-    return lambda exc: _tell(respond, internal_error_text(exc, doing))
 
 
 class _HomeReply:
@@ -70,7 +64,12 @@ def register(app: App, deps: Deps) -> None:
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         reply = _replier(deps, body, respond)
         deps.work.submit(
-            "approve button", _approve, deps, body, reply, tell=_on_error(reply, "your approval")
+            "approve button",
+            _approve,
+            deps,
+            body,
+            reply,
+            tell=tell_on_error(reply, "your approval"),
         )
         ack()
 
@@ -113,7 +112,7 @@ def register(app: App, deps: Deps) -> None:
         reply = _replier(deps, body, respond)
         doing = "Roll back now"
         deps.work.submit(
-            "roll back now button", _run_now, deps, body, reply, tell=_on_error(reply, doing)
+            "roll back now button", _run_now, deps, body, reply, tell=tell_on_error(reply, doing)
         )
         ack()
 
@@ -121,7 +120,13 @@ def register(app: App, deps: Deps) -> None:
     def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         reply = _replier(deps, body, respond)
         deps.work.submit(
-            "confirm button", _confirm, deps, body, reply, True, tell=_on_error(reply, "Run anyway")
+            "confirm button",
+            _confirm,
+            deps,
+            body,
+            reply,
+            True,
+            tell=tell_on_error(reply, "Run anyway"),
         )
         ack()
 
@@ -129,7 +134,7 @@ def register(app: App, deps: Deps) -> None:
     def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         reply = _replier(deps, body, respond)
         deps.work.submit(
-            "cancel button", _confirm, deps, body, reply, False, tell=_on_error(reply, "Cancel")
+            "cancel button", _confirm, deps, body, reply, False, tell=tell_on_error(reply, "Cancel")
         )
         ack()
 

@@ -20,7 +20,7 @@ from bot.rollback.assess import Decision
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers import approvals, rollbacks
 from handlers.delivery import DATABASE_DOWN, delivery_key
-from handlers.errors import internal_error_text
+from handlers.errors import tell_on_error
 from handlers.ids import SlashCommand
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,8 @@ def _assess(
     ack(text=f":hourglass_flowing_sand: Assessing *{service.name}*…", response_type="ephemeral")
 
     def tell(exc: BaseException) -> None:
-        if isinstance(exc, AssessmentFailed):
-            return  # the person was told the assessment failed, and why
-        respond(
-            text=internal_error_text(exc, f"the assessment of {service.name}"),
-            response_type="ephemeral",
-        )
+        if not isinstance(exc, AssessmentFailed):  # that one was told already, with its reason
+            tell_on_error(respond, f"the assessment of {service.name}")(exc)
 
     deps.work.submit(
         f"assessment of {service.name}",

@@ -9,6 +9,7 @@ stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -29,6 +30,17 @@ def internal_error_text(error: BaseException, doing: str = "this request") -> st
         f" {doing}. The bot's log has the details. Nothing more was done by this attempt:"
         " check `/rollback status` before trying again."
     )
+
+
+def tell_on_error(respond: Callable[..., object], doing: str) -> Callable[[BaseException], None]:
+    """For ``BackgroundWork.submit(tell=…)``: the person waiting for the work after the ack
+    hears it when that work fails (privately, without touching the message they acted on)."""
+
+    def tell(exc: BaseException) -> None:
+        text = internal_error_text(exc, doing)
+        respond(text=text, response_type="ephemeral", replace_original=False)
+
+    return tell
 
 
 def _what(body: dict[str, Any]) -> str:

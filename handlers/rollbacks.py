@@ -14,7 +14,7 @@ from bot.notify import blocks
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.plan import Plan
-from handlers.errors import internal_error_text
+from handlers.errors import tell_on_error
 from storage.repository import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,7 @@ def run(
             plan,
             cmd,
             respond,
-            tell=lambda exc: respond(
-                text=internal_error_text(exc, f"the dry run of {service.name}"),
-                response_type="ephemeral",
-            ),
+            tell=tell_on_error(respond, f"the dry run of {service.name}"),
         )
         return
     if not cmd.is_immediate:
