@@ -33,8 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_EXPIRE = "start.confirm_expire"
+
+
 WINDOW_MISSED = "start.window_missed"
 WAITING = ("pending_approval", "approved", "scheduled")
+
+
+def confirm_key(rollback_id: int) -> str:
+    """The due work that ends an unanswered "run anyway?" (its due time is the deadline)."""
+    return f"confirm-expire:{rollback_id}"
 
 
 def install(deps: Deps) -> None:
@@ -49,7 +56,7 @@ def _open_work(rollback_id: int) -> list[str]:
         f"expire:{rollback_id}",
         f"start:{rollback_id}",
         f"start:{rollback_id}:confirmed",
-        f"confirm-expire:{rollback_id}",
+        confirm_key(rollback_id),
     ]
 
 
@@ -182,9 +189,7 @@ def _ask_to_confirm(deps: Deps, r: Rollback, service: Service, decision: Decisio
         "approved",
         deps.clock(),
         expected=("approved", "scheduled"),
-        schedule=[
-            NewWork(CONFIRM_EXPIRE, f"confirm-expire:{r.id}", expires, {"rollback_id": r.id})
-        ],
+        schedule=[NewWork(CONFIRM_EXPIRE, confirm_key(r.id), expires, {"rollback_id": r.id})],
     )
     if held is None:  # aborted, superseded or cancelled meanwhile: nothing left to confirm
         log.info("rollback #%d left approved before its start; not asking to confirm", r.id)
@@ -223,7 +228,7 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
         return Answer(
             f"Rollback #{rollback_id} is {r.status.replace('_', ' ')}; nothing to confirm."
         )
-    deadline = deps.repo.get_work(f"confirm-expire:{rollback_id}")
+    deadline = deps.repo.get_work(confirm_key(rollback_id))
     if run and deadline is not None and deadline.due_at <= deps.clock():
         return Answer(  # the expiry item has not run yet, but the time to decide is over
             f":hourglass: The time to confirm rollback #{rollback_id} has passed. Assess again"
