@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRM_EXPIRE = "start.confirm_expire"
-
-
 WINDOW_MISSED = "start.window_missed"
 WAITING = ("pending_approval", "approved", "scheduled")
 
