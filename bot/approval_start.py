@@ -21,6 +21,8 @@ from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
 from bot.engine import started_work
 from bot.notify import approval_blocks
+from bot.notify.blocks import escape_keeping_mentions
+from bot.preflight import Refusal, check_rollback
 from bot.rollback import policy
 from bot.rollback.assess import Decision
 from bot.rollback.command import local_time
@@ -127,6 +129,8 @@ def start_due(deps: Deps, item: DueWork) -> None:
         if decision in (Decision.CONTINUE, None):
             _ask_to_confirm(deps, r, service, decision)
             return
+    if _refused_at_start(deps, r, service, item):
+        return
     moved = deps.repo.set_rollback_status(
         rollback_id,
         "running",
@@ -153,6 +157,40 @@ def start_due(deps: Deps, item: DueWork) -> None:
     deps.engine.submit(rollback_id)
     deps.engine.kick_due_work()  # its start reaches the listeners now
     refresh_request(deps, rollback_id)
+
+
+def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) -> bool:
+    """The checks of an immediate rollback, against the cluster as it is now: the request may
+    have waited while the deployment or the bot's history changed. A refusal ends it here,
+    before it is running (so before any notice or page), and says why in its thread."""
+    assert r.id is not None
+    try:
+        check_rollback(
+            deps.kube, deps.repo, service, r.target_revision, now=deps.clock(), pin=False
+        )
+    except Refusal as refusal:
+        ended = _end(
+            deps,
+            r.id,
+            "failed",
+            error=f"refused at the start: {refusal}",
+            event="rollback.refused",
+            actor=None,
+            expected=("approved", "scheduled"),
+            running_key=item.key,
+            detail={"why": str(refusal)},
+        )
+        if ended is not None:
+            _post(
+                deps,
+                r,
+                service,
+                f":no_entry: Rollback #{r.id} of *{service.name}* did not start:"
+                f" {escape_keeping_mentions(str(refusal))}. Nothing was changed; nobody was"
+                " paged.",
+            )
+        return True
+    return False
 
 
 def _reassess(deps: Deps, service: Service, r: Rollback) -> Decision | None:

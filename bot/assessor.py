@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -74,7 +76,12 @@ def assess_service(reader: SignalReader, service: Service) -> Assessment:
 
 
 def store_assessment(
-    repo: Repository, service: Service, assessment_id: int, result: Assessment, now: datetime
+    repo: Repository,
+    service: Service,
+    assessment_id: int,
+    result: Assessment,
+    now: datetime,
+    release: Mapping[str, Any] | None = None,
 ) -> None:
     """Store the decision, the readings and every trigger (the review's trigger analysis)."""
     inputs = {
@@ -97,6 +104,7 @@ def store_assessment(
             for r in result.results
         },
         "thresholds": service.thresholds.__dict__,
+        "release": dict(release) if release else None,  # what ran when it was assessed
     }
     repo.complete_assessment(
         assessment_id,

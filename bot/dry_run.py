@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.kubernetes import KubeError, KubeTarget
 from bot.catalog import Service
 from bot.notify.blocks import escape
+from bot.preflight import Refusal, check_rollback
 from bot.rollback.plan import PHASE_TITLES, Plan, StepSpec
 from bot.steps.http import redact_url
 
@@ -41,6 +42,8 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
         return "reads " + ", ".join(f"{o[0]}/{o[1]}" for o in p["objects"])
     if s.kind == "rollout_undo":
         wanted = p.get("to_revision")
+        if wanted not in (None, "") and not str(wanted).isdigit():
+            return f":no_entry: `{escape(str(wanted))}` is not a revision number (see above)"
         plan = kube.undo(t, deployment, int(wanted) if wanted else None, dry_run=True)
         text = (
             f"revision {plan.from_revision} ({_images(plan.images_before)}) → template of revision"
@@ -98,13 +101,37 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
     return s.kind
 
 
-def describe_plan(deps: Deps, service: Service, plan: Plan, target_revision: str | None) -> str:
+def describe_plan(
+    deps: Deps,
+    service: Service,
+    plan: Plan,
+    target_revision: str | None,
+    *,
+    is_forced: bool = False,
+) -> str:
+    """The plan as the checks of a real run would resolve it (``plan`` is shown as it is when
+    they refuse), with the refusal or the overridden warnings on top."""
     t = KubeTarget(service.context, service.namespace)
     lines = [
         f"*Dry run: rollback of {service.name}* ({plan.strategy}, namespace {t.namespace}"
         + (f", context {t.context}" if t.context else "")
         + ") — nothing was changed."
     ]
+    try:
+        checked = check_rollback(
+            deps.kube,
+            deps.repo,
+            service,
+            target_revision,
+            now=deps.clock(),
+            is_forced=is_forced,
+            pin=False,
+        )
+    except Refusal as refusal:
+        lines.append(f":no_entry: *A real run would be refused now:* {escape(str(refusal))}.")
+    else:
+        plan = checked.plan
+        lines += [f":warning: {escape(w)}." for w in checked.warnings]
     phase = None
     for n, s in enumerate(plan.steps, 1):
         if s.phase != phase:

@@ -1,27 +1,80 @@
-"""The bounded pool that runs the slow half of a request after ``ack()``.
+"""The bounded pools that run the slow half of a request after ``ack()``.
 
 Bolt's own listener executor only has to parse, authorise, store and ack; anything that waits on the
 network (Prometheus, Kubernetes, Slack posts) is handed here so acks never queue behind it.
+
+Two lanes: votes, aborts, acknowledgements, starts and due work run in the ``urgent`` lane;
+assessments and dry runs in the ``bulk`` lane, which anyone in the workspace can fill. So a burst
+of assessments never delays an approver's vote, and :class:`AssessmentSlots` keeps one person
+from filling the bulk lane alone.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
+
+Lane = Literal["urgent", "bulk"]
+ASSESSMENTS_PER_USER = 3
+
+
+class AssessmentSlots:
+    """Assessments running now: at most ``per_user`` per person, one per service (a second ask
+    while one runs is answered by the running one instead of querying everything again)."""
+
+    def __init__(self, per_user: int = ASSESSMENTS_PER_USER) -> None:
+        self.per_user = per_user
+        self._lock = threading.Lock()
+        self._by_user: Counter[str] = Counter()
+        self._by_service: dict[str, tuple[str, float]] = {}  # service → (who asked, since)
+
+    def claim(self, user: str, service: str, channel: str) -> str | None:
+        """None when the assessment may run (release it when done), else what to answer."""
+        with self._lock:
+            running = self._by_service.get(service)
+            if running is not None:
+                asker, since = running
+                age = max(0, int(time.monotonic() - since))
+                return (
+                    f":hourglass_flowing_sand: An assessment of *{service}* is already running"
+                    f" (asked by <@{asker}> {age} s ago); its result will be posted in"
+                    f" <#{channel}> in a moment. Nothing new was started."
+                )
+            if self._by_user[user] >= self.per_user:
+                return (
+                    f":no_entry: You have {self._by_user[user]} assessments running; wait for one"
+                    " to finish before asking for another."
+                )
+            self._by_user[user] += 1
+            self._by_service[service] = (user, time.monotonic())
+            return None
+
+    def release(self, user: str, service: str) -> None:
+        with self._lock:
+            self._by_user[user] -= 1
+            if self._by_user[user] <= 0:
+                del self._by_user[user]
+            self._by_service.pop(service, None)
 
 
 class BackgroundWork:
     def __init__(self, max_workers: int, on_failure: Callable[[], None] | None = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="work")
+        self._pools: dict[Lane, ThreadPoolExecutor] = {
+            "urgent": ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="work"),
+            "bulk": ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bulk"),
+        }
         self._idle = threading.Condition()
         self._in_flight = 0
         self._on_failure = on_failure
         self.failures = 0
+        self.assessments = AssessmentSlots()
 
     def submit(
         self,
@@ -29,12 +82,19 @@ class BackgroundWork:
         fn: Callable[..., Any],
         *args: Any,
         tell: Callable[[BaseException], object] | None = None,
+        lane: Lane = "urgent",
     ) -> Future[Any]:
-        """Run ``fn(*args)`` after the ack. If it raises, ``tell`` gets the exception (to answer
-        the person who is waiting for it) besides the log."""
+        """Run ``fn(*args)`` after the ack, in ``lane``. If it raises, ``tell`` gets the
+        exception (to answer the person who is waiting for it) besides the log."""
         with self._idle:
             self._in_flight += 1
-        return self._pool.submit(self._run, name, fn, tell, *args)
+        try:
+            return self._pools[lane].submit(self._run, name, fn, tell, *args)
+        except RuntimeError:  # shut down: nothing will run it
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+            raise
 
     def _run(
         self,
@@ -68,4 +128,5 @@ class BackgroundWork:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=False)

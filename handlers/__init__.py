@@ -5,10 +5,21 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.app import Deps
-from handlers import actions, approval_actions, commands, errors, home, paging, reviews, views
+from handlers import (
+    actions,
+    approval_actions,
+    commands,
+    delivery,
+    errors,
+    home,
+    paging,
+    reviews,
+    views,
+)
 
 
 def register(app: App, deps: Deps) -> None:
+    delivery.install(app, deps)  # first: a repeated delivery reaches no listener
     commands.register(app, deps)
     actions.register(app, deps)
     approval_actions.register(app, deps)

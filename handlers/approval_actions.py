@@ -17,8 +17,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot import approval_start, approvals
 from bot.app import Deps
+from bot.catalog import Service
 from bot.notify import approval_blocks
+from bot.preflight import stale_assessment
 from bot.rollback import policy
+from handlers.commands import submit_claimed
+from handlers.delivery import delivery_key
 from handlers.errors import tell_on_error
 from handlers.ids import Action
 from handlers.rollbacks import start_immediate
@@ -104,6 +108,8 @@ def register(app: App, deps: Deps) -> None:
             _tell(respond, f":x: {service_name} is no longer in the catalog.")
             return
         assessment_id = int(assessment) if assessment.isdigit() else None
+        if _is_stale(deps, service, assessment_id, respond):
+            return
         modal = approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
         _open(client, body, modal, respond)
 
@@ -115,6 +121,20 @@ def register(app: App, deps: Deps) -> None:
             "roll back now button", _run_now, deps, body, reply, tell=tell_on_error(reply, doing)
         )
         ack()
+
+    @app.action(Action.ASSESS_AGAIN)
+    def assess_again(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        reply = _replier(deps, body, respond)
+        service = deps.catalog.get(_value(body))
+        if service is None:
+            _tell(reply, f":x: {_value(body)} is no longer in the catalog.")
+            return
+        user, channel = body["user"]["id"], body.get("channel", {}).get("id")
+        if busy := deps.work.assessments.claim(user, service.name, channel or service.channel):
+            _tell(reply, busy)
+            return
+        submit_claimed(deps, service, delivery_key(body), user, channel, client, reply)
 
     @app.action(Action.CONFIRM_RUN)
     def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
@@ -178,15 +198,11 @@ def _run_now(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
         )
         return
     assessment_id = int(assessment) if assessment.isdigit() else None
-    try:
-        plan = service.plan(None)
-    except ValueError as exc:
-        _tell(respond, f":x: {exc}")
+    if _is_stale(deps, service, assessment_id, respond):
         return
     text = start_immediate(
         deps,
         service,
-        plan,
         user=user,
         reason=f"from assessment #{assessment_id}" if assessment_id else "from an assessment",
         target_revision=None,
@@ -194,6 +210,27 @@ def _run_now(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
         channel_id=body.get("channel", {}).get("id"),
     )
     _tell(respond, text)
+
+
+def _is_stale(deps: Deps, service: Service, assessment_id: int | None, respond: Respond) -> bool:
+    """An assessment's buttons act only on the release it assessed; otherwise say so, with a
+    button for a fresh assessment."""
+    assessment = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+    assessed = (assessment.result or {}).get("release") if assessment else None
+    why = stale_assessment(deps.kube, service, assessed)
+    if why is None:
+        return False
+    text = f":arrows_counterclockwise: Nothing was started: {why}."
+    respond(
+        text=text,
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            approval_blocks.assess_again_button(service.name),
+        ],
+        response_type="ephemeral",
+        replace_original=False,
+    )
+    return True
 
 
 def _confirm(deps: Deps, body: dict[str, Any], respond: Respond, run: bool) -> None:

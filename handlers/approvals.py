@@ -10,9 +10,10 @@ from slack_bolt import Ack
 
 from bot import approvals
 from bot.app import Deps
-from bot.catalog import PlanError, Service
+from bot.catalog import Service
 from bot.notify.approval_blocks import when
 from bot.notify.blocks import escape_keeping_mentions
+from bot.preflight import Refusal, check_rollback
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
 from storage.repository import ActiveRollbackExists
@@ -44,20 +45,30 @@ def submit_request(
         )
     if not reason.strip():
         return f":x: Say why: `/rollback plan {service.name} [--to N] [--at HH:MM] <reason>`."
-    try:
-        plan = service.plan(target_revision)
-    except PlanError as exc:
-        return f":x: {exc}"
-    if target_revision and plan.strategy != "undo":
-        return f":x: `--to` applies to the undo strategy; {service.name} uses {plan.strategy}."
+    try:  # checked again when it starts: the cluster may change while it waits
+        checked = check_rollback(
+            deps.kube, deps.repo, service, target_revision, now=deps.clock(), pin=False
+        )
+    except Refusal as refusal:
+        deps.repo.add_audit_event(
+            "approval.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            detail={"why": str(refusal), "target": target_revision},
+        )
+        return (
+            f":no_entry: No rollback request for *{service.name}* was made:"
+            f" {escape_keeping_mentions(str(refusal))}."
+        )
     try:
         r = approvals.request(
             deps,
             service,
-            plan,
+            checked.plan,
             user=user,
             reason=reason,
-            target_revision=target_revision,
+            target_revision=checked.target_revision,
             window=window,
             assessment_id=assessment_id,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -11,11 +12,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.adapters.kube.values import KubeError
 from bot.app import Deps
 from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
 from bot.notify import blocks
 from bot.notify.approval_blocks import assessment_buttons
+from bot.preflight import current_release, release_text
 from bot.rollback.assess import Decision
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers import approvals, rollbacks
@@ -33,6 +36,14 @@ class AssessmentFailed(Exception):
     """An assessment failed and the person who asked was told why. Raised on to the work pool so
     the failure is still logged and counted (metrics, the console's exit status), but its
     ``tell`` must not answer a second time with the generic internal-error message."""
+
+
+def tell_assessment_error(respond: Respond, service: str) -> Callable[[BaseException], None]:
+    def tell(exc: BaseException) -> None:
+        if not isinstance(exc, AssessmentFailed):  # that one was told already, with its reason
+            tell_on_error(respond, f"the assessment of {service}")(exc)
+
+    return tell
 
 
 def register(app: App, deps: Deps) -> None:
@@ -89,27 +100,45 @@ def _assess(
     # other writers (SQLite has one) and can push the ack past Slack's 3 s (see the benchmark).
     # The delivery key and the assessment row are stored first thing after ack, before any
     # query runs or any answer is posted, so a retry or double delivery still answers once.
+    user, channel = str(command.get("user_id", "")), command.get("channel_id")
+    if busy := deps.work.assessments.claim(user, service.name, channel or service.channel):
+        ack(text=busy, response_type="ephemeral")
+        return
     ack(text=f":hourglass_flowing_sand: Assessing *{service.name}*…", response_type="ephemeral")
-
-    def tell(exc: BaseException) -> None:
-        if not isinstance(exc, AssessmentFailed):  # that one was told already, with its reason
-            tell_on_error(respond, f"the assessment of {service.name}")(exc)
-
-    deps.work.submit(
-        f"assessment of {service.name}",
-        _start_assessment,
-        deps,
-        service,
-        delivery_key(command),
-        command.get("user_id"),
-        command.get("channel_id"),
-        client,
-        respond,
-        tell=tell,
-    )
+    submit_claimed(deps, service, delivery_key(command), user, channel, client, respond)
 
 
-def _start_assessment(
+def submit_claimed(
+    deps: Deps,
+    service: Service,
+    key: str | None,
+    user: str,
+    channel: str | None,
+    client: WebClient,
+    respond: Respond,
+) -> None:
+    """Run an assessment whose slot ``user`` holds (AssessmentSlots.claim) in the bulk lane,
+    and give the slot back when it ends."""
+
+    def assess_then_release() -> None:
+        try:
+            start_assessment(deps, service, key, user, channel, client, respond)
+        finally:
+            deps.work.assessments.release(user, service.name)
+
+    try:
+        deps.work.submit(
+            f"assessment of {service.name}",
+            assess_then_release,
+            tell=tell_assessment_error(respond, service.name),
+            lane="bulk",
+        )
+    except RuntimeError:  # shutting down
+        deps.work.assessments.release(user, service.name)
+        raise
+
+
+def start_assessment(
     deps: Deps,
     service: Service,
     key: str | None,
@@ -154,11 +183,14 @@ def _run_assessment(
         raise AssessmentFailed(f"assessment #{assessment_id} of {service.name}") from exc
     deps.metrics.assessment_seconds.labels(service.name).observe(time.monotonic() - started)
     deps.metrics.assessments.labels(service.name, result.decision.value).inc()
+    release = _release(deps, service)
     now = deps.clock()
-    store_assessment(deps.repo, service, assessment_id, result, now)
+    store_assessment(deps.repo, service, assessment_id, result, now, release)
     text, bl = blocks.assessment_message(
         result, assessment_id=assessment_id, requested_by=user, at=now
     )
+    where = release_text(release) if release else "the running release could not be read"
+    bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{where}_"}]})
     is_rollback_advised = result.decision in (
         Decision.IMMEDIATE_ROLLBACK,
         Decision.ROLLBACK_RECOMMENDED,
@@ -179,6 +211,15 @@ def _run_assessment(
             **{str(k): v for k, v in result.scores.items()},
         },
     )
+
+
+def _release(deps: Deps, service: Service) -> dict[str, Any] | None:
+    """What runs now, for the assessment's buttons (valid for that release only)."""
+    try:
+        return current_release(deps.kube, service)
+    except KubeError as exc:
+        log.warning("assessment of %s: cannot read the deployment: %s", service.name, exc)
+        return None
 
 
 def _post(

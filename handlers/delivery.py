@@ -1,18 +1,49 @@
-"""One effect per Slack delivery, whatever Slack or the network repeats.
+"""One effect per Slack delivery, whatever Slack, the network or an attacker repeats.
 
-Slack resends a request it thinks was not answered (``X-Slack-Retry-Num``), users double-click,
-and networks duplicate. Every listener records ``delivery_key(body)`` in the database (a unique
-key) before it acts, and does nothing when the key was already there. Listeners that answer
-quickly do it in the request; slow ones right after ``ack()``, before the first effect.
+Slack resends a request it thinks was not answered (``X-Slack-Retry-Num``), and a captured
+signed request can be sent again within Slack's 5-minute signature window. Every request that
+changes state (``run``, ``plan``, ``approve``, ``reject``, ``abort``, their buttons and forms)
+records ``delivery_key(body)`` in the database (a unique key) before any listener sees it, and
+a repeat is answered "already handled" without acting again. ``assess`` records its key right
+after the ack instead (its ack must not wait for a database write; see handlers.commands).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from typing import Any
+
+from slack_bolt import App
+from slack_bolt.response import BoltResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.app import Deps
+from bot.notify import approval_blocks as ab
+from bot.notify.blocks import MANUAL_GATE_ACTION
+from bot.notify.page_messages import PAGE_ACK_ACTION
+
+log = logging.getLogger(__name__)
 
 DATABASE_DOWN = (
     ":x: rollback-bot cannot reach its database right now, so it did nothing."
     " Try again in a minute; if it persists, check the bot's DATABASE_URL and /healthz."
+)
+ALREADY_HANDLED = (
+    ":repeat: This request was already received and handled once (Slack, or someone, sent it"
+    " again); it was not acted on a second time. See `/rollback status`."
+)
+STATE_CHANGING_VERBS = frozenset({"run", "plan", "approve", "reject", "abort"})
+STATE_CHANGING_ACTIONS = frozenset(
+    {
+        ab.APPROVE_ACTION,
+        ab.RUN_NOW_ACTION,
+        ab.CONFIRM_RUN_ACTION,
+        ab.CONFIRM_CANCEL_ACTION,
+        MANUAL_GATE_ACTION,
+        PAGE_ACK_ACTION,
+    }
 )
 
 
@@ -23,3 +54,52 @@ def delivery_key(body: dict[str, Any]) -> str | None:
     if trigger_id := body.get("trigger_id"):
         return f"trigger:{trigger_id}"
     return None
+
+
+def changes_state(body: dict[str, Any]) -> bool:
+    """A request whose repeat would act twice (a second rollback, a second vote …)."""
+    if body.get("command"):
+        words = str(body.get("text") or "").split()
+        return bool(words) and words[0].lower() in STATE_CHANGING_VERBS and "--dry-run" not in words
+    if body.get("type") == "block_actions":
+        return any(a.get("action_id") in STATE_CHANGING_ACTIONS for a in body.get("actions", []))
+    return body.get("type") == "view_submission"
+
+
+def install(app: App, deps: Deps) -> None:
+    # Bolt hands middleware its continuation as an argument named `next`
+    @app.middleware
+    def once_per_delivery(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
+        key = delivery_key(body) if changes_state(body) else None
+        if key is None:
+            return next()
+        try:
+            is_first = deps.repo.record_delivery(key, deps.clock())
+        except SQLAlchemyError:
+            log.exception("cannot record Slack delivery %s", key)
+            return _answer(body, DATABASE_DOWN)
+        if is_first:
+            return next()
+        log.info("repeated Slack delivery %s ignored", key)
+        deps.metrics.slack_requests.labels("duplicate").inc()
+        return _answer(body, ALREADY_HANDLED)
+
+
+def _answer(body: dict[str, Any], text: str) -> BoltResponse:
+    """The ack a listener would have given, without running one."""
+    answer: dict[str, Any] = {}
+    if body.get("command"):
+        answer = {"text": text, "response_type": "ephemeral"}
+    elif body.get("type") == "view_submission":
+        answer = {"response_action": "errors", "errors": _first_block(body, text)}
+    return BoltResponse(
+        status=200,
+        body=json.dumps(answer) if answer else "",
+        headers={"content-type": "application/json;charset=utf-8"} if answer else {},
+    )
+
+
+def _first_block(body: dict[str, Any], text: str) -> dict[str, str]:
+    blocks = body.get("view", {}).get("blocks") or [{}]
+    block_id = next((b.get("block_id") for b in blocks if b.get("block_id")), "reason")
+    return {str(block_id): text[:150]}

@@ -11,6 +11,8 @@ from bot.app import Deps
 from bot.catalog import PlanError, Service
 from bot.engine import Engine, started_work
 from bot.notify import blocks
+from bot.notify.blocks import escape
+from bot.preflight import Refusal, check_rollback
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.plan import Plan
@@ -29,15 +31,15 @@ def run(
 ) -> None:
     user = str(command.get("user_id", ""))
     try:
-        plan = service.plan(cmd.target_revision)
+        plan = service.plan(None)
     except PlanError as exc:
         _say(ack, f":x: {exc}")
         return
-    if plan.steps and cmd.target_revision and plan.strategy != "undo":
-        _say(ack, f":x: `--to` applies to the undo strategy; {service.name} uses {plan.strategy}.")
-        return
     if cmd.is_dry_run:
         _say(ack, f":mag: Dry run of a rollback of *{service.name}*: reading the cluster…")
+        is_forced = cmd.is_forced and policy.may_force(
+            service, user, deps.groups.members(policy.approver_groups(service))
+        )
         deps.work.submit(
             f"dry run of {service.name}",
             _dry_run,
@@ -45,8 +47,10 @@ def run(
             service,
             plan,
             cmd,
+            is_forced,
             respond,
             tell=tell_on_error(respond, f"the dry run of {service.name}"),
+            lane="bulk",
         )
         return
     if not cmd.is_immediate:
@@ -84,14 +88,13 @@ def run(
         )
         _say(ack, ":no_entry: `--force` (past the point of no return) is for approvers only.")
         return
-    _start(deps, cmd, service, plan, user, command, ack)
+    _start(deps, cmd, service, user, command, ack)
 
 
 def _start(
     deps: Deps,
     cmd: Command,
     service: Service,
-    plan: Plan,
     user: str,
     command: dict[str, Any],
     ack: Ack,
@@ -101,7 +104,6 @@ def _start(
         start_immediate(
             deps,
             service,
-            plan,
             user=user,
             reason=cmd.reason,
             target_revision=cmd.target_revision,
@@ -114,7 +116,6 @@ def _start(
 def start_immediate(
     deps: Deps,
     service: Service,
-    plan: Plan,
     *,
     user: str,
     reason: str,
@@ -123,10 +124,35 @@ def start_immediate(
     assessment_id: int | None = None,
     channel_id: str | None = None,
 ) -> str:
-    """Store and start an immediate rollback (the caller checked the user is a responder);
-    returns what to tell them. A planned request still waiting is superseded."""
+    """Check, store and start an immediate rollback (the caller checked the user is a
+    responder, and an approver for ``is_forced``); returns what to tell them. A refusal is
+    audited and said before anything is stored, superseded, notified or paged; a planned
+    request still waiting is superseded only by a rollback that starts."""
     from bot.approval_start import supersede_pending
 
+    try:
+        checked = check_rollback(
+            deps.kube,
+            deps.repo,
+            service,
+            target_revision,
+            now=deps.clock(),
+            is_forced=is_forced,
+        )
+    except Refusal as refusal:
+        deps.repo.add_audit_event(
+            "rollback.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            channel_id=channel_id,
+            detail={"why": str(refusal), "target": target_revision, "forced": is_forced},
+        )
+        return (
+            f":no_entry: No rollback of *{service.name}* was started: {escape(str(refusal))}."
+            " Nothing was changed and nobody was paged."
+        )
+    plan, target_revision = checked.plan, checked.target_revision
     channel = service.channel  # progress lives in the service's channel
     if is_forced:
         plan = _forced(plan)
@@ -169,11 +195,13 @@ def start_immediate(
             "forced": is_forced,
             "assessment_id": assessment_id,
             "superseded": superseded,
+            "warnings": list(checked.warnings),
         },
     )
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
+    note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     return (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
         f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.{note}"
@@ -199,11 +227,13 @@ def _link(deps: Deps, rollback_id: int) -> str:
     return f" (<{url}|progress>)"
 
 
-def _dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, respond: Respond) -> None:
+def _dry_run(
+    deps: Deps, service: Service, plan: Plan, cmd: Command, is_forced: bool, respond: Respond
+) -> None:
     from bot.dry_run import describe_plan
 
     try:
-        text = describe_plan(deps, service, plan, cmd.target_revision)
+        text = describe_plan(deps, service, plan, cmd.target_revision, is_forced=is_forced)
     except Exception as exc:  # Kubernetes errors are in the text; anything else is said here
         log.exception("dry run of %s failed", service.name)
         text = (

@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import approvals
 from bot.app import Deps
+from bot.preflight import Refusal, check_rollback
 from bot.rollback.command import UsageError, parse_revision, parse_window
 from handlers.approvals import submit_request
 from handlers.ids import View
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 def _field(view: dict[str, Any], block_id: str) -> str:
     value = view.get("state", {}).get("values", {}).get(block_id, {}).get("value", {})
     return str(value.get("value") or "").strip()
+
+
+def _fit(text: str, limit: int = 300) -> str:
+    """A field error Slack shows under the input: keep it short, visibly cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def tell_privately(client: WebClient, channel: str, user: str, text: str) -> None:
@@ -53,8 +59,12 @@ def register(app: App, deps: Deps) -> None:
         try:
             if target:
                 parse_revision(target)
+                # a tag names a revision only if the cluster says so: ask it while the form is open
+                check_rollback(deps.kube, deps.repo, service, target, now=deps.clock(), pin=False)
         except UsageError as exc:
             errors["target"] = str(exc).replace("`", "")
+        except Refusal as refusal:
+            errors["target"] = _fit(str(refusal).replace("`", ""))
         try:
             window = parse_window(window_text, deps.clock(), service.tz) if window_text else None
         except UsageError as exc:

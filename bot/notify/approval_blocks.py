@@ -16,6 +16,7 @@ Block = dict[str, Any]
 APPROVE_ACTION = "approval_approve"
 REJECT_ACTION = "approval_reject"
 PLAN_ACTION = "assessment_plan_rollback"
+ASSESS_AGAIN_ACTION = "assess_again"
 RUN_NOW_ACTION = "assessment_run_now"
 CONFIRM_RUN_ACTION = "start_confirm_run"
 CONFIRM_CANCEL_ACTION = "start_confirm_cancel"
@@ -135,6 +136,15 @@ def assessment_buttons(service: str, assessment_id: int, *, offer_run_now: bool)
     if offer_run_now:
         elements.append(button("Roll back now", RUN_NOW_ACTION, value, "danger"))
     return {"type": "actions", "block_id": f"assessment_{assessment_id}", "elements": elements}
+
+
+def assess_again_button(service: str) -> Block:
+    """Under a refusal of a stale assessment's button: the fresh assessment it asks for."""
+    return {
+        "type": "actions",
+        "block_id": f"assess_again_{service}",
+        "elements": [button("Assess again", ASSESS_AGAIN_ACTION, service, "primary")],
+    }
 
 
 def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: bool) -> Block:

@@ -28,7 +28,8 @@ VERBS = (
     "history",
     "review",
 )
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+# a revision number, or what resolves to one: a version tag, an image, a digest
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
@@ -50,9 +51,12 @@ class Command:
 
 
 def parse_revision(text: str) -> str:
-    """A target revision (``41`` or a version tag), or UsageError."""
+    """A target revision (``41``, or a version tag, image or digest that names one), or
+    UsageError. Which revision a tag names is decided against the cluster before a start."""
     if not _REVISION.match(text):
-        raise UsageError(f"`{text}` is not a revision (a number like 41, or a version tag)")
+        raise UsageError(
+            f"`{text}` is not a revision (a number like 41, or a version tag, image or digest)"
+        )
     return text
 
 

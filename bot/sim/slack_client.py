@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -66,7 +67,7 @@ class SlackRequester:
             "api_app_id": "A0ROLLBACK",
             "is_enterprise_install": "false",
             "response_url": self.response_url or "https://hooks.slack.com/commands/T0TEST/1/x",
-            "trigger_id": f"{n}.{int(time.time())}.{n:08x}",
+            "trigger_id": f"{n}.{int(time.time())}.{secrets.token_hex(8)}",  # unique, as Slack's
         }
         return urlencode(fields)
 
@@ -110,7 +111,7 @@ class SlackRequester:
                 "channel_id": channel_id,
                 "is_ephemeral": False,
             },
-            "trigger_id": f"{n}.{int(time.time())}.{n:08x}",
+            "trigger_id": f"{n}.{int(time.time())}.{secrets.token_hex(8)}",  # unique, as Slack's
             "channel": {"id": channel_id, "name": "deploys"},
             "message": dict(message),
             "response_url": self.response_url or "https://hooks.slack.com/actions/T0TEST/1/x",
@@ -144,7 +145,7 @@ class SlackRequester:
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "api_app_id": "A0ROLLBACK",
             "token": "unused-verification-token",
-            "trigger_id": f"{n}.{int(time.time())}.{n:08x}",
+            "trigger_id": f"{n}.{int(time.time())}.{secrets.token_hex(8)}",  # unique, as Slack's
             "view": {
                 "id": f"V{n:08d}",
                 "team_id": self.team_id,

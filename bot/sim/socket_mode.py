@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -234,7 +235,7 @@ class SocketModeSimulator(LoopbackSimulator):
             "api_app_id": self.app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{n}.{int(time.time())}.{n:08x}",
+            "trigger_id": f"{n}.{int(time.time())}.{secrets.token_hex(8)}",  # unique, as Slack's
         }
 
     def send_slash(self, fields: Mapping[str, str], timeout: float = 5.0) -> dict[str, Any]:

@@ -109,6 +109,21 @@ def snapshot(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"snapshots": snapshots}
 
 
+def _revision_number(value: Any) -> int | None:
+    """A step's ``to_revision``: a number, or None for "the previous one". A tag here means the
+    plan was not checked (the checks resolve tags to numbers): refuse rather than guess."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not text.isdigit():
+        raise StepFailed(
+            f"`{text}` is not a revision number, and this step goes back to revisions by number;"
+            " nothing was changed. Start the rollback again with `--to N` (the command resolves"
+            " a version tag to its revision and lists them)."
+        )
+    return int(text)
+
+
 @_kube_errors
 def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = _deployment(ctx, params)
@@ -122,18 +137,28 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             return {"undo": planned, "note": "already rolled back before the restart"}
         wanted: int | None = int(planned["to_revision"])
     else:
-        wanted = int(params["to_revision"]) if params.get("to_revision") else None
+        wanted = _revision_number(params.get("to_revision"))
 
     def record(plan: UndoPlan) -> None:  # stored before the patch is sent
         nonlocal planned
         if ctx.previous.get("undo") is not None:
             return  # keep what the first attempt recorded
         _refuse_past_point_of_no_return(ctx, plan.from_revision, plan.to_revision, params)
+        expected = params.get("expect_template")
+        if expected and plan.to_template != expected:
+            raise StepFailed(
+                f"revision {plan.to_revision} of {name} is no longer the release that was checked"
+                " when this rollback was asked for (someone deployed or rolled back meanwhile);"
+                " nothing was changed. Assess the service again and start a new rollback."
+            )
         planned = {
+            "deployment": name,
             "from_revision": plan.from_revision,
             "to_revision": plan.to_revision,
             "images_before": plan.images_before,
             "images_after": plan.images_after,
+            "from_template": plan.from_template,
+            "to_template": plan.to_template,
         }
         ctx.remember({"undo": planned})
 
@@ -151,18 +176,15 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 def _refuse_past_point_of_no_return(
     ctx: StepContext, from_revision: int, to_revision: int, params: Mapping[str, Any]
 ) -> None:
-    from bot.dry_run import FORWARD_FIX, crosses_point_of_no_return
+    from bot.preflight import crosses_point_of_no_return, point_of_no_return_text
 
     if params.get("force") or not crosses_point_of_no_return(
         ctx.service, from_revision, to_revision
     ):
         return
-    ponr = ctx.service.spec.point_of_no_return
-    assert ponr is not None
     raise StepFailed(
-        f"refused: going from revision {from_revision} to {to_revision} crosses the point of no"
-        f" return at revision {ponr.revision} ({ponr.reason}). {FORWARD_FIX} An approver can"
-        " override with `/rollback run … --immediate --force`."
+        f"refused: {point_of_no_return_text(ctx.service, from_revision, to_revision)}"
+        " (`/rollback run … --immediate --force`)."
     )
 
 

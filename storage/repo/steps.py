@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from storage.models import AuditEvent, RollbackStep
+from storage.models import AuditEvent, Rollback, RollbackStep
 from storage.repo.base import RepositoryBase, _get_or_raise
 from storage.repo.records import NewStep
 
@@ -88,6 +88,25 @@ class StepsMixin(RepositoryBase):
             if audit is not None:
                 session.add(audit)
         return step
+
+    def finished_undos(self, service: str) -> list[tuple[Rollback, RollbackStep]]:
+        """Every `rollout_undo` of the service whose patch went out (the step succeeded and was
+        not a no-op), newest first: the releases this bot rolled the service back FROM."""
+        query = (
+            select(Rollback, RollbackStep)
+            .join(RollbackStep, col(RollbackStep.rollback_id) == col(Rollback.id))
+            .where(Rollback.service == service)
+            .where(RollbackStep.kind == "rollout_undo")
+            .where(RollbackStep.status == "succeeded")
+            .order_by(col(RollbackStep.finished_at).desc())
+        )
+        with self._read() as session:
+            rows = session.exec(query).all()
+        return [
+            (rollback, step)
+            for rollback, step in rows
+            if step.detail.get("undo") and not step.detail.get("is_noop")
+        ]
 
 
 def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]:

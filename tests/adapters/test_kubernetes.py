@@ -442,6 +442,7 @@ def test_undo_goes_back_to_the_previous_revision_by_reusing_its_replicaset(
 ) -> None:
     before = {r.number: r.replicaset for r in kube.history(HERE, APP)}
 
+    templates = {r.number: r.template for r in kube.history(HERE, APP)}
     plan = kube.undo(HERE, APP, None)
 
     assert plan == UndoPlan(
@@ -451,10 +452,15 @@ def test_undo_goes_back_to_the_previous_revision_by_reusing_its_replicaset(
         images_before={"app": IMAGES[2]},
         images_after={"app": IMAGES[1]},
         is_noop=False,
+        from_template=templates[3],
+        to_template=templates[2],
     )
+    assert len(set(templates.values())) == 3  # one fingerprint per release
     sim.tick()
     after = {r.number: r.replicaset for r in kube.history(HERE, APP)}
     assert after == {1: before[1], 3: before[3], 4: before[2]}  # reused, revision bumped
+    # a release keeps its fingerprint under its new number: that is how the bot knows it
+    assert {r.number: r.template for r in kube.history(HERE, APP)}[4] == templates[2]
     info = kube.deployment(HERE, APP)
     assert (info.revision, info.images) == (4, {"app": IMAGES[1]})
     [patch] = calls(sim, "PATCH", DEPLOYMENT_PATH)

@@ -613,7 +613,7 @@ def test_history_lists_requester_approvers_outcome_and_duration(h: Harness) -> N
     h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
     press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER2")
     settle(h)
-    h.slash("run checkout --immediate again", user_id="U0ONCALL1")
+    h.slash("run checkout --immediate --to 1 again", user_id="U0ONCALL1")
     settle(h)
     text = h.slash("history checkout").json()["text"]
     lines = text.splitlines()

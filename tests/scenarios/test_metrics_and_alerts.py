@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
@@ -69,7 +69,10 @@ def test_metrics_after_an_assessment_a_success_a_failure_and_a_running_rollback(
     harness.wait_idle()
     harness.slash("run checkout --immediate")
     harness.wait_rollbacks()
-    harness.slash("run checkout --immediate --to 7")  # no revision 7: fails
+    kube = harness.bot.deps.kube
+    kube.set_image(KubeTarget(None, NS), "checkout-api", "app", "shop/checkout:v3")  # a new release
+    kube_sim.inject("PATCH", "/deployments/checkout-api$", 422, times=1)  # its undo fails
+    harness.slash("run checkout --immediate")
     harness.wait_rollbacks()
     kube_sim.set_never_ready(NS, "checkout-api")
     harness.slash("run checkout --immediate")
@@ -147,7 +150,9 @@ def firing(prom: RealPrometheus, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.prometheus
-def test_rollback_failed_fires_in_real_prometheus(harness: Harness) -> None:
+def test_rollback_failed_fires_in_real_prometheus(
+    harness: Harness, kube_sim: KubeSimulator
+) -> None:
     require_prometheus()
     with RealPrometheus(config_text=prometheus_config(harness.server.url)) as prom:
         failed = 'rollback_bot_rollbacks_finished_total{outcome="failed",service="checkout"}'
@@ -155,7 +160,8 @@ def test_rollback_failed_fires_in_real_prometheus(harness: Harness) -> None:
         until(lambda: bool(query(prom, failed)), "a first scrape of the bot", timeout=30)
         assert firing(prom, "RollbackFailed") == []
 
-        harness.slash("run checkout --immediate --to 7")
+        kube_sim.inject("PATCH", "/deployments/checkout-api$", 422)  # the undo fails
+        harness.slash("run checkout --immediate")
         harness.wait_rollbacks()
 
         until(lambda: bool(firing(prom, "RollbackFailed")), "RollbackFailed to fire", timeout=30)

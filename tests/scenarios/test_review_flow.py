@@ -119,9 +119,10 @@ def test_review_of_a_running_rollback_is_explained(
 
 
 def test_failed_rollback_reminds_until_the_root_cause_is_marked(
-    harness: Harness, clock: BotClock
+    harness: Harness, clock: BotClock, kube_sim: KubeSimulator
 ) -> None:
-    run_and_publish(harness, "run checkout --immediate --to 7")
+    kube_sim.inject("PATCH", "/deployments/checkout-api$", 422)  # the undo fails
+    run_and_publish(harness, "run checkout --immediate")
     assert "- **Outcome**: Failed: " in (harness.bot.deps.repo.get_review(1).markdown)  # type: ignore[union-attr]
 
     clock.offset = timedelta(hours=23)

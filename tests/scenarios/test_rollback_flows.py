@@ -133,15 +133,21 @@ def test_undo_to_a_given_revision(harness: Harness, kube: KubernetesClient) -> N
     assert images(kube, "checkout-api") == {"app": "shop/checkout:v1"}
 
 
-def test_unknown_revision_fails_in_words(harness: Harness, kube: KubernetesClient) -> None:
-    harness.slash("run checkout --immediate --to 7")
-    harness.wait_rollbacks()
+def test_unknown_revision_is_refused_before_anything_starts(
+    harness: Harness, kube: KubernetesClient
+) -> None:
+    resp = harness.slash("run checkout --immediate --to 7")
 
-    rollback = harness.bot.deps.repo.get_rollback(1)
-    assert rollback is not None and rollback.status == "failed"
-    assert "unable to find specified revision 7 in history" in (rollback.error or "")
+    text = resp.json()["text"]
+    assert "No rollback of *checkout* was started" in text
+    assert "checkout-api has no revision 7 in its history" in text
+    assert "1 (checkout:v1) · 2 (checkout:v2) · 3 (checkout:v3, current)" in text
+    assert "nobody was paged" in text
+    assert harness.bot.deps.repo.list_rollbacks() == []
     assert images(kube, "checkout-api") == {"app": "shop/checkout:v3"}
-    assert "unable to find specified revision 7" in json.dumps(final_progress(harness.slack))
+    assert not [m for m in harness.slack.messages("C0DEPLOYS") if "Rollback #" in m["text"]]
+    (event,) = harness.bot.deps.repo.list_audit_events(kind="rollback.refused")
+    assert event.detail["target"] == "7"
 
 
 def test_non_responder_is_refused_and_audited(harness: Harness) -> None:
@@ -435,18 +441,17 @@ def test_point_of_no_return_refuses_unless_an_approver_forces(
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
 
-    h.slash("run db --immediate")
-    h.wait_rollbacks()
-    refused = h.bot.deps.repo.get_rollback(1)
-    assert refused is not None and refused.status == "failed"
-    assert "crosses the point of no return at revision 3" in (refused.error or "")
-    assert "forward fix" in (refused.error or "")
+    refused = h.slash("run db --immediate").json()["text"]  # refused before it starts
+    assert "crosses the point of no return at revision 3" in refused
+    assert "forward fix" in refused and "nobody was paged" in refused
+    assert h.bot.deps.repo.list_rollbacks() == []
     assert images(kube, "db-api") == {"app": "db:3"}
 
     assert "approvers only" in h.slash("run db --immediate --force").json()["text"]
-    h.slash("run db --immediate --force forward fix impossible", user_id="U0APPROVER1")
+    started = h.slash("run db --immediate --force forward fix impossible", user_id="U0APPROVER1")
+    assert "forced by an approver" in started.json()["text"]
     h.wait_rollbacks()
-    forced = h.bot.deps.repo.get_rollback(2)
+    forced = h.bot.deps.repo.get_rollback(1)
     assert forced is not None and forced.status == "succeeded"
     assert images(kube, "db-api") == {"app": "db:2"}
 
@@ -540,5 +545,5 @@ def test_dry_run_that_would_fail_says_so_in_words(harness: Harness) -> None:
     answer = harness.slack.wait_for("response_url").params["text"]
 
     assert resp.status_code == 200
-    assert "would fail now: unable to find specified revision 9 in history" in answer
+    assert "A real run would be refused now:* checkout-api has no revision 9" in answer
     assert "Traceback" not in answer

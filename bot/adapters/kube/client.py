@@ -20,6 +20,7 @@ from bot.adapters.kube.kubectl import (
     revision_of,
     rollout_status_of,
     select_revision,
+    template_fingerprint,
     undo_patch,
 )
 from bot.adapters.kube.resources import Resources
@@ -82,6 +83,7 @@ class KubernetesClient(Resources):
                 replicaset=meta(rs.metadata).name or "",
                 created=meta(rs.metadata).creation_timestamp,
                 change_cause=(meta(rs.metadata).annotations or {}).get(CHANGE_CAUSE),
+                template=template_fingerprint(rs.spec.template),
             )
             for rs in self._owned_replicasets(t, dep)
             if (number := revision_of(rs.metadata)) is not None

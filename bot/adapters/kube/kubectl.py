@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -93,6 +94,13 @@ def equal_ignore_hash(
     """kubectl equalIgnoreHash. Quantities compare as text: the API server stores them canonical."""
     first, second = template_without_hash(template1), template_without_hash(template2)
     return bool(_pruned(first) == _pruned(second))
+
+
+def template_fingerprint(template: k8s.V1PodTemplateSpec | None) -> str:
+    """A short digest of the pod template as equal_ignore_hash compares it: two revisions with
+    the same fingerprint run the same release, whatever their revision numbers say."""
+    canonical = json.dumps(_pruned(template_without_hash(template)), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def select_revision(
@@ -218,4 +226,6 @@ def _plan(dep: k8s.V1Deployment, rs: k8s.V1ReplicaSet) -> UndoPlan:
         images_before=images_of(dep.spec.template),
         images_after=images_of(rs.spec.template),
         is_noop=equal_ignore_hash(rs.spec.template, dep.spec.template),
+        from_template=template_fingerprint(dep.spec.template),
+        to_template=template_fingerprint(rs.spec.template),
     )

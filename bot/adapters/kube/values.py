@@ -35,6 +35,7 @@ class Revision:
     replicaset: str
     created: datetime | None
     change_cause: str | None
+    template: str = ""  # fingerprint of the pod template (see kubectl.template_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class UndoPlan:
     images_before: dict[str, str]
     images_after: dict[str, str]
     is_noop: bool  # the template already matches (kubectl: "skipped rollback")
+    # fingerprints of the pod templates (kubectl.template_fingerprint): a release's identity,
+    # which revision numbers are not (an undo re-labels the old ReplicaSet with a new number)
+    from_template: str = ""
+    to_template: str = ""
 
 
 @dataclass(frozen=True)
