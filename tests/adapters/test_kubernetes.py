@@ -675,7 +675,8 @@ def test_a_job_runs_then_completes(
 ) -> None:
     sim.set_job_outcome(NS, "smoke-", "complete", after_seconds=10)
     kube.create_job(HERE, "smoke-1", SMOKE_SPEC, labels={"rollback": "42"})
-    kube.create_job(HERE, "smoke-1", SMOKE_SPEC)  # re-run after a crash: already there is fine
+    # re-run after a crash: already there, with our identity, is fine
+    kube.create_job(HERE, "smoke-1", SMOKE_SPEC, labels={"rollback": "42"})
     sim.tick()
     assert kube.job_state(HERE, "smoke-1").phase == "running"
     clock.advance(10)
@@ -693,13 +694,23 @@ def test_a_job_of_the_same_name_from_elsewhere_is_never_adopted(
     with pytest.raises(KubeError) as refused:  # rollback 4 must not take 3's job as its own
         kube.create_job(HERE, "db-downgrade", SMOKE_SPEC, labels={"rollback-bot/rollback": "4"})
     assert refused.value.status == 409
-    assert "was not created for this rollback" in str(refused.value)
+    assert "was not created by this step (its labels: rollback-bot/rollback=3," in str(
+        refused.value
+    )
     assert f"kubectl -n {NS} delete job db-downgrade" in str(refused.value)
+
+
+def test_a_job_without_an_identity_is_never_created_or_adopted(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    with pytest.raises(KubeError, match="no identity labels"):
+        kube.create_job(HERE, "anonymous", SMOKE_SPEC, labels={})
+    assert calls(sim, "POST", "/jobs") == []
 
 
 def test_a_failed_job_says_why(sim: KubeSimulator, kube: KubernetesClient) -> None:
     sim.set_job_outcome(NS, "smoke-", "failed")
-    kube.create_job(HERE, "smoke-2", SMOKE_SPEC)
+    kube.create_job(HERE, "smoke-2", SMOKE_SPEC, labels={"rollback": "1"})
     sim.tick()
     state = kube.job_state(HERE, "smoke-2")
     assert state.phase == "failed"
@@ -710,7 +721,8 @@ def test_an_invalid_job_spec_is_refused_before_any_request(
     sim: KubeSimulator, kube: KubernetesClient
 ) -> None:
     with pytest.raises(KubeError, match=r'^job "bad": spec.template.spec.containers.0.name'):
-        kube.create_job(HERE, "bad", {"template": {"spec": {"containers": [{"image": "x"}]}}})
+        bad = {"template": {"spec": {"containers": [{"image": "x"}]}}}
+        kube.create_job(HERE, "bad", bad, labels={"rollback": "1"})
     assert calls(sim, "POST", "/jobs") == []
 
 

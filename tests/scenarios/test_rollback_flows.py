@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -387,7 +388,7 @@ def test_database_job_that_fails_stops_the_rollback_before_the_application(
 
     rollback = h.bot.deps.repo.get_rollback(1)
     assert rollback is not None and rollback.status == "failed"
-    assert "Downgrade schema: Job rollback-1-0 failed" in (rollback.error or "")
+    assert re.search(r"Downgrade schema: Job rollback-1-0-[0-9a-f]{8} failed", rollback.error or "")
     assert "BackoffLimitExceeded" in (rollback.error or "")
     assert [s.status for s in h.bot.deps.repo.list_steps(1)] == ["failed", "pending"]
     assert images(kube, "db-api") == {"app": "db:2"}  # the application was left alone
@@ -414,7 +415,7 @@ def test_job_set_image_restart_and_scale_steps(
     info = kube.deployment(T, "db-api")
     assert (info.images, info.replicas) == ({"app": "db:1"}, 5)
     steps = {s.kind: s.detail for s in h.bot.deps.repo.list_steps(1)}
-    assert steps["run_job"]["job"] == "rollback-1-0"
+    assert steps["run_job"]["job"] == f"rollback-1-0-{steps['run_job']['run_id']}"
     assert steps["set_image"] == {
         **steps["set_image"],
         "image_before": "db:2",

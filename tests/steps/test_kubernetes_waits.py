@@ -21,13 +21,14 @@ from tests.steps.conftest import FakeTime
 NS = "shop"
 HERE = KubeTarget(None, NS)
 DEPLOYMENT = r"/deployments/checkout-api$"
-JOB_NAME = "rollback-7-2"  # make_ctx: rollback 7, position 2
+JOB_NAME = "rollback-7-2"  # named: the default name carries a random run id
 JOB_PATH = rf"/jobs/{JOB_NAME}$"
 JOB_TEMPLATE = {
     "template": {
         "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "migrate:1"}]}
     }
 }
+JOB_PARAMS = {"job": JOB_TEMPLATE, "job_name": JOB_NAME}
 TRAFFIC = {
     "api_version": "networking.istio.io/v1beta1",
     "kind": "VirtualService",
@@ -204,9 +205,13 @@ def test_a_job_is_followed_through_an_api_outage(
     cluster.inject("GET", JOB_PATH, 503, times=3 * CLIENT_ATTEMPTS)
     ctx, _ = make_ctx(kube=kube, timeout_seconds=120)
 
-    result = run_job(ctx, {"job": JOB_TEMPLATE})
+    result = run_job(ctx, JOB_PARAMS)
 
-    assert result == {"job": JOB_NAME, "status": f'job "{JOB_NAME}" completed'}
+    assert result == {
+        "job": JOB_NAME,
+        "run_id": result["run_id"],
+        "status": f'job "{JOB_NAME}" completed',
+    }
 
 
 def test_a_job_past_its_timeout_is_left_running_and_the_failure_says_so(
@@ -216,7 +221,7 @@ def test_a_job_past_its_timeout_is_left_running_and_the_failure_says_so(
     ctx, rec = make_ctx(kube=kube, timeout_seconds=30)
 
     with pytest.raises(StepFailed) as failed:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     left = (
         f"Job {JOB_NAME} is still running in namespace shop; it was not stopped"
@@ -238,7 +243,7 @@ def test_a_job_timeout_during_an_outage_says_the_job_may_still_run(
     ctx, _ = make_ctx(kube=kube, timeout_seconds=30)
 
     with pytest.raises(StepFailed) as failed:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     assert "the Kubernetes API kept failing, last error:" in str(failed.value)
     assert "(HTTP 504 Timeout)" in str(failed.value)
@@ -258,7 +263,7 @@ def test_an_aborted_job_is_left_running_and_the_abort_says_so(
     ctx.wait = abort
 
     with pytest.raises(Aborted) as aborted:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     left = (
         f"Job {JOB_NAME} is still running in namespace shop; it was not stopped"

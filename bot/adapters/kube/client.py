@@ -23,7 +23,13 @@ from bot.adapters.kube.kubectl import (
     undo_patch,
 )
 from bot.adapters.kube.resources import Resources
-from bot.adapters.kube.session import JSON_PATCH, MERGE_PATCH, _dry_run, _not_found
+from bot.adapters.kube.session import (
+    FIELD_MANAGER,
+    JSON_PATCH,
+    MERGE_PATCH,
+    _dry_run,
+    _not_found,
+)
 from bot.adapters.kube.values import (
     DeploymentInfo,
     KubeError,
@@ -181,6 +187,7 @@ class KubernetesClient(Resources):
                     t.namespace,
                     {"spec": {"replicas": replicas}},
                     dry_run=_dry_run(dry_run),
+                    field_manager=FIELD_MANAGER,
                     _content_type=MERGE_PATCH,  # what kubectl scale sends
                     _request_timeout=self._timeout,
                 ),
@@ -232,6 +239,7 @@ class KubernetesClient(Resources):
                 t.namespace,
                 patch,
                 dry_run=_dry_run(dry_run),
+                field_manager=FIELD_MANAGER,
                 _content_type=content_type,
                 _request_timeout=self._timeout,
             ),
