@@ -387,3 +387,88 @@ def test_an_abort_stops_a_traffic_shift_between_increments(
 
     assert _weights(kube) == [25, 75]  # the first increment only
     assert _patches(cluster) == 1
+
+
+# ── shift_traffic: weights left out ───────────────────────────────────────────────────────────
+
+
+def _routes(cluster: KubeSimulator, *routes: dict[str, Any]) -> None:
+    """A VirtualService as a real API server serves it: a zero weight may simply be absent."""
+    with cluster.api_client() as api:
+        CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1beta1",
+            NS,
+            "virtualservices",
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": "board"},
+                "spec": {"http": [{"route": list(routes)}]},
+            },
+        )
+
+
+def _route_weights(kube: KubernetesClient) -> list[int | None]:
+    vs = kube.read_object(HERE, TRAFFIC["api_version"], "VirtualService", "board")
+    return [route.get("weight") for route in vs["spec"]["http"][0]["route"]]
+
+
+def test_an_absent_stable_weight_reads_as_zero_and_the_shift_completes(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}}, {"destination": {"host": "c"}, "weight": 100}
+    )
+    ctx, rec = make_ctx(kube=kube)
+
+    result = shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 50})
+
+    assert result == {"weights": [50, 0], "canary_percent": 0}
+    assert _route_weights(kube) == [100, 0]
+    assert rec.notes[0] == "VirtualService board: canary weight 100 % → 50 %"
+
+
+def test_an_absent_canary_weight_is_already_zero(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}, "weight": 100}, {"destination": {"host": "c"}}
+    )
+    ctx, _ = make_ctx(kube=kube)
+
+    assert shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0}) == {
+        "weights": [],
+        "canary_percent": 0,
+    }
+    assert _patches(cluster) == 0
+
+
+def test_an_absent_canary_weight_is_added_when_shifting_towards_the_canary(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}, "weight": 100}, {"destination": {"host": "c"}}
+    )
+    ctx, _ = make_ctx(kube=kube)
+
+    result = shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 100})
+
+    assert result["canary_percent"] == 100
+    assert _route_weights(kube) == [0, 100]
+
+
+def test_a_wrong_weight_path_names_the_path_instead_of_crashing(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(cluster, {"destination": {"host": "board"}, "weight": 100})  # no second route
+    ctx, _ = make_ctx(kube=kube)
+
+    with pytest.raises(StepFailed) as failed:
+        shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0})
+
+    assert str(failed.value) == (
+        "VirtualService board has nothing at /spec/http/0/route/1 (weight path"
+        " /spec/http/0/route/1/weight): check the traffic weight paths in the catalog"
+    )
+    assert _patches(cluster) == 0
