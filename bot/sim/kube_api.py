@@ -297,6 +297,14 @@ class KubeSimulator(LoopbackSimulator):
             found = self._store.find(self._store.resource(group, version, plural), namespace, name)
             return None if found is None else dict(found)
 
+    @property
+    def resource_version(self) -> str:
+        """The cluster's latest resourceVersion: it moves with every stored write, and only then
+        (a dry run leaves it alone)."""
+        with self._lock:
+            self._run_controllers()
+            return self._store.resource_version
+
     def _settle(self, namespace: str, name: str) -> None:
         deployment = self._store.get(DEPLOYMENTS, namespace, name)
         self._deployments.reconcile_replica_sets(deployment, is_settled=True)

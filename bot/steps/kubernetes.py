@@ -171,6 +171,11 @@ def _refuse_past_point_of_no_return(
     )
 
 
+def selector_text(selector: Mapping[str, str]) -> str:
+    """A label selector as kubectl takes it: ``app=storefront,version=blue``."""
+    return ",".join(f"{k}={v}" for k, v in selector.items()) or "(none)"
+
+
 def _images(images: Mapping[str, str]) -> str:
     return ", ".join(f"{c}={i}" for c, i in images.items())
 
@@ -191,7 +196,7 @@ def switch_selector(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, An
         return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
     ctx.remember({"selector_before": current})
     before, after = ctx.kube.switch_selector(ctx.target, service, wanted)
-    ctx.note(f"Service {service} selector {before} → {after}")
+    ctx.note(f"Service {service} selector {selector_text(before)} → {selector_text(after)}")
     return {"selector_before": before, "selector": after}
 
 
@@ -276,7 +281,7 @@ def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     A timeout or an abort leaves the Job running, and says so: it is often a database
     migration, and stopping one half-way can be worse than letting it finish.
     """
-    ttl = _job_ttl(params)
+    ttl = job_ttl(params)
     run_id = str(ctx.previous.get("run_id") or secrets.token_hex(4))
     job = str(
         ctx.previous.get("job")
@@ -317,7 +322,7 @@ def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"job": job, "run_id": run_id, "status": status}
 
 
-def _job_ttl(params: Mapping[str, Any]) -> int:
+def job_ttl(params: Mapping[str, Any]) -> int:
     """Seconds Kubernetes keeps a finished Job: the step's parameter, the template's, or 1 h."""
     raw = params.get("ttl_seconds_after_finished")
     if raw is None:
@@ -385,6 +390,11 @@ def _child(node: Any, part: str) -> Any:
     if isinstance(node, dict):
         return node.get(part, _MISSING)
     return _MISSING
+
+
+def traffic_weights(obj: Mapping[str, Any], where: str, stable: str, canary: str) -> list[int]:
+    """(stable, canary) weights of a traffic object; an absent weight reads as 0."""
+    return _weights(obj, where, stable, canary)
 
 
 def _weights(obj: Mapping[str, Any], where: str, *paths: str) -> list[int]:
