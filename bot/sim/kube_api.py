@@ -207,6 +207,12 @@ class KubeSimulator(LoopbackSimulator):
             return list(self._requests)
 
     @property
+    def user_agents(self) -> list[str]:
+        """The User-Agent of every request received, in the order of `requests`."""
+        with self._lock:
+            return list(self._user_agents)
+
+    @property
     def writes(self) -> list[tuple[str, str, str | None, str]]:
         """(method, path, fieldManager or None, User-Agent) of every request but the GETs: who
         a real API server's audit log and managedFields would name for each change."""
