@@ -55,7 +55,7 @@ def _target_version(rollback: Rollback, steps: Iterable[RollbackStep]) -> str:
         if "image_after" in step.detail:
             return str(step.detail["image_after"])
         if "selector" in step.detail and step.kind == "switch_selector":
-            return ", ".join(f"{k}={v}" for k, v in dict(step.detail["selector"]).items())
+            return ",".join(f"{k}={v}" for k, v in dict(step.detail["selector"]).items())
     if rollback.target_revision:
         return f"revision {rollback.target_revision}"
     return "the previous version"
