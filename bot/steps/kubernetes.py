@@ -447,7 +447,7 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
     reverts = 0  # passes that found the weight changed back since our patch
     while True:
         obj = ctx.kube.read_object(ctx.target, api, kind, name)
-        [canary] = _weights(obj, f"{kind} {name}", canary_path)
+        canary = traffic_weights(obj, f"{kind} {name}", stable_path, canary_path)[1]
         if canary == target:
             return {"weights": history, "canary_percent": canary}
         if history and canary != history[-1]:
