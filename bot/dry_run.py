@@ -1,37 +1,42 @@
 """``/rollback run --dry-run``: the plan with the exact object changes, reading the cluster only.
 
-Where the API offers it the change itself is sent as a server-side dry run (``dryRun=All``), so
-admission and validation errors show up here rather than in the middle of a real rollback.
+Every object a step would read is read, and every write a step would make is sent as a
+server-side dry run (``dryRun=All``), so a missing object, a refused permission, or an admission
+or validation error shows up here rather than in the middle of a real rollback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.adapters.kubernetes import KubeError, KubeTarget
+from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
 from bot.catalog import Service
 from bot.notify.blocks import escape
-from bot.preflight import Refusal, check_rollback
+from bot.preflight import FORWARD_FIX, Refusal, check_rollback, crosses_point_of_no_return
 from bot.rollback.plan import PHASE_TITLES, Plan, StepSpec
+from bot.steps import StepFailed
 from bot.steps.http import redact_url
+from bot.steps.kubernetes import (
+    API_VERSIONS,
+    ROLLBACK_LABEL,
+    RUN_LABEL,
+    job_ttl,
+    selector_text,
+    traffic_patch,
+    traffic_weights,
+)
 
 if TYPE_CHECKING:
     from bot.app import Deps
 
-FORWARD_FIX = (
-    "The runbook's answer past the point of no return is a forward fix: deploy a compensating"
-    " change (schema migration, data transformation, patch release) instead of rolling back."
-)
+ACCEPTED = "server-side dry run accepted"  # only where a write was sent and the API took it
 
 
 def _images(images: Mapping[str, str]) -> str:
     return ", ".join(f"{c}={i}" for c, i in images.items())
-
-
-def crosses_point_of_no_return(service: Service, from_revision: int, to_revision: int) -> bool:
-    ponr = service.spec.point_of_no_return
-    return ponr is not None and from_revision >= ponr.revision > to_revision
 
 
 def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
@@ -39,7 +44,7 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
     kube = deps.kube
     deployment = str(p.get("deployment") or service.spec.deployment)
     if s.kind == "snapshot":
-        return "reads " + ", ".join(f"{o[0]}/{o[1]}" for o in p["objects"])
+        return _snapshot(kube, t, p)
     if s.kind == "rollout_undo":
         wanted = p.get("to_revision")
         if wanted not in (None, "") and not str(wanted).isdigit():
@@ -47,10 +52,12 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
         plan = kube.undo(t, deployment, int(wanted) if wanted else None, dry_run=True)
         text = (
             f"revision {plan.from_revision} ({_images(plan.images_before)}) → template of revision"
-            f" {plan.to_revision} ({_images(plan.images_after)}); server-side dry run accepted"
+            f" {plan.to_revision} ({_images(plan.images_after)})"
         )
-        if plan.is_noop:
-            text += " — already at that template, nothing would change"
+        # the adapter sends no patch when the template already matches
+        text += (
+            " — already at that template, nothing would change" if plan.is_noop else f"; {ACCEPTED}"
+        )
         if crosses_point_of_no_return(service, plan.from_revision, plan.to_revision):
             ponr = service.spec.point_of_no_return
             assert ponr is not None
@@ -59,35 +66,8 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
                 f" {escape(ponr.reason)}): refused unless an approver adds --force. {FORWARD_FIX}"
             )
         return text
-    if s.kind == "wait_rollout":
-        return (
-            f"waits until {deployment} is rolled out by kubectl's rules (≤ {s.timeout_seconds:g} s)"
-        )
-    if s.kind == "switch_selector":
-        selector = kube.service_selector(t, str(p["service"]))
-        wanted = {**selector, **{str(k): str(v) for k, v in p["selector"].items()}}
-        kube.switch_selector(t, str(p["service"]), wanted, dry_run=True)
-        return (
-            f"Service {p['service']} selector {selector} → {wanted}; server-side dry run accepted"
-        )
-    if s.kind == "scale":
-        replicas = kube.deployment(t, deployment).replicas
-        kube.scale(t, deployment, int(p["replicas"]), dry_run=True)
-        return f"{deployment}: {replicas} → {p['replicas']} replicas"
-    if s.kind == "set_image":
-        old, new = kube.set_image(t, deployment, p["container"], p["image"], dry_run=True)
-        return f"{deployment} container {p['container']}: {old} → {new}"
-    if s.kind == "shift_traffic":
-        tr = p["traffic"]
-        return (
-            f"{tr['kind']} {tr['name']}: canary weight → {p.get('to_percent', 0)} % in steps of"
-            f" {p.get('step_percent', 100)} %"
-            + (", metric gate between steps" if p.get("gate_query") else "")
-        )
-    if s.kind == "run_job":
-        containers = p["job"].get("template", {}).get("spec", {}).get("containers", [])
-        images = ", ".join(str(c.get("image")) for c in containers)
-        return f"runs a Job from the catalog's template ({images}) and waits for it to end"
+    if s.kind in _KUBE_STEPS:
+        return _KUBE_STEPS[s.kind](deps, t, s, deployment)
     if s.kind in ("http_check", "http_request"):
         method = p.get("method", "GET") if s.kind == "http_request" else "GET"
         return f"{method} {escape(redact_url(str(p['url'])))}"  # no credentials in Slack
@@ -99,6 +79,107 @@ def _describe(deps: Deps, service: Service, t: KubeTarget, s: StepSpec) -> str:
     if s.kind == "manual_gate":
         return "pauses until someone presses Continue"
     return s.kind
+
+
+def _snapshot(kube: KubernetesClient, t: KubeTarget, p: Mapping[str, Any]) -> str:
+    """Reads every object as the real snapshot will; a missing one is a warning line."""
+    read, missing = [], []
+    for entry in p["objects"]:
+        kind, name = str(entry[0]), str(entry[1])
+        api_version = str(entry[2]) if len(entry) > 2 else API_VERSIONS.get(kind, "v1")
+        try:
+            kube.read_object(t, api_version, kind, name)
+            read.append(f"{kind}/{name}")
+        except KubeError as exc:
+            missing.append(f"\n     :warning: {kind}/{name}: {escape(str(exc))}")
+    text = "reads " + (", ".join(read) or "nothing") + (" (all found)" if not missing else "")
+    return text + "".join(missing)
+
+
+def _wait_rollout(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    status = deps.kube.rollout_status(t, deployment)
+    return (
+        f"waits until {deployment} is rolled out by kubectl's rules (≤ {s.timeout_seconds:g} s);"
+        f" now: {escape(status.message)}"
+    )
+
+
+def _switch_selector(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    service = str(s.params["service"])
+    selector = deps.kube.service_selector(t, service)
+    wanted = {**selector, **{str(k): str(v) for k, v in s.params["selector"].items()}}
+    change = f"Service {escape(service)} selector {escape(selector_text(selector))}"
+    if wanted == selector:
+        return f"{change} — already so, nothing would change"
+    deps.kube.switch_selector(t, service, wanted, dry_run=True)
+    return f"{change} → {escape(selector_text(wanted))}; {ACCEPTED}"
+
+
+def _scale(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    before, after = deps.kube.scale(t, deployment, int(s.params["replicas"]), dry_run=True)
+    return f"{deployment}: {before} → {after} replicas; {ACCEPTED}"
+
+
+def _set_image(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    p = s.params
+    old, new = deps.kube.set_image(t, deployment, p["container"], p["image"], dry_run=True)
+    change = f"{deployment} container {p['container']}: {old}"
+    if old == new:  # the adapter sends nothing when the image is already there
+        return f"{change} — already that image, nothing would change"
+    return f"{change} → {new}; {ACCEPTED}"
+
+
+def _restart(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    deps.kube.restart(t, deployment, at=datetime.now(UTC), dry_run=True)
+    return f"replaces every pod of {deployment} (rollout restart); {ACCEPTED}"
+
+
+def _shift_traffic(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    p, tr = s.params, s.params["traffic"]
+    api, kind, name = str(tr["api_version"]), str(tr["kind"]), str(tr["name"])
+    stable_path, canary_path = str(tr["stable_weight_path"]), str(tr["canary_weight_path"])
+    target = int(p.get("to_percent", 0))
+    obj = deps.kube.read_object(t, api, kind, name)
+    where = f"{kind} {name}"
+    stable, canary = traffic_weights(obj, where, stable_path, canary_path)
+    head = f"{escape(where)}: canary {canary} % → {target} %, stable {stable} %"
+    if canary == target:
+        return f"{head} — already so, nothing would change"
+    head += f" → {stable + canary - target} %"
+    patch = traffic_patch(obj, where, stable_path, canary_path, target)
+    deps.kube.patch_object(t, api, kind, name, patch, dry_run=True)
+    return (
+        f"{head}, in steps of {p.get('step_percent', 100)} %"
+        + (", metric gate between steps" if p.get("gate_query") else "")
+        + f"; {ACCEPTED}"
+    )
+
+
+def _run_job(deps: Deps, t: KubeTarget, s: StepSpec, deployment: str) -> str:
+    p = s.params
+    spec = {**dict(p["job"]), "ttlSecondsAfterFinished": job_ttl(p)}
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    images = ", ".join(str(c.get("image")) for c in containers)
+    run_id = secrets.token_hex(4)
+    name = str(p.get("job_name") or f"rollback-dry-run-{run_id}")
+    labels = {ROLLBACK_LABEL: "dry-run", RUN_LABEL: run_id}
+    deps.kube.create_job(t, name, spec, labels=labels, dry_run=True)
+    job = f"Job {escape(name)}" if p.get("job_name") else "a Job"
+    return (
+        f"creates {job} from the catalog's template ({escape(images)}) and waits for it to end"
+        f" (≤ {s.timeout_seconds:g} s); {ACCEPTED}"
+    )
+
+
+_KUBE_STEPS: dict[str, Callable[[Deps, KubeTarget, StepSpec, str], str]] = {
+    "wait_rollout": _wait_rollout,
+    "switch_selector": _switch_selector,
+    "scale": _scale,
+    "set_image": _set_image,
+    "restart": _restart,
+    "shift_traffic": _shift_traffic,
+    "run_job": _run_job,
+}
 
 
 def describe_plan(
@@ -139,7 +220,7 @@ def describe_plan(
             lines.append(f"*{PHASE_TITLES[phase]}*")
         try:
             what = _describe(deps, service, t, s)
-        except KubeError as exc:
+        except (KubeError, StepFailed) as exc:
             what = f":warning: would fail now: {escape(str(exc))}"
         marker = " :no_entry: *point of no return*" if s.is_irreversible else ""
         lines.append(f"  {n}. {escape(s.name)}{marker} — {what}")

@@ -21,11 +21,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog import Catalog, Service
 from bot.notify.blocks import escape
 from bot.rollback.plan import Plan
+from bot.service_state import describe_service_state
 from bot.steps import Aborted, StepContext, StepFailed, StepRunner, runners
 from storage.models import AuditEvent, Rollback, RollbackStep
 from storage.repository import NewStep, NewWork, Repository
@@ -373,18 +374,8 @@ class Engine:
         ]
         lines.append(f"Not run: {', '.join(skipped) or 'nothing'}.")
         service = self.catalog.get(self._get(rollback_id).service)
-        if service is not None:
-            try:
-                info = self.kube.deployment(
-                    KubeTarget(service.context, service.namespace), service.spec.deployment
-                )
-                images = ", ".join(f"{c}={i}" for c, i in info.images.items())
-                lines.append(
-                    f"{info.name} is now at revision {info.revision} ({images}),"
-                    f" {info.available_replicas}/{info.replicas} available."
-                )
-            except KubeError as exc:
-                lines.append(f"Could not read the deployment's state: {exc}")
+        if service is not None:  # which pods run which release, per ReplicaSet
+            lines.append(f"Now: {describe_service_state(self.kube, service)}.")
         return "\n".join(lines)
 
     def _finish(self, rollback_id: int, status: str, error: str | None) -> None:

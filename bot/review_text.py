@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -90,8 +91,8 @@ def changes(step: RollbackStep, deployment: str) -> list[str]:
         out.append(f"Deployment {target} image: {d['image_before']} → {d.get('image_after')}")
     if "selector_before" in d:
         out.append(
-            f"Service {params.get('service', '?')} selector: {d['selector_before']}"
-            f" → {d.get('selector')}"
+            f"Service {params.get('service', '?')} selector:"
+            f" {_labels(d['selector_before'])} → {_labels(d.get('selector') or {})}"
         )
     if "replicas_before" in d:
         out.append(
@@ -107,3 +108,8 @@ def changes(step: RollbackStep, deployment: str) -> list[str]:
     for name in d.get("snapshots") or {}:
         out.append(f"{name}: snapshot of the state before the rollback kept in the bot's database")
     return out
+
+
+def _labels(selector: Mapping[str, Any]) -> str:
+    """A label selector as kubectl takes it (``app=storefront,version=blue``), not a dict."""
+    return ",".join(f"{k}={v}" for k, v in dict(selector).items()) or "(none)"

@@ -24,6 +24,7 @@ from bot.catalog import Service
 from bot.due import RetryLater
 from bot.notify import template_context, templates
 from bot.notify.channels import IncidentChannels
+from bot.service_state import describe_service_state
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 
@@ -40,6 +41,7 @@ CRITICAL_KIND = "notify.critical"
 FINISHED_KIND = "notify.finished"
 OPEN_KIND = "incident.open"
 TOPIC_KIND = "incident.topic"
+_STATE_NOTICES = ("failure_notice", "aborted_notice")
 
 
 def sla_key(rollback_id: int) -> str:
@@ -238,8 +240,15 @@ class Notifier:
         todo = [c for c in dict.fromkeys(channels) if c not in done]
         if not todo:
             return
+        # a notice at the end says which pods run which release (availableReplicas cannot)
+        state = describe_service_state(self.deps.kube, service) if name in _STATE_NOTICES else None
         context = template_context.build_context(
-            self.deps.repo, rollback, service, self.deps.clock()
+            self.deps.repo,
+            rollback,
+            service,
+            self.deps.clock(),
+            is_sms_enabled=self.deps.settings.is_sms_enabled,
+            service_state=state,
         )
         text = templates.render(service, name, context)
         results = list(self._pool.map(lambda c: self._send(rollback, kind, c, text), todo))

@@ -55,10 +55,34 @@ def _target_version(rollback: Rollback, steps: Iterable[RollbackStep]) -> str:
         if "image_after" in step.detail:
             return str(step.detail["image_after"])
         if "selector" in step.detail and step.kind == "switch_selector":
-            return ", ".join(f"{k}={v}" for k, v in dict(step.detail["selector"]).items())
+            return ",".join(f"{k}={v}" for k, v in dict(step.detail["selector"]).items())
     if rollback.target_revision:
         return f"revision {rollback.target_revision}"
     return "the previous version"
+
+
+def paging_text(service: Service, is_sms_enabled: bool | None) -> str:
+    """Whether the page that a failure (or an SLA breach) starts reaches anyone, in words.
+
+    ``is_sms_enabled`` None: not known to the caller (the text then makes no promise of SMS).
+    """
+    first = [p.name for p in service.spec.oncall if p.after_minutes == 0] or [
+        p.name for p in service.spec.oncall[:1]
+    ]
+    if not first:
+        return (
+            f"Nobody is being paged: {service.name} has no `oncall:` ladder in the catalog."
+            " Call the on-call yourself"
+        )
+    who = ", ".join(first)
+    if is_sms_enabled is False:
+        return (
+            f"SMS paging is disabled (Twilio is not configured): nobody is texted. Call the"
+            f" on-call ({who}) yourself"
+        )
+    if is_sms_enabled is None:
+        return f"The on-call ladder ({who} first) is paged"
+    return f"The on-call ({who}) is being paged by SMS"
 
 
 def context_from(
@@ -68,6 +92,9 @@ def context_from(
     assessment: Assessment | None,
     service: Service,
     now: datetime,
+    *,
+    is_sms_enabled: bool | None = None,
+    service_state: str | None = None,
 ) -> dict[str, Any]:
     """The variables every template sees (pure: the caller reads the records)."""
     started = rollback.started_at or rollback.created_at
@@ -114,6 +141,9 @@ def context_from(
         if has_database
         else "MINIMAL — the plan does not touch the database",
         "target_version": _target_version(rollback, steps),
+        "paging": paging_text(service, is_sms_enabled),
+        # which pods run which release now (failure and abort notices only; None elsewhere)
+        "service_state": service_state,
         "steps": [
             {"name": s.name, "phase": s.phase, "status": s.status, "error": s.error} for s in steps
         ],
@@ -140,7 +170,13 @@ def context_from(
 
 
 def build_context(
-    repo: Repository, rollback: Rollback, service: Service, now: datetime
+    repo: Repository,
+    rollback: Rollback,
+    service: Service,
+    now: datetime,
+    *,
+    is_sms_enabled: bool | None = None,
+    service_state: str | None = None,
 ) -> dict[str, Any]:
     """The template context of a stored rollback: its steps, votes and assessment."""
     assert rollback.id is not None
@@ -154,6 +190,8 @@ def build_context(
         assessment,
         service,
         now,
+        is_sms_enabled=is_sms_enabled,
+        service_state=service_state,
     )
 
 
@@ -211,4 +249,8 @@ def sample_context(service: Service) -> dict[str, Any]:
         total_score=65,
         created_at=start,
     )
-    return context_from(rollback, steps, approvals, assessment, service, now)
+    state = (
+        f"{service.spec.deployment}: revision 5 (app=shop/app:v3) 0/3 available · revision 2"
+        " (app=shop/app:v2) 3/3 available — the rollout has not finished"
+    )
+    return context_from(rollback, steps, approvals, assessment, service, now, service_state=state)

@@ -60,7 +60,7 @@ STEP_PARAMS: dict[str, tuple[set[str], set[str]]] = {
         {"traffic"},
         {"to_percent", "step_percent", "gate_query", "gate_below", "gate_wait_seconds"},
     ),
-    "run_job": ({"job"}, {"job_name"}),
+    "run_job": ({"job"}, {"job_name", "ttl_seconds_after_finished"}),
     "wait_rollout": (set(), {"deployment", "min_available"}),
     "http_check": ({"url"}, {"expect_status"}),
     "http_request": ({"url"}, {"method", "body", "expect_status"}),

@@ -106,6 +106,7 @@ class KubeSimulator(LoopbackSimulator):
         )
         self._injections: list[_Injection] = []
         self._requests: list[tuple[str, str]] = []
+        self._user_agents: list[str] = []  # of each request in `_requests`
         self._tick_seconds = tick_seconds
         self._stopping = threading.Event()
         self._server: KubeHttpServer | None = None
@@ -205,6 +206,24 @@ class KubeSimulator(LoopbackSimulator):
         with self._lock:
             return list(self._requests)
 
+    @property
+    def user_agents(self) -> list[str]:
+        """The User-Agent of every request received, in the order of `requests`."""
+        with self._lock:
+            return list(self._user_agents)
+
+    @property
+    def writes(self) -> list[tuple[str, str, str | None, str]]:
+        """(method, path, fieldManager or None, User-Agent) of every request but the GETs: who
+        a real API server's audit log and managedFields would name for each change."""
+        with self._lock:
+            recorded = list(zip(self._requests, self._user_agents, strict=True))
+        return [
+            (method, path.partition("?")[0], _first_query(path, "fieldManager"), agent)
+            for (method, path), agent in recorded
+            if method != "GET"
+        ]
+
     def wait_for_request(
         self, method: str, path_regex: str, timeout: float = 5.0
     ) -> tuple[str, str]:
@@ -284,6 +303,14 @@ class KubeSimulator(LoopbackSimulator):
             found = self._store.find(self._store.resource(group, version, plural), namespace, name)
             return None if found is None else dict(found)
 
+    @property
+    def resource_version(self) -> str:
+        """The cluster's latest resourceVersion: it moves with every stored write, and only then
+        (a dry run leaves it alone)."""
+        with self._lock:
+            self._run_controllers()
+            return self._store.resource_version
+
     def _settle(self, namespace: str, name: str) -> None:
         deployment = self._store.get(DEPLOYMENTS, namespace, name)
         self._deployments.reconcile_replica_sets(deployment, is_settled=True)
@@ -323,10 +350,13 @@ class KubeSimulator(LoopbackSimulator):
 
     # -- request handling --------------------------------------------------------------------------
 
-    def _serve(self, method: str, raw_path: str, content_type: str, body: bytes) -> Answer:
+    def _serve(
+        self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
+    ) -> Answer:
         url = urlsplit(raw_path)
         with self._recorded:
             self._requests.append((method, raw_path))
+            self._user_agents.append(user_agent)
             self._recorded.notify_all()
             try:
                 self._run_controllers()
@@ -367,3 +397,8 @@ class KubeSimulator(LoopbackSimulator):
             return KubeError.conflict(route.rt, route.name).status()
         reason, message = _INJECTED_ERRORS.get(status, ("Unknown", f"injected HTTP {status}"))
         return KubeError(status, reason, message).status()
+
+
+def _first_query(path: str, key: str) -> str | None:
+    values = parse_qs(urlsplit(path).query).get(key)
+    return values[0] if values else None

@@ -10,9 +10,10 @@ What it does (pkg/controller/deployment, simplified to instant scaling):
   one — on rollback it is reused and gets revision max+1, the old number going to
   `deployment.kubernetes.io/revision-history`; otherwise a ReplicaSet `<deployment>-<hash>` is
   created with the next revision;
-- the new ReplicaSet is scaled to spec.replicas and the old ones to 0 at once (old pods vanish
-  immediately); new pods become ready `ready_delay_seconds` after the rollout started — never,
-  for a deployment set never-ready — and ProgressDeadlineExceeded follows when
+- a RollingUpdate grows the new ReplicaSet within maxSurge and shrinks the old ones only as far
+  as maxUnavailable allows, so old pods keep serving until new ones are available (Recreate
+  scales at once); new pods become ready `ready_delay_seconds` after the rollout started —
+  never, for a deployment set never-ready — and ProgressDeadlineExceeded follows when
   progressDeadlineSeconds pass without the rollout completing;
 - a paused Deployment gets no new ReplicaSet; old ReplicaSets beyond revisionHistoryLimit go.
 """
@@ -108,10 +109,51 @@ class DeploymentController:
             current = self._promote(deployment, current)
         self._track_rollout(deployment, current, is_settled=is_settled)
         if current is not None:
-            for replica_set in self._owned(deployment):
-                is_current = replica_set["metadata"]["uid"] == current["metadata"]["uid"]
-                self._scale(deployment, replica_set, spec["replicas"] if is_current else 0)
+            owned = self._owned(deployment)
+            sizes = self._rolled(deployment, current, owned)
+            for replica_set in owned:
+                self._scale(deployment, replica_set, sizes[replica_set["metadata"]["uid"]])
         self._clean_up_history(deployment, current)
+
+    def _rolled(self, deployment: JSON, current: JSON, owned: list[JSON]) -> dict[str, int]:
+        """The replicas of each ReplicaSet once the rollout has gone as far as it can now.
+
+        RollingUpdate as the controller does it (rolling.go): the new ReplicaSet grows while all
+        pods stay within replicas + maxSurge; old ones shrink, unavailable pods first, while
+        replicas - maxUnavailable pods stay available (the new ReplicaSet's unready pods count
+        against that). So old pods keep serving until new ones are available. Recreate, and a
+        paused Deployment, scale at once.
+        """
+        spec = deployment["spec"]
+        want: int = spec["replicas"]
+        new_uid = current["metadata"]["uid"]
+        sizes = {rs["metadata"]["uid"]: int(rs["spec"].get("replicas", 0)) for rs in owned}
+        is_rolling = (spec.get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+        if not is_rolling or spec.get("paused"):
+            return {uid: want if uid == new_uid else 0 for uid in sizes}
+        ready = {rs["metadata"]["uid"]: self._is_ready(rs) for rs in owned}
+        old = sorted((rs for rs in owned if rs["metadata"]["uid"] != new_uid), key=_revision)
+        surge, unavailable = _max_surge(spec), _max_unavailable(spec)
+        while True:
+            before = dict(sizes)
+            total = sum(sizes.values())
+            if sizes[new_uid] > want:
+                sizes[new_uid] = want
+            else:
+                room = max(0, want + surge - total)
+                sizes[new_uid] = min(want, sizes[new_uid] + room)
+            new_unready = 0 if ready[new_uid] else sizes[new_uid]
+            removable = sum(sizes.values()) - (want - unavailable) - new_unready
+            for is_ready_pass in (False, True):  # unavailable old pods go first
+                for rs in old:
+                    uid = rs["metadata"]["uid"]
+                    if ready[uid] != is_ready_pass or removable <= 0:
+                        continue
+                    cut = min(sizes[uid], removable)
+                    sizes[uid] -= cut
+                    removable -= cut
+            if sizes == before:
+                return sizes
 
     def _owned(self, deployment: JSON) -> list[JSON]:
         uid = deployment["metadata"]["uid"]

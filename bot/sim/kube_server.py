@@ -277,11 +277,12 @@ def _scale_of(obj: JSON) -> JSON:
 
 
 class KubeHttpServer(ThreadingHTTPServer):
-    """127.0.0.1:<random port>; `serve(method, path, content type, body)` answers each request."""
+    """127.0.0.1:<random port>; `serve(method, path, content type, body, user agent)` answers
+    each request."""
 
     daemon_threads = True
 
-    def __init__(self, serve: Callable[[str, str, str, bytes], Answer]) -> None:
+    def __init__(self, serve: Callable[[str, str, str, bytes, str], Answer]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.serve = serve
 
@@ -313,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        answer = self.server.serve(self.command, self.path, content_type, body)
+        user_agent = self.headers.get("User-Agent") or ""
+        answer = self.server.serve(self.command, self.path, content_type, body, user_agent)
         if isinstance(answer.body, str):
             payload, media_type = answer.body.encode(), "text/plain; charset=utf-8"
         else:

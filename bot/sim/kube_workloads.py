@@ -2,7 +2,9 @@
 
 Jobs run (status.active=1) until the outcome chosen at their creation — by the most recent
 matching `JobRule`, else "complete" after the default delay — is due on the clock; then they
-complete or fail with the conditions the real job controller writes.
+complete or fail with the conditions the real job controller writes. A finished Job with
+`ttlSecondsAfterFinished` is deleted that many seconds later, as the TTL-after-finished
+controller does.
 
 Pods are not stored: they are generated on every read from the ReplicaSets' status, named
 `<replicaset>-<5 chars>` with the template's labels (pod-template-hash included), Ready as the
@@ -62,18 +64,16 @@ class JobController:
             self._sync(job)
 
     def has_pending(self) -> bool:
-        """A Job that has not completed or failed yet (its outcome waits on the clock)."""
+        """A Job that has not finished yet, or waits for its TTL (both wait on the clock)."""
         return any(
-            not any(
-                c.get("type") in ("Complete", "Failed")
-                for c in (job.get("status") or {}).get("conditions") or []
-            )
+            not _is_finished(job) or job["spec"].get("ttlSecondsAfterFinished") is not None
             for job in self._store.list(JOBS, None)
         )
 
     def _sync(self, job: JSON) -> None:
         status = job.get("status") or {}
-        if any(c.get("type") in ("Complete", "Failed") for c in status.get("conditions") or []):
+        if _is_finished(job):
+            self._expire(job)
             return
         if job["spec"].get("suspend"):
             return
@@ -93,11 +93,25 @@ class JobController:
             running = _finished_status(self._now(), job, running, outcome)
         self._store.write(JOBS, {**job, "status": running})
 
+    def _expire(self, job: JSON) -> None:
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        metadata = job["metadata"]
+        plan = self._plans.get(metadata["uid"])
+        if ttl is None or plan is None or self._clock() < plan[1] + ttl:
+            return
+        self._store.delete(JOBS, metadata["namespace"], metadata["name"])
+        del self._plans[metadata["uid"]]
+
     def _rule(self, namespace: str, name: str) -> JobRule:
         for rule in reversed(self.rules):
             if rule.namespace == namespace and name.startswith(rule.name_prefix):
                 return rule
         return JobRule(namespace, "", "complete", self.default_delay_seconds)
+
+
+def _is_finished(job: JSON) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c.get("type") in ("Complete", "Failed") for c in conditions)
 
 
 def _finished_status(now: str, job: JSON, running: JSON, outcome: JobOutcome) -> JSON:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ API_VERSIONS = {
     "Ingress": "networking.k8s.io/v1",
 }
 POLL_SECONDS = 1.0
+ROLLBACK_LABEL = "rollback-bot/rollback"
+RUN_LABEL = "rollback-bot/run"  # a random id per run_job step: the Job's identity
+DEFAULT_JOB_TTL_SECONDS = 3600  # Kubernetes removes a finished Job after this
+MIN_JOB_TTL_SECONDS = 60
 MAX_REVERTED_PAUSE_SECONDS = 30.0  # shift_traffic's pause while something keeps undoing it
 
 
@@ -188,6 +193,11 @@ def _refuse_past_point_of_no_return(
     )
 
 
+def selector_text(selector: Mapping[str, str]) -> str:
+    """A label selector as kubectl takes it: ``app=storefront,version=blue``."""
+    return ",".join(f"{k}={v}" for k, v in selector.items()) or "(none)"
+
+
 def _images(images: Mapping[str, str]) -> str:
     return ", ".join(f"{c}={i}" for c, i in images.items())
 
@@ -208,7 +218,7 @@ def switch_selector(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, An
         return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
     ctx.remember({"selector_before": current})
     before, after = ctx.kube.switch_selector(ctx.target, service, wanted)
-    ctx.note(f"Service {service} selector {before} → {after}")
+    ctx.note(f"Service {service} selector {selector_text(before)} → {selector_text(after)}")
     return {"selector_before": before, "selector": after}
 
 
@@ -284,18 +294,38 @@ def _too_few_pods(name: str, available: int, wanted: int) -> str:
 def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Run a Job from the catalog's template (user-supplied container) and wait for its end.
 
+    The Job is ours only if it carries this step's run id: a random id remembered with the step
+    before the create, so a resumed attempt knows its own Job and nothing else is taken for it
+    (rollback ids restart with a new database and repeat across installations sharing a
+    namespace). The default name carries the run id too. A finished Job is removed by
+    Kubernetes after ``ttl_seconds_after_finished`` (the bot has no delete permission).
+
     A timeout or an abort leaves the Job running, and says so: it is often a database
     migration, and stopping one half-way can be worse than letting it finish.
     """
-    job = str(params.get("job_name") or f"rollback-{ctx.rollback_id}-{ctx.position}")
-    ctx.kube.create_job(
-        ctx.target, job, dict(params["job"]), labels={"rollback-bot/rollback": str(ctx.rollback_id)}
+    ttl = job_ttl(params)
+    run_id = str(ctx.previous.get("run_id") or secrets.token_hex(4))
+    job = str(
+        ctx.previous.get("job")
+        or params.get("job_name")
+        or f"rollback-{ctx.rollback_id}-{ctx.position}-{run_id}"
     )
-    ctx.remember({"job": job})
+    spec = {**dict(params["job"]), "ttlSecondsAfterFinished": ttl}
+    ctx.remember({"job": job, "run_id": run_id})  # before the create: a resume knows its Job
+    labels = {ROLLBACK_LABEL: str(ctx.rollback_id), RUN_LABEL: run_id}
+    ctx.kube.create_job(ctx.target, job, spec, labels=labels)
     seen = _Seen()
 
     def read() -> tuple[bool, str]:
-        state = ctx.kube.job_state(ctx.target, job)
+        try:
+            state = ctx.kube.job_state(ctx.target, job)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            raise StepFailed(
+                f"Job {job} is gone before the bot saw it end: deleted by someone, or removed"
+                f" {ttl} s after it finished (ttl_seconds_after_finished); its result is unknown"
+            ) from None
         if state.phase == "failed":
             raise StepFailed(f"Job {job} failed: {state.message}")
         return state.phase == "complete", state.message
@@ -311,7 +341,24 @@ def run_job(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         ctx.remember({"left_running": left})
         ctx.note(f":warning: {left}")
         raise Aborted(left) from None
-    return {"job": job, "status": status}
+    return {"job": job, "run_id": run_id, "status": status}
+
+
+def job_ttl(params: Mapping[str, Any]) -> int:
+    """Seconds Kubernetes keeps a finished Job: the step's parameter, the template's, or 1 h."""
+    raw = params.get("ttl_seconds_after_finished")
+    if raw is None:
+        raw = dict(params["job"]).get("ttlSecondsAfterFinished", DEFAULT_JOB_TTL_SECONDS)
+    try:
+        ttl = int(raw)
+    except (TypeError, ValueError):
+        ttl = -1
+    if ttl < MIN_JOB_TTL_SECONDS or isinstance(raw, bool):
+        raise StepFailed(
+            f"ttl_seconds_after_finished must be a whole number of seconds of at least"
+            f" {MIN_JOB_TTL_SECONDS} (the bot must see the Job end before it goes), not {raw!r}"
+        )
+    return ttl
 
 
 def _left_running(t: KubeTarget, job: str, seen: _Seen) -> str:
@@ -325,14 +372,77 @@ def _left_running(t: KubeTarget, job: str, seen: _Seen) -> str:
     )
 
 
-def _weights(obj: Mapping[str, Any], *paths: str) -> list[int]:
-    out = []
-    for path in paths:
-        node: Any = obj
-        for part in path.strip("/").split("/"):
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        out.append(int(node))
-    return out
+def _pointer(path: str) -> list[str]:
+    """The tokens of a JSON Pointer (RFC 6901), ``~1`` and ``~0`` unescaped."""
+    return [t.replace("~1", "/").replace("~0", "~") for t in path.strip("/").split("/")]
+
+
+def _weight_at(obj: Mapping[str, Any], path: str, where: str) -> tuple[int, Any]:
+    """(weight, its parent) at ``path``; an absent weight reads as 0.
+
+    A real API server drops zero-valued fields and Istio clients leave out ``weight: 0``, so
+    only the last member may be missing: a missing parent means the path is wrong.
+    """
+    *parents, last = _pointer(path)
+    node: Any = obj
+    for depth, part in enumerate(parents, 1):
+        node = _child(node, part)
+        if node is _MISSING:
+            raise StepFailed(
+                f"{where} has nothing at {'/' + '/'.join(parents[:depth])} (weight path {path}):"
+                " check the traffic weight paths in the catalog"
+            )
+    if not isinstance(node, dict):
+        raise StepFailed(f"{where}: weight path {path} does not end in an object member")
+    value = node.get(last, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise StepFailed(f"{where}: the value at {path} is not a weight: {value!r}")
+    try:
+        return int(value), node
+    except ValueError:
+        raise StepFailed(f"{where}: the value at {path} is not a weight: {value!r}") from None
+
+
+_MISSING = object()
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, list):
+        return node[int(part)] if part.isdigit() and int(part) < len(node) else _MISSING
+    if isinstance(node, dict):
+        return node.get(part, _MISSING)
+    return _MISSING
+
+
+def traffic_weights(obj: Mapping[str, Any], where: str, stable: str, canary: str) -> list[int]:
+    """(stable, canary) weights of a traffic object; an absent weight reads as 0."""
+    return _weights(obj, where, stable, canary)
+
+
+def _weights(obj: Mapping[str, Any], where: str, *paths: str) -> list[int]:
+    return [_weight_at(obj, path, where)[0] for path in paths]
+
+
+def _set_weight(
+    obj: Mapping[str, Any], path: str, value: int, where: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JSON Patch ``test`` of what was just read and the op that sets the weight at ``path``.
+
+    A ``test`` or ``replace`` of an absent member fails, so an absent weight is set with
+    ``add`` (which creates or replaces an object member) behind a ``test`` of its parent.
+    """
+    _, parent = _weight_at(obj, path, where)
+    last = _pointer(path)[-1]
+    if last in parent:
+        return (
+            {"op": "test", "path": path, "value": parent[last]},
+            {"op": "replace", "path": path, "value": value},
+        )
+    parent_path = path.rstrip("/").rpartition("/")[0]
+    return (
+        {"op": "test", "path": parent_path, "value": parent},
+        {"op": "add", "path": path, "value": value},
+    )
 
 
 @_kube_errors
@@ -359,7 +469,7 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
     reverts = 0  # passes that found the weight changed back since our patch
     while True:
         obj = ctx.kube.read_object(ctx.target, api, kind, name)
-        stable, canary = _weights(obj, stable_path, canary_path)
+        canary = traffic_weights(obj, f"{kind} {name}", stable_path, canary_path)[1]
         if canary == target:
             return {"weights": history, "canary_percent": canary}
         if history and canary != history[-1]:
@@ -386,11 +496,7 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
             ctx.note("metric gate failed between increments: completing the shift at once")
             step = 100
         nxt = max(target, canary - step) if canary > target else min(target, canary + step)
-        ops = [
-            {"op": "test", "path": canary_path, "value": canary},
-            {"op": "replace", "path": canary_path, "value": nxt},
-            {"op": "replace", "path": stable_path, "value": stable + canary - nxt},
-        ]
+        ops = traffic_patch(obj, f"{kind} {name}", stable_path, canary_path, nxt)
         ctx.kube.patch_object(ctx.target, api, kind, name, ops)
         history.append(nxt)
         if not reverts:
@@ -400,6 +506,16 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         else:  # confirm the weight held; back off while something keeps undoing it
             pause = min(FIRST_POLL_SECONDS * 2**reverts, MAX_REVERTED_PAUSE_SECONDS)
         ctx.wait(min(pause, max(0.0, deadline - ctx.monotonic())))
+
+
+def traffic_patch(
+    obj: Mapping[str, Any], where: str, stable_path: str, canary_path: str, canary: int
+) -> list[dict[str, Any]]:
+    """The JSON Patch moving the canary weight to ``canary`` and the stable one to the rest."""
+    stable_now, canary_now = _weights(obj, where, stable_path, canary_path)
+    test_canary, set_canary = _set_weight(obj, canary_path, canary, where)
+    test_stable, set_stable = _set_weight(obj, stable_path, stable_now + canary_now - canary, where)
+    return [test_canary, test_stable, set_canary, set_stable]  # every test sees what was read
 
 
 def _gate_passes(ctx: StepContext, query: str, below: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -547,14 +548,23 @@ def test_rollout_status_waits_for_available_replicas(
     sim.tick()
     waiting = kube.rollout_status(HERE, APP)
     assert not waiting.is_complete and not waiting.is_failed
-    assert waiting.message == (
+    assert waiting.message == (  # a rolling update: one surge pod, the old ones still serving
         f'Waiting for deployment "{APP}" rollout to finish: '
-        "0 of 3 updated replicas are available..."
+        "1 out of 3 new replicas have been updated..."
     )
+    state = kube.release_state(HERE, APP)
+    assert [
+        (r.revision, r.images, r.replicas, r.available, r.is_current) for r in state.releases
+    ] == [
+        (4, {"app": IMAGES[1]}, 1, 0, True),
+        (3, {"app": IMAGES[2]}, 3, 3, False),
+    ]
+    assert (state.revision, state.replicas) == (4, 3)
     clock.advance(31)
     sim.tick()
     done = kube.rollout_status(HERE, APP)
     assert done == RolloutStatus(True, False, f'deployment "{APP}" successfully rolled out')
+    assert [(r.revision, r.available) for r in kube.release_state(HERE, APP).releases] == [(4, 3)]
 
 
 def test_a_never_ready_rollout_exceeds_its_progress_deadline(
@@ -681,7 +691,8 @@ def test_a_job_runs_then_completes(
 ) -> None:
     sim.set_job_outcome(NS, "smoke-", "complete", after_seconds=10)
     kube.create_job(HERE, "smoke-1", SMOKE_SPEC, labels={"rollback": "42"})
-    kube.create_job(HERE, "smoke-1", SMOKE_SPEC)  # re-run after a crash: already there is fine
+    # re-run after a crash: already there, with our identity, is fine
+    kube.create_job(HERE, "smoke-1", SMOKE_SPEC, labels={"rollback": "42"})
     sim.tick()
     assert kube.job_state(HERE, "smoke-1").phase == "running"
     clock.advance(10)
@@ -699,13 +710,23 @@ def test_a_job_of_the_same_name_from_elsewhere_is_never_adopted(
     with pytest.raises(KubeError) as refused:  # rollback 4 must not take 3's job as its own
         kube.create_job(HERE, "db-downgrade", SMOKE_SPEC, labels={"rollback-bot/rollback": "4"})
     assert refused.value.status == 409
-    assert "was not created for this rollback" in str(refused.value)
+    assert "was not created by this step (its labels: rollback-bot/rollback=3," in str(
+        refused.value
+    )
     assert f"kubectl -n {NS} delete job db-downgrade" in str(refused.value)
+
+
+def test_a_job_without_an_identity_is_never_created_or_adopted(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    with pytest.raises(KubeError, match="no identity labels"):
+        kube.create_job(HERE, "anonymous", SMOKE_SPEC, labels={})
+    assert calls(sim, "POST", "/jobs") == []
 
 
 def test_a_failed_job_says_why(sim: KubeSimulator, kube: KubernetesClient) -> None:
     sim.set_job_outcome(NS, "smoke-", "failed")
-    kube.create_job(HERE, "smoke-2", SMOKE_SPEC)
+    kube.create_job(HERE, "smoke-2", SMOKE_SPEC, labels={"rollback": "1"})
     sim.tick()
     state = kube.job_state(HERE, "smoke-2")
     assert state.phase == "failed"
@@ -716,7 +737,8 @@ def test_an_invalid_job_spec_is_refused_before_any_request(
     sim: KubeSimulator, kube: KubernetesClient
 ) -> None:
     with pytest.raises(KubeError, match=r'^job "bad": spec.template.spec.containers.0.name'):
-        kube.create_job(HERE, "bad", {"template": {"spec": {"containers": [{"image": "x"}]}}})
+        bad = {"template": {"spec": {"containers": [{"image": "x"}]}}}
+        kube.create_job(HERE, "bad", bad, labels={"rollback": "1"})
     assert calls(sim, "POST", "/jobs") == []
 
 
@@ -902,3 +924,34 @@ def test_an_unknown_kube_context_is_a_config_error(tmp_path: Path) -> None:
     assert (caught.value.status, caught.value.reason) == (None, "ConfigError")
     assert str(caught.value).startswith('cannot load Kubernetes credentials for context "prod": ')
     assert "s3cr3t" not in str(caught.value)
+
+
+# who changed it: managedFields and the audit log name the bot, not "OpenAPI-Generator"
+
+
+def test_every_write_names_the_bot_as_field_manager_and_user_agent(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    sim.seed_service(NS, "checkout", {"app": APP})
+    with sim.api_client() as api:
+        k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", NS, "virtualservices", VIRTUAL_SERVICE
+        )
+    seeded, start = len(sim.writes), len(sim.requests)
+    kube.undo(HERE, APP, None)
+    kube.set_image(HERE, APP, "app", "shop/checkout:9")
+    kube.scale(HERE, APP, 2)
+    kube.restart(HERE, APP, at=datetime(2026, 1, 1, tzinfo=UTC))
+    kube.switch_selector(HERE, "checkout", {"app": APP, "track": "stable"}, dry_run=True)
+    kube.create_job(HERE, "smoke-9", SMOKE_SPEC, labels={"rollback": "9"})
+    weight = [{"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 0}]
+    kube.patch_object(HERE, "networking.istio.io/v1beta1", "VirtualService", "checkout", weight)
+
+    ours = sim.writes[seeded:]
+    assert len(ours) == 7
+    version = importlib.metadata.version("rollback-bot")
+    assert {(manager, agent) for _, _, manager, agent in ours} == {
+        ("rollback-bot", f"rollback-bot/{version}")
+    }
+    # reads too: an audit log tells all of the bot's requests apart
+    assert set(sim.user_agents[start:]) == {f"rollback-bot/{version}"}

@@ -305,3 +305,52 @@ def test_formatting_keeps_mentions_and_escapes_the_rest() -> None:
     context = template_context.sample_context(service) | {"reason": "<!here> & co"}
     text = templates.render(service, "critical_notice", context)
     assert text == "&lt;!here&gt; &amp; co by <@U0SAMPLE>"
+
+
+ONCALL = CATALOG + (
+    "    oncall:\n"
+    "      - {name: Ada, phone: '+15555550101'}\n"
+    "      - {name: Bob, phone: '+15555550102', after_minutes: 10}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("catalog", "is_sms_enabled", "said", "not_said"),
+    [
+        (CATALOG, True, "Nobody is being paged: checkout has no `oncall:` ladder", "being paged;"),
+        (
+            ONCALL,
+            False,
+            "SMS paging is disabled (Twilio is not configured): nobody is texted.",
+            "being paged",
+        ),
+        (ONCALL, True, "The on-call (Ada) is being paged by SMS; take over manually", "Nobody"),
+    ],
+)
+def test_the_failure_notice_only_says_paging_happens_when_it_does(
+    repo: Repository, catalog: str, is_sms_enabled: bool, said: str, not_said: str
+) -> None:
+    service = parse_catalog(catalog, "test.yaml").get("checkout")
+    assert service is not None
+    failed = stored_rollback(repo, status="failed")
+    for name in ("failure_notice", "sla_breach"):
+        context = template_context.build_context(
+            repo, failed, service, T0 + timedelta(minutes=5), is_sms_enabled=is_sms_enabled
+        )
+        text = templates.render(service, name, context)
+        assert said.split(";")[0] in text and not_said not in text, text
+
+
+def test_the_failure_and_abort_notices_say_which_pods_run_which_release(
+    repo: Repository, service: Service
+) -> None:
+    failed = stored_rollback(repo, status="failed")
+    state = (
+        "slow: revision 4 (app=slow:v2) 0/3 available · revision 3 (app=slow:v3) 3/3 available"
+        " — the rollout has not finished"
+    )
+    context = template_context.build_context(
+        repo, failed, service, T0 + timedelta(minutes=5), service_state=state
+    )
+    for name in ("failure_notice", "aborted_notice"):
+        assert f"• Now: {state}" in templates.render(service, name, context)

@@ -181,6 +181,9 @@ def test_failed_rollback_posts_the_failure_notice_and_pages(
         (notice,) = with_text(slack, channel, "Production Rollback FAILED")
         assert "phase *application*, step *Call deploy API*" in notice
         assert "unreachable" in notice
+        # billing has no on-call ladder: the notice must not promise a page
+        assert "Nobody is being paged: billing has no `oncall:` ladder" in notice
+        assert "is being paged;" not in notice
     page = harness.bot.deps.repo.get_work("page-start:1:failed")
     assert page is not None and page.payload["reason"] == "failed"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -229,7 +230,40 @@ def test_abort_interrupts_a_wait(
     assert "ABORTED" in final_progress(h.slack)["text"]
     summary = next(m["text"] for m in h.slack.messages("C0DEPLOYS") if "*Aborted.*" in m["text"])
     assert "Interrupted: Soak." in summary and "Not run: Roll back the deployment." in summary
-    assert "slow-api is now at revision 2 (app=a:2), 3/3 available." in summary
+    assert "Now: slow-api: revision 2 (app=a:2) 3/3 available — rolled out." in summary
+
+
+def test_an_abort_mid_rollout_says_which_pods_run_which_release(
+    make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
+) -> None:
+    """Issue #10 item 7: availableReplicas counted the old release's pods as the new one's."""
+    kube_sim.seed_deployment(NS, "slow-api", images=["a:1", "a:2"])
+    kube_sim.set_ready_delay(3600)  # the undo's pods never get ready during the test
+    text = catalog_yaml(
+        "  slow:\n    namespace: shop\n    deployment: slow-api\n    responders: [U0ONCALL1]\n"
+        "    phases:\n      application:\n        - {kind: rollout_undo}\n"
+        "        - {kind: wait_rollout, name: Wait}\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("run slow --immediate")
+    until(
+        lambda: [s.status for s in h.bot.deps.repo.list_steps(1)] == ["succeeded", "running"],
+        "the wait for the rollout",
+    )
+    h.slash("abort 1 wrong service")
+    h.wait_rollbacks()
+
+    summary = next(m["text"] for m in h.slack.messages("C0DEPLOYS") if "*Aborted.*" in m["text"])
+    assert (
+        "Now: slow-api: revision 3 (app=a:1) 0/3 available · revision 2 (app=a:2) 3/3 available"
+        " — the rollout has not finished." in summary
+    )
+
+    def notices() -> list[str]:
+        return [m["text"] for m in h.slack.messages("C0DEPLOYS") if "Rollback aborted" in m["text"]]
+
+    until(lambda: bool(notices()), "the aborted notice")
+    assert "• Now: slow-api: revision 3 (app=a:1) 0/3 available · revision 2" in notices()[0]
 
 
 def test_never_ready_rollout_fails_the_phase(
@@ -393,7 +427,7 @@ def test_database_job_that_fails_stops_the_rollback_before_the_application(
 
     rollback = h.bot.deps.repo.get_rollback(1)
     assert rollback is not None and rollback.status == "failed"
-    assert "Downgrade schema: Job rollback-1-0 failed" in (rollback.error or "")
+    assert re.search(r"Downgrade schema: Job rollback-1-0-[0-9a-f]{8} failed", rollback.error or "")
     assert "BackoffLimitExceeded" in (rollback.error or "")
     assert [s.status for s in h.bot.deps.repo.list_steps(1)] == ["failed", "pending"]
     assert images(kube, "db-api") == {"app": "db:2"}  # the application was left alone
@@ -420,7 +454,7 @@ def test_job_set_image_restart_and_scale_steps(
     info = kube.deployment(T, "db-api")
     assert (info.images, info.replicas) == ({"app": "db:1"}, 5)
     steps = {s.kind: s.detail for s in h.bot.deps.repo.list_steps(1)}
-    assert steps["run_job"]["job"] == "rollback-1-0"
+    assert steps["run_job"]["job"] == f"rollback-1-0-{steps['run_job']['run_id']}"
     assert steps["set_image"] == {
         **steps["set_image"],
         "image_before": "db:2",

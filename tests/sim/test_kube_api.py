@@ -488,20 +488,26 @@ def test_status_converges_after_the_ready_delay(
     sim.set_ready_delay(30)
     apps.patch_namespaced_deployment("web", NS, set_image("web:2"))
 
+    # a rolling update: one surge pod of web:2, the three web:1 pods keep serving
     rolling = apps.read_namespaced_deployment("web", NS)
-    assert rolling.status.updated_replicas == 3
-    assert rolling.status.available_replicas is None  # zero counts are omitted on the wire
-    assert rolling.status.unavailable_replicas == 3
+    assert rolling.status.updated_replicas == 1
+    assert rolling.status.replicas == 4
+    assert rolling.status.available_replicas == 3
+    assert rolling.status.unavailable_replicas == 1
     assert condition(rolling, "Progressing").reason == "ReplicaSetUpdated"
-    assert condition(rolling, "Available").status == "False"
+    assert condition(rolling, "Available").status == "True"
     pods = core.list_namespaced_pod(NS, label_selector="app=web").items
-    assert [c.status for p in pods for c in p.status.conditions if c.type == "Ready"] == [
-        "False"
-    ] * 3
+    ready = sorted(
+        (p.spec.containers[0].image, c.status)
+        for p in pods
+        for c in p.status.conditions
+        if c.type == "Ready"
+    )
+    assert ready == [("web:1", "True")] * 3 + [("web:2", "False")]
 
     clock.advance(29)
     sim.tick()
-    assert apps.read_namespaced_deployment("web", NS).status.available_replicas is None
+    assert apps.read_namespaced_deployment("web", NS).status.updated_replicas == 1
 
     clock.advance(2)
     sim.tick()
@@ -739,3 +745,40 @@ def test_ingress_through_networking_v1(api: ApiClient) -> None:
     assert patched.kind == "Ingress"
     assert patched.spec.default_backend.service.name == "v2"
     assert [i.metadata.name for i in networking.list_namespaced_ingress(NS).items] == ["web"]
+
+
+def test_writes_record_their_field_manager_and_user_agent(
+    sim: KubeSimulator, apps: client.AppsV1Api, api: ApiClient
+) -> None:
+    api.user_agent = "someone/1.0"
+    apps.create_namespaced_deployment(NS, deployment("new"), field_manager="someone")
+    apps.read_namespaced_deployment("new", NS)
+    apps.patch_namespaced_deployment("new", NS, set_image("web:2"))
+
+    assert sim.writes == [
+        ("POST", "/apis/apps/v1/namespaces/shop/deployments", "someone", "someone/1.0"),
+        ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/new", None, "someone/1.0"),
+    ]
+
+
+def test_a_finished_job_is_removed_after_its_ttl(
+    sim: KubeSimulator, clock: FakeClock, api: ApiClient
+) -> None:
+    batch = client.BatchV1Api(api)
+    spec = {
+        "ttlSecondsAfterFinished": 100,
+        "template": {
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "x"}]}
+        },
+    }
+    body = client.V1Job.model_validate({"metadata": {"name": "short"}, "spec": spec})
+    batch.create_namespaced_job(NS, body)
+    sim.tick()
+    assert batch.read_namespaced_job("short", NS).status.succeeded == 1
+
+    clock.advance(99)
+    sim.tick()
+    assert sim.get_object("batch/v1", "jobs", NS, "short") is not None
+    clock.advance(1)
+    sim.tick()
+    assert sim.get_object("batch/v1", "jobs", NS, "short") is None

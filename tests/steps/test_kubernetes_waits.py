@@ -21,13 +21,14 @@ from tests.steps.conftest import FakeTime
 NS = "shop"
 HERE = KubeTarget(None, NS)
 DEPLOYMENT = r"/deployments/checkout-api$"
-JOB_NAME = "rollback-7-2"  # make_ctx: rollback 7, position 2
+JOB_NAME = "rollback-7-2"  # named: the default name carries a random run id
 JOB_PATH = rf"/jobs/{JOB_NAME}$"
 JOB_TEMPLATE = {
     "template": {
         "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "migrate:1"}]}
     }
 }
+JOB_PARAMS = {"job": JOB_TEMPLATE, "job_name": JOB_NAME}
 TRAFFIC = {
     "api_version": "networking.istio.io/v1beta1",
     "kind": "VirtualService",
@@ -204,9 +205,13 @@ def test_a_job_is_followed_through_an_api_outage(
     cluster.inject("GET", JOB_PATH, 503, times=3 * CLIENT_ATTEMPTS)
     ctx, _ = make_ctx(kube=kube, timeout_seconds=120)
 
-    result = run_job(ctx, {"job": JOB_TEMPLATE})
+    result = run_job(ctx, JOB_PARAMS)
 
-    assert result == {"job": JOB_NAME, "status": f'job "{JOB_NAME}" completed'}
+    assert result == {
+        "job": JOB_NAME,
+        "run_id": result["run_id"],
+        "status": f'job "{JOB_NAME}" completed',
+    }
 
 
 def test_a_job_past_its_timeout_is_left_running_and_the_failure_says_so(
@@ -216,7 +221,7 @@ def test_a_job_past_its_timeout_is_left_running_and_the_failure_says_so(
     ctx, rec = make_ctx(kube=kube, timeout_seconds=30)
 
     with pytest.raises(StepFailed) as failed:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     left = (
         f"Job {JOB_NAME} is still running in namespace shop; it was not stopped"
@@ -238,7 +243,7 @@ def test_a_job_timeout_during_an_outage_says_the_job_may_still_run(
     ctx, _ = make_ctx(kube=kube, timeout_seconds=30)
 
     with pytest.raises(StepFailed) as failed:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     assert "the Kubernetes API kept failing, last error:" in str(failed.value)
     assert "(HTTP 504 Timeout)" in str(failed.value)
@@ -258,7 +263,7 @@ def test_an_aborted_job_is_left_running_and_the_abort_says_so(
     ctx.wait = abort
 
     with pytest.raises(Aborted) as aborted:
-        run_job(ctx, {"job": JOB_TEMPLATE})
+        run_job(ctx, JOB_PARAMS)
 
     left = (
         f"Job {JOB_NAME} is still running in namespace shop; it was not stopped"
@@ -382,3 +387,88 @@ def test_an_abort_stops_a_traffic_shift_between_increments(
 
     assert _weights(kube) == [25, 75]  # the first increment only
     assert _patches(cluster) == 1
+
+
+# ── shift_traffic: weights left out ───────────────────────────────────────────────────────────
+
+
+def _routes(cluster: KubeSimulator, *routes: dict[str, Any]) -> None:
+    """A VirtualService as a real API server serves it: a zero weight may simply be absent."""
+    with cluster.api_client() as api:
+        CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1beta1",
+            NS,
+            "virtualservices",
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": "board"},
+                "spec": {"http": [{"route": list(routes)}]},
+            },
+        )
+
+
+def _route_weights(kube: KubernetesClient) -> list[int | None]:
+    vs = kube.read_object(HERE, TRAFFIC["api_version"], "VirtualService", "board")
+    return [route.get("weight") for route in vs["spec"]["http"][0]["route"]]
+
+
+def test_an_absent_stable_weight_reads_as_zero_and_the_shift_completes(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}}, {"destination": {"host": "c"}, "weight": 100}
+    )
+    ctx, rec = make_ctx(kube=kube)
+
+    result = shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 50})
+
+    assert result == {"weights": [50, 0], "canary_percent": 0}
+    assert _route_weights(kube) == [100, 0]
+    assert rec.notes[0] == "VirtualService board: canary weight 100 % → 50 %"
+
+
+def test_an_absent_canary_weight_is_already_zero(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}, "weight": 100}, {"destination": {"host": "c"}}
+    )
+    ctx, _ = make_ctx(kube=kube)
+
+    assert shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0}) == {
+        "weights": [],
+        "canary_percent": 0,
+    }
+    assert _patches(cluster) == 0
+
+
+def test_an_absent_canary_weight_is_added_when_shifting_towards_the_canary(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(
+        cluster, {"destination": {"host": "board"}, "weight": 100}, {"destination": {"host": "c"}}
+    )
+    ctx, _ = make_ctx(kube=kube)
+
+    result = shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 100})
+
+    assert result["canary_percent"] == 100
+    assert _route_weights(kube) == [0, 100]
+
+
+def test_a_wrong_weight_path_names_the_path_instead_of_crashing(
+    cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    _routes(cluster, {"destination": {"host": "board"}, "weight": 100})  # no second route
+    ctx, _ = make_ctx(kube=kube)
+
+    with pytest.raises(StepFailed) as failed:
+        shift_traffic(ctx, {"traffic": TRAFFIC, "to_percent": 0})
+
+    assert str(failed.value) == (
+        "VirtualService board has nothing at /spec/http/0/route/1 (weight path"
+        " /spec/http/0/route/1/weight): check the traffic weight paths in the catalog"
+    )
+    assert _patches(cluster) == 0

@@ -13,6 +13,7 @@ from bot.adapters.kube.kubectl import (
     CHANGE_CAUSE,
     RESTARTED_AT,
     _plan,
+    equal_ignore_hash,
     images_of,
     is_controlled_by,
     label_selector_string,
@@ -24,11 +25,19 @@ from bot.adapters.kube.kubectl import (
     undo_patch,
 )
 from bot.adapters.kube.resources import Resources
-from bot.adapters.kube.session import JSON_PATCH, MERGE_PATCH, _dry_run, _not_found
+from bot.adapters.kube.session import (
+    FIELD_MANAGER,
+    JSON_PATCH,
+    MERGE_PATCH,
+    _dry_run,
+    _not_found,
+)
 from bot.adapters.kube.values import (
     DeploymentInfo,
     KubeError,
     KubeTarget,
+    ReleasePods,
+    ReleaseState,
     Revision,
     RolloutStatus,
     UndoPlan,
@@ -131,6 +140,31 @@ class KubernetesClient(Resources):
     def rollout_status(self, t: KubeTarget, name: str) -> RolloutStatus:
         return rollout_status_of(self._read_deployment(t, name))
 
+    def release_state(self, t: KubeTarget, name: str) -> ReleaseState:
+        """How many pods run which revision, from the owned ReplicaSets (kubectl get rs)."""
+        dep = self._read_deployment(t, name)
+        revision = revision_of(dep.metadata) or 0
+        releases = []
+        for rs in self._owned_replicasets(t, dep):
+            status = rs.status
+            number = revision_of(rs.metadata) or 0
+            is_current = equal_ignore_hash(rs.spec.template, dep.spec.template)
+            replicas = (status.replicas or 0) if status else 0
+            if not is_current and replicas == 0:
+                continue  # an old release with no pods left: history, not state
+            available = (status.available_replicas or 0) if status else 0
+            releases.append(
+                ReleasePods(number, images_of(rs.spec.template), replicas, available, is_current)
+            )
+        releases.sort(key=lambda r: (not r.is_current, -r.revision))
+        return ReleaseState(
+            deployment=meta(dep.metadata).name or name,
+            revision=revision,
+            replicas=dep.spec.replicas if dep.spec.replicas is not None else 1,
+            releases=releases,
+            rollout=rollout_status_of(dep),
+        )
+
     def set_image(
         self, t: KubeTarget, name: str, container: str, image: str, *, dry_run: bool = False
     ) -> tuple[str, str]:
@@ -183,6 +217,7 @@ class KubernetesClient(Resources):
                     t.namespace,
                     {"spec": {"replicas": replicas}},
                     dry_run=_dry_run(dry_run),
+                    field_manager=FIELD_MANAGER,
                     _content_type=MERGE_PATCH,  # what kubectl scale sends
                     _request_timeout=self._timeout,
                 ),
@@ -234,6 +269,7 @@ class KubernetesClient(Resources):
                 t.namespace,
                 patch,
                 dry_run=_dry_run(dry_run),
+                field_manager=FIELD_MANAGER,
                 _content_type=content_type,
                 _request_timeout=self._timeout,
             ),

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 
 from bot.adapters.kube.api_errors import _first_error
 from bot.adapters.kube.kubectl import job_state_of
-from bot.adapters.kube.session import JSON_PATCH, ApiSession, _dry_run, _not_found, log
+from bot.adapters.kube.session import (
+    FIELD_MANAGER,
+    JSON_PATCH,
+    ApiSession,
+    _dry_run,
+    _not_found,
+    log,
+)
 from bot.adapters.kube.values import JobState, KubeError, KubeTarget
 
 # the typed APIs for snapshot kinds; anything else goes through CustomObjectsApi
@@ -89,6 +96,7 @@ class Resources(ApiSession):
                         t.namespace,
                         patch,
                         dry_run=_dry_run(dry_run),
+                        field_manager=FIELD_MANAGER,
                         _content_type=JSON_PATCH,
                         _request_timeout=self._timeout,
                     ),
@@ -131,13 +139,18 @@ class Resources(ApiSession):
         name: str,
         spec: dict[str, Any],
         *,
-        labels: dict[str, str] | None = None,
+        labels: dict[str, str],
         dry_run: bool = False,
     ) -> None:
-        """Create a Job; one that already exists counts as created (the step may be re-run)
-        if it carries our `labels`: a Job of the same name from elsewhere (another rollback, a
-        person) is refused, never adopted as if it had run for us."""
-        metadata = {"name": name, "labels": labels or {}}
+        """Create a Job carrying ``labels``, which must identify this caller uniquely.
+
+        A Job of that name that already exists counts as created (the step may run again after
+        a crash) only if it carries every one of ``labels``; any other (another rollback's, a
+        person's) is refused, never adopted as if it had run for us.
+        """
+        if not labels:
+            raise KubeError(None, "Invalid", f'job "{name}": no identity labels to recognise it')
+        metadata = {"name": name, "labels": labels}
         try:
             body = k8s.V1Job.model_validate(
                 {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
@@ -149,7 +162,11 @@ class Resources(ApiSession):
             self._call(
                 f"POST job {t.namespace}/{name}",
                 lambda: api.create_namespaced_job(
-                    t.namespace, body, dry_run=_dry_run(dry_run), _request_timeout=self._timeout
+                    t.namespace,
+                    body,
+                    dry_run=_dry_run(dry_run),
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=self._timeout,
                 ),
             )
         except KubeError as exc:
@@ -160,13 +177,18 @@ class Resources(ApiSession):
                 lambda: api.read_namespaced_job(name, t.namespace, _request_timeout=self._timeout),
                 _not_found("job", name, t),
             )
-            theirs = (existing.metadata.labels if existing.metadata else None) or {}
-            if any(theirs.get(key) != value for key, value in (labels or {}).items()):
+            found = existing.metadata or k8s.V1ObjectMeta()
+            theirs = found.labels or {}
+            if any(theirs.get(key) != value for key, value in labels.items()):
+                created = found.creation_timestamp
+                since = f", created {created:%Y-%m-%d %H:%M} UTC" if created else ""
                 raise KubeError(
                     409,
                     "AlreadyExists",
-                    f'job "{name}" already exists in {t.namespace} and was not created for this'
-                    " rollback; delete it (kubectl -n"
+                    f'job "{name}" already exists in {t.namespace} and was not created by this'
+                    f" step (its labels: {_labels(theirs)}{since}): it may be another"
+                    " rollback's or another bot installation's, so its result says nothing"
+                    " about this one. Delete it (kubectl -n"
                     f" {t.namespace} delete job {name}) or give the step another job_name",
                 ) from None
             log.info("job %s/%s already exists; not creating it again", t.namespace, name)
@@ -236,6 +258,7 @@ class Resources(ApiSession):
                     t.namespace,
                     json_patch,
                     dry_run=dry,
+                    field_manager=FIELD_MANAGER,
                     _content_type=JSON_PATCH,
                     _preload_content=False,
                     _request_timeout=self._timeout,
@@ -251,6 +274,7 @@ class Resources(ApiSession):
             lambda: api.patch_namespaced_custom_object(
                 *(group, version, t.namespace, plural, name, json_patch),
                 dry_run=dry,
+                field_manager=FIELD_MANAGER,
                 # CustomObjectsApi defaults to merge-patch, which would misread a list body
                 _content_type=JSON_PATCH,
                 _request_timeout=self._timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -33,6 +34,18 @@ T = TypeVar("T")
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+# who wrote a field, in managedFields and the audit log (the SDK would say "OpenAPI-Generator")
+FIELD_MANAGER = "rollback-bot"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rollback-bot")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+USER_AGENT = f"{FIELD_MANAGER}/{_version()}"
 
 
 def default_api_client_factory(kubeconfig: str | None) -> Callable[[str | None], ApiClient]:
@@ -52,6 +65,12 @@ def default_api_client_factory(kubeconfig: str | None) -> Callable[[str | None],
         return built
 
     return build
+
+
+def _prepared(api_client: ApiClient) -> ApiClient:
+    """The bot's User-Agent, so an audit log tells its requests apart; adapter-only retries."""
+    api_client.user_agent = USER_AGENT
+    return _with_adapter_retries(api_client)
 
 
 def _with_adapter_retries(api_client: ApiClient) -> ApiClient:
@@ -120,7 +139,7 @@ class ApiSession:
                 where = f'context "{t.context}"' if t.context else "the default context"
                 message = f"cannot load Kubernetes credentials for {where}: {_one_line(str(exc))}"
                 raise KubeError(None, "ConfigError", message) from None
-            self._clients[t.context] = _with_adapter_retries(built)
+            self._clients[t.context] = _prepared(built)
             return built
 
     def _call(self, what: str, request: Callable[[], T], not_found: str | None = None) -> T:

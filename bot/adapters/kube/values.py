@@ -54,6 +54,28 @@ class DeploymentInfo:
 
 
 @dataclass(frozen=True)
+class ReleasePods:
+    """The pods of one ReplicaSet (one revision) of a Deployment."""
+
+    revision: int
+    images: dict[str, str]
+    replicas: int  # pods that exist now (status.replicas)
+    available: int
+    is_current: bool  # the Deployment's template: the release a finished rollout runs
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """Which pods run which release, per ReplicaSet: availableReplicas alone counts them all."""
+
+    deployment: str
+    revision: int
+    replicas: int  # wanted (spec.replicas)
+    releases: list[ReleasePods]  # the current revision first, then older ones with pods
+    rollout: RolloutStatus
+
+
+@dataclass(frozen=True)
 class UndoPlan:
     deployment: str
     from_revision: int
