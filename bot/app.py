@@ -23,6 +23,7 @@ from bot.due import DueWorkRunner
 from bot.engine import FINISHED, STARTED, Engine, worker_name
 from bot.metrics import Metrics
 from bot.notify.progress import SlackProgress
+from bot.request_trust import respond_only_to_slack
 from bot.settings import ConfigurationError, Settings
 from bot.work import BackgroundWork
 from storage.db import make_engine, migrate
@@ -162,6 +163,8 @@ def build_app(
             f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
             f" {type(exc).__name__}: {exc}"
         ) from None
+    # Answers through a payload's response_url go only to Slack (never where a body says).
+    bolt.use(respond_only_to_slack(settings.slack_api_url))
     deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
     deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
