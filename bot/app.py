@@ -137,7 +137,9 @@ def build_app(
             progress=progress,
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
-        due=DueWorkRunner(repo, clock, worker_name()),
+        due=DueWorkRunner(
+            repo, clock, worker_name(), lease_seconds=settings.rollback_bot_lease_seconds
+        ),
         groups=UserGroupMembers(slack),
         clock=clock,
         closers=[

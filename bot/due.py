@@ -38,13 +38,18 @@ class RetryLater(Exception):
 
 
 class DueWorkRunner:
+    """``lease_seconds`` has no default on purpose: it is ``ROLLBACK_BOT_LEASE_SECONDS``, how
+    soon another replica takes over the work of one that died (a hard-coded 120 s here once
+    delayed the pages of a crashed process by two minutes). The heartbeat renews the leases of
+    running items every third of it, so a short lease never makes a slow handler run twice."""
+
     def __init__(
         self,
         repo: Repository,
         clock: Callable[[], datetime],
         worker: str,
         *,
-        lease_seconds: float = 120.0,
+        lease_seconds: float,
         batch: int = 20,
         max_attempts: int = 5,
         max_waits: int = 100,

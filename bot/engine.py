@@ -98,7 +98,7 @@ class Engine:
         clock: Callable[[], datetime],
         progress: ProgressSink,
         max_parallel: int = 16,
-        lease_seconds: float = 30.0,
+        lease_seconds: float,  # ROLLBACK_BOT_LEASE_SECONDS: no default, so none is forgotten
         worker: str | None = None,
         step_runners: Mapping[str, StepRunner] | None = None,
     ) -> None:
