@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -109,7 +109,10 @@ def test_bolts_error_handler_never_trusts_an_unverified_body(
     raises, answers 401 and neither responds nor messages the user the body names."""
     body = _slash_to(harness, f"{attacker.url}/internal/admin?delete=all")
     calls_before = len(slack.calls)
-    headers = {"x-slack-request-timestamp": timestamp, "x-slack-signature": "v0=" + "0" * 64}
+    headers: dict[str, str | Sequence[str]] = {
+        "x-slack-request-timestamp": timestamp,
+        "x-slack-signature": "v0=" + "0" * 64,
+    }
     resp = harness.bot.bolt.dispatch(BoltRequest(body=body, headers=headers))
     assert resp.status == 401
     harness.wait_idle()
@@ -143,19 +146,19 @@ def test_a_float_timestamp_signed_with_the_right_secret_is_still_refused(
     "headers",
     [
         {},  # no signature headers at all
-        {"X-Slack-Request-Timestamp": "1700000000"},  # stale, no signature
-        {"X-Slack-Signature": "v0=abc"},
-        {"X-Slack-Signature": "v0=é".encode("latin-1"), "X-Slack-Request-Timestamp": "1"},
+        {b"X-Slack-Request-Timestamp": b"1700000000"},  # stale, no signature
+        {b"X-Slack-Signature": b"v0=abc"},
+        {b"X-Slack-Signature": "v0=é".encode("latin-1"), b"X-Slack-Request-Timestamp": b"1"},
     ],
 )
 def test_missing_or_bad_signatures_are_401_and_nothing_goes_out(
-    harness: Harness, attacker: Listener, headers: dict[str, str | bytes]
+    harness: Harness, attacker: Listener, headers: dict[bytes, bytes]
 ) -> None:
     body = _slash_to(harness, f"{attacker.url}/x")
     resp = harness.requester.http.post(
         harness.requester.events_url,
         content=body.encode(),
-        headers={"Content-Type": FORM, **headers},
+        headers={b"Content-Type": FORM.encode(), **headers},
     )
     assert resp.status_code == 401
     harness.wait_idle()
