@@ -167,6 +167,10 @@ def build_app(
         ) from None
     # Answers through a payload's response_url go only to Slack (never where a body says).
     bolt.use(respond_only_to_slack(settings.slack_api_url))
+    # Every thread that may call the Kubernetes API at once gets a kept connection: rollbacks,
+    # work after acks (assessments, dry runs, plans) and due work. (slack_sdk's WebClient has no
+    # pool to size: it opens a connection per call with urllib.)
+    kube.size_connection_pools(deps.engine.max_parallel + deps.work.max_workers + deps.due.parallel)
     deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
     deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))

@@ -60,6 +60,7 @@ class DueWorkRunner:
         self.batch, self.max_attempts, self.max_waits = batch, max_attempts, max_waits
         self.handlers: dict[str, WorkHandler] = {}
         self.give_up_handlers: dict[str, GiveUpHandler] = {}
+        self.parallel = parallel
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
         # A handler may take longer than the lease (Slack Retry-After sleeps, a re-assessment):
         # a heartbeat renews the claims of running items so no other replica runs them too.

@@ -106,6 +106,7 @@ class Engine:
         self.prometheus, self.clock, self.progress = prometheus, clock, progress
         self.worker = worker or worker_name()
         self.lease = timedelta(seconds=lease_seconds)
+        self.max_parallel = max_parallel
         self.runners = dict(step_runners or runners())
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
         self._aborts: dict[int, threading.Event] = {}

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 class BackgroundWork:
     def __init__(self, max_workers: int, on_failure: Callable[[], None] | None = None) -> None:
+        self.max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="work")
         self._idle = threading.Condition()
         self._in_flight = 0
