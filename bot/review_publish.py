@@ -1,12 +1,12 @@
 """Publishing the review: a canvas where the workspace allows, else a Markdown file in the thread,
-always ``GET /reviews/{rollback_id}/{token}``; then a reminder while the root cause is unwritten.
+always ``GET /reviews/{token}``; then a reminder while the root cause is unwritten.
 
-The web page needs no login, so its address is the secret: ``token`` is an HMAC of the rollback
-id under a key derived from ``SLACK_SIGNING_SECRET`` (no column, nothing to migrate; rotating the
-signing secret revokes every link). Only the bot can make one, and it posts it only where the
-review goes (the progress thread, the App Home, ``/rollback review``). Anything else under
-``/reviews/`` — a wrong token, the bare id — is the same plain 404, which says nothing about
-whether that rollback exists.
+The web page needs no login, so its address is the secret: ``token`` is ``{rollback_id}-{mac}``,
+``mac`` being 128 bits of HMAC-SHA256 of the id under a key derived from ``SLACK_SIGNING_SECRET``
+(no column, nothing to migrate; rotating the signing secret revokes every link). Only the bot
+can make one, and it posts it only where the review goes (the progress thread, the App Home,
+``/rollback review``). Anything else under ``/reviews/`` — a wrong token, the bare id — is the
+same plain 404, which says nothing about whether that rollback exists.
 
 Durable and idempotent: a finished rollback schedules ``review.publish`` (one key per rollback);
 the handler stores the document first, records each Slack effect (canvas id, file id, links
@@ -62,7 +62,7 @@ PROGRESS_WAIT_TRIES = 6  # then publish without the thread rather than never
 _LINK_KEY_LABEL = b"rollback-bot review links v1"  # keeps the key apart from Slack's use of it
 
 
-def review_token(deps: Deps, rollback_id: int) -> str:
+def _mac(deps: Deps, rollback_id: int) -> str:
     """The unguessable part of a review's address (128 bits of HMAC-SHA256, URL-safe)."""
     secret = deps.settings.slack_signing_secret
     assert secret is not None  # build_app refuses to build without it
@@ -71,8 +71,12 @@ def review_token(deps: Deps, rollback_id: int) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def review_token(deps: Deps, rollback_id: int) -> str:
+    return f"{rollback_id}-{_mac(deps, rollback_id)}"
+
+
 def review_path(deps: Deps, rollback_id: int) -> str:
-    return f"/reviews/{rollback_id}/{review_token(deps, rollback_id)}"
+    return f"/reviews/{review_token(deps, rollback_id)}"
 
 
 def review_url(deps: Deps, rollback_id: int) -> str | None:
@@ -81,14 +85,13 @@ def review_url(deps: Deps, rollback_id: int) -> str | None:
 
 
 def _rollback_id_of(deps: Deps, path: str) -> int | None:
-    """The rollback id of ``/reviews/{id}/{token}`` when the token is right; else None."""
-    rollback, _, token = path.removeprefix("/reviews/").strip("/").partition("/")
-    if not (rollback.isascii() and rollback.isdigit()) or len(rollback) > 18 or not token:
+    """The rollback id of ``/reviews/{token}`` when the token is right; else None."""
+    token = path.removeprefix("/reviews/")
+    rollback, _, mac = token.partition("-")
+    if not (rollback.isascii() and rollback.isdigit()) or len(rollback) > 18 or not mac:
         return None
     rollback_id = int(rollback)
-    if str(rollback_id) != rollback:  # one address per review: no leading zeros
-        return None
-    expected = review_token(deps, rollback_id)
+    expected = review_token(deps, rollback_id)  # also refuses leading zeros: one address each
     return rollback_id if hmac.compare_digest(expected.encode(), token.encode()) else None
 
 
@@ -317,7 +320,7 @@ def link_message(
     return text, [section(text), {"type": "actions", "elements": [written]}]
 
 
-# --- GET /reviews/{rollback_id}/{token} ----------------------------------------------------
+# --- GET /reviews/{token} ------------------------------------------------------------------
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _PAGE = """<!doctype html>

@@ -49,7 +49,7 @@ class WebApp:
             return self._healthz(start)
         if path == "/metrics" and method in ("GET", "HEAD"):
             return _reply(start, "200 OK", CONTENT_TYPE, self.bot.deps.metrics.exposition())
-        for route in self.bot.deps.routes:  # features' routes: /twilio/*, /reviews/{id}/{token}
+        for route in self.bot.deps.routes:  # features' routes: /twilio/*, /reviews/{token}
             if path.startswith(route.prefix) and method == route.method:
                 return route.handler(environ, start)
         return _reply(start, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")

@@ -387,20 +387,24 @@ def test_a_review_is_served_only_under_its_token(harness: Harness) -> None:
     rid = finished_rollback(harness)
     publish(harness, rid)
     path = review_path(harness.bot.deps, rid)
-    token = path.rsplit("/", 1)[1]
-    assert len(token) >= 22  # 128 bits
+    token = path.removeprefix("/reviews/")
+    mac = token.partition("-")[2]
+    assert token.startswith(f"{rid}-") and len(mac) >= 22  # 128 bits
     assert httpx.get(f"{harness.server.url}{path}").status_code == 200
 
-    other = review_path(harness.bot.deps, rid + 1).rsplit("/", 1)[1]
+    other = review_path(harness.bot.deps, rid + 1).partition("-")[2]
     for guess in (
         f"/reviews/{rid}",
         f"/reviews/{rid}/",
-        f"/reviews/{rid}/{other}",  # another review's token
-        f"/reviews/{rid}/{token[:-1]}",
-        f"/reviews/{rid}/{token}x",
-        f"/reviews/{rid + 1}/{token}",
-        f"/reviews/0{rid}/{token}",
-        f"/reviews/{token}",
+        f"/reviews/{rid}-",
+        f"/reviews/{rid}-{other}",  # another review's mac
+        f"/reviews/{token[:-1]}",
+        f"/reviews/{token}x",
+        f"/reviews/{token}/",
+        f"/reviews/{rid}/{mac}",
+        f"/reviews/{rid + 1}-{mac}",
+        f"/reviews/0{rid}-{mac}",
+        f"/reviews/{mac}",
     ):
         page = httpx.get(f"{harness.server.url}{guess}")
         assert page.status_code == 404, guess
