@@ -23,6 +23,7 @@ from bot.due import DueWorkRunner
 from bot.engine import FINISHED, STARTED, Engine, worker_name
 from bot.metrics import Metrics
 from bot.notify.progress import SlackProgress
+from bot.request_trust import respond_only_to_slack
 from bot.settings import ConfigurationError, Settings
 from bot.work import BackgroundWork
 from storage.db import make_engine, migrate
@@ -136,7 +137,9 @@ def build_app(
             progress=progress,
             lease_seconds=settings.rollback_bot_lease_seconds,
         ),
-        due=DueWorkRunner(repo, clock, worker_name()),
+        due=DueWorkRunner(
+            repo, clock, worker_name(), lease_seconds=settings.rollback_bot_lease_seconds
+        ),
         groups=UserGroupMembers(slack),
         clock=clock,
         closers=[
@@ -162,6 +165,14 @@ def build_app(
             f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
             f" {type(exc).__name__}: {exc}"
         ) from None
+    # Answers through a payload's response_url go only to Slack (never where a body says).
+    bolt.use(respond_only_to_slack(settings.slack_api_url))
+    # Every thread that may call the Kubernetes API at once gets a kept connection: rollbacks,
+    # work after acks (assessments, dry runs, plans) and due work. (slack_sdk's WebClient has no
+    # pool to size: it opens a connection per call with urllib.)
+    kube.size_connection_pools(
+        deps.engine.max_parallel + 2 * deps.work.max_workers + deps.due.parallel  # both lanes
+    )
     deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
     register(bolt, deps)
     deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))

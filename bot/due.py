@@ -38,13 +38,18 @@ class RetryLater(Exception):
 
 
 class DueWorkRunner:
+    """``lease_seconds`` has no default on purpose: it is ``ROLLBACK_BOT_LEASE_SECONDS``, how
+    soon another replica takes over the work of one that died (a hard-coded 120 s here once
+    delayed the pages of a crashed process by two minutes). The heartbeat renews the leases of
+    running items every third of it, so a short lease never makes a slow handler run twice."""
+
     def __init__(
         self,
         repo: Repository,
         clock: Callable[[], datetime],
         worker: str,
         *,
-        lease_seconds: float = 120.0,
+        lease_seconds: float,
         batch: int = 20,
         max_attempts: int = 5,
         max_waits: int = 100,
@@ -55,6 +60,7 @@ class DueWorkRunner:
         self.batch, self.max_attempts, self.max_waits = batch, max_attempts, max_waits
         self.handlers: dict[str, WorkHandler] = {}
         self.give_up_handlers: dict[str, GiveUpHandler] = {}
+        self.parallel = parallel
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="due")
         # A handler may take longer than the lease (Slack Retry-After sleeps, a re-assessment):
         # a heartbeat renews the claims of running items so no other replica runs them too.

@@ -99,7 +99,7 @@ class Engine:
         clock: Callable[[], datetime],
         progress: ProgressSink,
         max_parallel: int = 16,
-        lease_seconds: float = 30.0,
+        lease_seconds: float,  # ROLLBACK_BOT_LEASE_SECONDS: no default, so none is forgotten
         worker: str | None = None,
         step_runners: Mapping[str, StepRunner] | None = None,
     ) -> None:
@@ -107,6 +107,7 @@ class Engine:
         self.prometheus, self.clock, self.progress = prometheus, clock, progress
         self.worker = worker or worker_name()
         self.lease = timedelta(seconds=lease_seconds)
+        self.max_parallel = max_parallel
         self.runners = dict(step_runners or runners())
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
         self._aborts: dict[int, threading.Event] = {}

@@ -72,7 +72,7 @@ def gather(repo: Repository, catalog: Catalog, rollback_id: int) -> ReviewFacts 
 
 
 def build_review(facts: ReviewFacts) -> str:
-    """The whole review document as Markdown (canvas, file and /reviews/{id} share it)."""
+    """The whole review document as Markdown (canvas, file and /reviews/{token} share it)."""
     r = facts.rollback
     parts = [
         f"# Post-Rollback Review: {r.service} rollback #{r.id}",
@@ -373,7 +373,7 @@ def root_cause_is_written(markdown: str) -> bool:
 
 
 def install(deps: Deps) -> None:
-    """Publish reviews when rollbacks finish, remind, and serve /reviews/{id}."""
+    """Publish reviews when rollbacks finish, remind, and serve /reviews/{token}."""
     from bot import review_publish  # it imports this module
 
     review_publish.install(deps)

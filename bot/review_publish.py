@@ -1,5 +1,12 @@
 """Publishing the review: a canvas where the workspace allows, else a Markdown file in the thread,
-always ``GET /reviews/{rollback_id}``; then a reminder while the root cause is unwritten.
+always ``GET /reviews/{token}``; then a reminder while the root cause is unwritten.
+
+The web page needs no login, so its address is the secret: ``token`` is ``{rollback_id}-{mac}``,
+``mac`` being 128 bits of HMAC-SHA256 of the id under a key derived from ``SLACK_SIGNING_SECRET``
+(no column, nothing to migrate; rotating the signing secret revokes every link). Only the bot
+can make one, and it posts it only where the review goes (the progress thread, the App Home,
+``/rollback review``). Anything else under ``/reviews/`` — a wrong token, the bare id — is the
+same plain 404, which says nothing about whether that rollback exists.
 
 Durable and idempotent: a finished rollback schedules ``review.publish`` (one key per rollback);
 the handler stores the document first, records each Slack effect (canvas id, file id, links
@@ -11,6 +18,9 @@ under the link is what stops the reminder (it is offered on the canvas path too)
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import logging
 from collections.abc import Iterable
@@ -49,9 +59,40 @@ CANVAS_REFUSALS = frozenset(
 PROGRESS_WAIT_TRIES = 6  # then publish without the thread rather than never
 
 
+_LINK_KEY_LABEL = b"rollback-bot review links v1"  # keeps the key apart from Slack's use of it
+
+
+def _mac(deps: Deps, rollback_id: int) -> str:
+    """The unguessable part of a review's address (128 bits of HMAC-SHA256, URL-safe)."""
+    secret = deps.settings.slack_signing_secret
+    assert secret is not None  # build_app refuses to build without it
+    key = hmac.new(secret.get_secret_value().encode(), _LINK_KEY_LABEL, hashlib.sha256).digest()
+    mac = hmac.new(key, f"review:{rollback_id}".encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def review_token(deps: Deps, rollback_id: int) -> str:
+    return f"{rollback_id}-{_mac(deps, rollback_id)}"
+
+
+def review_path(deps: Deps, rollback_id: int) -> str:
+    return f"/reviews/{review_token(deps, rollback_id)}"
+
+
 def review_url(deps: Deps, rollback_id: int) -> str | None:
     base = deps.settings.public_url
-    return f"{base.rstrip('/')}/reviews/{rollback_id}" if base else None
+    return f"{base.rstrip('/')}{review_path(deps, rollback_id)}" if base else None
+
+
+def _rollback_id_of(deps: Deps, path: str) -> int | None:
+    """The rollback id of ``/reviews/{token}`` when the token is right; else None."""
+    token = path.removeprefix("/reviews/")
+    rollback, _, mac = token.partition("-")
+    if not (rollback.isascii() and rollback.isdigit()) or len(rollback) > 18 or not mac:
+        return None
+    rollback_id = int(rollback)
+    expected = review_token(deps, rollback_id)  # also refuses leading zeros: one address each
+    return rollback_id if hmac.compare_digest(expected.encode(), token.encode()) else None
 
 
 class ReviewListener:
@@ -259,7 +300,7 @@ def link_message(
         links.append(f"<{review.permalink}|{review.published_via or 'document'} in Slack>")
     if (web := review_url(deps, rid)) is not None:
         links.append(f"<{web}|web page>")
-    where = " · ".join(links) or f"`/reviews/{rid}` on the bot's web address"
+    where = " · ".join(links) or f"`{review_path(deps, rid)}` on the bot's web address"
     if is_reminder:
         text = (
             f":bell: The review of rollback #{rid} of *{rollback.service}* has no root cause yet:"
@@ -279,7 +320,7 @@ def link_message(
     return text, [section(text), {"type": "actions", "elements": [written]}]
 
 
-# --- GET /reviews/{rollback_id} ------------------------------------------------------------
+# --- GET /reviews/{token} ------------------------------------------------------------------
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _PAGE = """<!doctype html>
@@ -293,11 +334,11 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5r
 
 
 def review_page(deps: Deps, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
-    """The stored Markdown as HTML (raw HTML in it is escaped); 404 with a reason otherwise."""
-    tail = str(environ.get("PATH_INFO", "")).removeprefix("/reviews/").strip("/")
-    if not tail.isdigit():
-        return _html(start, "404 Not Found", "Not found", f"<p>No review {html.escape(tail)}.</p>")
-    rollback_id = int(tail)
+    """The stored Markdown as HTML (raw HTML in it is escaped). A wrong or missing token is a
+    bare 404; with the right one, a review not there yet is a 404 that says why."""
+    rollback_id = _rollback_id_of(deps, str(environ.get("PATH_INFO", "")))
+    if rollback_id is None:
+        return _html(start, "404 Not Found", "Not found", "<p>No such review.</p>")
     review = deps.repo.get_review(rollback_id)
     if review is None:
         rollback = deps.repo.get_rollback(rollback_id)

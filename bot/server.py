@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 # routes read the whole body before they can check its signature, so waitress's default of 1 GiB
 # would let anyone make a worker buffer a gigabyte. Larger requests are answered 413 unread.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
+# How long the server's select() sleeps when nothing happens. waitress converts it with int(), so
+# a fraction (0.1 once) becomes 0: a busy poll that burnt ~45 % of a core while idle. stop() does
+# not wait for it: it wakes the loop through waitress's trigger.
+LOOP_TIMEOUT_SECONDS = 1
 
 
 class HttpServer:
@@ -28,7 +32,7 @@ class HttpServer:
             connection_limit=max(100, threads * 4),
             channel_timeout=30,
             max_request_body_size=MAX_REQUEST_BODY_BYTES,
-            asyncore_loop_timeout=0.1,  # how soon stop() is noticed; idle wake-ups are cheap
+            asyncore_loop_timeout=LOOP_TIMEOUT_SECONDS,
             ident="rollback-bot",
         )
         self._thread: threading.Thread | None = None

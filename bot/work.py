@@ -66,6 +66,7 @@ class AssessmentSlots:
 
 class BackgroundWork:
     def __init__(self, max_workers: int, on_failure: Callable[[], None] | None = None) -> None:
+        self.max_workers = max_workers  # per lane
         self._pools: dict[Lane, ThreadPoolExecutor] = {
             "urgent": ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="work"),
             "bulk": ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bulk"),

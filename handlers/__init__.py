@@ -27,4 +27,4 @@ def register(app: App, deps: Deps) -> None:
     home.register(app, deps)
     reviews.register(app, deps)
     paging.register(app, deps)
-    errors.register(app)
+    errors.register(app, deps)

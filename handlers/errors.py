@@ -4,6 +4,11 @@ Bolt would answer Slack with HTTP 500 (shown as a failed dispatch, and retried) 
 who pressed the button or typed the command would hear nothing. Here the error is logged with
 its stack trace, Slack gets its ack, and the person gets a short, actionable message — never the
 stack trace.
+
+Only a request Slack signed (or a Socket Mode envelope) is answered: an error raised while the
+signature was still unchecked — Bolt's own check raises on a malformed timestamp — is a 401 with
+no outbound call, since the body, its ``response_url`` and its user are the sender's choice.
+Answers go through ``CheckedRespond``, which posts only to Slack's hooks URLs.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
-from slack_bolt.context.respond import Respond
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from sqlalchemy.exc import DBAPIError
 
+from bot.app import Deps
+from bot.request_trust import CheckedRespond, is_bolt_request_signed
 from handlers.delivery import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
@@ -59,18 +65,34 @@ def _user(body: dict[str, Any]) -> str | None:
     return str(user) if user else None
 
 
-def register(app: App) -> None:
+def register(app: App, deps: Deps) -> None:
+    secret = deps.settings.slack_signing_secret
+    assert secret is not None  # build_app refuses to build without it
+    signing_secret, slack_api_url = secret.get_secret_value(), deps.settings.slack_api_url
+
     @app.error
     def on_error(
         error: Exception,
+        request: BoltRequest,
         body: dict[str, Any],
         response: BoltResponse | None,
-        respond: Respond | None,
         client: WebClient | None,
     ) -> BoltResponse | None:
+        if not is_bolt_request_signed(
+            signing_secret, request.mode, request.raw_body, request.headers
+        ):
+            log.warning(
+                "refused a request that is not signed by Slack (%s while checking it)",
+                type(error).__name__,
+            )
+            if response is not None:
+                return BoltResponse(status=401, body={"error": "invalid request"})
+            return None
         doing = _what(body)
         log.error("unhandled error while handling %s", doing, exc_info=error)
         text = internal_error_text(error, doing)
+        url = request.context.response_url
+        respond = CheckedRespond(url, slack_api_url) if isinstance(url, str) and url else None
         try:
             if respond is not None:
                 respond(text=text, response_type="ephemeral", replace_original=False)

@@ -25,7 +25,9 @@ class Clock:
 def runner(tmp_path: Path) -> DueWorkRunner:
     repo = Repository(make_engine(f"sqlite:///{tmp_path / 'due.db'}"))
     migrate(repo.engine)
-    return DueWorkRunner(repo, Clock(), "test-worker", max_attempts=3, max_waits=4)
+    return DueWorkRunner(
+        repo, Clock(), "test-worker", lease_seconds=30, max_attempts=3, max_waits=4
+    )
 
 
 def test_due_work_runs_once_at_its_time(runner: DueWorkRunner) -> None:
@@ -123,7 +125,7 @@ def test_a_shutdown_during_a_tick_leaves_the_rest_claimed_for_later(tmp_path: Pa
     assert sorted(statuses(repo)) == ["claimed", "claimed", "done"]
 
     clock.at += timedelta(seconds=61)
-    later = DueWorkRunner(repo, clock, "w2")
+    later = DueWorkRunner(repo, clock, "w2", lease_seconds=60)
     later.register("job", lambda item: None)
     assert later.tick() == 2
     assert statuses(repo) == ["done"] * 3

@@ -11,7 +11,7 @@ import pytest
 
 from bot.catalog import Catalog, parse_catalog
 from bot.review import ROOT_CAUSE_PROMPT, build_review, gather, root_cause_is_written
-from bot.review_publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener
+from bot.review_publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.repository import NewStep, Repository
@@ -315,7 +315,8 @@ def test_published_as_a_canvas_shared_with_the_channel(harness: Harness) -> None
     assert review.permalink == f"https://example.slack.com/docs/T0TEST/{review.canvas_id}"
     (reply,) = thread_replies(harness.slack)
     assert f"<{review.permalink}|canvas in Slack>" in reply["text"]
-    assert f"<https://bot.example.com/reviews/{rid}|web page>" in reply["text"]
+    web = f"https://bot.example.com{review_path(harness.bot.deps, rid)}"
+    assert f"<{web}|web page>" in reply["text"]
     assert harness.slack.files("C0DEPLOYS") == []
     remind = harness.bot.deps.repo.get_work(f"{REMIND}:{rid}")
     assert remind is not None and remind.due_at == at(20) + timedelta(hours=24)
@@ -370,14 +371,52 @@ def test_review_page_renders_escaped_html_and_404s(harness: Harness) -> None:
     )
     publish(harness, rid)
 
-    page = httpx.get(f"{harness.server.url}/reviews/{rid}")
+    page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, rid)}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<h1>Post-Rollback Review: checkout rollback #1</h1>" in page.text
     assert "<table>" in page.text and "<h2>Root Cause</h2>" in page.text
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text
-    missing = httpx.get(f"{harness.server.url}/reviews/99")
+    missing = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, 99)}")
     assert missing.status_code == 404 and "There is no rollback #99." in missing.text
     assert httpx.get(f"{harness.server.url}/reviews/abc").status_code == 404
+
+
+def test_a_review_is_served_only_under_its_token(harness: Harness) -> None:
+    """The page needs no login: its address is the secret. Sequential ids alone get nothing,
+    and the 404 does not even say whether that rollback exists."""
+    rid = finished_rollback(harness)
+    publish(harness, rid)
+    path = review_path(harness.bot.deps, rid)
+    token = path.removeprefix("/reviews/")
+    mac = token.partition("-")[2]
+    assert token.startswith(f"{rid}-") and len(mac) >= 22  # 128 bits
+    assert httpx.get(f"{harness.server.url}{path}").status_code == 200
+
+    other = review_path(harness.bot.deps, rid + 1).partition("-")[2]
+    for guess in (
+        f"/reviews/{rid}",
+        f"/reviews/{rid}/",
+        f"/reviews/{rid}-",
+        f"/reviews/{rid}-{other}",  # another review's mac
+        f"/reviews/{token[:-1]}",
+        f"/reviews/{token}x",
+        f"/reviews/{token}/",
+        f"/reviews/{rid}/{mac}",
+        f"/reviews/{rid + 1}-{mac}",
+        f"/reviews/0{rid}-{mac}",
+        f"/reviews/{mac}",
+    ):
+        page = httpx.get(f"{harness.server.url}{guess}")
+        assert page.status_code == 404, guess
+        assert "No such review." in page.text and "rollback" not in page.text.lower(), guess
+
+
+def test_review_links_change_with_the_signing_secret(make_harness: Any) -> None:
+    """The token is keyed: another deployment (another signing secret) cannot forge one."""
+    first: Harness = make_harness(CATALOG, prometheus_url=None)
+    second: Harness = make_harness(CATALOG, prometheus_url=None)
+    assert review_path(first.bot.deps, 1) != review_path(second.bot.deps, 1)
+    assert review_path(first.bot.deps, 1) == review_path(first.bot.deps, 1)
 
 
 HOSTILE = (
@@ -412,7 +451,7 @@ def test_a_hostile_reason_is_no_link_on_the_reviews_page(harness: Harness) -> No
     rid = finished_rollback(harness, HOSTILE)
     publish(harness, rid)
 
-    page = httpx.get(f"{harness.server.url}/reviews/{rid}").text
+    page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, rid)}").text
     assert 'href="https://evil' not in page and "<b>" not in page
     assert page.count("<h2>Root Cause</h2>") == 1
     review = harness.bot.deps.repo.get_review(rid)
@@ -433,7 +472,8 @@ def test_files_info_refused_uploads_once_and_still_links(harness: Harness) -> No
     assert len(harness.slack.calls_to("files.getUploadURLExternal")) == 1
     assert len(harness.slack.files("C0DEPLOYS")) == 1
     (link,) = [m for m in thread_replies(harness.slack) if "Post-rollback review" in m["text"]]
-    assert f"<https://bot.example.com/reviews/{rid}|web page>" in link["text"]
+    web = f"https://bot.example.com{review_path(harness.bot.deps, rid)}"
+    assert f"<{web}|web page>" in link["text"]
     work = harness.bot.deps.repo.get_work(f"{PUBLISH}:{rid}")
     assert work is not None and work.status == "done"
 

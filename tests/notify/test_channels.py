@@ -68,7 +68,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def due(repo: Repository, clock: Clock) -> Iterator[DueWorkRunner]:
-    runner = DueWorkRunner(repo, clock, "test-worker")
+    runner = DueWorkRunner(repo, clock, "test-worker", lease_seconds=30)
     yield runner
     runner.shutdown()
 

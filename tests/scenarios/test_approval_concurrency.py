@@ -142,7 +142,9 @@ from storage.db import make_engine
 from storage.repository import Repository
 
 repo = Repository(make_engine(sys.argv[1]))
-runner = DueWorkRunner(repo, lambda: datetime.now(UTC), sys.argv[2], batch=5, parallel=2)
+runner = DueWorkRunner(
+    repo, lambda: datetime.now(UTC), sys.argv[2], lease_seconds=30, batch=5, parallel=2
+)
 
 def ran(item):
     repo.add_audit_event("due.ran", now=datetime.now(UTC), actor=sys.argv[2],

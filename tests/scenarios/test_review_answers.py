@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.review_publish import review_path
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import signed_headers
 from tests.conftest import Harness
@@ -121,7 +122,7 @@ def test_review_of_a_rollback_that_never_ran_says_there_is_none_and_why(
         assert "it never ran, so it has no review" in answer
         assert "being published" not in answer and "within a minute" not in answer
         assert "<!channel>" not in answer
-    page = httpx.get(f"{harness.server.url}/reviews/1")
+    page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, 1)}")
     assert page.status_code == 404
     assert "Rollback #1 was rejected before it ran: it has no review." in page.text
 
@@ -155,7 +156,7 @@ def test_home_links_reviews_only_of_rollbacks_that_ran(
     assert status(harness, 4) == "succeeded"
 
     home = open_home(harness, "U0ONCALL1")
-    assert "<https://bot.example.com/reviews/4|review>" in home
+    assert f"<https://bot.example.com{review_path(harness.bot.deps, 4)}|review>" in home
     for rollback_id in (1, 2, 3):
         assert f"/reviews/{rollback_id}" not in home
     assert home.count("never ran") == 3

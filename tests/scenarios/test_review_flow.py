@@ -12,7 +12,7 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.adapters.kubernetes import KubernetesClient
-from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION
+from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, review_path
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import BOT_TOKEN, Harness, catalog_yaml
 
@@ -89,13 +89,14 @@ def test_immediate_rollback_review_published_served_reposted(harness: Harness) -
     assert review is not None and rollback is not None and review.published_via == "canvas"
     (link,) = review_links(harness)
     assert link["thread_ts"] == rollback.progress_ts
-    assert "<https://bot.example.com/reviews/1|web page>" in link["text"]
+    path = review_path(harness.bot.deps, 1)
+    assert f"<https://bot.example.com{path}|web page>" in link["text"]
     canvas = harness.slack.canvas(review.canvas_id or "")
     assert canvas is not None and "- **Outcome**: Succeeded" in canvas["markdown"]
     assert "revision 2 → template of revision 1" in canvas["markdown"]
     assert "- **Reason given**: 5xx storm after v2" in canvas["markdown"]
 
-    page = httpx.get(f"{harness.server.url}/reviews/1")
+    page = httpx.get(f"{harness.server.url}{path}")
     assert page.status_code == 200
     assert "<h2>Rollback Execution</h2>" in page.text
     assert "Roll checkout-api back" in page.text
@@ -113,7 +114,8 @@ def test_review_of_a_running_rollback_is_explained(
     harness.slash("run checkout --immediate")
     answer = harness.slash("review 1").json()["text"]
     assert "is running: its review is written when it ends" in answer
-    assert httpx.get(f"{harness.server.url}/reviews/1").status_code == 404
+    page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, 1)}")
+    assert page.status_code == 404 and "is running" in page.text
     harness.slash("abort 1")
     harness.wait_rollbacks()
 

@@ -67,22 +67,29 @@ def default_api_client_factory(kubeconfig: str | None) -> Callable[[str | None],
     return build
 
 
-def _prepared(api_client: ApiClient) -> ApiClient:
+def _prepared(api_client: ApiClient, pool_size: int | None = None) -> ApiClient:
     """The bot's User-Agent, so an audit log tells its requests apart; adapter-only retries."""
     api_client.user_agent = USER_AGENT
-    return _with_adapter_retries(api_client)
+    return _with_adapter_retries(api_client, pool_size)
 
 
-def _with_adapter_retries(api_client: ApiClient) -> ApiClient:
-    """Leave retrying to the adapter alone.
+def _with_adapter_retries(api_client: ApiClient, pool_size: int | None = None) -> ApiClient:
+    """Leave retrying to the adapter alone, and keep as many connections as threads use.
 
     urllib3's default policy, which the SDK keeps, re-sends a GET answered 429/503 with
     Retry-After by itself, sleeping in the calling thread: unlogged, and past the injected sleep.
     Connection errors are retried by `KubernetesClient._call` with backoff instead.
+
+    The SDK's pool keeps ``cpu_count * 5`` connections per host (10 on two cores); with more
+    threads calling at once each surplus connection is thrown away after its request, with a
+    "Connection pool is full, discarding connection" warning (a flood under 50 rollbacks).
     """
     pool_manager = api_client.rest_client.pool_manager
     no_retries = urllib3.Retry(total=0, redirect=False, respect_retry_after_header=False)
     pool_manager.connection_pool_kw["retries"] = no_retries
+    if pool_size is not None:
+        pool_manager.connection_pool_kw["maxsize"] = pool_size
+        api_client.configuration.connection_pool_maxsize = pool_size
     pool_manager.clear()  # pools made before this would keep the old policy
     return api_client
 
@@ -116,8 +123,22 @@ class ApiSession:
         # the SDK waits forever by default; a hung API server must not hang a rollback worker
         self._timeout = request_timeout_seconds
         self._clients: dict[str | None, ApiClient] = {}
+        self._pool_size: int | None = None  # the SDK's default until size_connection_pools
         self._plurals: dict[tuple[str | None, str, str], str] = {}
         self._lock = threading.Lock()
+
+    def size_connection_pools(self, size: int) -> None:
+        """Keep up to ``size`` connections per API server: as many as threads may call at once
+        (clients built already and those built later)."""
+        with self._lock:
+            self._pool_size = max(1, size)
+            for api_client in self._clients.values():
+                _with_adapter_retries(api_client, self._pool_size)
+
+    def connection_pool_size(self, context: str | None = None) -> int:
+        """How many connections the client of ``context`` keeps per host (what urllib3 uses)."""
+        api_client = self._client(KubeTarget(namespace="default", context=context))
+        return int(api_client.rest_client.pool_manager.connection_pool_kw["maxsize"])
 
     def close(self) -> None:
         with self._lock:
@@ -139,7 +160,7 @@ class ApiSession:
                 where = f'context "{t.context}"' if t.context else "the default context"
                 message = f"cannot load Kubernetes credentials for {where}: {_one_line(str(exc))}"
                 raise KubeError(None, "ConfigError", message) from None
-            self._clients[t.context] = _prepared(built)
+            self._clients[t.context] = _prepared(built, self._pool_size)
             return built
 
     def _call(self, what: str, request: Callable[[], T], not_found: str | None = None) -> T:
