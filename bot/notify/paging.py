@@ -519,7 +519,8 @@ class Pager:
         their page (:func:`headline`); the ladder keeps its timing until acknowledged."""
         if EVENT_RANK.get(event, 0) <= EVENT_RANK.get(ladder, 0):
             return  # no graver than what the ladder announces already
-        self._audit("page.joined", rollback, {"reason": ladder, "event": event})
+        if self.deps.repo.record_delivery(f"page-joined:{rollback.id}:{event}", self.deps.clock()):
+            self._audit("page.joined", rollback, {"reason": ladder, "event": event})
         self._tell(item, rollback, ladder, event)
 
     def _tell(self, item: DueWork, rollback: Rollback, ladder: str, event: str) -> None:
