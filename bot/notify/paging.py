@@ -154,7 +154,9 @@ def replace_notice_buttons(
     notices = {(p.notice_channel, p.notice_ts) for p in pages if p.notice_channel and p.notice_ts}
     for channel, ts in sorted(notices, key=lambda n: str(n[1])):
         paged = ", ".join(
-            Contact(p.contact_name, p.phone).shown for p in pages if p.notice_ts == ts
+            Contact(p.contact_name, p.phone).shown
+            for p in pages
+            if p.notice_ts == ts and p.status not in NOT_PAGED  # as the notice itself said
         )
         text = f":pager: Paged for *{label}*: {paged}"
         try:

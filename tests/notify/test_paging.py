@@ -787,3 +787,34 @@ def test_one_rollback_has_one_ladder_and_an_ended_one_claims_no_sms(
     assert repo.claim_tell([page.id], "failed", now), "released: may be told again"
     repo.set_rollback_status(rollback.id, "succeeded", now)
     assert not repo.claim_page_for_sending(page.id, now), "the rollback ended"
+
+
+def test_a_rollback_ending_during_a_level_stops_its_remaining_sms(
+    make_paging: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one send at a time, in ladder order, so the end lands between the level's two SMS
+    monkeypatch.setattr(paging, "SEND_PARALLEL", 1)
+    h: PagingHarness = make_paging()
+    rid = h.new_rollback()
+
+    def it_succeeds_meanwhile(message: SimMessage) -> None:
+        if message.to == SECONDARY:  # runs before Twilio answers the bot's request
+            h.finish(rid, "succeeded")
+
+    h.twilio.subscribe(it_succeeds_meanwhile)
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    h.settle()
+    assert not h.sms_to(SECONDARY_2), "the rollback ended first: the rest of the level waits"
+    backup = next(p for p in h.pages(rid) if p.phone == SECONDARY_2)
+    assert backup.status == "queued" and backup.twilio_sid is None
+    ended = f"Rollback #{rid} of checkout SUCCEEDED at 09:05 UTC; no action needed."
+    assert [m.body for m in h.sms_to(SECONDARY)][1:] == [ended]
+    assert [m.body for m in h.sms_to(PRIMARY)][1:] == [ended]
+    senior = next(p for p in h.pages(rid) if p.phone == SECONDARY)
+    assert senior.notice_ts is not None
+    [notice] = [m["text"] for m in h.slack.messages(CHANNEL) if m["ts"] == senior.notice_ts]
+    assert "Senior SRE" in notice and "SRE backup" not in notice, "the backup was never paged"
+    h.tick(minutes=60)
+    assert not h.sms_to(SECONDARY_2) and not h.sms_to(LEAD) and len(h.twilio.messages) == 4
