@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from bot.adapters.console import buttons_of
 from bot.adapters.twilio import sms_segments
 from bot.catalog import parse_catalog
 from bot.notify import paging
-from bot.notify.page_messages import sms_body
+from bot.notify.page_messages import ended_sms, sms_body, update_sms
 from bot.notify.paging import ladder_levels
 from bot.sim.twilio_api import SimMessage
 from storage.models import AuditEvent
@@ -58,6 +58,20 @@ def test_sms_body_is_one_gsm_segment_without_secrets() -> None:
     assert "xoxb-123" not in body and "+15550100009" not in body
     short = sms_body(3, "search", "sla", "", "1000")
     assert short == "ROLLBACK #3 search SLA BREACH. Reply ACK 1000 to take it."
+
+
+def test_news_and_end_texts_stay_one_segment() -> None:
+    long = "x" * 300
+    texts = [
+        update_sms(123456, "s" * 60, "failed", long, "4821", None),
+        update_sms(123456, "s" * 60, "failed", long, "4821", "You"),
+        update_sms(123456, "s" * 60, "sla", long, "4821", "N" * 80),
+        ended_sms(123456, "s" * 60, "succeeded", datetime(2026, 3, 2, 16, 37, tzinfo=UTC)),
+        ended_sms(123456, "s" * 60, "aborted", datetime(2026, 3, 2, 16, 37, tzinfo=UTC)),
+    ]
+    assert all(len(t) <= 160 and sms_segments(t) == 1 for t in texts), texts
+    assert texts[1].endswith("... You have it (ACK 4821).")
+    assert texts[2].endswith(f"{'N' * 30} has it (ACK 4821).")
 
 
 def test_ladder_levels_group_contacts_with_the_same_after_minutes() -> None:
