@@ -17,6 +17,8 @@ from pydantic import SecretStr
 
 from bot.app import BotApp, build_app
 from bot.catalog import parse_catalog
+from bot.engine import FINISHED
+from bot.notify.notifications import SLA_KIND, sla_key
 from bot.server import HttpServer
 from bot.settings import Settings
 from bot.sim.slack_api import SlackSimulator
@@ -24,6 +26,7 @@ from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import SimMessage, TwilioSimulator
 from bot.web import WebApp
 from storage.models import Page
+from storage.repository import NewWork
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url, service_yaml
 
 FROM_NUMBER = "+15550009999"
@@ -94,6 +97,23 @@ class PagingHarness:
             self.clock(),
             {"rollback_id": rollback_id, "reason": reason, "summary": summary or "5xx storm"},
         )
+
+    def finish(self, rollback_id: int, status: str, error: str | None = None) -> None:
+        """End the rollback as the engine does: its status and the listeners' due work in one
+        transaction (the next tick tells the notifications and the pager)."""
+        told = NewWork(FINISHED, f"finished:{rollback_id}", self.clock(), {"id": rollback_id})
+        repo = self.bot.deps.repo
+        assert repo.set_rollback_status(rollback_id, status, self.clock(), error, schedule=[told])
+
+    def breach_sla(self, rollback_id: int) -> None:
+        """The rollback's SLA check comes due now (the notifications page ``sla``)."""
+        payload = {"rollback_id": rollback_id}
+        self.bot.deps.due.schedule(SLA_KIND, sla_key(rollback_id), self.clock(), payload)
+
+    def settle(self) -> None:
+        """Tick until the due work that ticks schedule (listeners, pages) has all run."""
+        while self.tick():
+            pass
 
     def tick(self, **advance: float) -> int:
         # work started by an ack or a webhook finishes first: moving the clock past its claim

@@ -15,15 +15,17 @@ import re
 from typing import TYPE_CHECKING
 
 from bot.logs import mask_phone
-from bot.notify.page_messages import Contact, acknowledged_notice, reason_label
+from bot.notify.page_messages import Contact, acknowledged_footer, reason_label, shown_in_slack
 from bot.notify.paging import (
     UNREACHED,
     channel_of,
+    is_stopped,
     is_unreachable,
     ladder_levels,
     ladder_prefix,
     notify,
     post_work,
+    replace_notice_buttons,
 )
 from bot.rollback import policy
 from storage.models import AuditEvent, DueWork, Page, Rollback
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 
 NOTICES_KIND = "page.ack_notices"  # replaces the Acknowledge buttons once a ladder is taken
 _ACK = re.compile(r"ack\s*#?\s*(\d{4})?[\s.!]*", re.IGNORECASE)
-_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 # Twilio's delivery error codes people meet most (www.twilio.com/docs/api/errors).
 DELIVERY_ERRORS = {
     30003: "unreachable handset",
@@ -46,10 +47,6 @@ DELIVERY_ERRORS = {
     30007: "filtered by the carrier",
     30008: "unknown delivery error",
 }
-
-
-def shown_in_slack(by: str) -> str:
-    return f"<@{by}>" if _SLACK_USER.fullmatch(by) else by
 
 
 def install(deps: Deps) -> None:
@@ -103,23 +100,11 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
 
 
 def _update_notices(deps: Deps, item: DueWork) -> None:
-    """``page.ack_notices``: replace the Acknowledge buttons of the ladder's notices (best
-    effort: a button left behind only answers "already acknowledged")."""
+    """``page.ack_notices``: replace the Acknowledge buttons of the ladder's notices with who
+    took it (best effort: a button left behind only answers "already acknowledged")."""
     rollback_id, reason = int(item.payload["rollback_id"]), str(item.payload["reason"])
     label, shown = str(item.payload["label"]), str(item.payload["shown"])
-    pages = deps.repo.list_pages(rollback_id, reason)
-    notices = {(p.notice_channel, p.notice_ts) for p in pages if p.notice_channel and p.notice_ts}
-    for channel, ts in sorted(notices, key=lambda n: str(n[1])):
-        paged = ", ".join(
-            Contact(p.contact_name, p.phone).shown for p in pages if p.notice_ts == ts
-        )
-        text = f":pager: Paged for *{label}*: {paged}"
-        try:
-            deps.slack.chat_update(
-                channel=channel, ts=ts, text=text, blocks=acknowledged_notice(text, shown)
-            )
-        except Exception as exc:  # the button merely stays; pressing it says "already"
-            log.warning("page notice %s not updated: %s", ts, mask_phone(str(exc)))
+    replace_notice_buttons(deps, rollback_id, reason, label, acknowledged_footer(shown))
 
 
 def acknowledge_from_slack(
@@ -247,6 +232,7 @@ def record_delivery_status(
     has_next = service is not None and page.level < len(ladder_levels(service))
     moves_on = (
         has_next
+        and not is_stopped(rollback)
         and not any(p.acknowledged_at for p in ladder)
         and all(is_unreachable(p) for p in ladder if p.level == page.level)
     )

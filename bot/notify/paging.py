@@ -9,6 +9,14 @@ stops a running level too); a page found in ``sending`` may be at Twilio and is 
 its status callback settles it. Only the contact's own failure (a bad number, undelivered)
 skips ahead at once; Twilio down or misconfigured is reported loudly and the ladder keeps its
 timing. Each Slack post is ``page.post`` due work keyed per notice: once, retried until posted.
+
+One rollback is one incident with one ladder and one ACK code per person. The first event that
+pages (critical start, SLA breach, failure) opens the ladder; a later, graver one (SLA BREACH,
+FAILED) joins it: phones already paged are texted the news with their code, phones paged later
+get the news in their page, and one acknowledgement covers it all. A rollback that ends (except
+failed: that is worse news) stops its ladder (``page.finish``): no further level is paged, the
+phones already paged are told how it ended, and the notices lose their button. What each phone
+was texted is remembered per page and event, so nobody is told the same thing twice.
 """
 
 from __future__ import annotations
@@ -27,17 +35,26 @@ from bot.adapters.twilio import BAD_NUMBER_CODES, SmsError, TwilioSMS, sms_sende
 from bot.catalog import Service
 from bot.due import RetryLater
 from bot.logs import mask_phone
+from bot.notify.notifications import page_key
 from bot.notify.page_messages import (
     Contact,
+    closed_notice,
+    ended_sms,
+    joined_notice,
     no_ladder_warning,
     page_notice,
+    reason_label,
+    shown_in_slack,
     sms_body,
+    stopped_footer,
     twilio_down,
     twilio_misconfigured,
     twilio_slow,
     unacknowledged_warning,
+    update_sms,
 )
-from storage.models import DueWork, Page, Rollback
+from storage.models import AuditEvent, DueWork, Page, Rollback
+from storage.repo.pages import LADDER_STOPPING
 from storage.repository import NewWork
 
 if TYPE_CHECKING:
@@ -53,6 +70,12 @@ UNREACHED = ("failed", "undelivered")
 NOT_PAGED = ("failed", "queued")
 POST_KIND = "page.post"
 POST_TRIES = 12  # 5 s doubling to 5 min: about 45 minutes of Slack trouble
+FINISH_KIND = "page.finish"  # the rollback ended: stop its ladder, tell who was paged
+STOP_NOTICES_KIND = "page.stop_notices"  # replaces the Acknowledge buttons of a stopped ladder
+# How grave each paging event is: a graver one joining a ladder is news to text; a milder one
+# (or the same) adds nothing.
+EVENT_RANK = {"critical": 0, "sla": 1, "failed": 2}
+TOLD = ("sending", "sent", "delivered")  # the phone got (or may have got) this page's SMS
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,59 @@ def is_unreachable(page: Page) -> bool:
     if page.status not in UNREACHED:
         return False
     return page.twilio_sid is not None or page.error_code in BAD_NUMBER_CODES
+
+
+def is_stopped(rollback: Rollback) -> bool:
+    """The rollback ended (other than failed): its ladder pages nobody any more."""
+    return rollback.status in LADDER_STOPPING
+
+
+def event_summary(rollback: Rollback, event: str, summary: str) -> str:
+    """What an SMS about ``event`` says after the label: a failure says what failed."""
+    if event == "failed" and rollback.error:
+        return rollback.error
+    return summary
+
+
+def headline(deps: Deps, rollback: Rollback, ladder: str, summary: str) -> tuple[str, str]:
+    """What the ladder's SMS and notices announce now, and its summary: the gravest news of the
+    rollback so far (it failed; its SLA breach joined the ladder), else the ladder's own."""
+    assert rollback.id is not None
+    if rollback.status == "failed":  # known here even before its page.start runs
+        return "failed", event_summary(rollback, "failed", f"Rollback of {rollback.service} FAILED")
+    if EVENT_RANK.get(ladder, 0) < EVENT_RANK["sla"]:
+        work = deps.repo.get_work(page_key(rollback.id, "sla"))
+        if work is not None and work.status != "cancelled":
+            return "sla", str(work.payload.get("summary") or "")
+    return ladder, summary
+
+
+def ladder_of(pages: Sequence[Page]) -> str | None:
+    """The reason of the rollback's ladder: that of its first page (one ladder a rollback)."""
+    first = min(pages, key=lambda p: p.id or 0, default=None)
+    return first.reason if first is not None else None
+
+
+def replace_notice_buttons(
+    deps: Deps, rollback_id: int, reason: str, label: str, footer: str
+) -> None:
+    """Replace the Acknowledge buttons of a ladder's notices with ``footer`` (best effort: a
+    button left behind only answers "already acknowledged")."""
+    pages = deps.repo.list_pages(rollback_id, reason)
+    notices = {(p.notice_channel, p.notice_ts) for p in pages if p.notice_channel and p.notice_ts}
+    for channel, ts in sorted(notices, key=lambda n: str(n[1])):
+        paged = ", ".join(
+            Contact(p.contact_name, p.phone).shown
+            for p in pages
+            if p.notice_ts == ts and p.status not in NOT_PAGED  # as the notice itself said
+        )
+        text = f":pager: Paged for *{label}*: {paged}"
+        try:
+            deps.slack.chat_update(
+                channel=channel, ts=ts, text=text, blocks=closed_notice(text, footer)
+            )
+        except Exception as exc:  # the button merely stays; pressing it says "already"
+            log.warning("page notice %s not updated: %s", ts, mask_phone(str(exc)))
 
 
 def channel_of(deps: Deps, rollback: Rollback) -> str | None:
@@ -139,7 +215,65 @@ class Pager:
         if self.sms is not None:
             self.sms.close()
 
+    # --- the engine's listener (quick, idempotent) -----------------------------------------------
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        """Nothing: the notifications decide what pages (``page.start``)."""
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        """A rollback that ended stops its ladder (a failed one joins it instead: the
+        notifications page ``failed``)."""
+        if rollback.id is None or not is_stopped(rollback):
+            return
+        payload = {"rollback_id": rollback.id}
+        self.deps.due.schedule(
+            FINISH_KIND, f"page-finish:{rollback.id}", self.deps.clock(), payload
+        )
+        self.deps.work.submit("page-finish", self.deps.due.tick)
+
     # --- due work handlers ----------------------------------------------------------------------
+
+    def finish(self, item: DueWork) -> None:
+        """``page.finish``: the rollback ended; its ladder stops and whoever it paged is told."""
+        deps, rollback_id = self.deps, int(item.payload["rollback_id"])
+        rollback = deps.repo.get_rollback(rollback_id)
+        pages = deps.repo.list_pages(rollback_id)
+        ladder = ladder_of(pages)
+        if rollback is None or ladder is None or not is_stopped(rollback):
+            return  # nobody was paged (a ladder starting later sees the rollback ended)
+        now, at = deps.clock(), rollback.finished_at or deps.clock()
+        follow_up: list[NewWork] = []
+        if not any(p.acknowledged_at for p in pages):  # an acknowledged one says who has it
+            label = f"ROLLBACK #{rollback_id} {rollback.service} {reason_label(ladder)}"
+            footer = stopped_footer(rollback_id, rollback.status, at)
+            notices = {"rollback_id": rollback_id, "reason": ladder, "label": label}
+            key = f"page-stop-notices:{rollback_id}"
+            follow_up.append(NewWork(STOP_NOTICES_KIND, key, now, {**notices, "footer": footer}))
+        audit = AuditEvent(
+            created_at=now,
+            kind="page.stopped",
+            service=rollback.service,
+            rollback_id=rollback_id,
+            channel_id=rollback.channel_id,
+            detail={"reason": ladder, "status": rollback.status},
+        )
+        prefix = f"page:{rollback_id}:"  # every ladder of the rollback (older data had several)
+        if deps.repo.stop_ladder(
+            rollback_id, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
+        ):
+            deps.work.submit("page-stopped", deps.due.tick)
+        self._tell(item, rollback, ladder, rollback.status)
+
+    def stop_notices(self, item: DueWork) -> None:
+        """``page.stop_notices``: the notices of a stopped ladder say why, without a button."""
+        payload = item.payload
+        replace_notice_buttons(
+            self.deps,
+            int(payload["rollback_id"]),
+            str(payload["reason"]),
+            str(payload["label"]),
+            str(payload["footer"]),
+        )
 
     def start(self, item: DueWork) -> None:
         """``page.start``: the ladder begins now; page level 1."""
@@ -154,10 +288,13 @@ class Pager:
         rollback_id, reason = int(item.payload["rollback_id"]), str(item.payload["reason"])
         rollback = self.deps.repo.get_rollback(rollback_id)
         pages = self.deps.repo.list_pages(rollback_id, reason)
-        if rollback is None or any(p.acknowledged_at for p in pages):
+        if rollback is None or is_stopped(rollback) or any(p.acknowledged_at for p in pages):
             return
         contacts = [Contact(p.contact_name, p.phone) for p in pages]
-        text, blocks = unacknowledged_warning(rollback_id, rollback.service, reason, contacts)
+        event, _ = headline(self.deps, rollback, reason, "")
+        text, blocks = unacknowledged_warning(
+            rollback_id, rollback.service, reason, contacts, headline=event
+        )
         key = f"{rollback_id}:{reason}:unacknowledged"
         if notify(self.deps, key, channel_of(self.deps, rollback), text, blocks):
             self._audit(
@@ -202,36 +339,44 @@ class Pager:
         if not levels:
             self._warn_no_ladder(rollback, service, reason)
             return
+        if is_stopped(rollback):
+            log.info("rollback #%s ended (%s): not paging", rollback_id, rollback.status)
+            return
         if any(p.acknowledged_at for p in deps.repo.list_pages(rollback_id, reason)):
             return  # acknowledged while this step waited
         level = levels[number - 1]
-        pages = [
-            deps.repo.add_page(
-                rollback_id=rollback_id,
-                reason=reason,
-                level=number,
-                position=position,
-                contact_name=contact.name,
-                phone=contact.phone,
-                now=deps.clock(),
-            )
-            for position, contact in level.contacts
-        ]
+        ladder, pages = deps.repo.add_level_pages(
+            rollback_id=rollback_id,
+            reason=reason,
+            level=number,
+            contacts=[(position, c.name, c.phone) for position, c in level.contacts],
+            now=deps.clock(),
+        )
+        if ladder != reason:  # the rollback has its ladder already: this event joins it
+            self._join(item, rollback, ladder, reason)
+            return
         # the ladder started when level 1's pages were first stored (a retry moves due_at)
         payload.setdefault("started_at", min(p.created_at for p in pages).isoformat())
         for page in pages:
             if page.status == "sending":  # an earlier run handed it to Twilio, then was lost
                 self._outcome_unknown(rollback, page, "the run sending it was interrupted")
-        summary = str(payload.get("summary") or rollback.reason or "")
-        self._send_queued(item, rollback, summary, number, pages)
+        event, summary = headline(
+            deps, rollback, reason, str(payload.get("summary") or rollback.reason or "")
+        )
+        self._send_queued(item, rollback, event, summary, number, pages)
         pages = [p for p in deps.repo.list_pages(rollback_id, reason) if p.level == number]
         is_last = number == len(levels)
         started_at = datetime.fromisoformat(str(payload["started_at"]))
+        if is_stopped(deps.repo.get_rollback(rollback_id) or rollback):
+            # it ended while this level was being sent: who got the SMS is told (page.finish)
+            if any(p.status in TOLD for p in pages):
+                self._post_notice(rollback, reason, event, summary, number, levels, pages, None)
+            return
         next_name = None
         if not is_last:
             at = started_at + timedelta(minutes=levels[number].after_minutes)
             next_name = f"{_names(levels[number])} at {at:%H:%M} UTC"
-        self._post_notice(rollback, reason, summary, number, levels, pages, next_name)
+        self._post_notice(rollback, reason, event, summary, number, levels, pages, next_name)
         prefix = ladder_prefix(rollback_id, reason)
         if not is_last and all(is_unreachable(p) for p in pages):
             self._run_level(item, payload, number + 1)  # nobody here can be reached: next, now
@@ -251,7 +396,13 @@ class Pager:
                 deps.due.schedule("page.level", now_key, deps.clock(), nxt)
 
     def _send_queued(
-        self, item: DueWork, rollback: Rollback, summary: str, number: int, pages: list[Page]
+        self,
+        item: DueWork,
+        rollback: Rollback,
+        event: str,
+        summary: str,
+        number: int,
+        pages: list[Page],
     ) -> None:
         queued = [p for p in pages if p.status == "queued"]
         if not queued:
@@ -264,7 +415,7 @@ class Pager:
                 )
                 self._audit("page.skipped", rollback, _page_detail(page, "SMS disabled"))
             return
-        results = list(self._pool.map(lambda p: self._send(rollback, summary, p), queued))
+        results = list(self._pool.map(lambda p: self._send(rollback, event, summary, p), queued))
         errors = [(page, err) for page, err in zip(queued, results, strict=True) if err]
         misconfigured = next((err for _, err in errors if err.is_misconfigured), None)
         if misconfigured is not None:
@@ -286,14 +437,15 @@ class Pager:
         text = twilio_down(why.summary, who, item.tries)
         notify(self.deps, f"{key}:twilio-down", channel, text)
 
-    def _send(self, rollback: Rollback, summary: str, page: Page) -> SmsError | None:
-        """Send one page unless its ladder was acknowledged; the error if Twilio refused it."""
+    def _send(self, rollback: Rollback, event: str, summary: str, page: Page) -> SmsError | None:
+        """Send one page (announcing ``event``) unless its ladder was acknowledged or stopped;
+        the error if Twilio refused it."""
         assert self.sms is not None and page.id is not None and rollback.id is not None
         deps = self.deps
-        if not deps.repo.claim_page_for_sending(page.id, deps.clock()):
-            log.info("page to %s not sent: acknowledged meanwhile", mask_phone(page.phone))
+        if not deps.repo.claim_page_for_sending(page.id, deps.clock(), told=event):
+            log.info("page to %s not sent: acknowledged or ended meanwhile", mask_phone(page.phone))
             return None
-        body = sms_body(rollback.id, rollback.service, page.reason, summary, page.ack_code)
+        body = sms_body(rollback.id, rollback.service, event, summary, page.ack_code)
         public = deps.settings.public_url
         callback = f"{public.rstrip('/')}/twilio/status?page={page.id}" if public else None
         try:
@@ -327,6 +479,7 @@ class Pager:
         self,
         rollback: Rollback,
         reason: str,
+        event: str,
         summary: str,
         number: int,
         levels: list[Level],
@@ -354,10 +507,98 @@ class Pager:
             failed=failed,
             next_level=next_name,
             is_sms_enabled=self.sms is not None,
+            headline=event,
         )
         page_ids = [p.id for p in pages if p.id is not None]
         key = f"{rollback.id}:{reason}:{number}:notice"
         notify(self.deps, key, channel_of(self.deps, rollback), text, blocks, page_ids)
+
+    # --- one incident: news for the phones already paged ------------------------------------
+
+    def _join(self, item: DueWork, rollback: Rollback, ladder: str, event: str) -> None:
+        """``event`` (FAILED, SLA BREACH) joins the rollback's ``ladder``: no new ladder and no
+        new codes. The phones it paged are texted the news; phones it pages later get it in
+        their page (:func:`headline`); the ladder keeps its timing until acknowledged."""
+        if EVENT_RANK.get(event, 0) <= EVENT_RANK.get(ladder, 0):
+            return  # no graver than what the ladder announces already
+        if self.deps.repo.record_delivery(f"page-joined:{rollback.id}:{event}", self.deps.clock()):
+            self._audit("page.joined", rollback, {"reason": ladder, "event": event})
+        self._tell(item, rollback, ladder, event)
+
+    def _tell(self, item: DueWork, rollback: Rollback, ladder: str, event: str) -> None:
+        """Text ``event`` (FAILED, SLA BREACH, or how the rollback ended) once to each phone the
+        ``ladder`` paged, with that page's code. After an acknowledgement an SLA breach texts
+        nobody (its owner has it; Slack says it); a failure still texts everyone paged (it got
+        worse: the owner must know, and who was woken too); so does the end (go back to sleep).
+        Twilio down: raises RetryLater, and what was sent is not sent again."""
+        assert rollback.id is not None
+        deps = self.deps
+        pages = deps.repo.list_pages(rollback.id, ladder)
+        acked = next((p for p in pages if p.acknowledged_at), None)
+        if self.sms is None or (event == "sla" and acked is not None):
+            return
+        by_phone: dict[str, list[Page]] = {}
+        for page in pages:
+            if page.status in TOLD:
+                by_phone.setdefault(page.phone, []).append(page)
+        texted: list[Page] = []
+        down: list[tuple[Page, SmsError]] = []
+        for phone, mine in by_phone.items():
+            ids = [p.id for p in mine if p.id is not None]
+            if not deps.repo.claim_tell(ids, event, deps.clock()):
+                continue  # told already (by its page, or an earlier run)
+            page = mine[0]
+            body = self._tell_body(rollback, event, page, acked)
+            try:
+                sid = self.sms.send_sms(phone, body)
+            except SmsError as err:
+                log.warning("telling %s of %s: %s", mask_phone(phone), event, err.summary)
+                if err.is_retryable:
+                    deps.repo.release_tell(ids, event)
+                    down.append((page, err))
+                else:  # refused for good, or maybe sent: never resent
+                    self._audit("page.tell_failed", rollback, _page_detail(page, err.summary))
+                continue
+            texted.append(page)
+            self._audit("page.told", rollback, {**_page_detail(page), "event": event, "sid": sid})
+        channel = channel_of(deps, rollback)
+        if texted and event in EVENT_RANK:
+            text, blocks = joined_notice(
+                rollback_id=rollback.id,
+                service=rollback.service,
+                ladder=ladder,
+                event=event,
+                texted=[Contact(p.contact_name, p.phone) for p in texted],
+                acknowledged_by=shown_in_slack(acked.acknowledged_by or "?") if acked else None,
+            )
+            told = ",".join(str(p.id) for p in texted)
+            notify(deps, f"{rollback.id}:{ladder}:told:{event}:{told}", channel, text, blocks)
+        if not down:
+            return
+        who = ", ".join(Contact(p.contact_name, p.phone).shown for p, _ in down)
+        why = down[0][1].summary
+        if item.tries < SEND_TRIES:
+            raise RetryLater(f"Twilio unavailable: {why}", 5 * 3 ** (item.tries - 1))
+        text = twilio_down(why, who, item.tries)
+        notify(deps, f"{rollback.id}:{ladder}:told:{event}:twilio-down", channel, text)
+
+    def _tell_body(self, rollback: Rollback, event: str, page: Page, acked: Page | None) -> str:
+        assert rollback.id is not None
+        if event not in EVENT_RANK:  # how the rollback ended
+            at = rollback.finished_at or self.deps.clock()
+            return ended_sms(rollback.id, rollback.service, event, at)
+        given = self.deps.repo.get_work(page_key(rollback.id, event))
+        summary = event_summary(
+            rollback, event, str(given.payload.get("summary") or "") if given else ""
+        )
+        owner = None
+        if acked is not None:
+            by_sms = acked.acknowledged_by == acked.contact_name  # else a Slack user
+            if not by_sms:
+                owner = "Someone in Slack"
+            else:
+                owner = "You" if acked.phone == page.phone else acked.contact_name
+        return update_sms(rollback.id, rollback.service, event, summary, page.ack_code, owner)
 
     def _warn_misconfigured(self, rollback: Rollback, reason: str, err: SmsError) -> None:
         """One loud warning per ladder: no SMS can go out until someone fixes TWILIO_*."""
@@ -402,7 +643,8 @@ def _page_detail(page: Page, error: str | None = None) -> dict[str, Any]:
 
 
 def install(deps: Deps) -> Pager:
-    """Register the paging due work (``page.start|level|end`` and ``page.post``)."""
+    """Register the paging due work (``page.start|level|end|finish``, ``page.post`` and
+    ``page.stop_notices``) and listen to the engine for rollbacks that end."""
     sms = sms_sender(deps.settings)
     if sms is None:
         log.warning("SMS paging is DISABLED (TWILIO_* not set): pages are posted in Slack only")
@@ -412,8 +654,11 @@ def install(deps: Deps) -> Pager:
         "page.level": pager.level,
         "page.end": pager.end,
         POST_KIND: pager.post_notice,
+        FINISH_KIND: pager.finish,
+        STOP_NOTICES_KIND: pager.stop_notices,
     }
     for kind, handler in handlers.items():
         deps.due.register(kind, handler)
+    deps.engine.listeners.append(pager)  # a rollback that ends stops its ladder
     deps.closers.append(pager.close)
     return pager

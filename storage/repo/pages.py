@@ -9,14 +9,21 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from storage.models import AuditEvent, DueWork, Page, Rollback
+from storage.models import TERMINAL_STATUSES, AuditEvent, DueWork, Page, Rollback, SlackDelivery
 from storage.repo.base import RepositoryBase
 from storage.repo.records import NewWork, RecordNotFound
 from storage.repo.work import _cancel_open_work, _work_row
 
 ACK_CODE_MEMORY = timedelta(days=7)  # a page's ack code is not reused for that phone sooner
+# A rollback that ended this way stops its ladder; a failed one keeps it (things got worse).
+LADDER_STOPPING = tuple(status for status in TERMINAL_STATUSES if status != "failed")
+
+
+def told_key(page_id: int, event: str) -> str:
+    """The idempotency key saying this page's phone was texted about ``event`` (once)."""
+    return f"page-told:{page_id}:{event}"
 
 
 class PagesMixin(RepositoryBase):
@@ -48,16 +55,6 @@ class PagesMixin(RepositoryBase):
                 existing = session.exec(select(Page).where(*ladder_slot)).first()
                 if existing is not None:
                     return existing
-                # codes this phone may still reply with: its pages of the last week (a bounded
-                # set, however many ladders were never acknowledged)
-                recent_codes = select(Page.ack_code).where(
-                    Page.phone == phone, col(Page.created_at) >= now - ACK_CODE_MEMORY
-                )
-                taken = set(session.exec(recent_codes).all())
-                free = [f"{1000 + secrets.randbelow(9000)}" for _ in range(64)]
-                code = next((c for c in free if c not in taken), None) or next(
-                    (c for n in range(1000, 10000) if (c := str(n)) not in taken), free[0]
-                )
                 page = Page(
                     rollback_id=rollback_id,
                     reason=reason,
@@ -65,7 +62,7 @@ class PagesMixin(RepositoryBase):
                     position=position,
                     contact_name=contact_name,
                     phone=phone,
-                    ack_code=code,
+                    ack_code=_free_code(session, phone, now, set()),
                     created_at=now,
                 )
                 session.add(page)
@@ -73,6 +70,58 @@ class PagesMixin(RepositoryBase):
         except IntegrityError:  # another replica stored it between our read and insert
             with self._read() as session:
                 return session.exec(select(Page).where(*ladder_slot)).one()
+
+    def add_level_pages(
+        self,
+        *,
+        rollback_id: int,
+        reason: str,
+        level: int,
+        contacts: Sequence[tuple[int, str, str]],
+        now: datetime,
+    ) -> tuple[str, list[Page]]:
+        """The ladder's pages of one level, stored queued once (see :meth:`add_page`).
+
+        One rollback is one incident with one ladder: if the rollback already has pages under
+        another reason (a ladder another event opened first), nothing is stored and that
+        ladder's reason and pages of this level are returned, for the caller to join it.
+        ``contacts`` are (position, name, phone). The rollback row is locked while deciding, so
+        two events opening a ladder at once (PostgreSQL) make one; SQLite writes one at a time.
+        Returns the ladder's reason and its pages of ``level``.
+        """
+        with self._write() as session:
+            session.exec(
+                select(Rollback.id).where(Rollback.id == rollback_id).with_for_update()
+            ).one()
+            first = session.exec(
+                select(Page).where(Page.rollback_id == rollback_id).order_by(col(Page.id))
+            ).first()
+            ladder = first.reason if first is not None else reason
+            rows = session.exec(
+                select(Page).where(Page.rollback_id == rollback_id, Page.reason == ladder)
+            ).all()
+            if ladder == reason:
+                stored = {p.position for p in rows}
+                fresh: set[str] = set()
+                for position, name, phone in contacts:
+                    if position in stored:
+                        continue
+                    code = _free_code(session, phone, now, fresh)
+                    fresh.add(code)
+                    page = Page(
+                        rollback_id=rollback_id,
+                        reason=reason,
+                        level=level,
+                        position=position,
+                        contact_name=name,
+                        phone=phone,
+                        ack_code=code,
+                        created_at=now,
+                    )
+                    session.add(page)
+                    rows = [*rows, page]
+        pages = sorted((p for p in rows if p.level == level), key=lambda p: p.position)
+        return ladder, pages
 
     def list_pages(self, rollback_id: int, reason: str | None = None) -> list[Page]:
         """A rollback's pages (of one ladder when `reason` is given), in ladder order."""
@@ -98,24 +147,29 @@ class PagesMixin(RepositoryBase):
         with self._read() as session:
             return list(session.exec(query.order_by(col(Page.id).desc()).limit(20)).all())
 
-    def claim_page_for_sending(self, page_id: int, now: datetime) -> bool:
-        """queued → sending, unless the page's ladder was acknowledged; True if this caller
-        may now send it (exactly one caller ever does).
+    def claim_page_for_sending(self, page_id: int, now: datetime, told: str | None = None) -> bool:
+        """queued → sending, unless the page's ladder was acknowledged or stopped (its rollback
+        ended other than failed); True if this caller may now send it (exactly one caller ever
+        does). ``told`` is the event the SMS announces: remembered (:func:`told_key`) with the
+        claim, so that event is never texted to this page's phone again.
 
         One conditional UPDATE; the rollback row is share-locked first so that on PostgreSQL
-        an acknowledgement (which locks it for update) is either committed before this check or
-        waits until the page is claimed: an acknowledged ladder never starts another SMS.
+        an acknowledgement or the rollback's end (which lock it for update) is either committed
+        before this check or waits until the page is claimed: an acknowledged or stopped ladder
+        never starts another SMS.
         """
         acked = sa.inspect(Page).local_table.alias("acked")
         with self._write() as session:
             page = session.get(Page, page_id)
             if page is None or page.status != "queued":
                 return False
-            session.exec(
-                select(Rollback.id)
+            status = session.exec(
+                select(Rollback.status)
                 .where(Rollback.id == page.rollback_id)
                 .with_for_update(read=True)
             ).one()
+            if status in LADDER_STOPPING:
+                return False
             is_acknowledged = (
                 sa.select(acked.c.id)
                 .where(
@@ -130,7 +184,62 @@ class PagesMixin(RepositoryBase):
                 .where(col(Page.id) == page_id, col(Page.status) == "queued", ~is_acknowledged)
                 .values(status="sending", status_at=now)
             )
-            return session.exec(statement).rowcount == 1
+            if session.exec(statement).rowcount != 1:
+                return False
+            if told is not None and session.get(SlackDelivery, told_key(page_id, told)) is None:
+                session.add(SlackDelivery(key=told_key(page_id, told), received_at=now))
+            return True
+
+    def claim_tell(self, page_ids: Sequence[int], event: str, now: datetime) -> bool:
+        """Claim texting ``event`` to the phone of these pages (one person's pages of a ladder):
+        True once, False if any of them was already texted about it (by its page or a tell).
+        A claimed tell is never sent twice; :meth:`release_tell` gives it back when the SMS
+        certainly did not leave."""
+        keys = [told_key(page_id, event) for page_id in page_ids]
+        with self._write() as session:
+            seen = session.exec(select(SlackDelivery.key).where(col(SlackDelivery.key).in_(keys)))
+            if seen.first() is not None:
+                return False
+            for key in keys:
+                session.add(SlackDelivery(key=key, received_at=now))
+        return True
+
+    def release_tell(self, page_ids: Sequence[int], event: str) -> None:
+        """Undo :meth:`claim_tell`: Twilio refused the SMS before taking it; try again later."""
+        keys = [told_key(page_id, event) for page_id in page_ids]
+        with self._write() as session:
+            session.exec(sa.delete(SlackDelivery).where(col(SlackDelivery.key).in_(keys)))
+
+    def stop_ladder(
+        self,
+        rollback_id: int,
+        now: datetime,
+        *,
+        cancel_prefix: str,
+        audit: AuditEvent,
+        schedule: Sequence[NewWork] = (),
+    ) -> bool:
+        """The rollback ended: stop its ladder, once (False when it was stopped before).
+
+        In one transaction: the open due work whose key starts with `cancel_prefix` (the levels
+        still to page, the final warning) is cancelled, `audit` is appended with how many items
+        that was in ``detail["cancelled"]``, and `schedule` is added (once per key).
+        """
+        marker = f"page-stopped:{rollback_id}"
+        with self._write() as session:
+            session.exec(
+                select(Rollback.id).where(Rollback.id == rollback_id).with_for_update()
+            ).one()
+            if session.get(SlackDelivery, marker) is not None:
+                return False
+            session.add(SlackDelivery(key=marker, received_at=now))
+            cancelled = _cancel_open_work(session, cancel_prefix, now)
+            audit.detail = {**audit.detail, "cancelled": cancelled}
+            session.add(audit)
+            for work in schedule:
+                if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
+                    session.add(_work_row(work, now))
+        return True
 
     def mark_page_sent(self, page_id: int, twilio_sid: str | None, now: datetime) -> bool:
         """sending (or queued) → sent: Twilio took it. False if a delivery report got there
@@ -266,3 +375,16 @@ class PagesMixin(RepositoryBase):
                 if session.exec(select(DueWork).where(DueWork.key == work.key)).first() is None:
                     session.add(_work_row(work, now))
         return True
+
+
+def _free_code(session: Session, phone: str, now: datetime, also_taken: set[str]) -> str:
+    """A 4-digit code `phone` had in none of its pages of the last week (a bounded set, however
+    many ladders were never acknowledged), nor in `also_taken`."""
+    recent_codes = select(Page.ack_code).where(
+        Page.phone == phone, col(Page.created_at) >= now - ACK_CODE_MEMORY
+    )
+    taken = set(session.exec(recent_codes).all()) | also_taken
+    free = [f"{1000 + secrets.randbelow(9000)}" for _ in range(64)]
+    return next((c for c in free if c not in taken), None) or next(
+        (c for n in range(1000, 10000) if (c := str(n)) not in taken), free[0]
+    )

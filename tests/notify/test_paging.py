@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from bot.adapters.console import buttons_of
 from bot.adapters.twilio import sms_segments
 from bot.catalog import parse_catalog
 from bot.notify import paging
-from bot.notify.page_messages import sms_body
+from bot.notify.page_messages import ended_sms, sms_body, update_sms
 from bot.notify.paging import ladder_levels
 from bot.sim.twilio_api import SimMessage
 from storage.models import AuditEvent
@@ -57,6 +58,20 @@ def test_sms_body_is_one_gsm_segment_without_secrets() -> None:
     assert "xoxb-123" not in body and "+15550100009" not in body
     short = sms_body(3, "search", "sla", "", "1000")
     assert short == "ROLLBACK #3 search SLA BREACH. Reply ACK 1000 to take it."
+
+
+def test_news_and_end_texts_stay_one_segment() -> None:
+    long = "x" * 300
+    texts = [
+        update_sms(123456, "s" * 60, "failed", long, "4821", None),
+        update_sms(123456, "s" * 60, "failed", long, "4821", "You"),
+        update_sms(123456, "s" * 60, "sla", long, "4821", "N" * 80),
+        ended_sms(123456, "s" * 60, "succeeded", datetime(2026, 3, 2, 16, 37, tzinfo=UTC)),
+        ended_sms(123456, "s" * 60, "aborted", datetime(2026, 3, 2, 16, 37, tzinfo=UTC)),
+    ]
+    assert all(len(t) <= 160 and sms_segments(t) == 1 for t in texts), texts
+    assert texts[1].endswith("... You have it (ACK 4821).")
+    assert texts[2].endswith(f"{'N' * 30} has it (ACK 4821).")
 
 
 def test_ladder_levels_group_contacts_with_the_same_after_minutes() -> None:
@@ -509,3 +524,311 @@ def test_a_phone_never_gets_a_code_it_had_in_the_last_week(repo: Repository, now
         codes.append(page.ack_code)
     assert len(set(codes)) == 60
     assert all(len(c) == 4 and c.isdigit() for c in codes)
+
+
+# --- one rollback, one incident: the ladder ends with the rollback; graver news joins it ------
+
+
+def _bodies(h: PagingHarness, phone: str) -> list[str]:
+    return [m.body for m in h.sms_to(phone)]
+
+
+def _codes(h: PagingHarness, phone: str) -> set[str]:
+    return {code for body in _bodies(h, phone) for code in re.findall(r"ACK (\d{4})", body)}
+
+
+def test_a_rollback_that_succeeds_stops_its_ladder_and_tells_who_was_paged(
+    h: PagingHarness,
+) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)  # level 2: Senior SRE and SRE backup
+    h.clock.advance(minutes=2)
+    h.finish(rid, "succeeded")
+    h.settle()
+    ended = f"Rollback #{rid} of checkout SUCCEEDED at 09:07 UTC; no action needed."
+    for phone in (PRIMARY, SECONDARY, SECONDARY_2):
+        assert _bodies(h, phone)[1:] == [ended], phone
+    h.tick(minutes=8)  # level 3's time: the ladder stopped with the rollback
+    h.tick(minutes=60)
+    assert not h.sms_to(LEAD)
+    assert len(h.twilio.messages) == 6
+    texts = h.channel_texts()
+    assert not any("Nobody acknowledged" in t for t in texts)
+    assert not any("Paging level 3/3" in t for t in texts)
+    notices = {p.notice_ts for p in h.pages(rid)}
+    assert len(notices) == 2 and None not in notices
+    for notice in notices:
+        updated = h.slack.wait_for("chat.update", lambda c, ts=notice: c.params["ts"] == ts)
+        shown = str(updated.params["blocks"])
+        assert f"Escalation stopped: ROLLBACK #{rid} SUCCEEDED at 09:07 UTC" in shown
+        assert not buttons_of(updated.params["blocks"]), "nothing left to acknowledge"
+        assert not RAW_PHONE.search(shown)
+    [stopped] = h.bot.deps.repo.list_audit_events(kind="page.stopped", rollback_id=rid)
+    assert stopped.detail == {"reason": "critical", "status": "succeeded", "cancelled": 1}
+    told = h.bot.deps.repo.list_audit_events(kind="page.told", rollback_id=rid)
+    assert sorted(e.detail["phone"] for e in told) == [
+        "+1555•••0001",
+        "+1555•••0002",
+        "+1555•••0003",
+    ]
+    # the finish told again (a retried item, a restart) texts nobody twice
+    h.bot.deps.repo.schedule_work(
+        "page.finish", "page-finish-again", h.clock(), h.clock(), {"rollback_id": rid}
+    )
+    h.settle()
+    assert len(h.twilio.messages) == 6
+
+
+def test_an_aborted_rollback_stops_the_ladder_even_after_an_ack(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    [page] = h.pages(rid)
+    assert "is yours" in h.reply(PRIMARY, f"ACK {page.ack_code}").text
+    h.tick(minutes=1)
+    h.finish(rid, "aborted")
+    h.settle()
+    assert _bodies(h, PRIMARY)[1:] == [
+        f"Rollback #{rid} of checkout was ABORTED at 09:01 UTC; paging stopped, see Slack."
+    ]
+    h.tick(minutes=60)
+    assert len(h.twilio.messages) == 2
+
+
+def test_a_rollback_that_ended_before_its_ladder_started_pages_nobody(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.finish(rid, "succeeded")  # the page.start had not run yet
+    h.settle()
+    h.tick(minutes=60)
+    assert not h.twilio.calls and not h.pages(rid)
+    assert not any("Paging level" in t for t in h.channel_texts())
+
+
+def test_a_failure_joins_the_open_ladder_with_the_same_code_and_one_ack_covers_it(
+    h: PagingHarness,
+) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    [page] = h.pages(rid)
+    h.clock.advance(minutes=1)
+    h.finish(rid, "failed", error="step Verify health failed: 5xx at 40%")
+    h.settle()
+    assert _bodies(h, PRIMARY)[1:] == [
+        f"ROLLBACK #{rid} checkout FAILED: step Verify health failed: 5xx at 40%."
+        f" Reply ACK {page.ack_code} to take it."
+    ]
+    assert [p.id for p in h.bot.deps.repo.list_pages(rid)] == [page.id], "no second ladder"
+    joined = next(t for t in h.channel_texts() if "same ACK codes" in t)
+    assert f"ROLLBACK #{rid} checkout FAILED" in joined and "escalation goes on" in joined
+    assert "Primary on-call (+1555•••0001)" in joined
+    h.tick(minutes=4)  # level 2 at the ladder's own time, with the news in its page
+    [senior] = _bodies(h, SECONDARY)
+    assert senior.startswith(f"ROLLBACK #{rid} checkout FAILED: step Verify health failed")
+    assert any(
+        f"Paging level 2/3 for *ROLLBACK #{rid} checkout FAILED*" in t for t in h.channel_texts()
+    )
+    assert "is yours" in h.reply(PRIMARY, f"ACK {page.ack_code}").text
+    h.tick(minutes=60)
+    assert not h.sms_to(LEAD), "one acknowledgement stopped the one ladder"
+    assert _codes(h, PRIMARY) == {page.ack_code}
+    assert not any("Nobody acknowledged" in t for t in h.channel_texts())
+
+
+def test_a_failure_after_the_ack_texts_who_was_paged_and_does_not_escalate(
+    h: PagingHarness,
+) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    primary, senior = (next(p for p in h.pages(rid) if p.phone == n) for n in (PRIMARY, SECONDARY))
+    assert "is yours" in h.reply(SECONDARY, f"ACK {senior.ack_code}").text
+    h.tick(minutes=1)
+    h.finish(rid, "failed", error="Verify health failed")
+    h.settle()
+    head = f"ROLLBACK #{rid} checkout FAILED: Verify health failed."
+    assert _bodies(h, SECONDARY)[1:] == [f"{head} You have it (ACK {senior.ack_code})."]
+    assert _bodies(h, PRIMARY)[1:] == [f"{head} Senior SRE has it (ACK {primary.ack_code})."]
+    assert len(h.sms_to(SECONDARY_2)) == 2, "the whole level 2 was woken: it hears too"
+    joined = next(t for t in h.channel_texts() if "same ACK codes" in t)
+    assert "Acknowledged by Senior SRE: escalation stays stopped" in joined
+    h.tick(minutes=60)
+    assert not h.sms_to(LEAD) and len(h.twilio.messages) == 6
+    assert [p.reason for p in h.bot.deps.repo.list_pages(rid)] == ["critical"] * 3
+
+
+def test_an_sla_breach_then_a_failure_text_one_person_one_code(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    [page] = h.pages(rid)
+    h.clock.advance(minutes=3)
+    h.breach_sla(rid)
+    h.settle()
+    sla = f"ROLLBACK #{rid} checkout SLA BREACH: Rollback of checkout is past its SLA."
+    assert _bodies(h, PRIMARY)[1:] == [f"{sla} Reply ACK {page.ack_code} to take it."]
+    h.finish(rid, "failed", error="step 2 failed")  # the same second
+    h.settle()
+    assert len(_bodies(h, PRIMARY)) == 3 and _bodies(h, PRIMARY)[2].startswith(
+        f"ROLLBACK #{rid} checkout FAILED: step 2 failed."
+    )
+    assert _codes(h, PRIMARY) == {page.ack_code}, "one incident, one code"
+    h.tick(minutes=2)
+    assert _bodies(h, SECONDARY)[0].startswith(f"ROLLBACK #{rid} checkout FAILED")
+    assert [p.reason for p in h.bot.deps.repo.list_pages(rid)] == ["critical"] * 3
+
+
+def test_an_sla_breach_after_the_ack_texts_nobody(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    [page] = h.pages(rid)
+    assert "is yours" in h.reply(PRIMARY, f"ACK {page.ack_code}").text
+    h.tick(minutes=3)
+    h.breach_sla(rid)
+    h.settle()
+    assert len(h.twilio.messages) == 1 and len(h.bot.deps.repo.list_pages(rid)) == 1
+
+
+def test_a_failure_arriving_with_the_start_is_one_sms(h: PagingHarness) -> None:
+    """The rollback failed before its page went out: one SMS saying so, not two codes."""
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.finish(rid, "failed", error="step 1 failed")
+    h.settle()
+    [sms] = h.sms_to(PRIMARY)
+    [page] = h.bot.deps.repo.list_pages(rid)
+    assert sms.body == (
+        f"ROLLBACK #{rid} checkout FAILED: step 1 failed. Reply ACK {page.ack_code} to take it."
+    )
+    h.tick(minutes=5)
+    assert len(h.sms_to(PRIMARY)) == 1 and len(h.sms_to(SECONDARY)) == 1
+
+
+def test_a_failure_with_no_ladder_open_starts_one(h: PagingHarness) -> None:
+    rid = h.new_rollback()  # planned, say: nothing paged while it ran
+    h.finish(rid, "failed", error="step 1 failed")
+    h.settle()
+    [page] = h.pages(rid, "failed")
+    assert _bodies(h, PRIMARY) == [
+        f"ROLLBACK #{rid} checkout FAILED: step 1 failed. Reply ACK {page.ack_code} to take it."
+    ]
+    h.tick(minutes=5)
+    assert len(h.sms_to(SECONDARY)) == 1, "a failed rollback's ladder goes on"
+
+
+def test_a_planned_rollback_past_its_sla_then_failed_is_one_ladder(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.breach_sla(rid)
+    h.settle()
+    [page] = h.pages(rid, "sla")
+    h.clock.advance(minutes=1)
+    h.finish(rid, "failed", error="step 3 failed")
+    h.settle()
+    assert _codes(h, PRIMARY) == {page.ack_code} and len(h.sms_to(PRIMARY)) == 2
+    assert "FAILED: step 3 failed" in _bodies(h, PRIMARY)[1]
+
+
+def test_telling_the_end_waits_out_a_twilio_outage_and_sends_once(h: PagingHarness) -> None:
+    rid = h.new_rollback()
+    h.start_ladder(rid)
+    h.tick()
+    h.twilio.inject(503, times=1)
+    h.finish(rid, "succeeded")
+    h.settle()
+    assert len(h.sms_to(PRIMARY)) == 1, "Twilio refused the first try"
+    h.tick(seconds=5)
+    h.tick(seconds=60)
+    assert _bodies(h, PRIMARY)[1:] == [
+        f"Rollback #{rid} of checkout SUCCEEDED at 09:00 UTC; no action needed."
+    ]
+
+
+def test_a_crash_while_telling_the_end_does_not_text_it_twice(make_paging: Any) -> None:
+    first: PagingHarness = make_paging()
+    rid = first.new_rollback()
+    first.start_ladder(rid)
+    first.tick()
+    accepted, release = threading.Event(), threading.Event()
+
+    def first_process_dies(message: SimMessage) -> None:
+        if "SUCCEEDED" in message.body:
+            accepted.set()  # Twilio has the message; the first process never hears back
+            release.wait(10)
+
+    first.twilio.subscribe(first_process_dies)
+    first.finish(rid, "succeeded")
+    runner = threading.Thread(target=first.bot.deps.due.tick)
+    runner.start()
+    try:
+        assert accepted.wait(5)
+        second: PagingHarness = make_paging()
+        second.tick(seconds=121)  # page.finish's lease has lapsed: the new app runs it again
+        second.settle()
+        assert len(second.sms_to(PRIMARY)) == 2, "the end is texted once"
+    finally:
+        release.set()
+        runner.join(10)
+    assert len(second.sms_to(PRIMARY)) == 2
+
+
+def test_one_rollback_has_one_ladder_and_an_ended_one_claims_no_sms(
+    repo: Repository, now: Any
+) -> None:
+    rollback = repo.create_rollback(
+        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
+        status="running", now=now,
+    )  # fmt: skip
+    assert rollback.id is not None
+    contacts = [(0, "Primary", PRIMARY)]
+    ladder, [page] = repo.add_level_pages(
+        rollback_id=rollback.id, reason="critical", level=1, contacts=contacts, now=now
+    )
+    assert ladder == "critical"
+    joined, [same] = repo.add_level_pages(
+        rollback_id=rollback.id, reason="failed", level=1, contacts=contacts, now=now
+    )
+    assert (joined, same.id, same.ack_code) == ("critical", page.id, page.ack_code)
+    assert [p.id for p in repo.list_pages(rollback.id)] == [page.id]
+    assert page.id is not None
+    assert repo.claim_tell([page.id], "failed", now)
+    assert not repo.claim_tell([page.id], "failed", now), "told once"
+    repo.release_tell([page.id], "failed")
+    assert repo.claim_tell([page.id], "failed", now), "released: may be told again"
+    repo.set_rollback_status(rollback.id, "succeeded", now)
+    assert not repo.claim_page_for_sending(page.id, now), "the rollback ended"
+
+
+def test_a_rollback_ending_during_a_level_stops_its_remaining_sms(
+    make_paging: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one send at a time, in ladder order, so the end lands between the level's two SMS
+    monkeypatch.setattr(paging, "SEND_PARALLEL", 1)
+    h: PagingHarness = make_paging()
+    rid = h.new_rollback()
+
+    def it_succeeds_meanwhile(message: SimMessage) -> None:
+        if message.to == SECONDARY:  # runs before Twilio answers the bot's request
+            h.finish(rid, "succeeded")
+
+    h.twilio.subscribe(it_succeeds_meanwhile)
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(minutes=5)
+    h.settle()
+    assert not h.sms_to(SECONDARY_2), "the rollback ended first: the rest of the level waits"
+    backup = next(p for p in h.pages(rid) if p.phone == SECONDARY_2)
+    assert backup.status == "queued" and backup.twilio_sid is None
+    ended = f"Rollback #{rid} of checkout SUCCEEDED at 09:05 UTC; no action needed."
+    assert [m.body for m in h.sms_to(SECONDARY)][1:] == [ended]
+    assert [m.body for m in h.sms_to(PRIMARY)][1:] == [ended]
+    senior = next(p for p in h.pages(rid) if p.phone == SECONDARY)
+    assert senior.notice_ts is not None
+    [notice] = [m["text"] for m in h.slack.messages(CHANNEL) if m["ts"] == senior.notice_ts]
+    assert "Senior SRE" in notice and "SRE backup" not in notice, "the backup was never paged"
+    h.tick(minutes=60)
+    assert not h.sms_to(SECONDARY_2) and not h.sms_to(LEAD) and len(h.twilio.messages) == 4

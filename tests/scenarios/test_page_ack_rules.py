@@ -245,3 +245,26 @@ def test_twilio_retrying_after_a_crash_past_the_ack_has_one_effect(
     assert len(_announcements(h)) == 1
     repo = h.bot.deps.repo
     assert len(repo.list_audit_events(kind="page.acknowledged", rollback_id=rid)) == 1
+
+
+def test_an_ack_in_slack_covers_the_failure_that_joins_and_the_phone_hears_who_has_it(
+    h: PagingHarness,
+) -> None:
+    rid = _paged(h)
+    page = h.pages(rid)[0]
+    _click_ack(h, RESPONDER)
+    _answered(h, "You took")
+    _settle(h)
+    h.tick(minutes=1)
+    h.finish(rid, "failed", error="Verify health failed")
+    h.settle()
+    assert [m.body for m in h.sms_to(PRIMARY)][1:] == [
+        f"ROLLBACK #{rid} checkout FAILED: Verify health failed."
+        f" Someone in Slack has it (ACK {page.ack_code})."
+    ]
+    joined = next(t for t in h.channel_texts() if "same ACK codes" in t)
+    assert f"Acknowledged by <@{RESPONDER}>: escalation stays stopped" in joined
+    assert "was already acknowledged" in h.reply(PRIMARY, f"ACK {page.ack_code}").text
+    h.tick(minutes=60)
+    assert not h.sms_to(SECONDARY), "the failure did not restart the escalation"
+    assert len(h.bot.deps.repo.list_audit_events(kind="page.acknowledged", rollback_id=rid)) == 1

@@ -148,3 +148,49 @@ def test_an_undelivered_page_warns_and_pages_the_next_level_now(h: PagingHarness
     h.twilio.send_status(page.twilio_sid, "undelivered", 30003)
     h.bot.deps.work.wait_idle(5)
     assert sum("undelivered" in t for t in h.channel_texts()) == 1
+
+
+def test_the_failure_text_keeps_the_code_and_a_bare_ack_takes_the_one_incident(
+    h: PagingHarness,
+) -> None:
+    """A failure joins the open page: the phone gets the news with the code it already has,
+    and as one rollback is one open page, a bare ACK is not ambiguous."""
+    rid = _paged(h)
+    [page] = h.pages(rid)
+    h.clock.advance(minutes=1)
+    h.finish(rid, "failed", error="Verify health failed")
+    h.settle()
+    first, news = (m.body for m in h.sms_to(PRIMARY))
+    assert f"ACK {page.ack_code}" in first
+    assert news == (
+        f"ROLLBACK #{rid} checkout FAILED: Verify health failed."
+        f" Reply ACK {page.ack_code} to take it."
+    )
+    answer = h.reply(PRIMARY, "ACK")
+    assert f"Thanks Primary on-call: ROLLBACK #{rid} checkout is yours" in answer.text
+    assert h.bot.deps.work.wait_idle(5)
+    h.tick(minutes=60)
+    assert len(h.twilio.messages) == 2 and not h.sms_to(SECONDARY)
+    events = h.bot.deps.repo.list_audit_events(kind="page.acknowledged", rollback_id=rid)
+    assert len(events) == 1
+
+
+def test_the_end_of_the_rollback_is_texted_and_the_button_goes(h: PagingHarness) -> None:
+    rid = _paged(h)
+    notice = next(m for m in h.slack.messages(CHANNEL) if "Paging level 1" in m["text"])
+    h.clock.advance(minutes=2, seconds=30)
+    h.finish(rid, "succeeded")
+    h.settle()
+    assert h.sms_to(PRIMARY)[-1].body == (
+        f"Rollback #{rid} of checkout SUCCEEDED at 09:02 UTC; no action needed."
+    )
+    updated = h.slack.wait_for("chat.update", lambda c: c.params.get("ts") == notice["ts"])
+    assert not buttons_of(updated.params["blocks"])
+    assert "Escalation stopped" in str(updated.params["blocks"])
+    # a click on a button someone still sees stops nothing more and breaks nothing
+    [button] = buttons_of(notice["blocks"])
+    assert h.requester.click(notice, button, user_id="U0APPROVER1", channel_id=CHANNEL)
+    h.slack.wait_for("response_url", lambda c: "ROLLBACK" in str(c.params))
+    assert h.bot.deps.work.wait_idle(5)
+    h.tick(minutes=60)
+    assert len(h.twilio.messages) == 2
