@@ -26,6 +26,7 @@ from bot.preflight import Refusal, check_rollback
 from bot.rollback import policy
 from bot.rollback.assess import Decision
 from bot.rollback.command import local_time
+from bot.rollback.text import unmentioned
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 
@@ -387,7 +388,7 @@ def cancel_waiting(deps: Deps, rollback_id: int, user: str, reason: str) -> Roll
         deps,
         rollback_id,
         "cancelled",
-        error=f"cancelled by <@{user}>" + (f": {reason}" if reason else ""),
+        error=f"cancelled by <@{user}>" + (f": {unmentioned(reason)}" if reason else ""),
         event="rollback.cancelled",
         actor=user,
         detail={"reason": reason},

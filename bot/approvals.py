@@ -23,9 +23,11 @@ from bot.catalog import Service
 from bot.due import RetryLater
 from bot.engine import Engine
 from bot.notify import approval_blocks
+from bot.notify.blocks import escape, escape_keeping_mentions
 from bot.rollback import policy
 from bot.rollback.command import local_time
 from bot.rollback.plan import Plan
+from bot.rollback.text import unmentioned
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 
@@ -158,14 +160,18 @@ def post_due(deps: Deps, item: DueWork) -> None:
     service = deps.catalog.get(r.service) if r else None
     if r is None or service is None or r.approval_ts or r.status != "pending_approval":
         return  # gone, already posted (a retry), or decided meanwhile
+    problems: list[str] = []
     try:
         plan = service.plan(r.target_revision)
-        plan_summary = describe_plan(deps, service, plan, r.target_revision)
+        plan_summary = describe_plan(deps, service, plan, r.target_revision, problems=problems)
     except Exception as exc:  # the request is still worth posting: say what could not be read
         log.exception("dry run for request #%d failed", rollback_id)
         plan_summary = (
             f"_The dry run failed ({type(exc).__name__}); the bot's log has the details._"
         )
+    if problems:  # nobody should approve what cannot run: say why instead
+        _request_would_fail(deps, r, service, problems)
+        return
     text, blocks = _request_blocks(deps, r, service, plan_summary)
     try:
         resp = deps.slack.chat_postMessage(channel=service.channel, text=text, blocks=blocks)
@@ -222,6 +228,31 @@ def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -
         )
     except SlackApiError:
         log.warning("could not tell %s that request #%d was not posted", r.requested_by, r.id)
+
+
+def _request_would_fail(deps: Deps, r: Rollback, service: Service, problems: list[str]) -> None:
+    """The request's own dry run says a real run would be refused or fail: cancel it before
+    anyone is asked to approve it, and tell the requester why."""
+    assert r.id is not None
+    why = "; ".join(problems)
+    cancelled = deps.repo.set_rollback_status(
+        r.id,
+        "cancelled",
+        deps.clock(),
+        error=f"not posted for approval: its dry run says {why}",
+        expected=("pending_approval",),
+        cancel=[f"expire:{r.id}"],
+    )
+    audit(deps, "approval.refused", r, None, why=why)
+    if cancelled is None:
+        return
+    deps.slack.chat_postMessage(
+        channel=r.requested_by,
+        text=f":no_entry: Your rollback request #{r.id} of *{service.name}* was not posted for"
+        f" approval: its dry run says {escape_keeping_mentions(why)}. Nothing was changed; fix"
+        " that and plan it again (`/rollback run"
+        f" {service.name} --dry-run` shows the whole plan).",
+    )
 
 
 def _request_blocks(
@@ -378,7 +409,11 @@ def reject(
         rollback_id,
         status,
         now,
-        error=f"withdrawn by the requester: {reason}" if is_withdrawal else reason or None,
+        error=(
+            f"withdrawn by the requester: {unmentioned(reason)}"
+            if is_withdrawal
+            else f"rejected by <@{user}>" + (f": {unmentioned(reason)}" if reason else "")
+        ),
         expected=("pending_approval",),
         cancel=[f"expire:{rollback_id}"],
     )
@@ -389,7 +424,26 @@ def reject(
         )
     audit(deps, f"approval.{status}", moved, user, message_ts=message_ts, reason=reason, via=via)
     refresh_request(deps, rollback_id)
+    if not is_withdrawal:
+        deps.work.submit(
+            f"tell the requester of #{rollback_id}",
+            _tell_requester_rejected,
+            deps,
+            moved,
+            user,
+            reason,
+        )
     return Answer(f":no_entry: Rollback #{rollback_id} {status}.")
+
+
+def _tell_requester_rejected(deps: Deps, r: Rollback, user: str, reason: str) -> None:
+    """The requester hears it from the bot, not by finding the request message edited."""
+    why = f": {escape(unmentioned(reason))}" if reason else " (no reason given)"
+    deps.slack.chat_postMessage(
+        channel=r.requested_by,
+        text=f":no_entry: Your rollback request #{r.id} of *{r.service}* was rejected by"
+        f" <@{user}>{why}. Nothing will run; plan it again if it is still needed.",
+    )
 
 
 def _status(deps: Deps, rollback_id: int) -> str:

@@ -189,9 +189,12 @@ def describe_plan(
     target_revision: str | None,
     *,
     is_forced: bool = False,
+    problems: list[str] | None = None,
 ) -> str:
     """The plan as the checks of a real run would resolve it (``plan`` is shown as it is when
-    they refuse), with the refusal or the overridden warnings on top."""
+    they refuse), with the refusal or the overridden warnings on top. What would refuse or fail
+    a real run now is also appended to ``problems``, when given."""
+    found: list[str] = [] if problems is None else problems
     t = KubeTarget(service.context, service.namespace)
     lines = [
         f"*Dry run: rollback of {service.name}* ({plan.strategy}, namespace {t.namespace}"
@@ -210,6 +213,7 @@ def describe_plan(
         )
     except Refusal as refusal:
         lines.append(f":no_entry: *A real run would be refused now:* {escape(str(refusal))}.")
+        found.append(str(refusal))
     else:
         plan = checked.plan
         lines += [f":warning: {escape(w)}." for w in checked.warnings]
@@ -222,6 +226,7 @@ def describe_plan(
             what = _describe(deps, service, t, s)
         except (KubeError, StepFailed) as exc:
             what = f":warning: would fail now: {escape(str(exc))}"
+            found.append(f"step {n} ({s.name}) would fail now: {exc}")
         marker = " :no_entry: *point of no return*" if s.is_irreversible else ""
         lines.append(f"  {n}. {escape(s.name)}{marker} — {what}")
     ponr = plan.point_of_no_return

@@ -357,7 +357,7 @@ class Engine:
         for s in steps:
             if s.status in ("pending", "running") and s.id is not None:
                 self.repo.finish_step(s.id, "skipped", now, error="not run: aborted")
-        self._finish(rollback_id, "aborted", None)
+        self._finish(rollback_id, "aborted", self._get(rollback_id).error)  # who and why
         self.progress.note(rollback_id, self._abort_summary(rollback_id, steps))
 
     def _abort_summary(self, rollback_id: int, steps: list[RollbackStep]) -> str:

@@ -16,6 +16,7 @@ from bot.preflight import Refusal, check_rollback
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.plan import Plan
+from bot.rollback.text import unmentioned
 from handlers.errors import tell_on_error
 from storage.repository import ActiveRollbackExists
 
@@ -325,8 +326,9 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
                 f":heavy_multiplication_x: Rollback #{cmd.rollback_id} cancelled before it ran.",
             )
             return
-    moved = deps.repo.set_rollback_status(
-        cmd.rollback_id, "aborting", deps.clock(), expected=("running",)
+    aborted_by = f"aborted by <@{user}>" + (f": {unmentioned(cmd.reason)}" if cmd.reason else "")
+    moved = deps.repo.set_rollback_status(  # who and why, kept as the rollback's end
+        cmd.rollback_id, "aborting", deps.clock(), error=aborted_by, expected=("running",)
     )
     if moved is None:
         _say(ack, f"Rollback #{cmd.rollback_id} is {rollback.status}; nothing to abort.")

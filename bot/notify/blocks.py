@@ -213,6 +213,8 @@ def progress_message(
         blocks.insert(
             3, section(f":x: *{escape(failed.name)}* failed: {escape(failed.error or '')}")
         )
+    if rollback.status in ("aborting", "aborted") and rollback.error:  # who and why
+        blocks.insert(3, section(f":octagonal_sign: {escape_keeping_mentions(rollback.error)}"))
     text = f"{title}: {sum(s.status == 'succeeded' for s in steps)}/{len(steps)} steps done"
     return text, blocks
 

@@ -125,6 +125,8 @@ def _service_command(verb: str, args: list[str]) -> Command:
             if token in ("--to", "--at"):
                 if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
                     raise UsageError(f"`{token}` needs a value")
+                if token in values:
+                    raise UsageError(f"`{token}` is given twice; give it once")
                 values[token] = rest[i + 1]
                 i += 2
                 continue

@@ -49,11 +49,16 @@ def who_may_run(service: Service) -> str:
     return people or "nobody (the catalog lists no responders for this service)"
 
 
-def who_may_approve(service: Service) -> str:
-    """Approvers as Slack mentions (users and user groups)."""
-    names = [f"<@{a}>" for a in service.spec.approvers if isinstance(a, str)]
+def who_may_approve(service: Service, *, besides: str | None = None) -> str:
+    """Approvers as Slack mentions (users and user groups), leaving out ``besides`` (the
+    requester, under the two-person rule: they are not "someone else")."""
+    names = [f"<@{a}>" for a in service.spec.approvers if isinstance(a, str) and a != besides]
     names += [f"<!subteam^{g}>" for g in approver_groups(service)]
-    return ", ".join(names) or "nobody (the catalog lists no approvers for this service)"
+    if names:
+        return ", ".join(names)
+    if besides is not None:
+        return "nobody else (the catalog lists no other approver: add one, or ask a responder)"
+    return "nobody (the catalog lists no approvers for this service)"
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def approval_refusal(
     if user == request.requested_by and service.approval.two_person_rule:
         return (
             "you requested it, and the two-person rule needs someone else:"
-            f" {who_may_approve(service)}"
+            f" {who_may_approve(service, besides=user)}"
         )
     return None
 

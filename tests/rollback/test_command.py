@@ -187,6 +187,12 @@ INVALID = [
         "run checkout --to --immediate", "`--to` needs a value", id="run --to followed by a flag"
     ),
     pytest.param(
+        "run checkout --to 1 --to 2", "`--to` is given twice", id="run --to twice (not: the last)"
+    ),
+    pytest.param(
+        "plan checkout --at 10:00 x --at 11:00", "`--at` is given twice", id="plan --at twice"
+    ),
+    pytest.param(
         "run checkout --at 14:30",
         "`--at` is not an option of `/rollback run`",
         id="run --at not allowed",

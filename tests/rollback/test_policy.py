@@ -68,6 +68,13 @@ def test_a_refusal_says_who_can_approve() -> None:
     assert "<@U0APPROVER1>" in refusal and "<!subteam^S0SRE>" in refusal
 
 
+def test_the_two_person_refusal_never_offers_the_requester_as_someone_else() -> None:
+    refusal = policy.approval_refusal(service(), "U0APPROVER1", request(by="U0APPROVER1"), NOW)
+    assert refusal is not None and "someone else" in refusal
+    assert "<@U0APPROVER1>" not in refusal
+    assert "<@U0APPROVER2>" in refusal and "<!subteam^S0SRE>" in refusal
+
+
 @pytest.mark.parametrize(
     ("votes", "required", "approved"),
     [
