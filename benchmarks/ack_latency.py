@@ -106,9 +106,12 @@ def wait_for_backlog(url: str, expected: float, deadline_s: float = 300) -> floa
     return time.perf_counter() - t0
 
 
-def load(url: str, secret: str, clients: int, per_client: int) -> list[float]:
-    """Run ``clients`` threads each sending ``per_client`` requests; return latencies (s)."""
+def load(url: str, secret: str, clients: int, per_client: int) -> tuple[list[float], int]:
+    """Run ``clients`` threads each sending ``per_client`` requests; return the latencies (s)
+    and how many acks started an assessment (the rest were answered by a running one, or
+    refused by the per-person limit: the bot no longer queues a pile of identical work)."""
     latencies: list[float] = []
+    started: list[int] = []
     lock = threading.Lock()
     errors: list[str] = []
     start = threading.Barrier(clients)
@@ -128,6 +131,9 @@ def load(url: str, secret: str, clients: int, per_client: int) -> list[float]:
                 mine.append(time.perf_counter() - t0)
                 if resp.status_code != 200:
                     errors.append(f"HTTP {resp.status_code}")
+                elif resp.content and "Assessing" in str(resp.json().get("text")):
+                    with lock:
+                        started.append(1)
             with lock:
                 latencies.extend(mine)
 
@@ -138,7 +144,7 @@ def load(url: str, secret: str, clients: int, per_client: int) -> list[float]:
         t.join()
     if errors:
         print(f"!! {len(errors)} of {clients * per_client} requests failed, first: {errors[0]}")
-    return latencies
+    return latencies, len(started)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -170,6 +176,7 @@ def main() -> None:
     secret = secrets.token_hex(16)
     results: dict[tuple[str, int], list[float]] = {}
     drained: dict[int, float] = {}
+    assessed: dict[int, int] = {}
     sims, urls = spawn("--serve", "simulators")
     try:
         with tempfile.TemporaryDirectory() as workdir:
@@ -184,14 +191,15 @@ def main() -> None:
                         (10, 5),
                         *((c, args.requests_per_client) for c in CONCURRENCY),
                     ]:
-                        lat = load(bot["url"], secret, clients, per_client)
-                        sent += len(lat)
+                        lat, started = load(bot["url"], secret, clients, per_client)
+                        sent += started
                         if clients in CONCURRENCY:
                             results[(kind, clients)] = lat
                         if kind == "ours":  # let the assessments of this round finish first
                             waited = wait_for_backlog(bot["url"], sent)
                             if clients in CONCURRENCY:
                                 drained[clients] = waited
+                                assessed[clients] = started
                 finally:
                     proc.kill()
                     proc.wait()
@@ -207,8 +215,10 @@ def main() -> None:
     for clients in CONCURRENCY:
         ratio = pct(results[("ours", clients)], 99) / pct(results[("bare", clients)], 99)
         print(
-            f"p99 ours/bare at {clients} clients: {ratio:.2f}"
-            f"  (assessment backlog drained {drained[clients]:.1f} s after the last ack)"
+            f"p99 ours/bare at {clients} clients: {ratio:.2f}  ({assessed[clients]} of"
+            f" {len(results[('ours', clients)])} asks started an assessment, the others were"
+            " answered by the running one; backlog drained"
+            f" {drained[clients]:.1f} s after the last ack)"
         )
 
 

@@ -412,7 +412,7 @@ def reject(
         error=(
             f"withdrawn by the requester: {unmentioned(reason)}"
             if is_withdrawal
-            else f"rejected by <@{user}>" + (f": {unmentioned(reason)}" if reason else "")
+            else unmentioned(reason) or None  # who rejected is in the votes
         ),
         expected=("pending_approval",),
         cancel=[f"expire:{rollback_id}"],
@@ -439,11 +439,14 @@ def reject(
 def _tell_requester_rejected(deps: Deps, r: Rollback, user: str, reason: str) -> None:
     """The requester hears it from the bot, not by finding the request message edited."""
     why = f": {escape(unmentioned(reason))}" if reason else " (no reason given)"
-    deps.slack.chat_postMessage(
-        channel=r.requested_by,
-        text=f":no_entry: Your rollback request #{r.id} of *{r.service}* was rejected by"
-        f" <@{user}>{why}. Nothing will run; plan it again if it is still needed.",
-    )
+    try:
+        deps.slack.chat_postMessage(
+            channel=r.requested_by,
+            text=f":no_entry: Your rollback request #{r.id} of *{r.service}* was rejected by"
+            f" <@{user}>{why}. Nothing will run; plan it again if it is still needed.",
+        )
+    except SlackApiError as exc:  # the request message shows the rejection all the same
+        log.warning("could not tell %s that #%d was rejected: %s", r.requested_by, r.id, exc)
 
 
 def _status(deps: Deps, rollback_id: int) -> str:

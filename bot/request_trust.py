@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from slack_bolt import BoltContext, BoltResponse
 from slack_bolt.context.respond import Respond
@@ -131,3 +132,62 @@ def respond_only_to_slack(slack_api_url: str) -> Middleware:
         return next()
 
     return check_response_url
+
+
+_NEEDS: dict[str, tuple[str, ...]] = {  # what Bolt reads of each payload type without checking
+    "block_actions": ("user", "actions"),
+    "view_submission": ("user", "view"),
+    "view_closed": ("user", "view"),
+    "block_suggestion": ("user",),
+    "shortcut": ("user",),
+    "message_action": ("user",),
+}
+
+
+def malformed(body: bytes, content_type: str) -> str | None:
+    """Why a (signed) Slack request cannot be a Slack payload, or None. Bolt indexes into
+    payloads without checking (an empty ``actions`` list is an IndexError, a 500), so the shape
+    is checked before Bolt sees it. Never raises."""
+    media, _, params = content_type.partition(";")
+    charset = params.partition("charset=")[2].strip().strip('"').lower()
+    if charset and charset not in ("utf-8", "utf8"):
+        return f"unsupported charset {charset[:20]}"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if media.strip().lower() == "application/json":
+        return _json_object(text, "the JSON body")[1]
+    payload = parse_qs(text).get("payload")
+    if not payload:
+        return None  # a slash command (Bolt reads its form fields with .get)
+    found, why = _json_object(payload[0], "payload")
+    if why is not None or found is None:
+        return why
+    kind = found.get("type")
+    if not isinstance(kind, str):
+        return "payload has no type"
+    for key in _NEEDS.get(kind, ()):
+        if not isinstance(found.get(key), dict if key != "actions" else list):
+            return f"{kind} payload without {key}"
+    if kind == "block_actions" and not all(
+        isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in found["actions"] or [0]
+    ):
+        return "block_actions payload without actions"
+    if "user" in _NEEDS.get(kind, ()) and not isinstance(found["user"].get("id"), str):
+        return f"{kind} payload without a user id"
+    if "view" in _NEEDS.get(kind, ()) and not all(
+        isinstance(found["view"].get(key), str) for key in ("type", "callback_id")
+    ):
+        return f"{kind} payload without a view type and callback_id"
+    return None
+
+
+def _json_object(text: str, what: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None, f"{what} is not JSON"
+    if not isinstance(value, dict):
+        return None, f"{what} is not a JSON object"
+    return value, None

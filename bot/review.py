@@ -11,7 +11,8 @@ Text helpers are in ``bot/review_text.py``, publishing in ``bot/review_publish.p
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,28 @@ class ReviewFacts:
     pages: list[Page]
     assessment: Assessment | None
     is_assessment_linked: bool  # False: the latest assessment before the request, inferred
+    names: Mapping[str, str] = field(default_factory=dict)  # Slack user id → display name
+
+    def who(self, user_id: str | None) -> str:
+        """A person as readers know them: their Slack name, else their id."""
+        if not user_id:
+            return "nobody"
+        name = self.names.get(user_id)
+        return f"@{plain(name)}" if name else user(user_id)
+
+    @property
+    def user_ids(self) -> set[str]:
+        ids = {self.rollback.requested_by, *(a.user_id for a in self.approvals)}
+        ids |= {e.actor for e in self.events if e.actor}
+        for e in self.events:
+            ids |= {str(x) for x in e.detail.get("approvers") or []}
+        return {i for i in ids if i}
+
+
+def with_names(facts: ReviewFacts, name_of: Callable[[str], str | None]) -> ReviewFacts:
+    """The facts with each person's display name looked up once."""
+    names = {uid: found for uid in sorted(facts.user_ids) if (found := name_of(uid))}
+    return replace(facts, names=names)
 
 
 def gather(repo: Repository, catalog: Catalog, rollback_id: int) -> ReviewFacts | None:
@@ -105,12 +128,19 @@ def sla_verdict(facts: ReviewFacts) -> str:
     if seconds is None:
         return f"not finished (SLA: {sla} minutes)"
     margin = sla * 60 - seconds
+    minutes = f"SLA: {sla} minute{'s' if sla != 1 else ''}"
+    if r.status != "succeeded":  # the SLA is about restoring the service, which did not happen
+        late = f"**SLA breached** by {duration(-margin)}; " if margin < 0 else ""
+        return (
+            f"{duration(seconds)} ({minutes}) — {late}ended {r.status} without restoring the"
+            " service, so the SLA was not met"
+        )
     verdict = (
         f"within SLA, {duration(margin)} to spare"
         if margin >= 0
         else f"**SLA breached** by {duration(-margin)}"
     )
-    return f"{duration(seconds)} (SLA: {sla} minutes) — {verdict}"
+    return f"{duration(seconds)} ({minutes}) — {verdict}"
 
 
 def _sla_minutes(facts: ReviewFacts) -> int:
@@ -119,7 +149,7 @@ def _sla_minutes(facts: ReviewFacts) -> int:
 
 def _approvers(facts: ReviewFacts) -> str:
     votes = [
-        f"{user(a.user_id)} ({a.decision}d {when(a.created_at)} via {a.via})"
+        f"{facts.who(a.user_id)} ({a.decision}d {when(a.created_at)} via {a.via})"
         for a in facts.approvals
     ]
     if votes:
@@ -141,7 +171,7 @@ def _summary(facts: ReviewFacts) -> str:
         f"- **Rollback Started**: {when(r.started_at)}",
         f"- **Rollback Completed**: {when(r.finished_at)}",
         f"- **Duration**: {sla_verdict(facts)}",
-        f"- **Requested by**: {user(r.requested_by)}",
+        f"- **Requested by**: {facts.who(r.requested_by)}",
         f"- **Reason given**: {plain(r.reason) if r.reason else 'none given'}",
         f"- **Approvers**: {_approvers(facts)}",
     ]
@@ -153,7 +183,7 @@ def _summary(facts: ReviewFacts) -> str:
 
 
 _EVENT_TEXT = {
-    "rollback.started": "Rollback requested and started",
+    "rollback.started": "Rollback started",
     "rollback.requested": "Rollback requested (needs approval)",
     "rollback.approved": "Rollback approved",
     "rollback.abort_requested": "Abort requested",
@@ -164,14 +194,29 @@ _EVENT_TEXT = {
 }
 
 
-def _event_text(event: AuditEvent) -> str:
+def _event_text(facts: ReviewFacts, event: AuditEvent) -> str:
     text = _EVENT_TEXT.get(event.kind, event.kind.replace(".", ": ").replace("_", " "))
     if event.actor:
-        text += f" by {user(event.actor)}"
+        text += f" by {facts.who(event.actor)}"
     detail = {k: v for k, v in event.detail.items() if v not in (None, "", False, {}, [])}
     if detail:
-        text += " (" + ", ".join(f"{k}: {plain(v)}" for k, v in detail.items()) + ")"
+        text += " (" + ", ".join(f"{k}: {_value(facts, k, v)}" for k, v in detail.items()) + ")"
     return text
+
+
+def _value(facts: ReviewFacts, key: str, value: Any) -> str:
+    """A detail value as words: people by name, lists as lists (not Python's repr)."""
+    if key in ("approvers", "confirmed_by") and value:
+        people = value if isinstance(value, list) else [value]
+        return ", ".join(facts.who(str(p)) for p in people)
+    if isinstance(value, list):
+        return ", ".join(plain(v) for v in value)
+    return plain(value)
+
+
+# Step transitions have their own rows (from the steps, with durations); their audit events and
+# the vote rows (the approval.* events say the same) would repeat them.
+_REPEATED_EVENTS = ("step.",)
 
 
 def _timeline(facts: ReviewFacts) -> str:
@@ -184,8 +229,17 @@ def _timeline(facts: ReviewFacts) -> str:
                 f"Issue detection: assessment #{a.id} → {a.decision} (total {a.total_score})",
             )
         )
-    rows += [(v.created_at, f"{user(v.user_id)} voted {v.decision}") for v in facts.approvals]
-    rows += [(e.created_at, _event_text(e)) for e in facts.events]
+    rows += [
+        (e.created_at, _event_text(facts, e))
+        for e in facts.events
+        if not e.kind.startswith(_REPEATED_EVENTS)
+    ]
+    voted = {e.actor for e in facts.events if e.kind.startswith("approval.") and e.actor}
+    rows += [  # votes the audit log does not tell already
+        (v.created_at, f"{facts.who(v.user_id)} voted {v.decision}")
+        for v in facts.approvals
+        if v.user_id not in voted
+    ]
     for s in facts.steps:
         if s.started_at:
             rows.append((s.started_at, f"{s.phase}: {s.name} started (attempt {s.attempt})"))
@@ -215,7 +269,7 @@ def _trigger(facts: ReviewFacts) -> str:
     how = "run --immediate" if r.kind == "immediate" else "plan"
     lines = [
         "## Trigger Analysis",
-        f"- **Trigger type**: manual, `/rollback {how}` by {user(r.requested_by)}",
+        f"- **Trigger type**: manual, `/rollback {how}` by {facts.who(r.requested_by)}",
         f"- **Reason**: {plain(r.reason) if r.reason else 'none given'}",
     ]
     if a is None:
@@ -262,8 +316,18 @@ def _target_revision(facts: ReviewFacts) -> str:
 def _execution(facts: ReviewFacts) -> str:
     r = facts.rollback
     retried = [f"{s.name} ({s.attempt} attempts)" for s in facts.steps if s.attempt > 1]
+    never = [s.name for s in facts.steps if s.attempt == 0 or s.status == "pending"]
+    once = sum(1 for s in facts.steps if s.attempt == 1)
+    attempts = "; ".join(retried) if retried else ""
+    if not retried and not never:
+        attempts = "every step ran once"
+    elif never:
+        ran = f"{once} step{'s' if once != 1 else ''} ran once" + (
+            f"; {attempts}" if attempts else ""
+        )
+        attempts = f"{ran}; never run: {', '.join(never)}"
     manual = [
-        _event_text(e)
+        _event_text(facts, e)
         for e in facts.events
         if e.kind in ("gate.continued", "rollback.abort_requested")
     ]
@@ -271,7 +335,7 @@ def _execution(facts: ReviewFacts) -> str:
         "## Rollback Execution",
         f"- **Strategy**: {r.strategy}",
         f"- **Target revision**: {_target_revision(facts)}",
-        f"- **Attempts**: {'; '.join(retried) or 'every step ran once'}",
+        f"- **Attempts**: {attempts}",
         f"- **Manual intervention**: {'; '.join(manual) or 'none'}",
         f"- **SLA compliance**: {sla_verdict(facts)}",
         "",
@@ -338,11 +402,12 @@ def _people_sections(facts: ReviewFacts) -> list[str]:
     if r.status == "aborted":
         observations.append("- The rollback was aborted; check the state the service was left in.")
     actions: list[list[str]] = []
+    owner = facts.who(r.requested_by)
     if r.status == "failed":
-        actions.append(["Restore the service: retry, roll forward or fix", user(r.requested_by)])
+        actions.append(["Restore the service: retry, roll forward or fix", owner])
     if r.status == "aborted":
-        actions.append(["Confirm the service's state after the abort", user(r.requested_by)])
-    actions.append(["Write the root cause and mark it written in Slack", user(r.requested_by)])
+        actions.append(["Confirm the service's state after the abort", owner])
+    actions.append(["Write the root cause and mark it written in Slack", owner])
     actions.append([f"_{WRITE_ME} prevention measures_", "_owner_"])
     return [
         f"{ROOT_CAUSE_HEADING}\n{ROOT_CAUSE_PROMPT}",

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 from markdown_it import MarkdownIt
 from slack_sdk.errors import SlackApiError
 
+from bot.adapters.slack import UserNames
 from bot.app import Deps, Route
 from bot.due import RetryLater
 from bot.notify.blocks import button, section
-from bot.review import build_review, gather, root_cause_is_written
+from bot.review import build_review, gather, root_cause_is_written, with_names
 from storage.models import TERMINAL_STATUSES, DueWork, Review, Rollback
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class ReviewListener:
 class ReviewPublisher:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self.names = UserNames(deps.slack)
         self._team_id: str | None = None
 
     # --- review.publish -------------------------------------------------------------------
@@ -130,6 +132,7 @@ class ReviewPublisher:
         if review is None:
             facts = gather(deps.repo, deps.catalog, rollback_id)
             assert facts is not None
+            facts = with_names(facts, self.names.name)
             review = deps.repo.create_review(rollback_id, build_review(facts), deps.clock())
         if review.published_via is None:
             review = self._publish(rollback, review)
@@ -362,9 +365,21 @@ def review_page(deps: Deps, environ: WSGIEnvironment, start: StartResponse) -> I
 def _html(start: StartResponse, status: str, title: str, body: str) -> Iterable[bytes]:
     page = _PAGE.format(title=html.escape(title), body=body).encode()
     start(
-        status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))]
+        status,
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(page))),
+            # a page of people's words: no script, no frame, no sniffing, whatever it holds
+            ("Content-Security-Policy", _CSP),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "private, no-store"),
+        ],
     )
     return [page]
+
+
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'"
 
 
 def install(deps: Deps) -> None:

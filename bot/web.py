@@ -13,7 +13,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import BotApp
 from bot.metrics import CONTENT_TYPE
-from bot.request_trust import is_signed_by_slack
+from bot.request_trust import is_signed_by_slack, malformed
 from storage.db import is_database_reachable
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ class WebApp:
         if path == "/slack/events":
             if method == "POST" and not self._is_signed(environ):
                 return _reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
+            if method == "POST" and (why := self._malformed(environ)) is not None:
+                log.warning("refused a signed Slack request: %s (400)", why)
+                body = json.dumps({"error": "malformed request", "why": why}).encode()
+                return _reply(start, "400 Bad Request", "application/json", body)
             return self.slack(environ, start)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._healthz(start)
@@ -72,6 +76,13 @@ class WebApp:
             return True
         log.warning("refused a request to /slack/events: not signed by Slack (401)")
         return False
+
+    @staticmethod
+    def _malformed(environ: WSGIEnvironment) -> str | None:
+        """Why the (verified) body is no Slack payload; it stays readable for Bolt."""
+        body = environ["wsgi.input"].read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        return malformed(body, str(environ.get("CONTENT_TYPE") or ""))
 
     def _healthz(self, start: StartResponse) -> Iterable[bytes]:
         if is_database_reachable(self.bot.deps.repo.engine):

@@ -31,7 +31,7 @@ def register(app: App, deps: Deps) -> None:
             )
             return
         members = deps.groups.members(policy.approver_groups(service))  # group approvers
-        if not policy.may_abort(service, user, rollback.requested_by, members):
+        if not policy.may_continue(service, user, members):
             deps.repo.add_audit_event(
                 "gate.refused",
                 now=deps.clock(),
@@ -40,7 +40,7 @@ def register(app: App, deps: Deps) -> None:
                 actor=user,
             )
             respond(
-                text=":no_entry: Only the requester, responders and approvers may continue"
+                text=":no_entry: Only responders and approvers may continue"
                 f" this rollback. Responders: {policy.who_may_run(service)}; approvers:"
                 f" {policy.who_may_approve(service)}.",
                 response_type="ephemeral",

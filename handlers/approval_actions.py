@@ -101,17 +101,17 @@ def register(app: App, deps: Deps) -> None:
 
     @app.action(Action.PLAN_ROLLBACK)
     def plan_rollback(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        # the stale check reads the cluster: in the pool, so the ack never waits for it
+        deps.work.submit(
+            "plan rollback button",
+            _open_plan_form,
+            deps,
+            body,
+            client,
+            respond,
+            tell=tell_on_error(respond, "Plan rollback"),
+        )
         ack()
-        service_name, _, assessment = _value(body).partition(":")
-        service = deps.catalog.get(service_name)
-        if service is None:
-            _tell(respond, f":x: {service_name} is no longer in the catalog.")
-            return
-        assessment_id = int(assessment) if assessment.isdigit() else None
-        if _is_stale(deps, service, assessment_id, respond):
-            return
-        modal = approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
-        _open(client, body, modal, respond)
 
     @app.action(Action.RUN_NOW)
     def run_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
@@ -157,6 +157,19 @@ def register(app: App, deps: Deps) -> None:
             "cancel button", _confirm, deps, body, reply, False, tell=tell_on_error(reply, "Cancel")
         )
         ack()
+
+
+def _open_plan_form(deps: Deps, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    service_name, _, assessment = _value(body).partition(":")
+    service = deps.catalog.get(service_name)
+    if service is None:
+        _tell(respond, f":x: {service_name} is no longer in the catalog.")
+        return
+    assessment_id = int(assessment) if assessment.isdigit() else None
+    if _is_stale(deps, service, assessment_id, respond):
+        return
+    modal = approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
+    _open(client, body, modal, respond)
 
 
 def _approve(deps: Deps, body: dict[str, Any], respond: Respond) -> None:

@@ -10,6 +10,7 @@ from slack_bolt import Ack, App, Respond
 from bot.app import Deps
 from bot.notify.blocks import escape_keeping_mentions
 from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, link_message
+from bot.rollback import policy
 from bot.rollback.command import Command
 from storage.models import TERMINAL_STATUSES, Rollback
 
@@ -86,6 +87,23 @@ def register(app: App, deps: Deps) -> None:
         review = deps.repo.get_review(rollback_id)
         if rollback is None or review is None:
             respond(text=f"There is no review of rollback #{rollback_id}.", replace_original=False)
+            return
+        service = deps.catalog.get(rollback.service)
+        members = deps.groups.members(policy.approver_groups(service)) if service else set()
+        if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
+            deps.repo.add_audit_event(  # it silences the reminder: only the incident's owners
+                "review.root_cause_refused",
+                now=deps.clock(),
+                service=rollback.service,
+                rollback_id=rollback_id,
+                actor=user,
+            )
+            respond(
+                text=":no_entry: Only the requester, responders and approvers of"
+                f" {rollback.service} may mark the root cause written (it stops the reminder).",
+                response_type="ephemeral",
+                replace_original=False,
+            )
             return
         if not deps.repo.mark_root_cause_written(rollback_id, user, deps.clock()):
             respond(

@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from bot.catalog import Catalog, parse_catalog
-from bot.review import ROOT_CAUSE_PROMPT, build_review, gather, root_cause_is_written
+from bot.review import (
+    ROOT_CAUSE_PROMPT,
+    build_review,
+    gather,
+    root_cause_is_written,
+    with_names,
+)
 from bot.review_publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
@@ -238,6 +244,71 @@ def _immediate(
         repo.finish_step(second.id, "failed", at(2), error="aborted while running")
     repo.set_rollback_status(rollback.id, status, at(20 if status == "failed" else 2), error=error)
     return rollback.id
+
+
+def test_a_rollback_that_failed_early_is_not_within_its_sla_and_names_steps_never_run(
+    repo: Repository, catalog: Catalog
+) -> None:
+    rollback = repo.create_rollback(
+        service="checkout",
+        kind="immediate",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        status="running",
+        now=at(1),
+        reason="5xx",
+        channel_id="C0DEPLOYS",
+        steps=[
+            NewStep("application", "Roll back the deployment", "rollout_undo", {"params": {}}),
+            NewStep("application", "Wait for the rollout", "wait_rollout", {"params": {}}),
+            NewStep("verification", "Health check", "http_check", {"params": {}}),
+        ],
+    )
+    rid = rollback.id
+    assert rid is not None
+    first = repo.list_steps(rid)[0]
+    assert first.id is not None
+    repo.start_step(first.id, at(1))
+    repo.add_audit_event("step.failed", now=at(1.5), rollback_id=rid, detail={"step": "x"})
+    repo.finish_step(first.id, "failed", at(1.5), error="422")
+    repo.set_rollback_status(rid, "failed", at(1.5), error="Roll back the deployment: 422")
+    facts = gather(repo, catalog, rid)
+    assert facts is not None
+
+    markdown = build_review(facts)
+
+    assert "within SLA" not in markdown and "to spare" not in markdown
+    assert "ended failed without restoring the service, so the SLA was not met" in markdown
+    assert "every step ran once" not in markdown
+    assert (
+        "- **Attempts**: 1 step ran once; never run: Wait for the rollout, Health check" in markdown
+    )
+    timeline = section(markdown, "Timeline")
+    assert timeline.count("Roll back the deployment") == 2  # started, failed: once each
+    assert "step: failed" not in timeline
+
+
+def test_the_timeline_tells_each_vote_once_with_names(repo: Repository, catalog: Catalog) -> None:
+    rid = record_planned_rollback(repo)
+    repo.add_audit_event(
+        "approval.granted",
+        now=at(3),
+        rollback_id=rid,
+        actor="U0APPROVER1",
+        detail={"approvers": ["U0APPROVER1"]},
+    )
+    facts = gather(repo, catalog, rid)
+    assert facts is not None
+    names = {"U0APPROVER1": "Ana Approver", "U0ONCALL1": "Oscar Oncall"}
+
+    markdown = build_review(with_names(facts, names.get))
+
+    timeline = section(markdown, "Timeline")
+    assert "voted approve" not in timeline  # the approval.* events tell it already
+    assert "['U0APPROVER1']" not in markdown
+    assert "(approvers: @Ana Approver)" in timeline
+    assert "- **Requested by**: @Oscar Oncall" in markdown
+    assert "U0ONCALL1" not in markdown
 
 
 def test_a_failed_rollback_says_where_and_breaches_the_sla(

@@ -150,3 +150,35 @@ class UserGroupMembers:
         with self._lock:
             self._cache[group] = (now, members)
         return members
+
+
+class UserNames:
+    """Display names of user ids for documents people read (the review), cached: ``users.info``
+    once per person and ``ttl`` seconds. Slack trouble leaves the id as it is."""
+
+    def __init__(
+        self, client: WebClient, ttl: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client, self.ttl, self.clock = client, ttl, clock
+        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def name(self, user_id: str) -> str | None:
+        with self._lock:
+            cached = self._cache.get(user_id)
+        if cached is not None and self.clock() - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            user = self.client.users_info(user=user_id).get("user") or {}
+        except Exception as exc:  # Slack errors, timeouts, connection errors alike
+            why = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
+            log.info("users.info %s: %s; the review shows the id", user_id, why)
+            return None
+        profile = user.get("profile") or {}
+        found = (  # a document reads best with full names
+            user.get("real_name") or profile.get("real_name") or profile.get("display_name")
+        ) or user.get("name")
+        name = str(found) if found else None
+        with self._lock:
+            self._cache[user_id] = (self.clock(), name)
+        return name

@@ -44,6 +44,12 @@ def may_abort(
     )
 
 
+def may_continue(service: Service, user: str, group_members: Iterable[str] = ()) -> bool:
+    """A manual gate's Continue moves a running rollback on: responders and approvers, not a
+    requester who is neither (who asked for a rollback does not by that own its steps)."""
+    return user in service.spec.responders or user in approver_ids(service, group_members)
+
+
 def who_may_run(service: Service) -> str:
     people = ", ".join(f"<@{u}>" for u in service.spec.responders)
     return people or "nobody (the catalog lists no responders for this service)"

@@ -109,3 +109,17 @@ def test_catalog_policy_defaults_and_overrides() -> None:
     assert s.approval.two_person_rule is True  # the default kept where not overridden
     assert s.approval.expiry_minutes == 30
     assert policy.approver_groups(s) == ["S0SRE"]
+
+
+@pytest.mark.parametrize(
+    ("user", "groups", "may"),
+    [
+        ("U0ONCALL1", (), True),  # a responder
+        ("U0APPROVER2", (), True),  # an approver
+        ("U0GROUPIE", ("U0GROUPIE",), True),  # an approver through the S0SRE group
+        ("U0REQUESTER", (), False),  # asked for the rollback, owns none of its steps
+        ("U0STRANGER", (), False),
+    ],
+)
+def test_who_may_continue_a_manual_gate(user: str, groups: tuple[str, ...], may: bool) -> None:
+    assert policy.may_continue(service(), user, groups) is may

@@ -193,3 +193,33 @@ def test_canvas_read_back_with_a_root_cause_stops_the_reminder(
     assert not [m for m in harness.slack.messages("C0DEPLOYS") if ":bell:" in m["text"]]
     review = harness.bot.deps.repo.get_review(1)
     assert review is not None and review.root_cause_by == "canvas"
+
+
+def test_the_review_names_people_as_slack_shows_them(harness: Harness) -> None:
+    harness.slack.add_user("U0ONCALL1", "oscar", "Oscar Oncall")
+    run_and_publish(harness, "run checkout --immediate 5xx storm")
+
+    review = harness.bot.deps.repo.get_review(1)
+    assert review is not None
+    assert "- **Requested by**: @Oscar Oncall" in review.markdown
+    page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, 1)}")
+    assert "Oscar Oncall" in page.text and "U0ONCALL1" not in page.text
+
+
+def test_only_the_incidents_owners_may_mark_the_root_cause_written(
+    harness: Harness, clock: BotClock
+) -> None:
+    run_and_publish(harness, "run checkout --immediate 5xx storm")
+    clock.offset = timedelta(hours=24, minutes=1)
+    assert harness.bot.deps.due.tick() == 1
+    (reminder,) = [m for m in harness.slack.messages("C0DEPLOYS") if ":bell:" in m["text"]]
+    (button,) = reminder["blocks"][1]["elements"]
+
+    harness.requester.click(reminder, button, user_id="U0STRANGER", channel_id="C0DEPLOYS")
+    refused = harness.slack.wait_for("response_url", lambda c: ":no_entry:" in c.params["text"])
+
+    assert "may mark the root cause written" in refused.params["text"]
+    review = harness.bot.deps.repo.get_review(1)
+    assert review is not None and review.root_cause_by is None  # the reminder keeps going
+    (event,) = harness.bot.deps.repo.list_audit_events(kind="review.root_cause_refused")
+    assert event.actor == "U0STRANGER"

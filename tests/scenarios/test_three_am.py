@@ -75,7 +75,7 @@ def test_the_requester_is_told_when_a_request_is_rejected(h: Harness) -> None:
         " not during the sale @U0EVIL. Nothing will run; plan it again if it is still needed."
     )
     r = h.bot.deps.repo.get_rollback(1)
-    assert r is not None and r.error == "rejected by <@U0APPROVER1>: not during the sale @U0EVIL"
+    assert r is not None and r.error == "not during the sale @U0EVIL"
 
 
 def test_a_request_whose_dry_run_would_fail_is_not_posted_for_approval(
