@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/assessment_latency.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/vote_under_load.py
 	$(BIN)/python benchmarks/idle_cpu.py
 
 clean:
