@@ -22,7 +22,7 @@ from bot.catalog import Service
 from bot.engine import started_work
 from bot.notify import approval_blocks
 from bot.notify.blocks import escape_keeping_mentions
-from bot.preflight import Refusal, check_rollback
+from bot.preflight import Refusal, check
 from bot.rollback import policy
 from bot.rollback.assess import Decision
 from bot.rollback.command import local_time
@@ -166,9 +166,7 @@ def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) 
     before it is running (so before any notice or page), and says why in its thread."""
     assert r.id is not None
     try:
-        check_rollback(
-            deps.kube, deps.repo, service, r.target_revision, now=deps.clock(), pin=False
-        )
+        check(deps, service, r.target_revision, pin=False)
     except Refusal as refusal:
         ended = _end(
             deps,

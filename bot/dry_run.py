@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
 from bot.catalog import Service
 from bot.notify.blocks import escape
-from bot.preflight import FORWARD_FIX, Refusal, check_rollback, crosses_point_of_no_return
+from bot.preflight import FORWARD_FIX, Refusal, check, crosses_point_of_no_return
 from bot.rollback.plan import PHASE_TITLES, Plan, StepSpec
 from bot.steps import StepFailed
 from bot.steps.http import redact_url
@@ -202,15 +202,7 @@ def describe_plan(
         + ") — nothing was changed."
     ]
     try:
-        checked = check_rollback(
-            deps.kube,
-            deps.repo,
-            service,
-            target_revision,
-            now=deps.clock(),
-            is_forced=is_forced,
-            pin=False,
-        )
+        checked = check(deps, service, target_revision, is_forced=is_forced, pin=False)
     except Refusal as refusal:
         lines.append(f":no_entry: *A real run would be refused now:* {escape(str(refusal))}.")
         found.append(str(refusal))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
@@ -30,12 +30,23 @@ from bot.rollback.safety import (
 )
 from storage.repository import Repository
 
+if TYPE_CHECKING:
+    from bot.app import Deps
+
 FORWARD_FIX = (
     "The runbook's answer past the point of no return is a forward fix: deploy a compensating"
     " change (schema migration, data transformation, patch release) instead of rolling back."
 )
 
-__all__ = ["FORWARD_FIX", "Checked", "Refusal", "check_rollback", "crosses_point_of_no_return"]
+__all__ = [
+    "FORWARD_FIX",
+    "Checked",
+    "Refusal",
+    "audit_refusal",
+    "check",
+    "check_rollback",
+    "crosses_point_of_no_return",
+]
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,36 @@ def stale_assessment(
     return (
         f"this assessment is about revision {assessed.get('revision')}; {service.name} is now at"
         f" revision {now['revision']} — assess again"
+    )
+
+
+def check(
+    deps: Deps, service: Service, target: str | None, *, is_forced: bool = False, pin: bool = True
+) -> Checked:
+    """:func:`check_rollback` with the app's cluster, database and clock."""
+    return check_rollback(
+        deps.kube, deps.repo, service, target, now=deps.clock(), is_forced=is_forced, pin=pin
+    )
+
+
+def audit_refusal(
+    deps: Deps,
+    event: str,
+    service: Service,
+    user: str,
+    refusal: Refusal,
+    *,
+    channel_id: str | None = None,
+    **detail: object,
+) -> None:
+    """A refused start is audited before it is answered: whoever reads the audit can rely on it."""
+    deps.repo.add_audit_event(
+        event,
+        now=deps.clock(),
+        service=service.name,
+        actor=user,
+        channel_id=channel_id,
+        detail={"why": str(refusal), **detail},
     )
 
 

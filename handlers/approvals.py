@@ -13,7 +13,7 @@ from bot.app import Deps
 from bot.catalog import Service
 from bot.notify.approval_blocks import when
 from bot.notify.blocks import escape_keeping_mentions
-from bot.preflight import Refusal, check_rollback
+from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
 from storage.repository import ActiveRollbackExists
@@ -46,17 +46,9 @@ def submit_request(
     if not reason.strip():
         return f":x: Say why: `/rollback plan {service.name} [--to N] [--at HH:MM] <reason>`."
     try:  # checked again when it starts: the cluster may change while it waits
-        checked = check_rollback(
-            deps.kube, deps.repo, service, target_revision, now=deps.clock(), pin=False
-        )
+        checked = check(deps, service, target_revision, pin=False)
     except Refusal as refusal:
-        deps.repo.add_audit_event(
-            "approval.refused",
-            now=deps.clock(),
-            service=service.name,
-            actor=user,
-            detail={"why": str(refusal), "target": target_revision},
-        )
+        audit_refusal(deps, "approval.refused", service, user, refusal, target=target_revision)
         return (
             f":no_entry: No rollback request for *{service.name}* was made:"
             f" {escape_keeping_mentions(str(refusal))}."

@@ -12,7 +12,7 @@ from bot.catalog import PlanError, Service
 from bot.engine import Engine, started_work
 from bot.notify import blocks
 from bot.notify.blocks import escape
-from bot.preflight import Refusal, check_rollback
+from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.plan import Plan
@@ -132,22 +132,17 @@ def start_immediate(
     from bot.approval_start import supersede_pending
 
     try:
-        checked = check_rollback(
-            deps.kube,
-            deps.repo,
-            service,
-            target_revision,
-            now=deps.clock(),
-            is_forced=is_forced,
-        )
+        checked = check(deps, service, target_revision, is_forced=is_forced)
     except Refusal as refusal:
-        deps.repo.add_audit_event(
+        audit_refusal(
+            deps,
             "rollback.refused",
-            now=deps.clock(),
-            service=service.name,
-            actor=user,
+            service,
+            user,
+            refusal,
             channel_id=channel_id,
-            detail={"why": str(refusal), "target": target_revision, "forced": is_forced},
+            target=target_revision,
+            forced=is_forced,
         )
         return (
             f":no_entry: No rollback of *{service.name}* was started: {escape(str(refusal))}."

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import approvals
 from bot.app import Deps
-from bot.preflight import Refusal, check_rollback
+from bot.preflight import Refusal, check
 from bot.rollback.command import UsageError, parse_revision, parse_window
 from handlers.approvals import submit_request
 from handlers.ids import View
@@ -60,7 +60,7 @@ def register(app: App, deps: Deps) -> None:
             if target:
                 parse_revision(target)
                 # a tag names a revision only if the cluster says so: ask it while the form is open
-                check_rollback(deps.kube, deps.repo, service, target, now=deps.clock(), pin=False)
+                check(deps, service, target, pin=False)
         except UsageError as exc:
             errors["target"] = str(exc).replace("`", "")
         except Refusal as refusal:
