@@ -70,6 +70,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
+    from bot.event_log import RollbackEventLog
+
+    bot.deps.engine.listeners.append(RollbackEventLog())  # a rollback's start and end, at INFO
     from bot.rollback.policy import all_approver_groups as approver_groups
     from bot.scheduler import start_scheduler
 
