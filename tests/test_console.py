@@ -108,10 +108,7 @@ def test_click_names_a_button_by_label_or_by_message_and_number(
     page's Acknowledge must still be reachable, by its label or by its number."""
     script = tmp_path / "ack.txt"
     script.write_text(
-        "/rollback run checkout --immediate 5xx storm\n"
-        "click Acknowledge\n"
-        "click 9.1\n"
-        "click Nope\n"
+        "/rollback run checkout --immediate 5xx storm\nclick Acknowledge\nclick 9.1\nclick Nope\n"
     )
 
     rc = main(["console", "--demo", "--script", str(script)])
