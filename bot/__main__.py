@@ -1,4 +1,7 @@
-"""Command line: ``rollback-bot serve | console | check-config | migrate`` (CONTRACT.md)."""
+"""rollback-bot: assess a service's health and roll back a bad release from Slack.
+
+Commands: serve (the Slack app), console (try it locally, no Slack needed), check-config
+(validate the catalog), migrate (create or upgrade the database)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.catalog import CatalogError, load_catalog
 from bot.logs import setup_logging
@@ -14,8 +18,33 @@ from bot.settings import ConfigurationError, Settings, load_settings
 log = logging.getLogger("rollback-bot")
 
 
+ENVIRONMENT = """\
+environment (an empty value means unset; README, "Configuration", has the details):
+  SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET   required by serve
+  SLACK_APP_TOKEN                         serve --socket-mode (xapp-…)
+  SLACK_API_URL                           default https://slack.com/api/
+  DATABASE_URL                            default sqlite:///rollback-bot.db
+  ROLLBACK_CONFIG                         the catalog file, default rollback.yaml
+  PROMETHEUS_URL                          unset: every signal is reported unknown
+  KUBECONFIG                              unset: ~/.kube/config, in-cluster in a pod
+  TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER
+                                          SMS paging (unset: disabled, logged loudly)
+  TWILIO_API_URL                          default https://api.twilio.com
+  PUBLIC_URL                              the bot's external base URL (review links)
+  PORT                                    HTTP port of serve, default 3000
+  ROLLBACK_BOT_LOG_LEVEL                  DEBUG, INFO (default), WARNING, ERROR, CRITICAL
+  ROLLBACK_BOT_HTTP_THREADS, ROLLBACK_BOT_WORKERS, ROLLBACK_BOT_QUERY_TIMEOUT_SECONDS,
+  ROLLBACK_BOT_LEASE_SECONDS, ROLLBACK_BOT_TICK_SECONDS   tuning (see README)
+A value that cannot work stops the command with exit code 2 and a line naming the variable."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rollback-bot", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="rollback-bot",
+        description=__doc__,
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot (HTTP mode, or Socket Mode)")
     serve.add_argument("--host", default="0.0.0.0")
@@ -24,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     console = sub.add_parser("console", help="local chat with the bot, no Slack needed")
     console.add_argument("--demo", action="store_true", help="built-in simulators and catalog")
     console.add_argument("--script", metavar="FILE", help="read the lines from FILE and exit")
-    check = sub.add_parser("check-config", help="validate the catalog file")
+    check = sub.add_parser(
+        "check-config", help="validate the catalog file (exit 1: problems, all listed)"
+    )
     check.add_argument("file", nargs="?", default=None, help="default: $ROLLBACK_CONFIG")
     sub.add_parser("migrate", help="apply database migrations")
     return p
@@ -70,6 +101,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
+    from bot.event_log import RollbackEventLog
+
+    bot.deps.engine.listeners.append(RollbackEventLog())  # a rollback's start and end, at INFO
     from bot.rollback.policy import all_approver_groups as approver_groups
     from bot.scheduler import start_scheduler
 
@@ -120,11 +154,39 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _startup_problems(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """What stops the command before it starts, all at once (each line names a variable)."""
+    problems = []
+    if args.command == "serve":
+        if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+            problems.append("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must both be set")
+        if args.socket_mode and settings.slack_app_token is None:
+            problems.append("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
+    reads_config = args.command == "serve" or (args.command == "console" and not args.demo)
+    if (reads_config or (args.command == "check-config" and args.file is None)) and not Path(
+        settings.rollback_config
+    ).is_file():
+        problems.append(
+            f"ROLLBACK_CONFIG={settings.rollback_config!r} is not allowed: no such file"
+            " (set it to the catalog file)"
+        )
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        for line in str(exc).splitlines():
+            print(f"rollback-bot: {line}", file=sys.stderr)
+        return 2
     # the console is a chat: only problems go to the log there
     setup_logging("WARNING" if args.command == "console" else settings.rollback_bot_log_level)
+    if problems := _startup_problems(settings, args):
+        for line in problems:
+            print(f"rollback-bot: {line}", file=sys.stderr)
+        return 2
     try:
         if args.command == "check-config":
             return _check_config(settings, args.file)

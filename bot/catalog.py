@@ -201,53 +201,130 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     try:
         spec = CatalogSpec.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_errors_from(exc, mapper.lines, source))
-    if errors:
-        raise CatalogError(sorted(errors, key=_line_number))
+        errors.extend(_errors_from(exc, mapper.lines, source, CatalogSpec))
+        spec = _valid_parts(data)  # so that every problem is reported now, not batch by batch
+    has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
     catalog = _resolve(spec, source)
-    contradictions = list(_contradictory_thresholds(catalog, mapper.lines))
-    if contradictions:
-        raise CatalogError(contradictions)
-    warnings = tuple(
-        f"{source}:{_line_for(('services', name, 'strategy'), mapper.lines)}: warning:"
-        f" services.{name}: strategy {svc.spec.strategy} needs a {key}: section before"
-        " a rollback can run"
+    errors += _strategy_sections(catalog, mapper.lines)
+    if has_valid_defaults:
+        errors += _contradictory_thresholds(spec, catalog, mapper.lines)
+        errors += _impossible_approvals(catalog, mapper.lines)
+    if errors:
+        raise CatalogError(sorted(dict.fromkeys(errors), key=_line_number))
+    return replace(
+        catalog, warnings=tuple(_approvals_an_approver_cannot_get(catalog, mapper.lines))
+    )
+
+
+def _validates(model: type[BaseModel], data: object) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _valid_parts(data: Mapping[str, object]) -> CatalogSpec:
+    """The defaults and the services that are valid on their own (their errors are reported)."""
+    raw_defaults = data.get("defaults")
+    defaults = Defaults()
+    if raw_defaults is not None and _validates(Defaults, raw_defaults):
+        defaults = Defaults.model_validate(raw_defaults)
+    raw_services = data.get("services")
+    services: dict[str, ServiceSpec] = {}
+    if isinstance(raw_services, dict):
+        for name, raw in raw_services.items():
+            if isinstance(name, str) and _validates(ServiceSpec, raw):
+                services[name] = ServiceSpec.model_validate(raw)
+    return CatalogSpec.model_construct(defaults=defaults, services=services)
+
+
+def _strategy_sections(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
+    """A strategy without the section it runs from cannot roll anything back."""
+    return [
+        f"{catalog.source}:{_line_for(('services', name, 'strategy'), lines)}:"
+        f" services.{name}: strategy {svc.spec.strategy} needs a {key}: section"
+        " (or phases:), see rollback.example.yaml"
         for name, svc in catalog.services.items()
         if (key := svc.spec.missing_strategy_section)
-    ) + tuple(_unreachable_approvals(catalog, mapper.lines))
-    return replace(catalog, warnings=warnings)
+    ]
 
 
-def _unreachable_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> Iterator[str]:
-    """A planned rollback that can never get enough approvals: say so before anyone waits."""
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _listed_approvers(svc: Service) -> list[str] | None:
+    """The approvers' user ids; None when a user group is listed (its size is not known)."""
+    users = [a for a in svc.spec.approvers if isinstance(a, str)]
+    return users if len(users) == len(svc.spec.approvers) else None
+
+
+def _impossible_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
+    """A planned rollback that no request can ever get approved: fewer approvers than votes.
+
+    (A requester never approves their own request under the two-person rule, but a requester
+    who is not an approver leaves every listed approver free to vote.)"""
+    out = []
     for name, svc in catalog.services.items():
-        users = [a for a in svc.spec.approvers if isinstance(a, str)]
-        if len(users) < len(svc.spec.approvers):
-            continue  # a user group may have any number of members
+        users = _listed_approvers(svc)
         needed = svc.approval.min_approvals
-        # with the two-person rule an approver who requested cannot count
-        available = len(users) - (1 if svc.approval.two_person_rule and users else 0)
-        if users and needed > available:
+        if users and needed > len(set(users)):
+            line = _line_for(("services", name, "approvers"), lines)
+            out.append(
+                f"{catalog.source}:{line}: services.{name}: approval needs"
+                f" {_count(needed, 'approval')} but only {_count(len(set(users)), 'approver')}"
+                f" {'is' if len(set(users)) == 1 else 'are'} listed, so no planned rollback can"
+                " ever be approved (list more approvers or a user group, or lower"
+                " approval.min_approvals)"
+            )
+    return out
+
+
+def _approvals_an_approver_cannot_get(
+    catalog: Catalog, lines: Mapping[Path_, int]
+) -> Iterator[str]:
+    """Possible, but not for everyone: under the two-person rule an approver who requests
+    leaves one approver fewer to vote."""
+    for name, svc in catalog.services.items():
+        users = _listed_approvers(svc)
+        needed = svc.approval.min_approvals
+        if users and svc.approval.two_person_rule and needed == len(set(users)):
             line = _line_for(("services", name, "approvers"), lines)
             yield (
                 f"{catalog.source}:{line}: warning: services.{name}: approval needs"
-                f" {needed} approver(s) but only {available} other than the requester are"
-                " listed, so a request by an approver can never be approved"
+                f" {_count(needed, 'approval')} and {_count(needed, 'approver')} are listed:"
+                " a request made by one of them can never be approved (the two-person rule"
+                " keeps the requester from voting)"
             )
 
 
-def _contradictory_thresholds(catalog: Catalog, lines: Mapping[Path_, int]) -> Iterator[str]:
-    """A high threshold above the critical one would never fire critical: say so."""
+def _threshold_problems(t: Thresholds) -> dict[str, str]:
+    problems = {}
+    if t.error_rate_high > t.error_rate_critical:
+        problems["error_rate"] = "error_rate: high is above critical"
+    if not t.latency_p95_medium <= t.latency_p95_high <= t.latency_p95_critical:
+        problems["latency_p95_seconds"] = "latency_p95_seconds: needs medium ≤ high ≤ critical"
+    return problems
+
+
+def _contradictory_thresholds(
+    spec: CatalogSpec, catalog: Catalog, lines: Mapping[Path_, int]
+) -> list[str]:
+    """A high threshold above the critical one would never fire critical: say so where it is
+    written (under defaults, or in the service that wrote that signal's thresholds)."""
+    out = []
+    defaults = _threshold_problems(spec.defaults.thresholds.apply(Thresholds()))
+    for signal, problem in defaults.items():
+        line = _line_for(("defaults", "thresholds", signal), lines)
+        out.append(f"{catalog.source}:{line}: defaults.thresholds: {problem}")
     for name, service in catalog.services.items():
-        t = service.thresholds
-        problems = []
-        if t.error_rate_high > t.error_rate_critical:
-            problems.append("error_rate: high is above critical")
-        if not t.latency_p95_medium <= t.latency_p95_high <= t.latency_p95_critical:
-            problems.append("latency_p95_seconds: needs medium ≤ high ≤ critical")
-        for problem in problems:
-            line = _line_for(("services", name, "thresholds"), lines)
-            yield f"{catalog.source}:{line}: services.{name}.thresholds: {problem}"
+        written = service.spec.thresholds.model_fields_set
+        for signal, problem in _threshold_problems(service.thresholds).items():
+            if signal in written:
+                line = _line_for(("services", name, "thresholds", signal), lines)
+                out.append(f"{catalog.source}:{line}: services.{name}.thresholds: {problem}")
+    return out
 
 
 _M = TypeVar("_M", bound=BaseModel)

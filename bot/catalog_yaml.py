@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class CatalogError(Exception):
@@ -81,14 +83,100 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     )
 
 
-def _errors_from(exc: ValidationError, lines: Mapping[Path_, int], src: str) -> Iterator[str]:
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true/false)"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+# pydantic's wording (and its class names) → what a person editing YAML understands
+_PLAIN = {
+    "model_type": "must be a mapping of keys (key: value), not {given}",
+    "model_attributes_type": "must be a mapping of keys (key: value), not {given}",
+    "dict_type": "must be a mapping (key: value), not {given}",
+    "list_type": "must be a list (- item lines or [a, b]), not {given}",
+    "string_type": "must be text, not {given}",
+    "int_type": "must be a whole number, not {given}",
+    "int_parsing": "must be a whole number, not {given}",
+    "int_from_float": "must be a whole number, not {given}",
+    "float_type": "must be a number, not {given}",
+    "float_parsing": "must be a number, not {given}",
+    "bool_type": "must be true or false, not {given}",
+    "bool_parsing": "must be true or false, not {given}",
+    "missing": "missing (required)",
+    "too_short": "must not be empty",
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """The keys the model at ``loc`` (a mapping's location) accepts; [] when not a model."""
+    current: Any = root
+    for part in _clean_loc(loc):
+        current = _inner(current)
+        origin = get_origin(current)
+        if origin is dict:
+            current = get_args(current)[1]  # part is a key of the mapping
+        elif origin is list:
+            current = get_args(current)[0]  # part is an index
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        else:
+            return []
+    current = _inner(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner(annotation: Any) -> Any:
+    """``X | None`` → ``X``."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _unknown_key(loc: tuple[Any, ...], root: type[BaseModel] | None) -> str:
+    allowed = _allowed_keys(loc[:-1], root) if root is not None else []
+    key = str(loc[-1]) if loc else ""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    if allowed:
+        return "unknown key (allowed here: " + ", ".join(allowed) + ")"
+    return "unknown key (see rollback.example.yaml for the accepted keys)"
+
+
+def _errors_from(
+    exc: ValidationError,
+    lines: Mapping[Path_, int],
+    src: str,
+    root: type[BaseModel] | None = None,
+    prefix: tuple[str | int, ...] = (),
+) -> Iterator[str]:
     seen: set[str] = set()
     for err in exc.errors():
-        loc = _clean_loc(tuple(err["loc"]))
+        loc = (*prefix, *_clean_loc(tuple(err["loc"])))
         where = ".".join(str(p) for p in loc) or "catalog"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (see rollback.example.yaml for the accepted keys)"
+            msg = _unknown_key(tuple(err["loc"]), root)
+        elif err["type"] in _PLAIN:
+            msg = _PLAIN[err["type"]].format(given=_describe(err.get("input")))
+        elif msg.startswith("Input should be "):
+            msg = "must be " + msg.removeprefix("Input should be ")
         text = f"{src}:{_line_for(loc, lines)}: {where}: {msg}"
         if text not in seen:
             seen.add(text)

@@ -7,6 +7,7 @@ answer Slack shows the user) and every message the app posts to the Slack API.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import queue
@@ -15,8 +16,9 @@ import secrets
 import shlex
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from bot.catalog import Catalog
 from bot.logs import mask_phone
 from bot.server import HttpServer
 from bot.settings import Settings
+from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import SimMessage, TwilioSimulator
@@ -39,14 +42,19 @@ from bot.web import WebApp
 
 HELP = """\
 Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
-  click N            press the Nth button of the last message that has buttons
+  click N            press button N of the last message that has buttons
+  click M.N          press button N of message M (messages with buttons are numbered [M])
+  click LABEL        press the button with that label on the newest message that has it
+                     (e.g. `click Acknowledge`, `click "Run anyway"`)
   as USER <line>     send <line> as another Slack user (default U0ONCALL1, a responder)
   reply TEXT         answer the last SMS page from that phone (e.g. `reply ACK 4821`)
   submit k=v …       fill in and submit the form a button opened (e.g. `submit reason="bad deploy"`)
-  help | quit"""
+  help | quit
+While a rollback runs you can keep typing (e.g. `/rollback abort 1 wrong target`)."""
 SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
 WAIT_SECONDS = 30.0
 ROLLBACK_WAIT_SECONDS = 120.0  # the console shows a rollback to its end before the next line
+POLL_SECONDS = 1.0  # interactive: how often what the app sent meanwhile is printed
 DEFAULT_USER = "U0ONCALL1"
 CONSOLE_CHANNEL = "C0DEPLOYS"
 
@@ -62,6 +70,13 @@ class ConsoleSession:
     errors: int = 0
     _arrived: queue.Queue[SlackCall] = field(default_factory=queue.Queue)
     _last_with_buttons: dict[str, Any] | None = None
+    # every message shown with buttons, numbered from 1 as printed: `click M.N`, `click LABEL`
+    _with_buttons: list[dict[str, Any]] = field(default_factory=list)
+    _numbered: dict[tuple[str, str], int] = field(default_factory=dict)
+    _failed_rollbacks: set[int] = field(default_factory=set)
+    # --script waits for each line's rollback to end; interactively the next line is read at once
+    is_waiting_for_rollbacks: bool = True
+    cluster: KubeSimulator | None = None  # the demo's Kubernetes API
     twilio: TwilioSimulator | None = None  # the demo's phones: SMS pages are printed as they land
     _texts: queue.Queue[SimMessage] = field(default_factory=queue.Queue)
     _last_sms_to: str | None = None
@@ -98,18 +113,54 @@ class ConsoleSession:
         return True
 
     def _click(self, line: str, user: str) -> None:
-        parts = shlex.split(line)
-        message = self._last_with_buttons
-        if len(parts) != 2 or not parts[1].isdigit():
-            self._fail("usage: click N")
+        try:
+            words = shlex.split(line)[1:]
+        except ValueError as exc:
+            self._fail(f"usage: click N | click M.N | click LABEL: {exc}")
             return
-        buttons = buttons_of(message.get("blocks", [])) if message else []
-        n = int(parts[1])
-        if message is None or not 1 <= n <= len(buttons):
-            self._fail(f"no button {n}: the last message with buttons has {len(buttons)}")
+        found = self._find_button(" ".join(words))
+        if isinstance(found, str):
+            self._fail(found)
             return
+        message, button = found
         channel = str(message.get("channel", CONSOLE_CHANNEL))
-        self._send(self.requester.click(message, buttons[n - 1], user_id=user, channel_id=channel))
+        self._send(self.requester.click(message, button, user_id=user, channel_id=channel))
+
+    def _find_button(self, what: str) -> tuple[dict[str, Any], dict[str, Any]] | str:
+        """The message and button ``what`` names, or why there is none."""
+        if not what:
+            return "usage: click N | click M.N | click LABEL"
+        if m := re.fullmatch(r"(\d+)\.(\d+)", what):
+            number, n = int(m.group(1)), int(m.group(2))
+            if not 1 <= number <= len(self._with_buttons):
+                count = len(self._with_buttons)
+                return f"no message [{number}]: messages with buttons are [1]…[{count}]"
+            message = self._with_buttons[number - 1]
+            buttons = buttons_of(message.get("blocks") or [])
+            if not 1 <= n <= len(buttons):
+                return f"no button {number}.{n}: message [{number}] has {len(buttons)}"
+            return message, buttons[n - 1]
+        if what.isdigit():
+            last = self._last_with_buttons
+            buttons = buttons_of(last.get("blocks") or []) if last else []
+            n = int(what)
+            if last is None or not 1 <= n <= len(buttons):
+                return f"no button {n}: the last message with buttons has {len(buttons)}"
+            return last, buttons[n - 1]
+        wanted = what.casefold()
+        for message in reversed(self._with_buttons):
+            for button in buttons_of(message.get("blocks") or []):
+                label = str(button.get("text", {}).get("text", ""))
+                if label.casefold() == wanted:
+                    return message, button
+        labels = sorted(
+            {
+                str(b.get("text", {}).get("text", ""))
+                for msg in self._with_buttons
+                for b in buttons_of(msg.get("blocks") or [])
+            }
+        )
+        return f"no button labelled {what!r}; buttons: {', '.join(labels) or 'none yet'}"
 
     def _submit(self, args: str, user: str) -> None:
         """Submit the open modal with ``block_id=value`` pairs; errors come back in the form."""
@@ -168,6 +219,11 @@ class ConsoleSession:
         failures_before = self.bot.deps.work.failures
         if not self.bot.deps.work.wait_idle(WAIT_SECONDS):
             self._fail(f"the app was still working after {WAIT_SECONDS:g} s")
+        if not self.is_waiting_for_rollbacks:
+            if self.bot.deps.work.failures > failures_before:
+                self._fail("the app hit an internal error (see the log above)")
+            self.poll()
+            return
         deadline = time.monotonic() + ROLLBACK_WAIT_SECONDS
         while not self.bot.deps.engine.wait_idle(0.5):  # show thread notes as they come
             self._print_arrivals(is_final=False)
@@ -178,6 +234,27 @@ class ConsoleSession:
         if self.bot.deps.work.failures > failures_before:
             self._fail("the app hit an internal error (see the log above)")
         self._print_arrivals()
+        self._report_failed_rollbacks()
+
+    def poll(self) -> None:
+        """Between lines (interactive): show what arrived; once no rollback runs, run what is
+        due as ``serve``'s scheduler would, and say which rollbacks failed."""
+        is_idle = self.bot.deps.engine.wait_idle(0)
+        if is_idle:
+            self.bot.deps.due.tick()
+            self.bot.deps.work.wait_idle(WAIT_SECONDS)
+        self._print_arrivals(is_final=is_idle)
+        if is_idle:
+            self._report_failed_rollbacks()
+
+    def _report_failed_rollbacks(self) -> None:
+        """A rollback that failed is a failed step of a script (exit code 1)."""
+        for rollback in self.bot.deps.repo.list_rollbacks(statuses=["failed"], limit=200):
+            if rollback.id is not None and rollback.id not in self._failed_rollbacks:
+                self._failed_rollbacks.add(rollback.id)
+                self._fail(
+                    f"rollback #{rollback.id} of {rollback.service} failed: {rollback.error}"
+                )
 
     def _run_due_work(self) -> None:
         """Run what is due now (review documents, notices) before the next line, as the
@@ -237,10 +314,21 @@ class ConsoleSession:
             shown[key] = (prefix, {**p, "ts": ts})
         for call in held:
             self._arrived.put(call)
-        for prefix, message in shown.values():
+        for key, (prefix, message) in shown.items():
+            number = None
             if buttons_of(message.get("blocks") or []):
                 self._last_with_buttons = message
-            self._say(render_message(str(message.get("text", "")), message.get("blocks")), prefix)
+                number = self._numbered.get(key)
+                if number is None:
+                    self._with_buttons.append(message)
+                    number = self._numbered[key] = len(self._with_buttons)
+                else:  # an edit: its buttons now are the edited ones
+                    self._with_buttons[number - 1] = message
+                prefix = f"[{number}] {prefix}"
+            text = render_message(
+                str(message.get("text", "")), message.get("blocks"), number=number
+            )
+            self._say(text, prefix)
         while not self._texts.empty():
             sms = self._texts.get_nowait()
             self._last_sms_to = sms.to
@@ -270,9 +358,9 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         catalog: Catalog | None = None
         kube: KubernetesClient | None = None
         phones: TwilioSimulator | None = None
+        cluster: KubeSimulator | None = None
         if is_demo:
             from bot.demo import DEMO_SERVICES, DemoWorld, demo_catalog, query_values, seed_cluster
-            from bot.sim.kube_api import KubeSimulator
             from bot.sim.prometheus_api import PrometheusSimulator
 
             cluster = stack.enter_context(KubeSimulator(ready_delay_seconds=2.0))
@@ -303,29 +391,48 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         requester = SlackRequester(
             server.url, secret, http, response_url=slack.response_url("console")
         )
-        yield ConsoleSession(bot, slack, requester, out, twilio=phones)
+        yield ConsoleSession(bot, slack, requester, out, cluster=cluster, twilio=phones)
 
 
-def _lines(script: str | None) -> Iterable[str]:
-    if script is not None:
-        yield from Path(script).read_text(encoding="utf-8").splitlines()
-        return
+def _enable_line_editing() -> None:
+    """Arrow keys, history (Up) and Ctrl-R through ``readline`` where the platform has it."""
+    # e.g. Windows has no readline: plain input() still works there
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  # importing it is what makes input() use it
+
+
+def _read_lines_into(lines: queue.Queue[str | None]) -> None:
+    """The reader thread: lines typed while the app works are queued, not lost or blocked."""
     while True:
         try:
-            yield input("rollback> ")
-        except EOFError:
+            lines.put(input("rollback> "))
+        except (EOFError, KeyboardInterrupt):
+            lines.put(None)
             return
 
 
 def run_console(settings: Settings, *, is_demo: bool, script: str | None) -> int:
     out = sys.stdout
     with console_session(settings, is_demo=is_demo, out=out) as session:
-        if script is None:
-            services = ", ".join(session.bot.deps.catalog.names)
-            print(f"rollback-bot console — services: {services}\n{HELP}\n", file=out)
-        for line in _lines(script):
-            if script is not None and line.strip() and not line.startswith("#"):
-                print(f"rollback> {line}", file=out)
-            if not session.handle(line):
+        if script is not None:
+            for line in Path(script).read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.startswith("#"):
+                    print(f"rollback> {line}", file=out)
+                if not session.handle(line):
+                    break
+            return 1 if session.errors else 0
+        services = ", ".join(session.bot.deps.catalog.names)
+        print(f"rollback-bot console — services: {services}\n{HELP}\n", file=out)
+        _enable_line_editing()
+        session.is_waiting_for_rollbacks = False
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_read_lines_into, args=(lines,), daemon=True).start()
+        while True:
+            try:
+                typed = lines.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                session.poll()  # a running rollback's notes, SMS pages, due notices
+                continue
+            if typed is None or not session.handle(typed):
                 break
         return 1 if session.errors else 0

@@ -149,7 +149,7 @@ class DueWorkRunner:
                     self._give_up(item, str(exc))
                 return
             retry_at = self.clock() + timedelta(seconds=exc.seconds)
-            log.info("due work %s: %s; again at %s", item.key, exc, retry_at.isoformat())
+            log.debug("due work %s: %s; again at %s", item.key, exc, retry_at.isoformat())
             self.repo.fail_work(
                 item.id, self.worker, str(exc), self.clock(), retry_at=retry_at, is_wait=True
             )

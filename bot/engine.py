@@ -199,7 +199,7 @@ class Engine:
 
     def run(self, rollback_id: int) -> None:
         if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
-            log.info("rollback #%d is held by another worker", rollback_id)
+            log.debug("rollback #%d is held by another worker", rollback_id)
             return
         try:
             self._run_claimed(rollback_id)

@@ -7,6 +7,13 @@ import re
 
 _TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
 _PHONE = re.compile(r"\+(\d{7,15})\b")
+# A Twilio Account SID: "AC" and 32 hex digits (it is in every Twilio API URL).
+_ACCOUNT_SID = re.compile(r"\bAC([0-9a-fA-F]{28})([0-9a-fA-F]{4})\b")
+# What Bolt's RequestVerification logs for a request it refuses; the rest of the line is the body.
+_UNVERIFIED = "Invalid request signature detected"
+# Libraries that log routine work at INFO: APScheduler two lines per job run (every 2 s), the
+# Twilio client eight lines per API call (with the Account SID in the URL). Shown at DEBUG only.
+CHATTY_BELOW_DEBUG = ("apscheduler", "twilio")
 
 
 def _mask_digits(m: re.Match[str]) -> str:
@@ -20,8 +27,13 @@ def mask_phone(text: str) -> str:
     return _PHONE.sub(_mask_digits, text)
 
 
+def mask_account_sid(text: str) -> str:
+    """``AC`` + 32 hex digits → ``AC•••`` + the last four (tells two accounts apart, no more)."""
+    return _ACCOUNT_SID.sub(lambda m: f"AC•••{m.group(2)}", text)
+
+
 def redact(text: str) -> str:
-    return mask_phone(_TOKEN.sub(lambda m: f"{m.group(1)}-•••", text))
+    return mask_account_sid(mask_phone(_TOKEN.sub(lambda m: f"{m.group(1)}-•••", text)))
 
 
 class RedactingFilter(logging.Filter):
@@ -34,6 +46,11 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):
             return True  # a malformed log call: let the handler report it as logging does
+        if record.name.startswith("slack_bolt") and message.startswith(_UNVERIFIED):
+            # Bolt appends the whole body (up to the size limit; a stale genuine request's live
+            # response_url among it): a refused request is named, its body is never logged.
+            message = f"{_UNVERIFIED}: request refused (401), its body is not logged"
+            record.msg, record.args = message, None
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
@@ -53,5 +70,10 @@ def setup_logging(level: str = "INFO") -> None:
     # one INFO line per outgoing HTTP request or migration step is noise, not signal
     for chatty in ("httpx", "alembic"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    # routine library work is a line per job run or API call: shown only when debugging
+    for chatty in CHATTY_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+        )
     # waitress warns on every queued request under load; /metrics and latency tell that better
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

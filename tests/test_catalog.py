@@ -240,10 +240,29 @@ def test_approvers_accept_user_ids_and_usergroups() -> None:
     assert spec.responders == ["U0ONCALL1", "W0ONCALL2"]
 
 
+STRATEGY_SECTION = {
+    "undo": "",
+    "blue-green": "    blue_green: {service: web, stable: blue, candidate: web-green}\n",
+    "canary": "    canary: {deployment: web-canary, traffic: {name: web}}\n",
+    "http": "    http_rollback: {url: 'https://deploy.example.com/rollback'}\n",
+}
+
+
 @pytest.mark.parametrize("strategy", ["undo", "blue-green", "canary", "http"])
 def test_every_strategy_of_the_contract_is_accepted(strategy: str) -> None:
-    text = HEAD + f"    strategy: {strategy}\n"
+    text = HEAD + f"    strategy: {strategy}\n" + STRATEGY_SECTION[strategy]
     assert parse_catalog(text).services["checkout"].spec.strategy == strategy
+
+
+@pytest.mark.parametrize("strategy", ["blue-green", "canary", "http"])
+def test_a_strategy_without_its_section_is_an_error(strategy: str) -> None:
+    text = HEAD + f"    strategy: {strategy}  # <-\n"
+    (error,) = errors_of(text)
+    section = {"blue-green": "blue_green", "canary": "canary", "http": "http_rollback"}[strategy]
+    assert error == (
+        f"rollback.yaml:{marked_line(text)}: services.checkout: strategy {strategy} needs a"
+        f" {section}: section (or phases:), see rollback.example.yaml"
+    )
 
 
 def test_lookup_is_case_insensitive_and_names_are_sorted() -> None:
@@ -307,18 +326,18 @@ ERRORS = [
     ),
     pytest.param(
         HEAD + "    strategy: rolling  # <-\n",
-        "services.checkout.strategy: Input should be 'undo', 'blue-green', 'canary' or 'http'",
+        "services.checkout.strategy: must be 'undo', 'blue-green', 'canary' or 'http'",
         id="bad strategy",
     ),
     pytest.param(
         HEAD + "    signals:\n      error_rate: up\n      errors: rate(x[5m])  # <-\n",
-        "services.checkout.signals.errors: Input should be 'error_rate', 'latency_p95_seconds',"
+        "services.checkout.signals.errors: must be 'error_rate', 'latency_p95_seconds',"
         " 'user_sessions_per_min' or 'db_up'",
         id="bad signal name",
     ),
     pytest.param(
         HEAD + "    signals:\n      error_rate: up\n      db_up:  # <-\n",
-        "services.checkout.signals.db_up: Input should be a valid string",
+        "services.checkout.signals.db_up: must be text, not nothing",
         id="signal without a query",
     ),
     pytest.param(
@@ -329,7 +348,7 @@ ERRORS = [
     ),
     pytest.param(
         HEAD + "    oncall:\n      - name: A\n        phone: +15550100001  # <-\n",
-        "services.checkout.oncall.0.phone: Input should be a valid string",
+        "services.checkout.oncall.0.phone: must be text, not the number 15550100001",
         id="unquoted phone (YAML reads a number)",
     ),
     pytest.param(
@@ -340,7 +359,7 @@ ERRORS = [
     ),
     pytest.param(
         HEAD + "    oncall:\n      - {name: A, phone: '+15550100001', after_minutes: -1}  # <-\n",
-        "services.checkout.oncall.0.after_minutes: Input should be greater than or equal to 0",
+        "services.checkout.oncall.0.after_minutes: must be greater than or equal to 0",
         id="negative after_minutes",
     ),
     pytest.param(
@@ -355,7 +374,7 @@ ERRORS = [
     ),
     pytest.param(
         HEAD + "    responders:\n      - {usergroup: S0SRETEAM}  # <-\n",
-        "services.checkout.responders.0: Input should be a valid string",
+        "services.checkout.responders.0: must be text, not a mapping",
         id="usergroup is not accepted as a responder",
     ),
     pytest.param(
@@ -385,27 +404,27 @@ ERRORS = [
     ),
     pytest.param(
         "defaults: {channel: C0D}\nservices:\n  checkout:  # <-\n    namespace: shop\n",
-        "services.checkout.deployment: Field required",
+        "services.checkout.deployment: missing (required)",
         id="service without deployment",
     ),
     pytest.param(
         HEAD + "    thresholds:\n      error_rate: {critical: 10}  # <-\n",
-        "services.checkout.thresholds.error_rate.critical: Input should be less than or equal to 1",
+        "services.checkout.thresholds.error_rate.critical: must be less than or equal to 1",
         id="error rate threshold given in percent",
     ),
     pytest.param(
         HEAD + "    sla_minutes: 0  # <-\n",
-        "services.checkout.sla_minutes: Input should be greater than 0",
+        "services.checkout.sla_minutes: must be greater than 0",
         id="sla_minutes 0",
     ),
     pytest.param(
         "defaults:  # <-\n  channel: C0DEPLOYS\n",
-        "services: Field required",
+        "services: missing (required)",
         id="no services section",
     ),
     pytest.param(
         "defaults:\n  channel: C0DEPLOYS\nservices: {}  # <-\n",
-        "services: Dictionary should have at least 1 item",
+        "services: must not be empty",
         id="no services",
     ),
     pytest.param(
@@ -675,7 +694,7 @@ def test_check_config_with_a_custom_tag(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_contradictory_thresholds_are_refused() -> None:
-    text = HEAD + "    thresholds:  # <-\n      error_rate: {high: 0.2}\n"
+    text = HEAD + "    thresholds:\n      error_rate: {high: 0.2}  # <-\n"
     (error,) = errors_of(text)
     assert error == (
         f"rollback.yaml:{marked_line(text)}: services.checkout.thresholds:"
@@ -709,3 +728,122 @@ def test_approvals_that_can_never_be_met_are_a_warning(
     assert bool(warnings) is warned
     if warned:
         assert warnings[0].startswith("t.yaml:6: warning: services.checkout:")
+
+
+@pytest.mark.parametrize(
+    ("approvers", "approval"),
+    [
+        ("[U0APPROVER1]", "{min_approvals: 3}"),  # 3 votes, one person
+        ("[U0APPROVER1, U0APPROVER2]", "{min_approvals: 3, two_person_rule: false}"),
+        ("[U0APPROVER1, U0APPROVER1]", "{min_approvals: 2}"),  # the same person twice
+    ],
+)
+def test_approvals_no_request_can_ever_get_are_an_error(approvers: str, approval: str) -> None:
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\nservices:\n  checkout:\n    deployment: checkout-api\n"
+        f"    approvers: {approvers}  # <-\n    approval: {approval}\n"
+    )
+    (error,) = errors_of(text)
+    assert error.startswith("rollback.yaml:6: services.checkout: approval needs ")
+    assert "so no planned rollback can ever be approved" in error
+
+
+def test_approvals_set_under_defaults_are_checked_per_service() -> None:
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\n  approval: {min_approvals: 2}\nservices:\n"
+        "  checkout:\n    deployment: checkout-api\n    approvers: [U0APPROVER1]\n"
+    )
+    (error,) = errors_of(text)
+    assert error.startswith("rollback.yaml:7: services.checkout: approval needs 2 approvals but")
+    assert "only 1 approver is listed" in error
+
+
+def test_an_inverted_default_threshold_is_reported_where_it_is_written() -> None:
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\n  thresholds:\n    error_rate: {high: 0.5}  # <-\n"
+        "services:\n  checkout: {deployment: checkout-api}\n  search: {deployment: search-api}\n"
+    )
+    assert errors_of(text) == [
+        f"rollback.yaml:{marked_line(text)}: defaults.thresholds: error_rate: high is above"
+        " critical"
+    ]
+
+
+def test_a_service_that_overrides_the_inverted_signal_is_not_blamed_for_the_default() -> None:
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\n  thresholds:\n    error_rate: {high: 0.5}\n"
+        "services:\n  checkout:\n    deployment: checkout-api\n"
+        "    thresholds: {error_rate: {critical: 0.6}}\n"
+        "  search:\n    deployment: search-api\n    thresholds:\n"
+        "      latency_p95_seconds: {high: 9}  # <-\n"
+    )
+    assert errors_of(text) == [
+        "rollback.yaml:4: defaults.thresholds: error_rate: high is above critical",
+        f"rollback.yaml:{marked_line(text)}: services.search.thresholds: latency_p95_seconds:"
+        " needs medium ≤ high ≤ critical",
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """Not batch by batch: a typo elsewhere must not hide the semantic problems."""
+    text = (
+        "defaults:\n  channel: C0DEPLOYS\n"
+        "services:\n"
+        "  checkout:\n    deployment: checkout-api\n    replicas: 3\n"  # 6: unknown key
+        "  web:\n    deployment: web\n    strategy: blue-green\n"  # 9: no blue_green:
+        "  pay:\n    deployment: pay\n    approvers: [U0APPROVER1]\n"  # 12: impossible
+        "    approval: {min_approvals: 3}\n"
+        "  search:\n    deployment: search\n    thresholds:\n"
+        "      error_rate: {high: 0.9}\n"  # 17: inverted
+    )
+    lines = [int(e.split(":")[1]) for e in errors_of(text)]
+    assert lines == [6, 9, 12, 17]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        pytest.param(
+            "    aprovers: [U0APPROVER1]", "unknown key (did you mean approvers?)", id="svc"
+        ),
+        pytest.param(
+            "    thresholds: {error_rate: {critcal: 0.2}}",
+            "unknown key (did you mean critical?)",
+            id="nested",
+        ),
+        pytest.param(
+            "    colour: red",
+            "unknown key (allowed here: context, namespace, deployment",
+            id="nothing close: the allowed keys",
+        ),
+    ],
+)
+def test_an_unknown_key_suggests_the_allowed_one(line: str, message: str) -> None:
+    (error,) = errors_of(HEAD + line + "\n")
+    assert error.split(": ", 2)[2].startswith(message), error
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "defaults: {channel: C0D}\nservices:\n  checkout: [checkout-api]\n",
+            "services.checkout: must be a mapping of keys (key: value), not a list",
+            id="service as a list",
+        ),
+        pytest.param(
+            "defaults: {channel: C0D}\nservices:\n  checkout:\n",
+            "services.checkout: must be a mapping of keys (key: value), not nothing",
+            id="empty service",
+        ),
+        pytest.param(
+            HEAD + "    approval: {min_approvals: two}\n",
+            "services.checkout.approval.min_approvals: must be a whole number, not 'two'",
+            id="word for a number",
+        ),
+    ],
+)
+def test_errors_use_plain_words_not_pydantic_ones(text: str, message: str) -> None:
+    (error,) = errors_of(text)
+    assert error.split(": ", 1)[1] == message
+    assert "Input should" not in error and "instance of" not in error

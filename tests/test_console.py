@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from bot.__main__ import main
 from bot.console import console_session
@@ -90,9 +93,83 @@ def test_demo_planned_rollback_with_forms(tmp_path: Path, capsys: object) -> Non
     rc = main(["console", "--demo", "--script", str(script)])
 
     out = capsys.readouterr().out  # type: ignore[attr-defined]
-    assert rc == 0, out[-2000:]
+    assert rc == 0, [line for line in out.splitlines() if line.startswith("!!")]
     assert "📝 Form “Plan a rollback” opened" in out
     assert "The form was not accepted — window: soon is not a time" in out
     assert "ROLLBACK REQUEST #1 — SEARCH" in out
     assert "Approved by @U0APPROVER1" in out
     assert "#1 search succeeded · planned undo" in out
+
+
+def test_click_names_a_button_by_label_or_by_message_and_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a rollback the last message with buttons is the review's (Root cause written): the
+    page's Acknowledge must still be reachable, by its label or by its number."""
+    script = tmp_path / "ack.txt"
+    script.write_text(
+        "/rollback run checkout --immediate 5xx storm\nclick Acknowledge\nclick 9.1\nclick Nope\n"
+    )
+
+    rc = main(["console", "--demo", "--script", str(script)])
+
+    out = capsys.readouterr().out
+    assert rc == 1  # the two bad clicks
+    assert "[1] #C0DEPLOYS 📟 Paging level 1/2" in out  # messages with buttons are numbered
+    assert "[1.1] Acknowledge" in out
+    assert "[2.1] Root cause written" in out
+    assert "was acknowledged by @U0ONCALL1. Escalation stopped." in out
+    assert "!! no message [9]: messages with buttons are [1]…[3]" in out
+    assert "!! no button labelled 'Nope'; buttons: Acknowledge, Root cause written" in out
+
+
+def test_click_message_and_button(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "ack.txt"
+    script.write_text("/rollback run checkout --immediate 5xx storm\nclick 1.1\n")
+    assert main(["console", "--demo", "--script", str(script)]) == 0
+    assert "was acknowledged by @U0ONCALL1" in capsys.readouterr().out
+
+
+def test_a_failed_rollback_fails_the_script() -> None:
+    """README: a script exits 1 when a step errored; a rollback that failed is one."""
+    out = io.StringIO()
+    with console_session(Settings(), is_demo=True, out=out) as session:
+        assert session.cluster is not None
+        session.cluster.inject("PATCH", r"/deployments/checkout-api$", status=403, times=50)
+        session.handle("/rollback run checkout --immediate 5xx storm")
+        assert session.errors >= 1
+    assert "!! rollback #1 of checkout failed: " in out.getvalue()
+
+
+def test_lines_are_read_while_a_rollback_runs() -> None:
+    """Interactively the next line is taken at once: a running rollback can be aborted."""
+    out = io.StringIO()
+    with console_session(Settings(), is_demo=True, out=out) as session:
+        assert session.cluster is not None
+        session.cluster.set_never_ready("shop", "checkout-api")  # the rollout never completes
+        session.is_waiting_for_rollbacks = False
+        session.handle("/rollback run checkout --immediate 5xx storm")
+        engine = session.bot.deps.engine
+        assert not engine.wait_idle(0), "the console waited for the rollback"
+        session.handle("/rollback abort 1 wrong target")
+        deadline = time.monotonic() + 60
+        while not engine.wait_idle(0.2):
+            session.poll()
+            assert time.monotonic() < deadline, "the abort did not stop the rollback"
+        session.poll()
+        (rollback,) = session.bot.deps.repo.list_rollbacks()
+        assert rollback.status == "aborted", rollback.status
+
+
+def test_interactive_console_reads_stdin_and_counts_errors() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--demo"],
+        input="/rollback help\nhello there\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "click M.N" in proc.stdout  # the help lists the numbering
+    assert "not understood: 'hello there'" in proc.stdout

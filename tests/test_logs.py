@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import RedactingFilter, mask_phone, redact, setup_logging
+from bot.logs import RedactingFilter, mask_account_sid, mask_phone, redact, setup_logging
 
 # every logger whose level setup_logging sets (root included)
-CONFIGURED_LOGGERS = ("", "httpx", "alembic", "waitress.queue")
+CONFIGURED_LOGGERS = ("", "httpx", "alembic", "waitress.queue", "apscheduler", "twilio")
 
 PHONES = [
     pytest.param("+15550100001", "+1555•••0001", id="US number"),
@@ -170,3 +170,90 @@ def test_setup_logging_installs_one_redacting_handler(capsys: pytest.CaptureFixt
     logging.getLogger("bot.test").info("paging %s", "+15550100001")
     err = capsys.readouterr().err
     assert err.endswith(" INFO bot.test: paging +1555•••0001\n")
+
+
+# --- what the log holds at INFO (issue 12, item 1) -----------------------------------------------
+
+
+def test_account_sid_is_masked() -> None:
+    sid = "AC" + "0123456789abcdef" * 2
+    line = f"POST Request: https://api.twilio.com/2010-04-01/Accounts/{sid}/Messages.json"
+    assert mask_account_sid(line) == (
+        "POST Request: https://api.twilio.com/2010-04-01/Accounts/AC•••cdef/Messages.json"
+    )
+    assert sid not in redact(line)
+    assert redact("ACCEPTED by ACME") == "ACCEPTED by ACME"  # not a SID
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_apscheduler_runs_are_not_logged_at_info(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every run of a job was two INFO lines (every 2 s of due work: ~86,000 lines a day)."""
+    import threading
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    setup_logging("INFO")
+    runs = threading.Semaphore(0)
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(runs.release, "interval", seconds=0.01, id="tick")
+    scheduler.start()
+    try:
+        for _ in range(3):
+            assert runs.acquire(timeout=10)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert "apscheduler" not in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_apscheduler_is_shown_when_debugging() -> None:
+    setup_logging("DEBUG")
+    assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.DEBUG)
+    setup_logging("INFO")
+    assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+    assert logging.getLogger("apscheduler").isEnabledFor(logging.WARNING)
+
+
+@pytest.mark.usefixtures("root_logging")
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_twilio_account_sid_never_in_the_log(
+    level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The official client logs each request's URL (with the Account SID) at INFO."""
+    from bot.adapters.twilio import TwilioSMS
+    from bot.sim.twilio_api import TwilioSimulator
+
+    setup_logging(level)
+    with TwilioSimulator(is_sending_callbacks=False) as twilio:
+        sms = TwilioSMS(twilio.account_sid, twilio.auth_token, "+15550009999", twilio.url)
+        try:
+            sms.send_sms("+15550100001", "rollback #1 of checkout")
+        finally:
+            sms.close()
+        err = capsys.readouterr().err
+        assert twilio.account_sid not in err
+        assert "+15550100001" not in err
+        assert "handed to Twilio for +1555•••0001" in err
+        if level == "INFO":
+            assert "twilio.http_client" not in err  # eight lines per call: debugging only
+        else:
+            assert f"Accounts/AC•••{twilio.account_sid[-4:]}/Messages.json" in err
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_bolt_never_logs_the_body_of_an_unverified_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Bolt's RequestVerification logs the whole refused body at INFO (a stale genuine request's
+    live response_url among it); the real middleware runs here."""
+    from slack_bolt import App, BoltRequest
+
+    setup_logging("INFO")
+    app = App(token="xoxb-unused", signing_secret="s3cret", token_verification_enabled=False)
+    body = "token=legacy&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT0%2F1%2Fsecret"
+    headers = {"x-slack-request-timestamp": ["1"], "x-slack-signature": ["v0=00"]}
+    response = app.dispatch(BoltRequest(body=body, headers=headers))
+    assert response.status == 401
+    err = capsys.readouterr().err
+    assert "Invalid request signature detected: request refused (401)" in err
+    assert "hooks.slack.com" not in err and "legacy" not in err

@@ -59,8 +59,15 @@ def buttons_of(blocks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def render_message(text: str, blocks: Sequence[Mapping[str, Any]] | None, width: int = 96) -> str:
-    """A message as lines of plain text; buttons are numbered for ``click N``."""
+def render_message(
+    text: str,
+    blocks: Sequence[Mapping[str, Any]] | None,
+    width: int = 96,
+    *,
+    number: int | None = None,
+) -> str:
+    """A message as lines of plain text; buttons are numbered for ``click N`` (``[M.N]`` when the
+    message has a ``number``, for ``click M.N``)."""
     if not blocks:
         return mrkdwn_to_text(text)
     out: list[str] = []
@@ -84,6 +91,7 @@ def render_message(text: str, blocks: Sequence[Mapping[str, Any]] | None, width:
             labels = []
             for button in buttons_of([block]):
                 button_no += 1
-                labels.append(f"[{button_no}] {_text_of(button.get('text'))}")
+                tag = f"{number}.{button_no}" if number is not None else str(button_no)
+                labels.append(f"[{tag}] {_text_of(button.get('text'))}")
             out.append("   ".join(labels))
     return "\n".join(out)

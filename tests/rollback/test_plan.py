@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bot.catalog import CatalogError, PlanError, load_catalog, parse_catalog
+from bot.catalog import CatalogError, PlanError, ServiceSpec, load_catalog, parse_catalog
 from bot.rollback.plan import PHASES
 
 EXAMPLE = Path(__file__).parents[2] / "rollback.example.yaml"
@@ -82,14 +83,18 @@ def test_custom_phases_run_in_runbook_order_and_mark_the_point_of_no_return() ->
     assert plan.point_of_no_return.timeout_seconds == 900
 
 
-def test_strategy_without_its_section_is_a_warning_then_a_clear_refusal() -> None:
-    catalog = parse_catalog(HEAD + "    strategy: blue-green\n")
-    assert catalog.warnings == (
-        "rollback.yaml:6: warning: services.svc: strategy blue-green needs a blue_green:"
-        " section before a rollback can run",
-    )
+def test_strategy_without_its_section_is_an_error_and_a_clear_refusal() -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(HEAD + "    strategy: blue-green\n")
+    assert caught.value.errors == [
+        "rollback.yaml:6: services.svc: strategy blue-green needs a blue_green: section"
+        " (or phases:), see rollback.example.yaml"
+    ]
+    # a Service built past the catalog check (e.g. in code) is still refused at plan time
+    spec = ServiceSpec(deployment="svc-api", strategy="blue-green")
+    service = replace(parse_catalog(HEAD).services["svc"], spec=spec)
     with pytest.raises(PlanError, match="no blue_green: section"):
-        catalog.services["svc"].plan()
+        service.plan()
 
 
 @pytest.mark.parametrize(
