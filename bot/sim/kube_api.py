@@ -32,7 +32,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 from kubernetes.client import ApiClient, Configuration
 
 from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
+from bot.sim.kube_discovery import ApiResource
+from bot.sim.kube_injection import Injections
 from bot.sim.kube_schema import KubeError, ResourceType
 from bot.sim.kube_server import Answer, KubeHttpServer, KubeRestApi
 from bot.sim.kube_store import JSON_PATCH, ObjectStore
@@ -51,30 +52,6 @@ __all__ = ["KubeSimulator"]
 log = logging.getLogger(__name__)
 
 JSON = Any
-_INJECTED_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "the server rejected our request for an unknown reason"),
-    401: ("Unauthorized", "Unauthorized"),
-    403: ("Forbidden", "forbidden: injected by KubeSimulator"),
-    404: ("NotFound", "the server could not find the requested resource"),
-    409: ("Conflict", "the server reported a conflict"),
-    422: ("Invalid", "the server rejected our request due to an error in our request"),
-    429: (
-        "TooManyRequests",
-        "the server has received too many requests and has asked us to try again later",
-    ),
-    500: ("InternalError", "Internal error occurred: injected by KubeSimulator"),
-    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
-    504: ("Timeout", "the server was unable to return a response in the time allotted"),
-}
-
-
-@dataclass
-class _Injection:
-    method: str
-    path: re.Pattern[str]
-    status: int
-    remaining: int
-    body: dict[str, JSON] | None
 
 
 class KubeSimulator(LoopbackSimulator):
@@ -102,9 +79,11 @@ class KubeSimulator(LoopbackSimulator):
             self._store, self._clock, self._wall_now, default_delay_seconds=job_delay_seconds
         )
         self._rest = KubeRestApi(
-            self._store, lambda namespace: generated_pods(self._store, self._deployments, namespace)
+            self._store,
+            lambda namespace: generated_pods(self._store, self._deployments, namespace),
+            lambda: self.url.removeprefix("http://"),
         )
-        self._injections: list[_Injection] = []
+        self._injections = Injections(self._rest.route)
         self._requests: list[tuple[str, str]] = []
         self._user_agents: list[str] = []  # of each request in `_requests`
         self._tick_seconds = tick_seconds
@@ -150,13 +129,25 @@ class KubeSimulator(LoopbackSimulator):
 
     # -- cluster behaviour -----------------------------------------------------------------------
 
-    def set_never_ready(self, namespace: str, deployment: str, is_never_ready: bool = True) -> None:
-        """Pods of this deployment crash-loop: rollouts end in ProgressDeadlineExceeded."""
+    def set_never_ready(
+        self,
+        namespace: str,
+        deployment: str,
+        is_never_ready: bool = True,
+        *,
+        image: str | None = None,
+    ) -> None:
+        """Pods of this deployment crash-loop: rollouts to them end in ProgressDeadlineExceeded.
+
+        With `image`, only pods whose template runs that image do (a bad release): rolling back
+        to a template without it completes, as on a real cluster. Without, every pod does.
+        """
         with self._lock:
+            key = (namespace, deployment, image)
             if is_never_ready:
-                self._deployments.never_ready.add((namespace, deployment))
+                self._deployments.never_ready.add(key)
             else:
-                self._deployments.never_ready.discard((namespace, deployment))
+                self._deployments.never_ready.discard(key)
 
     def set_ready_delay(self, seconds: float) -> None:
         """Pods of rollouts started from now on become ready `seconds` after the start."""
@@ -196,9 +187,7 @@ class KubeSimulator(LoopbackSimulator):
         injected answer has no effect on the cluster.
         """
         with self._lock:
-            self._injections.append(
-                _Injection(method.upper(), re.compile(path_regex), status, times, body)
-            )
+            self._injections.add(method, path_regex, status, times, body)
 
     @property
     def requests(self) -> list[tuple[str, str]]:
@@ -274,6 +263,7 @@ class KubeSimulator(LoopbackSimulator):
             },
         }
         with self._lock:
+            self._store.ensure_namespace(namespace)
             self._store.create(DEPLOYMENTS, namespace, body)
             self._settle(namespace, name)
             for image in images[1:]:
@@ -292,7 +282,29 @@ class KubeSimulator(LoopbackSimulator):
         }
         services = ResourceType("", "v1", "services", "Service")
         with self._lock:
+            self._store.ensure_namespace(namespace)
             return dict(self._store.create(services, namespace, body))
+
+    def seed_namespace(self, name: str) -> None:
+        """A namespace, as `kubectl create namespace` makes it (objects need theirs first)."""
+        with self._lock:
+            self._store.ensure_namespace(name)
+
+    def install_crd(
+        self,
+        group: str,
+        versions: Sequence[str],
+        plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+    ) -> None:
+        """Serve a custom resource, as installing its CustomResourceDefinition does (Istio's
+        and Argo Rollouts' come installed)."""
+        with self._lock:
+            self._store.discovery.install(
+                ApiResource(group, tuple(versions), plural, kind, namespaced)
+            )
 
     def get_object(
         self, api_version: str, plural: str, namespace: str, name: str
@@ -360,7 +372,7 @@ class KubeSimulator(LoopbackSimulator):
             self._recorded.notify_all()
             try:
                 self._run_controllers()
-                injected = self._take_injection(method, url.path)
+                injected = self._injections.take(method, url.path)
                 if injected is not None:
                     return injected
                 query = parse_qs(url.query)
@@ -377,26 +389,6 @@ class KubeSimulator(LoopbackSimulator):
                 log.exception("KubeSimulator failed on %s %s", method, raw_path)
                 failure = KubeError(500, "InternalError", f"Internal error occurred: {error}")
                 return Answer(500, failure.status(), {})
-
-    def _take_injection(self, method: str, path: str) -> Answer | None:
-        for injection in self._injections:
-            if injection.method in ("*", method) and injection.path.search(path):
-                injection.remaining -= 1
-                if injection.remaining <= 0:
-                    self._injections.remove(injection)
-                body = injection.body or self._injected_status(injection.status, path)
-                headers = {"Retry-After": "1"} if injection.status == 429 else {}
-                return Answer(injection.status, body, headers)
-        return None
-
-    def _injected_status(self, status: int, path: str) -> JSON:
-        route = self._rest.route(path, None)
-        if route is not None and route.name and status in (404, 409):
-            if status == 404:
-                return KubeError.not_found(route.rt, route.name).status()
-            return KubeError.conflict(route.rt, route.name).status()
-        reason, message = _INJECTED_ERRORS.get(status, ("Unknown", f"injected HTTP {status}"))
-        return KubeError(status, reason, message).status()
 
 
 def _first_query(path: str, key: str) -> str | None:

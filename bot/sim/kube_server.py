@@ -32,6 +32,7 @@ from bot.sim.kube_schema import (
     parse_label_selector,
 )
 from bot.sim.kube_store import MERGE_PATCH, ObjectStore, apply_patch
+from bot.sim.kube_validation import FIELD_VALIDATION, validate_scale
 from bot.sim.kube_workloads import PODS
 
 __all__ = ["Answer", "KubeHttpServer", "KubeRestApi", "Route"]
@@ -69,16 +70,39 @@ class Answer:
     status: int
     body: JSON  # a str goes out as text/plain, anything else as JSON
     headers: dict[str, str]
+    warnings: tuple[str, ...] = ()  # each goes out as a `Warning: 299 - "…"` header
 
 
 class KubeRestApi:
     """Answers API requests from the store; pods come from `pods_in(namespace or None)`."""
 
-    def __init__(self, store: ObjectStore, pods_in: Callable[[str | None], list[JSON]]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        pods_in: Callable[[str | None], list[JSON]],
+        address: Callable[[], str] = lambda: "127.0.0.1:0",
+    ) -> None:
         self._store = store
         self._pods_in = pods_in
+        self._address = address
 
     def answer(
+        self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
+    ) -> Answer:
+        """One request; unknown fields dropped on the way come back as warnings."""
+        validation = _first(query, "fieldValidation") or "Warn"
+        if validation not in FIELD_VALIDATION:
+            raise KubeError.bad_request(
+                f'fieldValidation: Unsupported value: "{validation}": supported values: '
+                '"Ignore", "Warn", "Strict"'
+            )
+        self._store.field_validation, self._store.warnings = validation, []
+        answer = self._answer(method, path, query, content_type, raw)
+        warnings = tuple(dict.fromkeys(self._store.warnings))
+        self._store.warnings = []
+        return Answer(answer.status, answer.body, answer.headers, warnings)
+
+    def _answer(
         self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
     ) -> Answer:
         try:
@@ -88,9 +112,18 @@ class KubeRestApi:
             raise KubeError.bad_request(message) from error
         if path.rstrip("/") in ("/version", "/healthz", "/livez", "/readyz"):
             return Answer(200, _VERSION if path.startswith("/version") else "ok", {})
-        route = self.route(path, body.get("kind") if isinstance(body, dict) else None)
+        parts = [part for part in path.strip("/").split("/") if part]
+        document = self._store.discovery.document(parts, self._address())
+        if document is not None:
+            if method != "GET":
+                raise KubeError(405, "MethodNotAllowed", f"{method} is not allowed here")
+            return Answer(200, document, {})
+        route = self.route(path)
         if route is None:
             return Answer(404, _NOT_FOUND_PAGE, {})
+        subresources = self._store.discovery.subresources(route.rt.group, route.rt.plural)
+        if route.subresource is not None and route.subresource not in subresources:
+            raise KubeError.no_such_resource()
         dry_run = _dry_run(query)
         if route.rt.kind == "Pod":
             return self._pods(method, route, query)
@@ -104,21 +137,23 @@ class KubeRestApi:
             return self._collection(method, route, query, body, dry_run)
         return self._item(method, route, query, content_type, body, dry_run)
 
-    def route(self, path: str, body_kind: str | None) -> Route | None:
+    def route(self, path: str) -> Route | None:
+        """The resource a path names; None for paths outside /api and /apis. A group, version
+        or resource the cluster does not serve raises the server's 404."""
         parts = [unquote(part) for part in path.strip("/").split("/")]
-        if parts[:2] == ["api", "v1"]:
-            group, version, rest = "", "v1", parts[2:]
+        if parts[:1] == ["api"] and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 4:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             return None
-        if group == "" and rest[:1] == ["namespaces"] and len(rest) <= 2:
+        if group == "" and version == "v1" and rest[:1] == ["namespaces"] and len(rest) <= 2:
             return Route(_NAMESPACES, "", rest[1] if len(rest) == 2 else None, None)
         if len(rest) == 1:
             return Route(self._store.resource(group, version, rest[0]), None, None, None)
         if rest[0] != "namespaces" or not 3 <= len(rest) <= 5:
-            return None
-        rt = self._store.resource(group, version, rest[2], body_kind)
+            raise KubeError.no_such_resource()
+        rt = self._store.resource(group, version, rest[2])
         name = rest[3] if len(rest) >= 4 else None
         return Route(rt, rest[1], name, rest[4] if len(rest) == 5 else None)
 
@@ -207,11 +242,13 @@ class KubeRestApi:
             wanted = apply_patch(rt, scale, content_type, body)
         else:
             raise KubeError.method_not_supported(rt, method.lower())
-        if not isinstance(wanted, dict) or not isinstance(
-            (wanted.get("spec") or {}).get("replicas"), int
-        ):
-            raise KubeError.bad_request("Scale.spec.replicas must be an integer")
-        change: JSON = {"spec": {"replicas": wanted["spec"]["replicas"]}}
+        scale_type = ResourceType("autoscaling", "v1", "scale", "Scale")
+        wanted = self._store.conformed(scale_type, wanted, is_patch=method == "PATCH", name=name)
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int):
+            replicas = 0  # a Scale without spec.replicas asks for zero (int32's zero value)
+        validate_scale(scale_type, name, replicas)
+        change: JSON = {"spec": {"replicas": replicas}}
         sent_version = (wanted.get("metadata") or {}).get("resourceVersion")
         if sent_version:
             change["metadata"] = {"resourceVersion": sent_version}
@@ -325,6 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for key, value in answer.headers.items():
             self.send_header(key, value)
+        for warning in answer.warnings:
+            self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
