@@ -1,7 +1,7 @@
-"""The REST face of the simulated API server: URL routing, verbs, lists, subresources, HTTP.
+"""The REST face of the simulated API server: URL routing, verbs, lists, subresources.
 
-`KubeRestApi.answer` turns one request into an `Answer` (or raises `KubeError`, which the caller
-turns into a Status answer). Paths follow the API server's layout:
+`KubeRestApi.answer` turns one request into an `Answer`, which `kube_http` sends (or raises
+`KubeError`, which the caller turns into a Status answer). Paths follow the API server's layout:
 
     /api/v1/namespaces[/{name}]                          Namespaces
     /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]    core/v1
@@ -19,10 +19,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from bot.sim.kube_http import Answer
 from bot.sim.kube_schema import (
     KubeError,
     ResourceType,
@@ -33,9 +33,10 @@ from bot.sim.kube_schema import (
 )
 from bot.sim.kube_store import MERGE_PATCH, ObjectStore, apply_patch
 from bot.sim.kube_validation import FIELD_VALIDATION, validate_scale
+from bot.sim.kube_watch import WatchRequest
 from bot.sim.kube_workloads import PODS
 
-__all__ = ["Answer", "KubeHttpServer", "KubeRestApi", "Route"]
+__all__ = ["Answer", "KubeRestApi", "Route"]
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,6 @@ class Route:
     namespace: str | None  # None: across all namespaces
     name: str | None
     subresource: str | None
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: JSON  # a str goes out as text/plain, anything else as JSON
-    headers: dict[str, str]
-    warnings: tuple[str, ...] = ()  # each goes out as a `Warning: 299 - "…"` header
 
 
 class KubeRestApi:
@@ -119,6 +112,8 @@ class KubeRestApi:
                 raise KubeError(405, "MethodNotAllowed", f"{method} is not allowed here")
             return Answer(200, document, {})
         route = self.route(path)
+        if route is None and parts[:1] in (["api"], ["apis"]):
+            raise KubeError.no_such_resource()  # an unknown group or version
         if route is None:
             return Answer(404, _NOT_FOUND_PAGE, {})
         subresources = self._store.discovery.subresources(route.rt.group, route.rt.plural)
@@ -196,14 +191,22 @@ class KubeRestApi:
         raise KubeError.method_not_supported(rt, method.lower())
 
     def _list(self, route: Route, query: dict[str, list[str]]) -> JSON:
-        if _first(query, "watch") in ("true", "1"):
-            raise KubeError.bad_request("watch is not supported by KubeSimulator")
+        """A list, or for `watch=true` the `WatchRequest` the simulator streams events of."""
         labels = parse_label_selector(_first(query, "labelSelector") or "")
         fields = parse_field_selector(_first(query, "fieldSelector") or "")
-        if route.rt.kind == "Pod":
-            items = [p for p in self._pods_in(route.namespace) if matches(p, labels, fields)]
-        else:
-            items = self._store.list(route.rt, route.namespace, labels, fields)
+
+        def items_now() -> list[JSON]:
+            if route.rt.kind == "Pod":
+                return [p for p in self._pods_in(route.namespace) if matches(p, labels, fields)]
+            return self._store.list(route.rt, route.namespace, labels, fields)
+
+        if _first(query, "watch") in ("true", "1"):
+            return WatchRequest.parse(
+                lambda: {item["metadata"]["uid"]: item for item in items_now()},
+                _first(query, "resourceVersion"),
+                _first(query, "timeoutSeconds"),
+            )
+        items = items_now()
         metadata: dict[str, JSON] = {"resourceVersion": self._store.resource_version}
         items, metadata = _paginate(items, metadata, query)
         if route.rt.is_builtin:
@@ -311,62 +314,3 @@ def _scale_of(obj: JSON) -> JSON:
             "selector": label_selector_string(obj["spec"].get("selector")),
         },
     }
-
-
-class KubeHttpServer(ThreadingHTTPServer):
-    """127.0.0.1:<random port>; `serve(method, path, content type, body, user agent)` answers
-    each request."""
-
-    daemon_threads = True
-
-    def __init__(self, serve: Callable[[str, str, str, bytes, str], Answer]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.serve = serve
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: KubeHttpServer
-    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK stall every keep-alive answer by ~40 ms.
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server_version = "KubeSimulator/1.0"
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_PATCH(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        user_agent = self.headers.get("User-Agent") or ""
-        answer = self.server.serve(self.command, self.path, content_type, body, user_agent)
-        if isinstance(answer.body, str):
-            payload, media_type = answer.body.encode(), "text/plain; charset=utf-8"
-        else:
-            payload, media_type = json.dumps(answer.body).encode(), "application/json"
-        self.send_response(answer.status)
-        self.send_header("Content-Type", media_type)
-        self.send_header("Cache-Control", "no-cache, private")
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        for warning in answer.warnings:
-            self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)

@@ -447,3 +447,82 @@ def test_never_ready_for_a_whole_deployment_still_blocks_every_template(
     sim.tick()
     conditions = {c.type: c for c in apps.read_namespaced_deployment("web", NS).status.conditions}
     assert conditions["Progressing"].reason == "ProgressDeadlineExceeded"
+
+
+# -- 13. discovery, served resources, namespaces -------------------------------------------------
+
+
+def test_discovery_documents_describe_what_is_served(sim: KubeSimulator, api: ApiClient) -> None:
+    assert call(sim, "GET", "/api")[1]["versions"] == ["v1"]
+    groups = client.ApisApi(api).get_api_versions()
+    names = [group.name for group in groups.groups]
+    assert {"apps", "batch", "networking.k8s.io", "networking.istio.io"} <= set(names)
+    apps_group = next(group for group in groups.groups if group.name == "apps")
+    assert apps_group.preferred_version.group_version == "apps/v1"
+
+    resources = client.AppsV1Api(api).get_api_resources()
+    by_name = {r.name: r for r in resources.resources}
+    deployments = by_name["deployments"]
+    assert (deployments.kind, deployments.namespaced, deployments.short_names) == (
+        "Deployment",
+        True,
+        ["deploy"],
+    )
+    assert {"get", "list", "create", "patch", "update", "delete"} <= set(deployments.verbs)
+    assert by_name["deployments/scale"].kind == "Scale"
+    assert by_name["deployments/scale"].group == "autoscaling"
+    core = {r.name: r for r in client.CoreV1Api(api).get_api_resources().resources}
+    assert core["namespaces"].namespaced is False and core["services"].short_names == ["svc"]
+    batch = call(sim, "GET", "/apis/batch/v1")[1]
+    assert [r["name"] for r in batch["resources"] if "/" not in r["name"]] == [
+        "jobs",
+        "cronjobs",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/apis/apps/v1/namespaces/{NS}/deploymnets",  # a typo'd plural
+        f"/apis/batch/v1beta1/namespaces/{NS}/jobs",  # a retired version
+        f"/apis/extensions/v1beta1/namespaces/{NS}/deployments",  # a retired group
+        f"/apis/example.com/v1/namespaces/{NS}/widgets",  # a CRD never installed
+        f"/apis/apps/v1/namespaces/{NS}/deployments/web/rollback",  # no such subresource
+        "/apis/nope",
+        "/apis/apps/v2",
+        "/api/v2/namespaces",
+    ],
+)
+def test_what_the_cluster_does_not_serve_is_a_404_status(sim: KubeSimulator, path: str) -> None:
+    sim.seed_deployment(NS, "web", images=["web:1"])
+    for method, body in (("GET", None), ("POST", deployment_body("x"))):
+        status, answer, _ = call(sim, method, path, body)
+        assert status == 404 and is_status(answer, 404, "NotFound")
+        assert answer["message"] == "the server could not find the requested resource"
+    assert sim.get_object("apps/v1", "deployments", NS, "x") is None
+
+
+def test_an_installed_crd_is_served_and_discovered(sim: KubeSimulator) -> None:
+    path = f"/apis/example.com/v1/namespaces/{NS}/widgets"
+    assert call(sim, "GET", path)[0] == 404
+    sim.install_crd("example.com", ["v1"], "widgets", "Widget")
+    body = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    status, created, _ = call(sim, "POST", path, body)
+    assert status == 201 and created["kind"] == "Widget"
+    resources = call(sim, "GET", "/apis/example.com/v1")[1]["resources"]
+    assert [(r["name"], r["kind"]) for r in resources] == [("widgets", "Widget")]
+
+
+def test_objects_live_only_in_namespaces_that_exist(sim: KubeSimulator, api: ApiClient) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    with pytest.raises(ApiException) as raised:
+        apps.create_namespaced_deployment("nowhere", deployment_body())
+    body = json.loads(raised.value.body)
+    assert raised.value.status == 404 and body["message"] == 'namespaces "nowhere" not found'
+    assert body["details"] == {"name": "nowhere", "kind": "namespaces"}
+
+    names = {ns.metadata.name for ns in core.list_namespace().items}
+    assert {"default", "kube-system", NS} <= names and "nowhere" not in names
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="nowhere")))
+    apps.create_namespaced_deployment("nowhere", deployment_body())
+    assert apps.list_namespaced_deployment("nowhere").items[0].metadata.name == "web"
