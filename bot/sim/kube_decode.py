@@ -92,10 +92,10 @@ def _scalar(kind: str, value: JSON, go_path: str) -> JSON:
         )
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if kind in INT_RANGES:
-        whole = is_int or (isinstance(value, float) and value.is_integer())
-        if whole and -INT_RANGES[kind] <= value < INT_RANGES[kind]:
-            return int(value)
-        raise _type_error(value, go_path, kind)
+        # Go refuses 3.0 for an int as much as 3.5 (json.loads makes both floats).
+        if is_int and -INT_RANGES[kind] <= value < INT_RANGES[kind]:
+            return value
+        raise _type_error(value, go_path, kind, is_literal=True)
     if kind == "bool" and isinstance(value, bool):
         return value
     if kind in ("string", "time") and isinstance(value, str):
@@ -118,16 +118,20 @@ def _go_name(schema: Schema) -> str:
     return GO_TYPES.get(schema, "resource.Quantity" if schema == "quantity" else schema)
 
 
-def _json_type(value: JSON) -> str:
+def _json_type(value: JSON, *, is_literal: bool = False) -> str:
+    """How Go names the JSON value: a number that does not fit an int is shown as written."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
-        return f"number {value}" if isinstance(value, float) or value < 0 else "number"
+        return f"number {value}" if is_literal else "number"
     names: dict[type, str] = {str: "string", list: "array", dict: "object"}
     return names.get(type(value), "value")
 
 
-def _type_error(value: JSON, go_path: str, go_type: str) -> DecodeError:
+def _type_error(
+    value: JSON, go_path: str, go_type: str, *, is_literal: bool = False
+) -> DecodeError:
     where = f"Go struct field {go_path}" if go_path else "Go value"
-    message = f"json: cannot unmarshal {_json_type(value)} into {where} of type {go_type}"
+    shown = _json_type(value, is_literal=is_literal)
+    message = f"json: cannot unmarshal {shown} into {where} of type {go_type}"
     return DecodeError(go_path, message)

@@ -3,9 +3,10 @@
 The store holds plain JSON objects keyed by (group, plural, namespace, name) and does what the
 real API server does on every write: server-managed metadata (uid, creationTimestamp,
 resourceVersion, generation), optimistic concurrency (a stale resourceVersion → 409 Conflict),
-defaulting and a little validation, status kept apart from spec for built-in kinds, server-side
-dry run, and garbage collection of dependents on delete. It is not thread-safe: the simulator
-calls it under its one lock.
+decoding, defaulting and validation (`kube_validation`), status kept apart from spec for
+built-in kinds, server-side dry run, and garbage collection of dependents on delete. Only the
+resources `discovery` serves exist, and namespaced objects need their Namespace. It is not
+thread-safe: the simulator calls it under its one lock.
 """
 
 from __future__ import annotations

@@ -175,6 +175,20 @@ def test_negative_replicas_are_invalid_everywhere_they_can_be_written(
 
 
 @pytest.mark.parametrize(
+    ("replicas", "shown"),
+    [(3.0, "number 3.0"), (2**31, "number 2147483648"), (True, "bool"), ([3], "array")],
+)
+def test_only_an_int32_decodes_as_replicas(sim: KubeSimulator, replicas: Any, shown: str) -> None:
+    status, body, _ = call(sim, "POST", DEPLOYMENTS, deployment_body(replicas=replicas))
+    assert status == 400
+    assert body["message"].endswith(
+        f"json: cannot unmarshal {shown} into Go struct field DeploymentSpec.spec.replicas "
+        "of type int32"
+    )
+    assert sim.get_object("apps/v1", "deployments", NS, "web") is None
+
+
+@pytest.mark.parametrize(
     ("change", "field", "message"),
     [
         (

@@ -24,9 +24,24 @@ KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
 
 
+class FakeClock:
+    """Seconds that only move when a test says so (rollouts wait on this clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def sim() -> Iterator[KubeSimulator]:
-    with KubeSimulator() as started:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock: FakeClock) -> Iterator[KubeSimulator]:
+    with KubeSimulator(clock=clock) as started:
         started.seed_deployment(NS, "web", images=["web:1", "web:2"])
         started.seed_service(NS, "web", {"app": "web"})
         yield started
@@ -66,6 +81,16 @@ class Kubectl:
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
         return done
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        assert KUBECTL is not None
+        return subprocess.Popen(
+            [KUBECTL, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
 
     def json(self, *args: str) -> dict[str, object]:
         parsed = json.loads(self(*args, "-o", "json").stdout)
@@ -125,24 +150,44 @@ def test_rollout_undo_reuses_the_replica_set_and_history_follows(
     assert 'deployment "web" successfully rolled out' in status.stdout
 
 
-def test_rollout_status_watches_a_rollout_to_its_end(sim: KubeSimulator, kubectl: Kubectl) -> None:
-    sim.set_ready_delay(0.5)
+def watch_until_the_clock_moves(
+    sim: KubeSimulator, kubectl: Kubectl, clock: FakeClock, seconds: float
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl rollout status`, once it watches, sees the simulator's clock move `seconds`."""
+    watching = kubectl.start("rollout", "status", "deployment/web", "--timeout=60s")
+    try:
+        sim.wait_for_request("GET", r"/deployments\?.*watch=true", timeout=30)
+        assert watching.poll() is None  # still waiting for the rollout
+        clock.now += seconds
+        stdout, stderr = watching.communicate(timeout=30)
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+            watching.communicate()
+    assert watching.returncode is not None
+    return subprocess.CompletedProcess(watching.args, watching.returncode, stdout, stderr)
+
+
+def test_rollout_status_watches_a_rollout_to_its_end(
+    sim: KubeSimulator, kubectl: Kubectl, clock: FakeClock
+) -> None:
+    sim.set_ready_delay(30)
     kubectl("set", "image", "deployment/web", "app=web:3")
 
-    status = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    status = watch_until_the_clock_moves(sim, kubectl, clock, 31)
 
+    assert status.returncode == 0, status.stderr
     assert "Waiting for deployment" in status.stdout
     assert 'deployment "web" successfully rolled out' in status.stdout
 
 
 def test_rollout_status_reports_a_crash_looping_release(
-    sim: KubeSimulator, kubectl: Kubectl
+    sim: KubeSimulator, kubectl: Kubectl, clock: FakeClock
 ) -> None:
     sim.set_never_ready(NS, "web", image="web:bad")
-    kubectl("patch", "deployment", "web", "-p", '{"spec":{"progressDeadlineSeconds":1}}')
     kubectl("set", "image", "deployment/web", "app=web:bad")
 
-    failed = kubectl("rollout", "status", "deployment/web", "--timeout=30s", check=False)
+    failed = watch_until_the_clock_moves(sim, kubectl, clock, 601)
 
     assert failed.returncode == 1
     assert 'deployment "web" exceeded its progress deadline' in failed.stderr
