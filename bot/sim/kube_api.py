@@ -4,20 +4,30 @@
         sim.seed_deployment("shop", "checkout", images=["shop:1.0", "shop:1.1"])
         AppsV1Api(api).read_namespaced_deployment("checkout", "shop")
 
-What it serves (namespaced resources; namespaces spring into existence on first write):
+What it serves (namespaced resources in namespaces that exist: `default`, `kube-system`,
+`kube-public`, `kube-node-lease`, those seeded and those created through the API):
 - apps/v1 Deployments (CRUD, patch in all three flavours, `scale` and `status` subresources) and
   ReplicaSets, kept in step by a deployment controller (see `kube_controller`);
-- core/v1 Services, Namespaces, and Pods generated from the ReplicaSets (read only);
+- core/v1 Services, Namespaces, Events (none) and Pods generated from the ReplicaSets (read only);
 - batch/v1 Jobs, run to the outcome set with `set_job_outcome`;
-- any other group/version/plural as generic objects, for CustomObjectsApi and NetworkingV1Api.
-Lists take label and field selectors and `limit`/`continue`; every write takes `dryRun=All`.
-Errors are the API server's `Status` bodies. Not simulated: watch, server-side apply,
-deletecollection, authentication, cluster-scoped objects other than Namespaces.
+- the other built-in kinds a rollback bot meets (Ingress, ConfigMap …) and the CRDs installed
+  (Istio's and Argo Rollouts' come installed; `install_crd` adds more) as stored objects.
+Discovery (`/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`) lists what is served
+(`kube_discovery`); any other group, version, resource or subresource is the server's 404.
+Bodies are decoded and validated like the API server does (`kube_validation`): wrong types and
+invalid values are refused, unknown fields dropped with a `Warning` header (refused under
+`fieldValidation=Strict`). Lists take label and field selectors, `limit`/`continue` and
+`watch=true` (`kube_watch`); every write takes `dryRun=All`. Errors are the API server's
+`Status` bodies. Not simulated: server-side apply, deletecollection, authentication,
+cluster-scoped objects other than Namespaces.
 
 The parts: `kube_store` (objects and write semantics), `kube_patch` (the three patch types),
-`kube_schema`/`kube_defaults` (names, Status errors, selectors, defaulting), `kube_controller`
-(deployments), `kube_workloads` (jobs, pods), `kube_server` (REST routing and HTTP); this module
-puts them together under one lock and adds the test controls.
+`kube_schema`/`kube_defaults` (names, Status errors, selectors, defaulting),
+`kube_fields`/`kube_decode`/`kube_quantity`/`kube_validation` (what is accepted),
+`kube_discovery` (what is served), `kube_controller`/`kube_rolling` (deployments),
+`kube_workloads` (jobs, pods), `kube_server`/`kube_watch` (REST routing and HTTP),
+`kube_injection` (failures on demand); this module puts them together under one lock and adds
+the test controls.
 
 Time: the controllers read the injected `clock` (seconds; `time.monotonic` by default) and
 timestamps are wall time moved along by the same clock. Tests advance a fake clock and call
@@ -28,11 +38,9 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,9 +48,13 @@ from urllib.parse import parse_qs, urlsplit
 from kubernetes.client import ApiClient, Configuration
 
 from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
+from bot.sim.kube_discovery import ApiResource
+from bot.sim.kube_http import Answer, KubeHttpServer
+from bot.sim.kube_injection import Injections, RequestLog
 from bot.sim.kube_schema import KubeError, ResourceType
-from bot.sim.kube_server import Answer, KubeHttpServer, KubeRestApi
+from bot.sim.kube_server import KubeRestApi
 from bot.sim.kube_store import JSON_PATCH, ObjectStore
+from bot.sim.kube_watch import WatchRequest, watch_events
 from bot.sim.kube_workloads import JobController, JobOutcome, JobRule, generated_pods
 from bot.sim.loopback import LoopbackSimulator
 
@@ -51,30 +63,6 @@ __all__ = ["KubeSimulator"]
 log = logging.getLogger(__name__)
 
 JSON = Any
-_INJECTED_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "the server rejected our request for an unknown reason"),
-    401: ("Unauthorized", "Unauthorized"),
-    403: ("Forbidden", "forbidden: injected by KubeSimulator"),
-    404: ("NotFound", "the server could not find the requested resource"),
-    409: ("Conflict", "the server reported a conflict"),
-    422: ("Invalid", "the server rejected our request due to an error in our request"),
-    429: (
-        "TooManyRequests",
-        "the server has received too many requests and has asked us to try again later",
-    ),
-    500: ("InternalError", "Internal error occurred: injected by KubeSimulator"),
-    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
-    504: ("Timeout", "the server was unable to return a response in the time allotted"),
-}
-
-
-@dataclass
-class _Injection:
-    method: str
-    path: re.Pattern[str]
-    status: int
-    remaining: int
-    body: dict[str, JSON] | None
 
 
 class KubeSimulator(LoopbackSimulator):
@@ -92,7 +80,7 @@ class KubeSimulator(LoopbackSimulator):
         # Timestamps are wall time that moves with the (possibly injected) clock.
         self._wall_offset = time.time() - self._clock()
         self._lock = threading.RLock()
-        self._recorded = threading.Condition(self._lock)
+        self._log = RequestLog(self._lock)
         self._store = ObjectStore(self._wall_now)
         self._synced_version, self._synced_clock = "", -math.inf
         self._deployments = DeploymentController(
@@ -102,11 +90,11 @@ class KubeSimulator(LoopbackSimulator):
             self._store, self._clock, self._wall_now, default_delay_seconds=job_delay_seconds
         )
         self._rest = KubeRestApi(
-            self._store, lambda namespace: generated_pods(self._store, self._deployments, namespace)
+            self._store,
+            lambda namespace: generated_pods(self._store, self._deployments, namespace),
+            lambda: self.url.removeprefix("http://"),
         )
-        self._injections: list[_Injection] = []
-        self._requests: list[tuple[str, str]] = []
-        self._user_agents: list[str] = []  # of each request in `_requests`
+        self._injections = Injections(self._rest.route)
         self._tick_seconds = tick_seconds
         self._stopping = threading.Event()
         self._server: KubeHttpServer | None = None
@@ -150,13 +138,25 @@ class KubeSimulator(LoopbackSimulator):
 
     # -- cluster behaviour -----------------------------------------------------------------------
 
-    def set_never_ready(self, namespace: str, deployment: str, is_never_ready: bool = True) -> None:
-        """Pods of this deployment crash-loop: rollouts end in ProgressDeadlineExceeded."""
+    def set_never_ready(
+        self,
+        namespace: str,
+        deployment: str,
+        is_never_ready: bool = True,
+        *,
+        image: str | None = None,
+    ) -> None:
+        """Pods of this deployment crash-loop: rollouts to them end in ProgressDeadlineExceeded.
+
+        With `image`, only pods whose template runs that image do (a bad release): rolling back
+        to a template without it completes, as on a real cluster. Without, every pod does.
+        """
         with self._lock:
+            key = (namespace, deployment, image)
             if is_never_ready:
-                self._deployments.never_ready.add((namespace, deployment))
+                self._deployments.never_ready.add(key)
             else:
-                self._deployments.never_ready.discard((namespace, deployment))
+                self._deployments.never_ready.discard(key)
 
     def set_ready_delay(self, seconds: float) -> None:
         """Pods of rollouts started from now on become ready `seconds` after the start."""
@@ -196,51 +196,29 @@ class KubeSimulator(LoopbackSimulator):
         injected answer has no effect on the cluster.
         """
         with self._lock:
-            self._injections.append(
-                _Injection(method.upper(), re.compile(path_regex), status, times, body)
-            )
+            self._injections.add(method, path_regex, status, times, body)
 
     @property
     def requests(self) -> list[tuple[str, str]]:
         """(method, path with query string) of every request received, in order."""
-        with self._lock:
-            return list(self._requests)
+        return self._log.requests
 
     @property
     def user_agents(self) -> list[str]:
         """The User-Agent of every request received, in the order of `requests`."""
-        with self._lock:
-            return list(self._user_agents)
+        return self._log.user_agents
 
     @property
     def writes(self) -> list[tuple[str, str, str | None, str]]:
         """(method, path, fieldManager or None, User-Agent) of every request but the GETs: who
         a real API server's audit log and managedFields would name for each change."""
-        with self._lock:
-            recorded = list(zip(self._requests, self._user_agents, strict=True))
-        return [
-            (method, path.partition("?")[0], _first_query(path, "fieldManager"), agent)
-            for (method, path), agent in recorded
-            if method != "GET"
-        ]
+        return self._log.writes
 
     def wait_for_request(
         self, method: str, path_regex: str, timeout: float = 5.0
     ) -> tuple[str, str]:
         """The first recorded request matching, waiting up to `timeout` seconds for it."""
-        pattern = re.compile(path_regex)
-        deadline = time.monotonic() + timeout
-        with self._recorded:
-            while True:
-                for request in self._requests:
-                    if request[0] == method.upper() and pattern.search(request[1]):
-                        return request
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"no {method} {path_regex} within {timeout}s; got {self._requests}"
-                    )
-                self._recorded.wait(remaining)
+        return self._log.wait_for(method, path_regex, timeout)
 
     # -- seeding and inspection --------------------------------------------------------------------
 
@@ -274,6 +252,7 @@ class KubeSimulator(LoopbackSimulator):
             },
         }
         with self._lock:
+            self._store.ensure_namespace(namespace)
             self._store.create(DEPLOYMENTS, namespace, body)
             self._settle(namespace, name)
             for image in images[1:]:
@@ -292,7 +271,29 @@ class KubeSimulator(LoopbackSimulator):
         }
         services = ResourceType("", "v1", "services", "Service")
         with self._lock:
+            self._store.ensure_namespace(namespace)
             return dict(self._store.create(services, namespace, body))
+
+    def seed_namespace(self, name: str) -> None:
+        """A namespace, as `kubectl create namespace` makes it (objects need theirs first)."""
+        with self._lock:
+            self._store.ensure_namespace(name)
+
+    def install_crd(
+        self,
+        group: str,
+        versions: Sequence[str],
+        plural: str,
+        kind: str,
+        *,
+        namespaced: bool = True,
+    ) -> None:
+        """Serve a custom resource, as installing its CustomResourceDefinition does (Istio's
+        and Argo Rollouts' come installed)."""
+        with self._lock:
+            self._store.discovery.install(
+                ApiResource(group, tuple(versions), plural, kind, namespaced)
+            )
 
     def get_object(
         self, api_version: str, plural: str, namespace: str, name: str
@@ -354,17 +355,24 @@ class KubeSimulator(LoopbackSimulator):
         self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
     ) -> Answer:
         url = urlsplit(raw_path)
-        with self._recorded:
-            self._requests.append((method, raw_path))
-            self._user_agents.append(user_agent)
-            self._recorded.notify_all()
+        with self._lock:
+            self._log.record(method, raw_path, user_agent)
             try:
                 self._run_controllers()
-                injected = self._take_injection(method, url.path)
+                injected = self._injections.take(method, url.path)
                 if injected is not None:
                     return injected
                 query = parse_qs(url.query)
                 answer = self._rest.answer(method, url.path, query, content_type, body)
+                if isinstance(answer.body, WatchRequest):
+                    events = watch_events(
+                        answer.body,
+                        self._lock,
+                        self._run_controllers,
+                        self._stopping,
+                        self._tick_seconds,
+                    )
+                    return Answer(200, events, {})
                 if method != "GET":
                     # The controllers react to a write at once, so a rollout starts (and its
                     # clocks run) from the write, not from whenever the next request comes.
@@ -377,28 +385,3 @@ class KubeSimulator(LoopbackSimulator):
                 log.exception("KubeSimulator failed on %s %s", method, raw_path)
                 failure = KubeError(500, "InternalError", f"Internal error occurred: {error}")
                 return Answer(500, failure.status(), {})
-
-    def _take_injection(self, method: str, path: str) -> Answer | None:
-        for injection in self._injections:
-            if injection.method in ("*", method) and injection.path.search(path):
-                injection.remaining -= 1
-                if injection.remaining <= 0:
-                    self._injections.remove(injection)
-                body = injection.body or self._injected_status(injection.status, path)
-                headers = {"Retry-After": "1"} if injection.status == 429 else {}
-                return Answer(injection.status, body, headers)
-        return None
-
-    def _injected_status(self, status: int, path: str) -> JSON:
-        route = self._rest.route(path, None)
-        if route is not None and route.name and status in (404, 409):
-            if status == 404:
-                return KubeError.not_found(route.rt, route.name).status()
-            return KubeError.conflict(route.rt, route.name).status()
-        reason, message = _INJECTED_ERRORS.get(status, ("Unknown", f"injected HTTP {status}"))
-        return KubeError(status, reason, message).status()
-
-
-def _first_query(path: str, key: str) -> str | None:
-    values = parse_qs(urlsplit(path).query).get(key)
-    return values[0] if values else None

@@ -13,7 +13,8 @@ What it does (pkg/controller/deployment, simplified to instant scaling):
 - a RollingUpdate grows the new ReplicaSet within maxSurge and shrinks the old ones only as far
   as maxUnavailable allows, so old pods keep serving until new ones are available (Recreate
   scales at once); new pods become ready `ready_delay_seconds` after the rollout started —
-  never, for a deployment set never-ready — and ProgressDeadlineExceeded follows when
+  never, for pods set never-ready (a whole deployment, or the templates that run a given
+  image: a crash-looping release) — and ProgressDeadlineExceeded follows when
   progressDeadlineSeconds pass without the rollout completing;
 - a paused Deployment gets no new ReplicaSet; old ReplicaSets beyond revisionHistoryLimit go.
 """
@@ -21,13 +22,24 @@ What it does (pkg/controller/deployment, simplified to instant scaling):
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sim.kube_defaults import POD_TEMPLATE_HASH, template_without_hash
+from bot.sim.kube_defaults import POD_TEMPLATE_HASH, same_template, template_without_hash
+from bot.sim.kube_rolling import (
+    REVISION,
+    controller_reference,
+    controller_uid,
+    max_surge,
+    max_unavailable,
+    owner_reference,
+    revision_of,
+    rolled_sizes,
+    template_hash,
+    with_status,
+)
 from bot.sim.kube_schema import ResourceType
 from bot.sim.kube_store import ObjectStore
 
@@ -45,7 +57,6 @@ JSON = Any
 DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
 REPLICASETS = ResourceType("apps", "v1", "replicasets", "ReplicaSet")
 
-REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
@@ -54,7 +65,6 @@ _NOT_COPIED = frozenset(
     {REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS}
     | {"kubectl.kubernetes.io/last-applied-configuration"}
 )
-_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncodeString
 
 
 @dataclass
@@ -65,7 +75,8 @@ class _Rollout:
 
 
 class DeploymentController:
-    """Reconciles Deployments → ReplicaSets; `never_ready` holds (namespace, deployment) pairs."""
+    """Reconciles Deployments → ReplicaSets. `never_ready` holds (namespace, deployment, image)
+    triples: image None stands for every pod of the deployment."""
 
     def __init__(
         self,
@@ -79,7 +90,7 @@ class DeploymentController:
         self._clock = clock
         self._now = wall_now
         self.ready_delay_seconds = ready_delay_seconds
-        self.never_ready: set[tuple[str, str]] = set()
+        self.never_ready: set[tuple[str, str, str | None]] = set()
         self._rollouts: dict[str, _Rollout] = {}  # by deployment uid
         self._ready_at: dict[str, float] = {}  # ReplicaSet uid → clock time its pods are ready
 
@@ -93,8 +104,14 @@ class DeploymentController:
             self._sync_deployment_status(deployment)
 
     def is_never_ready(self, replica_set: JSON) -> bool:
-        owner = controller_reference(replica_set) or {}
-        return (replica_set["metadata"]["namespace"], owner.get("name")) in self.never_ready
+        """Whether the pods of this ReplicaSet crash-loop: its deployment was set never-ready, or
+        one of its template's containers runs an image that was."""
+        owner = (controller_reference(replica_set) or {}).get("name")
+        namespace = replica_set["metadata"]["namespace"]
+        spec = replica_set["spec"]["template"].get("spec") or {}
+        images = {c.get("image") for c in spec.get("containers") or []}
+        images |= {c.get("image") for c in spec.get("initContainers") or []}
+        return any((namespace, owner, image) in self.never_ready for image in (None, *images))
 
     def reconcile_replica_sets(self, deployment: JSON, *, is_settled: bool = False) -> None:
         """Create or reuse the ReplicaSet of the current template and scale all of them.
@@ -116,60 +133,24 @@ class DeploymentController:
         self._clean_up_history(deployment, current)
 
     def _rolled(self, deployment: JSON, current: JSON, owned: list[JSON]) -> dict[str, int]:
-        """The replicas of each ReplicaSet once the rollout has gone as far as it can now.
-
-        RollingUpdate as the controller does it (rolling.go): the new ReplicaSet grows while all
-        pods stay within replicas + maxSurge; old ones shrink, unavailable pods first, while
-        replicas - maxUnavailable pods stay available (the new ReplicaSet's unready pods count
-        against that). So old pods keep serving until new ones are available. Recreate, and a
-        paused Deployment, scale at once.
-        """
-        spec = deployment["spec"]
-        want: int = spec["replicas"]
-        new_uid = current["metadata"]["uid"]
-        sizes = {rs["metadata"]["uid"]: int(rs["spec"].get("replicas", 0)) for rs in owned}
-        is_rolling = (spec.get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
-        if not is_rolling or spec.get("paused"):
-            return {uid: want if uid == new_uid else 0 for uid in sizes}
         ready = {rs["metadata"]["uid"]: self._is_ready(rs) for rs in owned}
-        old = sorted((rs for rs in owned if rs["metadata"]["uid"] != new_uid), key=_revision)
-        surge, unavailable = _max_surge(spec), _max_unavailable(spec)
-        while True:
-            before = dict(sizes)
-            total = sum(sizes.values())
-            if sizes[new_uid] > want:
-                sizes[new_uid] = want
-            else:
-                room = max(0, want + surge - total)
-                sizes[new_uid] = min(want, sizes[new_uid] + room)
-            new_unready = 0 if ready[new_uid] else sizes[new_uid]
-            removable = sum(sizes.values()) - (want - unavailable) - new_unready
-            for is_ready_pass in (False, True):  # unavailable old pods go first
-                for rs in old:
-                    uid = rs["metadata"]["uid"]
-                    if ready[uid] != is_ready_pass or removable <= 0:
-                        continue
-                    cut = min(sizes[uid], removable)
-                    sizes[uid] -= cut
-                    removable -= cut
-            if sizes == before:
-                return sizes
+        return rolled_sizes(deployment["spec"], current, owned, ready)
 
     def _owned(self, deployment: JSON) -> list[JSON]:
         uid = deployment["metadata"]["uid"]
         return self._store.list(
             REPLICASETS,
             deployment["metadata"]["namespace"],
-            where=lambda replica_set: _controller_uid(replica_set) == uid,
+            where=lambda replica_set: controller_uid(replica_set) == uid,
         )
 
     def _current_replica_set(self, deployment: JSON) -> JSON | None:
-        template = template_without_hash(deployment["spec"]["template"])
+        template = deployment["spec"]["template"]
         return next(
             (
                 replica_set
                 for replica_set in self._owned(deployment)
-                if template_without_hash(replica_set["spec"]["template"]) == template
+                if same_template(replica_set["spec"]["template"], template)
             ),
             None,
         )
@@ -180,7 +161,7 @@ class DeploymentController:
         collisions = (deployment.get("status") or {}).get("collisionCount", 0)
         template = template_without_hash(spec["template"])
         while True:
-            pod_hash = _template_hash(template, collisions)
+            pod_hash = template_hash(template, collisions)
             name = f"{metadata['name']}-{pod_hash}"
             if self._store.find(REPLICASETS, namespace, name) is None:
                 break
@@ -188,7 +169,7 @@ class DeploymentController:
         labels = {**(template["metadata"].get("labels") or {}), POD_TEMPLATE_HASH: pod_hash}
         selector = copy.deepcopy(spec["selector"])
         selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH] = pod_hash
-        revision = 1 + max((_revision(rs) for rs in self._owned(deployment)), default=0)
+        revision = 1 + max((revision_of(rs) for rs in self._owned(deployment)), default=0)
         body = {
             "metadata": {
                 "name": name,
@@ -205,17 +186,17 @@ class DeploymentController:
             },
         }
         if collisions:
-            self._store.write(DEPLOYMENTS, _with_status(deployment, collisionCount=collisions))
+            self._store.write(DEPLOYMENTS, with_status(deployment, collisionCount=collisions))
         return self._store.create(REPLICASETS, namespace, body)
 
     def _promote(self, deployment: JSON, current: JSON) -> JSON:
         """Make `current` the newest revision (a rollback reuses an old ReplicaSet)."""
-        newest = max((_revision(rs) for rs in self._owned(deployment)), default=0)
+        newest = max((revision_of(rs) for rs in self._owned(deployment)), default=0)
         updated = copy.deepcopy(current)
         annotations = updated["metadata"].setdefault("annotations", {})
-        if _revision(current) < newest:
+        if revision_of(current) < newest:
             history = [h for h in annotations.get(REVISION_HISTORY, "").split(",") if h]
-            annotations[REVISION_HISTORY] = ",".join([*history, str(_revision(current))])
+            annotations[REVISION_HISTORY] = ",".join([*history, str(revision_of(current))])
             annotations[REVISION] = str(newest + 1)
         for key, value in (deployment["metadata"].get("annotations") or {}).items():
             if key not in _NOT_COPIED:
@@ -242,7 +223,7 @@ class DeploymentController:
         annotations = updated["metadata"].setdefault("annotations", {})
         want = deployment["spec"]["replicas"]
         annotations[DESIRED_REPLICAS] = str(want)
-        annotations[MAX_REPLICAS] = str(want + _max_surge(deployment["spec"]))
+        annotations[MAX_REPLICAS] = str(want + max_surge(deployment["spec"]))
         self._store.write(REPLICASETS, updated)
 
     def _clean_up_history(self, deployment: JSON, current: JSON | None) -> None:
@@ -255,7 +236,7 @@ class DeploymentController:
                 for rs in self._owned(deployment)
                 if rs["metadata"]["uid"] != current_uid and rs["spec"].get("replicas", 0) == 0
             ),
-            key=_revision,
+            key=revision_of,
         )
         for replica_set in old[: max(len(old) - limit, 0)]:
             metadata = replica_set["metadata"]
@@ -289,7 +270,7 @@ class DeploymentController:
         updated = copy.deepcopy(deployment)
         if current is not None:
             annotations = updated["metadata"].setdefault("annotations", {})
-            annotations[REVISION] = str(_revision(current))
+            annotations[REVISION] = str(revision_of(current))
         updated["status"] = self._deployment_status(deployment, current, owned)
         self._store.write(DEPLOYMENTS, updated)
 
@@ -311,7 +292,7 @@ class DeploymentController:
         )
         status: dict[str, JSON] = {"observedGeneration": deployment["metadata"]["generation"]}
         status |= {key: value for key, value in counts.items() if value}
-        is_available = counts["availableReplicas"] >= want - _max_unavailable(spec)
+        is_available = counts["availableReplicas"] >= want - max_unavailable(spec)
         is_complete = all(counts[k] == want for k in ("updatedReplicas", "replicas"))
         is_complete = is_complete and counts["availableReplicas"] == want
         previous = {c["type"]: c for c in old_status.get("conditions") or []}
@@ -373,73 +354,3 @@ class DeploymentController:
             "reason": reason,
             "message": message,
         }
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def controller_reference(obj: JSON) -> JSON | None:
-    references = obj["metadata"].get("ownerReferences") or []
-    return next((ref for ref in references if ref.get("controller")), None)
-
-
-def _controller_uid(obj: JSON) -> str | None:
-    reference = controller_reference(obj)
-    return None if reference is None else reference.get("uid")
-
-
-def owner_reference(owner: JSON) -> JSON:
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _revision(replica_set: JSON) -> int:
-    value = (replica_set["metadata"].get("annotations") or {}).get(REVISION, "0")
-    return int(value) if str(value).isdigit() else 0
-
-
-def _with_status(obj: JSON, **fields: JSON) -> JSON:
-    return {**obj, "status": {**(obj.get("status") or {}), **fields}}
-
-
-def _template_hash(template: JSON, collisions: int) -> str:
-    """FNV-1a of the template, encoded like ComputeHash + SafeEncodeString (e.g. 7c5ddbdf54)."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":"))
-    if collisions:
-        data += str(collisions)
-    value = 0x811C9DC5
-    for byte in data.encode():
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return "".join(_HASH_ALPHABET[ord(c) % len(_HASH_ALPHABET)] for c in str(value))
-
-
-def _scaled(value: JSON, replicas: int, *, round_up: bool) -> int:
-    """An int-or-percent like maxSurge "25%" as a number of pods."""
-    if isinstance(value, str) and value.endswith("%"):
-        exact = int(value[:-1]) * replicas / 100
-        return math.ceil(exact) if round_up else math.floor(exact)
-    return int(str(value))
-
-
-def _max_surge(spec: JSON) -> int:
-    rolling = (spec.get("strategy") or {}).get("rollingUpdate")
-    if rolling is None:
-        return 0
-    return _scaled(rolling.get("maxSurge", "25%"), spec["replicas"], round_up=True)
-
-
-def _max_unavailable(spec: JSON) -> int:
-    rolling = (spec.get("strategy") or {}).get("rollingUpdate")
-    replicas: int = spec["replicas"]
-    if rolling is None or replicas == 0:
-        return 0
-    unavailable = _scaled(rolling.get("maxUnavailable", "25%"), replicas, round_up=False)
-    if unavailable == 0 and _max_surge(spec) == 0:
-        unavailable = 1  # the API forbids both zero; the controller treats it as 1
-    return min(unavailable, replicas)

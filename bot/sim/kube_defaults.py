@@ -1,4 +1,4 @@
-"""What the API server fills in and refuses: defaulting and (a little) validation.
+"""What the API server fills in: defaulting (validation is in `kube_validation`).
 
 Defaults matter more than they look: the deployment controller decides "same template?" by
 comparing pod templates, so a template a client sends back without defaults (kubectl rollout
@@ -7,17 +7,15 @@ undo strips pod-template-hash and nothing else) must come out equal to the store
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
 
-from bot.sim.kube_schema import KubeError, ResourceType, requirements_of
+from bot.sim.kube_quantity import canonical_quantity
+from bot.sim.kube_schema import ResourceType
 
-__all__ = ["POD_TEMPLATE_HASH", "apply_defaults", "template_without_hash", "validate"]
+__all__ = ["POD_TEMPLATE_HASH", "apply_defaults", "same_template", "template_without_hash"]
 
 JSON = Any
 POD_TEMPLATE_HASH = "pod-template-hash"
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def template_without_hash(template: JSON) -> JSON:
@@ -29,6 +27,28 @@ def template_without_hash(template: JSON) -> JSON:
     else:
         metadata.pop("labels", None)
     return {**(template or {}), "metadata": metadata}
+
+
+def same_template(first: JSON, second: JSON) -> bool:
+    """Whether two pod templates are the same to the deployment controller: pod-template-hash
+    aside, compared as values (EqualIgnoreHash on the decoded structs), so that `null`, empty
+    lists and maps, and `0.5` against `500m` make no difference."""
+    same: bool = _semantic(template_without_hash(first)) == _semantic(template_without_hash(second))
+    return same
+
+
+def _semantic(value: JSON, key: str = "") -> JSON:
+    if isinstance(value, dict):
+        if key in _QUANTITY_MAPS:
+            return {k: canonical_quantity(v) or v for k, v in value.items() if v is not None}
+        pruned = {k: _semantic(v, k) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_semantic(item) for item in value]
+    return value
+
+
+_QUANTITY_MAPS = frozenset({"limits", "requests", "overhead"})
 
 
 def apply_defaults(rt: ResourceType, obj: JSON, *, cluster_ip: str) -> None:
@@ -121,56 +141,3 @@ def _default_service(spec: JSON, cluster_ip: str) -> None:
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))
-
-
-def validate(rt: ResourceType, obj: JSON, old: JSON | None) -> None:
-    """The few validation rules that catch real client bugs; raises 422 Invalid."""
-    name = obj["metadata"].get("name", "")
-    errors: list[tuple[str, str]] = []
-    if not name:
-        errors.append(("metadata.name", "Required value: name or generateName is required"))
-    elif not _NAME.match(name) or len(name) > 253:
-        errors.append(
-            (
-                "metadata.name",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower '
-                "case alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character",
-            )
-        )
-    if rt.kind in ("Deployment", "ReplicaSet"):
-        errors += _selector_errors(obj["spec"], (old or {}).get("spec"), rt.kind == "Deployment")
-    if errors:
-        raise KubeError.invalid(rt, name, errors)
-
-
-def _selector_errors(
-    spec: JSON, old_spec: JSON | None, is_immutable: bool
-) -> list[tuple[str, str]]:
-    selector = spec.get("selector")
-    if not selector or not requirements_of(selector):
-        return [("spec.selector", "Required value")]
-    errors = []
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    if not all(req.matches(labels) for req in requirements_of(selector)):
-        errors.append(
-            (
-                "spec.template.metadata.labels",
-                f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`",
-            )
-        )
-    if is_immutable and old_spec is not None and old_spec.get("selector") != selector:
-        errors.append(
-            ("spec.selector", f"Invalid value: {_go_selector(selector)}: field is immutable")
-        )
-    return errors
-
-
-def _go_map(labels: Mapping[str, str]) -> str:
-    """Labels printed like Go's %#v of a map[string]string, as the server's message does."""
-    inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
-    return f"map[string]string{{{inner}}}"
-
-
-def _go_selector(selector: Mapping[str, JSON]) -> str:
-    return f"v1.LabelSelector{{MatchLabels:{_go_map(selector.get('matchLabels') or {})}}}"

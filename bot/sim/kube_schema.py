@@ -152,6 +152,11 @@ class KubeError(Exception):
         return cls(404, "NotFound", f'{rt.qualified} "{name}" not found', cls._details(rt, name))
 
     @classmethod
+    def no_such_resource(cls) -> KubeError:
+        """What the server answers for a group, version or resource it does not serve."""
+        return cls(404, "NotFound", "the server could not find the requested resource", {})
+
+    @classmethod
     def already_exists(cls, rt: ResourceType, name: str) -> KubeError:
         message = f'{rt.qualified} "{name}" already exists'
         return cls(409, "AlreadyExists", message, cls._details(rt, name))
@@ -168,7 +173,7 @@ class KubeError(Exception):
     def invalid(cls, rt: ResourceType, name: str, errors: list[tuple[str, str]]) -> KubeError:
         """422 from validation; `errors` are (field path, "Invalid value: …" text) pairs."""
         causes = [
-            {"reason": "FieldValueInvalid", "message": text, "field": path} for path, text in errors
+            {"reason": _cause_reason(text), "message": text, "field": path} for path, text in errors
         ]
         listed = ", ".join(f"{path}: {text}" for path, text in errors)
         if len(errors) > 1:
@@ -199,6 +204,19 @@ class KubeError(Exception):
             f"{', '.join(accepted)} (got {content_type or 'none'})"
         )
         return cls(415, "UnsupportedMediaType", message)
+
+
+def _cause_reason(text: str) -> str:
+    """The StatusCause reason of a field error, from how its message starts (field.Error)."""
+    for prefix, reason in (
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+    ):
+        if text.startswith(prefix):
+            return reason
+    return "FieldValueInvalid"
 
 
 # -- label and field selectors -------------------------------------------------------------------

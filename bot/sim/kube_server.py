@@ -1,7 +1,7 @@
-"""The REST face of the simulated API server: URL routing, verbs, lists, subresources, HTTP.
+"""The REST face of the simulated API server: URL routing, verbs, lists, subresources.
 
-`KubeRestApi.answer` turns one request into an `Answer` (or raises `KubeError`, which the caller
-turns into a Status answer). Paths follow the API server's layout:
+`KubeRestApi.answer` turns one request into an `Answer`, which `kube_http` sends (or raises
+`KubeError`, which the caller turns into a Status answer). Paths follow the API server's layout:
 
     /api/v1/namespaces[/{name}]                          Namespaces
     /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]    core/v1
@@ -19,10 +19,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from bot.sim.kube_http import Answer
 from bot.sim.kube_schema import (
     KubeError,
     ResourceType,
@@ -32,9 +32,11 @@ from bot.sim.kube_schema import (
     parse_label_selector,
 )
 from bot.sim.kube_store import MERGE_PATCH, ObjectStore, apply_patch
+from bot.sim.kube_validation import FIELD_VALIDATION, validate_scale
+from bot.sim.kube_watch import WatchRequest
 from bot.sim.kube_workloads import PODS
 
-__all__ = ["Answer", "KubeHttpServer", "KubeRestApi", "Route"]
+__all__ = ["Answer", "KubeRestApi", "Route"]
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +66,36 @@ class Route:
     subresource: str | None
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: JSON  # a str goes out as text/plain, anything else as JSON
-    headers: dict[str, str]
-
-
 class KubeRestApi:
     """Answers API requests from the store; pods come from `pods_in(namespace or None)`."""
 
-    def __init__(self, store: ObjectStore, pods_in: Callable[[str | None], list[JSON]]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        pods_in: Callable[[str | None], list[JSON]],
+        address: Callable[[], str] = lambda: "127.0.0.1:0",
+    ) -> None:
         self._store = store
         self._pods_in = pods_in
+        self._address = address
 
     def answer(
+        self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
+    ) -> Answer:
+        """One request; unknown fields dropped on the way come back as warnings."""
+        validation = _first(query, "fieldValidation") or "Warn"
+        if validation not in FIELD_VALIDATION:
+            raise KubeError.bad_request(
+                f'fieldValidation: Unsupported value: "{validation}": supported values: '
+                '"Ignore", "Warn", "Strict"'
+            )
+        self._store.field_validation, self._store.warnings = validation, []
+        answer = self._answer(method, path, query, content_type, raw)
+        warnings = tuple(dict.fromkeys(self._store.warnings))
+        self._store.warnings = []
+        return Answer(answer.status, answer.body, answer.headers, warnings)
+
+    def _answer(
         self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
     ) -> Answer:
         try:
@@ -88,9 +105,20 @@ class KubeRestApi:
             raise KubeError.bad_request(message) from error
         if path.rstrip("/") in ("/version", "/healthz", "/livez", "/readyz"):
             return Answer(200, _VERSION if path.startswith("/version") else "ok", {})
-        route = self.route(path, body.get("kind") if isinstance(body, dict) else None)
+        parts = [part for part in path.strip("/").split("/") if part]
+        document = self._store.discovery.document(parts, self._address())
+        if document is not None:
+            if method != "GET":
+                raise KubeError(405, "MethodNotAllowed", f"{method} is not allowed here")
+            return Answer(200, document, {})
+        route = self.route(path)
+        if route is None and parts[:1] in (["api"], ["apis"]):
+            raise KubeError.no_such_resource()  # an unknown group or version
         if route is None:
             return Answer(404, _NOT_FOUND_PAGE, {})
+        subresources = self._store.discovery.subresources(route.rt.group, route.rt.plural)
+        if route.subresource is not None and route.subresource not in subresources:
+            raise KubeError.no_such_resource()
         dry_run = _dry_run(query)
         if route.rt.kind == "Pod":
             return self._pods(method, route, query)
@@ -104,21 +132,23 @@ class KubeRestApi:
             return self._collection(method, route, query, body, dry_run)
         return self._item(method, route, query, content_type, body, dry_run)
 
-    def route(self, path: str, body_kind: str | None) -> Route | None:
+    def route(self, path: str) -> Route | None:
+        """The resource a path names; None for paths outside /api and /apis. A group, version
+        or resource the cluster does not serve raises the server's 404."""
         parts = [unquote(part) for part in path.strip("/").split("/")]
-        if parts[:2] == ["api", "v1"]:
-            group, version, rest = "", "v1", parts[2:]
+        if parts[:1] == ["api"] and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 4:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             return None
-        if group == "" and rest[:1] == ["namespaces"] and len(rest) <= 2:
+        if group == "" and version == "v1" and rest[:1] == ["namespaces"] and len(rest) <= 2:
             return Route(_NAMESPACES, "", rest[1] if len(rest) == 2 else None, None)
         if len(rest) == 1:
             return Route(self._store.resource(group, version, rest[0]), None, None, None)
         if rest[0] != "namespaces" or not 3 <= len(rest) <= 5:
-            return None
-        rt = self._store.resource(group, version, rest[2], body_kind)
+            raise KubeError.no_such_resource()
+        rt = self._store.resource(group, version, rest[2])
         name = rest[3] if len(rest) >= 4 else None
         return Route(rt, rest[1], name, rest[4] if len(rest) == 5 else None)
 
@@ -161,14 +191,22 @@ class KubeRestApi:
         raise KubeError.method_not_supported(rt, method.lower())
 
     def _list(self, route: Route, query: dict[str, list[str]]) -> JSON:
-        if _first(query, "watch") in ("true", "1"):
-            raise KubeError.bad_request("watch is not supported by KubeSimulator")
+        """A list, or for `watch=true` the `WatchRequest` the simulator streams events of."""
         labels = parse_label_selector(_first(query, "labelSelector") or "")
         fields = parse_field_selector(_first(query, "fieldSelector") or "")
-        if route.rt.kind == "Pod":
-            items = [p for p in self._pods_in(route.namespace) if matches(p, labels, fields)]
-        else:
-            items = self._store.list(route.rt, route.namespace, labels, fields)
+
+        def items_now() -> list[JSON]:
+            if route.rt.kind == "Pod":
+                return [p for p in self._pods_in(route.namespace) if matches(p, labels, fields)]
+            return self._store.list(route.rt, route.namespace, labels, fields)
+
+        if _first(query, "watch") in ("true", "1"):
+            return WatchRequest.parse(
+                lambda: {item["metadata"]["uid"]: item for item in items_now()},
+                _first(query, "resourceVersion"),
+                _first(query, "timeoutSeconds"),
+            )
+        items = items_now()
         metadata: dict[str, JSON] = {"resourceVersion": self._store.resource_version}
         items, metadata = _paginate(items, metadata, query)
         if route.rt.is_builtin:
@@ -207,11 +245,13 @@ class KubeRestApi:
             wanted = apply_patch(rt, scale, content_type, body)
         else:
             raise KubeError.method_not_supported(rt, method.lower())
-        if not isinstance(wanted, dict) or not isinstance(
-            (wanted.get("spec") or {}).get("replicas"), int
-        ):
-            raise KubeError.bad_request("Scale.spec.replicas must be an integer")
-        change: JSON = {"spec": {"replicas": wanted["spec"]["replicas"]}}
+        scale_type = ResourceType("autoscaling", "v1", "scale", "Scale")
+        wanted = self._store.conformed(scale_type, wanted, is_patch=method == "PATCH", name=name)
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int):
+            replicas = 0  # a Scale without spec.replicas asks for zero (int32's zero value)
+        validate_scale(scale_type, name, replicas)
+        change: JSON = {"spec": {"replicas": replicas}}
         sent_version = (wanted.get("metadata") or {}).get("resourceVersion")
         if sent_version:
             change["metadata"] = {"resourceVersion": sent_version}
@@ -274,60 +314,3 @@ def _scale_of(obj: JSON) -> JSON:
             "selector": label_selector_string(obj["spec"].get("selector")),
         },
     }
-
-
-class KubeHttpServer(ThreadingHTTPServer):
-    """127.0.0.1:<random port>; `serve(method, path, content type, body, user agent)` answers
-    each request."""
-
-    daemon_threads = True
-
-    def __init__(self, serve: Callable[[str, str, str, bytes, str], Answer]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.serve = serve
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: KubeHttpServer
-    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK stall every keep-alive answer by ~40 ms.
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server_version = "KubeSimulator/1.0"
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_PATCH(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        user_agent = self.headers.get("User-Agent") or ""
-        answer = self.server.serve(self.command, self.path, content_type, body, user_agent)
-        if isinstance(answer.body, str):
-            payload, media_type = answer.body.encode(), "text/plain; charset=utf-8"
-        else:
-            payload, media_type = json.dumps(answer.body).encode(), "application/json"
-        self.send_response(answer.status)
-        self.send_header("Content-Type", media_type)
-        self.send_header("Cache-Control", "no-cache, private")
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)

@@ -3,9 +3,10 @@
 The store holds plain JSON objects keyed by (group, plural, namespace, name) and does what the
 real API server does on every write: server-managed metadata (uid, creationTimestamp,
 resourceVersion, generation), optimistic concurrency (a stale resourceVersion → 409 Conflict),
-defaulting and a little validation, status kept apart from spec for built-in kinds, server-side
-dry run, and garbage collection of dependents on delete. It is not thread-safe: the simulator
-calls it under its one lock.
+decoding, defaulting and validation (`kube_validation`), status kept apart from spec for
+built-in kinds, server-side dry run, and garbage collection of dependents on delete. Only the
+resources `discovery` serves exist, and namespaced objects need their Namespace. It is not
+thread-safe: the simulator calls it under its one lock.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bot.sim.kube_defaults import apply_defaults, validate
+from bot.sim.kube_defaults import apply_defaults
+from bot.sim.kube_discovery import Discovery
 from bot.sim.kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from bot.sim.kube_schema import (
     FieldRequirement,
@@ -25,6 +27,7 @@ from bot.sim.kube_schema import (
     ResourceType,
     matches,
 )
+from bot.sim.kube_validation import conform, validate
 
 __all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "ObjectStore", "apply_patch"]
 
@@ -45,6 +48,7 @@ _INITIAL_STATUS: dict[str, JSON] = {
     "Service": {"loadBalancer": {}},
     "Ingress": {"loadBalancer": {}},
 }
+_NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace")
 _DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -55,7 +59,11 @@ class ObjectStore:
         self._now = now
         self._objects: dict[Key, JSON] = {}
         self._revision = 0
-        self._learned_kinds: dict[tuple[str, str], str] = {}
+        self.discovery = Discovery()
+        # Per request (the simulator sets them under its lock): ?fieldValidation= and the
+        # warnings the request earned (unknown fields dropped), sent as Warning headers.
+        self.field_validation = "Warn"
+        self.warnings: list[str] = []
         self._services_created = 0
         self._random = random.Random(0x6B756265)
         for namespace in _DEFAULT_NAMESPACES:
@@ -66,16 +74,13 @@ class ObjectStore:
         """The latest resourceVersion, as a list's metadata carries it."""
         return str(self._revision)
 
-    def resource(
-        self, group: str, version: str, plural: str, body_kind: str | None = None
-    ) -> ResourceType:
-        kind = (
-            ResourceType.known_kind(group, plural)
-            or self._learned_kinds.get((group, plural))
-            or body_kind
-            or ResourceType.guess_kind(plural)
-        )
-        return ResourceType(group, version, plural, kind)
+    def resource(self, group: str, version: str, plural: str) -> ResourceType:
+        """A served resource; anything else is the server's 404 (typos, retired versions,
+        CRDs that were not installed)."""
+        found = self.discovery.resource(group, version, plural)
+        if found is None:
+            raise KubeError.no_such_resource()
+        return found
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -115,8 +120,8 @@ class ObjectStore:
     def create(
         self, rt: ResourceType, namespace: str, body: JSON, *, dry_run: bool = False
     ) -> JSON:
-        obj = self._body_object(body)
-        metadata = obj["metadata"]
+        obj = self.conformed(rt, self._body_object(body), is_patch=False)
+        metadata = obj.setdefault("metadata", {})
         name = metadata.get("name") or self._generated_name(metadata.get("generateName"))
         if rt.is_namespaced and metadata.get("namespace") not in (None, "", namespace):
             raise KubeError.bad_request(
@@ -124,10 +129,10 @@ class ObjectStore:
                 "request"
             )
         key = self._key(rt, namespace, name)
+        if rt.is_namespaced and self._key(_NAMESPACES, "", namespace) not in self._objects:
+            raise KubeError.not_found(_NAMESPACES, namespace)
         if key in self._objects:
             raise KubeError.already_exists(rt, name)
-        if not rt.is_builtin and obj.get("kind"):
-            self._learned_kinds.setdefault((rt.group, rt.plural), obj["kind"])
         obj = self._with_identity(rt, obj)
         for server_field in ("resourceVersion", "deletionTimestamp", "managedFields"):
             metadata.pop(server_field, None)
@@ -144,8 +149,6 @@ class ObjectStore:
         validate(rt, obj, None)
         if dry_run:
             return copy.deepcopy(obj)
-        if rt.is_namespaced:
-            self.ensure_namespace(namespace)
         if rt.kind == "Service":
             self._services_created += 1
         return self._stored(key, obj)
@@ -155,7 +158,8 @@ class ObjectStore:
     ) -> JSON:
         """PUT: the whole object, guarded by its resourceVersion when it carries one."""
         old = self._require(rt, namespace, name)
-        new = self._body_object(body)
+        new = self.conformed(rt, self._body_object(body), is_patch=False)
+        new.setdefault("metadata", {})
         body_name = new["metadata"].get("name")
         if body_name and body_name != name:
             raise KubeError.bad_request(
@@ -177,6 +181,7 @@ class ObjectStore:
         patched = apply_patch(rt, self._served(rt, old), content_type, patch)
         if not isinstance(patched, dict):
             raise KubeError.bad_request("the patch did not produce an object")
+        patched = self.conformed(rt, patched, is_patch=True, name=name)
         patched.setdefault("metadata", {})["name"] = name
         return self._commit(rt, old, patched, dry_run=dry_run)
 
@@ -222,10 +227,9 @@ class ObjectStore:
         return self._stored(self._key(rt, metadata.get("namespace", ""), metadata["name"]), new)
 
     def ensure_namespace(self, namespace: str) -> None:
-        """Namespaces spring into existence on first use, like `kubectl create ns` beforehand."""
-        namespaces = self.resource("", "v1", "namespaces")
-        if self._key(namespaces, "", namespace) not in self._objects:
-            self.create(namespaces, "", {"metadata": {"name": namespace}})
+        """Create the namespace unless it exists, like `kubectl create ns` before seeding."""
+        if self._key(_NAMESPACES, "", namespace) not in self._objects:
+            self.create(_NAMESPACES, "", {"metadata": {"name": namespace}})
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -252,6 +256,13 @@ class ObjectStore:
         if "status" in obj:
             ordered["status"] = obj["status"]
         return ordered
+
+    def conformed(self, rt: ResourceType, obj: JSON, *, is_patch: bool, name: str = "") -> JSON:
+        decoded, warnings = conform(
+            rt, obj, field_validation=self.field_validation, is_patch=is_patch, name=name
+        )
+        self.warnings += warnings
+        return decoded
 
     @staticmethod
     def _body_object(body: JSON) -> JSON:

@@ -8,7 +8,7 @@ controller does.
 
 Pods are not stored: they are generated on every read from the ReplicaSets' status, named
 `<replicaset>-<5 chars>` with the template's labels (pod-template-hash included), Ready as the
-ReplicaSet's readyReplicas say, and crash-looping for a deployment set never-ready.
+ReplicaSet's readyReplicas say, and crash-looping where set never-ready.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def sim(clock: FakeClock) -> Iterator[KubeSimulator]:
     with KubeSimulator(clock=clock) as started:
+        started.seed_namespace(NS)
         yield started
 
 
@@ -156,11 +157,13 @@ def test_creating_an_existing_name_is_already_exists(
     assert body["reason"] == "AlreadyExists"
     assert body["message"] == 'deployments.apps "web" already exists'
 
-    core.create_namespaced_service(NS, client.V1Service(metadata=client.V1ObjectMeta(name="web")))
+    service = client.V1Service(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)]),
+    )
+    core.create_namespaced_service(NS, service)
     with pytest.raises(ApiException) as raised:
-        core.create_namespaced_service(
-            NS, client.V1Service(metadata=client.V1ObjectMeta(name="web"))
-        )
+        core.create_namespaced_service(NS, service)
     assert status_body(raised.value)["message"] == 'services "web" already exists'
 
 
@@ -519,6 +522,7 @@ def test_status_converges_after_the_ready_delay(
 
 def test_ready_delay_given_at_construction(clock: FakeClock) -> None:
     with KubeSimulator(clock=clock, ready_delay_seconds=5) as sim, sim.api_client() as api:
+        sim.seed_namespace(NS)
         apps = client.AppsV1Api(api)
         apps.create_namespaced_deployment(NS, deployment("web"))
         assert apps.read_namespaced_deployment("web", NS).status.available_replicas is None

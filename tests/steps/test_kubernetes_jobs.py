@@ -31,6 +31,7 @@ TEMPLATE = {
 @pytest.fixture
 def cluster(fake_time: FakeTime) -> Iterator[KubeSimulator]:
     with KubeSimulator(clock=fake_time.monotonic) as sim:
+        sim.seed_namespace(NS)  # Jobs, like any object, need their namespace to exist
         yield sim
 
 
