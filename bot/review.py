@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog, Service
+from bot.notify.blocks import plural
 from bot.review_text import changes, duration, plain, signal_value, table, took, user, when
 from storage.models import Approval, Assessment, AuditEvent, Page, Rollback, RollbackStep
 from storage.repository import Repository
@@ -103,14 +104,14 @@ def sla_verdict(facts: ReviewFacts) -> str:
     r, sla = facts.rollback, _sla_minutes(facts)
     seconds = took(r.started_at or r.created_at, r.finished_at)
     if seconds is None:
-        return f"not finished (SLA: {sla} minutes)"
+        return f"not finished (SLA: {plural(sla, 'minute')})"
     margin = sla * 60 - seconds
     verdict = (
         f"within SLA, {duration(margin)} to spare"
         if margin >= 0
         else f"**SLA breached** by {duration(-margin)}"
     )
-    return f"{duration(seconds)} (SLA: {sla} minutes) — {verdict}"
+    return f"{duration(seconds)} (SLA: {plural(sla, 'minute')}) — {verdict}"
 
 
 def _sla_minutes(facts: ReviewFacts) -> int:
