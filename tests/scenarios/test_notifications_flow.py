@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.notify.notifications import Notifier
+from bot.notify.progress import SlackProgress
 from bot.sim.slack_api import SlackSimulator
 from tests.conftest import Harness, closed_port_url
 
@@ -302,6 +303,9 @@ def test_a_permanent_refusal_is_audited_once_and_the_other_channels_still_get_it
         reason="bad deploy",
         channel_id="C0DEPLOYS",
     )
+    assert rollback.id is not None
+    progress = deps.engine.progress
+    assert isinstance(progress, SlackProgress) and progress.anchor(rollback.id)  # as the engine
     slack.inject_error("chat.postMessage", error)  # whichever channel's post comes first
     deps.due.schedule("notify.critical", "notify-critical:1", clock(), {"rollback_id": 1})
     assert deps.due.tick() == 1
@@ -385,7 +389,11 @@ def test_a_failure_is_in_the_thread_and_also_shown_in_the_channel(
     assert failure["thread_ts"] == anchor["ts"]
     assert failure["subtype"] == "thread_broadcast"  # someone must take over: the channel sees it
     call = slack.wait_for(
-        "chat.postMessage", lambda c: "Production Rollback FAILED" in str(c.params.get("text"))
+        "chat.postMessage",
+        lambda c: (
+            "Production Rollback FAILED" in str(c.params.get("text"))
+            and c.params.get("channel") == "C0DEPLOYS"
+        ),
     )
     assert call.params.get("reply_broadcast") in ("1", True, "true")
 
