@@ -158,9 +158,11 @@ class Notifier:
         """The rollback with its incident channel created (the opening fills it in later); as
         it was when Slack refuses: the notice then goes out without the link."""
         assert rollback.id is not None
+        fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+        if fresh.incident_channel_id:  # without waiting for the lock the opening holds
+            return fresh
         try:
-            with self.channels.lock_for(rollback.id):
-                self.channels.ensure_channel(rollback)
+            self.channels.ensure_channel(rollback)
         except Exception as exc:  # the notice must not wait for the channel
             log.warning("rollback #%s: incident channel not created yet: %r", rollback.id, exc)
         return self.deps.repo.get_rollback(rollback.id) or rollback
