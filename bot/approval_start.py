@@ -21,7 +21,7 @@ from bot.assessor import assess_service, store_assessment
 from bot.catalog import Service
 from bot.engine import started_work
 from bot.notify import approval_blocks
-from bot.notify.blocks import escape_keeping_mentions
+from bot.notify.blocks import escape_keeping_mentions, status_sentence
 from bot.preflight import Refusal, check
 from bot.rollback import policy
 from bot.rollback.assess import Decision
@@ -260,9 +260,7 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
             False,
         )
     if r.status != "approved":
-        return Answer(
-            f"Rollback #{rollback_id} is {r.status.replace('_', ' ')}; nothing to confirm."
-        )
+        return Answer(f"{status_sentence(rollback_id, r.status)}; nothing to confirm.")
     deadline = deps.repo.get_work(confirm_key(rollback_id))
     if run and deadline is not None and deadline.due_at <= deps.clock():
         return Answer(  # the expiry item has not run yet, but the time to decide is over

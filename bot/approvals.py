@@ -23,7 +23,7 @@ from bot.catalog import Service
 from bot.due import RetryLater
 from bot.engine import Engine
 from bot.notify import approval_blocks
-from bot.notify.blocks import escape, escape_keeping_mentions
+from bot.notify.blocks import escape, escape_keeping_mentions, plural, status_verb
 from bot.rollback import policy
 from bot.rollback.command import local_time
 from bot.rollback.plan import Plan
@@ -190,9 +190,26 @@ def post_due(deps: Deps, item: DueWork) -> None:
         rollback_id, service.channel, str(resp["ts"]), plan_summary
     )
     audit(deps, "approval.posted", posted, None)
+    if approval_blocks.reason_is_cut(r.reason):  # the message shows its start: the whole here
+        _post_whole_reason(deps, service.channel, str(resp["ts"]), r)
     # a vote that came in before the ts was stored could not edit the message: show it now
     if posted.status != r.status or deps.repo.list_approvals(rollback_id):
         refresh_request(deps, rollback_id)
+
+
+def _post_whole_reason(deps: Deps, channel: str, ts: str, r: Rollback) -> None:
+    from bot.notify.blocks import escape
+    from bot.notify.limits import message_text
+
+    try:
+        deps.slack.chat_postMessage(
+            channel=channel,
+            thread_ts=ts,
+            text=message_text(f"*Reason* (whole): {escape(r.reason)}"),
+            unfurl_links=False,
+        )
+    except SlackApiError as exc:
+        log.warning("request #%s: whole reason not posted: %s", r.id, exc.response.get("error"))
 
 
 def _post_gave_up(deps: Deps, item: DueWork, error: str) -> None:
@@ -328,7 +345,8 @@ def approve(
         if not is_new_vote:
             return Answer(f"You already voted on rollback #{rollback_id}; your vote counts once.")
         missing = r.required_approvals - len(set(votes))
-        return Answer(f":white_check_mark: Approved; {missing} more approval(s) needed.")
+        more = plural(missing, "more approval")
+        return Answer(f":white_check_mark: Approved; {more} needed.")
     # Enough votes (perhaps a retry after a crash right after storing the vote): move on once.
     is_later = r.scheduled_at is not None and r.scheduled_at > now
     due_at = r.scheduled_at if is_later and r.scheduled_at is not None else now
@@ -344,7 +362,7 @@ def approve(
         refresh_request(deps, rollback_id)
         state = _status(deps, rollback_id)
         if not is_new_vote:
-            return Answer(f"You already voted on rollback #{rollback_id}; it is {state}.")
+            return Answer(f"You already voted on rollback #{rollback_id}; it {state}.")
         return Answer(f"Your approval is recorded; rollback #{rollback_id} is already {state}.")
     audit(
         deps,
@@ -419,9 +437,7 @@ def reject(
     )
     if moved is None:
         refresh_request(deps, rollback_id)
-        return Answer(
-            f"Rollback #{rollback_id} is {_status(deps, rollback_id)}; nothing to reject."
-        )
+        return Answer(f"Rollback #{rollback_id} {_status(deps, rollback_id)}; nothing to reject.")
     audit(deps, f"approval.{status}", moved, user, message_ts=message_ts, reason=reason, via=via)
     refresh_request(deps, rollback_id)
     if not is_withdrawal:
@@ -450,8 +466,9 @@ def _tell_requester_rejected(deps: Deps, r: Rollback, user: str, reason: str) ->
 
 
 def _status(deps: Deps, rollback_id: int) -> str:
+    """``has succeeded``, ``is waiting for approval``… (``is gone`` when deleted)."""
     r = deps.repo.get_rollback(rollback_id)
-    return r.status.replace("_", " ") if r else "gone"
+    return status_verb(r.status) if r else "is gone"
 
 
 def _expire(deps: Deps, r: Rollback) -> None:

@@ -231,6 +231,8 @@ class ServiceSpec(_Strict):
     channel: str | None = None
     sla_minutes: int | None = Field(default=None, gt=0)
     level: Literal[2, 3, 4] | None = None  # seed 001 operation level: SLA 30 / 15 / 10 minutes
+    # what an outage of this service costs the business, said in the critical notice (one line)
+    impact: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\n]*$")
     approval: ApprovalPolicy | None = None  # fields given here override defaults.approval
     notifications: Notifications | None = None  # fields override defaults.notifications
     templates: dict[str, str] = {}  # per-template overrides of defaults.templates

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog, Service
+from bot.notify.blocks import plural
 from bot.review_text import changes, duration, plain, signal_value, table, took, user, when
 from storage.models import Approval, Assessment, AuditEvent, Page, Rollback, RollbackStep
 from storage.repository import Repository
@@ -126,9 +127,9 @@ def sla_verdict(facts: ReviewFacts) -> str:
     r, sla = facts.rollback, _sla_minutes(facts)
     seconds = took(r.started_at or r.created_at, r.finished_at)
     if seconds is None:
-        return f"not finished (SLA: {sla} minutes)"
+        return f"not finished (SLA: {plural(sla, 'minute')})"
     margin = sla * 60 - seconds
-    minutes = f"SLA: {sla} minute{'s' if sla != 1 else ''}"
+    minutes = f"SLA: {plural(sla, 'minute')}"
     if r.status != "succeeded":  # the SLA is about restoring the service, which did not happen
         late = f"**SLA breached** by {duration(-margin)}; " if margin < 0 else ""
         return (

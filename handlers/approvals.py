@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack
@@ -12,7 +12,7 @@ from bot import approvals
 from bot.app import Deps
 from bot.catalog import Service
 from bot.notify.approval_blocks import when
-from bot.notify.blocks import escape_keeping_mentions
+from bot.notify.blocks import escape_keeping_mentions, plural
 from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
@@ -74,7 +74,7 @@ def submit_request(
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
-        f" {r.required_approvals} approval(s) in <#{service.channel}>"
+        f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
         f" {when(r.expires_at)}."
     )
@@ -152,17 +152,11 @@ def history(deps: Deps, cmd: Command, ack: Ack) -> None:
 
 def waiting_lines(deps: Deps) -> list[str]:
     """Requests waiting for approval, a confirmation or their window (for ``status``)."""
+    from handlers.rollbacks import waiting_state
+
     rows = deps.repo.list_rollbacks(statuses=("pending_approval", "approved", "scheduled"))
     lines = []
     for r in reversed(rows):
-        service = deps.catalog.get(r.service)
-        tz = service.tz if service else UTC
-        if r.status == "scheduled" and r.scheduled_at is not None:
-            state = f"scheduled for {local_time(r.scheduled_at, tz)}"
-        elif r.status == "pending_approval" and r.expires_at is not None:
-            window = f", window {local_time(r.scheduled_at, tz)}" if r.scheduled_at else ""
-            state = f"waiting for approval until {when(r.expires_at)}{window}"
-        else:
-            state = "approved, starting"
+        state = waiting_state(deps, r)
         lines.append(f"• #{r.id} *{r.service}* {state} — requested by <@{r.requested_by}>")
     return lines

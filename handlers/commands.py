@@ -52,7 +52,12 @@ def register(app: App, deps: Deps) -> None:
         try:
             cmd = parse_command(command.get("text", ""))
         except UsageError as exc:
-            text, bl = blocks.usage_message(f"{exc}.")
+            if exc.suggestion is not None:  # a typo: the one word meant, not the whole grammar
+                text, bl = blocks.notice(
+                    f":x: {blocks.escape(str(exc))} (`/rollback help` lists every command.)"
+                )
+            else:
+                text, bl = blocks.usage_message(f"{exc}.")
             ack(text=text, blocks=bl, response_type="ephemeral")
             return
         if cmd.verb == "help":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -10,14 +11,16 @@ from slack_bolt import Ack, Respond
 from bot.app import Deps
 from bot.catalog import PlanError, Service
 from bot.engine import Engine, started_work
-from bot.notify import blocks
+from bot.notify import blocks, limits
+from bot.notify.approval_blocks import when
 from bot.notify.blocks import escape
 from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
-from bot.rollback.command import Command
+from bot.rollback.command import Command, local_time
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from handlers.errors import tell_on_error
+from storage.models import Rollback
 from storage.repository import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -214,13 +217,47 @@ def _forced(plan: Plan) -> Plan:
     return replace(plan, steps=steps)
 
 
-def _link(deps: Deps, rollback_id: int) -> str:
-    """A link to the progress message, built locally: no Slack call on the ack path."""
+def _progress_url(deps: Deps, rollback_id: int) -> str | None:
+    """The progress message's address, built locally: no Slack call on the ack path."""
     rollback = deps.repo.get_rollback(rollback_id)
     if rollback is None or not rollback.progress_ts or not rollback.channel_id:
-        return ""
-    url = blocks.message_link(deps.slack_team_url, rollback.channel_id, rollback.progress_ts)
-    return f" (<{url}|progress>)"
+        return None
+    return blocks.message_link(deps.slack_team_url, rollback.channel_id, rollback.progress_ts)
+
+
+def _link(deps: Deps, rollback_id: int) -> str:
+    url = _progress_url(deps, rollback_id)
+    return f" (<{url}|progress>)" if url else ""
+
+
+def waiting_state(deps: Deps, r: Rollback) -> str:
+    """What a request that has not started waits for, true for each status."""
+    from bot.approval_start import confirm_key
+
+    service = deps.catalog.get(r.service)
+    tz = service.tz if service else UTC
+    if r.status == "scheduled" and r.scheduled_at is not None:
+        return f"approved, scheduled for {local_time(r.scheduled_at, tz)}"
+    if r.status == "pending_approval":
+        assert r.id is not None
+        votes = sum(1 for a in deps.repo.list_approvals(r.id) if a.decision == "approve")
+        state = f"waiting for approval ({votes} of {r.required_approvals})"
+        if r.expires_at is not None:
+            state += f" until {when(r.expires_at)}"
+        if r.scheduled_at is not None:
+            state += f", window {local_time(r.scheduled_at, tz)}"
+        return state
+    if r.status == "approved":
+        assert r.id is not None
+        question = deps.repo.get_work(confirm_key(r.id))
+        if question is not None and question.status in ("pending", "claimed"):
+            return (
+                "approved, but a fresh assessment says the service looks healthy: waiting for"
+                f" an approver to press *Run anyway* or *Cancel rollback* (until"
+                f" {when(question.due_at)})"
+            )
+        return "approved, starting after a fresh assessment"
+    return blocks.status_words(r.status)
 
 
 def _dry_run(
@@ -270,11 +307,18 @@ def status(deps: Deps, cmd: Command, ack: Ack) -> None:
     for r in rows:
         assert r.id is not None
         service = deps.catalog.get(r.service)
+        url = _progress_url(deps, r.id)
+        is_waiting = r.status in ("pending_approval", "approved", "scheduled")
+        state = waiting_state(deps, r) if is_waiting else None
         text, bl = blocks.progress_message(
             r,
             deps.repo.list_steps(r.id),
             sla_minutes=service.sla_minutes if service else 15,
             now=deps.clock(),
+            more=limits.link(url) if url else None,
+            state_note=f":hourglass_flowing_sand: {state[:1].upper()}{state[1:]}."
+            if state
+            else None,
         )
         link = _link(deps, r.id)
         texts.append(text + link)
@@ -286,7 +330,10 @@ def status(deps: Deps, cmd: Command, ack: Ack) -> None:
         all_blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(section)}}
         )
-    ack(text="\n".join(texts), blocks=all_blocks[-49:], response_type="ephemeral")
+    if all_blocks and all_blocks[-1]["type"] == "divider":
+        all_blocks.pop()
+    text, fitted = limits.fit_message("\n".join(texts), all_blocks)
+    ack(text=text, blocks=fitted, response_type="ephemeral")
 
 
 def _waiting_section(lines: list[str]) -> list[str]:
@@ -326,7 +373,7 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
         cmd.rollback_id, "aborting", deps.clock(), error=aborted_by, expected=("running",)
     )
     if moved is None:
-        _say(ack, f"Rollback #{cmd.rollback_id} is {rollback.status}; nothing to abort.")
+        _say(ack, f"{blocks.status_sentence(cmd.rollback_id, rollback.status)}; nothing to abort.")
         return
     deps.repo.add_audit_event(
         "rollback.abort_requested",

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bot.notify.blocks import button, escape, escape_keeping_mentions
+from bot.notify import limits
+from bot.notify.blocks import (
+    FREE_TEXT_CHARS,
+    button,
+    context,
+    free_text,
+    header,
+    section,
+)
 from bot.rollback.command import local_time
 from storage.models import Approval, Assessment, Rollback
 
@@ -22,6 +30,8 @@ CONFIRM_RUN_ACTION = "start_confirm_run"
 CONFIRM_CANCEL_ACTION = "start_confirm_cancel"
 PLAN_VIEW = "plan_rollback_modal"
 REJECT_VIEW = "reject_rollback_modal"
+
+REASON_IN_THREAD = "_(the whole reason is in this message's thread)_"
 
 STATUS_LINES = {
     "pending_approval": ":hourglass_flowing_sand: Waiting for approval",
@@ -46,7 +56,7 @@ def _vote_line(v: Approval) -> str:
     via = "" if v.via == "button" else f" (via {v.via})"
     if v.decision == "approve":
         return f":white_check_mark: Approved by <@{v.user_id}> at {when(v.created_at)}{via}"
-    reason = f": {escape(v.reason)}" if v.reason else ""
+    reason = f": {free_text(v.reason)}" if v.reason else ""
     return f":no_entry: Rejected by <@{v.user_id}> at {when(v.created_at)}{via}{reason}"
 
 
@@ -71,18 +81,25 @@ def request_message(
     two_person_rule: bool,
     note: str | None = None,
     tz: tzinfo = UTC,
+    more: str | None = REASON_IN_THREAD,
 ) -> tuple[str, list[Block]]:
-    """The approval request: what will change, why, who asked, the votes and the buttons."""
+    """The approval request: what will change, why, who asked, the votes and the buttons.
+    A reason too long to show whole is cut, with ``more`` saying where it can be read."""
     assert r.id is not None
     approved = sum(1 for v in approvals if v.decision == "approve")
     status = STATUS_LINES.get(r.status, r.status)
     if r.status == "scheduled" and r.scheduled_at is not None:
         status += f" for {local_time(r.scheduled_at, tz)}"
     if r.error and r.status in ("expired", "cancelled", "failed"):
-        status += f": {escape_keeping_mentions(r.error)}"
+        error = free_text(r.error, keep_mentions=True)
+        word = r.status if r.status != "failed" else ""
+        if word and error.lower().startswith(word):  # not "Cancelled: cancelled by <@U…>"
+            status = f"{status.split(' ', 1)[0]} {error[:1].upper()}{error[1:]}"
+        else:
+            status += f": {error}"
     facts = [
         f"*Requested by* <@{r.requested_by}> at {when(r.created_at)}",
-        f"*Reason* {escape(r.reason) or '_none given_'}",
+        f"*Reason* {free_text(r.reason, more) or '_none given_'}",
         f"*Strategy* {r.strategy}"
         + (f" · *target revision* {r.target_revision}" if r.target_revision else ""),
         f"*Window* {local_time(r.scheduled_at, tz)}"
@@ -94,25 +111,17 @@ def request_message(
     if r.expires_at is not None and r.status == "pending_approval":
         facts.append(f"*Expires* {when(r.expires_at)}")
     blocks: list[Block] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": f"Rollback request #{r.id} — {r.service}"},
-        },
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": assessment_line(assessment)}},
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*What will change*\n{plan_summary}"[:2900]},
-        },
+        header(f"Rollback request #{r.id} — {r.service}"),
+        section("\n".join(facts)),
+        section(assessment_line(assessment)),
+        section(f"*What will change*\n{plan_summary}"),
     ]
     votes = [_vote_line(v) for v in approvals]
     if votes:
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(votes)}]}
-        )
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{status}*"}})
+        blocks.append(context("\n".join(votes)))
+    blocks.append(section(f"*{status}*"))
     if note:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        blocks.append(context(note))
     if r.status == "pending_approval":
         value = str(r.id)
         blocks.append(
@@ -126,7 +135,12 @@ def request_message(
             }
         )
     text = f"Rollback request #{r.id} of {r.service}: {status} ({approved}/{r.required_approvals})"
-    return text, blocks
+    return limits.fit_message(text, blocks, more=more)
+
+
+def reason_is_cut(reason: str) -> bool:
+    """The request message shows only part of this reason: its thread gets the whole."""
+    return len(reason) > FREE_TEXT_CHARS
 
 
 def assessment_buttons(service: str, assessment_id: int, *, offer_run_now: bool) -> Block:
@@ -135,16 +149,20 @@ def assessment_buttons(service: str, assessment_id: int, *, offer_run_now: bool)
     elements = [button("Plan rollback", PLAN_ACTION, value)]
     if offer_run_now:
         elements.append(button("Roll back now", RUN_NOW_ACTION, value, "danger"))
-    return {"type": "actions", "block_id": f"assessment_{assessment_id}", "elements": elements}
+    return limits.fit_block(
+        {"type": "actions", "block_id": f"assessment_{assessment_id}", "elements": elements}
+    )
 
 
 def assess_again_button(service: str) -> Block:
     """Under a refusal of a stale assessment's button: the fresh assessment it asks for."""
-    return {
-        "type": "actions",
-        "block_id": f"assess_again_{service}",
-        "elements": [button("Assess again", ASSESS_AGAIN_ACTION, service, "primary")],
-    }
+    return limits.fit_block(
+        {
+            "type": "actions",
+            "block_id": f"assess_again_{service}",
+            "elements": [button("Assess again", ASSESS_AGAIN_ACTION, service, "primary")],
+        }
+    )
 
 
 def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: bool) -> Block:
@@ -160,56 +178,60 @@ def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: b
 
 def plan_modal(service: str, assessment_id: int | None, timezone: str = "UTC") -> Block:
     """The "Plan rollback" modal: reason, target revision, optional window."""
-    return {
-        "type": "modal",
-        "callback_id": PLAN_VIEW,
-        "private_metadata": f"{service}:{assessment_id or ''}",
-        "title": {"type": "plain_text", "text": "Plan a rollback"},
-        "submit": {"type": "plain_text", "text": "Request approval"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"Planned rollback of *{service}*."},
-            },
-            _input("reason", "Reason", "Why roll back?", optional=False, multiline=True),
-            _input(
-                "target",
-                "Target revision",
-                "Empty: the previous one",
-                optional=True,
-                multiline=False,
-            ),
-            _input(
-                "window",
-                "Window",
-                f"Empty: as soon as approved. HH:MM ({timezone}) or ISO 8601",
-                optional=True,
-                multiline=False,
-            ),
-        ],
-    }
+    return limits.fit_view(
+        {
+            "type": "modal",
+            "callback_id": PLAN_VIEW,
+            "private_metadata": f"{service}:{assessment_id or ''}",
+            "title": {"type": "plain_text", "text": "Plan a rollback"},
+            "submit": {"type": "plain_text", "text": "Request approval"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"Planned rollback of *{service}*."},
+                },
+                _input("reason", "Reason", "Why roll back?", optional=False, multiline=True),
+                _input(
+                    "target",
+                    "Target revision",
+                    "Empty: the previous one",
+                    optional=True,
+                    multiline=False,
+                ),
+                _input(
+                    "window",
+                    "Window",
+                    f"Empty: as soon as approved. HH:MM ({timezone}) or ISO 8601",
+                    optional=True,
+                    multiline=False,
+                ),
+            ],
+        }
+    )
 
 
 def reject_modal(rollback_id: int, service: str) -> Block:
-    return {
-        "type": "modal",
-        "callback_id": REJECT_VIEW,
-        "private_metadata": str(rollback_id),
-        "title": {"type": "plain_text", "text": "Reject the rollback"},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"Reject rollback request #{rollback_id} of *{service}*.",
+    return limits.fit_view(
+        {
+            "type": "modal",
+            "callback_id": REJECT_VIEW,
+            "private_metadata": str(rollback_id),
+            "title": {"type": "plain_text", "text": "Reject the rollback"},
+            "submit": {"type": "plain_text", "text": "Reject"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"Reject rollback request #{rollback_id} of *{service}*.",
+                    },
                 },
-            },
-            _input("reason", "Reason", "Told to the requester", optional=False, multiline=True),
-        ],
-    }
+                _input("reason", "Reason", "Told to the requester", optional=False, multiline=True),
+            ],
+        }
+    )
 
 
 def confirm_start_message(r: Rollback, decision_line: str) -> tuple[str, list[Block]]:
@@ -220,8 +242,8 @@ def confirm_start_message(r: Rollback, decision_line: str) -> tuple[str, list[Bl
         f" says {decision_line}. Run it anyway?"
     )
     value = str(r.id)
-    return text, [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+    return limits.message_text(text), [
+        section(text),
         {
             "type": "actions",
             "block_id": f"confirm_{r.id}",

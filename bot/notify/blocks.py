@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
-from bot.rollback.command import USAGE
+from bot.rollback.command import USAGE, closest
 
 Block = dict[str, Any]
 
@@ -45,21 +46,49 @@ def message_link(team_url: str, channel: str, ts: str) -> str:
     return f"{team_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
 
-def section(text: str) -> Block:
-    """A mrkdwn section (Slack refuses more than 3,000 characters)."""
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+# Free text a person wrote (a reason) or a system reported (an error) is shown up to this many
+# characters in a message; the rest is behind a pointer (see bot/notify/limits.py).
+FREE_TEXT_CHARS = 1500
 
 
-def context(*texts: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t[:3000]} for t in texts]}
+def free_text(text: str, more: str | None = None, *, keep_mentions: bool = False) -> str:
+    """Free text escaped for mrkdwn and cut to FREE_TEXT_CHARS, with "…" and ``more`` (where
+    the whole text is) when cut. ``keep_mentions``: see `escape_keeping_mentions`."""
+    shown = limits.clip_plain(text, FREE_TEXT_CHARS)
+    escaped = escape_keeping_mentions(shown) if keep_mentions else escape(shown)
+    return f"{escaped} {more}" if more and shown != text else escaped
+
+
+def section(text: str, more: str | None = None) -> Block:
+    """A mrkdwn section, cut to Slack's 3,000 characters (``more``: where the rest is)."""
+    return {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": limits.clip(text or " ", limits.SECTION_TEXT, more)},
+    }
+
+
+def header(text: str) -> Block:
+    """A header (plain text, at most 150 characters)."""
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": limits.clip_plain(text, limits.HEADER_TEXT)},
+    }
+
+
+def context(*texts: str, more: str | None = None) -> Block:
+    """A context line of up to 10 mrkdwn texts, each cut to Slack's 3,000 characters."""
+    return limits.fit_block(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": t or " "} for t in texts]},
+        more,
+    )
 
 
 def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
     element: Block = {
         "type": "button",
-        "text": {"type": "plain_text", "text": text},
+        "text": {"type": "plain_text", "text": limits.clip_plain(text, limits.BUTTON_TEXT)},
         "action_id": action_id,
-        "value": value,
+        "value": value[: limits.BUTTON_VALUE],
     }
     if style:
         element["style"] = style
@@ -79,7 +108,9 @@ def _signal_line(r: SignalResult) -> str:
     note = f" ({escape(r.note)})" if r.note else ""
     head = f"{icon[fired.level] if fired else ':large_green_circle:'} *{r.label}* — {r.shown}{note}"
     rows = " · ".join(
-        f"*{t.level} {t.condition} → +{t.points}*" if t.is_fired else f"{t.level} {t.condition}"
+        f"*{t.level} if {t.condition} → +{t.points}*"
+        if t.is_fired
+        else f"{t.level} if {t.condition}"
         for t in r.triggers
     )
     return f"{head}\n{rows}"
@@ -95,10 +126,7 @@ def assessment_message(
         f" · total *{a.total}*"
     )
     blocks: list[Block] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": f"{a.decision.value} — {a.service}"[:150]},
-        },
+        header(f"{a.decision.value} — {a.service}"),
         section(f"{DECISION_ICONS[a.decision]} {scores}\n_{DECISION_MEANING[a.decision]}_"),
         {"type": "divider"},
         *(section(_signal_line(r)) for r in a.results),
@@ -112,25 +140,27 @@ def assessment_message(
     notes.append(f"Assessment #{assessment_id}{who} · {at:%Y-%m-%d %H:%M:%S} UTC")
     blocks.append(context(*notes))
     lines = [a.headline, *(f"{r.label}: {r.shown}" for r in a.results)]
-    return "\n".join(lines), blocks
+    return limits.fit_message("\n".join(lines), blocks)
 
 
 def usage_message(problem: str | None = None) -> tuple[str, list[Block]]:
     problem = escape(problem) if problem else None  # it quotes what the user typed
     head = f":x: {problem}" if problem else "*rollback-bot* — assess, approve and run rollbacks"
     text = f"{problem}\n\n{USAGE}" if problem else USAGE
-    return text, [section(head), section(f"```{USAGE}```")]
+    return limits.fit_message(text, [section(head), section(f"```{USAGE}```")])
 
 
 def unknown_service_message(name: str, known: Sequence[str]) -> tuple[str, list[Block]]:
     listing = ", ".join(f"`{n}`" for n in known) or "(the catalog has none)"
-    problem = f"Unknown service `{escape(name)}`. Known services: {listing}."
-    return problem, [section(f":x: {problem}")]
+    guess = closest(name, list(known))
+    hint = f" Did you mean `{guess}`?" if guess else ""
+    problem = f"Unknown service `{escape(name)}`.{hint} Known services: {listing}."
+    return limits.fit_message(problem, [section(f":x: {problem}")])
 
 
-def notice(text: str) -> tuple[str, list[Block]]:
+def notice(text: str, more: str | None = None) -> tuple[str, list[Block]]:
     """A short ephemeral notice (progress, refusal, failure) with the same text as fallback."""
-    return text, [section(text)]
+    return limits.fit_message(text, [section(text, more)], more=more)
 
 
 # --- rollback progress ------------------------------------------------------------------------
@@ -165,16 +195,85 @@ def _phase_state(statuses: list[str]) -> str:
     return "running" if "succeeded" in statuses else "pending"
 
 
+# What a rollback's status means, in words a person reads (never the stored keyword).
+STATUS_WORDS = {
+    "pending_approval": "waiting for approval",
+    "approved": "approved, not started yet",
+    "scheduled": "scheduled",
+    "running": "running",
+    "aborting": "aborting",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "aborted": "aborted",
+    "rejected": "rejected",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+_STATUS_VERBS = {
+    "pending_approval": "is waiting for approval",
+    "approved": "is approved but has not started",
+    "scheduled": "is scheduled",
+    "running": "is running",
+    "aborting": "is being aborted",
+    "succeeded": "has succeeded",
+    "failed": "has failed",
+    "aborted": "was aborted",
+    "rejected": "was rejected",
+    "expired": "has expired",
+    "cancelled": "was cancelled",
+}
+_NOT_STARTED = ("pending_approval", "approved", "scheduled", "rejected", "expired", "cancelled")
+
+
+def status_words(status: str) -> str:
+    """``pending_approval`` → ``waiting for approval`` (an unknown status is shown as is)."""
+    return STATUS_WORDS.get(status, status.replace("_", " "))
+
+
+def status_verb(status: str) -> str:
+    """``has succeeded`` / ``was cancelled`` / ``is running`` (never ``is succeeded``)."""
+    return _STATUS_VERBS.get(status, f"is {status.replace('_', ' ')}")
+
+
+def status_sentence(rollback_id: int, status: str) -> str:
+    """``Rollback #4 has succeeded`` / ``… was cancelled`` / ``… is running``."""
+    return f"Rollback #{rollback_id} {status_verb(status)}"
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 approval``, ``2 approvals``, ``1 minute``, ``15 minutes``."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _ended_how(rollback: Any) -> str:
+    """Why a request that never ran ended (its stored error reads "cancelled by <@U…>: …")."""
+    error = free_text(rollback.error or "", keep_mentions=True)
+    word = status_words(rollback.status)
+    if error.lower().startswith(word):  # "cancelled by <@U1>", not "Cancelled: cancelled by"
+        return error[:1].upper() + error[1:]
+    return word.capitalize() + (f": {error}" if error else "")
+
+
 def progress_message(
-    rollback: Any, steps: Sequence[Any], *, sla_minutes: int, now: datetime
+    rollback: Any,
+    steps: Sequence[Any],
+    *,
+    sla_minutes: int,
+    now: datetime,
+    more: str | None = None,
+    state_note: str | None = None,
 ) -> tuple[str, list[Block]]:
-    """The live progress message: phase checklist, elapsed vs SLA, target, who started it."""
+    """The live progress message: phase checklist, elapsed vs SLA, target, who started it.
+
+    Any status reads true: a request that never ran says who asked and what it waits for (or
+    how it ended), not "started by" and an SLA clock. ``more`` points to where a long reason can
+    be read whole; ``state_note`` says what a waiting request waits for (e.g. "Run anyway")."""
     from bot.rollback.plan import PHASE_TITLES, PHASES
 
+    has_started = rollback.started_at is not None or rollback.status not in _NOT_STARTED
     started = rollback.started_at or rollback.created_at
     end = rollback.finished_at or now
     elapsed = (end - started).total_seconds()
-    over = elapsed > sla_minutes * 60
     lines = []
     for phase in PHASES:
         in_phase = [s for s in steps if s.phase == phase]
@@ -188,35 +287,47 @@ def progress_message(
         (s.detail.get("undo") for s in steps if s.kind == "rollout_undo" and s.detail.get("undo")),
         None,
     )
-    facts = [f"started by <@{rollback.requested_by}>", f"strategy *{rollback.strategy}*"]
+    who = "started by" if has_started else "requested by"
+    facts = [f"{who} <@{rollback.requested_by}>", f"strategy *{rollback.strategy}*"]
     if target:
         images = ", ".join(f"{c}={i}" for c, i in target["images_after"].items())
         facts.append(f"target revision *{target['to_revision']}* ({escape(images)})")
     elif rollback.target_revision:
         facts.append(f"target revision *{escape(rollback.target_revision)}*")
-    status = rollback.status.upper()
-    title = f"Rollback #{rollback.id} of {rollback.service} — {status}"
-    sla = f"{_duration(elapsed)} of the {sla_minutes} min SLA"
-    if over:
-        sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
+    if getattr(rollback, "incident_channel_id", None):
+        facts.append(f"incident channel <#{rollback.incident_channel_id}>")
+    title = (
+        f"Rollback #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
+    )
+    reason = ""
+    if rollback.reason:
+        reason = f"\n_Reason: {free_text(rollback.reason, more)}_"
+    if has_started:
+        sla = f"Elapsed {_duration(elapsed)} of the {sla_minutes} min SLA"
+        if rollback.status not in ("running", "aborting"):
+            sla = f"Took {_duration(elapsed)} (SLA {sla_minutes} min)"
+        if elapsed > sla_minutes * 60:
+            sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
+        footer = f"{ROLLBACK_ICONS.get(rollback.status, '')} {sla}".strip()
+    elif rollback.status in ("rejected", "expired", "cancelled"):
+        footer = f"{_ended_how(rollback)} — it never ran; nothing was changed."
+    else:
+        footer = state_note or f"{status_words(rollback.status).capitalize()}; not started yet."
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        section(
-            " · ".join(facts)
-            + (f"\n_Reason: {escape(rollback.reason)}_" if rollback.reason else "")
-        ),
+        header(title),
+        section(" · ".join(facts) + reason),
         section("\n".join(lines) or "No steps."),
-        context(f"{ROLLBACK_ICONS.get(rollback.status, '')} Elapsed {sla}"),
+        context(footer),
     ]
     failed = next((s for s in steps if s.status == "failed"), None)
     if rollback.status == "failed" and failed is not None:
-        blocks.insert(
-            3, section(f":x: *{escape(failed.name)}* failed: {escape(failed.error or '')}")
-        )
+        error = free_text(failed.error or "", more)
+        blocks.insert(3, section(f":x: *{escape(failed.name)}* failed: {error}"))
     if rollback.status in ("aborting", "aborted") and rollback.error:  # who and why
-        blocks.insert(3, section(f":octagonal_sign: {escape_keeping_mentions(rollback.error)}"))
+        said = free_text(rollback.error, more, keep_mentions=True)
+        blocks.insert(3, section(f":octagonal_sign: {said}"))
     text = f"{title}: {sum(s.status == 'succeeded' for s in steps)}/{len(steps)} steps done"
-    return text, blocks
+    return limits.fit_message(text, blocks, more=more)
 
 
 MANUAL_GATE_ACTION = "manual_gate_continue"
@@ -224,7 +335,7 @@ MANUAL_GATE_ACTION = "manual_gate_continue"
 
 def manual_gate_message(prompt: str, step_id: int) -> list[Block]:
     return [
-        section(f":raised_hand: *Manual gate* — {escape(prompt)}"),
+        section(f":raised_hand: *Manual gate* — {free_text(prompt)}"),
         {
             "type": "actions",
             "block_id": f"gate-{step_id}",

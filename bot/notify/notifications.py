@@ -15,15 +15,16 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import PERMANENT_ERRORS
 from bot.catalog import Service
 from bot.due import RetryLater
-from bot.notify import template_context, templates
+from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
+from bot.notify.progress import anchor_of
 from bot.service_state import describe_service_state
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
@@ -42,6 +43,11 @@ FINISHED_KIND = "notify.finished"
 OPEN_KIND = "incident.open"
 TOPIC_KIND = "incident.topic"
 _STATE_NOTICES = ("failure_notice", "aborted_notice")
+# In the service channel every notice goes in the thread of the rollback's progress message (the
+# one top-level message of a rollback there). These ask someone to act now, so they are also
+# shown in the channel (reply_broadcast): a failure to take over, a rollback past its SLA. The
+# critical, completion and abort notices only tell what the progress message already shows.
+BROADCAST = frozenset({"failure_notice", "sla_breach"})
 
 
 def sla_key(rollback_id: int) -> str:
@@ -144,7 +150,22 @@ class Notifier:
         if loaded is None:
             return
         rollback, service = loaded
+        if service.notifications.incident_channel and rollback.id is not None:
+            rollback = self._with_incident_channel(rollback)  # so the notice can link it
         self.post(rollback, service, "critical_notice", self._notice_channels(rollback, service))
+
+    def _with_incident_channel(self, rollback: Rollback) -> Rollback:
+        """The rollback with its incident channel created (the opening fills it in later); as
+        it was when Slack refuses: the notice then goes out without the link."""
+        assert rollback.id is not None
+        fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+        if fresh.incident_channel_id:  # without waiting for the lock the opening holds
+            return fresh
+        try:
+            self.channels.ensure_channel(rollback)
+        except Exception as exc:  # the notice must not wait for the channel
+            log.warning("rollback #%s: incident channel not created yet: %r", rollback.id, exc)
+        return self.deps.repo.get_rollback(rollback.id) or rollback
 
     def on_open(self, item: DueWork) -> None:
         loaded = self._load(item)
@@ -250,16 +271,33 @@ class Notifier:
             is_sms_enabled=self.deps.settings.is_sms_enabled,
             service_state=state,
         )
-        text = templates.render(service, name, context)
-        results = list(self._pool.map(lambda c: self._send(rollback, kind, c, text), todo))
+        text = limits.message_text(templates.render(service, name, context))
+        broadcast = name in BROADCAST
+        results = list(
+            self._pool.map(
+                lambda c: self._send(
+                    rollback, kind, c, text, anchor_of(self.deps, rollback, c), broadcast
+                ),
+                todo,
+            )
+        )
         failed = [c for c, is_transient in zip(todo, results, strict=True) if is_transient]
         if failed:
             raise RetryLater(f"{name} not delivered to {', '.join(failed)} yet", RETRY_SECONDS)
 
-    def _send(self, rollback: Rollback, kind: str, channel: str, text: str) -> bool:
-        """Post once; True when it failed and is worth retrying."""
+    def _send(
+        self,
+        rollback: Rollback,
+        kind: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+    ) -> bool:
+        """Post once (in ``thread_ts``'s thread when given); True when it failed and is worth
+        retrying."""
         try:
-            resp = self._post_joining(channel, text)
+            resp = self._post_joining(channel, text, thread_ts, broadcast)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown")
             if error not in PERMANENT_ERRORS:
@@ -281,15 +319,26 @@ class Notifier:
         self._audit(rollback, kind, channel, str(resp.get("ts")), None)
         return False
 
-    def _post_joining(self, channel: str, text: str) -> dict[str, object]:
+    def _post_joining(
+        self, channel: str, text: str, thread_ts: str | None, broadcast: bool
+    ) -> dict[str, object]:
+        def post() -> Any:
+            return self.deps.slack.chat_postMessage(
+                channel=channel,
+                text=text,
+                unfurl_links=False,
+                thread_ts=thread_ts,
+                reply_broadcast=True if thread_ts and broadcast else None,
+            )
+
         try:
-            resp = self.deps.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+            resp = post()
         except SlackApiError as exc:
             if exc.response.get("error") != "not_in_channel":
                 raise
             # a public channel the bot was never added to: join it, then try once more
             self.deps.slack.conversations_join(channel=channel)
-            resp = self.deps.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+            resp = post()
         return dict(resp.data) if isinstance(resp.data, dict) else {}
 
     def _audit(

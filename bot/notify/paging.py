@@ -203,6 +203,19 @@ def post_work(
     return NewWork(POST_KIND, f"page-post:{key}", now, payload)
 
 
+def _notice_thread(deps: Deps, key: str, channel: str) -> tuple[str | None, bool]:
+    """A paging notice goes in the thread of its rollback's progress message (keys read
+    ``page-post:<rollback id>:…``); one saying nobody answered is also shown in the channel."""
+    from bot.notify.progress import anchor_of
+
+    rollback_id = key.removeprefix("page-post:").split(":", 1)[0]
+    rollback = deps.repo.get_rollback(int(rollback_id)) if rollback_id.isdigit() else None
+    if rollback is None:
+        return None, False
+    thread_ts = anchor_of(deps, rollback, channel)
+    return thread_ts, bool(thread_ts) and key.endswith(":unacknowledged")
+
+
 class Pager:
     """Runs the ladder's due work. Built by :func:`install`."""
 
@@ -305,12 +318,15 @@ class Pager:
         """``page.post``: one paging notice to Slack; raises RetryLater until Slack takes it."""
         payload, deps = item.payload, self.deps
         channel = str(payload["channel"])
+        thread_ts, broadcast = _notice_thread(deps, item.key, channel)
         try:
             answer = deps.slack.chat_postMessage(
                 channel=channel,
                 text=str(payload["text"]),
                 blocks=payload.get("blocks"),
                 unfurl_links=False,
+                thread_ts=thread_ts,
+                reply_broadcast=broadcast or None,
             )
         except Exception as exc:
             error = exc.response.get("error") if isinstance(exc, SlackApiError) else None

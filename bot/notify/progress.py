@@ -20,16 +20,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import PERMANENT_ERRORS
 from bot.catalog import Catalog
-from bot.notify.blocks import manual_gate_message, progress_message
-from storage.models import TERMINAL_STATUSES
+from bot.notify import limits
+from bot.notify.blocks import FREE_TEXT_CHARS, escape, manual_gate_message, progress_message
+from storage.models import TERMINAL_STATUSES, Rollback
 from storage.repository import Repository
+
+if TYPE_CHECKING:
+    from bot.app import Deps
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ BURST = 10
 MIN_EDIT_INTERVAL_SECONDS = 2.0
 # Answers after which no retry of the post or edit can succeed: PERMANENT_ERRORS (channel, token,
 # message content) plus chat.update's own "this message cannot be edited any more".
+# A reason or error too long for the message is cut there and read whole in the thread.
+WHOLE_IN_THREAD = "_(the whole text is in the thread)_"
 GIVE_UP_ERRORS = PERMANENT_ERRORS | {
     "message_not_found",
     "cant_update_message",
@@ -136,12 +142,22 @@ class SlackProgress:
             self.client.chat_postMessage(
                 channel=self._channel(rollback),
                 thread_ts=rollback.progress_ts,
-                text=text,
-                blocks=blocks,
+                text=limits.message_text(text),
+                blocks=limits.fit_blocks(blocks) if blocks else None,
                 unfurl_links=False,
             )
         except Exception as exc:  # Slack trouble never stops a rollback
             log.warning("rollback #%d: thread note not posted: %s", rollback_id, exc)
+
+    def anchor(self, rollback_id: int) -> str | None:
+        """The ts of the progress message, the one top-level message of a rollback in its
+        channel, posted now if it is not yet: notices about the rollback go in its thread.
+        None when Slack did not take it (the caller then posts at the top level)."""
+        rollback = self.repo.get_rollback(rollback_id)
+        if rollback is not None and rollback.progress_ts is None:
+            self._post_first(rollback_id)
+            rollback = self.repo.get_rollback(rollback_id)
+        return rollback.progress_ts if rollback is not None else None
 
     def flush(self, timeout: float) -> bool:
         """Wait until every dirty message has been edited (tests, console, shutdown)."""
@@ -167,6 +183,7 @@ class SlackProgress:
             self.repo.list_steps(rollback_id),
             sla_minutes=service.sla_minutes if service else 15,
             now=self.clock(),
+            more=WHOLE_IN_THREAD,
         )
         return rollback, text, blocks
 
@@ -188,6 +205,8 @@ class SlackProgress:
                 channel=self._channel(rollback), text=text, blocks=blocks
             )
             self.repo.set_rollback_progress_ts(rollback_id, str(resp["ts"]))
+            if len(rollback.reason or "") > FREE_TEXT_CHARS:  # the message shows only its start
+                self._send_note(rollback_id, f"*Reason* (whole): {escape(rollback.reason)}", None)
             with self._cond:  # the post counts as the first edit, for pacing and sameness
                 self._last_edit[rollback_id] = time.monotonic()
                 self._shown[rollback_id] = (text, json.dumps(blocks, sort_keys=True))
@@ -339,6 +358,23 @@ class SlackProgress:
             self._shown[rollback_id] = shown
         self._forget_if_final(rollback)
         return True
+
+
+def anchor_of(deps: Deps, rollback: Rollback, channel: str) -> str | None:
+    """Where a notice about ``rollback`` goes in ``channel``: the thread of its progress
+    message when ``channel`` is where that message is (posted now if need be), else None."""
+    if rollback.id is None or channel != (rollback.channel_id or _service_channel(deps, rollback)):
+        return None
+    progress = deps.engine.progress
+    if isinstance(progress, SlackProgress):
+        return progress.anchor(rollback.id)
+    fresh = deps.repo.get_rollback(rollback.id)
+    return fresh.progress_ts if fresh is not None else None
+
+
+def _service_channel(deps: Deps, rollback: Rollback) -> str | None:
+    service = deps.catalog.get(rollback.service)
+    return service.channel if service is not None else None
 
 
 def _give_up_error(exc: Exception) -> str | None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.catalog import Service
+from bot.notify.blocks import plural
 from bot.notify.templates import channel_link, mention
 from bot.review_text import when
 from storage.models import ACTIVE_STATUSES, Approval, Assessment, Rollback, RollbackStep
@@ -125,8 +126,9 @@ def context_from(
         "now": when(now),
         "duration": format_duration((ended - started).total_seconds()),
         "duration_minutes": round((ended - started).total_seconds() / 60, 1),
-        "estimated_downtime_minutes": service.sla_minutes,
+        "estimated_downtime_minutes": service.sla_minutes,  # kept for catalogs' own templates
         "sla_minutes": service.sla_minutes,
+        "sla": plural(service.sla_minutes, "minute"),  # "15 minutes", "1 minute"
         "update_every_minutes": f"{notifications.update_every_minutes:g}",
         "status_page_url": notifications.status_page_url,
         "review_reminder_hours": f"{service.review_reminder_hours:g}",
@@ -134,9 +136,8 @@ def context_from(
         "user_impact": "HIGH — users may see a service interruption"
         if is_critical
         else "LOW — planned rollback",
-        "business_impact": "HIGH — core business processes affected"
-        if is_critical
-        else "LOW — planned change window",
+        # the catalog's `impact:` line, or None (the default templates then leave it out)
+        "business_impact": service.spec.impact,
         "data_impact": "AT RISK — the plan changes the database; verify data integrity"
         if has_database
         else "MINIMAL — the plan does not touch the database",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from dataclasses import dataclass
@@ -30,11 +31,23 @@ VERBS = (
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
+_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force"})
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
 class UsageError(ValueError):
-    """The text does not follow the grammar; the message says what was wrong."""
+    """The text does not follow the grammar; the message says what was wrong. ``suggestion``:
+    what was probably meant (a typo's nearest word), which makes the whole grammar needless."""
+
+    def __init__(self, message: str, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.suggestion = suggestion
+
+
+def closest(word: str, known: tuple[str, ...] | list[str] | set[str]) -> str | None:
+    """The known word nearest to a typo (``asess`` → ``assess``), or None when none is close."""
+    found = difflib.get_close_matches(word.lower(), sorted(known), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ def parse_command(text: str) -> Command:
         return Command("help")
     verb, args = tokens[0].lower(), tokens[1:]
     if verb not in VERBS:
+        if (guess := closest(verb, VERBS)) is not None:
+            raise UsageError(f"unknown subcommand `{verb}`: did you mean `{guess}`?", guess)
         raise UsageError(f"unknown subcommand `{verb}`")
     if verb == "help":
         return Command("help")
@@ -121,7 +136,11 @@ def _service_command(verb: str, args: list[str]) -> Command:
         token = rest[i]
         if token.startswith("--"):
             if token not in allowed:
-                raise UsageError(f"`{token}` is not an option of `/rollback {verb}`")
+                problem = f"`{token}` is not an option of `/rollback {verb}`"
+                is_other_verbs = token in _ALL_OPTIONS  # e.g. plan's --at: no guess, the usage
+                if not is_other_verbs and (guess := closest(token, allowed)) is not None:
+                    raise UsageError(f"{problem}: did you mean `{guess}`?", guess)
+                raise UsageError(problem)
             if token in ("--to", "--at"):
                 if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
                     raise UsageError(f"`{token}` needs a value")

@@ -97,7 +97,7 @@ def approval_refusal(
         minutes = service.approval.expiry_minutes
         return f"it expired (requests are valid for {minutes} minutes); ask for a new one"
     if request.status != "pending_approval":
-        return f"it is not waiting for approval (it is {request.status.replace('_', ' ')})"
+        return f"it is not waiting for approval (it {_status_verb(request.status)})"
     if user not in approver_ids(service, group_members):
         return f"you are not an approver of {service.name}; approvers: {who_may_approve(service)}"
     if user == request.requested_by and service.approval.two_person_rule:
@@ -116,7 +116,7 @@ def rejection_refusal(
 ) -> str | None:
     """None when ``user`` may reject (an approver) or withdraw (the requester) the request."""
     if request.status != "pending_approval":
-        return f"it is not waiting for approval (it is {request.status.replace('_', ' ')})"
+        return f"it is not waiting for approval (it {_status_verb(request.status)})"
     if user == request.requested_by or user in approver_ids(service, group_members):
         return None
     return f"only approvers of {service.name} may reject it: {who_may_approve(service)}"
@@ -125,3 +125,9 @@ def rejection_refusal(
 def is_approved(approvals: Iterable[str], required: int) -> bool:
     """Enough distinct approve votes."""
     return len(set(approvals)) >= required
+
+
+def _status_verb(status: str) -> str:
+    from bot.notify.blocks import status_verb  # it imports bot.rollback modules
+
+    return status_verb(status)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.sim.loopback import LoopbackSimulator
+from bot.sim.slack_blocks import block_errors, invalid
 from bot.sim.slack_store import Params, SlackWorkspace, is_supported
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,9 @@ class SlackSimulator(LoopbackSimulator):
         self, kind: str, name: str, params: Params, headers: dict[str, str], body: bytes
     ) -> _Answer:
         if kind == "response":
+            # Slack checks a response_url's blocks like a post's: 400 "invalid_blocks" if bad
+            if "blocks" in params and (errors := block_errors(params["blocks"])):
+                return _Answer(400, invalid("invalid_blocks", errors), {}, text="invalid_blocks")
             return _Answer(200, {"ok": True}, {}, text="ok")
         if kind == "upload":
             with self._lock:

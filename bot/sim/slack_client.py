@@ -17,6 +17,9 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from bot.sim.slack_blocks import block_errors
+from bot.sim.slack_store import MESSAGE_TEXT_LIMIT
+
 _counter = itertools.count(1)
 
 
@@ -174,4 +177,25 @@ class SlackRequester:
             secret or self.signing_secret, body, "application/x-www-form-urlencoded", timestamp
         )
         headers.update(extra_headers or {})
-        return self.http.post(self.events_url, content=body.encode(), headers=headers)
+        response = self.http.post(self.events_url, content=body.encode(), headers=headers)
+        _check_answer(response)
+        return response
+
+
+class InvalidBlocksAnswer(AssertionError):
+    """The bot answered (ack) with blocks Slack would refuse: the person would see an error
+    ("failed with the error invalid_blocks") instead of the answer."""
+
+
+def _check_answer(response: httpx.Response) -> None:
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return
+    try:
+        answer = response.json()
+    except ValueError:
+        return
+    if isinstance(answer, dict) and "blocks" in answer:
+        if errors := block_errors(answer["blocks"]):
+            raise InvalidBlocksAnswer(f"Slack would refuse this answer: {errors}")
+        if len(str(answer.get("text") or "")) > MESSAGE_TEXT_LIMIT:
+            raise InvalidBlocksAnswer("Slack would refuse this answer: msg_too_long")

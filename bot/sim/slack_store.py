@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.sim.slack_blocks import block_errors, invalid, view_errors
+
 Params = dict[str, Any]
 Handler = Callable[["SlackWorkspace", Params], Params]
 
@@ -21,14 +23,16 @@ Handler = Callable[["SlackWorkspace", Params], Params]
 _EPOCH = 1_700_000_000
 _CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
 _METHODS: dict[str, Handler] = {}
+MESSAGE_TEXT_LIMIT = 40_000  # Slack: "msg_too_long" beyond this
 
 
 class SlackError(Exception):
-    """A Slack error code such as `channel_not_found`."""
+    """A Slack error code such as `channel_not_found`, with Slack's explanations if any."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, details: list[str] | None = None) -> None:
         super().__init__(code)
         self.code = code
+        self.details = details or []
 
 
 def _method(name: str) -> Callable[[Handler], Handler]:
@@ -218,6 +222,8 @@ class SlackWorkspace:
         try:
             return {"ok": True, **_METHODS[method](self, params)}
         except SlackError as error:
+            if error.details:
+                return invalid(error.code, error.details)
             return {"ok": False, "error": error.code}
 
     # -- auth, chat ------------------------------------------------------------------------------
@@ -235,7 +241,15 @@ class SlackWorkspace:
         }
 
     def _message_fields(self, params: Params) -> Params:
-        return {k: params[k] for k in ("text", "blocks", "attachments", "metadata") if k in params}
+        """The message parts of a post or edit, refused as Slack refuses them: blocks beyond
+        Block Kit's limits (``invalid_blocks``), text over 40,000 characters."""
+        keys = ("text", "blocks", "attachments", "metadata")
+        fields = {k: params[k] for k in keys if k in params}
+        if "blocks" in fields and (errors := block_errors(fields["blocks"])):
+            raise SlackError("invalid_blocks", errors)
+        if len(str(fields.get("text") or "")) > MESSAGE_TEXT_LIMIT:
+            raise SlackError("msg_too_long")
+        return fields
 
     @_method("chat.postMessage")
     def _chat_post_message(self, params: Params) -> Params:
@@ -421,6 +435,8 @@ class SlackWorkspace:
         view = _required(params, "view")
         if not isinstance(view, dict) or "type" not in view:
             raise SlackError("invalid_arguments")
+        if errors := view_errors(view):
+            raise SlackError("invalid_arguments", errors)
         stored = {"blocks": [], "private_metadata": "", "callback_id": "", **view}
         stored.update(id=view_id, team_id=self.team_id, hash=self.next_id("h"))
         stored.update(state={"values": {}}, app_id="A0SIM", bot_id=self.bot_id)

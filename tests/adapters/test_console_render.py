@@ -162,7 +162,7 @@ def test_renders_an_assessment() -> None:
     assert first == "MONITOR — CHECKOUT"
     assert "❔ Database — unknown (pg_up has no series); not counted as healthy" in shown
     assert "🔴 Error rate — 12 %" in shown
-    assert "critical > 10 % → +25 · high > 5 %" in shown
+    assert "critical if > 10 % → +25 · high if > 5 %" in shown
     assert "If the unknown signals are failing, the decision would be IMMEDIATE ROLLBACK." in shown
     assert "Assessment #7 · requested by @U0ABC · 2025-03-01 14:30:00 UTC" in shown
     for leftover in ("*", "<@", "&gt;", "&lt;", "&amp;", ":red_circle:"):

@@ -139,13 +139,13 @@ SIGNAL_LINES = [
     pytest.param(
         {Signal.ERROR_RATE: 0.12},
         "Error rate",
-        [":red_circle:", "— 12 %", "*critical > 10 % → +25*", "high > 5 %"],
+        [":red_circle:", "— 12 %", "*critical if > 10 % → +25*", "high if > 5 %"],
         id="error rate 12 % -> critical row bold with +25",
     ),
     pytest.param(
         {Signal.ERROR_RATE: 0.07},
         "Error rate",
-        [":large_orange_circle:", "— 7 %", "critical > 10 %", "*high > 5 % → +20*"],
+        [":large_orange_circle:", "— 7 %", "critical if > 10 %", "*high if > 5 % → +20*"],
         id="error rate 7 % -> high row bold with +20",
     ),
     pytest.param(
@@ -154,34 +154,34 @@ SIGNAL_LINES = [
         [
             ":large_yellow_circle:",
             "— 1.50 s",
-            "critical > 5.00 s",
-            "high > 2.00 s",
-            "*medium > 1.00 s → +10*",
+            "critical if > 5.00 s",
+            "high if > 2.00 s",
+            "*medium if > 1.00 s → +10*",
         ],
         id="latency 1.5 s -> medium row bold with +10",
     ),
     pytest.param(
         {Signal.LATENCY_P95: 0.2},
         "p95 latency",
-        [":large_green_circle:", "— 200 ms", "critical > 5.00 s", "medium > 1.00 s"],
+        [":large_green_circle:", "— 200 ms", "critical if > 5.00 s", "medium if > 1.00 s"],
         id="latency 200 ms -> green, no points",
     ),
     pytest.param(
         {Signal.HEALTH: 0},
         "Health check",
-        [":red_circle:", "— failing", "*critical fails → +30*"],
+        [":red_circle:", "— failing", "*critical if fails → +30*"],
         id="health failing -> +30",
     ),
     pytest.param(
         {Signal.DB_UP: 0},
         "Database",
-        [":red_circle:", "— unreachable", "*critical unreachable → +30*"],
+        [":red_circle:", "— unreachable", "*critical if unreachable → +30*"],
         id="database unreachable -> +30",
     ),
     pytest.param(
         {Signal.USER_SESSIONS: 0.5},
         "User sessions/min",
-        [":large_orange_circle:", "— 0.5", "*high < 1 → +15*"],
+        [":large_orange_circle:", "— 0.5", "*high if < 1 → +15*"],
         id="sessions 0.5 -> +15",
     ),
 ]
@@ -301,8 +301,8 @@ def test_every_text_fits_slack_limits() -> None:
 
 
 def test_unknown_service_message_lists_known_services() -> None:
-    text, blocks = unknown_service_message("chekout", ["checkout", "payments", "search"])
-    assert text == "Unknown service `chekout`. Known services: `checkout`, `payments`, `search`."
+    text, blocks = unknown_service_message("billing", ["checkout", "payments", "search"])
+    assert text == "Unknown service `billing`. Known services: `checkout`, `payments`, `search`."
     assert blocks == [{"type": "section", "text": {"type": "mrkdwn", "text": f":x: {text}"}}]
 
 

@@ -16,6 +16,7 @@ from bot.catalog import parse_catalog
 from bot.notify import paging
 from bot.notify.page_messages import ended_sms, sms_body, update_sms
 from bot.notify.paging import ladder_levels
+from bot.notify.progress import SlackProgress
 from bot.sim.twilio_api import SimMessage
 from storage.models import AuditEvent
 from storage.repository import NewWork, Repository
@@ -94,7 +95,9 @@ def test_level_one_is_paged_at_once_with_a_notice_in_the_channel(h: PagingHarnes
     )
     assert sms.segments == 1
     assert page.status in ("sent", "delivered") and page.twilio_sid == sms.sid
-    [notice] = h.slack.messages(CHANNEL)
+    # in the thread of the progress message (posted first, as the engine does)
+    anchor, notice = h.slack.messages(CHANNEL)
+    assert notice["thread_ts"] == anchor["ts"] and "subtype" not in notice
     assert "Paging level 1/3" in notice["text"]
     assert "Primary on-call (+1555•••0001)" in notice["text"]
     assert notice["blocks"][-1]["elements"][0]["action_id"] == "page_acknowledge"
@@ -392,13 +395,15 @@ def test_an_sms_whose_answer_was_lost_is_settled_by_its_callback_not_resent(
 def test_a_page_notice_slack_refused_is_posted_on_retry_without_a_second_sms(
     h: PagingHarness,
 ) -> None:
-    h.slack.inject_error("chat.postMessage", "internal_error")
     rid = h.new_rollback()
+    progress = h.bot.deps.engine.progress
+    assert isinstance(progress, SlackProgress) and progress.anchor(rid)  # as the engine posts it
+    h.slack.inject_error("chat.postMessage", "internal_error")
     h.start_ladder(rid)
     h.tick()
-    assert len(h.sms_to(PRIMARY)) == 1 and not h.channel_texts()
+    assert len(h.sms_to(PRIMARY)) == 1 and len(h.channel_texts()) == 1
     h.tick(seconds=5)
-    [notice] = h.slack.messages(CHANNEL)
+    [_, notice] = h.slack.messages(CHANNEL)
     assert "Paging level 1/3" in notice["text"]
     assert len(h.twilio.messages) == 1
     [page] = h.pages(rid)

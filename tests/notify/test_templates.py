@@ -3,6 +3,7 @@ check-config's file:line errors."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,16 +104,17 @@ def test_every_default_template_renders_from_a_stored_rollback(
     critical = render(repo, service, running, "critical_notice")
     assert critical.startswith(":rotating_light: *CRITICAL: Production Rollback Initiated*")
     for expected in (
-        "Estimated downtime: 15 minutes",
+        "SLA: the rollback should be done within 15 minutes",
         "Rollback coordinator: <@U0ONCALL1>",
         "User impact: HIGH",
-        "Business impact: HIGH",
         "Data impact: MINIMAL",
         "Rollback in progress — now: Health check",
         "Updates every 5 minutes",
         "Status page: https://status.example.com",
     ):
         assert expected in critical
+    assert "Business impact" not in critical  # the catalog gives none: not made up
+    assert "Estimated downtime" not in critical  # the SLA is a target, not an estimate
     update = render(repo, service, running, "incident_update")
     assert "Steps done: 2 of 3" in update and "Next update in 5 minutes" in update
     topic = render(repo, service, running, "incident_topic")
@@ -354,3 +356,33 @@ def test_the_failure_and_abort_notices_say_which_pods_run_which_release(
     )
     for name in ("failure_notice", "aborted_notice"):
         assert f"• Now: {state}" in templates.render(service, name, context)
+
+
+def test_the_critical_notice_links_the_incident_channel_and_says_the_catalog_impact(
+    repo: Repository,
+) -> None:
+    catalog = CATALOG.replace(
+        "    responders: [U0ONCALL1]\n",
+        "    responders: [U0ONCALL1]\n    impact: Customers cannot pay\n    sla_minutes: 1\n",
+    )
+    found = parse_catalog(catalog, "test.yaml").get("checkout")
+    assert found is not None
+    running = stored_rollback(repo, status="running")
+    assert running.id is not None
+    repo.set_incident_channel(running.id, "C0INCIDENT")
+    fresh = repo.get_rollback(running.id)
+    assert fresh is not None
+    critical = render(repo, found, fresh, "critical_notice")
+    assert "• Incident channel: <#C0INCIDENT>" in critical
+    assert "Team actively working on resolution in <#C0INCIDENT>" in critical
+    assert "• Business impact: Customers cannot pay" in critical
+    assert "within 1 minute\n" in critical  # not "1 minutes"
+    breach = render(repo, found, fresh, "sla_breach")
+    assert "(SLA: 1 minute)" in breach
+
+
+@pytest.mark.parametrize("impact", ["", "two\nlines", "x" * 201])
+def test_a_bad_impact_line_is_refused_by_the_catalog(impact: str) -> None:
+    catalog = CATALOG + f"    impact: {json.dumps(impact)}\n"
+    with pytest.raises(CatalogError):
+        parse_catalog(catalog, "test.yaml")

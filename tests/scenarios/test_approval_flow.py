@@ -413,7 +413,7 @@ def test_a_healthy_service_can_be_cancelled_instead(
     press(h, confirm, ab.CONFIRM_CANCEL_ACTION, "U0APPROVER1")
     settle(h)
     assert status(h) == "cancelled"
-    assert "cancelled by <@U0APPROVER1> at the start" in latest_request_text(h)  # a mention
+    assert "Cancelled by <@U0APPROVER1> at the start" in latest_request_text(h)  # a mention
 
 
 def confirmation(h: Harness) -> dict[str, Any]:
@@ -485,7 +485,7 @@ def test_a_window_starts_the_rollback_at_its_time(h: Harness, now: Now) -> None:
     settle(h)
     assert status(h) == "scheduled"
     listing = h.slash("status").json()["text"]
-    assert "#1 *checkout* scheduled for 2026-11-23 22:00 UTC" in listing
+    assert "#1 *checkout* approved, scheduled for 2026-11-23 22:00 UTC" in listing
 
     now.advance(hours=9, minutes=59)
     assert h.bot.deps.due.tick() == 0
@@ -726,7 +726,7 @@ def test_a_rejection_stored_just_before_a_crash_completes_on_retry(h: Harness) -
     assert status(h) == "rejected"
     assert "Rejected by <@U0APPROVER1>" in latest_request_text(h)
     again = h.slash("reject 1", user_id="U0APPROVER1").json()["text"]
-    assert "it is not waiting for approval (it is rejected)" in again
+    assert "it is not waiting for approval (it was rejected)" in again
 
 
 def test_abort_cancels_a_scheduled_rollback(h: Harness, now: Now) -> None:
@@ -760,7 +760,7 @@ def test_a_request_that_cannot_be_posted_is_cancelled_and_the_requester_told(h: 
 def test_a_request_slack_could_not_take_yet_is_posted_on_a_retry(h: Harness, now: Now) -> None:
     h.slack.inject("chat.postMessage", status=503, times=3)  # the client retries 2x, then gives up
     resp = h.slash("plan checkout bad deploy")
-    assert "waiting for 1 approval(s)" in resp.json()["text"]
+    assert "waiting for 1 approval in" in resp.json()["text"]
     settle(h)
     assert status(h) == "pending_approval"  # not cancelled: a 503 may pass
     work = h.bot.deps.repo.get_work("approval.post:1")
@@ -840,3 +840,67 @@ def test_approve_from_the_app_home_tab(h: Harness) -> None:
     assert status(h) == "succeeded"
     republished = h.slack.home_view("U0APPROVER1")
     assert republished is not None and "Nothing waits for you" in json.dumps(republished)
+
+
+# --- what a person reads at 3 am (issue #12) -----------------------------------------------------
+
+
+def test_a_3900_character_reason_is_posted_cut_with_the_whole_in_the_thread(h: Harness) -> None:
+    reason = "latency doubled <!channel> & carts fail " * 98  # 3,920 characters
+    h.slash(f"plan checkout {reason}")
+    message = request_message(h)  # Slack took it: before, invalid_blocks cancelled the request
+    assert status(h) == "pending_approval"
+    blocks = json.dumps(message["blocks"], ensure_ascii=False)
+    assert f"… {ab.REASON_IN_THREAD}" in blocks and "<!channel>" not in blocks
+    settle(h)
+    (whole,) = [
+        m["text"]
+        for m in h.slack.messages("C0DEPLOYS")
+        if m.get("thread_ts") == message["ts"] and "*Reason* (whole)" in m["text"]
+    ]
+    assert reason.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in whole
+
+
+def test_status_says_a_request_waits_for_run_anyway_and_a_cancelled_one_never_ran(
+    h: Harness, prometheus: PrometheusSimulator
+) -> None:
+    healthy(prometheus)
+    h.slash("plan checkout bad deploy")
+    waiting = h.slash("status checkout").json()["text"]
+    assert "WAITING FOR APPROVAL" in waiting and "PENDING_APPROVAL" not in waiting
+    press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(h)
+    h.slack.wait_for("chat.postMessage", lambda c: "Run it anyway?" in c.params["text"])
+
+    listing = h.slash("status").json()["text"]
+    assert "approved, starting" not in listing
+    assert "waiting for an approver to press *Run anyway*" in listing
+    one = json.dumps(h.slash("status checkout").json()["blocks"])
+    assert "APPROVED, NOT STARTED YET" in one and "press *Run anyway*" in one
+    assert "Elapsed" not in one and "started by" not in one
+
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Run it anyway?" in c.params["text"])
+    (confirm,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    press(h, confirm, ab.CONFIRM_CANCEL_ACTION, "U0APPROVER1")
+    settle(h)
+    ended = json.dumps(h.slash("status 1").json()["blocks"], ensure_ascii=False)
+    assert "— CANCELLED" in ended
+    assert "Cancelled by <@U0APPROVER1> at the start — it never ran" in ended
+    assert "Elapsed" not in ended and "SLA" not in ended and "started by" not in ended
+    assert "Rollback #1 was cancelled; nothing to abort." in h.slash("abort 1").json()["text"]
+
+
+def test_wording_plural_and_did_you_mean(make: Callable[..., Harness]) -> None:
+    h = make("\n    approval: {min_approvals: 2}")
+    asked = h.slash("plan checkout bad deploy").json()["text"]
+    assert "waiting for 2 approvals in" in asked
+    voted = press(h, request_message(h), ab.APPROVE_ACTION, "U0APPROVER1")
+    assert "Approved; 1 more approval needed." in voted
+
+    typo = h.slash("asess checkout").json()
+    assert "did you mean `assess`?" in typo["text"]
+    assert "/rollback plan <service>" not in typo["text"]  # not the whole grammar
+    service = h.slash("status chekout").json()["text"]
+    assert "Unknown service `chekout`. Did you mean `checkout`?" in service
+    option = h.slash("run checkout --immediat now").json()["text"]
+    assert "did you mean `--immediate`?" in option

@@ -3,6 +3,7 @@ notices, periodic updates and SLA breach, against the Slack simulator (429 and 5
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.notify.notifications import Notifier
+from bot.notify.progress import SlackProgress
 from bot.sim.slack_api import SlackSimulator
 from tests.conftest import Harness, closed_port_url
 
@@ -48,6 +50,7 @@ services:
     deployment: checkout-api
     approvers: [U0APPROVER1, {{usergroup: S0SRE}}]
     responders: [U0ONCALL1]
+    impact: Customers cannot pay
     phases:
       application: [{{kind: wait, seconds: 0, name: Apply previous version}}]
       verification: [{{kind: wait, seconds: 0, name: Verify health}}]
@@ -300,6 +303,9 @@ def test_a_permanent_refusal_is_audited_once_and_the_other_channels_still_get_it
         reason="bad deploy",
         channel_id="C0DEPLOYS",
     )
+    assert rollback.id is not None
+    progress = deps.engine.progress
+    assert isinstance(progress, SlackProgress) and progress.anchor(rollback.id)  # as the engine
     slack.inject_error("chat.postMessage", error)  # whichever channel's post comes first
     deps.due.schedule("notify.critical", "notify-critical:1", clock(), {"rollback_id": 1})
     assert deps.due.tick() == 1
@@ -322,3 +328,90 @@ def test_a_permanent_refusal_is_audited_once_and_the_other_channels_still_get_it
     assert service is not None and rollback.id == 1
     notifier.post(rollback, service, "critical_notice", channels)
     assert len(slack.calls_to("chat.postMessage")) == posts
+
+
+def top_level(slack: SlackSimulator, channel: str) -> list[dict[str, Any]]:
+    return [m for m in slack.messages(channel) if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+
+def test_the_progress_message_is_the_one_top_level_message_in_the_service_channel(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    harness.slash("run checkout --immediate bad deploy")
+    settle(harness)
+    until(lambda: with_text(slack, "C0DEPLOYS", "Production Rollback Completed"), "completion")
+
+    (anchor,) = top_level(slack, "C0DEPLOYS")  # was four: progress, critical, page, completion
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and anchor["ts"] == rollback.progress_ts
+    replies = [
+        m for m in slack.messages("C0DEPLOYS") if m is not anchor and m["ts"] != anchor["ts"]
+    ]
+    assert all(m["thread_ts"] == anchor["ts"] for m in replies)
+    assert not any(m.get("subtype") == "thread_broadcast" for m in replies)  # nothing to act on
+    (critical,) = [m["text"] for m in replies if "CRITICAL: Production Rollback" in m["text"]]
+    assert any("Production Rollback Completed" in m["text"] for m in replies)
+    # the notice links the incident channel, says what the SLA is, and the catalog's impact
+    channel_id = incident_channel(harness, 1)
+    assert f"• Incident channel: <#{channel_id}>" in critical
+    assert "• SLA: the rollback should be done within 15 minutes" in critical
+    assert "Estimated downtime" not in critical
+    assert "• Business impact: Customers cannot pay" in critical
+    assert f"incident channel <#{channel_id}>" in json.dumps(anchor["blocks"])
+    # other critical channels still get the notice at their top level
+    (elsewhere,) = [m for m in top_level(slack, "C0INCIDENTS") if "CRITICAL" in m["text"]]
+    assert f"<#{channel_id}>" in elsewhere["text"]
+
+
+def test_a_service_without_impact_gets_no_made_up_business_impact(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    harness.slash("run search --immediate stuck")
+    (critical,) = until(
+        lambda: with_text(slack, "C0DEPLOYS", "CRITICAL: Production Rollback"), "the notice"
+    )
+    assert "Business impact" not in critical
+    assert "within 12 minutes" in critical
+    harness.slash("abort 1")
+    settle(harness)
+
+
+def test_a_failure_is_in_the_thread_and_also_shown_in_the_channel(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    harness.slash("run billing --immediate payments down")
+    settle(harness)
+    until(lambda: with_text(slack, "C0DEPLOYS", "Production Rollback FAILED"), "the failure")
+    (anchor,) = top_level(slack, "C0DEPLOYS")
+    (failure,) = [
+        m for m in slack.messages("C0DEPLOYS") if "Production Rollback FAILED" in m["text"]
+    ]
+    assert failure["thread_ts"] == anchor["ts"]
+    assert failure["subtype"] == "thread_broadcast"  # someone must take over: the channel sees it
+    call = slack.wait_for(
+        "chat.postMessage",
+        lambda c: (
+            "Production Rollback FAILED" in str(c.params.get("text"))
+            and c.params.get("channel") == "C0DEPLOYS"
+        ),
+    )
+    assert call.params.get("reply_broadcast") in ("1", True, "true")
+
+
+def test_a_3900_character_reason_is_cut_in_the_progress_message_and_whole_in_its_thread(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    reason = "error rate doubled & users complain " * 108  # 3,888 characters
+    harness.slash(f"run checkout --immediate {reason}")
+    settle(harness)
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded"
+    assert rollback.progress_ts is not None  # Slack took the message
+    refused = [c for c in slack.calls if c.response.get("error") == "invalid_blocks"]
+    assert refused == []
+    (anchor,) = top_level(slack, "C0DEPLOYS")
+    assert "… _(the whole text is in the thread)_" in json.dumps(
+        anchor["blocks"], ensure_ascii=False
+    )
+    whole = until(lambda: with_text(slack, "C0DEPLOYS", "*Reason* (whole):"), "the whole reason")
+    assert reason.strip().replace("&", "&amp;") in whole[0]

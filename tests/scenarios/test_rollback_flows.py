@@ -260,7 +260,9 @@ def test_an_abort_mid_rollout_says_which_pods_run_which_release(
     )
 
     def notices() -> list[str]:
-        return [m["text"] for m in h.slack.messages("C0DEPLOYS") if "Rollback aborted" in m["text"]]
+        return [
+            m["text"] for m in h.slack.messages("C0DEPLOYS") if "*Rollback aborted*" in m["text"]
+        ]
 
     until(lambda: bool(notices()), "the aborted notice")
     assert "• Now: slow-api: revision 3 (app=a:1) 0/3 available · revision 2" in notices()[0]
