@@ -25,7 +25,7 @@ from handlers.commands import submit_claimed
 from handlers.delivery import delivery_key
 from handlers.errors import tell_on_error
 from handlers.ids import Action
-from handlers.rollbacks import start_immediate
+from handlers.rollbacks import assessment_reason, start_immediate
 
 log = logging.getLogger(__name__)
 
@@ -217,12 +217,20 @@ def _run_now(deps: Deps, body: dict[str, Any], respond: Respond) -> None:
         deps,
         service,
         user=user,
-        reason=f"from assessment #{assessment_id}" if assessment_id else "from an assessment",
+        reason=_reason_of(deps, assessment_id),
         target_revision=None,
         assessment_id=assessment_id,
         channel_id=body.get("channel", {}).get("id"),
     )
     _tell(respond, text)
+
+
+def _reason_of(deps: Deps, assessment_id: int | None) -> str:
+    """Roll back now says why with the assessment it was pressed on."""
+    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+    if found is None or found.status != "done":
+        return f"from assessment #{assessment_id}" if assessment_id else "from an assessment"
+    return assessment_reason(found)
 
 
 def _is_stale(deps: Deps, service: Service, assessment_id: int | None, respond: Respond) -> bool:

@@ -12,7 +12,7 @@ from bot import approvals
 from bot.app import Deps
 from bot.catalog import Service
 from bot.notify.approval_blocks import when
-from bot.notify.blocks import escape_keeping_mentions, plural
+from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
@@ -41,7 +41,7 @@ def submit_request(
         return (
             f":x: *{service.name}* has no approvers in the catalog, so nobody could approve a"
             " planned rollback. Add `approvers:` to its entry, or ask a responder for"
-            f" `/rollback run {service.name} --immediate`."
+            f" `/rollback run {service.name} --immediate <reason>`."
         )
     if not reason.strip():
         return f":x: Say why: `/rollback plan {service.name} [--to N] [--at HH:MM] <reason>`."
@@ -85,8 +85,8 @@ def plan(deps: Deps, cmd: Command, service: Service, command: dict[str, Any], ac
     if cmd.at is not None:
         try:
             window = parse_window(cmd.at, deps.clock(), service.tz)
-        except UsageError as exc:
-            _say(ack, f":x: {exc}.")
+        except UsageError as exc:  # it quotes what was typed: no ping, no link from it
+            _say(ack, f":x: {escape(str(exc))}.")
             return
     _say(
         ack,

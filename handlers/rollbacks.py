@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -20,7 +20,7 @@ from bot.rollback.command import Command, local_time
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from handlers.errors import tell_on_error
-from storage.models import Rollback
+from storage.models import Assessment, Rollback
 from storage.repository import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -103,18 +103,48 @@ def _start(
     command: dict[str, Any],
     ack: Ack,
 ) -> None:
+    reason, assessment_id = cmd.reason.strip(), None
+    if not reason:  # a recent assessment's decision says why; else the person must
+        latest = recent_assessment(deps, service)
+        if latest is None:
+            _say(
+                ack,
+                f":x: Say why: `/rollback run {service.name} --immediate <reason>` (or assess"
+                f" it first: `/rollback assess {service.name}`, whose decision becomes the"
+                " reason). Nothing was started.",
+            )
+            return
+        reason, assessment_id = assessment_reason(latest), latest.id
     _say(
         ack,
         start_immediate(
             deps,
             service,
             user=user,
-            reason=cmd.reason,
+            reason=reason,
             target_revision=cmd.target_revision,
             is_forced=cmd.is_forced,
+            assessment_id=assessment_id,
             channel_id=command.get("channel_id"),
         ),
     )
+
+
+RECENT_ASSESSMENT = timedelta(minutes=60)
+
+
+def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
+    """The service's latest completed assessment of the last hour, if any."""
+    for a in deps.repo.list_assessments(service=service.name, limit=5):
+        done = a.completed_at or a.created_at
+        if a.status == "done" and deps.clock() - done <= RECENT_ASSESSMENT:
+            return a
+    return None
+
+
+def assessment_reason(a: Assessment) -> str:
+    """``assessment #4: IMMEDIATE ROLLBACK (critical 55, total 70)``."""
+    return f"assessment #{a.id}: {a.decision} (critical {a.critical_score}, total {a.total_score})"
 
 
 def start_immediate(

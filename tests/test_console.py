@@ -115,7 +115,8 @@ def test_click_names_a_button_by_label_or_by_message_and_number(
 
     out = capsys.readouterr().out
     assert rc == 1  # the two bad clicks
-    assert "[1] #C0DEPLOYS 📟 Paging level 1/2" in out  # messages with buttons are numbered
+    # messages with buttons are numbered (the page notice is in the progress message's thread)
+    assert "[1]   ↳ (thread) #C0DEPLOYS 📟 Paging level 1/2" in out
     assert "[1.1] Acknowledge" in out
     assert "[2.1] Root cause written" in out
     assert "was acknowledged by @U0ONCALL1. Escalation stopped." in out

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
@@ -53,6 +53,20 @@ GIVE_UP_ERRORS = PERMANENT_ERRORS | {
     "cant_update_message",
     "edit_window_closed",
 }
+
+
+# A waiting rollback's message shows its clocks in steps of this: the time alone changes what a
+# person reads a few times a minute, not at every edit the pacing would allow (about 30 a
+# minute per rollback with 2 s between edits), so waiting rollbacks stay inside Tier 3.
+CLOCK_STEP = timedelta(seconds=15)
+
+
+def shown_time(rollback: Rollback, now: datetime) -> datetime:
+    """``now`` rounded down to a CLOCK_STEP after the start, while the rollback runs."""
+    started = rollback.started_at or rollback.created_at
+    if rollback.finished_at is not None or now <= started:
+        return now
+    return now - (now - started) % CLOCK_STEP
 
 
 class SlackProgress:
@@ -182,7 +196,7 @@ class SlackProgress:
             rollback,
             self.repo.list_steps(rollback_id),
             sla_minutes=service.sla_minutes if service else 15,
-            now=self.clock(),
+            now=shown_time(rollback, self.clock()),
             more=WHOLE_IN_THREAD,
         )
         return rollback, text, blocks

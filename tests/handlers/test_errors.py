@@ -22,7 +22,10 @@ def test_a_database_error_says_the_database_is_unreachable() -> None:
 
 
 def test_what_was_being_handled() -> None:
-    assert _what({"command": "/rollback", "text": "run checkout --immediate"}) == "`/rollback run`"
+    assert (
+        _what({"command": "/rollback", "text": "run checkout --immediate bad release"})
+        == "`/rollback run`"
+    )
     click = {"type": "block_actions", "actions": [{"action_id": "approval_reject"}]}
     assert _what(click) == "the button `approval_reject`"
     assert _what({"type": "view_submission"}) == "the form"

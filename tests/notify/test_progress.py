@@ -109,3 +109,37 @@ def test_closing_delivers_the_final_state_and_leaves_no_thread_behind(
     assert not progress.is_running
     (post,) = slack.calls_to("chat.postMessage")
     assert "SUCCEEDED" in str(post.params["text"])
+
+
+def test_a_waiting_rollbacks_clock_alone_changes_its_message_a_few_times_a_minute(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    """Seconds ticking are not news: the shown clock moves in 15 s steps, so one minute of a
+    waiting rollback (the engine says "changed" every second) is at most 4 edits, not 30."""
+    from datetime import timedelta
+
+    from pydantic import SecretStr
+
+    now = [NOW]
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    repo = Repository(engine)
+    catalog = parse_catalog(catalog_yaml(service_yaml("checkout", None)))
+    client = slack_web_client(SecretStr(BOT_TOKEN), slack.api_url)
+    progress = SlackProgress(client, repo, catalog, lambda: now[0], edits_per_minute=600)
+    rollback = repo.create_rollback(
+        service="checkout", kind="immediate", strategy="undo", requested_by="U1",
+        reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
+        status="running", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+    )  # fmt: skip
+    assert rollback.id is not None
+    progress.changed(rollback.id)
+    assert progress.flush(timeout=15)
+    for second in range(1, 61):  # a minute of a waiting step, one "changed" a second
+        now[0] = NOW + timedelta(seconds=second)
+        progress._last_edit.clear()  # no pacing in the way: only what is shown decides
+        progress.changed(rollback.id)
+        assert progress.flush(timeout=15)
+
+    assert len(slack.calls_to("chat.update")) == 4  # at 15, 30, 45 and 60 s
+    progress.close()

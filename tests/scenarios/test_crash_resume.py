@@ -121,7 +121,9 @@ def test_sigkill_mid_rollback_resumes_from_the_step_it_was_in(
     repo = Repository(make_engine(db_url))
     first = bots.start()
     with __import__("httpx").Client(timeout=10) as http:
-        ack = SlackRequester(first, SECRET, http).slash("run svc --immediate", user_id="U0ONCALL1")
+        ack = SlackRequester(first, SECRET, http).slash(
+            "run svc --immediate bad release", user_id="U0ONCALL1"
+        )
     assert "Rollback #1" in ack.text
     until(
         lambda: [s.status for s in repo.list_steps(1)][:2] == ["succeeded", "running"], "the soak"
@@ -186,7 +188,9 @@ def test_two_bot_processes_on_postgresql_run_a_rollback_once(
     one = bots.start()
     bots.start()  # a second replica, same database: both tick for lapsed leases
     with __import__("httpx").Client(timeout=10) as http:
-        SlackRequester(one, SECRET, http).slash("run svc --immediate", user_id="U0ONCALL1")
+        SlackRequester(one, SECRET, http).slash(
+            "run svc --immediate bad release", user_id="U0ONCALL1"
+        )
     repo = Repository(make_engine(pg_url))
     until(
         lambda: (r := repo.get_rollback(1)) is not None and r.status == "succeeded", "the rollback"

@@ -107,7 +107,7 @@ def test_the_flip_flop_is_refused_by_template_even_when_its_number_changed(
     kube.set_image(T, "checkout-api", "app", "shop/checkout:v3")
     assert kube.deployment(T, "checkout-api").revision == 5
     kube.set_image(T, "checkout-api", "app", "shop/checkout:v2")  # and back: revision 6
-    text = h.slash("run checkout --immediate").json()["text"]
+    text = h.slash("run checkout --immediate bad release").json()["text"]
     assert "rolled back from checkout:v3 by #1" in text  # revision 5 is the same template
 
 
@@ -123,7 +123,10 @@ def test_re_deploying_it_on_purpose_needs_to_and_an_approvers_force(
     h: Harness, kube: KubernetesClient
 ) -> None:
     first_rollback(h)
-    assert "approvers only" in h.slash("run checkout --immediate --to 3 --force").json()["text"]
+    assert (
+        "approvers only"
+        in h.slash("run checkout --immediate --to 3 --force bad release").json()["text"]
+    )
     no_to = h.slash("run checkout --immediate --force v3 was fine", user_id="U0APPROVER1")
     assert "needs `--to N` and an approver's `--force`" in no_to.json()["text"]
 
@@ -242,7 +245,7 @@ def test_an_old_assessments_roll_back_now_refuses_once_the_release_changed(
 def test_to_takes_a_tag_or_an_image_and_resolves_it_to_its_revision(
     h: Harness, kube: KubernetesClient, target: str, expected: str
 ) -> None:
-    text = h.slash(f"run checkout --immediate --to {target}").json()["text"]
+    text = h.slash(f"run checkout --immediate --to {target} bad release").json()["text"]
     assert "Rollback #1 of *checkout* started" in text
     settle(h)
     assert image(kube) == expected
@@ -258,7 +261,7 @@ def test_to_a_digest_resolves_to_the_revision_running_it(
     h: Harness = make_harness(
         catalog_yaml(service_yaml("pay", None)), prometheus_url=None, kube=kube
     )
-    assert "started" in h.slash("run pay --immediate --to sha256:ab12ab12ab12").text
+    assert "started" in h.slash("run pay --immediate --to sha256:ab12ab12ab12 bad release").text
     settle(h)
     assert kube.deployment(T, "pay-api").images["app"] == f"shop/pay@{digest}"
 
@@ -270,7 +273,7 @@ def test_a_target_no_revision_runs_is_refused_before_anything_starts(
     h.slash("plan checkout waiting request", user_id="U0APPROVER1")
     request_message(h)
 
-    text = h.slash(f"run checkout --immediate --to {target}").json()["text"]
+    text = h.slash(f"run checkout --immediate --to {target} bad release").json()["text"]
 
     assert f"No revision of checkout-api runs `{target}`" in text
     assert "1 (checkout:v1) · 2 (checkout:v2) · 3 (checkout:v3, current)" in text
@@ -290,7 +293,7 @@ def test_a_tag_on_several_revisions_is_refused_with_the_list(
     h: Harness = make_harness(
         catalog_yaml(service_yaml("pay", None)), prometheus_url=None, kube=kube
     )
-    text = h.slash("run pay --immediate --to v2").json()["text"]
+    text = h.slash("run pay --immediate --to v2 bad release").json()["text"]
     assert "`v2` matches several revisions of pay-api (2, 3)" in text
     assert "Choose one with `--to N`" in text
     assert h.bot.deps.repo.list_rollbacks() == []
@@ -335,7 +338,7 @@ def test_to_reaches_the_undo_step_of_a_custom_plan(
     make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
 ) -> None:
     h = custom(make_harness, kube, kube_sim, "{kind: rollout_undo, name: Undo board}")
-    assert "started" in h.slash("run board --immediate --to 1").text
+    assert "started" in h.slash("run board --immediate --to 1 bad release").text
     settle(h)
     assert kube.deployment(T, "board").images["app"] == "b:1"
     r = h.bot.deps.repo.get_rollback(1)
@@ -346,7 +349,7 @@ def test_to_is_refused_when_the_custom_plan_cannot_honour_it(
     make_harness: Any, kube: KubernetesClient, kube_sim: KubeSimulator
 ) -> None:
     h = custom(make_harness, kube, kube_sim, "{kind: set_image, container: app, image: 'b:2'}")
-    text = h.slash("run board --immediate --to 1").json()["text"]
+    text = h.slash("run board --immediate --to 1 bad release").json()["text"]
     assert "has no such step" in text and "nobody was paged" in text
     assert h.bot.deps.repo.list_rollbacks() == []
 
@@ -357,7 +360,7 @@ def test_to_is_refused_when_the_custom_plan_cannot_honour_it(
         "{kind: rollout_undo, name: Undo board, to_revision: 2}",
         seed=False,
     )
-    text = fixed.slash("run board --immediate --to 1").json()["text"]
+    text = fixed.slash("run board --immediate --to 1 bad release").json()["text"]
     assert "always goes back to revision 2; `--to 1` cannot change that" in text
 
 
@@ -366,7 +369,7 @@ def test_to_is_refused_when_the_custom_plan_cannot_honour_it(
 
 def test_a_replayed_signed_run_is_not_executed_twice(h: Harness, kube: KubernetesClient) -> None:
     body = h.requester.slash_body(
-        "run checkout --immediate", user_id="U0ONCALL1", channel_id="C0DEPLOYS"
+        "run checkout --immediate bad release", user_id="U0ONCALL1", channel_id="C0DEPLOYS"
     )
     stamp = int(time.time())
     first = h.requester.post_form(body, timestamp=stamp)

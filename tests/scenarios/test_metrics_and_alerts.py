@@ -67,15 +67,15 @@ def test_metrics_after_an_assessment_a_success_a_failure_and_a_running_rollback(
 
     harness.slash("assess checkout")
     harness.wait_idle()
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
     kube = harness.bot.deps.kube
     kube.set_image(KubeTarget(None, NS), "checkout-api", "app", "shop/checkout:v3")  # a new release
     kube_sim.inject("PATCH", "/deployments/checkout-api$", 422, times=1)  # its undo fails
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
     kube_sim.set_never_ready(NS, "checkout-api")
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
 
     def third_started() -> bool:  # a start is told to the listeners (metrics) as due work
         work = harness.bot.deps.repo.get_work("started:3")
@@ -161,7 +161,7 @@ def test_rollback_failed_fires_in_real_prometheus(
         assert firing(prom, "RollbackFailed") == []
 
         kube_sim.inject("PATCH", "/deployments/checkout-api$", 422)  # the undo fails
-        harness.slash("run checkout --immediate")
+        harness.slash("run checkout --immediate bad release")
         harness.wait_rollbacks()
 
         until(lambda: bool(firing(prom, "RollbackFailed")), "RollbackFailed to fire", timeout=30)

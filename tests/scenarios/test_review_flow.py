@@ -111,7 +111,7 @@ def test_review_of_a_running_rollback_is_explained(
     harness: Harness, kube_sim: KubeSimulator
 ) -> None:
     kube_sim.set_never_ready(NS, "checkout-api")
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     answer = harness.slash("review 1").json()["text"]
     assert "is running: its review is written when it ends" in answer
     page = httpx.get(f"{harness.server.url}{review_path(harness.bot.deps, 1)}")
@@ -124,7 +124,7 @@ def test_failed_rollback_reminds_until_the_root_cause_is_marked(
     harness: Harness, clock: BotClock, kube_sim: KubeSimulator
 ) -> None:
     kube_sim.inject("PATCH", "/deployments/checkout-api$", 422)  # the undo fails
-    run_and_publish(harness, "run checkout --immediate")
+    run_and_publish(harness, "run checkout --immediate bad release")
     assert "- **Outcome**: Failed: " in (harness.bot.deps.repo.get_review(1).markdown)  # type: ignore[union-attr]
 
     clock.offset = timedelta(hours=23)
@@ -149,7 +149,7 @@ def test_failed_rollback_reminds_until_the_root_cause_is_marked(
 def test_root_cause_marked_before_the_reminder_cancels_it(
     harness: Harness, clock: BotClock
 ) -> None:
-    run_and_publish(harness, "run checkout --immediate")
+    run_and_publish(harness, "run checkout --immediate bad release")
     (link,) = review_links(harness)
     button = link["blocks"][1]["elements"][0]
     harness.requester.click(link, button, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
@@ -169,7 +169,7 @@ def test_root_cause_marked_before_the_reminder_cancels_it(
 def test_canvas_read_back_with_a_root_cause_stops_the_reminder(
     harness: Harness, clock: BotClock
 ) -> None:
-    run_and_publish(harness, "run checkout --immediate")
+    run_and_publish(harness, "run checkout --immediate bad release")
     review = harness.bot.deps.repo.get_review(1)
     assert review is not None
     written = review.markdown.split("## Root Cause\n", 1)

@@ -137,7 +137,7 @@ def test_undo_to_a_given_revision(harness: Harness, kube: KubernetesClient) -> N
 def test_unknown_revision_is_refused_before_anything_starts(
     harness: Harness, kube: KubernetesClient
 ) -> None:
-    resp = harness.slash("run checkout --immediate --to 7")
+    resp = harness.slash("run checkout --immediate --to 7 bad release")
 
     text = resp.json()["text"]
     assert "No rollback of *checkout* was started" in text
@@ -152,7 +152,7 @@ def test_unknown_revision_is_refused_before_anything_starts(
 
 
 def test_non_responder_is_refused_and_audited(harness: Harness) -> None:
-    resp = harness.slash("run checkout --immediate", user_id="U0RANDOM")
+    resp = harness.slash("run checkout --immediate bad release", user_id="U0RANDOM")
 
     assert "Only responders of *checkout*" in resp.json()["text"]
     assert "<@U0ONCALL1>" in resp.json()["text"]
@@ -163,7 +163,7 @@ def test_non_responder_is_refused_and_audited(harness: Harness) -> None:
 
 def test_second_run_gets_the_running_ones_id(harness: Harness, kube_sim: KubeSimulator) -> None:
     kube_sim.set_never_ready(NS, "checkout-api")
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     until(
         lambda: (r := harness.bot.deps.repo.get_rollback(1)) is not None and bool(r.progress_ts),
         "the first rollback's progress message",
@@ -211,7 +211,7 @@ def test_abort_interrupts_a_wait(
         "      application:\n        - {kind: rollout_undo}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run slow --immediate")
+    h.slash("run slow --immediate bad release")
     until(
         lambda: [s.status for s in h.bot.deps.repo.list_steps(1)] == ["running", "pending"],
         "the wait",
@@ -245,7 +245,7 @@ def test_an_abort_mid_rollout_says_which_pods_run_which_release(
         "        - {kind: wait_rollout, name: Wait}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run slow --immediate")
+    h.slash("run slow --immediate bad release")
     until(
         lambda: [s.status for s in h.bot.deps.repo.list_steps(1)] == ["succeeded", "running"],
         "the wait for the rollout",
@@ -272,7 +272,7 @@ def test_never_ready_rollout_fails_the_phase(
     harness: Harness, kube_sim: KubeSimulator, clock: Clock
 ) -> None:
     kube_sim.set_never_ready(NS, "checkout-api")
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     until(
         lambda: any(
             s.kind == "wait_rollout" and s.status == "running"
@@ -291,7 +291,7 @@ def test_never_ready_rollout_fails_the_phase(
 
 
 def test_status_and_history_of_a_service(harness: Harness) -> None:
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
 
     resp = harness.slash("status checkout").json()
@@ -332,7 +332,7 @@ def test_http_strategy_calls_the_rollback_endpoint(
         f" status_url: '{prometheus.health_url('mvp')}'}}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run mvp --immediate")
+    h.slash("run mvp --immediate bad release")
     h.wait_rollbacks()
 
     assert _DeployAPI.calls == ["/deployment/rollback"]
@@ -356,7 +356,7 @@ def test_blue_green_switches_the_service_back(
         "    blue_green: {service: web, stable: blue, candidate: web-green}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run web --immediate")
+    h.slash("run web --immediate bad release")
     h.wait_rollbacks()
 
     assert kube.service_selector(T, "web") == {"app": "web", "version": "blue"}
@@ -381,7 +381,7 @@ def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
         "    canary: {deployment: board-canary, traffic: {name: board}}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run board --immediate")
+    h.slash("run board --immediate bad release")
     h.wait_rollbacks()
 
     vs = kube.read_object(T, "networking.istio.io/v1beta1", "VirtualService", "board")
@@ -395,7 +395,7 @@ def test_slack_failing_does_not_stop_a_rollback(
     slack.inject_error("chat.update", "internal_error", times=2)
     slack.inject_error("chat.postMessage", "ratelimited", times=1)  # the first post is lost
 
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
 
     rollback = harness.bot.deps.repo.get_rollback(1)
@@ -424,7 +424,7 @@ def test_database_job_that_fails_stops_the_rollback_before_the_application(
         "      application:\n        - {kind: rollout_undo}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run db --immediate")
+    h.slash("run db --immediate bad release")
     h.wait_rollbacks()
 
     rollback = h.bot.deps.repo.get_rollback(1)
@@ -448,7 +448,7 @@ def test_job_set_image_restart_and_scale_steps(
         "      traffic_restoration:\n        - {kind: scale, replicas: 5}\n"
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
-    h.slash("run db --immediate")
+    h.slash("run db --immediate bad release")
     h.wait_rollbacks()
 
     rollback = h.bot.deps.repo.get_rollback(1)
@@ -477,13 +477,13 @@ def test_point_of_no_return_refuses_unless_an_approver_forces(
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
 
-    refused = h.slash("run db --immediate").json()["text"]  # refused before it starts
+    refused = h.slash("run db --immediate bad release").json()["text"]  # refused before it starts
     assert "crosses the point of no return at revision 3" in refused
     assert "forward fix" in refused and "nobody was paged" in refused
     assert h.bot.deps.repo.list_rollbacks() == []
     assert images(kube, "db-api") == {"app": "db:3"}
 
-    assert "approvers only" in h.slash("run db --immediate --force").json()["text"]
+    assert "approvers only" in h.slash("run db --immediate --force bad release").json()["text"]
     started = h.slash("run db --immediate --force forward fix impossible", user_id="U0APPROVER1")
     assert "forced by an approver" in started.json()["text"]
     h.wait_rollbacks()
@@ -519,7 +519,7 @@ def test_gradual_canary_shift_passes_its_gates_step_by_step(
 ) -> None:
     prometheus.set_value("board_errors", 0.01)
     h = _canary(make_harness, kube, kube_sim, prometheus)
-    h.slash("run board --immediate")
+    h.slash("run board --immediate bad release")
     h.wait_rollbacks()
 
     assert _shift(h)["weights"] == [75, 50, 25, 0]
@@ -530,7 +530,7 @@ def test_gradual_canary_shift_completes_at_once_when_a_gate_fails(
 ) -> None:
     prometheus.set_value("board_errors", 0.3)  # worse than the 5 % high threshold
     h = _canary(make_harness, kube, kube_sim, prometheus)
-    h.slash("run board --immediate")
+    h.slash("run board --immediate bad release")
     until(lambda: "weights" in _shift(h), "the traffic shift")
     prometheus.set_value("board_errors", 0.01)  # the canary is out: errors recover
     h.wait_rollbacks()
@@ -548,7 +548,7 @@ def test_conflicts_and_server_errors_from_kubernetes_are_retried(
     kube_sim.inject("PATCH", r"/deployments/checkout-api$", 409, times=1)
     kube_sim.inject("GET", r"/replicasets$", 503, times=2)
 
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
 
     rollback = harness.bot.deps.repo.get_rollback(1)
@@ -561,7 +561,7 @@ def test_kubernetes_refusal_is_reported_in_words(
 ) -> None:
     kube_sim.inject("PATCH", r"/deployments/checkout-api$", 403, times=5)
 
-    harness.slash("run checkout --immediate")
+    harness.slash("run checkout --immediate bad release")
     harness.wait_rollbacks()
 
     rollback = harness.bot.deps.repo.get_rollback(1)

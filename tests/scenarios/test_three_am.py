@@ -46,7 +46,7 @@ def everything_said(h: Harness) -> str:
 
 
 def test_an_abort_records_and_shows_who_and_why(h: Harness) -> None:
-    h.slash("run slow --immediate")
+    h.slash("run slow --immediate bad release")
     until(lambda: h.bot.deps.repo.list_steps(1)[0].status == "running", "the wait")
 
     h.slash("abort 1 wrong target <@U0EVIL> <!channel>")
@@ -98,3 +98,32 @@ def test_a_request_whose_dry_run_would_fail_is_not_posted_for_approval(
     (dm,) = [c for c in h.slack.calls_to("chat.postMessage") if c.params["channel"] == "U0ONCALL1"]
     assert "was not posted for approval: its dry run says step 1" in dm.params["text"]
     assert 'services "web" not found' in dm.params["text"] or "not found" in dm.params["text"]
+
+
+def test_an_immediate_run_says_why_or_takes_the_assessments_decision(
+    make_harness: Any, kube: KubernetesClient
+) -> None:
+    text = catalog_yaml(
+        "  slow:\n    namespace: shop\n    deployment: slow-api\n    responders: [U0ONCALL1]\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+
+    refused = h.slash("run slow --immediate").json()["text"]
+    assert refused.startswith(":x: Say why: `/rollback run slow --immediate <reason>`")
+    assert h.bot.deps.repo.list_rollbacks() == []
+
+    h.slash("assess slow")
+    settle(h)
+    started = h.slash("run slow --immediate").json()["text"]
+    assert "Rollback #1 of *slow* started" in started
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and r.assessment_id == 1
+    assert r.reason.startswith("assessment #1: MONITOR (critical 0, total 0)")
+
+
+def test_an_at_that_is_no_time_is_not_echoed_as_a_ping_or_a_link(h: Harness) -> None:
+    text = h.slash("plan slow --at <!channel> slow since a:2").json()["text"]
+    assert "is not a time" in text
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    link = h.slash("plan slow --at <https://evil.example|x> slow").json()["text"]
+    assert "<https://evil.example" not in link
