@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pydantic import SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -59,8 +60,35 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+# Methods that create something: a 500 may come after Slack did it, so a blind resend makes a
+# second one (an orphaned progress message, a second incident channel). Their callers retry
+# themselves, looking first for what the lost answer would have named. A 503 (Slack did not
+# take the request) is still resent at once.
+CREATING_METHODS = frozenset(
+    {"chat.postMessage", "conversations.create", "files.completeUploadExternal", "canvases.create"}
+)
+
+
+class ServerErrorRetryUnlessCreating(ServerErrorRetryHandler):
+    """slack_sdk's 5xx retry, except a 500 to a method that creates (CREATING_METHODS)."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        if method in CREATING_METHODS and response is not None and response.status_code == 500:
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
 def slack_web_client(token: SecretStr, base_url: str) -> WebClient:
-    """A WebClient that honours 429 Retry-After and retries 5xx and connection errors."""
+    """A WebClient that honours 429 Retry-After and retries connection errors and 5xx (not for
+    methods that create: see CREATING_METHODS)."""
     return WebClient(
         token=token.get_secret_value(),
         base_url=base_url,
@@ -68,7 +96,7 @@ def slack_web_client(token: SecretStr, base_url: str) -> WebClient:
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3),
-            ServerErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryUnlessCreating(max_retry_count=2),
         ],
     )
 

@@ -162,12 +162,36 @@ class IncidentChannels:
             try:
                 resp = self.slack.conversations_create(name=name)
             except SlackApiError as exc:
-                # an archived channel keeps its name too: take the next suffix, never unarchive
-                if exc.response.get("error") == "name_taken":
-                    continue
-                raise
+                if exc.response.get("error") != "name_taken":
+                    raise
+                # ours already, when an earlier create took effect but its answer was lost
+                if (mine := self._created_by_us(name, rollback)) is not None:
+                    return mine, name
+                continue  # an archived channel keeps its name too: never unarchive
             return str(resp["channel"]["id"]), name
         raise RuntimeError(f"no free incident channel name after {MAX_SUFFIX} tries")
+
+    def _created_by_us(self, name: str, rollback: Rollback) -> str | None:
+        """The id of the open channel ``name`` if this bot created it since the rollback began
+        (its create answered 5xx or timed out after Slack made it), else None."""
+        try:
+            me = str(self.slack.auth_test().get("user_id") or "")
+            listed = self.slack.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=1000
+            )
+        except SlackApiError as exc:
+            log.warning("cannot check who made #%s: %s", name, _error(exc))
+            return None
+        since = rollback.created_at.timestamp() - 60
+        for channel in listed.get("channels") or []:
+            if (
+                channel.get("name") == name
+                and channel.get("creator") == me
+                and float(channel.get("created") or 0) >= since
+            ):
+                log.info("rollback #%s: its incident channel #%s exists already", rollback.id, name)
+                return str(channel["id"])
+        return None
 
     def _invitees(self, rollback: Rollback, service: Service) -> list[str]:
         users = [rollback.requested_by, *service.spec.responders]

@@ -69,6 +69,16 @@ def shown_time(rollback: Rollback, now: datetime) -> datetime:
     return now - (now - started) % CLOCK_STEP
 
 
+def progress_marker(rollback: Rollback) -> dict[str, Any]:
+    """Message metadata naming a rollback's progress message, so a post whose answer was lost
+    can be found again instead of posted twice (the start time tells apart installations whose
+    rollback ids collide)."""
+    return {
+        "event_type": "rollback_progress",
+        "event_payload": {"rollback_id": rollback.id, "created": rollback.created_at.isoformat()},
+    }
+
+
 class SlackProgress:
     def __init__(
         self,
@@ -98,6 +108,8 @@ class SlackProgress:
         # Messages Slack will never take (GIVE_UP_ERRORS) of rollbacks still running: their
         # changes are ignored until the final one, which forgets them.
         self._given_up: set[int] = set()
+        self._unsure: set[int] = set()  # rollbacks whose first post may have landed unanswered
+        self._started_at = clock()
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._editor, name="progress-editor", daemon=True)
@@ -215,10 +227,18 @@ class SlackProgress:
             if rendered is None or rendered[0].progress_ts is not None:
                 return True
             rollback, text, blocks = rendered
-            resp = self.client.chat_postMessage(
-                channel=self._channel(rollback), text=text, blocks=blocks
+            channel, marker = self._channel(rollback), progress_marker(rollback)
+            ts = (
+                self._posted_before(rollback, channel, marker)
+                if self._is_unsure(rollback)
+                else None
             )
-            self.repo.set_rollback_progress_ts(rollback_id, str(resp["ts"]))
+            if ts is None:
+                resp = self.client.chat_postMessage(
+                    channel=channel, text=text, blocks=blocks, metadata=marker
+                )
+                ts = str(resp["ts"])
+            self.repo.set_rollback_progress_ts(rollback_id, ts)
             if len(rollback.reason or "") > FREE_TEXT_CHARS:  # the message shows only its start
                 self._send_note(rollback_id, f"*Reason* (whole): {escape(rollback.reason)}", None)
             with self._cond:  # the post counts as the first edit, for pacing and sameness
@@ -228,12 +248,42 @@ class SlackProgress:
             if rollback is not None and (error := _give_up_error(exc)):
                 self._give_up(rollback_id, rollback.status in TERMINAL_STATUSES, "posted", error)
                 return False
+            with self._cond:  # Slack may have taken it all the same: look before posting again
+                self._unsure.add(rollback_id)
             log.warning("rollback #%d: progress message not posted: %s", rollback_id, exc)
         finally:
             with self._cond:
                 self._posting.discard(rollback_id)
                 self._cond.notify_all()
         return True
+
+    def _is_unsure(self, rollback: Rollback) -> bool:
+        """Whether the message may exist already: an earlier post failed without an answer (a
+        5xx, a timeout), or the rollback began before this process (a crash right after a post
+        can lose its ts)."""
+        assert rollback.id is not None
+        with self._cond:
+            if rollback.id in self._unsure:
+                return True
+        return rollback.created_at < self._started_at
+
+    def _posted_before(
+        self, rollback: Rollback, channel: str, marker: dict[str, Any]
+    ) -> str | None:
+        """The ts of this rollback's progress message if Slack holds it (found by its metadata
+        marker among the channel's latest 200 messages), else None."""
+        try:
+            history = self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+        except Exception as exc:  # cannot look: post (a duplicate beats no progress message)
+            log.warning("rollback #%d: cannot look for an earlier post: %s", rollback.id, exc)
+            return None
+        for message in history.get("messages") or []:
+            if message.get("metadata") == marker:
+                log.info("rollback #%d: its progress message was posted already", rollback.id)
+                return str(message["ts"])
+        return None
 
     def _give_up(self, rollback_id: int, is_final: bool, what: str, error: str) -> None:
         """Slack will never take this message: say so once, stop trying, forget the rollback.

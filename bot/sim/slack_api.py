@@ -66,6 +66,7 @@ class _Injected:
     body: dict[str, Any]
     headers: dict[str, str]
     remaining: int
+    is_applied: bool = False  # the call takes effect, and this answer is sent all the same
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,13 @@ class SlackSimulator(LoopbackSimulator):
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        is_applied: bool = False,
     ) -> None:
         """Answer the next `times` calls to `method` with this status, body and headers.
 
         A 429 gets `Retry-After: 0` unless headers say otherwise: Slack always sends the header,
-        and 0 keeps retrying tests fast.
+        and 0 keeps retrying tests fast. ``is_applied``: the call takes effect before the
+        answer is replaced (Slack accepted a post but the answer was lost: a 500, a timeout).
         """
         if body is None:
             body = {"ok": False, "error": _DEFAULT_ERRORS.get(status, f"http_{status}")}
@@ -218,13 +221,13 @@ class SlackSimulator(LoopbackSimulator):
             headers = {"Retry-After": "0"} if status == 429 else {}
         with self._lock:
             queue = self._injected.setdefault(method, deque())
-            queue.append(_Injected(status, body, headers, times))
+            queue.append(_Injected(status, body, headers, times, is_applied))
 
     def inject_error(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next `times` calls to `method` with 200 `{"ok": false, "error": error}`."""
         self.inject(method, status=200, body={"ok": False, "error": error}, headers={}, times=times)
 
-    def _take_injected(self, method: str) -> _Answer | None:
+    def _take_injected(self, method: str) -> tuple[_Answer, bool] | None:
         with self._lock:
             queue = self._injected.get(method)
             if not queue:
@@ -233,7 +236,8 @@ class SlackSimulator(LoopbackSimulator):
             injected.remaining -= 1
             if injected.remaining <= 0:
                 queue.popleft()
-            return _Answer(injected.status, copy.deepcopy(injected.body), dict(injected.headers))
+            answer = _Answer(injected.status, copy.deepcopy(injected.body), dict(injected.headers))
+            return answer, injected.is_applied
 
     # -- recorded calls --------------------------------------------------------------------------
 
@@ -339,7 +343,10 @@ class SlackSimulator(LoopbackSimulator):
         else:
             if kind == "api" and self.call_delay_seconds > 0:
                 time.sleep(self.call_delay_seconds)  # on the request's own server thread
-            answer = self._take_injected(method) or self._answer(kind, name, params, headers, body)
+            injected = self._take_injected(method)
+            if injected is None or injected[1]:  # not injected, or applied before the answer
+                real = self._answer(kind, name, params, headers, body)
+            answer = injected[0] if injected is not None else real
         self._record(SlackCall(method, params, answer.status, answer.response, path))
         return answer
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +78,8 @@ class Channel:
     is_archived: bool = False
     topic: str = ""
     members: set[str] = field(default_factory=set)
+    creator: str = "U0ADMIN"  # who made it: a workspace admin, or the bot (conversations.create)
+    created: int = _EPOCH
 
     def to_api(self, bot_user_id: str) -> Params:
         return {
@@ -88,8 +91,8 @@ class Channel:
             "is_private": self.is_private,
             "is_archived": self.is_archived,
             "is_member": bot_user_id in self.members,
-            "created": _EPOCH,
-            "creator": bot_user_id,
+            "created": self.created,
+            "creator": self.creator,
             "topic": {"value": self.topic, "creator": bot_user_id, "last_set": 0},
             "purpose": {"value": "", "creator": "", "last_set": 0},
             "num_members": len(self.members),
@@ -331,6 +334,7 @@ class SlackWorkspace:
             raise SlackError("name_taken")
         is_private = _is_set(params.get("is_private"))
         channel = self.add_channel(self.next_id("C"), name, is_private=is_private)
+        channel.creator, channel.created = self.bot_user_id, int(time.time())
         return {"channel": channel.to_api(self.bot_user_id)}
 
     @_method("conversations.info")
@@ -407,8 +411,10 @@ class SlackWorkspace:
         channel = self.resolve_channel(_required(params, "channel", "channel_not_found"))
         oldest, latest = float(params.get("oldest", 0)), float(params.get("latest", "inf"))
         # History shows top-level messages and broadcast replies, newest first.
+        # a message's metadata is only shown to those who ask for it, as Slack does
+        has_metadata = _is_set(params.get("include_all_metadata"))
         visible = [
-            dict(m)
+            {k: v for k, v in m.items() if k != "metadata" or has_metadata}
             for m in reversed(self.messages[channel.id])
             if m.get("thread_ts", m["ts"]) == m["ts"] or m.get("subtype") == "thread_broadcast"
             if oldest < float(m["ts"]) < latest

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import UserGroupMembers
 from bot.catalog import Service, parse_catalog
@@ -336,3 +337,28 @@ def test_a_topic_that_fails_to_render_leaves_the_topic_to_the_retry(
 
     channels.open(rollback, service)  # the template is fixed
     assert_filled(repo, slack, stored.incident_channel_id)
+
+
+def test_a_channel_slack_made_but_answered_500_for_is_adopted_not_made_twice(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    rollback = new_rollback(repo)
+    slack.inject("conversations.create", status=500, is_applied=True)
+    with pytest.raises(SlackApiError):  # the due work that opens it is tried again
+        channels.open(rollback, service)
+
+    channel_id = channels.open(rollback, service)
+
+    assert slack.channel(channel_id)["name"] == "rb-checkout-20250304-1"  # type: ignore[index]
+    listed = WebClient(token=slack.bot_token, base_url=slack.api_url).conversations_list()
+    names = [c["name"] for c in listed["channels"]]
+    assert names.count("rb-checkout-20250304-1") == 1 and "rb-checkout-20250304-1-2" not in names
+
+
+def test_a_taken_name_someone_else_made_is_never_adopted(
+    channels: IncidentChannels, repo: Repository, slack: SlackSimulator, service: Service
+) -> None:
+    slack.add_channel("C0SOMEONE", "rb-checkout-20250304-1")  # made by a person, not the bot
+    channel_id = channels.open(new_rollback(repo), service)
+    assert channel_id != "C0SOMEONE"
+    assert slack.channel(channel_id)["name"] == "rb-checkout-20250304-1-2"  # type: ignore[index]

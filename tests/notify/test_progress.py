@@ -143,3 +143,24 @@ def test_a_waiting_rollbacks_clock_alone_changes_its_message_a_few_times_a_minut
 
     assert len(slack.calls_to("chat.update")) == 4  # at 15, 30, 45 and 60 s
     progress.close()
+
+
+def test_a_post_slack_took_but_answered_500_is_found_not_posted_twice(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    """Slack stored the message and the answer was lost: the retry finds it by its metadata
+    marker, so there is one progress message, edited to the end (none left on RUNNING)."""
+    progress, repo, rollback_id = one_rollback(tmp_path, slack, "running", edits_per_minute=600)
+    slack.inject("chat.postMessage", status=500, is_applied=True)
+    progress.changed(rollback_id)
+    assert progress.flush(timeout=15)
+    repo.set_rollback_status(rollback_id, "succeeded", NOW)
+    progress.changed(rollback_id, is_final=True)
+    assert progress.flush(timeout=15)
+
+    (message,) = [m for m in slack.messages("C0DEPLOYS") if "Rollback #" in m["text"]]
+    assert "SUCCEEDED" in message["text"]
+    rollback = repo.get_rollback(rollback_id)
+    assert rollback is not None and rollback.progress_ts == message["ts"]
+    assert slack.calls_to("conversations.history")  # it looked before posting again
+    progress.close()
