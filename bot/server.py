@@ -36,6 +36,7 @@ class HttpServer:
             ident="rollback-bot",
         )
         self._thread: threading.Thread | None = None
+        self._is_stopped = False
 
     @property
     def port(self) -> int:
@@ -62,9 +63,15 @@ class HttpServer:
             for channel in list(server._map.values()):  # type: ignore[union-attr]
                 channel.close()
 
-        if self._thread is not None and self._thread.is_alive():
-            server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
-            self._thread.join(timeout=5)
-        else:
-            server.close()
+        if self._is_stopped:  # stopping twice (a test's teardown and the code under test) is fine
+            return
+        self._is_stopped = True
+        try:
+            if self._thread is not None and self._thread.is_alive():
+                server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
+                self._thread.join(timeout=5)
+            else:
+                server.close()
+        except OSError as exc:  # the loop closed its sockets meanwhile: nothing left to close
+            log.debug("http server already closed: %s", exc)
         server.task_dispatcher.shutdown()

@@ -119,7 +119,7 @@ class KubeRestApi:
         subresources = self._store.discovery.subresources(route.rt.group, route.rt.plural)
         if route.subresource is not None and route.subresource not in subresources:
             raise KubeError.no_such_resource()
-        dry_run = _dry_run(query)
+        dry_run = _dry_run(method, query)
         if route.rt.kind == "Pod":
             return self._pods(method, route, query)
         if route.subresource == "scale" and route.rt.kind in _SCALABLE and route.name:
@@ -264,13 +264,31 @@ def _first(query: dict[str, list[str]], key: str) -> str | None:
     return values[0] if values else None
 
 
-def _dry_run(query: dict[str, list[str]]) -> bool:
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+MAX_FIELD_MANAGER_BYTES = 128
+
+
+def _dry_run(method: str, query: dict[str, list[str]]) -> bool:
+    """``dryRun`` (only "All") and ``fieldManager`` (at most 128 bytes) as the API server
+    validates a write's options: 422 on the options kind of the request."""
     values = query.get("dryRun") or []
-    for value in values:
-        if value != "All":
-            raise KubeError.bad_request(
-                f'dryRun: Unsupported value: "{value}": supported values: "All"'
-            )
+    options = _OPTIONS_KIND.get(method, "DeleteOptions")
+    if bad := [v for v in values if v != "All"]:
+        listed = ", ".join(f'"{v}"' for v in bad)
+        raise KubeError(
+            422,
+            "Invalid",
+            f'{options}.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{{{listed}}}:'
+            ' supported values: "All"',
+        )
+    manager = _first(query, "fieldManager")
+    if manager is not None and len(manager.encode()) > MAX_FIELD_MANAGER_BYTES and method != "GET":
+        raise KubeError(
+            422,
+            "Invalid",
+            f'{options}.meta.k8s.io "" is invalid: fieldManager: Too long: may not be longer'
+            f" than {MAX_FIELD_MANAGER_BYTES}",
+        )
     return bool(values)
 
 

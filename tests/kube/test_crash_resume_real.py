@@ -54,7 +54,7 @@ def test_sigkill_mid_rollback_resumes_and_undoes_once(
         first = bots.start()
         with httpx.Client(timeout=10) as http:
             ack = SlackRequester(first, SECRET, http).slash(
-                "run svc --immediate", user_id="U0ONCALL1"
+                "run svc --immediate bad release", user_id="U0ONCALL1"
             )
         assert "Rollback #1" in ack.text
         until(

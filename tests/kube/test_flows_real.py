@@ -89,7 +89,7 @@ def test_blue_green_switches_the_service_back(
         )
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=bot_kube)
-    h.slash("run web --immediate")
+    h.slash("run web --immediate bad release")
     rollback = finished(h)
 
     assert rollback.status == "succeeded", rollback.error
@@ -116,7 +116,7 @@ def test_canary_weight_goes_to_zero_and_the_canary_scales_down(
         )
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=bot_kube)
-    h.slash("run board --immediate")
+    h.slash("run board --immediate bad release")
     rollback = finished(h)
 
     assert rollback.status == "succeeded", rollback.error
@@ -168,7 +168,7 @@ def test_a_failing_database_job_stops_the_rollback_before_the_application(
         )
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=bot_kube)
-    h.slash("run db --immediate")
+    h.slash("run db --immediate bad release")
     rollback = finished(h)
 
     assert rollback.status == "failed"
@@ -192,7 +192,7 @@ def test_abort_during_a_rollout_that_never_converges(
         )
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=bot_kube)
-    h.slash("run slow --immediate")
+    h.slash("run slow --immediate bad release")
     until(
         lambda: steps_of(h) == [("rollout_undo", "succeeded"), ("wait_rollout", "running")],
         "the wait for the rollout",

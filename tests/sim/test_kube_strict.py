@@ -540,3 +540,26 @@ def test_objects_live_only_in_namespaces_that_exist(sim: KubeSimulator, api: Api
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="nowhere")))
     apps.create_namespaced_deployment("nowhere", deployment_body())
     assert apps.list_namespaced_deployment("nowhere").items[0].metadata.name == "web"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("dryRun=Yes", 'dryRun: Unsupported value: []string{"Yes"}: supported values: "All"'),
+        ("fieldManager=" + "x" * 129, "fieldManager: Too long: may not be longer than 128"),
+    ],
+)
+def test_write_options_the_server_refuses_are_invalid_and_change_nothing(
+    sim: KubeSimulator, query: str, words: str
+) -> None:
+    assert call(sim, "POST", DEPLOYMENTS, deployment_body())[0] == 201
+    status, body, _ = call(
+        sim,
+        "PATCH",
+        f"{DEPLOYMENTS}/web?{query}",
+        {"spec": {"replicas": 5}},
+        "application/merge-patch+json",
+    )
+    assert status == 422 and is_status(body, 422, "Invalid")
+    assert body["message"] == f'PatchOptions.meta.k8s.io "" is invalid: {words}'
+    assert call(sim, "GET", f"{DEPLOYMENTS}/web")[1]["spec"]["replicas"] == 3
