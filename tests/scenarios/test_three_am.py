@@ -108,13 +108,13 @@ def test_an_immediate_run_says_why_or_takes_the_assessments_decision(
     )
     h: Harness = make_harness(text, prometheus_url=None, kube=kube)
 
-    refused = h.slash("run slow --immediate bad release").json()["text"]
+    refused = h.slash("run slow --immediate").json()["text"]
     assert refused.startswith(":x: Say why: `/rollback run slow --immediate <reason>`")
     assert h.bot.deps.repo.list_rollbacks() == []
 
     h.slash("assess slow")
     settle(h)
-    started = h.slash("run slow --immediate bad release").json()["text"]
+    started = h.slash("run slow --immediate").json()["text"]
     assert "Rollback #1 of *slow* started" in started
     r = h.bot.deps.repo.get_rollback(1)
     assert r is not None and r.assessment_id == 1
