@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import PERMANENT_ERRORS
+from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
 from bot.catalog import Service
 from bot.due import RetryLater
 from bot.engine import Engine
@@ -174,7 +174,16 @@ def post_due(deps: Deps, item: DueWork) -> None:
         return
     text, blocks = _request_blocks(deps, r, service, plan_summary)
     try:
-        resp = deps.slack.chat_postMessage(channel=service.channel, text=text, blocks=blocks)
+        marker = post_marker("request", f"{rollback_id}:{r.created_at.isoformat()}")
+        # an earlier run may have posted it and lost the answer: two requests would split votes
+        found = find_marked(deps.slack, service.channel, marker) if item.tries > 1 else None
+        resp = (
+            {"ts": found}
+            if found
+            else deps.slack.chat_postMessage(
+                channel=service.channel, text=text, blocks=blocks, metadata=marker
+            )
+        )
     except SlackApiError as exc:
         error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
         if error in PERMANENT_ERRORS or item.tries >= POST_TRIES:

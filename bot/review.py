@@ -216,7 +216,8 @@ def _value(facts: ReviewFacts, key: str, value: Any) -> str:
 
 
 # Step transitions have their own rows (from the steps, with durations); their audit events and
-# the vote rows (the approval.* events say the same) would repeat them.
+# the vote rows (the approval.* events say the same) would repeat them. A notice's ".tried"
+# event only says a post was sent before its answer came back.
 _REPEATED_EVENTS = ("step.",)
 
 
@@ -233,7 +234,7 @@ def _timeline(facts: ReviewFacts) -> str:
     rows += [
         (e.created_at, _event_text(facts, e))
         for e in facts.events
-        if not e.kind.startswith(_REPEATED_EVENTS)
+        if not e.kind.startswith(_REPEATED_EVENTS) and not e.kind.endswith(".tried")
     ]
     voted = {e.actor for e in facts.events if e.kind.startswith("approval.") and e.actor}
     rows += [  # votes the audit log does not tell already

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from pydantic import SecretStr
 from slack_sdk import WebClient
@@ -210,3 +211,33 @@ class UserNames:
         with self._lock:
             self._cache[user_id] = (self.clock(), name)
         return name
+
+
+def post_marker(kind: str, key: str) -> dict[str, Any]:
+    """Message metadata naming what a post is for (``kind`` and a key unique to it), so a post
+    whose answer was lost can be found again instead of posted twice."""
+    return {"event_type": f"rollback_bot_{kind}", "event_payload": {"key": key}}
+
+
+def find_marked(
+    client: WebClient, channel: str, marker: dict[str, Any], thread_ts: str | None = None
+) -> str | None:
+    """The ts of the message carrying ``marker`` among the latest 200 of the channel (or of the
+    thread), else None — also when Slack cannot be asked (a duplicate beats a missing post)."""
+    try:
+        if thread_ts:
+            found = client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+            )
+        else:
+            found = client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=200
+            )
+    except Exception as exc:  # Slack errors, a missing history scope, timeouts alike
+        why = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
+        log.warning("cannot look for an earlier post in %s: %s", channel, why)
+        return None
+    for message in found.get("messages") or []:
+        if message.get("metadata") == marker:
+            return str(message["ts"])
+    return None

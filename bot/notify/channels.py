@@ -21,6 +21,7 @@ from http.client import HTTPException
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.adapters.slack import find_marked, post_marker
 from bot.catalog import Service, UserGroup
 from bot.due import DueWorkRunner, RetryLater
 from bot.notify import template_context, templates
@@ -260,7 +261,21 @@ class IncidentChannels:
             return None
         context = template_context.build_context(self.repo, rollback, service, self.clock())
         text = templates.render(service, "incident_update", context)
-        resp = self.slack.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+        marker = post_marker(
+            "update", f"{rollback.id}:{rollback.created_at.isoformat()}:{audit_kind}"
+        )
+        found = (
+            find_marked(self.slack, channel, marker)
+            if self._tried(rollback.id, audit_kind)
+            else None
+        )
+        resp = (
+            {"ts": found}
+            if found
+            else self.slack.chat_postMessage(
+                channel=channel, text=text, unfurl_links=False, metadata=marker
+            )
+        )
         self.repo.add_audit_event(
             audit_kind,
             now=self.clock(),
@@ -273,6 +288,14 @@ class IncidentChannels:
 
     def _already(self, rollback_id: int, kind: str) -> bool:
         return bool(self.repo.list_audit_events(kind=kind, rollback_id=rollback_id))
+
+    def _tried(self, rollback_id: int, kind: str) -> bool:
+        """Whether an update was sent before without its answer recorded (recorded now if not):
+        then the next try looks for it before posting again."""
+        if self._already(rollback_id, f"{kind}.tried"):
+            return True
+        self.repo.add_audit_event(f"{kind}.tried", now=self.clock(), rollback_id=rollback_id)
+        return False
 
     def on_update_due(self, item: DueWork, service_for: Callable[[str], Service | None]) -> None:
         """Due-work handler: schedule the next update, then post this one while the rollback

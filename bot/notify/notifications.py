@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import PERMANENT_ERRORS
+from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
 from bot.catalog import Service
 from bot.due import RetryLater
 from bot.notify import limits, template_context, templates
@@ -56,6 +56,9 @@ def sla_key(rollback_id: int) -> str:
 
 def page_key(rollback_id: int, reason: str) -> str:
     return f"page-start:{rollback_id}:{reason}"
+
+
+TRIED = ".tried"  # audit suffix: a notice was sent to a channel, its answer not yet recorded
 
 
 class Notifier:
@@ -261,6 +264,11 @@ class Notifier:
         todo = [c for c in dict.fromkeys(channels) if c not in done]
         if not todo:
             return
+        # tried before without a recorded answer (a lost 500, a crash): look before posting again
+        tried = {
+            e.channel_id
+            for e in self.deps.repo.list_audit_events(f"{kind}{TRIED}", rollback_id=rollback.id)
+        }
         # a notice at the end says which pods run which release (availableReplicas cannot)
         state = describe_service_state(self.deps.kube, service) if name in _STATE_NOTICES else None
         context = template_context.build_context(
@@ -276,7 +284,13 @@ class Notifier:
         results = list(
             self._pool.map(
                 lambda c: self._send(
-                    rollback, kind, c, text, anchor_of(self.deps, rollback, c), broadcast
+                    rollback,
+                    kind,
+                    c,
+                    text,
+                    anchor_of(self.deps, rollback, c),
+                    broadcast,
+                    is_retry=c in tried,
                 ),
                 todo,
             )
@@ -293,11 +307,21 @@ class Notifier:
         text: str,
         thread_ts: str | None = None,
         broadcast: bool = False,
+        *,
+        is_retry: bool = False,
     ) -> bool:
         """Post once (in ``thread_ts``'s thread when given); True when it failed and is worth
-        retrying."""
+        retrying. The attempt is stored first, and a retry looks for the marked post before
+        posting again, so a lost answer never makes a second notice."""
+        assert rollback.id is not None
+        marker = post_marker(kind, f"{rollback.id}:{rollback.created_at.isoformat()}:{channel}")
+        if is_retry and (found := find_marked(self.deps.slack, channel, marker, thread_ts)):
+            self._audit(rollback, kind, channel, found, None)
+            return False
+        if not is_retry:
+            self._audit(rollback, f"{kind}{TRIED}", channel, None, None)
         try:
-            resp = self._post_joining(channel, text, thread_ts, broadcast)
+            resp = self._post_joining(channel, text, thread_ts, broadcast, marker)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown")
             if error not in PERMANENT_ERRORS:
@@ -320,7 +344,12 @@ class Notifier:
         return False
 
     def _post_joining(
-        self, channel: str, text: str, thread_ts: str | None, broadcast: bool
+        self,
+        channel: str,
+        text: str,
+        thread_ts: str | None,
+        broadcast: bool,
+        marker: dict[str, Any],
     ) -> dict[str, object]:
         def post() -> Any:
             return self.deps.slack.chat_postMessage(
@@ -329,6 +358,7 @@ class Notifier:
                 unfurl_links=False,
                 thread_ts=thread_ts,
                 reply_broadcast=True if thread_ts and broadcast else None,
+                metadata=marker,
             )
 
         try:

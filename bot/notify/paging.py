@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import PERMANENT_ERRORS
+from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
 from bot.adapters.twilio import BAD_NUMBER_CODES, SmsError, TwilioSMS, sms_sender
 from bot.catalog import Service
 from bot.due import RetryLater
@@ -319,14 +319,22 @@ class Pager:
         payload, deps = item.payload, self.deps
         channel = str(payload["channel"])
         thread_ts, broadcast = _notice_thread(deps, item.key, channel)
+        marker = post_marker("page_notice", item.key)
+        # an earlier run may have posted it and lost the answer (a 500, a crash): look first
+        found = find_marked(deps.slack, channel, marker, thread_ts) if item.tries > 1 else None
         try:
-            answer = deps.slack.chat_postMessage(
-                channel=channel,
-                text=str(payload["text"]),
-                blocks=payload.get("blocks"),
-                unfurl_links=False,
-                thread_ts=thread_ts,
-                reply_broadcast=broadcast or None,
+            answer = (
+                {"ts": found}
+                if found
+                else deps.slack.chat_postMessage(
+                    channel=channel,
+                    text=str(payload["text"]),
+                    blocks=payload.get("blocks"),
+                    unfurl_links=False,
+                    thread_ts=thread_ts,
+                    reply_broadcast=broadcast or None,
+                    metadata=marker,
+                )
             )
         except Exception as exc:
             error = exc.response.get("error") if isinstance(exc, SlackApiError) else None

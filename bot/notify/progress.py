@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import PERMANENT_ERRORS
+from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
 from bot.catalog import Catalog
 from bot.notify import limits
 from bot.notify.blocks import FREE_TEXT_CHARS, escape, manual_gate_message, progress_message
@@ -55,6 +55,7 @@ GIVE_UP_ERRORS = PERMANENT_ERRORS | {
 }
 
 
+NOTE_TRIES = 4  # a thread note is posted again (after 0.5, 1, 2 s) while Slack's trouble may pass
 # A waiting rollback's message shows its clocks in steps of this: the time alone changes what a
 # person reads a few times a minute, not at every edit the pacing would allow (about 30 a
 # minute per rollback with 2 s between edits), so waiting rollbacks stay inside Tier 3.
@@ -109,6 +110,7 @@ class SlackProgress:
         # changes are ignored until the final one, which forgets them.
         self._given_up: set[int] = set()
         self._unsure: set[int] = set()  # rollbacks whose first post may have landed unanswered
+        self._notes_sent = 0  # numbers each thread note's marker
         self._started_at = clock()
         self.edit_times: list[float] = []  # monotonic time of every chat.update (for benchmarks)
         self._stop = threading.Event()
@@ -164,16 +166,28 @@ class SlackProgress:
             rollback = self.repo.get_rollback(rollback_id)
         if rollback is None or rollback.progress_ts is None:
             return
-        try:
-            self.client.chat_postMessage(
-                channel=self._channel(rollback),
-                thread_ts=rollback.progress_ts,
-                text=limits.message_text(text),
-                blocks=limits.fit_blocks(blocks) if blocks else None,
-                unfurl_links=False,
-            )
-        except Exception as exc:  # Slack trouble never stops a rollback
-            log.warning("rollback #%d: thread note not posted: %s", rollback_id, exc)
+        channel, thread = self._channel(rollback), rollback.progress_ts
+        with self._cond:
+            self._notes_sent += 1
+            key = f"{rollback_id}:{rollback.created_at.isoformat()}:{self._notes_sent}"
+        marker = post_marker("note", key)
+        for attempt in range(NOTE_TRIES):  # a note that passing trouble drops is a lost fact
+            if attempt and find_marked(self.client, channel, marker, thread) is not None:
+                return  # the last try landed; only its answer was lost
+            try:
+                self.client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread,
+                    text=limits.message_text(text),
+                    blocks=limits.fit_blocks(blocks) if blocks else None,
+                    unfurl_links=False,
+                    metadata=marker,
+                )
+                return
+            except Exception as exc:  # Slack trouble never stops a rollback
+                log.warning("rollback #%d: thread note not posted: %s", rollback_id, exc)
+                if _give_up_error(exc) or self._stop.wait(min(8.0, 0.5 * 2**attempt)):
+                    return
 
     def anchor(self, rollback_id: int) -> str | None:
         """The ts of the progress message, the one top-level message of a rollback in its
@@ -270,20 +284,11 @@ class SlackProgress:
     def _posted_before(
         self, rollback: Rollback, channel: str, marker: dict[str, Any]
     ) -> str | None:
-        """The ts of this rollback's progress message if Slack holds it (found by its metadata
-        marker among the channel's latest 200 messages), else None."""
-        try:
-            history = self.client.conversations_history(
-                channel=channel, include_all_metadata=True, limit=200
-            )
-        except Exception as exc:  # cannot look: post (a duplicate beats no progress message)
-            log.warning("rollback #%d: cannot look for an earlier post: %s", rollback.id, exc)
-            return None
-        for message in history.get("messages") or []:
-            if message.get("metadata") == marker:
-                log.info("rollback #%d: its progress message was posted already", rollback.id)
-                return str(message["ts"])
-        return None
+        """The ts of this rollback's progress message if Slack holds it, else None."""
+        ts = find_marked(self.client, channel, marker)
+        if ts is not None:
+            log.info("rollback #%d: its progress message was posted already", rollback.id)
+        return ts
 
     def _give_up(self, rollback_id: int, is_final: bool, what: str, error: str) -> None:
         """Slack will never take this message: say so once, stop trying, forget the rollback.

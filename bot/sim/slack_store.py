@@ -430,7 +430,12 @@ class SlackWorkspace:
     def _conversations_replies(self, params: Params) -> Params:
         channel = self.resolve_channel(_required(params, "channel", "channel_not_found"))
         ts = params.get("ts")
-        thread = [dict(m) for m in self.messages[channel.id] if ts in (m["ts"], m.get("thread_ts"))]
+        has_metadata = _is_set(params.get("include_all_metadata"))
+        thread = [
+            {k: v for k, v in m.items() if k != "metadata" or has_metadata}
+            for m in self.messages[channel.id]
+            if ts in (m["ts"], m.get("thread_ts"))
+        ]
         if not thread:
             raise SlackError("thread_not_found")
         return {"messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}

@@ -417,6 +417,27 @@ def test_a_page_notice_slack_refused_is_posted_on_retry_without_a_second_sms(
     assert sum("acknowledged by Primary on-call" in t for t in h.channel_texts()) == 1
 
 
+def test_a_page_notice_slack_took_but_answered_500_for_is_found_not_posted_twice(
+    h: PagingHarness,
+) -> None:
+    """The post landed and its answer was lost: the retry finds it by its metadata marker in
+    the progress thread, so there is one notice, and the page points at it."""
+    rid = h.new_rollback()
+    progress = h.bot.deps.engine.progress
+    assert isinstance(progress, SlackProgress) and progress.anchor(rid)
+    h.slack.inject("chat.postMessage", status=500, is_applied=True)
+    h.start_ladder(rid)
+    h.tick()
+    h.tick(seconds=5)
+
+    notices = [m for m in h.slack.messages(CHANNEL) if "Paging level 1/3" in m["text"]]
+    assert len(notices) == 1
+    [page] = h.pages(rid)
+    assert page.notice_ts == notices[0]["ts"]
+    assert h.slack.calls_to("conversations.replies")  # it looked before posting again
+    assert len(h.twilio.messages) == 1
+
+
 def test_claiming_a_page_for_sending_is_once_and_never_after_an_ack(
     repo: Repository, now: Any
 ) -> None:

@@ -164,3 +164,20 @@ def test_a_post_slack_took_but_answered_500_is_found_not_posted_twice(
     assert rollback is not None and rollback.progress_ts == message["ts"]
     assert slack.calls_to("conversations.history")  # it looked before posting again
     progress.close()
+
+
+def test_a_thread_note_outlives_passing_slack_trouble_and_is_posted_once(
+    tmp_path: Path, slack: SlackSimulator
+) -> None:
+    """One failure the note never reached Slack (503 x 3, past the client's own retries), then
+    one that landed but lost its answer (500): the note is in the thread once."""
+    progress, _, rollback_id = one_rollback(tmp_path, slack, "running", edits_per_minute=600)
+    assert progress.anchor(rollback_id)
+    slack.inject("chat.postMessage", status=503, times=3)
+    slack.inject("chat.postMessage", status=500, is_applied=True)
+    progress.note(rollback_id, "checkout-api: revision 3 → template of revision 2")
+    assert progress.flush(timeout=15)
+
+    notes = [m for m in slack.messages("C0DEPLOYS") if "template of revision 2" in m["text"]]
+    assert len(notes) == 1 and notes[0].get("thread_ts")
+    progress.close()

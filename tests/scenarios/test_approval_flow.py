@@ -773,6 +773,21 @@ def test_a_request_slack_could_not_take_yet_is_posted_on_a_retry(h: Harness, now
     assert posted[-1].response["ts"] == h.bot.deps.repo.get_rollback(1).approval_ts  # type: ignore[union-attr]
 
 
+def test_a_request_slack_took_but_answered_500_for_is_not_posted_twice(
+    h: Harness, now: Now
+) -> None:
+    """Two request messages would split the votes: the retry finds the first by its marker."""
+    h.slack.inject("chat.postMessage", status=500, is_applied=True)
+    h.slash("plan checkout bad deploy")
+    settle(h)
+    now.advance(seconds=5)
+    assert h.bot.deps.due.tick() == 1
+    settle(h)
+    requests = [m for m in h.slack.messages("C0DEPLOYS") if "Rollback request #1 " in m["text"]]
+    assert len(requests) == 1
+    assert requests[0]["ts"] == h.bot.deps.repo.get_rollback(1).approval_ts  # type: ignore[union-attr]
+
+
 def test_a_request_stored_before_a_crash_is_posted_by_the_next_process(
     make: Callable[..., Harness], now: Now
 ) -> None:

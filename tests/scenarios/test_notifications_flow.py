@@ -206,6 +206,30 @@ def test_rate_limits_and_server_errors_still_deliver_every_notice_once(
         assert len(with_text(slack, channel, "Production Rollback Completed")) == 1
 
 
+def test_posts_slack_took_but_answered_500_for_are_not_made_twice(
+    harness: Harness, slack: SlackSimulator
+) -> None:
+    """Every post of a critical rollback lands but its answer is lost (a 500): the retries find
+    them by their metadata markers, so each channel still holds each notice once."""
+    slack.inject("chat.postMessage", status=500, is_applied=True, times=6)
+    harness.slash("run checkout --immediate bad deploy")
+    settle(harness)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(
+        with_text(slack, c, "Production Rollback Completed") for c in ("C0INCIDENTS", "C0EXEC")
+    ):
+        harness.bot.deps.due.tick()  # the retries of what got a 500
+        settle(harness)
+
+    for channel in ("C0DEPLOYS", "C0INCIDENTS", "C0EXEC"):
+        assert len(with_text(slack, channel, "CRITICAL: Production Rollback")) == 1, channel
+        assert len(with_text(slack, channel, "Production Rollback Completed")) == 1, channel
+    assert len(with_text(slack, "C0DEPLOYS", "Rollback #1 of checkout")) == 1
+    looked = slack.calls_to("conversations.history") + slack.calls_to("conversations.replies")
+    assert looked  # the retries looked before posting again
+    assert [c.status for c in slack.calls_to("chat.postMessage")][:6] == [500] * 6
+
+
 def test_listener_told_twice_posts_once(harness: Harness, slack: SlackSimulator) -> None:
     harness.slash("run checkout --immediate bad deploy")
     settle(harness)
