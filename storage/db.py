@@ -8,6 +8,7 @@ front (`immediate`). PostgreSQL always goes through psycopg 3.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ _UNLOCK = sa.text("SELECT pg_advisory_unlock(CAST(:key AS BIGINT))")
 _BEGIN_IMMEDIATE = "rollback_bot_begin_immediate"
 
 _SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",  # first: switching to WAL below may have to wait for a lock
     "PRAGMA journal_mode=WAL",
-    "PRAGMA busy_timeout=5000",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
 )
@@ -118,8 +119,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+SQLITE_MIGRATION_TRIES = 5
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to head (on PostgreSQL under an advisory lock shared by replicas)."""
+    """Upgrade the database to head (on PostgreSQL under an advisory lock shared by replicas).
+
+    On SQLite, processes starting together can still meet "database is locked" where SQLite
+    answers at once instead of waiting (taking the file into WAL mode, a reader upgrading to a
+    writer); an upgrade is idempotent, so it is tried again after a short pause."""
+    for attempt in range(1, SQLITE_MIGRATION_TRIES + 1):
+        try:
+            _migrate_once(engine)
+            return
+        except sa.exc.OperationalError as exc:
+            is_locked = engine.dialect.name == "sqlite" and "locked" in str(exc)
+            if not is_locked or attempt == SQLITE_MIGRATION_TRIES:
+                raise
+            time.sleep(0.1 * 2**attempt)  # a competing process's migration, not an outcome
+
+
+def _migrate_once(engine: Engine) -> None:
     config = alembic_config()
     is_postgres = engine.dialect.name == "postgresql"
     # On SQLite, BEGIN IMMEDIATE makes a second migrator wait for the first instead of failing.
