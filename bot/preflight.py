@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
+from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog import PlanError, Service
 from bot.rollback.plan import Plan, StepSpec
 from bot.rollback.safety import (
@@ -225,26 +225,18 @@ def _check_undo(
         )
     wanted_text = target or own_text
     t = KubeTarget(service.context, service.namespace)
-    revisions: list[KnownRevision] = []
-    current: int | None = None
+
+    def pick(listed: list[Revision], current: int) -> int | None:
+        if not wanted_text:
+            return None  # kubectl's "the previous one"
+        known = [KnownRevision(r.number, r.images, r.template) for r in listed]
+        return resolve_target(wanted_text, known, deployment=deployment, current=current)
+
     try:
-        current = kube.deployment(t, deployment).revision
-        revisions = [
-            KnownRevision(r.number, r.images, r.template) for r in kube.history(t, deployment)
-        ]
-        number = (
-            resolve_target(wanted_text, revisions, deployment=deployment, current=current)
-            if wanted_text
-            else None
-        )
-        undo = kube.plan_undo(t, deployment, number)
+        undo, listed, current = kube.preview_undo(t, deployment, pick)
     except KubeError as exc:
-        listing = ""
-        if exc.reason in ("RevisionNotFound", "NoRolloutHistory"):
-            listing = f" Revisions: {revisions_text(revisions, current)}."
-        raise Refusal(
-            f"cannot plan the undo of {deployment}: {exc}.{listing} Nothing was changed."
-        ) from None
+        raise Refusal(f"cannot plan the undo of {deployment}: {exc}. Nothing was changed") from None
+    revisions = [KnownRevision(r.number, r.images, r.template) for r in listed]
     warnings = []
     if crosses_point_of_no_return(service, undo.from_revision, undo.to_revision):
         if not is_forced:

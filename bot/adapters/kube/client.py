@@ -43,6 +43,23 @@ from bot.adapters.kube.values import (
     UndoPlan,
 )
 
+
+def _revisions(replicasets: list[k8s.V1ReplicaSet]) -> list[Revision]:
+    revisions = [
+        Revision(
+            number=number,
+            images=images_of(rs.spec.template),
+            replicaset=meta(rs.metadata).name or "",
+            created=meta(rs.metadata).creation_timestamp,
+            change_cause=(meta(rs.metadata).annotations or {}).get(CHANGE_CAUSE),
+            template=template_fingerprint(rs.spec.template),
+        )
+        for rs in replicasets
+        if (number := revision_of(rs.metadata)) is not None
+    ]
+    return sorted(revisions, key=lambda r: (r.number, r.replicaset))
+
+
 # ── the client ────────────────────────────────────────────────────────────────────────────────
 
 
@@ -85,24 +102,23 @@ class KubernetesClient(Resources):
     def history(self, t: KubeTarget, name: str) -> list[Revision]:
         """kubectl rollout history: one entry per owned ReplicaSet, ascending by revision."""
         dep = self._read_deployment(t, name)
-        revisions = [
-            Revision(
-                number=number,
-                images=images_of(rs.spec.template),
-                replicaset=meta(rs.metadata).name or "",
-                created=meta(rs.metadata).creation_timestamp,
-                change_cause=(meta(rs.metadata).annotations or {}).get(CHANGE_CAUSE),
-                template=template_fingerprint(rs.spec.template),
-            )
-            for rs in self._owned_replicasets(t, dep)
-            if (number := revision_of(rs.metadata)) is not None
-        ]
-        return sorted(revisions, key=lambda r: (r.number, r.replicaset))
+        return _revisions(self._owned_replicasets(t, dep))
 
     def plan_undo(self, t: KubeTarget, name: str, to_revision: int | None) -> UndoPlan:
         """What ``kubectl rollout undo`` would do; changes nothing."""
         dep = self._read_deployment(t, name)
         return _plan(dep, select_revision(dep, self._owned_replicasets(t, dep), to_revision))
+
+    def preview_undo(
+        self, t: KubeTarget, name: str, pick: Callable[[list[Revision], int], int | None]
+    ) -> tuple[UndoPlan, list[Revision], int]:
+        """:meth:`plan_undo` for the revision ``pick(history, current revision)`` chooses, with
+        that history and the current revision: one read of the Deployment and its ReplicaSets."""
+        dep = self._read_deployment(t, name)
+        replicasets = self._owned_replicasets(t, dep)
+        revisions, current = _revisions(replicasets), revision_of(dep.metadata) or 0
+        wanted = pick(revisions, current)
+        return _plan(dep, select_revision(dep, replicasets, wanted)), revisions, current
 
     def undo(
         self,
