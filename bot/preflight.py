@@ -9,10 +9,10 @@ with the reason and what to do. So a refused command never notifies or pages any
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
@@ -30,8 +30,20 @@ from bot.rollback.safety import (
 )
 from storage.repository import Repository
 
-if TYPE_CHECKING:
-    from bot.app import Deps
+
+class Handles(Protocol):
+    """What the checks need of the app (bot.app.Deps has them): the cluster, the database, the
+    clock. A protocol, so this module stands below the app rather than importing it."""
+
+    @property
+    def kube(self) -> KubernetesClient: ...
+
+    @property
+    def repo(self) -> Repository: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
 
 FORWARD_FIX = (
     "The runbook's answer past the point of no return is a forward fix: deploy a compensating"
@@ -133,7 +145,12 @@ def stale_assessment(
 
 
 def check(
-    deps: Deps, service: Service, target: str | None, *, is_forced: bool = False, pin: bool = True
+    deps: Handles,
+    service: Service,
+    target: str | None,
+    *,
+    is_forced: bool = False,
+    pin: bool = True,
 ) -> Checked:
     """:func:`check_rollback` with the app's cluster, database and clock."""
     return check_rollback(
@@ -142,7 +159,7 @@ def check(
 
 
 def audit_refusal(
-    deps: Deps,
+    deps: Handles,
     event: str,
     service: Service,
     user: str,
