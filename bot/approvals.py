@@ -174,7 +174,7 @@ def post_due(deps: Deps, item: DueWork) -> None:
         return
     text, blocks = _request_blocks(deps, r, service, plan_summary)
     try:
-        marker = post_marker("request", f"{rollback_id}:{r.created_at.isoformat()}")
+        marker = post_marker("request", rollback_id, r.created_at)
         # an earlier run may have posted it and lost the answer: two requests would split votes
         found = find_marked(deps.slack, service.channel, marker) if item.tries > 1 else None
         resp = (

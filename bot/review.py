@@ -216,8 +216,7 @@ def _value(facts: ReviewFacts, key: str, value: Any) -> str:
 
 
 # Step transitions have their own rows (from the steps, with durations); their audit events and
-# the vote rows (the approval.* events say the same) would repeat them. A notice's ".tried"
-# event only says a post was sent before its answer came back.
+# the vote rows (the approval.* events say the same) would repeat them.
 _REPEATED_EVENTS = ("step.",)
 
 
@@ -234,7 +233,7 @@ def _timeline(facts: ReviewFacts) -> str:
     rows += [
         (e.created_at, _event_text(facts, e))
         for e in facts.events
-        if not e.kind.startswith(_REPEATED_EVENTS) and not e.kind.endswith(".tried")
+        if not e.kind.startswith(_REPEATED_EVENTS)
     ]
     voted = {e.actor for e in facts.events if e.kind.startswith("approval.") and e.actor}
     rows += [  # votes the audit log does not tell already

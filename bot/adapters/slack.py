@@ -213,10 +213,14 @@ class UserNames:
         return name
 
 
-def post_marker(kind: str, key: str) -> dict[str, Any]:
-    """Message metadata naming what a post is for (``kind`` and a key unique to it), so a post
-    whose answer was lost can be found again instead of posted twice."""
-    return {"event_type": f"rollback_bot_{kind}", "event_payload": {"key": key}}
+def post_marker(kind: str, *key: object) -> dict[str, Any]:
+    """Message metadata naming what a post is for (``kind`` and the parts of a key unique to it,
+    e.g. a rollback's id and start time), so a post whose answer was lost can be found again
+    instead of posted twice."""
+    return {
+        "event_type": f"rollback_bot_{kind}",
+        "event_payload": {"key": ":".join(str(part) for part in key)},
+    }
 
 
 def find_marked(

@@ -261,9 +261,7 @@ class IncidentChannels:
             return None
         context = template_context.build_context(self.repo, rollback, service, self.clock())
         text = templates.render(service, "incident_update", context)
-        marker = post_marker(
-            "update", f"{rollback.id}:{rollback.created_at.isoformat()}:{audit_kind}"
-        )
+        marker = post_marker("update", rollback.id, rollback.created_at, audit_kind)
         found = (
             find_marked(self.slack, channel, marker)
             if self._tried(rollback.id, audit_kind)
@@ -290,12 +288,9 @@ class IncidentChannels:
         return bool(self.repo.list_audit_events(kind=kind, rollback_id=rollback_id))
 
     def _tried(self, rollback_id: int, kind: str) -> bool:
-        """Whether an update was sent before without its answer recorded (recorded now if not):
-        then the next try looks for it before posting again."""
-        if self._already(rollback_id, f"{kind}.tried"):
-            return True
-        self.repo.add_audit_event(f"{kind}.tried", now=self.clock(), rollback_id=rollback_id)
-        return False
+        """Whether this update was sent before without its answer recorded (the first attempt
+        is recorded now, as a delivery key): then it is looked for before posting again."""
+        return not self.repo.record_delivery(f"tried:{kind}:{rollback_id}", self.clock())
 
     def on_update_due(self, item: DueWork, service_for: Callable[[str], Service | None]) -> None:
         """Due-work handler: schedule the next update, then post this one while the rollback

@@ -58,9 +58,6 @@ def page_key(rollback_id: int, reason: str) -> str:
     return f"page-start:{rollback_id}:{reason}"
 
 
-TRIED = ".tried"  # audit suffix: a notice was sent to a channel, its answer not yet recorded
-
-
 class Notifier:
     """The engine's RollbackListener for notifications, and the handlers of their due work."""
 
@@ -264,11 +261,7 @@ class Notifier:
         todo = [c for c in dict.fromkeys(channels) if c not in done]
         if not todo:
             return
-        # tried before without a recorded answer (a lost 500, a crash): look before posting again
-        tried = {
-            e.channel_id
-            for e in self.deps.repo.list_audit_events(f"{kind}{TRIED}", rollback_id=rollback.id)
-        }
+
         # a notice at the end says which pods run which release (availableReplicas cannot)
         state = describe_service_state(self.deps.kube, service) if name in _STATE_NOTICES else None
         context = template_context.build_context(
@@ -290,7 +283,6 @@ class Notifier:
                     text,
                     anchor_of(self.deps, rollback, c),
                     broadcast,
-                    is_retry=c in tried,
                 ),
                 todo,
             )
@@ -307,19 +299,18 @@ class Notifier:
         text: str,
         thread_ts: str | None = None,
         broadcast: bool = False,
-        *,
-        is_retry: bool = False,
     ) -> bool:
         """Post once (in ``thread_ts``'s thread when given); True when it failed and is worth
-        retrying. The attempt is stored first, and a retry looks for the marked post before
-        posting again, so a lost answer never makes a second notice."""
+        retrying. The first attempt is recorded (a delivery key) before it is sent; a later one
+        looks for the marked post first, so a lost answer never makes a second notice."""
         assert rollback.id is not None
-        marker = post_marker(kind, f"{rollback.id}:{rollback.created_at.isoformat()}:{channel}")
+        marker = post_marker(kind, rollback.id, rollback.created_at, channel)
+        is_retry = not self.deps.repo.record_delivery(
+            f"tried:{kind}:{rollback.id}:{channel}", self.deps.clock()
+        )
         if is_retry and (found := find_marked(self.deps.slack, channel, marker, thread_ts)):
             self._audit(rollback, kind, channel, found, None)
             return False
-        if not is_retry:
-            self._audit(rollback, f"{kind}{TRIED}", channel, None, None)
         try:
             resp = self._post_joining(channel, text, thread_ts, broadcast, marker)
         except SlackApiError as exc:

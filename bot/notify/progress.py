@@ -70,16 +70,6 @@ def shown_time(rollback: Rollback, now: datetime) -> datetime:
     return now - (now - started) % CLOCK_STEP
 
 
-def progress_marker(rollback: Rollback) -> dict[str, Any]:
-    """Message metadata naming a rollback's progress message, so a post whose answer was lost
-    can be found again instead of posted twice (the start time tells apart installations whose
-    rollback ids collide)."""
-    return {
-        "event_type": "rollback_progress",
-        "event_payload": {"rollback_id": rollback.id, "created": rollback.created_at.isoformat()},
-    }
-
-
 class SlackProgress:
     def __init__(
         self,
@@ -169,8 +159,8 @@ class SlackProgress:
         channel, thread = self._channel(rollback), rollback.progress_ts
         with self._cond:
             self._notes_sent += 1
-            key = f"{rollback_id}:{rollback.created_at.isoformat()}:{self._notes_sent}"
-        marker = post_marker("note", key)
+            number = self._notes_sent
+        marker = post_marker("note", rollback_id, rollback.created_at, number)
         for attempt in range(NOTE_TRIES):  # a note that passing trouble drops is a lost fact
             if attempt and find_marked(self.client, channel, marker, thread) is not None:
                 return  # the last try landed; only its answer was lost
@@ -241,7 +231,8 @@ class SlackProgress:
             if rendered is None or rendered[0].progress_ts is not None:
                 return True
             rollback, text, blocks = rendered
-            channel, marker = self._channel(rollback), progress_marker(rollback)
+            channel = self._channel(rollback)
+            marker = post_marker("progress", rollback.id, rollback.created_at)
             ts = (
                 self._posted_before(rollback, channel, marker)
                 if self._is_unsure(rollback)
