@@ -67,7 +67,6 @@ class Checked:
 
     plan: Plan
     target_revision: str | None  # what the rollback row records: the resolved number, if asked
-    undos: tuple[UndoPlan, ...] = ()
     warnings: tuple[str, ...] = ()  # overridden refusals (an approver's --force), said aloud
 
 
@@ -217,7 +216,7 @@ def check_rollback(
         undos.append(undo)
         warnings += warning
     resolved = str(undos[0].to_revision) if target and undos else None
-    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(undos), tuple(warnings))
+    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings))
 
 
 def _check_undo(
