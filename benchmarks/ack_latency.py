@@ -55,10 +55,10 @@ def serve(kind: str, secret: str, workdir: str, slack_api: str, prometheus_url: 
 
     from bot.app import build_app
     from bot.demo import demo_catalog
-    from bot.logs import setup_logging
-    from bot.server import HttpServer
+    from bot.runtime.logs import setup_logging
+    from bot.runtime.server import HttpServer
+    from bot.runtime.web import WebApp
     from bot.settings import Settings
-    from bot.web import WebApp
 
     setup_logging("WARNING")
     if kind == "bare":

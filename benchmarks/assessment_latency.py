@@ -19,7 +19,7 @@ import httpx
 
 from bot.adapters.http_probe import check_health
 from bot.adapters.prometheus import PrometheusAPI
-from bot.assessor import WORST, SignalReader
+from bot.assessment.signals import WORST, SignalReader
 from bot.demo import DEMO_SERVICES, demo_catalog, query_values
 from bot.rollback.assess import assess
 from bot.sim.prometheus_api import PrometheusSimulator

@@ -27,14 +27,14 @@ from pydantic import SecretStr
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
-from bot.catalog import parse_catalog
-from bot.logs import setup_logging
-from bot.server import HttpServer
+from bot.catalog.load import parse_catalog
+from bot.runtime.logs import setup_logging
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
-from bot.web import WebApp
 
 NS = "shop"
 

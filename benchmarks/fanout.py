@@ -28,9 +28,9 @@ from pydantic import SecretStr
 from bot.adapters.slack import slack_web_client
 from bot.adapters.twilio import TwilioSMS
 from bot.app import BotApp, build_app
-from bot.catalog import parse_catalog
-from bot.logs import setup_logging
+from bot.catalog.load import parse_catalog
 from bot.notify.notifications import Notifier
+from bot.runtime.logs import setup_logging
 from bot.settings import Settings
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.twilio_api import SimMessage, TwilioSimulator

@@ -30,15 +30,15 @@ from pydantic import SecretStr
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.app import build_app
+from bot.approvals import blocks as ab
 from bot.demo import DEMO_SERVICES, demo_catalog, query_values, seed_cluster
-from bot.notify import approval_blocks as ab
-from bot.server import HttpServer
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
-from bot.web import WebApp
 from storage.db import make_engine
 from storage.repository import Repository
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.catalog import CatalogError, load_catalog
-from bot.logs import setup_logging
+from bot.catalog.load import CatalogError, load_catalog
+from bot.runtime.logs import setup_logging
 from bot.settings import ConfigurationError, Settings, load_settings
 
 log = logging.getLogger("rollback-bot")
@@ -93,19 +93,19 @@ def _migrate(settings: Settings) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import build_app
-    from bot.server import HttpServer
-    from bot.web import WebApp
+    from bot.runtime.server import HttpServer
+    from bot.runtime.web import WebApp
 
     if not settings.is_sms_enabled:
         log.warning("TWILIO_* is not set: SMS paging is DISABLED, on-call will not be paged")
     if args.socket_mode and settings.slack_app_token is None:
         raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
     bot = build_app(settings)
-    from bot.event_log import RollbackEventLog
+    from bot.runtime.event_log import RollbackEventLog
 
     bot.deps.engine.listeners.append(RollbackEventLog())  # a rollback's start and end, at INFO
     from bot.rollback.policy import all_approver_groups as approver_groups
-    from bot.scheduler import start_scheduler
+    from bot.runtime.scheduler import start_scheduler
 
     resumed = bot.deps.engine.resume_all()
     if resumed:

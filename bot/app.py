@@ -4,68 +4,29 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 from slack_bolt import App
-from slack_sdk import WebClient
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack import UserGroupMembers, slack_web_client
-from bot.assessor import SignalReader
-from bot.catalog import Catalog, CatalogError, load_catalog
-from bot.due import DueWorkRunner
-from bot.engine import FINISHED, STARTED, Engine, worker_name
-from bot.metrics import Metrics
+from bot.assessment.signals import SignalReader
+from bot.catalog.load import Catalog, CatalogError, load_catalog
+from bot.deps import Clock, Deps, utcnow
+from bot.execution.engine import FINISHED, STARTED, Engine, worker_name
 from bot.notify.progress import SlackProgress
-from bot.request_trust import respond_only_to_slack
+from bot.runtime.due import DueWorkRunner
+from bot.runtime.metrics import Metrics
+from bot.runtime.request_trust import respond_only_to_slack
+from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
-from bot.work import BackgroundWork
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-# A WSGI route besides Slack's: (method, path prefix, handler(environ, start_response)).
-WSGIHandler = Callable[[Any, Any], Iterable[bytes]]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    prefix: str
-    handler: WSGIHandler
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Deps:
-    """Everything a handler may use. Handlers get this, never globals."""
-
-    settings: Settings
-    catalog: Catalog
-    repo: Repository
-    reader: SignalReader
-    work: BackgroundWork
-    metrics: Metrics
-    slack: WebClient
-    kube: KubernetesClient
-    engine: Engine
-    due: DueWorkRunner
-    groups: UserGroupMembers
-    clock: Clock = utcnow
-    routes: list[Route] = field(default_factory=list)
-    slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
-    closers: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass
@@ -182,17 +143,17 @@ def build_app(
         deps.work.submit("due work", deps.due.tick)
 
     deps.engine.kick_due_work = run_due_work_now
-    from bot import approvals
+    from bot.approvals import request as approvals
 
     approvals.install(deps)
     from bot.notify import notifications
 
     notifications.install(deps)
-    from bot import review
+    from bot.review import document as review
 
     metrics.watch_rollbacks(repo, catalog, deps.engine)
     review.install(deps)
-    from bot.notify import paging
+    from bot.paging import ladder as paging
 
     paging.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;

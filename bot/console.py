@@ -30,15 +30,15 @@ from pydantic import SecretStr
 from bot.adapters.console import buttons_of, render_message
 from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
-from bot.catalog import Catalog
-from bot.logs import mask_phone
-from bot.server import HttpServer
+from bot.catalog.load import Catalog
+from bot.runtime.logs import mask_phone
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import SimMessage, TwilioSimulator
-from bot.web import WebApp
 
 HELP = """\
 Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.

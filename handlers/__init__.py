@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.app import Deps
+from bot.deps import Deps
 from handlers import (
     actions,
     approval_actions,

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.app import Deps
+from bot.deps import Deps
 from bot.rollback import policy
 from handlers.ids import Action
 

@@ -15,11 +15,12 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import approval_start, approvals
-from bot.app import Deps
-from bot.catalog import Service
-from bot.notify import approval_blocks
-from bot.preflight import stale_assessment
+from bot.approvals import blocks as approval_blocks
+from bot.approvals import request as approvals
+from bot.approvals import start as approval_start
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.preflight import stale_assessment
 from bot.rollback import policy
 from handlers.commands import submit_claimed
 from handlers.delivery import delivery_key

@@ -8,12 +8,12 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import approvals
-from bot.app import Deps
-from bot.catalog import Service
-from bot.notify.approval_blocks import when
+from bot.approvals import request as approvals
+from bot.approvals.blocks import when
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.preflight import Refusal, audit_refusal, check
 from bot.notify.blocks import escape, escape_keeping_mentions, plural
-from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_window
 from storage.repository import ActiveRollbackExists

@@ -13,12 +13,12 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.adapters.kube.values import KubeError
-from bot.app import Deps
-from bot.assessor import assess_service, store_assessment
-from bot.catalog import Service
+from bot.approvals.blocks import assessment_buttons
+from bot.assessment.signals import assess_service, store_assessment
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.preflight import current_release, release_text
 from bot.notify import blocks
-from bot.notify.approval_blocks import assessment_buttons
-from bot.preflight import current_release, release_text
 from bot.rollback.assess import Decision
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers import approvals, rollbacks

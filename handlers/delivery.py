@@ -19,10 +19,10 @@ from slack_bolt import App
 from slack_bolt.response import BoltResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.app import Deps
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
+from bot.deps import Deps
 from bot.notify.blocks import MANUAL_GATE_ACTION
-from bot.notify.page_messages import PAGE_ACK_ACTION
+from bot.paging.messages import PAGE_ACK_ACTION
 
 log = logging.getLogger(__name__)
 

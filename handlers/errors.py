@@ -21,8 +21,8 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from sqlalchemy.exc import DBAPIError
 
-from bot.app import Deps
-from bot.request_trust import CheckedRespond, is_bolt_request_signed
+from bot.deps import Deps
+from bot.runtime.request_trust import CheckedRespond, is_bolt_request_signed
 from handlers.delivery import DATABASE_DOWN
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,12 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.app import Deps
-from bot.catalog import Catalog, Service
-from bot.notify.approval_blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.approvals.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.catalog.load import Catalog, Service
+from bot.deps import Deps
 from bot.notify.blocks import button, escape, message_link, section
 from bot.notify.templates import mention
-from bot.review_publish import review_url
+from bot.review.publish import review_url
 from bot.rollback import policy
 from handlers.reviews import never_ran
 from storage.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Rollback

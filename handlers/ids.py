@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
 from bot.notify.blocks import MANUAL_GATE_ACTION
-from bot.notify.page_messages import PAGE_ACK_ACTION
+from bot.paging.messages import PAGE_ACK_ACTION
 
 
 class SlashCommand(StrEnum):

@@ -9,9 +9,9 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.app import Deps
-from bot.notify import page_acks
-from bot.notify.page_acks import acknowledge_from_slack
+from bot.deps import Deps
+from bot.paging import acks as page_acks
+from bot.paging.acks import acknowledge_from_slack
 from handlers import twilio
 from handlers.ids import Action
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.app import Deps
+from bot.deps import Deps
 from bot.notify.blocks import escape_keeping_mentions
-from bot.review_publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, link_message
+from bot.review.publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, link_message
 from bot.rollback import policy
 from bot.rollback.command import Command
 from storage.models import TERMINAL_STATUSES, Rollback

@@ -8,13 +8,13 @@ from typing import Any
 
 from slack_bolt import Ack, Respond
 
-from bot.app import Deps
-from bot.catalog import PlanError, Service
-from bot.engine import Engine, started_work
+from bot.approvals.blocks import when
+from bot.catalog.load import PlanError, Service
+from bot.deps import Deps
+from bot.execution.engine import Engine, started_work
+from bot.execution.preflight import Refusal, audit_refusal, check
 from bot.notify import blocks, limits
-from bot.notify.approval_blocks import when
 from bot.notify.blocks import escape
-from bot.preflight import Refusal, audit_refusal, check
 from bot.rollback import policy
 from bot.rollback.command import Command, local_time
 from bot.rollback.plan import Plan
@@ -162,7 +162,7 @@ def start_immediate(
     responder, and an approver for ``is_forced``); returns what to tell them. A refusal is
     audited and said before anything is stored, superseded, notified or paged; a planned
     request still waiting is superseded only by a rollback that starts."""
-    from bot.approval_start import supersede_pending
+    from bot.approvals.start import supersede_pending
 
     try:
         checked = check(deps, service, target_revision, is_forced=is_forced)
@@ -262,7 +262,7 @@ def _link(deps: Deps, rollback_id: int) -> str:
 
 def waiting_state(deps: Deps, r: Rollback) -> str:
     """What a request that has not started waits for, true for each status."""
-    from bot.approval_start import confirm_key
+    from bot.approvals.start import confirm_key
 
     service = deps.catalog.get(r.service)
     tz = service.tz if service else UTC
@@ -293,7 +293,7 @@ def waiting_state(deps: Deps, r: Rollback) -> str:
 def _dry_run(
     deps: Deps, service: Service, plan: Plan, cmd: Command, is_forced: bool, respond: Respond
 ) -> None:
-    from bot.dry_run import describe_plan
+    from bot.execution.dry_run import describe_plan
 
     try:
         text = describe_plan(deps, service, plan, cmd.target_revision, is_forced=is_forced)
@@ -390,7 +390,7 @@ def abort(deps: Deps, cmd: Command, command: dict[str, Any], ack: Ack) -> None:
         )
         return
     if rollback.status in ("pending_approval", "approved", "scheduled"):
-        from bot.approval_start import cancel_waiting
+        from bot.approvals.start import cancel_waiting
 
         if cancel_waiting(deps, cmd.rollback_id, user, cmd.reason) is not None:
             _say(

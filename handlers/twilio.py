@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl
 from wsgiref.util import request_uri
 
 from bot.adapters.twilio import WebhookValidator, twiml_reply
-from bot.app import Deps, Route
-from bot.logs import mask_phone
-from bot.notify.page_acks import record_delivery_status, reply_to_sms
+from bot.deps import Deps, Route
+from bot.paging.acks import record_delivery_status, reply_to_sms
+from bot.runtime.logs import mask_phone
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment

@@ -13,9 +13,9 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import approvals
-from bot.app import Deps
-from bot.preflight import Refusal, check
+from bot.approvals import request as approvals
+from bot.deps import Deps
+from bot.execution.preflight import Refusal, check
 from bot.rollback.command import UsageError, parse_revision, parse_window
 from handlers.approvals import submit_request
 from handlers.ids import View

@@ -14,15 +14,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.app import BotApp, build_app, utcnow
-from bot.catalog import parse_catalog
+from bot.app import BotApp, build_app
+from bot.catalog.load import parse_catalog
 from bot.demo import promql
-from bot.server import HttpServer
+from bot.deps import utcnow
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
-from bot.web import WebApp
 
 REQUIRE_SERVICES = os.environ.get("ROLLBACK_BOT_REQUIRE_SERVICES") == "1"
 BOT_TOKEN = "xoxb-test-token"

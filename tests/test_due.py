@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.due import DueWorkRunner, RetryLater
+from bot.runtime.due import DueWorkRunner, RetryLater
 from storage.db import make_engine, migrate
 from storage.models import DueWork
 from storage.repository import Repository

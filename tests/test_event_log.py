@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from bot.console import console_session
-from bot.event_log import RollbackEventLog
+from bot.runtime.event_log import RollbackEventLog
 from bot.settings import Settings
 
 
@@ -29,6 +29,6 @@ def test_a_rollback_is_logged_once_at_its_start_and_end(caplog: pytest.LogCaptur
     chatter = [
         r.getMessage()
         for r in caplog.records
-        if r.levelno >= logging.INFO and r.name.startswith(("bot.due", "apscheduler"))
+        if r.levelno >= logging.INFO and r.name.startswith(("bot.runtime.due", "apscheduler"))
     ]
     assert chatter == []

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import RedactingFilter, mask_account_sid, mask_phone, redact, setup_logging
+from bot.runtime.logs import RedactingFilter, mask_account_sid, mask_phone, redact, setup_logging
 
 # every logger whose level setup_logging sets (root included)
 CONFIGURED_LOGGERS = ("", "httpx", "alembic", "waitress.queue", "apscheduler", "twilio")

@@ -9,15 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.catalog import Catalog, parse_catalog
-from bot.review import (
+from bot.catalog.load import Catalog, parse_catalog
+from bot.review.document import (
     ROOT_CAUSE_PROMPT,
     build_review,
     gather,
     root_cause_is_written,
     with_names,
 )
-from bot.review_publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
+from bot.review.publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.repository import NewStep, Repository

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.server import HttpServer
-from bot.web import WebApp
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from tests.conftest import Harness, catalog_yaml, service_yaml
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from bot.server import MAX_REQUEST_BODY_BYTES
+from bot.runtime.server import MAX_REQUEST_BODY_BYTES
 from bot.sim.slack_client import signed_headers
 from tests.conftest import Harness, catalog_yaml, service_yaml
 

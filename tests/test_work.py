@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.work import AssessmentSlots, BackgroundWork
+from bot.runtime.work import AssessmentSlots, BackgroundWork
 
 
 def test_urgent_work_runs_while_the_bulk_lane_is_full() -> None:

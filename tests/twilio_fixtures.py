@@ -16,15 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from bot.app import BotApp, build_app
-from bot.catalog import parse_catalog
-from bot.engine import FINISHED
+from bot.catalog.load import parse_catalog
+from bot.execution.engine import FINISHED
 from bot.notify.notifications import SLA_KIND, sla_key
-from bot.server import HttpServer
+from bot.runtime.server import HttpServer
+from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import SimMessage, TwilioSimulator
-from bot.web import WebApp
 from storage.models import Page
 from storage.repository import NewWork
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url, service_yaml

@@ -22,7 +22,7 @@ from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 from urllib3.exceptions import ConnectTimeoutError
 
-from bot.logs import mask_phone
+from bot.runtime.logs import mask_phone
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from bot.catalog import Catalog, parse_catalog
+from bot.catalog.load import Catalog, parse_catalog
 
 if TYPE_CHECKING:
     from bot.sim.kube_api import KubeSimulator

@@ -22,9 +22,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import find_marked, post_marker
-from bot.catalog import Service, UserGroup
-from bot.due import DueWorkRunner, RetryLater
+from bot.catalog.load import Service, UserGroup
 from bot.notify import template_context, templates
+from bot.runtime.due import DueWorkRunner, RetryLater
 from storage.models import ACTIVE_STATUSES, DueWork, Rollback
 from storage.repository import Repository
 

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
-from bot.catalog import Service
-from bot.due import RetryLater
+from bot.catalog.load import Service
+from bot.execution.service_state import describe_service_state
 from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
 from bot.notify.progress import anchor_of
-from bot.service_state import describe_service_state
+from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 
 if TYPE_CHECKING:
-    from bot.app import Deps
+    from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
-from bot.catalog import Catalog
+from bot.catalog.load import Catalog
 from bot.notify import limits
 from bot.notify.blocks import FREE_TEXT_CHARS, escape, manual_gate_message, progress_message
 from storage.models import TERMINAL_STATUSES, Rollback
 from storage.repository import Repository
 
 if TYPE_CHECKING:
-    from bot.app import Deps
+    from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.catalog import Service
+from bot.catalog.load import Service
 from bot.notify.blocks import plural
 from bot.notify.templates import channel_link, mention
-from bot.review_text import when
+from bot.review.text import when
 from storage.models import ACTIVE_STATUSES, Approval, Assessment, Rollback, RollbackStep
 from storage.repository import Repository
 

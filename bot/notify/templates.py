@@ -22,7 +22,7 @@ import yaml
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 
-from bot.catalog import Catalog, Service
+from bot.catalog.load import Catalog, Service
 from bot.notify.blocks import escape
 
 TEMPLATE_NAMES = (

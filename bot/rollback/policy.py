@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.catalog import Catalog, Service, UserGroup
+from bot.catalog.load import Catalog, Service, UserGroup
 
 
 def approver_ids(service: Service, group_members: Iterable[str] = ()) -> set[str]:

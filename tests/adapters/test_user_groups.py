@@ -7,7 +7,7 @@ from typing import cast
 from pydantic import SecretStr
 
 from bot.adapters.slack import UserGroupMembers, slack_web_client
-from bot.catalog import parse_catalog
+from bot.catalog.load import parse_catalog
 from bot.rollback.policy import all_approver_groups
 from bot.sim.slack_api import SlackSimulator
 from tests.conftest import BOT_TOKEN
@@ -116,9 +116,9 @@ services:
 def test_serve_s_scheduler_refreshes_the_groups_at_start() -> None:
     import threading
 
-    from bot.due import DueWorkRunner
-    from bot.engine import Engine
-    from bot.scheduler import start_scheduler
+    from bot.execution.engine import Engine
+    from bot.runtime.due import DueWorkRunner
+    from bot.runtime.scheduler import start_scheduler
 
     class Idle:  # the engine and due-work jobs have nothing to do here
         def resume_all(self) -> list[int]:

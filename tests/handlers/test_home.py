@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.catalog import Service, parse_catalog
+from bot.catalog.load import Service, parse_catalog
 from bot.sim.slack_client import signed_headers
 from handlers.home import can_approve, home_view
 from storage.models import Rollback

@@ -25,8 +25,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.catalog import parse_catalog
-from bot.steps import StepContext
+from bot.catalog.load import parse_catalog
+from bot.execution.steps import StepContext
 from tests.conftest import catalog_yaml, service_yaml, skip_or_fail
 from tests.kube.control_plane import (
     ISSUER,

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
-from bot.steps import StepFailed
-from bot.steps.kubernetes import (
+from bot.execution.steps import StepFailed
+from bot.execution.steps.kubernetes import (
     RUN_LABEL,
     restart,
     rollout_undo,

@@ -14,9 +14,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.slack import UserGroupMembers
-from bot.catalog import Service, parse_catalog
-from bot.due import DueWorkRunner, RetryLater
+from bot.catalog.load import Service, parse_catalog
 from bot.notify.channels import READY_KIND, IncidentChannels, channel_name, update_key
+from bot.runtime.due import DueWorkRunner, RetryLater
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.models import Rollback

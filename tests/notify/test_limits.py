@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
 from bot.notify import limits
 from bot.notify.blocks import (
     FREE_TEXT_CHARS,
@@ -29,7 +29,7 @@ from bot.notify.blocks import (
     unknown_service_message,
     usage_message,
 )
-from bot.notify.page_messages import Contact, page_notice
+from bot.paging.messages import Contact, page_notice
 from bot.rollback.assess import Reading, Signal, Thresholds, assess
 from bot.sim.slack_blocks import block_errors, view_errors
 from storage.models import Approval, Assessment, Rollback, RollbackStep

@@ -12,11 +12,11 @@ import pytest
 
 from bot.adapters.console import buttons_of
 from bot.adapters.twilio import sms_segments
-from bot.catalog import parse_catalog
-from bot.notify import paging
-from bot.notify.page_messages import ended_sms, sms_body, update_sms
-from bot.notify.paging import ladder_levels
+from bot.catalog.load import parse_catalog
 from bot.notify.progress import SlackProgress
+from bot.paging import ladder as paging
+from bot.paging.ladder import ladder_levels
+from bot.paging.messages import ended_sms, sms_body, update_sms
 from bot.sim.twilio_api import SimMessage
 from storage.models import AuditEvent
 from storage.repository import NewWork, Repository

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.adapters.slack import slack_web_client
-from bot.catalog import parse_catalog
-from bot.engine import Engine
+from bot.catalog.load import parse_catalog
+from bot.execution.engine import Engine
 from bot.notify.progress import SlackProgress
 from bot.sim.slack_api import SlackSimulator
 from storage.db import make_engine, migrate

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.catalog import CatalogError, PlanError, ServiceSpec, load_catalog, parse_catalog
+from bot.catalog.load import CatalogError, PlanError, ServiceSpec, load_catalog, parse_catalog
 from bot.rollback.plan import PHASES
 
 EXAMPLE = Path(__file__).parents[2] / "rollback.example.yaml"

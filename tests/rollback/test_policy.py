@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.catalog import Service, parse_catalog
+from bot.catalog.load import Service, parse_catalog
 from bot.rollback import policy
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

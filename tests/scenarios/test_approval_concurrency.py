@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from storage.db import make_engine, migrate
@@ -137,7 +137,7 @@ def test_the_same_approver_from_twenty_threads_is_one_vote(pg_url: str) -> None:
 SCHEDULER = """
 import sys, time
 from datetime import UTC, datetime
-from bot.due import DueWorkRunner
+from bot.runtime.due import DueWorkRunner
 from storage.db import make_engine
 from storage.repository import Repository
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator

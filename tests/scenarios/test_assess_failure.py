@@ -23,7 +23,7 @@ def test_a_failed_assessment_is_answered_once(
     h: Harness = make_harness(text, prometheus_url=prometheus.url)
     # The probe pool is gone (as while the process stops): reading the signals raises.
     h.bot.deps.reader.pool.shutdown(wait=True)
-    caplog.set_level(logging.ERROR, logger="bot.work")
+    caplog.set_level(logging.ERROR, logger="bot.runtime.work")
 
     resp = h.slash("assess checkout")
     assert resp.status_code == 200

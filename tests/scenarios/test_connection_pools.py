@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from bot.adapters.kube.values import KubeTarget
 from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
-from bot.catalog import parse_catalog
+from bot.catalog.load import parse_catalog
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackSimulator

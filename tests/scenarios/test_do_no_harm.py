@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
+from bot.execution.steps import StepFailed
+from bot.execution.steps.kubernetes import _revision_number
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
-from bot.steps import StepFailed
-from bot.steps.kubernetes import _revision_number
 from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
 from tests.scenarios.test_approval_flow import button, click, new_answer, request_message, settle
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.engine import FINISHED, STARTED
+from bot.execution.engine import FINISHED, STARTED
 from tests.conftest import Harness
 from tests.scenarios.test_approval_flow import (  # noqa: F401  (fixtures used by name)
     kube,

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from bot.review_publish import review_path
+from bot.review.publish import review_path
 from tests.conftest import Harness, catalog_yaml, service_yaml
 
 

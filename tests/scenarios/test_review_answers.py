@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.review_publish import review_path
+from bot.review.publish import review_path
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import signed_headers
 from tests.conftest import Harness

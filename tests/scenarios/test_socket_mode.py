@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.__main__ import main
-from bot.notify import approval_blocks as ab
+from bot.approvals import blocks as ab
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.socket_mode import SocketModeSimulator

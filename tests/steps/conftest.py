@@ -12,8 +12,8 @@ import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
-from bot.catalog import parse_catalog
-from bot.steps import StepContext
+from bot.catalog.load import parse_catalog
+from bot.execution.steps import StepContext
 from tests.conftest import catalog_yaml, service_yaml
 
 

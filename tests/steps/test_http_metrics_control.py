@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from bot.execution.steps import StepFailed
+from bot.execution.steps.control import manual_gate, wait
+from bot.execution.steps.http import http_check, http_request
+from bot.execution.steps.metrics import prometheus_gate
 from bot.sim.prometheus_api import PrometheusSimulator
-from bot.steps import StepFailed
-from bot.steps.control import manual_gate, wait
-from bot.steps.http import http_check, http_request
-from bot.steps.metrics import prometheus_gate
 from tests.conftest import closed_port_url
 from tests.steps.conftest import FakeTime
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.steps import StepFailed
-from bot.steps.http import http_check, http_request, redact_url
+from bot.execution.steps import StepFailed
+from bot.execution.steps.http import http_check, http_request, redact_url
 from tests.conftest import Harness, catalog_yaml
 
 HOSTILE_BODY = "<!channel> deploy failed, see <https://evil.example|the logs> & retry\n" + "x" * 500

@@ -13,10 +13,10 @@ import pytest
 from kubernetes.client import BatchV1Api, V1Job
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.execution.steps import StepFailed
+from bot.execution.steps.kubernetes import DEFAULT_JOB_TTL_SECONDS, run_job
 from bot.rollback.plan import STEP_PARAMS
 from bot.sim.kube_api import KubeSimulator
-from bot.steps import StepFailed
-from bot.steps.kubernetes import DEFAULT_JOB_TTL_SECONDS, run_job
 from tests.steps.conftest import FakeTime
 
 NS = "shop"

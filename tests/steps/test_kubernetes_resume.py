@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.execution.steps.kubernetes import rollout_undo
 from bot.sim.kube_api import KubeSimulator
-from bot.steps.kubernetes import rollout_undo
 
 HERE = KubeTarget(None, "shop")
 

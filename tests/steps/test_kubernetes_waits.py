@@ -13,9 +13,9 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.execution.steps import Aborted, StepFailed
+from bot.execution.steps.kubernetes import run_job, shift_traffic, wait_rollout
 from bot.sim.kube_api import KubeSimulator
-from bot.steps import Aborted, StepFailed
-from bot.steps.kubernetes import run_job, shift_traffic, wait_rollout
 from tests.steps.conftest import FakeTime
 
 NS = "shop"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient
-from bot.review_text import changes
+from bot.execution.steps.kubernetes import switch_selector
+from bot.review.text import changes
 from bot.sim.kube_api import KubeSimulator
-from bot.steps.kubernetes import switch_selector
 from storage.models import RollbackStep
 
 

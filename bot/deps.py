@@ -1,0 +1,59 @@
+"""The shared handles every feature receives: ``Deps`` (built by ``bot.app.build_app``), ``Route``
+(a WSGI route besides Slack's) and ``Clock``. This module imports no feature module, so any feature
+may import it without closing a circle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.slack import UserGroupMembers
+from bot.assessment.signals import SignalReader
+from bot.catalog.load import Catalog
+from bot.execution.engine import Engine
+from bot.runtime.due import DueWorkRunner
+from bot.runtime.metrics import Metrics
+from bot.runtime.work import BackgroundWork
+from bot.settings import Settings
+from storage.repository import Repository
+
+Clock = Callable[[], datetime]
+# A WSGI route besides Slack's: (method, path prefix, handler(environ, start_response)).
+WSGIHandler = Callable[[Any, Any], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    prefix: str
+    handler: WSGIHandler
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    """Everything a handler may use. Handlers get this, never globals."""
+
+    settings: Settings
+    catalog: Catalog
+    repo: Repository
+    reader: SignalReader
+    work: BackgroundWork
+    metrics: Metrics
+    slack: WebClient
+    kube: KubernetesClient
+    engine: Engine
+    due: DueWorkRunner
+    groups: UserGroupMembers
+    clock: Clock = utcnow
+    routes: list[Route] = field(default_factory=list)
+    slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
+    closers: list[Callable[[], None]] = field(default_factory=list)

@@ -1,0 +1,427 @@
+"""Runs rollback plans: claims a rollback, runs its steps in order, persists every transition.
+
+Durable by construction: the plan's steps are rows before the first one runs; a step is marked
+running before it acts and finished after; the rollback is leased to one worker (several bot
+processes on one PostgreSQL never run it twice) and the lease is renewed between steps and while
+waiting. On start-up ``resume_all`` picks up rollbacks whose lease has lapsed: finished steps are
+skipped, the step that was in flight runs again (steps are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+
+from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.prometheus import PrometheusAPI
+from bot.catalog.load import Catalog, Service
+from bot.execution.service_state import describe_service_state
+from bot.execution.steps import Aborted, StepContext, StepFailed, StepRunner, runners
+from bot.notify.blocks import escape
+from bot.rollback.plan import Plan
+from storage.models import AuditEvent, Rollback, RollbackStep
+from storage.repository import NewStep, NewWork, Repository
+
+log = logging.getLogger(__name__)
+
+FINISHED = "rollback.finished"  # due work: tell the listeners a rollback ended
+STARTED = "rollback.started"  # due work: tell the listeners a rollback started
+
+
+def started_work(rollback_id: int, now: datetime) -> NewWork:
+    """Stored in the same transaction that makes a rollback `running` (created so, or moved
+    there from approved): the notices, pages and SLA check that follow cannot be lost."""
+    return NewWork(STARTED, f"started:{rollback_id}", now, {"id": rollback_id})
+
+
+ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
+
+
+class ProgressSink(Protocol):
+    """What the engine tells the outside world; the Slack progress reporter implements it."""
+
+    def changed(self, rollback_id: int, *, is_final: bool = False) -> None: ...
+
+    def note(self, rollback_id: int, text: str) -> None: ...
+
+    def gate(self, rollback_id: int, step_id: int, prompt: str) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+
+class RollbackListener(Protocol):
+    """Told (through durable due work) when a rollback starts and when it ends; must be quick and
+    idempotent (a crash right after the start can tell it twice). Notifications, paging and
+    reviews listen here."""
+
+    def rollback_started(self, rollback: Rollback) -> None: ...
+
+    def rollback_finished(self, rollback: Rollback) -> None: ...
+
+
+class PhaseListener(Protocol):
+    """Optional, beside RollbackListener: told when a phase's first step is about to run (also
+    again after a resume). Same rules: quick and idempotent."""
+
+    def phase_started(self, rollback: Rollback, phase: str) -> None: ...
+
+
+class Interrupted(Exception):
+    """This process is stopping: leave the rollback running for the next process to resume."""
+
+
+class LeaseLost(Exception):
+    """Another worker took this rollback over (we stalled past the lease): stop touching it."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        catalog: Catalog,
+        kube: KubernetesClient,
+        http: httpx.Client,
+        prometheus: PrometheusAPI | None,
+        clock: Callable[[], datetime],
+        progress: ProgressSink,
+        max_parallel: int = 16,
+        lease_seconds: float,  # ROLLBACK_BOT_LEASE_SECONDS: no default, so none is forgotten
+        worker: str | None = None,
+        step_runners: Mapping[str, StepRunner] | None = None,
+    ) -> None:
+        self.repo, self.catalog, self.kube, self.http = repo, catalog, kube, http
+        self.prometheus, self.clock, self.progress = prometheus, clock, progress
+        self.worker = worker or worker_name()
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_parallel = max_parallel
+        self.runners = dict(step_runners or runners())
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
+        self._aborts: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running: set[int] = set()
+        self._stopping = threading.Event()
+        self.listeners: list[RollbackListener] = []
+        # Called after a start or an end is stored: the app runs that due work at once.
+        self.kick_due_work: Callable[[], None] = lambda: None
+
+    # --- starting --------------------------------------------------------------------------
+
+    @staticmethod
+    def plan_steps(plan: Plan) -> list[NewStep]:
+        """The plan as step rows: parameters, timeout and irreversibility go in the detail."""
+        return [
+            NewStep(
+                s.phase,
+                s.name,
+                s.kind,
+                {
+                    "params": dict(s.params),
+                    "timeout_seconds": s.timeout_seconds,
+                    "irreversible": s.is_irreversible,
+                },
+            )
+            for s in plan.steps
+        ]
+
+    def submit(self, rollback_id: int) -> None:
+        with self._lock:
+            if rollback_id in self._running:
+                return
+            self._running.add(rollback_id)
+            self._aborts.setdefault(rollback_id, threading.Event())
+        try:
+            self._pool.submit(self._run_guarded, rollback_id)
+        except RuntimeError:  # shutting down: the stored rollback is resumed by the next process
+            log.info("rollback #%d not started here: the bot is shutting down", rollback_id)
+            with self._idle:
+                self._running.discard(rollback_id)
+                self._idle.notify_all()
+
+    def resume_all(self) -> list[int]:
+        """Submit every rollback left running (or aborting) whose lease has lapsed."""
+        found = self.repo.list_unclaimed_rollbacks(self.clock(), statuses=("running", "aborting"))
+        for rollback in found:
+            assert rollback.id is not None
+            log.info("resuming rollback #%d of %s", rollback.id, rollback.service)
+            self.submit(rollback.id)
+        return [r.id for r in found if r.id is not None]
+
+    def request_abort(self, rollback_id: int) -> None:
+        """Wake a local wait at once; other replicas see the status within ABORT_POLL_SECONDS."""
+        with self._lock:
+            event = self._aborts.get(rollback_id)
+        if event is not None:
+            event.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """No rollback running here and the progress messages show their last state."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            if not self._idle.wait_for(lambda: not self._running, timeout=timeout):
+                return False
+        return self.progress.flush(max(0.0, deadline - time.monotonic()))
+
+    def shutdown(self) -> None:
+        """Stop at the next wait or step boundary. Running rollbacks stay `running` with their
+        steps as they are (never aborted by a restart); the lease is given back and the next
+        process resumes them."""
+        self._stopping.set()
+        for event in list(self._aborts.values()):
+            event.set()  # wake the waits; they see _stopping and interrupt, not abort
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _run_guarded(self, rollback_id: int) -> None:
+        try:
+            self.run(rollback_id)
+        except Exception:
+            log.exception("rollback #%d: engine error", rollback_id)
+        finally:
+            with self._idle:
+                self._running.discard(rollback_id)
+                self._idle.notify_all()
+
+    def run(self, rollback_id: int) -> None:
+        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
+            log.debug("rollback #%d is held by another worker", rollback_id)
+            return
+        try:
+            self._run_claimed(rollback_id)
+        finally:
+            self.repo.release_rollback(rollback_id, self.worker)
+
+    def _run_claimed(self, rollback_id: int) -> None:
+        rollback = self._get(rollback_id)
+        service = self.catalog.get(rollback.service)
+        if service is None:
+            self._finish(rollback_id, "failed", f"{rollback.service} is no longer in the catalog")
+            return
+        if rollback.status not in ("running", "aborting"):
+            # approved rollbacks are moved to running (and their start stored) by their start
+            # due work before they are handed over; anything else is not the engine's to run
+            log.warning("rollback #%d is %s, not running: not run", rollback_id, rollback.status)
+            return
+        self.progress.changed(rollback_id)
+        steps = self.repo.list_steps(rollback_id)
+        phase = None
+        for step in steps:
+            if step.status in ("succeeded", "skipped"):
+                continue
+            if self._is_abort_requested(rollback_id):
+                self._abort(rollback_id)
+                return
+            if self._stopping.is_set():
+                log.info("rollback #%d: stopping; the next process resumes it", rollback_id)
+                return
+            if step.phase != phase:
+                phase = step.phase
+                self._tell("phase_started", rollback_id, phase)
+            outcome = self._run_step(rollback_id, service, step)
+            if outcome == "aborted":
+                self._abort(rollback_id)
+                return
+            if outcome == "lease-lost":
+                return
+            if outcome != "succeeded":
+                self._finish(rollback_id, "failed", f"{step.name}: {outcome}")
+                return
+        if self._is_abort_requested(rollback_id):  # asked during the last step: say so
+            self._abort(rollback_id)
+            return
+        self._finish(rollback_id, "succeeded", None)
+
+    def _run_step(self, rollback_id: int, service: Service, step: RollbackStep) -> str:
+        assert step.id is not None
+        step_id = step.id
+        previous = dict(step.detail)
+        self.repo.start_step(step_id, self.clock())
+        self.progress.changed(rollback_id)
+        ctx = StepContext(
+            rollback_id=rollback_id,
+            position=step.position,
+            service=service,
+            target=KubeTarget(service.context, service.namespace),
+            kube=self.kube,
+            http=self.http,
+            prometheus=self.prometheus,
+            clock=self.clock,
+            wait=lambda seconds: self._wait(rollback_id, seconds),
+            remember=lambda detail: self._remember(step_id, detail),
+            previous=previous,
+            timeout_seconds=float(previous.get("timeout_seconds", 120)),
+            note=lambda text: self.progress.note(rollback_id, text),
+            fresh_detail=lambda: self._step_detail(step_id),
+        )
+        runner = self.runners.get(step.kind)
+        if step.kind == "manual_gate" and "continued_by" not in previous:
+            prompt = str(previous.get("params", {}).get("prompt") or "Continue when ready")
+            self.progress.gate(rollback_id, step_id, prompt)
+        started = time.monotonic()
+        try:
+            if runner is None:
+                raise StepFailed(f"unknown step kind {step.kind!r}")
+            detail = runner(ctx, previous.get("params", {}))
+        except Aborted as exc:
+            error = f"aborted while running: {exc}" if str(exc) else "aborted while running"
+            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
+            return "aborted"
+        except LeaseLost:
+            log.warning(
+                "rollback #%d: lease lost to another worker during %s", rollback_id, step.name
+            )
+            return "lease-lost"
+        except Interrupted:
+            log.info("rollback #%d: %s interrupted by shutdown", rollback_id, step.name)
+            return "lease-lost"  # stop here; the step stays running and is resumed
+        except StepFailed as exc:
+            audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
+            self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc), audit=audit)
+            self.progress.note(rollback_id, f":x: *{step.name}* failed: {escape(str(exc))}")
+            return str(exc)
+        except Exception as exc:
+            log.exception("rollback #%d step %s raised", rollback_id, step.name)
+            error = f"internal error ({type(exc).__name__}); the bot's log has the details"
+            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
+            return error
+        detail["seconds"] = round(time.monotonic() - started, 3)
+        audit = self._step_event(rollback_id, service, step, "succeeded", seconds=detail["seconds"])
+        self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail, audit=audit)
+        self.progress.note(
+            rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
+        )
+        if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
+            log.warning(
+                "rollback #%d: lease lost to another worker after %s", rollback_id, step.name
+            )
+            return "lease-lost"  # someone else holds it now: never run the next step twice
+        return "succeeded"
+
+    def _step_event(
+        self, rollback_id: int, service: Service, step: RollbackStep, outcome: str, **detail: Any
+    ) -> AuditEvent:
+        """The audit event stored with a step's end (same transaction)."""
+        return AuditEvent(
+            kind=f"step.{outcome}",
+            created_at=self.clock(),
+            service=service.name,
+            rollback_id=rollback_id,
+            detail={"step": step.name, "phase": step.phase, "kind": step.kind, **detail},
+        )
+
+    def _wait(self, rollback_id: int, seconds: float) -> None:
+        """Sleep that an abort interrupts (local at once, remote within ABORT_POLL_SECONDS)."""
+        event = self._aborts.setdefault(rollback_id, threading.Event())
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            poll = min(ABORT_POLL_SECONDS, self.lease.total_seconds() / 3)
+            if event.wait(min(max(remaining, 0.0), poll)) or self._is_abort_requested(rollback_id):
+                if self._stopping.is_set() and not self._is_abort_requested(rollback_id):
+                    raise Interrupted()
+                raise Aborted()
+            if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
+                raise LeaseLost()
+            self.progress.changed(rollback_id)
+            if remaining <= poll:
+                return
+
+    def _remember(self, step_id: int, detail: Mapping[str, Any]) -> None:
+        self.repo.record_step_detail(step_id, detail)
+
+    def _is_abort_requested(self, rollback_id: int) -> bool:
+        return self._get(rollback_id).status == "aborting"
+
+    def _step_detail(self, step_id: int) -> dict[str, Any]:
+        step = self.repo.get_step(step_id)
+        return dict(step.detail) if step is not None else {}
+
+    def _abort(self, rollback_id: int) -> None:
+        now = self.clock()
+        steps = self.repo.list_steps(rollback_id)
+        for s in steps:
+            if s.status in ("pending", "running") and s.id is not None:
+                self.repo.finish_step(s.id, "skipped", now, error="not run: aborted")
+        self._finish(rollback_id, "aborted", self._get(rollback_id).error)  # who and why
+        self.progress.note(rollback_id, self._abort_summary(rollback_id, steps))
+
+    def _abort_summary(self, rollback_id: int, steps: list[RollbackStep]) -> str:
+        """What ran, what did not, and the state the service is left in."""
+        ran = [s.name for s in steps if s.status == "succeeded"]
+        cut = [s.name for s in steps if s.status in ("running", "failed")]
+        skipped = [s.name for s in steps if s.status == "pending"]
+        lines = [":octagonal_sign: *Aborted.*", f"Done: {', '.join(ran) or 'nothing'}."]
+        if cut:
+            lines.append(f"Interrupted: {', '.join(cut)}.")
+        lines += [  # e.g. a Job still running in the cluster: say so, never hide it
+            f":warning: {s.detail['left_running']}"
+            for s in steps
+            if s.status in ("running", "failed") and s.detail.get("left_running")
+        ]
+        lines.append(f"Not run: {', '.join(skipped) or 'nothing'}.")
+        service = self.catalog.get(self._get(rollback_id).service)
+        if service is not None:  # which pods run which release, per ReplicaSet
+            lines.append(f"Now: {describe_service_state(self.kube, service)}.")
+        return "\n".join(lines)
+
+    def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
+        # What follows the end (notices, pages, the review, metrics) is due work stored with
+        # the final status: a crash right after it cannot lose them.
+        now = self.clock()
+        finished = NewWork(FINISHED, f"finished:{rollback_id}", now, {"id": rollback_id})
+        event = AuditEvent(
+            kind=f"rollback.{status}",
+            created_at=now,
+            service=self._get(rollback_id).service,
+            rollback_id=rollback_id,
+            detail={"error": error} if error else {},
+        )
+        self.repo.set_rollback_status(
+            rollback_id, status, now, error=error, schedule=[finished], audit=event
+        )
+        self.progress.changed(rollback_id, is_final=True)
+        with self._lock:
+            self._aborts.pop(rollback_id, None)
+        self.kick_due_work()
+
+    def tell_started(self, rollback_id: int) -> None:
+        """Run the listeners' ``rollback_started`` (from the durable STARTED due work)."""
+        self._tell("rollback_started", rollback_id)
+
+    def tell_finished(self, rollback_id: int) -> None:
+        """Run the listeners' ``rollback_finished`` (from the durable FINISHED due work)."""
+        self._tell("rollback_finished", rollback_id)
+
+    def _tell(self, event: str, rollback_id: int, *args: Any) -> None:
+        """Notify listeners (those that have the event: phase_started is optional); one failing
+        never stops the rollback or the other listeners."""
+        rollback = self._get(rollback_id)
+        for listener in self.listeners:
+            handler = getattr(listener, event, None)
+            if handler is None:
+                continue
+            try:
+                handler(rollback, *args)
+            except Exception:
+                log.exception("rollback #%d: %s listener %r failed", rollback_id, event, listener)
+
+    def _get(self, rollback_id: int) -> Rollback:
+        rollback = self.repo.get_rollback(rollback_id)
+        if rollback is None:
+            raise LookupError(f"rollback #{rollback_id} not found")
+        return rollback

@@ -1,0 +1,287 @@
+"""The checks a rollback passes before anything is stored, posted or paged.
+
+Every way a rollback starts (``run --immediate``, the assessment's *Roll back now*, a planned
+request, its approved start, the dry run) calls :func:`check_rollback` first: it builds the
+plan, resolves ``--to`` against the deployment's real history, and refuses what would make
+things worse (re-deploying a release the bot rolled back from, crossing the point of no return)
+with the reason and what to do. So a refused command never notifies or pages anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
+from bot.catalog.load import PlanError, Service
+from bot.rollback.plan import Plan, StepSpec
+from bot.rollback.safety import (
+    KnownRevision,
+    Refusal,
+    RolledBackFrom,
+    flip_flop_text,
+    release_label,
+    resolve_target,
+    revisions_text,
+    rolled_back_from,
+)
+from storage.repository import Repository
+
+
+class Handles(Protocol):
+    """What the checks need of the app (bot.app.Deps has them): the cluster, the database, the
+    clock. A protocol, so this module stands below the app rather than importing it."""
+
+    @property
+    def kube(self) -> KubernetesClient: ...
+
+    @property
+    def repo(self) -> Repository: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+FORWARD_FIX = (
+    "The runbook's answer past the point of no return is a forward fix: deploy a compensating"
+    " change (schema migration, data transformation, patch release) instead of rolling back."
+)
+
+__all__ = [
+    "FORWARD_FIX",
+    "Checked",
+    "Refusal",
+    "audit_refusal",
+    "check",
+    "check_rollback",
+    "crosses_point_of_no_return",
+]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A plan that passed the checks, with every undo's target resolved to a number."""
+
+    plan: Plan
+    target_revision: str | None  # what the rollback row records: the resolved number, if asked
+    warnings: tuple[str, ...] = ()  # overridden refusals (an approver's --force), said aloud
+
+
+def crosses_point_of_no_return(service: Service, from_revision: int, to_revision: int) -> bool:
+    ponr = service.spec.point_of_no_return
+    return ponr is not None and from_revision >= ponr.revision > to_revision
+
+
+def point_of_no_return_text(service: Service, from_revision: int, to_revision: int) -> str:
+    ponr = service.spec.point_of_no_return
+    assert ponr is not None
+    return (
+        f"going from revision {from_revision} to {to_revision} crosses the point of no return at"
+        f" revision {ponr.revision} ({ponr.reason}). {FORWARD_FIX} An approver can override with"
+        " `--force`"
+    )
+
+
+def undone_releases(repo: Repository, service: Service) -> list[RolledBackFrom]:
+    """The releases earlier rollbacks of ``service`` moved away from, newest first."""
+    found = []
+    for rollback, step in repo.finished_undos(service.name):
+        undo = step.detail.get("undo") or {}
+        params = step.detail.get("params") or {}
+        assert rollback.id is not None
+        found.append(
+            RolledBackFrom(
+                rollback_id=rollback.id,
+                deployment=str(
+                    undo.get("deployment") or params.get("deployment") or service.spec.deployment
+                ),
+                revision=int(undo.get("from_revision") or 0),
+                images=dict(undo.get("images_before") or {}),
+                template=str(undo.get("from_template") or ""),
+                at=step.finished_at,
+            )
+        )
+    return found
+
+
+def current_release(kube: KubernetesClient, service: Service) -> dict[str, Any]:
+    """What runs now (deployment, revision, images), stored with an assessment: its buttons are
+    about that release only. Raises KubeError when the cluster cannot be read."""
+    t = KubeTarget(service.context, service.namespace)
+    info = kube.deployment(t, service.spec.deployment)
+    return {"deployment": info.name, "revision": info.revision, "images": dict(info.images)}
+
+
+def release_text(release: Mapping[str, Any]) -> str:
+    """``checkout-api at revision 3 (checkout:v3)``."""
+    images = release_label(release.get("images") or {})
+    return f"{release.get('deployment')} at revision {release.get('revision')} ({images})"
+
+
+def stale_assessment(
+    kube: KubernetesClient, service: Service, assessed: Mapping[str, Any] | None
+) -> str | None:
+    """Why an assessment's button must not act any more (the deployment moved on since, or
+    the bot cannot tell), or None when it still describes what runs."""
+    if not assessed:
+        return None  # made without a readable cluster: the checks of the start still apply
+    try:
+        now = current_release(kube, service)
+    except KubeError as exc:
+        return (
+            f"cannot tell whether {service.name} changed since this assessment ({exc});"
+            " assess again"
+        )
+    if now["revision"] == assessed.get("revision"):
+        return None
+    return (
+        f"this assessment is about revision {assessed.get('revision')}; {service.name} is now at"
+        f" revision {now['revision']} — assess again"
+    )
+
+
+def check(
+    deps: Handles,
+    service: Service,
+    target: str | None,
+    *,
+    is_forced: bool = False,
+    pin: bool = True,
+) -> Checked:
+    """:func:`check_rollback` with the app's cluster, database and clock."""
+    return check_rollback(
+        deps.kube, deps.repo, service, target, now=deps.clock(), is_forced=is_forced, pin=pin
+    )
+
+
+def audit_refusal(
+    deps: Handles,
+    event: str,
+    service: Service,
+    user: str,
+    refusal: Refusal,
+    *,
+    channel_id: str | None = None,
+    **detail: object,
+) -> None:
+    """A refused start is audited before it is answered: whoever reads the audit can rely on it."""
+    deps.repo.add_audit_event(
+        event,
+        now=deps.clock(),
+        service=service.name,
+        actor=user,
+        channel_id=channel_id,
+        detail={"why": str(refusal), **detail},
+    )
+
+
+def check_rollback(
+    kube: KubernetesClient,
+    repo: Repository,
+    service: Service,
+    target: str | None,
+    *,
+    now: datetime,
+    is_forced: bool = False,
+    pin: bool = True,
+) -> Checked:
+    """The plan to run, or :class:`Refusal`. ``pin`` fixes each undo to the exact revision and
+    template checked here (an immediate rollback starts now: the step refuses if the
+    deployment changed in between); a planned request is checked again when it starts."""
+    try:
+        plan = service.plan(None)
+    except PlanError as exc:
+        raise Refusal(str(exc)) from None
+    undo_steps = [s for s in plan.steps if s.kind == "rollout_undo"]
+    if target and not undo_steps:
+        raise Refusal(
+            f"`--to` chooses the revision a `rollout_undo` step goes back to, and {service.name}'s"
+            f" plan ({plan.strategy}) has no such step. Leave out `--to`, or change the catalog."
+        )
+    steps: list[StepSpec] = []
+    undos: list[UndoPlan] = []
+    warnings: list[str] = []
+    history = undone_releases(repo, service) if undo_steps else []
+    for s in plan.steps:
+        if s.kind != "rollout_undo":
+            steps.append(s)
+            continue
+        checked, undo, warning = _check_undo(
+            kube, service, s, target, history, now=now, is_forced=is_forced, pin=pin
+        )
+        steps.append(checked)
+        undos.append(undo)
+        warnings += warning
+    resolved = str(undos[0].to_revision) if target and undos else None
+    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings))
+
+
+def _check_undo(
+    kube: KubernetesClient,
+    service: Service,
+    s: StepSpec,
+    target: str | None,
+    history: list[RolledBackFrom],
+    *,
+    now: datetime,
+    is_forced: bool,
+    pin: bool,
+) -> tuple[StepSpec, UndoPlan, list[str]]:
+    deployment = str(s.params.get("deployment") or service.spec.deployment)
+    own = s.params.get("to_revision")
+    own_text = str(own) if own not in (None, "") else None
+    if target and own_text and service.spec.phases is not None and own_text != target:
+        raise Refusal(
+            f"the catalog's step *{s.name}* always goes back to revision {own_text}; `--to"
+            f" {target}` cannot change that. Leave out `--to`, or remove `to_revision` from the"
+            " step in the catalog."
+        )
+    wanted_text = target or own_text
+    t = KubeTarget(service.context, service.namespace)
+
+    def pick(listed: list[Revision], current: int) -> int | None:
+        if not wanted_text:
+            return None  # kubectl's "the previous one"
+        known = [KnownRevision(r.number, r.images, r.template) for r in listed]
+        return resolve_target(wanted_text, known, deployment=deployment, current=current)
+
+    try:
+        undo, listed, current = kube.preview_undo(t, deployment, pick)
+    except KubeError as exc:
+        raise Refusal(f"cannot plan the undo of {deployment}: {exc}. Nothing was changed") from None
+    revisions = [KnownRevision(r.number, r.images, r.template) for r in listed]
+    warnings = []
+    if crosses_point_of_no_return(service, undo.from_revision, undo.to_revision):
+        if not is_forced:
+            raise Refusal(point_of_no_return_text(service, undo.from_revision, undo.to_revision))
+        warnings.append(
+            f"crosses the point of no return (revision {undo.from_revision} →"
+            f" {undo.to_revision}): forced by an approver"
+        )
+    earlier = rolled_back_from(
+        history, deployment=deployment, template=undo.to_template, images=undo.images_after
+    )
+    if earlier is not None and not undo.is_noop:
+        text = flip_flop_text(service.name, earlier, now)
+        if not (wanted_text and is_forced):
+            raise Refusal(
+                f"{text} (revisions of {deployment}:"
+                f" {revisions_text(revisions, current)}). Re-deploying it on purpose"
+                " needs `--to N` and an approver's `--force`."
+            )
+        warnings.append(
+            f"re-deploys {release_label(undo.images_after)}, which #{earlier.rollback_id} rolled"
+            " back from: forced by an approver"
+        )
+    if not (pin or wanted_text):  # checked again at the start, against the cluster of then
+        return s, undo, warnings
+    params = {**s.params, "to_revision": undo.to_revision}
+    if pin:
+        params["expect_template"] = undo.to_template
+    name = s.name
+    if service.spec.phases is None:  # the built-in plan names the revision it goes back to
+        name = f"Roll {deployment} back to revision {undo.to_revision}"
+    return replace(s, name=name, params=params), undo, warnings

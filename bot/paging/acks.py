@@ -1,0 +1,252 @@
+"""What comes back from a page: acknowledgements (Slack button, SMS reply) and delivery reports.
+
+The first acknowledgement of a ladder wins (decided in the database), cancels what is left of
+the ladder (a level already sending sends no further SMS: see ``claim_page_for_sending``) and is
+announced once, durably; repeats answer "already acknowledged". The Slack button is for the
+rollback's owners (requester, responders, approvers); the SMS reply for the paged phone, by its
+code. A delivery report that says a page never arrived warns in the channel and, when nobody
+of that level can be reached, pages the next level now instead of waiting for its time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from bot.paging.ladder import (
+    UNREACHED,
+    channel_of,
+    is_stopped,
+    is_unreachable,
+    ladder_levels,
+    ladder_prefix,
+    notify,
+    post_work,
+    replace_notice_buttons,
+)
+from bot.paging.messages import Contact, acknowledged_footer, reason_label, shown_in_slack
+from bot.rollback import policy
+from bot.runtime.logs import mask_phone
+from storage.models import AuditEvent, DueWork, Page, Rollback
+from storage.repository import NewWork
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+
+log = logging.getLogger(__name__)
+
+NOTICES_KIND = "page.ack_notices"  # replaces the Acknowledge buttons once a ladder is taken
+_ACK = re.compile(r"ack\s*#?\s*(\d{4})?[\s.!]*", re.IGNORECASE)
+# Twilio's delivery error codes people meet most (www.twilio.com/docs/api/errors).
+DELIVERY_ERRORS = {
+    30003: "unreachable handset",
+    30004: "message blocked",
+    30005: "unknown or inactive number",
+    30006: "landline or unreachable carrier",
+    30007: "filtered by the carrier",
+    30008: "unknown delivery error",
+}
+
+
+def install(deps: Deps) -> None:
+    """Register the due work an acknowledgement leaves (its announcement is ``page.post``)."""
+    deps.due.register(NOTICES_KIND, lambda item: _update_notices(deps, item))
+
+
+def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
+    """Acknowledge ``page``'s ladder as ``by`` (a Slack user id or the contact's name).
+
+    True for the first acknowledgement; False if the ladder was already acknowledged. The rest
+    of the ladder is cancelled, and the audit event, the announcement and the notice updates
+    are stored as due work, all in the acknowledgement's transaction: a crash right after it
+    loses none of them (a retry answers "already acknowledged" and posts nothing twice).
+    """
+    assert page.id is not None
+    now = deps.clock()
+    rollback = deps.repo.get_rollback(page.rollback_id)
+    service = rollback.service if rollback else "?"
+    audit = AuditEvent(
+        created_at=now,
+        kind="page.acknowledged",
+        service=service,
+        rollback_id=page.rollback_id,
+        actor=by,
+        detail={"reason": page.reason, "level": page.level, "via": via},
+    )
+    follow_up: list[NewWork] = []
+    if rollback is not None:
+        shown = shown_in_slack(by) + (" by SMS" if via == "sms" else "")
+        label = f"ROLLBACK #{page.rollback_id} {rollback.service} {reason_label(page.reason)}"
+        channel = channel_of(deps, rollback)
+        if channel is not None:
+            text = (
+                f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
+                " Escalation stopped."
+            )
+            key = f"{page.rollback_id}:{page.reason}:acknowledged"
+            follow_up.append(post_work(key, channel, text, now))
+        notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
+        key = f"page-ack-notices:{page.rollback_id}:{page.reason}"
+        follow_up.append(NewWork(NOTICES_KIND, key, now, {**notices, "shown": shown}))
+    prefix = ladder_prefix(page.rollback_id, page.reason)
+    if not deps.repo.acknowledge_ladder(
+        page.id, by, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
+    ):
+        return False
+    deps.metrics.pages_acknowledged.labels(service, via).inc()
+    deps.work.submit("page-acknowledged", deps.due.tick)  # now rather than at the next tick
+    return True
+
+
+def _update_notices(deps: Deps, item: DueWork) -> None:
+    """``page.ack_notices``: replace the Acknowledge buttons of the ladder's notices with who
+    took it (best effort: a button left behind only answers "already acknowledged")."""
+    rollback_id, reason = int(item.payload["rollback_id"]), str(item.payload["reason"])
+    label, shown = str(item.payload["label"]), str(item.payload["shown"])
+    replace_notice_buttons(deps, rollback_id, reason, label, acknowledged_footer(shown))
+
+
+def acknowledge_from_slack(
+    deps: Deps,
+    rollback_id: int,
+    reason: str,
+    user: str,
+    *,
+    channel_id: str | None = None,
+    message_ts: str | None = None,
+) -> str:
+    """The Acknowledge button; returns what to tell the user who pressed it.
+
+    Only the rollback's owners may stop its escalation with it (see :func:`may_acknowledge`);
+    anyone else is told who can, and the refusal is audited. ``message_ts`` is the notice the
+    button was pressed on (for the audit).
+    """
+    pages = deps.repo.list_pages(rollback_id, reason)
+    rollback = deps.repo.get_rollback(rollback_id)
+    if not pages or rollback is None:
+        return "This page no longer exists."
+    done = next((p for p in pages if p.acknowledged_at), None)
+    if done is None:
+        if not may_acknowledge(deps, rollback, user):
+            refusal = _refusal(deps, rollback, reason)
+            deps.repo.add_audit_event(
+                "page.ack_refused",
+                now=deps.clock(),
+                service=rollback.service,
+                rollback_id=rollback_id,
+                actor=user,
+                channel_id=channel_id,
+                message_ts=message_ts,
+                detail={"reason": reason, "via": "slack", "why": "not an owner of the rollback"},
+            )
+            return refusal
+        latest = max(pages, key=lambda p: p.id or 0)
+        if acknowledge(deps, latest, by=user, via="slack"):
+            return f":white_check_mark: You took ROLLBACK #{rollback_id}; escalation stopped."
+        done = next(p for p in deps.repo.list_pages(rollback_id, reason) if p.acknowledged_at)
+    return f"Already acknowledged by {shown_in_slack(done.acknowledged_by or '?')}."
+
+
+def may_acknowledge(deps: Deps, rollback: Rollback, user: str) -> bool:
+    """Whether ``user`` owns the rollback: its requester, or a responder or an approver (a user
+    or a member of an approver user group) of its service; the people who may also abort it.
+    The same people :func:`bot.rollback.policy.may_abort` lets abort it."""
+    service = deps.catalog.get(rollback.service)
+    if service is None:
+        return user == rollback.requested_by
+    members = deps.groups.members(policy.approver_groups(service))  # a warm cache
+    return policy.may_abort(service, user, rollback.requested_by, members)
+
+
+def _refusal(deps: Deps, rollback: Rollback, reason: str) -> str:
+    service = deps.catalog.get(rollback.service)
+    users = [rollback.requested_by]
+    groups: list[str] = []
+    if service is not None:
+        users += [*service.spec.responders, *sorted(policy.approver_ids(service))]
+        groups = policy.approver_groups(service)
+    owners = [f"<@{u}>" for u in dict.fromkeys(users)] + [f"<!subteam^{g}>" for g in groups]
+    label = f"ROLLBACK #{rollback.id} {rollback.service} {reason_label(reason)}"
+    return (
+        f":no_entry: Only the people who own *{label}* can acknowledge its page here:"
+        f" {', '.join(owners)} (its requester, responders and approvers). Nothing was"
+        " acknowledged; escalation goes on. If the page reached your phone by SMS, reply"
+        " *ACK* and the 4-digit code from it (e.g. `ACK 4821`): that acknowledges too."
+    )
+
+
+def reply_to_sms(deps: Deps, phone: str, body: str) -> str:
+    """An SMS to the bot's number; returns the reply text (sent back as TwiML)."""
+    match = _ACK.fullmatch(body.strip())
+    if match is None:
+        return "rollback-bot: to take a page, reply ACK and the 4-digit code from the page."
+    code = match.group(1)
+    pages = deps.repo.find_pages_for_reply(phone, code)
+    if code is None:  # a bare "ACK" is fine when only one ladder paged this phone is open
+        open_ladders = {(p.rollback_id, p.reason): p for p in reversed(pages) if _is_open(deps, p)}
+        if len(open_ladders) != 1:
+            return "rollback-bot: which page? Reply ACK and the 4-digit code from the page."
+        pages = list(open_ladders.values())
+    if not pages:
+        return f"rollback-bot: unknown code {code}. Reply ACK and the 4-digit code from the page."
+    page = pages[0]
+    rollback = deps.repo.get_rollback(page.rollback_id)
+    label = f"ROLLBACK #{page.rollback_id} {rollback.service if rollback else ''}".strip()
+    if acknowledge(deps, page, by=page.contact_name, via="sms"):
+        return f"Thanks {page.contact_name}: {label} is yours. Escalation stopped."
+    return f"{label} was already acknowledged. Nothing to do."
+
+
+def _is_open(deps: Deps, page: Page) -> bool:
+    return not any(p.acknowledged_at for p in deps.repo.list_pages(page.rollback_id, page.reason))
+
+
+def record_delivery_status(
+    deps: Deps, sid: str, status: str, error_code: int | None, page_id: int | None = None
+) -> None:
+    """A Twilio status callback. Duplicates and stale reports change nothing."""
+    page = deps.repo.record_page_delivery(sid, status, error_code, deps.clock(), page_id=page_id)
+    if page is None or status not in UNREACHED:
+        return
+    rollback = deps.repo.get_rollback(page.rollback_id)
+    if rollback is None:
+        return
+    why = DELIVERY_ERRORS.get(error_code or 0, "no reason given")
+    code = f"Twilio {error_code}: " if error_code else ""
+    deps.repo.add_audit_event(
+        "page.failed",
+        now=deps.clock(),
+        service=rollback.service,
+        rollback_id=page.rollback_id,
+        detail={
+            "reason": page.reason,
+            "level": page.level,
+            "contact": page.contact_name,
+            "phone": mask_phone(page.phone),
+            "error": f"{status}: {code}{why}",
+        },
+    )
+    ladder = deps.repo.list_pages(page.rollback_id, page.reason)
+    service = deps.catalog.get(rollback.service)
+    has_next = service is not None and page.level < len(ladder_levels(service))
+    moves_on = (
+        has_next
+        and not is_stopped(rollback)
+        and not any(p.acknowledged_at for p in ladder)
+        and all(is_unreachable(p) for p in ladder if p.level == page.level)
+    )
+    text = (
+        f":warning: The page to {Contact(page.contact_name, page.phone).shown} for"
+        f" ROLLBACK #{page.rollback_id} was *{status}* ({code}{why})."
+    )
+    if moves_on:
+        prefix = ladder_prefix(page.rollback_id, page.reason)
+        upcoming = deps.repo.get_work(f"{prefix}level:{page.level + 1}")
+        # not scheduled yet: the level's own run checks again right after scheduling it
+        if upcoming is not None:
+            key = f"{prefix}level:{page.level + 1}:now"
+            deps.due.schedule("page.level", key, deps.clock(), upcoming.payload)
+        text += " Paging the next level now."
+    key = f"{page.rollback_id}:{page.reason}:undelivered:{page.id}"
+    notify(deps, key, channel_of(deps, rollback), text)

@@ -1,0 +1,198 @@
+"""Prometheus metrics of the bot, in a registry per app so that tests and apps never collide.
+
+Rollback counters and durations are counted by an engine listener (``watch_rollbacks``). Running
+rollbacks are read from the database at scrape time, so every replica exports the same truth
+(alert rules aggregate with ``max by``) and a rollback resumed elsewhere after a crash still counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from storage.models import Rollback
+
+if TYPE_CHECKING:
+    from bot.catalog.load import Catalog
+    from bot.execution.engine import Engine
+    from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+OUTCOMES = ("succeeded", "failed", "aborted")
+KINDS = ("immediate", "planned")
+RUNNING = ("running", "aborting")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.assessments = Counter(
+            "rollback_bot_assessments_total",
+            "Assessments completed, by service and decision.",
+            ["service", "decision"],
+            registry=self.registry,
+        )
+        self.assessment_seconds = Histogram(
+            "rollback_bot_assessment_duration_seconds",
+            "Wall time to read every signal of a service and score it.",
+            ["service"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=self.registry,
+        )
+        self.slack_requests = Counter(
+            "rollback_bot_slack_requests_total",
+            "Requests from Slack by outcome (handled, duplicate).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.background_failures = Counter(
+            "rollback_bot_background_failures_total",
+            "Work after ack() that raised; each is logged with its traceback.",
+            registry=self.registry,
+        )
+
+        # rollbacks (alert rules in deploy/prometheus/rollback-alerts.yml use these names)
+        self.rollbacks_started = Counter(
+            "rollback_bot_rollbacks_started_total",
+            "Rollbacks that started running, by service, strategy and kind.",
+            ["service", "strategy", "kind"],
+            registry=self.registry,
+        )
+        self.rollbacks_finished = Counter(
+            "rollback_bot_rollbacks_finished_total",
+            "Rollbacks that ended, by service, strategy and outcome (succeeded/failed/aborted).",
+            ["service", "strategy", "outcome"],
+            registry=self.registry,
+        )
+        self.rollback_seconds = Histogram(
+            "rollback_bot_rollback_duration_seconds",
+            "Start to end of a rollback.",
+            ["service", "strategy"],
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=self.registry,
+        )
+        self.phase_seconds = Histogram(
+            "rollback_bot_phase_duration_seconds",
+            "Duration of one phase of a rollback plan.",
+            ["service", "phase"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        self.approval_wait_seconds = Histogram(
+            "rollback_bot_approval_wait_seconds",
+            "Request to final approval of a planned rollback.",
+            ["service"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=self.registry,
+        )
+        self.pages_sent = Counter(
+            "rollback_bot_pages_sent_total",
+            "SMS pages handed to Twilio, by service and outcome (sent/failed).",
+            ["service", "outcome"],
+            registry=self.registry,
+        )
+        self.pages_acknowledged = Counter(
+            "rollback_bot_pages_acknowledged_total",
+            "Pages acknowledged, by service and channel (sms/slack).",
+            ["service", "via"],
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def watch_rollbacks(self, repo: Repository, catalog: Catalog, engine: Engine) -> None:
+        """Count rollbacks from the engine and export running ones from the database.
+
+        Every catalog service starts with zeroed series: ``increase()`` only sees a first
+        failure if the counter existed (at 0) before it.
+        """
+        for service in catalog.services.values():
+            strategy = service.spec.strategy
+            for kind in KINDS:
+                self.rollbacks_started.labels(service.name, strategy, kind)
+            for outcome in OUTCOMES:
+                self.rollbacks_finished.labels(service.name, strategy, outcome)
+        engine.listeners.append(RollbackMetrics(self, repo))
+        self.registry.register(RunningRollbacks(repo, catalog))
+
+
+class RollbackMetrics:
+    """Engine listener: starts, outcomes, durations, phase durations and approval waits."""
+
+    def __init__(self, metrics: Metrics, repo: Repository) -> None:
+        self.metrics, self.repo = metrics, repo
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        m = self.metrics
+        m.rollbacks_started.labels(rollback.service, rollback.strategy, rollback.kind).inc()
+        if rollback.kind == "planned" and rollback.approved_at is not None:
+            wait = (rollback.approved_at - rollback.created_at).total_seconds()
+            m.approval_wait_seconds.labels(rollback.service).observe(max(0.0, wait))
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        assert rollback.id is not None
+        m, service = self.metrics, rollback.service
+        m.rollbacks_finished.labels(service, rollback.strategy, rollback.status).inc()
+        began = rollback.started_at or rollback.created_at
+        if rollback.finished_at is not None:
+            took = (rollback.finished_at - began).total_seconds()
+            m.rollback_seconds.labels(service, rollback.strategy).observe(max(0.0, took))
+        phases: dict[str, list[float]] = {}
+        for step in self.repo.list_steps(rollback.id):
+            if step.started_at is None or step.finished_at is None:
+                continue
+            span = phases.setdefault(step.phase, [step.started_at.timestamp(), 0.0])
+            span[0] = min(span[0], step.started_at.timestamp())
+            span[1] = max(span[1], step.finished_at.timestamp())
+        for phase, (start, end) in phases.items():
+            m.phase_seconds.labels(service, phase).observe(max(0.0, end - start))
+
+
+class RunningRollbacks(Collector):
+    """Scrape-time gauges of the rollbacks running now (RollbackTakingTooLong uses them)."""
+
+    def __init__(self, repo: Repository, catalog: Catalog) -> None:
+        self.repo, self.catalog = repo, catalog
+
+    def collect(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "rollback_bot_rollbacks_running",
+            "Rollbacks running (or aborting) now, by service.",
+            labels=["service"],
+        )
+        started = GaugeMetricFamily(
+            "rollback_bot_rollback_started_timestamp_seconds",
+            "Unix time a running rollback started, by rollback id.",
+            labels=["rollback_id", "service", "strategy"],
+        )
+        sla = GaugeMetricFamily(
+            "rollback_bot_rollback_sla_seconds",
+            "The SLA of a running rollback's service (seed 001 levels), by rollback id.",
+            labels=["rollback_id", "service"],
+        )
+        try:
+            rows = self.repo.list_rollbacks(statuses=RUNNING, limit=1000)
+        except Exception:  # a scrape must not fail because the database is away
+            log.exception("cannot read running rollbacks for /metrics")
+            return
+        counts = dict.fromkeys(self.catalog.services, 0)
+        for r in rows:
+            counts[r.service] = counts.get(r.service, 0) + 1
+            began = (r.started_at or r.created_at).timestamp()
+            started.add_metric([str(r.id), r.service, r.strategy], began)
+            service = self.catalog.get(r.service)
+            sla.add_metric([str(r.id), r.service], (service.sla_minutes if service else 15) * 60)
+        for name, count in sorted(counts.items()):
+            running.add_metric([name], count)
+        yield running
+        yield started
+        yield sla

@@ -1,0 +1,56 @@
+"""APScheduler drives the in-process ticks; the durable state they act on is in the database.
+
+APScheduler 3 cannot share a job store between processes, so it only holds fixed-id interval
+jobs here; what they pick up (rollbacks whose lease lapsed, due work) lives in our tables and is
+claimed with leases, so any number of replicas tick safely.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.execution.engine import Engine
+from bot.runtime.due import DueWorkRunner
+
+log = logging.getLogger(__name__)
+
+
+def start_scheduler(
+    engine: Engine,
+    due: DueWorkRunner,
+    *,
+    resume_every_seconds: float,
+    due_every_seconds: float = 2.0,
+    refresh_groups: Callable[[], object] | None = None,
+    groups_every_seconds: float = 150.0,
+) -> BackgroundScheduler:
+    """``refresh_groups`` (approver user groups) runs at once and then every
+    ``groups_every_seconds``, keeping the membership cache warm for button presses."""
+    scheduler = BackgroundScheduler(
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+    )
+    scheduler.add_job(
+        engine.resume_all,
+        "interval",
+        seconds=resume_every_seconds,
+        id="resume-rollbacks",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        due.tick, "interval", seconds=due_every_seconds, id="due-work", replace_existing=True
+    )
+    if refresh_groups is not None:
+        scheduler.add_job(
+            refresh_groups,
+            "interval",
+            seconds=groups_every_seconds,
+            id="refresh-user-groups",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
+    scheduler.start()
+    return scheduler

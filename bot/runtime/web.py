@@ -1,0 +1,99 @@
+"""The WSGI application: Slack events through Bolt, plus health and metrics (CONTRACT.md routes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.app import BotApp
+from bot.runtime.metrics import CONTENT_TYPE
+from bot.runtime.request_trust import is_signed_by_slack, malformed
+from storage.db import is_database_reachable
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+UNAUTHORIZED = b'{"error": "invalid request"}'
+
+
+class WebApp:
+    """Routes by path; ``/slack/events`` goes to Bolt only once Slack's signature is verified.
+
+    Bolt checks the signature too, but its check raises on a malformed timestamp and hands the
+    unverified body to the error handler; here anything that is not a well-formed, fresh, signed
+    request is answered 401 before Bolt sees it, so it can cause no outbound call at all.
+    """
+
+    def __init__(self, bot: BotApp, clock: Callable[[], float] = time.time) -> None:
+        self.bot = bot
+        self.slack = SlackRequestHandler(bot.bolt, path="/slack/events")
+        secret = bot.deps.settings.slack_signing_secret
+        assert secret is not None  # build_app refuses to build without it
+        self._secret = secret.get_secret_value()
+        self._clock = clock
+
+    def __call__(self, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        if path == "/slack/events":
+            if method == "POST" and not self._is_signed(environ):
+                return _reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
+            if method == "POST" and (why := self._malformed(environ)) is not None:
+                log.warning("refused a signed Slack request: %s (400)", why)
+                body = json.dumps({"error": "malformed request", "why": why}).encode()
+                return _reply(start, "400 Bad Request", "application/json", body)
+            return self.slack(environ, start)
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            return self._healthz(start)
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            return _reply(start, "200 OK", CONTENT_TYPE, self.bot.deps.metrics.exposition())
+        for route in self.bot.deps.routes:  # features' routes: /twilio/*, /reviews/{token}
+            if path.startswith(route.prefix) and method == route.method:
+                return route.handler(environ, start)
+        return _reply(start, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+
+    def _is_signed(self, environ: WSGIEnvironment) -> bool:
+        """Verify, and put the body back for Bolt to read. Never raises."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            log.warning("refused a Slack request: malformed Content-Length")
+            return False
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE")
+        if is_signed_by_slack(self._secret, body, timestamp, signature, self._clock()):
+            return True
+        log.warning("refused a request to /slack/events: not signed by Slack (401)")
+        return False
+
+    @staticmethod
+    def _malformed(environ: WSGIEnvironment) -> str | None:
+        """Why the (verified) body is no Slack payload; it stays readable for Bolt."""
+        body = environ["wsgi.input"].read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        return malformed(body, str(environ.get("CONTENT_TYPE") or ""))
+
+    def _healthz(self, start: StartResponse) -> Iterable[bytes]:
+        if is_database_reachable(self.bot.deps.repo.engine):
+            return _json(start, "200 OK", {"status": "ok"})
+        return _json(start, "503 Service Unavailable", {"status": "database unreachable"})
+
+
+def _json(start: StartResponse, status: str, body: dict[str, str]) -> Iterable[bytes]:
+    return _reply(start, status, "application/json", json.dumps(body).encode())
+
+
+def _reply(start: StartResponse, status: str, content_type: str, body: bytes) -> Iterable[bytes]:
+    start(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
