@@ -69,7 +69,7 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
-    from bot.notify.templates import validate_templates
+    from bot.notify.template_check import validate_templates
 
     if template_errors := validate_templates(catalog):
         for line in template_errors:

@@ -10,14 +10,21 @@ from dataclasses import dataclass
 import httpx
 from slack_bolt import App
 
+import handlers
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack import UserGroupMembers, slack_web_client
+from bot.approvals import request as approval_request
+from bot.approvals import start as approval_start
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, CatalogError, load_catalog
 from bot.deps import Clock, Deps, utcnow
 from bot.execution.engine import FINISHED, STARTED, Engine, worker_name
+from bot.notify import notifications
 from bot.notify.progress import SlackProgress
+from bot.notify.template_check import validate_templates
+from bot.paging import ladder as paging_ladder
+from bot.review import publish as review_publish
 from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
 from bot.runtime.request_trust import respond_only_to_slack
@@ -51,15 +58,46 @@ def build_app(
     kube: KubernetesClient | None = None,
 ) -> BotApp:
     """Build the Bolt app and its dependencies. Calls ``auth.test`` once (token check)."""
-    from handlers import register  # handlers import bot.*; import here to keep bot.app light
-
     if settings.slack_signing_secret is None or settings.slack_bot_token is None:
         raise ConfigurationError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must both be set")
     catalog = catalog or load_catalog(settings.rollback_config)
-    from bot.notify.templates import validate_templates
-
     if template_errors := validate_templates(catalog):  # a broken template fails at start
         raise CatalogError(template_errors)
+    deps = build_deps(settings, catalog, clock, run_migrations=run_migrations, kube=kube)
+    bolt = _bolt_app(settings, deps)
+    deps.slack_team_url = str(deps.slack.auth_test().get("url") or "https://slack.com/")
+    # The workflows, each installing its listeners, due-work kinds, rollback listeners and routes:
+    handlers.register(bolt, deps)
+    deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
+    deps.due.register(STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"])))
+
+    def run_due_work_now() -> None:
+        deps.work.submit("due work", deps.due.tick)
+
+    deps.engine.kick_due_work = run_due_work_now
+    approval_request.install(deps)
+    approval_start.install(deps)
+    notifications.install(deps)
+    deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
+    review_publish.install(deps)
+    paging_ladder.install(deps)
+    # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
+    # every full garbage collection would walk them all and stall requests (seen as a 3x worse
+    # ack p99 in benchmarks/ack_latency.py). Freezing moves what exists now out of the GC's way.
+    gc.freeze()
+    return BotApp(bolt=bolt, deps=deps)
+
+
+def build_deps(
+    settings: Settings,
+    catalog: Catalog,
+    clock: Clock,
+    *,
+    run_migrations: bool = True,
+    kube: KubernetesClient | None = None,
+) -> Deps:
+    """Storage, adapters and the worker pools; nothing talks to Slack yet."""
+    assert settings.slack_bot_token is not None  # checked by build_app
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -79,7 +117,8 @@ def build_app(
     repo = Repository(engine)
     kube = kube or KubernetesClient(kubeconfig=settings.kubeconfig)
     progress = SlackProgress(slack, repo, catalog, clock)
-    deps = Deps(
+    lease = settings.rollback_bot_lease_seconds
+    return Deps(
         settings=settings,
         catalog=catalog,
         repo=repo,
@@ -96,11 +135,9 @@ def build_app(
             prometheus=prometheus,
             clock=clock,
             progress=progress,
-            lease_seconds=settings.rollback_bot_lease_seconds,
+            lease_seconds=lease,
         ),
-        due=DueWorkRunner(
-            repo, clock, worker_name(), lease_seconds=settings.rollback_bot_lease_seconds
-        ),
+        due=DueWorkRunner(repo, clock, worker_name(), lease_seconds=lease),
         groups=UserGroupMembers(slack),
         clock=clock,
         closers=[
@@ -111,9 +148,14 @@ def build_app(
             progress.close,  # first (closers run in reverse): it still reads the database
         ],
     )
+
+
+def _bolt_app(settings: Settings, deps: Deps) -> App:
+    """The Bolt app (it checks the token with ``auth.test``), answering only to Slack."""
+    assert settings.slack_signing_secret is not None  # checked by build_app
     try:
         bolt = App(
-            client=slack,
+            client=deps.slack,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             listener_executor=ThreadPoolExecutor(
                 max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"
@@ -121,7 +163,8 @@ def build_app(
         )
     except Exception as exc:  # Bolt checks the token with auth.test right here
         deps.engine.shutdown()
-        progress.close(0)
+        for close in reversed(deps.closers):
+            close()
         raise ConfigurationError(
             f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
             f" {type(exc).__name__}: {exc}"
@@ -131,33 +174,7 @@ def build_app(
     # Every thread that may call the Kubernetes API at once gets a kept connection: rollbacks,
     # work after acks (assessments, dry runs, plans) and due work. (slack_sdk's WebClient has no
     # pool to size: it opens a connection per call with urllib.)
-    kube.size_connection_pools(
+    deps.kube.size_connection_pools(
         deps.engine.max_parallel + 2 * deps.work.max_workers + deps.due.parallel  # both lanes
     )
-    deps.slack_team_url = str(slack.auth_test().get("url") or "https://slack.com/")
-    register(bolt, deps)
-    deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
-    deps.due.register(STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"])))
-
-    def run_due_work_now() -> None:
-        deps.work.submit("due work", deps.due.tick)
-
-    deps.engine.kick_due_work = run_due_work_now
-    from bot.approvals import request as approvals
-
-    approvals.install(deps)
-    from bot.notify import notifications
-
-    notifications.install(deps)
-    from bot.review import document as review
-
-    metrics.watch_rollbacks(repo, catalog, deps.engine)
-    review.install(deps)
-    from bot.paging import ladder as paging
-
-    paging.install(deps)
-    # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
-    # every full garbage collection would walk them all and stall requests (seen as a 3x worse
-    # ack p99 in benchmarks/ack_latency.py). Freezing moves what exists now out of the GC's way.
-    gc.freeze()
-    return BotApp(bolt=bolt, deps=deps)
+    return bolt

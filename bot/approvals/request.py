@@ -52,13 +52,10 @@ class Answer:
 
 
 def install(deps: Deps) -> None:
-    from bot.approvals import start as approval_start
-
     deps.due.register(EXPIRE, lambda item: expire_due(deps, item))
     deps.due.register(
         POST, lambda item: post_due(deps, item), lambda i, e: _post_gave_up(deps, i, e)
     )
-    approval_start.install(deps)
 
 
 def _request_of(r: Rollback) -> policy.Request:

@@ -23,7 +23,7 @@ from storage.models import Approval, Assessment, AuditEvent, Page, Rollback, Rol
 from storage.repository import Repository
 
 if TYPE_CHECKING:
-    from bot.deps import Deps
+    pass
 
 WRITE_ME = "✏️ To be written:"
 ROOT_CAUSE_HEADING = "## Root Cause"
@@ -436,10 +436,3 @@ def root_cause_is_written(markdown: str) -> bool:
         body.append(line)
     text = " ".join(body).strip(" _*\n")
     return bool(text) and "to be written" not in text.lower()
-
-
-def install(deps: Deps) -> None:
-    """Publish reviews when rollbacks finish, remind, and serve /reviews/{token}."""
-    from bot.review import publish as review_publish  # it imports this module
-
-    review_publish.install(deps)

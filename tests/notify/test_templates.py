@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from bot.__main__ import main
 from bot.app import build_app
 from bot.catalog.load import CatalogError, Service, parse_catalog
-from bot.notify import template_context, templates
+from bot.notify import template_check, template_context, templates
 from bot.settings import Settings
 from storage.db import make_engine, migrate
 from storage.models import Rollback
@@ -202,7 +202,7 @@ services:
     )
     assert render(repo, checkout, rollback, "incident_topic") == "checkout is running"
     assert "CRITICAL: Production Rollback" in render(repo, search, rollback, "critical_notice")
-    assert templates.validate_templates(catalog) == []
+    assert template_check.validate_templates(catalog) == []
 
 
 BROKEN = """defaults:
