@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import httpx
 from slack_bolt import App
 
-import handlers
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack import UserGroupMembers, slack_web_client
@@ -23,6 +22,7 @@ from bot.execution.engine import FINISHED, STARTED, Engine, worker_name
 from bot.notify import notifications
 from bot.notify.progress import SlackProgress
 from bot.notify.template_check import validate_templates
+from bot.paging import acks as page_acks
 from bot.paging import ladder as paging_ladder
 from bot.review import publish as review_publish
 from bot.runtime.due import DueWorkRunner
@@ -30,6 +30,7 @@ from bot.runtime.metrics import Metrics
 from bot.runtime.request_trust import respond_only_to_slack
 from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
+from handlers import actions, commands, delivery, errors, home, twilio, views
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 
@@ -66,8 +67,15 @@ def build_app(
     deps = build_deps(settings, catalog, clock, run_migrations=run_migrations, kube=kube)
     bolt = _bolt_app(settings, deps)
     deps.slack_team_url = str(deps.slack.auth_test().get("url") or "https://slack.com/")
-    # The workflows, each installing its listeners, due-work kinds, rollback listeners and routes:
-    handlers.register(bolt, deps)
+    # Slack's surfaces (handlers/) and the workflows (their due work, rollback listeners, routes):
+    delivery.install(bolt, deps)  # first: a repeated delivery reaches no listener
+    commands.install(bolt, deps)
+    actions.install(bolt, deps)
+    views.install(bolt, deps)
+    home.install(bolt, deps)
+    errors.install(bolt, deps)
+    twilio.install(deps)
+    page_acks.install(deps)
     deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
     deps.due.register(STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"])))
 

@@ -22,14 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.approvals import blocks as ab
 from bot.deps import Deps
 from bot.notify.blocks import MANUAL_GATE_ACTION
+from bot.notify.reply import DATABASE_DOWN
 from bot.paging.messages import PAGE_ACK_ACTION
 
 log = logging.getLogger(__name__)
 
-DATABASE_DOWN = (
-    ":x: rollback-bot cannot reach its database right now, so it did nothing."
-    " Try again in a minute; if it persists, check the bot's DATABASE_URL and /healthz."
-)
 ALREADY_HANDLED = (
     ":repeat: This request was already received and handled once (Slack, or someone, sent it"
     " again); it was not acted on a second time. See `/rollback status`."

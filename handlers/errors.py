@@ -14,39 +14,16 @@ Answers go through ``CheckedRespond``, which posts only to Slack's hooks URLs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
-from sqlalchemy.exc import DBAPIError
 
 from bot.deps import Deps
+from bot.notify.reply import internal_error_text
 from bot.runtime.request_trust import CheckedRespond, is_bolt_request_signed
-from handlers.delivery import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
-
-
-def internal_error_text(error: BaseException, doing: str = "this request") -> str:
-    if isinstance(error, DBAPIError):  # the usual cause: say what to do about it
-        return DATABASE_DOWN
-    return (
-        f":warning: rollback-bot hit an internal error ({type(error).__name__}) while handling"
-        f" {doing}. The bot's log has the details. Nothing more was done by this attempt:"
-        " check `/rollback status` before trying again."
-    )
-
-
-def tell_on_error(respond: Callable[..., object], doing: str) -> Callable[[BaseException], None]:
-    """For ``BackgroundWork.submit(tell=…)``: the person waiting for the work after the ack
-    hears it when that work fails (privately, without touching the message they acted on)."""
-
-    def tell(exc: BaseException) -> None:
-        text = internal_error_text(exc, doing)
-        respond(text=text, response_type="ephemeral", replace_original=False)
-
-    return tell
 
 
 def _what(body: dict[str, Any]) -> str:
@@ -65,7 +42,7 @@ def _user(body: dict[str, Any]) -> str | None:
     return str(user) if user else None
 
 
-def register(app: App, deps: Deps) -> None:
+def install(app: App, deps: Deps) -> None:
     secret = deps.settings.slack_signing_secret
     assert secret is not None  # build_app refuses to build without it
     signing_secret, slack_api_url = secret.get_secret_value(), deps.settings.slack_api_url

@@ -7,6 +7,7 @@ from enum import StrEnum
 from bot.approvals import blocks as ab
 from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
+from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION
 
 
 class SlashCommand(StrEnum):
@@ -24,6 +25,7 @@ class Action(StrEnum):
     CONFIRM_RUN = ab.CONFIRM_RUN_ACTION
     CONFIRM_CANCEL = ab.CONFIRM_CANCEL_ACTION
     PAGE_ACKNOWLEDGE = PAGE_ACK_ACTION
+    ROOT_CAUSE_WRITTEN = ROOT_CAUSE_WRITTEN_ACTION
 
 
 class View(StrEnum):

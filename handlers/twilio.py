@@ -86,7 +86,7 @@ class TwilioWebhooks:
         return [b""]
 
 
-def register_routes(deps: Deps) -> None:
+def install(deps: Deps) -> None:
     hooks = TwilioWebhooks(deps)
     deps.routes.append(Route("POST", "/twilio/sms", hooks.sms))
     deps.routes.append(Route("POST", "/twilio/status", hooks.status))

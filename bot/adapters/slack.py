@@ -245,3 +245,24 @@ def find_marked(
         if message.get("metadata") == marker:
             return str(message["ts"])
     return None
+
+
+def open_view(client: WebClient, trigger_id: str, view: dict[str, Any]) -> str | None:
+    """Open a modal; Slack's error code when it refuses (``expired_trigger_id`` when Slack was
+    slow to deliver the click), else None."""
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error"))
+        log.warning("views.open failed: %s", error)
+        return error
+    return None
+
+
+def tell_privately(client: WebClient, channel: str, user: str, text: str) -> None:
+    """An ephemeral note in the channel, or a direct message when that is not possible."""
+    try:
+        client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        log.info("ephemeral to %s in %s failed (%s); sending a DM", user, channel, exc)
+        client.chat_postMessage(channel=user, text=text)

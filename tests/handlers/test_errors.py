@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
-from handlers.delivery import DATABASE_DOWN
-from handlers.errors import _what, internal_error_text
+from bot.notify.reply import DATABASE_DOWN, internal_error_text
+from handlers.errors import _what
 
 
 def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> None:

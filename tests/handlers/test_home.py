@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from bot.catalog.load import Service, parse_catalog
+from bot.notify.home import can_approve, home_view
 from bot.sim.slack_client import signed_headers
-from handlers.home import can_approve, home_view
 from storage.models import Rollback
 from tests.conftest import Harness
 
@@ -180,7 +180,7 @@ def test_a_hostile_reason_cannot_ping_or_forge_links_in_app_home() -> None:
 
 
 def test_app_home_shows_what_changed_when_opened_again(make_harness: Any) -> None:
-    """Home-tab rows carry commands, not buttons (see handlers/home.py): after the user acts,
+    """Home-tab rows carry commands, not buttons (see bot/notify/home.py): after the user acts,
     opening the tab publishes the view again, without the request."""
     h: Harness = make_harness(CATALOG, prometheus_url=None)
     h.bot.deps.repo.create_rollback(

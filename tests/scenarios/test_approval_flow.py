@@ -831,9 +831,9 @@ def test_approve_from_the_app_home_tab(h: Harness) -> None:
     h.slash("plan checkout bad deploy", user_id="U0ONCALL1")
     request_message(h)
     h.bot.deps.work.wait_idle(5)
-    from handlers.home import publish_home
+    from bot.notify.home import publish_home
 
-    publish_home(h.bot.deps, h.bot.deps.slack, "U0APPROVER1")
+    publish_home(h.bot.deps, "U0APPROVER1")
     home = h.slack.home_view("U0APPROVER1")
     assert home is not None
     approve = next(

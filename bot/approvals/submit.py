@@ -1,0 +1,192 @@
+"""Planned rollbacks from Slack: ``/rollback plan``, the Plan rollback form, and
+``/rollback approve | reject`` (the same rules as the buttons)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.approvals import blocks as approval_blocks
+from bot.approvals import request as approvals
+from bot.approvals import start as approval_start
+from bot.approvals.blocks import when
+from bot.assessment.service import stale_reply
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.preflight import Refusal, audit_refusal, check
+from bot.notify.blocks import escape, escape_keeping_mentions, plural
+from bot.notify.reply import Asker, Reply
+from bot.rollback import policy
+from bot.rollback.command import Command, UsageError, local_time, parse_revision, parse_window
+from storage.repository import ActiveRollbackExists
+
+
+def submit_request(
+    deps: Deps,
+    service: Service,
+    *,
+    user: str,
+    reason: str,
+    target_revision: str | None,
+    window: datetime | None,
+    assessment_id: int | None = None,
+) -> str:
+    """Store a planned rollback request and post it for approval (in the background); returns
+    what to tell the requester."""
+    if not service.spec.approvers:
+        return (
+            f":x: *{service.name}* has no approvers in the catalog, so nobody could approve a"
+            " planned rollback. Add `approvers:` to its entry, or ask a responder for"
+            f" `/rollback run {service.name} --immediate <reason>`."
+        )
+    if not reason.strip():
+        return f":x: Say why: `/rollback plan {service.name} [--to N] [--at HH:MM] <reason>`."
+    try:  # checked again when it starts: the cluster may change while it waits
+        checked = check(deps, service, target_revision, pin=False)
+    except Refusal as refusal:
+        audit_refusal(deps, "approval.refused", service, user, refusal, target=target_revision)
+        return (
+            f":no_entry: No rollback request for *{service.name}* was made:"
+            f" {escape_keeping_mentions(str(refusal))}."
+        )
+    try:
+        r = approvals.request(
+            deps,
+            service,
+            checked.plan,
+            user=user,
+            reason=reason,
+            target_revision=checked.target_revision,
+            window=window,
+            assessment_id=assessment_id,
+        )
+    except ActiveRollbackExists as exc:
+        return (
+            f":warning: A rollback of *{service.name}* is already active (#{exc.existing_id});"
+            f" see `/rollback status {exc.existing_id}`."
+        )
+    assert r.id is not None and r.expires_at is not None
+    deps.work.submit("due work", deps.due.tick)  # post it now, not at the next tick
+    start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
+    return (
+        f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
+        f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
+        f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
+        f" {when(r.expires_at)}."
+    )
+
+
+def plan(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    """``/rollback plan <service> [--to N] [--at HH:MM] <reason>``."""
+    window = None
+    if cmd.at is not None:
+        try:
+            window = parse_window(cmd.at, deps.clock(), service.tz)
+        except UsageError as exc:  # it quotes what was typed: no ping, no link from it
+            return Reply(f":x: {escape(str(exc))}.")
+    return Reply(
+        submit_request(
+            deps,
+            service,
+            user=asker.user,
+            reason=cmd.reason,
+            target_revision=cmd.target_revision,
+            window=window,
+        ),
+    )
+
+
+def vote(deps: Deps, cmd: Command, asker: Asker) -> Reply:
+    """``approve <id>`` / ``reject <id> [reason]``: the same rules as the buttons."""
+    assert cmd.rollback_id is not None
+    user = asker.user
+    if cmd.verb == "approve":
+        answer = approvals.approve(deps, cmd.rollback_id, user, via="command")
+    else:
+        answer = approvals.reject(deps, cmd.rollback_id, user, cmd.reason, via="command")
+    return Reply(answer.text)
+
+
+def check_plan_form(
+    deps: Deps, service: Service, reason: str, target: str, window_text: str
+) -> tuple[dict[str, str], datetime | None]:
+    """The Plan rollback form's fields: errors by field (Slack shows them under the inputs),
+    and the window when there are none."""
+    errors: dict[str, str] = {}
+    window = None
+    try:
+        if target:
+            parse_revision(target)
+            # a tag names a revision only if the cluster says so: ask it while the form is open
+            check(deps, service, target, pin=False)
+    except UsageError as exc:
+        errors["target"] = str(exc).replace("`", "")
+    except Refusal as refusal:
+        errors["target"] = _fit(str(refusal).replace("`", ""))
+    try:
+        window = parse_window(window_text, deps.clock(), service.tz) if window_text else None
+    except UsageError as exc:
+        errors["window"] = str(exc).replace("`", "")
+    if not reason:
+        errors["reason"] = "Say why the service should be rolled back."
+    return errors, window
+
+
+def _fit(text: str, limit: int = 300) -> str:
+    """A field error Slack shows under the input: keep it short, visibly cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plan_form(deps: Deps, value: str) -> Reply | dict[str, Any]:
+    """**Plan rollback** on an assessment (``value`` is ``service:assessment_id``): the form to
+    open, or why not (the service left the catalog; the assessment describes an older release)."""
+    service_name, _, assessment = value.partition(":")
+    service = deps.catalog.get(service_name)
+    if service is None:
+        return Reply(f":x: {service_name} is no longer in the catalog.")
+    assessment_id = int(assessment) if assessment.isdigit() else None
+    if (stale := stale_reply(deps, service, assessment_id)) is not None:
+        return stale
+    return approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
+
+
+def reject_form(
+    deps: Deps, rollback_id: int | None, user: str, message_ts: str | None
+) -> Reply | dict[str, Any]:
+    """**Reject** asks for a reason in a form; a refusal is said (and audited) before it opens."""
+    r = deps.repo.get_rollback(rollback_id) if rollback_id is not None else None
+    service = deps.catalog.get(r.service) if r else None
+    if r is None or r.id is None or service is None:
+        return Reply(":x: This rollback request no longer exists.")
+    request = policy.Request(r.status, r.requested_by, r.expires_at, r.required_approvals)
+    members = deps.groups.members(policy.approver_groups(service))
+    if policy.rejection_refusal(service, user, request, members) is not None:
+        # approvals.reject audits and words the refusal
+        answer = approvals.reject(deps, r.id, user, "", via="button", message_ts=message_ts)
+        return Reply(answer.text)
+    return approval_blocks.reject_modal(r.id, r.service)
+
+
+def submit_reject_form(deps: Deps, metadata: str, user: str, reason: str) -> tuple[str, str]:
+    """The Reject form sent: what to tell the rejecter, and where (the request's channel)."""
+    answer = approvals.reject(deps, int(metadata), user, reason, via="button")
+    r = deps.repo.get_rollback(int(metadata))
+    where = (r.approval_channel_id or r.channel_id or user) if r else user
+    return answer.text, where
+
+
+def confirm_button(deps: Deps, rollback_id: int | None, user: str, *, run: bool) -> Reply:
+    """**Run anyway** / **Cancel rollback** under a healthy re-assessment of an approved request."""
+    if rollback_id is None:
+        return Reply(":x: This button does not name a rollback.")
+    answer = approval_start.confirm(deps, rollback_id, user, run=run)
+    if answer.is_ok and not answer.text.startswith("Rollback #"):
+        return Reply(f"{answer.text} (<@{user}>)", replace_original=True)
+    return Reply(answer.text)
+
+
+def approve_button(deps: Deps, rollback_id: int | None, user: str, message_ts: str | None) -> Reply:
+    if rollback_id is None:
+        return Reply(":x: This button does not name a rollback.")
+    answer = approvals.approve(deps, rollback_id, user, via="button", message_ts=message_ts)
+    return Reply(answer.text)

@@ -1,0 +1,45 @@
+"""A manual gate's **Continue** button: only the incident's owners (responders, approvers) may
+let a paused rollback go on, and only while the gate waits."""
+
+from __future__ import annotations
+
+from bot.deps import Deps
+from bot.notify.reply import Reply
+from bot.rollback import policy
+
+
+def continue_gate(
+    deps: Deps, step_id: int, user: str, channel_id: str | None, message_ts: str | None
+) -> Reply:
+    step = deps.repo.get_step(step_id)
+    rollback = deps.repo.get_rollback(step.rollback_id) if step else None
+    service = deps.catalog.get(rollback.service) if rollback else None
+    if step is None or rollback is None or service is None:
+        return Reply("This gate no longer exists.")
+    members = deps.groups.members(policy.approver_groups(service))  # group approvers
+    if not policy.may_continue(service, user, members):
+        deps.repo.add_audit_event(
+            "gate.refused",
+            now=deps.clock(),
+            service=service.name,
+            rollback_id=rollback.id,
+            actor=user,
+        )
+        return Reply(
+            ":no_entry: Only responders and approvers may continue"
+            f" this rollback. Responders: {policy.who_may_run(service)}; approvers:"
+            f" {policy.who_may_approve(service)}."
+        )
+    if step.status != "running" or step.detail.get("continued_by"):
+        return Reply("This gate is not waiting any more.")
+    deps.repo.record_step_detail(step_id, {"continued_by": user})
+    deps.repo.add_audit_event(
+        "gate.continued",
+        now=deps.clock(),
+        service=service.name,
+        rollback_id=rollback.id,
+        actor=user,
+        channel_id=channel_id,
+        message_ts=message_ts,
+    )
+    return Reply(f":white_check_mark: Continued by <@{user}>.", replace_original=True)

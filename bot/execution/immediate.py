@@ -1,0 +1,324 @@
+"""Immediate rollbacks (``/rollback run … --immediate`` and **Roll back now**) and aborts: the
+rules a responder's start passes, the stored row and plan, and the abort transition."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+
+from bot.approvals.start import cancel_waiting, supersede_pending
+from bot.assessment.service import stale_reply
+from bot.catalog.load import PlanError, Service
+from bot.deps import Deps
+from bot.execution.dry_run import describe_plan
+from bot.execution.engine import Engine, started_work
+from bot.execution.preflight import Refusal, audit_refusal, check
+from bot.notify import blocks
+from bot.notify.blocks import escape
+from bot.notify.reply import Asker, Reply, Respond, tell_on_error
+from bot.notify.status import progress_link
+from bot.rollback import policy
+from bot.rollback.command import Command
+from bot.rollback.plan import Plan
+from bot.rollback.text import unmentioned
+from storage.models import Assessment
+from storage.repository import ActiveRollbackExists
+
+log = logging.getLogger(__name__)
+
+RECENT_ASSESSMENT = timedelta(minutes=60)
+
+
+def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    """``/rollback run <service> [--immediate] [--dry-run] [--force] [--to N] [reason]``."""
+    user = asker.user
+    try:
+        plan = service.plan(None)
+    except PlanError as exc:
+        return Reply(f":x: {exc}")
+    if cmd.is_dry_run:
+        return Reply(
+            f":mag: Dry run of a rollback of *{service.name}*: reading the cluster…",
+            then=lambda: _submit_dry_run(deps, service, plan, cmd, asker),
+        )
+    if not cmd.is_immediate:
+        return Reply(
+            f"A planned rollback of *{service.name}* needs approval: `/rollback plan"
+            f" {service.name} [--to N] [--at HH:MM] <reason>`. Responders can run it now with"
+            f" `/rollback run {service.name} --immediate <reason>`."
+        )
+    if not policy.may_run_immediately(service, user):
+        _refused(deps, service, user, "not a responder")  # stored before the answer
+        return Reply(
+            f":no_entry: Only responders of *{service.name}* may run an immediate rollback:"
+            f" {policy.who_may_run(service)}. Ask one of them, or request approval with"
+            f" `/rollback plan {service.name}`."
+        )
+    if cmd.is_forced and not _may_force(deps, service, user):
+        _refused(deps, service, user, "--force by a non-approver")
+        return Reply(":no_entry: `--force` (past the point of no return) is for approvers only.")
+    reason, assessment_id = cmd.reason.strip(), None
+    if not reason:  # a recent assessment's decision says why; else the person must
+        latest = recent_assessment(deps, service)
+        if latest is None:
+            return Reply(
+                f":x: Say why: `/rollback run {service.name} --immediate <reason>` (or assess"
+                f" it first: `/rollback assess {service.name}`, whose decision becomes the"
+                " reason). Nothing was started."
+            )
+        reason, assessment_id = assessment_reason(latest), latest.id
+    text = start_immediate(
+        deps,
+        service,
+        user=user,
+        reason=reason,
+        target_revision=cmd.target_revision,
+        is_forced=cmd.is_forced,
+        assessment_id=assessment_id,
+        channel_id=asker.channel,
+    )
+    return Reply(text)
+
+
+def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> Reply:
+    """**Roll back now** on an assessment (``value`` is ``service:assessment_id``): a responder's
+    immediate rollback of the release it assessed, with that assessment as its reason.
+    ``where`` holds the button's ``channel_id`` and ``message_ts``."""
+    service_name, _, assessment = value.partition(":")
+    service = deps.catalog.get(service_name)
+    if service is None:
+        return Reply(f":x: {service_name} is no longer in the catalog.")
+    if not policy.may_run_immediately(service, user):
+        deps.repo.add_audit_event(
+            "rollback.refused",
+            now=deps.clock(),
+            service=service.name,
+            actor=user,
+            channel_id=where.get("channel_id"),
+            message_ts=where.get("message_ts"),
+            detail={"why": "not a responder", "via": "assessment button"},
+        )
+        return Reply(
+            f":no_entry: Only responders of *{service.name}* may roll back at once:"
+            f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval."
+        )
+    assessment_id = int(assessment) if assessment.isdigit() else None
+    if (stale := stale_reply(deps, service, assessment_id)) is not None:
+        return stale
+    text = start_immediate(
+        deps,
+        service,
+        user=user,
+        reason=_reason_of(deps, assessment_id),
+        target_revision=None,
+        assessment_id=assessment_id,
+        channel_id=where.get("channel_id"),
+    )
+    return Reply(text)
+
+
+def _may_force(deps: Deps, service: Service, user: str) -> bool:
+    return policy.may_force(service, user, deps.groups.members(policy.approver_groups(service)))
+
+
+def _refused(deps: Deps, service: Service, user: str, why: str) -> None:
+    deps.repo.add_audit_event(
+        "rollback.refused", now=deps.clock(), service=service.name, actor=user, detail={"why": why}
+    )
+
+
+def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
+    """The service's latest completed assessment of the last hour, if any."""
+    for a in deps.repo.list_assessments(service=service.name, limit=5):
+        done = a.completed_at or a.created_at
+        if a.status == "done" and deps.clock() - done <= RECENT_ASSESSMENT:
+            return a
+    return None
+
+
+def assessment_reason(a: Assessment) -> str:
+    """``assessment #4: IMMEDIATE ROLLBACK (critical 55, total 70)``."""
+    return f"assessment #{a.id}: {a.decision} (critical {a.critical_score}, total {a.total_score})"
+
+
+def _reason_of(deps: Deps, assessment_id: int | None) -> str:
+    """Roll back now says why with the assessment it was pressed on."""
+    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+    if found is None or found.status != "done":
+        return f"from assessment #{assessment_id}" if assessment_id else "from an assessment"
+    return assessment_reason(found)
+
+
+def start_immediate(
+    deps: Deps,
+    service: Service,
+    *,
+    user: str,
+    reason: str,
+    target_revision: str | None,
+    is_forced: bool = False,
+    assessment_id: int | None = None,
+    channel_id: str | None = None,
+) -> str:
+    """Check, store and start an immediate rollback (the caller checked the user is a
+    responder, and an approver for ``is_forced``); returns what to tell them. A refusal is
+    audited and said before anything is stored, superseded, notified or paged; a planned
+    request still waiting is superseded only by a rollback that starts."""
+    try:
+        checked = check(deps, service, target_revision, is_forced=is_forced)
+    except Refusal as refusal:
+        audit_refusal(
+            deps,
+            "rollback.refused",
+            service,
+            user,
+            refusal,
+            channel_id=channel_id,
+            target=target_revision,
+            forced=is_forced,
+        )
+        return (
+            f":no_entry: No rollback of *{service.name}* was started: {escape(str(refusal))}."
+            " Nothing was changed and nobody was paged."
+        )
+    plan, target_revision = checked.plan, checked.target_revision
+    channel = service.channel  # progress lives in the service's channel
+    if is_forced:
+        plan = _forced(plan)
+    superseded = supersede_pending(deps, service.name, user)
+    try:  # the row and its plan are stored before the ack: a crash after it loses nothing
+        rollback = deps.repo.create_rollback(
+            service=service.name,
+            kind="immediate",
+            strategy=plan.strategy,
+            requested_by=user,
+            reason=reason,
+            target_revision=target_revision,
+            assessment_id=assessment_id,
+            channel_id=channel,
+            status="running",
+            now=deps.clock(),
+            steps=Engine.plan_steps(plan),
+            schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
+        )
+    except ActiveRollbackExists as exc:
+        return (
+            f":warning: A rollback of *{service.name}* is already active:"
+            f" #{exc.existing_id}{progress_link(deps, exc.existing_id)}. Follow it there, or"
+            f" `/rollback abort {exc.existing_id}`."
+        )
+    assert rollback.id is not None
+    # The start is audited before anything acts on it, and handed to the engine before the
+    # ack, so whoever reads the ack can rely on the rollback being under way.
+    deps.repo.add_audit_event(
+        "rollback.started",
+        now=deps.clock(),
+        service=service.name,
+        rollback_id=rollback.id,
+        actor=user,
+        channel_id=channel_id,
+        detail={
+            "kind": "immediate",
+            "approval": "skipped: responder",
+            "reason": reason,
+            "forced": is_forced,
+            "assessment_id": assessment_id,
+            "superseded": superseded,
+            "warnings": list(checked.warnings),
+        },
+    )
+    deps.engine.submit(rollback.id)
+    deps.engine.kick_due_work()  # the start's notices and pages go out now
+    note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
+    note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
+    return (
+        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.{note}"
+    )
+
+
+def _forced(plan: Plan) -> Plan:
+    steps = tuple(
+        replace(s, params={**s.params, "force": True}) if s.kind == "rollout_undo" else s
+        for s in plan.steps
+    )
+    return replace(plan, steps=steps)
+
+
+def _dry_run(
+    deps: Deps, service: Service, plan: Plan, cmd: Command, is_forced: bool, respond: Respond
+) -> None:
+    """Say what the rollback would do now, read from the cluster (nothing is changed)."""
+    try:
+        text = describe_plan(deps, service, plan, cmd.target_revision, is_forced=is_forced)
+    except Exception as exc:  # Kubernetes errors are in the text; anything else is said here
+        log.exception("dry run of %s failed", service.name)
+        text = (
+            f":x: The dry run of *{service.name}* failed ({type(exc).__name__}); nothing was"
+            " changed. The bot's log has the details."
+        )
+    respond(text=text, response_type="ephemeral")
+
+
+def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
+    """``/rollback abort <id> [reason]``: cancel a waiting request, or stop a running rollback
+    before its next step (who and why are kept as its end)."""
+    user = asker.user
+    assert cmd.rollback_id is not None
+    rollback = deps.repo.get_rollback(cmd.rollback_id)
+    if rollback is None:
+        return Reply(f":x: There is no rollback #{cmd.rollback_id}.")
+    service = deps.catalog.get(rollback.service)
+    members = deps.groups.members(policy.approver_groups(service)) if service else set()
+    if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
+        deps.repo.add_audit_event(
+            "rollback.abort_refused",
+            now=deps.clock(),
+            service=rollback.service,
+            rollback_id=rollback.id,
+            actor=user,
+        )
+        return Reply(":no_entry: Only the requester, responders and approvers may abort it.")
+    is_waiting = rollback.status in ("pending_approval", "approved", "scheduled")
+    if is_waiting and cancel_waiting(deps, cmd.rollback_id, user, cmd.reason) is not None:
+        return Reply(
+            f":heavy_multiplication_x: Rollback #{cmd.rollback_id} cancelled before it ran."
+        )
+    aborted_by = f"aborted by <@{user}>" + (f": {unmentioned(cmd.reason)}" if cmd.reason else "")
+    moved = deps.repo.set_rollback_status(  # who and why, kept as the rollback's end
+        cmd.rollback_id, "aborting", deps.clock(), error=aborted_by, expected=("running",)
+    )
+    if moved is None:
+        return Reply(
+            f"{blocks.status_sentence(cmd.rollback_id, rollback.status)}; nothing to abort."
+        )
+    deps.repo.add_audit_event(
+        "rollback.abort_requested",
+        now=deps.clock(),
+        service=rollback.service,
+        rollback_id=rollback.id,
+        actor=user,
+        detail={"reason": cmd.reason},
+    )
+    deps.engine.request_abort(cmd.rollback_id)
+    return Reply(
+        f":octagonal_sign: Abort of rollback #{cmd.rollback_id} requested: it stops before"
+        " its next step (a wait is interrupted). The progress message will say which steps ran.",
+    )
+
+
+def _submit_dry_run(deps: Deps, service: Service, plan: Plan, cmd: Command, asker: Asker) -> None:
+    is_forced = cmd.is_forced and _may_force(deps, service, asker.user)
+    deps.work.submit(
+        f"dry run of {service.name}",
+        _dry_run,
+        deps,
+        service,
+        plan,
+        cmd,
+        is_forced,
+        asker.respond,
+        tell=tell_on_error(asker.respond, f"the dry run of {service.name}"),
+        lane="bulk",
+    )
