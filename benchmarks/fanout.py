@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bot.adapters.slack import slack_web_client
+from bot.adapters.slack.web import slack_web_client
 from bot.adapters.twilio import TwilioSMS
 from bot.app import BotApp, build_app
 from bot.catalog.load import parse_catalog

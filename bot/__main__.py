@@ -123,21 +123,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     handler = None
     try:
         if args.socket_mode and settings.slack_app_token is not None:
-            import threading
+            import threading  # only serve needs these: check-config starts faster
 
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-            from slack_sdk.errors import SlackApiError
+            from bot.adapters.slack.socket_mode import SocketModeRefused, connect_socket_mode
 
             # HTTP still serves /healthz and /metrics (and Twilio webhooks) beside Socket Mode.
             server.start()
-            handler = SocketModeHandler(bot.bolt, settings.slack_app_token.get_secret_value())
             try:
-                handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt: unannotated
-            except (SlackApiError, OSError) as exc:  # OSError: Slack unreachable (URLError)
-                reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+                handler = connect_socket_mode(bot.bolt, settings.slack_app_token.get_secret_value())
+            except SocketModeRefused as exc:
                 raise ConfigurationError(
                     "cannot open a Socket Mode connection with SLACK_APP_TOKEN at"
-                    f" {settings.slack_api_url}: {reason}"
+                    f" {settings.slack_api_url}: {exc}"
                 ) from None
             log.info("connected to Slack in Socket Mode")
             threading.Event().wait()  # as handler.start() does; the handler's threads serve
@@ -147,7 +144,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         pass
     finally:
         if handler is not None:
-            handler.close()  # type: ignore[no-untyped-call]  # slack_bolt: unannotated
+            handler.close()
             server.stop()
         scheduler.shutdown(wait=False)
         bot.close()

@@ -12,7 +12,8 @@ from slack_bolt import App
 
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
-from bot.adapters.slack import UserGroupMembers, slack_web_client
+from bot.adapters.slack.lookups import UserGroupMembers
+from bot.adapters.slack.web import slack_web_client
 from bot.approvals import request as approval_request
 from bot.approvals import start as approval_start
 from bot.assessment.signals import SignalReader
@@ -163,7 +164,7 @@ def _bolt_app(settings: Settings, deps: Deps) -> App:
     assert settings.slack_signing_secret is not None  # checked by build_app
     try:
         bolt = App(
-            client=deps.slack,
+            client=deps.slack.web,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             listener_executor=ThreadPoolExecutor(
                 max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"

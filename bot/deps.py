@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from slack_sdk import WebClient
-
 from bot.adapters.kubernetes import KubernetesClient
-from bot.adapters.slack import UserGroupMembers
+from bot.adapters.slack.lookups import UserGroupMembers
+from bot.adapters.slack.web import SlackClient
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog
 from bot.execution.engine import Engine
@@ -48,7 +47,7 @@ class Deps:
     reader: SignalReader
     work: BackgroundWork
     metrics: Metrics
-    slack: WebClient
+    slack: SlackClient
     kube: KubernetesClient
     engine: Engine
     due: DueWorkRunner

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.adapters.slack import open_view
+from bot.adapters.slack.posts import open_view
 from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.deps import Deps

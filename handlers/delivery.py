@@ -17,13 +17,13 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.approvals import blocks as ab
 from bot.deps import Deps
 from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.notify.reply import DATABASE_DOWN
 from bot.paging.messages import PAGE_ACK_ACTION
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def install(app: App, deps: Deps) -> None:
             return next()
         try:
             is_first = deps.repo.record_delivery(key, deps.clock())
-        except SQLAlchemyError:
+        except StorageError:
             log.exception("cannot record Slack delivery %s", key)
             return _answer(body, DATABASE_DOWN)
         if is_first:

@@ -17,8 +17,8 @@ import logging
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
-from slack_sdk import WebClient
 
+from bot.adapters.slack.web import SlackClient
 from bot.deps import Deps
 from bot.notify.reply import internal_error_text
 from bot.runtime.request_trust import CheckedRespond, is_bolt_request_signed
@@ -53,7 +53,7 @@ def install(app: App, deps: Deps) -> None:
         request: BoltRequest,
         body: dict[str, Any],
         response: BoltResponse | None,
-        client: WebClient | None,
+        client: SlackClient | None,
     ) -> BoltResponse | None:
         if not is_bolt_request_signed(
             signing_secret, request.mode, request.raw_body, request.headers

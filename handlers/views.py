@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.adapters.slack import tell_privately
+from bot.adapters.slack.posts import tell_privately
 from bot.approvals import submit
 from bot.deps import Deps
 from handlers.ids import View

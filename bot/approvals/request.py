@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
+from bot.adapters.slack.posts import find_marked, post_marker
+from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.catalog.load import Service
 from bot.execution.engine import Engine
@@ -181,8 +180,8 @@ def post_due(deps: Deps, item: DueWork) -> None:
                 channel=service.channel, text=text, blocks=blocks, metadata=marker
             )
         )
-    except SlackApiError as exc:
-        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    except SlackError as exc:
+        error = str(exc.error or f"HTTP {exc.status}")
         if error in PERMANENT_ERRORS or item.tries >= POST_TRIES:
             _request_not_posted(deps, r, service, error)
             return
@@ -214,8 +213,8 @@ def _post_whole_reason(deps: Deps, channel: str, ts: str, r: Rollback) -> None:
             text=message_text(f"*Reason* (whole): {escape(r.reason)}"),
             unfurl_links=False,
         )
-    except SlackApiError as exc:
-        log.warning("request #%s: whole reason not posted: %s", r.id, exc.response.get("error"))
+    except SlackError as exc:
+        log.warning("request #%s: whole reason not posted: %s", r.id, exc.error)
 
 
 def _post_gave_up(deps: Deps, item: DueWork, error: str) -> None:
@@ -249,7 +248,7 @@ def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -
             f" <#{service.channel}> (`{error}`), so nobody could approve it; it is cancelled."
             f"{hint} Plan it again once that is fixed.",
         )
-    except SlackApiError:
+    except SlackError:
         log.warning("could not tell %s that request #%d was not posted", r.requested_by, r.id)
 
 
@@ -318,8 +317,8 @@ def _refresh_now(deps: Deps, rollback_id: int, note: str | None) -> None:
             deps.slack.chat_update(
                 channel=r.approval_channel_id, ts=r.approval_ts, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
-            log.warning("cannot update request #%d: %s", rollback_id, exc.response.get("error"))
+        except SlackError as exc:
+            log.warning("cannot update request #%d: %s", rollback_id, exc.error)
 
 
 # --- votes ----------------------------------------------------------------------------------
@@ -467,7 +466,7 @@ def _tell_requester_rejected(deps: Deps, r: Rollback, user: str, reason: str) ->
             text=f":no_entry: Your rollback request #{r.id} of *{r.service}* was rejected by"
             f" <@{user}>{why}. Nothing will run; plan it again if it is still needed.",
         )
-    except SlackApiError as exc:  # the request message shows the rejection all the same
+    except SlackError as exc:  # the request message shows the rejection all the same
         log.warning("could not tell %s that #%d was rejected: %s", r.requested_by, r.id, exc)
 
 

@@ -14,8 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.errors import SlackApiError
-
+from bot.adapters.slack.web import SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.approvals.request import START, Answer, approver_members, audit, refresh_request
 from bot.assessment.signals import assess_service, store_assessment
@@ -374,7 +373,7 @@ def _gave_up(deps: Deps, item: DueWork, error: str) -> None:
             " after several tries; nothing was changed. The bot's log has the details; plan it"
             " again or run it with `--immediate`.",
         )
-    except SlackApiError:
+    except SlackError:
         log.exception("could not report that rollback #%d could not start", rollback_id)
 
 

@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.adapters.kube.values import KubeError
+from bot.adapters.slack.web import SlackError
 from bot.approvals.blocks import assess_again_button, assessment_buttons
 from bot.assessment.signals import assess_service, store_assessment
 from bot.catalog.load import Service
@@ -20,6 +18,7 @@ from bot.execution.preflight import current_release, release_text, stale_assessm
 from bot.notify import blocks
 from bot.notify.reply import DATABASE_DOWN, Asker, Reply, Respond, tell_on_error
 from bot.rollback.assess import Decision
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def start_assessment(deps: Deps, service: Service, asker: Asker) -> None:
         assessment_id = deps.repo.start_assessment(
             asker.delivery_key, service.name, asker.user, asker.channel, deps.clock()
         )
-    except SQLAlchemyError:
+    except StorageError:
         log.exception("cannot store the assessment request for %s", service.name)
         asker.respond(text=DATABASE_DOWN, response_type="ephemeral")
         return
@@ -175,8 +174,8 @@ def _post(deps: Deps, respond: Respond, channel: str, text: str, bl: list[Any]) 
             channel=channel, text=text, blocks=bl, unfurl_links=False
         )
         return str(resp["ts"])
-    except SlackApiError as exc:
-        error = exc.response.get("error", "unknown_error")
+    except SlackError as exc:
+        error = exc.error
     log.warning("cannot post to %s (%s); answering privately", channel, error)
     hint = (
         "Invite me with `/invite @rollback-bot`."

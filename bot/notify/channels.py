@@ -18,10 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from http.client import HTTPException
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import find_marked, post_marker
+from bot.adapters.slack.posts import find_marked, post_marker
+from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service, UserGroup
 from bot.notify import template_context, templates
 from bot.runtime.due import DueWorkRunner, RetryLater
@@ -61,7 +59,7 @@ def update_prefix(rollback_id: int) -> str:
 class IncidentChannels:
     def __init__(
         self,
-        slack: WebClient,
+        slack: SlackClient,
         repo: Repository,
         due: DueWorkRunner,
         clock: Callable[[], datetime],
@@ -162,8 +160,8 @@ class IncidentChannels:
             name = channel_name(rollback.service, rollback.id, day, attempt)
             try:
                 resp = self.slack.conversations_create(name=name)
-            except SlackApiError as exc:
-                if exc.response.get("error") != "name_taken":
+            except SlackError as exc:
+                if exc.error != "name_taken":
                     raise
                 # ours already, when an earlier create took effect but its answer was lost
                 if (mine := self._created_by_us(name, rollback)) is not None:
@@ -180,7 +178,7 @@ class IncidentChannels:
             listed = self.slack.conversations_list(
                 types="public_channel,private_channel", exclude_archived=True, limit=1000
             )
-        except SlackApiError as exc:
+        except SlackError as exc:
             log.warning("cannot check who made #%s: %s", name, _error(exc))
             return None
         since = rollback.created_at.timestamp() - 60
@@ -214,7 +212,7 @@ class IncidentChannels:
         for user in users:
             try:
                 self.slack.conversations_invite(channel=channel_id, users=user)
-            except SlackApiError as exc:
+            except SlackError as exc:
                 is_transient = _is_transient(exc)
                 log.log(
                     logging.WARNING if is_transient else logging.INFO,
@@ -314,21 +312,21 @@ class IncidentChannels:
         self.post_update(rollback, service, "notification.incident_final")
         self.set_topic(rollback, service)
 
-    def _call_quietly(self, method: str, **kwargs: str) -> SlackApiError | None:
+    def _call_quietly(self, method: str, **kwargs: str) -> SlackError | None:
         """Call Slack; a refusal is logged and returned, not raised."""
         try:
             getattr(self.slack, method)(**kwargs)
-        except SlackApiError as exc:
+        except SlackError as exc:
             log.warning("%s on %s failed: %s", method, kwargs.get("channel"), _error(exc))
             return exc
         return None
 
 
-def _error(exc: SlackApiError) -> str:
-    return str(exc.response.get("error") or exc)
+def _error(exc: SlackError) -> str:
+    return str(exc.error or exc)
 
 
-def _is_transient(exc: SlackApiError) -> bool:
+def _is_transient(exc: SlackError) -> bool:
     """Slack failed for its own reasons (429 and 5xx left over by the client's retry handlers)."""
-    status = exc.response.status_code
+    status = exc.status
     return status == 429 or status >= 500 or _error(exc) in _TRANSIENT_ERRORS

@@ -5,7 +5,7 @@ durable due-work items (one key per notice, so a second call after a crash sched
 new) and hands a due-work tick to the background pool; the notices go out from the due-work
 handlers. A notice reaches each channel once: every successful post is audited with its
 channel, and a retried item skips the channels already done. Critical notices fan out to all
-channels at once in a bounded pool; the WebClient's retry handlers honour 429 Retry-After and
+channels at once in a bounded pool; the SlackClient's retry handlers honour 429 Retry-After and
 retry 5xx, so a rate limit delays a message but never loses it.
 """
 
@@ -17,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
+from bot.adapters.slack.posts import find_marked, post_marker
+from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.catalog.load import Service
 from bot.execution.service_state import describe_service_state
 from bot.notify import limits, template_context, templates
@@ -313,8 +312,8 @@ class Notifier:
             return False
         try:
             resp = self._post_joining(channel, text, thread_ts, broadcast, marker)
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or "unknown")
+        except SlackError as exc:
+            error = str(exc.error or "unknown")
             if error not in PERMANENT_ERRORS:
                 log.warning("rollback #%s: %s to %s failed: %s", rollback.id, kind, channel, error)
                 return True
@@ -342,7 +341,7 @@ class Notifier:
         broadcast: bool,
         marker: dict[str, Any],
     ) -> dict[str, object]:
-        def post() -> Any:
+        def post() -> dict[str, Any]:
             return self.deps.slack.chat_postMessage(
                 channel=channel,
                 text=text,
@@ -354,13 +353,13 @@ class Notifier:
 
         try:
             resp = post()
-        except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel":
+        except SlackError as exc:
+            if exc.error != "not_in_channel":
                 raise
             # a public channel the bot was never added to: join it, then try once more
             self.deps.slack.conversations_join(channel=channel)
             resp = post()
-        return dict(resp.data) if isinstance(resp.data, dict) else {}
+        return resp
 
     def _audit(
         self, rollback: Rollback, kind: str, channel: str, ts: str | None, error: str | None

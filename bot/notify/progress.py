@@ -22,10 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
+from bot.adapters.slack.posts import find_marked, post_marker
+from bot.adapters.slack.web import PERMANENT_ERRORS, SlackClient, SlackError
 from bot.catalog.load import Catalog
 from bot.notify import limits
 from bot.notify.blocks import FREE_TEXT_CHARS, escape, manual_gate_message, progress_message
@@ -73,7 +71,7 @@ def shown_time(rollback: Rollback, now: datetime) -> datetime:
 class SlackProgress:
     def __init__(
         self,
-        client: WebClient,
+        client: SlackClient,
         repo: Repository,
         catalog: Catalog,
         clock: Callable[[], datetime],
@@ -405,7 +403,7 @@ class SlackProgress:
             self.client.chat_update(
                 channel=self._channel(rollback), ts=rollback.progress_ts, text=text, blocks=blocks
             )
-        except Exception as exc:  # e.g. SlackApiError, a timeout; retried on a later round
+        except Exception as exc:  # e.g. SlackError, a timeout; retried on a later round
             if error := _give_up_error(exc):
                 is_over = is_final or rollback.status in TERMINAL_STATUSES
                 self._give_up(rollback_id, is_over, "updated", error)
@@ -439,7 +437,7 @@ def _service_channel(deps: Deps, rollback: Rollback) -> str | None:
 
 def _give_up_error(exc: Exception) -> str | None:
     """Slack's error code when no retry can succeed (GIVE_UP_ERRORS), else None."""
-    if not isinstance(exc, SlackApiError):
+    if not isinstance(exc, SlackError):
         return None
-    error = exc.response.get("error")
+    error = exc.error
     return str(error) if error in GIVE_UP_ERRORS else None

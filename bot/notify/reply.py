@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from storage.errors import StorageError
 
 Respond = Callable[..., object]
 
@@ -47,7 +47,7 @@ def tell(respond: Respond, text: str) -> None:
 
 
 def internal_error_text(error: BaseException, doing: str = "this request") -> str:
-    if isinstance(error, DBAPIError):  # the usual cause: say what to do about it
+    if isinstance(error, StorageError):  # the usual cause: say what to do about it
         return DATABASE_DOWN
     return (
         f":warning: rollback-bot hit an internal error ({type(error).__name__}) while handling"

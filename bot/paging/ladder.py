@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import PERMANENT_ERRORS, find_marked, post_marker
+from bot.adapters.slack.posts import find_marked, post_marker
+from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.adapters.twilio import BAD_NUMBER_CODES, SmsError, TwilioSMS, sms_sender
 from bot.catalog.load import Service
 from bot.notify.notifications import page_key
@@ -337,7 +336,7 @@ class Pager:
                 )
             )
         except Exception as exc:
-            error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+            error = exc.error if isinstance(exc, SlackError) else None
             why = str(error or type(exc).__name__)
             if error in PERMANENT_ERRORS or item.tries >= POST_TRIES:
                 log.error("paging notice %s never posted in %s: %s", item.key, channel, why)

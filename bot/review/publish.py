@@ -28,9 +28,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from markdown_it import MarkdownIt
-from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import UserNames
+from bot.adapters.slack.lookups import UserNames
+from bot.adapters.slack.web import SlackError
 from bot.deps import Deps, Route
 from bot.notify.blocks import button, section
 from bot.review.document import build_review, gather, root_cause_is_written, with_names
@@ -163,8 +163,8 @@ class ReviewPublisher:
                 )
                 canvas_id = str(created["canvas_id"])
                 deps.repo.update_review(rid, deps.clock(), canvas_id=canvas_id)
-            except SlackApiError as exc:
-                error = str(exc.response.get("error", ""))
+            except SlackError as exc:
+                error = exc.error
                 if error not in CANVAS_REFUSALS:
                     raise  # Slack trouble: the due work retries later
                 log.info("review #%d: no canvas (%s); uploading a Markdown file", rid, error)
@@ -174,8 +174,8 @@ class ReviewPublisher:
                 deps.slack.canvases_access_set(
                     canvas_id=canvas_id, access_level="write", channel_ids=channels
                 )
-            except SlackApiError as exc:
-                error = str(exc.response.get("error", ""))
+            except SlackError as exc:
+                error = exc.error
                 if error not in CANVAS_REFUSALS:
                     raise
                 # a canvas nobody but the bot can open is no review: the file it is
@@ -211,12 +211,12 @@ class ReviewPublisher:
         if not permalink:
             try:
                 permalink = deps.slack.files_info(file=file_id)["file"].get("permalink")
-            except SlackApiError as exc:
+            except SlackError as exc:
                 log.warning(
                     "review #%d: no permalink for file %s (%s); linking the thread and web page",
                     rid,
                     file_id,
-                    exc.response.get("error"),
+                    exc.error,
                 )
         return deps.repo.update_review(
             rid,
@@ -287,8 +287,8 @@ class ReviewPublisher:
             content = self.deps.slack.canvases_getContent(
                 canvas_id=canvas_id, content_type="markdown"
             )
-        except SlackApiError as exc:
-            log.info("cannot read canvas %s back (%s)", canvas_id, exc.response.get("error"))
+        except SlackError as exc:
+            log.info("cannot read canvas %s back (%s)", canvas_id, exc.error)
             return False
         return root_cause_is_written(str(content.get("content") or ""))
 

@@ -8,9 +8,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Session
 
 from storage.db import immediate
+from storage.errors import DatabaseUnavailable
 from storage.models import Assessment, Rollback, RollbackStep
 from storage.repo.records import RecordNotFound
 
@@ -33,17 +36,31 @@ class RepositoryBase:
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        with _unavailable_as_storage_error(), Session(self.engine, expire_on_commit=False) as s:
+            yield s
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
         with (
+            _unavailable_as_storage_error(),
             self._write_lock,
             Session(self._writer, expire_on_commit=False) as session,
             session.begin(),
         ):
             yield session
+
+
+@contextmanager
+def _unavailable_as_storage_error() -> Iterator[None]:
+    """A database that cannot be reached reaches the callers as the bot's own
+    ``DatabaseUnavailable``; constraint violations (IntegrityError) stay for the methods that
+    settle races with them."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, SATimeoutError) as exc:
+        raise DatabaseUnavailable(
+            f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
 
 
 def _get_or_raise(session: Session, model: type[_Row], row_id: int) -> _Row:

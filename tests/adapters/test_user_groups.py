@@ -6,7 +6,8 @@ from typing import cast
 
 from pydantic import SecretStr
 
-from bot.adapters.slack import UserGroupMembers, slack_web_client
+from bot.adapters.slack.lookups import UserGroupMembers
+from bot.adapters.slack.web import slack_web_client
 from bot.catalog.load import parse_catalog
 from bot.rollback.policy import all_approver_groups
 from bot.sim.slack_api import SlackSimulator

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import OperationalError
+from datetime import UTC, datetime
+
+import pytest
 
 from bot.notify.reply import DATABASE_DOWN, internal_error_text
 from handlers.errors import _what
+from storage.errors import DatabaseUnavailable
 
 
 def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> None:
@@ -17,8 +20,22 @@ def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> Non
 
 
 def test_a_database_error_says_the_database_is_unreachable() -> None:
-    error = OperationalError("INSERT …", {}, Exception("unable to open database file"))
+    error = DatabaseUnavailable("OperationalError: unable to open database file")
     assert internal_error_text(error) == DATABASE_DOWN
+
+
+def test_the_repository_turns_an_unreachable_database_into_the_bots_own_error() -> None:
+    """Callers above storage catch ``DatabaseUnavailable``, never SQLAlchemy's errors."""
+    from storage.db import make_engine
+    from storage.repository import Repository
+
+    # nothing listens on port 1: the connection is refused
+    engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            Repository(engine).record_delivery("k", datetime.now(UTC))
+    finally:
+        engine.dispose()
 
 
 def test_what_was_being_handled() -> None:

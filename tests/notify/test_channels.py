@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
-from bot.adapters.slack import UserGroupMembers
+from bot.adapters.slack.lookups import UserGroupMembers
+from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service, parse_catalog
 from bot.notify.channels import READY_KIND, IncidentChannels, channel_name, update_key
 from bot.runtime.due import DueWorkRunner, RetryLater
@@ -85,7 +85,7 @@ def service() -> Service:
 def channels(
     slack: SlackSimulator, repo: Repository, due: DueWorkRunner, clock: Clock, service: Service
 ) -> IncidentChannels:
-    client = WebClient(token=slack.bot_token, base_url=slack.api_url)
+    client = SlackClient(WebClient(token=slack.bot_token, base_url=slack.api_url))
     opened = IncidentChannels(client, repo, due, clock, UserGroupMembers(client).members)
     due.register("incident.update", lambda item: opened.on_update_due(item, lambda _: service))
     return opened
@@ -304,7 +304,7 @@ def test_a_connection_lost_right_after_the_channel_is_stored_is_retried(
 ) -> None:
     def network_down(call: SlackCall) -> None:  # answered, then nothing gets through
         if call.method == "conversations.create":
-            channels.slack.base_url = closed_port_url()
+            channels.slack.web.base_url = closed_port_url()
 
     slack.subscribe(network_down)
     rollback = new_rollback(repo)
@@ -316,7 +316,7 @@ def test_a_connection_lost_right_after_the_channel_is_stored_is_retried(
     assert set(slack.channel(channel_id)["members"]) == {"U0BOT"}  # type: ignore[index]
     assert repo.get_work(update_key(1, 1)) is not None  # the series does not wait for Slack
 
-    channels.slack.base_url = slack.api_url  # Slack is back
+    channels.slack.web.base_url = slack.api_url  # Slack is back
     assert channels.open(rollback, service) == channel_id
     assert_filled(repo, slack, channel_id)
 
@@ -344,7 +344,7 @@ def test_a_channel_slack_made_but_answered_500_for_is_adopted_not_made_twice(
 ) -> None:
     rollback = new_rollback(repo)
     slack.inject("conversations.create", status=500, is_applied=True)
-    with pytest.raises(SlackApiError):  # the due work that opens it is tried again
+    with pytest.raises(SlackError):  # the due work that opens it is tried again
         channels.open(rollback, service)
 
     channel_id = channels.open(rollback, service)

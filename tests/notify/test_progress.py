@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.adapters.slack import slack_web_client
+from bot.adapters.slack.web import slack_web_client
 from bot.catalog.load import parse_catalog
 from bot.execution.engine import Engine
 from bot.notify.progress import SlackProgress

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.adapters.slack import slack_web_client
+from bot.adapters.slack.web import slack_web_client
 from bot.catalog.load import parse_catalog
 from bot.execution.engine import Engine
 from bot.notify.progress import SlackProgress

@@ -1,0 +1,1 @@
+"""Slack: the Web API client (``web``), cached lookups and idempotent posts."""

@@ -1,0 +1,206 @@
+"""The life of a rollback in names: its statuses and its steps' (enums whose values are the
+strings stored in the database, so no data changes), the engine's step outcomes, and the kinds
+of durable due work with the builders of their keys (a key names one piece of work for one
+rollback; scheduling the same key twice is one piece of work).
+
+Pure: no I/O, no imports beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RollbackStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"  # a planned request, waiting for votes
+    APPROVED = "approved"  # enough votes; starts after a fresh assessment (or Run anyway)
+    SCHEDULED = "scheduled"  # approved, waiting for its window
+    RUNNING = "running"
+    ABORTING = "aborting"  # an abort was asked; the engine stops before the next step
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+# At most one active rollback per service (a partial unique index on these).
+ACTIVE: tuple[RollbackStatus, ...] = (
+    RollbackStatus.PENDING_APPROVAL,
+    RollbackStatus.APPROVED,
+    RollbackStatus.SCHEDULED,
+    RollbackStatus.RUNNING,
+    RollbackStatus.ABORTING,
+)
+TERMINAL: tuple[RollbackStatus, ...] = (
+    RollbackStatus.SUCCEEDED,
+    RollbackStatus.FAILED,
+    RollbackStatus.ABORTED,
+    RollbackStatus.REJECTED,
+    RollbackStatus.EXPIRED,
+    RollbackStatus.CANCELLED,
+)
+# A request that has not started: cancelling it ends it; nothing ran.
+WAITING: tuple[RollbackStatus, ...] = (
+    RollbackStatus.PENDING_APPROVAL,
+    RollbackStatus.APPROVED,
+    RollbackStatus.SCHEDULED,
+)
+# The engine holds it: steps run (or the abort is being honoured).
+IN_ENGINE: tuple[RollbackStatus, ...] = (RollbackStatus.RUNNING, RollbackStatus.ABORTING)
+# Ended before anything ran: no review is written for these.
+NEVER_RAN: tuple[RollbackStatus, ...] = (
+    RollbackStatus.REJECTED,
+    RollbackStatus.EXPIRED,
+    RollbackStatus.CANCELLED,
+)
+
+
+class RollbackKind(StrEnum):
+    IMMEDIATE = "immediate"  # a responder's, no approval
+    PLANNED = "planned"  # a request with votes (two-person rule)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class StepOutcome(StrEnum):
+    """How the engine's run of one step ended (what it does next depends on it)."""
+
+    SUCCEEDED = "succeeded"  # go on with the next step
+    FAILED = "failed"  # the rollback fails here (the step's error says why)
+    ABORTED = "aborted"  # an abort was asked: stop, the rollback ends aborted
+    LEASE_LOST = "lease-lost"  # another replica holds the rollback now: stop without a word
+
+
+class AssessmentStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class DueKind(StrEnum):
+    """Kinds of durable due work, each handled by one registered function."""
+
+    ROLLBACK_STARTED = "rollback.started"  # tell the listeners (notices, pages, SLA check)
+    ROLLBACK_FINISHED = "rollback.finished"  # tell the listeners a rollback ended
+    ROLLBACK_START = "rollback.start"  # an approved request starts (after a fresh assessment)
+    APPROVAL_POST = "approval.post"  # post the request for approval
+    APPROVAL_EXPIRE = "approval.expire"  # an unapproved request expires
+    CONFIRM_EXPIRE = "start.confirm_expire"  # an unanswered "Run anyway?" ends
+    WINDOW_MISSED = "start.window_missed"  # a window passed while the bot could not start it
+    SLA_CHECK = "rollback.sla_check"
+    NOTIFY_CRITICAL = "notify.critical"
+    NOTIFY_FINISHED = "notify.finished"
+    INCIDENT_OPEN = "incident.open"
+    INCIDENT_UPDATE = "incident.update"
+    INCIDENT_TOPIC = "incident.topic"
+    PAGE_START = "page.start"
+    PAGE_LEVEL = "page.level"
+    PAGE_END = "page.end"
+    PAGE_POST = "page.post"
+    PAGE_FINISH = "page.finish"  # the rollback ended: stop its ladder, tell who was paged
+    PAGE_STOP_NOTICES = "page.stop_notices"  # replaces the Acknowledge buttons of a stopped ladder
+    PAGE_ACK_NOTICES = "page.ack_notices"  # replaces the Acknowledge buttons once one is taken
+    REVIEW_PUBLISH = "review.publish"
+    REVIEW_REMIND = "review.remind"
+
+
+# --- due-work keys: one function per key shape, so that no key is built by hand twice ---------
+
+
+def started_key(rollback_id: int) -> str:
+    return f"started:{rollback_id}"
+
+
+def finished_key(rollback_id: int) -> str:
+    return f"finished:{rollback_id}"
+
+
+def start_key(rollback_id: int, *, is_confirmed: bool = False) -> str:
+    """An approved request's start (``:confirmed`` once an approver said Run anyway)."""
+    return f"start:{rollback_id}" + (":confirmed" if is_confirmed else "")
+
+
+def expire_key(rollback_id: int) -> str:
+    return f"expire:{rollback_id}"
+
+
+def approval_post_key(rollback_id: int) -> str:
+    return f"{DueKind.APPROVAL_POST}:{rollback_id}"
+
+
+def confirm_key(rollback_id: int) -> str:
+    """The due work that ends an unanswered "run anyway?" (its due time is the deadline)."""
+    return f"confirm-expire:{rollback_id}"
+
+
+def window_missed_key(rollback_id: int) -> str:
+    return f"window-missed:{rollback_id}"
+
+
+def waiting_work(rollback_id: int) -> list[str]:
+    """Every due-work key that could still act on a waiting request: ending the request
+    (cancelled, expired, failed) cancels them in the same transaction."""
+    return [
+        expire_key(rollback_id),
+        start_key(rollback_id),
+        start_key(rollback_id, is_confirmed=True),
+        confirm_key(rollback_id),
+    ]
+
+
+def sla_key(rollback_id: int) -> str:
+    return f"sla-check:{rollback_id}"
+
+
+def critical_notice_key(rollback_id: int) -> str:
+    return f"notify-critical:{rollback_id}"
+
+
+def finished_notice_key(rollback_id: int) -> str:
+    return f"notify-finished:{rollback_id}"
+
+
+def incident_open_key(rollback_id: int) -> str:
+    return f"incident-open:{rollback_id}"
+
+
+def incident_update_prefix(rollback_id: int) -> str:
+    return f"incident-update:{rollback_id}:"
+
+
+def incident_update_key(rollback_id: int, sequence: int) -> str:
+    return f"{incident_update_prefix(rollback_id)}{sequence}"
+
+
+def incident_topic_prefix(rollback_id: int) -> str:
+    return f"incident-topic:{rollback_id}:"
+
+
+def incident_topic_key(rollback_id: int, phase: str) -> str:
+    return f"{incident_topic_prefix(rollback_id)}{phase}"
+
+
+def page_start_key(rollback_id: int, reason: str) -> str:
+    return f"page-start:{rollback_id}:{reason}"
+
+
+def ladder_prefix(rollback_id: int, reason: str = "") -> str:
+    """Every due-work key of one ladder starts with this (acknowledging cancels them all);
+    without a reason, every ladder of the rollback."""
+    return f"page:{rollback_id}:" + (f"{reason}:" if reason else "")
+
+
+def review_publish_key(rollback_id: int) -> str:
+    return f"{DueKind.REVIEW_PUBLISH}:{rollback_id}"
+
+
+def review_remind_key(rollback_id: int) -> str:
+    return f"{DueKind.REVIEW_REMIND}:{rollback_id}"

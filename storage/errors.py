@@ -1,0 +1,13 @@
+"""The storage layer's own errors: what callers above it catch instead of SQLAlchemy's."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A database operation failed."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached or refused the connection (down, restarting, out of
+    connections, locked for longer than the wait): nothing was stored by this call. What to
+    tell a person: try again in a minute; check DATABASE_URL and /healthz."""
