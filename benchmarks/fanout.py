@@ -33,7 +33,8 @@ from bot.notify.notifications import Notifier
 from bot.runtime.logs import setup_logging
 from bot.settings import Settings
 from bot.sim.slack_api import SlackCall, SlackSimulator
-from bot.sim.twilio_api import SimMessage, TwilioSimulator
+from bot.sim.twilio_api import TwilioSimulator
+from bot.sim.twilio_messages import SimMessage
 from storage.repository import NewStep
 
 CHANNELS = ["C0DEPLOYS", *(f"C0CRIT{i:02d}" for i in range(1, 10))]

@@ -38,7 +38,8 @@ from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
-from bot.sim.twilio_api import SimMessage, TwilioSimulator
+from bot.sim.twilio_api import TwilioSimulator
+from bot.sim.twilio_messages import SimMessage
 
 HELP = """\
 Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.

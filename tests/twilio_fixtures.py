@@ -24,7 +24,8 @@ from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
-from bot.sim.twilio_api import SimMessage, TwilioSimulator
+from bot.sim.twilio_api import TwilioSimulator
+from bot.sim.twilio_messages import SimMessage
 from storage.models import Page
 from storage.repository import NewWork
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url, service_yaml

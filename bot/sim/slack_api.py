@@ -12,40 +12,23 @@ Besides `/api/<method>` the server answers the two non-API URLs Slack hands out:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from bot.sim.loopback import LoopbackSimulator
 from bot.sim.slack_blocks import block_errors, invalid
-from bot.sim.slack_store import Params, SlackWorkspace, is_supported
+from bot.sim.slack_http import Answer, SlackServer, parse_params
+from bot.sim.slack_methods import call, is_supported
+from bot.sim.slack_store import Params, SlackWorkspace
 
 log = logging.getLogger(__name__)
 
-# slack_sdk JSON-encodes these into form bodies; Slack accepts them either way.
-_JSON_FIELDS = frozenset(
-    {
-        "attachments",
-        "blocks",
-        "changes",
-        "channel_ids",
-        "document_content",
-        "files",
-        "metadata",
-        "user_ids",
-        "users",
-        "view",
-    }
-)
 _DEFAULT_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 
 
@@ -67,15 +50,6 @@ class _Injected:
     headers: dict[str, str]
     remaining: int
     is_applied: bool = False  # the call takes effect, and this answer is sent all the same
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    response: dict[str, Any]
-    headers: dict[str, str]
-    # Non-API URLs answer with plain text, like Slack's upload and response_url endpoints.
-    text: str | None = None
 
 
 class SlackSimulator(LoopbackSimulator):
@@ -105,7 +79,7 @@ class SlackSimulator(LoopbackSimulator):
         self._recorded = threading.Condition(self._lock)
         self._injected: dict[str, deque[_Injected]] = {}
         self._subscribers: list[Callable[[SlackCall], None]] = []
-        self._server: _Server | None = None
+        self._server: SlackServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -113,7 +87,7 @@ class SlackSimulator(LoopbackSimulator):
     def start(self) -> SlackSimulator:
         if self._server is not None:
             raise RuntimeError("SlackSimulator already started")
-        self._server = _Server(self)
+        self._server = SlackServer(self._serve)
         # A short poll interval keeps stop() fast; the loop is idle otherwise.
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -227,7 +201,7 @@ class SlackSimulator(LoopbackSimulator):
         """Answer the next `times` calls to `method` with 200 `{"ok": false, "error": error}`."""
         self.inject(method, status=200, body={"ok": False, "error": error}, headers={}, times=times)
 
-    def _take_injected(self, method: str) -> tuple[_Answer, bool] | None:
+    def _take_injected(self, method: str) -> tuple[Answer, bool] | None:
         with self._lock:
             queue = self._injected.get(method)
             if not queue:
@@ -236,7 +210,7 @@ class SlackSimulator(LoopbackSimulator):
             injected.remaining -= 1
             if injected.remaining <= 0:
                 queue.popleft()
-            answer = _Answer(injected.status, copy.deepcopy(injected.body), dict(injected.headers))
+            answer = Answer(injected.status, copy.deepcopy(injected.body), dict(injected.headers))
             return answer, injected.is_applied
 
     # -- recorded calls --------------------------------------------------------------------------
@@ -327,7 +301,7 @@ class SlackSimulator(LoopbackSimulator):
 
     # -- request handling ------------------------------------------------------------------------
 
-    def _serve(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer | None:
+    def _serve(self, path: str, query: str, headers: dict[str, str], body: bytes) -> Answer | None:
         """Answer one HTTP request; None means 404 (an address Slack would not hand out)."""
         kind, _, name = path.strip("/").partition("/")
         if not name or kind not in ("api", "upload", "response"):
@@ -337,9 +311,9 @@ class SlackSimulator(LoopbackSimulator):
             if kind == "upload":
                 params: Params = {"file_id": name, "size": len(body)}
             else:
-                params = _parse_params(headers.get("content-type", "application/json"), body, query)
+                params = parse_params(headers.get("content-type", "application/json"), body, query)
         except ValueError:
-            params, answer = {}, _Answer(200, {"ok": False, "error": "invalid_json"}, {})
+            params, answer = {}, Answer(200, {"ok": False, "error": "invalid_json"}, {})
         else:
             if kind == "api" and self.call_delay_seconds > 0:
                 time.sleep(self.call_delay_seconds)  # on the request's own server thread
@@ -352,100 +326,34 @@ class SlackSimulator(LoopbackSimulator):
 
     def _answer(
         self, kind: str, name: str, params: Params, headers: dict[str, str], body: bytes
-    ) -> _Answer:
+    ) -> Answer:
         if kind == "response":
             # Slack checks a response_url's blocks like a post's: 400 "invalid_blocks" if bad
             if "blocks" in params and (errors := block_errors(params["blocks"])):
-                return _Answer(400, invalid("invalid_blocks", errors), {}, text="invalid_blocks")
-            return _Answer(200, {"ok": True}, {}, text="ok")
+                return Answer(400, invalid("invalid_blocks", errors), {}, text="invalid_blocks")
+            return Answer(200, {"ok": True}, {}, text="ok")
         if kind == "upload":
             with self._lock:
                 upload = self._workspace.files.get(name)
                 if upload is None:
-                    return _Answer(404, {"ok": False, "error": "file_not_found"}, {}, text="")
+                    return Answer(404, {"ok": False, "error": "file_not_found"}, {}, text="")
                 upload["content"] = body
-            return _Answer(200, {"ok": True}, {}, text=f"OK - {len(body)}")
+            return Answer(200, {"ok": True}, {}, text=f"OK - {len(body)}")
         token = headers.get("authorization", "").removeprefix("Bearer ") or params.get("token")
         if not token:
-            return _Answer(200, {"ok": False, "error": "not_authed"}, {})
+            return Answer(200, {"ok": False, "error": "not_authed"}, {})
         if token != self.bot_token:
-            return _Answer(200, {"ok": False, "error": "invalid_auth"}, {})
+            return Answer(200, {"ok": False, "error": "invalid_auth"}, {})
         if not is_supported(name):
-            return _Answer(200, {"ok": False, "error": "unknown_method"}, {})
+            return Answer(200, {"ok": False, "error": "unknown_method"}, {})
         try:
             with self._lock:
-                response = copy.deepcopy(self._workspace.call(name, copy.deepcopy(params)))
+                response = copy.deepcopy(call(self._workspace, name, copy.deepcopy(params)))
         except Exception:
             # A simulator bug (or an argument it cannot parse) shows up as a recorded 500.
             log.exception("SlackSimulator failed on %s %r", name, params)
-            return _Answer(500, {"ok": False, "error": "internal_error"}, {})
+            return Answer(500, {"ok": False, "error": "internal_error"}, {})
         if name == "files.getUploadURLExternal" and response["ok"]:
             # Only the server knows its own address, so the upload URL is added here.
             response["upload_url"] = f"{self.url}/upload/{response['file_id']}"
-        return _Answer(200, response, {})
-
-
-def _parse_params(content_type: str, body: bytes, query: str) -> Params:
-    """Merge the query string with a form or JSON body, decoding JSON-valued form fields."""
-    params: Params = dict(parse_qsl(query, keep_blank_values=True))
-    if body and "json" in content_type:
-        decoded = json.loads(body)
-        if not isinstance(decoded, dict):
-            raise ValueError("a JSON body must be an object")
-        params.update(decoded)
-    elif body and "form-urlencoded" in content_type:
-        params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    for key, value in params.items():
-        if key in _JSON_FIELDS and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-            # Undecodable values stay as sent; the method rejects them like Slack would.
-            with contextlib.suppress(ValueError):
-                params[key] = json.loads(value)
-    return params
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default listen backlog of 5 drops connections when many clients connect at once
-    # (fan-out), and a dropped SYN costs the client a 1 s retransmit.
-    request_queue_size = 128
-
-    def __init__(self, simulator: SlackSimulator) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK stall every keep-alive answer by ~40 ms.
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        answer = self.server.simulator._serve(url.path, url.query, headers, body)
-        if answer is None:
-            self.send_error(404)
-            return
-        if answer.text is not None:
-            payload, content_type = answer.text.encode(), "text/plain; charset=utf-8"
-        else:
-            payload = json.dumps(answer.response).encode()
-            content_type = "application/json; charset=utf-8"
-        self.send_response(answer.status)
-        self.send_header("Content-Type", content_type)
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        return Answer(200, response, {})

@@ -16,6 +16,9 @@ for slack_sdk's built-in ``SocketModeClient`` (what ``slack_bolt``'s ``SocketMod
 The server pings every connection every ``ping_interval_seconds``, as Slack does (less often). The
 SDK reads with a blocking ``recv`` (3 s timeout) under the lock its ``close()`` needs, so frequent
 pings are what keeps ``handler.close()`` from stalling for seconds.
+
+This module routes envelopes and keeps the record; the HTTP and WebSocket wire work is in
+``socket_mode_server``.
 """
 
 from __future__ import annotations
@@ -27,23 +30,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from bot.sim.loopback import LoopbackSimulator
-from bot.sim.websocket import (
-    CLOSE,
-    CONTINUATION,
-    GOING_AWAY,
-    PING,
-    PONG,
-    PROTOCOL_ERROR,
-    TEXT,
-    Connection,
-    accept_key,
-    read_frame,
-)
+from bot.sim.socket_mode_server import SocketModeServer
+from bot.sim.websocket import GOING_AWAY, PING, Connection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +68,7 @@ class SocketModeSimulator(LoopbackSimulator):
         self._acks: list[dict[str, Any]] = []
         self._other_messages: list[str] = []
         self._urls_issued = 0
-        self._server: _Server | None = None
+        self._server: SocketModeServer | None = None
         self._thread: threading.Thread | None = None
         self._pinger: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -87,7 +79,7 @@ class SocketModeSimulator(LoopbackSimulator):
         if self._server is not None:
             raise RuntimeError("SocketModeSimulator already started")
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = SocketModeServer(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -282,7 +274,7 @@ class SocketModeSimulator(LoopbackSimulator):
             {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-sim"}}
         )
 
-    # -- server side -----------------------------------------------------------------------------
+    # -- bookkeeping -----------------------------------------------------------------------------
 
     def _newest_open(self) -> Connection | None:
         """Caller holds the lock."""
@@ -295,7 +287,12 @@ class SocketModeSimulator(LoopbackSimulator):
             for connection in connections:
                 connection.send(PING, b"sim")
 
-    def _connections_open(self, params: Mapping[str, str], authorization: str) -> dict[str, Any]:
+    # -- called by the server (socket_mode_server) on its request threads ------------------------
+
+    def answer_connections_open(
+        self, params: Mapping[str, str], authorization: str
+    ) -> dict[str, Any]:
+        """The answer to ``apps.connections.open``: a fresh WebSocket URL for the app token."""
         token = authorization.removeprefix("Bearer ").strip() or params.get("token", "")
         if not token:
             return {"ok": False, "error": "not_authed"}
@@ -305,11 +302,13 @@ class SocketModeSimulator(LoopbackSimulator):
             return {"ok": False, "error": "invalid_auth"}
         return {"ok": True, "url": self.new_url()}
 
-    def _is_ticket(self, query: str) -> bool:
+    def is_ticket(self, query: str) -> bool:
+        """Whether a WebSocket URL's query carries a ticket this simulator handed out."""
         with self._lock:
             return dict(parse_qsl(query)).get("ticket", "") in self._tickets
 
-    def _opened_session(self, connection: Connection) -> None:
+    def opened_session(self, connection: Connection) -> None:
+        """A handshake completed: the session may now carry envelopes (unless stopping)."""
         with self._changed:
             # stop() sets the flag before it lists the sessions to close, under this lock
             if self._stopping.is_set():
@@ -319,14 +318,16 @@ class SocketModeSimulator(LoopbackSimulator):
             self._connections.append(connection)
             self._changed.notify_all()
 
-    def _closed_session(self, connection: Connection) -> None:
+    def closed_session(self, connection: Connection) -> None:
+        """A session ended, by either side."""
         with self._changed:
             connection.is_open = False
             if connection in self._connections:
                 self._connections.remove(connection)
             self._changed.notify_all()
 
-    def _received(self, text: str) -> None:
+    def received(self, text: str) -> None:
+        """A text message from the client: an ack, or something Slack would ignore."""
         try:
             message = json.loads(text)
         except ValueError:
@@ -337,114 +338,3 @@ class SocketModeSimulator(LoopbackSimulator):
             else:
                 self._other_messages.append(text)
             self._changed.notify_all()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, simulator: SocketModeSimulator) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # envelopes and acks are small frames; don't let Nagle hold them
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path.rstrip("/") == "/link":
-            self._websocket(url.query)
-        else:
-            self._api(url.path, url.query, b"")
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._api(url.path, url.query, body)
-
-    def _api(self, path: str, query: str, body: bytes) -> None:
-        if not path.startswith("/api/"):
-            self._reply(404, {"ok": False, "error": "not_found"})
-            return
-        params = dict(parse_qsl(query))
-        if body:  # slack_sdk posts a form
-            params.update(parse_qsl(body.decode("utf-8", "replace")))
-        if path.removeprefix("/api/") != "apps.connections.open":
-            self._reply(200, {"ok": False, "error": "unknown_method"})
-            return
-        answer = self.server.simulator._connections_open(
-            params, self.headers.get("Authorization", "")
-        )
-        self._reply(200, answer)
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _websocket(self, query: str) -> None:
-        simulator = self.server.simulator
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        is_upgrade = (
-            self.headers.get("Upgrade", "").lower() == "websocket"
-            and self.headers.get("Sec-WebSocket-Version") == "13"
-            and key
-        )
-        if not is_upgrade:
-            self._reply(400, {"ok": False, "error": "expected_websocket_upgrade"})
-            return
-        if not simulator._is_ticket(query):
-            self._reply(401, {"ok": False, "error": "invalid_ticket"})
-            return
-        accept = accept_key(key)
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.end_headers()
-        self.close_connection = True  # when the session ends, so does this TCP connection
-        connection = Connection(self.connection, self.wfile)
-        # hello goes out before the session is registered, so no envelope can overtake it
-        connection.send_json(
-            {
-                "type": "hello",
-                "num_connections": 1,
-                "debug_info": {"host": "applink-sim", "approximate_connection_time": 18060},
-                "connection_info": {"app_id": simulator.app_id},
-            }
-        )
-        simulator._opened_session(connection)
-        try:
-            self._session(connection)
-        finally:
-            simulator._closed_session(connection)
-
-    def _session(self, connection: Connection) -> None:
-        text: list[bytes] = []
-        while connection.is_open:
-            frame = read_frame(self.rfile)
-            if frame is None:
-                return
-            is_final, opcode, is_masked, data = frame
-            if not is_masked:  # RFC 6455 5.1: a server must close on an unmasked client frame
-                connection.close(PROTOCOL_ERROR, "client frames must be masked")
-                return
-            if opcode == PING:
-                connection.send(PONG, data)
-            elif opcode == CLOSE:
-                connection.close(GOING_AWAY if len(data) < 2 else int.from_bytes(data[:2]))
-                return
-            elif opcode in (TEXT, CONTINUATION):
-                text.append(data)
-                if is_final:
-                    self.server.simulator._received(b"".join(text).decode("utf-8", "replace"))
-                    text = []
-            # pongs answer our pings; binary frames mean nothing in Socket Mode
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)

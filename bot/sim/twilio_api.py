@@ -16,99 +16,24 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import logging
 import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl
 
 import httpx
 
-from bot.adapters.twilio import sign_webhook, sms_segments
+from bot.adapters.twilio import sms_segments
 from bot.sim.loopback import LoopbackSimulator
+from bot.sim.twilio_callbacks import Callback, inbound_params, post_signed, status_params
+from bot.sim.twilio_http import DROP, TwilioServer
+from bot.sim.twilio_messages import ERROR_TEXT, MESSAGES_PATH, SimMessage, TwilioCall, failure
 
 log = logging.getLogger(__name__)
-
-_MESSAGES = "/2010-04-01/Accounts/{sid}/Messages"
-DROP = 0  # the "status" of an answer that is never sent: the connection just closes
-_ERROR_TEXT = {
-    21211: "The 'To' number {to} is not a valid phone number.",
-    21408: "Permission to send an SMS has not been enabled for the region indicated by {to}",
-    21608: "The number {to} is unverified. Trial accounts cannot send messages to unverified"
-    " numbers",
-    21610: "Attempt to send to unsubscribed recipient",
-    21612: "The 'To' phone number: {to}, is not currently reachable using the 'From' number",
-    21614: "'To' number {to} is not a valid mobile number",
-}
-
-
-@dataclass(frozen=True)
-class TwilioCall:
-    """One API request the simulator answered."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    status: int
-    response: dict[str, Any]
-
-
-@dataclass
-class SimMessage:
-    """A message Twilio accepted, with its latest status."""
-
-    sid: str
-    to: str
-    from_: str
-    body: str
-    status_callback: str | None
-    status: str = "queued"
-    error_code: int | None = None
-    segments: int = 1
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def to_api(self, account_sid: str) -> dict[str, Any]:
-        stamp = format_datetime(self.created_at, usegmt=True)
-        uri = f"{_MESSAGES.format(sid=account_sid)}/{self.sid}.json"
-        return {
-            "account_sid": account_sid,
-            "api_version": "2010-04-01",
-            "body": self.body,
-            "date_created": stamp,
-            "date_sent": None,
-            "date_updated": stamp,
-            "direction": "outbound-api",
-            "error_code": self.error_code,
-            "error_message": None,
-            "from": self.from_,
-            "messaging_service_sid": None,
-            "num_media": "0",
-            "num_segments": str(self.segments),
-            "price": None,
-            "price_unit": "USD",
-            "sid": self.sid,
-            "status": self.status,
-            "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
-            "to": self.to,
-            "uri": uri,
-        }
-
-
-@dataclass(frozen=True)
-class Callback:
-    """A status callback the simulator delivered, and how the bot answered it."""
-
-    url: str
-    params: dict[str, str]
-    status_code: int
 
 
 class TwilioSimulator(LoopbackSimulator):
@@ -136,7 +61,7 @@ class TwilioSimulator(LoopbackSimulator):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._outbox: queue.Queue[tuple[str, dict[str, str]] | None] = queue.Queue()
-        self._server: _Server | None = None
+        self._server: TwilioServer | None = None
         self._threads: list[threading.Thread] = []
         self._http = httpx.Client(timeout=10)
         self._sids = itertools.count(1)
@@ -146,7 +71,7 @@ class TwilioSimulator(LoopbackSimulator):
     def start(self) -> TwilioSimulator:
         if self._server is not None:
             raise RuntimeError("TwilioSimulator already started")
-        self._server = _Server(self)
+        self._server = TwilioServer(self._serve)
         serve = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -242,18 +167,9 @@ class TwilioSimulator(LoopbackSimulator):
         signature: str | None = None,
     ) -> httpx.Response:
         """POST an incoming SMS to ``bot_url`` (e.g. ``…/twilio/sms``), signed like Twilio."""
-        params = {
-            "AccountSid": self.account_sid,
-            "ApiVersion": "2010-04-01",
-            "Body": body,
-            "From": from_,
-            "MessageSid": message_sid or self._new_sid(),
-            "NumMedia": "0",
-            "NumSegments": "1",
-            "SmsStatus": "received",
-            "To": to,
-        }
-        return self._post_signed(bot_url, params, signature)
+        sid = message_sid or self._new_sid()
+        params = inbound_params(self.account_sid, from_, body, to, sid)
+        return post_signed(self._http, self.auth_token, bot_url, params, signature)
 
     def send_status(
         self, sid: str, status: str, error_code: int | None = None, *, url: str | None = None
@@ -264,39 +180,12 @@ class TwilioSimulator(LoopbackSimulator):
         target = url or message.status_callback
         if target is None:
             raise ValueError(f"message {sid} has no StatusCallback")
-        params = self._status_params(message, status, error_code)
-        response = self._post_signed(target, params)
+        params = status_params(self.account_sid, message, status, error_code)
+        response = post_signed(self._http, self.auth_token, target, params)
         with self._changed:
             self._callbacks.append(Callback(target, params, response.status_code))
             self._changed.notify_all()
         return response
-
-    def _post_signed(
-        self, url: str, params: Mapping[str, str], signature: str | None = None
-    ) -> httpx.Response:
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature or sign_webhook(self.auth_token, url, params),
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        return self._http.post(url, content=urlencode(params).encode(), headers=headers)
-
-    def _status_params(
-        self, message: SimMessage, status: str, error_code: int | None
-    ) -> dict[str, str]:
-        params = {
-            "AccountSid": self.account_sid,
-            "ApiVersion": "2010-04-01",
-            "From": message.from_,
-            "MessageSid": message.sid,
-            "MessageStatus": status,
-            "SmsSid": message.sid,
-            "SmsStatus": status,
-            "To": message.to,
-        }
-        if error_code is not None:
-            params["ErrorCode"] = str(error_code)
-        return params
 
     def _send_callbacks(self) -> None:
         while (item := self._outbox.get()) is not None:
@@ -307,7 +196,7 @@ class TwilioSimulator(LoopbackSimulator):
                 url = message.status_callback
             assert url is not None
             try:
-                code = self._post_signed(url, params).status_code
+                code = post_signed(self._http, self.auth_token, url, params).status_code
             except httpx.HTTPError as exc:
                 log.warning("status callback to %s failed: %s", url, exc)
                 code = 0
@@ -323,7 +212,7 @@ class TwilioSimulator(LoopbackSimulator):
     def _serve(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, Any]] | None:
-        base = _MESSAGES.format(sid=self.account_sid)
+        base = MESSAGES_PATH.format(sid=self.account_sid)
         is_create = method == "POST" and path == f"{base}.json"
         is_fetch = method == "GET" and path.startswith(f"{base}/") and path.endswith(".json")
         if not (is_create or is_fetch) and "/Messages" not in path:
@@ -346,31 +235,31 @@ class TwilioSimulator(LoopbackSimulator):
         params: dict[str, str],
     ) -> tuple[int, dict[str, Any]]:
         if not self._is_authorized(headers.get("authorization", "")):
-            return _error(401, 20003, "Authenticate")
+            return failure(401, 20003, "Authenticate")
         if injected := self._take_injected():
             status, code, text = injected
             default = 20429 if status == 429 else 20500
-            return _error(status, code or default, text or "An internal server error has occurred")
+            return failure(status, code or default, text or "An internal server error has occurred")
         if is_fetch:
             with self._lock:
                 found = self._messages.get(path.rsplit("/", 1)[1].removesuffix(".json"))
             if found is None:
-                return _error(404, 20404, f"The requested resource {path} was not found")
+                return failure(404, 20404, f"The requested resource {path} was not found")
             return 200, found.to_api(self.account_sid)
         if not is_create:
-            return _error(404, 20404, f"The requested resource {path} was not found")
+            return failure(404, 20404, f"The requested resource {path} was not found")
         to, from_, text = params.get("To", ""), params.get("From", ""), params.get("Body", "")
         if not to:
-            return _error(400, 21604, "A 'To' phone number is required.")
+            return failure(400, 21604, "A 'To' phone number is required.")
         if not from_:
-            return _error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.")
+            return failure(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.")
         if not text:
-            return _error(400, 21602, "Message body is required.")
+            return failure(400, 21602, "Message body is required.")
         with self._lock:
             code = self._bad_numbers.get(to)
             undeliverable = self._undeliverable.get(to)
         if code is not None:
-            return _error(400, code, _ERROR_TEXT.get(code, "Invalid 'To' number").format(to=to))
+            return failure(400, code, ERROR_TEXT.get(code, "Invalid 'To' number").format(to=to))
         message = SimMessage(
             self._new_sid(),
             to,
@@ -389,8 +278,8 @@ class TwilioSimulator(LoopbackSimulator):
                 log.exception("TwilioSimulator subscriber failed")
         if message.status_callback and self.is_sending_callbacks:
             final, error = undeliverable or ("delivered", None)
-            self._outbox.put((message.sid, self._status_params(message, "sent", None)))
-            self._outbox.put((message.sid, self._status_params(message, final, error)))
+            self._outbox.put((message.sid, status_params(self.account_sid, message, "sent", None)))
+            self._outbox.put((message.sid, status_params(self.account_sid, message, final, error)))
         with self._lock:
             if self._answers_to_drop > 0:
                 self._answers_to_drop -= 1
@@ -417,53 +306,3 @@ class TwilioSimulator(LoopbackSimulator):
             else:
                 self._injected[0] = (status, remaining - 1, code, text)
             return status, code, text
-
-
-def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 drops bursts (20 phones at once) into retries
-
-    def __init__(self, simulator: TwilioSimulator) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    disable_nagle_algorithm = True  # see bot/sim/slack_api.py: avoids 40 ms delayed-ACK stalls
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        answer = self.server.simulator._serve(method, urlsplit(self.path).path, headers, body)
-        if answer is None:
-            self.send_error(404)
-            return
-        status, response = answer
-        if status == DROP:
-            self.close_connection = True
-            return
-        payload = json.dumps(response).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)

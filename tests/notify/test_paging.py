@@ -17,7 +17,7 @@ from bot.notify.progress import SlackProgress
 from bot.paging import ladder as paging
 from bot.paging.ladder import ladder_levels
 from bot.paging.messages import ended_sms, sms_body, update_sms
-from bot.sim.twilio_api import SimMessage
+from bot.sim.twilio_messages import SimMessage
 from storage.models import AuditEvent
 from storage.repository import NewWork, Repository
 from tests import twilio_fixtures
