@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
+from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import parse_catalog
-from bot.execution.steps import StepContext
+from bot.execution.steps.base import StepContext
 from tests.conftest import catalog_yaml, service_yaml
 
 
@@ -47,13 +47,13 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
+def http() -> Iterator[HttpClient]:
+    with HttpClient() as client:
         yield client
 
 
 @pytest.fixture
-def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
+def make_ctx(fake_time: FakeTime, http: HttpClient) -> Any:
     def make(
         *,
         kube: KubernetesClient | None = None,
@@ -71,7 +71,7 @@ def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
             target=KubeTarget(None, "shop"),
             kube=kube or KubernetesClient(api_client_for=lambda ctx: None),  # type: ignore[arg-type,return-value]
             http=http,
-            prometheus=PrometheusAPI(prometheus_url, http, 2) if prometheus_url else None,
+            prometheus=PrometheusAPI(prometheus_url, http.shared, 2) if prometheus_url else None,
             clock=fake_time.wall,
             wait=fake_time.wait,
             remember=rec.remembered.update,

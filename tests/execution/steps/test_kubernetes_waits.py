@@ -13,10 +13,11 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.execution.steps import Aborted, StepFailed
-from bot.execution.steps.kubernetes import run_job, shift_traffic, wait_rollout
+from bot.execution.steps.base import Aborted, StepFailed
+from bot.execution.steps.kubernetes.traffic import shift_traffic
+from bot.execution.steps.kubernetes.waits import run_job, wait_rollout
 from bot.sim.kube_api import KubeSimulator
-from tests.steps.conftest import FakeTime
+from tests.execution.steps.conftest import FakeTime
 
 NS = "shop"
 HERE = KubeTarget(None, NS)
