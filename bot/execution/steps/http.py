@@ -88,11 +88,14 @@ def http_request(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"url": shown, "answer": status}
 
 
+def _shown_in_slack(params: Mapping[str, Any]) -> str:
+    return escape(redact_url(str(params["url"])))  # no credentials in Slack
+
+
 def describe_http_check(dry: DryRun, s: StepSpec) -> str:
-    return f"GET {escape(redact_url(str(s.params['url'])))}"  # no credentials in Slack
+    return f"GET {_shown_in_slack(s.params)}"
 
 
 def describe_http_request(dry: DryRun, s: StepSpec) -> str:
-    # what the run will send: POST when the plan names no method, as for the run itself
-    method = s.params.get("method", DEFAULT_METHOD)
-    return f"{method} {escape(redact_url(str(s.params['url'])))}"
+    method = str(s.params.get("method", DEFAULT_METHOD))  # what the run will send
+    return f"{escape(method)} {_shown_in_slack(s.params)}"

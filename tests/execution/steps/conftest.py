@@ -8,13 +8,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepContext
+from bot.sim.kube_api import KubeSimulator
 from tests.conftest import catalog_yaml, service_yaml
+
+# The Istio VirtualService "board" that create_virtual_service makes, as a step's `traffic`.
+TRAFFIC = {
+    "api_version": "networking.istio.io/v1beta1",
+    "kind": "VirtualService",
+    "name": "board",
+    "stable_weight_path": "/spec/http/0/route/0/weight",
+    "canary_weight_path": "/spec/http/0/route/1/weight",
+}
 
 
 @dataclass
@@ -84,3 +95,21 @@ def make_ctx(fake_time: FakeTime, http: HttpClient) -> Any:
         return ctx, rec
 
     return make
+
+
+def create_virtual_service(sim: KubeSimulator, namespace: str, *routes: dict[str, Any]) -> None:
+    """The VirtualService "board" with these routes (a real API server may leave out a weight
+    of 0, so a route may have none)."""
+    with sim.api_client() as api:
+        CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1beta1",
+            namespace,
+            "virtualservices",
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": "board"},
+                "spec": {"http": [{"route": list(routes)}]},
+            },
+        )

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.catalog.load import parse_catalog
@@ -16,15 +15,9 @@ from bot.execution.steps.table import STEPS
 from bot.rollback.plan import STEP_KINDS, STEP_RULES, StepSpec, step
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import catalog_yaml, service_yaml
+from tests.execution.steps.conftest import TRAFFIC, create_virtual_service
 
 NS = "shop"
-TRAFFIC = {
-    "api_version": "networking.istio.io/v1beta1",
-    "kind": "VirtualService",
-    "name": "board",
-    "stable_weight_path": "/spec/http/0/route/0/weight",
-    "canary_weight_path": "/spec/http/0/route/1/weight",
-}
 JOB = {
     "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]}}
 }
@@ -71,7 +64,12 @@ def dry() -> Iterator[DryRun]:
     with KubeSimulator() as sim:
         sim.seed_deployment(NS, "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2"])
         sim.seed_service(NS, "board", {"app": "board", "version": "green"})
-        _virtual_service(sim)
+        create_virtual_service(
+            sim,
+            NS,
+            {"destination": {"host": "board"}, "weight": 50},
+            {"destination": {"host": "board-canary"}, "weight": 50},
+        )
         kube = KubernetesClient(api_client_for=lambda _ctx: sim.api_client())
         service = parse_catalog(catalog_yaml(service_yaml("checkout", None))).services["checkout"]
         yield DryRun(kube, service, KubeTarget(None, NS))
@@ -84,23 +82,3 @@ def test_the_dry_run_describes_what_each_kind_would_do(dry: DryRun, name: str) -
     text = STEPS[name].describe(dry, spec)
     assert text.strip() not in ("", name, STEP_RULES[name].title)
     assert "pw" not in text and "abc" not in text  # no credentials, whatever the kind
-
-
-def _virtual_service(sim: KubeSimulator) -> None:
-    route = [
-        {"destination": {"host": "board"}, "weight": 50},
-        {"destination": {"host": "board-canary"}, "weight": 50},
-    ]
-    with sim.api_client() as api:
-        CustomObjectsApi(api).create_namespaced_custom_object(
-            "networking.istio.io",
-            "v1beta1",
-            NS,
-            "virtualservices",
-            {
-                "apiVersion": "networking.istio.io/v1beta1",
-                "kind": "VirtualService",
-                "metadata": {"name": "board"},
-                "spec": {"http": [{"route": route}]},
-            },
-        )
