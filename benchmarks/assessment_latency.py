@@ -15,9 +15,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-
-from bot.adapters.http_probe import check_health
+from bot.adapters.http import HttpClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.assessment.signals import WORST, SignalReader
 from bot.demo import DEMO_SERVICES, demo_catalog, query_values
@@ -33,11 +31,11 @@ def main() -> None:
     health = {d.name: d.health_status for d in DEMO_SERVICES}
     with (
         PrometheusSimulator(query_values(), health, delay_seconds=args.delay) as sim,
-        httpx.Client() as http,
+        HttpClient() as http,
         ThreadPoolExecutor(max_workers=20) as pool,
     ):
         service = demo_catalog(sim.url).services["checkout"]
-        prometheus = PrometheusAPI(sim.url, http, timeout_seconds=5)
+        prometheus = PrometheusAPI(sim.url, http.shared, timeout_seconds=5)
         reader = SignalReader(prometheus, http, pool)
         probes = len(service.signals) + 1
 
@@ -50,7 +48,7 @@ def main() -> None:
         def sequential() -> None:
             for signal, promql in service.signals.items():
                 prometheus.query(promql, WORST[signal])
-            check_health(http, service.spec.health_url or "", 5)
+            http.check_health(service.spec.health_url or "", 5)
 
         concurrent()  # warm the connection pool
         results: dict[str, list[float]] = {}

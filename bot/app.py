@@ -7,9 +7,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
 from slack_bolt import App
 
+from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack.lookups import UserGroupMembers
@@ -111,15 +111,12 @@ def build_deps(
     if run_migrations:
         migrate(engine)
     metrics = Metrics()
-    http = httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+    http = HttpClient.pooled()
     probe_pool = ThreadPoolExecutor(
         max_workers=settings.rollback_bot_workers * 5, thread_name_prefix="probe"
     )
-    prometheus = (
-        PrometheusAPI(settings.prometheus_url, http, settings.rollback_bot_query_timeout_seconds)
-        if settings.prometheus_url
-        else None
-    )
+    prometheus_url, timeout = settings.prometheus_url, settings.rollback_bot_query_timeout_seconds
+    prometheus = PrometheusAPI(prometheus_url, http.shared, timeout) if prometheus_url else None
     if prometheus is None:
         log.warning("PROMETHEUS_URL is not set: every PromQL signal will be reported unknown")
     slack = slack_web_client(settings.slack_bot_token, settings.slack_api_url)

@@ -8,9 +8,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from bot.adapters.http_probe import check_health
+from bot.adapters.http import HttpClient
 from bot.adapters.prometheus import PrometheusAPI, QueryResult, Worst
 from bot.catalog.load import Service
 from bot.rollback.assess import Assessment, Reading, Signal, assess
@@ -33,7 +31,7 @@ class SignalReader:
     def __init__(
         self,
         prometheus: PrometheusAPI | None,
-        http: httpx.Client,
+        http: HttpClient,
         pool: ThreadPoolExecutor,
     ) -> None:
         self.prometheus = prometheus
@@ -60,7 +58,7 @@ class SignalReader:
 
     def _health(self, service: Service) -> Reading:
         url = service.spec.health_url or ""
-        result = check_health(self.http, url, service.health_timeout_seconds)
+        result = self.http.check_health(url, service.health_timeout_seconds)
         return Reading(Signal.HEALTH, 1.0 if result.is_healthy else 0.0, result.note)
 
     def _query(self, signal: Signal, promql: str) -> Reading:

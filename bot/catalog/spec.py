@@ -29,7 +29,7 @@ from bot.catalog.fields import (
     _timezone,
 )
 from bot.rollback.assess import Thresholds
-from bot.rollback.plan import STEP_KINDS, STEP_PARAMS
+from bot.rollback.plan import STEP_KINDS, STEP_RULES
 
 
 class _Strict(BaseModel):
@@ -137,7 +137,7 @@ class HttpRollback(_Strict):
 
 
 class PlanStep(BaseModel):
-    """One step of a catalog plan; its parameters depend on ``kind`` (see STEP_PARAMS)."""
+    """One step of a catalog plan; its parameters depend on ``kind`` (see STEP_RULES)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: str
@@ -147,9 +147,10 @@ class PlanStep(BaseModel):
 
     @model_validator(mode="after")
     def _params_of_kind(self) -> PlanStep:
-        if self.kind not in STEP_PARAMS:
+        rules = STEP_RULES.get(self.kind)
+        if rules is None:
             raise ValueError(f"unknown step kind {self.kind!r} (known: {', '.join(STEP_KINDS)})")
-        required, optional = STEP_PARAMS[self.kind]
+        required, optional = rules.required, rules.optional
         given = set(self.model_extra or {})
         if missing := required - given:
             raise ValueError(f"step kind {self.kind!r} needs {', '.join(sorted(missing))}")

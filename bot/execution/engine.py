@@ -19,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import httpx
-
+from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import Catalog, Service
 from bot.execution.service_state import describe_service_state
-from bot.execution.steps import Aborted, StepContext, StepFailed, StepRunner, runners
+from bot.execution.steps.base import Aborted, StepContext, StepFailed
+from bot.execution.steps.table import STEPS
 from bot.notify.blocks import escape
 from bot.rollback.plan import Plan
 from storage.models import AuditEvent, Rollback, RollbackStep
@@ -94,21 +94,19 @@ class Engine:
         repo: Repository,
         catalog: Catalog,
         kube: KubernetesClient,
-        http: httpx.Client,
+        http: HttpClient,
         prometheus: PrometheusAPI | None,
         clock: Callable[[], datetime],
         progress: ProgressSink,
         max_parallel: int = 16,
         lease_seconds: float,  # ROLLBACK_BOT_LEASE_SECONDS: no default, so none is forgotten
         worker: str | None = None,
-        step_runners: Mapping[str, StepRunner] | None = None,
     ) -> None:
         self.repo, self.catalog, self.kube, self.http = repo, catalog, kube, http
         self.prometheus, self.clock, self.progress = prometheus, clock, progress
         self.worker = worker or worker_name()
         self.lease = timedelta(seconds=lease_seconds)
         self.max_parallel = max_parallel
-        self.runners = dict(step_runners or runners())
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rollback")
         self._aborts: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
@@ -252,31 +250,16 @@ class Engine:
         previous = dict(step.detail)
         self.repo.start_step(step_id, self.clock())
         self.progress.changed(rollback_id)
-        ctx = StepContext(
-            rollback_id=rollback_id,
-            position=step.position,
-            service=service,
-            target=KubeTarget(service.context, service.namespace),
-            kube=self.kube,
-            http=self.http,
-            prometheus=self.prometheus,
-            clock=self.clock,
-            wait=lambda seconds: self._wait(rollback_id, seconds),
-            remember=lambda detail: self._remember(step_id, detail),
-            previous=previous,
-            timeout_seconds=float(previous.get("timeout_seconds", 120)),
-            note=lambda text: self.progress.note(rollback_id, text),
-            fresh_detail=lambda: self._step_detail(step_id),
-        )
-        runner = self.runners.get(step.kind)
+        ctx = self._step_context(rollback_id, service, step, previous)
+        kind = STEPS.get(step.kind)
         if step.kind == "manual_gate" and "continued_by" not in previous:
             prompt = str(previous.get("params", {}).get("prompt") or "Continue when ready")
             self.progress.gate(rollback_id, step_id, prompt)
         started = time.monotonic()
         try:
-            if runner is None:
+            if kind is None:
                 raise StepFailed(f"unknown step kind {step.kind!r}")
-            detail = runner(ctx, previous.get("params", {}))
+            detail = kind.run(ctx, previous.get("params", {}))
         except Aborted as exc:
             error = f"aborted while running: {exc}" if str(exc) else "aborted while running"
             self.repo.finish_step(step_id, "failed", self.clock(), error=error)
@@ -311,6 +294,29 @@ class Engine:
             )
             return "lease-lost"  # someone else holds it now: never run the next step twice
         return "succeeded"
+
+    def _step_context(
+        self, rollback_id: int, service: Service, step: RollbackStep, previous: dict[str, Any]
+    ) -> StepContext:
+        """What a step's run gets: the clients, and waits, notes and detail tied to this step."""
+        step_id = step.id
+        assert step_id is not None
+        return StepContext(
+            rollback_id=rollback_id,
+            position=step.position,
+            service=service,
+            target=KubeTarget(service.context, service.namespace),
+            kube=self.kube,
+            http=self.http,
+            prometheus=self.prometheus,
+            clock=self.clock,
+            wait=lambda seconds: self._wait(rollback_id, seconds),
+            remember=lambda detail: self._remember(step_id, detail),
+            previous=previous,
+            timeout_seconds=float(previous.get("timeout_seconds", 120)),
+            note=lambda text: self.progress.note(rollback_id, text),
+            fresh_detail=lambda: self._step_detail(step_id),
+        )
 
     def _step_event(
         self, rollback_id: int, service: Service, step: RollbackStep, outcome: str, **detail: Any

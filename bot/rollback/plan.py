@@ -5,9 +5,9 @@ Pure: a plan is data. The engine persists it step by step and the step modules e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 PHASES = (
     "preparation",
@@ -30,51 +30,64 @@ PHASE_TITLES = {
     "cleanup": "Cleanup",
 }
 
-StepKind = Literal[
-    "snapshot",
-    "rollout_undo",
-    "set_image",
-    "switch_selector",
-    "scale",
-    "restart",
-    "shift_traffic",
-    "run_job",
-    "wait_rollout",
-    "http_check",
-    "http_request",
-    "prometheus_gate",
-    "wait",
-    "manual_gate",
-]
-STEP_KINDS: tuple[str, ...] = get_args(StepKind)
+DEFAULT_STEP_TIMEOUT_SECONDS = 120.0
 
-# The parameters each step kind takes in a catalog plan: (required, optional).
-STEP_PARAMS: dict[str, tuple[set[str], set[str]]] = {
-    "snapshot": ({"objects"}, set()),
-    "rollout_undo": (set(), {"deployment", "to_revision"}),
-    "set_image": ({"container", "image"}, {"deployment"}),
-    "switch_selector": ({"service", "selector"}, set()),
-    "scale": ({"replicas"}, {"deployment"}),
-    "restart": (set(), {"deployment"}),
-    "shift_traffic": (
-        {"traffic"},
-        {"to_percent", "step_percent", "gate_query", "gate_below", "gate_wait_seconds"},
+
+@dataclass(frozen=True)
+class StepRules:
+    """What the planner and the catalog check know of a step kind.
+
+    The execution table (``bot/execution/steps/table.py``) pairs every kind here with how it
+    runs and how the dry run describes it; a kind missing there stops the bot at import.
+    """
+
+    title: str  # the step's name when a catalog plan gives none
+    required: frozenset[str] = frozenset()  # parameters a catalog plan must give
+    optional: frozenset[str] = frozenset()
+    timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS
+
+
+def _rules(
+    title: str, *, required: str = "", optional: str = "", timeout: float | None = None
+) -> StepRules:
+    """``required`` and ``optional`` are space-separated parameter names."""
+    return StepRules(
+        title,
+        frozenset(required.split()),
+        frozenset(optional.split()),
+        DEFAULT_STEP_TIMEOUT_SECONDS if timeout is None else timeout,
+    )
+
+
+STEP_RULES: dict[str, StepRules] = {
+    "snapshot": _rules("Snapshot", required="objects"),
+    "rollout_undo": _rules("Roll back the deployment", optional="deployment to_revision"),
+    "set_image": _rules("Set the image", required="container image", optional="deployment"),
+    "switch_selector": _rules("Switch the Service selector", required="service selector"),
+    "scale": _rules("Scale", required="replicas", optional="deployment"),
+    "restart": _rules("Restart", optional="deployment"),
+    "shift_traffic": _rules(
+        "Shift traffic",
+        required="traffic",
+        optional="to_percent step_percent gate_query gate_below gate_wait_seconds",
+        timeout=1800.0,
     ),
-    "run_job": ({"job"}, {"job_name", "ttl_seconds_after_finished"}),
-    "wait_rollout": (set(), {"deployment", "min_available"}),
-    "http_check": ({"url"}, {"expect_status"}),
-    "http_request": ({"url"}, {"method", "body", "expect_status"}),
-    "prometheus_gate": ({"query"}, {"below", "above"}),
-    "wait": ({"seconds"}, set()),
-    "manual_gate": (set(), {"prompt"}),
+    "run_job": _rules(
+        "Run a Job",
+        required="job",
+        optional="job_name ttl_seconds_after_finished",
+        timeout=1800.0,
+    ),
+    "wait_rollout": _rules(
+        "Wait for the rollout", optional="deployment min_available", timeout=600.0
+    ),
+    "http_check": _rules("HTTP check", required="url", optional="expect_status"),
+    "http_request": _rules("HTTP request", required="url", optional="method body expect_status"),
+    "prometheus_gate": _rules("Metric gate", required="query", optional="below above"),
+    "wait": _rules("Wait", required="seconds"),
+    "manual_gate": _rules("Manual gate", optional="prompt", timeout=3600.0),
 }
-
-DEFAULT_STEP_TIMEOUT_SECONDS = {
-    "wait_rollout": 600.0,
-    "run_job": 1800.0,
-    "manual_gate": 3600.0,
-    "shift_traffic": 1800.0,
-}
+STEP_KINDS: tuple[str, ...] = tuple(STEP_RULES)
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class StepSpec:
     kind: str
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    timeout_seconds: float = 120.0
+    timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS
     is_irreversible: bool = False
 
 
@@ -102,7 +115,9 @@ class Plan:
 
 
 def step(phase: str, kind: str, name: str, **params: Any) -> StepSpec:
-    timeout = float(params.pop("timeout_seconds", DEFAULT_STEP_TIMEOUT_SECONDS.get(kind, 120.0)))
+    rules = STEP_RULES.get(kind)
+    default = rules.timeout_seconds if rules else DEFAULT_STEP_TIMEOUT_SECONDS
+    timeout = float(params.pop("timeout_seconds", default))
     irreversible = bool(params.pop("irreversible", False))
     return StepSpec(phase, kind, name, params, timeout, irreversible)
 
@@ -139,129 +154,127 @@ def _verification(inp: PlanInputs) -> list[StepSpec]:
     return steps
 
 
+def _undo_steps(inp: PlanInputs) -> list[StepSpec]:
+    d, revision = inp.deployment, inp.target_revision
+    return [
+        step("preparation", "snapshot", "Snapshot the deployment", objects=[["Deployment", d]]),
+        step(
+            "application",
+            "rollout_undo",
+            f"Roll {d} back to revision {revision}" if revision else f"Roll {d} back",
+            deployment=d,
+            to_revision=revision,
+        ),
+        step("application", "wait_rollout", "Wait for the rollout", deployment=d),
+    ]
+
+
+def _blue_green_steps(inp: PlanInputs) -> list[StepSpec]:
+    d, bg = inp.deployment, dict(inp.blue_green or {})
+    selector = {bg["selector_key"]: bg["stable"]}
+    return [
+        step(
+            "preparation",
+            "snapshot",
+            "Snapshot the service and both colours",
+            objects=[
+                ["Service", bg["service"]],
+                ["Deployment", d],
+                ["Deployment", bg["candidate"]],
+            ],
+        ),
+        # kubectl counts 0 replicas as rolled out: traffic must not go to a colour without pods
+        step(
+            "preparation",
+            "wait_rollout",
+            f"Stable colour {d} is ready",
+            deployment=d,
+            min_available=1,
+        ),
+        step(
+            "stop_traffic",
+            "switch_selector",
+            f"Switch {bg['service']} to {bg['stable']}",
+            service=bg["service"],
+            selector=selector,
+        ),
+        step(
+            "cleanup",
+            "scale",
+            f"Scale {bg['candidate']} to 0",
+            deployment=bg["candidate"],
+            replicas=0,
+        ),
+    ]
+
+
+def _canary_steps(inp: PlanInputs) -> list[StepSpec]:
+    c = dict(inp.canary or {})
+    traffic = c["traffic"]
+    return [
+        step(
+            "preparation",
+            "snapshot",
+            "Snapshot the traffic split and the canary",
+            objects=[
+                [traffic["kind"], traffic["name"], traffic["api_version"]],
+                ["Deployment", c["deployment"]],
+            ],
+        ),
+        step(
+            "stop_traffic",
+            "shift_traffic",
+            "Shift traffic off the canary",
+            traffic=traffic,
+            to_percent=0,
+            step_percent=c.get("step_percent", 100),
+            gate_query=inp.error_rate_query if c.get("step_percent", 100) < 100 else None,
+            gate_below=inp.error_rate_limit,
+            gate_wait_seconds=c.get("gate_wait_seconds", 30.0),
+        ),
+        step(
+            "cleanup",
+            "scale",
+            f"Scale {c['deployment']} to 0",
+            deployment=c["deployment"],
+            replicas=0,
+        ),
+    ]
+
+
+def _http_steps(inp: PlanInputs) -> list[StepSpec]:
+    h = dict(inp.http_rollback or {})
+    steps = [
+        step(
+            "application",
+            "http_request",
+            "Call the deployment API's rollback endpoint",
+            url=h["url"],
+            method=h.get("method", "POST"),
+        )
+    ]
+    if h.get("status_url"):
+        steps.append(
+            step("verification", "http_check", "Deployment API status", url=h["status_url"])
+        )
+    return steps
+
+
+_STRATEGY_STEPS: dict[str, Callable[[PlanInputs], list[StepSpec]]] = {
+    "undo": _undo_steps,
+    "blue-green": _blue_green_steps,
+    "canary": _canary_steps,
+    "http": _http_steps,
+}
+
+
 def default_plan(inp: PlanInputs) -> Plan:
     """The built-in plan of a strategy (seed 000 immediate procedure, seed 004 canary, seed 003)."""
-    d = inp.deployment
-    steps: list[StepSpec] = []
-    if inp.strategy == "undo":
-        revision = inp.target_revision
-        steps += [
-            step("preparation", "snapshot", "Snapshot the deployment", objects=[["Deployment", d]]),
-            step(
-                "application",
-                "rollout_undo",
-                f"Roll {d} back to revision {revision}" if revision else f"Roll {d} back",
-                deployment=d,
-                to_revision=revision,
-            ),
-            step("application", "wait_rollout", "Wait for the rollout", deployment=d),
-        ]
-    elif inp.strategy == "blue-green":
-        bg = dict(inp.blue_green or {})
-        selector = {bg["selector_key"]: bg["stable"]}
-        steps += [
-            step(
-                "preparation",
-                "snapshot",
-                "Snapshot the service and both colours",
-                objects=[
-                    ["Service", bg["service"]],
-                    ["Deployment", d],
-                    ["Deployment", bg["candidate"]],
-                ],
-            ),
-            # kubectl counts 0 replicas as rolled out: traffic must not go to a colour without pods
-            step(
-                "preparation",
-                "wait_rollout",
-                f"Stable colour {d} is ready",
-                deployment=d,
-                min_available=1,
-            ),
-            step(
-                "stop_traffic",
-                "switch_selector",
-                f"Switch {bg['service']} to {bg['stable']}",
-                service=bg["service"],
-                selector=selector,
-            ),
-            step(
-                "cleanup",
-                "scale",
-                f"Scale {bg['candidate']} to 0",
-                deployment=bg["candidate"],
-                replicas=0,
-            ),
-        ]
-    elif inp.strategy == "canary":
-        c = dict(inp.canary or {})
-        traffic = c["traffic"]
-        steps += [
-            step(
-                "preparation",
-                "snapshot",
-                "Snapshot the traffic split and the canary",
-                objects=[
-                    [traffic["kind"], traffic["name"], traffic["api_version"]],
-                    ["Deployment", c["deployment"]],
-                ],
-            ),
-            step(
-                "stop_traffic",
-                "shift_traffic",
-                "Shift traffic off the canary",
-                traffic=traffic,
-                to_percent=0,
-                step_percent=c.get("step_percent", 100),
-                gate_query=inp.error_rate_query if c.get("step_percent", 100) < 100 else None,
-                gate_below=inp.error_rate_limit,
-                gate_wait_seconds=c.get("gate_wait_seconds", 30.0),
-            ),
-            step(
-                "cleanup",
-                "scale",
-                f"Scale {c['deployment']} to 0",
-                deployment=c["deployment"],
-                replicas=0,
-            ),
-        ]
-    elif inp.strategy == "http":
-        h = dict(inp.http_rollback or {})
-        steps.append(
-            step(
-                "application",
-                "http_request",
-                "Call the deployment API's rollback endpoint",
-                url=h["url"],
-                method=h.get("method", "POST"),
-            )
-        )
-        if h.get("status_url"):
-            steps.append(
-                step("verification", "http_check", "Deployment API status", url=h["status_url"])
-            )
-    else:
+    build = _STRATEGY_STEPS.get(inp.strategy)
+    if build is None:
         raise ValueError(f"unknown strategy {inp.strategy!r}")
-    ordered = sorted([*steps, *_verification(inp)], key=lambda s: PHASES.index(s.phase))
+    ordered = sorted([*build(inp), *_verification(inp)], key=lambda s: PHASES.index(s.phase))
     return Plan(inp.strategy, tuple(ordered))
-
-
-STEP_TITLES = {
-    "snapshot": "Snapshot",
-    "rollout_undo": "Roll back the deployment",
-    "set_image": "Set the image",
-    "switch_selector": "Switch the Service selector",
-    "scale": "Scale",
-    "restart": "Restart",
-    "shift_traffic": "Shift traffic",
-    "run_job": "Run a Job",
-    "wait_rollout": "Wait for the rollout",
-    "http_check": "HTTP check",
-    "http_request": "HTTP request",
-    "prometheus_gate": "Metric gate",
-    "wait": "Wait",
-    "manual_gate": "Manual gate",
-}
 
 
 def custom_plan(strategy: str, phases: Mapping[str, Sequence[Mapping[str, Any]]]) -> Plan:
@@ -270,10 +283,15 @@ def custom_plan(strategy: str, phases: Mapping[str, Sequence[Mapping[str, Any]]]
         step(
             phase,
             str(s["kind"]),
-            str(s.get("name") or STEP_TITLES.get(str(s["kind"]), s["kind"])),
+            str(s.get("name") or _title(str(s["kind"]))),
             **{k: v for k, v in s.items() if k not in ("kind", "name")},
         )
         for phase in PHASES
         for s in phases.get(phase, ())
     ]
     return Plan(strategy, tuple(steps))
+
+
+def _title(kind: str) -> str:
+    rules = STEP_RULES.get(kind)
+    return rules.title if rules else kind

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -24,9 +23,10 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
+from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.catalog.load import parse_catalog
-from bot.execution.steps import StepContext
+from bot.execution.steps.base import StepContext
 from tests.conftest import catalog_yaml, service_yaml, skip_or_fail
 from tests.kube.control_plane import (
     ISSUER,
@@ -170,7 +170,7 @@ class Recorded:
 @pytest.fixture
 def make_ctx(bot_kube: KubernetesClient, target: KubeTarget) -> Iterator[Any]:
     """A StepContext on real time: waits really wait (the controllers need the time)."""
-    http = httpx.Client()
+    http = HttpClient()
 
     def make(
         previous: dict[str, Any] | None = None, timeout_seconds: float = 30.0

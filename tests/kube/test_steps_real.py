@@ -13,19 +13,17 @@ import pytest
 import yaml
 
 from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
-from bot.execution.steps import StepFailed
-from bot.execution.steps.kubernetes import (
-    RUN_LABEL,
+from bot.execution.steps.base import StepFailed
+from bot.execution.steps.kubernetes.objects import (
     restart,
     rollout_undo,
-    run_job,
     scale,
     set_image,
-    shift_traffic,
     snapshot,
     switch_selector,
-    wait_rollout,
 )
+from bot.execution.steps.kubernetes.traffic import shift_traffic
+from bot.execution.steps.kubernetes.waits import RUN_LABEL, run_job, wait_rollout
 from tests.kube.conftest import Cluster
 from tests.kube.fake_kubelet import JOB_OUTCOME_LABEL
 from tests.kube.workloads import Workloads, until

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.catalog.load import CatalogError, PlanError, ServiceSpec, load_catalog, parse_catalog
-from bot.rollback.plan import PHASES
+from bot.rollback.plan import DEFAULT_STEP_TIMEOUT_SECONDS, PHASES, STEP_RULES, custom_plan
 
 EXAMPLE = Path(__file__).parents[2] / "rollback.example.yaml"
 HEAD = "defaults:\n  channel: C0DEPLOYS\nservices:\n  svc:\n    deployment: svc-api\n"
@@ -111,3 +111,19 @@ def test_catalog_steps_are_checked(step: str, message: str) -> None:
     (error,) = caught.value.errors
     assert error.startswith("rollback.yaml:8: services.svc.phases.cleanup.0")
     assert message in error
+
+
+def test_a_catalog_step_without_name_or_timeout_takes_its_kinds_rules() -> None:
+    plan = custom_plan(
+        "custom",
+        {
+            "database": [{"kind": "run_job", "job": {}}],
+            "application": [{"kind": "manual_gate"}, {"kind": "wait", "seconds": 5}],
+        },
+    )
+    assert [(s.name, s.timeout_seconds) for s in plan.steps] == [
+        ("Run a Job", 1800.0),
+        ("Manual gate", 3600.0),
+        ("Wait", DEFAULT_STEP_TIMEOUT_SECONDS),
+    ]
+    assert STEP_RULES["wait"].required == {"seconds"}

@@ -14,8 +14,8 @@ import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.approvals import blocks as ab
-from bot.execution.steps import StepFailed
-from bot.execution.steps.kubernetes import _revision_number
+from bot.execution.steps.base import StepFailed
+from bot.execution.steps.kubernetes.objects import _revision_number
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values

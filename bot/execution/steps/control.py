@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.execution.steps import StepContext
+from bot.execution.steps.base import DryRun, StepContext
+from bot.rollback.plan import StepSpec
 
 POLL_SECONDS = 2.0
 
@@ -24,6 +25,10 @@ def wait(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"waited_seconds": seconds}
 
 
+def describe_wait(dry: DryRun, s: StepSpec) -> str:
+    return f"waits {s.params['seconds']} s"
+
+
 def manual_gate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Pause until someone presses Continue (the button records ``continued_by`` on the step)."""
     fresh = ctx.fresh_detail
@@ -36,7 +41,5 @@ def manual_gate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"gate": ctx.poll_until(check, POLL_SECONDS, "manual gate")}
 
 
-RUNNERS: dict[str, Callable[[StepContext, Mapping[str, Any]], dict[str, Any]]] = {
-    "wait": wait,
-    "manual_gate": manual_gate,
-}
+def describe_manual_gate(dry: DryRun, s: StepSpec) -> str:
+    return "pauses until someone presses Continue"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
-from bot.execution.steps import StepContext, StepFailed
+from bot.adapters.http import HttpAnswer, HttpError
+from bot.execution.steps.base import DryRun, StepContext, StepFailed
+from bot.notify.blocks import escape
+from bot.rollback.plan import StepSpec
 
 POLL_SECONDS = 2.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 BODY_EXCERPT_CHARS = 200
 HIDDEN = "***"
+DEFAULT_METHOD = "POST"  # http_request's, when the plan names none
 
 
 def redact_url(url: str) -> str:
@@ -32,11 +34,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, HIDDEN if parts.fragment else ""))
 
 
-def body_excerpt(resp: httpx.Response) -> str:
+def body_excerpt(answer: HttpAnswer) -> str:
     """The start of a response body on one line. Step errors are plain text: every place that
     shows one in Slack escapes it (thread note, progress message, notices), so a body that says
     ``<!channel>`` or ``<https://evil|click>`` neither pings nor links."""
-    return " ".join(resp.text[: BODY_EXCERPT_CHARS * 2].split())[:BODY_EXCERPT_CHARS]
+    return " ".join(answer.text[: BODY_EXCERPT_CHARS * 2].split())[:BODY_EXCERPT_CHARS]
 
 
 def _expected(params: Mapping[str, Any], status: int) -> bool:
@@ -52,12 +54,12 @@ def http_check(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 
     def check() -> str | None:
         try:
-            resp = ctx.http.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
-        except httpx.HTTPError as exc:
-            last["answer"] = f"unreachable ({type(exc).__name__})"
+            answer = ctx.http.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
+        except HttpError as exc:
+            last["answer"] = f"unreachable ({exc.kind})"
             return None
-        last["answer"] = f"HTTP {resp.status_code}"
-        return last["answer"] if _expected(params, resp.status_code) else None
+        last["answer"] = f"HTTP {answer.status}"
+        return last["answer"] if _expected(params, answer.status) else None
 
     try:
         answer = ctx.poll_until(check, POLL_SECONDS, f"health check {shown}")
@@ -68,25 +70,32 @@ def http_check(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def http_request(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Call a deployment API once. It is not idempotent, so a resumed attempt does not resend."""
-    url, method = str(params["url"]), str(params.get("method", "POST"))
+    url, method = str(params["url"]), str(params.get("method", DEFAULT_METHOD))
     shown = redact_url(url)
     if ctx.previous.get("sent"):
         ctx.note(f"{method} {shown} was sent before the restart; not sending it again")
         return {"url": shown, "answer": ctx.previous.get("answer", "sent before the restart")}
     ctx.remember({"sent": True})
     try:
-        resp = ctx.http.request(
+        answer = ctx.http.request(
             method, url, json=params.get("body"), timeout=REQUEST_TIMEOUT_SECONDS
         )
-    except httpx.HTTPError as exc:
-        raise StepFailed(f"{method} {shown}: unreachable ({type(exc).__name__})") from None
-    answer = f"HTTP {resp.status_code}"
-    if not _expected(params, resp.status_code):
-        raise StepFailed(f"{method} {shown} answered {answer}: {body_excerpt(resp)}")
-    return {"url": shown, "answer": answer}
+    except HttpError as exc:
+        raise StepFailed(f"{method} {shown}: unreachable ({exc.kind})") from None
+    status = f"HTTP {answer.status}"
+    if not _expected(params, answer.status):
+        raise StepFailed(f"{method} {shown} answered {status}: {body_excerpt(answer)}")
+    return {"url": shown, "answer": status}
 
 
-RUNNERS: dict[str, Callable[[StepContext, Mapping[str, Any]], dict[str, Any]]] = {
-    "http_check": http_check,
-    "http_request": http_request,
-}
+def _shown_in_slack(params: Mapping[str, Any]) -> str:
+    return escape(redact_url(str(params["url"])))  # no credentials in Slack
+
+
+def describe_http_check(dry: DryRun, s: StepSpec) -> str:
+    return f"GET {_shown_in_slack(s.params)}"
+
+
+def describe_http_request(dry: DryRun, s: StepSpec) -> str:
+    method = str(s.params.get("method", DEFAULT_METHOD))  # what the run will send
+    return f"{escape(method)} {_shown_in_slack(s.params)}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from bot.execution.steps import StepContext, StepFailed
+from bot.execution.steps.base import DryRun, StepContext, StepFailed
+from bot.notify.blocks import escape
+from bot.rollback.plan import StepSpec
 
 POLL_SECONDS = 5.0
 
@@ -38,6 +40,7 @@ def prometheus_gate(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, An
     return {"query": query, "value": value}
 
 
-RUNNERS: dict[str, Callable[[StepContext, Mapping[str, Any]], dict[str, Any]]] = {
-    "prometheus_gate": prometheus_gate,
-}
+def describe_prometheus_gate(dry: DryRun, s: StepSpec) -> str:
+    p = s.params
+    bound = f"< {p['below']}" if "below" in p else f"> {p.get('above')}"
+    return f"waits until `{escape(str(p['query']))}` {bound}"

@@ -7,14 +7,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
+from kubernetes.client import CustomObjectsApi
 
+from bot.adapters.http import HttpClient
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import parse_catalog
-from bot.execution.steps import StepContext
+from bot.execution.steps.base import StepContext
+from bot.sim.kube_api import KubeSimulator
 from tests.conftest import catalog_yaml, service_yaml
+
+# The Istio VirtualService "board" that create_virtual_service makes, as a step's `traffic`.
+TRAFFIC = {
+    "api_version": "networking.istio.io/v1beta1",
+    "kind": "VirtualService",
+    "name": "board",
+    "stable_weight_path": "/spec/http/0/route/0/weight",
+    "canary_weight_path": "/spec/http/0/route/1/weight",
+}
 
 
 @dataclass
@@ -47,13 +58,13 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
+def http() -> Iterator[HttpClient]:
+    with HttpClient() as client:
         yield client
 
 
 @pytest.fixture
-def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
+def make_ctx(fake_time: FakeTime, http: HttpClient) -> Any:
     def make(
         *,
         kube: KubernetesClient | None = None,
@@ -71,7 +82,7 @@ def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
             target=KubeTarget(None, "shop"),
             kube=kube or KubernetesClient(api_client_for=lambda ctx: None),  # type: ignore[arg-type,return-value]
             http=http,
-            prometheus=PrometheusAPI(prometheus_url, http, 2) if prometheus_url else None,
+            prometheus=PrometheusAPI(prometheus_url, http.shared, 2) if prometheus_url else None,
             clock=fake_time.wall,
             wait=fake_time.wait,
             remember=rec.remembered.update,
@@ -84,3 +95,21 @@ def make_ctx(fake_time: FakeTime, http: httpx.Client) -> Any:
         return ctx, rec
 
     return make
+
+
+def create_virtual_service(sim: KubeSimulator, namespace: str, *routes: dict[str, Any]) -> None:
+    """The VirtualService "board" with these routes (a real API server may leave out a weight
+    of 0, so a route may have none)."""
+    with sim.api_client() as api:
+        CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1beta1",
+            namespace,
+            "virtualservices",
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": "board"},
+                "spec": {"http": [{"route": list(routes)}]},
+            },
+        )

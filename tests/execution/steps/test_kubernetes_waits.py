@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.execution.steps import Aborted, StepFailed
-from bot.execution.steps.kubernetes import run_job, shift_traffic, wait_rollout
+from bot.execution.steps.base import Aborted, StepFailed
+from bot.execution.steps.kubernetes.traffic import shift_traffic
+from bot.execution.steps.kubernetes.waits import run_job, wait_rollout
 from bot.sim.kube_api import KubeSimulator
-from tests.steps.conftest import FakeTime
+from tests.execution.steps.conftest import TRAFFIC, FakeTime, create_virtual_service
 
 NS = "shop"
 HERE = KubeTarget(None, NS)
@@ -29,13 +29,6 @@ JOB_TEMPLATE = {
     }
 }
 JOB_PARAMS = {"job": JOB_TEMPLATE, "job_name": JOB_NAME}
-TRAFFIC = {
-    "api_version": "networking.istio.io/v1beta1",
-    "kind": "VirtualService",
-    "name": "board",
-    "stable_weight_path": "/spec/http/0/route/0/weight",
-    "canary_weight_path": "/spec/http/0/route/1/weight",
-}
 CLIENT_ATTEMPTS = 5  # KubernetesClient's default: 1 + 4 retries
 
 
@@ -279,28 +272,12 @@ def test_an_aborted_job_is_left_running_and_the_abort_says_so(
 
 
 def _virtual_service(cluster: KubeSimulator, stable: int, canary: int) -> None:
-    with cluster.api_client() as api:
-        CustomObjectsApi(api).create_namespaced_custom_object(
-            "networking.istio.io",
-            "v1beta1",
-            NS,
-            "virtualservices",
-            {
-                "apiVersion": "networking.istio.io/v1beta1",
-                "kind": "VirtualService",
-                "metadata": {"name": "board"},
-                "spec": {
-                    "http": [
-                        {
-                            "route": [
-                                {"destination": {"host": "board"}, "weight": stable},
-                                {"destination": {"host": "board-canary"}, "weight": canary},
-                            ]
-                        }
-                    ]
-                },
-            },
-        )
+    create_virtual_service(
+        cluster,
+        NS,
+        {"destination": {"host": "board"}, "weight": stable},
+        {"destination": {"host": "board-canary"}, "weight": canary},
+    )
 
 
 def _weights(kube: KubernetesClient) -> list[int]:
@@ -394,19 +371,7 @@ def test_an_abort_stops_a_traffic_shift_between_increments(
 
 def _routes(cluster: KubeSimulator, *routes: dict[str, Any]) -> None:
     """A VirtualService as a real API server serves it: a zero weight may simply be absent."""
-    with cluster.api_client() as api:
-        CustomObjectsApi(api).create_namespaced_custom_object(
-            "networking.istio.io",
-            "v1beta1",
-            NS,
-            "virtualservices",
-            {
-                "apiVersion": "networking.istio.io/v1beta1",
-                "kind": "VirtualService",
-                "metadata": {"name": "board"},
-                "spec": {"http": [{"route": list(routes)}]},
-            },
-        )
+    create_virtual_service(cluster, NS, *routes)
 
 
 def _route_weights(kube: KubernetesClient) -> list[int | None]:

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from bot.execution.steps import StepFailed
+from bot.execution.steps.base import StepFailed
 from bot.execution.steps.control import manual_gate, wait
 from bot.execution.steps.http import http_check, http_request
 from bot.execution.steps.metrics import prometheus_gate
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.conftest import closed_port_url
-from tests.steps.conftest import FakeTime
+from tests.execution.steps.conftest import FakeTime
 
 
 def test_http_check_passes_on_2xx(make_ctx: Any, prometheus: PrometheusSimulator) -> None:

@@ -13,11 +13,11 @@ import pytest
 from kubernetes.client import BatchV1Api, V1Job
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.execution.steps import StepFailed
-from bot.execution.steps.kubernetes import DEFAULT_JOB_TTL_SECONDS, run_job
-from bot.rollback.plan import STEP_PARAMS
+from bot.execution.steps.base import StepFailed
+from bot.execution.steps.kubernetes.waits import DEFAULT_JOB_TTL_SECONDS, run_job
+from bot.rollback.plan import STEP_RULES
 from bot.sim.kube_api import KubeSimulator
-from tests.steps.conftest import FakeTime
+from tests.execution.steps.conftest import FakeTime
 
 NS = "shop"
 HERE = KubeTarget(None, NS)
@@ -142,7 +142,7 @@ def test_finished_jobs_are_left_to_kubernetes_to_remove(
 def test_the_ttl_can_be_set_per_step_and_a_too_short_one_is_refused(
     cluster: KubeSimulator, kube: KubernetesClient, make_ctx: Any
 ) -> None:
-    assert "ttl_seconds_after_finished" in STEP_PARAMS["run_job"][1]
+    assert "ttl_seconds_after_finished" in STEP_RULES["run_job"].optional
     ctx, _ = make_ctx(kube=kube)
     job = run_job(ctx, {"job": TEMPLATE, "ttl_seconds_after_finished": 600})["job"]
     assert kube.read_object(HERE, "batch/v1", "Job", job)["spec"]["ttlSecondsAfterFinished"] == 600

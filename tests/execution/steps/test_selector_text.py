@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient
-from bot.execution.steps.kubernetes import switch_selector
+from bot.execution.steps.kubernetes.objects import switch_selector
 from bot.review.text import changes
 from bot.sim.kube_api import KubeSimulator
 from storage.models import RollbackStep

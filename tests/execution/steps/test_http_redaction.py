@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.execution.steps import StepFailed
+from bot.execution.steps.base import StepFailed
 from bot.execution.steps.http import http_check, http_request, redact_url
 from tests.conftest import Harness, catalog_yaml
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubernetesClient, KubeTarget
-from bot.execution.steps.kubernetes import rollout_undo
+from bot.execution.steps.kubernetes.objects import rollout_undo
 from bot.sim.kube_api import KubeSimulator
 
 HERE = KubeTarget(None, "shop")
