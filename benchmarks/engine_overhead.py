@@ -25,7 +25,7 @@ import httpx
 from kubernetes.client import AppsV1Api
 from pydantic import SecretStr
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.app import BotApp, build_app
 from bot.catalog.load import parse_catalog
 from bot.runtime.logs import setup_logging

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.app import build_app
 from bot.approvals import blocks as ab
 from bot.demo import DEMO_SERVICES, demo_catalog, query_values, seed_cluster

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.catalog.load import CatalogError, load_catalog
+from bot.catalog.load import load_catalog
+from bot.catalog.yaml_lines import CatalogError
 from bot.runtime.logs import setup_logging
 from bot.settings import ConfigurationError, Settings, load_settings
 

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from slack_bolt import App
 
 from bot.adapters.http import HttpClient
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.prometheus import PrometheusAPI
 from bot.adapters.slack.lookups import UserGroupMembers
 from bot.adapters.slack.web import slack_web_client
 from bot.approvals import request as approval_request
 from bot.approvals import start as approval_start
 from bot.assessment.signals import SignalReader
-from bot.catalog.load import Catalog, CatalogError, load_catalog
+from bot.catalog.load import Catalog, load_catalog
+from bot.catalog.yaml_lines import CatalogError
 from bot.deps import Clock, Deps, utcnow
 from bot.execution.engine import FINISHED, STARTED, Engine, worker_name
 from bot.notify import notifications

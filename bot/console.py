@@ -28,7 +28,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot.adapters.console import buttons_of, render_message
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.app import BotApp, build_app
 from bot.catalog.load import Catalog
 from bot.runtime.logs import mask_phone

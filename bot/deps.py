@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.slack.lookups import UserGroupMembers
 from bot.adapters.slack.web import SlackClient
 from bot.assessment.signals import SignalReader

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
-from bot.catalog.load import CatalogError, UserGroup, load_catalog, parse_catalog
+from bot.catalog.load import load_catalog, parse_catalog
+from bot.catalog.spec import UserGroup
+from bot.catalog.yaml_lines import CatalogError
 from bot.rollback.assess import Signal, Thresholds
 
 # every logger whose level setup_logging sets (root included)

@@ -3,10 +3,10 @@
 The YAML is composed into nodes first so each value keeps its line; pydantic validates the plain
 data and its error locations are mapped back to those lines.
 
-The models live in :mod:`bot.catalog_spec` (defaults, services and their sections) with the field
-formats and validators in :mod:`bot.catalog_fields`; the YAML line mapping and the error messages
-live in :mod:`bot.catalog_yaml`. This module resolves the spec into the runtime :class:`Service`
-and :class:`Catalog` and is the public entry point: other code imports from here.
+The models live in :mod:`bot.catalog.spec` (defaults, services and their sections) with the field
+formats and validators in :mod:`bot.catalog.fields`; the YAML line mapping and the error messages
+live in :mod:`bot.catalog.yaml_lines`. This module resolves the spec into the runtime
+:class:`Service` and :class:`Catalog`.
 """
 
 from __future__ import annotations
@@ -20,93 +20,25 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bot.catalog.fields import (
-    E164,
-    SERVICE_NAME,
-    SLACK_CHANNEL,
-    SLACK_USER,
-    SLACK_USERGROUP,
-    STRATEGY_SECTIONS,
-    PhaseName,
-    PromQL,
-    PromQLSignal,
-    ServiceName,
-    SlackUserId,
-    Strategy,
-)
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
     ApprovalPolicy,
-    Approver,
-    BlueGreen,
-    Canary,
-    CanaryTraffic,
     CatalogSpec,
     Defaults,
-    ErrorRateThresholds,
-    HttpRollback,
-    LatencyThresholds,
     Notifications,
-    OncallContact,
-    PlanStep,
-    PointOfNoReturn,
     ServiceSpec,
-    SessionsThresholds,
-    ThresholdOverrides,
-    UserGroup,
 )
 from bot.catalog.yaml_lines import (
     CatalogError,
+    LineMapper,
     Path_,
-    _errors_from,
-    _line_for,
-    _line_number,
-    _LineMapper,
-    _YAMLProblem,
+    YAMLProblem,
+    errors_from,
+    line_for,
+    line_number,
 )
 from bot.rollback.assess import Signal, Thresholds
 from bot.rollback.plan import Plan, PlanInputs, custom_plan, default_plan
-
-__all__ = [
-    "E164",
-    "LEVEL_SLA_MINUTES",
-    "SERVICE_NAME",
-    "SLACK_CHANNEL",
-    "SLACK_USER",
-    "SLACK_USERGROUP",
-    "STRATEGY_SECTIONS",
-    "ApprovalPolicy",
-    "Approver",
-    "BlueGreen",
-    "Canary",
-    "CanaryTraffic",
-    "Catalog",
-    "CatalogError",
-    "CatalogSpec",
-    "Defaults",
-    "ErrorRateThresholds",
-    "HttpRollback",
-    "LatencyThresholds",
-    "Notifications",
-    "OncallContact",
-    "Path_",
-    "PhaseName",
-    "PlanError",
-    "PlanStep",
-    "PointOfNoReturn",
-    "PromQL",
-    "PromQLSignal",
-    "Service",
-    "ServiceName",
-    "ServiceSpec",
-    "SessionsThresholds",
-    "SlackUserId",
-    "Strategy",
-    "ThresholdOverrides",
-    "UserGroup",
-    "load_catalog",
-    "parse_catalog",
-]
 
 
 @dataclass(frozen=True)
@@ -190,10 +122,10 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         raise CatalogError([f"{source}:{line}: invalid YAML: {exc.problem}"]) from None
     if root is None:
         raise CatalogError([f"{source}:1: the catalog is empty; it needs a services: section"])
-    mapper = _LineMapper(source)
+    mapper = LineMapper(source)
     try:
         data = mapper.data(root)
-    except _YAMLProblem as exc:
+    except YAMLProblem as exc:
         raise CatalogError([f"{source}:{exc.line}: {exc}"]) from None
     errors = mapper.errors
     if not isinstance(data, dict):
@@ -201,7 +133,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     try:
         spec = CatalogSpec.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_errors_from(exc, mapper.lines, source, CatalogSpec))
+        errors.extend(errors_from(exc, mapper.lines, source, CatalogSpec))
         spec = _valid_parts(data)  # so that every problem is reported now, not batch by batch
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
     catalog = _resolve(spec, source)
@@ -210,7 +142,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         errors += _contradictory_thresholds(spec, catalog, mapper.lines)
         errors += _impossible_approvals(catalog, mapper.lines)
     if errors:
-        raise CatalogError(sorted(dict.fromkeys(errors), key=_line_number))
+        raise CatalogError(sorted(dict.fromkeys(errors), key=line_number))
     return replace(
         catalog, warnings=tuple(_approvals_an_approver_cannot_get(catalog, mapper.lines))
     )
@@ -242,7 +174,7 @@ def _valid_parts(data: Mapping[str, object]) -> CatalogSpec:
 def _strategy_sections(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
     """A strategy without the section it runs from cannot roll anything back."""
     return [
-        f"{catalog.source}:{_line_for(('services', name, 'strategy'), lines)}:"
+        f"{catalog.source}:{line_for(('services', name, 'strategy'), lines)}:"
         f" services.{name}: strategy {svc.spec.strategy} needs a {key}: section"
         " (or phases:), see rollback.example.yaml"
         for name, svc in catalog.services.items()
@@ -270,7 +202,7 @@ def _impossible_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> list[
         users = _listed_approvers(svc)
         needed = svc.approval.min_approvals
         if users and needed > len(set(users)):
-            line = _line_for(("services", name, "approvers"), lines)
+            line = line_for(("services", name, "approvers"), lines)
             out.append(
                 f"{catalog.source}:{line}: services.{name}: approval needs"
                 f" {_count(needed, 'approval')} but only {_count(len(set(users)), 'approver')}"
@@ -290,7 +222,7 @@ def _approvals_an_approver_cannot_get(
         users = _listed_approvers(svc)
         needed = svc.approval.min_approvals
         if users and svc.approval.two_person_rule and needed == len(set(users)):
-            line = _line_for(("services", name, "approvers"), lines)
+            line = line_for(("services", name, "approvers"), lines)
             yield (
                 f"{catalog.source}:{line}: warning: services.{name}: approval needs"
                 f" {_count(needed, 'approval')} and {_count(needed, 'approver')} are listed:"
@@ -316,13 +248,13 @@ def _contradictory_thresholds(
     out = []
     defaults = _threshold_problems(spec.defaults.thresholds.apply(Thresholds()))
     for signal, problem in defaults.items():
-        line = _line_for(("defaults", "thresholds", signal), lines)
+        line = line_for(("defaults", "thresholds", signal), lines)
         out.append(f"{catalog.source}:{line}: defaults.thresholds: {problem}")
     for name, service in catalog.services.items():
         written = service.spec.thresholds.model_fields_set
         for signal, problem in _threshold_problems(service.thresholds).items():
             if signal in written:
-                line = _line_for(("services", name, "thresholds", signal), lines)
+                line = line_for(("services", name, "thresholds", signal), lines)
                 out.append(f"{catalog.source}:{line}: services.{name}.thresholds: {problem}")
     return out
 

@@ -25,13 +25,13 @@ class CatalogError(Exception):
 Path_ = tuple[str | int | float, ...]
 
 
-class _YAMLProblem(Exception):
+class YAMLProblem(Exception):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
 
 
-class _LineMapper:
+class LineMapper:
     """Turns a composed YAML node tree into plain data, remembering the line of every path."""
 
     def __init__(self, source: str) -> None:
@@ -47,10 +47,10 @@ class _LineMapper:
             for key_node, value_node in node.value:
                 line = key_node.start_mark.line + 1
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise _YAMLProblem(line, "merge keys (<<) are not supported: write keys out")
+                    raise YAMLProblem(line, "merge keys (<<) are not supported: write keys out")
                 key = self.data(key_node, (*path, "<key>"))
                 if not isinstance(key, str | int | float | bool):
-                    raise _YAMLProblem(line, "a key must be a plain name, not a list or mapping")
+                    raise YAMLProblem(line, "a key must be a plain name, not a list or mapping")
                 if key in out:
                     self.errors.append(f"{self.source}:{line}: duplicate key {key!r}")
                 self.lines[(*path, key)] = line
@@ -62,10 +62,10 @@ class _LineMapper:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:  # e.g. an unknown tag like !secret
             problem = getattr(exc, "problem", None) or str(exc)
-            raise _YAMLProblem(node.start_mark.line + 1, problem) from None
+            raise YAMLProblem(node.start_mark.line + 1, problem) from None
 
 
-def _line_for(loc: tuple[Any, ...], lines: Mapping[Path_, int]) -> int:
+def line_for(loc: tuple[Any, ...], lines: Mapping[Path_, int]) -> int:
     for end in range(len(loc), -1, -1):
         key = tuple(loc[:end])
         if key in lines:
@@ -159,7 +159,7 @@ def _unknown_key(loc: tuple[Any, ...], root: type[BaseModel] | None) -> str:
     return "unknown key (see rollback.example.yaml for the accepted keys)"
 
 
-def _errors_from(
+def errors_from(
     exc: ValidationError,
     lines: Mapping[Path_, int],
     src: str,
@@ -177,7 +177,7 @@ def _errors_from(
             msg = _PLAIN[err["type"]].format(given=_describe(err.get("input")))
         elif msg.startswith("Input should be "):
             msg = "must be " + msg.removeprefix("Input should be ")
-        text = f"{src}:{_line_for(loc, lines)}: {where}: {msg}"
+        text = f"{src}:{line_for(loc, lines)}: {where}: {msg}"
         if text not in seen:
             seen.add(text)
             yield text
@@ -186,6 +186,6 @@ def _errors_from(
 _LINE = re.compile(r":(\d+): ")
 
 
-def _line_number(error: str) -> int:
+def line_number(error: str) -> int:
     m = _LINE.search(error)
     return int(m.group(1)) if m else 0

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.adapters.http import HttpClient
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import Catalog, Service
 from bot.execution.service_state import describe_service_state

@@ -7,7 +7,8 @@ say instead how many pods of each revision are available, from the owned Replica
 
 from __future__ import annotations
 
-from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget, ReleaseState
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeError, KubeTarget, ReleaseState
 from bot.catalog.load import Service
 
 

@@ -20,7 +20,8 @@ from http.client import HTTPException
 
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackClient, SlackError
-from bot.catalog.load import Service, UserGroup
+from bot.catalog.load import Service
+from bot.catalog.spec import UserGroup
 from bot.notify import template_context, templates
 from bot.runtime.due import DueWorkRunner, RetryLater
 from storage.models import ACTIVE_STATUSES, DueWork, Rollback

@@ -6,7 +6,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.catalog.load import Catalog, Service, UserGroup
+from bot.catalog.load import Catalog, Service
+from bot.catalog.spec import UserGroup
 
 
 def approver_ids(service: Service, group_members: Iterable[str] = ()) -> set[str]:

@@ -15,15 +15,10 @@ from kubernetes import client as k8s
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from bot.adapters.kubernetes import (
-    JobState,
-    KubeError,
-    KubernetesClient,
-    KubeTarget,
-    RolloutStatus,
-    UndoPlan,
+from bot.adapters.kube.api_errors import error_from_api
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.kubectl import (
     equal_ignore_hash,
-    error_from_api,
     job_state_of,
     label_selector_string,
     rollout_status_of,
@@ -31,6 +26,7 @@ from bot.adapters.kubernetes import (
     undo_annotations,
     undo_patch,
 )
+from bot.adapters.kube.values import JobState, KubeError, KubeTarget, RolloutStatus, UndoPlan
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import closed_port_url
 

@@ -24,7 +24,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
 from bot.adapters.http import HttpClient
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepContext
 from tests.conftest import catalog_yaml, service_yaml, skip_or_fail

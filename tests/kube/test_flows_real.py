@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.conftest import Harness, catalog_yaml, set_service_values
 from tests.kube.conftest import Cluster

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from tests.kube.conftest import Cluster
 from tests.kube.workloads import Workloads, until
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeError, KubeTarget
 from tests.kube.conftest import Cluster, rbac_documents
 from tests.kube.test_steps_real import TRAFFIC, _route
 from tests.kube.workloads import Workloads

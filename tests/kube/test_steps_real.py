@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.adapters.kubernetes import KubeError, KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeError, KubeTarget
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.objects import (
     restart,

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from bot.__main__ import main
 from bot.app import build_app
-from bot.catalog.load import CatalogError, Service, parse_catalog
+from bot.catalog.load import Service, parse_catalog
+from bot.catalog.yaml_lines import CatalogError
 from bot.notify import template_check, template_context, templates
 from bot.settings import Settings
 from storage.db import make_engine, migrate

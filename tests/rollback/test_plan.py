@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.catalog.load import CatalogError, PlanError, ServiceSpec, load_catalog, parse_catalog
+from bot.catalog.load import PlanError, load_catalog, parse_catalog
+from bot.catalog.spec import ServiceSpec
+from bot.catalog.yaml_lines import CatalogError
 from bot.rollback.plan import DEFAULT_STEP_TIMEOUT_SECONDS, PHASES, STEP_RULES, custom_plan
 
 EXAMPLE = Path(__file__).parents[2] / "rollback.example.yaml"

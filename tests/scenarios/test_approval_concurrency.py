@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.approvals import blocks as ab
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeTarget
-from bot.adapters.kubernetes import KubernetesClient
 from bot.app import BotApp, build_app
 from bot.catalog.load import parse_catalog
 from bot.settings import Settings

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.approvals import blocks as ab
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.objects import _revision_number

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from kubernetes.client import CustomObjectsApi
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import Harness, catalog_yaml
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from slack_sdk import WebClient
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.review.publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, review_path
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import BOT_TOKEN, Harness, catalog_yaml

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import pytest
 from kubernetes.client import CustomObjectsApi
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator

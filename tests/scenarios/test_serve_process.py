@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot.__main__ import main
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import Harness, catalog_yaml
 from tests.scenarios.test_approval_flow import request_message, settle

@@ -1,1 +1,2 @@
-"""The Kubernetes adapter's parts; other code imports them from bot.adapters.kubernetes."""
+"""The Kubernetes adapter: the client (client.py), its session, kubectl's rollout rules
+(kubectl.py), resources, values and API errors."""

@@ -11,7 +11,8 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.http import HttpClient
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepContext

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from kubernetes.client import BatchV1Api, V1Job
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.waits import DEFAULT_JOB_TTL_SECONDS, run_job
 from bot.rollback.plan import STEP_RULES

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.execution.steps.kubernetes.objects import rollout_undo
 from bot.sim.kube_api import KubeSimulator
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.execution.steps.base import Aborted, StepFailed
 from bot.execution.steps.kubernetes.traffic import shift_traffic
 from bot.execution.steps.kubernetes.waits import run_job, wait_rollout

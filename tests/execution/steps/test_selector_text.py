@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient
 from bot.execution.steps.kubernetes.objects import switch_selector
 from bot.review.text import changes
 from bot.sim.kube_api import KubeSimulator

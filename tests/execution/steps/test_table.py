@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kubernetes import KubernetesClient, KubeTarget
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import DryRun
 from bot.execution.steps.table import STEPS
