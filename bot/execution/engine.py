@@ -17,71 +17,45 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from bot.adapters.http import HttpClient
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import Catalog, Service
+from bot.execution.abort_summary import abort_summary
+from bot.execution.contracts import Interrupted, LeaseLost, ProgressSink, RollbackListeners
 from bot.execution.service_state import describe_service_state
 from bot.execution.steps.base import Aborted, StepContext, StepFailed
 from bot.execution.steps.table import STEPS
 from bot.notify.blocks import escape
+from bot.rollback.lifecycle import (
+    IN_ENGINE,
+    DueKind,
+    RollbackStatus,
+    StepOutcome,
+    StepStatus,
+    finished_key,
+    started_key,
+)
 from bot.rollback.plan import Plan
 from storage.models import AuditEvent, Rollback, RollbackStep
 from storage.repository import NewStep, NewWork, Repository
 
 log = logging.getLogger(__name__)
 
-FINISHED = "rollback.finished"  # due work: tell the listeners a rollback ended
-STARTED = "rollback.started"  # due work: tell the listeners a rollback started
+FINISHED, STARTED = DueKind.ROLLBACK_FINISHED, DueKind.ROLLBACK_STARTED  # tell the listeners
 
 
 def started_work(rollback_id: int, now: datetime) -> NewWork:
     """Stored in the same transaction that makes a rollback `running` (created so, or moved
     there from approved): the notices, pages and SLA check that follow cannot be lost."""
-    return NewWork(STARTED, f"started:{rollback_id}", now, {"id": rollback_id})
+    return NewWork(STARTED, started_key(rollback_id), now, {"id": rollback_id})
 
 
+MANUAL_GATE = "manual_gate"  # the step kind whose Continue button the progress message shows
 ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
-
-
-class ProgressSink(Protocol):
-    """What the engine tells the outside world; the Slack progress reporter implements it."""
-
-    def changed(self, rollback_id: int, *, is_final: bool = False) -> None: ...
-
-    def note(self, rollback_id: int, text: str) -> None: ...
-
-    def gate(self, rollback_id: int, step_id: int, prompt: str) -> None: ...
-
-    def flush(self, timeout: float) -> bool: ...
-
-
-class RollbackListener(Protocol):
-    """Told (through durable due work) when a rollback starts and when it ends; must be quick and
-    idempotent (a crash right after the start can tell it twice). Notifications, paging and
-    reviews listen here."""
-
-    def rollback_started(self, rollback: Rollback) -> None: ...
-
-    def rollback_finished(self, rollback: Rollback) -> None: ...
-
-
-class PhaseListener(Protocol):
-    """Optional, beside RollbackListener: told when a phase's first step is about to run (also
-    again after a resume). Same rules: quick and idempotent."""
-
-    def phase_started(self, rollback: Rollback, phase: str) -> None: ...
-
-
-class Interrupted(Exception):
-    """This process is stopping: leave the rollback running for the next process to resume."""
-
-
-class LeaseLost(Exception):
-    """Another worker took this rollback over (we stalled past the lease): stop touching it."""
 
 
 def worker_name() -> str:
@@ -114,7 +88,7 @@ class Engine:
         self._idle = threading.Condition(self._lock)
         self._running: set[int] = set()
         self._stopping = threading.Event()
-        self.listeners: list[RollbackListener] = []
+        self.listeners = RollbackListeners()
         # Called after a start or an end is stored: the app runs that due work at once.
         self.kick_due_work: Callable[[], None] = lambda: None
 
@@ -153,7 +127,7 @@ class Engine:
 
     def resume_all(self) -> list[int]:
         """Submit every rollback left running (or aborting) whose lease has lapsed."""
-        found = self.repo.list_unclaimed_rollbacks(self.clock(), statuses=("running", "aborting"))
+        found = self.repo.list_unclaimed_rollbacks(self.clock(), statuses=IN_ENGINE)
         for rollback in found:
             assert rollback.id is not None
             log.info("resuming rollback #%d of %s", rollback.id, rollback.service)
@@ -209,9 +183,13 @@ class Engine:
         rollback = self._get(rollback_id)
         service = self.catalog.get(rollback.service)
         if service is None:
-            self._finish(rollback_id, "failed", f"{rollback.service} is no longer in the catalog")
+            self._finish(
+                rollback_id,
+                RollbackStatus.FAILED,
+                f"{rollback.service} is no longer in the catalog",
+            )
             return
-        if rollback.status not in ("running", "aborting"):
+        if rollback.status not in IN_ENGINE:
             # approved rollbacks are moved to running (and their start stored) by their start
             # due work before they are handed over; anything else is not the engine's to run
             log.warning("rollback #%d is %s, not running: not run", rollback_id, rollback.status)
@@ -220,7 +198,7 @@ class Engine:
         steps = self.repo.list_steps(rollback_id)
         phase = None
         for step in steps:
-            if step.status in ("succeeded", "skipped"):
+            if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
                 continue
             if self._is_abort_requested(rollback_id):
                 self._abort(rollback_id)
@@ -231,61 +209,46 @@ class Engine:
             if step.phase != phase:
                 phase = step.phase
                 self._tell("phase_started", rollback_id, phase)
-            outcome = self._run_step(rollback_id, service, step)
-            if outcome == "aborted":
+            outcome, error = self._run_step(rollback_id, service, step)
+            if outcome == StepOutcome.ABORTED:
                 self._abort(rollback_id)
                 return
-            if outcome == "lease-lost":
+            if outcome == StepOutcome.LEASE_LOST:
                 return
-            if outcome != "succeeded":
-                self._finish(rollback_id, "failed", f"{step.name}: {outcome}")
+            if outcome == StepOutcome.FAILED:
+                self._finish(rollback_id, RollbackStatus.FAILED, f"{step.name}: {error}")
                 return
         if self._is_abort_requested(rollback_id):  # asked during the last step: say so
             self._abort(rollback_id)
             return
-        self._finish(rollback_id, "succeeded", None)
+        self._finish(rollback_id, RollbackStatus.SUCCEEDED, None)
 
-    def _run_step(self, rollback_id: int, service: Service, step: RollbackStep) -> str:
+    def _run_step(
+        self, rollback_id: int, service: Service, step: RollbackStep
+    ) -> tuple[StepOutcome, str | None]:
+        """Run one step and store how it ended; the outcome, and the error when it failed."""
         assert step.id is not None
         step_id = step.id
         previous = dict(step.detail)
         self.repo.start_step(step_id, self.clock())
         self.progress.changed(rollback_id)
         ctx = self._step_context(rollback_id, service, step, previous)
-        kind = STEPS.get(step.kind)
-        if step.kind == "manual_gate" and "continued_by" not in previous:
+        if step.kind == MANUAL_GATE and "continued_by" not in previous:
             prompt = str(previous.get("params", {}).get("prompt") or "Continue when ready")
             self.progress.gate(rollback_id, step_id, prompt)
         started = time.monotonic()
         try:
+            kind = STEPS.get(step.kind)
             if kind is None:
                 raise StepFailed(f"unknown step kind {step.kind!r}")
             detail = kind.run(ctx, previous.get("params", {}))
-        except Aborted as exc:
-            error = f"aborted while running: {exc}" if str(exc) else "aborted while running"
-            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
-            return "aborted"
-        except LeaseLost:
-            log.warning(
-                "rollback #%d: lease lost to another worker during %s", rollback_id, step.name
-            )
-            return "lease-lost"
-        except Interrupted:
-            log.info("rollback #%d: %s interrupted by shutdown", rollback_id, step.name)
-            return "lease-lost"  # stop here; the step stays running and is resumed
-        except StepFailed as exc:
-            audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
-            self.repo.finish_step(step_id, "failed", self.clock(), error=str(exc), audit=audit)
-            self.progress.note(rollback_id, f":x: *{step.name}* failed: {escape(str(exc))}")
-            return str(exc)
         except Exception as exc:
-            log.exception("rollback #%d step %s raised", rollback_id, step.name)
-            error = f"internal error ({type(exc).__name__}); the bot's log has the details"
-            self.repo.finish_step(step_id, "failed", self.clock(), error=error)
-            return error
+            return self._step_stopped(rollback_id, service, step, exc)
         detail["seconds"] = round(time.monotonic() - started, 3)
         audit = self._step_event(rollback_id, service, step, "succeeded", seconds=detail["seconds"])
-        self.repo.finish_step(step_id, "succeeded", self.clock(), detail=detail, audit=audit)
+        self.repo.finish_step(
+            step_id, StepStatus.SUCCEEDED, self.clock(), detail=detail, audit=audit
+        )
         self.progress.note(
             rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
         )
@@ -293,8 +256,37 @@ class Engine:
             log.warning(
                 "rollback #%d: lease lost to another worker after %s", rollback_id, step.name
             )
-            return "lease-lost"  # someone else holds it now: never run the next step twice
-        return "succeeded"
+            return StepOutcome.LEASE_LOST, None  # never run the next step twice
+        return StepOutcome.SUCCEEDED, None
+
+    def _step_stopped(
+        self, rollback_id: int, service: Service, step: RollbackStep, exc: Exception
+    ) -> tuple[StepOutcome, str | None]:
+        """A step's run raised: store what that means for the step, and say what comes next."""
+        assert step.id is not None
+        if isinstance(exc, Aborted):
+            error = f"aborted while running: {exc}" if str(exc) else "aborted while running"
+            self.repo.finish_step(step.id, StepStatus.FAILED, self.clock(), error=error)
+            return StepOutcome.ABORTED, error
+        if isinstance(exc, LeaseLost):
+            log.warning(
+                "rollback #%d: lease lost to another worker during %s", rollback_id, step.name
+            )
+            return StepOutcome.LEASE_LOST, None
+        if isinstance(exc, Interrupted):
+            log.info("rollback #%d: %s interrupted by shutdown", rollback_id, step.name)
+            return StepOutcome.LEASE_LOST, None  # stop here; the step stays running, resumed
+        if isinstance(exc, StepFailed):
+            audit = self._step_event(rollback_id, service, step, "failed", error=str(exc))
+            self.repo.finish_step(
+                step.id, StepStatus.FAILED, self.clock(), error=str(exc), audit=audit
+            )
+            self.progress.note(rollback_id, f":x: *{step.name}* failed: {escape(str(exc))}")
+            return StepOutcome.FAILED, str(exc)
+        log.error("rollback #%d step %s raised", rollback_id, step.name, exc_info=exc)
+        error = f"internal error ({type(exc).__name__}); the bot's log has the details"
+        self.repo.finish_step(step.id, StepStatus.FAILED, self.clock(), error=error)
+        return StepOutcome.FAILED, error
 
     def _step_context(
         self, rollback_id: int, service: Service, step: RollbackStep, previous: dict[str, Any]
@@ -352,7 +344,7 @@ class Engine:
         self.repo.record_step_detail(step_id, detail)
 
     def _is_abort_requested(self, rollback_id: int) -> bool:
-        return self._get(rollback_id).status == "aborting"
+        return self._get(rollback_id).status == RollbackStatus.ABORTING
 
     def _step_detail(self, step_id: int) -> dict[str, Any]:
         step = self.repo.get_step(step_id)
@@ -362,35 +354,19 @@ class Engine:
         now = self.clock()
         steps = self.repo.list_steps(rollback_id)
         for s in steps:
-            if s.status in ("pending", "running") and s.id is not None:
-                self.repo.finish_step(s.id, "skipped", now, error="not run: aborted")
-        self._finish(rollback_id, "aborted", self._get(rollback_id).error)  # who and why
-        self.progress.note(rollback_id, self._abort_summary(rollback_id, steps))
+            if s.status in (StepStatus.PENDING, StepStatus.RUNNING) and s.id is not None:
+                self.repo.finish_step(s.id, StepStatus.SKIPPED, now, error="not run: aborted")
+        aborted = self._get(rollback_id)  # its error says who aborted it and why
+        self._finish(rollback_id, RollbackStatus.ABORTED, aborted.error)
+        service = self.catalog.get(aborted.service)
+        state = describe_service_state(self.kube, service) if service is not None else None
+        self.progress.note(rollback_id, abort_summary(steps, state))
 
-    def _abort_summary(self, rollback_id: int, steps: list[RollbackStep]) -> str:
-        """What ran, what did not, and the state the service is left in."""
-        ran = [s.name for s in steps if s.status == "succeeded"]
-        cut = [s.name for s in steps if s.status in ("running", "failed")]
-        skipped = [s.name for s in steps if s.status == "pending"]
-        lines = [":octagonal_sign: *Aborted.*", f"Done: {', '.join(ran) or 'nothing'}."]
-        if cut:
-            lines.append(f"Interrupted: {', '.join(cut)}.")
-        lines += [  # e.g. a Job still running in the cluster: say so, never hide it
-            f":warning: {s.detail['left_running']}"
-            for s in steps
-            if s.status in ("running", "failed") and s.detail.get("left_running")
-        ]
-        lines.append(f"Not run: {', '.join(skipped) or 'nothing'}.")
-        service = self.catalog.get(self._get(rollback_id).service)
-        if service is not None:  # which pods run which release, per ReplicaSet
-            lines.append(f"Now: {describe_service_state(self.kube, service)}.")
-        return "\n".join(lines)
-
-    def _finish(self, rollback_id: int, status: str, error: str | None) -> None:
+    def _finish(self, rollback_id: int, status: RollbackStatus, error: str | None) -> None:
         # What follows the end (notices, pages, the review, metrics) is due work stored with
         # the final status: a crash right after it cannot lose them.
         now = self.clock()
-        finished = NewWork(FINISHED, f"finished:{rollback_id}", now, {"id": rollback_id})
+        finished = NewWork(FINISHED, finished_key(rollback_id), now, {"id": rollback_id})
         event = AuditEvent(
             kind=f"rollback.{status}",
             created_at=now,
@@ -415,17 +391,7 @@ class Engine:
         self._tell("rollback_finished", rollback_id)
 
     def _tell(self, event: str, rollback_id: int, *args: Any) -> None:
-        """Notify listeners (those that have the event: phase_started is optional); one failing
-        never stops the rollback or the other listeners."""
-        rollback = self._get(rollback_id)
-        for listener in self.listeners:
-            handler = getattr(listener, event, None)
-            if handler is None:
-                continue
-            try:
-                handler(rollback, *args)
-            except Exception:
-                log.exception("rollback #%d: %s listener %r failed", rollback_id, event, listener)
+        self.listeners.tell(event, self._get(rollback_id), *args)
 
     def _get(self, rollback_id: int) -> Rollback:
         rollback = self.repo.get_rollback(rollback_id)
