@@ -174,7 +174,9 @@ def _install_rollbacks(app: App, deps: Deps) -> None:
     def continue_gate(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         where = _where(body)
-        step_id = int(_value(body))
+        if (step_id := _rollback_id(body)) is None:  # a step's id, the same digits check
+            tell(respond, "This gate no longer exists.")
+            return
         reply = gates.continue_gate(
             deps, step_id, body["user"]["id"], where["channel_id"], where["message_ts"]
         )
