@@ -1,7 +1,7 @@
 """Votes on a planned rollback's request: approve, reject (or withdraw), and its expiry.
 
 The last needed vote moves the request on exactly once: a compare-and-set on its status that
-schedules the start in the same transaction (see ``bot.approvals.request``)."""
+schedules the start in the same transaction (``bot.approvals.start`` runs it)."""
 
 from __future__ import annotations
 
