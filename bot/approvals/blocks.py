@@ -16,6 +16,7 @@ from bot.notify.blocks import (
     section,
 )
 from bot.rollback.command import local_time
+from bot.rollback.lifecycle import RollbackStatus, Vote
 from storage.models import Approval, Assessment, Rollback
 
 Block = dict[str, Any]
@@ -33,18 +34,18 @@ REJECT_VIEW = "reject_rollback_modal"
 
 REASON_IN_THREAD = "_(the whole reason is in this message's thread)_"
 
-STATUS_LINES = {
-    "pending_approval": ":hourglass_flowing_sand: Waiting for approval",
-    "approved": ":white_check_mark: Approved — starting after a fresh assessment",
-    "scheduled": ":calendar: Approved — scheduled",
-    "running": ":arrows_counterclockwise: Approved — running",
-    "aborting": ":octagonal_sign: Aborting",
-    "succeeded": ":white_check_mark: Rolled back",
-    "failed": ":x: Rollback failed",
-    "aborted": ":octagonal_sign: Aborted",
-    "rejected": ":no_entry: Rejected",
-    "expired": ":alarm_clock: Expired",
-    "cancelled": ":heavy_multiplication_x: Cancelled",
+STATUS_LINES: dict[str, str] = {
+    RollbackStatus.PENDING_APPROVAL: ":hourglass_flowing_sand: Waiting for approval",
+    RollbackStatus.APPROVED: ":white_check_mark: Approved — starting after a fresh assessment",
+    RollbackStatus.SCHEDULED: ":calendar: Approved — scheduled",
+    RollbackStatus.RUNNING: ":arrows_counterclockwise: Approved — running",
+    RollbackStatus.ABORTING: ":octagonal_sign: Aborting",
+    RollbackStatus.SUCCEEDED: ":white_check_mark: Rolled back",
+    RollbackStatus.FAILED: ":x: Rollback failed",
+    RollbackStatus.ABORTED: ":octagonal_sign: Aborted",
+    RollbackStatus.REJECTED: ":no_entry: Rejected",
+    RollbackStatus.EXPIRED: ":alarm_clock: Expired",
+    RollbackStatus.CANCELLED: ":heavy_multiplication_x: Cancelled",
 }
 
 
@@ -54,7 +55,7 @@ def when(at: datetime) -> str:
 
 def _vote_line(v: Approval) -> str:
     via = "" if v.via == "button" else f" (via {v.via})"
-    if v.decision == "approve":
+    if v.decision == Vote.APPROVE:
         return f":white_check_mark: Approved by <@{v.user_id}> at {when(v.created_at)}{via}"
     reason = f": {free_text(v.reason)}" if v.reason else ""
     return f":no_entry: Rejected by <@{v.user_id}> at {when(v.created_at)}{via}{reason}"
@@ -69,6 +70,25 @@ def assessment_line(assessment: Assessment | None) -> str:
         f" {assessment.high_score}, medium {assessment.medium_score}, total"
         f" {assessment.total_score}."
     )
+
+
+# Ended requests whose status line says why (their stored error).
+_SAYS_WHY = (RollbackStatus.EXPIRED, RollbackStatus.CANCELLED, RollbackStatus.FAILED)
+
+
+def _status_line(r: Rollback, tz: tzinfo) -> str:
+    """``Approved — scheduled for …``, ``Cancelled by <@U…>: …`` (an ended request says why)."""
+    status = STATUS_LINES.get(r.status, r.status)
+    if r.status == RollbackStatus.SCHEDULED and r.scheduled_at is not None:
+        status += f" for {local_time(r.scheduled_at, tz)}"
+    if r.error and r.status in _SAYS_WHY:
+        error = free_text(r.error, keep_mentions=True)
+        word = r.status if r.status != RollbackStatus.FAILED else ""
+        if word and error.lower().startswith(word):  # not "Cancelled: cancelled by <@U…>"
+            status = f"{status.split(' ', 1)[0]} {error[:1].upper()}{error[1:]}"
+        else:
+            status += f": {error}"
+    return status
 
 
 def request_message(
@@ -86,17 +106,8 @@ def request_message(
     """The approval request: what will change, why, who asked, the votes and the buttons.
     A reason too long to show whole is cut, with ``more`` saying where it can be read."""
     assert r.id is not None
-    approved = sum(1 for v in approvals if v.decision == "approve")
-    status = STATUS_LINES.get(r.status, r.status)
-    if r.status == "scheduled" and r.scheduled_at is not None:
-        status += f" for {local_time(r.scheduled_at, tz)}"
-    if r.error and r.status in ("expired", "cancelled", "failed"):
-        error = free_text(r.error, keep_mentions=True)
-        word = r.status if r.status != "failed" else ""
-        if word and error.lower().startswith(word):  # not "Cancelled: cancelled by <@U…>"
-            status = f"{status.split(' ', 1)[0]} {error[:1].upper()}{error[1:]}"
-        else:
-            status += f": {error}"
+    approved = sum(1 for v in approvals if v.decision == Vote.APPROVE)
+    status = _status_line(r, tz)
     facts = [
         f"*Requested by* <@{r.requested_by}> at {when(r.created_at)}",
         f"*Reason* {free_text(r.reason, more) or '_none given_'}",
@@ -108,7 +119,8 @@ def request_message(
         f"*Approvals* {approved}/{r.required_approvals} from {approvers}"
         + (" · the requester cannot approve (two-person rule)" if two_person_rule else ""),
     ]
-    if r.expires_at is not None and r.status == "pending_approval":
+    is_open = r.status == RollbackStatus.PENDING_APPROVAL
+    if r.expires_at is not None and is_open:
         facts.append(f"*Expires* {when(r.expires_at)}")
     blocks: list[Block] = [
         header(f"Rollback request #{r.id} — {r.service}"),
@@ -122,20 +134,22 @@ def request_message(
     blocks.append(section(f"*{status}*"))
     if note:
         blocks.append(context(note))
-    if r.status == "pending_approval":
-        value = str(r.id)
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"approval_{r.id}",
-                "elements": [
-                    button("Approve", APPROVE_ACTION, value, "primary"),
-                    button("Reject", REJECT_ACTION, value, "danger"),
-                ],
-            }
-        )
+    if is_open:
+        blocks.append(_vote_buttons(r.id))
     text = f"Rollback request #{r.id} of {r.service}: {status} ({approved}/{r.required_approvals})"
     return limits.fit_message(text, blocks, more=more)
+
+
+def _vote_buttons(rollback_id: int) -> Block:
+    value = str(rollback_id)
+    return {
+        "type": "actions",
+        "block_id": f"approval_{rollback_id}",
+        "elements": [
+            button("Approve", APPROVE_ACTION, value, "primary"),
+            button("Reject", REJECT_ACTION, value, "danger"),
+        ],
+    }
 
 
 def reason_is_cut(reason: str) -> bool:

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from bot.approvals import blocks as approval_blocks
+from bot.approvals import confirm as start_confirmation
 from bot.approvals import request as approvals
-from bot.approvals import start as approval_start
+from bot.approvals import votes
 from bot.approvals.blocks import when
+from bot.approvals.shared import approver_members, request_of
 from bot.assessment.service import stale_reply
 from bot.catalog.load import Service
 from bot.deps import Deps
@@ -101,9 +103,9 @@ def vote(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     assert cmd.rollback_id is not None
     user = asker.user
     if cmd.verb == "approve":
-        answer = approvals.approve(deps, cmd.rollback_id, user, via="command")
+        answer = votes.approve(deps, cmd.rollback_id, user, via="command")
     else:
-        answer = approvals.reject(deps, cmd.rollback_id, user, cmd.reason, via="command")
+        answer = votes.reject(deps, cmd.rollback_id, user, cmd.reason, via="command")
     return Reply(answer.text)
 
 
@@ -158,18 +160,17 @@ def reject_form(
     service = deps.catalog.get(r.service) if r else None
     if r is None or r.id is None or service is None:
         return Reply(":x: This rollback request no longer exists.")
-    request = policy.Request(r.status, r.requested_by, r.expires_at, r.required_approvals)
-    members = deps.groups.members(policy.approver_groups(service))
-    if policy.rejection_refusal(service, user, request, members) is not None:
-        # approvals.reject audits and words the refusal
-        answer = approvals.reject(deps, r.id, user, "", via="button", message_ts=message_ts)
+    members = approver_members(deps, service)
+    if policy.rejection_refusal(service, user, request_of(r), members) is not None:
+        # votes.reject audits and words the refusal
+        answer = votes.reject(deps, r.id, user, "", via="button", message_ts=message_ts)
         return Reply(answer.text)
     return approval_blocks.reject_modal(r.id, r.service)
 
 
 def submit_reject_form(deps: Deps, metadata: str, user: str, reason: str) -> tuple[str, str]:
     """The Reject form sent: what to tell the rejecter, and where (the request's channel)."""
-    answer = approvals.reject(deps, int(metadata), user, reason, via="button")
+    answer = votes.reject(deps, int(metadata), user, reason, via="button")
     r = deps.repo.get_rollback(int(metadata))
     where = (r.approval_channel_id or r.channel_id or user) if r else user
     return answer.text, where
@@ -179,7 +180,7 @@ def confirm_button(deps: Deps, rollback_id: int | None, user: str, *, run: bool)
     """**Run anyway** / **Cancel rollback** under a healthy re-assessment of an approved request."""
     if rollback_id is None:
         return Reply(":x: This button does not name a rollback.")
-    answer = approval_start.confirm(deps, rollback_id, user, run=run)
+    answer = start_confirmation.confirm(deps, rollback_id, user, run=run)
     if answer.is_ok and not answer.text.startswith("Rollback #"):
         return Reply(f"{answer.text} (<@{user}>)", replace_original=True)
     return Reply(answer.text)
@@ -188,5 +189,5 @@ def confirm_button(deps: Deps, rollback_id: int | None, user: str, *, run: bool)
 def approve_button(deps: Deps, rollback_id: int | None, user: str, message_ts: str | None) -> Reply:
     if rollback_id is None:
         return Reply(":x: This button does not name a rollback.")
-    answer = approvals.approve(deps, rollback_id, user, via="button", message_ts=message_ts)
+    answer = votes.approve(deps, rollback_id, user, via="button", message_ts=message_ts)
     return Reply(answer.text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.notify.reply import Reply
 from bot.rollback import policy
+from bot.rollback.lifecycle import StepStatus
 
 
 def continue_gate(
@@ -30,7 +31,7 @@ def continue_gate(
             f" this rollback. Responders: {policy.who_may_run(service)}; approvers:"
             f" {policy.who_may_approve(service)}."
         )
-    if step.status != "running" or step.detail.get("continued_by"):
+    if step.status != StepStatus.RUNNING or step.detail.get("continued_by"):
         return Reply("This gate is not waiting any more.")
     deps.repo.record_step_detail(step_id, {"continued_by": user})
     deps.repo.add_audit_event(

@@ -4,22 +4,24 @@ rules a responder's start passes, the stored row and plan, and the abort transit
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
-from bot.approvals.start import cancel_waiting, supersede_pending
+from bot.approvals.waiting import cancel_waiting, supersede_pending
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
 from bot.execution.engine import Engine, started_work
-from bot.execution.preflight import Refusal, audit_refusal, check
+from bot.execution.preflight import Checked, Refusal, audit_refusal, check
 from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
 from bot.notify.status import progress_link
 from bot.rollback import policy
 from bot.rollback.command import Command
+from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from storage.models import Assessment
@@ -132,7 +134,7 @@ def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
     """The service's latest completed assessment of the last hour, if any."""
     for a in deps.repo.list_assessments(service=service.name, limit=5):
         done = a.completed_at or a.created_at
-        if a.status == "done" and deps.clock() - done <= RECENT_ASSESSMENT:
+        if a.status == AssessmentStatus.DONE and deps.clock() - done <= RECENT_ASSESSMENT:
             return a
     return None
 
@@ -145,7 +147,7 @@ def assessment_reason(a: Assessment) -> str:
 def _reason_of(deps: Deps, assessment_id: int | None) -> str:
     """Roll back now says why with the assessment it was pressed on."""
     found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
-    if found is None or found.status != "done":
+    if found is None or found.status != AssessmentStatus.DONE:
         return f"from assessment #{assessment_id}" if assessment_id else "from an assessment"
     return assessment_reason(found)
 
@@ -168,39 +170,13 @@ def start_immediate(
     try:
         checked = check(deps, service, target_revision, is_forced=is_forced)
     except Refusal as refusal:
-        audit_refusal(
-            deps,
-            "rollback.refused",
-            service,
-            user,
-            refusal,
-            channel_id=channel_id,
-            target=target_revision,
-            forced=is_forced,
-        )
-        return (
-            f":no_entry: No rollback of *{service.name}* was started: {escape(str(refusal))}."
-            " Nothing was changed and nobody was paged."
-        )
-    plan, target_revision = checked.plan, checked.target_revision
-    channel = service.channel  # progress lives in the service's channel
-    if is_forced:
-        plan = _forced(plan)
+        detail = {"target": target_revision, "forced": is_forced}
+        return _refused_start(deps, service, user, refusal, channel_id, detail)
+    plan = _forced(checked.plan) if is_forced else checked.plan
     superseded = supersede_pending(deps, service.name, user)
     try:  # the row and its plan are stored before the ack: a crash after it loses nothing
-        rollback = deps.repo.create_rollback(
-            service=service.name,
-            kind="immediate",
-            strategy=plan.strategy,
-            requested_by=user,
-            reason=reason,
-            target_revision=target_revision,
-            assessment_id=assessment_id,
-            channel_id=channel,
-            status="running",
-            now=deps.clock(),
-            steps=Engine.plan_steps(plan),
-            schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
+        rollback_id = _store(
+            deps, service, plan, checked, user=user, reason=reason, assessment_id=assessment_id
         )
     except ActiveRollbackExists as exc:
         return (
@@ -208,18 +184,17 @@ def start_immediate(
             f" #{exc.existing_id}{progress_link(deps, exc.existing_id)}. Follow it there, or"
             f" `/rollback abort {exc.existing_id}`."
         )
-    assert rollback.id is not None
     # The start is audited before anything acts on it, and handed to the engine before the
     # ack, so whoever reads the ack can rely on the rollback being under way.
     deps.repo.add_audit_event(
         "rollback.started",
         now=deps.clock(),
         service=service.name,
-        rollback_id=rollback.id,
+        rollback_id=rollback_id,
         actor=user,
         channel_id=channel_id,
         detail={
-            "kind": "immediate",
+            "kind": RollbackKind.IMMEDIATE,
             "approval": "skipped: responder",
             "reason": reason,
             "forced": is_forced,
@@ -228,14 +203,60 @@ def start_immediate(
             "warnings": list(checked.warnings),
         },
     )
-    deps.engine.submit(rollback.id)
+    deps.engine.submit(rollback_id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     return (
-        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
-        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{channel}>.{note}"
+        f":arrows_counterclockwise: Rollback #{rollback_id} of *{service.name}* started"
+        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{service.channel}>.{note}"
     )
+
+
+def _refused_start(
+    deps: Deps,
+    service: Service,
+    user: str,
+    refusal: Refusal,
+    channel_id: str | None,
+    detail: Mapping[str, object],
+) -> str:
+    """Audited before it is said; nothing was stored, superseded, notified or paged."""
+    audit_refusal(deps, "rollback.refused", service, user, refusal, channel_id=channel_id, **detail)
+    return (
+        f":no_entry: No rollback of *{service.name}* was started: {escape(str(refusal))}."
+        " Nothing was changed and nobody was paged."
+    )
+
+
+def _store(
+    deps: Deps,
+    service: Service,
+    plan: Plan,
+    checked: Checked,
+    *,
+    user: str,
+    reason: str,
+    assessment_id: int | None,
+) -> int:
+    """The running rollback's row, its steps and its start's listeners, in one transaction
+    (raises ActiveRollbackExists). Progress lives in the service's channel."""
+    rollback = deps.repo.create_rollback(
+        service=service.name,
+        kind=RollbackKind.IMMEDIATE,
+        strategy=plan.strategy,
+        requested_by=user,
+        reason=reason,
+        target_revision=checked.target_revision,
+        assessment_id=assessment_id,
+        channel_id=service.channel,
+        status=RollbackStatus.RUNNING,
+        now=deps.clock(),
+        steps=Engine.plan_steps(plan),
+        schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
+    )
+    assert rollback.id is not None
+    return rollback.id
 
 
 def _forced(plan: Plan) -> Plan:
@@ -280,14 +301,18 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
             actor=user,
         )
         return Reply(":no_entry: Only the requester, responders and approvers may abort it.")
-    is_waiting = rollback.status in ("pending_approval", "approved", "scheduled")
+    is_waiting = rollback.status in WAITING
     if is_waiting and cancel_waiting(deps, cmd.rollback_id, user, cmd.reason) is not None:
         return Reply(
             f":heavy_multiplication_x: Rollback #{cmd.rollback_id} cancelled before it ran."
         )
     aborted_by = f"aborted by <@{user}>" + (f": {unmentioned(cmd.reason)}" if cmd.reason else "")
     moved = deps.repo.set_rollback_status(  # who and why, kept as the rollback's end
-        cmd.rollback_id, "aborting", deps.clock(), error=aborted_by, expected=("running",)
+        cmd.rollback_id,
+        RollbackStatus.ABORTING,
+        deps.clock(),
+        error=aborted_by,
+        expected=(RollbackStatus.RUNNING,),
     )
     if moved is None:
         return Reply(

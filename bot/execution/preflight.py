@@ -253,6 +253,40 @@ def _check_undo(
     except KubeError as exc:
         raise Refusal(f"cannot plan the undo of {deployment}: {exc}. Nothing was changed") from None
     revisions = [KnownRevision(r.number, r.images, r.template) for r in listed]
+    warnings = _undo_warnings(
+        service,
+        deployment,
+        undo,
+        history,
+        now=now,
+        is_forced=is_forced,
+        is_chosen=bool(wanted_text),
+        revisions_now=f"revisions of {deployment}: {revisions_text(revisions, current)}",
+    )
+    if not (pin or wanted_text):  # checked again at the start, against the cluster of then
+        return s, undo, warnings
+    params = {**s.params, "to_revision": undo.to_revision}
+    if pin:
+        params["expect_template"] = undo.to_template
+    name = s.name
+    if service.spec.phases is None:  # the built-in plan names the revision it goes back to
+        name = f"Roll {deployment} back to revision {undo.to_revision}"
+    return replace(s, name=name, params=params), undo, warnings
+
+
+def _undo_warnings(
+    service: Service,
+    deployment: str,
+    undo: UndoPlan,
+    history: list[RolledBackFrom],
+    *,
+    now: datetime,
+    is_forced: bool,
+    is_chosen: bool,
+    revisions_now: str,
+) -> list[str]:
+    """What makes this undo unsafe: a :class:`Refusal`, or the warnings of an approver's
+    ``--force`` (re-deploying a rolled-back release also needs the revision chosen, ``--to``)."""
     warnings = []
     if crosses_point_of_no_return(service, undo.from_revision, undo.to_revision):
         if not is_forced:
@@ -266,22 +300,13 @@ def _check_undo(
     )
     if earlier is not None and not undo.is_noop:
         text = flip_flop_text(service.name, earlier, now)
-        if not (wanted_text and is_forced):
+        if not (is_chosen and is_forced):
             raise Refusal(
-                f"{text} (revisions of {deployment}:"
-                f" {revisions_text(revisions, current)}). Re-deploying it on purpose"
+                f"{text} ({revisions_now}). Re-deploying it on purpose"
                 " needs `--to N` and an approver's `--force`."
             )
         warnings.append(
             f"re-deploys {release_label(undo.images_after)}, which #{earlier.rollback_id} rolled"
             " back from: forced by an approver"
         )
-    if not (pin or wanted_text):  # checked again at the start, against the cluster of then
-        return s, undo, warnings
-    params = {**s.params, "to_revision": undo.to_revision}
-    if pin:
-        params["expect_template"] = undo.to_template
-    name = s.name
-    if service.spec.phases is None:  # the built-in plan names the revision it goes back to
-        name = f"Roll {deployment} back to revision {undo.to_revision}"
-    return replace(s, name=name, params=params), undo, warnings
+    return warnings

@@ -7,12 +7,12 @@ from datetime import UTC
 from typing import Any
 
 from bot.approvals.blocks import when
-from bot.approvals.start import confirm_key
 from bot.deps import Deps
 from bot.notify import blocks, limits
 from bot.notify.blocks import escape_keeping_mentions
 from bot.notify.reply import Reply
 from bot.rollback.command import Command, local_time
+from bot.rollback.lifecycle import confirm_key
 from storage.models import Rollback
 
 

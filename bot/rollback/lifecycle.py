@@ -204,3 +204,18 @@ def review_publish_key(rollback_id: int) -> str:
 
 def review_remind_key(rollback_id: int) -> str:
     return f"{DueKind.REVIEW_REMIND}:{rollback_id}"
+
+
+# --- appended by the approvals helper ------------------------------------------------------
+
+
+class Vote(StrEnum):
+    """A vote on a planned request, as stored (one per person and request)."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+# Approved and not started yet (now, or at its window): what a start, its confirmation or a
+# missed window moves on from.
+STARTABLE: tuple[RollbackStatus, ...] = (RollbackStatus.APPROVED, RollbackStatus.SCHEDULED)
