@@ -10,14 +10,10 @@ import httpx
 import pytest
 
 from bot.catalog.load import Catalog, parse_catalog
-from bot.review.document import (
-    ROOT_CAUSE_PROMPT,
-    build_review,
-    gather,
-    root_cause_is_written,
-    with_names,
-)
-from bot.review.publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
+from bot.review.document import ROOT_CAUSE_PROMPT, build_review, root_cause_is_written
+from bot.review.facts import gather, with_names
+from bot.review.publish import _MARKDOWN, ReviewListener, review_path
+from bot.rollback.lifecycle import DueKind, review_publish_key, review_remind_key
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.repository import NewStep, Repository
@@ -389,11 +385,13 @@ def test_published_as_a_canvas_shared_with_the_channel(harness: Harness) -> None
     web = f"https://bot.example.com{review_path(harness.bot.deps, rid)}"
     assert f"<{web}|web page>" in reply["text"]
     assert harness.slack.files("C0DEPLOYS") == []
-    remind = harness.bot.deps.repo.get_work(f"{REMIND}:{rid}")
+    remind = harness.bot.deps.repo.get_work(review_remind_key(rid))
     assert remind is not None and remind.due_at == at(20) + timedelta(hours=24)
 
     # running the publication again (a retry after a crash) publishes nothing twice
-    harness.bot.deps.due.schedule(PUBLISH, "again", harness.bot.deps.clock(), {"rollback_id": rid})
+    harness.bot.deps.due.schedule(
+        DueKind.REVIEW_PUBLISH, "again", harness.bot.deps.clock(), {"rollback_id": rid}
+    )
     harness.bot.deps.due.tick()
     assert len(harness.slack.calls_to("canvases.create")) == 1
     assert len(thread_replies(harness.slack)) == 1
@@ -427,7 +425,7 @@ def test_slack_failing_is_retried_without_losing_the_review(harness: Harness) ->
     rid = finished_rollback(harness)
     publish(harness, rid)
 
-    work = harness.bot.deps.repo.get_work(f"{PUBLISH}:{rid}")
+    work = harness.bot.deps.repo.get_work(review_publish_key(rid))
     assert (
         work is not None and work.status == "pending" and "fatal_error" in (work.last_error or "")
     )
@@ -545,7 +543,7 @@ def test_files_info_refused_uploads_once_and_still_links(harness: Harness) -> No
     (link,) = [m for m in thread_replies(harness.slack) if "Post-rollback review" in m["text"]]
     web = f"https://bot.example.com{review_path(harness.bot.deps, rid)}"
     assert f"<{web}|web page>" in link["text"]
-    work = harness.bot.deps.repo.get_work(f"{PUBLISH}:{rid}")
+    work = harness.bot.deps.repo.get_work(review_publish_key(rid))
     assert work is not None and work.status == "done"
 
 
@@ -609,7 +607,7 @@ def test_a_failing_incident_channel_post_does_not_repeat_the_thread_link(
 
     h.slack.subscribe(fail_the_next_post)
     publish(h, rid)
-    assert h.bot.deps.repo.get_work(f"{PUBLISH}:{rid}").status == "pending"  # type: ignore[union-attr]
+    assert h.bot.deps.repo.get_work(review_publish_key(rid)).status == "pending"  # type: ignore[union-attr]
     assert not [m for m in h.slack.messages("C0INCIDENT") if "Post-rollback" in m["text"]]
 
     clock.offset = timedelta(minutes=1)

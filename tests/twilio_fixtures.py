@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from bot.app import BotApp, build_app
 from bot.catalog.load import parse_catalog
 from bot.execution.engine import FINISHED
-from bot.notify.notifications import SLA_KIND, sla_key
+from bot.rollback.lifecycle import DueKind, sla_key
 from bot.runtime.server import HttpServer
 from bot.runtime.web import WebApp
 from bot.settings import Settings
@@ -109,7 +109,7 @@ class PagingHarness:
     def breach_sla(self, rollback_id: int) -> None:
         """The rollback's SLA check comes due now (the notifications page ``sla``)."""
         payload = {"rollback_id": rollback_id}
-        self.bot.deps.due.schedule(SLA_KIND, sla_key(rollback_id), self.clock(), payload)
+        self.bot.deps.due.schedule(DueKind.SLA_CHECK, sla_key(rollback_id), self.clock(), payload)
 
     def settle(self) -> None:
         """Tick until the due work that ticks schedule (listeners, pages) has all run."""

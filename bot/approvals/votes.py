@@ -13,11 +13,11 @@ from bot.adapters.slack.web import SlackError
 from bot.approvals.message import refresh_request
 from bot.approvals.shared import Answer, approver_members, audit, request_of
 from bot.catalog.load import Service
-from bot.notify.blocks import escape, plural, status_verb
+from bot.notify.blocks import escape, plural
 from bot.rollback import policy
 from bot.rollback.command import local_time
 from bot.rollback.lifecycle import DueKind, RollbackStatus, Vote, expire_key, start_key
-from bot.rollback.text import unmentioned
+from bot.rollback.text import status_verb, unmentioned
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
 

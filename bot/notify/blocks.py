@@ -10,6 +10,9 @@ from typing import Any
 from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
 from bot.rollback.command import USAGE, closest
+from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
+from bot.rollback.plan import PHASE_TITLES, PHASES
+from bot.rollback.text import status_verb
 
 Block = dict[str, Any]
 
@@ -165,19 +168,19 @@ def notice(text: str, more: str | None = None) -> tuple[str, list[Block]]:
 
 # --- rollback progress ------------------------------------------------------------------------
 
-STEP_ICONS = {
-    "succeeded": ":white_check_mark:",
-    "running": ":hourglass_flowing_sand:",
-    "pending": ":white_large_square:",
-    "failed": ":x:",
-    "skipped": ":black_right_pointing_double_triangle_with_vertical_bar:",
+STEP_ICONS: dict[str, str] = {
+    StepStatus.SUCCEEDED: ":white_check_mark:",
+    StepStatus.RUNNING: ":hourglass_flowing_sand:",
+    StepStatus.PENDING: ":white_large_square:",
+    StepStatus.FAILED: ":x:",
+    StepStatus.SKIPPED: ":black_right_pointing_double_triangle_with_vertical_bar:",
 }
-ROLLBACK_ICONS = {
-    "running": ":arrows_counterclockwise:",
-    "aborting": ":octagonal_sign:",
-    "succeeded": ":white_check_mark:",
-    "failed": ":x:",
-    "aborted": ":octagonal_sign:",
+ROLLBACK_ICONS: dict[str, str] = {
+    RollbackStatus.RUNNING: ":arrows_counterclockwise:",
+    RollbackStatus.ABORTING: ":octagonal_sign:",
+    RollbackStatus.SUCCEEDED: ":white_check_mark:",
+    RollbackStatus.FAILED: ":x:",
+    RollbackStatus.ABORTED: ":octagonal_sign:",
 }
 
 
@@ -186,53 +189,37 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _phase_state(statuses: list[str]) -> str:
-    for state in ("failed", "running"):
+def _phase_state(statuses: list[str]) -> StepStatus:
+    for state in (StepStatus.FAILED, StepStatus.RUNNING):
         if state in statuses:
             return state
-    if all(s in ("succeeded", "skipped") for s in statuses):
-        return "skipped" if all(s == "skipped" for s in statuses) else "succeeded"
-    return "running" if "succeeded" in statuses else "pending"
+    if all(s in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) for s in statuses):
+        if all(s == StepStatus.SKIPPED for s in statuses):
+            return StepStatus.SKIPPED
+        return StepStatus.SUCCEEDED
+    return StepStatus.RUNNING if StepStatus.SUCCEEDED in statuses else StepStatus.PENDING
 
 
 # What a rollback's status means, in words a person reads (never the stored keyword).
-STATUS_WORDS = {
-    "pending_approval": "waiting for approval",
-    "approved": "approved, not started yet",
-    "scheduled": "scheduled",
-    "running": "running",
-    "aborting": "aborting",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "aborted": "aborted",
-    "rejected": "rejected",
-    "expired": "expired",
-    "cancelled": "cancelled",
+STATUS_WORDS: dict[str, str] = {
+    RollbackStatus.PENDING_APPROVAL: "waiting for approval",
+    RollbackStatus.APPROVED: "approved, not started yet",
+    RollbackStatus.SCHEDULED: "scheduled",
+    RollbackStatus.RUNNING: "running",
+    RollbackStatus.ABORTING: "aborting",
+    RollbackStatus.SUCCEEDED: "succeeded",
+    RollbackStatus.FAILED: "failed",
+    RollbackStatus.ABORTED: "aborted",
+    RollbackStatus.REJECTED: "rejected",
+    RollbackStatus.EXPIRED: "expired",
+    RollbackStatus.CANCELLED: "cancelled",
 }
-_STATUS_VERBS = {
-    "pending_approval": "is waiting for approval",
-    "approved": "is approved but has not started",
-    "scheduled": "is scheduled",
-    "running": "is running",
-    "aborting": "is being aborted",
-    "succeeded": "has succeeded",
-    "failed": "has failed",
-    "aborted": "was aborted",
-    "rejected": "was rejected",
-    "expired": "has expired",
-    "cancelled": "was cancelled",
-}
-_NOT_STARTED = ("pending_approval", "approved", "scheduled", "rejected", "expired", "cancelled")
+_NOT_STARTED = (*WAITING, *NEVER_RAN)
 
 
 def status_words(status: str) -> str:
     """``pending_approval`` → ``waiting for approval`` (an unknown status is shown as is)."""
     return STATUS_WORDS.get(status, status.replace("_", " "))
-
-
-def status_verb(status: str) -> str:
-    """``has succeeded`` / ``was cancelled`` / ``is running`` (never ``is succeeded``)."""
-    return _STATUS_VERBS.get(status, f"is {status.replace('_', ' ')}")
 
 
 def status_sentence(rollback_id: int, status: str) -> str:
@@ -268,12 +255,39 @@ def progress_message(
     Any status reads true: a request that never ran says who asked and what it waits for (or
     how it ended), not "started by" and an SLA clock. ``more`` points to where a long reason can
     be read whole; ``state_note`` says what a waiting request waits for (e.g. "Run anyway")."""
-    from bot.rollback.plan import PHASE_TITLES, PHASES
-
     has_started = rollback.started_at is not None or rollback.status not in _NOT_STARTED
-    started = rollback.started_at or rollback.created_at
-    end = rollback.finished_at or now
-    elapsed = (end - started).total_seconds()
+    title = (
+        f"Rollback #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
+    )
+    reason = ""
+    if rollback.reason:
+        reason = f"\n_Reason: {free_text(rollback.reason, more)}_"
+    if has_started:
+        footer = _sla_footer(rollback, sla_minutes, now)
+    elif rollback.status in NEVER_RAN:
+        footer = f"{_ended_how(rollback)} — it never ran; nothing was changed."
+    else:
+        footer = state_note or f"{status_words(rollback.status).capitalize()}; not started yet."
+    blocks: list[Block] = [
+        header(title),
+        section(" · ".join(_progress_facts(rollback, steps, has_started)) + reason),
+        section("\n".join(_phase_lines(steps, now)) or "No steps."),
+        context(footer),
+    ]
+    failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
+    if rollback.status == RollbackStatus.FAILED and failed is not None:
+        error = free_text(failed.error or "", more)
+        blocks.insert(3, section(f":x: *{escape(failed.name)}* failed: {error}"))
+    if rollback.status in (RollbackStatus.ABORTING, RollbackStatus.ABORTED) and rollback.error:
+        said = free_text(rollback.error, more, keep_mentions=True)  # who aborted it, and why
+        blocks.insert(3, section(f":octagonal_sign: {said}"))
+    done = sum(s.status == StepStatus.SUCCEEDED for s in steps)
+    text = f"{title}: {done}/{len(steps)} steps done"
+    return limits.fit_message(text, blocks, more=more)
+
+
+def _phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
+    """One line per phase that has steps: its state and how long its steps took."""
     lines = []
     for phase in PHASES:
         in_phase = [s for s in steps if s.phase == phase]
@@ -283,6 +297,11 @@ def progress_message(
         times = [(s.started_at, s.finished_at or now) for s in in_phase if s.started_at]
         took = f" — {_duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
         lines.append(f"{STEP_ICONS[state]} {PHASE_TITLES[phase]}{took}")
+    return lines
+
+
+def _progress_facts(rollback: Any, steps: Sequence[Any], has_started: bool) -> list[str]:
+    """Who started (or asked for) it, its strategy, target revision and incident channel."""
     target = next(
         (s.detail.get("undo") for s in steps if s.kind == "rollout_undo" and s.detail.get("undo")),
         None,
@@ -296,38 +315,19 @@ def progress_message(
         facts.append(f"target revision *{escape(rollback.target_revision)}*")
     if getattr(rollback, "incident_channel_id", None):
         facts.append(f"incident channel <#{rollback.incident_channel_id}>")
-    title = (
-        f"Rollback #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
-    )
-    reason = ""
-    if rollback.reason:
-        reason = f"\n_Reason: {free_text(rollback.reason, more)}_"
-    if has_started:
-        sla = f"Elapsed {_duration(elapsed)} of the {sla_minutes} min SLA"
-        if rollback.status not in ("running", "aborting"):
-            sla = f"Took {_duration(elapsed)} (SLA {sla_minutes} min)"
-        if elapsed > sla_minutes * 60:
-            sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
-        footer = f"{ROLLBACK_ICONS.get(rollback.status, '')} {sla}".strip()
-    elif rollback.status in ("rejected", "expired", "cancelled"):
-        footer = f"{_ended_how(rollback)} — it never ran; nothing was changed."
-    else:
-        footer = state_note or f"{status_words(rollback.status).capitalize()}; not started yet."
-    blocks: list[Block] = [
-        header(title),
-        section(" · ".join(facts) + reason),
-        section("\n".join(lines) or "No steps."),
-        context(footer),
-    ]
-    failed = next((s for s in steps if s.status == "failed"), None)
-    if rollback.status == "failed" and failed is not None:
-        error = free_text(failed.error or "", more)
-        blocks.insert(3, section(f":x: *{escape(failed.name)}* failed: {error}"))
-    if rollback.status in ("aborting", "aborted") and rollback.error:  # who and why
-        said = free_text(rollback.error, more, keep_mentions=True)
-        blocks.insert(3, section(f":octagonal_sign: {said}"))
-    text = f"{title}: {sum(s.status == 'succeeded' for s in steps)}/{len(steps)} steps done"
-    return limits.fit_message(text, blocks, more=more)
+    return facts
+
+
+def _sla_footer(rollback: Any, sla_minutes: int, now: datetime) -> str:
+    """How long it has run (or took) against its SLA."""
+    started = rollback.started_at or rollback.created_at
+    elapsed = ((rollback.finished_at or now) - started).total_seconds()
+    sla = f"Elapsed {_duration(elapsed)} of the {sla_minutes} min SLA"
+    if rollback.status not in IN_ENGINE:
+        sla = f"Took {_duration(elapsed)} (SLA {sla_minutes} min)"
+    if elapsed > sla_minutes * 60:
+        sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
+    return f"{ROLLBACK_ICONS.get(rollback.status, '')} {sla}".strip()
 
 
 MANUAL_GATE_ACTION = "manual_gate_continue"

@@ -23,13 +23,18 @@ from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service
 from bot.catalog.spec import UserGroup
 from bot.notify import template_context, templates
+from bot.rollback.lifecycle import (
+    ACTIVE,
+    DueKind,
+    incident_update_key,
+    incident_update_prefix,
+)
 from bot.runtime.due import DueWorkRunner, RetryLater
-from storage.models import ACTIVE_STATUSES, DueWork, Rollback
+from storage.models import DueWork, Rollback
 from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-UPDATE_KIND = "incident.update"
 READY_KIND = "incident_channel.ready"  # audited once the first update, invites and topic are done
 RETRY_SECONDS = 10.0
 # Slack's own trouble, worth another try; any other refusal of an invite is about the user
@@ -47,14 +52,6 @@ def channel_name(service: str, rollback_id: int, day: datetime, attempt: int = 1
     tail = f"-{day:%Y%m%d}-{rollback_id}" + (f"-{attempt}" if attempt > 1 else "")
     head = "rb-" + _NOT_NAME.sub("-", service.lower()).strip("-")
     return head[: MAX_NAME_LENGTH - len(tail)].rstrip("-") + tail
-
-
-def update_key(rollback_id: int, sequence: int) -> str:
-    return f"incident-update:{rollback_id}:{sequence}"
-
-
-def update_prefix(rollback_id: int) -> str:
-    return f"incident-update:{rollback_id}:"
 
 
 class IncidentChannels:
@@ -122,7 +119,7 @@ class IncidentChannels:
             if self._already(rollback.id, READY_KIND):
                 return
             current = self.repo.get_rollback(rollback.id) or rollback
-            if current.status in ACTIVE_STATUSES:
+            if current.status in ACTIVE:
                 # first, no Slack call needed: the series must not wait for invites or topic
                 self.schedule_update(rollback.id, 1, service)
             try:
@@ -246,8 +243,8 @@ class IncidentChannels:
     def schedule_update(self, rollback_id: int, sequence: int, service: Service) -> None:
         every = timedelta(minutes=service.notifications.update_every_minutes)
         self.due.schedule(
-            UPDATE_KIND,
-            update_key(rollback_id, sequence),
+            DueKind.INCIDENT_UPDATE,
+            incident_update_key(rollback_id, sequence),
             self.clock() + every,
             {"rollback_id": rollback_id, "sequence": sequence},
         )
@@ -296,7 +293,7 @@ class IncidentChannels:
         is active. Next first: a post that fails (and is retried, or given up) must not end the
         series; the key makes scheduling it again on a retry harmless."""
         rollback = self.repo.get_rollback(int(item.payload["rollback_id"]))
-        if rollback is None or rollback.status not in ACTIVE_STATUSES:
+        if rollback is None or rollback.status not in ACTIVE:
             return  # the final update is posted by the end of the rollback
         service = service_for(rollback.service)
         if service is None:
@@ -309,7 +306,7 @@ class IncidentChannels:
     def finish(self, rollback: Rollback, service: Service) -> None:
         """The final update and topic; later periodic updates are cancelled."""
         assert rollback.id is not None
-        self.repo.cancel_work_with_prefix(update_prefix(rollback.id), self.clock())
+        self.repo.cancel_work_with_prefix(incident_update_prefix(rollback.id), self.clock())
         self.post_update(rollback, service, "notification.incident_final")
         self.set_topic(rollback, service)
 

@@ -15,7 +15,8 @@ from bot.notify.templates import mention
 from bot.review.answers import never_ran
 from bot.review.publish import review_url
 from bot.rollback import policy
-from storage.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Rollback
+from bot.rollback.lifecycle import ACTIVE, TERMINAL, RollbackStatus
+from storage.models import Rollback
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def can_approve(
     user: str, rollback: Rollback, service: Service | None, now: datetime, members: Members
 ) -> bool:
     """A pending request this user may approve now (approver, not expired, two-person rule)."""
-    if service is None or rollback.status != "pending_approval":
+    if service is None or rollback.status != RollbackStatus.PENDING_APPROVAL:
         return False
     request = policy.Request(
         status=rollback.status,
@@ -126,8 +127,8 @@ def _finished(r: Rollback, link: Callable[[int], str | None]) -> dict[str, Any]:
 
 def publish_home(deps: Deps, user: str) -> None:
     """Show ``user`` their App Home tab: what waits for them, what runs, what ended."""
-    rows = deps.repo.list_rollbacks(statuses=ACTIVE_STATUSES, limit=100)
-    recent = deps.repo.list_rollbacks(statuses=TERMINAL_STATUSES, limit=HISTORY)
+    rows = deps.repo.list_rollbacks(statuses=ACTIVE, limit=100)
+    recent = deps.repo.list_rollbacks(statuses=TERMINAL, limit=HISTORY)
     view = home_view(
         user,
         rows,

@@ -23,7 +23,21 @@ from bot.catalog.load import Service
 from bot.execution.service_state import describe_service_state
 from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
-from bot.notify.progress import anchor_of
+from bot.notify.threads import anchor_of
+from bot.rollback.lifecycle import (
+    IN_ENGINE,
+    DueKind,
+    RollbackKind,
+    RollbackStatus,
+    critical_notice_key,
+    finished_notice_key,
+    incident_open_key,
+    incident_topic_key,
+    incident_topic_prefix,
+    incident_update_prefix,
+    page_start_key,
+    sla_key,
+)
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
 from storage.repository import NewWork
@@ -35,26 +49,18 @@ log = logging.getLogger(__name__)
 
 FANOUT_WORKERS = 16
 RETRY_SECONDS = 10.0
-PAGE_KIND = "page.start"
-SLA_KIND = "rollback.sla_check"
-CRITICAL_KIND = "notify.critical"
-FINISHED_KIND = "notify.finished"
-OPEN_KIND = "incident.open"
-TOPIC_KIND = "incident.topic"
 _STATE_NOTICES = ("failure_notice", "aborted_notice")
 # In the service channel every notice goes in the thread of the rollback's progress message (the
 # one top-level message of a rollback there). These ask someone to act now, so they are also
 # shown in the channel (reply_broadcast): a failure to take over, a rollback past its SLA. The
 # critical, completion and abort notices only tell what the progress message already shows.
 BROADCAST = frozenset({"failure_notice", "sla_breach"})
-
-
-def sla_key(rollback_id: int) -> str:
-    return f"sla-check:{rollback_id}"
-
-
-def page_key(rollback_id: int, reason: str) -> str:
-    return f"page-start:{rollback_id}:{reason}"
+# The notice (template name) a rollback's end sends, by how it ended.
+FINISHED_NOTICES: dict[str, str] = {
+    RollbackStatus.SUCCEEDED: "completion_notice",
+    RollbackStatus.FAILED: "failure_notice",
+    RollbackStatus.ABORTED: "aborted_notice",
+}
 
 
 class Notifier:
@@ -78,16 +84,17 @@ class Notifier:
             return
         rid, now = rollback.id, self.deps.clock()
         work: list[NewWork] = []
-        if rollback.kind == "immediate":
-            work.append(NewWork(CRITICAL_KIND, f"notify-critical:{rid}", now, {"rollback_id": rid}))
+        payload = {"rollback_id": rid}
+        if rollback.kind == RollbackKind.IMMEDIATE:
+            work.append(NewWork(DueKind.NOTIFY_CRITICAL, critical_notice_key(rid), now, payload))
             if service.notifications.incident_channel:
-                work.append(NewWork(OPEN_KIND, f"incident-open:{rid}", now, {"rollback_id": rid}))
+                work.append(NewWork(DueKind.INCIDENT_OPEN, incident_open_key(rid), now, payload))
             work.append(
                 self._page(rollback, "critical", f"CRITICAL rollback of {rollback.service} started")
             )
         started = rollback.started_at or now
         deadline = started + timedelta(minutes=service.sla_minutes)
-        work.append(NewWork(SLA_KIND, sla_key(rid), deadline, {"rollback_id": rid}))
+        work.append(NewWork(DueKind.SLA_CHECK, sla_key(rid), deadline, payload))
         self.deps.due.schedule_all(work)  # one transaction: the engine waits for this
         self._kick()
 
@@ -96,10 +103,11 @@ class Notifier:
             return
         rid, now = rollback.id, self.deps.clock()
         self.deps.due.cancel(sla_key(rid))
-        self.deps.repo.cancel_work_with_prefix(f"incident-update:{rid}:", now)
-        self.deps.repo.cancel_work_with_prefix(f"incident-topic:{rid}:", now)  # the end sets it
-        work = [NewWork(FINISHED_KIND, f"notify-finished:{rid}", now, {"rollback_id": rid})]
-        if rollback.status == "failed":
+        self.deps.repo.cancel_work_with_prefix(incident_update_prefix(rid), now)
+        self.deps.repo.cancel_work_with_prefix(incident_topic_prefix(rid), now)  # the end sets it
+        payload = {"rollback_id": rid}
+        work = [NewWork(DueKind.NOTIFY_FINISHED, finished_notice_key(rid), now, payload)]
+        if rollback.status == RollbackStatus.FAILED:
             work.append(self._page(rollback, "failed", f"Rollback of {rollback.service} FAILED"))
         self.deps.due.schedule_all(work)
         self._kick()
@@ -107,21 +115,21 @@ class Notifier:
     def phase_started(self, rollback: Rollback, phase: str) -> None:
         """The incident channel's topic follows the phases (Slack: setTopic is Tier 2)."""
         service = self.deps.catalog.get(rollback.service)
-        if rollback.kind != "immediate" or service is None or rollback.id is None:
+        if rollback.kind != RollbackKind.IMMEDIATE or service is None or rollback.id is None:
             return
         if not service.notifications.incident_channel:
             return
         rid = rollback.id
-        key = f"incident-topic:{rid}:{phase}"  # once per phase, also across a resume
-        self.deps.due.schedule(TOPIC_KIND, key, self.deps.clock(), {"rollback_id": rid})
+        key = incident_topic_key(rid, phase)  # once per phase, also across a resume
+        self.deps.due.schedule(DueKind.INCIDENT_TOPIC, key, self.deps.clock(), {"rollback_id": rid})
         self._kick()
 
     def _page(self, rollback: Rollback, reason: str, summary: str) -> NewWork:
         """Paging goes to the escalation ladder (bot/notify/paging.py) as due work."""
         assert rollback.id is not None
         return NewWork(
-            PAGE_KIND,
-            page_key(rollback.id, reason),
+            DueKind.PAGE_START,
+            page_start_key(rollback.id, reason),
             self.deps.clock(),
             {"rollback_id": rollback.id, "reason": reason, "summary": summary[:120]},
         )
@@ -187,10 +195,11 @@ class Notifier:
         if loaded is None:
             return
         rollback, service = loaded
-        if rollback.status not in ("running", "aborting"):
+        if rollback.status not in IN_ENGINE:
             return  # the end sets the final topic
+        assert rollback.id is not None
         if not rollback.incident_channel_id:
-            opening = self.deps.repo.get_work(f"incident-open:{rollback.id}")
+            opening = self.deps.repo.get_work(incident_open_key(rollback.id))
             if opening is not None and opening.status in ("pending", "claimed"):
                 raise RetryLater("the incident channel is not open yet", 2)
             return  # no channel (opening failed or gave up): nothing to keep current
@@ -201,15 +210,11 @@ class Notifier:
         if loaded is None:
             return
         rollback, service = loaded
-        name = {
-            "succeeded": "completion_notice",
-            "failed": "failure_notice",
-            "aborted": "aborted_notice",
-        }.get(rollback.status)
+        name = FINISHED_NOTICES.get(rollback.status)
         if name is None:
             return
         self.post(rollback, service, name, self._notice_channels(rollback, service))
-        if rollback.kind == "immediate" and service.notifications.incident_channel:
+        if rollback.kind == RollbackKind.IMMEDIATE and service.notifications.incident_channel:
             assert rollback.id is not None
             with self.channels.lock_for(rollback.id):  # after the greeting, never before
                 self.channels.open(rollback, service)  # no-op unless it has not run yet
@@ -221,7 +226,7 @@ class Notifier:
         if loaded is None:
             return
         rollback, service = loaded
-        if rollback.status not in ("running", "aborting"):
+        if rollback.status not in IN_ENGINE:
             return
         channels = [service.channel]
         if rollback.incident_channel_id:
@@ -237,7 +242,7 @@ class Notifier:
 
     def _notice_channels(self, rollback: Rollback, service: Service) -> list[str]:
         channels = [rollback.channel_id or service.channel]
-        if rollback.kind == "immediate":
+        if rollback.kind == RollbackKind.IMMEDIATE:
             channels += service.notifications.critical_channels
         return list(dict.fromkeys(c for c in channels if c))
 
@@ -378,12 +383,12 @@ class Notifier:
 def install(deps: Deps) -> Notifier:
     """Register the due-work handlers and listen to the engine."""
     notifier = Notifier(deps)
-    deps.due.register(CRITICAL_KIND, notifier.on_critical)
-    deps.due.register(OPEN_KIND, notifier.on_open)
-    deps.due.register(FINISHED_KIND, notifier.on_finished)
-    deps.due.register(TOPIC_KIND, notifier.on_topic)
-    deps.due.register(SLA_KIND, notifier.on_sla_check)
-    deps.due.register("incident.update", notifier.on_update)
+    deps.due.register(DueKind.NOTIFY_CRITICAL, notifier.on_critical)
+    deps.due.register(DueKind.INCIDENT_OPEN, notifier.on_open)
+    deps.due.register(DueKind.NOTIFY_FINISHED, notifier.on_finished)
+    deps.due.register(DueKind.INCIDENT_TOPIC, notifier.on_topic)
+    deps.due.register(DueKind.SLA_CHECK, notifier.on_sla_check)
+    deps.due.register(DueKind.INCIDENT_UPDATE, notifier.on_update)
     deps.engine.listeners.append(notifier)
     deps.closers.append(notifier.close)
     return notifier

@@ -19,53 +19,37 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import PERMANENT_ERRORS, SlackClient, SlackError
 from bot.catalog.load import Catalog
 from bot.notify import limits
 from bot.notify.blocks import FREE_TEXT_CHARS, escape, manual_gate_message, progress_message
-from storage.models import TERMINAL_STATUSES, Rollback
+from bot.notify.pacing import (
+    BURST,
+    EDITS_PER_MINUTE,
+    MIN_EDIT_INTERVAL_SECONDS,
+    EditBudget,
+    shown_time,
+)
+from bot.rollback.lifecycle import TERMINAL
+from storage.models import Rollback
 from storage.repository import Repository
-
-if TYPE_CHECKING:
-    from bot.deps import Deps
 
 log = logging.getLogger(__name__)
 
-# Slack's Tier 3 allows about 50 calls a minute: refill 40/min plus a burst of 10 keeps any
-# 60-second window at or under 50.
-EDITS_PER_MINUTE = 40.0
-BURST = 10
-# The same message is edited at most this often unless its state is final: a fast rollback
-# then costs one edit, and the budget goes to messages whose state really moved on.
-MIN_EDIT_INTERVAL_SECONDS = 2.0
 # Answers after which no retry of the post or edit can succeed: PERMANENT_ERRORS (channel, token,
 # message content) plus chat.update's own "this message cannot be edited any more".
-# A reason or error too long for the message is cut there and read whole in the thread.
-WHOLE_IN_THREAD = "_(the whole text is in the thread)_"
 GIVE_UP_ERRORS = PERMANENT_ERRORS | {
     "message_not_found",
     "cant_update_message",
     "edit_window_closed",
 }
-
-
+# A reason or error too long for the message is cut there and read whole in the thread.
+WHOLE_IN_THREAD = "_(the whole text is in the thread)_"
 NOTE_TRIES = 4  # a thread note is posted again (after 0.5, 1, 2 s) while Slack's trouble may pass
-# A waiting rollback's message shows its clocks in steps of this: the time alone changes what a
-# person reads a few times a minute, not at every edit the pacing would allow (about 30 a
-# minute per rollback with 2 s between edits), so waiting rollbacks stay inside Tier 3.
-CLOCK_STEP = timedelta(seconds=15)
-
-
-def shown_time(rollback: Rollback, now: datetime) -> datetime:
-    """``now`` rounded down to a CLOCK_STEP after the start, while the rollback runs."""
-    started = rollback.started_at or rollback.created_at
-    if rollback.finished_at is not None or now <= started:
-        return now
-    return now - (now - started) % CLOCK_STEP
 
 
 class SlackProgress:
@@ -80,10 +64,7 @@ class SlackProgress:
         burst: int = BURST,
     ) -> None:
         self.client, self.repo, self.catalog, self.clock = client, repo, catalog, clock
-        self._rate = edits_per_minute / 60.0
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._refilled = time.monotonic()
+        self._budget = EditBudget(edits_per_minute, burst)
         self._cond = threading.Condition()
         self._dirty: dict[int, tuple[bool, float]] = {}  # id -> (is_final, dirty since)
         self._posting: set[int] = set()
@@ -249,7 +230,7 @@ class SlackProgress:
                 self._shown[rollback_id] = (text, json.dumps(blocks, sort_keys=True))
         except Exception as exc:  # Slack trouble never stops a rollback
             if rollback is not None and (error := _give_up_error(exc)):
-                self._give_up(rollback_id, rollback.status in TERMINAL_STATUSES, "posted", error)
+                self._give_up(rollback_id, rollback.status in TERMINAL, "posted", error)
                 return False
             with self._cond:  # Slack may have taken it all the same: look before posting again
                 self._unsure.add(rollback_id)
@@ -298,7 +279,7 @@ class SlackProgress:
 
     def _forget_if_final(self, rollback: Any) -> None:
         """The final state is shown: nothing about this rollback needs keeping any more."""
-        if rollback.status not in TERMINAL_STATUSES:
+        if rollback.status not in TERMINAL:
             return
         with self._cond:
             if rollback.id not in self._dirty:  # unless a newer change waits for its edit
@@ -309,17 +290,6 @@ class SlackProgress:
         """Rollbacks this editor keeps anything about (bounded: only unfinished ones stay)."""
         with self._cond:
             return set(self._dirty) | set(self._shown) | set(self._last_edit) | self._given_up
-
-    def _take_token(self) -> None:
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            if self._stop.wait((1 - self._tokens) / self._rate):  # the editor's own pacing
-                return
 
     @property
     def is_running(self) -> bool:
@@ -357,7 +327,7 @@ class SlackProgress:
             if wake > time.monotonic():  # nothing may be edited yet: wait for the first one
                 self._cond.wait(wake - time.monotonic())
                 return
-        self._take_token()
+        self._budget.take(self._stop)
         if self._stop.is_set():
             return
         with self._cond:
@@ -392,11 +362,11 @@ class SlackProgress:
             if not is_final:  # just posted: the next edit waits its turn like any other
                 with self._cond:
                     self._dirty.setdefault(rollback_id, (False, time.monotonic()))
-                    self._tokens = min(self._burst, self._tokens + 1)
+                    self._budget.give_back()
                 return True
         shown = (text, json.dumps(blocks, sort_keys=True))
         if self._shown.get(rollback_id) == shown:
-            self._tokens = min(self._burst, self._tokens + 1)  # nothing to send: keep the token
+            self._budget.give_back()  # nothing to send: keep the token
             self._forget_if_final(rollback)
             return True
         try:
@@ -405,7 +375,7 @@ class SlackProgress:
             )
         except Exception as exc:  # e.g. SlackError, a timeout; retried on a later round
             if error := _give_up_error(exc):
-                is_over = is_final or rollback.status in TERMINAL_STATUSES
+                is_over = is_final or rollback.status in TERMINAL
                 self._give_up(rollback_id, is_over, "updated", error)
                 return True
             log.warning("rollback #%d: progress message not updated: %s", rollback_id, exc)
@@ -416,23 +386,6 @@ class SlackProgress:
             self._shown[rollback_id] = shown
         self._forget_if_final(rollback)
         return True
-
-
-def anchor_of(deps: Deps, rollback: Rollback, channel: str) -> str | None:
-    """Where a notice about ``rollback`` goes in ``channel``: the thread of its progress
-    message when ``channel`` is where that message is (posted now if need be), else None."""
-    if rollback.id is None or channel != (rollback.channel_id or _service_channel(deps, rollback)):
-        return None
-    progress = deps.engine.progress
-    if isinstance(progress, SlackProgress):
-        return progress.anchor(rollback.id)
-    fresh = deps.repo.get_rollback(rollback.id)
-    return fresh.progress_ts if fresh is not None else None
-
-
-def _service_channel(deps: Deps, rollback: Rollback) -> str | None:
-    service = deps.catalog.get(rollback.service)
-    return service.channel if service is not None else None
 
 
 def _give_up_error(exc: Exception) -> str | None:

@@ -12,7 +12,7 @@ from bot.notify import blocks, limits
 from bot.notify.blocks import escape_keeping_mentions
 from bot.notify.reply import Reply
 from bot.rollback.command import Command, local_time
-from bot.rollback.lifecycle import confirm_key
+from bot.rollback.lifecycle import IN_ENGINE, WAITING, RollbackKind, RollbackStatus, confirm_key
 from storage.models import Rollback
 
 
@@ -34,9 +34,9 @@ def waiting_state(deps: Deps, r: Rollback) -> str:
     """What a request that has not started waits for, true for each status."""
     service = deps.catalog.get(r.service)
     tz = service.tz if service else UTC
-    if r.status == "scheduled" and r.scheduled_at is not None:
+    if r.status == RollbackStatus.SCHEDULED and r.scheduled_at is not None:
         return f"approved, scheduled for {local_time(r.scheduled_at, tz)}"
-    if r.status == "pending_approval":
+    if r.status == RollbackStatus.PENDING_APPROVAL:
         assert r.id is not None
         votes = sum(1 for a in deps.repo.list_approvals(r.id) if a.decision == "approve")
         state = f"waiting for approval ({votes} of {r.required_approvals})"
@@ -45,7 +45,7 @@ def waiting_state(deps: Deps, r: Rollback) -> str:
         if r.scheduled_at is not None:
             state += f", window {local_time(r.scheduled_at, tz)}"
         return state
-    if r.status == "approved":
+    if r.status == RollbackStatus.APPROVED:
         assert r.id is not None
         question = deps.repo.get_work(confirm_key(r.id))
         if question is not None and question.status in ("pending", "claimed"):
@@ -75,7 +75,7 @@ def status(deps: Deps, cmd: Command) -> Reply:
         if not rows:
             return Reply(f"No rollbacks of *{service.name}* yet.")
     else:
-        rows = deps.repo.list_rollbacks(statuses=("running", "aborting"), limit=20)
+        rows = deps.repo.list_rollbacks(statuses=IN_ENGINE, limit=20)
         waiting = waiting_lines(deps)
         if not rows:
             return Reply("\n".join(["No rollback is running.", *_waiting_section(waiting)]))
@@ -85,7 +85,7 @@ def status(deps: Deps, cmd: Command) -> Reply:
         assert r.id is not None
         service = deps.catalog.get(r.service)
         url = progress_url(deps, r.id)
-        is_waiting = r.status in ("pending_approval", "approved", "scheduled")
+        is_waiting = r.status in WAITING
         state = waiting_state(deps, r) if is_waiting else None
         text, bl = blocks.progress_message(
             r,
@@ -133,7 +133,7 @@ def history(deps: Deps, cmd: Command) -> Reply:
         assert r.id is not None
         voters = approvers[r.id]
         approved = ", ".join(f"<@{u}>" for u in voters) or (
-            "no approval needed (responder)" if r.kind == "immediate" else "not approved"
+            "no approval needed (responder)" if r.kind == RollbackKind.IMMEDIATE else "not approved"
         )
         took = ""
         if r.started_at and r.finished_at:
@@ -144,7 +144,7 @@ def history(deps: Deps, cmd: Command) -> Reply:
             f" · {when(r.created_at)} · by <@{r.requested_by}> · approved: {approved}{took}"
             + (
                 f" · {escape_keeping_mentions(r.error)}"
-                if r.error and r.status != "succeeded"
+                if r.error and r.status != RollbackStatus.SUCCEEDED
                 else ""
             )
         )
@@ -153,7 +153,7 @@ def history(deps: Deps, cmd: Command) -> Reply:
 
 def waiting_lines(deps: Deps) -> list[str]:
     """Requests waiting for approval, a confirmation or their window (for ``status``)."""
-    rows = deps.repo.list_rollbacks(statuses=("pending_approval", "approved", "scheduled"))
+    rows = deps.repo.list_rollbacks(statuses=WAITING)
     lines = []
     for r in reversed(rows):
         state = waiting_state(deps, r)

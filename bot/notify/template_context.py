@@ -10,27 +10,34 @@ from bot.catalog.load import Service
 from bot.notify.blocks import plural
 from bot.notify.templates import channel_link, mention
 from bot.review.text import when
-from storage.models import ACTIVE_STATUSES, Approval, Assessment, Rollback, RollbackStep
+from bot.rollback.lifecycle import (
+    ACTIVE,
+    AssessmentStatus,
+    RollbackKind,
+    RollbackStatus,
+    StepStatus,
+)
+from storage.models import Approval, Assessment, Rollback, RollbackStep
 from storage.repository import Repository
 
 # --- context --------------------------------------------------------------------------------
 
-_STATUS_TEXT = {
-    "pending_approval": "Waiting for approval",
-    "approved": "Approved, about to start",
-    "scheduled": "Scheduled",
-    "running": "Rollback in progress",
-    "aborting": "Aborting",
-    "succeeded": "Rollback completed",
-    "failed": "Rollback FAILED",
-    "aborted": "Rollback aborted",
+_STATUS_TEXT: dict[str, str] = {
+    RollbackStatus.PENDING_APPROVAL: "Waiting for approval",
+    RollbackStatus.APPROVED: "Approved, about to start",
+    RollbackStatus.SCHEDULED: "Scheduled",
+    RollbackStatus.RUNNING: "Rollback in progress",
+    RollbackStatus.ABORTING: "Aborting",
+    RollbackStatus.SUCCEEDED: "Rollback completed",
+    RollbackStatus.FAILED: "Rollback FAILED",
+    RollbackStatus.ABORTED: "Rollback aborted",
 }
-_RESULTS = {
-    "succeeded": (":white_check_mark:", "PASSED"),
-    "failed": (":x:", "FAILED"),
-    "skipped": (":heavy_minus_sign:", "SKIPPED"),
-    "running": (":hourglass_flowing_sand:", "RUNNING"),
-    "pending": (":white_circle:", "PENDING"),
+_RESULTS: dict[str, tuple[str, str]] = {
+    StepStatus.SUCCEEDED: (":white_check_mark:", "PASSED"),
+    StepStatus.FAILED: (":x:", "FAILED"),
+    StepStatus.SKIPPED: (":heavy_minus_sign:", "SKIPPED"),
+    StepStatus.RUNNING: (":hourglass_flowing_sand:", "RUNNING"),
+    StepStatus.PENDING: (":white_circle:", "PENDING"),
 }
 _VALIDATION_KINDS = ("http_check", "prometheus_gate", "wait_rollout")
 
@@ -98,18 +105,20 @@ def context_from(
     service_state: str | None = None,
 ) -> dict[str, Any]:
     """The variables every template sees (pure: the caller reads the records)."""
+    return {
+        **_rollback_context(rollback, now),
+        **_service_context(rollback, service),
+        **_impact_context(rollback, steps, service, is_sms_enabled, service_state),
+        **_steps_context(rollback, steps),
+        "approvers_voted": [mention(a.user_id) for a in approvals if a.decision == "approve"],
+        "responders": [mention(u) for u in service.spec.responders],
+        "assessment": _assessment_context(assessment),
+    }
+
+
+def _rollback_context(rollback: Rollback, now: datetime) -> dict[str, Any]:
     started = rollback.started_at or rollback.created_at
     ended = rollback.finished_at or now
-    running = next((s for s in steps if s.status == "running"), None)
-    failed = next((s for s in steps if s.status == "failed"), None)
-    has_database = any(s.phase == "database" for s in steps)
-    is_critical = rollback.kind == "immediate"
-    validation = [
-        {"name": s.name, "icon": _RESULTS[s.status][0], "result": _RESULTS[s.status][1]}
-        for s in steps
-        if s.phase == "verification" or s.kind in _VALIDATION_KINDS
-    ]
-    notifications = service.notifications
     return {
         "rollback_id": rollback.id,
         "service": rollback.service,
@@ -117,7 +126,7 @@ def context_from(
         "strategy": rollback.strategy,
         "status": rollback.status,
         "status_text": _STATUS_TEXT.get(rollback.status, rollback.status),
-        "is_final": rollback.status not in ACTIVE_STATUSES,
+        "is_final": rollback.status not in ACTIVE,
         "reason": rollback.reason or "no reason given",
         "coordinator": mention(rollback.requested_by),
         "requested_by": mention(rollback.requested_by),
@@ -126,6 +135,12 @@ def context_from(
         "now": when(now),
         "duration": format_duration((ended - started).total_seconds()),
         "duration_minutes": round((ended - started).total_seconds() / 60, 1),
+    }
+
+
+def _service_context(rollback: Rollback, service: Service) -> dict[str, Any]:
+    notifications = service.notifications
+    return {
         "estimated_downtime_minutes": service.sla_minutes,  # kept for catalogs' own templates
         "sla_minutes": service.sla_minutes,
         "sla": plural(service.sla_minutes, "minute"),  # "15 minutes", "1 minute"
@@ -133,6 +148,19 @@ def context_from(
         "status_page_url": notifications.status_page_url,
         "review_reminder_hours": f"{service.review_reminder_hours:g}",
         "incident_channel": channel_link(rollback.incident_channel_id),
+    }
+
+
+def _impact_context(
+    rollback: Rollback,
+    steps: list[RollbackStep],
+    service: Service,
+    is_sms_enabled: bool | None,
+    service_state: str | None,
+) -> dict[str, Any]:
+    is_critical = rollback.kind == RollbackKind.IMMEDIATE
+    has_database = any(s.phase == "database" for s in steps)
+    return {
         "user_impact": "HIGH — users may see a service interruption"
         if is_critical
         else "LOW — planned rollback",
@@ -145,28 +173,41 @@ def context_from(
         "paging": paging_text(service, is_sms_enabled),
         # which pods run which release now (failure and abort notices only; None elsewhere)
         "service_state": service_state,
+    }
+
+
+def _steps_context(rollback: Rollback, steps: list[RollbackStep]) -> dict[str, Any]:
+    running = next((s for s in steps if s.status == StepStatus.RUNNING), None)
+    failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
+    validation = [
+        {"name": s.name, "icon": _RESULTS[s.status][0], "result": _RESULTS[s.status][1]}
+        for s in steps
+        if s.phase == "verification" or s.kind in _VALIDATION_KINDS
+    ]
+    return {
         "steps": [
             {"name": s.name, "phase": s.phase, "status": s.status, "error": s.error} for s in steps
         ],
         "steps_total": len(steps),
-        "steps_done": sum(1 for s in steps if s.status == "succeeded"),
+        "steps_done": sum(1 for s in steps if s.status == StepStatus.SUCCEEDED),
         "current_step": running.name if running else None,
         "current_phase": running.phase if running else None,
         "validation": validation,
         "failed_phase": failed.phase if failed else "n/a",
         "failed_step": failed.name if failed else "n/a",
         "error": (failed.error if failed else None) or rollback.error,
-        "approvers_voted": [mention(a.user_id) for a in approvals if a.decision == "approve"],
-        "responders": [mention(u) for u in service.spec.responders],
-        "assessment": {
-            "decision": assessment.decision,
-            "critical": assessment.critical_score,
-            "high": assessment.high_score,
-            "medium": assessment.medium_score,
-            "total": assessment.total_score,
-        }
-        if assessment is not None
-        else None,
+    }
+
+
+def _assessment_context(assessment: Assessment | None) -> dict[str, Any] | None:
+    if assessment is None:
+        return None
+    return {
+        "decision": assessment.decision,
+        "critical": assessment.critical_score,
+        "high": assessment.high_score,
+        "medium": assessment.medium_score,
+        "total": assessment.total_score,
     }
 
 
@@ -203,8 +244,8 @@ def sample_context(service: Service) -> dict[str, Any]:
     rollback = Rollback(
         id=42,
         service=service.name,
-        status="failed",
-        kind="immediate",
+        status=RollbackStatus.FAILED,
+        kind=RollbackKind.IMMEDIATE,
         strategy=service.spec.strategy,
         requested_by="U0SAMPLE",
         reason="error rate above 10 % after v3",
@@ -221,7 +262,7 @@ def sample_context(service: Service) -> dict[str, Any]:
             position=0,
             name="Roll back the Deployment",
             kind="rollout_undo",
-            status="succeeded",
+            status=StepStatus.SUCCEEDED,
             detail={"undo": {"to_revision": 2, "images_after": {"app": "shop/app:v2"}}},
         ),
         RollbackStep(
@@ -230,7 +271,7 @@ def sample_context(service: Service) -> dict[str, Any]:
             position=1,
             name="Health check",
             kind="http_check",
-            status="failed",
+            status=StepStatus.FAILED,
             error="timed out",
         ),
     ]
@@ -242,7 +283,7 @@ def sample_context(service: Service) -> dict[str, Any]:
     assessment = Assessment(
         id=7,
         service=service.name,
-        status="done",
+        status=AssessmentStatus.DONE,
         decision="IMMEDIATE ROLLBACK",
         critical_score=55,
         high_score=0,

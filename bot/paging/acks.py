@@ -14,20 +14,18 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from bot.paging.ladder import (
+from bot.paging.levels import (
     UNREACHED,
-    channel_of,
+    contact_of,
     is_stopped,
     is_unreachable,
     ladder_levels,
-    ladder_prefix,
-    notify,
-    post_work,
-    replace_notice_buttons,
+    page_detail,
 )
-from bot.paging.messages import Contact, acknowledged_footer, reason_label, shown_in_slack
+from bot.paging.messages import acknowledged_footer, reason_label, shown_in_slack
+from bot.paging.notices import channel_of, notice_key, notify, post_work, replace_notice_buttons
 from bot.rollback import policy
-from bot.runtime.logs import mask_phone
+from bot.rollback.lifecycle import DueKind, ladder_prefix, page_ack_notices_key, page_level_key
 from storage.models import AuditEvent, DueWork, Page, Rollback
 from storage.repository import NewWork
 
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NOTICES_KIND = "page.ack_notices"  # replaces the Acknowledge buttons once a ladder is taken
 _ACK = re.compile(r"ack\s*#?\s*(\d{4})?[\s.!]*", re.IGNORECASE)
 # Twilio's delivery error codes people meet most (www.twilio.com/docs/api/errors).
 DELIVERY_ERRORS = {
@@ -51,7 +48,7 @@ DELIVERY_ERRORS = {
 
 def install(deps: Deps) -> None:
     """Register the due work an acknowledgement leaves (its announcement is ``page.post``)."""
-    deps.due.register(NOTICES_KIND, lambda item: _update_notices(deps, item))
+    deps.due.register(DueKind.PAGE_ACK_NOTICES, lambda item: _update_notices(deps, item))
 
 
 def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
@@ -84,11 +81,12 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
                 f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
                 " Escalation stopped."
             )
-            key = f"{page.rollback_id}:{page.reason}:acknowledged"
+            key = notice_key(page.rollback_id, page.reason, "acknowledged")
             follow_up.append(post_work(key, channel, text, now))
         notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
-        key = f"page-ack-notices:{page.rollback_id}:{page.reason}"
-        follow_up.append(NewWork(NOTICES_KIND, key, now, {**notices, "shown": shown}))
+        key = page_ack_notices_key(page.rollback_id, page.reason)
+        payload = {**notices, "shown": shown}
+        follow_up.append(NewWork(DueKind.PAGE_ACK_NOTICES, key, now, payload))
     prefix = ladder_prefix(page.rollback_id, page.reason)
     if not deps.repo.acknowledge_ladder(
         page.id, by, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
@@ -219,13 +217,7 @@ def record_delivery_status(
         now=deps.clock(),
         service=rollback.service,
         rollback_id=page.rollback_id,
-        detail={
-            "reason": page.reason,
-            "level": page.level,
-            "contact": page.contact_name,
-            "phone": mask_phone(page.phone),
-            "error": f"{status}: {code}{why}",
-        },
+        detail=page_detail(page, f"{status}: {code}{why}"),
     )
     ladder = deps.repo.list_pages(page.rollback_id, page.reason)
     service = deps.catalog.get(rollback.service)
@@ -237,16 +229,16 @@ def record_delivery_status(
         and all(is_unreachable(p) for p in ladder if p.level == page.level)
     )
     text = (
-        f":warning: The page to {Contact(page.contact_name, page.phone).shown} for"
+        f":warning: The page to {contact_of(page).shown} for"
         f" ROLLBACK #{page.rollback_id} was *{status}* ({code}{why})."
     )
     if moves_on:
-        prefix = ladder_prefix(page.rollback_id, page.reason)
-        upcoming = deps.repo.get_work(f"{prefix}level:{page.level + 1}")
+        following = page.level + 1
+        upcoming = deps.repo.get_work(page_level_key(page.rollback_id, page.reason, following))
         # not scheduled yet: the level's own run checks again right after scheduling it
         if upcoming is not None:
-            key = f"{prefix}level:{page.level + 1}:now"
-            deps.due.schedule("page.level", key, deps.clock(), upcoming.payload)
+            key = page_level_key(page.rollback_id, page.reason, following, is_now=True)
+            deps.due.schedule(DueKind.PAGE_LEVEL, key, deps.clock(), upcoming.payload)
         text += " Paging the next level now."
-    key = f"{page.rollback_id}:{page.reason}:undelivered:{page.id}"
+    key = notice_key(page.rollback_id, page.reason, "undelivered", page.id)
     notify(deps, key, channel_of(deps, rollback), text)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.notify.blocks import button, context, escape, section
+from bot.rollback.lifecycle import RollbackStatus
 from bot.runtime.logs import mask_phone, redact
 
 PAGE_ACK_ACTION = "page_acknowledge"
@@ -99,9 +100,9 @@ def ended_sms(rollback_id: int, service: str, status: str, at: datetime) -> str:
     paged this phone ended, so its paging stopped."""
     head = f"Rollback #{rollback_id} of {service[:40]}"
     when = f"at {at:%H:%M} UTC"
-    if status == "succeeded":
+    if status == RollbackStatus.SUCCEEDED:
         text = f"{head} SUCCEEDED {when}; no action needed."
-    elif status == "aborted":
+    elif status == RollbackStatus.ABORTED:
         text = f"{head} was ABORTED {when}; paging stopped, see Slack."
     else:
         text = f"{head} ended ({status.upper()}) {when}; paging stopped, see Slack."

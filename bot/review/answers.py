@@ -6,17 +6,18 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.notify.blocks import escape_keeping_mentions
 from bot.notify.reply import Reply
-from bot.review.publish import REMIND, link_message
+from bot.review.publish import link_message
 from bot.rollback import policy
 from bot.rollback.command import Command
-from storage.models import TERMINAL_STATUSES, Rollback
+from bot.rollback.lifecycle import TERMINAL, RollbackStatus, review_remind_key
+from storage.models import Rollback
 
 # Why a finished rollback never ran. Reviews are written only for rollbacks that ran (succeeded,
 # failed or aborted: the engine's end schedules them); these ended before anything was done.
-NEVER_RAN = {
-    "rejected": "was rejected",
-    "expired": "expired before it started",
-    "cancelled": "was cancelled before it started",
+NEVER_RAN: dict[str, str] = {
+    RollbackStatus.REJECTED: "was rejected",
+    RollbackStatus.EXPIRED: "expired before it started",
+    RollbackStatus.CANCELLED: "was cancelled before it started",
 }
 
 
@@ -24,7 +25,7 @@ def never_ran(rollback: Rollback) -> str | None:
     """Why a finished rollback never ran (and so has no review), or None if it ran or runs."""
     if rollback.status in NEVER_RAN:
         return NEVER_RAN[rollback.status]
-    if rollback.status == "failed" and rollback.started_at is None:
+    if rollback.status == RollbackStatus.FAILED and rollback.started_at is None:
         return "failed before it started"  # its start kept failing, or its service left
     return None
 
@@ -36,7 +37,7 @@ def review_command(deps: Deps, cmd: Command) -> Reply:
     rollback = deps.repo.get_rollback(rollback_id)
     if rollback is None:
         return Reply(f":x: There is no rollback #{rollback_id}.")
-    if rollback.status not in TERMINAL_STATUSES:
+    if rollback.status not in TERMINAL:
         return Reply(
             f"Rollback #{rollback_id} of *{rollback.service}* is"
             f" {rollback.status.replace('_', ' ')}: its review is written when it ends."
@@ -93,7 +94,7 @@ def mark_root_cause_written(
         channel_id=channel_id,
         message_ts=message_ts,
     )
-    deps.due.cancel(f"{REMIND}:{rollback_id}")
+    deps.due.cancel(review_remind_key(rollback_id))
     fresh = deps.repo.get_review(rollback_id)
     assert fresh is not None
     text, blocks = link_message(deps, rollback, fresh)

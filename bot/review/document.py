@@ -4,95 +4,27 @@ Follows the review templates of seeds 000 ("Post-Rollback Review") and 001 ("Rol
 executive summary, timeline, trigger analysis, execution, impact, then the sections people must
 write. Everything the bot knows is filled in; what only people know carries a prompt that starts
 with ``WRITE_ME`` so a reader (and the reminder) can tell it is still open.
-Text helpers are in ``bot/review_text.py``, publishing in ``bot/review_publish.py``;
-``install(deps)`` wires it all into the app.
+What the bot recorded is gathered in ``facts``, text helpers are in ``text``, publishing in
+``publish`` (whose ``install(deps)`` wires it all into the app).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
-from bot.catalog.load import Catalog, Service
 from bot.notify.blocks import plural
-from bot.review.text import changes, duration, plain, signal_value, table, took, user, when
-from storage.models import Approval, Assessment, AuditEvent, Page, Rollback, RollbackStep
-from storage.repository import Repository
-
-if TYPE_CHECKING:
-    pass
+from bot.review.facts import ASSESSMENT_LOOKBACK, ReviewFacts
+from bot.review.text import changes, duration, plain, signal_value, table, took, when
+from bot.rollback.lifecycle import RollbackKind, RollbackStatus, StepStatus
+from storage.models import AuditEvent, Rollback
 
 WRITE_ME = "✏️ To be written:"
 ROOT_CAUSE_HEADING = "## Root Cause"
 ROOT_CAUSE_PROMPT = (
     f"_{WRITE_ME} what in the change caused the rollback, and how it was confirmed._"
 )
-# An assessment this long before an immediate rollback is taken as its trigger.
-ASSESSMENT_LOOKBACK = timedelta(hours=2)
-
-
-@dataclass(frozen=True)
-class ReviewFacts:
-    rollback: Rollback
-    service: Service | None
-    steps: list[RollbackStep]
-    approvals: list[Approval]
-    events: list[AuditEvent]
-    pages: list[Page]
-    assessment: Assessment | None
-    is_assessment_linked: bool  # False: the latest assessment before the request, inferred
-    names: Mapping[str, str] = field(default_factory=dict)  # Slack user id → display name
-
-    def who(self, user_id: str | None) -> str:
-        """A person as readers know them: their Slack name, else their id."""
-        if not user_id:
-            return "nobody"
-        name = self.names.get(user_id)
-        return f"@{plain(name)}" if name else user(user_id)
-
-    @property
-    def user_ids(self) -> set[str]:
-        ids = {self.rollback.requested_by, *(a.user_id for a in self.approvals)}
-        ids |= {e.actor for e in self.events if e.actor}
-        for e in self.events:
-            ids |= {str(x) for x in e.detail.get("approvers") or []}
-        return {i for i in ids if i}
-
-
-def with_names(facts: ReviewFacts, name_of: Callable[[str], str | None]) -> ReviewFacts:
-    """The facts with each person's display name looked up once."""
-    names = {uid: found for uid in sorted(facts.user_ids) if (found := name_of(uid))}
-    return replace(facts, names=names)
-
-
-def gather(repo: Repository, catalog: Catalog, rollback_id: int) -> ReviewFacts | None:
-    rollback = repo.get_rollback(rollback_id)
-    if rollback is None:
-        return None
-    assessment, linked = None, False
-    if rollback.assessment_id is not None:
-        assessment, linked = repo.get_assessment(rollback.assessment_id), True
-    else:
-        for candidate in repo.list_assessments(service=rollback.service, limit=20):
-            done = candidate.completed_at or candidate.created_at
-            if candidate.status == "done" and (
-                rollback.created_at - ASSESSMENT_LOOKBACK <= done <= rollback.created_at
-            ):
-                assessment = candidate
-                break
-    return ReviewFacts(
-        rollback=rollback,
-        service=catalog.get(rollback.service),
-        steps=repo.list_steps(rollback_id),
-        approvals=repo.list_approvals(rollback_id),
-        events=repo.list_audit_events(rollback_id=rollback_id),
-        pages=repo.list_pages(rollback_id),
-        assessment=assessment,
-        is_assessment_linked=linked,
-    )
 
 
 def build_review(facts: ReviewFacts) -> str:
@@ -114,11 +46,11 @@ def build_review(facts: ReviewFacts) -> str:
 
 
 def outcome(r: Rollback) -> str:
-    if r.status == "succeeded":
+    if r.status == RollbackStatus.SUCCEEDED:
         return "Succeeded"
-    if r.status == "failed":
+    if r.status == RollbackStatus.FAILED:
         return f"Failed: {plain(r.error) if r.error else 'no error recorded'}"
-    if r.status == "aborted":
+    if r.status == RollbackStatus.ABORTED:
         return "Aborted before completion"
     return r.status.replace("_", " ").capitalize()
 
@@ -130,7 +62,9 @@ def sla_verdict(facts: ReviewFacts) -> str:
         return f"not finished (SLA: {plural(sla, 'minute')})"
     margin = sla * 60 - seconds
     minutes = f"SLA: {plural(sla, 'minute')}"
-    if r.status != "succeeded":  # the SLA is about restoring the service, which did not happen
+    if (
+        r.status != RollbackStatus.SUCCEEDED
+    ):  # the SLA is about restoring the service, which did not happen
         late = f"**SLA breached** by {duration(-margin)}; " if margin < 0 else ""
         return (
             f"{duration(seconds)} ({minutes}) — {late}ended {r.status} without restoring the"
@@ -155,7 +89,7 @@ def _approvers(facts: ReviewFacts) -> str:
     ]
     if votes:
         return "; ".join(votes)
-    if facts.rollback.kind == "immediate":
+    if facts.rollback.kind == RollbackKind.IMMEDIATE:
         return "none needed: immediate rollback by a responder"
     return "no votes recorded"
 
@@ -267,7 +201,7 @@ def _timeline(facts: ReviewFacts) -> str:
 
 def _trigger(facts: ReviewFacts) -> str:
     r, a = facts.rollback, facts.assessment
-    how = "run --immediate" if r.kind == "immediate" else "plan"
+    how = "run --immediate" if r.kind == RollbackKind.IMMEDIATE else "plan"
     lines = [
         "## Trigger Analysis",
         f"- **Trigger type**: manual, `/rollback {how}` by {facts.who(r.requested_by)}",
@@ -317,7 +251,7 @@ def _target_revision(facts: ReviewFacts) -> str:
 def _execution(facts: ReviewFacts) -> str:
     r = facts.rollback
     retried = [f"{s.name} ({s.attempt} attempts)" for s in facts.steps if s.attempt > 1]
-    never = [s.name for s in facts.steps if s.attempt == 0 or s.status == "pending"]
+    never = [s.name for s in facts.steps if s.attempt == 0 or s.status == StepStatus.PENDING]
     once = sum(1 for s in facts.steps if s.attempt == 1)
     attempts = "; ".join(retried) if retried else ""
     if not retried and not never:
@@ -396,17 +330,17 @@ def _impact(facts: ReviewFacts) -> str:
 def _people_sections(facts: ReviewFacts) -> list[str]:
     r = facts.rollback
     observations = [f"- The rollback took {sla_verdict(facts)}."]
-    if r.status == "failed":
-        failed = next((s for s in facts.steps if s.status == "failed"), None)
+    if r.status == RollbackStatus.FAILED:
+        failed = next((s for s in facts.steps if s.status == StepStatus.FAILED), None)
         where = f" at {failed.phase}: {failed.name}" if failed else ""
         observations.append(f"- The rollback failed{where}; the service needs a decision.")
-    if r.status == "aborted":
+    if r.status == RollbackStatus.ABORTED:
         observations.append("- The rollback was aborted; check the state the service was left in.")
     actions: list[list[str]] = []
     owner = facts.who(r.requested_by)
-    if r.status == "failed":
+    if r.status == RollbackStatus.FAILED:
         actions.append(["Restore the service: retry, roll forward or fix", owner])
-    if r.status == "aborted":
+    if r.status == RollbackStatus.ABORTED:
         actions.append(["Confirm the service's state after the abort", owner])
     actions.append(["Write the root cause and mark it written in Slack", owner])
     actions.append([f"_{WRITE_ME} prevention measures_", "_owner_"])

@@ -33,16 +33,17 @@ from bot.adapters.slack.lookups import UserNames
 from bot.adapters.slack.web import SlackError
 from bot.deps import Deps, Route
 from bot.notify.blocks import button, section
-from bot.review.document import build_review, gather, root_cause_is_written, with_names
+from bot.review.document import build_review, root_cause_is_written
+from bot.review.facts import gather, with_names
+from bot.rollback.lifecycle import TERMINAL, DueKind, review_publish_key, review_remind_key
 from bot.runtime.due import RetryLater
-from storage.models import TERMINAL_STATUSES, DueWork, Review, Rollback
+from storage.models import DueWork, Review, Rollback
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
-PUBLISH, REMIND = "review.publish", "review.remind"
 ANNOUNCED = "review.announced"  # audit kind: the link was posted in this channel
 ROOT_CAUSE_WRITTEN_ACTION = "review_root_cause_written"
 # Answers meaning "this workspace (plan, token, scopes) will not take a canvas": use a file.
@@ -107,9 +108,8 @@ class ReviewListener:
 
     def rollback_finished(self, rollback: Rollback) -> None:
         assert rollback.id is not None
-        self.deps.due.schedule(
-            PUBLISH, f"{PUBLISH}:{rollback.id}", self.deps.clock(), {"rollback_id": rollback.id}
-        )
+        key, payload = review_publish_key(rollback.id), {"rollback_id": rollback.id}
+        self.deps.due.schedule(DueKind.REVIEW_PUBLISH, key, self.deps.clock(), payload)
 
 
 class ReviewPublisher:
@@ -123,7 +123,7 @@ class ReviewPublisher:
     def publish(self, item: DueWork) -> None:
         deps, rollback_id = self.deps, int(item.payload["rollback_id"])
         rollback = deps.repo.get_rollback(rollback_id)
-        if rollback is None or rollback.status not in TERMINAL_STATUSES:
+        if rollback is None or rollback.status not in TERMINAL:
             log.warning("review of rollback #%d: not finished, nothing to publish", rollback_id)
             return
         if rollback.channel_id and not rollback.progress_ts and item.tries < PROGRESS_WAIT_TRIES:
@@ -143,8 +143,8 @@ class ReviewPublisher:
         hours = service.review_reminder_hours if service else 24.0
         finished = rollback.finished_at or deps.clock()
         deps.due.schedule(
-            REMIND,
-            f"{REMIND}:{rollback_id}",
+            DueKind.REVIEW_REMIND,
+            review_remind_key(rollback_id),
             finished + timedelta(hours=hours),
             {"rollback_id": rollback_id},
         )
@@ -347,7 +347,7 @@ def review_page(deps: Deps, environ: WSGIEnvironment, start: StartResponse) -> I
         rollback = deps.repo.get_rollback(rollback_id)
         if rollback is None:
             reason = f"There is no rollback #{rollback_id}."
-        elif rollback.status not in TERMINAL_STATUSES:
+        elif rollback.status not in TERMINAL:
             reason = (
                 f"Rollback #{rollback_id} is {rollback.status}: its review is written when it ends."
             )
@@ -385,6 +385,6 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-anc
 def install(deps: Deps) -> None:
     publisher = ReviewPublisher(deps)
     deps.engine.listeners.append(ReviewListener(deps))
-    deps.due.register(PUBLISH, publisher.publish)
-    deps.due.register(REMIND, publisher.remind)
+    deps.due.register(DueKind.REVIEW_PUBLISH, publisher.publish)
+    deps.due.register(DueKind.REVIEW_REMIND, publisher.remind)
     deps.routes.append(Route("GET", "/reviews/", lambda env, start: review_page(deps, env, start)))

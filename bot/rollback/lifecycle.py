@@ -219,3 +219,31 @@ class Vote(StrEnum):
 # Approved and not started yet (now, or at its window): what a start, its confirmation or a
 # missed window moves on from.
 STARTABLE: tuple[RollbackStatus, ...] = (RollbackStatus.APPROVED, RollbackStatus.SCHEDULED)
+# --- paging's due-work keys (appended by the notify/paging helper) ------------------------------
+
+
+def page_level_key(rollback_id: int, reason: str, level: int, *, is_now: bool = False) -> str:
+    """A ladder's next level (``:now`` when its time is brought forward: nobody reachable)."""
+    return f"{ladder_prefix(rollback_id, reason)}level:{level}" + (":now" if is_now else "")
+
+
+def page_end_key(rollback_id: int, reason: str) -> str:
+    """The "nobody acknowledged" warning after a ladder's last level."""
+    return f"{ladder_prefix(rollback_id, reason)}end"
+
+
+def page_post_key(notice: str) -> str:
+    """One paging notice to Slack; ``notice`` starts with the rollback id (``<id>:…``)."""
+    return f"page-post:{notice}"
+
+
+def page_finish_key(rollback_id: int) -> str:
+    return f"page-finish:{rollback_id}"
+
+
+def page_stop_notices_key(rollback_id: int) -> str:
+    return f"page-stop-notices:{rollback_id}"
+
+
+def page_ack_notices_key(rollback_id: int, reason: str) -> str:
+    return f"page-ack-notices:{rollback_id}:{reason}"

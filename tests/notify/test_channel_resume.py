@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bot.notify.channels import READY_KIND
-from bot.notify.notifications import OPEN_KIND, Notifier
+from bot.notify.notifications import Notifier
+from bot.rollback.lifecycle import DueKind
 from bot.sim.slack_api import SlackSimulator
 from storage.models import Rollback
 from tests.conftest import Harness
@@ -71,7 +72,7 @@ def start(h: Harness, clock: ShiftedClock) -> Rollback:
         channel_id="C0DEPLOYS",
     )
     assert rollback.id == 1
-    h.bot.deps.due.schedule(OPEN_KIND, "incident-open:1", clock(), {"rollback_id": 1})
+    h.bot.deps.due.schedule(DueKind.INCIDENT_OPEN, "incident-open:1", clock(), {"rollback_id": 1})
     return rollback
 
 

@@ -15,7 +15,8 @@ from slack_sdk import WebClient
 from bot.adapters.slack.lookups import UserGroupMembers
 from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service, parse_catalog
-from bot.notify.channels import READY_KIND, IncidentChannels, channel_name, update_key
+from bot.notify.channels import READY_KIND, IncidentChannels, channel_name
+from bot.rollback.lifecycle import incident_update_key as update_key
 from bot.runtime.due import DueWorkRunner, RetryLater
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate

@@ -14,9 +14,10 @@ from bot.adapters.console import buttons_of
 from bot.adapters.twilio import sms_segments
 from bot.catalog.load import parse_catalog
 from bot.notify.progress import SlackProgress
-from bot.paging import ladder as paging
-from bot.paging.ladder import ladder_levels
+from bot.paging import texting
+from bot.paging.levels import ladder_levels
 from bot.paging.messages import ended_sms, sms_body, update_sms
+from bot.rollback.lifecycle import ladder_prefix
 from bot.sim.twilio_messages import SimMessage
 from storage.models import AuditEvent
 from storage.repository import NewWork, Repository
@@ -314,7 +315,7 @@ def test_an_ack_during_a_running_level_stops_its_remaining_sms(
     make_paging: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one send at a time, in ladder order, so the ack lands between the level's two SMS
-    monkeypatch.setattr(paging, "SEND_PARALLEL", 1)
+    monkeypatch.setattr(texting, "SEND_PARALLEL", 1)
     h: PagingHarness = make_paging()
     replies: list[str] = []
 
@@ -497,10 +498,10 @@ def test_an_acknowledgement_and_what_follows_it_commit_together_once(
         now=now,
     )
     assert page.id is not None
-    prefix = paging.ladder_prefix(rollback.id, "critical")
+    prefix = ladder_prefix(rollback.id, "critical")
     for key in (f"{prefix}level:2", f"{prefix}end"):
         assert repo.schedule_work("page.level", key, now + timedelta(minutes=5), now)
-    other = paging.ladder_prefix(rollback.id, "failed") + "level:2"  # another ladder: kept
+    other = ladder_prefix(rollback.id, "failed") + "level:2"  # another ladder: kept
     assert repo.schedule_work("page.level", other, now + timedelta(minutes=5), now)
 
     def ack(by: str) -> bool:
@@ -833,7 +834,7 @@ def test_a_rollback_ending_during_a_level_stops_its_remaining_sms(
     make_paging: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one send at a time, in ladder order, so the end lands between the level's two SMS
-    monkeypatch.setattr(paging, "SEND_PARALLEL", 1)
+    monkeypatch.setattr(texting, "SEND_PARALLEL", 1)
     h: PagingHarness = make_paging()
     rid = h.new_rollback()
 

@@ -12,7 +12,8 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.review.publish import REMIND, ROOT_CAUSE_WRITTEN_ACTION, review_path
+from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION, review_path
+from bot.rollback.lifecycle import review_remind_key
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import BOT_TOKEN, Harness, catalog_yaml
 
@@ -155,7 +156,7 @@ def test_root_cause_marked_before_the_reminder_cancels_it(
     harness.requester.click(link, button, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
     until(
         lambda: (
-            (w := harness.bot.deps.repo.get_work(f"{REMIND}:1")) is not None
+            (w := harness.bot.deps.repo.get_work(review_remind_key(1))) is not None
             and w.status == "cancelled"
         ),
         "the reminder to be cancelled",
