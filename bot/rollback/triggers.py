@@ -45,6 +45,7 @@ class Trigger:
     factor: float | None = None
     duration_seconds: float | None = None
     consecutive: int | None = None
+    query: str | None = None  # the PromQL read; None: the service's health probe (a failure = 1)
 
     @property
     def is_relative(self) -> bool:
@@ -60,6 +61,34 @@ class Trigger:
         if self.comparison == Comparison.GREATER_THAN:
             return value > limit
         return value < limit
+
+
+HEALTH_CHECK_FAILURES = "health_check_failures"  # the trigger name of the health probe
+
+
+class ConfirmTimeout(StrEnum):
+    """What an unanswered "Roll back now / Keep release" question does when its time is up."""
+
+    ROLLBACK = "rollback"  # the runbooks put safety first
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """A service's ``auto_rollback`` section, resolved (defaults applied, metrics turned into
+    their PromQL)."""
+
+    is_enabled: bool = False
+    watch_minutes: float = 30.0
+    interval_seconds: float = 30.0
+    baseline_minutes: float = 30.0
+    requires_confirmation: bool = False
+    confirm_timeout_seconds: float = 300.0
+    on_confirm_timeout: ConfirmTimeout = ConfirmTimeout.ROLLBACK
+    max_per_day: int = 2
+    triggers: tuple[Trigger, ...] = ()
+    verify_previous_version_healthy: bool = True
+    verify_rollback_tested: bool = False
 
 
 @dataclass(frozen=True)
