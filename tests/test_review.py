@@ -20,7 +20,8 @@ from bot.review.document import (
 from bot.review.publish import _MARKDOWN, PUBLISH, REMIND, ReviewListener, review_path
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
-from storage.repository import NewStep, Repository
+from storage.repo.records import NewStep
+from storage.repository import Repository
 from tests.conftest import Harness
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

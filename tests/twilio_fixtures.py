@@ -27,7 +27,7 @@ from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import TwilioSimulator
 from bot.sim.twilio_messages import SimMessage
 from storage.models import Page
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url, service_yaml
 
 FROM_NUMBER = "+15550009999"

@@ -28,7 +28,7 @@ from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

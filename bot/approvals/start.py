@@ -27,7 +27,7 @@ from bot.rollback.assess import Decision
 from bot.rollback.command import local_time
 from bot.rollback.text import unmentioned
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

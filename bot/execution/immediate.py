@@ -23,7 +23,7 @@ from bot.rollback.command import Command
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from storage.models import Assessment
-from storage.repository import ActiveRollbackExists
+from storage.repo.records import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
 

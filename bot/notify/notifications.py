@@ -26,7 +26,7 @@ from bot.notify.channels import IncidentChannels
 from bot.notify.progress import anchor_of
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

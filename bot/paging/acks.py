@@ -29,7 +29,7 @@ from bot.paging.messages import Contact, acknowledged_footer, reason_label, show
 from bot.rollback import policy
 from bot.runtime.logs import mask_phone
 from storage.models import AuditEvent, DueWork, Page, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -54,7 +54,7 @@ from bot.runtime.due import RetryLater
 from bot.runtime.logs import mask_phone
 from storage.models import AuditEvent, DueWork, Page, Rollback
 from storage.repo.pages import LADDER_STOPPING
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from storage.models import Rollback
-from storage.repository import ActiveRollbackExists, RecordNotFound, Repository
+from storage.repo.records import ActiveRollbackExists, RecordNotFound
+from storage.repository import Repository
 from tests.storage.threads import run_in_threads
 
 
@@ -190,7 +191,7 @@ def test_concurrent_claims_have_one_winner(repo: Repository, now: datetime) -> N
 
 
 def test_rollback_and_its_plan_are_stored_together(repo: Repository, now: datetime) -> None:
-    from storage.repository import NewStep
+    from storage.repo.records import NewStep
 
     steps = [
         NewStep("preparation", "Snapshot", "snapshot"),
