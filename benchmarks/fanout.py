@@ -35,7 +35,7 @@ from bot.settings import Settings
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.twilio_api import TwilioSimulator
 from bot.sim.twilio_messages import SimMessage
-from storage.repository import NewStep
+from storage.repo.records import NewStep
 
 CHANNELS = ["C0DEPLOYS", *(f"C0CRIT{i:02d}" for i in range(1, 10))]
 PHONES = [f"+1555010{i:04d}" for i in range(1, 21)]

@@ -6,7 +6,6 @@ Commands: serve (the Slack app), console (try it locally, no Slack needed), chec
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +14,6 @@ from bot.catalog.load import load_catalog
 from bot.catalog.yaml_lines import CatalogError
 from bot.runtime.logs import setup_logging
 from bot.settings import ConfigurationError, Settings, load_settings
-
-log = logging.getLogger("rollback-bot")
-
 
 ENVIRONMENT = """\
 environment (an empty value means unset; README, "Configuration", has the details):
@@ -70,7 +66,7 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
-    from bot.notify.template_check import validate_templates
+    from bot.notify.template_check import validate_templates  # why: 0.3 s, check-config only
 
     if template_errors := validate_templates(catalog):
         for line in template_errors:
@@ -83,72 +79,12 @@ def _check_config(settings: Settings, path: str | None) -> int:
 
 
 def _migrate(settings: Settings) -> int:
-    from storage.db import current_revision, make_engine, migrate
+    from storage.db import current_revision, make_engine, migrate  # why: 0.25 s, not for --help
 
     engine = make_engine(settings.database_url)
     migrate(engine)
     print(f"database at revision {current_revision(engine)}")
     engine.dispose()
-    return 0
-
-
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import build_app
-    from bot.runtime.server import HttpServer
-    from bot.runtime.web import WebApp
-
-    if not settings.is_sms_enabled:
-        log.warning("TWILIO_* is not set: SMS paging is DISABLED, on-call will not be paged")
-    if args.socket_mode and settings.slack_app_token is None:
-        raise ConfigurationError("--socket-mode needs SLACK_APP_TOKEN (xapp-…)")
-    bot = build_app(settings)
-    from bot.runtime.event_log import RollbackEventLog
-
-    bot.deps.engine.listeners.append(RollbackEventLog())  # a rollback's start and end, at INFO
-    from bot.rollback.policy import all_approver_groups as approver_groups
-    from bot.runtime.scheduler import start_scheduler
-
-    resumed = bot.deps.engine.resume_all()
-    if resumed:
-        log.warning("resumed rollbacks left running by a previous process: %s", resumed)
-    scheduler = start_scheduler(
-        bot.deps.engine,
-        bot.deps.due,
-        resume_every_seconds=settings.rollback_bot_lease_seconds / 2,
-        due_every_seconds=settings.rollback_bot_tick_seconds,
-        refresh_groups=lambda: bot.deps.groups.refresh(approver_groups(bot.deps.catalog)),
-        groups_every_seconds=bot.deps.groups.ttl / 2,
-    )
-    port = settings.port if args.port is None else args.port
-    server = HttpServer(WebApp(bot), args.host, port, settings.rollback_bot_http_threads)
-    handler = None
-    try:
-        if args.socket_mode and settings.slack_app_token is not None:
-            import threading  # only serve needs these: check-config starts faster
-
-            from bot.adapters.slack.socket_mode import SocketModeRefused, connect_socket_mode
-
-            # HTTP still serves /healthz and /metrics (and Twilio webhooks) beside Socket Mode.
-            server.start()
-            try:
-                handler = connect_socket_mode(bot.bolt, settings.slack_app_token.get_secret_value())
-            except SocketModeRefused as exc:
-                raise ConfigurationError(
-                    "cannot open a Socket Mode connection with SLACK_APP_TOKEN at"
-                    f" {settings.slack_api_url}: {exc}"
-                ) from None
-            log.info("connected to Slack in Socket Mode")
-            threading.Event().wait()  # as handler.start() does; the handler's threads serve
-        else:
-            server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if handler is not None:
-            handler.close()
-            server.stop()
-        scheduler.shutdown(wait=False)
-        bot.close()
     return 0
 
 
@@ -191,8 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _migrate(settings)
         if args.command == "serve":
-            return _serve(settings, args)
-        from bot.console import run_console
+            from bot.runtime.serve import serve  # why: the whole app (1 s), serve only
+
+            return serve(settings, host=args.host, port=args.port, is_socket_mode=args.socket_mode)
+        from bot.console import run_console  # why: the app and simulators (1 s), console only
 
         return run_console(settings, is_demo=args.demo, script=args.script)
     except (ConfigurationError, CatalogError) as exc:

@@ -6,8 +6,7 @@ import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from slack_bolt import App
+from typing import TYPE_CHECKING
 
 from bot.adapters.http import HttpClient
 from bot.adapters.kube.client import KubernetesClient
@@ -20,21 +19,26 @@ from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.yaml_lines import CatalogError
 from bot.deps import Clock, Deps, utcnow
-from bot.execution.engine import FINISHED, STARTED, Engine, worker_name
+from bot.execution.contracts import worker_name
+from bot.execution.engine import Engine
 from bot.notify import notifications
 from bot.notify.progress import SlackProgress
 from bot.notify.template_check import validate_templates
 from bot.paging import acks as page_acks
 from bot.paging import ladder as paging_ladder
 from bot.review import publish as review_publish
+from bot.rollback.lifecycle import DueKind
+from bot.runtime.bolt import bolt_app
 from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
-from bot.runtime.request_trust import respond_only_to_slack
 from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
 from handlers import actions, commands, delivery, errors, home, twilio, views
 from storage.db import make_engine, migrate
 from storage.repository import Repository
+
+if TYPE_CHECKING:  # the Bolt app is built in bot.runtime.bolt, the one place importing slack_bolt
+    from slack_bolt import App
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def build_app(
     if template_errors := validate_templates(catalog):  # a broken template fails at start
         raise CatalogError(template_errors)
     deps = build_deps(settings, catalog, clock, run_migrations=run_migrations, kube=kube)
-    bolt = _bolt_app(settings, deps)
+    bolt = bolt_app(settings, deps)
     deps.slack_team_url = str(deps.slack.auth_test().get("url") or "https://slack.com/")
     # Slack's surfaces (handlers/) and the workflows (their due work, rollback listeners, routes):
     delivery.install(bolt, deps)  # first: a repeated delivery reaches no listener
@@ -78,8 +82,12 @@ def build_app(
     errors.install(bolt, deps)
     twilio.install(deps)
     page_acks.install(deps)
-    deps.due.register(FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"])))
-    deps.due.register(STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"])))
+    deps.due.register(
+        DueKind.ROLLBACK_FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"]))
+    )
+    deps.due.register(
+        DueKind.ROLLBACK_STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"]))
+    )
 
     def run_due_work_now() -> None:
         deps.work.submit("due work", deps.due.tick)
@@ -155,33 +163,3 @@ def build_deps(
             progress.close,  # first (closers run in reverse): it still reads the database
         ],
     )
-
-
-def _bolt_app(settings: Settings, deps: Deps) -> App:
-    """The Bolt app (it checks the token with ``auth.test``), answering only to Slack."""
-    assert settings.slack_signing_secret is not None  # checked by build_app
-    try:
-        bolt = App(
-            client=deps.slack.web,
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
-            listener_executor=ThreadPoolExecutor(
-                max_workers=settings.rollback_bot_http_threads, thread_name_prefix="listener"
-            ),
-        )
-    except Exception as exc:  # Bolt checks the token with auth.test right here
-        deps.engine.shutdown()
-        for close in reversed(deps.closers):
-            close()
-        raise ConfigurationError(
-            f"cannot verify SLACK_BOT_TOKEN with Slack at {settings.slack_api_url}:"
-            f" {type(exc).__name__}: {exc}"
-        ) from None
-    # Answers through a payload's response_url go only to Slack (never where a body says).
-    bolt.use(respond_only_to_slack(settings.slack_api_url))
-    # Every thread that may call the Kubernetes API at once gets a kept connection: rollbacks,
-    # work after acks (assessments, dry runs, plans) and due work. (slack_sdk's WebClient has no
-    # pool to size: it opens a connection per call with urllib.)
-    deps.kube.size_connection_pools(
-        deps.engine.max_parallel + 2 * deps.work.max_workers + deps.due.parallel  # both lanes
-    )
-    return bolt

@@ -15,7 +15,6 @@ import re
 import secrets
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -27,10 +26,10 @@ from typing import Any, TextIO
 import httpx
 from pydantic import SecretStr
 
-from bot.adapters.console import buttons_of, render_message
-from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.console import buttons_of, find_button, render_message
 from bot.app import BotApp, build_app
-from bot.catalog.load import Catalog
+from bot.demo.simulators import start_demo
+from bot.rollback.lifecycle import RollbackStatus
 from bot.runtime.logs import mask_phone
 from bot.runtime.server import HttpServer
 from bot.runtime.web import WebApp
@@ -58,6 +57,7 @@ ROLLBACK_WAIT_SECONDS = 120.0  # the console shows a rollback to its end before 
 POLL_SECONDS = 1.0  # interactive: how often what the app sent meanwhile is printed
 DEFAULT_USER = "U0ONCALL1"
 CONSOLE_CHANNEL = "C0DEPLOYS"
+Message = dict[str, Any]  # a message as posted (its params), with its ts
 
 
 @dataclass
@@ -119,49 +119,13 @@ class ConsoleSession:
         except ValueError as exc:
             self._fail(f"usage: click N | click M.N | click LABEL: {exc}")
             return
-        found = self._find_button(" ".join(words))
+        found = find_button(" ".join(words), self._with_buttons, self._last_with_buttons)
         if isinstance(found, str):
             self._fail(found)
             return
         message, button = found
         channel = str(message.get("channel", CONSOLE_CHANNEL))
         self._send(self.requester.click(message, button, user_id=user, channel_id=channel))
-
-    def _find_button(self, what: str) -> tuple[dict[str, Any], dict[str, Any]] | str:
-        """The message and button ``what`` names, or why there is none."""
-        if not what:
-            return "usage: click N | click M.N | click LABEL"
-        if m := re.fullmatch(r"(\d+)\.(\d+)", what):
-            number, n = int(m.group(1)), int(m.group(2))
-            if not 1 <= number <= len(self._with_buttons):
-                count = len(self._with_buttons)
-                return f"no message [{number}]: messages with buttons are [1]…[{count}]"
-            message = self._with_buttons[number - 1]
-            buttons = buttons_of(message.get("blocks") or [])
-            if not 1 <= n <= len(buttons):
-                return f"no button {number}.{n}: message [{number}] has {len(buttons)}"
-            return message, buttons[n - 1]
-        if what.isdigit():
-            last = self._last_with_buttons
-            buttons = buttons_of(last.get("blocks") or []) if last else []
-            n = int(what)
-            if last is None or not 1 <= n <= len(buttons):
-                return f"no button {n}: the last message with buttons has {len(buttons)}"
-            return last, buttons[n - 1]
-        wanted = what.casefold()
-        for message in reversed(self._with_buttons):
-            for button in buttons_of(message.get("blocks") or []):
-                label = str(button.get("text", {}).get("text", ""))
-                if label.casefold() == wanted:
-                    return message, button
-        labels = sorted(
-            {
-                str(b.get("text", {}).get("text", ""))
-                for msg in self._with_buttons
-                for b in buttons_of(msg.get("blocks") or [])
-            }
-        )
-        return f"no button labelled {what!r}; buttons: {', '.join(labels) or 'none yet'}"
 
     def _submit(self, args: str, user: str) -> None:
         """Submit the open modal with ``block_id=value`` pairs; errors come back in the form."""
@@ -250,7 +214,9 @@ class ConsoleSession:
 
     def _report_failed_rollbacks(self) -> None:
         """A rollback that failed is a failed step of a script (exit code 1)."""
-        for rollback in self.bot.deps.repo.list_rollbacks(statuses=["failed"], limit=200):
+        for rollback in self.bot.deps.repo.list_rollbacks(
+            statuses=[RollbackStatus.FAILED], limit=200
+        ):
             if rollback.id is not None and rollback.id not in self._failed_rollbacks:
                 self._failed_rollbacks.add(rollback.id)
                 self._fail(
@@ -276,7 +242,17 @@ class ConsoleSession:
         """Print what the app sent since the last line; a message edited several times is shown
         once, as it ended up (like a Slack channel you look at after the fact). While a rollback
         runs (``is_final`` False) edits are held back and only new messages are printed."""
-        shown: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        for key, (prefix, message) in self._collect_arrivals(is_final).items():
+            self._show_message(key, prefix, message)
+        while not self._texts.empty():
+            sms = self._texts.get_nowait()
+            self._last_sms_to = sms.to
+            self._say(f"📱 SMS from rollback-bot to {mask_phone(sms.to)}: {sms.body}")
+
+    def _collect_arrivals(self, is_final: bool) -> dict[tuple[str, str], tuple[str, Message]]:
+        """What arrived to show, by (channel, ts): its prefix and the message as it ended up.
+        Failed calls are reported and forms opened are shown on the way."""
+        shown: dict[tuple[str, str], tuple[str, Message]] = {}
         held: list[SlackCall] = []
         order = 0
         while True:
@@ -315,25 +291,22 @@ class ConsoleSession:
             shown[key] = (prefix, {**p, "ts": ts})
         for call in held:
             self._arrived.put(call)
-        for key, (prefix, message) in shown.items():
-            number = None
-            if buttons_of(message.get("blocks") or []):
-                self._last_with_buttons = message
-                number = self._numbered.get(key)
-                if number is None:
-                    self._with_buttons.append(message)
-                    number = self._numbered[key] = len(self._with_buttons)
-                else:  # an edit: its buttons now are the edited ones
-                    self._with_buttons[number - 1] = message
-                prefix = f"[{number}] {prefix}"
-            text = render_message(
-                str(message.get("text", "")), message.get("blocks"), number=number
-            )
-            self._say(text, prefix)
-        while not self._texts.empty():
-            sms = self._texts.get_nowait()
-            self._last_sms_to = sms.to
-            self._say(f"📱 SMS from rollback-bot to {mask_phone(sms.to)}: {sms.body}")
+        return shown
+
+    def _show_message(self, key: tuple[str, str], prefix: str, message: Message) -> None:
+        """Print one message; one with buttons gets its number (an edit keeps it)."""
+        number = None
+        if buttons_of(message.get("blocks") or []):
+            self._last_with_buttons = message
+            number = self._numbered.get(key)
+            if number is None:
+                self._with_buttons.append(message)
+                number = self._numbered[key] = len(self._with_buttons)
+            else:  # an edit: its buttons now are the edited ones
+                self._with_buttons[number - 1] = message
+            prefix = f"[{number}] {prefix}"
+        text = render_message(str(message.get("text", "")), message.get("blocks"), number=number)
+        self._say(text, prefix)
 
     def _say(self, text: str, prefix: str = "") -> None:
         print(f"{prefix}{text}\n", file=self.out, flush=True)
@@ -356,35 +329,14 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             "slack_signing_secret": SecretStr(secret),
             "slack_api_url": slack.api_url,
         }
-        catalog: Catalog | None = None
-        kube: KubernetesClient | None = None
-        phones: TwilioSimulator | None = None
-        cluster: KubeSimulator | None = None
-        if is_demo:
-            from bot.demo import DEMO_SERVICES, DemoWorld, demo_catalog, query_values, seed_cluster
-            from bot.sim.prometheus_api import PrometheusSimulator
-
-            cluster = stack.enter_context(KubeSimulator(ready_delay_seconds=2.0))
-            seed_cluster(cluster)
-            kube = KubernetesClient(api_client_for=lambda _context: cluster.api_client())
-
-            health = {d.name: d.health_status for d in DEMO_SERVICES}
-            prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
-            catalog = demo_catalog(prometheus.url)
-            stack.callback(DemoWorld(cluster, prometheus).start().stop)
-            phones = stack.enter_context(TwilioSimulator(is_sending_callbacks=False))
-            overrides |= {
-                "twilio_account_sid": phones.account_sid,
-                "twilio_auth_token": SecretStr(phones.auth_token),
-                "twilio_from_number": "+15550009999",
-                "twilio_api_url": phones.url,
-            }
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollback-demo-")))
-            overrides |= {
-                "prometheus_url": prometheus.url,
-                "database_url": f"sqlite:///{tmp / 'demo.db'}",
-            }
-        bot = build_app(settings.model_copy(update=overrides), catalog=catalog, kube=kube)
+        demo = start_demo(stack) if is_demo else None
+        if demo is not None:
+            overrides |= demo.settings
+        bot = build_app(
+            settings.model_copy(update=overrides),
+            catalog=demo.catalog if demo else None,
+            kube=demo.kube if demo else None,
+        )
         stack.callback(bot.close)
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
         stack.callback(server.stop)
@@ -392,7 +344,14 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
         requester = SlackRequester(
             server.url, secret, http, response_url=slack.response_url("console")
         )
-        yield ConsoleSession(bot, slack, requester, out, cluster=cluster, twilio=phones)
+        yield ConsoleSession(
+            bot,
+            slack,
+            requester,
+            out,
+            cluster=demo.cluster if demo else None,
+            twilio=demo.phones if demo else None,
+        )
 
 
 def _enable_line_editing() -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
+from bot.adapters.slack.respond import CheckedRespond
 from bot.adapters.slack.web import SlackClient
 from bot.deps import Deps
 from bot.notify.reply import internal_error_text
-from bot.runtime.request_trust import CheckedRespond, is_bolt_request_signed
+from bot.runtime.request_trust import is_bolt_request_signed
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,21 @@ with `from __future__ import annotations`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
+
+from bot.rollback.lifecycle import (
+    ACTIVE,
+    TERMINAL,
+    AssessmentStatus,
+    RollbackKind,
+    RollbackStatus,
+    StepStatus,
+)
 
 # Named constraints keep future `render_as_batch` migrations on SQLite deterministic.
 SQLModel.metadata.naming_convention = {
@@ -56,7 +66,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 # --- assessments -----------------------------------------------------------------------------
 
-ASSESSMENT_STATUSES = ("pending", "done", "failed")
+ASSESSMENT_STATUSES: tuple[AssessmentStatus, ...] = tuple(AssessmentStatus)
 DECISIONS = ("IMMEDIATE ROLLBACK", "ROLLBACK RECOMMENDED", "MONITOR", "CONTINUE")
 
 
@@ -69,7 +79,7 @@ class Assessment(SQLModel, table=True):
     service: str = Field(index=True)
     requested_by: str | None = None
     channel_id: str | None = None
-    status: str = "pending"
+    status: str = AssessmentStatus.PENDING
     decision: str | None = None
     critical_score: int | None = None
     high_score: int | None = None
@@ -84,22 +94,10 @@ class Assessment(SQLModel, table=True):
 
 # --- rollbacks -------------------------------------------------------------------------------
 
-ACTIVE_STATUSES: tuple[str, ...] = (
-    "pending_approval",
-    "approved",
-    "scheduled",
-    "running",
-    "aborting",
-)
-TERMINAL_STATUSES: tuple[str, ...] = (
-    "succeeded",
-    "failed",
-    "aborted",
-    "rejected",
-    "expired",
-    "cancelled",
-)
-ROLLBACK_KINDS = ("immediate", "planned")
+# The statuses and kinds are the life of a rollback's (bot.rollback.lifecycle); stored as text.
+ACTIVE_STATUSES: tuple[RollbackStatus, ...] = ACTIVE
+TERMINAL_STATUSES: tuple[RollbackStatus, ...] = TERMINAL
+ROLLBACK_KINDS: tuple[RollbackKind, ...] = tuple(RollbackKind)
 
 _ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_STATUSES))
 
@@ -154,7 +152,7 @@ class Rollback(SQLModel, table=True):
         return self.status in ACTIVE_STATUSES
 
 
-STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+STEP_STATUSES: tuple[StepStatus, ...] = tuple(StepStatus)
 
 
 class RollbackStep(SQLModel, table=True):
@@ -170,7 +168,7 @@ class RollbackStep(SQLModel, table=True):
     position: int
     name: str
     kind: str
-    status: str = "pending"
+    status: str = StepStatus.PENDING
     attempt: int = 0
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
@@ -223,7 +221,15 @@ class SlackDelivery(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime())
 
 
-WORK_STATUSES = ("pending", "claimed", "done", "failed", "cancelled")
+class WorkStatus(StrEnum):
+    PENDING = "pending"  # waits for its due time
+    CLAIMED = "claimed"  # a worker runs it (until claimed_until: then another may)
+    DONE = "done"
+    FAILED = "failed"  # out of attempts
+    CANCELLED = "cancelled"  # what it was for ended first
+
+
+OPEN_WORK: tuple[WorkStatus, ...] = (WorkStatus.PENDING, WorkStatus.CLAIMED)
 
 
 class DueWork(SQLModel, table=True):
@@ -236,7 +242,7 @@ class DueWork(SQLModel, table=True):
     key: str = Field(unique=True)
     due_at: datetime = Field(sa_type=UTCDateTime(), index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    status: str = "pending"
+    status: str = WorkStatus.PENDING
     claimed_by: str | None = None
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime())
     attempts: int = 0  # runs that ended in an error (and the run in progress)
@@ -253,9 +259,21 @@ class DueWork(SQLModel, table=True):
 
 # --- paging and reviews ----------------------------------------------------------------------
 
-# queued: stored, not sent; sending: handed to Twilio, outcome not recorded yet (never resent:
-# after a crash the status callback settles it); then Twilio's delivery statuses.
-PAGE_STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "skipped")
+
+class PageStatus(StrEnum):
+    """What the bot writes, then Twilio's delivery statuses (a report may name others, stored
+    as Twilio says them)."""
+
+    QUEUED = "queued"  # stored, not sent
+    # handed to Twilio, outcome not recorded yet (never resent: after a crash the status
+    # callback settles it)
+    SENDING = "sending"
+    ACCEPTED = "accepted"  # Twilio's: taken, not sent yet
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # SMS is disabled
 
 
 class Page(SQLModel, table=True):
@@ -279,7 +297,7 @@ class Page(SQLModel, table=True):
     contact_name: str
     phone: str
     ack_code: str = Field(index=True)
-    status: str = "queued"
+    status: str = PageStatus.QUEUED
     twilio_sid: str | None = Field(default=None, unique=True)
     error_code: int | None = None
     error: str | None = None

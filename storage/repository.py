@@ -5,7 +5,9 @@ stay readable after the session closes. Methods that stamp time take `now` (awar
 Uniqueness races (Slack retries, double clicks, two replicas) are settled by the database's
 unique keys, never by a read-then-insert check.
 
-The methods live in `storage.repo`, one mixin a concern; import everything from here.
+The methods live in `storage.repo`, one mixin a concern; `Repository` composes them. What they
+take and raise (`NewWork`, `NewStep`, `ActiveRollbackExists`, `RecordNotFound`) is defined in
+`storage.repo.records`: import those from there.
 """
 
 from __future__ import annotations
@@ -13,21 +15,11 @@ from __future__ import annotations
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
-from storage.repo.pages import ACK_CODE_MEMORY, PagesMixin
-from storage.repo.records import ActiveRollbackExists, NewStep, NewWork, RecordNotFound
+from storage.repo.pages import PagesMixin
 from storage.repo.reviews import ReviewsMixin
 from storage.repo.rollbacks import RollbacksMixin
 from storage.repo.steps import StepsMixin
 from storage.repo.work import WorkMixin
-
-__all__ = [
-    "ACK_CODE_MEMORY",
-    "ActiveRollbackExists",
-    "NewStep",
-    "NewWork",
-    "RecordNotFound",
-    "Repository",
-]
 
 
 class Repository(

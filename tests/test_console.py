@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.__main__ import main
+from bot.adapters.console import find_button
 from bot.console import console_session
 from bot.settings import Settings
 
@@ -174,3 +176,28 @@ def test_interactive_console_reads_stdin_and_counts_errors() -> None:
     assert proc.returncode == 1, proc.stderr
     assert "click M.N" in proc.stdout  # the help lists the numbering
     assert "not understood: 'hello there'" in proc.stdout
+
+
+def _message(ts: str, *labels: str) -> dict[str, Any]:
+    buttons = [{"type": "button", "text": {"type": "plain_text", "text": t}} for t in labels]
+    return {"ts": ts, "blocks": [{"type": "actions", "elements": buttons}]}
+
+
+def _found(what: str, shown: list[dict[str, Any]], last: dict[str, Any] | None) -> object:
+    """(the message's ts, the button's label), or why there is none."""
+    found = find_button(what, shown, last)
+    return found if isinstance(found, str) else (found[0]["ts"], found[1]["text"]["text"])
+
+
+def test_find_button_by_number_by_message_and_by_label() -> None:
+    first, second = _message("1", "Approve", "Reject"), _message("2", "Acknowledge")
+    shown = [first, second]
+    assert _found("1", shown, second) == ("2", "Acknowledge")
+    assert _found("1.2", shown, second) == ("1", "Reject")
+    assert _found("approve", shown, second) == ("1", "Approve")
+    assert _found("3.1", shown, second) == "no message [3]: messages with buttons are [1]…[2]"
+    assert _found("2", shown, second) == "no button 2: the last message with buttons has 1"
+    assert _found("Run anyway", shown, second) == (
+        "no button labelled 'Run anyway'; buttons: Acknowledge, Approve, Reject"
+    )
+    assert _found("", [], None) == "usage: click N | click M.N | click LABEL"

@@ -16,7 +16,8 @@ from bot.review.publish import _MARKDOWN, ReviewListener, review_path
 from bot.rollback.lifecycle import DueKind, review_publish_key, review_remind_key
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
-from storage.repository import NewStep, Repository
+from storage.repo.records import NewStep
+from storage.repository import Repository
 from tests.conftest import Harness
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

@@ -17,8 +17,7 @@ from pydantic import SecretStr
 
 from bot.app import BotApp, build_app
 from bot.catalog.load import parse_catalog
-from bot.execution.engine import FINISHED
-from bot.rollback.lifecycle import DueKind, sla_key
+from bot.rollback.lifecycle import DueKind, finished_key, sla_key
 from bot.runtime.server import HttpServer
 from bot.runtime.web import WebApp
 from bot.settings import Settings
@@ -27,7 +26,7 @@ from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import TwilioSimulator
 from bot.sim.twilio_messages import SimMessage
 from storage.models import Page
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url, service_yaml
 
 FROM_NUMBER = "+15550009999"
@@ -102,7 +101,9 @@ class PagingHarness:
     def finish(self, rollback_id: int, status: str, error: str | None = None) -> None:
         """End the rollback as the engine does: its status and the listeners' due work in one
         transaction (the next tick tells the notifications and the pager)."""
-        told = NewWork(FINISHED, f"finished:{rollback_id}", self.clock(), {"id": rollback_id})
+        told = NewWork(
+            DueKind.ROLLBACK_FINISHED, finished_key(rollback_id), self.clock(), {"id": rollback_id}
+        )
         repo = self.bot.deps.repo
         assert repo.set_rollback_status(rollback_id, status, self.clock(), error, schedule=[told])
 

@@ -95,3 +95,39 @@ def render_message(
                 labels.append(f"[{tag}] {_text_of(button.get('text'))}")
             out.append("   ".join(labels))
     return "\n".join(out)
+
+
+def find_button(
+    what: str, shown: Sequence[dict[str, Any]], last: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """The message and button ``what`` names (``N``: button N of ``last``; ``M.N``: button N of
+    message [M] of ``shown``, numbered from 1; a label: the newest button with it), or why
+    there is none."""
+    if not what:
+        return "usage: click N | click M.N | click LABEL"
+    if m := re.fullmatch(r"(\d+)\.(\d+)", what):
+        number, n = int(m.group(1)), int(m.group(2))
+        if not 1 <= number <= len(shown):
+            return f"no message [{number}]: messages with buttons are [1]…[{len(shown)}]"
+        message = shown[number - 1]
+        buttons = buttons_of(message.get("blocks") or [])
+        if not 1 <= n <= len(buttons):
+            return f"no button {number}.{n}: message [{number}] has {len(buttons)}"
+        return message, buttons[n - 1]
+    if what.isdigit():
+        buttons = buttons_of(last.get("blocks") or []) if last else []
+        n = int(what)
+        if last is None or not 1 <= n <= len(buttons):
+            return f"no button {n}: the last message with buttons has {len(buttons)}"
+        return last, buttons[n - 1]
+    wanted = what.casefold()
+    for message in reversed(shown):
+        for button in buttons_of(message.get("blocks") or []):
+            if _label(button).casefold() == wanted:
+                return message, button
+    labels = sorted({_label(b) for msg in shown for b in buttons_of(msg.get("blocks") or [])})
+    return f"no button labelled {what!r}; buttons: {', '.join(labels) or 'none yet'}"
+
+
+def _label(button: Mapping[str, Any]) -> str:
+    return str(button.get("text", {}).get("text", ""))

@@ -23,7 +23,7 @@ from bot.rollback.lifecycle import (
     start_key,
 )
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

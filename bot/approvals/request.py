@@ -16,7 +16,7 @@ from bot.approvals.posting import post_due, post_gave_up
 from bot.approvals.shared import audit
 from bot.approvals.votes import expire_due
 from bot.catalog.load import Service
-from bot.execution.engine import Engine
+from bot.execution.steps.table import plan_rows
 from bot.rollback.lifecycle import (
     AssessmentStatus,
     DueKind,
@@ -27,7 +27,7 @@ from bot.rollback.lifecycle import (
 )
 from bot.rollback.plan import Plan
 from storage.models import Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -82,7 +82,7 @@ def request(
         required_approvals=service.approval.min_approvals,
         expires_at=expires_at,
         now=now,
-        steps=Engine.plan_steps(plan),
+        steps=plan_rows(plan),
         schedule=lambda rid: [
             NewWork(DueKind.APPROVAL_EXPIRE, expire_key(rid), expires_at, {"rollback_id": rid}),
             # stored with the row: a crash cannot leave a request nobody was shown

@@ -20,7 +20,7 @@ from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.notify.reply import Asker, Reply
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_revision, parse_window
-from storage.repository import ActiveRollbackExists
+from storage.repo.records import ActiveRollbackExists
 
 
 def submit_request(

@@ -19,7 +19,7 @@ from bot.rollback.command import local_time
 from bot.rollback.lifecycle import DueKind, RollbackStatus, Vote, expire_key, start_key
 from bot.rollback.text import status_verb, unmentioned
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

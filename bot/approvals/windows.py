@@ -18,7 +18,7 @@ from bot.rollback.lifecycle import (
     window_missed_key,
 )
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -4,6 +4,8 @@ notices, pages and reviews) and the two ways a run stops without ending the roll
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any, Protocol
 
 from storage.models import Rollback
@@ -62,3 +64,8 @@ class RollbackListeners(list[RollbackListener]):
                 handler(rollback, *args)
             except Exception:
                 log.exception("rollback #%s: %s listener %r failed", rollback.id, event, listener)
+
+
+def worker_name() -> str:
+    """This process among the replicas (leases and claims are held in its name)."""
+    return f"{socket.gethostname()}:{os.getpid()}"

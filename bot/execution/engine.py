@@ -10,8 +10,6 @@ skipped, the step that was in flight runs again (steps are idempotent).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +23,13 @@ from bot.adapters.kube.values import KubeTarget
 from bot.adapters.prometheus import PrometheusAPI
 from bot.catalog.load import Catalog, Service
 from bot.execution.abort_summary import abort_summary
-from bot.execution.contracts import Interrupted, LeaseLost, ProgressSink, RollbackListeners
+from bot.execution.contracts import (
+    Interrupted,
+    LeaseLost,
+    ProgressSink,
+    RollbackListeners,
+    worker_name,
+)
 from bot.execution.service_state import describe_service_state
 from bot.execution.steps.base import Aborted, StepContext, StepFailed
 from bot.execution.steps.table import STEPS
@@ -39,27 +43,21 @@ from bot.rollback.lifecycle import (
     finished_key,
     started_key,
 )
-from bot.rollback.plan import Plan
 from storage.models import AuditEvent, Rollback, RollbackStep
-from storage.repository import NewStep, NewWork, Repository
+from storage.repo.records import NewWork
+from storage.repository import Repository
 
 log = logging.getLogger(__name__)
-
-FINISHED, STARTED = DueKind.ROLLBACK_FINISHED, DueKind.ROLLBACK_STARTED  # tell the listeners
 
 
 def started_work(rollback_id: int, now: datetime) -> NewWork:
     """Stored in the same transaction that makes a rollback `running` (created so, or moved
     there from approved): the notices, pages and SLA check that follow cannot be lost."""
-    return NewWork(STARTED, started_key(rollback_id), now, {"id": rollback_id})
+    return NewWork(DueKind.ROLLBACK_STARTED, started_key(rollback_id), now, {"id": rollback_id})
 
 
 MANUAL_GATE = "manual_gate"  # the step kind whose Continue button the progress message shows
 ABORT_POLL_SECONDS = 1.0  # how often a waiting step looks for an abort made on another replica
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Engine:
@@ -93,23 +91,6 @@ class Engine:
         self.kick_due_work: Callable[[], None] = lambda: None
 
     # --- starting --------------------------------------------------------------------------
-
-    @staticmethod
-    def plan_steps(plan: Plan) -> list[NewStep]:
-        """The plan as step rows: parameters, timeout and irreversibility go in the detail."""
-        return [
-            NewStep(
-                s.phase,
-                s.name,
-                s.kind,
-                {
-                    "params": dict(s.params),
-                    "timeout_seconds": s.timeout_seconds,
-                    "irreversible": s.is_irreversible,
-                },
-            )
-            for s in plan.steps
-        ]
 
     def submit(self, rollback_id: int) -> None:
         with self._lock:
@@ -366,7 +347,9 @@ class Engine:
         # What follows the end (notices, pages, the review, metrics) is due work stored with
         # the final status: a crash right after it cannot lose them.
         now = self.clock()
-        finished = NewWork(FINISHED, finished_key(rollback_id), now, {"id": rollback_id})
+        finished = NewWork(
+            DueKind.ROLLBACK_FINISHED, finished_key(rollback_id), now, {"id": rollback_id}
+        )
         event = AuditEvent(
             kind=f"rollback.{status}",
             created_at=now,

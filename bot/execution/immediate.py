@@ -13,8 +13,9 @@ from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
-from bot.execution.engine import Engine, started_work
+from bot.execution.engine import started_work
 from bot.execution.preflight import Checked, Refusal, audit_refusal, check
+from bot.execution.steps.table import plan_rows
 from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
@@ -25,7 +26,7 @@ from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, Roll
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from storage.models import Assessment
-from storage.repository import ActiveRollbackExists
+from storage.repo.records import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def _store(
         channel_id=service.channel,
         status=RollbackStatus.RUNNING,
         now=deps.clock(),
-        steps=Engine.plan_steps(plan),
+        steps=plan_rows(plan),
         schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
     )
     assert rollback.id is not None

@@ -40,7 +40,7 @@ from bot.rollback.lifecycle import (
 )
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

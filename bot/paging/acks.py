@@ -27,7 +27,7 @@ from bot.paging.notices import channel_of, notice_key, notify, post_work, replac
 from bot.rollback import policy
 from bot.rollback.lifecycle import DueKind, ladder_prefix, page_ack_notices_key, page_level_key
 from storage.models import AuditEvent, DueWork, Page, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -64,7 +64,7 @@ from bot.rollback.lifecycle import (
     page_stop_notices_key,
 )
 from storage.models import AuditEvent, DueWork, Page, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -17,7 +17,7 @@ from bot.rollback.lifecycle import DueKind, page_post_key
 from bot.runtime.due import RetryLater
 from bot.runtime.logs import mask_phone
 from storage.models import DueWork, Rollback
-from storage.repository import NewWork
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps

@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from storage.models import DueWork
-from storage.repository import NewWork, Repository
+from storage.repo.records import NewWork
+from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 

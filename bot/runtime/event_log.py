@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.rollback.lifecycle import RollbackStatus
 from storage.models import Rollback
 
 log = logging.getLogger("rollback-bot.events")
@@ -30,7 +31,7 @@ class RollbackEventLog:
 
     def rollback_finished(self, rollback: Rollback) -> None:
         error = f": {rollback.error}" if rollback.error else ""
-        level = logging.INFO if rollback.status == "succeeded" else logging.WARNING
+        level = logging.INFO if rollback.status == RollbackStatus.SUCCEEDED else logging.WARNING
         log.log(
             level,
             "rollback #%s of %s %s%s%s",

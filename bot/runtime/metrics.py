@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from bot.rollback.lifecycle import IN_ENGINE, RollbackKind, RollbackStatus
 from storage.models import Rollback
 
 if TYPE_CHECKING:
@@ -26,14 +27,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-OUTCOMES = ("succeeded", "failed", "aborted")
-KINDS = ("immediate", "planned")
-RUNNING = ("running", "aborting")
+# how a rollback that ran can end (a waiting request's endings never started it)
+OUTCOMES = (RollbackStatus.SUCCEEDED, RollbackStatus.FAILED, RollbackStatus.ABORTED)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._add_request_metrics()
+        self._add_rollback_metrics()
+
+    def _add_request_metrics(self) -> None:
+        """Slack requests, assessments and work after ack()."""
         self.assessments = Counter(
             "rollback_bot_assessments_total",
             "Assessments completed, by service and decision.",
@@ -59,7 +64,9 @@ class Metrics:
             registry=self.registry,
         )
 
-        # rollbacks (alert rules in deploy/prometheus/rollback-alerts.yml use these names)
+    def _add_rollback_metrics(self) -> None:
+        """Rollbacks and pages (alert rules in deploy/prometheus/rollback-alerts.yml use these
+        names)."""
         self.rollbacks_started = Counter(
             "rollback_bot_rollbacks_started_total",
             "Rollbacks that started running, by service, strategy and kind.",
@@ -117,7 +124,7 @@ class Metrics:
         """
         for service in catalog.services.values():
             strategy = service.spec.strategy
-            for kind in KINDS:
+            for kind in RollbackKind:
                 self.rollbacks_started.labels(service.name, strategy, kind)
             for outcome in OUTCOMES:
                 self.rollbacks_finished.labels(service.name, strategy, outcome)
@@ -134,7 +141,7 @@ class RollbackMetrics:
     def rollback_started(self, rollback: Rollback) -> None:
         m = self.metrics
         m.rollbacks_started.labels(rollback.service, rollback.strategy, rollback.kind).inc()
-        if rollback.kind == "planned" and rollback.approved_at is not None:
+        if rollback.kind == RollbackKind.PLANNED and rollback.approved_at is not None:
             wait = (rollback.approved_at - rollback.created_at).total_seconds()
             m.approval_wait_seconds.labels(rollback.service).observe(max(0.0, wait))
 
@@ -180,7 +187,7 @@ class RunningRollbacks(Collector):
             labels=["rollback_id", "service"],
         )
         try:
-            rows = self.repo.list_rollbacks(statuses=RUNNING, limit=1000)
+            rows = self.repo.list_rollbacks(statuses=IN_ENGINE, limit=1000)
         except Exception:  # a scrape must not fail because the database is away
             log.exception("cannot read running rollbacks for /metrics")
             return

@@ -1,13 +1,12 @@
-"""What the bot trusts from an HTTP request: Slack's signature, and where answers may go.
+"""What the bot trusts from an HTTP request: Slack's signature, and a payload's shape.
 
 ``is_signed_by_slack`` is Slack's signing check (``v0:{ts}:{body}`` HMAC-SHA256 within five
 minutes) written so that it never raises: slack_sdk's ``SignatureVerifier`` raises ``ValueError``
 on a timestamp that is not an integer, and Bolt hands that error, with the unverified body, to
 the app's error handler. Whatever is malformed here is simply "not signed".
 
-``is_response_url_trusted`` decides whether ``respond()`` may POST to a payload's
-``response_url``: only Slack's hooks hosts over HTTPS, or the host of the configured
-``SLACK_API_URL`` (the simulator in tests and ``rollback-bot console``).
+``malformed`` says why a signed request cannot be a Slack payload (Bolt would fail on it).
+Where answers may go is ``bot.adapters.slack.respond``'s (``CheckedRespond``).
 """
 
 from __future__ import annotations
@@ -15,19 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-from slack_bolt import BoltContext, BoltResponse
-from slack_bolt.context.respond import Respond
-from slack_sdk.webhook import WebhookResponse
-
-log = logging.getLogger(__name__)
+from urllib.parse import parse_qs
 
 SIGNATURE_WINDOW_SECONDS = 5 * 60  # Slack's (and Bolt's) replay window
-SLACK_HOOK_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 _MAX_TIMESTAMP_DIGITS = 12  # far beyond any real epoch second; keeps int() cheap
 
 
@@ -65,73 +56,6 @@ def is_bolt_request_signed(
     timestamp = next(iter(headers.get("x-slack-request-timestamp") or ()), None)
     signature = next(iter(headers.get("x-slack-signature") or ()), None)
     return is_signed_by_slack(secret, raw_body, timestamp, signature, None)
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
-    except ValueError:  # an unparsable host or port
-        return None
-    if not host or parts.username is not None or parts.password is not None:
-        return None
-    if scheme not in ("http", "https"):
-        return None
-    return scheme, host.lower(), port or (443 if scheme == "https" else 80)
-
-
-def is_response_url_trusted(url: str, slack_api_url: str) -> bool:
-    """A Slack hooks URL (HTTPS, default port), or one on the configured Slack API's origin."""
-    origin = _origin(url)
-    if origin is None:
-        return False
-    if origin[0] == "https" and origin[1] in SLACK_HOOK_HOSTS and origin[2] == 443:
-        return True
-    configured = _origin(slack_api_url)
-    return configured is not None and origin == configured and origin[1] != "slack.com"
-
-
-def where(url: str) -> str:
-    """The origin of a URL for a log line (never its path: it carries a one-time token)."""
-    origin = _origin(url)
-    return f"{origin[0]}://{origin[1]}:{origin[2]}" if origin else "an unparsable URL"
-
-
-class CheckedRespond(Respond):
-    """``respond()`` that POSTs only to a trusted ``response_url``; otherwise it logs a warning
-    and posts nothing (the answer it gives back says so, with status 403)."""
-
-    def __init__(self, response_url: str, slack_api_url: str, **kwargs: Any) -> None:
-        super().__init__(response_url=response_url, **kwargs)
-        self.is_trusted = is_response_url_trusted(response_url, slack_api_url)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> WebhookResponse:
-        if self.is_trusted:
-            return super().__call__(*args, **kwargs)
-        url = self.response_url or ""
-        log.warning(
-            "not posting to the response_url at %s: it is not a Slack hooks URL", where(url)
-        )
-        return WebhookResponse(
-            url=url, status_code=403, body="response_url refused: not a Slack URL", headers={}
-        )
-
-
-Middleware = Callable[[BoltContext, Callable[[], BoltResponse]], BoltResponse]
-
-
-def respond_only_to_slack(slack_api_url: str) -> Middleware:
-    """A Bolt global middleware: every listener's ``respond`` is a ``CheckedRespond``."""
-
-    def check_response_url(context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:
-        url = context.response_url
-        if isinstance(url, str) and url:
-            context["respond"] = CheckedRespond(
-                url, slack_api_url, proxy=context.client.proxy, ssl=context.client.ssl
-            )
-        return next()
-
-    return check_response_url
 
 
 _NEEDS: dict[str, tuple[str, ...]] = {  # what Bolt reads of each payload type without checking

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.rollback.lifecycle import AssessmentStatus
 from storage.models import Assessment, SlackDelivery
 from storage.repo.base import RepositoryBase, _get_or_raise
 
@@ -68,7 +69,7 @@ class AssessmentsMixin(RepositoryBase):
         """Store the decision, scores, signal readings and triggers."""
         with self._write() as session:
             assessment = _get_or_raise(session, Assessment, assessment_id)
-            assessment.status = "done"
+            assessment.status = AssessmentStatus.DONE
             assessment.decision = decision
             assessment.critical_score = critical
             assessment.high_score = high
@@ -82,7 +83,7 @@ class AssessmentsMixin(RepositoryBase):
         """Mark the assessment failed with the reason."""
         with self._write() as session:
             assessment = _get_or_raise(session, Assessment, assessment_id)
-            assessment.status = "failed"
+            assessment.status = AssessmentStatus.FAILED
             assessment.error = error
             assessment.completed_at = now
 

@@ -11,14 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.models import TERMINAL_STATUSES, AuditEvent, DueWork, Page, Rollback, SlackDelivery
+from bot.rollback.lifecycle import TERMINAL, RollbackStatus
+from storage.models import AuditEvent, DueWork, Page, PageStatus, Rollback, SlackDelivery
 from storage.repo.base import RepositoryBase
 from storage.repo.records import NewWork, RecordNotFound
 from storage.repo.work import _cancel_open_work, _work_row
 
 ACK_CODE_MEMORY = timedelta(days=7)  # a page's ack code is not reused for that phone sooner
 # A rollback that ended this way stops its ladder; a failed one keeps it (things got worse).
-LADDER_STOPPING = tuple(status for status in TERMINAL_STATUSES if status != "failed")
+LADDER_STOPPING = tuple(status for status in TERMINAL if status != RollbackStatus.FAILED)
 
 
 def told_key(page_id: int, event: str) -> str:
@@ -161,7 +162,7 @@ class PagesMixin(RepositoryBase):
         acked = sa.inspect(Page).local_table.alias("acked")
         with self._write() as session:
             page = session.get(Page, page_id)
-            if page is None or page.status != "queued":
+            if page is None or page.status != PageStatus.QUEUED:
                 return False
             status = session.exec(
                 select(Rollback.status)
@@ -181,8 +182,10 @@ class PagesMixin(RepositoryBase):
             )
             statement = (
                 sa.update(Page)
-                .where(col(Page.id) == page_id, col(Page.status) == "queued", ~is_acknowledged)
-                .values(status="sending", status_at=now)
+                .where(
+                    col(Page.id) == page_id, col(Page.status) == PageStatus.QUEUED, ~is_acknowledged
+                )
+                .values(status=PageStatus.SENDING, status_at=now)
             )
             if session.exec(statement).rowcount != 1:
                 return False
@@ -246,8 +249,8 @@ class PagesMixin(RepositoryBase):
         first (it saved the SID too) or the page was never being sent."""
         return self._update_page(
             page_id,
-            ("sending", "queued"),
-            status="sent",
+            (PageStatus.SENDING, PageStatus.QUEUED),
+            status=PageStatus.SENT,
             twilio_sid=twilio_sid,
             sent_at=now,
             status_at=now,
@@ -255,7 +258,9 @@ class PagesMixin(RepositoryBase):
 
     def release_page(self, page_id: int, now: datetime) -> bool:
         """sending → queued: Twilio certainly did not take it (5xx, no connection); retry."""
-        return self._update_page(page_id, ("sending",), status="queued", status_at=now)
+        return self._update_page(
+            page_id, (PageStatus.SENDING,), status=PageStatus.QUEUED, status_at=now
+        )
 
     def mark_page_failed(
         self,
@@ -264,12 +269,12 @@ class PagesMixin(RepositoryBase):
         now: datetime,
         *,
         error_code: int | None = None,
-        status: str = "failed",
+        status: str = PageStatus.FAILED,
     ) -> bool:
         """queued or sending → failed (or skipped: SMS disabled); False if it had moved on."""
         return self._update_page(
             page_id,
-            ("queued", "sending"),
+            (PageStatus.QUEUED, PageStatus.SENDING),
             status=status,
             error=error,
             error_code=error_code,
@@ -300,7 +305,12 @@ class PagesMixin(RepositoryBase):
         callback URL then names the page): a status only replaces an earlier one (queued → sent
         → delivered | undelivered | failed), never a final one.
         """
-        rank = {"queued": 0, "accepted": 0, "sending": 1, "sent": 2}
+        rank: dict[str, int] = {
+            PageStatus.QUEUED: 0,
+            PageStatus.ACCEPTED: 0,
+            PageStatus.SENDING: 1,
+            PageStatus.SENT: 2,
+        }
         with self._write() as session:
             if page_id is not None:
                 page = session.get(Page, page_id)

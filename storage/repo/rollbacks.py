@@ -9,18 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from storage.models import (
-    ACTIVE_STATUSES,
-    ROLLBACK_KINDS,
-    TERMINAL_STATUSES,
-    AuditEvent,
-    DueWork,
-    Rollback,
-)
+from bot.rollback.lifecycle import ACTIVE, IN_ENGINE, TERMINAL, RollbackKind, RollbackStatus
+from storage.models import OPEN_WORK, AuditEvent, DueWork, Rollback
 from storage.repo.base import RepositoryBase, _get_or_raise
 from storage.repo.records import ActiveRollbackExists, NewStep, NewWork, RecordNotFound
 from storage.repo.steps import _step_rows
-from storage.repo.work import _work_row
+from storage.repo.work import _work_row, cancelled
+
+# approved, whether it starts now or waits for its window
+_APPROVED = (RollbackStatus.APPROVED, RollbackStatus.SCHEDULED)
 
 
 class RollbacksMixin(RepositoryBase):
@@ -48,7 +45,7 @@ class RollbacksMixin(RepositoryBase):
         """Persist a rollback with its plan's steps in one transaction (a crash can never leave
         an active rollback without a plan); raise `ActiveRollbackExists` if the service already
         has one."""
-        if kind not in ROLLBACK_KINDS:
+        if kind not in tuple(RollbackKind):
             raise ValueError(f"unknown rollback kind {kind!r}")
         _check_rollback_status(status)
         for attempt in range(3):
@@ -66,7 +63,9 @@ class RollbacksMixin(RepositoryBase):
                 required_approvals=required_approvals,
                 expires_at=expires_at,
                 created_at=now,
-                started_at=now if status == "running" else None,  # immediate: starts at once
+                started_at=now
+                if status == RollbackStatus.RUNNING
+                else None,  # immediate: starts at once
             )
             try:
                 with self._write() as session:
@@ -78,7 +77,7 @@ class RollbacksMixin(RepositoryBase):
                         session.add(_work_row(work, now))
                 return rollback
             except IntegrityError:
-                if status not in ACTIVE_STATUSES:
+                if status not in ACTIVE:
                     raise
                 self._raise_if_active(service)
                 if attempt == 2:  # not the active-slot index (e.g. a foreign key): give up
@@ -99,7 +98,7 @@ class RollbacksMixin(RepositoryBase):
     def get_active_rollback(self, service: str) -> Rollback | None:
         """The service's active rollback, if any."""
         query = select(Rollback).where(
-            Rollback.service == service, col(Rollback.status).in_(ACTIVE_STATUSES)
+            Rollback.service == service, col(Rollback.status).in_(ACTIVE)
         )
         with self._read() as session:
             return session.exec(query).first()
@@ -152,11 +151,11 @@ class RollbacksMixin(RepositoryBase):
                 if expected is not None and rollback.status not in expected:
                     return None
                 rollback.status = status
-                if status == "running" and rollback.started_at is None:
+                if status == RollbackStatus.RUNNING and rollback.started_at is None:
                     rollback.started_at = now
-                if status in ("approved", "scheduled") and rollback.approved_at is None:
+                if status in _APPROVED and rollback.approved_at is None:
                     rollback.approved_at = now
-                if status in TERMINAL_STATUSES:
+                if status in TERMINAL:
                     rollback.finished_at = now
                 if error is not None:
                     rollback.error = error
@@ -170,14 +169,12 @@ class RollbacksMixin(RepositoryBase):
                     session.exec(
                         sa.update(DueWork)
                         .where(col(DueWork.key).in_(list(cancel)))
-                        .where(col(DueWork.status).in_(("pending", "claimed")))
-                        .values(
-                            status="cancelled", done_at=now, claimed_by=None, claimed_until=None
-                        )
+                        .where(col(DueWork.status).in_(OPEN_WORK))
+                        .values(**cancelled(now))
                     )
             return rollback
         except IntegrityError:
-            if service is not None and status in ACTIVE_STATUSES:
+            if service is not None and status in ACTIVE:
                 self._raise_if_active(service)
             raise
 
@@ -198,7 +195,7 @@ class RollbacksMixin(RepositoryBase):
         )
         statement = (
             sa.update(Rollback)
-            .where(col(Rollback.id) == rollback_id, col(Rollback.status).in_(ACTIVE_STATUSES))
+            .where(col(Rollback.id) == rollback_id, col(Rollback.status).in_(ACTIVE))
             .where(free)
             .values(claimed_by=worker, claimed_until=now + lease)
         )
@@ -216,7 +213,9 @@ class RollbacksMixin(RepositoryBase):
             return session.exec(statement).rowcount == 1
 
     def list_unclaimed_rollbacks(
-        self, now: datetime, statuses: Collection[str] = ("approved", "running", "aborting")
+        self,
+        now: datetime,
+        statuses: Collection[str] = (RollbackStatus.APPROVED, *IN_ENGINE),
     ) -> list[Rollback]:
         """Rollbacks in `statuses` whose lease is free or expired (to resume after a restart)."""
         query = (
@@ -242,5 +241,5 @@ class RollbacksMixin(RepositoryBase):
 
 
 def _check_rollback_status(status: str) -> None:
-    if status not in ACTIVE_STATUSES and status not in TERMINAL_STATUSES:
+    if status not in ACTIVE and status not in TERMINAL:
         raise ValueError(f"unknown rollback status {status!r}")

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.rollback.lifecycle import StepStatus
 from storage.models import AuditEvent, Rollback, RollbackStep
 from storage.repo.base import RepositoryBase, _get_or_raise
 from storage.repo.records import NewStep
 
-_FINISHED_STEP_STATUSES = ("succeeded", "failed", "skipped")
+_FINISHED_STEP_STATUSES = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
 
 
 class StepsMixin(RepositoryBase):
@@ -50,7 +51,7 @@ class StepsMixin(RepositoryBase):
         """Mark a step running and count the attempt."""
         with self._write() as session:
             step = _get_or_raise(session, RollbackStep, step_id)
-            step.status = "running"
+            step.status = StepStatus.RUNNING
             step.attempt += 1
             step.started_at = now
             step.finished_at = None
@@ -97,7 +98,7 @@ class StepsMixin(RepositoryBase):
             .join(RollbackStep, col(RollbackStep.rollback_id) == col(Rollback.id))
             .where(Rollback.service == service)
             .where(RollbackStep.kind == "rollout_undo")
-            .where(RollbackStep.status == "succeeded")
+            .where(RollbackStep.status == StepStatus.SUCCEEDED)
             .order_by(col(RollbackStep.finished_at).desc())
         )
         with self._read() as session:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.models import DueWork
+from storage.models import OPEN_WORK, DueWork, WorkStatus
 from storage.repo.base import RepositoryBase
 from storage.repo.records import NewWork
 
@@ -71,8 +71,8 @@ class WorkMixin(RepositoryBase):
         SQLite serializes writers, so the plain select is already exclusive there.
         """
         is_due = sa.or_(
-            sa.and_(col(DueWork.status) == "pending", col(DueWork.due_at) <= now),
-            sa.and_(col(DueWork.status) == "claimed", col(DueWork.claimed_until) <= now),
+            sa.and_(col(DueWork.status) == WorkStatus.PENDING, col(DueWork.due_at) <= now),
+            sa.and_(col(DueWork.status) == WorkStatus.CLAIMED, col(DueWork.claimed_until) <= now),
         )
         query = select(DueWork).where(is_due)
         if kinds is not None:
@@ -85,7 +85,7 @@ class WorkMixin(RepositoryBase):
         with self._write() as session:
             items = list(session.exec(query).all())
             for item in items:
-                item.status = "claimed"
+                item.status = WorkStatus.CLAIMED
                 item.claimed_by = worker
                 item.claimed_until = now + lease
                 item.attempts += 1
@@ -98,7 +98,7 @@ class WorkMixin(RepositoryBase):
         statement = (
             sa.update(DueWork)
             .where(col(DueWork.id).in_(list(ids)))
-            .where(col(DueWork.status) == "claimed", col(DueWork.claimed_by) == worker)
+            .where(col(DueWork.status) == WorkStatus.CLAIMED, col(DueWork.claimed_by) == worker)
             .values(claimed_until=until)
         )
         with self._write() as session:
@@ -106,7 +106,7 @@ class WorkMixin(RepositoryBase):
 
     def complete_work(self, work_id: int, worker: str, now: datetime) -> bool:
         """Mark claimed work done; False if `worker` no longer holds it."""
-        return self._finish_work(work_id, worker, status="done", done_at=now)
+        return self._finish_work(work_id, worker, status=WorkStatus.DONE, done_at=now)
 
     def fail_work(
         self,
@@ -127,16 +127,23 @@ class WorkMixin(RepositoryBase):
                 else {}
             )
             return self._finish_work(
-                work_id, worker, status="pending", due_at=retry_at, last_error=error, **counts
+                work_id,
+                worker,
+                status=WorkStatus.PENDING,
+                due_at=retry_at,
+                last_error=error,
+                **counts,
             )
-        return self._finish_work(work_id, worker, status="failed", done_at=now, last_error=error)
+        return self._finish_work(
+            work_id, worker, status=WorkStatus.FAILED, done_at=now, last_error=error
+        )
 
     def _finish_work(self, work_id: int, worker: str, **values: Any) -> bool:
         statement = (
             sa.update(DueWork)
             .where(
                 col(DueWork.id) == work_id,
-                col(DueWork.status) == "claimed",
+                col(DueWork.status) == WorkStatus.CLAIMED,
                 col(DueWork.claimed_by) == worker,
             )
             .values(claimed_by=None, claimed_until=None, **values)
@@ -148,8 +155,8 @@ class WorkMixin(RepositoryBase):
         """Cancel pending or claimed work (e.g. an acknowledged page); False if none was open."""
         statement = (
             sa.update(DueWork)
-            .where(col(DueWork.key) == key, col(DueWork.status).in_(("pending", "claimed")))
-            .values(status="cancelled", done_at=now, claimed_by=None, claimed_until=None)
+            .where(col(DueWork.key) == key, col(DueWork.status).in_(OPEN_WORK))
+            .values(**cancelled(now))
         )
         with self._write() as session:
             return session.exec(statement).rowcount == 1
@@ -167,11 +174,21 @@ def _cancel_open_work(session: Session, prefix: str, now: datetime) -> int:
         sa.update(DueWork)
         .where(
             col(DueWork.key).like(f"{escaped}%", escape="\\"),
-            col(DueWork.status).in_(("pending", "claimed")),
+            col(DueWork.status).in_(OPEN_WORK),
         )
-        .values(status="cancelled", done_at=now, claimed_by=None, claimed_until=None)
+        .values(**cancelled(now))
     )
     return int(session.exec(statement).rowcount)
+
+
+def cancelled(now: datetime) -> dict[str, Any]:
+    """The values of open work cancelled at ``now`` (its claim, if any, is dropped)."""
+    return {
+        "status": WorkStatus.CANCELLED,
+        "done_at": now,
+        "claimed_by": None,
+        "claimed_until": None,
+    }
 
 
 def _work_row(work: NewWork, now: datetime) -> DueWork:

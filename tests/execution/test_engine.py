@@ -15,6 +15,7 @@ from bot.adapters.http import HttpClient
 from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Catalog, parse_catalog
 from bot.execution.engine import Engine
+from bot.execution.steps.table import plan_rows
 from bot.rollback.lifecycle import (
     DueKind,
     RollbackKind,
@@ -108,7 +109,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def _start(world: World, *, is_failing: bool = False) -> Rollback:
     plan = world.catalog.services["svc"].plan(None)
-    steps = Engine.plan_steps(plan)
+    steps = plan_rows(plan)
     if not is_failing:
         steps = steps[:2]  # the waits only: not the HTTP call to the closed port
     return world.repo.create_rollback(

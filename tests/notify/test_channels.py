@@ -21,7 +21,8 @@ from bot.runtime.due import DueWorkRunner, RetryLater
 from bot.sim.slack_api import SlackCall, SlackSimulator
 from storage.db import make_engine, migrate
 from storage.models import Rollback
-from storage.repository import NewStep, Repository
+from storage.repo.records import NewStep
+from storage.repository import Repository
 from tests.conftest import closed_port_url
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)

@@ -20,7 +20,8 @@ from bot.paging.messages import ended_sms, sms_body, update_sms
 from bot.rollback.lifecycle import ladder_prefix
 from bot.sim.twilio_messages import SimMessage
 from storage.models import AuditEvent
-from storage.repository import NewWork, Repository
+from storage.repo.records import NewWork
+from storage.repository import Repository
 from tests import twilio_fixtures
 from tests.storage.conftest import db_url, engine, migrated_engine, now, repo
 from tests.twilio_fixtures import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.adapters.slack.web import slack_web_client
 from bot.catalog.load import parse_catalog
-from bot.execution.engine import Engine
+from bot.execution.steps.table import plan_rows
 from bot.notify.progress import SlackProgress
 from bot.sim.slack_api import SlackSimulator
 from storage.db import make_engine, migrate
@@ -34,7 +34,7 @@ def test_many_changes_become_few_edits_and_the_final_state_always_lands(
         rollback = repo.create_rollback(
             service=name, kind="immediate", strategy="undo", requested_by="U1",
             reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-            status="running", now=NOW, steps=Engine.plan_steps(catalog.services[name].plan()),
+            status="running", now=NOW, steps=plan_rows(catalog.services[name].plan()),
         )  # fmt: skip
         assert rollback.id is not None
         ids.append(rollback.id)
@@ -74,7 +74,7 @@ def one_rollback(
     rollback = repo.create_rollback(
         service="checkout", kind="immediate", strategy="undo", requested_by="U1",
         reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-        status=status, now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+        status=status, now=NOW, steps=plan_rows(catalog.services["checkout"].plan()),
     )  # fmt: skip
     assert rollback.id is not None
     return progress, repo, rollback.id
@@ -130,7 +130,7 @@ def test_a_waiting_rollbacks_clock_alone_changes_its_message_a_few_times_a_minut
     rollback = repo.create_rollback(
         service="checkout", kind="immediate", strategy="undo", requested_by="U1",
         reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-        status="running", now=NOW, steps=Engine.plan_steps(catalog.services["checkout"].plan()),
+        status="running", now=NOW, steps=plan_rows(catalog.services["checkout"].plan()),
     )  # fmt: skip
     assert rollback.id is not None
     progress.changed(rollback.id)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from bot.adapters.slack.web import slack_web_client
 from bot.catalog.load import parse_catalog
-from bot.execution.engine import Engine
+from bot.execution.steps.table import plan_rows
 from bot.notify.progress import SlackProgress
 from bot.sim.slack_api import SlackSimulator
 from storage.db import make_engine, migrate
@@ -36,7 +36,7 @@ class Setup:
         rollback = self.repo.create_rollback(
             service=service, kind="immediate", strategy="undo", requested_by="U1",
             reason="", target_revision=None, assessment_id=None, channel_id="C0DEPLOYS",
-            status="running", now=NOW, steps=Engine.plan_steps(catalog.services[service].plan()),
+            status="running", now=NOW, steps=plan_rows(catalog.services[service].plan()),
         )  # fmt: skip
         assert rollback.id is not None
         return rollback.id

@@ -19,7 +19,8 @@ from bot.notify import template_check, template_context, templates
 from bot.settings import Settings
 from storage.db import make_engine, migrate
 from storage.models import Rollback
-from storage.repository import NewStep, Repository
+from storage.repo.records import NewStep
+from storage.repository import Repository
 
 HOSTILE = "<!channel> <http://evil|click> @here &"
 ESCAPED = "&lt;!channel&gt; &lt;http://evil|click&gt; @here &amp;"

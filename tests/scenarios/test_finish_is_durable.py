@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.execution.engine import FINISHED, STARTED
+from bot.rollback.lifecycle import DueKind
 from tests.conftest import Harness
 from tests.scenarios.test_approval_flow import (  # noqa: F401  (fixtures used by name)
     kube,
@@ -28,7 +28,7 @@ def test_a_crash_right_after_the_end_still_notifies_and_reviews(
 ) -> None:
     first = make()
     # this process stores the end and dies before anything acts on it
-    first.bot.deps.due.handlers.pop(FINISHED)
+    first.bot.deps.due.handlers.pop(DueKind.ROLLBACK_FINISHED)
     first.bot.deps.engine.kick_due_work = lambda: None
     first.slash("run checkout --immediate 5xx storm")
     settle(first)
@@ -64,8 +64,8 @@ def test_a_crash_right_after_the_start_still_sends_the_critical_notice(
 ) -> None:
     first = make()
     # this process stores the running rollback and dies before anything acts on its start
-    first.bot.deps.due.handlers.pop(STARTED)
-    first.bot.deps.due.handlers.pop(FINISHED)
+    first.bot.deps.due.handlers.pop(DueKind.ROLLBACK_STARTED)
+    first.bot.deps.due.handlers.pop(DueKind.ROLLBACK_FINISHED)
     first.slash("run checkout --immediate 5xx storm")
     settle(first)
     work = first.bot.deps.repo.get_work("started:1")

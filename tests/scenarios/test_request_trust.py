@@ -19,7 +19,8 @@ import pytest
 from slack_bolt import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.runtime.request_trust import is_response_url_trusted, is_signed_by_slack
+from bot.adapters.slack.respond import is_response_url_trusted
+from bot.runtime.request_trust import is_signed_by_slack
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import signed_headers

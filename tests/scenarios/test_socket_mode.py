@@ -226,7 +226,7 @@ def test_a_disconnect_request_is_followed_by_a_new_connection(
 def test_handler_wired_like_serve_finds_socket_mode_through_slack_api_url(
     harness: Harness, socket_mode: SocketModeSimulator
 ) -> None:
-    """`_serve` passes no web_client: apps.connections.open goes through the bot's client."""
+    """`serve` passes no web_client: apps.connections.open goes through the bot's client."""
     slack = harness.slack
     # SlackSimulator checks the bot token and has no Socket Mode: answer as Slack would
     slack.inject(

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import StatementError
 
-from storage.repository import RecordNotFound, Repository
+from storage.repo.records import RecordNotFound
+from storage.repository import Repository
 
 
 def test_create_complete_read_round_trip(repo: Repository, now: datetime) -> None:

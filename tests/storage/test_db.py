@@ -16,6 +16,7 @@ from sqlmodel import SQLModel
 
 from storage.db import (
     alembic_config,
+    check_database_url,
     current_revision,
     head_revision,
     is_database_reachable,
@@ -164,3 +165,12 @@ def test_downgrade_to_base_and_up_again(migrated_engine: Engine) -> None:
     assert current_revision(migrated_engine) is None
     migrate(migrated_engine)
     assert current_revision(migrated_engine) == head_revision()
+
+
+def test_database_urls_are_checked_by_storage() -> None:
+    check_database_url("sqlite:///x.db")
+    check_database_url("postgresql://u@h/db")
+    with pytest.raises(ValueError, match="not a database URL"):
+        check_database_url("rollback.db")
+    with pytest.raises(ValueError, match="mysql is not supported"):
+        check_database_url("mysql://u@h/db")

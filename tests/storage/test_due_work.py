@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from storage.models import DueWork
-from storage.repository import NewWork, Repository
+from storage.repo.records import NewWork
+from storage.repository import Repository
 from tests.storage.threads import run_in_threads
 
 LEASE = timedelta(seconds=60)

@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from bot.rollback.lifecycle import RollbackKind, RollbackStatus
 from storage.models import Rollback
-from storage.repository import ActiveRollbackExists, RecordNotFound, Repository
+from storage.repo.records import ActiveRollbackExists, RecordNotFound
+from storage.repository import Repository
 from tests.storage.threads import run_in_threads
 
 
@@ -190,7 +193,7 @@ def test_concurrent_claims_have_one_winner(repo: Repository, now: datetime) -> N
 
 
 def test_rollback_and_its_plan_are_stored_together(repo: Repository, now: datetime) -> None:
-    from storage.repository import NewStep
+    from storage.repo.records import NewStep
 
     steps = [
         NewStep("preparation", "Snapshot", "snapshot"),
@@ -209,3 +212,19 @@ def test_rollback_and_its_plan_are_stored_together(repo: Repository, now: dateti
             status="running", now=now, steps=steps,
         )  # fmt: skip
     assert len(repo.list_steps(rollback.id + 1)) == 0  # the refused one left no steps behind
+
+
+def test_statuses_given_as_enums_are_stored_as_their_strings(
+    repo: Repository, now: datetime
+) -> None:
+    """The lifecycle enums are the stored strings: no migration, and raw SQL still reads them."""
+    created = _create(repo, now, kind=RollbackKind.IMMEDIATE, status=RollbackStatus.RUNNING)
+    assert created.id is not None
+    repo.set_rollback_status(created.id, RollbackStatus.FAILED, now, "boom")
+    with repo.engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT status, kind FROM rollbacks WHERE id = :id"), {"id": created.id}
+        ).one()
+    assert (row.status, row.kind) == ("failed", "immediate")
+    assert type(row.status) is str
+    assert [r.id for r in repo.list_rollbacks(statuses=[RollbackStatus.FAILED])] == [created.id]

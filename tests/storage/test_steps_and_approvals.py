@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from storage.repository import NewStep, RecordNotFound, Repository
+from storage.repo.records import NewStep, RecordNotFound
+from storage.repository import Repository
 from tests.storage.threads import run_in_threads
 
 PLAN = [

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from bot.execution.steps import control, http, metrics
 from bot.execution.steps.base import Describe, StepRunner
 from bot.execution.steps.kubernetes import objects, traffic, waits
-from bot.rollback.plan import STEP_RULES, StepRules
+from bot.rollback.plan import STEP_RULES, Plan, StepRules
+from storage.repo.records import NewStep
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,21 @@ STEPS: Mapping[str, StepKind] = _table(
     ("wait", control.wait, control.describe_wait),
     ("manual_gate", control.manual_gate, control.describe_manual_gate),
 )
+
+
+def plan_rows(plan: Plan) -> list[NewStep]:
+    """The plan as step rows, stored with the rollback before its first step runs: parameters,
+    timeout and irreversibility go in each step's detail."""
+    return [
+        NewStep(
+            s.phase,
+            s.name,
+            s.kind,
+            {
+                "params": dict(s.params),
+                "timeout_seconds": s.timeout_seconds,
+                "irreversible": s.is_irreversible,
+            },
+        )
+        for s in plan.steps
+    ]
