@@ -19,6 +19,7 @@ from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
 from bot.runtime.work import BackgroundWork
 from bot.settings import Settings
+from storage.models import Rollback
 from storage.repository import Repository
 
 Clock = Callable[[], datetime]
@@ -56,3 +57,26 @@ class Deps:
     routes: list[Route] = field(default_factory=list)
     slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def audit(
+        self,
+        kind: str,
+        about: Rollback | str,
+        actor: str | None = None,
+        *,
+        channel_id: str | None = None,
+        message_ts: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Record an audit event, stamped now, about a rollback (or a service, before any
+        rollback exists); ``channel_id``/``message_ts`` name the message acted on."""
+        self.repo.add_audit_event(
+            kind,
+            now=self.clock(),
+            service=about.service if isinstance(about, Rollback) else about,
+            rollback_id=about.id if isinstance(about, Rollback) else None,
+            actor=actor,
+            channel_id=channel_id,
+            message_ts=message_ts,
+            detail=detail,
+        )

@@ -19,13 +19,7 @@ def continue_gate(
         return Reply("This gate no longer exists.")
     members = deps.groups.members(policy.approver_groups(service))  # group approvers
     if not policy.may_continue(service, user, members):
-        deps.repo.add_audit_event(
-            "gate.refused",
-            now=deps.clock(),
-            service=service.name,
-            rollback_id=rollback.id,
-            actor=user,
-        )
+        deps.audit("gate.refused", rollback, user)
         return Reply(
             ":no_entry: Only responders and approvers may continue"
             f" this rollback. Responders: {policy.who_may_run(service)}; approvers:"
@@ -34,13 +28,5 @@ def continue_gate(
     if step.status != StepStatus.RUNNING or step.detail.get("continued_by"):
         return Reply("This gate is not waiting any more.")
     deps.repo.record_step_detail(step_id, {"continued_by": user})
-    deps.repo.add_audit_event(
-        "gate.continued",
-        now=deps.clock(),
-        service=service.name,
-        rollback_id=rollback.id,
-        actor=user,
-        channel_id=channel_id,
-        message_ts=message_ts,
-    )
+    deps.audit("gate.continued", rollback, user, channel_id=channel_id, message_ts=message_ts)
     return Reply(f":white_check_mark: Continued by <@{user}>.", replace_original=True)

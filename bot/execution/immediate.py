@@ -93,15 +93,8 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
     if service is None:
         return Reply(f":x: {service_name} is no longer in the catalog.")
     if not policy.may_run_immediately(service, user):
-        deps.repo.add_audit_event(
-            "rollback.refused",
-            now=deps.clock(),
-            service=service.name,
-            actor=user,
-            channel_id=where.get("channel_id"),
-            message_ts=where.get("message_ts"),
-            detail={"why": "not a responder", "via": "assessment button"},
-        )
+        why, via = "not a responder", "assessment button"
+        deps.audit("rollback.refused", service.name, user, **where, why=why, via=via)
         return Reply(
             f":no_entry: Only responders of *{service.name}* may roll back at once:"
             f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval."
@@ -126,9 +119,7 @@ def _may_force(deps: Deps, service: Service, user: str) -> bool:
 
 
 def _refused(deps: Deps, service: Service, user: str, why: str) -> None:
-    deps.repo.add_audit_event(
-        "rollback.refused", now=deps.clock(), service=service.name, actor=user, detail={"why": why}
-    )
+    deps.audit("rollback.refused", service.name, user, why=why)
 
 
 def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
@@ -294,13 +285,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     service = deps.catalog.get(rollback.service)
     members = deps.groups.members(policy.approver_groups(service)) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
-        deps.repo.add_audit_event(
-            "rollback.abort_refused",
-            now=deps.clock(),
-            service=rollback.service,
-            rollback_id=rollback.id,
-            actor=user,
-        )
+        deps.audit("rollback.abort_refused", rollback, user)
         return Reply(":no_entry: Only the requester, responders and approvers may abort it.")
     is_waiting = rollback.status in WAITING
     if is_waiting and cancel_waiting(deps, cmd.rollback_id, user, cmd.reason) is not None:
@@ -319,14 +304,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
         return Reply(
             f"{blocks.status_sentence(cmd.rollback_id, rollback.status)}; nothing to abort."
         )
-    deps.repo.add_audit_event(
-        "rollback.abort_requested",
-        now=deps.clock(),
-        service=rollback.service,
-        rollback_id=rollback.id,
-        actor=user,
-        detail={"reason": cmd.reason},
-    )
+    deps.audit("rollback.abort_requested", rollback, user, reason=cmd.reason)
     deps.engine.request_abort(cmd.rollback_id)
     return Reply(
         f":octagonal_sign: Abort of rollback #{cmd.rollback_id} requested: it stops before"

@@ -128,15 +128,10 @@ def acknowledge_from_slack(
     if done is None:
         if not may_acknowledge(deps, rollback, user):
             refusal = _refusal(deps, rollback, reason)
-            deps.repo.add_audit_event(
-                "page.ack_refused",
-                now=deps.clock(),
-                service=rollback.service,
-                rollback_id=rollback_id,
-                actor=user,
-                channel_id=channel_id,
-                message_ts=message_ts,
-                detail={"reason": reason, "via": "slack", "why": "not an owner of the rollback"},
+            why = "not an owner of the rollback"
+            where = {"channel_id": channel_id, "message_ts": message_ts}
+            deps.audit(
+                "page.ack_refused", rollback, user, **where, reason=reason, via="slack", why=why
             )
             return refusal
         latest = max(pages, key=lambda p: p.id or 0)

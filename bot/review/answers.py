@@ -72,28 +72,15 @@ def mark_root_cause_written(
     service = deps.catalog.get(rollback.service)
     members = deps.groups.members(policy.approver_groups(service)) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
-        deps.repo.add_audit_event(
-            "review.root_cause_refused",
-            now=deps.clock(),
-            service=rollback.service,
-            rollback_id=rollback_id,
-            actor=user,
-        )
+        deps.audit("review.root_cause_refused", rollback, user)
         return Reply(
             ":no_entry: Only the requester, responders and approvers of"
             f" {rollback.service} may mark the root cause written (it stops the reminder)."
         )
     if not deps.repo.mark_root_cause_written(rollback_id, user, deps.clock()):
         return Reply("The root cause was already marked written.")
-    deps.repo.add_audit_event(
-        "review.root_cause_written",
-        now=deps.clock(),
-        service=rollback.service,
-        rollback_id=rollback_id,
-        actor=user,
-        channel_id=channel_id,
-        message_ts=message_ts,
-    )
+    where = {"channel_id": channel_id, "message_ts": message_ts}
+    deps.audit("review.root_cause_written", rollback, user, **where)
     deps.due.cancel(review_remind_key(rollback_id))
     fresh = deps.repo.get_review(rollback_id)
     assert fresh is not None
