@@ -21,6 +21,8 @@ from bot.catalog.yaml_lines import CatalogError
 from bot.deps import Clock, Deps, utcnow
 from bot.execution.contracts import worker_name
 from bot.execution.engine import Engine
+from bot.guard import watch as guard_watch
+from bot.guard.watch import Guard
 from bot.notify import notifications
 from bot.notify.progress import SlackProgress
 from bot.notify.template_check import validate_templates
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 class BotApp:
     bolt: App
     deps: Deps
+    guard: Guard
 
     def close(self) -> None:
         self.deps.engine.shutdown()
@@ -99,11 +102,12 @@ def build_app(
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
     paging_ladder.install(deps)
+    guard = guard_watch.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse
     # ack p99 in benchmarks/ack_latency.py). Freezing moves what exists now out of the GC's way.
     gc.freeze()
-    return BotApp(bolt=bolt, deps=deps)
+    return BotApp(bolt=bolt, deps=deps, guard=guard)
 
 
 def build_deps(

@@ -13,6 +13,7 @@ from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.deps import Deps
 from bot.execution import gates, immediate
+from bot.guard import firing
 from bot.notify.home import publish_home
 from bot.notify.reply import Asker, Reply, tell, tell_on_error
 from bot.paging.acks import acknowledge_from_slack
@@ -169,6 +170,18 @@ def _install_rollbacks(app: App, deps: Deps) -> None:
         asker = Asker(body["user"]["id"], _where(body)["channel_id"], delivery_key(body), reply)
         if (refused := assessment.assess_again(deps, _value(body), asker)) is not None:
             respond_with(reply, refused)
+
+    @app.action(Action.GUARD_ROLLBACK_NOW)
+    def guard_rollback_now(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        user, value = body["user"]["id"], _value(body)
+        work = lambda: firing.answer(deps, value, user, run=True)  # noqa: E731
+        _in_pool(deps, body, respond, "Roll back now", work)
+        ack()
+
+    @app.action(Action.GUARD_KEEP)
+    def guard_keep(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        respond_with(respond, firing.answer(deps, _value(body), body["user"]["id"], run=False))
 
     @app.action(Action.MANUAL_GATE_CONTINUE)
     def continue_gate(ack: Ack, body: dict[str, Any], respond: Respond) -> None:

@@ -12,6 +12,7 @@ from bot.assessment import service as assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution import immediate
+from bot.guard.answers import guard_command
 from bot.notify import blocks, status
 from bot.notify.reply import Asker, Reply
 from bot.review import answers
@@ -70,6 +71,7 @@ VERBS: dict[str, Verb] = {
     "status": _status,
     "history": _history,
     "review": _review,
+    "guard": _for_service(guard_command),
 }
 
 

@@ -22,6 +22,7 @@ from bot.approvals import blocks as ab
 from bot.deps import Deps
 from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.notify.reply import DATABASE_DOWN
+from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
 from storage.errors import StorageError
 
@@ -40,6 +41,8 @@ STATE_CHANGING_ACTIONS = frozenset(
         ab.CONFIRM_CANCEL_ACTION,
         MANUAL_GATE_ACTION,
         PAGE_ACK_ACTION,
+        ROLLBACK_NOW_ACTION,
+        KEEP_ACTION,
     }
 )
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from bot.approvals import blocks as ab
 from bot.notify.blocks import MANUAL_GATE_ACTION
+from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
 from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION
 
@@ -26,6 +27,8 @@ class Action(StrEnum):
     CONFIRM_CANCEL = ab.CONFIRM_CANCEL_ACTION
     PAGE_ACKNOWLEDGE = PAGE_ACK_ACTION
     ROOT_CAUSE_WRITTEN = ROOT_CAUSE_WRITTEN_ACTION
+    GUARD_ROLLBACK_NOW = ROLLBACK_NOW_ACTION
+    GUARD_KEEP = KEEP_ACTION
 
 
 class View(StrEnum):

@@ -15,7 +15,8 @@ USAGE = """\
 /rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
-/rollback history [<service>]          /rollback review <id>"""
+/rollback history [<service>]          /rollback review <id>
+/rollback guard <service> [on|off]"""
 
 VERBS = (
     "help",
@@ -28,6 +29,7 @@ VERBS = (
     "abort",
     "history",
     "review",
+    "guard",
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
@@ -101,6 +103,8 @@ def parse_command(text: str) -> Command:
         raise UsageError(f"unknown subcommand `{verb}`")
     if verb == "help":
         return Command("help")
+    if verb == "guard":
+        return _guard_command(args)
     if verb in ("assess", "plan", "run"):
         return _service_command(verb, args)
     if verb in ("approve", "reject", "abort", "review"):
@@ -117,6 +121,21 @@ def parse_command(text: str) -> Command:
     if verb == "status" and _ROLLBACK_ID.match(args[0]):
         return Command(verb, rollback_id=_rollback_id(args[0]))
     return Command(verb, service=args[0].lower())
+
+
+GUARD_SWITCHES = ("on", "off")
+
+
+def _guard_command(args: list[str]) -> Command:
+    """``guard <service>`` shows the guard; ``guard <service> on|off`` resumes or pauses it."""
+    if not args:
+        raise UsageError("`/rollback guard` needs a service name")
+    if len(args) > 2:
+        raise UsageError("`/rollback guard` takes a service name and optionally on or off")
+    switch = args[1].lower() if len(args) == 2 else ""
+    if switch and switch not in GUARD_SWITCHES:
+        raise UsageError(f"`{args[1]}` is not on or off")
+    return Command("guard", service=args[0].lower(), reason=switch)
 
 
 def _service_command(verb: str, args: list[str]) -> Command:

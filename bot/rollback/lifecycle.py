@@ -247,3 +247,16 @@ def page_stop_notices_key(rollback_id: int) -> str:
 
 def page_ack_notices_key(rollback_id: int, reason: str) -> str:
     return f"page-ack-notices:{rollback_id}:{reason}"
+
+
+# --- the automatic guard ---------------------------------------------------------------------
+
+
+class GuardDueKind(StrEnum):
+    """Due work of the automatic guard."""
+
+    CONFIRM_TIMEOUT = "guard.confirm_timeout"  # an unanswered "Roll back now / Keep release"
+
+
+def guard_confirm_key(release_id: int) -> str:
+    return f"guard-confirm:{release_id}"

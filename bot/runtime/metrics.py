@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -36,6 +36,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._add_request_metrics()
         self._add_rollback_metrics()
+        self._add_guard_metrics()
 
     def _add_request_metrics(self) -> None:
         """Slack requests, assessments and work after ack()."""
@@ -110,6 +111,31 @@ class Metrics:
             "rollback_bot_pages_acknowledged_total",
             "Pages acknowledged, by service and channel (sms/slack).",
             ["service", "via"],
+            registry=self.registry,
+        )
+
+    def _add_guard_metrics(self) -> None:
+        """The automatic guard (the alert rule RollbackGuardBlind watches evaluations)."""
+        self.guard_evaluations = Counter(
+            "rollback_bot_guard_evaluations_total",
+            "Evaluations of a guarded release (every trigger read and judged once).",
+            registry=self.registry,
+        )
+        self.guard_triggers = Counter(
+            "rollback_bot_guard_triggers_total",
+            "Guard triggers that fired (held for their duration), by service and trigger.",
+            ["service", "trigger"],
+            registry=self.registry,
+        )
+        self.guarded_releases = Gauge(
+            "rollback_bot_guarded_releases",
+            "Releases the guard watches now.",
+            registry=self.registry,
+        )
+        self.guard_blind = Gauge(
+            "rollback_bot_guard_blind",
+            "1 while the guard of a service cannot read any trigger (3 evaluations in a row).",
+            ["service"],
             registry=self.registry,
         )
 

@@ -27,6 +27,8 @@ def start_scheduler(
     due_every_seconds: float = 2.0,
     refresh_groups: Callable[[], object] | None = None,
     groups_every_seconds: float = 150.0,
+    guard_round: Callable[[], object] | None = None,
+    guard_every_seconds: float = 5.0,
 ) -> BackgroundScheduler:
     """``refresh_groups`` (approver user groups) runs at once and then every
     ``groups_every_seconds``, keeping the membership cache warm for button presses."""
@@ -51,6 +53,14 @@ def start_scheduler(
             id="refresh-user-groups",
             replace_existing=True,
             next_run_time=datetime.now(UTC),
+        )
+    if guard_round is not None:  # each guarded release has its own interval; this is the tick
+        scheduler.add_job(
+            guard_round,
+            "interval",
+            seconds=guard_every_seconds,
+            id="guard-round",
+            replace_existing=True,
         )
     scheduler.start()
     return scheduler

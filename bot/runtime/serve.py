@@ -67,6 +67,7 @@ def _scheduler(settings: Settings, bot: BotApp) -> BackgroundScheduler:
         due_every_seconds=settings.rollback_bot_tick_seconds,
         refresh_groups=lambda: deps.groups.refresh(all_approver_groups(deps.catalog)),
         groups_every_seconds=deps.groups.ttl / 2,
+        guard_round=lambda: deps.work.submit("guard round", bot.guard.tick, lane="bulk"),
     )
 
 

@@ -1,0 +1,200 @@
+"""What the guard does when a trigger fires: an immediate rollback through the same engine,
+notices, incident channel, paging and review as a person's ``--immediate`` (started by the
+guard, the reason stating trigger, value and duration) — unless a rollback already runs, the
+day's automatic rollbacks are used up, a safety check fails or the service asks for
+confirmation: then it asks the channel "Roll back now / Keep release" and waits."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.adapters.slack.web import SlackError
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.immediate import start_immediate
+from bot.execution.preflight import Refusal, check
+from bot.notify.blocks import button, escape
+from bot.notify.reply import Reply
+from bot.rollback import policy
+from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key
+from bot.rollback.triggers import ConfirmTimeout, GuardConfig
+from storage.models import GUARD_ACTOR, DueWork, GuardedRelease
+
+if TYPE_CHECKING:
+    from bot.guard.watch import Guard
+
+log = logging.getLogger(__name__)
+
+ROLLBACK_NOW_ACTION = "guard_rollback_now"
+KEEP_ACTION = "guard_keep_release"
+
+
+def fire(deps: Deps, service: Service, release: GuardedRelease, reason: str) -> None:
+    config = service.guard or GuardConfig()
+    running = deps.repo.list_rollbacks(service=service.name, statuses=ACTIVE, limit=1)
+    if running:  # a rollback already under way (or waiting) wins: never a second one
+        say(
+            deps,
+            service,
+            release,
+            f":information_source: Rollback #{running[0].id} of *{service.name}* is already"
+            f" {running[0].status.replace('_', ' ')}: the guard leaves it to that one.",
+        )
+        deps.audit("guard.left_to_rollback", service.name, rollback=running[0].id)
+        return
+    problems = safety_problems(deps, service, config)
+    if config.requires_confirmation or problems:
+        ask(deps, service, release, reason, problems)
+        return
+    roll_back(deps, service, release, reason, GUARD_ACTOR)
+
+
+def safety_problems(deps: Deps, service: Service, config: GuardConfig) -> list[str]:
+    """Why the guard must not roll back by itself (each turns the rollback into a question)."""
+    problems = []
+    since = deps.clock() - timedelta(days=1)
+    done = deps.repo.count_guard_rollbacks(service.name, since)
+    if done >= config.max_per_day:
+        problems.append(
+            f"{done} automatic rollbacks of {service.name} in the last 24 h"
+            f" (max_per_day: {config.max_per_day}): no rollback loops"
+        )
+    if config.verify_previous_version_healthy:
+        try:
+            check(deps, service, None, pin=False)
+        except Refusal as refusal:
+            problems.append(f"verify_previous_version_healthy: {refusal}")
+    if config.verify_rollback_tested:
+        problems.append("verify_rollback_tested: no successful drill of this rollback is recorded")
+    return problems
+
+
+def roll_back(deps: Deps, service: Service, release: GuardedRelease, reason: str, by: str) -> None:
+    who = "the guard" if by == GUARD_ACTOR else f"the guard, confirmed by <@{by}>"
+    text = start_immediate(
+        deps,
+        service,
+        user=by,
+        reason=f"automatic rollback by {who}: {reason}",
+        target_revision=None,
+        channel_id=service.channel,
+    )
+    say(deps, service, release, text)
+
+
+def ask(
+    deps: Deps, service: Service, release: GuardedRelease, reason: str, problems: list[str]
+) -> None:
+    """Roll back now / Keep release, in the guard message's thread (shown in the channel too)."""
+    assert release.id is not None
+    config = service.guard or GuardConfig()
+    timeout = config.confirm_timeout_seconds
+    # after a failed safety check or a used-up day, silence never rolls back by itself
+    then = (
+        "roll back"
+        if config.on_confirm_timeout == ConfirmTimeout.ROLLBACK and not problems
+        else "keep the release"
+    )
+    lines = [
+        f":rotating_light: *{escape(service.name)}* {escape(release.release)}: {escape(reason)}."
+    ]
+    lines += [f":warning: Not rolling back by itself: {escape(p)}." for p in problems]
+    lines.append(
+        f"Roll back now, or keep the release? Unanswered in {int(timeout)} s, the guard will {then}."
+    )
+    text = "\n".join(lines)
+    value = f"{service.name}:{release.id}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {
+            "type": "actions",
+            "elements": [
+                button("Roll back now", ROLLBACK_NOW_ACTION, value, "danger"),
+                button("Keep release", KEEP_ACTION, value),
+            ],
+        },
+    ]
+    deps.due.schedule(
+        GuardDueKind.CONFIRM_TIMEOUT,
+        guard_confirm_key(release.id),
+        deps.clock() + timedelta(seconds=timeout),
+        {"service": service.name, "release_id": release.id, "reason": reason, "then": then},
+    )
+    deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=then)
+    say(deps, service, release, text, blocks=blocks)
+
+
+def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
+    """**Roll back now** / **Keep release**: a responder of the service answers once."""
+    name, _, number = value.partition(":")
+    service = deps.catalog.get(name)
+    release = _release(deps, name, int(number)) if number.isdigit() else None
+    if service is None or release is None or release.id is None:
+        return Reply("This guard question no longer exists.")
+    if not policy.may_run_immediately(service, user):
+        deps.audit("guard.answer_refused", service.name, user)
+        return Reply(
+            f":no_entry: Only responders of *{service.name}* may answer:"
+            f" {policy.who_may_run(service)}."
+        )
+    if not deps.due.cancel(guard_confirm_key(release.id)):
+        return Reply("This question was answered already (or its time ran out).")
+    reason = release.fired_reason or release.fired_trigger or "a trigger held"
+    if run:
+        roll_back(deps, service, release, reason, user)
+        return Reply(
+            f":arrows_counterclockwise: Rolling back, confirmed by <@{user}>.",
+            replace_original=True,
+        )
+    deps.audit("guard.kept", service.name, user, revision=release.revision)
+    return Reply(
+        f":white_check_mark: Release kept by <@{user}>; the guard stops here.",
+        replace_original=True,
+    )
+
+
+def _confirm_timed_out(deps: Deps, item: DueWork) -> None:
+    payload = item.payload
+    service = deps.catalog.get(str(payload.get("service")))
+    release = _release(deps, str(payload.get("service")), int(payload.get("release_id", 0)))
+    if service is None or release is None:
+        return
+    if payload.get("then") == "roll back":
+        deps.audit("guard.confirm_timeout", service.name, then="roll back")
+        roll_back(deps, service, release, str(payload.get("reason")), GUARD_ACTOR)
+        return
+    deps.audit("guard.confirm_timeout", service.name, then="keep")
+    say(deps, service, release, ":hourglass: Nobody answered: the release is kept.")
+
+
+def _release(deps: Deps, service: str, release_id: int) -> GuardedRelease | None:
+    return next((r for r in deps.repo.list_guarded(service=service) if r.id == release_id), None)
+
+
+def say(
+    deps: Deps,
+    service: Service,
+    release: GuardedRelease,
+    text: str,
+    *,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
+    """A note in the guard message's thread, shown in the channel as well."""
+    thread = release.message_ts if release.channel_id == service.channel else None
+    try:
+        deps.slack.chat_postMessage(
+            channel=service.channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread,
+            reply_broadcast=True if thread else None,
+            unfurl_links=False,
+        )
+    except SlackError as exc:
+        log.warning("guard note for %s not posted: %s", service.name, exc.error)
+
+
+def install(deps: Deps, guard: Guard) -> None:
+    deps.due.register(GuardDueKind.CONFIRM_TIMEOUT, lambda item: _confirm_timed_out(deps, item))

@@ -1,0 +1,299 @@
+"""One guard round, every few seconds on each replica: notice new releases, then evaluate the
+guarded releases whose time has come (claimed, so that with several replicas each release is
+evaluated by one at a time), store every trigger's state, fire, or end the watch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import Future
+from datetime import datetime, timedelta
+
+from bot.adapters.slack.web import SlackError
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.contracts import worker_name
+from bot.guard import firing
+from bot.guard.message import guard_message, guard_text
+from bot.guard.readings import Reading, read_baselines, read_many
+from bot.guard.releases import NewRelease, detect, record_rollback_result
+from bot.rollback.triggers import (
+    GuardConfig,
+    Trigger,
+    TriggerState,
+    Verdict,
+    breach_text,
+    evaluate,
+    is_blind,
+)
+from storage.models import GuardedRelease, GuardStatus, Rollback
+from storage.repo.guard import states_from_json, states_to_json
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)  # a replica that stalls this long loses its claim on a release
+
+
+class Guard:
+    """The guard of every service with ``auto_rollback.enabled``."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps, self.prometheus = deps, deps.reader.prometheus
+        self.worker = worker_name()
+
+    def services(self) -> list[Service]:
+        return [
+            s
+            for s in self.deps.catalog.services.values()
+            if s.guard is not None and s.guard.is_enabled
+        ]
+
+    def tick(self) -> None:
+        """One round: new releases, then the evaluations that are due."""
+        now = self.deps.clock()
+        paused = {
+            s.name
+            for s in self.services()
+            if (g := self.deps.repo.guarded_service(s.name)) and g.is_paused
+        }
+        active = [s for s in self.services() if s.name not in paused]
+        for new in detect(self.deps.kube, self.deps.repo, active, now):
+            self.start(new, now)
+        due = self.deps.repo.claim_due_releases(now, self.worker, LEASE)
+        if due:
+            self.evaluate(due, now)
+
+    # --- starting a watch ----------------------------------------------------------------------
+
+    def start(self, new: NewRelease, now: datetime) -> GuardedRelease | None:
+        config = _config(new.service)
+        # the window before the release: it appeared at most one interval ago
+        until = now - timedelta(seconds=config.interval_seconds)
+        relative = {t.name: t.query for t in config.triggers if t.is_relative and t.query}
+        baselines = self._baselines(relative, until, config.baseline_minutes)
+        release = self.deps.repo.start_guarding(
+            new.service.name,
+            new.revision,
+            new.release,
+            now,
+            now + timedelta(minutes=config.watch_minutes),
+            {name: r.value for name, r in baselines.items()},
+            {},
+        )
+        if release is None or release.id is None:
+            return None
+        self.deps.audit(
+            "guard.started",
+            new.service.name,
+            revision=new.revision,
+            release=new.release,
+            baseline={n: r.value for n, r in baselines.items()},
+        )
+        self._show(release, new.service, {}, now)
+        return release
+
+    def _baselines(
+        self, queries: Mapping[str, str], until: datetime, minutes: float
+    ) -> dict[str, Reading]:
+        if not queries:
+            return {}
+        if self.prometheus is None:
+            return {k: Reading(None, "PROMETHEUS_URL is not set") for k in queries}
+        return read_baselines(self.prometheus, queries, until=until, minutes=minutes)
+
+    # --- evaluating ----------------------------------------------------------------------------
+
+    def evaluate(self, releases: list[GuardedRelease], now: datetime) -> None:
+        services = {r.service: self.deps.catalog.get(r.service) for r in releases}
+        readings = self._read(releases, services)
+        for release in releases:
+            service = services[release.service]
+            if service is None or service.guard is None or not service.guard.is_enabled:
+                self.deps.repo.end_guarding(release.id or 0, GuardStatus.ENDED, now)
+                continue
+            self._evaluate_one(release, service, readings, now)
+
+    def _read(
+        self, releases: list[GuardedRelease], services: Mapping[str, Service | None]
+    ) -> dict[str, Reading]:
+        """Every trigger of every release, at once: PromQL in batches, health probes in the pool."""
+        queries: dict[str, str] = {}
+        probes: dict[str, Future[Reading]] = {}
+        for release in releases:
+            service = services[release.service]
+            for trigger in _config(service).triggers if service else ():
+                key = f"{release.id}:{trigger.name}"
+                if trigger.query is not None:
+                    queries[key] = trigger.query
+                elif service is not None and service.spec.health_url:
+                    probes[key] = self.deps.reader.pool.submit(_probe, self.deps, service)
+        found: dict[str, Reading] = {}
+        if queries:
+            found = (
+                read_many(self.prometheus, queries)
+                if self.prometheus is not None
+                else {k: Reading(None, "PROMETHEUS_URL is not set") for k in queries}
+            )
+        for key, future in probes.items():
+            try:
+                found[key] = future.result(timeout=30)
+            except Exception as exc:  # a probe that did not come back is unknown, not healthy
+                found[key] = Reading(None, f"health probe failed: {type(exc).__name__}")
+        return found
+
+    def _evaluate_one(
+        self,
+        release: GuardedRelease,
+        service: Service,
+        readings: Mapping[str, Reading],
+        now: datetime,
+    ) -> None:
+        assert release.id is not None
+        config = _config(service)
+        states = states_from_json(release.states)
+        fired: tuple[Trigger, TriggerState] | None = None
+        for trigger in config.triggers:
+            reading = readings.get(f"{release.id}:{trigger.name}", Reading(None, "not read"))
+            state, verdict = evaluate(
+                trigger,
+                reading.value,
+                release.baseline.get(trigger.name),
+                states.get(trigger.name, TriggerState()),
+                now,
+            )
+            states[trigger.name] = state
+            if verdict == Verdict.FIRED and fired is None:
+                fired = (trigger, state)
+        self.deps.metrics.guard_evaluations.inc()
+        blind = is_blind(list(states.values()))
+        is_newly_blind = blind and not release.blind_told
+        saved = self.deps.repo.save_evaluation(
+            release.id,
+            self.worker,
+            states_to_json(states),
+            release.evaluations + 1,
+            now + timedelta(seconds=config.interval_seconds),
+            release.blind_told or blind,
+        )
+        if not saved:
+            return  # another replica took it over: it carries on from what it stored
+        if is_newly_blind:
+            self._tell_blind(release, service, readings)
+        if fired is not None:
+            trigger, state = fired
+            self._fire(
+                release,
+                service,
+                trigger,
+                breach_text(trigger, state, release.baseline.get(trigger.name), now),
+                states,
+                now,
+            )
+        elif now >= release.watch_until:
+            if self.deps.repo.end_guarding(release.id, GuardStatus.ENDED, now):
+                self.deps.audit("guard.ended", service.name, revision=release.revision)
+                self._show(self._fresh(release), service, states, now)
+        else:
+            self._show(release, service, states, now)
+
+    def _fire(
+        self,
+        release: GuardedRelease,
+        service: Service,
+        trigger: Trigger,
+        reason: str,
+        states: dict[str, TriggerState],
+        now: datetime,
+    ) -> None:
+        assert release.id is not None
+        if not self.deps.repo.end_guarding(
+            release.id, GuardStatus.FIRED, now, fired_trigger=trigger.name, fired_reason=reason
+        ):
+            return  # fired once already (another replica)
+        self.deps.metrics.guard_triggers.labels(service.name, trigger.name).inc()
+        self.deps.audit(
+            "guard.fired",
+            service.name,
+            trigger=trigger.name,
+            reason=reason,
+            revision=release.revision,
+        )
+        fresh = self._fresh(release)
+        self._show(fresh, service, states, now)
+        firing.fire(self.deps, service, fresh, reason)
+
+    def _fresh(self, release: GuardedRelease) -> GuardedRelease:
+        found = self.deps.repo.list_guarded(service=release.service, limit=5)
+        return next((r for r in found if r.id == release.id), release)
+
+    def _tell_blind(
+        self, release: GuardedRelease, service: Service, readings: Mapping[str, Reading]
+    ) -> None:
+        notes = sorted(
+            {r.note for k, r in readings.items() if k.startswith(f"{release.id}:") and r.note}
+        )
+        why = "; ".join(notes) or "no reading"
+        self.deps.audit("guard.blind", service.name, revision=release.revision, why=why)
+        firing.say(
+            self.deps,
+            service,
+            release,
+            f":warning: The guard of *{service.name}* is blind: no trigger could be read for"
+            f" {3} evaluations in a row ({why}). It is NOT watching this release until"
+            " readings come back — check Prometheus and the health URL.",
+        )
+
+    # --- the message -----------------------------------------------------------------------------
+
+    def _show(
+        self,
+        release: GuardedRelease,
+        service: Service,
+        states: Mapping[str, TriggerState],
+        now: datetime,
+    ) -> None:
+        text, blocks = guard_message(guard_text(release, _config(service), states, now))
+        try:
+            if release.message_ts and release.channel_id:
+                self.deps.slack.chat_update(
+                    channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks
+                )
+                return
+            posted = self.deps.slack.chat_postMessage(
+                channel=service.channel, text=text, blocks=blocks, unfurl_links=False
+            )
+        except SlackError as exc:
+            log.warning("guard message for %s not shown: %s", service.name, exc.error)
+            return
+        assert release.id is not None
+        self.deps.repo.set_guard_message(release.id, str(posted["channel"]), str(posted["ts"]))
+
+    # --- rollbacks that end ------------------------------------------------------------------------
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        """Nothing: a running rollback holds its service (detection skips it)."""
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        service = self.deps.catalog.get(rollback.service)
+        if service is not None and service.guard is not None and service.guard.is_enabled:
+            record_rollback_result(self.deps.kube, self.deps.repo, service, self.deps.clock())
+
+
+def _config(service: Service | None) -> GuardConfig:
+    return (service.guard if service is not None else None) or GuardConfig()
+
+
+def _probe(deps: Deps, service: Service) -> Reading:
+    """The health probe as a trigger reading: a failed probe reads 1, a good one 0."""
+    result = deps.reader.http.check_health(
+        service.spec.health_url or "", service.health_timeout_seconds
+    )
+    return Reading(0.0 if result.is_healthy else 1.0, result.note)
+
+
+def install(deps: Deps) -> Guard:
+    """The guard's rounds (a periodic job of the scheduler) and its rollback listener."""
+    guard = Guard(deps)
+    deps.engine.listeners.append(guard)
+    firing.install(deps, guard)
+    return guard
