@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/vote_under_load.py
 	$(BIN)/python benchmarks/idle_cpu.py
+	$(BIN)/python benchmarks/guard_round.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

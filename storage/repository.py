@@ -15,6 +15,7 @@ from __future__ import annotations
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
+from storage.repo.guard import GuardMixin
 from storage.repo.pages import PagesMixin
 from storage.repo.reviews import ReviewsMixin
 from storage.repo.rollbacks import RollbacksMixin
@@ -31,5 +32,6 @@ class Repository(
     WorkMixin,
     ReviewsMixin,
     PagesMixin,
+    GuardMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

@@ -1,14 +1,24 @@
-"""Prometheus HTTP API (``/api/v1/query``) via httpx: one instant query → a number or why not."""
+"""Prometheus HTTP API (``/api/v1/query``) via httpx: instant queries → numbers or why not.
+
+``query`` gives one number (the worst series), ``vector`` every series with its labels (the
+guard batches many queries into one and splits the answer by a label).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import httpx
 
 Worst = Literal["max", "min"]
+
+# Prometheus answers 400 (bad_data: a parse error) and 422 (execution: e.g. a type error) when
+# the query itself is at fault; any other failure is the server's or the network's.
+_QUERY_AT_FAULT = frozenset({400, 422})
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,33 @@ class QueryResult:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant vector (a scalar answer is one sample without labels)."""
+
+    labels: Mapping[str, str]
+    value: float  # may be NaN: the caller decides what NaN means
+
+
+@dataclass(frozen=True)
+class VectorResult:
+    """Every series of an answer; a non-empty ``note`` means there was no answer, and why.
+
+    ``is_rejected``: Prometheus answered and refused this query (bad PromQL), so another query
+    may still succeed; otherwise (down, slow, garbled) no query would fare better right now.
+    """
+
+    samples: tuple[Sample, ...] = ()
+    note: str = ""
+    is_rejected: bool = False
+
+
+@dataclass(frozen=True)
+class _Failure:
+    note: str
+    is_rejected: bool = False
+
+
 class PrometheusAPI:
     """Instant queries against one Prometheus. The httpx client is shared and thread-safe."""
 
@@ -27,25 +64,51 @@ class PrometheusAPI:
         self.client = client
         self.timeout_seconds = timeout_seconds
 
-    def query(self, promql: str, worst: Worst = "max") -> QueryResult:
-        """Evaluate ``promql`` now; several series are reduced to the worst one (max or min)."""
+    def query(
+        self, promql: str, worst: Worst = "max", *, time: datetime | None = None
+    ) -> QueryResult:
+        """Evaluate ``promql`` now (or at ``time``); several series are reduced to the worst."""
+        answer = self._post(promql, time)
+        if isinstance(answer, _Failure):
+            return QueryResult(None, answer.note)
+        return _value_of(answer, worst)
+
+    def vector(self, promql: str, *, time: datetime | None = None) -> VectorResult:
+        """Evaluate ``promql`` now (or at ``time``): every series with its labels."""
+        answer = self._post(promql, time)
+        if isinstance(answer, _Failure):
+            return VectorResult(note=answer.note, is_rejected=answer.is_rejected)
+        return _samples_of(answer)
+
+    def _post(self, promql: str, time: datetime | None) -> dict[str, object] | _Failure:
+        """The ``data`` of a successful answer, or why there is none."""
+        form = {"query": promql}
+        if time is not None:
+            form["time"] = f"{_unix(time):.3f}"
         try:
             resp = self.client.post(
-                f"{self.base_url}/api/v1/query",
-                data={"query": promql},
-                timeout=self.timeout_seconds,
+                f"{self.base_url}/api/v1/query", data=form, timeout=self.timeout_seconds
             )
         except httpx.TimeoutException:
-            return QueryResult(None, f"Prometheus did not answer within {self.timeout_seconds:g} s")
+            return _Failure(f"Prometheus did not answer within {self.timeout_seconds:g} s")
         except httpx.HTTPError as exc:
-            return QueryResult(None, f"Prometheus unreachable ({type(exc).__name__})")
+            return _Failure(f"Prometheus unreachable ({type(exc).__name__})")
         try:
             body = resp.json()
         except ValueError:
-            return QueryResult(None, f"Prometheus answered HTTP {resp.status_code} without JSON")
+            return _Failure(f"Prometheus answered HTTP {resp.status_code} without JSON")
         if resp.status_code != 200 or body.get("status") != "success":
-            return QueryResult(None, f"query rejected: {body.get('error', resp.status_code)}")
-        return _value_of(body.get("data", {}), worst)
+            return _Failure(
+                f"query rejected: {body.get('error', resp.status_code)}",
+                is_rejected=resp.status_code in _QUERY_AT_FAULT,
+            )
+        data = body.get("data", {})
+        return data if isinstance(data, dict) else {}
+
+
+def _unix(at: datetime) -> float:
+    # a naive datetime is UTC here, as everywhere in the bot (never the host's local time)
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _value_of(data: dict[str, object], worst: Worst) -> QueryResult:
@@ -64,3 +127,23 @@ def _value_of(data: dict[str, object], worst: Worst) -> QueryResult:
     if not values:
         return QueryResult(None, "no series" if not samples else "query returned NaN")
     return QueryResult(max(values) if worst == "max" else min(values))
+
+
+def _samples_of(data: dict[str, object]) -> VectorResult:
+    kind, result = data.get("resultType"), data.get("result")
+    try:
+        if kind == "vector" and isinstance(result, list):
+            return VectorResult(
+                tuple(
+                    Sample(
+                        {str(k): str(v) for k, v in series["metric"].items()},
+                        float(series["value"][1]),
+                    )
+                    for series in result
+                )
+            )
+        if kind == "scalar" and isinstance(result, list):
+            return VectorResult((Sample({}, float(result[1])),))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return VectorResult(note="malformed answer from Prometheus")
+    return VectorResult(note=f"unexpected result type {kind!r}")

@@ -11,7 +11,7 @@ from bot.notify.reply import Asker, Reply
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.triggers import GuardConfig
-from storage.repo.guard import states_from_json
+from storage.guard_models import states_from_json
 
 
 def guard_command(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:

@@ -20,7 +20,8 @@ from bot.notify.reply import Reply
 from bot.rollback import policy
 from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key
 from bot.rollback.triggers import ConfirmTimeout, GuardConfig
-from storage.models import GUARD_ACTOR, DueWork, GuardedRelease
+from storage.guard_models import GUARD_ACTOR, GuardedRelease
+from storage.models import DueWork
 
 if TYPE_CHECKING:
     from bot.guard.watch import Guard

@@ -15,7 +15,7 @@ from bot.rollback.triggers import (
     TriggerState,
     breach_text,
 )
-from storage.models import GuardedRelease, GuardStatus
+from storage.guard_models import GuardedRelease, GuardStatus
 
 
 def _condition(trigger: Trigger) -> str:

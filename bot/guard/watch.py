@@ -26,8 +26,8 @@ from bot.rollback.triggers import (
     evaluate,
     is_blind,
 )
-from storage.models import GuardedRelease, GuardStatus, Rollback
-from storage.repo.guard import states_from_json, states_to_json
+from storage.guard_models import GuardedRelease, GuardStatus, states_from_json, states_to_json
+from storage.models import Rollback
 
 log = logging.getLogger(__name__)
 

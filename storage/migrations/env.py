@@ -1,4 +1,5 @@
-"""Alembic environment: target metadata is `SQLModel.metadata` from `storage.models`.
+"""Alembic environment: target metadata is `SQLModel.metadata` from `storage.models` (and the
+guard's tables from `storage.guard_models`).
 
 `storage.db.migrate` passes an open connection in `config.attributes["connection"]`; the `alembic`
 command line is supported with `-x url=...` (or `sqlalchemy.url`) for offline/online use.
@@ -13,6 +14,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+import storage.guard_models  # noqa: F401  (registers the guard's tables on SQLModel.metadata)
 from storage.db import make_engine, normalize_url
 from storage.models import UTCDateTime  # also registers the tables on SQLModel.metadata
 

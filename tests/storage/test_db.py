@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from storage.db import (
     migrate,
     normalize_url,
 )
+from storage.repository import Repository
 from tests.storage.threads import run_in_threads
 
 TABLES = {
@@ -32,6 +34,8 @@ TABLES = {
     "assessments",
     "audit_events",
     "due_work",
+    "guard_services",
+    "guarded_releases",
     "pages",
     "reviews",
     "rollback_steps",
@@ -89,7 +93,7 @@ def test_unreachable(tmp_path: Path) -> None:
 def test_migrate_from_empty_to_head_and_again(engine: Engine) -> None:
     assert current_revision(engine) is None
     migrate(engine)
-    assert head_revision() == "0003"  # the latest migration
+    assert head_revision() == "0004"  # the latest migration
     assert current_revision(engine) == head_revision()
     assert set(sa.inspect(engine).get_table_names()) == TABLES
     migrate(engine)  # a second run is a no-op
@@ -165,6 +169,32 @@ def test_downgrade_to_base_and_up_again(migrated_engine: Engine) -> None:
     assert current_revision(migrated_engine) is None
     migrate(migrated_engine)
     assert current_revision(migrated_engine) == head_revision()
+
+
+def test_upgrade_from_0003_keeps_the_data_and_adds_the_guard(engine: Engine) -> None:
+    config = alembic_config()
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        conn.commit()
+    assert current_revision(engine) == "0003"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO due_work (kind, key, due_at, payload, status, attempts, waits,"
+                " created_at) VALUES ('k', 'key-1', :t, '{}', 'pending', 0, 0, :t)"
+            ),
+            {"t": datetime(2026, 3, 1, tzinfo=UTC)},
+        )
+    migrate(engine)
+    assert current_revision(engine) == "0004"
+    assert set(sa.inspect(engine).get_table_names()) == TABLES
+    repo = Repository(engine)
+    assert repo.get_work("key-1") is not None
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert repo.see_revision("checkout", "7", now) is None
+    release = repo.start_guarding("checkout", "7", "app=checkout:v7", now, now, {}, {})
+    assert release is not None and release.status == "watching"
 
 
 def test_database_urls_are_checked_by_storage() -> None:

@@ -1,0 +1,135 @@
+"""Many PromQL readings in few HTTP queries: the guard's I/O towards Prometheus.
+
+One round of the guard reads every trigger of every watched release. A query each would be
+thousands of HTTP round trips every interval, so the queries go in chunks, each chunk one
+PromQL expression::
+
+    label_replace((<q0>), "rb_key", "0", "", "") or label_replace((<q1>), "rb_key", "1", "", "") …
+
+and the answer is split again by the ``rb_key`` label. The label carries the key's position in
+its chunk, not the caller's key: keys are free text (quotes, an empty string would delete the
+label), positions are always a valid, short label value.
+
+A query Prometheus rejects (bad raw PromQL, a scalar where a vector is needed) makes its whole
+chunk fail, so that chunk is read again one query at a time: a bad query blinds only itself.
+When Prometheus is down or slow, every key not yet read is unknown at once: nothing retries, so
+a round takes at most about one adapter timeout longer than it would with Prometheus up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.adapters.prometheus import PrometheusAPI, Sample, VectorResult
+
+KEY_LABEL = "rb_key"
+DEFAULT_CHUNK = 200
+BASELINE_STEP_SECONDS = 60
+NO_SERIES = "no series"
+
+Pair = tuple[str, str]  # (key, PromQL)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One value per key; ``value`` None means unknown and ``note`` says why."""
+
+    value: float | None
+    note: str = ""
+
+
+def read_many(
+    prometheus: PrometheusAPI,
+    queries: Mapping[str, str],
+    *,
+    at: datetime | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> dict[str, Reading]:
+    """Evaluate every query at ``at`` (default: now); each key's series reduced to its max."""
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    pairs = list(queries.items())
+    readings: dict[str, Reading] = {}
+    for start in range(0, len(pairs), chunk):
+        down = _read_chunk(prometheus, pairs[start : start + chunk], at, readings)
+        if down:
+            # Prometheus itself failed: asking again this round would only add timeouts
+            readings.update((key, Reading(None, down)) for key, _ in pairs[start + chunk :])
+            break
+    return {key: readings[key] for key in queries}
+
+
+def read_baselines(
+    prometheus: PrometheusAPI,
+    queries: Mapping[str, str],
+    *,
+    until: datetime,
+    minutes: float,
+    chunk: int = DEFAULT_CHUNK,
+) -> dict[str, Reading]:
+    """Each query's average over ``[until - minutes, until]`` (sampled every minute)."""
+    if minutes <= 0:
+        raise ValueError("minutes must be positive")
+    window = max(1, round(minutes * 60))
+    step = min(BASELINE_STEP_SECONDS, window)
+    averaged = {
+        key: f"avg_over_time(({promql})[{window}s:{step}s])" for key, promql in queries.items()
+    }
+    readings = read_many(prometheus, averaged, at=until, chunk=chunk)
+    empty = Reading(None, f"no data in the {minutes:g} min baseline window")
+    return {key: empty if r.note == NO_SERIES else r for key, r in readings.items()}
+
+
+def batch_query(pairs: Sequence[Pair]) -> str:
+    """One PromQL expression answering every query of ``pairs``, tagged by position."""
+    return " or ".join(
+        f'label_replace(({promql}), "{KEY_LABEL}", "{i}", "", "")'
+        for i, (_, promql) in enumerate(pairs)
+    )
+
+
+def _read_chunk(
+    prometheus: PrometheusAPI, pairs: Sequence[Pair], at: datetime | None, out: dict[str, Reading]
+) -> str:
+    """Fill ``out`` for ``pairs``; return the note if Prometheus itself failed, else ""."""
+    if len(pairs) == 1:
+        return _one_by_one(prometheus, pairs, at, out)
+    result = prometheus.vector(batch_query(pairs), time=at)
+    if result.is_rejected:
+        return _one_by_one(prometheus, pairs, at, out)
+    if result.note:
+        out.update((key, Reading(None, result.note)) for key, _ in pairs)
+        return result.note
+    tagged: dict[str, list[Sample]] = {}
+    for sample in result.samples:
+        tagged.setdefault(sample.labels.get(KEY_LABEL, ""), []).append(sample)
+    for i, (key, _) in enumerate(pairs):
+        out[key] = _worst(tagged.get(str(i), []))
+    return ""
+
+
+def _one_by_one(
+    prometheus: PrometheusAPI, pairs: Sequence[Pair], at: datetime | None, out: dict[str, Reading]
+) -> str:
+    for i, (key, promql) in enumerate(pairs):
+        result = prometheus.vector(promql, time=at)
+        if result.note and not result.is_rejected:
+            out.update((k, Reading(None, result.note)) for k, _ in pairs[i:])
+            return result.note
+        out[key] = _reading_of(result)
+    return ""
+
+
+def _reading_of(result: VectorResult) -> Reading:
+    return Reading(None, result.note) if result.note else _worst(result.samples)
+
+
+def _worst(samples: Sequence[Sample]) -> Reading:
+    # max is "worst" for greater_than triggers, the guard's usual kind
+    values = [s.value for s in samples if not math.isnan(s.value)]
+    if values:
+        return Reading(max(values))
+    return Reading(None, "query returned NaN" if samples else NO_SERIES)
