@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bot.catalog.guard import guard_config, overlay
+from bot.catalog.guard_checks import guard_problems
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
     ApprovalPolicy,
@@ -39,6 +40,7 @@ from bot.catalog.yaml_lines import (
 )
 from bot.rollback.assess import Signal, Thresholds
 from bot.rollback.plan import Plan, PlanInputs, custom_plan, default_plan
+from bot.rollback.triggers import GuardConfig
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Service:
     window_grace_minutes: float = 10
     review_reminder_hours: float = 24
     timezone: str = "UTC"
+    guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
 
     @property
     def tz(self) -> ZoneInfo:
@@ -138,6 +141,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
     catalog = _resolve(spec, source)
     errors += _strategy_sections(catalog, mapper.lines)
+    errors += guard_problems(data, source, mapper.lines)
     if has_valid_defaults:
         errors += _contradictory_thresholds(spec, catalog, mapper.lines)
         errors += _impossible_approvals(catalog, mapper.lines)
@@ -259,16 +263,6 @@ def _contradictory_thresholds(
     return out
 
 
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _overlay(default: _M, override: _M | None) -> _M:
-    """The default section with only the fields the service wrote replaced."""
-    if override is None:
-        return default
-    return default.model_copy(update=override.model_dump(exclude_unset=True))
-
-
 def _resolve(spec: CatalogSpec, source: str) -> Catalog:
     d = spec.defaults
     base = d.thresholds.apply(Thresholds())
@@ -284,12 +278,13 @@ def _resolve(spec: CatalogSpec, source: str) -> Catalog:
             or d.sla_minutes,
             thresholds=s.thresholds.apply(base),
             health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
-            approval=_overlay(d.approval, s.approval),
-            notifications=_overlay(d.notifications, s.notifications),
+            approval=overlay(d.approval, s.approval),
+            notifications=overlay(d.notifications, s.notifications),
             templates={**d.templates, **s.templates},
             window_grace_minutes=d.window_grace_minutes,
             review_reminder_hours=d.review_reminder_hours,
             timezone=s.timezone or d.timezone,
+            guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
         )
         for name, s in spec.services.items()
     }

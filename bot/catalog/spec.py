@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.catalog.auto_rollback import AutoRollback
 from bot.catalog.fields import (
     E164,
     SLACK_USERGROUP,
@@ -212,6 +213,7 @@ class Defaults(_Strict):
     window_grace_minutes: float = Field(default=10, ge=0)  # a window missed by more is reported
     review_reminder_hours: float = Field(default=24, gt=0)
     timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
+    auto_rollback: AutoRollback = AutoRollback()
 
     _check_channel = field_validator("channel")(_channel_id)
     _check_timezone = field_validator("timezone")(_timezone)
@@ -243,6 +245,7 @@ class ServiceSpec(_Strict):
     phases: dict[PhaseName, list[PlanStep]] | None = None
     point_of_no_return: PointOfNoReturn | None = None
     timezone: str | None = None  # overrides defaults.timezone
+    auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
 
     _check_timezone = field_validator("timezone")(_timezone)
 
