@@ -20,9 +20,9 @@ from slack_bolt.response import BoltResponse
 
 from bot.approvals import blocks as ab
 from bot.deps import Deps
+from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.notify.reply import DATABASE_DOWN
-from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
 from storage.errors import StorageError
 

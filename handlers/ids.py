@@ -5,8 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.approvals import blocks as ab
-from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
+from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
 from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION
 

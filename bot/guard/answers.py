@@ -36,7 +36,9 @@ def _status(deps: Deps, service: Service, config: GuardConfig) -> str:
     )
     latest = deps.repo.list_guarded(service=service.name, limit=1)
     if not latest:
-        seen = f" (revision {state.last_revision} runs now)" if state and state.last_revision else ""
+        seen = (
+            f" (revision {state.last_revision} runs now)" if state and state.last_revision else ""
+        )
         return (
             f"{paused}:shield: The guard of *{service.name}* waits for the next release{seen}:"
             f" it watches each new release for {int(config.watch_minutes)} min."
@@ -55,7 +57,9 @@ def _switch(deps: Deps, service: Service, user: str, *, is_on: bool) -> Reply:
     deps.repo.set_guard_paused(service.name, not is_on, user, deps.clock())
     deps.audit("guard.resumed" if is_on else "guard.paused", service.name, user)
     if is_on:
-        return Reply(f":shield: The guard of *{service.name}* is on again (new releases are watched).")
+        return Reply(
+            f":shield: The guard of *{service.name}* is on again (new releases are watched)."
+        )
     return Reply(
         f":double_vertical_bar: The guard of *{service.name}* is paused: it watches no release and"
         f" rolls nothing back until `/rollback guard {service.name} on`."

@@ -82,6 +82,9 @@ def roll_back(deps: Deps, service: Service, release: GuardedRelease, reason: str
         target_revision=None,
         channel_id=service.channel,
     )
+    started = deps.repo.list_rollbacks(service=service.name, statuses=ACTIVE, limit=1)
+    if release.id is not None and started and started[0].requested_by == by and started[0].id:
+        deps.repo.set_guard_rollback(release.id, started[0].id)
     say(deps, service, release, text)
 
 
@@ -103,7 +106,8 @@ def ask(
     ]
     lines += [f":warning: Not rolling back by itself: {escape(p)}." for p in problems]
     lines.append(
-        f"Roll back now, or keep the release? Unanswered in {int(timeout)} s, the guard will {then}."
+        f"Roll back now, or keep the release? Unanswered in {int(timeout)} s,"
+        f" the guard will {then}."
     )
     text = "\n".join(lines)
     value = f"{service.name}:{release.id}"
@@ -171,7 +175,8 @@ def _confirm_timed_out(deps: Deps, item: DueWork) -> None:
 
 
 def _release(deps: Deps, service: str, release_id: int) -> GuardedRelease | None:
-    return next((r for r in deps.repo.list_guarded(service=service) if r.id == release_id), None)
+    found = deps.repo.guarded_release(release_id)
+    return found if found is not None and found.service == service else None
 
 
 def say(

@@ -223,8 +223,8 @@ class Guard:
         firing.fire(self.deps, service, fresh, reason)
 
     def _fresh(self, release: GuardedRelease) -> GuardedRelease:
-        found = self.deps.repo.list_guarded(service=release.service, limit=5)
-        return next((r for r in found if r.id == release.id), release)
+        assert release.id is not None
+        return self.deps.repo.guarded_release(release.id) or release
 
     def _tell_blind(
         self, release: GuardedRelease, service: Service, readings: Mapping[str, Reading]
@@ -243,7 +243,7 @@ class Guard:
             " readings come back — check Prometheus and the health URL.",
         )
 
-    # --- the message -----------------------------------------------------------------------------
+    # --- the message ---------------------------------------------------------------------
 
     def _show(
         self,
@@ -268,7 +268,7 @@ class Guard:
         assert release.id is not None
         self.deps.repo.set_guard_message(release.id, str(posted["channel"]), str(posted["ts"]))
 
-    # --- rollbacks that end ------------------------------------------------------------------------
+    # --- rollbacks that end ---------------------------------------------------------------
 
     def rollback_started(self, rollback: Rollback) -> None:
         """Nothing: a running rollback holds its service (detection skips it)."""
