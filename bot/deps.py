@@ -63,13 +63,16 @@ class Deps:
         kind: str,
         about: Rollback | str,
         actor: str | None = None,
+        /,
         *,
         channel_id: str | None = None,
         message_ts: str | None = None,
         **detail: Any,
     ) -> None:
         """Record an audit event, stamped now, about a rollback (or a service, before any
-        rollback exists); ``channel_id``/``message_ts`` name the message acted on."""
+        rollback exists); ``channel_id``/``message_ts`` name the message acted on.
+        The first three are positional-only: ``detail`` may carry a "kind" or an "actor" of its
+        own."""
         self.repo.add_audit_event(
             kind,
             now=self.clock(),

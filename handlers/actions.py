@@ -127,19 +127,22 @@ def _install_approvals(app: App, deps: Deps) -> None:
         form = submit.reject_form(deps, _rollback_id(body), body["user"]["id"], ts)
         _form_or_reply(deps, body, _replier(deps, body, respond), form)
 
-    @app.action(Action.CONFIRM_RUN)
-    def confirm_run(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+    app.action(Action.CONFIRM_RUN)(_confirm_press(deps, run=True, what="Run anyway"))
+    app.action(Action.CONFIRM_CANCEL)(_confirm_press(deps, run=False, what="Cancel"))
+
+
+def _confirm_press(
+    deps: Deps, *, run: bool, what: str
+) -> Callable[[Ack, dict[str, Any], Respond], None]:
+    """Run anyway / Cancel, under a start that asked to be confirmed."""
+
+    def press(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         user = body["user"]["id"]
-        work = lambda: submit.confirm_button(deps, _rollback_id(body), user, run=True)  # noqa: E731
-        _in_pool(deps, body, respond, "Run anyway", work)
+        work = lambda: submit.confirm_button(deps, _rollback_id(body), user, run=run)  # noqa: E731
+        _in_pool(deps, body, respond, what, work)
         ack()
 
-    @app.action(Action.CONFIRM_CANCEL)
-    def confirm_cancel(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        user = body["user"]["id"]
-        work = lambda: submit.confirm_button(deps, _rollback_id(body), user, run=False)  # noqa: E731
-        _in_pool(deps, body, respond, "Cancel", work)
-        ack()
+    return press
 
 
 def _install_rollbacks(app: App, deps: Deps) -> None:

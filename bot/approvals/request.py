@@ -9,8 +9,9 @@ stored just before a crash is completed by the next vote or retry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.approvals.posting import post_due, post_gave_up
 from bot.approvals.shared import audit
@@ -68,21 +69,20 @@ def request(
     expires_at = now + timedelta(minutes=service.approval.expiry_minutes)
     if window is not None:  # approving after the window (and its grace) has passed is pointless
         expires_at = min(expires_at, window + timedelta(minutes=service.window_grace_minutes))
-    rollback = deps.repo.create_rollback(
-        service=service.name,
-        kind=RollbackKind.PLANNED,
-        strategy=plan.strategy,
-        requested_by=user,
+    rollback = store_rollback(
+        deps,
+        service,
+        plan,
+        RollbackKind.PLANNED,
+        RollbackStatus.PENDING_APPROVAL,
+        user=user,
         reason=reason,
         target_revision=target_revision,
         assessment_id=assessment_id,
-        channel_id=service.channel,
-        status=RollbackStatus.PENDING_APPROVAL,
         scheduled_at=window,
         required_approvals=service.approval.min_approvals,
         expires_at=expires_at,
         now=now,
-        steps=plan_rows(plan),
         schedule=lambda rid: [
             NewWork(DueKind.APPROVAL_EXPIRE, expire_key(rid), expires_at, {"rollback_id": rid}),
             # stored with the row: a crash cannot leave a request nobody was shown
@@ -101,3 +101,38 @@ def request(
         assessment_id=assessment_id,
     )
     return rollback
+
+
+def store_rollback(
+    deps: Deps,
+    service: Service,
+    plan: Plan,
+    kind: RollbackKind,
+    status: RollbackStatus,
+    *,
+    user: str,
+    reason: str,
+    target_revision: str | None,
+    assessment_id: int | None,
+    now: datetime,
+    schedule: Callable[[int], Sequence[NewWork]],
+    **request: Any,
+) -> Rollback:
+    """A service's rollback row with its plan's steps and its due work, in one transaction
+    (raises ActiveRollbackExists); its messages live in the service's channel. ``request``:
+    what only a planned request has (window, approvals needed, expiry)."""
+    return deps.repo.create_rollback(
+        service=service.name,
+        kind=kind,
+        strategy=plan.strategy,
+        requested_by=user,
+        reason=reason,
+        target_revision=target_revision,
+        assessment_id=assessment_id,
+        channel_id=service.channel,
+        status=status,
+        now=now,
+        steps=plan_rows(plan),
+        schedule=schedule,
+        **request,
+    )

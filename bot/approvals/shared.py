@@ -49,13 +49,11 @@ def audit(
 ) -> None:
     """An audit event on the request; ``message_ts`` is the message a button was pressed on
     (Slack sends it, also when the press came before the request's ts was stored)."""
-    deps.repo.add_audit_event(
+    deps.audit(
         event,
-        now=deps.clock(),
-        service=r.service,
-        rollback_id=r.id,
-        actor=actor,
+        r,
+        actor,
         channel_id=r.approval_channel_id,
         message_ts=message_ts or r.approval_ts,
-        detail=dict(detail),
+        **detail,
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
+from bot.approvals.request import store_rollback
 from bot.approvals.waiting import cancel_waiting, supersede_pending
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
@@ -15,7 +16,6 @@ from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
 from bot.execution.engine import started_work
 from bot.execution.preflight import Checked, Refusal, audit_refusal, check
-from bot.execution.steps.table import plan_rows
 from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
@@ -25,7 +25,7 @@ from bot.rollback.command import Command
 from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
-from storage.models import Assessment
+from storage.models import Assessment, Rollback
 from storage.repo.records import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def start_immediate(
     plan = _forced(checked.plan) if is_forced else checked.plan
     superseded = supersede_pending(deps, service.name, user)
     try:  # the row and its plan are stored before the ack: a crash after it loses nothing
-        rollback_id = _store(
+        rollback = _store(
             deps, service, plan, checked, user=user, reason=reason, assessment_id=assessment_id
         )
     except ActiveRollbackExists as exc:
@@ -178,29 +178,26 @@ def start_immediate(
         )
     # The start is audited before anything acts on it, and handed to the engine before the
     # ack, so whoever reads the ack can rely on the rollback being under way.
-    deps.repo.add_audit_event(
+    assert rollback.id is not None
+    deps.audit(
         "rollback.started",
-        now=deps.clock(),
-        service=service.name,
-        rollback_id=rollback_id,
-        actor=user,
+        rollback,
+        user,
         channel_id=channel_id,
-        detail={
-            "kind": RollbackKind.IMMEDIATE,
-            "approval": "skipped: responder",
-            "reason": reason,
-            "forced": is_forced,
-            "assessment_id": assessment_id,
-            "superseded": superseded,
-            "warnings": list(checked.warnings),
-        },
+        kind=RollbackKind.IMMEDIATE,
+        approval="skipped: responder",
+        reason=reason,
+        forced=is_forced,
+        assessment_id=assessment_id,
+        superseded=superseded,
+        warnings=list(checked.warnings),
     )
-    deps.engine.submit(rollback_id)
+    deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     return (
-        f":arrows_counterclockwise: Rollback #{rollback_id} of *{service.name}* started"
+        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
         f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{service.channel}>.{note}"
     )
 
@@ -230,25 +227,22 @@ def _store(
     user: str,
     reason: str,
     assessment_id: int | None,
-) -> int:
+) -> Rollback:
     """The running rollback's row, its steps and its start's listeners, in one transaction
-    (raises ActiveRollbackExists). Progress lives in the service's channel."""
-    rollback = deps.repo.create_rollback(
-        service=service.name,
-        kind=RollbackKind.IMMEDIATE,
-        strategy=plan.strategy,
-        requested_by=user,
+    (raises ActiveRollbackExists)."""
+    return store_rollback(
+        deps,
+        service,
+        plan,
+        RollbackKind.IMMEDIATE,
+        RollbackStatus.RUNNING,
+        user=user,
         reason=reason,
         target_revision=checked.target_revision,
         assessment_id=assessment_id,
-        channel_id=service.channel,
-        status=RollbackStatus.RUNNING,
         now=deps.clock(),
-        steps=plan_rows(plan),
         schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
     )
-    assert rollback.id is not None
-    return rollback.id
 
 
 def _forced(plan: Plan) -> Plan:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
@@ -29,6 +29,9 @@ from bot.rollback.safety import (
     rolled_back_from,
 )
 from storage.repository import Repository
+
+if TYPE_CHECKING:  # the app's handles, for the audit trail; this module never imports the app
+    from bot.deps import Deps
 
 
 class Handles(Protocol):
@@ -158,24 +161,17 @@ def check(
 
 
 def audit_refusal(
-    deps: Handles,
+    deps: Deps,
     event: str,
     service: Service,
     user: str,
     refusal: Refusal,
     *,
     channel_id: str | None = None,
-    **detail: object,
+    **detail: Any,
 ) -> None:
     """A refused start is audited before it is answered: whoever reads the audit can rely on it."""
-    deps.repo.add_audit_event(
-        event,
-        now=deps.clock(),
-        service=service.name,
-        actor=user,
-        channel_id=channel_id,
-        detail={"why": str(refusal), **detail},
-    )
+    deps.audit(event, service.name, user, channel_id=channel_id, why=str(refusal), **detail)
 
 
 def check_rollback(

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from http.client import HTTPException
+from typing import Any
 
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackClient, SlackError
@@ -93,14 +94,7 @@ class IncidentChannels:
                 winner = self.repo.get_rollback(rollback.id)
                 assert winner is not None and winner.incident_channel_id is not None
                 return winner.incident_channel_id
-            self.repo.add_audit_event(
-                "incident_channel.created",
-                now=self.clock(),
-                service=rollback.service,
-                rollback_id=rollback.id,
-                channel_id=channel_id,
-                detail={"name": name},
-            )
+            self._audit("incident_channel.created", rollback, channel_id, name=name)
             return channel_id
 
     def fill(self, rollback: Rollback, service: Service, channel_id: str) -> None:
@@ -137,13 +131,7 @@ class IncidentChannels:
                 )
             if not is_topic_set:
                 raise RetryLater(f"incident channel {channel_id}: no topic yet", RETRY_SECONDS)
-            self.repo.add_audit_event(
-                READY_KIND,
-                now=self.clock(),
-                service=rollback.service,
-                rollback_id=rollback.id,
-                channel_id=channel_id,
-            )
+            self._audit(READY_KIND, rollback, channel_id)
 
     def lock_for(self, rollback_id: int) -> threading.RLock:
         """Held while a rollback's channel is opened and greeted, so that its final update,
@@ -270,15 +258,26 @@ class IncidentChannels:
                 channel=channel, text=text, unfurl_links=False, metadata=marker
             )
         )
+        self._audit(audit_kind, rollback, channel, message_ts=str(resp.get("ts")))
+        return str(resp.get("ts"))
+
+    def _audit(
+        self,
+        kind: str,
+        rollback: Rollback,
+        channel_id: str,
+        message_ts: str | None = None,
+        **detail: Any,
+    ) -> None:
         self.repo.add_audit_event(
-            audit_kind,
+            kind,
             now=self.clock(),
             service=rollback.service,
             rollback_id=rollback.id,
-            channel_id=channel,
-            message_ts=str(resp.get("ts")),
+            channel_id=channel_id,
+            message_ts=message_ts,
+            detail=detail,
         )
-        return str(resp.get("ts"))
 
     def _already(self, rollback_id: int, kind: str) -> bool:
         return bool(self.repo.list_audit_events(kind=kind, rollback_id=rollback_id))

@@ -369,15 +369,8 @@ class Notifier:
     def _audit(
         self, rollback: Rollback, kind: str, channel: str, ts: str | None, error: str | None
     ) -> None:
-        self.deps.repo.add_audit_event(
-            kind,
-            now=self.deps.clock(),
-            service=rollback.service,
-            rollback_id=rollback.id,
-            channel_id=channel,
-            message_ts=ts,
-            detail={"error": error} if error else {},
-        )
+        detail = {"error": error} if error else {}
+        self.deps.audit(kind, rollback, channel_id=channel, message_ts=ts, **detail)
 
 
 def install(deps: Deps) -> Notifier:

@@ -207,13 +207,7 @@ def record_delivery_status(
         return
     why = DELIVERY_ERRORS.get(error_code or 0, "no reason given")
     code = f"Twilio {error_code}: " if error_code else ""
-    deps.repo.add_audit_event(
-        "page.failed",
-        now=deps.clock(),
-        service=rollback.service,
-        rollback_id=page.rollback_id,
-        detail=page_detail(page, f"{status}: {code}{why}"),
-    )
+    deps.audit("page.failed", rollback, **page_detail(page, f"{status}: {code}{why}"))
     ladder = deps.repo.list_pages(page.rollback_id, page.reason)
     service = deps.catalog.get(rollback.service)
     has_next = service is not None and page.level < len(ladder_levels(service))

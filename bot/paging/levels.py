@@ -127,11 +127,4 @@ def page_detail(page: Page, error: str | None = None) -> dict[str, Any]:
 
 
 def audit(deps: Deps, kind: str, rollback: Rollback, detail: dict[str, Any]) -> None:
-    deps.repo.add_audit_event(
-        kind,
-        now=deps.clock(),
-        service=rollback.service,
-        rollback_id=rollback.id,
-        channel_id=rollback.channel_id,
-        detail=detail,
-    )
+    deps.audit(kind, rollback, channel_id=rollback.channel_id, **detail)

@@ -182,14 +182,7 @@ class ReviewPublisher:
                 log.info("review #%d: canvas not shared (%s); uploading a file", rid, error)
                 return self._publish_file(rollback, review, channels)
         permalink = f"{deps.slack_team_url.rstrip('/')}/docs/{self._team()}/{canvas_id}"
-        return deps.repo.update_review(
-            rid,
-            deps.clock(),
-            published_via="canvas",
-            channel_id=rollback.channel_id,
-            thread_ts=rollback.progress_ts,
-            permalink=permalink,
-        )
+        return self._published(review, rollback, "canvas", permalink)
 
     def _publish_file(self, rollback: Rollback, review: Review, channels: list[str]) -> Review:
         """Upload once: the file id is stored before anything else may fail, and a retry that
@@ -218,13 +211,19 @@ class ReviewPublisher:
                     file_id,
                     exc.error,
                 )
-        return deps.repo.update_review(
-            rid,
-            deps.clock(),
-            published_via="file",
+        return self._published(review, rollback, "file", str(permalink or "") or None)
+
+    def _published(
+        self, review: Review, rollback: Rollback, via: str, permalink: str | None
+    ) -> Review:
+        """The review is out: how, where, and the link its announcements give."""
+        return self.deps.repo.update_review(
+            review.rollback_id,
+            self.deps.clock(),
+            published_via=via,
             channel_id=rollback.channel_id,
             thread_ts=rollback.progress_ts,
-            permalink=str(permalink or "") or None,
+            permalink=permalink,
         )
 
     def _team(self) -> str:
@@ -251,14 +250,7 @@ class ReviewPublisher:
             resp = deps.slack.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, text=text, blocks=blocks, unfurl_links=False
             )
-            deps.repo.add_audit_event(
-                ANNOUNCED,
-                now=deps.clock(),
-                service=rollback.service,
-                rollback_id=rollback.id,
-                channel_id=channel,
-                message_ts=str(resp.get("ts")),
-            )
+            deps.audit(ANNOUNCED, rollback, channel_id=channel, message_ts=str(resp.get("ts")))
 
     # --- review.remind --------------------------------------------------------------------
 

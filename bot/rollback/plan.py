@@ -198,13 +198,7 @@ def _blue_green_steps(inp: PlanInputs) -> list[StepSpec]:
             service=bg["service"],
             selector=selector,
         ),
-        step(
-            "cleanup",
-            "scale",
-            f"Scale {bg['candidate']} to 0",
-            deployment=bg["candidate"],
-            replicas=0,
-        ),
+        _scale_to_zero(bg["candidate"]),
     ]
 
 
@@ -232,14 +226,13 @@ def _canary_steps(inp: PlanInputs) -> list[StepSpec]:
             gate_below=inp.error_rate_limit,
             gate_wait_seconds=c.get("gate_wait_seconds", 30.0),
         ),
-        step(
-            "cleanup",
-            "scale",
-            f"Scale {c['deployment']} to 0",
-            deployment=c["deployment"],
-            replicas=0,
-        ),
+        _scale_to_zero(c["deployment"]),
     ]
+
+
+def _scale_to_zero(deployment: str) -> StepSpec:
+    """The cleanup of a colour or canary that served the bad release."""
+    return step("cleanup", "scale", f"Scale {deployment} to 0", deployment=deployment, replicas=0)
 
 
 def _http_steps(inp: PlanInputs) -> list[StepSpec]:

@@ -40,92 +40,81 @@ class Metrics:
 
     def _add_request_metrics(self) -> None:
         """Slack requests, assessments and work after ack()."""
-        self.assessments = Counter(
+        self.assessments = self._counter(
             "rollback_bot_assessments_total",
             "Assessments completed, by service and decision.",
             ["service", "decision"],
-            registry=self.registry,
         )
-        self.assessment_seconds = Histogram(
+        self.assessment_seconds = self._histogram(
             "rollback_bot_assessment_duration_seconds",
             "Wall time to read every signal of a service and score it.",
             ["service"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
-            registry=self.registry,
+            (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
         )
-        self.slack_requests = Counter(
+        self.slack_requests = self._counter(
             "rollback_bot_slack_requests_total",
             "Requests from Slack by outcome (handled, duplicate).",
             ["outcome"],
-            registry=self.registry,
         )
-        self.background_failures = Counter(
+        self.background_failures = self._counter(
             "rollback_bot_background_failures_total",
             "Work after ack() that raised; each is logged with its traceback.",
-            registry=self.registry,
+            [],
         )
 
     def _add_rollback_metrics(self) -> None:
         """Rollbacks and pages (alert rules in deploy/prometheus/rollback-alerts.yml use these
         names)."""
-        self.rollbacks_started = Counter(
+        self.rollbacks_started = self._counter(
             "rollback_bot_rollbacks_started_total",
             "Rollbacks that started running, by service, strategy and kind.",
             ["service", "strategy", "kind"],
-            registry=self.registry,
         )
-        self.rollbacks_finished = Counter(
+        self.rollbacks_finished = self._counter(
             "rollback_bot_rollbacks_finished_total",
             "Rollbacks that ended, by service, strategy and outcome (succeeded/failed/aborted).",
             ["service", "strategy", "outcome"],
-            registry=self.registry,
         )
-        self.rollback_seconds = Histogram(
+        self.rollback_seconds = self._histogram(
             "rollback_bot_rollback_duration_seconds",
             "Start to end of a rollback.",
             ["service", "strategy"],
-            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600),
-            registry=self.registry,
+            (10, 30, 60, 120, 300, 600, 900, 1800, 3600),
         )
-        self.phase_seconds = Histogram(
+        self.phase_seconds = self._histogram(
             "rollback_bot_phase_duration_seconds",
             "Duration of one phase of a rollback plan.",
             ["service", "phase"],
-            buckets=(1, 5, 15, 30, 60, 120, 300, 600),
-            registry=self.registry,
+            (1, 5, 15, 30, 60, 120, 300, 600),
         )
-        self.approval_wait_seconds = Histogram(
+        self.approval_wait_seconds = self._histogram(
             "rollback_bot_approval_wait_seconds",
             "Request to final approval of a planned rollback.",
             ["service"],
-            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600),
-            registry=self.registry,
+            (30, 60, 120, 300, 600, 900, 1800, 3600),
         )
-        self.pages_sent = Counter(
+        self.pages_sent = self._counter(
             "rollback_bot_pages_sent_total",
             "SMS pages handed to Twilio, by service and outcome (sent/failed).",
             ["service", "outcome"],
-            registry=self.registry,
         )
-        self.pages_acknowledged = Counter(
+        self.pages_acknowledged = self._counter(
             "rollback_bot_pages_acknowledged_total",
             "Pages acknowledged, by service and channel (sms/slack).",
             ["service", "via"],
-            registry=self.registry,
         )
 
     def _add_guard_metrics(self) -> None:
-        """The automatic guard (the alert rule RollbackGuardBlind watches evaluations)."""
-        self.guard_evaluations = Counter(
+        """The automatic guard (the alert rule RollbackGuardBlind watches these)."""
+        self.guard_evaluations = self._counter(
             "rollback_bot_guard_evaluations_total",
             "Evaluations of a guarded release (every trigger read and judged once).",
-            registry=self.registry,
+            [],
         )
-        self.guard_triggers = Counter(
+        self.guard_triggers = self._counter(
             "rollback_bot_guard_triggers_total",
             "Guard triggers that fired (held for their duration), by service and trigger.",
             ["service", "trigger"],
-            registry=self.registry,
         )
         self.guarded_releases = Gauge(
             "rollback_bot_guarded_releases",
@@ -138,6 +127,14 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+
+    def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, labels: list[str], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

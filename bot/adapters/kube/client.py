@@ -26,10 +26,8 @@ from bot.adapters.kube.kubectl import (
 )
 from bot.adapters.kube.resources import Resources
 from bot.adapters.kube.session import (
-    FIELD_MANAGER,
     JSON_PATCH,
     MERGE_PATCH,
-    _dry_run,
     _not_found,
 )
 from bot.adapters.kube.values import (
@@ -226,18 +224,15 @@ class KubernetesClient(Resources):
                 ),
                 not_found,
             )
-            after = self._call(
-                f"PATCH {what}",
-                lambda: api.patch_namespaced_deployment_scale(
-                    name,
-                    t.namespace,
-                    {"spec": {"replicas": replicas}},
-                    dry_run=_dry_run(dry_run),
-                    field_manager=FIELD_MANAGER,
-                    _content_type=MERGE_PATCH,  # what kubectl scale sends
-                    _request_timeout=self._timeout,
-                ),
-                not_found,
+            after = self._patch(
+                api.patch_namespaced_deployment_scale,
+                t,
+                "deployment",
+                name,
+                {"spec": {"replicas": replicas}},
+                dry_run=dry_run,
+                content_type=MERGE_PATCH,  # what kubectl scale sends
+                subject=what,
             )
             return _scale_replicas(current), _scale_replicas(after)
 
@@ -278,18 +273,14 @@ class KubernetesClient(Resources):
         content_type: str = JSON_PATCH,
     ) -> k8s.V1Deployment:
         api = k8s.AppsV1Api(self._client(t))
-        return self._call(
-            f"PATCH deployment {t.namespace}/{name}",
-            lambda: api.patch_namespaced_deployment(
-                name,
-                t.namespace,
-                patch,
-                dry_run=_dry_run(dry_run),
-                field_manager=FIELD_MANAGER,
-                _content_type=content_type,
-                _request_timeout=self._timeout,
-            ),
-            _not_found("deployment", name, t),
+        return self._patch(
+            api.patch_namespaced_deployment,
+            t,
+            "deployment",
+            name,
+            patch,
+            dry_run=dry_run,
+            content_type=content_type,
         )
 
     def _owned_replicasets(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:

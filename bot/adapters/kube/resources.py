@@ -16,6 +16,7 @@ from bot.adapters.kube.session import (
     FIELD_MANAGER,
     JSON_PATCH,
     ApiSession,
+    T,
     _dry_run,
     _not_found,
     log,
@@ -89,18 +90,8 @@ class Resources(ApiSession):
                 {"op": "replace", "path": "/spec/selector", "value": selector},
             ]
             try:
-                after = self._call(
-                    f"PATCH service {t.namespace}/{service}",
-                    lambda: api.patch_namespaced_service(
-                        service,
-                        t.namespace,
-                        patch,
-                        dry_run=_dry_run(dry_run),
-                        field_manager=FIELD_MANAGER,
-                        _content_type=JSON_PATCH,
-                        _request_timeout=self._timeout,
-                    ),
-                    _not_found("service", service, t),
+                after = self._patch(
+                    api.patch_namespaced_service, t, "service", service, patch, dry_run=dry_run
                 )
             except KubeError as exc:
                 return before, self._after_failed_switch(t, service, before, selector, exc)
@@ -207,10 +198,8 @@ class Resources(ApiSession):
     def read_object(self, t: KubeTarget, api_version: str, kind: str, name: str) -> dict[str, Any]:
         """The object exactly as the API serves it (camelCase), ready for ``yaml.safe_dump``."""
         what, not_found = f"GET {kind} {t.namespace}/{name}", _not_found(kind.lower(), name, t)
-        builtin = _BUILTIN_KINDS.get((api_version, kind))
-        if builtin is not None:
-            api_class, resource = builtin
-            read = getattr(api_class(self._client(t)), f"read_namespaced_{resource}")
+        read = self._builtin_method(t, api_version, kind, "read")
+        if read is not None:
             # the raw answer: the models would drop fields newer than the SDK
             response = self._call(
                 what,
@@ -220,9 +209,7 @@ class Resources(ApiSession):
                 not_found,
             )
             return _json_object(response.data)
-        group, version = _group_version(api_version)
-        plural = self._plural(t, api_version, kind)
-        api = k8s.CustomObjectsApi(self._client(t))
+        api, group, version, plural = self._custom_objects(t, api_version, kind)
         found = self._call(
             what,
             lambda: api.get_namespaced_custom_object(
@@ -246,34 +233,18 @@ class Resources(ApiSession):
         if not json_patch:  # the SDK silently drops an empty body
             raise KubeError(None, "Invalid", "empty JSON Patch: nothing to change")
         what, not_found = f"PATCH {kind} {t.namespace}/{name}", _not_found(kind.lower(), name, t)
-        dry = _dry_run(dry_run)
-        builtin = _BUILTIN_KINDS.get((api_version, kind))
-        if builtin is not None:
-            api_class, resource = builtin
-            patch = getattr(api_class(self._client(t)), f"patch_namespaced_{resource}")
-            response = self._call(
-                what,
-                lambda: patch(
-                    name,
-                    t.namespace,
-                    json_patch,
-                    dry_run=dry,
-                    field_manager=FIELD_MANAGER,
-                    _content_type=JSON_PATCH,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-                not_found,
+        patch = self._builtin_method(t, api_version, kind, "patch")
+        if patch is not None:
+            response = self._patch(
+                patch, t, kind, name, json_patch, dry_run=dry_run, _preload_content=False
             )
             return _json_object(response.data)
-        group, version = _group_version(api_version)
-        plural = self._plural(t, api_version, kind)
-        api = k8s.CustomObjectsApi(self._client(t))
+        api, group, version, plural = self._custom_objects(t, api_version, kind)
         patched = self._call(
             what,
             lambda: api.patch_namespaced_custom_object(
                 *(group, version, t.namespace, plural, name, json_patch),
-                dry_run=dry,
+                dry_run=_dry_run(dry_run),
                 field_manager=FIELD_MANAGER,
                 # CustomObjectsApi defaults to merge-patch, which would misread a list body
                 _content_type=JSON_PATCH,
@@ -284,6 +255,58 @@ class Resources(ApiSession):
         return _json_object(patched)
 
     # ── internals ──
+
+    def _patch(
+        self,
+        send: Callable[..., T],
+        t: KubeTarget,
+        kind: str,
+        name: str,
+        body: Any,
+        *,
+        dry_run: bool,
+        content_type: str = JSON_PATCH,
+        subject: str | None = None,
+        **raw: Any,
+    ) -> T:
+        """PATCH a namespaced object with a typed API's ``patch_namespaced_*`` method, as this
+        bot's field manager (server-side dry run when asked). ``subject`` names the object in
+        errors when "<kind> <namespace>/<name>" would not (a subresource)."""
+        return self._call(
+            f"PATCH {subject or f'{kind} {t.namespace}/{name}'}",
+            lambda: send(
+                name,
+                t.namespace,
+                body,
+                dry_run=_dry_run(dry_run),
+                field_manager=FIELD_MANAGER,
+                _content_type=content_type,
+                _request_timeout=self._timeout,
+                **raw,
+            ),
+            _not_found(kind.lower(), name, t),
+        )
+
+    def _builtin_method(
+        self, t: KubeTarget, api_version: str, kind: str, verb: str
+    ) -> Callable[..., Any] | None:
+        """The typed API's ``<verb>_namespaced_<kind>`` of a snapshot kind; None for the rest."""
+        builtin = _BUILTIN_KINDS.get((api_version, kind))
+        if builtin is None:
+            return None
+        api_class, resource = builtin
+        method: Callable[..., Any] = getattr(
+            api_class(self._client(t)), f"{verb}_namespaced_{resource}"
+        )
+        return method
+
+    def _custom_objects(
+        self, t: KubeTarget, api_version: str, kind: str
+    ) -> tuple[k8s.CustomObjectsApi, str, str, str]:
+        """CustomObjectsApi and the group, version and plural its calls name the kind by."""
+        group, version = _group_version(api_version)
+        plural = self._plural(t, api_version, kind)
+        return k8s.CustomObjectsApi(self._client(t)), group, version, plural
 
     def _read_service(self, t: KubeTarget, name: str) -> k8s.V1Service:
         api = k8s.CoreV1Api(self._client(t))
