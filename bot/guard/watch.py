@@ -62,6 +62,8 @@ class Guard:
         due = self.deps.repo.claim_due_releases(now, self.worker, LEASE)
         if due:
             self.evaluate(due, now)
+        watching = self.deps.repo.list_guarded(statuses=[GuardStatus.WATCHING], limit=100_000)
+        self.deps.metrics.guarded_releases.set(len(watching))
 
     # --- starting a watch ----------------------------------------------------------------------
 
@@ -167,13 +169,14 @@ class Guard:
         self.deps.metrics.guard_evaluations.inc()
         blind = is_blind(list(states.values()))
         is_newly_blind = blind and not release.blind_told
+        self.deps.metrics.guard_blind.labels(service.name).set(1 if blind else 0)
         saved = self.deps.repo.save_evaluation(
             release.id,
             self.worker,
             states_to_json(states),
             release.evaluations + 1,
             now + timedelta(seconds=config.interval_seconds),
-            release.blind_told or blind,
+            blind,  # told again if it goes blind again after readings came back
         )
         if not saved:
             return  # another replica took it over: it carries on from what it stored

@@ -199,7 +199,8 @@ def test_with_confirmation_the_channel_is_asked_and_keep_keeps(make_world: Any) 
     keep = asked.params["blocks"][1]["elements"][1]
     resp = w.h.requester.click(message, keep, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
     assert resp.status_code == 200
-    w.h.wait_idle()
+    answered = w.h.slack.wait_for("response_url").params  # the listener runs after the ack
+    assert answered["text"].startswith(":white_check_mark: Release kept by <@U0ONCALL1>")
     w.clock.advance(600)
     w.h.bot.deps.due.tick()  # the confirmation's time is up, but it was answered
     w.h.wait_rollbacks()

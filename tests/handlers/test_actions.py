@@ -24,6 +24,8 @@ BAD_VALUE_ANSWERS = {
     Action.PAGE_ACKNOWLEDGE: "This button is not a page I know; nothing was acknowledged.",
     Action.ROOT_CAUSE_WRITTEN: "This button is broken; use `/rollback review <id>`.",
     Action.MANUAL_GATE_CONTINUE: "This gate no longer exists.",
+    Action.GUARD_ROLLBACK_NOW: "This guard question no longer exists.",
+    Action.GUARD_KEEP: "This guard question no longer exists.",
 }
 
 

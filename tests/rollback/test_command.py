@@ -296,6 +296,7 @@ def test_verbs_are_those_of_the_contract() -> None:
         "abort",
         "history",
         "review",
+        "guard",
     }
 
 
@@ -376,3 +377,28 @@ def test_window_times_are_shown_in_local_time_and_utc() -> None:
     assert local_time(at) == "2026-11-23 21:00 UTC"
     summer = datetime(2026, 7, 1, 20, 0, tzinfo=UTC)
     assert local_time(summer, BERLIN) == "2026-07-01 22:00 CEST (20:00 UTC)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("guard checkout", Command("guard", service="checkout")),
+        ("guard Checkout OFF", Command("guard", service="checkout", reason="off")),
+        ("guard checkout on", Command("guard", service="checkout", reason="on")),
+    ],
+)
+def test_guard_shows_or_switches(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("guard", "needs a service name"),
+        ("guard checkout maybe", "`maybe` is not on or off"),
+        ("guard checkout on now", "takes a service name and optionally on or off"),
+    ],
+)
+def test_guard_refuses_what_it_cannot_do(text: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        parse_command(text)
