@@ -22,7 +22,7 @@ from bot.rollback.assess import Signal, Thresholds
 # every logger whose level setup_logging sets (root included)
 CONFIGURED_LOGGERS = ("", "httpx", "alembic", "waitress.queue")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ERROR_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<message>.+)$")
 
 # Copied from CONTRACT.md, "Catalog (`rollback.yaml`) — the minimum every version accepts".
@@ -679,8 +679,6 @@ def test_check_config_defaults_to_rollback_config(
 @pytest.mark.usefixtures("root_logging")
 def test_check_config_on_the_repository_example(capsys: pytest.CaptureFixture[str]) -> None:
     example = REPO_ROOT / "rollback.example.yaml"
-    if not example.exists():
-        pytest.skip("rollback.example.yaml is not written yet (another engineer's task)")
     assert main(["check-config", str(example)]) == 0, capsys.readouterr().err
     out, err = capsys.readouterr()
     assert out.startswith(f"{example}: OK")
