@@ -60,15 +60,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_config(settings: Settings, path: str | None) -> int:
     target = path or settings.rollback_config
+    from bot.notify import template_check  # why: 0.3 s, check-config only
+
     try:
         catalog = load_catalog(target)
-    except CatalogError as exc:
-        for line in exc.errors:
+    except CatalogError as exc:  # the template overrides are checked too: all errors at once
+        for line in [*exc.errors, *_template_errors_in(target, exc.errors)]:
             print(line, file=sys.stderr)
         return 1
-    from bot.notify.template_check import validate_templates  # why: 0.3 s, check-config only
-
-    if template_errors := validate_templates(catalog):
+    if template_errors := template_check.validate_templates(catalog):
         for line in template_errors:
             print(line, file=sys.stderr)
         return 1
@@ -76,6 +76,17 @@ def _check_config(settings: Settings, path: str | None) -> int:
         print(warning, file=sys.stderr)
     print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")
     return 0
+
+
+def _template_errors_in(path: str, known: list[str]) -> list[str]:
+    """Template problems of a catalog that did not load (not already among ``known``)."""
+    from bot.notify.template_check import validate_templates_in_yaml  # why: as above
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # the catalog's own errors already say the file cannot be read
+    return [e for e in validate_templates_in_yaml(path, text) if e not in known]
 
 
 def _migrate(settings: Settings) -> int:

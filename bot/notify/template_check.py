@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.catalog.load import Catalog, Service
+from bot.catalog.load import Catalog, Service, parse_catalog
 from bot.notify import templates
 from bot.notify.template_context import sample_context
 
@@ -93,3 +93,27 @@ def _override_path(
         if path in nodes:
             return path
     return None
+
+
+# A catalog that always loads: its service stands in for the real ones when the catalog has
+# errors, so that check-config still tries every template override and reports all at once.
+_STAND_IN = "defaults:\n  channel: C0STANDIN\nservices:\n  service:\n    deployment: service\n"
+
+
+def validate_templates_in_yaml(source: str, text: str) -> list[str]:
+    """The template overrides of a catalog that did not load, checked from its YAML alone
+    (each rendered with a stand-in service's sample context)."""
+    context = sample_context(parse_catalog(_STAND_IN, "stand-in").services["service"])
+    errors = []
+    for path, node in _value_nodes(text).items():
+        is_override = path[0] == "defaults" or (path[0] == "services" and len(path) == 4)
+        if not is_override or not isinstance(node, yaml.ScalarNode):
+            continue
+        where = f"{source}:{_file_line(node, 1)}: {'.'.join(path)}"
+        if path[-1] not in templates.DEFAULT_SOURCES:
+            known = ", ".join(templates.TEMPLATE_NAMES)
+            errors.append(f"{where}: unknown template (known: {known})")
+        elif (problem := templates.check_source(str(node.value), context)) is not None:
+            line, message = problem
+            errors.append(f"{source}:{_file_line(node, line)}: {'.'.join(path)}: {message}")
+    return errors

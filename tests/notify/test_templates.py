@@ -244,6 +244,32 @@ def test_check_config_reports_broken_templates_with_file_and_line(
     assert typo.startswith(f"{path}:13: ") and "unknown template" in typo
 
 
+def test_check_config_reports_template_and_catalog_errors_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalog error does not hide the template errors: one run lists both."""
+    path = tmp_path / "rollback.yaml"
+    path.write_text(
+        BROKEN.replace(
+            "    deployment: checkout-api\n",
+            "    deployment: checkout-api\n    sla_minutes: -1\n",
+            1,
+        )
+    )
+
+    assert main(["check-config", str(path)]) == 1
+
+    errors = capsys.readouterr().err.splitlines()
+    assert any("sla_minutes" in line for line in errors), errors
+    keys = {line.split(": ")[1] for line in errors if ".templates." in line}
+    assert keys == {
+        "defaults.templates.incident_topic",
+        "services.checkout.templates.critical_notice",
+        "services.checkout.templates.sla_breach",
+        "services.checkout.templates.critcal_notice",
+    }
+
+
 def test_check_config_accepts_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "rollback.yaml"
     path.write_text(CATALOG)
