@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from markdown_it import MarkdownIt
 
 from bot.adapters.slack.lookups import UserNames
+from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackError
 from bot.deps import Deps, Route
 from bot.notify.blocks import button, section
@@ -137,7 +138,7 @@ class ReviewPublisher:
         if review.published_via is None:
             review = self._publish(rollback, review)
         if review.announced_at is None:
-            self._announce(rollback, review)
+            self._announce(rollback, review, is_retry=item.tries > 1)
             review = deps.repo.update_review(rollback_id, deps.clock(), announced_at=deps.clock())
         service = deps.catalog.get(rollback.service)
         hours = service.review_reminder_hours if service else 24.0
@@ -231,9 +232,10 @@ class ReviewPublisher:
             self._team_id = str(self.deps.slack.auth_test().get("team_id") or "")
         return self._team_id
 
-    def _announce(self, rollback: Rollback, review: Review) -> None:
+    def _announce(self, rollback: Rollback, review: Review, *, is_retry: bool) -> None:
         """Post the link in the progress thread and the incident channel; each post is audited
-        with its channel, so a retry after one failed does not post the other again."""
+        with its channel, so a retry after one failed does not post the other again. A post
+        whose answer was lost (Slack took it, then failed) is found by its marker on a retry."""
         deps = self.deps
         done = {
             e.channel_id for e in deps.repo.list_audit_events(ANNOUNCED, rollback_id=rollback.id)
@@ -247,10 +249,17 @@ class ReviewPublisher:
             if not channel or channel in done:
                 continue
             done.add(channel)
-            resp = deps.slack.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=text, blocks=blocks, unfurl_links=False
-            )
-            deps.audit(ANNOUNCED, rollback, channel_id=channel, message_ts=str(resp.get("ts")))
+            marker = post_marker("review_link", rollback.id, channel)
+            found = find_marked(deps.slack, channel, marker, thread_ts) if is_retry else None
+            ts = found or deps.slack.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                metadata=marker,
+            ).get("ts")
+            deps.audit(ANNOUNCED, rollback, channel_id=channel, message_ts=str(ts))
 
     # --- review.remind --------------------------------------------------------------------
 
@@ -269,8 +278,10 @@ class ReviewPublisher:
             return
         text, blocks = link_message(deps, rollback, review, is_reminder=True)
         channel = review.channel_id or rollback.channel_id
-        if channel:
-            deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        marker = post_marker("review_reminder", rollback_id)
+        is_posted = item.tries > 1 and channel and find_marked(deps.slack, channel, marker)
+        if channel and not is_posted:  # a reminder whose answer was lost is not sent twice
+            deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, metadata=marker)
         deps.repo.update_review(rollback_id, deps.clock(), reminded_at=deps.clock())
 
     def _canvas_has_root_cause(self, canvas_id: str) -> bool:

@@ -12,7 +12,8 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION, review_path
+from bot.adapters.slack.web import SlackError
+from bot.review.publish import ROOT_CAUSE_WRITTEN_ACTION, ReviewPublisher, review_path
 from bot.rollback.lifecycle import review_remind_key
 from bot.sim.kube_api import KubeSimulator
 from tests.conftest import BOT_TOKEN, Harness, catalog_yaml
@@ -224,3 +225,21 @@ def test_only_the_incidents_owners_may_mark_the_root_cause_written(
     assert review is not None and review.root_cause_by is None  # the reminder keeps going
     (event,) = harness.bot.deps.repo.list_audit_events(kind="review.root_cause_refused")
     assert event.actor == "U0STRANGER"
+
+
+def test_a_review_link_whose_answer_was_lost_is_not_posted_twice(harness: Harness) -> None:
+    """Slack took the link but its answer was lost (a 500): the retry finds the marked post."""
+    run_and_publish(harness, "run checkout --immediate 5xx storm after v2")
+    rollback = harness.bot.deps.repo.get_rollback(1)
+    review = harness.bot.deps.repo.get_review(1)
+    assert rollback is not None and review is not None
+    publisher = ReviewPublisher(harness.bot.deps)
+    rollback = rollback.model_copy(update={"incident_channel_id": "C0INCIDENT"})
+    harness.slack.inject("chat.postMessage", status=500, is_applied=True)
+    with pytest.raises(SlackError):
+        publisher._announce(rollback, review, is_retry=False)
+    publisher._announce(rollback, review, is_retry=True)
+    links = [m for m in harness.slack.messages("C0INCIDENT") if "Post-rollback review" in m["text"]]
+    assert len(links) == 1
+    announced = harness.bot.deps.repo.list_audit_events(kind="review.announced", rollback_id=1)
+    assert [e.message_ts for e in announced if e.channel_id == "C0INCIDENT"] == [links[0]["ts"]]
