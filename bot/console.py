@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import queue
 import re
 import secrets
@@ -17,7 +16,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,18 @@ from typing import Any, TextIO
 import httpx
 from pydantic import SecretStr
 
-from bot.adapters.console import buttons_of, find_button, render_message
+from bot.adapters.console import (
+    Message,
+    buttons_of,
+    collect_arrivals,
+    describe_form,
+    enable_line_editing,
+    find_button,
+    read_lines_into,
+    render_message,
+)
 from bot.app import BotApp, build_app
+from bot.demo.deploys import DemoDeploys
 from bot.demo.simulators import start_demo
 from bot.rollback.lifecycle import RollbackStatus
 from bot.runtime.logs import mask_phone
@@ -39,6 +48,7 @@ from bot.sim.slack_api import SlackCall, SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from bot.sim.twilio_api import TwilioSimulator
 from bot.sim.twilio_messages import SimMessage
+from storage.guard_models import GUARD_ACTOR
 
 HELP = """\
 Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
@@ -49,15 +59,16 @@ Type /rollback commands as you would in Slack, e.g. `/rollback assess checkout`.
   as USER <line>     send <line> as another Slack user (default U0ONCALL1, a responder)
   reply TEXT         answer the last SMS page from that phone (e.g. `reply ACK 4821`)
   submit k=v …       fill in and submit the form a button opened (e.g. `submit reason="bad deploy"`)
+  deploy SVC bad|good  (demo) roll a new release out, bad or healthy: the guard watches it
   help | quit
 While a rollback runs you can keep typing (e.g. `/rollback abort 1 wrong target`)."""
-SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
 WAIT_SECONDS = 30.0
+GUARD_ROUND_SECONDS = 1.0  # the guard's rounds; each release still has its own interval
+DEPLOY_WAIT_SECONDS = 120.0  # --script: a bad demo release is fired on well within this
 ROLLBACK_WAIT_SECONDS = 120.0  # the console shows a rollback to its end before the next line
 POLL_SECONDS = 1.0  # interactive: how often what the app sent meanwhile is printed
 DEFAULT_USER = "U0ONCALL1"
 CONSOLE_CHANNEL = "C0DEPLOYS"
-Message = dict[str, Any]  # a message as posted (its params), with its ts
 
 
 @dataclass
@@ -82,11 +93,13 @@ class ConsoleSession:
     _texts: queue.Queue[SimMessage] = field(default_factory=queue.Queue)
     _last_sms_to: str | None = None
     _open_view: dict[str, Any] | None = None  # the modal a button opened, until submitted
+    deploys: DemoDeploys | None = None  # the demo's `deploy SERVICE bad|good`
 
     def __post_init__(self) -> None:
         self.slack.subscribe(self._arrived.put)
         if self.twilio is not None:
             self.twilio.subscribe(self._texts.put)
+        self.repo = self.bot.deps.repo
 
     def handle(self, line: str) -> bool:
         """Run one line; False when the console should stop."""
@@ -107,6 +120,8 @@ class ConsoleSession:
             self._submit(line.removeprefix("submit").strip(), user)
         elif line.startswith("reply ") and self.twilio is not None:
             self._reply_sms(line.removeprefix("reply ").strip())
+        elif line.startswith("deploy") and self.deploys is not None:
+            self._deploy(line.removeprefix("deploy"))
         elif line.startswith("/rollback"):
             self._send(self.requester.slash(line.removeprefix("/rollback").strip(), user_id=user))
         else:
@@ -147,20 +162,6 @@ class ConsoleSession:
         self._open_view = None
         self._send(resp)
 
-    def _show_form(self, view: dict[str, Any]) -> None:
-        self._open_view = view
-        fields = [
-            f"{b['block_id']}{'' if b.get('optional') else ' (required)'}: {b['label']['text']}"
-            for b in view.get("blocks", [])
-            if b.get("type") == "input"
-        ]
-        title = view.get("title", {}).get("text", "form")
-        self._say(
-            f"📝 Form “{title}” opened:\n  "
-            + "\n  ".join(fields)
-            + "\nFill it in with `submit field=value …` (quote values with spaces)."
-        )
-
     def _reply_sms(self, text: str) -> None:
         if self.twilio is None or self._last_sms_to is None:
             self._fail("no SMS page has arrived yet")
@@ -181,7 +182,28 @@ class ConsoleSession:
             body = resp.json() if "json" in resp.headers.get("content-type", "") else {}
             text = body.get("text", resp.text)
             self._say(render_message(text, body.get("blocks")), prefix="(only you) ")
+        self._settle(self.bot.deps.work.failures)
+
+    def _deploy(self, args: str) -> None:
+        """A demo release; a script waits for the guard to announce it (a bad one: to fire)."""
+        assert self.deploys is not None
         failures_before = self.bot.deps.work.failures
+        deployed = self.deploys.deploy(args)
+        if isinstance(deployed, str):
+            self._fail(deployed)
+            return
+        self._say(self.deploys.describe(deployed))
+        deadline = time.monotonic() + DEPLOY_WAIT_SECONDS
+        while self.is_waiting_for_rollbacks and not self.deploys.is_settled(self.repo, deployed):
+            if time.monotonic() > deadline:
+                self._fail(f"the guard had not settled after {DEPLOY_WAIT_SECONDS:g} s")
+                break
+            self._print_arrivals(is_final=self.bot.deps.engine.wait_idle(0))
+            time.sleep(POLL_SECONDS / 4)  # the guard's rounds (a thread) move it on
+        self._settle(failures_before)
+
+    def _settle(self, failures_before: int) -> None:
+        """Wait for the work a line started (in a script: its rollbacks too), then show it."""
         if not self.bot.deps.work.wait_idle(WAIT_SECONDS):
             self._fail(f"the app was still working after {WAIT_SECONDS:g} s")
         if not self.is_waiting_for_rollbacks:
@@ -214,9 +236,7 @@ class ConsoleSession:
 
     def _report_failed_rollbacks(self) -> None:
         """A rollback that failed is a failed step of a script (exit code 1)."""
-        for rollback in self.bot.deps.repo.list_rollbacks(
-            statuses=[RollbackStatus.FAILED], limit=200
-        ):
+        for rollback in self.repo.list_rollbacks(statuses=[RollbackStatus.FAILED], limit=200):
             if rollback.id is not None and rollback.id not in self._failed_rollbacks:
                 self._failed_rollbacks.add(rollback.id)
                 self._fail(
@@ -250,48 +270,20 @@ class ConsoleSession:
             self._say(f"📱 SMS from rollback-bot to {mask_phone(sms.to)}: {sms.body}")
 
     def _collect_arrivals(self, is_final: bool) -> dict[tuple[str, str], tuple[str, Message]]:
-        """What arrived to show, by (channel, ts): its prefix and the message as it ended up.
-        Failed calls are reported and forms opened are shown on the way."""
-        shown: dict[tuple[str, str], tuple[str, Message]] = {}
-        held: list[SlackCall] = []
-        order = 0
-        while True:
-            try:
-                call = self._arrived.get_nowait()
-            except queue.Empty:
-                break
-            if not is_final and call.method == "chat.update":
-                held.append(call)
-                continue
-            if call.status >= 400 or call.response.get("ok") is False:
-                self._fail(
-                    f"Slack API {call.method} failed: {call.response.get('error', call.status)}"
-                )
-                continue
-            if call.method == "views.open":
-                view = call.params.get("view")
-                self._show_form(json.loads(view) if isinstance(view, str) else dict(view or {}))
-                continue
-            if call.method not in SHOWN_METHODS:
-                continue
-            p = call.params
-            ts = str(call.response.get("ts") or p.get("ts") or f"#{order}")
-            order += 1
-            key = (str(p.get("channel", "")), ts)
-            if call.method == "chat.update" and key in shown:
-                prefix, _ = shown[key]
-            else:
-                prefix = {
-                    "chat.update": f"(edited in #{p.get('channel')}) ",
-                    "chat.postEphemeral": "(only you) ",
-                    "response_url": "(only you) " if p.get("response_type") != "in_channel" else "",
-                }.get(call.method, f"#{p.get('channel')} ")
-                if p.get("thread_ts"):
-                    prefix = f"  ↳ (thread) {prefix}"
-            shown[key] = (prefix, {**p, "ts": ts})
-        for call in held:
+        """What arrived to show, by (channel, ts); failed calls and opened forms on the way."""
+        calls: list[SlackCall] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                calls.append(self._arrived.get_nowait())
+        found = collect_arrivals(calls, is_final=is_final)
+        for call in found.held:  # edits shown once the rollback has ended
             self._arrived.put(call)
-        return shown
+        for failure in found.failures:
+            self._fail(failure)
+        for view in found.forms:
+            self._open_view = view
+            self._say(describe_form(view))
+        return found.shown
 
     def _show_message(self, key: tuple[str, str], prefix: str, message: Message) -> None:
         """Print one message; one with buttons gets its number (an edit keeps it)."""
@@ -321,8 +313,9 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
     """Start the simulators (all of them with ``is_demo``), the app and its HTTP server."""
     with ExitStack() as stack:
         slack = stack.enter_context(SlackSimulator(bot_token="xoxb-console"))
-        for user in ("U0ONCALL1", "U0APPROVER1", "U0APPROVER2"):  # the demo catalog's people,
-            slack.add_user(user, user.lower())  # so incident-channel invites find them
+        # the demo's people (incident-channel invites) and the guard (its rollbacks' reviews)
+        for user in ("U0ONCALL1", "U0APPROVER1", "U0APPROVER2", GUARD_ACTOR):
+            slack.add_user(user, user.lower())
         secret = secrets.token_hex(16)
         overrides: dict[str, Any] = {
             "slack_bot_token": SecretStr("xoxb-console"),
@@ -338,6 +331,7 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             kube=demo.kube if demo else None,
         )
         stack.callback(bot.close)
+        stack.callback(_run_guard_rounds(bot))  # stopped before the app closes
         server = HttpServer(WebApp(bot), "127.0.0.1", 0, threads=8).start()
         stack.callback(server.stop)
         http = stack.enter_context(httpx.Client(timeout=10))
@@ -351,24 +345,32 @@ def console_session(settings: Settings, *, is_demo: bool, out: TextIO) -> Iterat
             out,
             cluster=demo.cluster if demo else None,
             twilio=demo.phones if demo else None,
+            deploys=DemoDeploys(demo.catalog, demo.kube, demo.world) if demo else None,
         )
 
 
-def _enable_line_editing() -> None:
-    """Arrow keys, history (Up) and Ctrl-R through ``readline`` where the platform has it."""
-    # e.g. Windows has no readline: plain input() still works there
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401  # importing it is what makes input() use it
+def _run_guard_rounds(bot: BotApp) -> Callable[[], None]:
+    """The guard's rounds as ``serve`` runs them, in the work pool (never two at once). The first
+    has ended on return: the releases running now are not new to the guard. Returns a stop."""
+    stop, first = threading.Event(), threading.Event()
 
+    def rounds() -> None:
+        while True:
+            with contextlib.suppress(RuntimeError):  # the pool shut down: the console closes
+                bot.deps.work.submit("guard round", bot.guard.tick, lane="bulk").result()
+            first.set()
+            if stop.wait(GUARD_ROUND_SECONDS):
+                return
 
-def _read_lines_into(lines: queue.Queue[str | None]) -> None:
-    """The reader thread: lines typed while the app works are queued, not lost or blocked."""
-    while True:
-        try:
-            lines.put(input("rollback> "))
-        except (EOFError, KeyboardInterrupt):
-            lines.put(None)
-            return
+    thread = threading.Thread(target=rounds, name="guard-rounds", daemon=True)
+    thread.start()
+    first.wait(WAIT_SECONDS)
+
+    def stop_rounds() -> None:
+        stop.set()
+        thread.join(WAIT_SECONDS)
+
+    return stop_rounds
 
 
 def run_console(settings: Settings, *, is_demo: bool, script: str | None) -> int:
@@ -383,10 +385,10 @@ def run_console(settings: Settings, *, is_demo: bool, script: str | None) -> int
             return 1 if session.errors else 0
         services = ", ".join(session.bot.deps.catalog.names)
         print(f"rollback-bot console — services: {services}\n{HELP}\n", file=out)
-        _enable_line_editing()
+        enable_line_editing()
         session.is_waiting_for_rollbacks = False
         lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_read_lines_into, args=(lines,), daemon=True).start()
+        threading.Thread(target=read_lines_into, args=(lines,), daemon=True).start()
         while True:
             try:
                 typed = lines.get(timeout=POLL_SECONDS)

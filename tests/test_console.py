@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from bot.__main__ import main
 from bot.adapters.console import find_button
 from bot.console import console_session
 from bot.settings import Settings
+from storage.guard_models import GUARD_ACTOR, GuardStatus
 
 
 def test_demo_script_assesses_every_demo_service(tmp_path: Path, capsys: object) -> None:
@@ -176,6 +178,62 @@ def test_interactive_console_reads_stdin_and_counts_errors() -> None:
     assert proc.returncode == 1, proc.stderr
     assert "click M.N" in proc.stdout  # the help lists the numbering
     assert "not understood: 'hello there'" in proc.stdout
+
+
+def test_the_guard_rolls_a_bad_demo_release_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's walkthrough: the demo catalog guards every service with 5 s evaluations and
+    15 s durations, so `deploy checkout bad` is announced, fired on and rolled back in about
+    20 s of real time (a script line waits until the guard fired and its rollback ended)."""
+    script = tmp_path / "deploy.txt"
+    script.write_text("deploy checkout bad\n/rollback history checkout\n")
+
+    started = time.monotonic()
+    rc = main(["console", "--demo", "--script", str(script)])
+    took = time.monotonic() - started
+
+    out = capsys.readouterr().out
+    assert rc == 0, [line for line in out.splitlines() if line.startswith("!!")]
+    assert took < 60, f"the guard took {took:.0f} s"
+    assert "🚀 Deployed checkout checkout:v4 (revision 4), a bad release" in out
+    assert "Guarding checkout checkout:v4 (revision 4) for 5 min" in out
+    assert "error_rate 0.18 > 0.05 for 5s" in out  # the breach counted on screen
+    assert re.search(r"Guard fired on checkout checkout:v4 \(revision 4\): error_rate 0\.18 >", out)
+    assert "_Reason: automatic rollback by the guard: error_rate 0.18 > 0.05 for " in out
+    assert "ROLLBACK #1 OF CHECKOUT — SUCCEEDED" in out
+    assert "✅ Error rate back under the high threshold" in out  # the old release is healthy
+    assert "#1 checkout succeeded · immediate undo · " in out and f"by <@{GUARD_ACTOR}>" in out
+
+
+def test_a_healthy_demo_release_is_only_watched() -> None:
+    """Interactively the guard's rounds run between lines: its messages show as they come."""
+    out = io.StringIO()
+    with console_session(Settings(), is_demo=True, out=out) as session:
+        session.is_waiting_for_rollbacks = False
+        session.handle("help")
+        session.handle("deploy checkout meh")
+        assert session.errors == 1
+        session.handle("deploy checkout good")
+        repo = session.bot.deps.repo
+        deadline = time.monotonic() + 45
+        # four evaluations 5 s apart: healthy for as long as a breach must hold to fire
+        while not any(r.evaluations >= 4 for r in repo.list_guarded(service="checkout")):
+            assert time.monotonic() < deadline, out.getvalue()
+            session.poll()
+            time.sleep(0.2)  # the guard's rounds run in their own thread; this only paces polls
+        session.poll()
+        (release,) = repo.list_guarded(service="checkout")
+        assert release.status == GuardStatus.WATCHING and release.revision == "4"
+        assert repo.list_rollbacks() == []
+        assert session.errors == 1
+    shown = out.getvalue()
+    assert "deploy SVC bad|good" in shown  # help lists it
+    assert "!! usage: deploy SERVICE bad|good" in shown
+    assert "🚀 Deployed checkout checkout:v4 (revision 4), a healthy release" in shown
+    assert "Guarding checkout checkout:v4 (revision 4)" in shown
+    assert "error_rate > 0.05 for 15 s` — 🟢 now 0.002" in shown
+    assert "Guard fired" not in shown and "ROLLBACK #" not in shown
 
 
 def _message(ts: str, *labels: str) -> dict[str, Any]:

@@ -1,11 +1,19 @@
-"""Renders what the bot sends to Slack (text + Block Kit) readably in a terminal."""
+"""The console's terminal: renders what the bot sends to Slack (text + Block Kit) readably,
+and reads what is typed."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import queue
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+SHOWN_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
+Message = dict[str, Any]  # a message as posted (its params), with its ts
 
 _EMOJI = {
     ":rotating_light:": "🚨",
@@ -26,6 +34,10 @@ _EMOJI = {
     ":no_entry:": "⛔",
     ":raised_hand:": "✋",
     ":pager:": "📟",
+    ":shield:": "🛡 ",
+    ":fast_forward:": "⏩",
+    ":information_source:": "ℹ️ ",
+    ":hourglass:": "⌛",
     ":black_right_pointing_double_triangle_with_vertical_bar:": "⏭",
 }
 _USER = re.compile(r"<@([A-Z0-9]+)>")
@@ -131,3 +143,94 @@ def find_button(
 
 def _label(button: Mapping[str, Any]) -> str:
     return str(button.get("text", {}).get("text", ""))
+
+
+class Call(Protocol):
+    """One Slack API call as the simulator answered it (``bot.sim.slack_api.SlackCall``)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def response(self) -> dict[str, Any]: ...
+
+
+C = TypeVar("C", bound=Call)
+
+
+@dataclass
+class Arrivals(Generic[C]):
+    shown: dict[tuple[str, str], tuple[str, Message]] = field(default_factory=dict)
+    held: list[C] = field(default_factory=list)  # edits kept for later
+    failures: list[str] = field(default_factory=list)
+    forms: list[dict[str, Any]] = field(default_factory=list)  # views opened
+
+
+def collect_arrivals(calls: Iterable[C], *, is_final: bool) -> Arrivals[C]:
+    """What to show of ``calls``, by (channel, ts): its prefix and the message as it ended up
+    (a message edited several times is shown once, like a Slack channel looked at after the
+    fact). Unless ``is_final`` (a rollback still runs), edits are held back."""
+    found: Arrivals[C] = Arrivals()
+    for order, call in enumerate(calls):
+        if not is_final and call.method == "chat.update":
+            found.held.append(call)
+        elif call.status >= 400 or call.response.get("ok") is False:
+            error = call.response.get("error", call.status)
+            found.failures.append(f"Slack API {call.method} failed: {error}")
+        elif call.method == "views.open":
+            view = call.params.get("view")
+            found.forms.append(json.loads(view) if isinstance(view, str) else dict(view or {}))
+        elif call.method in SHOWN_METHODS:
+            p = call.params
+            ts = str(call.response.get("ts") or p.get("ts") or f"#{order}")
+            key = (str(p.get("channel", "")), ts)
+            if call.method == "chat.update" and key in found.shown:
+                prefix, _ = found.shown[key]
+            else:
+                prefix = _prefix(call.method, p)
+            found.shown[key] = (prefix, {**p, "ts": ts})
+    return found
+
+
+def _prefix(method: str, p: Mapping[str, Any]) -> str:
+    prefix = {
+        "chat.update": f"(edited in #{p.get('channel')}) ",
+        "chat.postEphemeral": "(only you) ",
+        "response_url": "(only you) " if p.get("response_type") != "in_channel" else "",
+    }.get(method, f"#{p.get('channel')} ")
+    return f"  ↳ (thread) {prefix}" if p.get("thread_ts") else prefix
+
+
+def describe_form(view: Mapping[str, Any]) -> str:
+    """A modal's fields, for ``submit field=value …``."""
+    fields = [
+        f"{b['block_id']}{'' if b.get('optional') else ' (required)'}: {b['label']['text']}"
+        for b in view.get("blocks", [])
+        if b.get("type") == "input"
+    ]
+    title = view.get("title", {}).get("text", "form")
+    return (
+        f"📝 Form “{title}” opened:\n  "
+        + "\n  ".join(fields)
+        + "\nFill it in with `submit field=value …` (quote values with spaces)."
+    )
+
+
+def enable_line_editing() -> None:
+    """Arrow keys, history (Up) and Ctrl-R through ``readline`` where the platform has it."""
+    # e.g. Windows has no readline: plain input() still works there
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  # importing it is what makes input() use it
+
+
+def read_lines_into(lines: queue.Queue[str | None]) -> None:
+    """The reader thread: lines typed while the app works are queued, not lost or blocked."""
+    while True:
+        try:
+            lines.put(input("rollback> "))
+        except (EOFError, KeyboardInterrupt):
+            lines.put(None)
+            return

@@ -59,10 +59,14 @@ def query_values() -> dict[str, float]:
     return values
 
 
+def image_of(service: str, version: int) -> str:
+    return f"registry.example.com/{service}:v{version}"
+
+
 def seed_cluster(cluster: KubeSimulator) -> None:
     """Each demo service's Deployment with three releases, so there is something to roll back."""
     for d in DEMO_SERVICES:
-        releases = [f"registry.example.com/{d.name}:v{n}" for n in (1, 2, 3)]
+        releases = [image_of(d.name, n) for n in (1, 2, 3)]
         cluster.seed_deployment("shop", f"{d.name}-api", images=releases, replicas=3)
 
 
@@ -70,11 +74,16 @@ HEALTHY = DemoService("healthy", "after a rollback", 0.002, 0.15, 40.0, 1, 200)
 
 
 class DemoWorld:
-    """Makes the demo's metrics follow the cluster: a service rolled back off its bad v3 release
-    turns healthy a moment later, so a demo rollback can pass its verification steps."""
+    """Makes the demo's metrics follow the cluster: each image has its values (a service's v3
+    is its story; any other release is healthy unless ``deploy … bad`` said otherwise), so a
+    service rolled back off a bad release turns healthy a moment later and a demo rollback can
+    pass its verification steps."""
 
     def __init__(self, cluster: KubeSimulator, prometheus: PrometheusSimulator) -> None:
         self.cluster, self.prometheus = cluster, prometheus
+        self.releases = {image_of(d.name, 3): d for d in DEMO_SERVICES}
+        self._shown = {d.name: image_of(d.name, 3) for d in DEMO_SERVICES}  # query_values()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="demo-world", daemon=True)
 
@@ -85,14 +94,27 @@ class DemoWorld:
     def stop(self) -> None:
         self._stop.set()
 
-    def _follow(self) -> None:
-        while not self._stop.wait(0.5):
+    def release(self, image: str, values: DemoService) -> None:
+        """What ``image`` reads once it runs (a ``deploy`` sets its new release's values)."""
+        with self._lock:
+            self.releases[image] = values
+
+    def sync(self) -> None:
+        """Set each service's metrics to those of the image its Deployment runs now; only a
+        change is written, so values a test sets by hand stay until the image changes."""
+        with self._lock:
             for d in DEMO_SERVICES:
                 dep = self.cluster.get_object("apps/v1", "deployments", "shop", f"{d.name}-api")
                 spec: Any = dep.get("spec", {}) if dep else {}
                 containers = spec.get("template", {}).get("spec", {}).get("containers", [])
-                if containers and not str(containers[0].get("image", "")).endswith(":v3"):
-                    self._set(d.name, HEALTHY)
+                image = str(containers[0].get("image", "")) if containers else ""
+                if image and image != self._shown.get(d.name):
+                    self._shown[d.name] = image
+                    self._set(d.name, self.releases.get(image, HEALTHY))
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sync()
 
     def _set(self, name: str, values: DemoService) -> None:
         q = promql(name)

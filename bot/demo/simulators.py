@@ -3,7 +3,9 @@ phones, the demo catalog, and the settings that point the app at them."""
 
 from __future__ import annotations
 
+import re
 import tempfile
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from pydantic import SecretStr
 from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Catalog
 from bot.demo import DEMO_SERVICES, DemoWorld, demo_catalog, query_values, seed_cluster
+from bot.guard.readings import KEY_LABEL, batch_query
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.twilio_api import TwilioSimulator
@@ -25,6 +28,7 @@ class Demo:
     kube: KubernetesClient
     cluster: KubeSimulator
     phones: TwilioSimulator
+    world: DemoWorld  # the metrics each image reads (`deploy … bad` adds a bad one)
     settings: dict[str, Any]  # overrides of the app's settings: the simulators' URLs
 
 
@@ -34,9 +38,10 @@ def start_demo(stack: ExitStack) -> Demo:
     seed_cluster(cluster)
     kube = KubernetesClient(api_client_for=lambda _context: cluster.api_client())
     health = {d.name: d.health_status for d in DEMO_SERVICES}
-    prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
+    prometheus = stack.enter_context(DemoPrometheus(query_values(), health))
     catalog = demo_catalog(prometheus.url)
-    stack.callback(DemoWorld(cluster, prometheus).start().stop)
+    world = DemoWorld(cluster, prometheus).start()
+    stack.callback(world.stop)
     phones = stack.enter_context(TwilioSimulator(is_sending_callbacks=False))
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollback-demo-")))
     settings = {
@@ -47,4 +52,29 @@ def start_demo(stack: ExitStack) -> Demo:
         "prometheus_url": prometheus.url,
         "database_url": f"sqlite:///{tmp / 'demo.db'}",
     }
-    return Demo(catalog, kube, cluster, phones, settings)
+    return Demo(catalog, kube, cluster, phones, world, settings)
+
+
+_TAGGED = re.compile(rf'label_replace\(\((.*?)\), "{KEY_LABEL}", "([^"]*)", "", ""\)')
+
+
+class DemoPrometheus(PrometheusSimulator):
+    """The simulator, also answering the guard's batched query (``label_replace((q0), "rb_key",
+    "0", "", "") or …``) from the values of its parts, as Prometheus would: the plain simulator
+    knows exact query strings only, and the guard would be blind in the demo."""
+
+    def _answer_query(self, params: Mapping[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        query = (params.get("query") or [""])[0]
+        parts = _TAGGED.findall(query)
+        if not parts or batch_query([(key, q) for q, key in parts]) != query:
+            return super()._answer_query(params)
+        result: list[dict[str, Any]] = []
+        for promql, key in parts:
+            status, payload = super()._answer_query({**params, "query": [promql]})
+            if status != 200:
+                return status, payload
+            for sample in payload["data"]["result"]:
+                result.append(
+                    {"metric": {**sample["metric"], KEY_LABEL: key}, "value": sample["value"]}
+                )
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
