@@ -13,6 +13,7 @@ from bot.notify.blocks import (
     context,
     free_text,
     header,
+    person,
     section,
 )
 from bot.rollback.command import local_time
@@ -109,7 +110,7 @@ def request_message(
     approved = sum(1 for v in approvals if v.decision == Vote.APPROVE)
     status = _status_line(r, tz)
     facts = [
-        f"*Requested by* <@{r.requested_by}> at {when(r.created_at)}",
+        f"*Requested by* {person(r.requested_by)} at {when(r.created_at)}",
         f"*Reason* {free_text(r.reason, more) or '_none given_'}",
         f"*Strategy* {r.strategy}"
         + (f" · *target revision* {r.target_revision}" if r.target_revision else ""),

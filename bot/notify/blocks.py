@@ -13,6 +13,7 @@ from bot.rollback.command import USAGE, closest
 from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
 from bot.rollback.plan import PHASE_TITLES, PHASES
 from bot.rollback.text import status_verb
+from storage.guard_models import GUARD_ACTOR
 
 Block = dict[str, Any]
 
@@ -33,6 +34,19 @@ DECISION_MEANING = {
 def escape(text: str) -> str:
     """Escape user- or system-supplied text for mrkdwn so it cannot ping or forge links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def person(user_id: str | None) -> str:
+    """``<@U…>`` for a Slack user; the automatic guard by name; anything else escaped, never
+    a mention Slack would show as an unknown user."""
+    if user_id == GUARD_ACTOR:
+        return "the automatic guard"
+    if user_id and _SLACK_USER.match(user_id):
+        return f"<@{user_id}>"
+    return escape(user_id or "someone")
 
 
 _USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
@@ -139,7 +153,7 @@ def assessment_message(
     notes = [f"Why: {escape('; '.join(a.reasons))}"] if a.reasons else []
     if a.worst_case is not None and a.worst_case is not a.decision:
         notes.append(f"If the unknown signals are failing, the decision would be *{a.worst_case}*.")
-    who = f" · requested by <@{requested_by}>" if requested_by else ""
+    who = f" · requested by {person(requested_by)}" if requested_by else ""
     notes.append(f"Assessment #{assessment_id}{who} · {at:%Y-%m-%d %H:%M:%S} UTC")
     blocks.append(context(*notes))
     lines = [a.headline, *(f"{r.label}: {r.shown}" for r in a.results)]
@@ -307,7 +321,7 @@ def _progress_facts(rollback: Any, steps: Sequence[Any], has_started: bool) -> l
         None,
     )
     who = "started by" if has_started else "requested by"
-    facts = [f"{who} <@{rollback.requested_by}>", f"strategy *{rollback.strategy}*"]
+    facts = [f"{who} {person(rollback.requested_by)}", f"strategy *{rollback.strategy}*"]
     if target:
         images = ", ".join(f"{c}={i}" for c, i in target["images_after"].items())
         facts.append(f"target revision *{target['to_revision']}* ({escape(images)})")

@@ -9,10 +9,11 @@ from typing import Any
 from bot.approvals.blocks import when
 from bot.deps import Deps
 from bot.notify import blocks, limits
-from bot.notify.blocks import escape_keeping_mentions
+from bot.notify.blocks import escape_keeping_mentions, person
 from bot.notify.reply import Reply
 from bot.rollback.command import Command, local_time
 from bot.rollback.lifecycle import IN_ENGINE, WAITING, RollbackKind, RollbackStatus, confirm_key
+from storage.guard_models import GUARD_ACTOR
 from storage.models import Rollback
 
 
@@ -132,16 +133,14 @@ def history(deps: Deps, cmd: Command) -> Reply:
     for r in rows:
         assert r.id is not None
         voters = approvers[r.id]
-        approved = ", ".join(f"<@{u}>" for u in voters) or (
-            "no approval needed (responder)" if r.kind == RollbackKind.IMMEDIATE else "not approved"
-        )
+        approved = ", ".join(f"<@{u}>" for u in voters) or _no_votes(r)
         took = ""
         if r.started_at and r.finished_at:
             seconds = int((r.finished_at - r.started_at).total_seconds())
             took = f" · {seconds // 60}m {seconds % 60:02d}s"
         lines.append(
             f"• #{r.id} *{r.service}* {r.status.replace('_', ' ')} · {r.kind} {r.strategy}"
-            f" · {when(r.created_at)} · by <@{r.requested_by}> · approved: {approved}{took}"
+            f" · {when(r.created_at)} · by {person(r.requested_by)} · approved: {approved}{took}"
             + (
                 f" · {escape_keeping_mentions(r.error)}"
                 if r.error and r.status != RollbackStatus.SUCCEEDED
@@ -157,5 +156,13 @@ def waiting_lines(deps: Deps) -> list[str]:
     lines = []
     for r in reversed(rows):
         state = waiting_state(deps, r)
-        lines.append(f"• #{r.id} *{r.service}* {state} — requested by <@{r.requested_by}>")
+        lines.append(f"• #{r.id} *{r.service}* {state} — requested by {person(r.requested_by)}")
     return lines
+
+
+def _no_votes(r: Rollback) -> str:
+    if r.kind != RollbackKind.IMMEDIATE:
+        return "not approved"
+    if r.requested_by == GUARD_ACTOR:
+        return "no approval needed (the automatic guard)"
+    return "no approval needed (responder)"

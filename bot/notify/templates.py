@@ -22,7 +22,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 
 from bot.catalog.load import Service
-from bot.notify.blocks import escape
+from bot.notify.blocks import escape, person
 
 TEMPLATE_NAMES = (
     "critical_notice",
@@ -33,7 +33,6 @@ TEMPLATE_NAMES = (
     "incident_topic",
     "sla_breach",
 )
-_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
@@ -52,9 +51,7 @@ def mrkdwn(value: Any) -> Mrkdwn:
 
 def mention(user_id: str | None) -> Mrkdwn:
     """``<@U…>`` for a real user id; anything else is shown escaped, never as a mention."""
-    if user_id and _USER.match(user_id):
-        return Mrkdwn(f"<@{user_id}>")
-    return mrkdwn(user_id or "someone")
+    return Mrkdwn(person(user_id))
 
 
 def channel_link(channel_id: str | None) -> Mrkdwn | None:

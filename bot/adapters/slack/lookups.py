@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -10,6 +11,8 @@ from collections.abc import Callable, Iterable
 from bot.adapters.slack.web import SlackClient, why
 
 log = logging.getLogger(__name__)
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 class UserGroupMembers:
@@ -103,6 +106,8 @@ class UserNames:
         self._lock = threading.Lock()
 
     def name(self, user_id: str) -> str | None:
+        if not _SLACK_USER.match(user_id):  # e.g. the automatic guard: not a person to look up
+            return None
         with self._lock:
             cached = self._cache.get(user_id)
         if cached is not None and self.clock() - cached[0] < self.ttl:
