@@ -119,6 +119,7 @@ def _firing(deps: Deps, service: Service, alerts: list[Alert], now: datetime) ->
     assessment_id = deps.repo.start_assessment(
         None, service.name, ALERT_ACTOR, service.channel, now
     )
+    assert assessment_id is not None  # no delivery key: never a repeat
     for alert in alerts:
         deps.repo.add_audit_event(
             "alert.received",
@@ -135,7 +136,6 @@ def _firing(deps: Deps, service: Service, alerts: list[Alert], now: datetime) ->
                 "rollback": alert.labels.get("rollback"),
             },
         )
-    assert assessment_id is not None  # no delivery key: never a repeat
     deps.work.submit(
         f"assessment of {service.name} for an alert",
         _assess,

@@ -260,6 +260,17 @@ def test_rollback_auto_with_confirmation_asks_the_channel(make: Any) -> None:
     assert [a["action_id"] for a in actions] == ["guard_rollback_now", "guard_keep_release"]
 
 
+def test_rollback_auto_waits_while_the_guard_is_paused(make: Any) -> None:
+    h = make(GUARD)
+    assert "paused" in h.slash("guard checkout off").json()["text"]
+    post(h, webhook(alert(rollback="auto")))
+    h.wait_rollbacks()
+    assert h.bot.deps.repo.list_rollbacks(service="checkout") == []
+    (event,) = h.bot.deps.repo.list_audit_events(kind="alert.rollback")
+    assert event.detail["skipped"] == "the guard is paused (by U0ONCALL1)"
+    assert len(assessments_posted(h)) == 1  # assessed all the same
+
+
 def test_rollback_auto_without_auto_rollback_only_assesses(make: Any) -> None:
     h = make()
     post(h, webhook(alert(rollback="auto")))
