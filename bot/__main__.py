@@ -28,6 +28,8 @@ environment (an empty value means unset; README, "Configuration", has the detail
                                           SMS paging (unset: disabled, logged loudly)
   TWILIO_API_URL                          default https://api.twilio.com
   PUBLIC_URL                              the bot's external base URL (review links)
+  ALERTMANAGER_TOKEN                      POST /alertmanager's bearer token (unset: off, 404)
+  ALERTMANAGER_SERVICE_LABEL              the alert label naming the service, default service
   PORT                                    HTTP port of serve, default 3000
   ROLLBACK_BOT_LOG_LEVEL                  DEBUG, INFO (default), WARNING, ERROR, CRITICAL
   ROLLBACK_BOT_HTTP_THREADS, ROLLBACK_BOT_WORKERS, ROLLBACK_BOT_QUERY_TIMEOUT_SECONDS,

@@ -35,7 +35,7 @@ from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
 from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
-from handlers import actions, commands, delivery, errors, home, twilio, views
+from handlers import actions, alertmanager, commands, delivery, errors, home, twilio, views
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 
@@ -84,6 +84,7 @@ def build_app(
     home.install(bolt, deps)
     errors.install(bolt, deps)
     twilio.install(deps)
+    alertmanager.install(deps)
     page_acks.install(deps)
     deps.due.register(
         DueKind.ROLLBACK_FINISHED, lambda item: deps.engine.tell_finished(int(item.payload["id"]))

@@ -19,6 +19,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HTTP_URL = re.compile(r"^https?://[^/\s:?#]+(:\d{1,5})?([/?#]\S*)?$")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{5,6})$")  # E.164, or a short code
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # a Prometheus label name
 
 # What each variable allows, as the error line says it.
 ALLOWED: dict[str, str] = {
@@ -35,6 +36,8 @@ ALLOWED: dict[str, str] = {
     "twilio_from_number": "a phone number in E.164 form (+15550100001) or a short code",
     "twilio_api_url": "an http(s):// URL",
     "public_url": "an http(s):// URL",
+    "alertmanager_token": "a bearer token, without spaces",
+    "alertmanager_service_label": "a Prometheus label name (letters, digits, _; not a digit first)",
     "port": "a whole number from 0 to 65535",
     "rollback_bot_http_threads": "a whole number, 1 or more",
     "rollback_bot_workers": "a whole number, 1 or more",
@@ -73,6 +76,9 @@ class Settings(BaseSettings):
     twilio_api_url: str = "https://api.twilio.com"
 
     public_url: str | None = None
+    # POST /alertmanager answers 404 "not configured" until a token is set (no open webhook).
+    alertmanager_token: SecretStr | None = None
+    alertmanager_service_label: str = "service"  # the alert label naming the catalog service
     port: int = Field(default=3000, ge=0, le=65535)
 
     # Tuning knobs beyond the contract (all optional).
@@ -100,7 +106,7 @@ class Settings(BaseSettings):
             raise ValueError("not an app token")
         return value
 
-    @field_validator("slack_signing_secret", "twilio_auth_token")
+    @field_validator("slack_signing_secret", "twilio_auth_token", "alertmanager_token")
     @classmethod
     def _secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and re.search(r"^$|\s", value.get_secret_value()):
@@ -145,6 +151,13 @@ class Settings(BaseSettings):
             raise ValueError("not a phone number")
         return value
 
+    @field_validator("alertmanager_service_label")
+    @classmethod
+    def _label_name(cls, value: str) -> str:
+        if not _LABEL_NAME.match(value):
+            raise ValueError("not a label name")
+        return value
+
     @field_validator("rollback_bot_log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -157,7 +170,13 @@ class Settings(BaseSettings):
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
 
 
-_SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "twilio_auth_token"}
+_SECRETS = {
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "twilio_auth_token",
+    "alertmanager_token",
+}
 
 
 def explain(error: ValidationError) -> list[str]:

@@ -29,6 +29,8 @@ BAD_VALUES = {
     "TWILIO_FROM_NUMBER": "555-0100",
     "TWILIO_API_URL": "ftp://api.twilio.com",
     "PUBLIC_URL": "bot.example.com",
+    "ALERTMANAGER_TOKEN": "two words",
+    "ALERTMANAGER_SERVICE_LABEL": "1service",
     "PORT": "abc",
     "ROLLBACK_BOT_HTTP_THREADS": "0",
     "ROLLBACK_BOT_WORKERS": "four",
@@ -37,7 +39,13 @@ BAD_VALUES = {
     "ROLLBACK_BOT_LEASE_SECONDS": "inf",
     "ROLLBACK_BOT_TICK_SECONDS": "2s",
 }
-SECRETS = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "TWILIO_AUTH_TOKEN"}
+SECRETS = {
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "TWILIO_AUTH_TOKEN",
+    "ALERTMANAGER_TOKEN",
+}
 
 
 def documented_variables() -> set[str]:
