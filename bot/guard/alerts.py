@@ -24,6 +24,7 @@ from bot.guard import firing
 from bot.guard.releases import current_revision
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker
+from bot.rollback.safety import release_label
 from storage.guard_models import GuardedRelease, GuardStatus
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,13 @@ def _release_for(deps: Deps, service: Service, alert: Alert, reason: str) -> Gua
     release = watching[0] if watching else None
     if release is None:
         try:
-            revision, label = current_revision(deps.kube, service)
+            revision, images = current_revision(deps.kube, service)
         except KubeError as exc:
             log.warning("alert on %s: cannot read the deployment: %s", service.name, exc)
             return None
         until = now + timedelta(minutes=service.guard.watch_minutes)
         release = deps.repo.start_guarding(
-            service.name, revision, label, now, until, {}, {}
+            service.name, revision, release_label(images), now, until, {}, {}
         ) or next((r for r in deps.repo.list_guarded(service.name) if r.revision == revision), None)
     if release is None or release.id is None:
         return None
