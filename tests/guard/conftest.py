@@ -128,9 +128,10 @@ def kube_sim() -> Iterator[KubeSimulator]:
 def make_world(
     make_harness: Any, exporter: Exporter, prometheus: RealPrometheus, kube_sim: KubeSimulator
 ) -> Iterator[Any]:
-    """``make_world(guard_yaml, prometheus_url=…, interval_seconds=…, **settings)``: the bot on a
-    fresh database, the running release already seen (not new). ``prometheus_url`` other than
-    the module's Prometheus is not waited for (it may be down on purpose)."""
+    """``make_world(guard_yaml, prometheus_url=…, interval_seconds=…, clock=…, **settings)``: the
+    bot on a fresh database (or ``database_url``), the running release already seen (not new).
+    ``prometheus_url`` other than the module's Prometheus is not waited for (it may be down on
+    purpose); ``clock`` shares one fake clock between several bots (replicas)."""
     kube = KubernetesClient(api_client_for=lambda ctx: kube_sim.api_client(), sleep=lambda s: None)
 
     def make(
@@ -138,9 +139,10 @@ def make_world(
         *,
         prometheus_url: str | None = None,
         interval_seconds: int = 30,
+        clock: FakeClock | None = None,
         **settings: Any,
     ) -> World:
-        clock = FakeClock(datetime.now(UTC))
+        clock = clock or FakeClock(datetime.now(UTC))
         url = prometheus_url or prometheus.url
         h = make_harness(
             catalog_yaml(service(guard, interval_seconds)),
