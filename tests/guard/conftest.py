@@ -118,9 +118,7 @@ def prometheus(exporter: Exporter) -> Iterator[RealPrometheus]:
 @pytest.fixture
 def kube_sim() -> Iterator[KubeSimulator]:
     with KubeSimulator() as sim:
-        sim.seed_deployment(
-            "shop", "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2"]
-        )
+        sim.seed_deployment("shop", "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2"])
         yield sim
 
 

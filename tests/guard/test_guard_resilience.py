@@ -27,7 +27,7 @@ from storage.db import make_engine
 from storage.guard_models import GUARD_ACTOR, GuardStatus, states_from_json
 from storage.repository import Repository
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url
-from tests.guard.conftest import ERRORS, SUSTAINED, T, FakeClock, World, service, wait_seen
+from tests.guard.conftest import ERRORS, FakeClock, T, World, service, wait_seen
 from tests.guard.exporter import Exporter
 from tests.prometheus_server import RealPrometheus
 from tests.scenarios.test_crash_resume import kubeconfig
@@ -221,7 +221,9 @@ def deployment_writes(kube_sim: KubeSimulator) -> list[tuple[str, str]]:
 
 
 def test_sigkill_mid_breach_keeps_the_timer_and_rolls_back_once(
-    serve_env: tuple[Serve, str], kube_sim: KubeSimulator, exporter: Exporter,
+    serve_env: tuple[Serve, str],
+    kube_sim: KubeSimulator,
+    exporter: Exporter,
     prometheus: RealPrometheus,
 ) -> None:
     bots, db_url = serve_env

@@ -39,9 +39,11 @@ def backfilled(exporter: Exporter) -> Iterator[Callable[[float | None], RealProm
     def start(baseline: float | None) -> RealPrometheus:
         require_prometheus()
         exporter.set("guard_latency_p95", None, service="checkout")  # the history is the backfill
-        history = [] if baseline is None else [
-            Series("guard_latency_p95", {"service": "checkout"}, "gauge", baseline)
-        ]
+        history = (
+            []
+            if baseline is None
+            else [Series("guard_latency_p95", {"service": "checkout"}, "gauge", baseline)]
+        )
         prometheus = RealPrometheus(
             history,
             end=time.time() - 20,
