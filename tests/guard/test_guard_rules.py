@@ -140,7 +140,7 @@ def breach(w: World, image: str) -> None:
 
 def asked(w: World) -> str:
     texts = [c.params.get("text", "") for c in w.h.slack.calls_to("chat.postMessage")]
-    (question,) = [t for t in texts if "Roll back now, or keep" in t]
+    (question,) = [str(t) for t in texts if "Roll back now, or keep" in t]
     return question
 
 
@@ -170,8 +170,10 @@ def test_no_previous_revision_fails_the_safety_check_and_asks(
     w.release("shop/checkout:v3")
     apps = AppsV1Api(kube_sim.api_client())
     for rs in apps.list_namespaced_replica_set("shop").items:  # only revision 3 is left
-        if rs.metadata.annotations["deployment.kubernetes.io/revision"] != "3":
-            apps.delete_namespaced_replica_set(rs.metadata.name, "shop")
+        meta = rs.metadata
+        assert meta is not None and meta.name and meta.annotations
+        if meta.annotations["deployment.kubernetes.io/revision"] != "3":
+            apps.delete_namespaced_replica_set(meta.name, "shop")
     w.errors(0.2)
     w.tick()
     w.tick(30)
