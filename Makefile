@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/vote_under_load.py
 	$(BIN)/python benchmarks/idle_cpu.py
 	$(BIN)/python benchmarks/guard_round.py
+	$(BIN)/python benchmarks/guard_latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

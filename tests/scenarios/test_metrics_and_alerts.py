@@ -21,6 +21,7 @@ from tests.prometheus_server import RealPrometheus, require_prometheus
 
 NS = "shop"
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rollback-alerts.yml"
+RULE_TESTS = RULES.with_name("rollback-alerts.test.yml")
 
 
 @pytest.fixture
@@ -126,7 +127,21 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 4 rules found" in done.stdout
+    assert "SUCCESS: 5 rules found" in done.stdout
+
+
+def test_alert_rule_unit_tests_pass_promtool() -> None:
+    """RollbackGuardBlind: a blind service, stopped rounds, and silence with nothing guarded."""
+    binaries = require_prometheus()
+    done = subprocess.run(
+        [binaries.promtool, "test", "rules", str(RULE_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
 
 
 def prometheus_config(bot_url: str) -> str:
