@@ -77,12 +77,19 @@ def detect(
 
 
 def record_rollback_result(
-    kube: KubernetesClient, repo: Repository, service: Service, now: datetime
+    kube: KubernetesClient, repo: Repository, service: Service, rollback_id: int, now: datetime
 ) -> None:
-    """After a rollback of ``service`` ends, the revision it left is seen: not a new release."""
+    """After a rollback of ``service`` ends, the revision it left is seen: not a new release.
+    Only that one: a release made in the moment between the end and this call stays new."""
     try:
-        revision, _ = current_revision(kube, service)
+        revision, images = current_revision(kube, service)
     except KubeError as exc:
         log.warning("guard: cannot read %s's deployment after its rollback: %s", service.name, exc)
+        return
+    undos = [s.detail["undo"] for s in repo.list_steps(rollback_id) if s.detail.get("undo")]
+    if undos and all(undo.get("images_after") != images for undo in undos):
+        log.info(
+            "guard: %s moved on since its rollback: revision %s stays new", service.name, revision
+        )
         return
     repo.see_revision(service.name, revision, now)

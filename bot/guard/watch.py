@@ -18,6 +18,7 @@ from bot.guard.message import guard_message, guard_text
 from bot.guard.readings import Reading, read_baselines, read_many
 from bot.guard.releases import NewRelease, detect, record_rollback_result
 from bot.rollback.triggers import (
+    BLIND_AFTER,
     GuardConfig,
     Trigger,
     TriggerState,
@@ -32,6 +33,9 @@ from storage.models import Rollback
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)  # a replica that stalls this long loses its claim on a release
+# The rounds tick every few seconds and a tick may come a few milliseconds early: an evaluation
+# due "interval" after the last one must not wait a whole extra tick for being due a hair later.
+TICK_SLACK = timedelta(seconds=0.5)
 
 
 class Guard:
@@ -175,13 +179,15 @@ class Guard:
             self.worker,
             states_to_json(states),
             release.evaluations + 1,
-            now + timedelta(seconds=config.interval_seconds),
+            now + timedelta(seconds=config.interval_seconds) - TICK_SLACK,
             blind,  # told again if it goes blind again after readings came back
         )
         if not saved:
             return  # another replica took it over: it carries on from what it stored
         if is_newly_blind:
             self._tell_blind(release, service, readings)
+        if fired is not None or now >= release.watch_until:
+            self.deps.metrics.guard_blind.labels(service.name).set(0)  # the watch ends here
         if fired is not None:
             trigger, state = fired
             self._fire(
@@ -232,18 +238,15 @@ class Guard:
     def _tell_blind(
         self, release: GuardedRelease, service: Service, readings: Mapping[str, Reading]
     ) -> None:
-        notes = sorted(
-            {r.note for k, r in readings.items() if k.startswith(f"{release.id}:") and r.note}
-        )
-        why = "; ".join(notes) or "no reading"
+        why = "; ".join(_blind_reasons(release, _config(service), readings)) or "no reading"
         self.deps.audit("guard.blind", service.name, revision=release.revision, why=why)
         firing.say(
             self.deps,
             service,
             release,
-            f":warning: The guard of *{service.name}* is blind: no trigger could be read for"
-            f" {3} evaluations in a row ({why}). It is NOT watching this release until"
-            " readings come back — check Prometheus and the health URL.",
+            f":warning: The guard of *{service.name}* is blind: no trigger could be evaluated"
+            f" for {BLIND_AFTER} evaluations in a row ({why}). It is NOT watching this release"
+            " until they can — check Prometheus, the health URL and the triggers' queries.",
         )
 
     # --- the message ---------------------------------------------------------------------
@@ -279,7 +282,25 @@ class Guard:
     def rollback_finished(self, rollback: Rollback) -> None:
         service = self.deps.catalog.get(rollback.service)
         if service is not None and service.guard is not None and service.guard.is_enabled:
-            record_rollback_result(self.deps.kube, self.deps.repo, service, self.deps.clock())
+            assert rollback.id is not None
+            record_rollback_result(
+                self.deps.kube, self.deps.repo, service, rollback.id, self.deps.clock()
+            )
+
+
+def _blind_reasons(
+    release: GuardedRelease, config: GuardConfig, readings: Mapping[str, Reading]
+) -> list[str]:
+    """Why each trigger could not be evaluated: its reading's note, or its missing baseline."""
+    reasons = []
+    for trigger in config.triggers:
+        reading = readings.get(f"{release.id}:{trigger.name}", Reading(None, "not read"))
+        if reading.value is None:
+            reasons.append(f"{trigger.name}: {reading.note or 'no reading'}")
+        elif trigger.is_relative and release.baseline.get(trigger.name) is None:
+            minutes = int(config.baseline_minutes)
+            reasons.append(f"{trigger.name}: no baseline (no data in the {minutes} min before)")
+    return reasons
 
 
 def _config(service: Service | None) -> GuardConfig:

@@ -109,7 +109,9 @@ def exporter() -> Iterator[Exporter]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(exporter: Exporter) -> Iterator[RealPrometheus]:
+def scraping_prometheus(exporter: Exporter) -> Iterator[RealPrometheus]:
+    """A real Prometheus scraping the test's exporter every second (``prometheus`` is the
+    simulator of tests/conftest.py)."""
     require_prometheus()
     with RealPrometheus(config_text=scrape_config(exporter.target)) as running:
         yield running
@@ -124,7 +126,10 @@ def kube_sim() -> Iterator[KubeSimulator]:
 
 @pytest.fixture
 def make_world(
-    make_harness: Any, exporter: Exporter, prometheus: RealPrometheus, kube_sim: KubeSimulator
+    make_harness: Any,
+    exporter: Exporter,
+    scraping_prometheus: RealPrometheus,
+    kube_sim: KubeSimulator,
 ) -> Iterator[Any]:
     """``make_world(guard_yaml, prometheus_url=…, interval_seconds=…, clock=…, **settings)``: the
     bot on a fresh database (or ``database_url``), the running release already seen (not new).
@@ -141,7 +146,7 @@ def make_world(
         **settings: Any,
     ) -> World:
         clock = clock or FakeClock(datetime.now(UTC))
-        url = prometheus_url or prometheus.url
+        url = prometheus_url or scraping_prometheus.url
         h = make_harness(
             catalog_yaml(service(guard, interval_seconds)),
             prometheus_url=url,

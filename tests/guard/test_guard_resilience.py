@@ -191,7 +191,10 @@ class Serve:
 
 @pytest.fixture
 def serve_env(
-    tmp_path: Path, slack: SlackSimulator, kube_sim: KubeSimulator, prometheus: RealPrometheus
+    tmp_path: Path,
+    slack: SlackSimulator,
+    kube_sim: KubeSimulator,
+    scraping_prometheus: RealPrometheus,
 ) -> Iterator[tuple[Serve, str]]:
     catalog = tmp_path / "rollback.yaml"
     catalog.write_text(catalog_yaml(service(CRASH_GUARD, INTERVAL)))
@@ -204,7 +207,7 @@ def serve_env(
         "DATABASE_URL": db_url,
         "ROLLBACK_CONFIG": str(catalog),
         "KUBECONFIG": str(kubeconfig(tmp_path / "kubeconfig", kube_sim.url)),
-        "PROMETHEUS_URL": prometheus.url,
+        "PROMETHEUS_URL": scraping_prometheus.url,
     }
     env.pop("KUBERNETES_SERVICE_HOST", None)
     bots = Serve(env)
@@ -224,13 +227,13 @@ def test_sigkill_mid_breach_keeps_the_timer_and_rolls_back_once(
     serve_env: tuple[Serve, str],
     kube_sim: KubeSimulator,
     exporter: Exporter,
-    prometheus: RealPrometheus,
+    scraping_prometheus: RealPrometheus,
 ) -> None:
     bots, db_url = serve_env
     repo = Repository(make_engine(db_url))
     kube = KubernetesClient(api_client_for=lambda ctx: kube_sim.api_client(), sleep=lambda s: None)
     exporter.set("guard_error_rate", 0.001, service="checkout")
-    wait_seen(prometheus.url, ERRORS, 0.001)
+    wait_seen(scraping_prometheus.url, ERRORS, 0.001)
     first = bots.start()
     until(lambda: repo.guarded_service("checkout"), "the guard's first look")
     kube.set_image(T, "checkout-api", "app", "shop/checkout:v3")
