@@ -18,7 +18,7 @@ from bot.execution.preflight import Refusal, check
 from bot.notify.blocks import button, escape
 from bot.notify.reply import Reply
 from bot.rollback import policy
-from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key
+from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key, guard_page_key
 from bot.rollback.triggers import ConfirmTimeout, GuardConfig
 from storage.guard_models import GUARD_ACTOR, GuardedRelease
 from storage.models import DueWork
@@ -128,7 +128,12 @@ def ask(
         {"service": service.name, "release_id": release.id, "reason": reason, "then": then},
     )
     deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=then)
-    say(deps, service, release, text, blocks=blocks)
+    if not say(deps, service, release, text, blocks=blocks):
+        return  # nobody is paged about a question nobody can see
+    # the on-call's first level is paged about it (bot.guard.oncall), once per question
+    payload = {"service": service.name, "release_id": release.id, "reason": reason}
+    if deps.due.schedule(GuardDueKind.PAGE, guard_page_key(release.id), deps.clock(), payload):
+        deps.work.submit("guard-page", deps.due.tick)  # now rather than at the next tick
 
 
 def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
@@ -146,6 +151,7 @@ def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
         )
     if not deps.due.cancel(guard_confirm_key(release.id)):
         return Reply("This question was answered already (or its time ran out).")
+    deps.due.cancel(guard_page_key(release.id))  # answered before its page went out: none
     reason = release.fired_reason or release.fired_trigger or "a trigger held"
     if run:
         roll_back(deps, service, release, reason, user)
@@ -186,8 +192,9 @@ def say(
     text: str,
     *,
     blocks: list[dict[str, Any]] | None = None,
-) -> None:
-    """A note in the guard message's thread, shown in the channel as well."""
+) -> bool:
+    """A note in the guard message's thread, shown in the channel as well; False if Slack did
+    not take it."""
     thread = release.message_ts if release.channel_id == service.channel else None
     try:
         deps.slack.chat_postMessage(
@@ -200,6 +207,8 @@ def say(
         )
     except SlackError as exc:
         log.warning("guard note for %s not posted: %s", service.name, exc.error)
+        return False
+    return True
 
 
 def install(deps: Deps, guard: Guard) -> None:

@@ -13,7 +13,7 @@ from bot.adapters.slack.web import SlackError
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.contracts import worker_name
-from bot.guard import firing
+from bot.guard import firing, oncall
 from bot.guard.message import guard_message, guard_text
 from bot.guard.readings import Reading, read_baselines, read_many
 from bot.guard.releases import NewRelease, detect, record_rollback_result
@@ -320,4 +320,5 @@ def install(deps: Deps) -> Guard:
     guard = Guard(deps)
     deps.engine.listeners.append(guard)
     firing.install(deps, guard)
+    oncall.install(deps)  # pages the on-call about the questions firing asks
     return guard

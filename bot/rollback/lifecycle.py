@@ -256,7 +256,13 @@ class GuardDueKind(StrEnum):
     """Due work of the automatic guard."""
 
     CONFIRM_TIMEOUT = "guard.confirm_timeout"  # an unanswered "Roll back now / Keep release"
+    PAGE = "guard.page"  # page the service's first on-call level about a posted question
 
 
 def guard_confirm_key(release_id: int) -> str:
     return f"guard-confirm:{release_id}"
+
+
+def guard_page_key(release_id: int) -> str:
+    """The page about a guard question: its due work, and the marker that it was sent once."""
+    return f"guard-page:{release_id}"
