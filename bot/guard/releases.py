@@ -1,12 +1,22 @@
-"""Noticing new releases: each guarded service's Deployment revision, polled every round (a
-bounded interval). A revision seen for the first time after another is a new release; the
-running one when the guard first looks is not. A release produced by a rollback is never
-guarded as new (no ping-pong): a rollback that is running holds the service, and the end of a
-rollback records the revision it left as seen."""
+"""Noticing new releases: each guarded service's Deployment revision (the revision annotation),
+read with one LIST of Deployments per (context, namespace) every round — a bounded interval,
+however many services share a namespace. A revision seen for the first time after another is a
+new release; the running one when the guard first looks is not. A release produced by a rollback
+is never guarded as new (no ping-pong): a rollback that is running holds the service, and the end
+of a rollback records the revision it left as seen.
+
+A restart resumes by itself: the last revision seen of each service is in the database
+(``see_revision``), so a release made while the bot was down is new at the first list after the
+start. :class:`ReleaseWatcher` only makes noticing quicker: it watches each namespace from the
+resourceVersion of its last list or event and wakes a round early when a Deployment changes
+revision; the round's list stays the truth (a watch that fails or is unavailable costs speed,
+never a release)."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,27 +63,53 @@ def _made_by_rollback(
     return False
 
 
+Group = tuple[str | None, str]  # (kube context, namespace)
+
+
+def by_namespace(services: list[Service]) -> dict[Group, list[Service]]:
+    groups: dict[Group, list[Service]] = {}
+    for service in services:
+        groups.setdefault((service.context, service.namespace), []).append(service)
+    return groups
+
+
 def detect(
     kube: KubernetesClient, repo: Repository, services: list[Service], now: datetime
 ) -> list[NewRelease]:
-    """The guarded services whose Deployment moved to a revision not seen before."""
+    """The guarded services whose Deployment moved to a revision not seen before: one LIST per
+    (context, namespace), not one GET per service."""
     found = []
-    for service in services:
+    for (context, namespace), members in by_namespace(services).items():
         try:
-            revision, images = current_revision(kube, service)
+            listing = kube.deployment_revisions(KubeTarget(context, namespace))
         except KubeError as exc:
-            log.warning("guard: cannot read %s's deployment: %s", service.name, exc)
+            names = ", ".join(s.name for s in members)
+            log.warning("guard: cannot list deployments in %s (%s): %s", namespace, names, exc)
             continue
-        previous = repo.see_revision(service.name, revision, now)
-        if previous is None or previous == revision:
-            continue  # first look, or nothing new
-        if _made_by_rollback(repo, service.name, images, now):
-            log.info(
-                "guard: %s revision %s comes from a rollback: not guarded", service.name, revision
-            )
-            continue
-        found.append(NewRelease(service, revision, release_label(images)))
+        for service in members:
+            seen = listing.deployments.get(service.spec.deployment)
+            if seen is None:
+                log.warning(
+                    'guard: %s\'s deployment "%s" not found in namespace "%s"',
+                    *(service.name, service.spec.deployment, namespace),
+                )
+                continue
+            new = _new_release(repo, service, str(seen.revision), dict(seen.images), now)
+            if new is not None:
+                found.append(new)
     return found
+
+
+def _new_release(
+    repo: Repository, service: Service, revision: str, images: dict[str, str], now: datetime
+) -> NewRelease | None:
+    previous = repo.see_revision(service.name, revision, now)
+    if previous is None or previous == revision:
+        return None  # first look, or nothing new
+    if _made_by_rollback(repo, service.name, images, now):
+        log.info("guard: %s revision %s comes from a rollback: not guarded", service.name, revision)
+        return None
+    return NewRelease(service, revision, release_label(images))
 
 
 def record_rollback_result(
@@ -93,3 +129,93 @@ def record_rollback_result(
         )
         return
     repo.see_revision(service.name, revision, now)
+
+
+class ReleaseWatcher:
+    """A watch on the Deployments of each guarded (context, namespace), in a thread each, that
+    calls ``wake`` when one changes revision: the next round then comes at once instead of at
+    its tick. Each watch resumes from the last resourceVersion it saw; when the API server
+    refuses or the connection fails it waits ``retry_seconds`` and lists again."""
+
+    def __init__(
+        self,
+        kube: KubernetesClient,
+        wake: Callable[[], object],
+        *,
+        timeout_seconds: int = 60,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        self.kube, self.wake = kube, wake
+        self.timeout_seconds, self.retry_seconds = timeout_seconds, retry_seconds
+        self.stopping = threading.Event()
+        self.listening = threading.Event()  # every group has listed once: watches are on
+        self._threads: list[threading.Thread] = []
+        self._listed = 0
+        self._lock = threading.Lock()
+
+    def start(self, services: list[Service]) -> None:
+        groups = by_namespace(services)
+        for (context, namespace), members in groups.items():
+            guarded = {s.spec.deployment for s in members}
+            thread = threading.Thread(
+                target=self._run,
+                args=(KubeTarget(context, namespace), guarded, len(groups)),
+                name=f"guard-watch-{namespace}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+        if not groups:
+            self.listening.set()
+
+    def stop(self, wait_seconds: float = 0.0) -> None:
+        """The watches end when their request does (``timeout_seconds`` at most: an API server
+        sends nothing while nothing changes); wait up to ``wait_seconds`` for them."""
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(wait_seconds)
+        self._threads = []
+
+    def _run(self, target: KubeTarget, guarded: set[str], groups: int) -> None:
+        revisions: dict[str, int] = {}
+        version: str | None = None
+        while not self.stopping.is_set():
+            try:
+                if version is None:
+                    version = self._list(target, revisions, groups)
+                version = self._watch(target, guarded, revisions, version)
+            except KubeError as exc:
+                if self.stopping.is_set():
+                    return  # the client closed under a watch at shutdown
+                log.warning("guard: watching deployments in %s: %s", target.namespace, exc)
+                version = None  # list again after the pause: nothing missed in between
+                self.stopping.wait(self.retry_seconds)
+
+    def _list(self, target: KubeTarget, revisions: dict[str, int], groups: int) -> str:
+        listing = self.kube.deployment_revisions(target)
+        revisions.update({name: d.revision for name, d in listing.deployments.items()})
+        with self._lock:
+            self._listed += 1
+            if self._listed >= groups:
+                self.listening.set()
+        return listing.resource_version
+
+    def _watch(
+        self, target: KubeTarget, guarded: set[str], revisions: dict[str, int], version: str
+    ) -> str:
+        """One watch request; the resourceVersion to resume from."""
+        events = self.kube.watch_deployments(
+            target, version, timeout_seconds=self.timeout_seconds, stop=self.stopping
+        )
+        for event in events:
+            version = event.resource_version or version
+            before = revisions.get(event.name)
+            revisions[event.name] = event.revision
+            is_new = before is not None and before != event.revision
+            if event.name in guarded and is_new and not self.stopping.is_set():
+                log.info(
+                    "guard: %s/%s moved to revision %d",
+                    *(target.namespace, event.name, event.revision),
+                )
+                self.wake()
+        return version

@@ -16,7 +16,7 @@ from bot.execution.contracts import worker_name
 from bot.guard import firing, oncall
 from bot.guard.message import guard_message, guard_text
 from bot.guard.readings import Reading, read_baselines, read_many
-from bot.guard.releases import NewRelease, detect, record_rollback_result
+from bot.guard.releases import NewRelease, ReleaseWatcher, detect, record_rollback_result
 from bot.rollback.triggers import (
     BLIND_AFTER,
     GuardConfig,
@@ -68,6 +68,16 @@ class Guard:
             self.evaluate(due, now)
         watching = self.deps.repo.list_guarded(statuses=[GuardStatus.WATCHING], limit=100_000)
         self.deps.metrics.guarded_releases.set(len(watching))
+
+    def watch_releases(self) -> ReleaseWatcher:
+        """Watches on the guarded services' Deployments that run a round as soon as one changes
+        revision (the rounds alone notice it too, at their tick)."""
+        watcher = ReleaseWatcher(
+            self.deps.kube,
+            lambda: self.deps.work.submit("guard round", self.tick, lane="bulk"),
+        )
+        watcher.start(self.services())
+        return watcher
 
     # --- starting a watch ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ def serve(settings: Settings, *, host: str, port: int | None, is_socket_mode: bo
     if resumed:
         log.warning("resumed rollbacks left running by a previous process: %s", resumed)
     scheduler = _scheduler(settings, bot)
+    watcher = bot.guard.watch_releases()  # a release's round comes at once, not at the tick
     port = settings.port if port is None else port
     server = HttpServer(WebApp(bot), host, port, settings.rollback_bot_http_threads)
     connection = None
@@ -53,6 +54,7 @@ def serve(settings: Settings, *, host: str, port: int | None, is_socket_mode: bo
         if connection is not None:
             connection.close()
             server.stop()
+        watcher.stop()
         scheduler.shutdown(wait=False)
         bot.close()
     return 0

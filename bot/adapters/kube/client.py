@@ -40,6 +40,7 @@ from bot.adapters.kube.values import (
     RolloutStatus,
     UndoPlan,
 )
+from bot.adapters.kube.watching import Watching
 
 
 def _revisions(replicasets: list[k8s.V1ReplicaSet]) -> list[Revision]:
@@ -71,7 +72,7 @@ def _scale_replicas(scale: k8s.V1Scale) -> int:
     return (scale.spec.replicas or 0) if scale.spec else 0
 
 
-class KubernetesClient(Resources):
+class KubernetesClient(Resources, Watching):
     """Deployments, Services, Jobs and snapshots across kube contexts, with bounded retries.
 
     409 Conflict on a read-modify-write re-reads and retries; 429/5xx and connection errors

@@ -100,3 +100,22 @@ class RolloutStatus:
 class JobState:
     phase: Literal["running", "complete", "failed"]
     message: str
+
+
+@dataclass(frozen=True)
+class DeploymentRevision:
+    """One Deployment's revision annotation and images, as a list or a watch event saw them;
+    ``resource_version`` is where a watch resumes from (the list's, or the event's)."""
+
+    name: str
+    revision: int
+    images: dict[str, str]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class DeploymentListing:
+    """Every Deployment of one namespace from one LIST, and the list's resourceVersion."""
+
+    deployments: dict[str, DeploymentRevision]
+    resource_version: str
