@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
@@ -30,9 +30,6 @@ from bot.rollback.safety import (
 )
 from storage.repository import Repository
 
-if TYPE_CHECKING:  # the app's handles, for the audit trail; this module never imports the app
-    from bot.deps import Deps
-
 
 class Handles(Protocol):
     """What the checks need of the app (bot.app.Deps has them): the cluster, the database, the
@@ -46,6 +43,18 @@ class Handles(Protocol):
 
     @property
     def clock(self) -> Callable[[], datetime]: ...
+
+    def audit(
+        self,
+        kind: str,
+        about: str,
+        actor: str | None = None,
+        /,
+        *,
+        channel_id: str | None = None,
+        message_ts: str | None = None,
+        **detail: Any,
+    ) -> None: ...
 
 
 FORWARD_FIX = (
@@ -161,7 +170,7 @@ def check(
 
 
 def audit_refusal(
-    deps: Deps,
+    deps: Handles,
     event: str,
     service: Service,
     user: str,

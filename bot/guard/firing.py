@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.adapters.slack.web import SlackError
 from bot.catalog.load import Service
@@ -22,9 +22,6 @@ from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key, guar
 from bot.rollback.triggers import ConfirmTimeout, GuardConfig
 from storage.guard_models import GUARD_ACTOR, GuardedRelease
 from storage.models import DueWork
-
-if TYPE_CHECKING:
-    from bot.guard.watch import Guard
 
 log = logging.getLogger(__name__)
 
@@ -211,5 +208,6 @@ def say(
     return True
 
 
-def install(deps: Deps, guard: Guard) -> None:
+def install(deps: Deps) -> None:
+    """The confirmation's timeout (due work)."""
     deps.due.register(GuardDueKind.CONFIRM_TIMEOUT, lambda item: _confirm_timed_out(deps, item))

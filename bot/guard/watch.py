@@ -329,6 +329,6 @@ def install(deps: Deps) -> Guard:
     """The guard's rounds (a periodic job of the scheduler) and its rollback listener."""
     guard = Guard(deps)
     deps.engine.listeners.append(guard)
-    firing.install(deps, guard)
+    firing.install(deps)
     oncall.install(deps)  # pages the on-call about the questions firing asks
     return guard
