@@ -32,19 +32,16 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, NamedTuple
 
-import httpx
 import pytest
+
+from tests.loopback_daemon import LoopbackDaemon
 
 __all__ = [
     "HISTOGRAM_BUCKETS",
@@ -379,21 +376,6 @@ def require_prometheus() -> PrometheusBinaries:
     return PrometheusBinaries(PROMETHEUS_BIN, PROMTOOL_BIN)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no output)"
-    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
-
-
 _MINIMAL_CONFIG = """\
 global:
   scrape_interval: 1m
@@ -402,13 +384,16 @@ scrape_configs: []
 """
 
 
-class RealPrometheus:
+class RealPrometheus(LoopbackDaemon):
     """``with RealPrometheus(series) as prom: httpx.get(prom.url + "/api/v1/query", …)``.
 
     Backfills ``series`` sampled over ``[end - duration_s, end]`` (``end`` defaults to now) into a
-    fresh temporary TSDB with promtool, then runs Prometheus on it with an empty scrape config on
-    a free 127.0.0.1 port. On exit the process is terminated and the directory removed.
+    fresh temporary TSDB with promtool, then runs Prometheus on it with an empty scrape config (or
+    ``config_text``) on a free 127.0.0.1 port. On exit the process is terminated and the
+    directory removed.
     """
+
+    name = "prometheus"
 
     def __init__(
         self,
@@ -421,66 +406,37 @@ class RealPrometheus:
         binaries: PrometheusBinaries | None = None,
         config_text: str | None = None,
     ) -> None:
+        super().__init__(startup_timeout_s)
         self.series = list(series)
         self.config_text = config_text  # a prometheus.yml (scrape configs, rule files) to run
         self.end = end
         self.duration_s = duration_s
         self.step_s = step_s
-        self.startup_timeout_s = startup_timeout_s
         self.binaries = binaries or PrometheusBinaries(PROMETHEUS_BIN, PROMTOOL_BIN)
-        self._dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("RealPrometheus is not running")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def data_dir(self) -> Path:
-        if self._dir is None:
-            raise RuntimeError("RealPrometheus is not running")
-        return self._dir / "data"
+        return self.directory / "data"
 
-    @property
-    def log_path(self) -> Path:
-        if self._dir is None:
-            raise RuntimeError("RealPrometheus is not running")
-        return self._dir / "prometheus.log"
+    def prepare(self, directory: Path) -> Path:
+        self.data_dir.mkdir()
+        if self.series:
+            self._backfill()
+        config = directory / "prometheus.yml"
+        config.write_text(self.config_text or _MINIMAL_CONFIG, encoding="utf-8")
+        return config
 
-    def __enter__(self) -> RealPrometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        if self._dir is not None:
-            raise RuntimeError("RealPrometheus is already started")
-        self._dir = Path(tempfile.mkdtemp(prefix="rollback-bot-prometheus-"))
-        try:
-            self.data_dir.mkdir()
-            if self.series:
-                self._backfill()
-            config = self._dir / "prometheus.yml"
-            config.write_text(self.config_text or _MINIMAL_CONFIG, encoding="utf-8")
-            for attempt in range(3):
-                if self._launch(config, last_attempt=attempt == 2):
-                    return
-        except BaseException:
-            self.stop()
-            raise
+    def command(self, config: Path, port: int) -> list[str]:
+        return [
+            self.binaries.prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.data_dir}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d",
+            "--log.level=info",
+        ]
 
     def _backfill(self) -> None:
-        assert self._dir is not None
         source = write_openmetrics(
             self._dir / "backfill.om",
             self.series,
@@ -508,58 +464,3 @@ class RealPrometheus:
             raise RuntimeError(
                 f"promtool backfill failed (exit {done.returncode}):\n" + "\n".join(output)
             )
-
-    def _launch(self, config: Path, *, last_attempt: bool) -> bool:
-        """Start Prometheus and wait for /-/ready; False (to retry) if the port was taken."""
-        self._port = _free_port()
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    self.binaries.prometheus,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.data_dir}",
-                    f"--web.listen-address=127.0.0.1:{self._port}",
-                    "--storage.tsdb.retention.time=30d",
-                    "--log.level=info",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._process.poll()
-                if code is not None:
-                    log_tail = _tail(self.log_path)
-                    self._process = None
-                    if not last_attempt and "address already in use" in log_tail:
-                        return False
-                    raise RuntimeError(
-                        f"prometheus exited with status {code} during startup:\n{log_tail}"
-                    )
-                try:
-                    if client.get(f"{self.url}/-/ready").status_code == 200:
-                        return True
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"prometheus not ready after {self.startup_timeout_s:g} s:\n"
-                        + _tail(self.log_path)
-                    )
-                time.sleep(0.05)  # polling an external process, not waiting for an outcome
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        directory, self._dir = self._dir, None
-        self._port = None
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)

@@ -13,17 +13,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 
-import httpx
 import pytest
 
-from tests.prometheus_server import REQUIRE_SERVICES_ENV, _free_port, _tail
+from tests.loopback_daemon import LoopbackDaemon
+from tests.prometheus_server import REQUIRE_SERVICES_ENV
 
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 
@@ -73,109 +68,29 @@ def alerting_config(alertmanager_target: str, rule_file: Path) -> str:
     )
 
 
-class RealAlertmanager:
+class RealAlertmanager(LoopbackDaemon):
     """``with RealAlertmanager(url, token) as am: am.target`` (``127.0.0.1:<port>``)."""
 
+    name = "alertmanager"
+
     def __init__(self, webhook_url: str, token: str, *, startup_timeout_s: float = 30.0) -> None:
+        super().__init__(startup_timeout_s)
         self.webhook_url = webhook_url
         self.token = token
-        self.startup_timeout_s = startup_timeout_s
-        self._dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
 
-    @property
-    def target(self) -> str:
-        if self._port is None:
-            raise RuntimeError("RealAlertmanager is not running")
-        return f"127.0.0.1:{self._port}"
+    def prepare(self, directory: Path) -> Path:
+        token_file = directory / "token"
+        token_file.write_text(self.token, encoding="utf-8")
+        config = directory / "alertmanager.yml"
+        config.write_text(alertmanager_config(self.webhook_url, token_file), encoding="utf-8")
+        return config
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.target}"
-
-    @property
-    def log_path(self) -> Path:
-        if self._dir is None:
-            raise RuntimeError("RealAlertmanager is not running")
-        return self._dir / "alertmanager.log"
-
-    def __enter__(self) -> RealAlertmanager:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="rollback-bot-alertmanager-"))
-        try:
-            token_file = self._dir / "token"
-            token_file.write_text(self.token, encoding="utf-8")
-            config = self._dir / "alertmanager.yml"
-            config.write_text(alertmanager_config(self.webhook_url, token_file), encoding="utf-8")
-            for attempt in range(3):
-                if self._launch(config, last_attempt=attempt == 2):
-                    return
-        except BaseException:
-            self.stop()
-            raise
-
-    def _launch(self, config: Path, *, last_attempt: bool) -> bool:
-        """Start it and wait for /-/ready; False (to retry) if the port was taken."""
-        assert self._dir is not None
-        self._port = _free_port()
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    require_alertmanager(),
-                    f"--config.file={config}",
-                    f"--storage.path={self._dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self._port}",
-                    "--cluster.listen-address=",  # a single instance: no gossip port
-                    "--log.level=debug",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._process.poll()
-                if code is not None:
-                    log_tail = _tail(self.log_path)
-                    self._process = None
-                    if not last_attempt and "address already in use" in log_tail:
-                        return False
-                    raise RuntimeError(f"alertmanager exited with status {code}:\n{log_tail}")
-                try:
-                    if client.get(f"{self.url}/-/ready").status_code == 200:
-                        return True
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"alertmanager not ready after {self.startup_timeout_s:g} s:\n"
-                        + _tail(self.log_path)
-                    )
-                time.sleep(0.05)  # polling an external process, not waiting for an outcome
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        directory, self._dir = self._dir, None
-        self._port = None
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+    def command(self, config: Path, port: int) -> list[str]:
+        return [
+            require_alertmanager(),
+            f"--config.file={config}",
+            f"--storage.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # a single instance: no gossip port
+            "--log.level=debug",
+        ]

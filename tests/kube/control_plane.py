@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests.loopback_daemon import free_port
 
 KUBE_VERSION = "1.20.2"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -48,13 +49,6 @@ def missing_binaries() -> str | None:
         where = f"{bin_dir}, etcd on PATH"
         return f"no real control plane: {', '.join(missing)} missing ({where}); run `make kube`"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _openssl(*args: str, cwd: Path) -> None:
