@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -17,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from bot.adapters.kube.client import KubernetesClient
@@ -29,9 +27,9 @@ from storage.repository import Repository
 from tests.conftest import BOT_TOKEN, catalog_yaml, closed_port_url
 from tests.guard.conftest import ERRORS, FakeClock, T, World, service, wait_seen
 from tests.guard.exporter import Exporter
+from tests.postgres import fresh_schema
 from tests.prometheus_server import RealPrometheus
 from tests.scenarios.test_crash_resume import kubeconfig
-from tests.storage.conftest import POSTGRES_URL, _require_postgres
 
 pytestmark = pytest.mark.prometheus
 
@@ -80,15 +78,8 @@ def test_prometheus_down_or_silent_makes_a_bounded_round_and_fires_nothing(
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    _require_postgres()
-    schema = f"rb_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema() as url:
+        yield url
 
 
 def evaluations_counted(w: World) -> float:

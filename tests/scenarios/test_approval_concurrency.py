@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import threading
@@ -13,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from bot.adapters.kube.client import KubernetesClient
@@ -23,8 +21,8 @@ from bot.sim.prometheus_api import PrometheusSimulator
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
+from tests.postgres import fresh_schema
 from tests.scenarios.test_approval_flow import request_message, settle
-from tests.storage.conftest import POSTGRES_URL, _require_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -34,15 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    _require_postgres()
-    schema = f"rb_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

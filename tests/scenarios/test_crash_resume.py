@@ -8,20 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from storage.db import make_engine
 from storage.repository import Repository
-from tests.conftest import BOT_TOKEN, REQUIRE_SERVICES, catalog_yaml
+from tests.conftest import BOT_TOKEN, catalog_yaml
+from tests.postgres import fresh_schema
 
 SECRET = "crash-secret"
 NS = "shop"
@@ -161,22 +160,8 @@ def kube_images(kube: KubeSimulator) -> str:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    base = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        engine = make_engine(base)
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    schema = f"rb_{uuid.uuid4().hex[:10]}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'create schema "{schema}"'))
-    yield f"{base}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'drop schema "{schema}" cascade'))
-    engine.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.mark.postgres
