@@ -92,11 +92,7 @@ def build_app(
     deps.due.register(
         DueKind.ROLLBACK_STARTED, lambda item: deps.engine.tell_started(int(item.payload["id"]))
     )
-
-    def run_due_work_now() -> None:
-        deps.work.submit("due work", deps.due.tick)
-
-    deps.engine.kick_due_work = run_due_work_now
+    deps.engine.kick_due_work = deps.kick_due_work
     approval_request.install(deps)
     approval_start.install(deps)
     notifications.install(deps)

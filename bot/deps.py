@@ -58,6 +58,10 @@ class Deps:
     slack_team_url: str = ""  # from auth.test at start-up; message links are built from it
     closers: list[Callable[[], None]] = field(default_factory=list)
 
+    def kick_due_work(self) -> None:
+        """Run due work just stored now, not at the scheduler's next tick."""
+        self.work.submit("due work", self.due.tick)
+
     def audit(
         self,
         kind: str,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.deps import Deps, Route
 from bot.guard.alerts import Alert, receive
+from bot.runtime.wsgi import json_reply, reply
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -48,28 +49,30 @@ class AlertmanagerWebhook:
 
     def __call__(self, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
         if self._token is None:
-            return _reply(start, "404 Not Found", "text/plain; charset=utf-8", NOT_CONFIGURED)
+            return reply(start, "404 Not Found", "text/plain; charset=utf-8", NOT_CONFIGURED)
         if not self._is_authorized(environ):
             log.warning("refused an Alertmanager webhook: missing or wrong bearer token (401)")
-            return _json(start, "401 Unauthorized", {"error": "missing or wrong bearer token"})
+            return json_reply(start, "401 Unauthorized", {"error": "missing or wrong bearer token"})
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY:
-            return _json(start, "413 Content Too Large", {"error": f"body over {MAX_BODY} bytes"})
+            return json_reply(
+                start, "413 Content Too Large", {"error": f"body over {MAX_BODY} bytes"}
+            )
         try:
             alerts = parse(environ["wsgi.input"].read(length))
         except BadPayload as exc:
             log.warning("refused an Alertmanager webhook: %s (400)", exc)
-            return _json(start, "400 Bad Request", {"error": "bad request", "why": str(exc)})
+            return json_reply(start, "400 Bad Request", {"error": "bad request", "why": str(exc)})
         try:
             received = receive(self.deps, alerts)
         except StorageError:
             log.exception("Alertmanager webhook not handled: the database is unreachable")
-            return _json(start, "503 Service Unavailable", {"error": "database unreachable"})
+            return json_reply(start, "503 Service Unavailable", {"error": "database unreachable"})
         log.info("Alertmanager webhook: %s", received.as_json())
-        return _json(start, "200 OK", received.as_json())
+        return json_reply(start, "200 OK", received.as_json())
 
     def _is_authorized(self, environ: WSGIEnvironment) -> bool:
         assert self._token is not None
@@ -131,12 +134,3 @@ def _strings(n: int, name: str, value: Any) -> Mapping[str, str]:
 
 def install(deps: Deps) -> None:
     deps.routes.append(Route("POST", "/alertmanager", AlertmanagerWebhook(deps)))
-
-
-def _json(start: StartResponse, status: str, body: dict[str, Any]) -> Iterable[bytes]:
-    return _reply(start, status, "application/json", json.dumps(body).encode())
-
-
-def _reply(start: StartResponse, status: str, content_type: str, body: bytes) -> Iterable[bytes]:
-    start(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-    return [body]

@@ -16,6 +16,7 @@ from bot.adapters.twilio import WebhookValidator, twiml_reply
 from bot.deps import Deps, Route
 from bot.paging.acks import record_delivery_status, reply_to_sms
 from bot.runtime.logs import mask_phone
+from bot.runtime.wsgi import reply
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -94,11 +95,8 @@ def install(deps: Deps) -> None:
 
 def _forbidden(start: StartResponse) -> Iterable[bytes]:
     body = b"forbidden: the X-Twilio-Signature does not match (or TWILIO_AUTH_TOKEN is unset)\n"
-    start("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
+    return reply(start, "403 Forbidden", "text/plain", body)
 
 
 def _xml(start: StartResponse, xml: str) -> Iterable[bytes]:
-    body = xml.encode()
-    start("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-    return [body]
+    return reply(start, "200 OK", "text/xml", xml.encode())

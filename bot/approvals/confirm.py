@@ -94,7 +94,7 @@ def confirm(deps: Deps, rollback_id: int, user: str, *, run: bool) -> Answer:
         {"rollback_id": rollback_id, "confirmed_by": user},
     )
     audit(deps, "rollback.confirmed", r, user)
-    deps.work.submit("due work", deps.due.tick)
+    deps.kick_due_work()
     return Answer(f":arrows_counterclockwise: Confirmed: rollback #{rollback_id} starts now.")
 
 

@@ -68,7 +68,7 @@ def submit_request(
             f" see `/rollback status {exc.existing_id}`."
         )
     assert r.id is not None and r.expires_at is not None
-    deps.work.submit("due work", deps.due.tick)  # post it now, not at the next tick
+    deps.kick_due_work()  # post it now, not at the next tick
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"

@@ -111,7 +111,7 @@ def _grant(
     if is_later and moved.scheduled_at is not None:
         when = local_time(moved.scheduled_at, service.tz)
         return Answer(f":calendar: Approved. Rollback #{rollback_id} will start at {when}.")
-    deps.work.submit("due work", deps.due.tick)  # start now rather than at the next tick
+    deps.kick_due_work()  # start now rather than at the next tick
     return Answer(
         f":white_check_mark: Approved. Rollback #{rollback_id} starts after a fresh assessment."
     )

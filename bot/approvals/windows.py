@@ -42,7 +42,7 @@ def missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
     )
     if moved is not None:
         audit(deps, "rollback.window_missed", moved, None, late_minutes=late)
-        deps.work.submit("due work", deps.due.tick)
+        deps.kick_due_work()
 
 
 def report_missed_window(deps: Deps, item: DueWork) -> None:

@@ -69,7 +69,7 @@ class DemoDeploys:
         except KubeError as exc:
             return f"could not deploy {name}: {exc}"
         self.world.sync()  # the new release's metrics from now on, not half a second later
-        is_guarded = service.guard is not None and service.guard.is_enabled
+        is_guarded = service.guard.is_enabled
         return Deployed(name, str(revision), image, is_bad, is_guarded)
 
     @staticmethod

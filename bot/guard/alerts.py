@@ -170,7 +170,7 @@ def _firing_line(service: Service, alert: Alert) -> str:
     if alert.summary:
         line += f": {escape(alert.summary)}"
     if alert.wants_rollback:
-        enabled = service.guard is not None and service.guard.is_enabled
+        enabled = service.guard.is_enabled
         line += (
             ' — `rollback="auto"`: handled by the guard'
             if enabled
@@ -209,7 +209,7 @@ def _roll_back(deps: Deps, service: Service, alert: Alert) -> None:
 
 
 def _why_not(deps: Deps, service: Service) -> str | None:
-    if service.guard is None or not service.guard.is_enabled:
+    if not service.guard.is_enabled:
         return "auto_rollback is not enabled"
     guarded = deps.repo.guarded_service(service.name)
     if guarded is not None and guarded.is_paused:
@@ -221,7 +221,6 @@ def _release_for(deps: Deps, service: Service, alert: Alert, reason: str) -> Gua
     """The release the alert fires on: the one being watched, else the running revision (its
     guard record is started so the buttons and the state exist). None when it was fired on
     concurrently (the guard or another replica acts) or the Deployment cannot be read."""
-    assert service.guard is not None
     now = deps.clock()
     watching = deps.repo.list_guarded(service=service.name, statuses=[GuardStatus.WATCHING])
     release = watching[0] if watching else None

@@ -16,7 +16,7 @@ from storage.guard_models import states_from_json
 
 def guard_command(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     config = service.guard
-    if config is None or not config.is_enabled:
+    if not config.is_enabled:
         return Reply(
             f"*{service.name}* has no automatic guard: add `auto_rollback: {{enabled: true,"
             " triggers: […]}}` to its catalog entry (see rollback.example.yaml)."

@@ -15,7 +15,7 @@ from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.immediate import start_immediate
 from bot.execution.preflight import Refusal, check
-from bot.notify.blocks import button, escape
+from bot.notify.blocks import button, escape, notice
 from bot.notify.reply import Reply
 from bot.rollback import policy
 from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key, guard_page_key
@@ -30,7 +30,7 @@ KEEP_ACTION = "guard_keep_release"
 
 
 def fire(deps: Deps, service: Service, release: GuardedRelease, reason: str) -> None:
-    config = service.guard or GuardConfig()
+    config = service.guard
     running = deps.repo.list_rollbacks(service=service.name, statuses=ACTIVE, limit=1)
     if running:  # a rollback already under way (or waiting) wins: never a second one
         say(
@@ -90,14 +90,15 @@ def ask(
 ) -> None:
     """Roll back now / Keep release, in the guard message's thread (shown in the channel too)."""
     assert release.id is not None
-    config = service.guard or GuardConfig()
+    config = service.guard
     timeout = config.confirm_timeout_seconds
     # after a failed safety check or a used-up day, silence never rolls back by itself
-    then = (
-        "roll back"
+    on_timeout = (
+        ConfirmTimeout.ROLLBACK
         if config.on_confirm_timeout == ConfirmTimeout.ROLLBACK and not problems
-        else "keep the release"
+        else ConfirmTimeout.KEEP
     )
+    then = "roll back" if on_timeout == ConfirmTimeout.ROLLBACK else "keep the release"
     lines = [
         f":rotating_light: *{escape(service.name)}* {escape(release.release)}: {escape(reason)}."
     ]
@@ -108,29 +109,34 @@ def ask(
     )
     text = "\n".join(lines)
     value = f"{service.name}:{release.id}"
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+    text, blocks = notice(text)  # within Slack's limits, cut visibly
+    blocks.append(
         {
             "type": "actions",
             "elements": [
                 button("Roll back now", ROLLBACK_NOW_ACTION, value, "danger"),
                 button("Keep release", KEEP_ACTION, value),
             ],
-        },
-    ]
+        }
+    )
     deps.due.schedule(
         GuardDueKind.CONFIRM_TIMEOUT,
         guard_confirm_key(release.id),
         deps.clock() + timedelta(seconds=timeout),
-        {"service": service.name, "release_id": release.id, "reason": reason, "then": then},
+        {
+            "service": service.name,
+            "release_id": release.id,
+            "reason": reason,
+            "on_timeout": on_timeout.value,
+        },
     )
-    deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=then)
+    deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=on_timeout)
     if not say(deps, service, release, text, blocks=blocks):
         return  # nobody is paged about a question nobody can see
     # the on-call's first level is paged about it (bot.guard.oncall), once per question
     payload = {"service": service.name, "release_id": release.id, "reason": reason}
     if deps.due.schedule(GuardDueKind.PAGE, guard_page_key(release.id), deps.clock(), payload):
-        deps.work.submit("guard-page", deps.due.tick)  # now rather than at the next tick
+        deps.kick_due_work()  # now rather than at the next tick
 
 
 def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
@@ -169,11 +175,11 @@ def _confirm_timed_out(deps: Deps, item: DueWork) -> None:
     release = _release(deps, str(payload.get("service")), int(payload.get("release_id", 0)))
     if service is None or release is None:
         return
-    if payload.get("then") == "roll back":
-        deps.audit("guard.confirm_timeout", service.name, then="roll back")
+    if payload.get("on_timeout") == ConfirmTimeout.ROLLBACK:
+        deps.audit("guard.confirm_timeout", service.name, then=ConfirmTimeout.ROLLBACK)
         roll_back(deps, service, release, str(payload.get("reason")), GUARD_ACTOR)
         return
-    deps.audit("guard.confirm_timeout", service.name, then="keep")
+    deps.audit("guard.confirm_timeout", service.name, then=ConfirmTimeout.KEEP)
     say(deps, service, release, ":hourglass: Nobody answered: the release is kept.")
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from bot.notify.blocks import escape, notice
+from bot.notify.blocks import escape
 from bot.rollback.triggers import (
     Comparison,
     GuardConfig,
@@ -81,8 +80,3 @@ def _headline(release: GuardedRelease, config: GuardConfig, now: datetime) -> st
         f":shield: Guarding {what} for {int(config.watch_minutes)} min: {left} min left,"
         f" evaluated every {every} s. Triggers:"
     )
-
-
-def guard_message(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Text and blocks within Slack's limits (a long message is cut visibly)."""
-    return notice(text)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,10 +74,16 @@ def by_namespace(services: list[Service]) -> dict[Group, list[Service]]:
 
 
 def detect(
-    kube: KubernetesClient, repo: Repository, services: list[Service], now: datetime
+    kube: KubernetesClient,
+    repo: Repository,
+    services: list[Service],
+    now: datetime,
+    *,
+    seen: Mapping[str, str | None] | None = None,
 ) -> list[NewRelease]:
     """The guarded services whose Deployment moved to a revision not seen before: one LIST per
-    (context, namespace), not one GET per service."""
+    (context, namespace), not one GET per service. ``seen`` (the stored last revisions, read
+    once a round) spares the database write for every service whose revision did not move."""
     found = []
     for (context, namespace), members in by_namespace(services).items():
         try:
@@ -87,14 +93,17 @@ def detect(
             log.warning("guard: cannot list deployments in %s (%s): %s", namespace, names, exc)
             continue
         for service in members:
-            seen = listing.deployments.get(service.spec.deployment)
-            if seen is None:
+            listed = listing.deployments.get(service.spec.deployment)
+            if listed is None:
                 log.warning(
                     'guard: %s\'s deployment "%s" not found in namespace "%s"',
                     *(service.name, service.spec.deployment, namespace),
                 )
                 continue
-            new = _new_release(repo, service, str(seen.revision), dict(seen.images), now)
+            revision = str(listed.revision)
+            if seen is not None and seen.get(service.name) == revision:
+                continue  # nothing new: no write
+            new = _new_release(repo, service, revision, dict(listed.images), now)
             if new is not None:
                 found.append(new)
     return found

@@ -14,9 +14,10 @@ from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.contracts import worker_name
 from bot.guard import firing, oncall
-from bot.guard.message import guard_message, guard_text
+from bot.guard.message import guard_text
 from bot.guard.readings import Reading, read_baselines, read_many
 from bot.guard.releases import NewRelease, ReleaseWatcher, detect, record_rollback_result
+from bot.notify.blocks import notice
 from bot.rollback.triggers import (
     BLIND_AFTER,
     GuardConfig,
@@ -46,28 +47,20 @@ class Guard:
         self.worker = worker_name()
 
     def services(self) -> list[Service]:
-        return [
-            s
-            for s in self.deps.catalog.services.values()
-            if s.guard is not None and s.guard.is_enabled
-        ]
+        return [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
 
     def tick(self) -> None:
         """One round: new releases, then the evaluations that are due."""
         now = self.deps.clock()
-        paused = {
-            s.name
-            for s in self.services()
-            if (g := self.deps.repo.guarded_service(s.name)) and g.is_paused
-        }
-        active = [s for s in self.services() if s.name not in paused]
-        for new in detect(self.deps.kube, self.deps.repo, active, now):
+        known = self.deps.repo.guarded_services()
+        active = [s for s in self.services() if not (s.name in known and known[s.name].is_paused)]
+        seen = {name: row.last_revision for name, row in known.items()}
+        for new in detect(self.deps.kube, self.deps.repo, active, now, seen=seen):
             self.start(new, now)
         due = self.deps.repo.claim_due_releases(now, self.worker, LEASE)
         if due:
             self.evaluate(due, now)
-        watching = self.deps.repo.list_guarded(statuses=[GuardStatus.WATCHING], limit=100_000)
-        self.deps.metrics.guarded_releases.set(len(watching))
+        self.deps.metrics.guarded_releases.set(self.deps.repo.count_guarded(GuardStatus.WATCHING))
 
     def watch_releases(self) -> ReleaseWatcher:
         """Watches on the guarded services' Deployments that run a round as soon as one changes
@@ -124,7 +117,7 @@ class Guard:
         readings = self._read(releases, services)
         for release in releases:
             service = services[release.service]
-            if service is None or service.guard is None or not service.guard.is_enabled:
+            if service is None or not service.guard.is_enabled:
                 self.deps.repo.end_guarding(release.id or 0, GuardStatus.ENDED, now)
                 continue
             self._evaluate_one(release, service, readings, now)
@@ -268,7 +261,7 @@ class Guard:
         states: Mapping[str, TriggerState],
         now: datetime,
     ) -> None:
-        text, blocks = guard_message(guard_text(release, _config(service), states, now))
+        text, blocks = notice(guard_text(release, _config(service), states, now))
         try:
             if release.message_ts and release.channel_id:
                 self.deps.slack.chat_update(
@@ -291,7 +284,7 @@ class Guard:
 
     def rollback_finished(self, rollback: Rollback) -> None:
         service = self.deps.catalog.get(rollback.service)
-        if service is not None and service.guard is not None and service.guard.is_enabled:
+        if service is not None and service.guard.is_enabled:
             assert rollback.id is not None
             record_rollback_result(
                 self.deps.kube, self.deps.repo, service, rollback.id, self.deps.clock()
@@ -314,7 +307,8 @@ def _blind_reasons(
 
 
 def _config(service: Service | None) -> GuardConfig:
-    return (service.guard if service is not None else None) or GuardConfig()
+    """The service's guard, or a disabled one for a service that left the catalog."""
+    return service.guard if service is not None else GuardConfig()
 
 
 def _probe(deps: Deps, service: Service) -> Reading:

@@ -136,7 +136,7 @@ class Notifier:
 
     def _kick(self) -> None:
         """Run what was just scheduled now, not at the next scheduler tick."""
-        self.deps.work.submit("notifications", self.deps.due.tick)
+        self.deps.kick_due_work()
 
     # --- due-work handlers -----------------------------------------------------------------
 

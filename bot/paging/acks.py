@@ -93,7 +93,7 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     ):
         return False
     deps.metrics.pages_acknowledged.labels(service, via).inc()
-    deps.work.submit("page-acknowledged", deps.due.tick)  # now rather than at the next tick
+    deps.kick_due_work()  # now rather than at the next tick
     return True
 
 

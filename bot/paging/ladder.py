@@ -97,7 +97,7 @@ class Pager:
         self.deps.due.schedule(
             DueKind.PAGE_FINISH, page_finish_key(rollback.id), self.deps.clock(), payload
         )
-        self.deps.work.submit("page-finish", self.deps.due.tick)
+        self.deps.kick_due_work()
 
     # --- due work handlers ----------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class Pager:
         if deps.repo.stop_ladder(
             rollback_id, now, cancel_prefix=prefix, audit=audit_event, schedule=follow_up
         ):
-            deps.work.submit("page-stopped", deps.due.tick)
+            deps.kick_due_work()
         self.texter.tell(item, rollback, ladder, rollback.status)
 
     def stop_notices(self, item: DueWork) -> None:

@@ -52,7 +52,7 @@ def notify(
         return False
     if not deps.due.schedule_all([post_work(key, channel, text, deps.clock(), blocks, page_ids)]):
         return False
-    deps.work.submit("page-post", deps.due.tick)
+    deps.kick_due_work()
     return True
 
 

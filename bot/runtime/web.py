@@ -14,6 +14,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.app import BotApp
 from bot.runtime.metrics import CONTENT_TYPE
 from bot.runtime.request_trust import is_signed_by_slack, malformed
+from bot.runtime.wsgi import json_reply, reply
 from storage.db import is_database_reachable
 
 if TYPE_CHECKING:
@@ -43,20 +44,20 @@ class WebApp:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events":
             if method == "POST" and not self._is_signed(environ):
-                return _reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
+                return reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
             if method == "POST" and (why := self._malformed(environ)) is not None:
                 log.warning("refused a signed Slack request: %s (400)", why)
                 body = json.dumps({"error": "malformed request", "why": why}).encode()
-                return _reply(start, "400 Bad Request", "application/json", body)
+                return reply(start, "400 Bad Request", "application/json", body)
             return self.slack(environ, start)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._healthz(start)
         if path == "/metrics" and method in ("GET", "HEAD"):
-            return _reply(start, "200 OK", CONTENT_TYPE, self.bot.deps.metrics.exposition())
+            return reply(start, "200 OK", CONTENT_TYPE, self.bot.deps.metrics.exposition())
         for route in self.bot.deps.routes:  # features' routes: /twilio/*, /reviews/{token}
             if path.startswith(route.prefix) and method == route.method:
                 return route.handler(environ, start)
-        return _reply(start, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
+        return reply(start, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
 
     def _is_signed(self, environ: WSGIEnvironment) -> bool:
         """Verify, and put the body back for Bolt to read. Never raises."""
@@ -86,14 +87,5 @@ class WebApp:
 
     def _healthz(self, start: StartResponse) -> Iterable[bytes]:
         if is_database_reachable(self.bot.deps.repo.engine):
-            return _json(start, "200 OK", {"status": "ok"})
-        return _json(start, "503 Service Unavailable", {"status": "database unreachable"})
-
-
-def _json(start: StartResponse, status: str, body: dict[str, str]) -> Iterable[bytes]:
-    return _reply(start, status, "application/json", json.dumps(body).encode())
-
-
-def _reply(start: StartResponse, status: str, content_type: str, body: bytes) -> Iterable[bytes]:
-    start(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-    return [body]
+            return json_reply(start, "200 OK", {"status": "ok"})
+        return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})

@@ -255,6 +255,21 @@ class GuardMixin(RepositoryBase):
         with self._read() as session:
             return list(session.exec(query).all())
 
+    def guarded_services(self) -> dict[str, GuardedService]:
+        """What the guard knows of every service, by name (one query a round)."""
+        with self._read() as session:
+            return {row.service: row for row in session.exec(select(GuardedService)).all()}
+
+    def count_guarded(self, status: str) -> int:
+        """How many releases have ``status`` (the guarded-releases gauge)."""
+        query = (
+            select(func.count())
+            .select_from(GuardedRelease)
+            .where(col(GuardedRelease.status) == status)
+        )
+        with self._read() as session:
+            return int(session.exec(query).one())
+
     def count_guard_rollbacks(self, service: str, since: datetime) -> int:
         """Rollbacks of `service` the guard started since `since` (for `max_per_day`)."""
         query = (
