@@ -1,4 +1,5 @@
-"""``/rollback``: parse, then one verb from the table; slow work runs after the ack."""
+"""``/rollback``: parse, then one verb from the table. A verb that changes something stores it
+before the ack (durable before acted on); slow reads (assessments, dry runs) run after it."""
 
 from __future__ import annotations
 
@@ -50,9 +51,7 @@ def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
 
 
 def _history(deps: Deps, cmd: Command, asker: Asker) -> Reply:
-    if cmd.service is not None and deps.catalog.get(cmd.service) is None:
-        return Reply(*blocks.unknown_service_message(cmd.service, deps.catalog.names))
-    return status.history(deps, cmd)
+    return status.history(deps, cmd)  # it answers an unknown service itself
 
 
 def _review(deps: Deps, cmd: Command, asker: Asker) -> Reply:

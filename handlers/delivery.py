@@ -5,7 +5,7 @@ signed request can be sent again within Slack's 5-minute signature window. Every
 changes state (``run``, ``plan``, ``approve``, ``reject``, ``abort``, their buttons and forms)
 records ``delivery_key(body)`` in the database (a unique key) before any listener sees it, and
 a repeat is answered "already handled" without acting again. ``assess`` records its key right
-after the ack instead (its ack must not wait for a database write; see handlers.commands).
+after the ack instead (its ack must not wait for a database write; see bot/assessment/service.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from bot.execution.preflight import Checked, Refusal, audit_refusal, check
 from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
-from bot.notify.status import progress_link
+from bot.notify.status import progress_link, progress_url
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
@@ -171,9 +171,10 @@ def start_immediate(
             deps, service, plan, checked, user=user, reason=reason, assessment_id=assessment_id
         )
     except ActiveRollbackExists as exc:
+        active = deps.repo.get_rollback(exc.existing_id)
         return (
             f":warning: A rollback of *{service.name}* is already active:"
-            f" #{exc.existing_id}{progress_link(deps, exc.existing_id)}. Follow it there, or"
+            f" #{exc.existing_id}{progress_link(progress_url(deps, active))}. Follow it there, or"
             f" `/rollback abort {exc.existing_id}`."
         )
     # The start is audited before anything acts on it, and handed to the engine before the

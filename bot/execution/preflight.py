@@ -32,7 +32,7 @@ from storage.repository import Repository
 
 
 class Handles(Protocol):
-    """What the checks need of the app (bot.app.Deps has them): the cluster, the database, the
+    """What the checks need of the app (bot.deps.Deps has them): the cluster, the database, the
     clock. A protocol, so this module stands below the app rather than importing it."""
 
     @property

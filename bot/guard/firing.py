@@ -65,6 +65,7 @@ def safety_problems(deps: Deps, service: Service, config: GuardConfig) -> list[s
         except Refusal as refusal:
             problems.append(f"verify_previous_version_healthy: {refusal}")
     if config.verify_rollback_tested:
+        # drills are not built yet (issue #15): no drill can be recorded, so a person decides
         problems.append("verify_rollback_tested: no successful drill of this rollback is recorded")
     return problems
 

@@ -96,7 +96,7 @@ def _pending(r: Rollback, team_url: str) -> list[dict[str, Any]]:
         f"{_where(r, team_url, r.approval_channel_id, r.approval_ts)}\n"
         f"`/rollback approve {r.id}` · `/rollback reject {r.id} <reason>`"
     )
-    buttons = {  # the same buttons as on the request message (handlers/approval_actions.py)
+    buttons = {  # the request message's buttons (bot/approvals/blocks.py)
         "type": "actions",
         "block_id": f"home_approval_{r.id}",
         "elements": [

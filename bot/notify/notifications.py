@@ -125,7 +125,7 @@ class Notifier:
         self._kick()
 
     def _page(self, rollback: Rollback, reason: str, summary: str) -> NewWork:
-        """Paging goes to the escalation ladder (bot/notify/paging.py) as due work."""
+        """Paging goes to the escalation ladder (bot/paging/ladder.py) as due work."""
         assert rollback.id is not None
         return NewWork(
             DueKind.PAGE_START,

@@ -17,17 +17,15 @@ from storage.guard_models import GUARD_ACTOR
 from storage.models import Rollback
 
 
-def progress_url(deps: Deps, rollback_id: int) -> str | None:
+def progress_url(deps: Deps, rollback: Rollback | None) -> str | None:
     """The progress message's address, built locally: no Slack call on the ack path."""
-    rollback = deps.repo.get_rollback(rollback_id)
     if rollback is None or not rollback.progress_ts or not rollback.channel_id:
         return None
     return blocks.message_link(deps.slack_team_url, rollback.channel_id, rollback.progress_ts)
 
 
-def progress_link(deps: Deps, rollback_id: int) -> str:
+def progress_link(url: str | None) -> str:
     """`` (<url|progress>)`` after a rollback's number, or nothing when it has no message yet."""
-    url = progress_url(deps, rollback_id)
     return f" (<{url}|progress>)" if url else ""
 
 
@@ -85,7 +83,7 @@ def status(deps: Deps, cmd: Command) -> Reply:
     for r in rows:
         assert r.id is not None
         service = deps.catalog.get(r.service)
-        url = progress_url(deps, r.id)
+        url = progress_url(deps, r)
         is_waiting = r.status in WAITING
         state = waiting_state(deps, r) if is_waiting else None
         text, bl = blocks.progress_message(
@@ -98,7 +96,7 @@ def status(deps: Deps, cmd: Command) -> Reply:
             if state
             else None,
         )
-        link = progress_link(deps, r.id)
+        link = progress_link(url)
         texts.append(text + link)
         if link:
             bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})

@@ -1,7 +1,7 @@
 """The ladder's facts: its levels, what a page's status means, what the ladder announces.
 
-Pure reads (of the catalog entry, the pages, the due work) plus the one audit helper every part
-of paging writes with; sending and posting live in ``texting`` and ``notices``.
+Pure reads (of the catalog entry, the pages, the due work) plus ``audit`` for the ladder's events
+(on the rollback's channel); sending and posting live in ``texting`` and ``notices``.
 """
 
 from __future__ import annotations

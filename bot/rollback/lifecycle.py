@@ -206,7 +206,7 @@ def review_remind_key(rollback_id: int) -> str:
     return f"{DueKind.REVIEW_REMIND}:{rollback_id}"
 
 
-# --- appended by the approvals helper ------------------------------------------------------
+# --- votes, and the requests a start moves on from ---------------------------------------------
 
 
 class Vote(StrEnum):
@@ -219,7 +219,7 @@ class Vote(StrEnum):
 # Approved and not started yet (now, or at its window): what a start, its confirmation or a
 # missed window moves on from.
 STARTABLE: tuple[RollbackStatus, ...] = (RollbackStatus.APPROVED, RollbackStatus.SCHEDULED)
-# --- paging's due-work keys (appended by the notify/paging helper) ------------------------------
+# --- paging's due-work keys -----------------------------------------------------------------
 
 
 def page_level_key(rollback_id: int, reason: str, level: int, *, is_now: bool = False) -> str:
