@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
+from typing import NamedTuple
 
 from bot.approvals.request import store_rollback
 from bot.approvals.waiting import cancel_waiting, supersede_pending
@@ -31,6 +32,13 @@ from storage.repo.records import ActiveRollbackExists
 log = logging.getLogger(__name__)
 
 RECENT_ASSESSMENT = timedelta(minutes=60)
+
+
+class Started(NamedTuple):
+    """What :func:`start_immediate` tells the person, and the rollback's id if one started."""
+
+    text: str
+    rollback_id: int | None = None
 
 
 def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
@@ -71,7 +79,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
                 " reason). Nothing was started."
             )
         reason, assessment_id = assessment_reason(latest), latest.id
-    text = start_immediate(
+    started = start_immediate(
         deps,
         service,
         user=user,
@@ -81,7 +89,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         assessment_id=assessment_id,
         channel_id=asker.channel,
     )
-    return Reply(text)
+    return Reply(started.text)
 
 
 def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> Reply:
@@ -102,7 +110,7 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
     assessment_id = int(assessment) if assessment.isdigit() else None
     if (stale := stale_reply(deps, service, assessment_id)) is not None:
         return stale
-    text = start_immediate(
+    started = start_immediate(
         deps,
         service,
         user=user,
@@ -111,7 +119,7 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
         assessment_id=assessment_id,
         channel_id=where.get("channel_id"),
     )
-    return Reply(text)
+    return Reply(started.text)
 
 
 def _may_force(deps: Deps, service: Service, user: str) -> bool:
@@ -154,16 +162,17 @@ def start_immediate(
     is_forced: bool = False,
     assessment_id: int | None = None,
     channel_id: str | None = None,
-) -> str:
+) -> Started:
     """Check, store and start an immediate rollback (the caller checked the user is a
-    responder, and an approver for ``is_forced``); returns what to tell them. A refusal is
+    responder, and an approver for ``is_forced``); returns what to tell them, and the
+    rollback's id when one started. A refusal is
     audited and said before anything is stored, superseded, notified or paged; a planned
     request still waiting is superseded only by a rollback that starts."""
     try:
         checked = check(deps, service, target_revision, is_forced=is_forced)
     except Refusal as refusal:
         detail = {"target": target_revision, "forced": is_forced}
-        return _refused_start(deps, service, user, refusal, channel_id, detail)
+        return Started(_refused_start(deps, service, user, refusal, channel_id, detail))
     plan = _forced(checked.plan) if is_forced else checked.plan
     superseded = supersede_pending(deps, service.name, user)
     try:  # the row and its plan are stored before the ack: a crash after it loses nothing
@@ -172,7 +181,7 @@ def start_immediate(
         )
     except ActiveRollbackExists as exc:
         active = deps.repo.get_rollback(exc.existing_id)
-        return (
+        return Started(
             f":warning: A rollback of *{service.name}* is already active:"
             f" #{exc.existing_id}{progress_link(progress_url(deps, active))}. Follow it there, or"
             f" `/rollback abort {exc.existing_id}`."
@@ -197,10 +206,11 @@ def start_immediate(
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
-    return (
+    text = (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
         f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{service.channel}>.{note}"
     )
+    return Started(text, rollback.id)
 
 
 def _refused_start(

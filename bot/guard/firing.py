@@ -18,7 +18,7 @@ from bot.execution.preflight import Refusal, check
 from bot.notify.blocks import button, escape, notice
 from bot.notify.reply import Reply
 from bot.rollback import policy
-from bot.rollback.lifecycle import ACTIVE, GuardDueKind, guard_confirm_key, guard_page_key
+from bot.rollback.lifecycle import GuardDueKind, guard_confirm_key, guard_page_key
 from bot.rollback.triggers import ConfirmTimeout, GuardConfig
 from storage.guard_models import GUARD_ACTOR, GuardedRelease
 from storage.models import DueWork
@@ -31,16 +31,16 @@ KEEP_ACTION = "guard_keep_release"
 
 def fire(deps: Deps, service: Service, release: GuardedRelease, reason: str) -> None:
     config = service.guard
-    running = deps.repo.list_rollbacks(service=service.name, statuses=ACTIVE, limit=1)
-    if running:  # a rollback already under way (or waiting) wins: never a second one
+    running = deps.repo.get_active_rollback(service.name)
+    if running is not None:  # a rollback already under way (or waiting) wins: never a second one
         say(
             deps,
             service,
             release,
-            f":information_source: Rollback #{running[0].id} of *{service.name}* is already"
-            f" {running[0].status.replace('_', ' ')}: the guard leaves it to that one.",
+            f":information_source: Rollback #{running.id} of *{service.name}* is already"
+            f" {running.status.replace('_', ' ')}: the guard leaves it to that one.",
         )
-        deps.audit("guard.left_to_rollback", service.name, rollback=running[0].id)
+        deps.audit("guard.left_to_rollback", service.name, rollback=running.id)
         return
     problems = safety_problems(deps, service, config)
     if config.requires_confirmation or problems:
@@ -72,7 +72,7 @@ def safety_problems(deps: Deps, service: Service, config: GuardConfig) -> list[s
 
 def roll_back(deps: Deps, service: Service, release: GuardedRelease, reason: str, by: str) -> None:
     who = "the guard" if by == GUARD_ACTOR else f"the guard, confirmed by <@{by}>"
-    text = start_immediate(
+    started = start_immediate(
         deps,
         service,
         user=by,
@@ -80,10 +80,9 @@ def roll_back(deps: Deps, service: Service, release: GuardedRelease, reason: str
         target_revision=None,
         channel_id=service.channel,
     )
-    started = deps.repo.list_rollbacks(service=service.name, statuses=ACTIVE, limit=1)
-    if release.id is not None and started and started[0].requested_by == by and started[0].id:
-        deps.repo.set_guard_rollback(release.id, started[0].id)
-    say(deps, service, release, text)
+    if release.id is not None and started.rollback_id is not None:
+        deps.repo.set_guard_rollback(release.id, started.rollback_id)
+    say(deps, service, release, started.text)
 
 
 def ask(

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)  # a replica that stalls this long loses its claim on a release
 # The rounds tick every few seconds and a tick may come a few milliseconds early: an evaluation
-# due "interval" after the last one must not wait a whole extra tick for being due a hair later.
+# due this little later is taken now (claimed early) and judged at its due time, so evaluations
+# stay exactly one interval apart and a breach is judged on whole intervals, never a hair short.
 TICK_SLACK = timedelta(seconds=0.5)
 
 
@@ -57,7 +58,7 @@ class Guard:
         seen = {name: row.last_revision for name, row in known.items()}
         for new in detect(self.deps.kube, self.deps.repo, active, now, seen=seen):
             self.start(new, now)
-        due = self.deps.repo.claim_due_releases(now, self.worker, LEASE)
+        due = self.deps.repo.claim_due_releases(now + TICK_SLACK, self.worker, LEASE)
         if due:
             self.evaluate(due, now)
         self.deps.metrics.guarded_releases.set(self.deps.repo.count_guarded(GuardStatus.WATCHING))
@@ -158,6 +159,7 @@ class Guard:
         now: datetime,
     ) -> None:
         assert release.id is not None
+        now = max(now, release.next_at)  # an evaluation claimed a hair early counts as on time
         config = _config(service)
         states = states_from_json(release.states)
         fired: tuple[Trigger, TriggerState] | None = None
@@ -182,7 +184,7 @@ class Guard:
             self.worker,
             states_to_json(states),
             release.evaluations + 1,
-            now + timedelta(seconds=config.interval_seconds) - TICK_SLACK,
+            now + timedelta(seconds=config.interval_seconds),
             blind,  # told again if it goes blind again after readings came back
         )
         if not saved:

@@ -15,9 +15,6 @@ from datetime import datetime
 from enum import StrEnum
 
 BLIND_AFTER = 3  # unknown evaluations in a row before the channel is told the guard is blind
-# Evaluations come on a clock tick that may run a hair early: a breach held for the duration
-# less this much has held for it (else firing waits one whole interval more).
-HELD_SLACK_SECONDS = 1.0
 
 
 class Comparison(StrEnum):
@@ -140,7 +137,7 @@ def evaluate(
 def _has_held_long_enough(trigger: Trigger, state: TriggerState, now: datetime) -> bool:
     if trigger.consecutive is not None:
         return state.breaches_in_row >= trigger.consecutive
-    return state.breaching_for(now) >= (trigger.duration_seconds or 0.0) - HELD_SLACK_SECONDS
+    return state.breaching_for(now) >= (trigger.duration_seconds or 0.0)
 
 
 def is_blind(states: list[TriggerState]) -> bool:
