@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -177,6 +178,42 @@ class PointOfNoReturn(_Strict):
     reason: str
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class StagingTarget(_Strict):
+    """The same service in staging, where ``/rollback drill <service> --rehearse`` runs a real
+    rollback and rolls it forward again. What is left out is the production entry's value; it
+    must differ from production in its context or its namespace (checked with the catalog)."""
+
+    context: str | None = Field(default=None, min_length=1)
+    namespace: str | None = None
+    deployment: str | None = None
+    health_url: str | None = None  # checked after the rollback and after the roll-forward
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not _DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a namespace name (lowercase letters, digits, dashes)")
+        return v
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, v: str | None) -> str | None:
+        if v is not None and not _DNS_SUBDOMAIN.match(v):
+            raise ValueError(f"{v!r} is not a Deployment name (lowercase letters, digits, - and .)")
+        return v
+
+    @field_validator("health_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("health_url must be an http:// or https:// URL")
+        return v
+
+
 # Seed 001 "Rollback Time SLAs": operation level → minutes a rollback may take.
 LEVEL_SLA_MINUTES = {2: 30, 3: 15, 4: 10}
 
@@ -246,6 +283,7 @@ class ServiceSpec(_Strict):
     point_of_no_return: PointOfNoReturn | None = None
     timezone: str | None = None  # overrides defaults.timezone
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
+    staging: StagingTarget | None = None  # where rehearsals run (/rollback drill … --rehearse)
 
     _check_timezone = field_validator("timezone")(_timezone)
 
