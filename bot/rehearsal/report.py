@@ -18,14 +18,13 @@ from bot.deps import Deps
 from bot.execution.service_state import describe_service_state
 from bot.notify import limits
 from bot.notify.blocks import escape, free_text, section
+from bot.notify.threads import anchor_of
 from bot.rehearsal.plan import ROLL_FORWARD_PHASE, where
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
-from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback, RollbackStep
 
 REPORTED = "rehearsal.reported"
-PROGRESS_WAIT_TRIES = 5  # then the report goes to the channel's top level without its thread
 
 
 def install(deps: Deps) -> None:
@@ -84,8 +83,6 @@ def report_due(deps: Deps, item: DueWork) -> None:
         return
     if deps.repo.list_audit_events(REPORTED, rollback_id=rollback.id):
         return  # posted and audited by an earlier attempt
-    if rollback.channel_id and not rollback.progress_ts and item.tries < PROGRESS_WAIT_TRIES:
-        raise RetryLater("the progress message is not posted yet", 2)
     twin = deps.catalog.target_of(rollback.service)
     steps = deps.repo.list_steps(rollback.id)
     t = timings(steps)
@@ -193,7 +190,8 @@ def _forward_line(undo: Mapping[str, Any], t: Timings) -> str:
 def _post(deps: Deps, rollback: Rollback, text: str, *, is_retry: bool) -> None:
     """In the service channel, under the progress message and broadcast to the channel."""
     assert rollback.id is not None
-    channel, thread = str(rollback.channel_id or ""), rollback.progress_ts
+    channel = str(rollback.channel_id or "")
+    thread = anchor_of(deps, rollback, channel)  # the progress message, posted now if need be
     marker = post_marker("rehearsal_report", rollback.id, rollback.created_at)
     if is_retry and find_marked(deps.slack, channel, marker, thread) is not None:
         return
