@@ -90,7 +90,9 @@ def report_due(deps: Deps, item: DueWork) -> None:
     state = describe_service_state(deps.kube, twin) if twin is not None else None
     start = _started_from(steps)
     back_home = _is_back_at_start(deps, twin, start)
-    text = report_text(rollback, steps, t, sla_minutes=sla, state=state, is_back=back_home)
+    text = report_text(
+        rollback, steps, t, sla_minutes=sla, state=state, is_back=back_home, twin=twin
+    )
     _post(deps, rollback, text, is_retry=item.tries > 1)
     deps.audit(
         REPORTED,
@@ -134,6 +136,7 @@ def report_text(
     sla_minutes: int | None,
     state: str | None,
     is_back: bool | None,
+    twin: Service | None = None,
 ) -> str:
     """The report (mrkdwn). Pure: everything it says is passed in."""
     name = rollback.service.partition("@")[0]
@@ -152,14 +155,23 @@ def report_text(
     lines.append(_forward_line(undo, t))
     if state:
         lines.append(f"• Staging now: {escape(state)}")
-    if is_back is False and undo:
-        lines.append(
-            f":warning: Staging is *not* back at revision {undo.get('from_revision')}"
-            f" ({escape(release_label(undo.get('images_before') or {}))}), where the rehearsal"
-            " started: roll it forward before the next deploy relies on it."
-        )
+    if is_back is False and undo and twin is not None:
+        lines.append(_not_back(undo, twin))
     lines.append("Production was not touched.")
     return "\n".join(lines)
+
+
+def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
+    """Staging does not run what it ran before: say so, and the command that brings it back."""
+    revision, name = undo.get("from_revision"), twin.spec.deployment
+    context = f"--context {twin.context} " if twin.context else ""
+    kubectl = f"kubectl {context}-n {twin.namespace} rollout undo deployment/{name}"
+    return (
+        f":warning: Staging is *not* back at revision {revision}"
+        f" ({escape(release_label(undo.get('images_before') or {}))}), where the rehearsal"
+        f" started: roll it forward (`{escape(kubectl)} --to-revision={revision}`) before the"
+        " next deploy or test relies on it."
+    )
 
 
 def _rollback_line(undo: Mapping[str, Any], t: Timings, sla_minutes: int | None) -> str:

@@ -1,4 +1,4 @@
-"""The catalog's ``staging:`` target: what it resolves to, and ``file:line`` errors for a bad one."""
+"""The catalog's ``staging:`` target: what it resolves to, and ``file:line`` errors for bad ones."""
 
 from __future__ import annotations
 
