@@ -111,7 +111,7 @@ def test_a_failed_rehearsal_says_where_it_stopped_and_that_staging_is_not_back(
         (post,) = [
             c.params["text"]
             for c in h.slack.calls_to("chat.postMessage")
-            if "Rehearsal #1" in str(c.params.get("text"))
+            if "Production was not touched" in str(c.params.get("text"))
         ]
         assert "Rehearsal #1 of checkout in staging failed" in post
         assert "Stopped at *Wait for the rollback to roll out*:" in post

@@ -74,7 +74,7 @@ def report(h: Harness, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for call in h.slack.calls_to("chat.postMessage"):
-            if "Rehearsal #" in str(call.params.get("text", "")):
+            if "Production was not touched" in str(call.params.get("text", "")):
                 return dict(call.params)
         time.sleep(0.05)
     raise AssertionError("no rehearsal report was posted")
@@ -117,6 +117,11 @@ def test_a_rehearsal_rolls_staging_back_and_forward_and_never_asks_production(
     assert "Roll-forward to revision 3, verified:" in text
     assert "Production was not touched." in text
     assert posted["channel"] == "C0DEPLOYS" and posted.get("reply_broadcast") is True
+    # the progress message (one, edited in place) says what it is, and the review command too
+    progress = [m for m in h.slack.messages("C0DEPLOYS") if m.get("ts") == rollback.progress_ts]
+    assert progress[0]["text"].startswith("Rehearsal #1 of checkout@staging — SUCCEEDED")
+    review = h.slash("review 1").json()["text"]
+    assert "#1 is a rehearsal in staging: it has no review" in review
     (reported,) = h.bot.deps.repo.list_audit_events(kind="rehearsal.reported")
     assert reported.detail["is_within_sla"] is True and reported.detail["is_back_at_start"] is True
     assert reported.service == "checkout@staging"
