@@ -67,11 +67,12 @@ def seconds_text(seconds: float) -> str:
 
 
 def sla_verdict(seconds: float, sla_minutes: int) -> str:
-    share = round(100 * seconds / (sla_minutes * 60))
+    percent = round(100 * seconds / (sla_minutes * 60))
+    share = f"{percent} %" if percent >= 1 else "under 1 %"
     if seconds <= sla_minutes * 60:
-        return f"within the {sla_minutes} min SLA ({share} % of it)"
+        return f"within the {sla_minutes} min SLA ({share} of it)"
     return (
-        f":warning: *over the {sla_minutes} min SLA* ({share} % of it): a production rollback"
+        f":warning: *over the {sla_minutes} min SLA* ({share} of it): a production rollback"
         " this slow would breach it"
     )
 

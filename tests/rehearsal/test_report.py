@@ -75,6 +75,7 @@ def test_a_slow_rollback_is_said_to_breach_the_sla() -> None:
 
 def test_sla_words() -> None:
     assert sla_verdict(42, 15) == "within the 15 min SLA (5 % of it)"
+    assert sla_verdict(3, 15) == "within the 15 min SLA (under 1 % of it)"
     assert seconds_text(61.4) == "1 min 01 s" and seconds_text(0.4) == "0 s"
 
 
