@@ -5,9 +5,7 @@ keyed apart from production's: the active slot and the do-no-harm history never 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from storage.db import make_engine, migrate
 from storage.repo.records import ActiveRollbackExists, NewStep
 from storage.repository import Repository
 from tests.conftest import Harness, catalog_yaml, service_yaml
-from tests.postgres import fresh_schema
+from tests.scenarios.test_graceful_restart import until
 
 STAGING = KubeTarget("staging", "shop-staging")
 IMAGES = ["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
@@ -38,22 +36,6 @@ class SimClock:
 
     def __call__(self) -> float:
         return time.monotonic() + self.offset
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bot.db'}"
-        return
-    with fresh_schema() as url:
-        yield url
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_shutdown_mid_rehearsal_is_resumed_by_the_next_process(
