@@ -73,7 +73,7 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     )
     deps.engine.submit(row.id)
     return Reply(
-        f":performing_arts: Rehearsal #{row.id} of *{service.name}* started in staging"
+        f":arrows_counterclockwise: Rehearsal #{row.id} of *{service.name}* started in staging"
         f" ({escape(where(twin))}): revision {undo.from_revision}"
         f" ({escape(release_label(undo.images_before))}) back to {undo.to_revision}"
         f" ({escape(release_label(undo.images_after))}) and forward again. Production is not"
