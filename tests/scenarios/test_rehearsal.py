@@ -139,7 +139,8 @@ def test_a_rehearsal_pages_nobody_and_leaves_production_rollbacks_alone(
     assert h.bot.deps.repo.get_review(1) is None
     assert not [c for c in h.slack.calls_to("chat.postMessage") if "CRITICAL" in str(c.params)]
     # production's own rollback is neither blocked by the rehearsal's row nor refused because
-    # the rehearsal "moved away" from v3 in staging
+    # the rehearsal's roll-forward "moved away" from v2 (the same template as production's v2):
+    # mixed into production's history, that undo would be refused as a flip-flop
     answer = h.slash("run checkout --immediate v3 is broken").json()["text"]
     assert "Rollback #2 of *checkout* started" in answer
     settle(h)
@@ -169,6 +170,17 @@ def test_one_rehearsal_at_a_time_but_production_is_free_meanwhile(
     assert "Rehearsal #1 of checkout in staging aborted" in text
     assert "Roll-forward to revision 3: did not run." in text
     assert "Staging is *not* back at revision 3" in text
+
+
+def test_next_week_s_rehearsal_runs_again(h: Harness, kube: KubernetesClient) -> None:
+    for number in (1, 2):
+        answer = h.slash("drill checkout --rehearse").json()["text"]
+        assert f"Rehearsal #{number} of *checkout* started in staging" in answer
+        settle(h)
+        assert h.bot.deps.repo.get_rollback(number).status == "succeeded"  # type: ignore[union-attr]
+    # v3 (5) → v2 (6) → v3 (7): the second went back to v2, which the first had moved away from
+    now = kube.deployment(STAGING, "checkout-api")
+    assert (now.revision, now.images) == (7, {"app": "shop/checkout:v3"})
 
 
 def test_refused_without_a_staging_target(
