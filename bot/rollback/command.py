@@ -17,7 +17,7 @@ USAGE = """\
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
 /rollback guard <service> [on|off]
-/rollback drill <service> --rehearse [--to <revision>] [reason…]"""
+/rollback drill <service> [--rehearse] [--to <revision>] [reason…]"""
 
 VERBS = (
     "help",

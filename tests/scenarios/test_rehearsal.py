@@ -219,3 +219,20 @@ def test_drill_without_rehearse_says_what_this_build_has(h: Harness) -> None:
     answer = h.slash("drill checkout").json()["text"]
     assert "`/rollback drill checkout --rehearse` rehearses the rollback in staging" in answer
     assert h.bot.deps.repo.list_rollbacks() == []
+
+
+def test_a_staging_target_that_cannot_be_read_is_refused_with_the_reason(
+    make_harness: Any,
+    kube: KubernetesClient,
+    prometheus: PrometheusSimulator,
+    staging_sim: KubeSimulator,
+) -> None:
+    block = "{context: staging, namespace: shop-staging, deployment: missing-api}"
+    h: Harness = make_harness(
+        catalog_yaml(checkout(prometheus, block)), prometheus_url=prometheus.url, kube=kube
+    )
+    answer = h.slash("drill checkout --rehearse").json()["text"]
+    assert "No rehearsal of *checkout* was started: cannot plan the rollback in staging" in answer
+    assert "deployment missing-api" in answer and "not found" in answer
+    assert "Nothing was changed." in answer
+    assert h.bot.deps.repo.list_rollbacks() == [] and staging_sim.writes == []
