@@ -28,6 +28,7 @@ from bot.notify.progress import SlackProgress
 from bot.notify.template_check import validate_templates
 from bot.paging import acks as page_acks
 from bot.paging import ladder as paging_ladder
+from bot.rehearsal import report as rehearsal_report
 from bot.review import publish as review_publish
 from bot.rollback.lifecycle import DueKind
 from bot.runtime.bolt import bolt_app
@@ -99,6 +100,7 @@ def build_app(
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
     paging_ladder.install(deps)
+    rehearsal_report.install(deps)
     guard = guard_watch.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse

@@ -16,6 +16,7 @@ from bot.execution import immediate
 from bot.guard.answers import guard_command
 from bot.notify import blocks, status
 from bot.notify.reply import Asker, Reply
+from bot.rehearsal.start import rehearse
 from bot.review import answers
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers.answer import ack_with
@@ -46,6 +47,16 @@ def _assess(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     return assessment.assess(deps, service, asker)
 
 
+def _drill(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    if cmd.rehearse:
+        return rehearse(deps, cmd, service, asker)
+    return Reply(  # the readiness drill comes from its own branch; the merge joins them here
+        f"The readiness drill (`/rollback drill {service.name}` without `--rehearse`) is not in"
+        f" this build. `/rollback drill {service.name} --rehearse` rehearses the rollback in"
+        " staging."
+    )
+
+
 def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     return status.status(deps, cmd)
 
@@ -71,6 +82,7 @@ VERBS: dict[str, Verb] = {
     "history": _history,
     "review": _review,
     "guard": _for_service(guard_command),
+    "drill": _for_service(_drill),
 }
 
 

@@ -42,6 +42,15 @@ from bot.rollback.assess import Signal, Thresholds
 from bot.rollback.plan import Plan, PlanInputs, custom_plan, default_plan
 from bot.rollback.triggers import GuardConfig
 
+STAGING = "staging"
+
+
+def staging_key(name: str) -> str:
+    """The key a service's rehearsals are stored under (``checkout@staging``): apart from its
+    production rollbacks, so the one-active-rollback slot and the do-no-harm history of the
+    service never see them. ``@`` cannot occur in a service name."""
+    return f"{name}@{STAGING}"
+
 
 @dataclass(frozen=True)
 class Service:
@@ -62,6 +71,39 @@ class Service:
     review_reminder_hours: float = 24
     timezone: str = "UTC"
     guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
+
+    def staging_twin(self) -> Service | None:
+        """This service pointed at its ``staging:`` target, or None without one: what a
+        rehearsal acts on, named by :func:`staging_key`. What only watches or protects
+        production is left out: signals and health URL (the staging one is used), the point
+        of no return (production revision numbers), custom phases, the guard and the on-call."""
+        st = self.spec.staging
+        if st is None:
+            return None
+        context, namespace = st.context or self.context, st.namespace or self.namespace
+        spec = self.spec.model_copy(
+            update={
+                "context": context,
+                "namespace": namespace,
+                "deployment": st.deployment or self.spec.deployment,
+                "health_url": st.health_url,
+                "signals": {},
+                "point_of_no_return": None,
+                "phases": None,
+                "oncall": [],
+                "auto_rollback": None,
+                "staging": None,
+            }
+        )
+        return replace(
+            self,
+            name=staging_key(self.name),
+            spec=spec,
+            context=context,
+            namespace=namespace,
+            notifications=self.notifications.model_copy(update={"incident_channel": False}),
+            guard=GuardConfig(),
+        )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -111,6 +153,15 @@ class Catalog:
     def get(self, name: str) -> Service | None:
         return self.services.get(name.lower())
 
+    def target_of(self, key: str) -> Service | None:
+        """What a rollback row's ``service`` key acts on: the service of that name, or for a
+        rehearsal's key (``checkout@staging``) that service's staging twin."""
+        name, at, where = key.partition("@")
+        service = self.get(name)
+        if not at:
+            return service
+        return service.staging_twin() if service is not None and where == STAGING else None
+
     @property
     def names(self) -> list[str]:
         return sorted(self.services)
@@ -142,6 +193,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     catalog = _resolve(spec, source)
     errors += _strategy_sections(catalog, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
+    errors += _staging_problems(catalog, mapper.lines)
     if has_valid_defaults:
         errors += _contradictory_thresholds(spec, catalog, mapper.lines)
         errors += _impossible_approvals(catalog, mapper.lines)
@@ -184,6 +236,30 @@ def _strategy_sections(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str
         for name, svc in catalog.services.items()
         if (key := svc.spec.missing_strategy_section)
     ]
+
+
+def _staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
+    """A ``staging:`` target must not be production, and a rehearsal runs the built-in undo."""
+    out = []
+    for name, svc in catalog.services.items():
+        twin = svc.staging_twin()
+        if twin is None:
+            continue
+        where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
+        if (twin.context, twin.namespace) == (svc.context, svc.namespace):
+            out.append(
+                f"{where}: services.{name}.staging: names production (context"
+                f" {svc.context or 'the current one'}, namespace {svc.namespace}); give the"
+                " staging context or namespace"
+            )
+        if svc.spec.strategy != "undo" or svc.spec.phases is not None:
+            kind = "custom phases:" if svc.spec.phases is not None else svc.spec.strategy
+            out.append(
+                f"{where}: services.{name}.staging: a rehearsal runs the built-in undo plan"
+                f" (rollout undo and back); {name} uses {kind}, which rehearsals do not cover"
+                " yet: remove staging: or use strategy undo"
+            )
+    return out
 
 
 def _count(n: int, noun: str) -> str:

@@ -287,7 +287,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     rollback = deps.repo.get_rollback(cmd.rollback_id)
     if rollback is None:
         return Reply(f":x: There is no rollback #{cmd.rollback_id}.")
-    service = deps.catalog.get(rollback.service)
+    service = deps.catalog.target_of(rollback.service)  # a rehearsal's: its staging twin
     members = deps.groups.members(policy.approver_groups(service)) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         deps.audit("rollback.abort_refused", rollback, user)

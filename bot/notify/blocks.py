@@ -10,7 +10,14 @@ from typing import Any
 from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
 from bot.rollback.command import USAGE, closest
-from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
+from bot.rollback.lifecycle import (
+    IN_ENGINE,
+    NEVER_RAN,
+    WAITING,
+    RollbackKind,
+    RollbackStatus,
+    StepStatus,
+)
 from bot.rollback.plan import PHASE_TITLES, PHASES
 from bot.rollback.text import status_verb
 from storage.guard_models import GUARD_ACTOR
@@ -270,9 +277,8 @@ def progress_message(
     how it ended), not "started by" and an SLA clock. ``more`` points to where a long reason can
     be read whole; ``state_note`` says what a waiting request waits for (e.g. "Run anyway")."""
     has_started = rollback.started_at is not None or rollback.status not in _NOT_STARTED
-    title = (
-        f"Rollback #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
-    )
+    noun = "Rehearsal" if rollback.kind == RollbackKind.REHEARSAL else "Rollback"
+    title = f"{noun} #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
     reason = ""
     if rollback.reason:
         reason = f"\n_Reason: {free_text(rollback.reason, more)}_"

@@ -179,14 +179,14 @@ class SlackProgress:
     # --- internals ---------------------------------------------------------------------------
 
     def _channel(self, rollback: Any) -> str:
-        service = self.catalog.get(rollback.service)
+        service = self.catalog.target_of(rollback.service)
         return str(rollback.channel_id or (service.channel if service else ""))
 
     def _render(self, rollback_id: int) -> tuple[Any, str, list[Any]] | None:
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is None:
             return None
-        service = self.catalog.get(rollback.service)
+        service = self.catalog.target_of(rollback.service)  # a rehearsal: its staging twin
         text, blocks = progress_message(
             rollback,
             self.repo.list_steps(rollback_id),

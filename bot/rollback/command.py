@@ -16,7 +16,8 @@ USAGE = """\
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
-/rollback guard <service> [on|off]"""
+/rollback guard <service> [on|off]
+/rollback drill <service> [--rehearse] [--to <revision>] [reason…]"""
 
 VERBS = (
     "help",
@@ -30,10 +31,11 @@ VERBS = (
     "history",
     "review",
     "guard",
+    "drill",
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
-_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force"})
+_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force", "--rehearse"})
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
@@ -63,6 +65,7 @@ class Command:
     is_immediate: bool = False
     is_dry_run: bool = False
     is_forced: bool = False  # past the point of no return (approvers only)
+    rehearse: bool = False  # drill --rehearse: a real rollback and roll-forward in staging
 
 
 def parse_revision(text: str) -> str:
@@ -105,7 +108,7 @@ def parse_command(text: str) -> Command:
         return Command("help")
     if verb == "guard":
         return _guard_command(args)
-    if verb in ("assess", "plan", "run"):
+    if verb in ("assess", "plan", "run", "drill"):
         return _service_command(verb, args)
     if verb in ("approve", "reject", "abort", "review"):
         if not args:
@@ -138,6 +141,13 @@ def _guard_command(args: list[str]) -> Command:
     return Command("guard", service=args[0].lower(), reason=switch)
 
 
+_VERB_OPTIONS = {
+    "plan": {"--at"},
+    "run": {"--immediate", "--dry-run", "--force"},
+    "drill": {"--rehearse"},
+}
+
+
 def _service_command(verb: str, args: list[str]) -> Command:
     if not args or args[0].startswith("-"):
         raise UsageError(f"`/rollback {verb}` needs a service name")
@@ -146,7 +156,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
         if rest:
             raise UsageError("`/rollback assess` takes only a service name")
         return Command(verb, service=service)
-    allowed = {"--to"} | ({"--at"} if verb == "plan" else {"--immediate", "--dry-run", "--force"})
+    allowed = {"--to"} | _VERB_OPTIONS[verb]
     values: dict[str, str] = {}
     flags: set[str] = set()
     reason: list[str] = []
@@ -184,6 +194,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_immediate="--immediate" in flags,
         is_dry_run="--dry-run" in flags,
         is_forced="--force" in flags,
+        rehearse="--rehearse" in flags,
     )
 
 

@@ -60,6 +60,7 @@ NEVER_RAN: tuple[RollbackStatus, ...] = (
 class RollbackKind(StrEnum):
     IMMEDIATE = "immediate"  # a responder's, no approval
     PLANNED = "planned"  # a request with votes (two-person rule)
+    REHEARSAL = "rehearsal"  # a responder's rollback and roll-forward in staging (never production)
 
 
 class StepStatus(StrEnum):
@@ -110,6 +111,7 @@ class DueKind(StrEnum):
     PAGE_ACK_NOTICES = "page.ack_notices"  # replaces the Acknowledge buttons once one is taken
     REVIEW_PUBLISH = "review.publish"
     REVIEW_REMIND = "review.remind"
+    REHEARSAL_FINISHED = "rehearsal.finished"  # post a rehearsal's report (no notices, no pages)
 
 
 # --- due-work keys: one function per key shape, so that no key is built by hand twice ---------
@@ -121,6 +123,14 @@ def started_key(rollback_id: int) -> str:
 
 def finished_key(rollback_id: int) -> str:
     return f"finished:{rollback_id}"
+
+
+def finished_kind(kind: str) -> DueKind:
+    """What the end of a rollback row schedules: a rehearsal's report, or the production
+    listeners (notices, pages, review, metrics), which a rehearsal must never reach."""
+    if kind == RollbackKind.REHEARSAL:
+        return DueKind.REHEARSAL_FINISHED
+    return DueKind.ROLLBACK_FINISHED
 
 
 def start_key(rollback_id: int, *, is_confirmed: bool = False) -> str:

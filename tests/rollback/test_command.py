@@ -297,6 +297,7 @@ def test_verbs_are_those_of_the_contract() -> None:
         "history",
         "review",
         "guard",
+        "drill",
     }
 
 
