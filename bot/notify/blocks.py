@@ -11,6 +11,7 @@ from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
 from bot.rollback.command import USAGE, closest
 from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
+from bot.rollback.phases import stored_selection
 from bot.rollback.plan import PHASE_TITLES, PHASES
 from bot.rollback.text import status_verb
 from storage.guard_models import GUARD_ACTOR
@@ -310,6 +311,8 @@ def _phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
         state = _phase_state([s.status for s in in_phase])
         times = [(s.started_at, s.finished_at or now) for s in in_phase if s.started_at]
         took = f" — {_duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
+        if state == StepStatus.SKIPPED:
+            took = " — skipped"
         lines.append(f"{STEP_ICONS[state]} {PHASE_TITLES[phase]}{took}")
     return lines
 
@@ -327,6 +330,9 @@ def _progress_facts(rollback: Any, steps: Sequence[Any], has_started: bool) -> l
         facts.append(f"target revision *{target['to_revision']}* ({escape(images)})")
     elif rollback.target_revision:
         facts.append(f"target revision *{escape(rollback.target_revision)}*")
+    selection = stored_selection(getattr(rollback, "phases", None), (s.phase for s in steps))
+    if selection is not None:  # a partial rollback (--phases) says what it leaves out
+        facts.append(f"phases *{selection.describe()}*")
     if getattr(rollback, "incident_channel_id", None):
         facts.append(f"incident channel <#{rollback.incident_channel_id}>")
     return facts

@@ -29,6 +29,8 @@ class NewStep:
     name: str
     kind: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "pending"  # "skipped": a phase a partial rollback does not run (--phases)
+    error: str | None = None  # why a step stored as skipped never runs
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class RollbacksMixin(RepositoryBase):
         scheduled_at: datetime | None = None,
         required_approvals: int = 1,
         expires_at: datetime | None = None,
+        phases: Sequence[str] | None = None,
         steps: Sequence[NewStep] = (),
         schedule: Callable[[int], Sequence[NewWork]] | None = None,
     ) -> Rollback:
@@ -62,6 +63,7 @@ class RollbacksMixin(RepositoryBase):
                 scheduled_at=scheduled_at,
                 required_approvals=required_approvals,
                 expires_at=expires_at,
+                phases=list(phases) if phases is not None else None,
                 created_at=now,
                 started_at=now
                 if status == RollbackStatus.RUNNING
