@@ -215,17 +215,24 @@ def start_immediate(
     )
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
+    return Started(_started_text(service, rollback.id, checked, plan, superseded), rollback.id)
+
+
+def _started_text(
+    service: Service, rollback_id: int, checked: Checked, plan: Plan, superseded: int | None
+) -> str:
+    """What the responder is told: the plan's size (and phases, when partial) and where to
+    follow it; what an approver's ``--force`` overrode is said aloud."""
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     steps = f"{len(plan.steps)} steps"
-    if selection:
+    if selection := _partial(checked):
         running = sum(s.phase in selection.selected for s in plan.steps)
         steps = f"{running} of {len(plan.steps)} steps; phases {selection.describe()}"
-    text = (
-        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
+    return (
+        f":arrows_counterclockwise: Rollback #{rollback_id} of *{service.name}* started"
         f" ({plan.strategy}, {steps}). Progress in <#{service.channel}>.{note}"
     )
-    return Started(text, rollback.id)
 
 
 def _refused_start(
