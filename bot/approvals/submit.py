@@ -56,14 +56,7 @@ def submit_request(
     try:  # checked again when it starts: the cluster may change while it waits
         checked = check(deps, service, target_revision, pin=False, phases=phases)
     except Refusal as refusal:
-        detail: dict[str, Any] = {"target": target_revision}
-        if phases:
-            detail["phases"] = list(phases)
-        audit_refusal(deps, "approval.refused", service, user, refusal, **detail)
-        return (
-            f":no_entry: No rollback request for *{service.name}* was made:"
-            f" {escape_keeping_mentions(str(refusal))}."
-        )
+        return _refused_request(deps, service, user, refusal, target_revision, phases)
     try:
         r = approvals.request(
             deps,
@@ -91,6 +84,29 @@ def submit_request(
         f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
         f" {when(r.expires_at)}.{part}"
+    )
+
+
+def _refused_request(
+    deps: Deps,
+    service: Service,
+    user: str,
+    refusal: Refusal,
+    target_revision: str | None,
+    phases: Sequence[str],
+) -> str:
+    """Audited before it is said; nothing was stored or posted."""
+    detail: dict[str, Any] = {"target": target_revision}
+    if phases:
+        detail["phases"] = list(phases)
+    audit_refusal(deps, "approval.refused", service, user, refusal, **detail)
+    # a request has no --force: say where an approver's override is given
+    where = (
+        " (`--force` goes with `/rollback run … --immediate`)" if "--force" in str(refusal) else ""
+    )
+    return (
+        f":no_entry: No rollback request for *{service.name}* was made:"
+        f" {escape_keeping_mentions(str(refusal))}{where}."
     )
 
 

@@ -298,6 +298,7 @@ def test_a_planned_request_that_would_skip_the_point_of_no_return_is_refused(
         ":no_entry: No rollback request for *billing* was made: `--phases"
         " application,verification` skips the point of no return"
     )
+    assert text.endswith("with `--force` (`--force` goes with `/rollback run … --immediate`).")
     assert h.bot.deps.repo.get_rollback(1) is None
     (refused,) = h.bot.deps.repo.list_audit_events(kind="approval.refused")
     assert refused.detail["phases"] == ["application", "verification"]
