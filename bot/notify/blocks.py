@@ -11,7 +11,7 @@ from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
 from bot.rollback.command import USAGE, closest
 from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
-from bot.rollback.phases import stored_selection
+from bot.rollback.phases import NOT_SELECTED, stored_selection
 from bot.rollback.plan import PHASE_TITLES, PHASES
 from bot.rollback.text import status_verb
 from storage.guard_models import GUARD_ACTOR
@@ -297,7 +297,8 @@ def progress_message(
         said = free_text(rollback.error, more, keep_mentions=True)  # who aborted it, and why
         blocks.insert(3, section(f":octagonal_sign: {said}"))
     done = sum(s.status == StepStatus.SUCCEEDED for s in steps)
-    text = f"{title}: {done}/{len(steps)} steps done"
+    to_run = [s for s in steps if s.error != NOT_SELECTED]  # a partial rollback's own steps
+    text = f"{title}: {done}/{len(to_run)} steps done"
     return limits.fit_message(text, blocks, more=more)
 
 

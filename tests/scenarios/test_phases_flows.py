@@ -148,6 +148,8 @@ def test_seed_001_database_ok_application_issues_runs_only_those_phases(
 
     progress = progress_blocks(h)
     assert "phases *application, verification (skipped: preparation, database)*" in progress
+    texts = [m["text"] for m in h.slack.messages("C0DEPLOYS")]
+    assert "Rollback #1 of shop — SUCCEEDED: 3/3 steps done" in texts  # its own steps
     assert "Database rollback — skipped" in progress and "Preparation — skipped" in progress
 
     review = publish_review(h)
