@@ -58,10 +58,11 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
             then=lambda: _submit_dry_run(deps, service, plan, cmd, asker),
         )
     if not cmd.is_immediate:
+        subset = f" --phases {','.join(cmd.phases)}" if cmd.phases else ""
         return Reply(
             f"A planned rollback of *{service.name}* needs approval: `/rollback plan"
-            f" {service.name} [--to N] [--at HH:MM] <reason>`. Responders can run it now with"
-            f" `/rollback run {service.name} --immediate <reason>`."
+            f" {service.name} [--to N] [--at HH:MM]{subset} <reason>`. Responders can run it now"
+            f" with `/rollback run {service.name} --immediate{subset} <reason>`."
         )
     if not policy.may_run_immediately(service, user):
         _refused(deps, service, user, "not a responder")  # stored before the answer

@@ -245,7 +245,7 @@ def check_rollback(
     undos: list[UndoPlan] = []
     history = undone_releases(repo, service) if undo_steps else []
     for s in plan.steps:
-        if s not in undo_steps:
+        if s.kind != "rollout_undo" or s.phase in selection.skipped:  # a skipped undo never runs
             steps.append(s)
             continue
         checked, undo, warning = _check_undo(

@@ -172,6 +172,12 @@ def test_an_unknown_phase_is_answered_with_the_plans_phases(
     assert h.bot.deps.repo.get_rollback(1) is None and writes(kube_sim) == []
 
 
+def test_run_without_immediate_keeps_the_phases_in_its_hints(h: Harness) -> None:
+    text = h.slash("run shop --phases application,verification").json()["text"]
+    assert "`/rollback plan shop [--to N] [--at HH:MM] --phases application,verification" in text
+    assert "`/rollback run shop --immediate --phases application,verification <reason>`" in text
+
+
 def test_an_empty_subset_is_refused(h: Harness) -> None:
     text = h.slash("run shop --immediate --phases , x").json()["text"]
     assert "is not a phase of shop's plan" in text  # ",x": the list typed with a space
