@@ -152,6 +152,14 @@ def test_seed_001_database_ok_application_issues_runs_only_those_phases(
     assert "Rollback #1 of shop — SUCCEEDED: 3/3 steps done" in texts  # its own steps
     assert "Database rollback — skipped" in progress and "Preparation — skipped" in progress
 
+    said = "\n".join(m["text"] for m in h.slack.messages("C0DEPLOYS"))
+    partial = (
+        "• Partial rollback: phases application, verification (skipped: preparation, database)"
+    )
+    assert said.count(partial) == 2  # the critical notice and the completion notice
+    assert "Complete the rollback procedure (3 steps)" in said
+    assert "Data impact: MINIMAL — the plan does not touch the database" in said  # skipped
+
     review = publish_review(h)
     assert (
         "- **Phases**: application, verification only (partial rollback, `--phases`); skipped,"
