@@ -12,6 +12,7 @@ from bot.adapters.slack.web import SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.catalog.load import Service
 from bot.rollback import policy
+from bot.rollback.phases import stored_selection
 from storage.models import Rollback
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ def request_blocks(
 ) -> tuple[str, list[dict[str, object]]]:
     assert r.id is not None
     assessment = deps.repo.get_assessment(r.assessment_id) if r.assessment_id else None
+    steps = deps.repo.list_steps(r.id) if r.phases else []
+    selection = stored_selection(r.phases, (s.phase for s in steps))
     return approval_blocks.request_message(
         r,
         approvals=deps.repo.list_approvals(r.id),
@@ -34,6 +37,7 @@ def request_blocks(
         two_person_rule=service.approval.two_person_rule,
         note=note,
         tz=service.tz,
+        phases=selection.describe() if selection else None,
     )
 
 

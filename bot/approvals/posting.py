@@ -58,7 +58,9 @@ def _dry_run(deps: Deps, r: Rollback, service: Service, problems: list[str]) -> 
     ``problems``."""
     try:
         plan = service.plan(r.target_revision)
-        return describe_plan(deps, service, plan, r.target_revision, problems=problems)
+        return describe_plan(
+            deps, service, plan, r.target_revision, problems=problems, phases=r.phases or ()
+        )
     except Exception as exc:  # the request is still worth posting: say what could not be read
         log.exception("dry run for request #%d failed", r.id)
         return f"_The dry run failed ({type(exc).__name__}); the bot's log has the details._"

@@ -113,7 +113,7 @@ def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) 
     before it is running (so before any notice or page), and says why in its thread."""
     assert r.id is not None
     try:
-        check(deps, service, r.target_revision, pin=False)
+        check(deps, service, r.target_revision, pin=False, phases=r.phases or ())
     except Refusal as refusal:
         ended = end_waiting(
             deps,

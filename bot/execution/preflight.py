@@ -9,7 +9,7 @@ with the reason and what to do. So a refused command never notifies or pages any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog.load import PlanError, Service
+from bot.rollback.command import UsageError
+from bot.rollback.phases import PhaseSelection, check_subset, select_phases
 from bot.rollback.plan import Plan, StepSpec
 from bot.rollback.safety import (
     KnownRevision,
@@ -70,6 +72,7 @@ __all__ = [
     "check",
     "check_rollback",
     "crosses_point_of_no_return",
+    "phases_problem",
 ]
 
 
@@ -80,6 +83,7 @@ class Checked:
     plan: Plan
     target_revision: str | None  # what the rollback row records: the resolved number, if asked
     warnings: tuple[str, ...] = ()  # overridden refusals (an approver's --force), said aloud
+    selection: PhaseSelection | None = None  # the phases it runs (--phases); None: all
 
 
 def crosses_point_of_no_return(service: Service, from_revision: int, to_revision: int) -> bool:
@@ -155,6 +159,20 @@ def stale_assessment(
     )
 
 
+def phases_problem(service: Service, names: Sequence[str]) -> str | None:
+    """Why ``--phases`` names a phase the service's plan does not have (a usage error, said
+    before any check), or None. A plan that cannot be built is the checks' to report."""
+    if not names:
+        return None
+    try:
+        select_phases(service.plan(None), names, service.name)
+    except PlanError:
+        return None
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
 def check(
     deps: Handles,
     service: Service,
@@ -162,10 +180,18 @@ def check(
     *,
     is_forced: bool = False,
     pin: bool = True,
+    phases: Sequence[str] = (),
 ) -> Checked:
     """:func:`check_rollback` with the app's cluster, database and clock."""
     return check_rollback(
-        deps.kube, deps.repo, service, target, now=deps.clock(), is_forced=is_forced, pin=pin
+        deps.kube,
+        deps.repo,
+        service,
+        target,
+        now=deps.clock(),
+        is_forced=is_forced,
+        pin=pin,
+        phases=phases,
     )
 
 
@@ -192,26 +218,34 @@ def check_rollback(
     now: datetime,
     is_forced: bool = False,
     pin: bool = True,
+    phases: Sequence[str] = (),
 ) -> Checked:
     """The plan to run, or :class:`Refusal`. ``pin`` fixes each undo to the exact revision and
     template checked here (an immediate rollback starts now: the step refuses if the
-    deployment changed in between); a planned request is checked again when it starts."""
+    deployment changed in between); a planned request is checked again when it starts.
+    ``phases`` (``--phases``) selects a subset, checked by ``bot.rollback.phases``'s rules;
+    only the undos of the selected phases are checked (and resolved)."""
     try:
         plan = service.plan(None)
-    except PlanError as exc:
+        selection = select_phases(plan, phases, service.name)
+    except (PlanError, UsageError) as exc:
         raise Refusal(str(exc)) from None
-    undo_steps = [s for s in plan.steps if s.kind == "rollout_undo"]
+    warnings = check_subset(plan, selection, is_forced=is_forced)
+    undo_steps = [
+        s for s in plan.steps if s.kind == "rollout_undo" and s.phase in selection.selected
+    ]
     if target and not undo_steps:
+        which = "the selected phases of " if selection.is_partial else ""
         raise Refusal(
-            f"`--to` chooses the revision a `rollout_undo` step goes back to, and {service.name}'s"
-            f" plan ({plan.strategy}) has no such step. Leave out `--to`, or change the catalog."
+            f"`--to` chooses the revision a `rollout_undo` step goes back to, and {which}"
+            f"{service.name}'s plan ({plan.strategy}) has no such step. Leave out `--to`, or"
+            " change the catalog."
         )
     steps: list[StepSpec] = []
     undos: list[UndoPlan] = []
-    warnings: list[str] = []
     history = undone_releases(repo, service) if undo_steps else []
     for s in plan.steps:
-        if s.kind != "rollout_undo":
+        if s.kind != "rollout_undo" or s.phase in selection.skipped:  # a skipped undo never runs
             steps.append(s)
             continue
         checked, undo, warning = _check_undo(
@@ -221,7 +255,7 @@ def check_rollback(
         undos.append(undo)
         warnings += warning
     resolved = str(undos[0].to_revision) if target and undos else None
-    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings))
+    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings), selection)
 
 
 def _check_undo(

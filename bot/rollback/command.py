@@ -11,8 +11,9 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 USAGE = """\
 /rollback help
 /rollback assess <service>
-/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [reason…]
-/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [reason…]
+/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--phases <p,…>] [reason…]
+/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] \
+[--phases <p,…>] [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
@@ -35,7 +36,12 @@ VERBS = (
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
-_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force", "--rehearse"})
+_ALL_OPTIONS = frozenset(
+    {"--to", "--at", "--immediate", "--dry-run", "--force", "--phases", "--rehearse"}
+)
+_VALUED = ("--to", "--at", "--phases")  # options followed by a value
+# a phase name as typed: the plan decides which exist (bot.rollback.phases.select_phases)
+_PHASE_NAME = re.compile(r"^[a-z][a-z_]{0,39}$")
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
@@ -66,6 +72,7 @@ class Command:
     is_dry_run: bool = False
     is_forced: bool = False  # past the point of no return (approvers only)
     rehearse: bool = False  # drill --rehearse: a real rollback and roll-forward in staging
+    phases: tuple[str, ...] = ()  # --phases: the subset of the plan's phases to run (empty: all)
 
 
 def parse_revision(text: str) -> str:
@@ -76,6 +83,25 @@ def parse_revision(text: str) -> str:
             f"`{text}` is not a revision (a number like 41, or a version tag, image or digest)"
         )
     return text
+
+
+def parse_phases(text: str) -> tuple[str, ...]:
+    """``--phases application,verification`` (also ``Stop-Traffic``): lower-case names in the
+    order given, each once; which exist is the plan's to say. UsageError when none is named."""
+    names: list[str] = []
+    for part in text.split(","):
+        name = part.strip().lower().replace("-", "_")
+        if not name:
+            continue
+        if not _PHASE_NAME.match(name):
+            raise UsageError(f"`{part.strip()}` is not a phase name (like application)")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError(
+            "`--phases` names no phase: give one or more, like application,verification"
+        )
+    return tuple(names)
 
 
 def _rollback_id(token: str) -> int:
@@ -142,8 +168,8 @@ def _guard_command(args: list[str]) -> Command:
 
 
 _VERB_OPTIONS = {
-    "plan": {"--at"},
-    "run": {"--immediate", "--dry-run", "--force"},
+    "plan": {"--at", "--phases"},
+    "run": {"--immediate", "--dry-run", "--force", "--phases"},
     "drill": {"--rehearse"},
 }
 
@@ -170,13 +196,19 @@ def _service_command(verb: str, args: list[str]) -> Command:
                 if not is_other_verbs and (guess := closest(token, allowed)) is not None:
                     raise UsageError(f"{problem}: did you mean `{guess}`?", guess)
                 raise UsageError(problem)
-            if token in ("--to", "--at"):
+            if token in _VALUED:
                 if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
                     raise UsageError(f"`{token}` needs a value")
                 if token in values:
                     raise UsageError(f"`{token}` is given twice; give it once")
                 values[token] = rest[i + 1]
                 i += 2
+                # `--phases application, verification`: a list typed with spaces stays whole
+                while token == "--phases" and values[token].endswith(",") and i < len(rest):
+                    if rest[i].startswith("--"):
+                        break
+                    values[token] += rest[i]
+                    i += 1
                 continue
             flags.add(token)
         else:
@@ -185,6 +217,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
     target = values.get("--to")
     if target is not None:
         parse_revision(target)
+    phases = values.get("--phases")
     return Command(
         verb,
         service=service,
@@ -195,6 +228,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_dry_run="--dry-run" in flags,
         is_forced="--force" in flags,
         rehearse="--rehearse" in flags,
+        phases=parse_phases(phases) if phases is not None else (),
     )
 
 
