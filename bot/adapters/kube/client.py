@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from bot.adapters.kube.access import AccessReviews
 from bot.adapters.kube.kubectl import (
     CHANGE_CAUSE,
     RESTARTED_AT,
@@ -72,7 +73,7 @@ def _scale_replicas(scale: k8s.V1Scale) -> int:
     return (scale.spec.replicas or 0) if scale.spec else 0
 
 
-class KubernetesClient(Resources, Watching):
+class KubernetesClient(Resources, Watching, AccessReviews):
     """Deployments, Services, Jobs and snapshots across kube contexts, with bounded retries.
 
     409 Conflict on a read-modify-write re-reads and retries; 429/5xx and connection errors
