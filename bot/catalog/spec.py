@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from bot.catalog.auto_rollback import AutoRollback
+from bot.catalog.drills import Drills
 from bot.catalog.fields import (
     E164,
     SLACK_USERGROUP,
@@ -214,6 +215,7 @@ class Defaults(_Strict):
     review_reminder_hours: float = Field(default=24, gt=0)
     timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
     auto_rollback: AutoRollback = AutoRollback()
+    drills: Drills = Drills()  # readiness drills: schedule, and how recent counts as tested
 
     _check_channel = field_validator("channel")(_channel_id)
     _check_timezone = field_validator("timezone")(_timezone)
@@ -246,6 +248,7 @@ class ServiceSpec(_Strict):
     point_of_no_return: PointOfNoReturn | None = None
     timezone: str | None = None  # overrides defaults.timezone
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
+    drills: Drills | None = None  # keys given here override defaults.drills
 
     _check_timezone = field_validator("timezone")(_timezone)
 
