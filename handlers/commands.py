@@ -12,6 +12,7 @@ from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
+from bot.drills.run import drill_command
 from bot.execution import immediate
 from bot.guard.answers import guard_command
 from bot.notify import blocks, status
@@ -71,6 +72,7 @@ VERBS: dict[str, Verb] = {
     "history": _history,
     "review": _review,
     "guard": _for_service(guard_command),
+    "drill": _for_service(drill_command),
 }
 
 

@@ -16,7 +16,8 @@ USAGE = """\
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
-/rollback guard <service> [on|off]"""
+/rollback guard <service> [on|off]
+/rollback drill <service> [--to <revision>]"""
 
 VERBS = (
     "help",
@@ -30,6 +31,7 @@ VERBS = (
     "history",
     "review",
     "guard",
+    "drill",
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
@@ -105,6 +107,8 @@ def parse_command(text: str) -> Command:
         return Command("help")
     if verb == "guard":
         return _guard_command(args)
+    if verb == "drill":
+        return _drill_command(args)
     if verb in ("assess", "plan", "run"):
         return _service_command(verb, args)
     if verb in ("approve", "reject", "abort", "review"):
@@ -136,6 +140,24 @@ def _guard_command(args: list[str]) -> Command:
     if switch and switch not in GUARD_SWITCHES:
         raise UsageError(f"`{args[1]}` is not on or off")
     return Command("guard", service=args[0].lower(), reason=switch)
+
+
+def _drill_command(args: list[str]) -> Command:
+    """``drill <service> [--to N]``: a readiness report; it changes nothing, so no reason."""
+    if not args or args[0].startswith("-"):
+        raise UsageError("`/rollback drill` needs a service name")
+    service, rest, target = args[0].lower(), args[1:], None
+    while rest:
+        token, rest = rest[0], rest[1:]
+        if token != "--to":
+            guess = closest(token, ["--to"]) if token.startswith("--") else None
+            raise UsageError(f"`{token}` is not an option of `/rollback drill`", guess)
+        if target is not None:
+            raise UsageError("`--to` is given twice; give it once")
+        if not rest or rest[0].startswith("--"):
+            raise UsageError("`--to` needs a value")
+        target, rest = parse_revision(rest[0]), rest[1:]
+    return Command("drill", service=service, target_revision=target)
 
 
 def _service_command(verb: str, args: list[str]) -> Command:

@@ -254,6 +254,14 @@ class Resources(ApiSession):
         )
         return _json_object(patched)
 
+    def resource_of(self, t: KubeTarget, api_version: str, kind: str) -> tuple[str, str]:
+        """(API group, resource plural) of a kind, as RBAC names it (from discovery for CRDs)."""
+        builtin = _BUILTIN_KINDS.get((api_version, kind))
+        if builtin is not None:
+            group = api_version.rpartition("/")[0]
+            return group, "ingresses" if kind == "Ingress" else f"{builtin[1].replace('_', '')}s"
+        return _group_version(api_version)[0], self._plural(t, api_version, kind)
+
     # ── internals ──
 
     def _patch(
