@@ -41,9 +41,8 @@ def dry_run_check(deps: Deps, service: Service, plan: Plan, target: str | None) 
             _listed(problems),
             f"`/rollback run {service.name} --dry-run` shows every step; fix what it names.",
         )
-    return ok(
-        name, f"all {len(plan.steps)} steps pass; every write accepted as a server-side dry run"
-    )
+    steps = plural(len(plan.steps), "step")
+    return ok(name, f"{steps} pass; every write accepted as a server-side dry run")
 
 
 def plan_queries(service: Service, plan: Plan) -> dict[str, str]:

@@ -11,7 +11,7 @@ from bot.notify import blocks
 from bot.notify.limits import Block, fit_message
 from storage.drill_models import Drill, DrillStatus
 
-ICONS = {
+ICONS: dict[str, str] = {
     DrillStatus.PASSED: ":white_check_mark:",
     DrillStatus.FAILED: ":x:",
     DrillStatus.ERROR: ":warning:",

@@ -44,15 +44,19 @@ def drill_command(deps: Deps, cmd: Command, service: Service, asker: Asker) -> R
             f":x: `--to` chooses the revision a rollout undo goes back to, and {service.name}'s"
             f" plan ({plan.strategy}) has none. Run `/rollback drill {service.name}` without it."
         )
-    return Reply(
-        f":stethoscope: Readiness drill of *{service.name}*: checking (nothing will be changed);"
-        f" the report goes to <#{service.channel}>.",
-        then=lambda: deps.work.submit(
+
+    def submit() -> None:
+        deps.work.submit(
             f"drill of {service.name}",
             lambda: _start(deps, service, asker, cmd.target_revision),
             tell=tell_on_error(asker.respond, f"the drill of {service.name}"),
             lane="bulk",
-        ),
+        )
+
+    return Reply(
+        f":stethoscope: Readiness drill of *{service.name}*: checking (nothing will be changed);"
+        f" the report goes to <#{service.channel}>.",
+        then=submit,
     )
 
 

@@ -20,7 +20,10 @@ TWILIO = {
     "twilio_auth_token": "token",
     "twilio_from_number": "+15550100999",
 }
-ONCALL = "[{name: Primary, phone: '+15550100001'}, {name: Lead, phone: '+15550100002', after_minutes: 5}]"
+ONCALL = (
+    "[{name: Primary, phone: '+15550100001'},"
+    " {name: Lead, phone: '+15550100002', after_minutes: 5}]"
+)
 
 
 @dataclass
@@ -69,7 +72,8 @@ def make_world(
     prometheus: PrometheusSimulator,
 ) -> Any:
     def make(*services: str, twilio: bool = True, **settings: Any) -> World:
-        kube_sim.seed_deployment(NS, "checkout-api", images=["checkout:v1", "checkout:v2"])
+        if kube_sim.get_object("apps/v1", "deployments", NS, "checkout-api") is None:
+            kube_sim.seed_deployment(NS, "checkout-api", images=["checkout:v1", "checkout:v2"])
         set_service_values(
             prometheus, "checkout", error_rate=0.001, latency=0.2, sessions=40, db_up=1
         )
