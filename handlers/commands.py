@@ -12,6 +12,7 @@ from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
+from bot.drills.report import drill_history
 from bot.drills.run import drill_command
 from bot.execution import immediate
 from bot.guard.answers import guard_command
@@ -52,7 +53,10 @@ def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
 
 
 def _history(deps: Deps, cmd: Command, asker: Asker) -> Reply:
-    return status.history(deps, cmd)  # it answers an unknown service itself
+    reply = status.history(deps, cmd)  # it answers an unknown service itself
+    if cmd.service is None or deps.catalog.get(cmd.service) is None:
+        return reply
+    return Reply(f"{reply.text}\n\n{drill_history(deps, cmd.service)}")
 
 
 def _review(deps: Deps, cmd: Command, asker: Asker) -> Reply:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.drills.checks import MARKS, Check, State
 from bot.notify import blocks
 from bot.notify.limits import Block, fit_message
 from storage.drill_models import Drill, DrillStatus
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
 
 ICONS: dict[str, str] = {
     DrillStatus.PASSED: ":white_check_mark:",
@@ -84,3 +88,30 @@ def last_drill_text(drill: Drill | None, now: datetime) -> str:
         return "last drill: never"
     mark = "✓" if drill.status == DrillStatus.PASSED else "✗"
     return f"last drill: {ago(drill.finished_at, now)} {mark}"
+
+
+def readiness_lines(deps: Deps, services: Sequence[str] | None = None) -> list[str]:
+    """``*checkout* — last drill: 3 days ago ✓`` for each service (App Home)."""
+    latest = deps.repo.latest_drills()
+    now = deps.clock()
+    names = deps.catalog.names if services is None else services
+    return [f"*{name}* — {last_drill_text(latest.get(name), now)}" for name in names]
+
+
+def drill_history(deps: Deps, service: str, limit: int = 5) -> str:
+    """The drills part of ``/rollback history <service>``."""
+    rows = [d for d in deps.repo.list_drills(service, limit=limit) if d.finished_at is not None]
+    last = last_drill_text(rows[0] if rows else None, deps.clock())
+    lines = [f"*Readiness drills of {service}*: {last}"]
+    for d in rows:
+        assert d.finished_at is not None
+        checks = [Check.from_json(c) for c in d.checks]
+        passed = sum(1 for c in checks if c.state == State.OK)
+        failing = ", ".join(c.name for c in checks if c.state != State.OK)
+        lines.append(
+            f"• drill #{d.id} {verdict(d)} · {d.finished_at:%Y-%m-%d %H:%M} UTC · {d.trigger}"
+            f" · {passed}/{len(checks)} ✓" + (f" · ✗ {failing}" if failing else "")
+        )
+    if not rows:
+        lines.append(f"No drill yet: `/rollback drill {service}`.")
+    return "\n".join(lines)

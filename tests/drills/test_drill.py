@@ -9,6 +9,7 @@ from kubernetes.client import CustomObjectsApi
 
 from bot.sim.kube_access import AccessRule
 from tests.drills.world import NS, World, checkout_yaml
+from tests.handlers.test_home import send_home_opened
 
 JOB = "{template: {spec: {restartPolicy: Never, containers: [{name: m, image: 'migrate:1'}]}}}"
 EVERYTHING = (
@@ -102,3 +103,19 @@ def test_drill_usage_errors_change_nothing(make_world: Any) -> None:
     assert "Unknown service `nosuch`" in w.h.slash("drill nosuch").json()["text"]
     w.h.wait_idle()
     assert w.deps.repo.list_drills() == []
+
+
+def test_history_and_app_home_show_the_last_drill(make_world: Any) -> None:
+    w: World = make_world()
+    assert "last drill: never" in w.h.slash("history checkout").json()["text"]
+    w.drill("checkout")
+
+    history = w.h.slash("history checkout").json()["text"]
+
+    assert "No rollbacks of *checkout* yet." in history
+    assert "*Readiness drills of checkout*: last drill: just now ✓" in history
+    assert "• drill #1 ready" in history and "manual · 7/7 ✓" in history
+    assert send_home_opened(w.h, "U0ONCALL1").status_code == 200
+    w.h.slack.wait_for("views.publish")
+    home = str(w.h.slack.home_view("U0ONCALL1"))
+    assert "Readiness drills" in home and "*checkout* — last drill: just now ✓" in home
