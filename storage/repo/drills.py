@@ -94,6 +94,10 @@ class DrillsMixin(RepositoryBase):
         with self._read() as session:
             return session.get(Drill, drill_id)
 
+    def drill_by_schedule_key(self, key: str) -> Drill | None:
+        with self._read() as session:
+            return session.exec(select(Drill).where(Drill.schedule_key == key)).first()
+
     def list_drills(self, service: str | None = None, limit: int = 10) -> list[Drill]:
         """Newest first, optionally for one service."""
         query = select(Drill).order_by(col(Drill.id).desc()).limit(limit)
