@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client as k8s
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import AccessCheck, KubeTarget
+from bot.adapters.kube.values import AccessCheck, KubeError, KubeTarget
 from bot.catalog.load import parse_catalog
 from bot.drills.checks import State
 from bot.drills.permissions import permissions_check
+from bot.sim.kube_access import AccessRule
+from bot.sim.kube_api import KubeSimulator
 from tests.conftest import catalog_yaml
 from tests.kube.conftest import Cluster, rbac_documents
 from tests.kube.workloads import Workloads
@@ -72,3 +75,37 @@ def test_a_verb_the_role_lacks_is_a_failed_check(
     t = KubeTarget(None, workloads.ns)
     decision = bot_kube.may(t, AccessCheck("delete", "apps", "deployments", workloads.ns, "x"))
     assert not decision.is_allowed and not decision.is_denied  # RBAC only ever allows
+
+
+def test_the_simulators_403_says_what_the_api_server_says(
+    cluster: Cluster, workloads: Workloads, bot_kube: KubernetesClient
+) -> None:
+    """The words a refused write reaches Slack with, from the real RBAC and from bot/sim."""
+    workloads.release("checkout-api", ["shop/checkout:v1"])
+    (role,) = [d for d in rbac_documents(workloads.ns) if d["kind"] == "Role"]
+    lacking = copy.deepcopy(role)
+    lacking["rules"] = [r for r in lacking["rules"] if r["resources"] != ["deployments"]]
+    lacking["rules"].append({"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]})
+    k8s.RbacAuthorizationV1Api(cluster.admin).replace_namespaced_role(
+        "rollback-bot", workloads.ns, lacking
+    )
+    t = KubeTarget(None, workloads.ns)
+
+    def refusal(kube: KubernetesClient) -> str:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                kube.restart(t, "checkout-api", at=datetime.now(UTC), dry_run=True)
+            except KubeError as exc:
+                assert exc.status == 403, str(exc)
+                return str(exc)
+            assert time.monotonic() < deadline, "still allowed"
+            time.sleep(0.05)
+
+    real = refusal(bot_kube)
+    with KubeSimulator() as sim:
+        sim.seed_namespace(workloads.ns)
+        sim.seed_deployment(workloads.ns, "checkout-api", images=["shop/checkout:v1"])
+        sim.set_access_rules([AccessRule(("get",), ("apps",), ("deployments",))])
+        simulated = KubernetesClient(api_client_for=lambda ctx: sim.api_client())
+        assert refusal(simulated) == real
