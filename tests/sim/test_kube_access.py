@@ -87,7 +87,8 @@ def test_a_request_the_rules_do_not_allow_is_forbidden(sim: KubeSimulator) -> No
     assert raised.value.status == 403
     assert json.loads(str(raised.value.body))["message"] == (
         'deployments.apps "web" is forbidden:'
-        ' User "system:serviceaccount:rollback-bot:rollback-bot" cannot patch resource "deployments" in API group "apps" in the namespace "shop"'
+        ' User "system:serviceaccount:rollback-bot:rollback-bot" cannot patch resource'
+        ' "deployments" in API group "apps" in the namespace "shop"'
     )
     sim.set_access_rules(None)
     with sim.api_client() as api:
