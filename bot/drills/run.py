@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 
 from bot.adapters.slack.web import SlackError
 from bot.catalog.load import PlanError, Service
@@ -88,6 +89,8 @@ def readiness_checks(deps: Deps, service: Service, target: str | None) -> list[C
     """Every check, run at the same time; one that fails or hangs is reported unknown."""
     plan = service.plan(None)
     reader = deps.reader
+    # one moment of the cluster for every check: each object is read once, writes still go out
+    deps = replace(deps, kube=deps.kube.reading_once())
     jobs: list[tuple[str, Callable[[], list[Check]]]] = [
         ("Target", lambda: target_checks(deps.kube, reader.http, service, plan, target)),
         ("Permissions", lambda: [permissions_check(deps.kube, service, plan)]),
