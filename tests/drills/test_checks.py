@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import CustomObjectsApi
-
 from bot.catalog.load import Service
 from bot.drills.checks import State
 from bot.drills.permissions import permissions_check, plan_writes
@@ -14,7 +12,7 @@ from bot.drills.run import readiness_checks
 from bot.drills.target import target_checks
 from bot.sim.kube_access import AccessRule
 from tests.conftest import service_yaml
-from tests.drills.world import NS, ONCALL, World, checkout_yaml
+from tests.drills.world import NS, ONCALL, World, checkout_yaml, virtual_service
 
 
 def _service(w: World, name: str = "checkout") -> Service:
@@ -91,19 +89,7 @@ def test_canary_target_is_its_traffic_object(make_world: Any) -> None:
     w: World = make_world(checkout_yaml(), CANARY)
     missing = _target(w, "board")
     assert missing.state == State.FAILED and 'virtualservice "board" not found' in missing.reason
-    with w.kube_sim.api_client() as api:
-        CustomObjectsApi(api).create_namespaced_custom_object(
-            "networking.istio.io",
-            "v1beta1",
-            NS,
-            "virtualservices",
-            {
-                "apiVersion": "networking.istio.io/v1beta1",
-                "kind": "VirtualService",
-                "metadata": {"name": "board"},
-                "spec": {"http": [{"route": [{"destination": {"host": "board"}, "weight": 100}]}]},
-            },
-        )
+    virtual_service(w.kube_sim, "board", (100,))
     assert _target(w, "board").state == State.OK
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import CustomObjectsApi
-
 from bot.sim.kube_access import AccessRule
-from tests.drills.world import NS, World, checkout_yaml
+from tests.drills.world import NS, World, checkout_yaml, virtual_service
 from tests.handlers.test_home import send_home_opened
 
 JOB = "{template: {spec: {restartPolicy: Never, containers: [{name: m, image: 'migrate:1'}]}}}"
@@ -27,31 +25,11 @@ EVERYTHING = (
 )
 
 
-def _virtual_service(w: World, name: str) -> None:
-    route = [
-        {"destination": {"host": "a"}, "weight": 50},
-        {"destination": {"host": "b"}, "weight": 50},
-    ]
-    with w.kube_sim.api_client() as api:
-        CustomObjectsApi(api).create_namespaced_custom_object(
-            "networking.istio.io",
-            "v1beta1",
-            NS,
-            "virtualservices",
-            {
-                "apiVersion": "networking.istio.io/v1beta1",
-                "kind": "VirtualService",
-                "metadata": {"name": name},
-                "spec": {"http": [{"route": route}]},
-            },
-        )
-
-
 def test_a_drill_makes_no_change_whatever_the_plan_writes(make_world: Any) -> None:
     w: World = make_world(checkout_yaml(), EVERYTHING)
     w.kube_sim.seed_deployment(NS, "ledger", images=["ledger:2"])
     w.kube_sim.seed_service(NS, "ledger", {"app": "ledger", "version": "green"})
-    _virtual_service(w, "ledger")
+    virtual_service(w.kube_sim, "ledger")
     version, since = w.kube_sim.resource_version, len(w.kube_sim.requests)
 
     report = w.drill("ledger")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.sim.kube_api import KubeSimulator
@@ -46,6 +47,26 @@ class World:
     @property
     def deps(self) -> Any:
         return self.h.bot.deps
+
+
+def virtual_service(
+    kube_sim: KubeSimulator, name: str, weights: tuple[int, ...] = (50, 50)
+) -> None:
+    """An Istio VirtualService ``name`` in the shop namespace, routing by ``weights``."""
+    route = [{"destination": {"host": f"h{n}"}, "weight": w} for n, w in enumerate(weights)]
+    with kube_sim.api_client() as api:
+        CustomObjectsApi(api).create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1beta1",
+            NS,
+            "virtualservices",
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": name},
+                "spec": {"http": [{"route": route}]},
+            },
+        )
 
 
 def checkout_yaml(**extra: Any) -> str:
