@@ -110,7 +110,7 @@ def drill_history(deps: Deps, service: str, limit: int = 5) -> str:
         failing = ", ".join(c.name for c in checks if c.state != State.OK)
         lines.append(
             f"• drill #{d.id} {verdict(d)} · {d.finished_at:%Y-%m-%d %H:%M} UTC · {d.trigger}"
-            f" · {passed}/{len(checks)} ✓" + (f" · ✗ {failing}" if failing else "")
+            f" · {passed}/{len(checks)} ✓" + (f" · not ✓: {failing}" if failing else "")
         )
     if not rows:
         lines.append(f"No drill yet: `/rollback drill {service}`.")
