@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
+from datetime import timedelta
 
 from bot.adapters.slack.web import SlackError
 from bot.catalog.load import PlanError, Service
@@ -26,12 +27,14 @@ from bot.drills.report import report_message
 from bot.drills.target import target_checks
 from bot.notify.reply import DATABASE_DOWN, Asker, Reply, tell_on_error
 from bot.rollback.command import Command
+from bot.rollback.lifecycle import DrillDueKind, drill_stale_key
 from storage.drill_models import Drill, DrillTrigger
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
 CHECK_DEADLINE_SECONDS = 120.0  # a check still out after this is reported unknown
+STALE_AFTER = timedelta(minutes=10)  # a drill still running then was abandoned by its process
 
 
 def drill_command(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
@@ -79,7 +82,11 @@ def _start(deps: Deps, service: Service, asker: Asker, target: str | None) -> No
     if drill_id is None:
         log.info("duplicate delivery %s of a drill ignored", asker.delivery_key)
         return
+    # should this process die during the drill, another one ends it and says so
+    stale_at = deps.clock() + STALE_AFTER
+    deps.due.schedule(DrillDueKind.STALE, drill_stale_key(drill_id), stale_at, {"drill": drill_id})
     drill = run_drill(deps, service, drill_id, target, actor=asker.user)
+    deps.due.cancel(drill_stale_key(drill_id))
     if drill.message_ts is None:  # the channel refused it: the person still gets the report
         text, bl = report_message(drill, service.name)
         asker.respond(text=text, blocks=bl, response_type="ephemeral")
@@ -157,6 +164,15 @@ def run_drill(
         failed_checks=drill.failed_checks,
         checks={c.name: c.state.value for c in checks},
     )
+    return post_report(deps, service, drill, mention=mention, schedule=schedule)
+
+
+def post_report(
+    deps: Deps, service: Service, drill: Drill, *, mention: Sequence[str] = (), schedule: str = ""
+) -> Drill:
+    """The report in the service channel (the drill keeps the message's ts)."""
+    assert drill.id is not None
+    drill_id = drill.id
     text, bl = report_message(drill, service.name, mention=mention, schedule=schedule)
     try:
         posted = deps.slack.chat_postMessage(

@@ -18,7 +18,7 @@ from bot.catalog.drills import WEEKDAYS, Drills
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.drills.gauges import DrillGauges
-from bot.drills.run import run_drill
+from bot.drills.run import post_report, run_drill
 from bot.rollback.command import zone_name
 from bot.rollback.lifecycle import DrillDueKind, drill_key
 from storage.drill_models import DrillStatus, DrillTrigger
@@ -121,10 +121,28 @@ def run_scheduled(deps: Deps, item: DueWork) -> None:
     schedule_next(deps, service, max(at, deps.clock()))
 
 
+ABANDONED = (
+    "the bot stopped during this drill (a restart or a crash), before its checks ended."
+    " Nothing was changed; run it again"
+)
+
+
+def end_abandoned(deps: Deps, item: DueWork) -> None:
+    """A drill still running 10 minutes after its start: its process died. Say so, once."""
+    drill = deps.repo.abandon_drill(int(item.payload["drill"]), deps.clock(), ABANDONED)
+    if drill is None:
+        return  # it ended
+    deps.audit("drill.abandoned", drill.service, drill.requested_by, drill=drill.id)
+    service = deps.catalog.get(drill.service)
+    if service is not None:
+        post_report(deps, service, drill)
+
+
 def install(deps: Deps) -> None:
     """The drill gauges of /metrics, the scheduled drills' handler and each next occurrence."""
     deps.metrics.registry.register(DrillGauges(deps.repo, deps.catalog))
     deps.due.register(DrillDueKind.SCHEDULED, lambda item: run_scheduled(deps, item))
+    deps.due.register(DrillDueKind.STALE, lambda item: end_abandoned(deps, item))
     now = deps.clock()
     for service in deps.catalog.services.values():
         schedule_next(deps, service, now)

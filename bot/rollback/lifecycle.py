@@ -273,8 +273,13 @@ class DrillDueKind(StrEnum):
     """Due work of the readiness drills."""
 
     SCHEDULED = "drill.scheduled"  # one occurrence of a service's drills: {schedule: …}
+    STALE = "drill.stale"  # a /rollback drill still running long after its start: the bot died
 
 
 def drill_key(service: str, at: datetime) -> str:
     """One scheduled drill of a service (also the drill row's schedule_key: it runs once)."""
     return f"drill:{service}:{at.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def drill_stale_key(drill_id: int) -> str:
+    return f"drill-stale:{drill_id}"

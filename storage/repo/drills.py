@@ -84,6 +84,17 @@ class DrillsMixin(RepositoryBase):
             session.add(drill)
         return drill
 
+    def abandon_drill(self, drill_id: int, now: datetime, error: str) -> Drill | None:
+        """End a drill still running as an error (its process died); None when it had ended."""
+        with self._write() as session:
+            drill = session.get(Drill, drill_id)
+            if drill is None or drill.status != DrillStatus.RUNNING:
+                return None
+            drill.status, drill.error, drill.finished_at = DrillStatus.ERROR, error, now
+            drill.duration_seconds = (now - drill.started_at).total_seconds()
+            session.add(drill)
+        return drill
+
     def set_drill_message(self, drill_id: int, message_ts: str) -> None:
         with self._write() as session:
             drill = session.get(Drill, drill_id)

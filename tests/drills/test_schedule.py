@@ -149,3 +149,30 @@ def test_two_replicas_on_postgresql_run_one_drill(make_world: Any) -> None:
         assert len(reports) == 1
         for w in replicas:
             w.h.bot.close()
+
+
+def test_a_drill_its_process_abandoned_is_ended_and_said_once(
+    make_world: Any, tmp_path: Any
+) -> None:
+    clock = FakeClock(MONDAY)
+    url = f"sqlite:///{tmp_path / 'drills.db'}"
+    w: World = make_world(checkout_yaml(), clock=clock, database_url=url)
+    w.drill("checkout")  # a drill that ends leaves no stale check behind
+    assert w.deps.repo.get_work("drill-stale:1").status == "cancelled"  # type: ignore[union-attr]
+    # the row of a drill whose process died right after storing it (and its safety net)
+    drill_id = w.deps.repo.start_drill("checkout", clock(), trigger="manual", requested_by="U0X")
+    assert drill_id == 2
+    w.deps.due.schedule(
+        "drill.stale", "drill-stale:2", clock() + timedelta(minutes=10), {"drill": 2}
+    )
+    w.h.bot.close()
+
+    clock.now += timedelta(minutes=11)
+    again: World = make_world(checkout_yaml(), clock=clock, database_url=url)
+    assert again.deps.due.tick() == 1
+    assert again.deps.due.tick() == 0
+    drill = again.deps.repo.get_drill(2)
+    assert drill is not None and drill.status == "error" and drill.message_ts is not None
+    report = again.h.posted()[-1].params["text"]
+    assert "Readiness drill #2 of *checkout*: could not finish" in report
+    assert "the bot stopped during this drill" in str(again.h.posted()[-1].params["blocks"])
