@@ -12,6 +12,8 @@ from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
+from bot.drills.report import drill_history
+from bot.drills.run import drill_command
 from bot.execution import immediate
 from bot.guard.answers import guard_command
 from bot.notify import blocks, status
@@ -48,13 +50,10 @@ def _assess(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
 
 
 def _drill(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    """A readiness drill (changes nothing); with ``--rehearse``, a rollback rehearsed in staging."""
     if cmd.rehearse:
         return rehearse(deps, cmd, service, asker)
-    return Reply(  # the readiness drill comes from its own branch; the merge joins them here
-        f"The readiness drill (`/rollback drill {service.name}` without `--rehearse`) is not in"
-        f" this build. `/rollback drill {service.name} --rehearse` rehearses the rollback in"
-        " staging."
-    )
+    return drill_command(deps, cmd, service, asker)
 
 
 def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
@@ -62,7 +61,10 @@ def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
 
 
 def _history(deps: Deps, cmd: Command, asker: Asker) -> Reply:
-    return status.history(deps, cmd)  # it answers an unknown service itself
+    reply = status.history(deps, cmd)  # it answers an unknown service itself
+    if cmd.service is None or deps.catalog.get(cmd.service) is None:
+        return reply
+    return Reply(f"{reply.text}\n\n{drill_history(deps, cmd.service)}")
 
 
 def _review(deps: Deps, cmd: Command, asker: Asker) -> Reply:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bot.catalog.drills import Drills, drill_problems
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
 from bot.catalog.spec import (
@@ -71,6 +72,7 @@ class Service:
     review_reminder_hours: float = 24
     timezone: str = "UTC"
     guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
+    drills: Drills = field(default_factory=Drills)  # the resolved drills:
 
     def staging_twin(self) -> Service | None:
         """This service pointed at its ``staging:`` target, or None without one: what a
@@ -194,6 +196,12 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     errors += _strategy_sections(catalog, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
     errors += _staging_problems(catalog, mapper.lines)
+    errors += drill_problems(
+        {n: svc.drills for n, svc in catalog.services.items()},
+        {n: s.drills is not None for n, s in spec.services.items()},
+        source,
+        mapper.lines,
+    )
     if has_valid_defaults:
         errors += _contradictory_thresholds(spec, catalog, mapper.lines)
         errors += _impossible_approvals(catalog, mapper.lines)
@@ -361,6 +369,7 @@ def _resolve(spec: CatalogSpec, source: str) -> Catalog:
             review_reminder_hours=d.review_reminder_hours,
             timezone=s.timezone or d.timezone,
             guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+            drills=overlay(d.drills, s.drills),
         )
         for name, s in spec.services.items()
     }

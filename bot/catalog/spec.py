@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from bot.catalog.auto_rollback import AutoRollback
+from bot.catalog.drills import Drills
 from bot.catalog.fields import (
     E164,
     SLACK_USERGROUP,
@@ -256,6 +257,7 @@ class Defaults(_Strict):
     review_reminder_hours: float = Field(default=24, gt=0)
     timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
     auto_rollback: AutoRollback = AutoRollback()
+    drills: Drills = Drills()  # readiness drills: schedule, and how recent counts as tested
 
     _check_channel = field_validator("channel")(_channel_id)
     _check_timezone = field_validator("timezone")(_timezone)
@@ -289,6 +291,7 @@ class ServiceSpec(_Strict):
     timezone: str | None = None  # overrides defaults.timezone
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
     staging: StagingTarget | None = None  # where rehearsals run (/rollback drill … --rehearse)
+    drills: Drills | None = None  # keys given here override defaults.drills
 
     _check_timezone = field_validator("timezone")(_timezone)
 

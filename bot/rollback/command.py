@@ -214,6 +214,8 @@ def _service_command(verb: str, args: list[str]) -> Command:
         else:
             reason.append(token)
         i += 1
+    if verb == "drill" and reason and "--rehearse" not in flags:  # a drill changes nothing
+        raise UsageError(f"`{reason[0]}` is not an option of `/rollback drill`")
     target = values.get("--to")
     if target is not None:
         parse_revision(target)

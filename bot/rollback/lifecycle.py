@@ -8,6 +8,7 @@ Pure: no I/O, no imports beyond the standard library.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -276,3 +277,19 @@ def guard_confirm_key(release_id: int) -> str:
 def guard_page_key(release_id: int) -> str:
     """The page about a guard question: its due work, and the marker that it was sent once."""
     return f"guard-page:{release_id}"
+
+
+class DrillDueKind(StrEnum):
+    """Due work of the readiness drills."""
+
+    SCHEDULED = "drill.scheduled"  # one occurrence of a service's drills: {schedule: …}
+    STALE = "drill.stale"  # a /rollback drill still running long after its start: the bot died
+
+
+def drill_key(service: str, at: datetime) -> str:
+    """One scheduled drill of a service (also the drill row's schedule_key: it runs once)."""
+    return f"drill:{service}:{at.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def drill_stale_key(drill_id: int) -> str:
+    return f"drill-stale:{drill_id}"

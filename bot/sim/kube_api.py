@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from kubernetes.client import ApiClient, Configuration
 
+from bot.sim.kube_access import AccessRule
 from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
 from bot.sim.kube_discovery import ApiResource
 from bot.sim.kube_http import Answer, KubeHttpServer
@@ -173,6 +174,11 @@ class KubeSimulator(LoopbackSimulator):
         """Jobs created from now on named `name_prefix…` end so (the latest matching rule wins)."""
         with self._lock:
             self._jobs.rules.append(JobRule(namespace, name_prefix, outcome, after_seconds))
+
+    def set_access_rules(self, rules: Sequence[AccessRule] | None) -> None:
+        """Authorize every request by `rules` (see `kube_access`); None allows all (default)."""
+        with self._lock:
+            self._rest.access.rules = None if rules is None else list(rules)
 
     def tick(self) -> None:
         """Run the controllers now (after advancing an injected clock)."""

@@ -215,10 +215,12 @@ def test_to_chooses_the_revision_rehearsed(h: Harness, kube: KubernetesClient) -
     assert "no revision 9" in unknown
 
 
-def test_drill_without_rehearse_says_what_this_build_has(h: Harness) -> None:
+def test_drill_without_rehearse_is_the_readiness_drill_and_rolls_nothing_back(
+    h: Harness, staging_sim: KubeSimulator
+) -> None:
     answer = h.slash("drill checkout").json()["text"]
-    assert "`/rollback drill checkout --rehearse` rehearses the rollback in staging" in answer
-    assert h.bot.deps.repo.list_rollbacks() == []
+    assert "Readiness drill of *checkout*" in answer and "nothing will be changed" in answer
+    assert h.bot.deps.repo.list_rollbacks() == [] and staging_sim.writes == []
 
 
 def test_a_staging_target_that_cannot_be_read_is_refused_with_the_reason(
