@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
+from bot.catalog.rollouts import workload_problems
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
     ApprovalPolicy,
@@ -68,6 +69,11 @@ class Service:
         return ZoneInfo(self.timezone)
 
     @property
+    def workload_kind(self) -> str:
+        """``Deployment`` or ``Rollout``: which rules roll back ``spec.deployment``."""
+        return self.spec.workload.kind
+
+    @property
     def signals(self) -> dict[Signal, str]:
         return {Signal(name): query for name, query in self.spec.signals.items()}
 
@@ -87,6 +93,7 @@ class Service:
             PlanInputs(
                 deployment=s.deployment,
                 strategy=s.strategy,
+                workload_kind=s.workload.kind,
                 target_revision=target_revision,
                 health_url=s.health_url,
                 error_rate_query=s.signals.get("error_rate"),
@@ -141,6 +148,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
     catalog = _resolve(spec, source)
     errors += _strategy_sections(catalog, mapper.lines)
+    errors += workload_problems(source, spec.services, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
     if has_valid_defaults:
         errors += _contradictory_thresholds(spec, catalog, mapper.lines)
