@@ -7,7 +7,8 @@
 What it serves (namespaced resources in namespaces that exist: `default`, `kube-system`,
 `kube-public`, `kube-node-lease`, those seeded and those created through the API):
 - apps/v1 Deployments (CRUD, patch in all three flavours, `scale` and `status` subresources) and
-  ReplicaSets, kept in step by a deployment controller (see `kube_controller`);
+  ReplicaSets, kept in step by a deployment controller (see `kube_controller`), and Argo
+  Rollouts with theirs by an Argo Rollouts controller (`kube_rollouts`, `seed_rollout`);
 - core/v1 Services, Namespaces, Events (none) and Pods generated from the ReplicaSets (read only);
 - batch/v1 Jobs, run to the outcome set with `set_job_outcome`;
 - the other built-in kinds a rollback bot meets (Ingress, ConfigMap …) and the CRDs installed
@@ -51,6 +52,7 @@ from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
 from bot.sim.kube_discovery import ApiResource
 from bot.sim.kube_http import Answer, KubeHttpServer
 from bot.sim.kube_injection import Injections, RequestLog
+from bot.sim.kube_rollouts import ArgoController
 from bot.sim.kube_schema import KubeError, ResourceType
 from bot.sim.kube_server import KubeRestApi
 from bot.sim.kube_store import JSON_PATCH, ObjectStore
@@ -86,6 +88,7 @@ class KubeSimulator(LoopbackSimulator):
         self._deployments = DeploymentController(
             self._store, self._clock, self._wall_now, ready_delay_seconds=ready_delay_seconds
         )
+        self._rollouts = ArgoController(self._store, self._clock, self._wall_now, self._deployments)
         self._jobs = JobController(
             self._store, self._clock, self._wall_now, default_delay_seconds=job_delay_seconds
         )
@@ -262,6 +265,11 @@ class KubeSimulator(LoopbackSimulator):
                 self._settle(namespace, name)
             return dict(self._store.get(DEPLOYMENTS, namespace, name))
 
+    def seed_rollout(self, namespace: str, name: str, *, images: Sequence[str], **kw: Any) -> JSON:
+        """An Argo Rollout released through `images`, each promoted (`kube_rollouts`)."""
+        with self._lock:
+            return self._rollouts.seed(namespace, name, images=list(images), **kw)
+
     def seed_service(
         self, namespace: str, name: str, selector: dict[str, str], port: int = 80
     ) -> dict[str, JSON]:
@@ -326,6 +334,7 @@ class KubeSimulator(LoopbackSimulator):
             return
         synced_at = self._clock()
         self._deployments.sync()
+        self._rollouts.sync()
         self._jobs.sync()
         self._synced_version, self._synced_clock = self._store.resource_version, synced_at
 
@@ -336,6 +345,7 @@ class KubeSimulator(LoopbackSimulator):
             bool(d.never_ready)
             or any(ready_at > self._synced_clock for ready_at in d._ready_at.values())
             or self._jobs.has_pending()
+            or self._rollouts.is_waiting_on_clock()
         )
 
     def _wall_now(self) -> str:
