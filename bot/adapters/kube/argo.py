@@ -249,4 +249,5 @@ def rollout_status_of(rollout: Mapping[str, Any]) -> RolloutStatus:
     if phase == DEGRADED:
         text = f"The rollout is in a degraded state with message: {message}"
         return RolloutStatus(False, True, f'rollout "{name}": {text}')
-    return RolloutStatus(False, False, f'rollout "{name}": {phase} - {message}'.rstrip(" -"))
+    text = f'rollout "{name}": {phase} - {message}'.rstrip(" -")
+    return RolloutStatus(False, False, text, is_paused=phase == PAUSED)

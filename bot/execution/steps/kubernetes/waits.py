@@ -40,13 +40,17 @@ def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     min_available = int(params.get("min_available", 0))
     seen = Seen()
     short_of: int | None = None  # available pods, while fewer than min_available
+    is_paused_noted = False
 
     def read() -> tuple[bool, str]:
-        nonlocal short_of
+        nonlocal short_of, is_paused_noted
         short_of = None
         status = kind.rollout_status(ctx.target, name)
         if status.is_failed:
             raise StepFailed(status.message)
+        if status.is_paused and not is_paused_noted:  # once: a canary pause waits for a person
+            is_paused_noted = True
+            ctx.note(_paused(ctx, name, status.message))
         if not status.is_complete or min_available <= 0:
             return status.is_complete, status.message
         info = kind.info(ctx.target, name)
@@ -66,6 +70,16 @@ def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
             too_few = _too_few_pods(kind.noun, name, short_of, min_available)
             raise StepFailed(f"{too_few} ({exc})") from None
         raise
+
+
+def _paused(ctx: StepContext, name: str, message: str) -> str:
+    t = ctx.target
+    where = f"{f'--context {t.context} ' if t.context else ''}-n {t.namespace}"
+    return (
+        f":double_vertical_bar: {message}: the rollout goes on when someone promotes it"
+        f" (`kubectl argo rollouts promote {name} {where}`, `--full` to skip the remaining"
+        f" steps); this step waits until its timeout ({ctx.timeout_seconds:g} s)"
+    )
 
 
 def _too_few_pods(noun: str, name: str, available: int, wanted: int) -> str:
