@@ -26,7 +26,7 @@ class PluginError(Exception):
     """What the plugin prints as ``Error: …`` and exits 1 with."""
 
 
-def _deep_value_derive(v1: JSON, v2: JSON) -> bool:
+def deep_value_derive(v1: JSON, v2: JSON) -> bool:
     """apimachinery third_party/forked/golang/reflect deepValueDerive, on interface{} values."""
     if v1 is _ABSENT or v2 is _ABSENT:
         return (v1 is _ABSENT) == (v2 is _ABSENT)
@@ -40,13 +40,13 @@ def _deep_value_derive(v1: JSON, v2: JSON) -> bool:
         if len(v1) > len(v2):
             return False
     if isinstance(v1, dict):
-        return all(_deep_value_derive(v1[k], v2.get(k, _ABSENT)) for k in v1)
+        return all(deep_value_derive(v1[k], v2.get(k, _ABSENT)) for k in v1)
     if isinstance(v1, list):
-        return all(_deep_value_derive(v1[i], v2[i]) for i in range(len(v1)))
+        return all(deep_value_derive(v1[i], v2[i]) for i in range(len(v1)))
     return bool(v1 == v2)
 
 
-def _remove_hash(template: JSON) -> JSON:
+def remove_hash(template: JSON) -> JSON:
     template = json.loads(json.dumps(template))  # DeepCopy
     labels = (template.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
@@ -105,9 +105,9 @@ def run_undo_rollout(api: ApiClient, namespace: str, name: str, to_revision: int
         raise PluginError(f'no revision found for rollout "{name}"')
     rs_for_revision = found or previous_rs
     assert rs_for_revision is not None
-    ro_template = _remove_hash(ro["spec"]["template"])
-    rs_template = _remove_hash(rs_for_revision["spec"]["template"])
-    if _deep_value_derive(ro_template, rs_template):
+    ro_template = remove_hash(ro["spec"]["template"])
+    rs_template = remove_hash(rs_for_revision["spec"]["template"])
+    if deep_value_derive(ro_template, rs_template):
         return f"skipped rollback (current template already matches revision {to_revision})"
     patch = [{"op": "replace", "path": "/spec/template", "value": rs_template}]
     try:
