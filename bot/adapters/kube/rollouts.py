@@ -114,11 +114,8 @@ class Rollouts(ApiSession):
         ro = self.read_rollout(t, name)
         replicasets = self._rollout_replicasets(t, ro)
         revisions, current = _revisions(replicasets), _revision(ro)
-        wanted = pick(revisions, current) or 0
-        return _plan(ro, replicasets, argo.select_revision(ro, replicasets, wanted)), *(
-            revisions,
-            current,
-        )
+        chosen = argo.select_revision(ro, replicasets, pick(revisions, current) or 0)
+        return _plan(ro, replicasets, chosen), revisions, current
 
     def rollout_undo(
         self,
@@ -231,9 +228,10 @@ class Rollouts(ApiSession):
                 _request_timeout=self._timeout,
             )
             page = self._call(f"LIST rollouts {t.namespace}", request)
-            metadata = page.get("metadata") or {} if isinstance(page, dict) else {}
+            listed = page if isinstance(page, dict) else {}
+            metadata = listed.get("metadata") or {}
             version = str(metadata.get("resourceVersion") or "")
-            for ro in page.get("items") or [] if isinstance(page, dict) else []:
+            for ro in listed.get("items") or []:
                 name = argo.name_of(ro)
                 found[name] = DeploymentRevision(
                     name, _revision(ro), argo.rollout_images(ro), version
