@@ -176,7 +176,8 @@ class ReleaseWatcher:
     def start(self, services: list[Service]) -> None:
         groups = by_namespace(services)
         for (context, namespace), members in groups.items():
-            guarded = {s.spec.deployment for s in members}
+            # Deployments only: a Rollout's new revision waits for the round's LIST of Rollouts
+            guarded = {s.spec.deployment for s in members if s.workload_kind == "Deployment"}
             thread = threading.Thread(
                 target=self._run,
                 args=(KubeTarget(context, namespace), guarded, len(groups)),

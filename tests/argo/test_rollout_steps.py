@@ -143,3 +143,35 @@ def test_waiting_fails_on_degraded_with_the_controllers_message(
     assert "The rollout is in a degraded state with message: RolloutAborted: Rollout aborted" in (
         str(failed.value)
     )
+
+
+def test_abort_then_undo_of_a_blue_green_update_waiting_for_promotion(
+    context: Callable[..., Made], kube: KubernetesClient, sim: KubeSimulator
+) -> None:
+    strategy = {"blueGreen": {"activeService": "pay", "autoPromotionEnabled": False}}
+    sim.seed_rollout(NS, "pay", images=["shop/pay:v1", "shop/pay:v2"], strategy=strategy)
+    CustomObjectsApi(sim.api_client()).patch_namespaced_custom_object(
+        *("argoproj.io", "v1alpha1", NS, "rollouts", "pay"),
+        [
+            {
+                "op": "replace",
+                "path": "/spec/template/spec/containers/0/image",
+                "value": "shop/pay:v3",
+            }
+        ],
+        _content_type="application/json-patch+json",
+    )
+    sim.tick()
+    t = KubeTarget(None, NS)
+    assert kube.rollout_phase(t, "pay").message == 'rollout "pay": Paused - BlueGreenPause'
+    ctx, _, _ = context()
+    assert rollout_abort(ctx, {"deployment": "pay"})["aborted"] is True
+    sim.tick()
+    assert kube.rollout_phase(t, "pay").is_failed  # Degraded: aborted, v2 stays active
+    ctx, _, _ = context()
+    undone = rollout_undo(ctx, {"deployment": "pay"})
+    assert undone["undo"]["images_after"] == {"app": "shop/pay:v2"}
+    sim.tick()
+    ctx, _, _ = context()
+    assert 'rollout "pay" is Healthy' in wait_rollout(ctx, {"deployment": "pay"})["status"]
+    assert kube.rollout_info(t, "pay").revision == 4
