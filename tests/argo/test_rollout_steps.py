@@ -121,8 +121,19 @@ def test_the_abort_step_patches_once_and_only_mid_update(
     assert "update to revision 4 aborted" in notes[0]
     resumed, _, _ = context(previous=remembered)
     before = len(sim.requests)
+    assert rollout_abort(resumed, {"deployment": NAME}) == {"aborted": True, "revision": 4}
+    assert [m for m, _ in sim.requests[before:]] == ["GET"]  # aborted already: no second patch
+
+
+def test_a_resumed_abort_whose_patch_never_went_out_sends_it(
+    context: Callable[..., Made], kube: KubernetesClient, sim: KubeSimulator
+) -> None:
+    set_image(sim, "shop/checkout:v4")
+    crashed = {"aborted": True, "revision": 4}  # remembered, then the process died
+    resumed, _, _ = context(previous=crashed)
     assert rollout_abort(resumed, {"deployment": NAME})["aborted"] is True
-    assert len(sim.requests) == before  # no second read, no second patch
+    sim.tick()
+    assert kube.rollout_phase(KubeTarget(None, NS), NAME).is_failed  # Degraded: aborted
 
 
 def test_the_abort_step_refuses_a_deployment_service(context: Callable[..., Made]) -> None:

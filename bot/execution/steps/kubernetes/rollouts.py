@@ -36,10 +36,10 @@ def _require_rollout(kind: str, name: str) -> None:
 def rollout_abort(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = deployment(ctx, params)
     _require_rollout(ctx.service.workload_kind, name)
-    if ctx.previous.get("aborted"):  # the patch went out in an earlier attempt
-        return dict(ctx.previous)
     rollout = ctx.kube.read_rollout(ctx.target, name)
     why = _nothing_to_abort(rollout)
+    if ctx.previous.get("aborted") and why is not None:  # an earlier attempt's patch went out
+        return dict(ctx.previous)
     revision = argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
     if why is not None:
         ctx.note(f"{name}: {why}; nothing to abort")
