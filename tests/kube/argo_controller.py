@@ -11,8 +11,11 @@ subresource (``observedGeneration`` as a string, ``currentPodHash``, ``stableRS`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client as k8s
@@ -115,13 +118,50 @@ class RolloutController:
         stable = pod_hash if promote or not status.get("stableRS") else status["stableRS"]
         if status.get("currentPodHash") != pod_hash:
             status = {k: v for k, v in status.items() if k not in ("abort", "pauseConditions")}
-        return self._write_status(name, status, pod_hash, stable, _revision(current))
+        # the generation this pass saw: a spec change meanwhile stays unobserved, as with Argo
+        observed = str(ro["metadata"]["generation"])
+        return self._write_status(name, status, pod_hash, stable, _revision(current), observed)
+
+    @contextlib.contextmanager
+    def running(self, name: str) -> Iterator[None]:
+        """Reconcile ``name`` in a thread whenever its spec or abort flag changes, as the
+        controller's informer would: an update waits at its pause, a rollback to the stable
+        ReplicaSet is promoted at once, an abort turns Degraded."""
+        stop = threading.Event()
+        errors: list[Exception] = []
+
+        def loop() -> None:
+            while not stop.wait(0.05):
+                try:
+                    status = self.get(name).get("status") or {}
+                    generation = str(self.get(name)["metadata"]["generation"])
+                    is_new_abort = status.get("abort") and status.get("phase") != "Degraded"
+                    if status.get("observedGeneration") != generation or is_new_abort:
+                        self.reconcile(name, promote=False)
+                except Exception as exc:  # reported by the test, not lost in the thread
+                    errors.append(exc)
+                    return
+
+        thread = threading.Thread(target=loop, name=f"argo-{name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+        assert not errors, f"the test's Argo controller failed: {errors[0]!r}"
 
     def _write_status(
-        self, name: str, status: dict[str, Any], pod_hash: str, stable: str, revision: int
+        self,
+        name: str,
+        status: dict[str, Any],
+        pod_hash: str,
+        stable: str,
+        revision: int,
+        observed: str,
     ) -> dict[str, Any]:
         new: dict[str, Any] = {
-            "observedGeneration": str(self.get(name)["metadata"]["generation"]),
+            "observedGeneration": observed,
             "currentPodHash": pod_hash,
             "stableRS": stable,
             "replicas": 1,

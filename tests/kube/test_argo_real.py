@@ -20,7 +20,9 @@ from kubernetes.config import new_client_from_config
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget
 from bot.sim.kube_api import KubeSimulator
+from bot.sim.prometheus_api import PrometheusSimulator
 from tests.argo.reference import PluginError, abort_rollout, run_undo_rollout
+from tests.conftest import Harness, catalog_yaml, set_service_values
 from tests.kube.argo_controller import GROUP, PLURAL, VERSION, RolloutController
 from tests.kube.conftest import Cluster
 
@@ -227,3 +229,40 @@ def test_the_simulator_keeps_status_apart_like_the_api_server(
         (422, "Invalid"),  # a wrong type in the spec
     ]
     assert simulated == real
+
+
+def test_an_immediate_rollback_of_a_rollout_through_the_engine(
+    cluster: Cluster,
+    make_namespace: Callable[[], str],
+    make_harness: Any,
+    bot_kube: KubernetesClient,
+    prometheus: PrometheusSimulator,
+) -> None:
+    """Signed slash command, engine and steps, as the bot's ServiceAccount: the canary of v4
+    waits at its pause; the rollback aborts it, undoes to v3 and waits for Healthy."""
+    ns = make_namespace()
+    controller = RolloutController(cluster.admin, ns)
+    controller.create(NAME, IMAGES)
+    controller.set_image(NAME, "shop/checkout:v4")
+    controller.reconcile(NAME, promote=False)
+    set_service_values(prometheus, "checkout", error_rate=0.001, latency=0.1, sessions=30, db_up=1)
+    text = catalog_yaml(
+        f"  checkout:\n    namespace: {ns}\n    deployment: {NAME}\n"
+        "    workload: {kind: Rollout}\n    responders: [U0ONCALL1]\n    approvers: [U0APPROVER1]\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=bot_kube)
+
+    with controller.running(NAME):
+        resp = h.slash("run checkout --immediate v4 canary 5xx")
+        h.wait_rollbacks()
+
+    assert "Rollback #1 of *checkout* started" in resp.json()["text"]
+    rollback = h.bot.deps.repo.get_rollback(1)
+    assert rollback is not None and rollback.status == "succeeded", rollback and rollback.error
+    steps = h.bot.deps.repo.list_steps(1)
+    assert [s.kind for s in steps] == ["snapshot", "rollout_abort", "rollout_undo", "wait_rollout"]
+    assert steps[1].detail["aborted"] is True
+    ro = controller.get(NAME)
+    assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGES[2]
+    assert ro["status"]["phase"] == "Healthy"
+    assert ro["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "5"
