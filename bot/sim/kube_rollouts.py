@@ -199,10 +199,7 @@ class ArgoController:
                 return "Progressing", "more replicas need to be updated"
             step = steps[index]
             if "pause" in step and not self._pause_over(uid, pod_hash, index, step, status):
-                reason = "CanaryPauseStep"
-                status["pauseConditions"] = [{"reason": reason, "startTime": self._now()}]
-                status["controllerPause"] = True
-                return "Paused", reason
+                return self._paused(status, "CanaryPauseStep")
             status["currentStepIndex"] = index + 1
 
     def _pause_over(self, uid: str, pod_hash: str, index: int, step: JSON, status: JSON) -> bool:
@@ -238,9 +235,14 @@ class ArgoController:
         is_promoted = status.get("controllerPause") and not status.get("pauseConditions")
         if strategy["blueGreen"].get("autoPromotionEnabled", True) or is_promoted:
             return self._promoted(status, current, owned, replicas, strategy)
-        status["pauseConditions"] = [{"reason": "BlueGreenPause", "startTime": self._now()}]
+        return self._paused(status, "BlueGreenPause")
+
+    def _paused(self, status: JSON, reason: str) -> tuple[str, str]:
+        """Paused for ``reason``; a pause already there keeps its startTime (no rewrite)."""
+        kept = [c for c in status.get("pauseConditions") or [] if c.get("reason") == reason]
+        status["pauseConditions"] = kept or [{"reason": reason, "startTime": self._now()}]
         status["controllerPause"] = True
-        return "Paused", "BlueGreenPause"
+        return "Paused", reason
 
     # -- ReplicaSets -------------------------------------------------------------------------------
 

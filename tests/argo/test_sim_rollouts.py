@@ -241,3 +241,18 @@ def test_blue_green_promotes_when_ready_or_pauses_without_auto_promotion(
     ro = get(api)
     assert ro["status"]["phase"] == "Healthy"
     assert ro["status"]["blueGreen"]["activeSelector"] == ro["status"]["currentPodHash"]
+
+
+def test_a_paused_rollout_is_not_rewritten_while_time_passes(
+    sim: KubeSimulator, api: ApiClient, clock: Clock
+) -> None:
+    """A reconcile pass reaches a fixed point: a pause keeps its startTime, so reads between
+    writes see one resourceVersion (the dry run relies on it)."""
+    sim.seed_rollout(NS, NAME, images=["web:1"])
+    set_image(api, "web:2")
+    sim.tick()
+    assert get(api)["status"]["phase"] == "Paused"
+    before = sim.resource_version
+    clock.now += 5
+    sim.tick()
+    assert sim.resource_version == before
