@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from bot.catalog.drills import Drills, drill_problems
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
+from bot.catalog.rollouts import workload_problems
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
     ApprovalPolicy,
@@ -112,6 +113,11 @@ class Service:
         return ZoneInfo(self.timezone)
 
     @property
+    def workload_kind(self) -> str:
+        """``Deployment`` or ``Rollout``: which rules roll back ``spec.deployment``."""
+        return self.spec.workload.kind
+
+    @property
     def signals(self) -> dict[Signal, str]:
         return {Signal(name): query for name, query in self.spec.signals.items()}
 
@@ -131,6 +137,7 @@ class Service:
             PlanInputs(
                 deployment=s.deployment,
                 strategy=s.strategy,
+                workload_kind=s.workload.kind,
                 target_revision=target_revision,
                 health_url=s.health_url,
                 error_rate_query=s.signals.get("error_rate"),
@@ -194,6 +201,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
     catalog = _resolve(spec, source)
     errors += _strategy_sections(catalog, mapper.lines)
+    errors += workload_problems(source, spec.services, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
     errors += _staging_problems(catalog, mapper.lines)
     errors += drill_problems(

@@ -140,6 +140,13 @@ class HttpRollback(_Strict):
     status_url: str | None = None
 
 
+class Workload(_Strict):
+    """What ``deployment:`` names: an apps/v1 Deployment, or an Argo Rollout
+    (argoproj.io/v1alpha1), which the bot rolls back as ``kubectl argo rollouts`` does."""
+
+    kind: Literal["Deployment", "Rollout"] = "Deployment"
+
+
 class PlanStep(BaseModel):
     """One step of a catalog plan; its parameters depend on ``kind`` (see STEP_RULES)."""
 
@@ -267,6 +274,7 @@ class ServiceSpec(_Strict):
     context: str | None = None
     namespace: str | None = None
     deployment: str = Field(min_length=1)
+    workload: Workload = Workload()  # the kind of object `deployment` names
     strategy: Strategy = "undo"
     health_url: str | None = None
     health_timeout_seconds: float | None = Field(default=None, gt=0, le=60)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
+from bot.adapters.kube.workload import workload
 from bot.catalog.load import PlanError, Service
 from bot.rollback.command import UsageError
 from bot.rollback.phases import PhaseSelection, check_subset, select_phases
@@ -127,7 +128,7 @@ def current_release(kube: KubernetesClient, service: Service) -> dict[str, Any]:
     """What runs now (deployment, revision, images), stored with an assessment: its buttons are
     about that release only. Raises KubeError when the cluster cannot be read."""
     t = KubeTarget(service.context, service.namespace)
-    info = kube.deployment(t, service.spec.deployment)
+    info = workload(kube, service.workload_kind).info(t, service.spec.deployment)
     return {"deployment": info.name, "revision": info.revision, "images": dict(info.images)}
 
 
@@ -288,7 +289,8 @@ def _check_undo(
         return resolve_target(wanted_text, known, deployment=deployment, current=current)
 
     try:
-        undo, listed, current = kube.preview_undo(t, deployment, pick)
+        undos = workload(kube, service.workload_kind)
+        undo, listed, current = undos.preview_undo(t, deployment, pick)
     except KubeError as exc:
         raise Refusal(f"cannot plan the undo of {deployment}: {exc}. Nothing was changed") from None
     revisions = [KnownRevision(r.number, r.images, r.template) for r in listed]

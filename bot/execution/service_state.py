@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, ReleaseState
+from bot.adapters.kube.workload import workload
 from bot.catalog.load import Service
 
 
@@ -32,9 +33,9 @@ def state_text(state: ReleaseState) -> str:
 
 
 def describe_service_state(kube: KubernetesClient, service: Service) -> str:
-    """The state of the service's Deployment now, or why it could not be read."""
+    """The state of the service's Deployment (or Rollout) now, or why it could not be read."""
     try:
-        state = kube.release_state(
+        state = workload(kube, service.workload_kind).release_state(
             KubeTarget(service.context, service.namespace), service.spec.deployment
         )
     except KubeError as exc:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeError, KubeTarget
+from bot.adapters.kube.values import DeploymentListing, KubeError, KubeTarget
+from bot.adapters.kube.workload import workload
 from bot.catalog.load import Service
 from bot.rollback.lifecycle import IN_ENGINE, TERMINAL
 from bot.rollback.safety import release_label
@@ -41,7 +42,8 @@ class NewRelease:
 
 def current_revision(kube: KubernetesClient, service: Service) -> tuple[str, dict[str, str]]:
     """The revision the service's Deployment runs now, and its images. Raises KubeError."""
-    info = kube.deployment(KubeTarget(service.context, service.namespace), service.spec.deployment)
+    t = KubeTarget(service.context, service.namespace)
+    info = workload(kube, service.workload_kind).info(t, service.spec.deployment)
     return str(info.revision), dict(info.images)
 
 
@@ -87,13 +89,13 @@ def detect(
     found = []
     for (context, namespace), members in by_namespace(services).items():
         try:
-            listing = kube.deployment_revisions(KubeTarget(context, namespace))
+            listings = _listings(kube, KubeTarget(context, namespace), members)
         except KubeError as exc:
             names = ", ".join(s.name for s in members)
             log.warning("guard: cannot list deployments in %s (%s): %s", namespace, names, exc)
             continue
         for service in members:
-            listed = listing.deployments.get(service.spec.deployment)
+            listed = listings[service.workload_kind].deployments.get(service.spec.deployment)
             if listed is None:
                 log.warning(
                     'guard: %s\'s deployment "%s" not found in namespace "%s"',
@@ -107,6 +109,15 @@ def detect(
             if new is not None:
                 found.append(new)
     return found
+
+
+def _listings(
+    kube: KubernetesClient, t: KubeTarget, members: list[Service]
+) -> dict[str, DeploymentListing]:
+    """One LIST per workload kind the services of a namespace run as (Deployments, Argo
+    Rollouts): kind → name → revision. Raises KubeError."""
+    kinds = dict.fromkeys(s.workload_kind for s in members)
+    return {kind: workload(kube, kind).revisions(t) for kind in kinds}
 
 
 def _new_release(
@@ -165,7 +176,8 @@ class ReleaseWatcher:
     def start(self, services: list[Service]) -> None:
         groups = by_namespace(services)
         for (context, namespace), members in groups.items():
-            guarded = {s.spec.deployment for s in members}
+            # Deployments only: a Rollout's new revision waits for the round's LIST of Rollouts
+            guarded = {s.spec.deployment for s in members if s.workload_kind == "Deployment"}
             thread = threading.Thread(
                 target=self._run,
                 args=(KubeTarget(context, namespace), guarded, len(groups)),

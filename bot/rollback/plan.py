@@ -66,6 +66,7 @@ STEP_RULES: dict[str, StepRules] = {
     "switch_selector": _rules("Switch the Service selector", required="service selector"),
     "scale": _rules("Scale", required="replicas", optional="deployment"),
     "restart": _rules("Restart", optional="deployment"),
+    "rollout_abort": _rules("Abort the Argo Rollout's update", optional="deployment"),
     "shift_traffic": _rules(
         "Shift traffic",
         required="traffic",
@@ -129,6 +130,7 @@ class PlanInputs:
     deployment: str
     strategy: str
     target_revision: str | None = None
+    workload_kind: str = "Deployment"  # or "Rollout" (argoproj.io/v1alpha1)
     health_url: str | None = None
     error_rate_query: str | None = None
     error_rate_limit: float = 0.05
@@ -156,6 +158,8 @@ def _verification(inp: PlanInputs) -> list[StepSpec]:
 
 def _undo_steps(inp: PlanInputs) -> list[StepSpec]:
     d, revision = inp.deployment, inp.target_revision
+    if inp.workload_kind == "Rollout":
+        return _rollout_undo_steps(inp)
     return [
         step("preparation", "snapshot", "Snapshot the deployment", objects=[["Deployment", d]]),
         step(
@@ -166,6 +170,29 @@ def _undo_steps(inp: PlanInputs) -> list[StepSpec]:
             to_revision=revision,
         ),
         step("application", "wait_rollout", "Wait for the rollout", deployment=d),
+    ]
+
+
+def _rollout_undo_steps(inp: PlanInputs) -> list[StepSpec]:
+    """An Argo Rollout: abort a running canary/blue-green update (traffic back to the stable
+    ReplicaSet at once), then ``kubectl argo rollouts undo``, then wait for Healthy."""
+    d, revision = inp.deployment, inp.target_revision
+    return [
+        step(
+            "preparation",
+            "snapshot",
+            "Snapshot the rollout",
+            objects=[["Rollout", d, "argoproj.io/v1alpha1"]],
+        ),
+        step("stop_traffic", "rollout_abort", f"Abort {d}'s running update", deployment=d),
+        step(
+            "application",
+            "rollout_undo",
+            f"Roll {d} back to revision {revision}" if revision else f"Roll {d} back",
+            deployment=d,
+            to_revision=revision,
+        ),
+        step("application", "wait_rollout", "Wait until the rollout is Healthy", deployment=d),
     ]
 
 

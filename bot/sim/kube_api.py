@@ -7,7 +7,8 @@
 What it serves (namespaced resources in namespaces that exist: `default`, `kube-system`,
 `kube-public`, `kube-node-lease`, those seeded and those created through the API):
 - apps/v1 Deployments (CRUD, patch in all three flavours, `scale` and `status` subresources) and
-  ReplicaSets, kept in step by a deployment controller (see `kube_controller`);
+  ReplicaSets, kept in step by a deployment controller (see `kube_controller`), and Argo
+  Rollouts with theirs by an Argo Rollouts controller (`kube_rollouts`, `seed_rollout`);
 - core/v1 Services, Namespaces, Events (none) and Pods generated from the ReplicaSets (read only);
 - batch/v1 Jobs, run to the outcome set with `set_job_outcome`;
 - the other built-in kinds a rollback bot meets (Ingress, ConfigMap …) and the CRDs installed
@@ -52,9 +53,11 @@ from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
 from bot.sim.kube_discovery import ApiResource
 from bot.sim.kube_http import Answer, KubeHttpServer
 from bot.sim.kube_injection import Injections, RequestLog
-from bot.sim.kube_schema import KubeError, ResourceType
+from bot.sim.kube_rollouts import ArgoController
+from bot.sim.kube_schema import KubeError
+from bot.sim.kube_seed import seed_deployment, seed_service
 from bot.sim.kube_server import KubeRestApi
-from bot.sim.kube_store import JSON_PATCH, ObjectStore
+from bot.sim.kube_store import ObjectStore
 from bot.sim.kube_watch import WatchRequest, watch_events
 from bot.sim.kube_workloads import JobController, JobOutcome, JobRule, generated_pods
 from bot.sim.loopback import LoopbackSimulator
@@ -87,6 +90,7 @@ class KubeSimulator(LoopbackSimulator):
         self._deployments = DeploymentController(
             self._store, self._clock, self._wall_now, ready_delay_seconds=ready_delay_seconds
         )
+        self._rollouts = ArgoController(self._store, self._clock, self._wall_now, self._deployments)
         self._jobs = JobController(
             self._store, self._clock, self._wall_now, default_delay_seconds=job_delay_seconds
         )
@@ -238,47 +242,23 @@ class KubeSimulator(LoopbackSimulator):
         labels: dict[str, str] | None = None,
         container: str = "app",
     ) -> dict[str, JSON]:
-        """A deployment rolled through `images` in order: revision N runs images[N-1].
-
-        Every revision gets its ReplicaSet and is rolled out completely (ready at once), like a
-        real cluster after several releases. Returns the deployment as stored.
-        """
-        if not images:
-            raise ValueError("seed_deployment needs at least one image")
-        labels = dict(labels or {"app": name})
-        body = {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": container, "image": images[0]}]},
-                },
-            },
-        }
+        """A deployment rolled through `images` in order: revision N runs images[N-1], each
+        rolled out completely, like a real cluster after several releases (`kube_seed`)."""
         with self._lock:
-            self._store.ensure_namespace(namespace)
-            self._store.create(DEPLOYMENTS, namespace, body)
-            self._settle(namespace, name)
-            for image in images[1:]:
-                path = "/spec/template/spec/containers/0/image"
-                patch = [{"op": "replace", "path": path, "value": image}]
-                self._store.patch(DEPLOYMENTS, namespace, name, JSON_PATCH, patch)
-                self._settle(namespace, name)
-            return dict(self._store.get(DEPLOYMENTS, namespace, name))
+            return seed_deployment(
+                self._store, self._settle, namespace, name, images, replicas, labels, container
+            )
+
+    def seed_rollout(self, namespace: str, name: str, *, images: Sequence[str], **kw: Any) -> JSON:
+        """An Argo Rollout released through `images`, each promoted (`kube_rollouts`)."""
+        with self._lock:
+            return self._rollouts.seed(namespace, name, images=list(images), **kw)
 
     def seed_service(
         self, namespace: str, name: str, selector: dict[str, str], port: int = 80
     ) -> dict[str, JSON]:
-        body = {
-            "metadata": {"name": name},
-            "spec": {"selector": dict(selector), "ports": [{"name": "http", "port": port}]},
-        }
-        services = ResourceType("", "v1", "services", "Service")
         with self._lock:
-            self._store.ensure_namespace(namespace)
-            return dict(self._store.create(services, namespace, body))
+            return seed_service(self._store, namespace, name, selector, port)
 
     def seed_namespace(self, name: str) -> None:
         """A namespace, as `kubectl create namespace` makes it (objects need theirs first)."""
@@ -332,6 +312,7 @@ class KubeSimulator(LoopbackSimulator):
             return
         synced_at = self._clock()
         self._deployments.sync()
+        self._rollouts.sync()
         self._jobs.sync()
         self._synced_version, self._synced_clock = self._store.resource_version, synced_at
 
@@ -342,6 +323,7 @@ class KubeSimulator(LoopbackSimulator):
             bool(d.never_ready)
             or any(ready_at > self._synced_clock for ready_at in d._ready_at.values())
             or self._jobs.has_pending()
+            or self._rollouts.is_waiting_on_clock()
         )
 
     def _wall_now(self) -> str:

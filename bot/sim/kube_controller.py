@@ -103,6 +103,16 @@ class DeploymentController:
         for deployment in deployments:
             self._sync_deployment_status(deployment)
 
+    def pods_started(self, replica_set_uid: str, *, is_settled: bool = False) -> None:
+        """Another controller (Argo Rollouts') scaled this ReplicaSet up from 0: its pods
+        become ready after the delay (at once when settled)."""
+        delay = 0.0 if is_settled else self.ready_delay_seconds
+        self._ready_at[replica_set_uid] = self._clock() + delay
+
+    def refresh_replica_set(self, replica_set: JSON) -> None:
+        """Write the status of one ReplicaSet now (for another controller that just scaled it)."""
+        self._sync_replica_set_status(replica_set)
+
     def is_never_ready(self, replica_set: JSON) -> bool:
         """Whether the pods of this ReplicaSet crash-loop: its deployment was set never-ready, or
         one of its template's containers runs an image that was."""

@@ -8,7 +8,8 @@
     /apis/{group}/{version}/namespaces/{ns}/{plural}…    everything else
     /api/v1/{plural}, /apis/{group}/{version}/{plural}   lists across namespaces
 
-Subresources: `scale` (Deployments, ReplicaSets: get, replace, patch) and `status` (get).
+Subresources: `scale` (Deployments, ReplicaSets: get, replace, patch) and `status` (get,
+replace, patch: only the status changes).
 Also `/version` (VersionApi) and the `/healthz`, `/livez`, `/readyz` probes.
 """
 
@@ -137,6 +138,14 @@ class KubeRestApi:
             return self._scale(method, route, content_type, body, dry_run)
         if route.subresource == "status" and method == "GET" and route.name:
             return Answer(200, self._store.get(route.rt, route.namespace or "", route.name), {})
+        if route.subresource == "status" and method in ("PUT", "PATCH") and route.name:
+            written = self._store.write_status(
+                *(route.rt, route.namespace or "", route.name),
+                content_type if method == "PATCH" else None,
+                body,
+                dry_run=dry_run,
+            )
+            return Answer(200, written, {})
         if route.subresource is not None:
             return Answer(404, _NOT_FOUND_PAGE, {})
         if route.name is None:

@@ -145,6 +145,8 @@ class ObjectStore:
             metadata["generation"] = 1
         if rt.kind in _INITIAL_STATUS:
             obj["status"] = copy.deepcopy(_INITIAL_STATUS[rt.kind])
+        elif self._has_status_subresource(rt):
+            obj.pop("status", None)  # a custom resource's status is written through /status
         apply_defaults(rt, obj, cluster_ip=self._cluster_ip(self._services_created))
         validate(rt, obj, None)
         if dry_run:
@@ -184,6 +186,31 @@ class ObjectStore:
         patched = self.conformed(rt, patched, is_patch=True, name=name)
         patched.setdefault("metadata", {})["name"] = name
         return self._commit(rt, old, patched, dry_run=dry_run)
+
+    def write_status(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str | None,
+        body: JSON,
+        *,
+        dry_run: bool = False,
+    ) -> JSON:
+        """PUT (``content_type`` None) or PATCH on the status subresource: only the status
+        changes, as the API server's status strategy keeps it; a resourceVersion sent must match."""
+        old = self._require(rt, namespace, name)
+        if content_type is not None:
+            body = apply_patch(rt, self._served(rt, old), content_type, body)
+        is_patch = content_type is not None
+        sent = self.conformed(rt, self._body_object(body), is_patch=is_patch, name=name)
+        new = copy.deepcopy(old)
+        new.pop("status", None)
+        if "status" in sent:
+            new["status"] = sent["status"]
+        sent_version = sent["metadata"].get("resourceVersion")
+        new["metadata"]["resourceVersion"] = sent_version or old["metadata"]["resourceVersion"]
+        return self._commit(rt, old, new, dry_run=dry_run, is_status=True)
 
     def delete(
         self,
@@ -287,7 +314,12 @@ class ObjectStore:
         self._objects[key] = obj
         return copy.deepcopy(obj)
 
-    def _commit(self, rt: ResourceType, old: JSON, new: JSON, *, dry_run: bool) -> JSON:
+    def _has_status_subresource(self, rt: ResourceType) -> bool:
+        return rt.is_builtin or "status" in self.discovery.subresources(rt.group, rt.plural)
+
+    def _commit(
+        self, rt: ResourceType, old: JSON, new: JSON, *, dry_run: bool, is_status: bool = False
+    ) -> JSON:
         """The shared end of PUT and PATCH: preconditions, server fields, defaults, storage."""
         name = old["metadata"]["name"]
         sent_version = new["metadata"].get("resourceVersion")
@@ -300,7 +332,7 @@ class ObjectStore:
             if server_field in old["metadata"]:
                 metadata[server_field] = old["metadata"][server_field]
         metadata["resourceVersion"] = old["metadata"]["resourceVersion"]
-        if rt.is_builtin:
+        if self._has_status_subresource(rt) and not is_status:
             # Status is a subresource: writes to the main resource cannot change it.
             new.pop("status", None)
             if "status" in old:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bot.sim import kube_crd_schema as crd_schema
 from bot.sim.kube_decode import DecodeError, decode
 from bot.sim.kube_fields import schema_of
 from bot.sim.kube_schema import KubeError, ResourceType, requirements_of
@@ -35,6 +36,9 @@ def conform(
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
         raise KubeError.bad_request("the body of the request is not a Kubernetes object")
     _check_identity(rt, obj)
+    custom = crd_schema.SCHEMAS.get((rt.group, rt.kind))
+    if custom is not None:
+        return _conform_custom(rt, obj, custom, field_validation, name)
     kind = "Scale" if rt.kind == "Scale" else rt.kind
     schema = schema_of(kind, is_builtin=rt.is_builtin)
     if schema is None:
@@ -53,6 +57,22 @@ def conform(
         raise KubeError.bad_request(message if is_patch else _cannot_handle(rt, message))
     warnings = [] if field_validation == "Ignore" else unknown
     return decoded.value, warnings
+
+
+def _conform_custom(
+    rt: ResourceType, obj: JSON, schema: JSON, field_validation: str, name: str
+) -> tuple[JSON, list[str]]:
+    """A custom resource against its CRD's structural schema: 422 for wrong types, unknown
+    fields pruned (a warning, or refused under Strict)."""
+    errors: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    pruned = crd_schema.check(schema, obj, errors, unknown)
+    if errors:
+        raise KubeError.invalid(rt, name or str(obj["metadata"].get("name", "")), errors)
+    found = [f'unknown field "{path}"' for path in unknown]
+    if found and field_validation == "Strict":
+        raise KubeError.bad_request(f"strict decoding error: {', '.join(found)}")
+    return pruned, [] if field_validation == "Ignore" else found
 
 
 def _cannot_handle(rt: ResourceType, message: str) -> str:

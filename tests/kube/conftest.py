@@ -37,9 +37,10 @@ from tests.kube.control_plane import (
     write_kubeconfig,
 )
 from tests.kube.fake_kubelet import FakeKubelet
-from tests.kube.workloads import Workloads, install_virtual_service_crd
+from tests.kube.workloads import Workloads, install_crd, install_virtual_service_crd
 
 RBAC_YAML = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+ARGO_ROLLOUTS_CRD = Path(__file__).resolve().parent / "argo-rollouts-crd.yaml"
 BOT_SA_NAMESPACE = "rollback-bot"
 BOT_SA = "rollback-bot"
 _timings: dict[str, float] = {}
@@ -155,6 +156,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="package")
 def virtual_service_crd(cluster: Cluster) -> None:
     install_virtual_service_crd(cluster.admin)
+
+
+@pytest.fixture(scope="package")
+def argo_rollouts_crd(cluster: Cluster) -> None:
+    """Argo Rollouts' published Rollout CRD (trimmed, see the file's header)."""
+    install_crd(cluster.admin, yaml.safe_load(ARGO_ROLLOUTS_CRD.read_text()))
 
 
 @pytest.fixture

@@ -17,11 +17,15 @@ from kubernetes import client as k8s
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget
+from tests.kube.argo_controller import RolloutController
 from tests.kube.conftest import Cluster, rbac_documents
 from tests.kube.test_steps_real import TRAFFIC, _route
 from tests.kube.workloads import Workloads
 
-pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("virtual_service_crd")]
+pytestmark = [
+    pytest.mark.kube,
+    pytest.mark.usefixtures("virtual_service_crd", "argo_rollouts_crd"),
+]
 
 Use = Callable[[KubernetesClient, KubeTarget, dict[str, str]], object]
 JOB_SPEC = {
@@ -64,6 +68,14 @@ USES: dict[tuple[str, str, str], Use] = {
     ("networking.istio.io", "virtualservices", "patch"): lambda kube, t, o: kube.patch_object(
         t, *VS, [{"op": "replace", "path": "/spec/hosts", "value": ["board"]}], dry_run=True
     ),
+    ("argoproj.io", "rollouts", "get"): lambda kube, t, o: kube.rollout_info(t, "checkout-ro"),
+    ("argoproj.io", "rollouts", "list"): lambda kube, t, o: kube.rollout_revisions(t),
+    ("argoproj.io", "rollouts", "patch"): lambda kube, t, o: kube.rollout_undo(
+        t, "checkout-ro", 1, dry_run=True
+    ),
+    ("argoproj.io", "rollouts/status", "patch"): lambda kube, t, o: kube.abort_rollout(
+        t, "checkout-ro", dry_run=True
+    ),
 }
 
 
@@ -99,7 +111,8 @@ def seed(w: Workloads) -> dict[str, str]:
         },
     }
     k8s.NetworkingV1Api(w.apps.api_client).create_namespaced_ingress(w.ns, ingress)
-    (rs,) = w.apps.list_namespaced_replica_set(w.ns).items
+    (rs,) = w.apps.list_namespaced_replica_set(w.ns, label_selector="app=checkout-api").items
+    RolloutController(w.apps.api_client, w.ns).create("checkout-ro", ["ro:v1", "ro:v2"])
     return {"replicaset": rs.metadata.name}
 
 

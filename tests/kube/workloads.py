@@ -198,10 +198,15 @@ VIRTUAL_SERVICE_CRD: dict[str, Any] = {
 
 def install_virtual_service_crd(admin: ApiClient) -> None:
     """Istio's VirtualService, reduced to what a canary shift touches; Established when done."""
+    install_crd(admin, VIRTUAL_SERVICE_CRD)
+
+
+def install_crd(admin: ApiClient, crd: dict[str, Any]) -> None:
+    """Create a CustomResourceDefinition (unless there) and wait until it is Established."""
     ext = k8s.ApiextensionsV1Api(admin)
-    name = VIRTUAL_SERVICE_CRD["metadata"]["name"]
+    name = crd["metadata"]["name"]
     try:
-        ext.create_custom_resource_definition(VIRTUAL_SERVICE_CRD)
+        ext.create_custom_resource_definition(crd)
     except k8s.exceptions.ApiException as exc:
         if exc.status != 409:
             raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,6 @@ from bot.adapters.kube.kubectl import (
     _plan,
     equal_ignore_hash,
     images_of,
-    is_controlled_by,
     label_selector_string,
     meta,
     revision_of,
@@ -28,6 +26,7 @@ from bot.adapters.kube.kubectl import (
 )
 from bot.adapters.kube.reads import ReadOnce
 from bot.adapters.kube.resources import Resources
+from bot.adapters.kube.rollouts import Rollouts
 from bot.adapters.kube.session import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -75,8 +74,9 @@ def _scale_replicas(scale: k8s.V1Scale) -> int:
     return (scale.spec.replicas or 0) if scale.spec else 0
 
 
-class KubernetesClient(Resources, Watching, AccessReviews):
-    """Deployments, Services, Jobs and snapshots across kube contexts, with bounded retries.
+class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
+    """Deployments, Argo Rollouts, Services, Jobs and snapshots across kube contexts, with
+    bounded retries.
 
     409 Conflict on a read-modify-write re-reads and retries; 429/5xx and connection errors
     back off exponentially through the injected ``sleep``; any other 4xx fails at once.
@@ -300,25 +300,7 @@ class KubernetesClient(Resources, Watching, AccessReviews):
     def _owned_replicasets(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
         """deploymentutil listReplicaSets: by the Deployment's selector, then controller uid."""
         uid = meta(dep.metadata).uid
-        return self._read_once(("replicasets", t, uid), lambda: self._list_owned(t, dep))
-
-    def _list_owned(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
-        api = k8s.AppsV1Api(self._client(t))
-        selector = label_selector_string(dep.spec.selector) or None
-        items: list[k8s.V1ReplicaSet] = []
-        token: str | None = None
-        while True:
-            request = functools.partial(
-                api.list_namespaced_replica_set,
-                t.namespace,
-                label_selector=selector,
-                _continue=token,
-                _request_timeout=self._timeout,
-            )
-            page = self._call(f"LIST replicasets {t.namespace}", request)
-            items.extend(page.items)
-            # the continue token is `var_continue` on the model, `_continue` as a parameter
-            token = page.metadata.var_continue if page.metadata else None
-            if not token:
-                uid = meta(dep.metadata).uid
-                return [rs for rs in items if is_controlled_by(rs, uid)]
+        selector = label_selector_string(dep.spec.selector)
+        return self._read_once(
+            ("replicasets", t, uid), lambda: self._controlled_replicasets(t, selector, uid)
+        )

@@ -99,7 +99,12 @@ def equal_ignore_hash(
 def template_fingerprint(template: k8s.V1PodTemplateSpec | None) -> str:
     """A short digest of the pod template as equal_ignore_hash compares it: two revisions with
     the same fingerprint run the same release, whatever their revision numbers say."""
-    canonical = json.dumps(_pruned(template_without_hash(template)), sort_keys=True)
+    return fingerprint_of(template_without_hash(template))
+
+
+def fingerprint_of(template: dict[str, Any]) -> str:
+    """A short digest of a pod template in wire form (nulls and empty values aside)."""
+    canonical = json.dumps(_pruned(template), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -94,6 +94,7 @@ class RolloutStatus:
     is_complete: bool
     is_failed: bool
     message: str
+    is_paused: bool = False  # an Argo Rollout waiting for a promote (phase Paused)
 
 
 @dataclass(frozen=True)

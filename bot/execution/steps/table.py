@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.execution.steps import control, http, metrics
 from bot.execution.steps.base import Describe, StepRunner
-from bot.execution.steps.kubernetes import objects, traffic, waits
+from bot.execution.steps.kubernetes import objects, rollouts, traffic, waits
 from bot.rollback.lifecycle import StepStatus
 from bot.rollback.phases import NOT_SELECTED
 from bot.rollback.plan import STEP_RULES, Plan, StepRules
@@ -61,6 +61,7 @@ STEPS: Mapping[str, StepKind] = _table(
     ("switch_selector", objects.switch_selector, objects.describe_switch_selector),
     ("scale", objects.scale, objects.describe_scale),
     ("restart", objects.restart, objects.describe_restart),
+    ("rollout_abort", rollouts.rollout_abort, rollouts.describe_rollout_abort),
     ("shift_traffic", traffic.shift_traffic, traffic.describe_shift_traffic),
     ("run_job", waits.run_job, waits.describe_run_job),
     ("wait_rollout", waits.wait_rollout, waits.describe_wait_rollout),

@@ -4,6 +4,7 @@ a dry-run description, and that description says what the step would do (not jus
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "switch_selector": {"service": "board", "selector": {"version": "blue"}},
     "scale": {"deployment": "checkout-api", "replicas": 0},
     "restart": {"deployment": "checkout-api"},
+    "rollout_abort": {"deployment": "checkout-ro"},
     "shift_traffic": {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 50},
     "run_job": {"job": JOB, "job_name": "migrate-back"},
     "wait_rollout": {"deployment": "checkout-api"},
@@ -65,6 +67,7 @@ def dry() -> Iterator[DryRun]:
     with KubeSimulator() as sim:
         sim.seed_deployment(NS, "checkout-api", images=["shop/checkout:v1", "shop/checkout:v2"])
         sim.seed_service(NS, "board", {"app": "board", "version": "green"})
+        sim.seed_rollout(NS, "checkout-ro", images=["shop/checkout:v1", "shop/checkout:v2"])
         create_virtual_service(
             sim,
             NS,
@@ -80,6 +83,9 @@ def dry() -> Iterator[DryRun]:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_the_dry_run_describes_what_each_kind_would_do(dry: DryRun, name: str) -> None:
     spec: StepSpec = step("application", name, STEP_RULES[name].title, **SAMPLES[name])
+    if name == "rollout_abort":  # an Argo Rollout's step: the service runs a Rollout
+        rollout = service_yaml("checkout", None, workload="{kind: Rollout}")
+        dry = replace(dry, service=parse_catalog(catalog_yaml(rollout)).services["checkout"])
     text = STEPS[name].describe(dry, spec)
     assert text.strip() not in ("", name, STEP_RULES[name].title)
     assert "pw" not in text and "abc" not in text  # no credentials, whatever the kind

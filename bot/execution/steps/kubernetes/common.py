@@ -8,8 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.session import TRANSIENT_STATUSES
 from bot.adapters.kube.values import KubeError
+from bot.adapters.kube.workload import Workload, workload
+from bot.catalog.load import Service
 from bot.execution.steps.base import StepContext, StepFailed, StepRunner, TimedOut
 
 API_VERSIONS = {
@@ -18,6 +21,7 @@ API_VERSIONS = {
     "Service": "v1",
     "Job": "batch/v1",
     "Ingress": "networking.k8s.io/v1",
+    "Rollout": "argoproj.io/v1alpha1",
 }
 POLL_SECONDS = 1.0
 
@@ -37,6 +41,11 @@ def kube_errors(fn: StepRunner) -> StepRunner:
 
 def deployment(ctx: StepContext, params: Mapping[str, Any]) -> str:
     return str(params.get("deployment") or ctx.service.spec.deployment)
+
+
+def workload_of(kube: KubernetesClient, service: Service) -> Workload:
+    """The service's Deployment or Argo Rollout, with the rules of its kind."""
+    return workload(kube, service.workload_kind)
 
 
 def api_version_of(entry: Any) -> tuple[str, str, str]:

@@ -22,6 +22,7 @@ from bot.execution.steps.kubernetes.common import (
     images_text,
     kube_errors,
     selector_text,
+    workload_of,
 )
 from bot.notify.blocks import escape
 from bot.rollback.plan import StepSpec
@@ -74,7 +75,7 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = deployment(ctx, params)
     planned = ctx.previous.get("undo")
     if planned is not None:  # a resumed attempt: never undo a second time
-        current = ctx.kube.deployment(ctx.target, name)
+        current = workload_of(ctx.kube, ctx.service).info(ctx.target, name)
         # the undo makes a new revision: still at the planned one means it never went out
         # (images alone cannot tell: two revisions may differ only in env or resources)
         moved_on = current.revision != int(planned["from_revision"])
@@ -100,7 +101,7 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         }
         ctx.remember({"undo": planned})
 
-    result = ctx.kube.undo(ctx.target, name, wanted, before_patch=record)
+    result = workload_of(ctx.kube, ctx.service).undo(ctx.target, name, wanted, before_patch=record)
     assert planned is not None
     ctx.note(
         f"{name}: revision {planned['from_revision']} → template of revision"
@@ -138,7 +139,8 @@ def describe_rollout_undo(dry: DryRun, s: StepSpec) -> str:
     if wanted not in (None, "") and not str(wanted).isdigit():
         return f":no_entry: `{escape(str(wanted))}` is not a revision number (see above)"
     name = dry.deployment(s.params)
-    plan = dry.kube.undo(dry.target, name, int(wanted) if wanted else None, dry_run=True)
+    kind = workload_of(dry.kube, dry.service)
+    plan = kind.undo(dry.target, name, int(wanted) if wanted else None, dry_run=True)
     text = (
         f"revision {plan.from_revision} ({images_text(plan.images_before)}) → template of"
         f" revision {plan.to_revision} ({images_text(plan.images_after)})"

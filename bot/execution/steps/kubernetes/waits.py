@@ -8,7 +8,13 @@ from typing import Any
 
 from bot.adapters.kube.values import KubeError, KubeTarget
 from bot.execution.steps.base import ACCEPTED, Aborted, DryRun, StepContext, StepFailed, TimedOut
-from bot.execution.steps.kubernetes.common import Seen, deployment, kube_errors, poll_kube
+from bot.execution.steps.kubernetes.common import (
+    Seen,
+    deployment,
+    kube_errors,
+    poll_kube,
+    workload_of,
+)
 from bot.notify.blocks import escape
 from bot.rollback.plan import StepSpec
 
@@ -21,27 +27,37 @@ MIN_JOB_TTL_SECONDS = 60
 @kube_errors
 def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Wait until the rollout is complete by kubectl's rules; fail on its progress deadline.
+    An Argo Rollout is waited for as ``kubectl argo rollouts status`` does: done when its
+    status.phase is Healthy, failed when Degraded (Paused and Progressing wait, with the
+    controller's message).
 
     kubectl counts a deployment of 0 replicas as rolled out. ``min_available`` (for a
     deployment about to take traffic, e.g. blue-green's stable colour) also asks for that many
     available pods, and fails at once when the deployment is scaled to 0.
     """
     name = deployment(ctx, params)
+    kind = workload_of(ctx.kube, ctx.service)
     min_available = int(params.get("min_available", 0))
     seen = Seen()
     short_of: int | None = None  # available pods, while fewer than min_available
+    is_paused_noted = False
 
     def read() -> tuple[bool, str]:
-        nonlocal short_of
+        nonlocal short_of, is_paused_noted
         short_of = None
-        status = ctx.kube.rollout_status(ctx.target, name)
+        status = kind.rollout_status(ctx.target, name)
         if status.is_failed:
             raise StepFailed(status.message)
+        if status.is_paused and not is_paused_noted:  # once: a canary pause waits for a person
+            is_paused_noted = True
+            ctx.note(_paused(ctx, name, status.message))
         if not status.is_complete or min_available <= 0:
             return status.is_complete, status.message
-        info = ctx.kube.deployment(ctx.target, name)
+        info = kind.info(ctx.target, name)
         if info.replicas == 0:  # nothing will bring pods back by itself
-            raise StepFailed(f"{_too_few_pods(name, 0, min_available)} (scaled to 0 replicas)")
+            raise StepFailed(
+                f"{_too_few_pods(kind.noun, name, 0, min_available)} (scaled to 0 replicas)"
+            )
         if info.available_replicas < min_available:
             short_of = info.available_replicas
             return False, f"{short_of} available pods, {min_available} needed"
@@ -51,23 +67,33 @@ def wait_rollout(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         return {"status": poll_kube(ctx, f"rollout of {name}", read, seen)}
     except TimedOut as exc:
         if short_of is not None and not seen.is_failing:
-            raise StepFailed(f"{_too_few_pods(name, short_of, min_available)} ({exc})") from None
+            too_few = _too_few_pods(kind.noun, name, short_of, min_available)
+            raise StepFailed(f"{too_few} ({exc})") from None
         raise
 
 
-def _too_few_pods(name: str, available: int, wanted: int) -> str:
-    have = "no available pods" if available == 0 else f"only {available} available pods"
+def _paused(ctx: StepContext, name: str, message: str) -> str:
+    t = ctx.target
+    where = f"{f'--context {t.context} ' if t.context else ''}-n {t.namespace}"
     return (
-        f"deployment {name} has {have} ({wanted} needed);"
-        " scale it up before switching traffic to it"
+        f":double_vertical_bar: {message}: the rollout goes on when someone promotes it"
+        f" (`kubectl argo rollouts promote {name} {where}`, `--full` to skip the remaining"
+        f" steps); this step waits until its timeout ({ctx.timeout_seconds:g} s)"
     )
+
+
+def _too_few_pods(noun: str, name: str, available: int, wanted: int) -> str:
+    have = "no available pods" if available == 0 else f"only {available} available pods"
+    return f"{noun} {name} has {have} ({wanted} needed); scale it up before switching traffic to it"
 
 
 def describe_wait_rollout(dry: DryRun, s: StepSpec) -> str:
     name = dry.deployment(s.params)
-    status = dry.kube.rollout_status(dry.target, name)
+    kind = workload_of(dry.kube, dry.service)
+    status = kind.rollout_status(dry.target, name)
+    rules = "kubectl argo rollouts status" if kind.noun == "rollout" else "kubectl's rules"
     return (
-        f"waits until {name} is rolled out by kubectl's rules (≤ {s.timeout_seconds:g} s);"
+        f"waits until {name} is rolled out by {rules} (≤ {s.timeout_seconds:g} s);"
         f" now: {escape(status.message)}"
     )
 
