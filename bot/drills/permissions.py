@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import AccessCheck, KubeError, KubeTarget
+from bot.adapters.kube.workload import ROLLOUT
 from bot.catalog.load import Service
 from bot.drills.checks import Check, failed, ok, unknown
 from bot.notify.blocks import plural
@@ -20,6 +21,11 @@ _DEPLOYMENT_WRITES = {
     "set_image": ("patch", "apps", "deployments", ""),
     "restart": ("patch", "apps", "deployments", ""),
     "scale": ("patch", "apps", "deployments", "scale"),
+}
+# the same for a service whose workload is an Argo Rollout (deploy/rbac.yaml's argoproj.io rules)
+_ROLLOUT_WRITES = {
+    "rollout_undo": ("patch", "argoproj.io", "rollouts", ""),
+    "rollout_abort": ("patch", "argoproj.io", "rollouts", "status"),
 }
 
 
@@ -37,8 +43,10 @@ def _writes_of(
     kube: KubernetesClient, t: KubeTarget, service: Service, s: StepSpec
 ) -> Iterator[AccessCheck]:
     p, ns = s.params, t.namespace
-    if s.kind in _DEPLOYMENT_WRITES:
-        verb, group, resource, sub = _DEPLOYMENT_WRITES[s.kind]
+    on_rollout = service.workload_kind == ROLLOUT and s.kind in _ROLLOUT_WRITES
+    writes = _ROLLOUT_WRITES if on_rollout else _DEPLOYMENT_WRITES
+    if s.kind in writes:
+        verb, group, resource, sub = writes[s.kind]
         name = str(p.get("deployment") or service.spec.deployment)
         yield AccessCheck(verb, group, resource, ns, name, sub)
     elif s.kind == "switch_selector":

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from bot.adapters.http import HttpClient, HttpError
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision
+from bot.adapters.kube.workload import Workload, workload
 from bot.catalog.load import Service
 from bot.drills.checks import Check, failed, ok
 from bot.rollback.plan import Plan
@@ -28,8 +29,9 @@ def target_checks(
     """One line per thing the plan goes back to (none for a plan that names no target)."""
     t = KubeTarget(service.context, service.namespace)
     spec = service.spec
+    runs_as = workload(kube, service.workload_kind)  # a Deployment's history, or a Rollout's
     found = [
-        _undo(kube, t, str(s.params.get("deployment") or spec.deployment), wanted)
+        _undo(runs_as, t, str(s.params.get("deployment") or spec.deployment), wanted)
         for s in plan.steps
         if s.kind == "rollout_undo"
     ]
@@ -43,7 +45,7 @@ def target_checks(
     return found
 
 
-def _undo(kube: KubernetesClient, t: KubeTarget, deployment: str, wanted: str | None) -> Check:
+def _undo(kube: Workload, t: KubeTarget, deployment: str, wanted: str | None) -> Check:
     def pick(listed: list[Revision], current: int) -> int | None:
         if not wanted:
             return None

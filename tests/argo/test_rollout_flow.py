@@ -230,3 +230,19 @@ def test_the_assessment_reads_the_release_the_rollout_runs(h: Harness) -> None:
         "revision": 3,
         "images": {"app": "shop/checkout:v3"},
     }
+
+
+def test_a_drill_of_a_rollout_service_reads_the_rollout_and_reviews_argo_writes(
+    h: Harness, kube_sim: KubeSimulator
+) -> None:
+    """The readiness drill of a Rollout service: its target is the Rollout's history (not a
+    Deployment by that name), and the writes reviewed are argoproj.io's."""
+    before, version = len(h.posted()), kube_sim.resource_version
+    assert "Readiness drill" in h.slash("drill checkout").json()["text"]
+    h.wait_idle()
+    (report,) = [c.params["text"] for c in h.posted()[before:]]
+    assert "✓ Target" in report and "revision 3 (checkout:v3) → revision 2" in report, report
+    assert "patch rollouts.argoproj.io checkout-api in shop" in report, report
+    assert "patch rollouts/status.argoproj.io checkout-api in shop" in report, report
+    assert "deployments.apps" not in report
+    assert kube_sim.resource_version == version  # a drill changes nothing
