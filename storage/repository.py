@@ -16,6 +16,7 @@ from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
 from storage.repo.guard import GuardMixin
+from storage.repo.page_delivery import PageDeliveryMixin
 from storage.repo.pages import PagesMixin
 from storage.repo.reviews import ReviewsMixin
 from storage.repo.rollbacks import RollbacksMixin
@@ -32,6 +33,7 @@ class Repository(
     WorkMixin,
     ReviewsMixin,
     PagesMixin,
+    PageDeliveryMixin,
     GuardMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

@@ -15,10 +15,11 @@ from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.immediate import start_immediate
 from bot.execution.preflight import Refusal, check
+from bot.guard.oncall import page_question, stop_paging
 from bot.notify.blocks import button, escape, notice
 from bot.notify.reply import Reply
 from bot.rollback import policy
-from bot.rollback.lifecycle import GuardDueKind, guard_confirm_key, guard_page_key
+from bot.rollback.lifecycle import GuardDueKind, guard_confirm_key
 from bot.rollback.triggers import ConfirmTimeout, GuardConfig
 from storage.guard_models import GUARD_ACTOR, GuardedRelease
 from storage.models import DueWork
@@ -133,10 +134,7 @@ def ask(
     deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=on_timeout)
     if not say(deps, service, release, text, blocks=blocks):
         return  # nobody is paged about a question nobody can see
-    # the on-call's first level is paged about it (bot.guard.oncall), once per question
-    payload = {"service": service.name, "release_id": release.id, "reason": reason}
-    if deps.due.schedule(GuardDueKind.PAGE, guard_page_key(release.id), deps.clock(), payload):
-        deps.kick_due_work()  # now rather than at the next tick
+    page_question(deps, release.id, reason)  # the on-call ladder, until answered
 
 
 def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
@@ -154,7 +152,9 @@ def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
         )
     if not deps.due.cancel(guard_confirm_key(release.id)):
         return Reply("This question was answered already (or its time ran out).")
-    deps.due.cancel(guard_page_key(release.id))  # answered before its page went out: none
+    stopped = stop_paging(deps, release, f"answered by <@{user}>")
+    if stopped:
+        say(deps, service, release, stopped)
     reason = release.fired_reason or release.fired_trigger or "a trigger held"
     if run:
         roll_back(deps, service, release, reason, user)
@@ -175,6 +175,9 @@ def _confirm_timed_out(deps: Deps, item: DueWork) -> None:
     release = _release(deps, str(payload.get("service")), int(payload.get("release_id", 0)))
     if service is None or release is None:
         return
+    stopped = stop_paging(deps, release, "nobody answered in time")
+    if stopped:
+        say(deps, service, release, stopped)
     if payload.get("on_timeout") == ConfirmTimeout.ROLLBACK:
         deps.audit("guard.confirm_timeout", service.name, then=ConfirmTimeout.ROLLBACK)
         roll_back(deps, service, release, str(payload.get("reason")), GUARD_ACTOR)

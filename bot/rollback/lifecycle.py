@@ -188,13 +188,14 @@ def incident_topic_key(rollback_id: int, phase: str) -> str:
     return f"{incident_topic_prefix(rollback_id)}{phase}"
 
 
-def page_start_key(rollback_id: int, reason: str) -> str:
+def page_start_key(rollback_id: int | str, reason: str) -> str:
     return f"page-start:{rollback_id}:{reason}"
 
 
-def ladder_prefix(rollback_id: int, reason: str = "") -> str:
+def ladder_prefix(rollback_id: int | str, reason: str = "") -> str:
     """Every due-work key of one ladder starts with this (acknowledging cancels them all);
-    without a reason, every ladder of the rollback."""
+    without a reason, every ladder of the rollback. A guard question's ladder is owned by
+    ``question_owner(release_id)`` instead of a rollback id."""
     return f"page:{rollback_id}:" + (f"{reason}:" if reason else "")
 
 
@@ -222,12 +223,12 @@ STARTABLE: tuple[RollbackStatus, ...] = (RollbackStatus.APPROVED, RollbackStatus
 # --- paging's due-work keys -----------------------------------------------------------------
 
 
-def page_level_key(rollback_id: int, reason: str, level: int, *, is_now: bool = False) -> str:
+def page_level_key(rollback_id: int | str, reason: str, level: int, *, is_now: bool = False) -> str:
     """A ladder's next level (``:now`` when its time is brought forward: nobody reachable)."""
     return f"{ladder_prefix(rollback_id, reason)}level:{level}" + (":now" if is_now else "")
 
 
-def page_end_key(rollback_id: int, reason: str) -> str:
+def page_end_key(rollback_id: int | str, reason: str) -> str:
     """The "nobody acknowledged" warning after a ladder's last level."""
     return f"{ladder_prefix(rollback_id, reason)}end"
 
@@ -261,6 +262,11 @@ class GuardDueKind(StrEnum):
 
 def guard_confirm_key(release_id: int) -> str:
     return f"guard-confirm:{release_id}"
+
+
+def question_owner(release_id: int) -> str:
+    """What owns a guard question's paging ladder in its keys (a rollback's is its id)."""
+    return f"q{release_id}"
 
 
 def guard_page_key(release_id: int) -> str:

@@ -1,0 +1,49 @@
+"""Pages may belong to a guard question: ``pages.question_id`` (a guarded release), exactly one
+of ``rollback_id`` / ``question_id`` set, unique (question_id, reason, position).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Add pages.question_id; rollback_id becomes optional (one of the two is set)."""
+    with op.batch_alter_table("pages") as batch:
+        batch.add_column(sa.Column("question_id", sa.Integer(), nullable=True))
+        batch.alter_column("rollback_id", existing_type=sa.Integer(), nullable=True)
+        batch.create_foreign_key(
+            op.f("fk_pages_question_id_guarded_releases"),
+            "guarded_releases",
+            ["question_id"],
+            ["id"],
+        )
+        batch.create_unique_constraint(
+            op.f("uq_pages_question_id_reason_position"), ["question_id", "reason", "position"]
+        )
+        batch.create_check_constraint(
+            "ck_pages_one_owner", "(rollback_id IS NULL) <> (question_id IS NULL)"
+        )
+
+
+def downgrade() -> None:
+    """Drop the guard questions' pages, then the column."""
+    op.execute("DELETE FROM pages WHERE question_id IS NOT NULL")
+    with op.batch_alter_table("pages") as batch:
+        batch.drop_constraint("ck_pages_one_owner", type_="check")
+        batch.drop_constraint(op.f("uq_pages_question_id_reason_position"), type_="unique")
+        batch.drop_constraint(op.f("fk_pages_question_id_guarded_releases"), type_="foreignkey")
+        batch.alter_column("rollback_id", existing_type=sa.Integer(), nullable=False)
+        batch.drop_column("question_id")
