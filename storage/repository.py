@@ -12,6 +12,7 @@ take and raise (`NewWork`, `NewStep`, `ActiveRollbackExists`, `RecordNotFound`) 
 
 from __future__ import annotations
 
+from storage.repo.alerts import AlertsMixin
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
@@ -35,5 +36,6 @@ class Repository(
     PagesMixin,
     PageDeliveryMixin,
     GuardMixin,
+    AlertsMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

@@ -16,7 +16,7 @@ from bot.adapters.slack.web import SlackError
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.contracts import worker_name
-from bot.guard import firing, oncall
+from bot.guard import alerts, firing, oncall
 from bot.guard.message import guard_text
 from bot.guard.readings import Reading, read_baselines, read_many
 from bot.guard.releases import NewRelease, ReleaseWatcher, detect, record_rollback_result
@@ -343,4 +343,5 @@ def install(deps: Deps) -> Guard:
     deps.engine.listeners.append(guard)
     firing.install(deps)
     oncall.install(deps)  # pages the on-call about the questions firing asks
+    alerts.install(deps)  # acts on Alertmanager's alerts, stored before the webhook answered
     return guard

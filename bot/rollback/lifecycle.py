@@ -8,6 +8,8 @@ Pure: no I/O, no imports beyond the standard library.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -257,7 +259,10 @@ class GuardDueKind(StrEnum):
     """Due work of the automatic guard."""
 
     CONFIRM_TIMEOUT = "guard.confirm_timeout"  # an unanswered "Roll back now / Keep release"
-    PAGE = "guard.page"  # page the service's first on-call level about a posted question
+    PAGE = "guard.page"  # (older data) page the on-call about a posted question
+    ALERT_FIRING = "guard.alert_firing"  # Alertmanager's new firing alerts of one service
+    ALERT_ROLLBACK = "guard.alert_rollback"  # their rollback="auto": the guard's fire path
+    ALERT_RESOLVED = "guard.alert_resolved"  # a resolved alert: noted in its thread
 
 
 def guard_confirm_key(release_id: int) -> str:
@@ -272,3 +277,9 @@ def question_owner(release_id: int) -> str:
 def guard_page_key(release_id: int) -> str:
     """The page about a guard question: its due work, and the marker that it was sent once."""
     return f"guard-page:{release_id}"
+
+
+def alert_work_key(kind: str, alert_keys: Iterable[str]) -> str:
+    """The due work of one group of Alertmanager alerts (by their delivery keys)."""
+    digest = hashlib.sha256("\n".join(sorted(alert_keys)).encode()).hexdigest()[:32]
+    return f"{kind}:{digest}"
