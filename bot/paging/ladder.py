@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.adapters.slack.lookups import ChannelNames
 from bot.adapters.twilio import sms_sender
 from bot.catalog.load import Service
 from bot.paging.levels import (
@@ -343,7 +344,9 @@ def install(deps: Deps) -> Pager:
     sms = sms_sender(deps.settings)
     if sms is None:
         log.warning("SMS paging is DISABLED (TWILIO_* not set): pages are posted in Slack only")
-    pager = Pager(deps, Texter(deps, sms))
+    # a guard question's SMS names its channel as people know it: #checkout-alerts
+    names = ChannelNames(deps.slack, clock=lambda: deps.clock().timestamp())
+    pager = Pager(deps, Texter(deps, sms), names.shown)
     handlers: dict[DueKind, Callable[[DueWork], None]] = {
         DueKind.PAGE_START: pager.start,
         DueKind.PAGE_LEVEL: pager.level,

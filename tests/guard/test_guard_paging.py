@@ -94,11 +94,12 @@ def test_the_question_pages_level_one_then_escalates_when_nobody_answers(
 ) -> None:
     caplog.set_level(logging.INFO)
     h: PagingHarness = make_paging(guarded_catalog())
+    h.slack.add_channel(CHANNEL, "checkout-alerts")
     release = new_release(h)
     ask(h, release)
     (sms,) = h.sms_to(PRIMARY)
     assert sms.body.startswith(f"GUARD checkout: {REASON}.")
-    assert f"Answer in Slack {CHANNEL}." in sms.body and "Reply ACK " in sms.body
+    assert "Answer in Slack #checkout-alerts." in sms.body and "Reply ACK " in sms.body
     assert h.sms_to(SECONDARY) == []  # level 2 waits for its after_minutes
     notes = thread_texts(h, release)
     assert any("Roll back now, or keep the release?" in t for t in notes)
@@ -265,3 +266,21 @@ def test_the_question_sms_is_one_segment() -> None:
         "... Roll back or keep the release? Answer in Slack #checkout-alerts."
         " Reply ACK 4821 to stop paging."
     )
+
+
+def test_the_sms_names_the_channel_once_looked_up_and_its_id_if_slack_will_not_say(
+    make_paging: Any,
+) -> None:
+    h: PagingHarness = make_paging(guarded_catalog())
+    h.slack.add_channel(CHANNEL, "checkout-alerts")
+    h.slack.inject_error("conversations.info", "channel_not_found")
+    release = new_release(h)
+    ask(h, release)
+    (first,) = h.sms_to(PRIMARY)
+    assert f"Answer in Slack {CHANNEL}." in first.body  # the id: Slack would not say
+    h.tick(seconds=61)  # a failed lookup is asked again a minute later
+    h.tick(minutes=5)
+    level_2 = h.sms_to(SECONDARY) + h.sms_to(SECONDARY_2)
+    assert len(level_2) == 2
+    assert all("Answer in Slack #checkout-alerts." in m.body for m in level_2)
+    assert len(h.slack.calls_to("conversations.info")) == 2  # the name is cached
