@@ -29,10 +29,9 @@ from bot.rollback.lifecycle import (
     AssessmentStatus,
     GuardDueKind,
     alert_work_key,
-    guard_confirm_key,
 )
 from bot.rollback.safety import release_label
-from storage.guard_models import GuardedRelease, GuardStatus
+from storage.guard_models import GuardedRelease, GuardStatus, states_from_json
 from storage.models import DueWork
 from storage.repo.records import NewWork
 
@@ -248,18 +247,24 @@ def _roll_back_all(deps: Deps, service: Service, alerts: list[Alert]) -> None:
 
 
 def _roll_back(deps: Deps, service: Service, alert: Alert) -> None:
-    """A guard trigger: confirmation, safety checks and max_per_day as the guard's own."""
+    """A guard trigger: confirmation, safety checks and max_per_day as the guard's own, through
+    the guard's own firing path (``firing.fire_release``)."""
     suffix = f": {alert.summary}" if alert.summary else ""
     reason = f'alert {alert.name} (rollback="auto") from Alertmanager{suffix}'
     why_not = _why_not(deps, service)
-    release = None if why_not else _release_for(deps, service, alert, reason)
+    release = None if why_not else _release_for(deps, service)
     if why_not is None and release is None:
         why_not = "the running release could not be read"
     if why_not is not None or release is None:
         log.info("alert %s on %s: no automatic rollback (%s)", alert.name, service.name, why_not)
         deps.audit("alert.rollback", service.name, ALERT_ACTOR, alert=alert.name, skipped=why_not)
         return
-    deps.metrics.guard_triggers.labels(service.name, alert.name).inc()
+    states = states_from_json(release.states)
+    if not firing.fire_release(
+        deps, service, release, alert.name, reason, states, is_refire_allowed=True
+    ):
+        log.info("alert %s on %s: the release was fired on already", alert.name, service.name)
+        return
     deps.audit(
         "alert.rollback",
         service.name,
@@ -268,7 +273,6 @@ def _roll_back(deps: Deps, service: Service, alert: Alert) -> None:
         reason=reason,
         revision=release.revision,
     )
-    firing.fire(deps, service, release, reason)
 
 
 def _why_not(deps: Deps, service: Service) -> str | None:
@@ -280,43 +284,24 @@ def _why_not(deps: Deps, service: Service) -> str | None:
     return None
 
 
-def _release_for(deps: Deps, service: Service, alert: Alert, reason: str) -> GuardedRelease | None:
-    """The release the alert fires on: the one being watched, else the running revision (its
-    guard record is started so the buttons and the state exist). None when it was fired on
-    concurrently (the guard or another replica acts) or the Deployment cannot be read."""
+def _release_for(deps: Deps, service: Service) -> GuardedRelease | None:
+    """The release an alert fires on: the one being watched (the latest), else the running
+    revision (its guard record is started so the buttons and the state exist). None when the
+    Deployment cannot be read."""
     now = deps.clock()
-    watching = deps.repo.list_guarded(service=service.name, statuses=[GuardStatus.WATCHING])
-    release = watching[0] if watching else None
-    if release is None:
-        try:
-            revision, images = current_revision(deps.kube, service)
-        except KubeError as exc:
-            log.warning("alert on %s: cannot read the deployment: %s", service.name, exc)
-            return None
-        until = now + timedelta(minutes=service.guard.watch_minutes)
-        release = deps.repo.start_guarding(
-            service.name, revision, release_label(images), now, until, {}, {}
-        ) or next((r for r in deps.repo.list_guarded(service.name) if r.revision == revision), None)
-    if release is None or release.id is None:
+    latest = deps.repo.list_guarded(service=service.name, limit=1)
+    watching = [r for r in latest if r.status == GuardStatus.WATCHING]
+    if watching:
+        return watching[0]
+    try:
+        revision, images = current_revision(deps.kube, service)
+    except KubeError as exc:
+        log.warning("alert on %s: cannot read the deployment: %s", service.name, exc)
         return None
-    if release.status == GuardStatus.WATCHING and not deps.repo.end_guarding(
-        release.id, GuardStatus.FIRED, now, fired_trigger=alert.name, fired_reason=reason
-    ):
-        return None  # fired (or ended) a moment ago by someone else: they act, once
-    release = deps.repo.guarded_release(release.id) or release
-    return release if _is_ours_to_act(deps, release, alert, reason) else None
-
-
-def _is_ours_to_act(deps: Deps, release: GuardedRelease, alert: Alert, reason: str) -> bool:
-    """Fired by this alert and not acted on yet: a rerun after a crash between the firing and
-    the rollback (or the question) acts; anything else was acted on already, once."""
-    assert release.id is not None
-    return (
-        release.fired_trigger == alert.name
-        and release.fired_reason == reason
-        and release.rollback_id is None
-        and deps.repo.get_work(guard_confirm_key(release.id)) is None
-    )
+    until = now + timedelta(minutes=service.guard.watch_minutes)
+    return deps.repo.start_guarding(
+        service.name, revision, release_label(images), now, until, {}, {}
+    ) or next((r for r in deps.repo.list_guarded(service.name) if r.revision == revision), None)
 
 
 def _resolved(deps: Deps, service: Service, alert: Alert) -> None:

@@ -172,7 +172,6 @@ class GuardMixin(RepositoryBase):
         states: States,
         evaluations: int,
         next_at: datetime,
-        blind_told: bool,
     ) -> bool:
         """Store one evaluation's outcome and give the lease back; False (nothing stored) when
         `worker` no longer holds the release: another replica took it over."""
@@ -183,7 +182,6 @@ class GuardMixin(RepositoryBase):
                 states=_states_json(states),
                 evaluations=evaluations,
                 next_at=next_at,
-                blind_told=blind_told,
                 claimed_by=None,
                 claimed_until=None,
             )

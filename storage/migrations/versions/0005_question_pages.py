@@ -1,5 +1,7 @@
 """Pages may belong to a guard question: ``pages.question_id`` (a guarded release), exactly one
-of ``rollback_id`` / ``question_id`` set, unique (question_id, reason, position).
+of ``rollback_id`` / ``question_id`` set, unique (question_id, reason, position); and
+``guarded_releases.blind_told`` goes (whether the channel was told is the stored trigger states'
+own "blind" of the evaluation before).
 
 Revision ID: 0005
 Revises: 0004
@@ -36,10 +38,16 @@ def upgrade() -> None:
         batch.create_check_constraint(
             "ck_pages_one_owner", "(rollback_id IS NULL) <> (question_id IS NULL)"
         )
+    with op.batch_alter_table("guarded_releases") as batch:
+        batch.drop_column("blind_told")
 
 
 def downgrade() -> None:
-    """Drop the guard questions' pages, then the column."""
+    """Drop the guard questions' pages, then the column; blind_told comes back (false)."""
+    with op.batch_alter_table("guarded_releases") as batch:
+        batch.add_column(
+            sa.Column("blind_told", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.execute("DELETE FROM pages WHERE question_id IS NOT NULL")
     with op.batch_alter_table("pages") as batch:
         batch.drop_constraint("ck_pages_one_owner", type_="check")
