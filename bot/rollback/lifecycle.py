@@ -274,11 +274,6 @@ def question_owner(release_id: int) -> str:
     return f"q{release_id}"
 
 
-def guard_page_key(release_id: int) -> str:
-    """The page about a guard question: its due work, and the marker that it was sent once."""
-    return f"guard-page:{release_id}"
-
-
 def alert_work_key(kind: str, alert_keys: Iterable[str]) -> str:
     """The due work of one group of Alertmanager alerts (by their delivery keys)."""
     digest = hashlib.sha256("\n".join(sorted(alert_keys)).encode()).hexdigest()[:32]

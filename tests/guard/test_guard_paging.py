@@ -284,3 +284,22 @@ def test_the_sms_names_the_channel_once_looked_up_and_its_id_if_slack_will_not_s
     assert len(level_2) == 2
     assert all("Answer in Slack #checkout-alerts." in m.body for m in level_2)
     assert len(h.slack.calls_to("conversations.info")) == 2  # the name is cached
+
+
+def test_a_page_stored_by_the_older_single_sms_version_opens_the_ladder(
+    make_paging: Any,
+) -> None:
+    h: PagingHarness = make_paging(guarded_catalog())
+    release = new_release(h)
+    assert release.id is not None
+    deps = h.bot.deps
+    # the question as the older version left it: its timeout and its one-page work item
+    deps.due.schedule(
+        "guard.confirm_timeout", f"guard-confirm:{release.id}", h.clock() + timedelta(minutes=30)
+    )
+    payload = {"service": "checkout", "release_id": release.id, "reason": REASON}
+    deps.due.schedule("guard.page", f"guard-page:{release.id}", h.clock(), payload)
+    h.settle()
+    assert len(h.sms_to(PRIMARY)) == 1
+    h.tick(minutes=5)
+    assert len(h.sms_to(SECONDARY)) == 1
