@@ -1,7 +1,8 @@
 """Detection latency of the guard: from the moment a breach becomes sustained to the first
 Kubernetes write (the undo's PATCH in the Kubernetes simulator's request log).
 
-A ``rollback-bot serve`` process (the real scheduler: a guard round every 5 s) guards a service
+A ``rollback-bot serve`` process (the real scheduler: a detection round every 5 s, the due
+evaluations claimed every 1 s) guards a service
 with ``interval_seconds: --interval`` and one trigger (error rate > 0.01 for ``--duration`` s),
 against a real Prometheus scraping an exporter this script controls (every second), the
 Kubernetes simulator and the Slack simulator. Each trial rolls a new release out, turns its error
@@ -188,7 +189,8 @@ def main() -> None:
 def report(args: argparse.Namespace, figures: list[tuple[float, float]]) -> None:
     target = args.interval + SLACK_MARGIN
     print(
-        f"guard detection latency: {args.trials} trials, guard round every 5 s,"
+        f"guard detection latency: {args.trials} trials, detection round every 5 s,"
+        " due evaluations claimed every 1 s,"
         f" interval_seconds {args.interval}, duration_seconds {args.duration},"
         " Prometheus scraping every 1 s"
     )

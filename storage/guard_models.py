@@ -68,7 +68,6 @@ class GuardedRelease(SQLModel, table=True):
     # trigger name → its TriggerState as JSON (see `states_to_json`)
     states: dict[str, dict[str, Any]] = Field(default_factory=dict, sa_type=sa.JSON)
     evaluations: int = 0
-    blind_told: bool = False  # the channel was told the guard cannot read the signals
     fired_trigger: str | None = None
     fired_reason: str | None = None
     rollback_id: int | None = Field(default=None, foreign_key="rollbacks.id")

@@ -279,7 +279,10 @@ class PageStatus(StrEnum):
 
 
 class Page(SQLModel, table=True):
-    """One SMS page to one contact of a rollback's on-call ladder, written before it is sent.
+    """One SMS page to one contact of an on-call ladder, written before it is sent.
+
+    A ladder pages about a rollback (``rollback_id``) or about a question of the automatic guard
+    (``question_id``: the guarded release whose "Roll back now / Keep release" it is), never both.
 
     ``reason`` names the ladder (critical start, failure, SLA breach); ``position`` is the
     contact's place in the service's ``oncall`` list (contacts with the same ``after_minutes``
@@ -289,10 +292,15 @@ class Page(SQLModel, table=True):
     """
 
     __tablename__ = "pages"
-    __table_args__ = (sa.UniqueConstraint("rollback_id", "reason", "position"),)
+    __table_args__ = (
+        sa.UniqueConstraint("rollback_id", "reason", "position"),
+        sa.UniqueConstraint("question_id", "reason", "position"),
+        sa.CheckConstraint("(rollback_id IS NULL) <> (question_id IS NULL)", name="one_owner"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    rollback_id: int = Field(foreign_key="rollbacks.id")
+    rollback_id: int | None = Field(default=None, foreign_key="rollbacks.id")
+    question_id: int | None = Field(default=None, foreign_key="guarded_releases.id")
     reason: str
     level: int
     position: int

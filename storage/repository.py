@@ -12,11 +12,13 @@ take and raise (`NewWork`, `NewStep`, `ActiveRollbackExists`, `RecordNotFound`) 
 
 from __future__ import annotations
 
+from storage.repo.alerts import AlertsMixin
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
 from storage.repo.drills import DrillsMixin
 from storage.repo.guard import GuardMixin
+from storage.repo.page_delivery import PageDeliveryMixin
 from storage.repo.pages import PagesMixin
 from storage.repo.reviews import ReviewsMixin
 from storage.repo.rollbacks import RollbacksMixin
@@ -33,7 +35,9 @@ class Repository(
     WorkMixin,
     ReviewsMixin,
     PagesMixin,
+    PageDeliveryMixin,
     GuardMixin,
     DrillsMixin,
+    AlertsMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

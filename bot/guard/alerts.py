@@ -4,14 +4,15 @@ firing alert of a catalog service gets an assessment in the service channel, and
 same confirmation, safety and loop rules (``firing.fire``). A resolved alert is noted in the
 thread of its assessment. Alertmanager re-sends a group every ``repeat_interval``: an alert is
 acted on once per fingerprint and start (a durable delivery key), never assessed or rolled back
-twice."""
+twice. The alert and the due work acting on it are stored before the webhook answers, so a crash
+right after the 200 still acts, once."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,8 +25,15 @@ from bot.guard import firing
 from bot.guard.releases import current_revision
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker
+from bot.rollback.lifecycle import (
+    AssessmentStatus,
+    GuardDueKind,
+    alert_work_key,
+)
 from bot.rollback.safety import release_label
-from storage.guard_models import GuardedRelease, GuardStatus
+from storage.guard_models import GuardedRelease, GuardStatus, states_from_json
+from storage.models import DueWork
+from storage.repo.records import NewWork
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +93,13 @@ class Received:
 
 
 def receive(deps: Deps, alerts: list[Alert]) -> Received:
-    """Record each alert once and queue what it calls for; the answer counts them."""
+    """Record each alert once, with the due work that acts on it, before the webhook answers:
+    a crash after the 200 still acts (the due-work runner, on any replica, picks it up) and
+    Alertmanager's resend is a duplicate. The answer counts them."""
     label = deps.settings.alertmanager_service_label
     now, received = deps.clock(), Received()
-    firing_by_service: dict[str, list[Alert]] = {}
+    by_key: dict[str, tuple[Service, Alert]] = {}
+    known = 0
     for alert in alerts:
         value = alert.labels.get(label, "")
         service = deps.catalog.get(value) if value else None
@@ -102,53 +113,104 @@ def receive(deps: Deps, alerts: list[Alert]) -> Received:
                 value,
             )
             continue
-        if not deps.repo.record_delivery(alert.key(alert.status), now):
-            received.duplicate += 1  # Alertmanager's repeat_interval: acted on already
-            continue
-        received.accepted += 1
-        if alert.is_firing:
-            firing_by_service.setdefault(service.name, []).append(alert)
-        else:
-            deps.work.submit(f"alert {alert.name} resolved", _resolved, deps, service, alert)
-    for name, group in firing_by_service.items():
-        _firing(deps, deps.catalog.services[name], group, now)
+        known += 1
+        by_key.setdefault(alert.key(alert.status), (service, alert))
+
+    def work_for(fresh: set[str]) -> list[NewWork]:
+        return _work_for(now, [pair for key, pair in by_key.items() if key in fresh])
+
+    fresh = deps.repo.accept_alerts(list(by_key), now, work_for) if by_key else set()
+    received.accepted, received.duplicate = len(fresh), known - len(fresh)
+    if fresh:
+        deps.kick_due_work()  # now rather than at the next tick
     return received
 
 
-def _firing(deps: Deps, service: Service, alerts: list[Alert], now: datetime) -> None:
-    """One assessment for the service's new alerts of this delivery; rollbacks if asked for."""
-    assessment_id = deps.repo.start_assessment(
-        None, service.name, ALERT_ACTOR, service.channel, now
-    )
-    assert assessment_id is not None  # no delivery key: never a repeat
-    for alert in alerts:
-        deps.repo.add_audit_event(
-            "alert.received",
-            now=now,
-            service=service.name,
-            assessment_id=assessment_id,
-            actor=ALERT_ACTOR,
-            detail={
-                "key": alert.key("firing"),
-                "alert": alert.name,
-                "fingerprint": alert.fingerprint,
-                "starts_at": alert.starts_at,
-                "summary": alert.summary,
-                "rollback": alert.labels.get("rollback"),
-            },
-        )
-    deps.work.submit(
-        f"assessment of {service.name} for an alert",
-        _assess,
-        deps,
-        service,
-        assessment_id,
-        alerts,
-        lane="bulk",
+def _work_for(now: datetime, new: list[tuple[Service, Alert]]) -> list[NewWork]:
+    """One item for each service's new firing alerts (one assessment), one per resolution."""
+    firing: dict[str, list[Alert]] = {}
+    work: list[NewWork] = []
+    for service, alert in new:
+        if alert.is_firing:
+            firing.setdefault(service.name, []).append(alert)
+            continue
+        payload = {"service": service.name, "alerts": [_as_json(alert)]}
+        key = alert_work_key(GuardDueKind.ALERT_RESOLVED, [alert.key("resolved")])
+        work.append(NewWork(GuardDueKind.ALERT_RESOLVED, key, now, payload))
+    for name, group in firing.items():
+        payload = {"service": name, "alerts": [_as_json(a) for a in group]}
+        key = alert_work_key(GuardDueKind.ALERT_FIRING, [a.key("firing") for a in group])
+        work.append(NewWork(GuardDueKind.ALERT_FIRING, key, now, payload))
+    return work
+
+
+def _as_json(alert: Alert) -> dict[str, Any]:
+    return {**asdict(alert), "labels": dict(alert.labels), "annotations": dict(alert.annotations)}
+
+
+def _work_alerts(deps: Deps, item: DueWork) -> tuple[Service, list[Alert]] | None:
+    """The service and alerts of an alert work item (None: the service left the catalog)."""
+    service = deps.catalog.get(str(item.payload.get("service")))
+    if service is None:
+        log.warning("alert work %s: service %s is gone", item.key, item.payload.get("service"))
+        return None
+    return service, [Alert(**a) for a in item.payload.get("alerts") or []]
+
+
+def _on_firing(deps: Deps, item: DueWork) -> None:
+    """``guard.alert_firing``: one assessment for the service's new alerts of a delivery (once,
+    however often a crash makes this run again), and their rollbacks if asked for."""
+    found = _work_alerts(deps, item)
+    if found is None:
+        return
+    service, alerts = found
+    now = deps.clock()
+    details = [
+        {
+            "key": alert.key("firing"),
+            "alert": alert.name,
+            "fingerprint": alert.fingerprint,
+            "starts_at": alert.starts_at,
+            "summary": alert.summary,
+            "rollback": alert.labels.get("rollback"),
+        }
+        for alert in alerts
+    ]
+    assessment_id, _ = deps.repo.start_alert_assessment(
+        item.key, service.name, ALERT_ACTOR, service.channel, now, details
     )
     if wanted := [a for a in alerts if a.wants_rollback]:
-        # one job, in order: the second alert finds the first one's rollback running
-        deps.work.submit(f"alert rollback of {service.name}", _roll_back_all, deps, service, wanted)
+        # one item, in order: the second alert finds the first one's rollback running
+        keys = [a.key("firing") for a in wanted]
+        payload = {"service": service.name, "alerts": [_as_json(a) for a in wanted]}
+        key = alert_work_key(GuardDueKind.ALERT_ROLLBACK, keys)
+        if deps.due.schedule(GuardDueKind.ALERT_ROLLBACK, key, now, payload):
+            deps.kick_due_work()
+    assessment = deps.repo.get_assessment(assessment_id)
+    if assessment is not None and assessment.status == AssessmentStatus.PENDING:
+        _assess(deps, service, assessment_id, alerts)
+
+
+def _on_rollback(deps: Deps, item: DueWork) -> None:
+    """``guard.alert_rollback``: each alert's rollback="auto", in order."""
+    found = _work_alerts(deps, item)
+    if found is not None:
+        for alert in found[1]:
+            _roll_back(deps, found[0], alert)
+
+
+def _on_resolved(deps: Deps, item: DueWork) -> None:
+    found = _work_alerts(deps, item)
+    if found is not None:
+        for alert in found[1]:
+            _resolved(deps, found[0], alert)
+
+
+def install(deps: Deps) -> None:
+    """The due work Alertmanager's alerts leave (stored by :func:`receive`)."""
+    deps.due.register(GuardDueKind.ALERT_FIRING, lambda item: _on_firing(deps, item))
+    deps.due.register(GuardDueKind.ALERT_ROLLBACK, lambda item: _on_rollback(deps, item))
+    deps.due.register(GuardDueKind.ALERT_RESOLVED, lambda item: _on_resolved(deps, item))
 
 
 def _assess(deps: Deps, service: Service, assessment_id: int, alerts: list[Alert]) -> None:
@@ -185,18 +247,24 @@ def _roll_back_all(deps: Deps, service: Service, alerts: list[Alert]) -> None:
 
 
 def _roll_back(deps: Deps, service: Service, alert: Alert) -> None:
-    """A guard trigger: confirmation, safety checks and max_per_day as the guard's own."""
+    """A guard trigger: confirmation, safety checks and max_per_day as the guard's own, through
+    the guard's own firing path (``firing.fire_release``)."""
     suffix = f": {alert.summary}" if alert.summary else ""
     reason = f'alert {alert.name} (rollback="auto") from Alertmanager{suffix}'
     why_not = _why_not(deps, service)
-    release = None if why_not else _release_for(deps, service, alert, reason)
+    release = None if why_not else _release_for(deps, service)
     if why_not is None and release is None:
         why_not = "the running release could not be read"
     if why_not is not None or release is None:
         log.info("alert %s on %s: no automatic rollback (%s)", alert.name, service.name, why_not)
         deps.audit("alert.rollback", service.name, ALERT_ACTOR, alert=alert.name, skipped=why_not)
         return
-    deps.metrics.guard_triggers.labels(service.name, alert.name).inc()
+    states = states_from_json(release.states)
+    if not firing.fire_release(
+        deps, service, release, alert.name, reason, states, is_refire_allowed=True
+    ):
+        log.info("alert %s on %s: the release was fired on already", alert.name, service.name)
+        return
     deps.audit(
         "alert.rollback",
         service.name,
@@ -205,7 +273,6 @@ def _roll_back(deps: Deps, service: Service, alert: Alert) -> None:
         reason=reason,
         revision=release.revision,
     )
-    firing.fire(deps, service, release, reason)
 
 
 def _why_not(deps: Deps, service: Service) -> str | None:
@@ -217,30 +284,24 @@ def _why_not(deps: Deps, service: Service) -> str | None:
     return None
 
 
-def _release_for(deps: Deps, service: Service, alert: Alert, reason: str) -> GuardedRelease | None:
-    """The release the alert fires on: the one being watched, else the running revision (its
-    guard record is started so the buttons and the state exist). None when it was fired on
-    concurrently (the guard or another replica acts) or the Deployment cannot be read."""
+def _release_for(deps: Deps, service: Service) -> GuardedRelease | None:
+    """The release an alert fires on: the one being watched (the latest), else the running
+    revision (its guard record is started so the buttons and the state exist). None when the
+    Deployment cannot be read."""
     now = deps.clock()
-    watching = deps.repo.list_guarded(service=service.name, statuses=[GuardStatus.WATCHING])
-    release = watching[0] if watching else None
-    if release is None:
-        try:
-            revision, images = current_revision(deps.kube, service)
-        except KubeError as exc:
-            log.warning("alert on %s: cannot read the deployment: %s", service.name, exc)
-            return None
-        until = now + timedelta(minutes=service.guard.watch_minutes)
-        release = deps.repo.start_guarding(
-            service.name, revision, release_label(images), now, until, {}, {}
-        ) or next((r for r in deps.repo.list_guarded(service.name) if r.revision == revision), None)
-    if release is None or release.id is None:
+    latest = deps.repo.list_guarded(service=service.name, limit=1)
+    watching = [r for r in latest if r.status == GuardStatus.WATCHING]
+    if watching:
+        return watching[0]
+    try:
+        revision, images = current_revision(deps.kube, service)
+    except KubeError as exc:
+        log.warning("alert on %s: cannot read the deployment: %s", service.name, exc)
         return None
-    if release.status == GuardStatus.WATCHING and not deps.repo.end_guarding(
-        release.id, GuardStatus.FIRED, now, fired_trigger=alert.name, fired_reason=reason
-    ):
-        return None  # fired (or ended) a moment ago by someone else: they act, once
-    return deps.repo.guarded_release(release.id) or release
+    until = now + timedelta(minutes=service.guard.watch_minutes)
+    return deps.repo.start_guarding(
+        service.name, revision, release_label(images), now, until, {}, {}
+    ) or next((r for r in deps.repo.list_guarded(service.name) if r.revision == revision), None)
 
 
 def _resolved(deps: Deps, service: Service, alert: Alert) -> None:

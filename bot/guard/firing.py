@@ -6,8 +6,10 @@ confirmation: then it asks the channel "Roll back now / Keep release" and waits.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.adapters.slack.web import SlackError
@@ -15,18 +17,105 @@ from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.immediate import start_immediate
 from bot.execution.preflight import Refusal, check
+from bot.guard.message import guard_text
+from bot.guard.oncall import page_question, stop_paging
 from bot.notify.blocks import button, escape, notice
 from bot.notify.reply import Reply
 from bot.rollback import policy
-from bot.rollback.lifecycle import GuardDueKind, guard_confirm_key, guard_page_key
-from bot.rollback.triggers import ConfirmTimeout, GuardConfig
-from storage.guard_models import GUARD_ACTOR, GuardedRelease
+from bot.rollback.lifecycle import GuardDueKind, guard_confirm_key
+from bot.rollback.triggers import ConfirmTimeout, GuardConfig, TriggerState
+from storage.guard_models import GUARD_ACTOR, GuardedRelease, GuardStatus
 from storage.models import DueWork
 
 log = logging.getLogger(__name__)
 
 ROLLBACK_NOW_ACTION = "guard_rollback_now"
 KEEP_ACTION = "guard_keep_release"
+
+
+def fire_release(
+    deps: Deps,
+    service: Service,
+    release: GuardedRelease,
+    trigger: str,
+    reason: str,
+    states: Mapping[str, TriggerState],
+    now: datetime | None = None,
+    *,
+    is_refire_allowed: bool = False,
+) -> bool:
+    """The one way a trigger fires on a release, the guard's own or an Alertmanager alert's:
+    the release leaves watching exactly once (another replica, a resent alert act on nothing),
+    the trigger is counted and audited, the guard message shows it fired, then :func:`fire`
+    acts. A rerun after a crash between the firing and the acting (the release fired by this
+    very trigger and reason, no rollback and no question yet) acts; False when nothing was
+    done here. ``now``: the evaluation's time (the clock's by default).
+
+    ``is_refire_allowed`` (an alert): a release whose watch ended, or that fired on another
+    trigger before, fires again (loops stay bounded by ``max_per_day``), once per trigger and
+    reason (a marker claimed before acting: a crash right after it acts on nothing)."""
+    assert release.id is not None
+    now = now or deps.clock()
+    if release.status == GuardStatus.WATCHING:
+        if not deps.repo.end_guarding(
+            release.id, GuardStatus.FIRED, now, fired_trigger=trigger, fired_reason=reason
+        ):
+            return False  # fired (or ended) a moment ago by someone else: they act, once
+    elif _is_unacted(deps, release, trigger, reason):
+        pass  # a rerun: the firing was stored, the acting was lost
+    elif not is_refire_allowed or not deps.repo.record_delivery(
+        _refire_key(release.id, trigger, reason), now
+    ):
+        return False
+    deps.metrics.guard_triggers.labels(service.name, trigger).inc()
+    deps.audit(
+        "guard.fired", service.name, trigger=trigger, reason=reason, revision=release.revision
+    )
+    fresh = deps.repo.guarded_release(release.id) or release
+    show(deps, fresh, service, states, now)
+    fire(deps, service, fresh, reason)
+    return True
+
+
+def _refire_key(release_id: int, trigger: str, reason: str) -> str:
+    digest = hashlib.sha256(f"{trigger}\n{reason}".encode()).hexdigest()[:32]
+    return f"guard-refired:{release_id}:{digest}"
+
+
+def _is_unacted(deps: Deps, release: GuardedRelease, trigger: str, reason: str) -> bool:
+    assert release.id is not None
+    return (
+        release.status == GuardStatus.FIRED
+        and release.fired_trigger == trigger
+        and release.fired_reason == reason
+        and release.rollback_id is None
+        and deps.repo.get_work(guard_confirm_key(release.id)) is None
+    )
+
+
+def show(
+    deps: Deps,
+    release: GuardedRelease,
+    service: Service,
+    states: Mapping[str, TriggerState],
+    now: datetime,
+) -> None:
+    """The guard message, posted once and then edited in place."""
+    text, blocks = notice(guard_text(release, service.guard, states, now))
+    try:
+        if release.message_ts and release.channel_id:
+            deps.slack.chat_update(
+                channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks
+            )
+            return
+        posted = deps.slack.chat_postMessage(
+            channel=service.channel, text=text, blocks=blocks, unfurl_links=False
+        )
+    except SlackError as exc:
+        log.warning("guard message for %s not shown: %s", service.name, exc.error)
+        return
+    assert release.id is not None
+    deps.repo.set_guard_message(release.id, str(posted["channel"]), str(posted["ts"]))
 
 
 def fire(deps: Deps, service: Service, release: GuardedRelease, reason: str) -> None:
@@ -145,10 +234,7 @@ def ask(
     deps.audit("guard.asked", service.name, reason=reason, problems=problems, then=on_timeout)
     if not say(deps, service, release, text, blocks=blocks):
         return  # nobody is paged about a question nobody can see
-    # the on-call's first level is paged about it (bot.guard.oncall), once per question
-    payload = {"service": service.name, "release_id": release.id, "reason": reason}
-    if deps.due.schedule(GuardDueKind.PAGE, guard_page_key(release.id), deps.clock(), payload):
-        deps.kick_due_work()  # now rather than at the next tick
+    page_question(deps, release.id, reason)  # the on-call ladder, until answered
 
 
 def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
@@ -166,7 +252,9 @@ def answer(deps: Deps, value: str, user: str, *, run: bool) -> Reply:
         )
     if not deps.due.cancel(guard_confirm_key(release.id)):
         return Reply("This question was answered already (or its time ran out).")
-    deps.due.cancel(guard_page_key(release.id))  # answered before its page went out: none
+    stopped = stop_paging(deps, release, f"answered by <@{user}>")
+    if stopped:
+        say(deps, service, release, stopped)
     reason = release.fired_reason or release.fired_trigger or "a trigger held"
     if run:
         roll_back(deps, service, release, reason, user)
@@ -187,6 +275,9 @@ def _confirm_timed_out(deps: Deps, item: DueWork) -> None:
     release = _release(deps, str(payload.get("service")), int(payload.get("release_id", 0)))
     if service is None or release is None:
         return
+    stopped = stop_paging(deps, release, "nobody answered in time")
+    if stopped:
+        say(deps, service, release, stopped)
     if payload.get("on_timeout") == ConfirmTimeout.ROLLBACK:
         deps.audit("guard.confirm_timeout", service.name, then=ConfirmTimeout.ROLLBACK)
         roll_back(deps, service, release, str(payload.get("reason")), GUARD_ACTOR)

@@ -1,23 +1,23 @@
-"""One guard round, every few seconds on each replica: notice new releases, then evaluate the
-guarded releases whose time has come (claimed, so that with several replicas each release is
-evaluated by one at a time), store every trigger's state, fire, or end the watch."""
+"""The guard's rounds on each replica: every few seconds notice new releases (``tick``), and
+every second evaluate the guarded releases whose time has come (``evaluate_due``: one indexed
+claim, nothing more when nothing is due; claimed, so that with several replicas each release is
+evaluated by one at a time), store every trigger's state, fire, or end the watch. A release is
+thus evaluated within a second of its own schedule, not at the next detection round."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 
-from bot.adapters.slack.web import SlackError
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.contracts import worker_name
-from bot.guard import firing, oncall
-from bot.guard.message import guard_text
+from bot.guard import alerts, firing, oncall
 from bot.guard.readings import Reading, read_baselines, read_many
 from bot.guard.releases import NewRelease, ReleaseWatcher, detect, record_rollback_result
-from bot.notify.blocks import notice
 from bot.rollback.triggers import (
     BLIND_AFTER,
     GuardConfig,
@@ -46,6 +46,7 @@ class Guard:
     def __init__(self, deps: Deps) -> None:
         self.deps, self.prometheus = deps, deps.reader.prometheus
         self.worker = worker_name()
+        self._evaluating = threading.Lock()  # one evaluation pass at a time in this process
 
     def services(self) -> list[Service]:
         return [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
@@ -58,10 +59,22 @@ class Guard:
         seen = {name: row.last_revision for name, row in known.items()}
         for new in detect(self.deps.kube, self.deps.repo, active, now, seen=seen):
             self.start(new, now)
-        due = self.deps.repo.claim_due_releases(now + TICK_SLACK, self.worker, LEASE)
-        if due:
-            self.evaluate(due, now)
+        self.evaluate_due()
         self.deps.metrics.guarded_releases.set(self.deps.repo.count_guarded(GuardStatus.WATCHING))
+
+    def evaluate_due(self) -> int:
+        """The evaluations that are due now (the scheduler asks every second); how many ran.
+        A pass still running in this process makes this one a no-op (no pile-up)."""
+        if not self._evaluating.acquire(blocking=False):
+            return 0
+        try:
+            now = self.deps.clock()
+            due = self.deps.repo.claim_due_releases(now + TICK_SLACK, self.worker, LEASE)
+            if due:
+                self.evaluate(due, now)
+            return len(due)
+        finally:
+            self._evaluating.release()
 
     def watch_releases(self) -> ReleaseWatcher:
         """Watches on the guarded services' Deployments that run a round as soon as one changes
@@ -162,6 +175,8 @@ class Guard:
         now = max(now, release.next_at)  # an evaluation claimed a hair early counts as on time
         config = _config(service)
         states = states_from_json(release.states)
+        # told at the evaluation that made it blind: the stored states say whether it was
+        was_blind = is_blind(list(states.values()))
         fired: tuple[Trigger, TriggerState] | None = None
         for trigger in config.triggers:
             reading = readings.get(f"{release.id}:{trigger.name}", Reading(None, "not read"))
@@ -177,7 +192,7 @@ class Guard:
                 fired = (trigger, state)
         self.deps.metrics.guard_evaluations.inc()
         blind = is_blind(list(states.values()))
-        is_newly_blind = blind and not release.blind_told
+        is_newly_blind = blind and not was_blind
         self.deps.metrics.guard_blind.labels(service.name).set(1 if blind else 0)
         saved = self.deps.repo.save_evaluation(
             release.id,
@@ -185,7 +200,6 @@ class Guard:
             states_to_json(states),
             release.evaluations + 1,
             now + timedelta(seconds=config.interval_seconds),
-            blind,  # told again if it goes blind again after readings came back
         )
         if not saved:
             return  # another replica took it over: it carries on from what it stored
@@ -195,46 +209,14 @@ class Guard:
             self.deps.metrics.guard_blind.labels(service.name).set(0)  # the watch ends here
         if fired is not None:
             trigger, state = fired
-            self._fire(
-                release,
-                service,
-                trigger,
-                breach_text(trigger, state, release.baseline.get(trigger.name), now),
-                states,
-                now,
-            )
+            reason = breach_text(trigger, state, release.baseline.get(trigger.name), now)
+            firing.fire_release(self.deps, service, release, trigger.name, reason, states, now)
         elif now >= release.watch_until:
             if self.deps.repo.end_guarding(release.id, GuardStatus.ENDED, now):
                 self.deps.audit("guard.ended", service.name, revision=release.revision)
                 self._show(self._fresh(release), service, states, now)
         else:
             self._show(release, service, states, now)
-
-    def _fire(
-        self,
-        release: GuardedRelease,
-        service: Service,
-        trigger: Trigger,
-        reason: str,
-        states: dict[str, TriggerState],
-        now: datetime,
-    ) -> None:
-        assert release.id is not None
-        if not self.deps.repo.end_guarding(
-            release.id, GuardStatus.FIRED, now, fired_trigger=trigger.name, fired_reason=reason
-        ):
-            return  # fired once already (another replica)
-        self.deps.metrics.guard_triggers.labels(service.name, trigger.name).inc()
-        self.deps.audit(
-            "guard.fired",
-            service.name,
-            trigger=trigger.name,
-            reason=reason,
-            revision=release.revision,
-        )
-        fresh = self._fresh(release)
-        self._show(fresh, service, states, now)
-        firing.fire(self.deps, service, fresh, reason)
 
     def _fresh(self, release: GuardedRelease) -> GuardedRelease:
         assert release.id is not None
@@ -263,21 +245,7 @@ class Guard:
         states: Mapping[str, TriggerState],
         now: datetime,
     ) -> None:
-        text, blocks = notice(guard_text(release, _config(service), states, now))
-        try:
-            if release.message_ts and release.channel_id:
-                self.deps.slack.chat_update(
-                    channel=release.channel_id, ts=release.message_ts, text=text, blocks=blocks
-                )
-                return
-            posted = self.deps.slack.chat_postMessage(
-                channel=service.channel, text=text, blocks=blocks, unfurl_links=False
-            )
-        except SlackError as exc:
-            log.warning("guard message for %s not shown: %s", service.name, exc.error)
-            return
-        assert release.id is not None
-        self.deps.repo.set_guard_message(release.id, str(posted["channel"]), str(posted["ts"]))
+        firing.show(self.deps, release, service, states, now)
 
     # --- rollbacks that end ---------------------------------------------------------------
 
@@ -327,4 +295,5 @@ def install(deps: Deps) -> Guard:
     deps.engine.listeners.append(guard)
     firing.install(deps)
     oncall.install(deps)  # pages the on-call about the questions firing asks
+    alerts.install(deps)  # acts on Alertmanager's alerts, stored before the webhook answered
     return guard

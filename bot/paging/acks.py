@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from bot.paging.levels import (
     UNREACHED,
     contact_of,
-    is_stopped,
     is_unreachable,
     ladder_levels,
     page_detail,
 )
 from bot.paging.messages import acknowledged_footer, reason_label, shown_in_slack
-from bot.paging.notices import channel_of, notice_key, notify, post_work, replace_notice_buttons
+from bot.paging.notices import notice_key, notify, post_work, replace_notice_buttons
+from bot.paging.subjects import Subject, subject_of_page
 from bot.rollback import policy
 from bot.rollback.lifecycle import DueKind, ladder_prefix, page_ack_notices_key, page_level_key
 from storage.models import AuditEvent, DueWork, Page, Rollback
@@ -58,11 +58,13 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     of the ladder is cancelled, and the audit event, the announcement and the notice updates
     are stored as due work, all in the acknowledgement's transaction: a crash right after it
     loses none of them (a retry answers "already acknowledged" and posts nothing twice).
+    A guard question's page is acknowledged the same way (its paging stops; the question
+    still waits for its answer).
     """
     assert page.id is not None
     now = deps.clock()
-    rollback = deps.repo.get_rollback(page.rollback_id)
-    service = rollback.service if rollback else "?"
+    subject = subject_of_page(deps, page)
+    service = subject.service if subject else "?"
     audit = AuditEvent(
         created_at=now,
         kind="page.acknowledged",
@@ -72,22 +74,26 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
         detail={"reason": page.reason, "level": page.level, "via": via},
     )
     follow_up: list[NewWork] = []
-    if rollback is not None:
+    owner: int | str = page.rollback_id or 0
+    if subject is not None:
+        owner = subject.owner
         shown = shown_in_slack(by) + (" by SMS" if via == "sms" else "")
-        label = f"ROLLBACK #{page.rollback_id} {rollback.service} {reason_label(page.reason)}"
-        channel = channel_of(deps, rollback)
-        if channel is not None:
+        label = _label(subject, page.reason)
+        if subject.channel is not None:
             text = (
                 f":white_check_mark: The page for *{label}* was acknowledged by {shown}."
                 " Escalation stopped."
             )
-            key = notice_key(page.rollback_id, page.reason, "acknowledged")
-            follow_up.append(post_work(key, channel, text, now))
-        notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
-        key = page_ack_notices_key(page.rollback_id, page.reason)
-        payload = {**notices, "shown": shown}
-        follow_up.append(NewWork(DueKind.PAGE_ACK_NOTICES, key, now, payload))
-    prefix = ladder_prefix(page.rollback_id, page.reason)
+            if subject.question_id is not None:
+                text += " The question still waits for its answer."
+            key = notice_key(owner, page.reason, "acknowledged")
+            follow_up.append(post_work(key, subject.channel, text, now))
+        if page.rollback_id is not None:
+            notices = {"rollback_id": page.rollback_id, "reason": page.reason, "label": label}
+            key = page_ack_notices_key(page.rollback_id, page.reason)
+            payload = {**notices, "shown": shown}
+            follow_up.append(NewWork(DueKind.PAGE_ACK_NOTICES, key, now, payload))
+    prefix = ladder_prefix(owner, page.reason)
     if not deps.repo.acknowledge_ladder(
         page.id, by, now, cancel_prefix=prefix, audit=audit, schedule=follow_up
     ):
@@ -95,6 +101,12 @@ def acknowledge(deps: Deps, page: Page, *, by: str, via: str) -> bool:
     deps.metrics.pages_acknowledged.labels(service, via).inc()
     deps.kick_due_work()  # now rather than at the next tick
     return True
+
+
+def _label(subject: Subject, reason: str) -> str:
+    if subject.rollback is None:
+        return subject.label
+    return f"{subject.label} {reason_label(reason)}"
 
 
 def _update_notices(deps: Deps, item: DueWork) -> None:
@@ -184,15 +196,20 @@ def reply_to_sms(deps: Deps, phone: str, body: str) -> str:
     if not pages:
         return f"rollback-bot: unknown code {code}. Reply ACK and the 4-digit code from the page."
     page = pages[0]
-    rollback = deps.repo.get_rollback(page.rollback_id)
-    label = f"ROLLBACK #{page.rollback_id} {rollback.service if rollback else ''}".strip()
+    subject = subject_of_page(deps, page)
+    label = subject.label if subject else "the page"
     if acknowledge(deps, page, by=page.contact_name, via="sms"):
+        if subject is not None and subject.question_id is not None:
+            return f"Thanks {page.contact_name}: paging stopped. Answer {label} in Slack."
         return f"Thanks {page.contact_name}: {label} is yours. Escalation stopped."
     return f"{label} was already acknowledged. Nothing to do."
 
 
 def _is_open(deps: Deps, page: Page) -> bool:
-    return not any(p.acknowledged_at for p in deps.repo.list_pages(page.rollback_id, page.reason))
+    subject = subject_of_page(deps, page)
+    if subject is None:
+        return False
+    return not any(p.acknowledged_at for p in subject.pages(deps, page.reason))
 
 
 def record_delivery_status(
@@ -202,32 +219,32 @@ def record_delivery_status(
     page = deps.repo.record_page_delivery(sid, status, error_code, deps.clock(), page_id=page_id)
     if page is None or status not in UNREACHED:
         return
-    rollback = deps.repo.get_rollback(page.rollback_id)
-    if rollback is None:
+    subject = subject_of_page(deps, page)
+    if subject is None:
         return
     why = DELIVERY_ERRORS.get(error_code or 0, "no reason given")
     code = f"Twilio {error_code}: " if error_code else ""
-    deps.audit("page.failed", rollback, **page_detail(page, f"{status}: {code}{why}"))
-    ladder = deps.repo.list_pages(page.rollback_id, page.reason)
-    service = deps.catalog.get(rollback.service)
+    subject.audit(deps, "page.failed", page_detail(page, f"{status}: {code}{why}"))
+    ladder = subject.pages(deps, page.reason)
+    service = deps.catalog.get(subject.service)
     has_next = service is not None and page.level < len(ladder_levels(service))
     moves_on = (
         has_next
-        and not is_stopped(rollback)
+        and not subject.is_stopped
         and not any(p.acknowledged_at for p in ladder)
         and all(is_unreachable(p) for p in ladder if p.level == page.level)
     )
     text = (
-        f":warning: The page to {contact_of(page).shown} for"
-        f" ROLLBACK #{page.rollback_id} was *{status}* ({code}{why})."
+        f":warning: The page to {contact_of(page).shown} for {subject.label} was"
+        f" *{status}* ({code}{why})."
     )
     if moves_on:
-        following = page.level + 1
-        upcoming = deps.repo.get_work(page_level_key(page.rollback_id, page.reason, following))
+        following, owner = page.level + 1, subject.owner
+        upcoming = deps.repo.get_work(page_level_key(owner, page.reason, following))
         # not scheduled yet: the level's own run checks again right after scheduling it
         if upcoming is not None:
-            key = page_level_key(page.rollback_id, page.reason, following, is_now=True)
+            key = page_level_key(owner, page.reason, following, is_now=True)
             deps.due.schedule(DueKind.PAGE_LEVEL, key, deps.clock(), upcoming.payload)
         text += " Paging the next level now."
-    key = notice_key(page.rollback_id, page.reason, "undelivered", page.id)
-    notify(deps, key, channel_of(deps, rollback), text)
+    key = notice_key(subject.owner, page.reason, "undelivered", page.id)
+    notify(deps, key, subject.channel, text)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.adapters.slack.lookups import ChannelNames
 from bot.adapters.twilio import sms_sender
 from bot.catalog.load import Service
 from bot.paging.levels import (
@@ -53,7 +54,8 @@ from bot.paging.messages import (
     stopped_footer,
     unacknowledged_warning,
 )
-from bot.paging.notices import channel_of, notice_key, notify, post_notice, replace_notice_buttons
+from bot.paging.notices import notice_key, notify, post_notice, replace_notice_buttons
+from bot.paging.subjects import Subject, subject_of
 from bot.paging.texting import Texter
 from bot.rollback.lifecycle import (
     DueKind,
@@ -77,8 +79,9 @@ ACK_WAIT_MINUTES = 5.0  # after the last level, how long before "nobody acknowle
 class Pager:
     """Runs the ladder's due work. Built by :func:`install`."""
 
-    def __init__(self, deps: Deps, texter: Texter) -> None:
+    def __init__(self, deps: Deps, texter: Texter, shown: Callable[[str], str] = str) -> None:
         self.deps, self.texter = deps, texter
+        self.shown = shown  # a channel id as the guard question's SMS names it
 
     def close(self) -> None:
         self.texter.close()
@@ -154,20 +157,30 @@ class Pager:
 
     def end(self, item: DueWork) -> None:
         """``page.end``: the last level had its time and nobody acknowledged."""
-        rollback_id, reason = int(item.payload["rollback_id"]), str(item.payload["reason"])
-        rollback = self.deps.repo.get_rollback(rollback_id)
-        pages = self.deps.repo.list_pages(rollback_id, reason)
-        if rollback is None or is_stopped(rollback) or any(p.acknowledged_at for p in pages):
+        reason = str(item.payload["reason"])
+        subject = subject_of(self.deps, item.payload, self.shown)
+        if subject is None or subject.is_stopped:
+            return
+        pages = subject.pages(self.deps, reason)
+        if any(p.acknowledged_at for p in pages):
             return
         contacts = [contact_of(p) for p in pages]
-        event, _ = headline(self.deps, rollback, reason, "")
+        event = reason
+        if subject.rollback is not None:
+            event, _ = headline(self.deps, subject.rollback, reason, "")
         text, blocks = unacknowledged_warning(
-            rollback_id, rollback.service, reason, contacts, headline=event
+            subject.rollback_id or 0,
+            subject.service,
+            reason,
+            contacts,
+            headline=event,
+            question=None if subject.rollback else subject.label,
         )
-        key = notice_key(rollback_id, reason, "unacknowledged")
-        if notify(self.deps, key, channel_of(self.deps, rollback), text, blocks):
-            detail = {"reason": reason, "levels": pages[-1].level}
-            audit(self.deps, "page.unacknowledged", rollback, detail)
+        key = notice_key(subject.owner, reason, "unacknowledged")
+        if notify(self.deps, key, subject.channel, text, blocks):
+            subject.audit(
+                self.deps, "page.unacknowledged", {"reason": reason, "levels": pages[-1].level}
+            )
 
     def post_notice(self, item: DueWork) -> None:
         """``page.post``: one paging notice to Slack; raises RetryLater until Slack takes it."""
@@ -176,97 +189,99 @@ class Pager:
     # --- one level ------------------------------------------------------------------------------
 
     def _run_level(self, item: DueWork, payload: dict[str, Any], number: int) -> None:
-        deps = self.deps
-        rollback_id, reason = int(payload["rollback_id"]), str(payload["reason"])
-        found = self._pageable(rollback_id, reason)
+        deps, reason = self.deps, str(payload["reason"])
+        found = self._pageable(payload, reason)
         if found is None:
             return
-        rollback, levels = found
+        subject, levels = found
         ladder, pages = deps.repo.add_level_pages(
-            rollback_id=rollback_id,
+            rollback_id=subject.rollback_id,
+            question_id=subject.question_id,
             reason=reason,
             level=number,
             contacts=[(position, c.name, c.phone) for position, c in levels[number - 1].contacts],
             now=deps.clock(),
         )
-        if ladder != reason:  # the rollback has its ladder already: this event joins it
-            self._join(item, rollback, ladder, reason)
+        if ladder != reason and subject.rollback is not None:
+            self._join(item, subject.rollback, ladder, reason)  # the rollback's ladder: join it
             return
         # the ladder started when level 1's pages were first stored (a retry moves due_at)
         payload.setdefault("started_at", min(p.created_at for p in pages).isoformat())
         for page in pages:
             if page.status == "sending":  # an earlier run handed it to Twilio, then was lost
-                self.texter.outcome_unknown(rollback, page, "the run sending it was interrupted")
-        event, summary = headline(
-            deps, rollback, reason, str(payload.get("summary") or rollback.reason or "")
-        )
-        self.texter.send_queued(item, rollback, event, summary, number, pages)
-        pages = [p for p in deps.repo.list_pages(rollback_id, reason) if p.level == number]
+                self.texter.outcome_unknown(subject, page, "the run sending it was interrupted")
+        event, summary = reason, str(payload.get("summary") or "")
+        if subject.rollback is not None:
+            rollback = subject.rollback
+            event, summary = headline(deps, rollback, reason, summary or rollback.reason or "")
+        self.texter.send_queued(item, subject, event, summary, number, pages)
+        pages = [p for p in subject.pages(deps, reason) if p.level == number]
         news = (event, summary, number, levels, pages)
-        if is_stopped(deps.repo.get_rollback(rollback_id) or rollback):
+        now_subject = subject_of(deps, payload, self.shown)
+        if now_subject is None or now_subject.is_stopped:
             # it ended while this level was being sent: who got the SMS is told (page.finish)
             if any(p.status in TOLD for p in pages):
-                self._post_notice(rollback, reason, *news, None)
+                self._post_notice(subject, reason, *news, None)
             return
         started_at = datetime.fromisoformat(str(payload["started_at"]))
-        self._post_notice(rollback, reason, *news, _next_name(levels, number, started_at))
-        self._next_step(item, payload, number, levels, pages)
+        self._post_notice(subject, reason, *news, _next_name(levels, number, started_at))
+        self._next_step(item, payload, subject, number, levels, pages)
 
-    def _pageable(self, rollback_id: int, reason: str) -> tuple[Rollback, list[Level]] | None:
-        """The rollback and its ladder's levels, or None when there is nobody to page now."""
+    def _pageable(self, payload: dict[str, Any], reason: str) -> tuple[Subject, list[Level]] | None:
+        """The ladder's subject and levels, or None when there is nobody to page now."""
         deps = self.deps
-        rollback = deps.repo.get_rollback(rollback_id)
-        service = deps.catalog.get(rollback.service) if rollback else None
-        if rollback is None or service is None:
-            log.warning("page for rollback #%s: rollback or service gone; not paging", rollback_id)
+        subject = subject_of(deps, payload, self.shown)
+        service = deps.catalog.get(subject.service) if subject else None
+        if subject is None or service is None:
+            log.warning(
+                "page for %s: its rollback, question or service is gone; not paging", payload
+            )
             return None
         levels = ladder_levels(service)
         if not levels:
-            self._warn_no_ladder(rollback, service, reason)
+            self._warn_no_ladder(subject, service, reason)
             return None
-        if is_stopped(rollback):
-            log.info("rollback #%s ended (%s): not paging", rollback_id, rollback.status)
+        if subject.is_stopped:
+            log.info("%s ended or was answered: not paging", subject.label)
             return None
-        if any(p.acknowledged_at for p in deps.repo.list_pages(rollback_id, reason)):
+        if any(p.acknowledged_at for p in subject.pages(deps, reason)):
             return None  # acknowledged while this step waited
-        return rollback, levels
+        return subject, levels
 
     def _next_step(
         self,
         item: DueWork,
         payload: dict[str, Any],
+        subject: Subject,
         number: int,
         levels: list[Level],
         pages: list[Page],
     ) -> None:
         """After level ``number``: the next level at its time (now when nobody here can be
         reached), or, after the last, the "nobody acknowledged" warning."""
-        deps = self.deps
-        rollback_id, reason = int(payload["rollback_id"]), str(payload["reason"])
+        deps, owner, reason = self.deps, subject.owner, str(payload["reason"])
         is_last = number == len(levels)
         if not is_last and all(is_unreachable(p) for p in pages):
             self._run_level(item, payload, number + 1)  # nobody here can be reached: next, now
             return
         if is_last:
             due = deps.clock() + timedelta(minutes=ACK_WAIT_MINUTES)
-            deps.due.schedule(DueKind.PAGE_END, page_end_key(rollback_id, reason), due, payload)
+            deps.due.schedule(DueKind.PAGE_END, page_end_key(owner, reason), due, payload)
             return
         started_at = datetime.fromisoformat(str(payload["started_at"]))
         due = max(deps.clock(), started_at + timedelta(minutes=levels[number].after_minutes))
         nxt = {**payload, "level": number + 1}
-        deps.due.schedule(
-            DueKind.PAGE_LEVEL, page_level_key(rollback_id, reason, number + 1), due, nxt
-        )
+        deps.due.schedule(DueKind.PAGE_LEVEL, page_level_key(owner, reason, number + 1), due, nxt)
         # A delivery report may have failed this level since the pages were read; it could
         # not see the next level's work yet, so moving on now is decided here.
-        level_now = [p for p in deps.repo.list_pages(rollback_id, reason) if p.level == number]
+        level_now = [p for p in subject.pages(deps, reason) if p.level == number]
         if all(is_unreachable(p) for p in level_now):
-            now_key = page_level_key(rollback_id, reason, number + 1, is_now=True)
+            now_key = page_level_key(owner, reason, number + 1, is_now=True)
             deps.due.schedule(DueKind.PAGE_LEVEL, now_key, deps.clock(), nxt)
 
     def _post_notice(
         self,
-        rollback: Rollback,
+        subject: Subject,
         reason: str,
         event: str,
         summary: str,
@@ -275,15 +290,14 @@ class Pager:
         pages: list[Page],
         next_name: str | None,
     ) -> None:
-        assert rollback.id is not None
         # a page still queued was never sent: the ladder was acknowledged while it waited
         paged = [contact_of(p) for p in pages if p.status not in NOT_PAGED]
         failed = [(contact_of(p), p.error or p.status) for p in pages if p.status == "failed"]
         if next_name and pages and all(is_unreachable(p) for p in pages):
             next_name = next_name.split(" at ")[0] + " right now"
         text, blocks = page_notice(
-            rollback_id=rollback.id,
-            service=rollback.service,
+            rollback_id=subject.rollback_id or 0,
+            service=subject.service,
             reason=reason,
             summary=summary,
             level=number,
@@ -293,10 +307,11 @@ class Pager:
             next_level=next_name,
             is_sms_enabled=self.texter.sms is not None,
             headline=event,
+            question=None if subject.rollback else subject.label,
         )
         page_ids = [p.id for p in pages if p.id is not None]
-        key = notice_key(rollback.id, reason, number, "notice")
-        notify(self.deps, key, channel_of(self.deps, rollback), text, blocks, page_ids)
+        key = notice_key(subject.owner, reason, number, "notice")
+        notify(self.deps, key, subject.channel, text, blocks, page_ids)
 
     def _join(self, item: DueWork, rollback: Rollback, ladder: str, event: str) -> None:
         """``event`` (FAILED, SLA BREACH) joins the rollback's ``ladder``: no new ladder and no
@@ -308,13 +323,11 @@ class Pager:
             audit(self.deps, "page.joined", rollback, {"reason": ladder, "event": event})
         self.texter.tell(item, rollback, ladder, event)
 
-    def _warn_no_ladder(self, rollback: Rollback, service: Service, reason: str) -> None:
-        assert rollback.id is not None
-        text = no_ladder_warning(rollback.id, service.name, reason)
-        key = notice_key(rollback.id, reason, "no-ladder")
-        if notify(self.deps, key, channel_of(self.deps, rollback), text):
-            detail = {"reason": reason, "error": "no oncall ladder"}
-            audit(self.deps, "page.failed", rollback, detail)
+    def _warn_no_ladder(self, subject: Subject, service: Service, reason: str) -> None:
+        text = no_ladder_warning(subject.label, service.name, reason)
+        key = notice_key(subject.owner, reason, "no-ladder")
+        if notify(self.deps, key, subject.channel, text):
+            subject.audit(self.deps, "page.failed", {"reason": reason, "error": "no oncall ladder"})
 
 
 def _next_name(levels: list[Level], number: int, started_at: datetime) -> str | None:
@@ -331,7 +344,9 @@ def install(deps: Deps) -> Pager:
     sms = sms_sender(deps.settings)
     if sms is None:
         log.warning("SMS paging is DISABLED (TWILIO_* not set): pages are posted in Slack only")
-    pager = Pager(deps, Texter(deps, sms))
+    # a guard question's SMS names its channel as people know it: #checkout-alerts
+    names = ChannelNames(deps.slack, clock=lambda: deps.clock().timestamp())
+    pager = Pager(deps, Texter(deps, sms), names.shown)
     handlers: dict[DueKind, Callable[[DueWork], None]] = {
         DueKind.PAGE_START: pager.start,
         DueKind.PAGE_LEVEL: pager.level,

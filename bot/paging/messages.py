@@ -109,8 +109,23 @@ def ended_sms(rollback_id: int, service: str, status: str, at: datetime) -> str:
     return gsm_text(text)
 
 
+def question_sms(service: str, reason: str, channel: str, ack_code: str) -> str:
+    """A guard question's page, one segment: ``GUARD checkout: <reason>. Roll back or keep the
+    release? Answer in Slack #checkout-alerts. Reply ACK 4821 to stop paging.``"""
+    tail = (
+        f" Roll back or keep the release? Answer in Slack {gsm_text(channel)[:30]}."
+        f" Reply ACK {ack_code} to stop paging."
+    )
+    return _fit(gsm_text(f"GUARD {service[:40]}"), reason, tail)
+
+
 def _one_segment(rollback_id: int, service: str, reason: str, summary: str, tail: str) -> str:
     head = gsm_text(f"ROLLBACK #{rollback_id} {service[:40]} {reason_label(reason)}")
+    return _fit(head, summary, tail)
+
+
+def _fit(head: str, summary: str, tail: str) -> str:
+    """``head: summary.tail`` in one segment, the summary shortened to fit."""
     room = SMS_LIMIT - len(head) - len(tail) - 3  # ": " and "."
     text = gsm_text(summary).rstrip(".")
     if len(text) > room:
@@ -139,13 +154,16 @@ def page_notice(
     next_level: str | None,
     is_sms_enabled: bool,
     headline: str | None = None,
+    question: str | None = None,
 ) -> tuple[str, list[Block]]:
     """The channel notice of one ladder level, with its Acknowledge button (for the ladder
-    ``reason``; ``headline`` is what the incident is now, e.g. FAILED, when it got worse)."""
+    ``reason``; ``headline`` is what the incident is now, e.g. FAILED, when it got worse).
+    For a guard ``question`` (its label) the question's own buttons answer: no button here."""
     who = ", ".join(c.shown for c in paged) or "nobody"
+    label = escape(question) if question else f"ROLLBACK #{rollback_id} {escape(service)}"
     head = (
-        f":pager: Paging level {level}/{levels} for *ROLLBACK #{rollback_id} {escape(service)}"
-        f" {reason_label(headline or reason)}*: {escape(who)}"
+        f":pager: Paging level {level}/{levels} for *{label}"
+        f"{'' if question else ' ' + reason_label(headline or reason)}*: {escape(who)}"
     )
     lines = [head]
     if summary:
@@ -158,9 +176,13 @@ def page_notice(
     for contact, why in failed:
         lines.append(f":warning: Could not page {escape(contact.shown)}: {escape(mask_phone(why))}")
     hint = "Press *Acknowledge* to take it (or reply `ACK <code>` to the SMS)."
+    if question:
+        hint = "Answer the question (or reply `ACK <code>` to the SMS) to stop the paging."
     if next_level:
         hint += f" If nobody does, {escape(next_level)} is paged next."
     text = "\n".join(lines)
+    if question:
+        return text, [section(text), context(hint)]
     return text, [section(text), context(hint), ack_button(rollback_id, reason)]
 
 
@@ -214,8 +236,16 @@ def unacknowledged_warning(
     reason: str,
     paged: Sequence[Contact],
     headline: str | None = None,
+    question: str | None = None,
 ) -> tuple[str, list[Block]]:
     who = ", ".join(c.shown for c in paged) or "nobody"
+    if question:
+        text = (
+            f":rotating_light: *Nobody acknowledged* the page for *{escape(question)}*. Every"
+            f" level of the on-call ladder was paged ({escape(who)}). Someone here must answer"
+            " the question now."
+        )
+        return text, [section(text)]
     text = (
         f":rotating_light: *Nobody acknowledged* the page for *ROLLBACK #{rollback_id}"
         f" {escape(service)} {reason_label(headline or reason)}*. Every level of the on-call"
@@ -235,18 +265,19 @@ def twilio_down(summary: str, who: str, tries: int) -> str:
     )
 
 
-def twilio_misconfigured(summary: str, rollback_id: int, service: str, reason: str) -> str:
+def twilio_misconfigured(summary: str, label: str) -> str:
     """Twilio refused the request itself (credentials, From number): no SMS goes out at all."""
     return (
         f":rotating_light: *Twilio is misconfigured* ({mask_phone(summary)}): nobody is being"
-        f" paged by SMS for ROLLBACK #{rollback_id} {escape(service)} {reason_label(reason)} —"
+        f" paged by SMS for {escape(label)} —"
         " page the on-call by phone. Check TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and"
         " TWILIO_FROM_NUMBER."
     )
 
 
-def no_ladder_warning(rollback_id: int, service: str, reason: str) -> str:
+def no_ladder_warning(label: str, service: str, reason: str) -> str:
+    what = f"{label} is {reason_label(reason)}" if label.startswith("ROLLBACK") else label
     return (
-        f":warning: ROLLBACK #{rollback_id} {service} is {reason_label(reason)} but {service}"
-        " has no `oncall:` ladder in the catalog: *nobody was paged*."
+        f":warning: {what} but {service} has no `oncall:` ladder in the catalog:"
+        " *nobody was paged*."
     )

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 POST_TRIES = 12  # 5 s doubling to 5 min: about 45 minutes of Slack trouble
 
 
-def notice_key(rollback_id: int | None, reason: str, *what: object) -> str:
-    """The key of one paging notice: ``<rollback id>:<ladder>:<what>…`` (the rollback id first:
-    the notice finds its rollback's thread by it)."""
+def notice_key(rollback_id: int | str | None, reason: str, *what: object) -> str:
+    """The key of one paging notice: ``<owner>:<ladder>:<what>…`` (the owner first, a rollback
+    id or ``q<release id>``: the notice finds its thread by it)."""
     return ":".join(str(part) for part in (rollback_id, reason, *what))
 
 
@@ -92,9 +92,14 @@ def replace_notice_buttons(
 
 def _notice_thread(deps: Deps, key: str, channel: str) -> tuple[str | None, bool]:
     """A paging notice goes in the thread of its rollback's progress message (keys read
-    ``page-post:<rollback id>:…``); one saying nobody answered is also shown in the channel."""
-    rollback_id = key.removeprefix(page_post_key("")).split(":", 1)[0]
-    rollback = deps.repo.get_rollback(int(rollback_id)) if rollback_id.isdigit() else None
+    ``page-post:<rollback id>:…``), or of its guard question's guard message (``q<release
+    id>``); one saying nobody answered is also shown in the channel."""
+    owner = key.removeprefix(page_post_key("")).split(":", 1)[0]
+    if owner.startswith("q") and owner[1:].isdigit():
+        release = deps.repo.guarded_release(int(owner[1:]))
+        thread_ts = release.message_ts if release and release.channel_id == channel else None
+        return thread_ts, bool(thread_ts) and key.endswith(":unacknowledged")
+    rollback = deps.repo.get_rollback(int(owner)) if owner.isdigit() else None
     if rollback is None:
         return None, False
     thread_ts = anchor_of(deps, rollback, channel)

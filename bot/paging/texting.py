@@ -27,14 +27,15 @@ from bot.paging.levels import (
 from bot.paging.messages import (
     ended_sms,
     joined_notice,
+    reason_label,
     shown_in_slack,
-    sms_body,
     twilio_down,
     twilio_misconfigured,
     twilio_slow,
     update_sms,
 )
 from bot.paging.notices import channel_of, notice_key, notify
+from bot.paging.subjects import Subject
 from bot.runtime.due import RetryLater
 from bot.runtime.logs import mask_phone
 from storage.models import DueWork, Page, Rollback
@@ -76,7 +77,7 @@ class Texter:
     def send_queued(
         self,
         item: DueWork,
-        rollback: Rollback,
+        subject: Subject,
         event: str,
         summary: str,
         number: int,
@@ -92,50 +93,50 @@ class Texter:
                 self.deps.repo.mark_page_failed(
                     page.id, "SMS disabled", self.deps.clock(), status="skipped"
                 )
-                audit(self.deps, "page.skipped", rollback, page_detail(page, "SMS disabled"))
+                subject.audit(self.deps, "page.skipped", page_detail(page, "SMS disabled"))
             return
-        results = list(self._pool.map(lambda p: self.send(rollback, event, summary, p), queued))
+        results = list(self._pool.map(lambda p: self.send(subject, event, summary, p), queued))
         errors = [(page, err) for page, err in zip(queued, results, strict=True) if err]
         misconfigured = next((err for _, err in errors if err.is_misconfigured), None)
         if misconfigured is not None:
-            self.warn_misconfigured(rollback, queued[0].reason, misconfigured)
+            self.warn_misconfigured(subject, queued[0].reason, misconfigured)
         down = [(page, err) for page, err in errors if err.is_retryable]
         if down:
-            self._level_down(item, rollback, number, queued[0].reason, down)
+            self._level_down(item, subject, number, queued[0].reason, down)
 
     def _level_down(
         self,
         item: DueWork,
-        rollback: Rollback,
+        subject: Subject,
         number: int,
         reason: str,
         down: list[tuple[Page, SmsError]],
     ) -> None:
         """Twilio did not take these pages: retry the level, or give them up after SEND_TRIES."""
         who, why = shown_contacts([p for p, _ in down]), down[0][1].summary
-        channel = channel_of(self.deps, rollback)
+        channel = subject.channel
         if item.tries < SEND_TRIES:
-            slow = notice_key(rollback.id, reason, number, "twilio-slow")
+            slow = notice_key(subject.owner, reason, number, "twilio-slow")
             notify(self.deps, slow, channel, twilio_slow(why, who))
             _retry(item, why)
         for page, err in down:
             assert page.id is not None
             error = f"Twilio unavailable after {item.tries} tries: {err.summary}"
             self.deps.repo.mark_page_failed(page.id, error, self.deps.clock(), error_code=err.code)
-            self.deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
-            audit(self.deps, "page.failed", rollback, page_detail(page, error))
+            self.deps.metrics.pages_sent.labels(subject.service, "failed").inc()
+            subject.audit(self.deps, "page.failed", page_detail(page, error))
         text = twilio_down(why, who, item.tries)
-        notify(self.deps, notice_key(rollback.id, reason, number, "twilio-down"), channel, text)
+        notify(self.deps, notice_key(subject.owner, reason, number, "twilio-down"), channel, text)
 
-    def send(self, rollback: Rollback, event: str, summary: str, page: Page) -> SmsError | None:
+    def send(self, subject: Subject, event: str, summary: str, page: Page) -> SmsError | None:
         """Send one page (announcing ``event``) unless its ladder was acknowledged or stopped;
         the error if Twilio refused it."""
-        assert self.sms is not None and page.id is not None and rollback.id is not None
+        assert self.sms is not None and page.id is not None
         deps = self.deps
         if not deps.repo.claim_page_for_sending(page.id, deps.clock(), told=event):
             log.info("page to %s not sent: acknowledged or ended meanwhile", mask_phone(page.phone))
             return None
-        body = sms_body(rollback.id, rollback.service, event, summary, page.ack_code)
+        body = subject.body(event, summary, page.ack_code)
         public = deps.settings.public_url
         callback = f"{public.rstrip('/')}/twilio/status?page={page.id}" if public else None
         try:
@@ -145,32 +146,34 @@ class Texter:
             if err.is_retryable:
                 deps.repo.release_page(page.id, deps.clock())
             elif err.is_maybe_sent:
-                self.outcome_unknown(rollback, page, err.summary)
+                self.outcome_unknown(subject, page, err.summary)
             else:
                 deps.repo.mark_page_failed(page.id, err.summary, deps.clock(), error_code=err.code)
-                deps.metrics.pages_sent.labels(rollback.service, "failed").inc()
-                audit(deps, "page.failed", rollback, page_detail(page, err.summary))
+                deps.metrics.pages_sent.labels(subject.service, "failed").inc()
+                subject.audit(deps, "page.failed", page_detail(page, err.summary))
             return err
         deps.repo.mark_page_sent(page.id, sid, deps.clock())
-        deps.metrics.pages_sent.labels(rollback.service, "sent").inc()
-        audit(deps, "page.sent", rollback, {**page_detail(page), "sid": sid})
+        deps.metrics.pages_sent.labels(subject.service, "sent").inc()
+        subject.audit(deps, "page.sent", {**page_detail(page), "sid": sid})
         return None
 
-    def outcome_unknown(self, rollback: Rollback, page: Page, why: str) -> None:
+    def outcome_unknown(self, subject: Subject, page: Page, why: str) -> None:
         """A page Twilio may have taken: never resent; its status callback settles it."""
         assert page.id is not None
         if self.deps.repo.record_delivery(f"page-unknown:{page.id}", self.deps.clock()):
             log.warning(
                 "page to %s: outcome unknown (%s); not resending", mask_phone(page.phone), why
             )
-            audit(self.deps, "page.unknown", rollback, page_detail(page, why))
+            subject.audit(self.deps, "page.unknown", page_detail(page, why))
 
-    def warn_misconfigured(self, rollback: Rollback, reason: str, err: SmsError) -> None:
+    def warn_misconfigured(self, subject: Subject, reason: str, err: SmsError) -> None:
         """One loud warning per ladder: no SMS can go out until someone fixes TWILIO_*."""
-        assert rollback.id is not None
-        text = twilio_misconfigured(err.summary, rollback.id, rollback.service, reason)
-        key = notice_key(rollback.id, reason, "twilio-config")
-        if notify(self.deps, key, channel_of(self.deps, rollback), text):
+        label = subject.label
+        if subject.rollback is not None:
+            label += f" {reason_label(reason)}"
+        text = twilio_misconfigured(err.summary, label)
+        key = notice_key(subject.owner, reason, "twilio-config")
+        if notify(self.deps, key, subject.channel, text):
             log.error("Twilio refused to send (%s): SMS paging is not working", err.summary)
 
     # --- one incident: news for the phones already paged ------------------------------------

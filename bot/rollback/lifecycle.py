@@ -8,6 +8,8 @@ Pure: no I/O, no imports beyond the standard library.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -199,13 +201,14 @@ def incident_topic_key(rollback_id: int, phase: str) -> str:
     return f"{incident_topic_prefix(rollback_id)}{phase}"
 
 
-def page_start_key(rollback_id: int, reason: str) -> str:
+def page_start_key(rollback_id: int | str, reason: str) -> str:
     return f"page-start:{rollback_id}:{reason}"
 
 
-def ladder_prefix(rollback_id: int, reason: str = "") -> str:
+def ladder_prefix(rollback_id: int | str, reason: str = "") -> str:
     """Every due-work key of one ladder starts with this (acknowledging cancels them all);
-    without a reason, every ladder of the rollback."""
+    without a reason, every ladder of the rollback. A guard question's ladder is owned by
+    ``question_owner(release_id)`` instead of a rollback id."""
     return f"page:{rollback_id}:" + (f"{reason}:" if reason else "")
 
 
@@ -233,12 +236,12 @@ STARTABLE: tuple[RollbackStatus, ...] = (RollbackStatus.APPROVED, RollbackStatus
 # --- paging's due-work keys -----------------------------------------------------------------
 
 
-def page_level_key(rollback_id: int, reason: str, level: int, *, is_now: bool = False) -> str:
+def page_level_key(rollback_id: int | str, reason: str, level: int, *, is_now: bool = False) -> str:
     """A ladder's next level (``:now`` when its time is brought forward: nobody reachable)."""
     return f"{ladder_prefix(rollback_id, reason)}level:{level}" + (":now" if is_now else "")
 
 
-def page_end_key(rollback_id: int, reason: str) -> str:
+def page_end_key(rollback_id: int | str, reason: str) -> str:
     """The "nobody acknowledged" warning after a ladder's last level."""
     return f"{ladder_prefix(rollback_id, reason)}end"
 
@@ -267,16 +270,14 @@ class GuardDueKind(StrEnum):
     """Due work of the automatic guard."""
 
     CONFIRM_TIMEOUT = "guard.confirm_timeout"  # an unanswered "Roll back now / Keep release"
-    PAGE = "guard.page"  # page the service's first on-call level about a posted question
+    PAGE = "guard.page"  # (older data) page the on-call about a posted question
+    ALERT_FIRING = "guard.alert_firing"  # Alertmanager's new firing alerts of one service
+    ALERT_ROLLBACK = "guard.alert_rollback"  # their rollback="auto": the guard's fire path
+    ALERT_RESOLVED = "guard.alert_resolved"  # a resolved alert: noted in its thread
 
 
 def guard_confirm_key(release_id: int) -> str:
     return f"guard-confirm:{release_id}"
-
-
-def guard_page_key(release_id: int) -> str:
-    """The page about a guard question: its due work, and the marker that it was sent once."""
-    return f"guard-page:{release_id}"
 
 
 class DrillDueKind(StrEnum):
@@ -293,3 +294,14 @@ def drill_key(service: str, at: datetime) -> str:
 
 def drill_stale_key(drill_id: int) -> str:
     return f"drill-stale:{drill_id}"
+
+
+def question_owner(release_id: int) -> str:
+    """What owns a guard question's paging ladder in its keys (a rollback's is its id)."""
+    return f"q{release_id}"
+
+
+def alert_work_key(kind: str, alert_keys: Iterable[str]) -> str:
+    """The due work of one group of Alertmanager alerts (by their delivery keys)."""
+    digest = hashlib.sha256("\n".join(sorted(alert_keys)).encode()).hexdigest()[:32]
+    return f"{kind}:{digest}"

@@ -29,9 +29,13 @@ def start_scheduler(
     groups_every_seconds: float = 150.0,
     guard_round: Callable[[], object] | None = None,
     guard_every_seconds: float = 5.0,
+    guard_evaluate: Callable[[], object] | None = None,
+    guard_evaluate_every_seconds: float = 1.0,
 ) -> BackgroundScheduler:
     """``refresh_groups`` (approver user groups) runs at once and then every
-    ``groups_every_seconds``, keeping the membership cache warm for button presses."""
+    ``groups_every_seconds``, keeping the membership cache warm for button presses.
+    ``guard_round`` notices new releases; ``guard_evaluate`` only claims the guard evaluations
+    that are due (one indexed query when none is), so each runs on its own schedule."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
@@ -60,6 +64,14 @@ def start_scheduler(
             "interval",
             seconds=guard_every_seconds,
             id="guard-round",
+            replace_existing=True,
+        )
+    if guard_evaluate is not None:
+        scheduler.add_job(
+            guard_evaluate,
+            "interval",
+            seconds=guard_evaluate_every_seconds,
+            id="guard-evaluate",
             replace_existing=True,
         )
     scheduler.start()

@@ -70,6 +70,9 @@ def _scheduler(settings: Settings, bot: BotApp) -> BackgroundScheduler:
         refresh_groups=lambda: deps.groups.refresh(all_approver_groups(deps.catalog)),
         groups_every_seconds=deps.groups.ttl / 2,
         guard_round=lambda: deps.work.submit("guard round", bot.guard.tick, lane="bulk"),
+        guard_evaluate=lambda: deps.work.submit(
+            "guard evaluations", bot.guard.evaluate_due, lane="bulk"
+        ),
     )
 
 

@@ -147,11 +147,19 @@ class SlackSimulator(LoopbackSimulator):
             self._workspace.is_strict_channels = value
 
     def add_channel(
-        self, channel_id: str, name: str, *, is_private: bool = False, is_archived: bool = False
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        is_private: bool = False,
+        is_archived: bool = False,
+        has_bot: bool = True,
     ) -> None:
+        """A channel (``has_bot``: the bot is a member; a private one without it is invisible
+        to the bot's token, as in Slack)."""
         with self._lock:
             self._workspace.add_channel(
-                channel_id, name, is_private=is_private, is_archived=is_archived
+                channel_id, name, is_private=is_private, is_archived=is_archived, has_bot=has_bot
             )
 
     def add_user(

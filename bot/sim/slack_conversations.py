@@ -48,6 +48,9 @@ def _conversations_create(workspace: SlackWorkspace, params: Params) -> Params:
 @_method("conversations.info")
 def _conversations_info(workspace: SlackWorkspace, params: Params) -> Params:
     channel = workspace.resolve_channel(required(params, "channel", "channel_not_found"))
+    # as Slack: a private channel the bot is not in does not exist for its token
+    if channel.is_private and workspace.bot_user_id not in channel.members:
+        raise SlackError("channel_not_found")
     return {"channel": channel.to_api(workspace.bot_user_id)}
 
 

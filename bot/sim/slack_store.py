@@ -132,9 +132,11 @@ class SlackWorkspace:
         is_private: bool = False,
         is_im: bool = False,
         is_archived: bool = False,
+        has_bot: bool = True,
     ) -> Channel:
         channel = Channel(channel_id, name, is_private, is_im, is_archived)
-        channel.members.add(self.bot_user_id)
+        if has_bot:
+            channel.members.add(self.bot_user_id)
         self.channels[channel_id] = channel
         self.messages.setdefault(channel_id, [])
         return channel

@@ -5,14 +5,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.rollback.lifecycle import TERMINAL, RollbackStatus
-from storage.models import AuditEvent, DueWork, Page, PageStatus, Rollback, SlackDelivery
+from bot.rollback.lifecycle import TERMINAL, RollbackStatus, guard_confirm_key
+from storage.guard_models import GuardedRelease
+from storage.models import OPEN_WORK, AuditEvent, DueWork, Page, PageStatus, Rollback, SlackDelivery
 from storage.repo.base import RepositoryBase
 from storage.repo.records import NewWork, RecordNotFound
 from storage.repo.work import _cancel_open_work, _work_row
@@ -75,32 +75,29 @@ class PagesMixin(RepositoryBase):
     def add_level_pages(
         self,
         *,
-        rollback_id: int,
+        rollback_id: int | None = None,
+        question_id: int | None = None,
         reason: str,
         level: int,
         contacts: Sequence[tuple[int, str, str]],
         now: datetime,
     ) -> tuple[str, list[Page]]:
-        """The ladder's pages of one level, stored queued once (see :meth:`add_page`).
+        """The ladder's pages of one level, stored queued once (see :meth:`add_page`), for a
+        rollback or (``question_id``) a guard question.
 
         One rollback is one incident with one ladder: if the rollback already has pages under
         another reason (a ladder another event opened first), nothing is stored and that
         ladder's reason and pages of this level are returned, for the caller to join it.
-        ``contacts`` are (position, name, phone). The rollback row is locked while deciding, so
+        ``contacts`` are (position, name, phone). The owner's row is locked while deciding, so
         two events opening a ladder at once (PostgreSQL) make one; SQLite writes one at a time.
         Returns the ladder's reason and its pages of ``level``.
         """
+        mine = _owned_by(rollback_id, question_id)
         with self._write() as session:
-            session.exec(
-                select(Rollback.id).where(Rollback.id == rollback_id).with_for_update()
-            ).one()
-            first = session.exec(
-                select(Page).where(Page.rollback_id == rollback_id).order_by(col(Page.id))
-            ).first()
+            _lock_owner(session, rollback_id, question_id)
+            first = session.exec(select(Page).where(mine).order_by(col(Page.id))).first()
             ladder = first.reason if first is not None else reason
-            rows = session.exec(
-                select(Page).where(Page.rollback_id == rollback_id, Page.reason == ladder)
-            ).all()
+            rows = session.exec(select(Page).where(mine, Page.reason == ladder)).all()
             if ladder == reason:
                 stored = {p.position for p in rows}
                 fresh: set[str] = set()
@@ -111,6 +108,7 @@ class PagesMixin(RepositoryBase):
                     fresh.add(code)
                     page = Page(
                         rollback_id=rollback_id,
+                        question_id=question_id,
                         reason=reason,
                         level=level,
                         position=position,
@@ -132,13 +130,15 @@ class PagesMixin(RepositoryBase):
         with self._read() as session:
             return list(session.exec(query.order_by(col(Page.position), col(Page.id))).all())
 
+    def list_question_pages(self, question_id: int) -> list[Page]:
+        """A guard question's pages (its one ladder), in ladder order."""
+        query = select(Page).where(Page.question_id == question_id)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(Page.position), col(Page.id))).all())
+
     def get_page(self, page_id: int) -> Page | None:
         with self._read() as session:
             return session.get(Page, page_id)
-
-    def find_page_by_sid(self, twilio_sid: str) -> Page | None:
-        with self._read() as session:
-            return session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
 
     def find_pages_for_reply(self, phone: str, ack_code: str | None) -> list[Page]:
         """Pages sent to `phone` (with `ack_code` when given), newest first."""
@@ -150,11 +150,12 @@ class PagesMixin(RepositoryBase):
 
     def claim_page_for_sending(self, page_id: int, now: datetime, told: str | None = None) -> bool:
         """queued → sending, unless the page's ladder was acknowledged or stopped (its rollback
-        ended other than failed); True if this caller may now send it (exactly one caller ever
-        does). ``told`` is the event the SMS announces: remembered (:func:`told_key`) with the
-        claim, so that event is never texted to this page's phone again.
+        ended other than failed, its guard question was answered or timed out); True if this
+        caller may now send it (exactly one caller ever does). ``told`` is the event the SMS
+        announces: remembered (:func:`told_key`) with the claim, so that event is never texted
+        to this page's phone again.
 
-        One conditional UPDATE; the rollback row is share-locked first so that on PostgreSQL
+        One conditional UPDATE; the owner's row is share-locked first so that on PostgreSQL
         an acknowledgement or the rollback's end (which lock it for update) is either committed
         before this check or waits until the page is claimed: an acknowledged or stopped ladder
         never starts another SMS.
@@ -164,19 +165,17 @@ class PagesMixin(RepositoryBase):
             page = session.get(Page, page_id)
             if page is None or page.status != PageStatus.QUEUED:
                 return False
-            status = session.exec(
-                select(Rollback.status)
-                .where(Rollback.id == page.rollback_id)
-                .with_for_update(read=True)
-            ).one()
-            if status in LADDER_STOPPING:
+            if not _is_owner_open(session, page):
                 return False
+            same_owner = (
+                acked.c.rollback_id == page.rollback_id
+                if page.rollback_id is not None
+                else acked.c.question_id == page.question_id
+            )
             is_acknowledged = (
                 sa.select(acked.c.id)
                 .where(
-                    acked.c.rollback_id == page.rollback_id,
-                    acked.c.reason == page.reason,
-                    acked.c.acknowledged_at.is_not(None),
+                    same_owner, acked.c.reason == page.reason, acked.c.acknowledged_at.is_not(None)
                 )
                 .exists()
             )
@@ -244,99 +243,6 @@ class PagesMixin(RepositoryBase):
                     session.add(_work_row(work, now))
         return True
 
-    def mark_page_sent(self, page_id: int, twilio_sid: str | None, now: datetime) -> bool:
-        """sending (or queued) → sent: Twilio took it. False if a delivery report got there
-        first (it saved the SID too) or the page was never being sent."""
-        return self._update_page(
-            page_id,
-            (PageStatus.SENDING, PageStatus.QUEUED),
-            status=PageStatus.SENT,
-            twilio_sid=twilio_sid,
-            sent_at=now,
-            status_at=now,
-        )
-
-    def release_page(self, page_id: int, now: datetime) -> bool:
-        """sending → queued: Twilio certainly did not take it (5xx, no connection); retry."""
-        return self._update_page(
-            page_id, (PageStatus.SENDING,), status=PageStatus.QUEUED, status_at=now
-        )
-
-    def mark_page_failed(
-        self,
-        page_id: int,
-        error: str,
-        now: datetime,
-        *,
-        error_code: int | None = None,
-        status: str = PageStatus.FAILED,
-    ) -> bool:
-        """queued or sending → failed (or skipped: SMS disabled); False if it had moved on."""
-        return self._update_page(
-            page_id,
-            (PageStatus.QUEUED, PageStatus.SENDING),
-            status=status,
-            error=error,
-            error_code=error_code,
-            status_at=now,
-        )
-
-    def _update_page(self, page_id: int, statuses: tuple[str, ...], **values: Any) -> bool:
-        statement = (
-            sa.update(Page)
-            .where(col(Page.id) == page_id, col(Page.status).in_(statuses))
-            .values(**values)
-        )
-        with self._write() as session:
-            return session.exec(statement).rowcount == 1
-
-    def record_page_delivery(
-        self,
-        twilio_sid: str,
-        status: str,
-        error_code: int | None,
-        now: datetime,
-        *,
-        page_id: int | None = None,
-    ) -> Page | None:
-        """Apply a delivery status callback; the page if its status moved on, else None.
-
-        Callbacks can arrive twice, out of order, or before the sender recorded the SID (the
-        callback URL then names the page): a status only replaces an earlier one (queued → sent
-        → delivered | undelivered | failed), never a final one.
-        """
-        rank: dict[str, int] = {
-            PageStatus.QUEUED: 0,
-            PageStatus.ACCEPTED: 0,
-            PageStatus.SENDING: 1,
-            PageStatus.SENT: 2,
-        }
-        with self._write() as session:
-            if page_id is not None:
-                page = session.get(Page, page_id)
-                if page is not None and page.twilio_sid not in (None, twilio_sid):
-                    page = None  # a callback naming a page but another message: ignore it
-            else:
-                page = session.exec(select(Page).where(Page.twilio_sid == twilio_sid)).first()
-            if page is None or rank.get(page.status, 3) >= rank.get(status, 3):
-                return None
-            page.status, page.status_at = status, now
-            page.twilio_sid = page.twilio_sid or twilio_sid
-            page.sent_at = page.sent_at or now
-            if error_code is not None:
-                page.error_code = error_code
-        return page
-
-    def set_page_notice(self, page_ids: Sequence[int], channel: str, ts: str) -> None:
-        """Remember the Slack notice that announced these pages (its button acknowledges)."""
-        statement = (
-            sa.update(Page)
-            .where(col(Page.id).in_(list(page_ids)))
-            .values(notice_channel=channel, notice_ts=ts)
-        )
-        with self._write() as session:
-            session.exec(statement)
-
     def acknowledge_ladder(
         self,
         page_id: int,
@@ -347,9 +253,9 @@ class PagesMixin(RepositoryBase):
         audit: AuditEvent | None = None,
         schedule: Sequence[NewWork] = (),
     ) -> bool:
-        """Acknowledge `page_id`'s ladder (rollback, reason) and the rollback, once.
+        """Acknowledge `page_id`'s ladder (rollback or question, reason) and the rollback, once.
 
-        False when someone acknowledged the ladder first: the rollback row is locked while
+        False when someone acknowledged the ladder first: the owner's row is locked while
         checking, so two acknowledgements racing on PostgreSQL resolve to one.
         In the same transaction, so a crash cannot separate the acknowledgement from what
         follows it: open due work whose key starts with `cancel_prefix` (the rest of the ladder)
@@ -360,12 +266,10 @@ class PagesMixin(RepositoryBase):
             page = session.get(Page, page_id)
             if page is None:
                 raise RecordNotFound(f"page {page_id} not found")
-            rollback = session.exec(
-                select(Rollback).where(Rollback.id == page.rollback_id).with_for_update()
-            ).one()
+            rollback = _lock_owner(session, page.rollback_id, page.question_id)
             already = session.exec(
                 select(Page.id).where(
-                    Page.rollback_id == page.rollback_id,
+                    _owned_by(page.rollback_id, page.question_id),
                     Page.reason == page.reason,
                     col(Page.acknowledged_at).is_not(None),
                 )
@@ -373,7 +277,7 @@ class PagesMixin(RepositoryBase):
             if already is not None:
                 return False
             page.acknowledged_at, page.acknowledged_by = now, by
-            if rollback.acknowledged_at is None:
+            if rollback is not None and rollback.acknowledged_at is None:
                 rollback.acknowledged_at, rollback.acknowledged_by = now, by
             cancelled = (
                 0 if cancel_prefix is None else _cancel_open_work(session, cancel_prefix, now)
@@ -398,3 +302,48 @@ def _free_code(session: Session, phone: str, now: datetime, also_taken: set[str]
     return next((c for c in free if c not in taken), None) or next(
         (c for n in range(1000, 10000) if (c := str(n)) not in taken), free[0]
     )
+
+
+def _owned_by(rollback_id: int | None, question_id: int | None) -> sa.ColumnElement[bool]:
+    """The pages of one owner: a rollback, or a guard question."""
+    if rollback_id is not None:
+        return col(Page.rollback_id) == rollback_id
+    if question_id is None:
+        raise ValueError("a ladder belongs to a rollback or a guard question")
+    return col(Page.question_id) == question_id
+
+
+def _lock_owner(
+    session: Session, rollback_id: int | None, question_id: int | None
+) -> Rollback | None:
+    """Lock the ladder owner's row for update; the rollback (None for a question)."""
+    if rollback_id is not None:
+        return session.exec(
+            select(Rollback).where(Rollback.id == rollback_id).with_for_update()
+        ).one()
+    session.exec(
+        select(GuardedRelease.id).where(GuardedRelease.id == question_id).with_for_update()
+    ).one()
+    return None
+
+
+def _is_owner_open(session: Session, page: Page) -> bool:
+    """Share-locks the page's owner: False once its rollback ended (other than failed) or its
+    guard question is no longer open (answered, timed out)."""
+    if page.rollback_id is not None:
+        status = session.exec(
+            select(Rollback.status)
+            .where(Rollback.id == page.rollback_id)
+            .with_for_update(read=True)
+        ).one()
+        return status not in LADDER_STOPPING
+    session.exec(
+        select(GuardedRelease.id)
+        .where(GuardedRelease.id == page.question_id)
+        .with_for_update(read=True)
+    ).one()
+    assert page.question_id is not None
+    question = session.exec(
+        select(DueWork.status).where(DueWork.key == guard_confirm_key(page.question_id))
+    ).first()
+    return question in OPEN_WORK

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlmodel import Session, select
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeTarget
@@ -20,6 +21,7 @@ from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackCall
 from storage.guard_models import GUARD_ACTOR
+from storage.models import DueWork
 from tests.conftest import Harness, catalog_yaml, service_yaml, set_service_values
 from tests.guard.alertmanager_server import RealAlertmanager, alerting_config, require_alertmanager
 from tests.guard.exporter import Exporter, scrape_config
@@ -344,3 +346,66 @@ def _fire_and_resolve(h: Harness, exporter: Exporter) -> None:
     assert resolved.detail["thread_ts"] == posted.response["ts"]
     assert any("resolved at" in n for n in in_thread(h, posted.response["ts"]))
     assert len(repo.list_rollbacks(service="checkout")) == 1
+
+
+# --- durable before acted on: a crash after the 200 -------------------------------------------
+
+ALERT_KINDS = ("guard.alert_firing", "guard.alert_rollback", "guard.alert_resolved")
+
+
+def work_of(h: Harness, kind: str) -> list[DueWork]:
+    with Session(h.bot.deps.repo.engine) as session:
+        return list(session.exec(select(DueWork).where(DueWork.kind == kind)).all())
+
+
+def test_a_crash_after_the_answer_still_acts_once_after_a_restart(
+    make: Any, kube: KubernetesClient
+) -> None:
+    crashed = make(GUARD)
+    for kind in ALERT_KINDS:  # this process dies after answering, before acting on anything
+        crashed.bot.deps.due.handlers.pop(kind)
+    answer = post(crashed, webhook(alert(rollback="auto")))
+    assert answer.json() == {"accepted": 1, "duplicate": 0, "unknown_service": []}
+    crashed.wait_idle()
+    assert crashed.bot.deps.repo.list_assessments() == []  # recorded, not acted on
+    restarted = make(GUARD)  # the same database
+    restarted.bot.deps.due.tick()
+    restarted.wait_rollbacks()
+    (assessment,) = restarted.bot.deps.repo.list_assessments(service="checkout")
+    assert assessment.status == "done"
+    (rollback,) = restarted.bot.deps.repo.list_rollbacks(service="checkout")
+    assert rollback.status == "succeeded"
+    assert kube.deployment(T, "checkout-api").images == {"app": "shop/checkout:v2"}
+    # Alertmanager's resend (its repeat_interval) is still a duplicate
+    assert post(restarted, webhook(alert(rollback="auto"))).json()["duplicate"] == 1
+    restarted.bot.deps.due.tick()
+    restarted.wait_rollbacks()
+    assert len(restarted.bot.deps.repo.list_assessments()) == 1
+    assert len(restarted.bot.deps.repo.list_rollbacks()) == 1
+    assert len(assessments_posted(restarted)) == 1
+
+
+def test_a_rerun_of_an_interrupted_alert_assesses_and_rolls_back_once(make: Any) -> None:
+    h = make(GUARD)
+    for kind in ALERT_KINDS:
+        h.bot.deps.due.handlers.pop(kind)
+    post(h, webhook(alert(rollback="auto"), alert("Latency", fingerprint="ff00ff00ff00ff00")))
+    h.wait_idle()
+    restarted = make(GUARD)
+    repo = restarted.bot.deps.repo
+    (firing_work,) = work_of(restarted, "guard.alert_firing")
+    # run here, by hand (the runner would claim it too, at once)
+    run = restarted.bot.deps.due.handlers.pop("guard.alert_firing")
+    run(firing_work)  # acted on, then "crashed" before the work was marked done:
+    run(firing_work)  # the lease lapses and it runs again
+    (assessment,) = repo.list_assessments(service="checkout")
+    assert assessment.status == "done"
+    assert len(repo.list_audit_events(kind="alert.received")) == 2  # one per alert
+    restarted.wait_rollbacks()  # the rollback item it scheduled ran (kicked)
+    (rollback_work,) = work_of(restarted, "guard.alert_rollback")
+    rerun = restarted.bot.deps.due.handlers["guard.alert_rollback"]
+    rerun(rollback_work)
+    rerun(rollback_work)
+    restarted.wait_rollbacks()
+    assert len(repo.list_rollbacks(service="checkout")) == 1
+    assert len(assessments_posted(restarted)) == 1

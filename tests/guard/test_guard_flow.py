@@ -111,3 +111,23 @@ def test_guard_command_shows_and_switches(make_world: Any) -> None:
     w.tick()
     assert w.h.bot.deps.repo.list_guarded(service="checkout") == []  # paused: nothing watched
     assert "on again" in w.h.slash("guard checkout on").json()["text"]
+
+
+def test_due_evaluations_run_on_their_own_schedule_between_detection_rounds(
+    make_world: Any,
+) -> None:
+    w: World = make_world()
+    w.release("shop/checkout:v3")
+    w.errors(0.2)
+    w.tick()  # detection: revision 3 guarded, first evaluation
+    guard = w.h.bot.guard
+    assert guard.evaluate_due() == 0  # nothing due: one read, no evaluation
+    requests = len(w.sim.requests)
+    w.clock.advance(30)
+    assert guard.evaluate_due() == 1  # due: evaluated without a detection round
+    assert len(w.sim.requests) == requests  # no Deployment was listed or read for it
+    w.clock.advance(30)
+    assert guard.evaluate_due() == 1  # held for 60 s: fires
+    w.recovered()
+    (rollback,) = w.h.bot.deps.repo.list_rollbacks(service="checkout")
+    assert rollback.requested_by == GUARD_ACTOR and rollback.status == "succeeded"

@@ -42,6 +42,11 @@ USES: dict[tuple[str, str, str], Use] = {
     ("apps", "deployments", "patch"): lambda kube, t, o: kube.set_image(
         t, "checkout-api", "app", "shop/checkout:v9", dry_run=True
     ),
+    # the guard's release detection: a LIST a round, and a watch (from "0": no LIST needed)
+    ("apps", "deployments", "list"): lambda kube, t, o: kube.deployment_revisions(t),
+    ("apps", "deployments", "watch"): lambda kube, t, o: next(
+        kube.watch_deployments(t, "0", timeout_seconds=1), None
+    ),
     ("apps", "deployments/scale", "get"): lambda kube, t, o: kube.scale(
         t, "checkout-api", 3, dry_run=True
     ),

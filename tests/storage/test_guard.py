@@ -99,7 +99,7 @@ def test_start_guarding_stores_the_release(repo: Repository, now: datetime) -> N
     assert stored.status == GuardStatus.WATCHING
     assert stored.baseline == {"error_rate": 0.002, "latency_p95_seconds": None}
     assert stored.trigger_states == {"error_rate": TriggerState()}
-    assert (stored.evaluations, stored.blind_told, stored.claimed_by) == (0, False, None)
+    assert (stored.evaluations, stored.claimed_by) == (0, None)
     assert repo.guarded_release(started.id + 1000) is None
 
 
@@ -159,10 +159,10 @@ def test_an_evaluation_is_saved_and_the_release_comes_due_again(
     breach = TriggerState(breach_since=now, breaches_in_row=1, last_value=0.2)
     next_at = now + timedelta(seconds=30)
     states = {"error_rate": breach}
-    assert repo.save_evaluation(release.id, "replica-a", states, 1, next_at, True)
+    assert repo.save_evaluation(release.id, "replica-a", states, 1, next_at)
     saved = repo.guarded_release(release.id)
     assert saved is not None
-    assert (saved.evaluations, saved.next_at, saved.blind_told) == (1, next_at, True)
+    assert (saved.evaluations, saved.next_at) == (1, next_at)
     assert (saved.claimed_by, saved.claimed_until) == (None, None)  # the lease is given back
     assert saved.trigger_states == {"error_rate": breach}
     assert repo.claim_due_releases(now + timedelta(seconds=29), "replica-b", LEASE) == []
@@ -176,11 +176,11 @@ def test_a_lapsed_lease_is_taken_over(repo: Repository, now: datetime) -> None:
     assert second.id == first.id and second.claimed_until == now + 2 * LEASE
     assert first.id is not None
     fired = {"error_rate": TriggerState(fired_at=now)}
-    assert not repo.save_evaluation(first.id, "replica-a", fired, 5, now, False)  # lost it
+    assert not repo.save_evaluation(first.id, "replica-a", fired, 5, now)  # lost it
     kept = repo.guarded_release(first.id)
     assert kept is not None and (kept.evaluations, kept.claimed_by) == (0, "replica-b")
     assert kept.trigger_states == {"error_rate": TriggerState()}
-    assert repo.save_evaluation(first.id, "replica-b", fired, 1, now + LEASE, False)
+    assert repo.save_evaluation(first.id, "replica-b", fired, 1, now + LEASE)
 
 
 def test_two_workers_claiming_at_once_get_different_releases(
@@ -229,7 +229,7 @@ def test_end_guarding_happens_exactly_once(repo: Repository, now: datetime) -> N
     assert fired.fired_reason in {f"r{i}" for i in range(4)}
     # the evaluation that fired still saves its states
     states = {"error_rate": TriggerState(fired_at=now)}
-    assert repo.save_evaluation(release_id, "replica-a", states, 4, now, False)
+    assert repo.save_evaluation(release_id, "replica-a", states, 4, now)
 
 
 def test_end_guarding_refuses_watching_and_unknown_statuses(
@@ -304,7 +304,7 @@ def test_trigger_states_round_trip_through_json(repo: Repository, now: datetime)
     assert release.id is not None
     claimed = _claim_one(repo, now, "w")
     assert claimed.id is not None
-    assert repo.save_evaluation(claimed.id, "w", data, 1, now, False)  # JSON accepted as well
+    assert repo.save_evaluation(claimed.id, "w", data, 1, now)  # JSON accepted as well
     stored = repo.guarded_release(claimed.id)
     assert stored is not None and stored.trigger_states == expected
     breach_since = stored.trigger_states["error_rate"].breach_since

@@ -1,4 +1,5 @@
-"""Slack lookups the bot caches: members of user groups (approvers) and people's names."""
+"""Slack lookups the bot caches: members of user groups (approvers), people's names and
+channel names."""
 
 from __future__ import annotations
 
@@ -126,3 +127,42 @@ class UserNames:
         with self._lock:
             self._cache[user_id] = (self.clock(), name)
         return name
+
+
+class ChannelNames:
+    """``#name`` of channel ids (``conversations.info``), for text read outside Slack (an SMS
+    names the channel to answer in), cached for ``ttl`` seconds. A channel Slack will not show
+    (``channel_not_found``, a missing scope) or Slack trouble leaves the id; that answer is
+    cached only ``retry_seconds``."""
+
+    def __init__(
+        self,
+        client: SlackClient,
+        ttl: float = 3600.0,
+        retry_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client, self.ttl, self.retry, self.clock = client, ttl, retry_seconds, clock
+        self._cache: dict[str, tuple[float, float, str]] = {}  # id -> (at, ttl, shown)
+        self._lock = threading.Lock()
+        self._lookups: dict[str, threading.Lock] = {}  # channel id -> its lookup in flight
+
+    def shown(self, channel_id: str) -> str:
+        # one lookup per channel at a time: texts to a level go out in parallel, and each would
+        # otherwise miss the cache and ask Slack again
+        with self._lock:
+            lookup = self._lookups.setdefault(channel_id, threading.Lock())
+        with lookup:
+            cached = self._cache.get(channel_id)
+            if cached is not None and self.clock() - cached[0] < cached[1]:
+                return cached[2]
+            try:
+                channel = self.client.conversations_info(channel=channel_id).get("channel") or {}
+            except Exception as exc:  # Slack errors, timeouts, connection errors alike
+                log.info("conversations.info %s: %s; naming it by its id", channel_id, why(exc))
+                name, ttl = "", self.retry
+            else:
+                name, ttl = str(channel.get("name") or ""), self.ttl
+            shown = f"#{name}" if name else channel_id
+            self._cache[channel_id] = (self.clock(), ttl, shown)
+            return shown

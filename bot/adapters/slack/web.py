@@ -157,6 +157,9 @@ class SlackClient:
     def conversations_create(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_create, **kwargs)
 
+    def conversations_info(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call(self.web.conversations_info, **kwargs)
+
     def conversations_history(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_history, **kwargs)
 
@@ -165,9 +168,6 @@ class SlackClient:
 
     def conversations_list(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_list, **kwargs)
-
-    def conversations_info(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call(self.web.conversations_info, **kwargs)
 
     def conversations_join(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_join, **kwargs)
