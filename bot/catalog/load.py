@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
+from bot.catalog.regions import Region, region_problems, resolve_regions, resolve_waves
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
     ApprovalPolicy,
@@ -62,6 +63,28 @@ class Service:
     review_reminder_hours: float = 24
     timezone: str = "UTC"
     guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
+    regions: tuple[Region, ...] = ()  # empty: one cluster, as named by context/namespace
+    waves: tuple[tuple[str, ...], ...] = ()
+    region: Region | None = None  # set on the copy that stands for one region (in_region)
+
+    def region_named(self, name: str) -> Region | None:
+        return next((r for r in self.regions if r.name == name), None)
+
+    def in_region(self, name: str) -> Service:
+        """This service as it is in one region: that region's context, namespace, deployment
+        and SLA (so the steps, checks and state reads of the region go to its cluster)."""
+        r = self.region_named(name)
+        if r is None:
+            raise KeyError(f"{self.name} has no region {name}")
+        spec = self.spec.model_copy(update={"deployment": r.deployment})
+        return replace(
+            self,
+            spec=spec,
+            context=r.context,
+            namespace=r.namespace,
+            sla_minutes=r.sla_minutes,
+            region=r,
+        )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -139,7 +162,11 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         errors.extend(errors_from(exc, mapper.lines, source, CatalogSpec))
         spec = _valid_parts(data)  # so that every problem is reported now, not batch by batch
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
-    catalog = _resolve(spec, source)
+    catalog = _resolve(spec, source, mapper.lines)
+    raw_services = data.get("services")
+    for name, raw in raw_services.items() if isinstance(raw_services, dict) else ():
+        if isinstance(raw, dict):
+            errors += region_problems(source, str(name), raw, mapper.lines)
     errors += _strategy_sections(catalog, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
     if has_valid_defaults:
@@ -263,32 +290,48 @@ def _contradictory_thresholds(
     return out
 
 
-def _resolve(spec: CatalogSpec, source: str) -> Catalog:
+def _resolve(spec: CatalogSpec, source: str, lines: Mapping[Path_, int]) -> Catalog:
     d = spec.defaults
     base = d.thresholds.apply(Thresholds())
     services = {
-        name: Service(
-            name=name,
-            spec=s,
-            channel=s.channel or d.channel or "",
-            namespace=s.namespace or d.namespace,
-            context=s.context or d.context,
-            sla_minutes=s.sla_minutes
-            or (LEVEL_SLA_MINUTES[s.level] if s.level else None)
-            or d.sla_minutes,
-            thresholds=s.thresholds.apply(base),
-            health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
-            approval=overlay(d.approval, s.approval),
-            notifications=overlay(d.notifications, s.notifications),
-            templates={**d.templates, **s.templates},
-            window_grace_minutes=d.window_grace_minutes,
-            review_reminder_hours=d.review_reminder_hours,
-            timezone=s.timezone or d.timezone,
-            guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+        name: _with_regions(
+            Service(
+                name=name,
+                spec=s,
+                channel=s.channel or d.channel or "",
+                namespace=s.namespace or d.namespace,
+                context=s.context or d.context,
+                sla_minutes=s.sla_minutes
+                or (LEVEL_SLA_MINUTES[s.level] if s.level else None)
+                or d.sla_minutes,
+                thresholds=s.thresholds.apply(base),
+                health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
+                approval=overlay(d.approval, s.approval),
+                notifications=overlay(d.notifications, s.notifications),
+                templates={**d.templates, **s.templates},
+                window_grace_minutes=d.window_grace_minutes,
+                review_reminder_hours=d.review_reminder_hours,
+                timezone=s.timezone or d.timezone,
+                guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+            ),
+            lines,
         )
         for name, s in spec.services.items()
     }
     return Catalog(source=source, services=services)
+
+
+def _with_regions(service: Service, lines: Mapping[Path_, int]) -> Service:
+    s = service.spec
+    regions = resolve_regions(
+        s.regions,
+        namespace=service.namespace,
+        deployment=s.deployment,
+        sla_minutes=service.sla_minutes,
+        lines=lines,
+        at=("services", service.name),
+    )
+    return replace(service, regions=regions, waves=resolve_waves(regions, s.waves))
 
 
 def load_catalog(path: str | Path) -> Catalog:

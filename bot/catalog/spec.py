@@ -29,6 +29,7 @@ from bot.catalog.fields import (
     _channel_ids,
     _timezone,
 )
+from bot.catalog.regions import RegionSpec
 from bot.rollback.assess import Thresholds
 from bot.rollback.plan import STEP_KINDS, STEP_RULES
 
@@ -246,6 +247,8 @@ class ServiceSpec(_Strict):
     point_of_no_return: PointOfNoReturn | None = None
     timezone: str | None = None  # overrides defaults.timezone
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
+    regions: list[RegionSpec] | None = Field(default=None, min_length=1)  # see catalog/regions
+    waves: list[list[str]] | None = None  # default: one region per wave, in list order
 
     _check_timezone = field_validator("timezone")(_timezone)
 
