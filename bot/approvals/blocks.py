@@ -103,6 +103,7 @@ def request_message(
     note: str | None = None,
     tz: tzinfo = UTC,
     more: str | None = REASON_IN_THREAD,
+    regions: str = "",
 ) -> tuple[str, list[Block]]:
     """The approval request: what will change, why, who asked, the votes and the buttons.
     A reason too long to show whole is cut, with ``more`` saying where it can be read."""
@@ -120,6 +121,8 @@ def request_message(
         f"*Approvals* {approved}/{r.required_approvals} from {approvers}"
         + (" · the requester cannot approve (two-person rule)" if two_person_rule else ""),
     ]
+    if regions:  # a multi-region service: which regions, in which waves (partial: said)
+        facts.append(f"*Regions* {regions}")
     is_open = r.status == RollbackStatus.PENDING_APPROVAL
     if r.expires_at is not None and is_open:
         facts.append(f"*Expires* {when(r.expires_at)}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from bot.adapters.slack.web import SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.catalog.load import Service
+from bot.regions.text import steps_regions_line
 from bot.rollback import policy
 from storage.models import Rollback
 
@@ -34,6 +35,7 @@ def request_blocks(
         two_person_rule=service.approval.two_person_rule,
         note=note,
         tz=service.tz,
+        regions=steps_regions_line(service, deps.repo.list_steps(r.id)),
     )
 
 

@@ -26,6 +26,7 @@ from bot.catalog.load import Service
 from bot.execution.engine import started_work
 from bot.execution.preflight import Refusal, check
 from bot.notify.blocks import escape_keeping_mentions
+from bot.regions.text import stored_service
 from bot.rollback.assess import Decision
 from bot.rollback.lifecycle import (
     STARTABLE,
@@ -112,8 +113,10 @@ def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) 
     have waited while the deployment or the bot's history changed. A refusal ends it here,
     before it is running (so before any notice or page), and says why in its thread."""
     assert r.id is not None
-    try:
-        check(deps, service, r.target_revision, pin=False)
+    try:  # the regions it was requested for (--region), each against its own cluster
+        check(
+            deps, stored_service(service, deps.repo.list_steps(r.id)), r.target_revision, pin=False
+        )
     except Refusal as refusal:
         ended = end_waiting(
             deps,

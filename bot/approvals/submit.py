@@ -13,11 +13,12 @@ from bot.approvals import votes
 from bot.approvals.blocks import when
 from bot.approvals.shared import approver_members, request_of
 from bot.assessment.service import stale_reply
-from bot.catalog.load import Service
+from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.preflight import Refusal, audit_refusal, check
 from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.notify.reply import Asker, Reply
+from bot.regions.text import plan_regions_line
 from bot.rollback import policy
 from bot.rollback.command import Command, UsageError, local_time, parse_revision, parse_window
 from storage.repo.records import ActiveRollbackExists
@@ -70,17 +71,22 @@ def submit_request(
     assert r.id is not None and r.expires_at is not None
     deps.kick_due_work()  # post it now, not at the next tick
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
+    where = plan_regions_line(deps.catalog.get(service.name) or service, checked.plan)
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
         f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
-        f" {when(r.expires_at)}."
+        f" {when(r.expires_at)}." + (f"\n:world_map: {where}." if where else "")
     )
 
 
 def plan(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     """``/rollback plan <service> [--to N] [--at HH:MM] <reason>``."""
     window = None
+    try:
+        service = service.only_regions(cmd.regions)  # --region: a partial rollback
+    except PlanError as exc:
+        return Reply(f":x: {escape(str(exc))}.")
     if cmd.at is not None:
         try:
             window = parse_window(cmd.at, deps.clock(), service.tz)

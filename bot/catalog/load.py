@@ -120,6 +120,24 @@ class Service:
             )
         )
 
+    def only_regions(self, names: tuple[str, ...] | None) -> Service:
+        """The service narrowed to the regions of ``--region`` (a partial rollback); all of
+        them when ``names`` is None. Raises PlanError naming what is wrong."""
+        if names is None:
+            return self
+        if not self.regions:
+            raise PlanError(
+                f"{self.name} runs in one cluster (no regions: in the catalog), so `--region`"
+                " does not apply; leave it out"
+            )
+        known = [r.name for r in self.regions]
+        if unknown := [n for n in names if n not in known]:
+            raise PlanError(
+                f"{self.name} has no region {', '.join(unknown)} (its regions: {', '.join(known)})"
+            )
+        waves = tuple(w for w in (tuple(n for n in wave if n in names) for wave in self.waves) if w)
+        return replace(self, regions=tuple(r for r in self.regions if r.name in names), waves=waves)
+
 
 class PlanError(ValueError):
     """The service's plan cannot be built from the catalog; the message says what to add."""

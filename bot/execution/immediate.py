@@ -21,6 +21,7 @@ from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
 from bot.notify.status import progress_link, progress_url
+from bot.regions.text import plan_regions_line
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
@@ -45,6 +46,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     """``/rollback run <service> [--immediate] [--dry-run] [--force] [--to N] [reason]``."""
     user = asker.user
     try:
+        service = service.only_regions(cmd.regions)  # --region: a partial rollback
         plan = service.plan(None)
     except PlanError as exc:
         return Reply(f":x: {exc}")
@@ -205,6 +207,8 @@ def start_immediate(
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
+    if where := plan_regions_line(deps.catalog.get(service.name) or service, plan):
+        note = f"\n:world_map: {where}.{note}"
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     text = (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"

@@ -10,6 +10,7 @@ with the reason and what to do. So a refused command never notifies or pages any
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -196,6 +197,8 @@ def check_rollback(
     """The plan to run, or :class:`Refusal`. ``pin`` fixes each undo to the exact revision and
     template checked here (an immediate rollback starts now: the step refuses if the
     deployment changed in between); a planned request is checked again when it starts."""
+    if service.regions and service.region is None:
+        return _check_regions(kube, repo, service, target, now=now, is_forced=is_forced, pin=pin)
     try:
         plan = service.plan(None)
     except PlanError as exc:
@@ -222,6 +225,46 @@ def check_rollback(
         warnings += warning
     resolved = str(undos[0].to_revision) if target and undos else None
     return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings))
+
+
+def _check_regions(
+    kube: KubernetesClient,
+    repo: Repository,
+    service: Service,
+    target: str | None,
+    *,
+    now: datetime,
+    is_forced: bool,
+    pin: bool,
+) -> Checked:
+    """Every region checked against its own cluster, all at once; the plan is the regions'
+    plans in wave order, each step naming its region and wave. The first refusal (in wave
+    order) refuses the whole rollback, named with its region."""
+    order = [(w, name) for w, wave in enumerate(service.waves) for name in wave]
+    with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="check") as pool:
+        futures = [
+            pool.submit(
+                check_rollback,
+                *(kube, repo, service.in_region(name), target),
+                now=now,
+                is_forced=is_forced,
+                pin=pin,
+            )
+            for _, name in order
+        ]
+    steps: list[StepSpec] = []
+    warnings: list[str] = []
+    resolved: str | None = None
+    for (w, name), future in zip(order, futures, strict=True):
+        try:
+            checked = future.result()
+        except Refusal as refusal:
+            raise Refusal(f"{name}: {refusal}") from None
+        steps += [replace(s, region=name, wave=w) for s in checked.plan.steps]
+        warnings += [f"{name}: {x}" for x in checked.warnings]
+        resolved = resolved or checked.target_revision
+    strategy = service.spec.strategy
+    return Checked(Plan(strategy, tuple(steps)), resolved, tuple(warnings))
 
 
 def _check_undo(

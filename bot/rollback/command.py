@@ -10,9 +10,10 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 USAGE = """\
 /rollback help
-/rollback assess <service>
-/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [reason…]
-/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [reason…]
+/rollback assess <service> [--region <r,…>]
+/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--region <r,…>] [reason…]
+/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [--region <r,…>]
+    [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
@@ -33,7 +34,9 @@ VERBS = (
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
-_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force"})
+_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force", "--region"})
+_VALUED = ("--to", "--at", "--region")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
@@ -63,6 +66,7 @@ class Command:
     is_immediate: bool = False
     is_dry_run: bool = False
     is_forced: bool = False  # past the point of no return (approvers only)
+    regions: tuple[str, ...] | None = None  # --region: only these regions (None: all)
 
 
 def parse_revision(text: str) -> str:
@@ -143,10 +147,14 @@ def _service_command(verb: str, args: list[str]) -> Command:
         raise UsageError(f"`/rollback {verb}` needs a service name")
     service, rest = args[0].lower(), args[1:]
     if verb == "assess":
+        if rest[:1] == ["--region"] and len(rest) == 2:
+            return Command(verb, service=service, regions=parse_regions(rest[1]))
         if rest:
-            raise UsageError("`/rollback assess` takes only a service name")
+            raise UsageError("`/rollback assess` takes a service name and optionally --region")
         return Command(verb, service=service)
-    allowed = {"--to"} | ({"--at"} if verb == "plan" else {"--immediate", "--dry-run", "--force"})
+    allowed = {"--to", "--region"} | (
+        {"--at"} if verb == "plan" else {"--immediate", "--dry-run", "--force"}
+    )
     values: dict[str, str] = {}
     flags: set[str] = set()
     reason: list[str] = []
@@ -160,7 +168,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
                 if not is_other_verbs and (guess := closest(token, allowed)) is not None:
                     raise UsageError(f"{problem}: did you mean `{guess}`?", guess)
                 raise UsageError(problem)
-            if token in ("--to", "--at"):
+            if token in _VALUED:
                 if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
                     raise UsageError(f"`{token}` needs a value")
                 if token in values:
@@ -175,6 +183,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
     target = values.get("--to")
     if target is not None:
         parse_revision(target)
+    region = values.get("--region")
     return Command(
         verb,
         service=service,
@@ -184,7 +193,19 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_immediate="--immediate" in flags,
         is_dry_run="--dry-run" in flags,
         is_forced="--force" in flags,
+        regions=parse_regions(region) if region is not None else None,
     )
+
+
+def parse_regions(text: str) -> tuple[str, ...]:
+    """``eu-west-1,us-east-1`` → the region names, in the order given (each once)."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    if not names or any(not _REGION.match(n) for n in names):
+        raise UsageError(
+            f"`{text}` is not a list of regions (names separated by commas, e.g."
+            " `--region eu-west-1,us-east-1`)"
+        )
+    return names
 
 
 MAX_WINDOW_AHEAD = timedelta(days=7)

@@ -29,6 +29,8 @@ class NewStep:
     name: str
     kind: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    region: str | None = None  # multi-region services: the region and its wave
+    wave: int | None = None
 
 
 @dataclass(frozen=True)

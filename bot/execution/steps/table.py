@@ -83,6 +83,8 @@ def plan_rows(plan: Plan) -> list[NewStep]:
                 "timeout_seconds": s.timeout_seconds,
                 "irreversible": s.is_irreversible,
             },
+            region=s.region,
+            wave=s.wave,
         )
         for s in plan.steps
     ]
