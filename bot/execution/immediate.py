@@ -207,14 +207,19 @@ def start_immediate(
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
-    if where := plan_regions_line(deps.catalog.get(service.name) or service, plan):
-        note = f"\n:world_map: {where}.{note}"
+    note = _regions_note(deps, service, plan) + note
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     text = (
         f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
         f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{service.channel}>.{note}"
     )
     return Started(text, rollback.id)
+
+
+def _regions_note(deps: Deps, service: Service, plan: Plan) -> str:
+    """Which regions, in which waves; a partial rollback says which are left as they are."""
+    where = plan_regions_line(deps.catalog.get(service.name) or service, plan)
+    return f"\n:world_map: {where}." if where else ""
 
 
 def _refused_start(
