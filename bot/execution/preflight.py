@@ -122,7 +122,12 @@ def undone_releases(repo: Repository, service: Service) -> list[RolledBackFrom]:
 
 def current_release(kube: KubernetesClient, service: Service) -> dict[str, Any]:
     """What runs now (deployment, revision, images), stored with an assessment: its buttons are
-    about that release only. Raises KubeError when the cluster cannot be read."""
+    about that release only (a multi-region service's: its first region's, the first wave's).
+    Raises KubeError when the cluster cannot be read."""
+    if service.regions and service.region is None:
+        service = service.in_region(
+            service.waves[0][0] if service.waves else service.regions[0].name
+        )
     t = KubeTarget(service.context, service.namespace)
     info = kube.deployment(t, service.spec.deployment)
     return {"deployment": info.name, "revision": info.revision, "images": dict(info.images)}
