@@ -34,7 +34,9 @@ def kubeconfig_text(servers: dict[str, str]) -> str:
     lines += [f"- name: {n}\n  cluster: {{server: '{url}'}}" for n, url in servers.items()]
     lines.append("users:\n- name: bot\n  user: {token: test-token}")
     lines.append("contexts:")
-    lines += [f"- name: {n}\n  context: {{cluster: {n}, user: bot, namespace: {NS}}}" for n in servers]
+    lines += [
+        f"- name: {n}\n  context: {{cluster: {n}, user: bot, namespace: {NS}}}" for n in servers
+    ]
     return "\n".join(lines) + "\n"
 
 
