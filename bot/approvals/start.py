@@ -26,6 +26,7 @@ from bot.catalog.load import Service
 from bot.execution.engine import started_work
 from bot.execution.preflight import Refusal, check
 from bot.notify.blocks import escape_keeping_mentions
+from bot.regions.assess import assess_regions
 from bot.regions.text import stored_service
 from bot.rollback.assess import Decision
 from bot.rollback.lifecycle import (
@@ -146,7 +147,10 @@ def _reassess(deps: Deps, service: Service, r: Rollback) -> Decision | None:
     """A fresh assessment, stored and audited; None when it could not be made."""
     assessment_id = deps.repo.create_assessment(service.name, None, service.channel, deps.clock())
     try:
-        result = assess_service(deps.reader, service)
+        if service.regions:  # every region at once: the worst one decides
+            result = assess_regions(deps.reader, deps.kube, service)[0]
+        else:
+            result = assess_service(deps.reader, service)
     except Exception as exc:
         log.exception("re-assessment of %s before rollback #%s failed", service.name, r.id)
         deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())

@@ -56,8 +56,13 @@ def describe_plan(
     else:
         plan = checked.plan
         lines += [f":warning: {escape(w)}." for w in checked.warnings]
-    phase = None
+    phase, region = None, None
     for n, s in enumerate(plan.steps, 1):
+        if s.region != region:  # a multi-region plan: each region read on its own cluster
+            region, phase = s.region, None
+            regional = service.in_region(s.region) if s.region else service
+            dry = DryRun(deps.kube, regional, KubeTarget(regional.context, regional.namespace))
+            lines.append(f":world_map: *{s.region}* (wave {(s.wave or 0) + 1})")
         if s.phase != phase:
             phase = s.phase
             lines.append(f"*{PHASE_TITLES[phase]}*")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.adapters.kube.client import KubernetesClient
+from bot.demo import promql
 from bot.sim.kube_api import KubeSimulator
 
 NS = "shop"
@@ -52,10 +53,16 @@ def clusters(tmp_path: Path, *contexts: str, seed: bool = True) -> Iterator[Clus
         yield Clusters(sims, path)
 
 
-def region_yaml(regions: dict[str, str], waves: str | None = None, **extra: str) -> str:
-    """A checkout service in the given regions (name → context)."""
+def region_yaml(
+    regions: dict[str, str], waves: str | None = None, *, signals: bool = False, **extra: str
+) -> str:
+    """A checkout service in the given regions (name → context); ``regions`` values may carry
+    more of the region's keys after the context (``"eu, sla_minutes: 5"``)."""
     lines = ["  checkout:", "    namespace: shop", "    deployment: checkout-api"]
     lines += [f"    {k}: {v}" for k, v in extra.items()]
+    if signals:
+        lines.append("    signals:")
+        lines += [f"      {k}: '{q}'" for k, q in promql("checkout").items()]
     lines.append("    regions:")
     lines += [f"      - {{name: {n}, context: {c}, namespace: {NS}}}" for n, c in regions.items()]
     if waves:
