@@ -13,7 +13,7 @@ import pytest
 from bot.adapters.kube.values import KubeTarget
 from bot.sim.slack_api import SlackSimulator
 from tests.conftest import Harness, catalog_yaml
-from tests.regions.clusters import NS, Clusters, clusters, region_yaml
+from tests.regions.clusters import NS, Clusters, clusters, region_yaml, until
 
 REGIONS = {"eu-west-1": "eu", "us-east-1": "us"}
 UNDO_PATCH = ("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/checkout-api")
@@ -101,6 +101,13 @@ def test_a_failed_wave_stops_the_later_ones_and_says_where_each_region_is(
     assert "*us-east-1* (waiting): checkout-api: revision 3 (app=shop/checkout:v3)" in said
     blocks = json.dumps(progress(h.slack)["blocks"], ensure_ascii=False)
     assert "*us-east-1* — wave 2, waiting" in blocks
+    until(lambda: h.bot.deps.repo.get_review(1) is not None, "the review")
+    review = h.bot.deps.repo.get_review(1).markdown  # type: ignore[union-attr]
+    assert "## Timeline by region" in review
+    assert "| eu-west-1 | 1 | failed |" in review
+    assert "| us-east-1 | 2 | waiting |" in review
+    assert "### eu-west-1" in review and "### us-east-1\n_Not started._" in review
+    assert "eu-west-1: application: Roll checkout-api back to revision 2 failed" in review
     assert ":x: *eu-west-1: Roll checkout-api back to revision 2* failed" in blocks
 
 
