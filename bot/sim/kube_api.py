@@ -96,6 +96,7 @@ class KubeSimulator(LoopbackSimulator):
         )
         self._injections = Injections(self._rest.route)
         self._tick_seconds = tick_seconds
+        self._latency_seconds = 0.0
         self._stopping = threading.Event()
         self._server: KubeHttpServer | None = None
         self._threads: list[threading.Thread] = []
@@ -162,6 +163,11 @@ class KubeSimulator(LoopbackSimulator):
         """Pods of rollouts started from now on become ready `seconds` after the start."""
         with self._lock:
             self._deployments.ready_delay_seconds = seconds
+
+    def set_latency(self, seconds: float) -> None:
+        """Every request waits ``seconds`` before it is answered (a far-away API server); the
+        wait holds no lock, so concurrent requests wait side by side."""
+        self._latency_seconds = max(0.0, seconds)
 
     def set_job_outcome(
         self,
@@ -355,6 +361,8 @@ class KubeSimulator(LoopbackSimulator):
         self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
     ) -> Answer:
         url = urlsplit(raw_path)
+        if self._latency_seconds:
+            time.sleep(self._latency_seconds)  # injected network latency, not a wait for state
         with self._lock:
             self._log.record(method, raw_path, user_agent)
             try:

@@ -16,7 +16,7 @@ GATED = (
     "        - {kind: rollout_undo}\n"
     "        - {kind: wait_rollout}\n"
     "      verification:\n"
-    "        - {kind: manual_gate, prompt: Continue when the region looks right, name: Region check}"
+    "        - {kind: manual_gate, prompt: Go on when the region looks right, name: Region check}"
 )
 THREE = {"eu-west-1": "eu", "us-east-1": "us", "ap-south-1": "ap"}
 WAVES = "[[eu-west-1], [us-east-1, ap-south-1]]"
