@@ -14,6 +14,7 @@ ROLLED_BACK = "rolled back"
 FAILED = "failed"
 NOT_RUN = "not run"  # skipped: the rollback was aborted or failed before this region
 STOPPED = "stopped part-way"  # aborted after some of its steps ran
+ABORTED_PREFIX = "aborted while running"  # the error the engine gives an interrupted step
 STATUS_EMOJI = {
     WAITING: ":white_circle:",
     RUNNING: ":large_blue_circle:",
@@ -46,8 +47,11 @@ def region_status(steps: list[RollbackStep]) -> str:
     statuses = {s.status for s in steps}
     is_cut = any(s.status == StepStatus.SKIPPED and s.error for s in steps)
     has_run = bool(statuses & {StepStatus.SUCCEEDED, StepStatus.RUNNING})
-    if StepStatus.FAILED in statuses:
+    failed = [s for s in steps if s.status == StepStatus.FAILED]
+    if any(not (s.error or "").startswith(ABORTED_PREFIX) for s in failed):
         return FAILED
+    if failed:  # the step an abort interrupted
+        return STOPPED
     if is_cut:
         return STOPPED if has_run else NOT_RUN
     if statuses <= {StepStatus.SUCCEEDED, StepStatus.SKIPPED}:

@@ -147,3 +147,27 @@ def test_each_region_has_its_own_sla_and_breach_alert(make_harness: Any, tmp_pat
         deps.repo.record_step_detail(gate_of(h, "us-east-1"), {"continued_by": "U1"})
         h.wait_rollbacks()
         assert deps.repo.get_rollback(1).status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_an_abort_mid_wave_stops_every_region_and_says_where_each_is(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    regions = {"eu-west-1": "eu", "us-east-1": "us"}
+    with clusters(tmp_path, "eu", "us") as two:
+        h: Harness = make_harness(gated_catalog(regions), prometheus_url=None, kube=two.client())
+        h.slash("run checkout --immediate bad release")
+        until(lambda: gate_running(h, "eu-west-1"), "eu-west-1's gate")
+        h.slash("abort 1 wrong service")
+        h.wait_rollbacks()
+
+        assert h.bot.deps.repo.get_rollback(1).status == "aborted"  # type: ignore[union-attr]
+        us = [s for s in h.bot.deps.repo.list_steps(1) if s.region == "us-east-1"]
+        assert {s.status for s in us} == {"skipped"}
+        assert two.writes("us") == []
+        notes = " ".join(str(m.get("text", "")) for m in h.slack.messages("C0DEPLOYS"))
+        notes += " ".join(str(c.params.get("text", "")) for c in h.posted())
+        assert (
+            "*eu-west-1* (stopped part-way): checkout-api: revision 4 (app=shop/checkout:v2)"
+            in notes
+        )
+        assert "*us-east-1* (not run): checkout-api: revision 3 (app=shop/checkout:v3)" in notes
