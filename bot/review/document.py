@@ -284,7 +284,7 @@ def _execution(facts: ReviewFacts) -> str:
                 [
                     s.position + 1,
                     s.phase,
-                    s.name,
+                    f"{s.region}: {s.name}" if s.region else s.name,
                     s.status,
                     when(s.started_at),
                     when(s.finished_at),
