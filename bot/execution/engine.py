@@ -178,10 +178,8 @@ class Engine:
             return
         self.progress.changed(rollback_id)
         steps = self.repo.list_steps(rollback_id)
-        if any(s.region for s in steps):
-            outcome, error = run_waves(self, rollback_id, service, steps)
-        else:
-            outcome, error = self.run_steps(rollback_id, service, steps)
+        run = run_waves if any(s.region for s in steps) else Engine.run_steps  # regions: waves
+        outcome, error = run(self, rollback_id, service, steps)
         if outcome == StepOutcome.ABORTED or (
             outcome == StepOutcome.SUCCEEDED and self._is_abort_requested(rollback_id)
         ):  # an abort asked during the last step is said too
@@ -353,9 +351,11 @@ class Engine:
         aborted = self._get(rollback_id)  # its error says who aborted it and why
         self._finish(rollback_id, RollbackStatus.ABORTED, aborted.error)
         service = self.catalog.get(aborted.service)
-        state = None if service is None else describe_service_state(self.kube, service)
+        state = None
         if service is not None and service.regions:  # each region, as the steps left it
             state = regions_state(self.kube, service, self.repo.list_steps(rollback_id))
+        elif service is not None:
+            state = describe_service_state(self.kube, service)
         self.progress.note(rollback_id, abort_summary(steps, state))
 
     def _finish(self, rollback_id: int, status: RollbackStatus, error: str | None) -> None:
