@@ -146,7 +146,7 @@ def main() -> None:
         print(f"  {region:<11} alone            {alone:6.2f} s")
     print(f"  2-wave rollback (wall time)    {statistics.median(waves):6.2f} s")
     print(f"  sum of the regions one by one  {statistics.median(sums):6.2f} s")
-    print(f"  eu + slowest of wave 2         {statistics.median(ideal):6.2f} s  (the ideal)")
+    print(f"  eu + slowest of wave 2, alone  {statistics.median(ideal):6.2f} s  (own checks each)")
     ratio = statistics.median(waves) / statistics.median(sums)
     print(f"  ratio wave rollback / sum      {ratio:6.2f}")
 
