@@ -104,3 +104,36 @@ def test_a_planned_partial_rollback_says_so_and_touches_only_its_regions(
     assert kube.deployment(KubeTarget("us", NS), "checkout-api").images["app"] == "shop/checkout:v2"
     assert kube.deployment(KubeTarget("eu", NS), "checkout-api").images["app"] == "shop/checkout:v3"
     assert [w for w in two.writes("eu") if w[0] != "GET"] == []
+
+
+def test_roll_back_now_on_a_narrowed_assessment_rolls_back_only_its_regions(
+    make_harness: Any,
+    two: Clusters,
+    prometheus: PrometheusSimulator,
+    eu_prometheus: PrometheusSimulator,
+) -> None:
+    healthy(eu_prometheus)
+    failing(prometheus)  # us-east-1 reads the app's Prometheus
+    regions = {"eu-west-1": f"eu, prometheus_url: '{eu_prometheus.url}'", "us-east-1": "us"}
+    text = catalog_yaml(region_yaml(regions, signals=True))
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=two.client())
+
+    h.slash("assess checkout --region us-east-1")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Assessment #" in str(c.params))
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    assert str(message["text"]).startswith("IMMEDIATE ROLLBACK: checkout")
+    (run_now,) = [
+        e
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == "assessment_run_now"
+    ]
+    h.requester.click(message, run_now, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    until(lambda: h.bot.deps.repo.get_rollback(1) is not None, "the rollback")
+    h.wait_rollbacks()
+
+    assert {s.region for s in h.bot.deps.repo.list_steps(1)} == {"us-east-1"}
+    kube = two.client()
+    assert kube.deployment(KubeTarget("us", NS), "checkout-api").images["app"] == "shop/checkout:v2"
+    assert kube.deployment(KubeTarget("eu", NS), "checkout-api").images["app"] == "shop/checkout:v3"
+    assert [w for w in two.writes("eu") if w[0] != "GET"] == []
