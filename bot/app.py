@@ -19,6 +19,7 @@ from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.yaml_lines import CatalogError
 from bot.deps import Clock, Deps, utcnow
+from bot.drills import schedule as drill_schedule
 from bot.execution.contracts import worker_name
 from bot.execution.engine import Engine
 from bot.guard import watch as guard_watch
@@ -28,6 +29,7 @@ from bot.notify.progress import SlackProgress
 from bot.notify.template_check import validate_templates
 from bot.paging import acks as page_acks
 from bot.paging import ladder as paging_ladder
+from bot.rehearsal import report as rehearsal_report
 from bot.review import publish as review_publish
 from bot.rollback.lifecycle import DueKind
 from bot.runtime.bolt import bolt_app
@@ -99,7 +101,9 @@ def build_app(
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
     paging_ladder.install(deps)
+    rehearsal_report.install(deps)
     guard = guard_watch.install(deps)
+    drill_schedule.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;
     # every full garbage collection would walk them all and stall requests (seen as a 3x worse
     # ack p99 in benchmarks/ack_latency.py). Freezing moves what exists now out of the GC's way.

@@ -12,10 +12,13 @@ from bot.approvals import submit
 from bot.assessment import service as assessment
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
+from bot.drills.report import drill_history
+from bot.drills.run import drill_command
 from bot.execution import immediate
 from bot.guard.answers import guard_command
 from bot.notify import blocks, status
 from bot.notify.reply import Asker, Reply
+from bot.rehearsal.start import rehearse
 from bot.review import answers
 from bot.rollback.command import Command, UsageError, parse_command
 from handlers.answer import ack_with
@@ -50,12 +53,22 @@ def _assess(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     return assessment.assess(deps, service, asker)
 
 
+def _drill(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    """A readiness drill (changes nothing); with ``--rehearse``, a rollback rehearsed in staging."""
+    if cmd.rehearse:
+        return rehearse(deps, cmd, service, asker)
+    return drill_command(deps, cmd, service, asker)
+
+
 def _status(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     return status.status(deps, cmd)
 
 
 def _history(deps: Deps, cmd: Command, asker: Asker) -> Reply:
-    return status.history(deps, cmd)  # it answers an unknown service itself
+    reply = status.history(deps, cmd)  # it answers an unknown service itself
+    if cmd.service is None or deps.catalog.get(cmd.service) is None:
+        return reply
+    return Reply(f"{reply.text}\n\n{drill_history(deps, cmd.service)}")
 
 
 def _review(deps: Deps, cmd: Command, asker: Asker) -> Reply:
@@ -75,6 +88,7 @@ VERBS: dict[str, Verb] = {
     "history": _history,
     "review": _review,
     "guard": _for_service(guard_command),
+    "drill": _for_service(_drill),
 }
 
 

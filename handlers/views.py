@@ -27,8 +27,12 @@ def install(app: App, deps: Deps) -> None:
         if service is None:
             ack(response_action="errors", errors={"reason": f"{service_name} left the catalog."})
             return
-        reason, target, window_text = (_field(view, b) for b in ("reason", "target", "window"))
-        errors, window = submit.check_plan_form(deps, service, reason, target, window_text)
+        reason, target, window_text, phases_text = (
+            _field(view, b) for b in ("reason", "target", "window", "phases")
+        )
+        errors, window, phases = submit.check_plan_form(
+            deps, service, reason, target, window_text, phases_text
+        )
         if errors:
             ack(response_action="errors", errors=errors)
             return
@@ -40,6 +44,7 @@ def install(app: App, deps: Deps) -> None:
             target_revision=target or None,
             window=window,
             assessment_id=int(assessment) if assessment.isdigit() else None,
+            phases=phases,
         )
         ack()
         tell_privately(deps.slack, service.channel, user, text)

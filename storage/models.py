@@ -138,6 +138,8 @@ class Rollback(SQLModel, table=True):
     approval_channel_id: str | None = None
     approval_ts: str | None = None
     plan_summary: str | None = None  # the dry-run text the request message showed
+    # --phases: the plan's phases it runs (the others' steps are stored skipped); None: all
+    phases: list[str] | None = Field(default=None, sa_type=sa.JSON)
     required_approvals: int = 1
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

@@ -103,6 +103,7 @@ def request_message(
     note: str | None = None,
     tz: tzinfo = UTC,
     more: str | None = REASON_IN_THREAD,
+    phases: str | None = None,
     regions: str = "",
 ) -> tuple[str, list[Block]]:
     """The approval request: what will change, why, who asked, the votes and the buttons.
@@ -121,6 +122,8 @@ def request_message(
         f"*Approvals* {approved}/{r.required_approvals} from {approvers}"
         + (" · the requester cannot approve (two-person rule)" if two_person_rule else ""),
     ]
+    if phases:  # a partial rollback (--phases): what it runs and what it skips
+        facts.insert(3, f"*Phases* {phases}")
     if regions:  # a multi-region service: which regions, in which waves (partial: said)
         facts.append(f"*Regions* {regions}")
     is_open = r.status == RollbackStatus.PENDING_APPROVAL
@@ -194,8 +197,11 @@ def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: b
     }
 
 
-def plan_modal(service: str, assessment_id: int | None, timezone: str = "UTC") -> Block:
-    """The "Plan rollback" modal: reason, target revision, optional window."""
+def plan_modal(
+    service: str, assessment_id: int | None, timezone: str = "UTC", phases: Sequence[str] = ()
+) -> Block:
+    """The "Plan rollback" modal: reason, target revision, optional window and phases."""
+    listed = ", ".join(phases) or "the plan's phase names"
     return limits.fit_view(
         {
             "type": "modal",
@@ -221,6 +227,13 @@ def plan_modal(service: str, assessment_id: int | None, timezone: str = "UTC") -
                     "window",
                     "Window",
                     f"Empty: as soon as approved. HH:MM ({timezone}) or ISO 8601",
+                    optional=True,
+                    multiline=False,
+                ),
+                _input(
+                    "phases",
+                    "Phases",
+                    f"Empty: the whole plan. Or some of: {listed} (comma-separated)",
                     optional=True,
                     multiline=False,
                 ),

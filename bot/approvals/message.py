@@ -13,6 +13,7 @@ from bot.approvals import blocks as approval_blocks
 from bot.catalog.load import Service
 from bot.regions.text import steps_regions_line
 from bot.rollback import policy
+from bot.rollback.phases import stored_selection
 from storage.models import Rollback
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ def request_blocks(
 ) -> tuple[str, list[dict[str, object]]]:
     assert r.id is not None
     assessment = deps.repo.get_assessment(r.assessment_id) if r.assessment_id else None
+    steps = deps.repo.list_steps(r.id)
+    selection = stored_selection(r.phases, (s.phase for s in steps))
     return approval_blocks.request_message(
         r,
         approvals=deps.repo.list_approvals(r.id),
@@ -35,7 +38,8 @@ def request_blocks(
         two_person_rule=service.approval.two_person_rule,
         note=note,
         tz=service.tz,
-        regions=steps_regions_line(service, deps.repo.list_steps(r.id)),
+        regions=steps_regions_line(service, steps),
+        phases=selection.describe() if selection else None,
     )
 
 

@@ -61,7 +61,9 @@ def _dry_run(deps: Deps, r: Rollback, service: Service, problems: list[str]) -> 
         assert r.id is not None
         service = stored_service(service, deps.repo.list_steps(r.id))  # its --region, if any
         plan = service.plan(r.target_revision)
-        return describe_plan(deps, service, plan, r.target_revision, problems=problems)
+        return describe_plan(
+            deps, service, plan, r.target_revision, problems=problems, phases=r.phases or ()
+        )
     except Exception as exc:  # the request is still worth posting: say what could not be read
         log.exception("dry run for request #%d failed", r.id)
         return f"_The dry run failed ({type(exc).__name__}); the bot's log has the details._"

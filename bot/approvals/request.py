@@ -26,6 +26,7 @@ from bot.rollback.lifecycle import (
     approval_post_key,
     expire_key,
 )
+from bot.rollback.phases import PhaseSelection
 from bot.rollback.plan import Plan
 from storage.models import Rollback
 from storage.repo.records import NewWork
@@ -55,6 +56,7 @@ def request(
     target_revision: str | None,
     window: datetime | None,
     assessment_id: int | None = None,
+    selection: PhaseSelection | None = None,
 ) -> Rollback:
     """Store the request (raises ActiveRollbackExists); ``posting.post_due`` posts its message."""
     now = deps.clock()
@@ -83,6 +85,7 @@ def request(
         required_approvals=service.approval.min_approvals,
         expires_at=expires_at,
         now=now,
+        selection=selection,
         schedule=lambda rid: [
             NewWork(DueKind.APPROVAL_EXPIRE, expire_key(rid), expires_at, {"rollback_id": rid}),
             # stored with the row: a crash cannot leave a request nobody was shown
@@ -99,6 +102,7 @@ def request(
         window=window.isoformat() if window else None,
         required=rollback.required_approvals,
         assessment_id=assessment_id,
+        **({"phases": selection.describe()} if selection and selection.is_partial else {}),
     )
     return rollback
 
@@ -116,11 +120,15 @@ def store_rollback(
     assessment_id: int | None,
     now: datetime,
     schedule: Callable[[int], Sequence[NewWork]],
+    selection: PhaseSelection | None = None,
     **request: Any,
 ) -> Rollback:
     """A service's rollback row with its plan's steps and its due work, in one transaction
     (raises ActiveRollbackExists); its messages live in the service's channel. ``request``:
-    what only a planned request has (window, approvals needed, expiry)."""
+    what only a planned request has (window, approvals needed, expiry). A partial
+    ``selection`` (``--phases``) is stored with the row, and its skipped phases' steps as
+    skipped, before anything acts on it."""
+    is_partial = selection is not None and selection.is_partial
     return deps.repo.create_rollback(
         service=service.name,
         kind=kind,
@@ -132,7 +140,8 @@ def store_rollback(
         channel_id=service.channel,
         status=status,
         now=now,
-        steps=plan_rows(plan),
+        phases=list(selection.selected) if selection and is_partial else None,
+        steps=plan_rows(plan, selection.skipped if selection else ()),
         schedule=schedule,
         **request,
     )

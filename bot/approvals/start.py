@@ -115,9 +115,8 @@ def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) 
     before it is running (so before any notice or page), and says why in its thread."""
     assert r.id is not None
     try:  # the regions it was requested for (--region), each against its own cluster
-        check(
-            deps, stored_service(service, deps.repo.list_steps(r.id)), r.target_revision, pin=False
-        )
+        regional = stored_service(service, deps.repo.list_steps(r.id))
+        check(deps, regional, r.target_revision, pin=False, phases=r.phases or ())
     except Refusal as refusal:
         ended = end_waiting(
             deps,

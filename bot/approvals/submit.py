@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +16,20 @@ from bot.approvals.shared import approver_members, request_of
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
-from bot.execution.preflight import Refusal, audit_refusal, check
+from bot.execution.preflight import Refusal, audit_refusal, check, phases_problem
 from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.notify.reply import Asker, Reply
 from bot.regions.text import plan_regions_line
 from bot.rollback import policy
-from bot.rollback.command import Command, UsageError, local_time, parse_revision, parse_window
+from bot.rollback.command import (
+    Command,
+    UsageError,
+    local_time,
+    parse_phases,
+    parse_revision,
+    parse_window,
+)
+from bot.rollback.phases import check_subset, select_phases
 from storage.repo.records import ActiveRollbackExists
 
 
@@ -33,9 +42,10 @@ def submit_request(
     target_revision: str | None,
     window: datetime | None,
     assessment_id: int | None = None,
+    phases: Sequence[str] = (),
 ) -> str:
     """Store a planned rollback request and post it for approval (in the background); returns
-    what to tell the requester."""
+    what to tell the requester. ``phases``: the subset of the plan to run (empty: all)."""
     if not service.spec.approvers:
         return (
             f":x: *{service.name}* has no approvers in the catalog, so nobody could approve a"
@@ -45,13 +55,9 @@ def submit_request(
     if not reason.strip():
         return f":x: Say why: `/rollback plan {service.name} [--to N] [--at HH:MM] <reason>`."
     try:  # checked again when it starts: the cluster may change while it waits
-        checked = check(deps, service, target_revision, pin=False)
+        checked = check(deps, service, target_revision, pin=False, phases=phases)
     except Refusal as refusal:
-        audit_refusal(deps, "approval.refused", service, user, refusal, target=target_revision)
-        return (
-            f":no_entry: No rollback request for *{service.name}* was made:"
-            f" {escape_keeping_mentions(str(refusal))}."
-        )
+        return _refused_request(deps, service, user, refusal, target_revision, phases)
     try:
         r = approvals.request(
             deps,
@@ -62,6 +68,7 @@ def submit_request(
             target_revision=checked.target_revision,
             window=window,
             assessment_id=assessment_id,
+            selection=checked.selection,
         )
     except ActiveRollbackExists as exc:
         return (
@@ -72,21 +79,48 @@ def submit_request(
     deps.kick_due_work()  # post it now, not at the next tick
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
     where = plan_regions_line(deps.catalog.get(service.name) or service, checked.plan)
+    selection = checked.selection
+    part = f" Phases: {selection.describe()}." if selection and selection.is_partial else ""
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
         f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
-        f" {when(r.expires_at)}." + (f"\n:world_map: {where}." if where else "")
+        f" {when(r.expires_at)}.{part}" + (f"\n:world_map: {where}." if where else "")
+    )
+
+
+def _refused_request(
+    deps: Deps,
+    service: Service,
+    user: str,
+    refusal: Refusal,
+    target_revision: str | None,
+    phases: Sequence[str],
+) -> str:
+    """Audited before it is said; nothing was stored or posted."""
+    detail: dict[str, Any] = {"target": target_revision}
+    if phases:
+        detail["phases"] = list(phases)
+    audit_refusal(deps, "approval.refused", service, user, refusal, **detail)
+    # a request has no --force: say where an approver's override is given
+    where = (
+        " (`--force` goes with `/rollback run … --immediate`)" if "--force" in str(refusal) else ""
+    )
+    return (
+        f":no_entry: No rollback request for *{service.name}* was made:"
+        f" {escape_keeping_mentions(str(refusal))}{where}."
     )
 
 
 def plan(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
-    """``/rollback plan <service> [--to N] [--at HH:MM] <reason>``."""
-    window = None
+    """``/rollback plan <service> [--to N] [--at HH:MM] [--phases p,…] <reason>``."""
     try:
         service = service.only_regions(cmd.regions)  # --region: a partial rollback
     except PlanError as exc:
         return Reply(f":x: {escape(str(exc))}.")
+    if (problem := phases_problem(service, cmd.phases)) is not None:
+        return Reply(f":x: {escape(problem)}. Nothing was requested.")
+    window = None
     if cmd.at is not None:
         try:
             window = parse_window(cmd.at, deps.clock(), service.tz)
@@ -100,6 +134,7 @@ def plan(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
             reason=cmd.reason,
             target_revision=cmd.target_revision,
             window=window,
+            phases=cmd.phases,
         ),
     )
 
@@ -116,17 +151,18 @@ def vote(deps: Deps, cmd: Command, asker: Asker) -> Reply:
 
 
 def check_plan_form(
-    deps: Deps, service: Service, reason: str, target: str, window_text: str
-) -> tuple[dict[str, str], datetime | None]:
+    deps: Deps, service: Service, reason: str, target: str, window_text: str, phases_text: str = ""
+) -> tuple[dict[str, str], datetime | None, tuple[str, ...]]:
     """The Plan rollback form's fields: errors by field (Slack shows them under the inputs),
-    and the window when there are none."""
+    and the window and the phases (empty: all) when there are none."""
     errors: dict[str, str] = {}
     window = None
+    phases = _form_phases(service, phases_text, errors)
     try:
         if target:
             parse_revision(target)
             # a tag names a revision only if the cluster says so: ask it while the form is open
-            check(deps, service, target, pin=False)
+            check(deps, service, target, pin=False, phases=phases)
     except UsageError as exc:
         errors["target"] = str(exc).replace("`", "")
     except Refusal as refusal:
@@ -137,7 +173,25 @@ def check_plan_form(
         errors["window"] = str(exc).replace("`", "")
     if not reason:
         errors["reason"] = "Say why the service should be rolled back."
-    return errors, window
+    return errors, window, phases
+
+
+def _form_phases(service: Service, text: str, errors: dict[str, str]) -> tuple[str, ...]:
+    """The form's Phases field, held to the rules of ``--phases`` (a form has no --force)."""
+    if not text:
+        return ()
+    try:
+        names = parse_phases(text)
+        plan = service.plan(None)
+        check_subset(plan, select_phases(plan, names, service.name), is_forced=False)
+        return names
+    except UsageError as exc:
+        errors["phases"] = _fit(str(exc).replace("`", ""))
+    except Refusal as refusal:
+        errors["phases"] = _fit(str(refusal).replace("`", ""))
+    except PlanError:
+        return ()  # the request's own checks say why the plan cannot be built
+    return ()
 
 
 def _fit(text: str, limit: int = 300) -> str:
@@ -155,7 +209,11 @@ def plan_form(deps: Deps, value: str) -> Reply | dict[str, Any]:
     assessment_id = int(assessment) if assessment.isdigit() else None
     if (stale := stale_reply(deps, service, assessment_id)) is not None:
         return stale
-    return approval_blocks.plan_modal(service_name, assessment_id, service.timezone)
+    try:
+        phases = service.plan(None).phases
+    except PlanError:
+        phases = []  # the request's own checks say why, when it is sent
+    return approval_blocks.plan_modal(service_name, assessment_id, service.timezone, phases)
 
 
 def reject_form(

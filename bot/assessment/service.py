@@ -14,7 +14,7 @@ from bot.approvals.blocks import assess_again_button, assessment_buttons
 from bot.assessment.signals import assess_service, store_assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
-from bot.execution.preflight import current_release, release_text, stale_assessment
+from bot.execution.release import current_release, release_text, stale_assessment
 from bot.notify import blocks
 from bot.notify.reply import DATABASE_DOWN, Asker, Reply, Respond, tell_on_error
 from bot.regions.assess import assess_regions, region_lines

@@ -11,7 +11,7 @@ live in :mod:`bot.catalog.yaml_lines`. This module resolves the spec into the ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,6 +19,12 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bot.catalog.consistency import (
+    approvals_an_approver_cannot_get,
+    contradictory_thresholds,
+    impossible_approvals,
+)
+from bot.catalog.drills import Drills, drill_problems
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
 from bot.catalog.regions import Region, region_problems, resolve_regions, resolve_waves
@@ -43,6 +49,15 @@ from bot.rollback.assess import Signal, Thresholds
 from bot.rollback.plan import Plan, PlanInputs, custom_plan, default_plan
 from bot.rollback.triggers import GuardConfig
 
+STAGING = "staging"
+
+
+def staging_key(name: str) -> str:
+    """The key a service's rehearsals are stored under (``checkout@staging``): apart from its
+    production rollbacks, so the one-active-rollback slot and the do-no-harm history of the
+    service never see them. ``@`` cannot occur in a service name."""
+    return f"{name}@{STAGING}"
+
 
 @dataclass(frozen=True)
 class Service:
@@ -66,6 +81,7 @@ class Service:
     regions: tuple[Region, ...] = ()  # empty: one cluster, as named by context/namespace
     waves: tuple[tuple[str, ...], ...] = ()
     region: Region | None = None  # set on the copy that stands for one region (in_region)
+    drills: Drills = field(default_factory=Drills)  # the resolved drills:
 
     def region_named(self, name: str) -> Region | None:
         return next((r for r in self.regions if r.name == name), None)
@@ -84,6 +100,44 @@ class Service:
             namespace=r.namespace,
             sla_minutes=r.sla_minutes,
             region=r,
+        )
+
+    def staging_twin(self) -> Service | None:
+        """This service pointed at its ``staging:`` target, or None without one: what a
+        rehearsal acts on, named by :func:`staging_key`. What only watches or protects
+        production is left out: signals and health URL (the staging one is used), the point
+        of no return (production revision numbers), custom phases, the guard and the on-call."""
+        st = self.spec.staging
+        if st is None:
+            return None
+        context, namespace = st.context or self.context, st.namespace or self.namespace
+        spec = self.spec.model_copy(
+            update={
+                "context": context,
+                "namespace": namespace,
+                "deployment": st.deployment or self.spec.deployment,
+                "health_url": st.health_url,
+                "signals": {},
+                "point_of_no_return": None,
+                "phases": None,
+                "oncall": [],
+                "auto_rollback": None,
+                "staging": None,
+                "regions": None,  # staging is one target: never the production regions
+                "waves": None,
+            }
+        )
+        return replace(
+            self,
+            name=staging_key(self.name),
+            spec=spec,
+            context=context,
+            namespace=namespace,
+            notifications=self.notifications.model_copy(update={"incident_channel": False}),
+            guard=GuardConfig(),
+            regions=(),
+            waves=(),
+            region=None,
         )
 
     @property
@@ -152,6 +206,15 @@ class Catalog:
     def get(self, name: str) -> Service | None:
         return self.services.get(name.lower())
 
+    def target_of(self, key: str) -> Service | None:
+        """What a rollback row's ``service`` key acts on: the service of that name, or for a
+        rehearsal's key (``checkout@staging``) that service's staging twin."""
+        name, at, where = key.partition("@")
+        service = self.get(name)
+        if not at:
+            return service
+        return service.staging_twin() if service is not None and where == STAGING else None
+
     @property
     def names(self) -> list[str]:
         return sorted(self.services)
@@ -187,14 +250,19 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
             errors += region_problems(source, str(name), raw, mapper.lines)
     errors += _strategy_sections(catalog, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
+    errors += _staging_problems(catalog, mapper.lines)
+    errors += drill_problems(
+        {n: svc.drills for n, svc in catalog.services.items()},
+        {n: s.drills is not None for n, s in spec.services.items()},
+        source,
+        mapper.lines,
+    )
     if has_valid_defaults:
-        errors += _contradictory_thresholds(spec, catalog, mapper.lines)
-        errors += _impossible_approvals(catalog, mapper.lines)
+        errors += contradictory_thresholds(spec, catalog, mapper.lines)
+        errors += impossible_approvals(catalog, mapper.lines)
     if errors:
         raise CatalogError(sorted(dict.fromkeys(errors), key=line_number))
-    return replace(
-        catalog, warnings=tuple(_approvals_an_approver_cannot_get(catalog, mapper.lines))
-    )
+    return replace(catalog, warnings=tuple(approvals_an_approver_cannot_get(catalog, mapper.lines)))
 
 
 def _validates(model: type[BaseModel], data: object) -> bool:
@@ -231,80 +299,27 @@ def _strategy_sections(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str
     ]
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _listed_approvers(svc: Service) -> list[str] | None:
-    """The approvers' user ids; None when a user group is listed (its size is not known)."""
-    users = [a for a in svc.spec.approvers if isinstance(a, str)]
-    return users if len(users) == len(svc.spec.approvers) else None
-
-
-def _impossible_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
-    """A planned rollback that no request can ever get approved: fewer approvers than votes.
-
-    (A requester never approves their own request under the two-person rule, but a requester
-    who is not an approver leaves every listed approver free to vote.)"""
+def _staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
+    """A ``staging:`` target must not be production, and a rehearsal runs the built-in undo."""
     out = []
     for name, svc in catalog.services.items():
-        users = _listed_approvers(svc)
-        needed = svc.approval.min_approvals
-        if users and needed > len(set(users)):
-            line = line_for(("services", name, "approvers"), lines)
+        twin = svc.staging_twin()
+        if twin is None:
+            continue
+        where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
+        if (twin.context, twin.namespace) == (svc.context, svc.namespace):
             out.append(
-                f"{catalog.source}:{line}: services.{name}: approval needs"
-                f" {_count(needed, 'approval')} but only {_count(len(set(users)), 'approver')}"
-                f" {'is' if len(set(users)) == 1 else 'are'} listed, so no planned rollback can"
-                " ever be approved (list more approvers or a user group, or lower"
-                " approval.min_approvals)"
+                f"{where}: services.{name}.staging: names production (context"
+                f" {svc.context or 'the current one'}, namespace {svc.namespace}); give the"
+                " staging context or namespace"
             )
-    return out
-
-
-def _approvals_an_approver_cannot_get(
-    catalog: Catalog, lines: Mapping[Path_, int]
-) -> Iterator[str]:
-    """Possible, but not for everyone: under the two-person rule an approver who requests
-    leaves one approver fewer to vote."""
-    for name, svc in catalog.services.items():
-        users = _listed_approvers(svc)
-        needed = svc.approval.min_approvals
-        if users and svc.approval.two_person_rule and needed == len(set(users)):
-            line = line_for(("services", name, "approvers"), lines)
-            yield (
-                f"{catalog.source}:{line}: warning: services.{name}: approval needs"
-                f" {_count(needed, 'approval')} and {_count(needed, 'approver')} are listed:"
-                " a request made by one of them can never be approved (the two-person rule"
-                " keeps the requester from voting)"
+        if svc.spec.strategy != "undo" or svc.spec.phases is not None:
+            kind = "custom phases:" if svc.spec.phases is not None else svc.spec.strategy
+            out.append(
+                f"{where}: services.{name}.staging: a rehearsal runs the built-in undo plan"
+                f" (rollout undo and back); {name} uses {kind}, which rehearsals do not cover"
+                " yet: remove staging: or use strategy undo"
             )
-
-
-def _threshold_problems(t: Thresholds) -> dict[str, str]:
-    problems = {}
-    if t.error_rate_high > t.error_rate_critical:
-        problems["error_rate"] = "error_rate: high is above critical"
-    if not t.latency_p95_medium <= t.latency_p95_high <= t.latency_p95_critical:
-        problems["latency_p95_seconds"] = "latency_p95_seconds: needs medium ≤ high ≤ critical"
-    return problems
-
-
-def _contradictory_thresholds(
-    spec: CatalogSpec, catalog: Catalog, lines: Mapping[Path_, int]
-) -> list[str]:
-    """A high threshold above the critical one would never fire critical: say so where it is
-    written (under defaults, or in the service that wrote that signal's thresholds)."""
-    out = []
-    defaults = _threshold_problems(spec.defaults.thresholds.apply(Thresholds()))
-    for signal, problem in defaults.items():
-        line = line_for(("defaults", "thresholds", signal), lines)
-        out.append(f"{catalog.source}:{line}: defaults.thresholds: {problem}")
-    for name, service in catalog.services.items():
-        written = service.spec.thresholds.model_fields_set
-        for signal, problem in _threshold_problems(service.thresholds).items():
-            if signal in written:
-                line = line_for(("services", name, "thresholds", signal), lines)
-                out.append(f"{catalog.source}:{line}: services.{name}.thresholds: {problem}")
     return out
 
 
@@ -331,6 +346,7 @@ def _resolve(spec: CatalogSpec, source: str, lines: Mapping[Path_, int]) -> Cata
                 review_reminder_hours=d.review_reminder_hours,
                 timezone=s.timezone or d.timezone,
                 guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+                drills=overlay(d.drills, s.drills),
             ),
             lines,
         )

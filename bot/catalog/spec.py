@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,6 +17,7 @@ from pydantic import (
 )
 
 from bot.catalog.auto_rollback import AutoRollback
+from bot.catalog.drills import Drills
 from bot.catalog.fields import (
     E164,
     SLACK_USERGROUP,
@@ -178,6 +181,46 @@ class PointOfNoReturn(_Strict):
     reason: str
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _http_url(v: str | None) -> str | None:
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError("health_url must be an http:// or https:// URL")
+    return v
+
+
+def _kube_name(pattern: re.Pattern[str], what: str) -> Callable[[str | None], str | None]:
+    """A validator of an optional Kubernetes object name: ``'X' is not <what>``."""
+
+    def check(v: str | None) -> str | None:
+        if v is not None and not pattern.match(v):
+            raise ValueError(f"{v!r} is not {what}")
+        return v
+
+    return check
+
+
+class StagingTarget(_Strict):
+    """The same service in staging, where ``/rollback drill <service> --rehearse`` runs a real
+    rollback and rolls it forward again. What is left out is the production entry's value; it
+    must differ from production in its context or its namespace (checked with the catalog)."""
+
+    context: str | None = Field(default=None, min_length=1)
+    namespace: str | None = None
+    deployment: str | None = None
+    health_url: str | None = None  # checked after the rollback and after the roll-forward
+
+    _check_namespace = field_validator("namespace")(
+        _kube_name(_DNS_LABEL, "a namespace name (lowercase letters, digits, dashes)")
+    )
+    _check_deployment = field_validator("deployment")(
+        _kube_name(_DNS_SUBDOMAIN, "a Deployment name (lowercase letters, digits, - and .)")
+    )
+    _check_health_url = field_validator("health_url")(_http_url)
+
+
 # Seed 001 "Rollback Time SLAs": operation level → minutes a rollback may take.
 LEVEL_SLA_MINUTES = {2: 30, 3: 15, 4: 10}
 
@@ -215,6 +258,7 @@ class Defaults(_Strict):
     review_reminder_hours: float = Field(default=24, gt=0)
     timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
     auto_rollback: AutoRollback = AutoRollback()
+    drills: Drills = Drills()  # readiness drills: schedule, and how recent counts as tested
 
     _check_channel = field_validator("channel")(_channel_id)
     _check_timezone = field_validator("timezone")(_timezone)
@@ -249,6 +293,8 @@ class ServiceSpec(_Strict):
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
     regions: list[RegionSpec] | None = Field(default=None, min_length=1)  # see catalog/regions
     waves: list[list[str]] | None = None  # default: one region per wave, in list order
+    staging: StagingTarget | None = None  # where rehearsals run (/rollback drill … --rehearse)
+    drills: Drills | None = None  # keys given here override defaults.drills
 
     _check_timezone = field_validator("timezone")(_timezone)
 
@@ -262,12 +308,7 @@ class ServiceSpec(_Strict):
             return key
         return None
 
-    @field_validator("health_url")
-    @classmethod
-    def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("health_url must be an http:// or https:// URL")
-        return v
+    _check_health_url = field_validator("health_url")(_http_url)
 
     @field_validator("oncall")
     @classmethod

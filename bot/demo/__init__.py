@@ -68,6 +68,9 @@ def seed_cluster(cluster: KubeSimulator) -> None:
     for d in DEMO_SERVICES:
         releases = [image_of(d.name, n) for n in (1, 2, 3)]
         cluster.seed_deployment("shop", f"{d.name}-api", images=releases, replicas=3)
+    # checkout's staging target (rollback.demo.yaml), where its rollback can be rehearsed
+    checkout = [image_of("checkout", n) for n in (1, 2, 3)]
+    cluster.seed_deployment("shop-staging", "checkout-api", images=checkout, replicas=1)
 
 
 HEALTHY = DemoService("healthy", "after a rollback", 0.002, 0.15, 40.0, 1, 200)

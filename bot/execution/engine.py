@@ -30,11 +30,10 @@ from bot.execution.contracts import (
     RollbackListeners,
     worker_name,
 )
-from bot.execution.service_state import describe_service_state
 from bot.execution.steps.base import Aborted, StepContext, StepFailed
 from bot.execution.steps.table import STEPS
 from bot.notify.blocks import escape
-from bot.regions.waves import region_prometheus, regions_state, run_waves
+from bot.regions.waves import region_prometheus, run_waves, service_state
 from bot.rollback.lifecycle import (
     IN_ENGINE,
     DueKind,
@@ -42,6 +41,7 @@ from bot.rollback.lifecycle import (
     StepOutcome,
     StepStatus,
     finished_key,
+    finished_kind,
     started_key,
 )
 from storage.models import AuditEvent, Rollback, RollbackStep
@@ -163,7 +163,7 @@ class Engine:
 
     def _run_claimed(self, rollback_id: int) -> None:
         rollback = self._get(rollback_id)
-        service = self.catalog.get(rollback.service)
+        service = self.catalog.target_of(rollback.service)  # a rehearsal: the staging twin
         if service is None:
             self._finish(
                 rollback_id,
@@ -350,25 +350,23 @@ class Engine:
                 self.repo.finish_step(s.id, StepStatus.SKIPPED, now, error="not run: aborted")
         aborted = self._get(rollback_id)  # its error says who aborted it and why
         self._finish(rollback_id, RollbackStatus.ABORTED, aborted.error)
-        service = self.catalog.get(aborted.service)
+        service = self.catalog.target_of(aborted.service)
         state = None
-        if service is not None and service.regions:  # each region, as the steps left it
-            state = regions_state(self.kube, service, self.repo.list_steps(rollback_id))
-        elif service is not None:
-            state = describe_service_state(self.kube, service)
+        if service is not None:  # a multi-region one: each region, as the steps left it
+            state = service_state(self.kube, service, self.repo.list_steps(rollback_id))
         self.progress.note(rollback_id, abort_summary(steps, state))
 
     def _finish(self, rollback_id: int, status: RollbackStatus, error: str | None) -> None:
         # What follows the end (notices, pages, the review, metrics) is due work stored with
         # the final status: a crash right after it cannot lose them.
-        now = self.clock()
+        now, rollback = self.clock(), self._get(rollback_id)
         finished = NewWork(
-            DueKind.ROLLBACK_FINISHED, finished_key(rollback_id), now, {"id": rollback_id}
+            finished_kind(rollback.kind), finished_key(rollback_id), now, {"id": rollback_id}
         )
         event = AuditEvent(
             kind=f"rollback.{status}",
             created_at=now,
-            service=self._get(rollback_id).service,
+            service=rollback.service,
             rollback_id=rollback_id,
             detail={"error": error} if error else {},
         )

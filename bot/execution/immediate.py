@@ -4,7 +4,7 @@ rules a responder's start passes, the stored row and plan, and the abort transit
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import NamedTuple
@@ -16,7 +16,7 @@ from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
 from bot.execution.engine import started_work
-from bot.execution.preflight import Checked, Refusal, audit_refusal, check
+from bot.execution.preflight import Checked, Refusal, audit_refusal, check, phases_problem
 from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
@@ -25,6 +25,7 @@ from bot.regions.text import plan_regions_line
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
+from bot.rollback.phases import PhaseSelection
 from bot.rollback.plan import Plan
 from bot.rollback.text import unmentioned
 from storage.models import Assessment, Rollback
@@ -43,23 +44,28 @@ class Started(NamedTuple):
 
 
 def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
-    """``/rollback run <service> [--immediate] [--dry-run] [--force] [--to N] [reason]``."""
+    """``/rollback run <service> [--immediate] [--dry-run] [--force] [--to N] [--phases p,…]
+    [reason]``."""
     user = asker.user
     try:
         service = service.only_regions(cmd.regions)  # --region: a partial rollback
         plan = service.plan(None)
     except PlanError as exc:
         return Reply(f":x: {exc}")
+    if (problem := phases_problem(service, cmd.phases)) is not None:
+        return Reply(f":x: {escape(problem)}. Nothing was started.")
     if cmd.is_dry_run:
         return Reply(
             f":mag: Dry run of a rollback of *{service.name}*: reading the cluster…",
             then=lambda: _submit_dry_run(deps, service, plan, cmd, asker),
         )
     if not cmd.is_immediate:
+        subset = f" --phases {','.join(cmd.phases)}" if cmd.phases else ""
+        subset += f" --region {','.join(cmd.regions)}" if cmd.regions else ""
         return Reply(
             f"A planned rollback of *{service.name}* needs approval: `/rollback plan"
-            f" {service.name} [--to N] [--at HH:MM] <reason>`. Responders can run it now with"
-            f" `/rollback run {service.name} --immediate <reason>`."
+            f" {service.name} [--to N] [--at HH:MM]{subset} <reason>`. Responders can run it now"
+            f" with `/rollback run {service.name} --immediate{subset} <reason>`."
         )
     if not policy.may_run_immediately(service, user):
         _refused(deps, service, user, "not a responder")  # stored before the answer
@@ -90,6 +96,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         is_forced=cmd.is_forced,
         assessment_id=assessment_id,
         channel_id=asker.channel,
+        phases=cmd.phases,
     )
     return Reply(started.text)
 
@@ -180,16 +187,19 @@ def start_immediate(
     is_forced: bool = False,
     assessment_id: int | None = None,
     channel_id: str | None = None,
+    phases: Sequence[str] = (),
 ) -> Started:
     """Check, store and start an immediate rollback (the caller checked the user is a
     responder, and an approver for ``is_forced``); returns what to tell them, and the
-    rollback's id when one started. A refusal is
-    audited and said before anything is stored, superseded, notified or paged; a planned
-    request still waiting is superseded only by a rollback that starts."""
+    rollback's id when one started. A refusal is audited and said before anything is stored,
+    superseded, notified or paged; a planned request still waiting is superseded only by a
+    rollback that starts. ``phases``: the subset of the plan to run (``--phases``; empty: all)."""
     try:
-        checked = check(deps, service, target_revision, is_forced=is_forced)
+        checked = check(deps, service, target_revision, is_forced=is_forced, phases=phases)
     except Refusal as refusal:
-        detail = {"target": target_revision, "forced": is_forced}
+        detail: dict[str, object] = {"target": target_revision, "forced": is_forced}
+        if phases:
+            detail["phases"] = list(phases)
         return Started(_refused_start(deps, service, user, refusal, channel_id, detail))
     plan = _forced(checked.plan) if is_forced else checked.plan
     superseded = supersede_pending(deps, service.name, user)
@@ -207,6 +217,7 @@ def start_immediate(
     # The start is audited before anything acts on it, and handed to the engine before the
     # ack, so whoever reads the ack can rely on the rollback being under way.
     assert rollback.id is not None
+    selection = _partial(checked)
     deps.audit(
         "rollback.started",
         rollback,
@@ -219,17 +230,31 @@ def start_immediate(
         assessment_id=assessment_id,
         superseded=superseded,
         warnings=list(checked.warnings),
+        **({"phases": selection.describe()} if selection else {}),
     )
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
+    text = _started_text(deps, service, rollback.id, checked, plan, superseded)
+    return Started(text, rollback.id)
+
+
+def _started_text(
+    deps: Deps, service: Service, rid: int, checked: Checked, plan: Plan, superseded: int | None
+) -> str:
+    """What the responder is told: the plan's size (and phases, when partial), a multi-region
+    rollback's regions and waves, and where to follow it; what an approver's ``--force``
+    overrode is said aloud."""
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
     note = _regions_note(deps, service, plan) + note
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
-    text = (
-        f":arrows_counterclockwise: Rollback #{rollback.id} of *{service.name}* started"
-        f" ({plan.strategy}, {len(plan.steps)} steps). Progress in <#{service.channel}>.{note}"
+    steps = f"{len(plan.steps)} steps"
+    if selection := _partial(checked):
+        running = sum(s.phase in selection.selected for s in plan.steps)
+        steps = f"{running} of {len(plan.steps)} steps; phases {selection.describe()}"
+    return (
+        f":arrows_counterclockwise: Rollback #{rid} of *{service.name}* started"
+        f" ({plan.strategy}, {steps}). Progress in <#{service.channel}>.{note}"
     )
-    return Started(text, rollback.id)
 
 
 def _regions_note(deps: Deps, service: Service, plan: Plan) -> str:
@@ -278,7 +303,14 @@ def _store(
         assessment_id=assessment_id,
         now=deps.clock(),
         schedule=lambda rid: [started_work(rid, deps.clock())],  # notices, pages, SLA
+        selection=checked.selection,
     )
+
+
+def _partial(checked: Checked) -> PhaseSelection | None:
+    """The selection of a partial rollback (``--phases``); None for the whole plan."""
+    selection = checked.selection
+    return selection if selection is not None and selection.is_partial else None
 
 
 def _forced(plan: Plan) -> Plan:
@@ -294,7 +326,9 @@ def _dry_run(
 ) -> None:
     """Say what the rollback would do now, read from the cluster (nothing is changed)."""
     try:
-        text = describe_plan(deps, service, plan, cmd.target_revision, is_forced=is_forced)
+        text = describe_plan(
+            deps, service, plan, cmd.target_revision, is_forced=is_forced, phases=cmd.phases
+        )
     except Exception as exc:  # Kubernetes errors are in the text; anything else is said here
         log.exception("dry run of %s failed", service.name)
         text = (
@@ -312,7 +346,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     rollback = deps.repo.get_rollback(cmd.rollback_id)
     if rollback is None:
         return Reply(f":x: There is no rollback #{cmd.rollback_id}.")
-    service = deps.catalog.get(rollback.service)
+    service = deps.catalog.target_of(rollback.service)  # a rehearsal's: its staging twin
     members = deps.groups.members(policy.approver_groups(service)) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         deps.audit("rollback.abort_refused", rollback, user)

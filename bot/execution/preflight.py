@@ -9,7 +9,7 @@ with the reason and what to do. So a refused command never notifies or pages any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog.load import PlanError, Service
+from bot.rollback.command import UsageError
+from bot.rollback.phases import PhaseSelection, check_subset, select_phases
 from bot.rollback.plan import Plan, StepSpec
 from bot.rollback.safety import (
     KnownRevision,
@@ -71,6 +73,7 @@ __all__ = [
     "check",
     "check_rollback",
     "crosses_point_of_no_return",
+    "phases_problem",
 ]
 
 
@@ -81,6 +84,7 @@ class Checked:
     plan: Plan
     target_revision: str | None  # what the rollback row records: the resolved number, if asked
     warnings: tuple[str, ...] = ()  # overridden refusals (an approver's --force), said aloud
+    selection: PhaseSelection | None = None  # the phases it runs (--phases); None: all
 
 
 def crosses_point_of_no_return(service: Service, from_revision: int, to_revision: int) -> bool:
@@ -120,45 +124,18 @@ def undone_releases(repo: Repository, service: Service) -> list[RolledBackFrom]:
     return found
 
 
-def current_release(kube: KubernetesClient, service: Service) -> dict[str, Any]:
-    """What runs now (deployment, revision, images), stored with an assessment: its buttons are
-    about that release only (a multi-region service's: its first region's, the first wave's).
-    Raises KubeError when the cluster cannot be read."""
-    if service.regions and service.region is None:
-        service = service.in_region(
-            service.waves[0][0] if service.waves else service.regions[0].name
-        )
-    t = KubeTarget(service.context, service.namespace)
-    info = kube.deployment(t, service.spec.deployment)
-    return {"deployment": info.name, "revision": info.revision, "images": dict(info.images)}
-
-
-def release_text(release: Mapping[str, Any]) -> str:
-    """``checkout-api at revision 3 (checkout:v3)``."""
-    images = release_label(release.get("images") or {})
-    return f"{release.get('deployment')} at revision {release.get('revision')} ({images})"
-
-
-def stale_assessment(
-    kube: KubernetesClient, service: Service, assessed: Mapping[str, Any] | None
-) -> str | None:
-    """Why an assessment's button must not act any more (the deployment moved on since, or
-    the bot cannot tell), or None when it still describes what runs."""
-    if not assessed:
-        return None  # made without a readable cluster: the checks of the start still apply
-    try:
-        now = current_release(kube, service)
-    except KubeError as exc:
-        return (
-            f"cannot tell whether {service.name} changed since this assessment ({exc});"
-            " assess again"
-        )
-    if now["revision"] == assessed.get("revision"):
+def phases_problem(service: Service, names: Sequence[str]) -> str | None:
+    """Why ``--phases`` names a phase the service's plan does not have (a usage error, said
+    before any check), or None. A plan that cannot be built is the checks' to report."""
+    if not names:
         return None
-    return (
-        f"this assessment is about revision {assessed.get('revision')}; {service.name} is now at"
-        f" revision {now['revision']} — assess again"
-    )
+    try:
+        select_phases(service.plan(None), names, service.name)
+    except PlanError:
+        return None
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def check(
@@ -168,10 +145,18 @@ def check(
     *,
     is_forced: bool = False,
     pin: bool = True,
+    phases: Sequence[str] = (),
 ) -> Checked:
     """:func:`check_rollback` with the app's cluster, database and clock."""
     return check_rollback(
-        deps.kube, deps.repo, service, target, now=deps.clock(), is_forced=is_forced, pin=pin
+        deps.kube,
+        deps.repo,
+        service,
+        target,
+        now=deps.clock(),
+        is_forced=is_forced,
+        pin=pin,
+        phases=phases,
     )
 
 
@@ -198,28 +183,39 @@ def check_rollback(
     now: datetime,
     is_forced: bool = False,
     pin: bool = True,
+    phases: Sequence[str] = (),
 ) -> Checked:
     """The plan to run, or :class:`Refusal`. ``pin`` fixes each undo to the exact revision and
     template checked here (an immediate rollback starts now: the step refuses if the
-    deployment changed in between); a planned request is checked again when it starts."""
-    if service.regions and service.region is None:
-        return _check_regions(kube, repo, service, target, now=now, is_forced=is_forced, pin=pin)
+    deployment changed in between); a planned request is checked again when it starts.
+    ``phases`` (``--phases``) selects a subset, checked by ``bot.rollback.phases``'s rules;
+    only the undos of the selected phases are checked (and resolved). A multi-region service
+    is checked region by region (``_check_regions``), each with the same selection."""
     try:
         plan = service.plan(None)
-    except PlanError as exc:
+        selection = select_phases(plan, phases, service.name)
+    except (PlanError, UsageError) as exc:
         raise Refusal(str(exc)) from None
-    undo_steps = [s for s in plan.steps if s.kind == "rollout_undo"]
+    warnings = check_subset(plan, selection, is_forced=is_forced)  # said once, for every region
+    if service.regions and service.region is None:
+        return _check_regions(
+            kube, repo, service, target, now=now, is_forced=is_forced, pin=pin, phases=phases
+        )
+    undo_steps = [
+        s for s in plan.steps if s.kind == "rollout_undo" and s.phase in selection.selected
+    ]
     if target and not undo_steps:
+        which = "the selected phases of " if selection.is_partial else ""
         raise Refusal(
-            f"`--to` chooses the revision a `rollout_undo` step goes back to, and {service.name}'s"
-            f" plan ({plan.strategy}) has no such step. Leave out `--to`, or change the catalog."
+            f"`--to` chooses the revision a `rollout_undo` step goes back to, and {which}"
+            f"{service.name}'s plan ({plan.strategy}) has no such step. Leave out `--to`, or"
+            " change the catalog."
         )
     steps: list[StepSpec] = []
     undos: list[UndoPlan] = []
-    warnings: list[str] = []
     history = undone_releases(repo, service) if undo_steps else []
     for s in plan.steps:
-        if s.kind != "rollout_undo":
+        if s.kind != "rollout_undo" or s.phase in selection.skipped:  # a skipped undo never runs
             steps.append(s)
             continue
         checked, undo, warning = _check_undo(
@@ -229,7 +225,7 @@ def check_rollback(
         undos.append(undo)
         warnings += warning
     resolved = str(undos[0].to_revision) if target and undos else None
-    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings))
+    return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings), selection)
 
 
 def _check_regions(
@@ -241,10 +237,12 @@ def _check_regions(
     now: datetime,
     is_forced: bool,
     pin: bool,
+    phases: Sequence[str],
 ) -> Checked:
     """Every region checked against its own cluster, all at once; the plan is the regions'
     plans in wave order, each step naming its region and wave. The first refusal (in wave
-    order) refuses the whole rollback, named with its region."""
+    order) refuses the whole rollback, named with its region. Every region runs the same
+    ``--phases`` selection (the regions share the service's plan)."""
     order = [(w, name) for w, wave in enumerate(service.waves) for name in wave]
     with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="check") as pool:
         futures = [
@@ -254,22 +252,27 @@ def _check_regions(
                 now=now,
                 is_forced=is_forced,
                 pin=pin,
+                phases=phases,
             )
             for _, name in order
         ]
     steps: list[StepSpec] = []
-    warnings: list[str] = []
+    said: dict[str, list[str]] = {}  # each warning, and the regions that gave it
     resolved: str | None = None
+    selection: PhaseSelection | None = None
     for (w, name), future in zip(order, futures, strict=True):
         try:
             checked = future.result()
         except Refusal as refusal:
             raise Refusal(f"{name}: {refusal}") from None
         steps += [replace(s, region=name, wave=w) for s in checked.plan.steps]
-        warnings += [f"{name}: {x}" for x in checked.warnings]
+        for x in checked.warnings:
+            said.setdefault(x, []).append(name)
         resolved = resolved or checked.target_revision
+        selection = selection or checked.selection
+    warnings = [x if len(r) == len(order) else f"{', '.join(r)}: {x}" for x, r in said.items()]
     strategy = service.spec.strategy
-    return Checked(Plan(strategy, tuple(steps)), resolved, tuple(warnings))
+    return Checked(Plan(strategy, tuple(steps)), resolved, tuple(warnings), selection)
 
 
 def _check_undo(

@@ -64,9 +64,21 @@ def safety_problems(deps: Deps, service: Service, config: GuardConfig) -> list[s
             check(deps, service, None, pin=False)
         except Refusal as refusal:
             problems.append(f"verify_previous_version_healthy: {refusal}")
-    if config.verify_rollback_tested:
-        # drills are not built yet (issue #15): no drill can be recorded, so a person decides
-        problems.append("verify_rollback_tested: no successful drill of this rollback is recorded")
+    if (
+        config.verify_rollback_tested
+    ):  # a passed readiness drill, recent enough (drills: max_age_days)
+        fresh_days = service.drills.fresh_days
+        last = deps.repo.last_drill(service.name, is_passed=True)
+        if last is None:
+            problems.append(
+                "verify_rollback_tested: no successful drill of this rollback is recorded"
+                f" (`/rollback drill {service.name}`)"
+            )
+        elif last.started_at < deps.clock() - timedelta(days=fresh_days):
+            problems.append(
+                f"verify_rollback_tested: the last successful drill (#{last.id}) is older than"
+                f" {fresh_days:g} days (`/rollback drill {service.name}`)"
+            )
     return problems
 
 

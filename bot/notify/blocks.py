@@ -10,7 +10,15 @@ from typing import Any
 from bot.notify import limits
 from bot.rollback.assess import Assessment, Decision, SignalResult
 from bot.rollback.command import USAGE, closest
-from bot.rollback.lifecycle import IN_ENGINE, NEVER_RAN, WAITING, RollbackStatus, StepStatus
+from bot.rollback.lifecycle import (
+    IN_ENGINE,
+    NEVER_RAN,
+    WAITING,
+    RollbackKind,
+    RollbackStatus,
+    StepStatus,
+)
+from bot.rollback.phases import NOT_SELECTED, stored_selection
 from bot.rollback.plan import PHASE_TITLES, PHASES
 from bot.rollback.text import status_verb
 from storage.guard_models import GUARD_ACTOR
@@ -272,9 +280,8 @@ def progress_message(
     how it ended), not "started by" and an SLA clock. ``more`` points to where a long reason can
     be read whole; ``state_note`` says what a waiting request waits for (e.g. "Run anyway")."""
     has_started = rollback.started_at is not None or rollback.status not in _NOT_STARTED
-    title = (
-        f"Rollback #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
-    )
+    noun = "Rehearsal" if rollback.kind == RollbackKind.REHEARSAL else "Rollback"
+    title = f"{noun} #{rollback.id} of {rollback.service} — {status_words(rollback.status).upper()}"
     reason = ""
     if rollback.reason:
         reason = f"\n_Reason: {free_text(rollback.reason, more)}_"
@@ -299,7 +306,8 @@ def progress_message(
         said = free_text(rollback.error, more, keep_mentions=True)  # who aborted it, and why
         blocks.insert(-1, section(f":octagonal_sign: {said}"))
     done = sum(s.status == StepStatus.SUCCEEDED for s in steps)
-    text = f"{title}: {done}/{len(steps)} steps done"
+    to_run = [s for s in steps if s.error != NOT_SELECTED]  # a partial rollback's own steps
+    text = f"{title}: {done}/{len(to_run)} steps done"
     return limits.fit_message(text, blocks, more=more)
 
 
@@ -313,6 +321,8 @@ def phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
         state = _phase_state([s.status for s in in_phase])
         times = [(s.started_at, s.finished_at or now) for s in in_phase if s.started_at]
         took = f" — {duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
+        if state == StepStatus.SKIPPED:
+            took = " — skipped"
         lines.append(f"{STEP_ICONS[state]} {PHASE_TITLES[phase]}{took}")
     return lines
 
@@ -330,6 +340,9 @@ def _progress_facts(rollback: Any, steps: Sequence[Any], has_started: bool) -> l
         facts.append(f"target revision *{target['to_revision']}* ({escape(images)})")
     elif rollback.target_revision:
         facts.append(f"target revision *{escape(rollback.target_revision)}*")
+    selection = stored_selection(getattr(rollback, "phases", None), (s.phase for s in steps))
+    if selection is not None:  # a partial rollback (--phases) says what it leaves out
+        facts.append(f"phases *{selection.describe()}*")
     if getattr(rollback, "incident_channel_id", None):
         facts.append(f"incident channel <#{rollback.incident_channel_id}>")
     return facts

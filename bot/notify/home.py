@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.approvals.blocks import APPROVE_ACTION, REJECT_ACTION
 from bot.catalog.load import Catalog, Service
 from bot.deps import Deps
+from bot.drills.report import readiness_lines
 from bot.notify.blocks import button, escape, message_link, section
 from bot.notify.templates import mention
 from bot.review.answers import never_ran
@@ -58,6 +59,7 @@ def home_view(
     *,
     team_url: str = "",
     link: Callable[[int], str | None] = lambda _: None,
+    readiness: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``home`` view (pure: everything it shows is passed in)."""
     active = list(active)
@@ -75,6 +77,8 @@ def home_view(
     blocks += [_active(r, team_url) for r in mine] or [
         section("None of the rollbacks running now is yours or of your services.")
     ]
+    if readiness:  # each service's last drill ("last drill: 3 days ago ✓")
+        blocks += [{"type": "divider"}, _header("Readiness drills"), section("\n".join(readiness))]
     blocks += [{"type": "divider"}, _header("Recent rollbacks")]
     blocks += [_finished(r, link) for r in recent] or [section("No rollback has finished yet.")]
     return {"type": "home", "blocks": blocks[:100]}
@@ -138,5 +142,6 @@ def publish_home(deps: Deps, user: str) -> None:
         lambda s: deps.groups.members(policy.approver_groups(s)),
         team_url=deps.slack_team_url,
         link=lambda rid: review_url(deps, rid),
+        readiness=readiness_lines(deps),
     )
     deps.slack.views_publish(user_id=user, view=view)

@@ -180,14 +180,14 @@ class SlackProgress:
     # --- internals ---------------------------------------------------------------------------
 
     def _channel(self, rollback: Any) -> str:
-        service = self.catalog.get(rollback.service)
+        service = self.catalog.target_of(rollback.service)
         return str(rollback.channel_id or (service.channel if service else ""))
 
     def _render(self, rollback_id: int) -> tuple[Any, str, list[Any]] | None:
         rollback = self.repo.get_rollback(rollback_id)
         if rollback is None:
             return None
-        service = self.catalog.get(rollback.service)
+        service = self.catalog.target_of(rollback.service)  # a rehearsal: its staging twin
         steps, now = self.repo.list_steps(rollback_id), shown_time(rollback, self.clock())
         text, blocks = progress_message(
             rollback,

@@ -18,6 +18,7 @@ from bot.rollback.lifecycle import (
     RollbackStatus,
     StepStatus,
 )
+from bot.rollback.phases import stored_selection
 from storage.models import Approval, Assessment, Rollback, RollbackStep
 from storage.repository import Repository
 
@@ -105,14 +106,19 @@ def context_from(
     is_sms_enabled: bool | None = None,
     service_state: str | None = None,
 ) -> dict[str, Any]:
-    """The variables every template sees (pure: the caller reads the records). For a
+    """The variables every template sees (pure: the caller reads the records). A partial
+    rollback (``--phases``) is about its own steps: the skipped phases' are left out. For a
     ``service`` that stands for one region (an SLA breach there), the clock and the steps are
     that region's."""
+    selection = stored_selection(rollback.phases, (s.phase for s in steps))
+    if selection is not None:
+        steps = [s for s in steps if s.phase not in selection.skipped]
     context = {
         **_rollback_context(rollback, now),
         **_service_context(rollback, service),
         **_impact_context(rollback, steps, service, is_sms_enabled, service_state),
         **_steps_context(rollback, steps),
+        "phases": selection.describe() if selection else None,
         "approvers_voted": [mention(a.user_id) for a in approvals if a.decision == "approve"],
         "responders": [mention(u) for u in service.spec.responders],
         "assessment": _assessment_context(assessment),

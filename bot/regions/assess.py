@@ -11,7 +11,7 @@ from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError
 from bot.assessment.signals import SignalReader, assess_service
 from bot.catalog.load import Service
-from bot.execution.preflight import current_release, release_text
+from bot.execution.release import current_release, release_text
 from bot.notify.blocks import escape
 from bot.regions.waves import region_prometheus
 from bot.rollback.assess import Assessment, Decision

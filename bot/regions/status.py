@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.rollback.lifecycle import StepStatus
+from bot.rollback.phases import NOT_SELECTED
 from storage.models import RollbackStep
 
 WAITING = "waiting"
@@ -42,8 +43,14 @@ def waves_of(steps: Iterable[RollbackStep]) -> list[dict[str, list[RollbackStep]
     return [waves[w] for w in sorted(waves)]
 
 
+def _own(steps: list[RollbackStep]) -> list[RollbackStep]:
+    """The steps a region runs: a partial rollback's (``--phases``) unselected ones never do."""
+    return [s for s in steps if s.error != NOT_SELECTED]
+
+
 def region_status(steps: list[RollbackStep]) -> str:
     """One of the statuses above (a step skipped with an error was cut by an abort)."""
+    steps = _own(steps)
     statuses = {s.status for s in steps}
     is_cut = any(s.status == StepStatus.SKIPPED and s.error for s in steps)
     has_run = bool(statuses & {StepStatus.SUCCEEDED, StepStatus.RUNNING})
@@ -66,6 +73,7 @@ def region_started(steps: list[RollbackStep]) -> datetime | None:
 
 def region_finished(steps: list[RollbackStep]) -> datetime | None:
     """When the region's last step ended, None while any step is still to run."""
+    steps = _own(steps)
     if any(s.finished_at is None for s in steps):
         return None
     return max((s.finished_at for s in steps if s.finished_at is not None), default=None)

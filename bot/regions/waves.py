@@ -93,6 +93,13 @@ def _run_wave(
         return {r: f.result() for r, f in futures.items()}
 
 
+def service_state(kube: KubernetesClient, service: Service, steps: Iterable[RollbackStep]) -> str:
+    """Which release runs where now: one line per region for a multi-region service."""
+    if service.regions:
+        return regions_state(kube, service, steps)
+    return describe_service_state(kube, service)
+
+
 def regions_state(kube: KubernetesClient, service: Service, steps: Iterable[RollbackStep]) -> str:
     """One line per region of the service: how far this rollback got there and which release
     runs there now (read from each region's cluster, all at once)."""

@@ -9,7 +9,7 @@ from bot.notify.reply import Reply
 from bot.review.publish import link_message
 from bot.rollback import policy
 from bot.rollback.command import Command
-from bot.rollback.lifecycle import TERMINAL, RollbackStatus, review_remind_key
+from bot.rollback.lifecycle import TERMINAL, RollbackKind, RollbackStatus, review_remind_key
 from storage.models import Rollback
 
 # Why a finished rollback never ran. Reviews are written only for rollbacks that ran (succeeded,
@@ -37,6 +37,11 @@ def review_command(deps: Deps, cmd: Command) -> Reply:
     rollback = deps.repo.get_rollback(rollback_id)
     if rollback is None:
         return Reply(f":x: There is no rollback #{rollback_id}.")
+    if rollback.kind == RollbackKind.REHEARSAL:  # staging: no incident, so no review
+        return Reply(
+            f"#{rollback_id} is a rehearsal in staging: it has no review; its report (timings"
+            " against the SLA) is posted in its progress thread when it ends."
+        )
     if rollback.status not in TERMINAL:
         return Reply(
             f"Rollback #{rollback_id} of *{rollback.service}* is"

@@ -19,6 +19,7 @@ from bot.regions.review import region_sections
 from bot.review.facts import ASSESSMENT_LOOKBACK, ReviewFacts
 from bot.review.text import changes, duration, plain, signal_value, table, took, when
 from bot.rollback.lifecycle import RollbackKind, RollbackStatus, StepStatus
+from bot.rollback.phases import PhaseSelection, stored_selection
 from storage.models import AuditEvent, Rollback
 
 WRITE_ME = "✏️ To be written:"
@@ -254,7 +255,13 @@ def _target_revision(facts: ReviewFacts) -> str:
 def _execution(facts: ReviewFacts) -> str:
     r = facts.rollback
     retried = [f"{s.name} ({s.attempt} attempts)" for s in facts.steps if s.attempt > 1]
-    never = [s.name for s in facts.steps if s.attempt == 0 or s.status == StepStatus.PENDING]
+    selection = stored_selection(r.phases, (s.phase for s in facts.steps))
+    never = [
+        s.name
+        for s in facts.steps
+        if (s.attempt == 0 or s.status == StepStatus.PENDING)
+        and not (selection and s.phase in selection.skipped)  # said in Phases below
+    ]
     once = sum(1 for s in facts.steps if s.attempt == 1)
     attempts = "; ".join(retried) if retried else ""
     if not retried and not never:
@@ -272,6 +279,7 @@ def _execution(facts: ReviewFacts) -> str:
     lines = [
         "## Rollback Execution",
         f"- **Strategy**: {r.strategy}",
+        f"- **Phases**: {_phases(selection)}",
         f"- **Target revision**: {_target_revision(facts)}",
         f"- **Attempts**: {attempts}",
         f"- **Manual intervention**: {'; '.join(manual) or 'none'}",
@@ -301,6 +309,15 @@ def _execution(facts: ReviewFacts) -> str:
     changed = [f"- {c}" for s in facts.steps for c in changes(s, deployment)]
     lines += changed or ["- nothing was changed"]
     return "\n".join(lines)
+
+
+def _phases(selection: PhaseSelection | None) -> str:
+    if selection is None:
+        return "the whole plan"
+    return (
+        f"{', '.join(selection.selected)} only (partial rollback, `--phases`); skipped, never"
+        f" run: {', '.join(selection.skipped)}"
+    )
 
 
 def _impact(facts: ReviewFacts) -> str:

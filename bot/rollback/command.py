@@ -11,13 +11,15 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 USAGE = """\
 /rollback help
 /rollback assess <service> [--region <r,…>]
-/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--region <r,…>] [reason…]
-/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] [--region <r,…>]
-    [reason…]
+/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--phases <p,…>] \
+[--region <r,…>] [reason…]
+/rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] \
+[--phases <p,…>] [--region <r,…>] [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
-/rollback guard <service> [on|off]"""
+/rollback guard <service> [on|off]
+/rollback drill <service> [--rehearse] [--to <revision>] [reason…]"""
 
 VERBS = (
     "help",
@@ -31,11 +33,17 @@ VERBS = (
     "history",
     "review",
     "guard",
+    "drill",
 )
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
-_ALL_OPTIONS = frozenset({"--to", "--at", "--immediate", "--dry-run", "--force", "--region"})
-_VALUED = ("--to", "--at", "--region")
+_ALL_OPTIONS = frozenset(
+    {"--to", "--at", "--immediate", "--dry-run", "--force", "--phases", "--rehearse", "--region"}
+)
+_VALUED = ("--to", "--at", "--phases", "--region")  # options followed by a value
+_LISTS = ("--phases", "--region")  # comma-separated values: `a, b` typed with spaces stays whole
+# a phase name as typed: the plan decides which exist (bot.rollback.phases.select_phases)
+_PHASE_NAME = re.compile(r"^[a-z][a-z_]{0,39}$")
 _REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
@@ -66,6 +74,8 @@ class Command:
     is_immediate: bool = False
     is_dry_run: bool = False
     is_forced: bool = False  # past the point of no return (approvers only)
+    rehearse: bool = False  # drill --rehearse: a real rollback and roll-forward in staging
+    phases: tuple[str, ...] = ()  # --phases: the subset of the plan's phases to run (empty: all)
     regions: tuple[str, ...] | None = None  # --region: only these regions (None: all)
 
 
@@ -77,6 +87,25 @@ def parse_revision(text: str) -> str:
             f"`{text}` is not a revision (a number like 41, or a version tag, image or digest)"
         )
     return text
+
+
+def parse_phases(text: str) -> tuple[str, ...]:
+    """``--phases application,verification`` (also ``Stop-Traffic``): lower-case names in the
+    order given, each once; which exist is the plan's to say. UsageError when none is named."""
+    names: list[str] = []
+    for part in text.split(","):
+        name = part.strip().lower().replace("-", "_")
+        if not name:
+            continue
+        if not _PHASE_NAME.match(name):
+            raise UsageError(f"`{part.strip()}` is not a phase name (like application)")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError(
+            "`--phases` names no phase: give one or more, like application,verification"
+        )
+    return tuple(names)
 
 
 def _rollback_id(token: str) -> int:
@@ -109,7 +138,7 @@ def parse_command(text: str) -> Command:
         return Command("help")
     if verb == "guard":
         return _guard_command(args)
-    if verb in ("assess", "plan", "run"):
+    if verb in ("assess", "plan", "run", "drill"):
         return _service_command(verb, args)
     if verb in ("approve", "reject", "abort", "review"):
         if not args:
@@ -142,19 +171,28 @@ def _guard_command(args: list[str]) -> Command:
     return Command("guard", service=args[0].lower(), reason=switch)
 
 
+_VERB_OPTIONS = {
+    "plan": {"--at", "--phases", "--region"},
+    "run": {"--immediate", "--dry-run", "--force", "--phases", "--region"},
+    "drill": {"--rehearse"},
+}
+
+
+def _assess_command(service: str, rest: list[str]) -> Command:
+    if rest[:1] == ["--region"] and len(rest) == 2:
+        return Command("assess", service=service, regions=parse_regions(rest[1]))
+    if rest:
+        raise UsageError("`/rollback assess` takes a service name and optionally --region")
+    return Command("assess", service=service)
+
+
 def _service_command(verb: str, args: list[str]) -> Command:
     if not args or args[0].startswith("-"):
         raise UsageError(f"`/rollback {verb}` needs a service name")
     service, rest = args[0].lower(), args[1:]
     if verb == "assess":
-        if rest[:1] == ["--region"] and len(rest) == 2:
-            return Command(verb, service=service, regions=parse_regions(rest[1]))
-        if rest:
-            raise UsageError("`/rollback assess` takes a service name and optionally --region")
-        return Command(verb, service=service)
-    allowed = {"--to", "--region"} | (
-        {"--at"} if verb == "plan" else {"--immediate", "--dry-run", "--force"}
-    )
+        return _assess_command(service, rest)
+    allowed = {"--to"} | _VERB_OPTIONS[verb]
     values: dict[str, str] = {}
     flags: set[str] = set()
     reason: list[str] = []
@@ -175,14 +213,23 @@ def _service_command(verb: str, args: list[str]) -> Command:
                     raise UsageError(f"`{token}` is given twice; give it once")
                 values[token] = rest[i + 1]
                 i += 2
+                # `--phases application, verification`: a list typed with spaces stays whole
+                while token in _LISTS and values[token].endswith(",") and i < len(rest):
+                    if rest[i].startswith("--"):
+                        break
+                    values[token] += rest[i]
+                    i += 1
                 continue
             flags.add(token)
         else:
             reason.append(token)
         i += 1
+    if verb == "drill" and reason and "--rehearse" not in flags:  # a drill changes nothing
+        raise UsageError(f"`{reason[0]}` is not an option of `/rollback drill`")
     target = values.get("--to")
     if target is not None:
         parse_revision(target)
+    phases = values.get("--phases")
     region = values.get("--region")
     return Command(
         verb,
@@ -193,6 +240,8 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_immediate="--immediate" in flags,
         is_dry_run="--dry-run" in flags,
         is_forced="--force" in flags,
+        rehearse="--rehearse" in flags,
+        phases=parse_phases(phases) if phases is not None else (),
         regions=parse_regions(region) if region is not None else None,
     )
 

@@ -8,6 +8,7 @@ Pure: no I/O, no imports beyond the standard library.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -60,6 +61,7 @@ NEVER_RAN: tuple[RollbackStatus, ...] = (
 class RollbackKind(StrEnum):
     IMMEDIATE = "immediate"  # a responder's, no approval
     PLANNED = "planned"  # a request with votes (two-person rule)
+    REHEARSAL = "rehearsal"  # a responder's rollback and roll-forward in staging (never production)
 
 
 class StepStatus(StrEnum):
@@ -110,6 +112,7 @@ class DueKind(StrEnum):
     PAGE_ACK_NOTICES = "page.ack_notices"  # replaces the Acknowledge buttons once one is taken
     REVIEW_PUBLISH = "review.publish"
     REVIEW_REMIND = "review.remind"
+    REHEARSAL_FINISHED = "rehearsal.finished"  # post a rehearsal's report (no notices, no pages)
 
 
 # --- due-work keys: one function per key shape, so that no key is built by hand twice ---------
@@ -121,6 +124,14 @@ def started_key(rollback_id: int) -> str:
 
 def finished_key(rollback_id: int) -> str:
     return f"finished:{rollback_id}"
+
+
+def finished_kind(kind: str) -> DueKind:
+    """What the end of a rollback row schedules: a rehearsal's report, or the production
+    listeners (notices, pages, review, metrics), which a rehearsal must never reach."""
+    if kind == RollbackKind.REHEARSAL:
+        return DueKind.REHEARSAL_FINISHED
+    return DueKind.ROLLBACK_FINISHED
 
 
 def start_key(rollback_id: int, *, is_confirmed: bool = False) -> str:
@@ -275,3 +286,19 @@ def guard_confirm_key(release_id: int) -> str:
 def guard_page_key(release_id: int) -> str:
     """The page about a guard question: its due work, and the marker that it was sent once."""
     return f"guard-page:{release_id}"
+
+
+class DrillDueKind(StrEnum):
+    """Due work of the readiness drills."""
+
+    SCHEDULED = "drill.scheduled"  # one occurrence of a service's drills: {schedule: …}
+    STALE = "drill.stale"  # a /rollback drill still running long after its start: the bot died
+
+
+def drill_key(service: str, at: datetime) -> str:
+    """One scheduled drill of a service (also the drill row's schedule_key: it runs once)."""
+    return f"drill:{service}:{at.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def drill_stale_key(drill_id: int) -> str:
+    return f"drill-stale:{drill_id}"

@@ -79,6 +79,11 @@ def may_run_immediately(service: Governed, user: str) -> bool:
     return user in service.spec.responders
 
 
+def may_rehearse(service: Governed, user: str) -> bool:
+    """Responders rehearse a rollback in staging: it changes staging, so not everyone may."""
+    return user in service.spec.responders
+
+
 def may_force(service: Governed, user: str, group_members: Iterable[str] = ()) -> bool:
     """Only an approver may take a rollback past the point of no return."""
     return user in approver_ids(service, group_members)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from bot.execution.engine import Engine
     from storage.repository import Repository
 
+# Rehearsals run in staging and are never counted among a service's rollbacks.
+PRODUCTION_KINDS = tuple(k for k in RollbackKind if k != RollbackKind.REHEARSAL)
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -147,7 +150,7 @@ class Metrics:
         """
         for service in catalog.services.values():
             strategy = service.spec.strategy
-            for kind in RollbackKind:
+            for kind in PRODUCTION_KINDS:
                 self.rollbacks_started.labels(service.name, strategy, kind)
             for outcome in OUTCOMES:
                 self.rollbacks_finished.labels(service.name, strategy, outcome)
@@ -216,6 +219,8 @@ class RunningRollbacks(Collector):
             return
         counts = dict.fromkeys(self.catalog.services, 0)
         for r in rows:
+            if r.kind == RollbackKind.REHEARSAL:  # staging: no production alert may see it
+                continue
             counts[r.service] = counts.get(r.service, 0) + 1
             began = (r.started_at or r.created_at).timestamp()
             started.add_metric([str(r.id), r.service, r.strategy], began)

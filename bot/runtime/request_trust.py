@@ -82,6 +82,8 @@ def malformed(body: bytes, content_type: str) -> str | None:
         return "the body is not UTF-8"
     if media.strip().lower() == "application/json":
         return _json_object(text, "the JSON body")[1]
+    if not (text.startswith("payload=") or "&payload=" in text):
+        return None  # a slash command: no need to parse the form (it is on every ack's path)
     payload = parse_qs(text).get("payload")
     if not payload:
         return None  # a slash command (Bolt reads its form fields with .get)

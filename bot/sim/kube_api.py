@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from kubernetes.client import ApiClient, Configuration
 
+from bot.sim.kube_access import AccessRule
 from bot.sim.kube_controller import DEPLOYMENTS, DeploymentController
 from bot.sim.kube_discovery import ApiResource
 from bot.sim.kube_http import Answer, KubeHttpServer
@@ -150,8 +151,7 @@ class KubeSimulator(LoopbackSimulator):
         """Pods of this deployment crash-loop: rollouts to them end in ProgressDeadlineExceeded.
 
         With `image`, only pods whose template runs that image do (a bad release): rolling back
-        to a template without it completes, as on a real cluster. Without, every pod does.
-        """
+        to a template without it completes, as on a real cluster. Without, every pod does."""
         with self._lock:
             key = (namespace, deployment, image)
             if is_never_ready:
@@ -179,6 +179,11 @@ class KubeSimulator(LoopbackSimulator):
         """Jobs created from now on named `name_prefix…` end so (the latest matching rule wins)."""
         with self._lock:
             self._jobs.rules.append(JobRule(namespace, name_prefix, outcome, after_seconds))
+
+    def set_access_rules(self, rules: Sequence[AccessRule] | None) -> None:
+        """Authorize every request by `rules` (see `kube_access`); None allows all (default)."""
+        with self._lock:
+            self._rest.access.rules = None if rules is None else list(rules)
 
     def tick(self) -> None:
         """Run the controllers now (after advancing an injected clock)."""

@@ -129,6 +129,15 @@ _BUILTIN = (
         short_names=("pdb",),
         subresources=("status",),
     ),
+    # a question, not an object: create only, answered and stored nowhere (kube_access)
+    ApiResource(
+        "authorization.k8s.io",
+        ("v1",),
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
 _ISTIO = ("v1", "v1beta1", "v1alpha3")
 _PREINSTALLED_CRDS = (

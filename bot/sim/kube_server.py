@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from bot.sim.kube_access import SSAR, AccessRules, request_verb
 from bot.sim.kube_http import Answer
 from bot.sim.kube_schema import (
     KubeError,
@@ -74,10 +75,12 @@ class KubeRestApi:
         store: ObjectStore,
         pods_in: Callable[[str | None], list[JSON]],
         address: Callable[[], str] = lambda: "127.0.0.1:0",
+        access: AccessRules | None = None,
     ) -> None:
         self._store = store
         self._pods_in = pods_in
         self._address = address
+        self.access = access or AccessRules()
 
     def answer(
         self, method: str, path: str, query: dict[str, list[str]], content_type: str, raw: bytes
@@ -119,6 +122,14 @@ class KubeRestApi:
         subresources = self._store.discovery.subresources(route.rt.group, route.rt.plural)
         if route.subresource is not None and route.subresource not in subresources:
             raise KubeError.no_such_resource()
+        if route.rt == SSAR:
+            if method != "POST":
+                raise KubeError.method_not_supported(route.rt, method.lower())
+            return Answer(201, self.access.review(body), {})
+        verb = request_verb(method, route.name, query)
+        self.access.check(
+            verb, route.rt, route.subresource, route.namespace or "", route.name or ""
+        )
         dry_run = _dry_run(method, query)
         if route.rt.kind == "Pod":
             return self._pods(method, route, query)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.rollback.lifecycle import StepStatus
+
 
 class ActiveRollbackExists(Exception):
     """The service already has an active rollback (the partial unique index said no)."""
@@ -29,6 +31,8 @@ class NewStep:
     name: str
     kind: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    status: str = StepStatus.PENDING  # SKIPPED: a phase a partial rollback does not run
+    error: str | None = None  # why a step stored as skipped never runs
     region: str | None = None  # multi-region services: the region and its wave
     wave: int | None = None
 

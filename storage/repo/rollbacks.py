@@ -39,15 +39,16 @@ class RollbacksMixin(RepositoryBase):
         scheduled_at: datetime | None = None,
         required_approvals: int = 1,
         expires_at: datetime | None = None,
+        phases: Sequence[str] | None = None,
         steps: Sequence[NewStep] = (),
         schedule: Callable[[int], Sequence[NewWork]] | None = None,
     ) -> Rollback:
-        """Persist a rollback with its plan's steps in one transaction (a crash can never leave
-        an active rollback without a plan); raise `ActiveRollbackExists` if the service already
-        has one."""
+        """Persist a rollback with its plan's steps in one transaction (a crash never leaves an
+        active rollback without a plan); `ActiveRollbackExists` if the service has one."""
         if kind not in tuple(RollbackKind):
             raise ValueError(f"unknown rollback kind {kind!r}")
         _check_rollback_status(status)
+        started_at = now if status == RollbackStatus.RUNNING else None  # immediate: at once
         for attempt in range(3):
             rollback = Rollback(
                 service=service,
@@ -62,10 +63,9 @@ class RollbacksMixin(RepositoryBase):
                 scheduled_at=scheduled_at,
                 required_approvals=required_approvals,
                 expires_at=expires_at,
+                phases=list(phases) if phases is not None else None,
                 created_at=now,
-                started_at=now
-                if status == RollbackStatus.RUNNING
-                else None,  # immediate: starts at once
+                started_at=started_at,
             )
             try:
                 with self._write() as session:

@@ -119,6 +119,8 @@ def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]
             name=step.name,
             kind=step.kind,
             detail=dict(step.detail),
+            status=step.status,
+            error=step.error,
             region=step.region,
             wave=step.wave,
         )

@@ -47,7 +47,7 @@ def test_the_forms_have_the_inputs_the_handler_reads() -> None:
     def inputs(view: dict[str, Any]) -> set[str]:
         return {b["block_id"] for b in view["blocks"] if b["type"] == "input"}
 
-    assert inputs(PLAN_FORM) == {"reason", "target", "window"}
+    assert inputs(PLAN_FORM) == {"reason", "target", "window", "phases"}
     assert inputs(REJECT_FORM) == {"reason"}
 
 

@@ -87,6 +87,17 @@ _STALE = {
     "metadata": {"name": "checkout-api", "resourceVersion": "1"},
 }
 ONE = DEP + "/checkout-api"
+SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def _ssar(attributes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+
+
 IMAGE = "/spec/template/spec/containers/0/image"
 
 # id: (method, path, body, headers, (real status, real reason), how bot/sim differs or None)
@@ -164,6 +175,16 @@ CASES: dict[str, tuple[str, str, Any, Any, tuple[int, str], str | None]] = {
     ),
     "object that does not exist": ("GET", DEP + "/nope", None, None, (404, "NotFound"), None),
     "scale subresource": ("GET", ONE + "/scale", None, None, (200, ""), None),
+    "SelfSubjectAccessReview": (
+        "POST", SSAR, _ssar({"verb": "patch", "group": "apps", "resource": "deployments",
+                             "namespace": "shop", "name": "checkout-api"}),
+        None, (201, ""), None,
+    ),
+    "SelfSubjectAccessReview without attributes": (
+        "POST", SSAR, {"apiVersion": "authorization.k8s.io/v1",
+                       "kind": "SelfSubjectAccessReview", "spec": {}},
+        None, (422, "Invalid"), None,
+    ),
     "unsupported patch content type": (
         "PATCH", ONE, {"spec": {"replicas": 2}}, {"Content-Type": "text/plain"},
         (415, "UnsupportedMediaType"), None,
@@ -203,3 +224,15 @@ def test_dry_run_and_unknown_fields_leave_the_same_object(
         b.send("POST", DEP, _other_with_unknown_field())
     assert "replicaz" not in real.send("GET", DEP + "/other").body["spec"]
     assert "replicaz" not in sim.send("GET", DEP + "/other").body["spec"]  # dropped (a Warning)
+
+
+def test_a_self_subject_access_review_answers_in_the_same_shape(
+    backends: tuple[Backend, Backend], namespace: str
+) -> None:
+    """What the drill reads: status.allowed (the admin may; the simulator without rules too)."""
+    attributes = {"verb": "create", "group": "batch", "resource": "jobs", "namespace": namespace}
+    for b in backends:
+        answer = b.send("POST", SSAR, _ssar(attributes))
+        assert answer.status == 201 and answer.body["kind"] == "SelfSubjectAccessReview"
+        assert answer.body["status"]["allowed"] is True
+        assert answer.body["spec"]["resourceAttributes"] == attributes

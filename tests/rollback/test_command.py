@@ -297,6 +297,7 @@ def test_verbs_are_those_of_the_contract() -> None:
         "history",
         "review",
         "guard",
+        "drill",
     }
 
 
@@ -401,4 +402,32 @@ def test_guard_shows_or_switches(text: str, expected: Command) -> None:
 )
 def test_guard_refuses_what_it_cannot_do(text: str, problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
+        parse_command(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("drill checkout", Command("drill", service="checkout")),
+        ("drill Checkout --to 41", Command("drill", service="checkout", target_revision="41")),
+        ("drill checkout --to v1.2", Command("drill", service="checkout", target_revision="v1.2")),
+    ],
+)
+def test_drill_parses(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("drill", "`/rollback drill` needs a service name"),
+        ("drill --to 3", "`/rollback drill` needs a service name"),
+        ("drill checkout --to", "`--to` needs a value"),
+        ("drill checkout --to 3 --to 4", "`--to` is given twice"),
+        ("drill checkout now", "`now` is not an option of `/rollback drill`"),
+        ("drill checkout --tu 3", "`--tu` is not an option of `/rollback drill`"),
+    ],
+)
+def test_drill_usage_errors(text: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(problem)):
         parse_command(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from bot.adapters.kube.access import AccessReviews
 from bot.adapters.kube.kubectl import (
     CHANGE_CAUSE,
     RESTARTED_AT,
@@ -24,6 +26,7 @@ from bot.adapters.kube.kubectl import (
     template_fingerprint,
     undo_patch,
 )
+from bot.adapters.kube.reads import ReadOnce
 from bot.adapters.kube.resources import Resources
 from bot.adapters.kube.session import (
     JSON_PATCH,
@@ -72,12 +75,19 @@ def _scale_replicas(scale: k8s.V1Scale) -> int:
     return (scale.spec.replicas or 0) if scale.spec else 0
 
 
-class KubernetesClient(Resources, Watching):
+class KubernetesClient(Resources, Watching, AccessReviews):
     """Deployments, Services, Jobs and snapshots across kube contexts, with bounded retries.
 
     409 Conflict on a read-modify-write re-reads and retries; 429/5xx and connection errors
     back off exponentially through the injected ``sleep``; any other 4xx fails at once.
     """
+
+    def reading_once(self) -> KubernetesClient:
+        """A view of this client (the same connections) that makes each read at most once:
+        for the checks of one drill, which read one moment of the cluster together."""
+        view = copy.copy(self)
+        view._reads = ReadOnce()
+        return view
 
     # ── deployments ──
 
@@ -256,12 +266,15 @@ class KubernetesClient(Resources, Watching):
 
     def _read_deployment(self, t: KubeTarget, name: str) -> k8s.V1Deployment:
         api = k8s.AppsV1Api(self._client(t))
-        return self._call(
-            f"GET deployment {t.namespace}/{name}",
-            lambda: api.read_namespaced_deployment(
-                name, t.namespace, _request_timeout=self._timeout
+        return self._read_once(
+            ("deployment", t, name),
+            lambda: self._call(
+                f"GET deployment {t.namespace}/{name}",
+                lambda: api.read_namespaced_deployment(
+                    name, t.namespace, _request_timeout=self._timeout
+                ),
+                _not_found("deployment", name, t),
             ),
-            _not_found("deployment", name, t),
         )
 
     def _patch_deployment(
@@ -286,6 +299,10 @@ class KubernetesClient(Resources, Watching):
 
     def _owned_replicasets(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
         """deploymentutil listReplicaSets: by the Deployment's selector, then controller uid."""
+        uid = meta(dep.metadata).uid
+        return self._read_once(("replicasets", t, uid), lambda: self._list_owned(t, dep))
+
+    def _list_owned(self, t: KubeTarget, dep: k8s.V1Deployment) -> list[k8s.V1ReplicaSet]:
         api = k8s.AppsV1Api(self._client(t))
         selector = label_selector_string(dep.spec.selector) or None
         items: list[k8s.V1ReplicaSet] = []

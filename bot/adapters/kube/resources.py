@@ -197,6 +197,12 @@ class Resources(ApiSession):
 
     def read_object(self, t: KubeTarget, api_version: str, kind: str, name: str) -> dict[str, Any]:
         """The object exactly as the API serves it (camelCase), ready for ``yaml.safe_dump``."""
+        key = ("object", t, api_version, kind, name)
+        return self._read_once(key, lambda: self._fetch_object(t, api_version, kind, name))
+
+    def _fetch_object(
+        self, t: KubeTarget, api_version: str, kind: str, name: str
+    ) -> dict[str, Any]:
         what, not_found = f"GET {kind} {t.namespace}/{name}", _not_found(kind.lower(), name, t)
         read = self._builtin_method(t, api_version, kind, "read")
         if read is not None:
@@ -254,6 +260,14 @@ class Resources(ApiSession):
         )
         return _json_object(patched)
 
+    def resource_of(self, t: KubeTarget, api_version: str, kind: str) -> tuple[str, str]:
+        """(API group, resource plural) of a kind, as RBAC names it (from discovery for CRDs)."""
+        builtin = _BUILTIN_KINDS.get((api_version, kind))
+        if builtin is not None:
+            group = api_version.rpartition("/")[0]
+            return group, "ingresses" if kind == "Ingress" else f"{builtin[1].replace('_', '')}s"
+        return _group_version(api_version)[0], self._plural(t, api_version, kind)
+
     # ── internals ──
 
     def _patch(
@@ -310,10 +324,15 @@ class Resources(ApiSession):
 
     def _read_service(self, t: KubeTarget, name: str) -> k8s.V1Service:
         api = k8s.CoreV1Api(self._client(t))
-        return self._call(
-            f"GET service {t.namespace}/{name}",
-            lambda: api.read_namespaced_service(name, t.namespace, _request_timeout=self._timeout),
-            _not_found("service", name, t),
+        return self._read_once(
+            ("service", t, name),
+            lambda: self._call(
+                f"GET service {t.namespace}/{name}",
+                lambda: api.read_namespaced_service(
+                    name, t.namespace, _request_timeout=self._timeout
+                ),
+                _not_found("service", name, t),
+            ),
         )
 
     def _plural(self, t: KubeTarget, api_version: str, kind: str) -> str:

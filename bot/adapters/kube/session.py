@@ -24,6 +24,7 @@ from bot.adapters.kube.api_errors import (
     _unreachable,
     error_from_api,
 )
+from bot.adapters.kube.reads import ReadOnce
 from bot.adapters.kube.values import KubeError, KubeTarget
 
 # the public module's name, as before the split: log lines and any filter on it stay the same
@@ -126,6 +127,7 @@ class ApiSession:
         self._pool_size: int | None = None  # the SDK's default until size_connection_pools
         self._plurals: dict[tuple[str | None, str, str], str] = {}
         self._lock = threading.Lock()
+        self._reads: ReadOnce | None = None  # set on a reading_once() view only
 
     def size_connection_pools(self, size: int) -> None:
         """Keep up to ``size`` connections per API server: as many as threads may call at once
@@ -162,6 +164,10 @@ class ApiSession:
                 raise KubeError(None, "ConfigError", message) from None
             self._clients[t.context] = _prepared(built, self._pool_size)
             return built
+
+    def _read_once(self, key: tuple[object, ...], fetch: Callable[[], T]) -> T:
+        """``fetch()``, or on a reading_once() view the value fetched for ``key`` before."""
+        return fetch() if self._reads is None else self._reads.get(key, fetch)
 
     def _call(self, what: str, request: Callable[[], T], not_found: str | None = None) -> T:
         """One API request; 429/5xx and connection errors are retried with exponential backoff."""
@@ -201,6 +207,8 @@ class ApiSession:
             except KubeError as exc:
                 if exc.status != 409 or exc.reason != "Conflict" or tries >= self._retries:
                     raise
+                if self._reads is not None:  # the object changed: read it again
+                    self._reads.clear()
                 tries += 1
                 log.warning(
                     "kubernetes %s: conflict, re-reading (retry %d/%d)", what, tries, self._retries

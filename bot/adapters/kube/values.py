@@ -119,3 +119,31 @@ class DeploymentListing:
 
     deployments: dict[str, DeploymentRevision]
     resource_version: str
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """One request the bot would make, as an authorizer sees it (RBAC's words)."""
+
+    verb: str  # get, list, create, patch …
+    group: str  # "" for the core group
+    resource: str  # plural, e.g. deployments
+    namespace: str
+    name: str = ""  # "" for a create (the name is not known to the authorizer then)
+    subresource: str = ""  # e.g. scale
+
+    def __str__(self) -> str:
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        qualified = f"{resource}.{self.group}" if self.group else resource
+        named = f" {self.name}" if self.name else ""
+        return f"{self.verb} {qualified}{named} in {self.namespace}"
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """A SelfSubjectAccessReview's answer (authorization.k8s.io/v1 status)."""
+
+    is_allowed: bool
+    is_denied: bool
+    reason: str
+    evaluation_error: str = ""

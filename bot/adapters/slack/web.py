@@ -166,6 +166,9 @@ class SlackClient:
     def conversations_list(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_list, **kwargs)
 
+    def conversations_info(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call(self.web.conversations_info, **kwargs)
+
     def conversations_join(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.web.conversations_join, **kwargs)
 

@@ -9,12 +9,14 @@ here. A kind with rules but no line here, or the reverse, stops the bot at impor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from bot.execution.steps import control, http, metrics
 from bot.execution.steps.base import Describe, StepRunner
 from bot.execution.steps.kubernetes import objects, traffic, waits
+from bot.rollback.lifecycle import StepStatus
+from bot.rollback.phases import NOT_SELECTED
 from bot.rollback.plan import STEP_RULES, Plan, StepRules
 from storage.repo.records import NewStep
 
@@ -70,9 +72,10 @@ STEPS: Mapping[str, StepKind] = _table(
 )
 
 
-def plan_rows(plan: Plan) -> list[NewStep]:
+def plan_rows(plan: Plan, skipped: Collection[str] = ()) -> list[NewStep]:
     """The plan as step rows, stored with the rollback before its first step runs: parameters,
-    timeout and irreversibility go in each step's detail."""
+    timeout and irreversibility go in each step's detail. The steps of the ``skipped`` phases
+    (``--phases``) are stored as skipped: the engine, and a resume, never run them."""
     return [
         NewStep(
             s.phase,
@@ -83,6 +86,8 @@ def plan_rows(plan: Plan) -> list[NewStep]:
                 "timeout_seconds": s.timeout_seconds,
                 "irreversible": s.is_irreversible,
             },
+            status=StepStatus.SKIPPED if s.phase in skipped else StepStatus.PENDING,
+            error=NOT_SELECTED if s.phase in skipped else None,
             region=s.region,
             wave=s.wave,
         )

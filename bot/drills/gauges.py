@@ -1,0 +1,54 @@
+"""The drill gauges of /metrics, read from the database at scrape time (every replica exports
+the same truth; the alert rules RollbackDrillOverdue and RollbackNotReady aggregate with max by).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.catalog.load import Catalog
+from storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+class DrillGauges(Collector):
+    def __init__(self, repo: Repository, catalog: Catalog) -> None:
+        self.repo, self.catalog = repo, catalog
+
+    def collect(self) -> Iterator[Metric]:
+        success = GaugeMetricFamily(
+            "rollback_bot_drill_last_success_timestamp_seconds",
+            "Unix time the last successful readiness drill of a service finished.",
+            labels=["service"],
+        )
+        failed = GaugeMetricFamily(
+            "rollback_bot_drill_checks_failed",
+            "Checks of a service's last readiness drill that were not ✓ (0: ready).",
+            labels=["service"],
+        )
+        schedule = GaugeMetricFamily(
+            "rollback_bot_drill_schedule_seconds",
+            "The longest gap between two scheduled drills of a service (weekly, monthly).",
+            labels=["service"],
+        )
+        try:
+            passed = self.repo.latest_drills(is_passed=True)
+            latest = self.repo.latest_drills()
+        except Exception:  # a scrape must not fail because the database is away
+            log.exception("cannot read the drills for /metrics")
+            return
+        for name, service in sorted(self.catalog.services.items()):
+            if (p := passed.get(name)) is not None and p.finished_at is not None:
+                success.add_metric([name], p.finished_at.timestamp())
+            if (last := latest.get(name)) is not None:
+                failed.add_metric([name], float(last.failed_checks or (last.status != "passed")))
+            if service.drills.period_days:
+                schedule.add_metric([name], service.drills.period_days * 86400.0)
+        yield success
+        yield failed
+        yield schedule

@@ -1,0 +1,108 @@
+"""``/rollback drill <service> --rehearse [--to N] [reason]``: check, store and start a rehearsal.
+
+Refusals (not a responder, no ``staging:`` target, nothing to roll back to) are audited before
+they are said, and nothing is stored. A started rehearsal is stored with its steps before the
+engine gets it (durable before acted on; a restart resumes it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.catalog.load import Service
+from bot.deps import Deps
+from bot.execution.steps.table import plan_rows
+from bot.notify.blocks import escape
+from bot.notify.reply import Asker, Reply
+from bot.notify.status import progress_link, progress_url
+from bot.rehearsal.plan import Rehearsal, plan_rehearsal, where
+from bot.rollback import policy
+from bot.rollback.command import Command
+from bot.rollback.lifecycle import RollbackKind, RollbackStatus
+from bot.rollback.safety import Refusal, release_label
+from storage.models import Rollback
+from storage.repo.records import ActiveRollbackExists
+
+DEFAULT_REASON = "rehearsal of the rollback in staging"
+
+
+def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    """A real rollback of ``service`` in its staging target and the roll-forward after it."""
+    user, twin = asker.user, service.staging_twin()
+    if not policy.may_rehearse(service, user):
+        _refused(deps, service, asker, "not a responder")
+        return Reply(
+            f":no_entry: Only responders of *{service.name}* may rehearse its rollback in"
+            f" staging: {policy.who_may_run(service)}."
+        )
+    if twin is None:
+        _refused(deps, service, asker, "no staging: target in the catalog")
+        return Reply(
+            f":x: *{service.name}* has no `staging:` target in the catalog, so there is nowhere"
+            " to rehearse its rollback (a rehearsal never touches production). Add one to its"
+            " entry, e.g. `staging: {context: staging, namespace: shop}` (see"
+            " rollback.example.yaml). Nothing was changed."
+        )
+    try:
+        rehearsal = plan_rehearsal(deps.kube, twin, cmd.target_revision)
+    except Refusal as refusal:
+        _refused(deps, service, asker, str(refusal), target=cmd.target_revision)
+        return Reply(
+            f":no_entry: No rehearsal of *{service.name}* was started: {escape(str(refusal))}."
+            " Nothing was changed."
+        )
+    try:
+        row = _store(deps, service, twin, rehearsal, user, cmd.reason.strip() or DEFAULT_REASON)
+    except ActiveRollbackExists as exc:
+        active = deps.repo.get_rollback(exc.existing_id)
+        return Reply(
+            f":warning: A rehearsal of *{service.name}* is already running in staging:"
+            f" #{exc.existing_id}{progress_link(progress_url(deps, active))}. Follow it there,"
+            f" or `/rollback abort {exc.existing_id}`."
+        )
+    assert row.id is not None
+    undo = rehearsal.undo
+    deps.audit(
+        "rehearsal.started",
+        row,
+        user,
+        channel_id=asker.channel,
+        staging=where(twin),
+        from_revision=undo.from_revision,
+        to_revision=undo.to_revision,
+        target=cmd.target_revision,
+    )
+    deps.engine.submit(row.id)
+    return Reply(
+        f":arrows_counterclockwise: Rehearsal #{row.id} of *{service.name}* started in staging"
+        f" ({escape(where(twin))}): revision {undo.from_revision}"
+        f" ({escape(release_label(undo.images_before))}) back to {undo.to_revision}"
+        f" ({escape(release_label(undo.images_after))}) and forward again. Production is not"
+        f" touched. Progress in <#{service.channel}>."
+    )
+
+
+def _store(
+    deps: Deps, service: Service, twin: Service, rehearsal: Rehearsal, user: str, reason: str
+) -> Rollback:
+    """The running row and its steps in one transaction, under the staging key (raises
+    ActiveRollbackExists while another rehearsal of the service runs). No start due work: a
+    rehearsal sends no notices and pages nobody; its end posts the report."""
+    return deps.repo.create_rollback(
+        service=twin.name,
+        kind=RollbackKind.REHEARSAL,
+        strategy=rehearsal.plan.strategy,
+        requested_by=user,
+        reason=reason,
+        target_revision=str(rehearsal.undo.to_revision),
+        channel_id=service.channel,
+        status=RollbackStatus.RUNNING,
+        now=deps.clock(),
+        steps=plan_rows(rehearsal.plan),
+    )
+
+
+def _refused(deps: Deps, service: Service, asker: Asker, why: str, **detail: Any) -> None:
+    """Audited before it is answered; nothing was stored or changed."""
+    deps.audit(
+        "rehearsal.refused", service.name, asker.user, channel_id=asker.channel, why=why, **detail
+    )

@@ -1,0 +1,127 @@
+"""The rehearsal report: timings against the SLA, a failure said with its step and what staging
+runs now — from a real failed rehearsal (the staging rollout never becomes ready) and from rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.adapters.kube.client import KubernetesClient
+from bot.rehearsal.report import report_text, seconds_text, sla_verdict, timings
+from bot.sim.kube_api import KubeSimulator
+from storage.models import Rollback, RollbackStep
+from tests.conftest import Harness, catalog_yaml, service_yaml
+from tests.rehearsal.test_durable import SimClock, until
+
+T0 = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+UNDO = {
+    "deployment": "checkout-api",
+    "from_revision": 3,
+    "to_revision": 2,
+    "images_before": {"app": "shop/checkout:v3"},
+    "images_after": {"app": "shop/checkout:v2"},
+}
+
+
+def step(
+    position: int, phase: str, kind: str, start: float, end: float | None, **kw: Any
+) -> RollbackStep:
+    return RollbackStep(
+        rollback_id=1,
+        phase=phase,
+        position=position,
+        name=kw.pop("name", kind),
+        kind=kind,
+        status=kw.pop("status", "succeeded"),
+        started_at=T0 + timedelta(seconds=start),
+        finished_at=T0 + timedelta(seconds=end) if end is not None else None,
+        detail=kw.pop("detail", {}),
+    )
+
+
+def rehearsal(status: str) -> Rollback:
+    return Rollback(
+        id=1,
+        service="checkout@staging",
+        status=status,
+        kind="rehearsal",
+        strategy="undo",
+        requested_by="U0ONCALL1",
+        created_at=T0,
+    )
+
+
+def test_a_slow_rollback_is_said_to_breach_the_sla() -> None:
+    steps = [
+        step(0, "preparation", "snapshot", 0, 1),
+        step(1, "application", "rollout_undo", 1, 2, detail={"undo": UNDO}),
+        step(2, "application", "wait_rollout", 2, 961),
+        step(3, "cleanup", "rollout_undo", 961, 962),
+        step(4, "cleanup", "wait_rollout", 962, 1000),
+    ]
+    t = timings(steps)
+    assert (t.rollback, t.roll_forward) == (961.0, 39.0)
+    text = report_text(
+        rehearsal("succeeded"), steps, t, sla_minutes=15, state="checkout-api: …", is_back=True
+    )
+    assert "Rehearsal #1 of checkout in staging succeeded* — asked by <@U0ONCALL1>" in text
+    assert (
+        "Rollback from revision 3 (checkout:v3) to 2 (checkout:v2), verified: 16 min 01 s" in text
+    )
+    assert "*over the 15 min SLA* (107 % of it): a production rollback this slow" in text
+    assert "Roll-forward to revision 3, verified: 39 s." in text
+    assert "not* back" not in text
+
+
+def test_sla_words() -> None:
+    assert sla_verdict(42, 15) == "within the 15 min SLA (5 % of it)"
+    assert sla_verdict(3, 15) == "within the 15 min SLA (under 1 % of it)"
+    assert seconds_text(61.4) == "1 min 01 s" and seconds_text(0.4) == "0 s"
+
+
+def test_a_failed_rehearsal_says_where_it_stopped_and_that_staging_is_not_back(
+    make_harness: Any,
+) -> None:
+    clock = SimClock()
+    with KubeSimulator(clock=clock) as staging, KubeSimulator() as prod:
+        staging.seed_deployment(
+            "shop",
+            "checkout-api",
+            images=["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"],
+        )
+        staging.set_never_ready("shop", "checkout-api", image="shop/checkout:v2")
+        clusters = {"staging": staging, "prod": prod}
+        kube = KubernetesClient(api_client_for=lambda c: clusters[str(c)].api_client())
+        h: Harness = make_harness(
+            catalog_yaml(
+                service_yaml("checkout", None, context="prod", staging="{context: staging}")
+            ),
+            prometheus_url=None,
+            kube=kube,
+        )
+        assert "Rehearsal #1" in h.slash("drill checkout --rehearse").json()["text"]
+        staging.wait_for_request("PATCH", "/deployments/checkout-api")
+        clock.offset += 700  # past the deployment's progressDeadlineSeconds
+        staging.tick()
+        until(
+            lambda: bool(h.bot.deps.repo.list_audit_events(kind="rehearsal.reported")), "the report"
+        )
+        (reported,) = h.bot.deps.repo.list_audit_events(kind="rehearsal.reported")
+        assert reported.detail["status"] == "failed"
+        assert reported.detail["is_back_at_start"] is False
+        (post,) = [
+            c.params["text"]
+            for c in h.slack.calls_to("chat.postMessage")
+            if "Production was not touched" in str(c.params.get("text"))
+        ]
+        assert "Rehearsal #1 of checkout in staging failed" in post
+        assert "Stopped at *Wait for the rollback to roll out*:" in post
+        assert 'deployment "checkout-api" exceeded its progress deadline' in post
+        assert "Rollback from revision 3 (checkout:v3) to 2 (checkout:v2): did not finish" in post
+        assert "Roll-forward to revision 3: did not run." in post
+        assert "Staging now: checkout-api: revision 4 (app=shop/checkout:v2) 0/3 available" in post
+        assert "Staging is *not* back at revision 3 (checkout:v3)" in post
+        assert "`kubectl --context staging -n shop rollout undo deployment/checkout-api" in post
+        assert "--to-revision=3`" in post
+        assert prod.requests == []
+        assert h.bot.deps.repo.list_pages(1) == []  # a failed rehearsal is no incident

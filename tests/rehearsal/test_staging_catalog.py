@@ -1,0 +1,157 @@
+"""The catalog's ``staging:`` target: what it resolves to, and ``file:line`` errors for bad ones."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.catalog.load import parse_catalog, staging_key
+from bot.catalog.yaml_lines import CatalogError
+
+
+def catalog(service_extra: str, *, strategy: str = "undo") -> str:
+    head = textwrap.dedent(
+        f"""\
+        defaults:
+          channel: C0DEPLOYS
+          context: prod-eu
+        services:
+          checkout:
+            namespace: shop
+            deployment: checkout-api
+            strategy: {strategy}
+            health_url: http://checkout.shop.svc/health
+            signals:
+              error_rate: sum(rate(errors[5m]))
+            responders: [U0ONCALL1]
+            oncall:
+              - {{name: Primary, phone: "+15550100001"}}
+            point_of_no_return: {{revision: 7, reason: schema v12}}
+        """
+    )
+    return head + textwrap.indent(textwrap.dedent(service_extra), "    ")
+
+
+STAGING_LINE = 16  # where catalog() puts the service's extra lines
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "rollback.yaml")
+    return caught.value.errors
+
+
+def test_the_contract_example_resolves_to_a_staging_twin() -> None:
+    text = catalog("staging: {context: staging, namespace: shop, deployment: checkout-api}\n")
+    found = parse_catalog(text)
+    twin = found.target_of("checkout@staging")
+    assert twin is not None and twin.name == staging_key("checkout") == "checkout@staging"
+    assert (twin.context, twin.namespace, twin.spec.deployment) == (
+        "staging",
+        "shop",
+        "checkout-api",
+    )
+    # what watches or protects production is not carried over
+    assert twin.spec.health_url is None and twin.spec.signals == {}
+    assert twin.spec.point_of_no_return is None and twin.spec.oncall == []
+    assert not twin.notifications.incident_channel and not twin.guard.is_enabled
+    # who may act and the SLA are the service's
+    assert twin.spec.responders == ["U0ONCALL1"] and twin.sla_minutes == 15
+    # production resolves as before; get() never hands out the twin
+    assert found.target_of("checkout") is found.get("checkout")
+    assert found.get("checkout@staging") is None
+    assert found.target_of("checkout@prod") is None and found.target_of("nope@staging") is None
+
+
+def test_left_out_keys_are_production_s_and_the_health_url_is_staging_s() -> None:
+    text = catalog(
+        "staging:\n  namespace: shop-staging\n  health_url: http://checkout.staging/health\n"
+    )
+    twin = parse_catalog(text).target_of("checkout@staging")
+    assert twin is not None
+    assert (twin.context, twin.namespace, twin.spec.deployment) == (
+        "prod-eu",
+        "shop-staging",
+        "checkout-api",
+    )
+    assert twin.spec.health_url == "http://checkout.staging/health"
+
+
+def test_a_service_without_staging_has_no_twin() -> None:
+    found = parse_catalog(catalog(""))
+    checkout = found.get("checkout")
+    assert checkout is not None and checkout.staging_twin() is None
+    assert found.target_of("checkout@staging") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "message"),
+    [
+        (
+            "staging: {namespace: shop}\n",
+            0,
+            "services.checkout.staging: names production (context prod-eu, namespace shop);"
+            " give the staging context or namespace",
+        ),
+        (
+            "staging: {}\n",
+            0,
+            "services.checkout.staging: names production",
+        ),
+        (
+            "staging:\n  context: staging\n  namespace: Shop_Staging\n",
+            2,
+            "'Shop_Staging' is not a namespace name",
+        ),
+        (
+            "staging:\n  context: staging\n  deployment: Checkout API\n",
+            2,
+            "'Checkout API' is not a Deployment name",
+        ),
+        (
+            "staging:\n  context: staging\n  health_url: checkout.staging/health\n",
+            2,
+            "health_url must be an http:// or https:// URL",
+        ),
+        (
+            "staging:\n  context: staging\n  cluster: eu\n",
+            2,
+            "cluster",
+        ),
+        (
+            "staging:\n  context: ''\n",
+            1,
+            "context",
+        ),
+    ],
+)
+def test_a_bad_staging_block_is_an_error_at_its_line(extra: str, line: int, message: str) -> None:
+    line += STAGING_LINE  # the table gives it from the staging: line
+    errors = errors_of(catalog(extra))
+    assert any(e.startswith(f"rollback.yaml:{line}: ") and message in e for e in errors), errors
+
+
+def test_rehearsals_cover_the_undo_plan_only() -> None:
+    text = catalog(
+        "blue_green: {service: checkout, stable: blue, candidate: checkout-green}\n"
+        "staging: {context: staging}\n",
+        strategy="blue-green",
+    )
+    (error,) = errors_of(text)
+    assert error.startswith(
+        f"rollback.yaml:{STAGING_LINE + 1}: services.checkout.staging: a rehearsal runs"
+    )
+    assert "checkout uses blue-green, which rehearsals do not cover yet" in error
+
+
+def test_check_config_exits_1_with_file_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rollback.yaml"
+    path.write_text(catalog("staging: {namespace: shop}\n"), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr()
+    assert f"{path}:{STAGING_LINE}: services.checkout.staging: names production" in err.err

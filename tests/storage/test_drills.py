@@ -1,0 +1,97 @@
+"""Drills in the database (SQLite and PostgreSQL): stored before the checks, finished with each
+check, one per Slack delivery and per scheduled occurrence, the latest per service."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.rollback.lifecycle import RollbackKind, RollbackStatus, StepStatus
+from storage.repo.records import NewStep
+from storage.repository import Repository
+from tests.storage.threads import run_in_threads
+
+OK = {"name": "Target", "state": "ok", "reason": "r", "todo": ""}
+BAD = {"name": "Permissions", "state": "failed", "reason": "no", "todo": "grant"}
+
+
+def test_a_drill_round_trips_with_its_checks(repo: Repository, now: datetime) -> None:
+    drill_id = repo.start_drill(
+        "checkout", now, trigger="manual", requested_by="U1", channel_id="C1"
+    )
+    assert drill_id is not None
+    assert repo.get_drill(drill_id).status == "running"  # type: ignore[union-attr]
+    assert repo.last_drill("checkout") is None  # a running drill is no result yet
+    done = repo.finish_drill(
+        drill_id, now + timedelta(seconds=2), checks=[OK, BAD], duration_seconds=1.5
+    )
+    assert done.status == "failed" and done.failed_checks == 1
+    repo.set_drill_message(drill_id, "1.2")
+    stored = repo.last_drill("checkout")
+    assert stored is not None and stored.checks == [OK, BAD] and stored.message_ts == "1.2"
+    assert stored.duration_seconds == 1.5 and stored.finished_at == now + timedelta(seconds=2)
+    assert repo.last_drill("checkout", is_passed=True) is None
+
+
+def test_latest_drills_per_service(repo: Repository, now: datetime) -> None:
+    for service, checks, minutes in (
+        ("checkout", [OK], 0),
+        ("checkout", [BAD], 10),
+        ("search", [OK], 5),
+    ):
+        drill_id = repo.start_drill(service, now + timedelta(minutes=minutes), trigger="manual")
+        assert drill_id is not None
+        repo.finish_drill(
+            drill_id, now + timedelta(minutes=minutes), checks=checks, duration_seconds=1
+        )
+    latest = repo.latest_drills()
+    assert {s: d.status for s, d in latest.items()} == {"checkout": "failed", "search": "passed"}
+    passed = repo.latest_drills(is_passed=True)
+    assert passed["checkout"].started_at == now and passed["search"].status == "passed"
+    assert [d.service for d in repo.list_drills()] == ["search", "checkout", "checkout"]
+
+
+def test_one_drill_per_delivery_and_per_occurrence(repo: Repository, now: datetime) -> None:
+    keys = run_in_threads(
+        8, lambda _: repo.start_drill("checkout", now, trigger="manual", delivery_key="d-1")
+    )
+    assert len([k for k in keys if k is not None]) == 1
+    scheduled = run_in_threads(
+        8,
+        lambda _: repo.start_drill("checkout", now, trigger="scheduled", schedule_key="drill:x:1"),
+    )
+    assert len([k for k in scheduled if k is not None]) == 1
+
+
+def test_an_error_is_not_a_pass(repo: Repository, now: datetime) -> None:
+    drill_id = repo.start_drill("checkout", now, trigger="manual")
+    assert drill_id is not None
+    assert repo.finish_drill(drill_id, now, checks=[], duration_seconds=0).status == "failed"
+    again = repo.start_drill("checkout", now, trigger="manual")
+    assert again is not None
+    broken = repo.finish_drill(again, now, checks=[OK], duration_seconds=0, error="Boom")
+    assert broken.status == "error"
+
+
+def test_phase_durations_of_succeeded_rollbacks(repo: Repository, now: datetime) -> None:
+    for minutes, status in (
+        (3, RollbackStatus.SUCCEEDED),
+        (5, RollbackStatus.SUCCEEDED),
+        (50, RollbackStatus.FAILED),
+    ):
+        rollback = repo.create_rollback(
+            service="checkout",
+            kind=RollbackKind.IMMEDIATE,
+            strategy="undo",
+            requested_by="U1",
+            status=RollbackStatus.RUNNING,
+            now=now,
+            steps=[NewStep("application", "undo", "rollout_undo", {})],
+        )
+        assert rollback.id is not None
+        step = repo.list_steps(rollback.id)[0]
+        assert step.id is not None
+        repo.start_step(step.id, now)
+        repo.finish_step(step.id, StepStatus.SUCCEEDED, now + timedelta(minutes=minutes))
+        repo.set_rollback_status(rollback.id, status, now + timedelta(minutes=minutes))
+    assert sorted(d["application"] for d in repo.phase_durations("checkout")) == [180.0, 300.0]
+    assert repo.phase_durations("search") == []
