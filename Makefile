@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/idle_cpu.py
 	$(BIN)/python benchmarks/guard_round.py
 	$(BIN)/python benchmarks/guard_latency.py
+	$(BIN)/python benchmarks/regions.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.catalog.load import load_catalog
+from bot.catalog.load import Catalog, load_catalog
+from bot.catalog.regions import context_warnings
 from bot.catalog.yaml_lines import CatalogError
 from bot.runtime.logs import setup_logging
 from bot.settings import ConfigurationError, Settings, load_settings
@@ -74,10 +75,30 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in template_errors:
             print(line, file=sys.stderr)
         return 1
-    for warning in catalog.warnings:
+    for warning in [*catalog.warnings, *_region_context_warnings(catalog, settings.kubeconfig)]:
         print(warning, file=sys.stderr)
     print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")
     return 0
+
+
+def _region_context_warnings(catalog: Catalog, kubeconfig: str | None) -> list[str]:
+    """Regions naming a context the kubeconfig lacks (in a pod there is none to read)."""
+    if not any(r.context for s in catalog.services.values() for r in s.regions):
+        return []
+    from bot.adapters.kube.contexts import kubeconfig_contexts  # why: 0.5 s, regions only
+
+    known = kubeconfig_contexts(kubeconfig)
+    if known is None:
+        where = kubeconfig or "~/.kube/config"
+        return [
+            f"{catalog.source}:1: warning: cannot read the kubeconfig ({where}) to check"
+            " the regions' contexts"
+        ]
+    return [
+        w
+        for s in catalog.services.values()
+        for w in context_warnings(catalog.source, s.name, s.regions, known)
+    ]
 
 
 def _template_errors_in(path: str, known: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.approvals import submit
 from bot.assessment import service as assessment
-from bot.catalog.load import Service
+from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.drills.report import drill_history
 from bot.drills.run import drill_command
@@ -46,6 +46,10 @@ def _help(deps: Deps, cmd: Command, asker: Asker) -> Reply:
 
 
 def _assess(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
+    try:
+        service = service.only_regions(cmd.regions)  # --region: only those regions
+    except PlanError as exc:
+        return Reply(f":x: {blocks.escape(str(exc))}.")
     return assessment.assess(deps, service, asker)
 
 

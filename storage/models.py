@@ -176,6 +176,9 @@ class RollbackStep(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     error: str | None = None
+    # multi-region services: the region whose cluster the step acts on, and its wave (from 0)
+    region: str | None = None
+    wave: int | None = None
 
 
 class Approval(SQLModel, table=True):

@@ -104,6 +104,7 @@ def request_message(
     tz: tzinfo = UTC,
     more: str | None = REASON_IN_THREAD,
     phases: str | None = None,
+    regions: str = "",
 ) -> tuple[str, list[Block]]:
     """The approval request: what will change, why, who asked, the votes and the buttons.
     A reason too long to show whole is cut, with ``more`` saying where it can be read."""
@@ -123,6 +124,8 @@ def request_message(
     ]
     if phases:  # a partial rollback (--phases): what it runs and what it skips
         facts.insert(3, f"*Phases* {phases}")
+    if regions:  # a multi-region service: which regions, in which waves (partial: said)
+        facts.append(f"*Regions* {regions}")
     is_open = r.status == RollbackStatus.PENDING_APPROVAL
     if r.expires_at is not None and is_open:
         facts.append(f"*Expires* {when(r.expires_at)}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from bot.adapters.slack.web import SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.catalog.load import Service
+from bot.regions.text import steps_regions_line
 from bot.rollback import policy
 from bot.rollback.phases import stored_selection
 from storage.models import Rollback
@@ -26,7 +27,7 @@ def request_blocks(
 ) -> tuple[str, list[dict[str, object]]]:
     assert r.id is not None
     assessment = deps.repo.get_assessment(r.assessment_id) if r.assessment_id else None
-    steps = deps.repo.list_steps(r.id) if r.phases else []
+    steps = deps.repo.list_steps(r.id)
     selection = stored_selection(r.phases, (s.phase for s in steps))
     return approval_blocks.request_message(
         r,
@@ -37,6 +38,7 @@ def request_blocks(
         two_person_rule=service.approval.two_person_rule,
         note=note,
         tz=service.tz,
+        regions=steps_regions_line(service, steps),
         phases=selection.describe() if selection else None,
     )
 

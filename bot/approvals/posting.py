@@ -15,6 +15,7 @@ from bot.catalog.load import Service
 from bot.execution.dry_run import describe_plan
 from bot.notify.blocks import escape, escape_keeping_mentions
 from bot.notify.limits import message_text
+from bot.regions.text import stored_service
 from bot.rollback.lifecycle import RollbackStatus, expire_key
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
@@ -57,6 +58,8 @@ def _dry_run(deps: Deps, r: Rollback, service: Service, problems: list[str]) -> 
     """The request's plan as a dry run reads it now; what would refuse or fail it goes to
     ``problems``."""
     try:
+        assert r.id is not None
+        service = stored_service(service, deps.repo.list_steps(r.id))  # its --region, if any
         plan = service.plan(r.target_revision)
         return describe_plan(
             deps, service, plan, r.target_revision, problems=problems, phases=r.phases or ()

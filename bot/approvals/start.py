@@ -26,6 +26,8 @@ from bot.catalog.load import Service
 from bot.execution.engine import started_work
 from bot.execution.preflight import Refusal, check
 from bot.notify.blocks import escape_keeping_mentions
+from bot.regions.assess import assess_regions
+from bot.regions.text import stored_service
 from bot.rollback.assess import Decision
 from bot.rollback.lifecycle import (
     STARTABLE,
@@ -112,8 +114,9 @@ def _refused_at_start(deps: Deps, r: Rollback, service: Service, item: DueWork) 
     have waited while the deployment or the bot's history changed. A refusal ends it here,
     before it is running (so before any notice or page), and says why in its thread."""
     assert r.id is not None
-    try:
-        check(deps, service, r.target_revision, pin=False, phases=r.phases or ())
+    try:  # the regions it was requested for (--region), each against its own cluster
+        regional = stored_service(service, deps.repo.list_steps(r.id))
+        check(deps, regional, r.target_revision, pin=False, phases=r.phases or ())
     except Refusal as refusal:
         ended = end_waiting(
             deps,
@@ -143,7 +146,10 @@ def _reassess(deps: Deps, service: Service, r: Rollback) -> Decision | None:
     """A fresh assessment, stored and audited; None when it could not be made."""
     assessment_id = deps.repo.create_assessment(service.name, None, service.channel, deps.clock())
     try:
-        result = assess_service(deps.reader, service)
+        if service.regions:  # every region at once: the worst one decides
+            result = assess_regions(deps.reader, deps.kube, service)[0]
+        else:
+            result = assess_service(deps.reader, service)
     except Exception as exc:
         log.exception("re-assessment of %s before rollback #%s failed", service.name, r.id)
         deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())

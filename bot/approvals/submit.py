@@ -19,6 +19,7 @@ from bot.deps import Deps
 from bot.execution.preflight import Refusal, audit_refusal, check, phases_problem
 from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.notify.reply import Asker, Reply
+from bot.regions.text import plan_regions_line
 from bot.rollback import policy
 from bot.rollback.command import (
     Command,
@@ -77,13 +78,14 @@ def submit_request(
     assert r.id is not None and r.expires_at is not None
     deps.kick_due_work()  # post it now, not at the next tick
     start = f"at {local_time(window, service.tz)}" if window else "as soon as it is approved"
+    where = plan_regions_line(deps.catalog.get(service.name) or service, checked.plan)
     selection = checked.selection
     part = f" Phases: {selection.describe()}." if selection and selection.is_partial else ""
     return (
         f":clipboard: Rollback request #{r.id} of *{service.name}* is waiting for"
         f" {plural(r.required_approvals, 'approval')} in <#{service.channel}>"
         f" ({policy.who_may_approve(service)}). It starts {start}; the request expires at"
-        f" {when(r.expires_at)}.{part}"
+        f" {when(r.expires_at)}.{part}" + (f"\n:world_map: {where}." if where else "")
     )
 
 
@@ -112,6 +114,10 @@ def _refused_request(
 
 def plan(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     """``/rollback plan <service> [--to N] [--at HH:MM] [--phases p,…] <reason>``."""
+    try:
+        service = service.only_regions(cmd.regions)  # --region: a partial rollback
+    except PlanError as exc:
+        return Reply(f":x: {escape(str(exc))}.")
     if (problem := phases_problem(service, cmd.phases)) is not None:
         return Reply(f":x: {escape(problem)}. Nothing was requested.")
     window = None

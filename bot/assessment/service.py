@@ -14,9 +14,10 @@ from bot.approvals.blocks import assess_again_button, assessment_buttons
 from bot.assessment.signals import assess_service, store_assessment
 from bot.catalog.load import Service
 from bot.deps import Deps
-from bot.execution.preflight import current_release, release_text, stale_assessment
+from bot.execution.release import current_release, release_text, stale_assessment
 from bot.notify import blocks
 from bot.notify.reply import DATABASE_DOWN, Asker, Reply, Respond, tell_on_error
+from bot.regions.assess import assess_regions, region_lines
 from bot.rollback.assess import Decision
 from storage.errors import StorageError
 
@@ -97,8 +98,12 @@ def start_assessment(deps: Deps, service: Service, asker: Asker) -> None:
 def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Asker) -> None:
     """Read the signals, store the result and post the decision with its buttons."""
     started = time.monotonic()
+    regions: list[dict[str, Any]] = []
     try:
-        result = assess_service(deps.reader, service)
+        if service.regions:  # every region at once; the message leads with the worst
+            result, regions = assess_regions(deps.reader, deps.kube, service)
+        else:
+            result = assess_service(deps.reader, service)
     except Exception as exc:
         deps.repo.fail_assessment(assessment_id, f"{type(exc).__name__}: {exc}", deps.clock())
         asker.respond(
@@ -111,11 +116,14 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
     deps.metrics.assessments.labels(service.name, result.decision.value).inc()
     release = _release(deps, service)
     now = deps.clock()
-    store_assessment(deps.repo, service, assessment_id, result, now, release)
+    store_assessment(deps.repo, service, assessment_id, result, now, release, regions)
     user = asker.user
     text, bl = blocks.assessment_message(
         result, assessment_id=assessment_id, requested_by=user, at=now
     )
+    if regions:
+        bl.insert(2, blocks.section(region_lines(regions)))
+        text += "\n" + region_lines(regions)
     where = release_text(release) if release else "the running release could not be read"
     bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{where}_"}]})
     is_rollback_advised = result.decision in (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
@@ -80,8 +80,10 @@ def store_assessment(
     result: Assessment,
     now: datetime,
     release: Mapping[str, Any] | None = None,
+    regions: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Store the decision, the readings and every trigger (the review's trigger analysis)."""
+    """Store the decision, the readings and every trigger (the review's trigger analysis);
+    ``regions``: each region's decision (the stored one is the worst region's)."""
     inputs = {
         r.signal.value: {"value": r.value, "note": r.note, "query": service.signals.get(r.signal)}
         for r in result.results
@@ -103,6 +105,7 @@ def store_assessment(
         },
         "thresholds": service.thresholds.__dict__,
         "release": dict(release) if release else None,  # what ran when it was assessed
+        "regions": [dict(r) for r in regions],
     }
     repo.complete_assessment(
         assessment_id,

@@ -11,7 +11,7 @@ live in :mod:`bot.catalog.yaml_lines`. This module resolves the spec into the ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,9 +19,15 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bot.catalog.consistency import (
+    approvals_an_approver_cannot_get,
+    contradictory_thresholds,
+    impossible_approvals,
+)
 from bot.catalog.drills import Drills, drill_problems
 from bot.catalog.guard import guard_config, overlay
 from bot.catalog.guard_checks import guard_problems
+from bot.catalog.regions import Region, region_problems, resolve_regions, resolve_waves
 from bot.catalog.rollouts import workload_problems
 from bot.catalog.spec import (
     LEVEL_SLA_MINUTES,
@@ -73,7 +79,29 @@ class Service:
     review_reminder_hours: float = 24
     timezone: str = "UTC"
     guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
+    regions: tuple[Region, ...] = ()  # empty: one cluster, as named by context/namespace
+    waves: tuple[tuple[str, ...], ...] = ()
+    region: Region | None = None  # set on the copy that stands for one region (in_region)
     drills: Drills = field(default_factory=Drills)  # the resolved drills:
+
+    def region_named(self, name: str) -> Region | None:
+        return next((r for r in self.regions if r.name == name), None)
+
+    def in_region(self, name: str) -> Service:
+        """This service as it is in one region: that region's context, namespace, deployment
+        and SLA (so the steps, checks and state reads of the region go to its cluster)."""
+        r = self.region_named(name)
+        if r is None:
+            raise KeyError(f"{self.name} has no region {name}")
+        spec = self.spec.model_copy(update={"deployment": r.deployment})
+        return replace(
+            self,
+            spec=spec,
+            context=r.context,
+            namespace=r.namespace,
+            sla_minutes=r.sla_minutes,
+            region=r,
+        )
 
     def staging_twin(self) -> Service | None:
         """This service pointed at its ``staging:`` target, or None without one: what a
@@ -96,6 +124,8 @@ class Service:
                 "oncall": [],
                 "auto_rollback": None,
                 "staging": None,
+                "regions": None,  # staging is one target: never the production regions
+                "waves": None,
             }
         )
         return replace(
@@ -106,6 +136,9 @@ class Service:
             namespace=namespace,
             notifications=self.notifications.model_copy(update={"incident_channel": False}),
             guard=GuardConfig(),
+            regions=(),
+            waves=(),
+            region=None,
         )
 
     @property
@@ -147,6 +180,24 @@ class Service:
                 http_rollback=s.http_rollback.model_dump() if s.http_rollback else None,
             )
         )
+
+    def only_regions(self, names: tuple[str, ...] | None) -> Service:
+        """The service narrowed to the regions of ``--region`` (a partial rollback); all of
+        them when ``names`` is None. Raises PlanError naming what is wrong."""
+        if names is None:
+            return self
+        if not self.regions:
+            raise PlanError(
+                f"{self.name} runs in one cluster (no regions: in the catalog), so `--region`"
+                " does not apply; leave it out"
+            )
+        known = [r.name for r in self.regions]
+        if unknown := [n for n in names if n not in known]:
+            raise PlanError(
+                f"{self.name} has no region {', '.join(unknown)} (its regions: {', '.join(known)})"
+            )
+        waves = tuple(w for w in (tuple(n for n in wave if n in names) for wave in self.waves) if w)
+        return replace(self, regions=tuple(r for r in self.regions if r.name in names), waves=waves)
 
 
 class PlanError(ValueError):
@@ -199,7 +250,11 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         errors.extend(errors_from(exc, mapper.lines, source, CatalogSpec))
         spec = _valid_parts(data)  # so that every problem is reported now, not batch by batch
     has_valid_defaults = "defaults" not in data or _validates(Defaults, data.get("defaults"))
-    catalog = _resolve(spec, source)
+    catalog = _resolve(spec, source, mapper.lines)
+    raw_services = data.get("services")
+    for name, raw in raw_services.items() if isinstance(raw_services, dict) else ():
+        if isinstance(raw, dict):
+            errors += region_problems(source, str(name), raw, mapper.lines)
     errors += _strategy_sections(catalog, mapper.lines)
     errors += workload_problems(source, spec.services, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
@@ -211,13 +266,11 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         mapper.lines,
     )
     if has_valid_defaults:
-        errors += _contradictory_thresholds(spec, catalog, mapper.lines)
-        errors += _impossible_approvals(catalog, mapper.lines)
+        errors += contradictory_thresholds(spec, catalog, mapper.lines)
+        errors += impossible_approvals(catalog, mapper.lines)
     if errors:
         raise CatalogError(sorted(dict.fromkeys(errors), key=line_number))
-    return replace(
-        catalog, warnings=tuple(_approvals_an_approver_cannot_get(catalog, mapper.lines))
-    )
+    return replace(catalog, warnings=tuple(approvals_an_approver_cannot_get(catalog, mapper.lines)))
 
 
 def _validates(model: type[BaseModel], data: object) -> bool:
@@ -278,110 +331,49 @@ def _staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]
     return out
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _listed_approvers(svc: Service) -> list[str] | None:
-    """The approvers' user ids; None when a user group is listed (its size is not known)."""
-    users = [a for a in svc.spec.approvers if isinstance(a, str)]
-    return users if len(users) == len(svc.spec.approvers) else None
-
-
-def _impossible_approvals(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
-    """A planned rollback that no request can ever get approved: fewer approvers than votes.
-
-    (A requester never approves their own request under the two-person rule, but a requester
-    who is not an approver leaves every listed approver free to vote.)"""
-    out = []
-    for name, svc in catalog.services.items():
-        users = _listed_approvers(svc)
-        needed = svc.approval.min_approvals
-        if users and needed > len(set(users)):
-            line = line_for(("services", name, "approvers"), lines)
-            out.append(
-                f"{catalog.source}:{line}: services.{name}: approval needs"
-                f" {_count(needed, 'approval')} but only {_count(len(set(users)), 'approver')}"
-                f" {'is' if len(set(users)) == 1 else 'are'} listed, so no planned rollback can"
-                " ever be approved (list more approvers or a user group, or lower"
-                " approval.min_approvals)"
-            )
-    return out
-
-
-def _approvals_an_approver_cannot_get(
-    catalog: Catalog, lines: Mapping[Path_, int]
-) -> Iterator[str]:
-    """Possible, but not for everyone: under the two-person rule an approver who requests
-    leaves one approver fewer to vote."""
-    for name, svc in catalog.services.items():
-        users = _listed_approvers(svc)
-        needed = svc.approval.min_approvals
-        if users and svc.approval.two_person_rule and needed == len(set(users)):
-            line = line_for(("services", name, "approvers"), lines)
-            yield (
-                f"{catalog.source}:{line}: warning: services.{name}: approval needs"
-                f" {_count(needed, 'approval')} and {_count(needed, 'approver')} are listed:"
-                " a request made by one of them can never be approved (the two-person rule"
-                " keeps the requester from voting)"
-            )
-
-
-def _threshold_problems(t: Thresholds) -> dict[str, str]:
-    problems = {}
-    if t.error_rate_high > t.error_rate_critical:
-        problems["error_rate"] = "error_rate: high is above critical"
-    if not t.latency_p95_medium <= t.latency_p95_high <= t.latency_p95_critical:
-        problems["latency_p95_seconds"] = "latency_p95_seconds: needs medium ≤ high ≤ critical"
-    return problems
-
-
-def _contradictory_thresholds(
-    spec: CatalogSpec, catalog: Catalog, lines: Mapping[Path_, int]
-) -> list[str]:
-    """A high threshold above the critical one would never fire critical: say so where it is
-    written (under defaults, or in the service that wrote that signal's thresholds)."""
-    out = []
-    defaults = _threshold_problems(spec.defaults.thresholds.apply(Thresholds()))
-    for signal, problem in defaults.items():
-        line = line_for(("defaults", "thresholds", signal), lines)
-        out.append(f"{catalog.source}:{line}: defaults.thresholds: {problem}")
-    for name, service in catalog.services.items():
-        written = service.spec.thresholds.model_fields_set
-        for signal, problem in _threshold_problems(service.thresholds).items():
-            if signal in written:
-                line = line_for(("services", name, "thresholds", signal), lines)
-                out.append(f"{catalog.source}:{line}: services.{name}.thresholds: {problem}")
-    return out
-
-
-def _resolve(spec: CatalogSpec, source: str) -> Catalog:
+def _resolve(spec: CatalogSpec, source: str, lines: Mapping[Path_, int]) -> Catalog:
     d = spec.defaults
     base = d.thresholds.apply(Thresholds())
     services = {
-        name: Service(
-            name=name,
-            spec=s,
-            channel=s.channel or d.channel or "",
-            namespace=s.namespace or d.namespace,
-            context=s.context or d.context,
-            sla_minutes=s.sla_minutes
-            or (LEVEL_SLA_MINUTES[s.level] if s.level else None)
-            or d.sla_minutes,
-            thresholds=s.thresholds.apply(base),
-            health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
-            approval=overlay(d.approval, s.approval),
-            notifications=overlay(d.notifications, s.notifications),
-            templates={**d.templates, **s.templates},
-            window_grace_minutes=d.window_grace_minutes,
-            review_reminder_hours=d.review_reminder_hours,
-            timezone=s.timezone or d.timezone,
-            guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
-            drills=overlay(d.drills, s.drills),
+        name: _with_regions(
+            Service(
+                name=name,
+                spec=s,
+                channel=s.channel or d.channel or "",
+                namespace=s.namespace or d.namespace,
+                context=s.context or d.context,
+                sla_minutes=s.sla_minutes
+                or (LEVEL_SLA_MINUTES[s.level] if s.level else None)
+                or d.sla_minutes,
+                thresholds=s.thresholds.apply(base),
+                health_timeout_seconds=s.health_timeout_seconds or d.health_timeout_seconds,
+                approval=overlay(d.approval, s.approval),
+                notifications=overlay(d.notifications, s.notifications),
+                templates={**d.templates, **s.templates},
+                window_grace_minutes=d.window_grace_minutes,
+                review_reminder_hours=d.review_reminder_hours,
+                timezone=s.timezone or d.timezone,
+                guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+                drills=overlay(d.drills, s.drills),
+            ),
+            lines,
         )
         for name, s in spec.services.items()
     }
     return Catalog(source=source, services=services)
+
+
+def _with_regions(service: Service, lines: Mapping[Path_, int]) -> Service:
+    s = service.spec
+    regions = resolve_regions(
+        s.regions,
+        namespace=service.namespace,
+        deployment=s.deployment,
+        sla_minutes=service.sla_minutes,
+        lines=lines,
+        at=("services", service.name),
+    )
+    return replace(service, regions=regions, waves=resolve_waves(regions, s.waves))
 
 
 def load_catalog(path: str | Path) -> Catalog:

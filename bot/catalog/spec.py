@@ -32,6 +32,7 @@ from bot.catalog.fields import (
     _channel_ids,
     _timezone,
 )
+from bot.catalog.regions import RegionSpec
 from bot.rollback.assess import Thresholds
 from bot.rollback.plan import STEP_KINDS, STEP_RULES
 
@@ -298,6 +299,8 @@ class ServiceSpec(_Strict):
     point_of_no_return: PointOfNoReturn | None = None
     timezone: str | None = None  # overrides defaults.timezone
     auto_rollback: AutoRollback | None = None  # keys given here override defaults.auto_rollback
+    regions: list[RegionSpec] | None = Field(default=None, min_length=1)  # see catalog/regions
+    waves: list[list[str]] | None = None  # default: one region per wave, in list order
     staging: StagingTarget | None = None  # where rehearsals run (/rollback drill … --rehearse)
     drills: Drills | None = None  # keys given here override defaults.drills
 

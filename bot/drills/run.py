@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 from bot.adapters.slack.web import SlackError
 from bot.catalog.load import PlanError, Service
@@ -99,8 +100,7 @@ def readiness_checks(deps: Deps, service: Service, target: str | None) -> list[C
     # one moment of the cluster for every check: each object is read once, writes still go out
     deps = replace(deps, kube=deps.kube.reading_once())
     jobs: list[tuple[str, Callable[[], list[Check]]]] = [
-        ("Target", lambda: target_checks(deps.kube, reader.http, service, plan, target)),
-        ("Permissions", lambda: [permissions_check(deps.kube, service, plan)]),
+        *_cluster_jobs(deps, service, target),
         ("Dry run", lambda: [dry_run_check(deps, service, plan, target)]),
         ("Prometheus", lambda: [prometheus_check(reader.prometheus, service, plan)]),
         ("On-call ladder", lambda: [oncall_check(deps.settings, service)]),
@@ -116,6 +116,35 @@ def readiness_checks(deps: Deps, service: Service, target: str | None) -> list[C
     ]
     futures = [(name, reader.pool.submit(job)) for name, job in jobs]
     return [c for name, future in futures for c in _outcome(name, future)]
+
+
+def _cluster_jobs(
+    deps: Deps, service: Service, target: str | None
+) -> list[tuple[str, Callable[[], list[Check]]]]:
+    """The target and permission checks, on each cluster the service runs in: a multi-region
+    service's every region (its own context, namespace and deployment), named with it."""
+
+    def target_job(place: Service) -> list[Check]:
+        found = target_checks(deps.kube, deps.reader.http, place, place.plan(None), target)
+        return _in_region(place, found)
+
+    def permissions_job(place: Service) -> list[Check]:
+        return _in_region(place, [permissions_check(deps.kube, place, place.plan(None))])
+
+    places = [service.in_region(r.name) for r in service.regions] or [service]
+    return [
+        (f"{name}{_where(place)}", partial(job, place))
+        for place in places
+        for name, job in (("Target", target_job), ("Permissions", permissions_job))
+    ]
+
+
+def _where(place: Service) -> str:
+    return f" ({place.region.name})" if place.region is not None else ""
+
+
+def _in_region(place: Service, checks: list[Check]) -> list[Check]:
+    return [replace(c, name=c.name + _where(place)) for c in checks]
 
 
 def _outcome(name: str, future: Future[list[Check]]) -> list[Check]:

@@ -66,8 +66,10 @@ def describe_plan(
     else:
         plan = checked.plan
         lines += [f":warning: {escape(w)}." for w in checked.warnings]
-    phase = None
+    phase, region = None, None
     for n, s in enumerate(plan.steps, 1):
+        if s.region != region:  # a multi-region plan: each region read on its own cluster
+            region, phase, dry = s.region, None, _region_dry_run(deps, service, s, lines)
         is_skipped = s.phase in selection.skipped
         if s.phase != phase:
             phase = s.phase
@@ -89,6 +91,13 @@ def describe_plan(
     if ponr and ponr.phase in selection.skipped:
         lines[-1] += " — skipped (its phase is not selected)"
     return "\n".join(lines)
+
+
+def _region_dry_run(deps: Deps, service: Service, s: StepSpec, lines: list[str]) -> DryRun:
+    """What reads the cluster of the region ``s`` is in (headed in ``lines``)."""
+    regional = service.in_region(s.region) if s.region else service
+    lines.append(f":world_map: *{s.region}* (wave {(s.wave or 0) + 1})")
+    return DryRun(deps.kube, regional, KubeTarget(regional.context, regional.namespace))
 
 
 def _selection(plan: Plan, phases: Sequence[str], service: Service) -> PhaseSelection:

@@ -30,10 +30,10 @@ from bot.execution.contracts import (
     RollbackListeners,
     worker_name,
 )
-from bot.execution.service_state import describe_service_state
 from bot.execution.steps.base import Aborted, StepContext, StepFailed
 from bot.execution.steps.table import STEPS
 from bot.notify.blocks import escape
+from bot.regions.waves import region_prometheus, run_waves, service_state
 from bot.rollback.lifecycle import (
     IN_ENGINE,
     DueKind,
@@ -178,32 +178,42 @@ class Engine:
             return
         self.progress.changed(rollback_id)
         steps = self.repo.list_steps(rollback_id)
+        run = run_waves if any(s.region for s in steps) else Engine.run_steps  # regions: waves
+        outcome, error = run(self, rollback_id, service, steps)
+        if outcome == StepOutcome.ABORTED or (
+            outcome == StepOutcome.SUCCEEDED and self._is_abort_requested(rollback_id)
+        ):  # an abort asked during the last step is said too
+            self._abort(rollback_id)
+        elif outcome == StepOutcome.FAILED:
+            self._finish(rollback_id, RollbackStatus.FAILED, error)
+        elif outcome == StepOutcome.SUCCEEDED:
+            self._finish(rollback_id, RollbackStatus.SUCCEEDED, None)
+
+    def run_steps(
+        self, rollback_id: int, service: Service, steps: list[RollbackStep]
+    ) -> tuple[StepOutcome, str | None]:
+        """Run the steps not finished yet, in order: how the run ended, and why it failed.
+        LEASE_LOST also stands for "stopping here" (another process resumes it)."""
         phase = None
         for step in steps:
             if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
                 continue
             if self._is_abort_requested(rollback_id):
-                self._abort(rollback_id)
-                return
+                return StepOutcome.ABORTED, None
             if self._stopping.is_set():
                 log.info("rollback #%d: stopping; the next process resumes it", rollback_id)
-                return
+                return StepOutcome.LEASE_LOST, None
             if step.phase != phase:
                 phase = step.phase
                 self._tell("phase_started", rollback_id, phase)
             outcome, error = self._run_step(rollback_id, service, step)
-            if outcome == StepOutcome.ABORTED:
-                self._abort(rollback_id)
-                return
-            if outcome == StepOutcome.LEASE_LOST:
-                return
-            if outcome == StepOutcome.FAILED:
-                self._finish(rollback_id, RollbackStatus.FAILED, f"{step.name}: {error}")
-                return
-        if self._is_abort_requested(rollback_id):  # asked during the last step: say so
-            self._abort(rollback_id)
-            return
-        self._finish(rollback_id, RollbackStatus.SUCCEEDED, None)
+            if outcome != StepOutcome.SUCCEEDED:
+                return outcome, f"{step.name}: {error}" if error else None
+        return StepOutcome.SUCCEEDED, None
+
+    def tell_region_started(self, rollback_id: int, region: str) -> None:
+        """The listeners' optional ``region_started`` (each region's SLA clock starts here)."""
+        self._tell("region_started", rollback_id, region)
 
     def _run_step(
         self, rollback_id: int, service: Service, step: RollbackStep
@@ -231,9 +241,8 @@ class Engine:
         self.repo.finish_step(
             step_id, StepStatus.SUCCEEDED, self.clock(), detail=detail, audit=audit
         )
-        self.progress.note(
-            rollback_id, f":white_check_mark: *{step.name}* ({detail['seconds']:.1f} s)"
-        )
+        label = f"{step.region}: {step.name}" if step.region else step.name
+        self.progress.note(rollback_id, f":white_check_mark: *{label}* ({detail['seconds']:.1f} s)")
         if not self.repo.claim_rollback(rollback_id, self.worker, self.clock(), self.lease):
             log.warning(
                 "rollback #%d: lease lost to another worker after %s", rollback_id, step.name
@@ -263,7 +272,8 @@ class Engine:
             self.repo.finish_step(
                 step.id, StepStatus.FAILED, self.clock(), error=str(exc), audit=audit
             )
-            self.progress.note(rollback_id, f":x: *{step.name}* failed: {escape(str(exc))}")
+            label = f"{step.region}: {step.name}" if step.region else step.name
+            self.progress.note(rollback_id, f":x: *{label}* failed: {escape(str(exc))}")
             return StepOutcome.FAILED, str(exc)
         log.error("rollback #%d step %s raised", rollback_id, step.name, exc_info=exc)
         error = f"internal error ({type(exc).__name__}); the bot's log has the details"
@@ -283,7 +293,7 @@ class Engine:
             target=KubeTarget(service.context, service.namespace),
             kube=self.kube,
             http=self.http,
-            prometheus=self.prometheus,
+            prometheus=region_prometheus(self.prometheus, self.http, service),
             clock=self.clock,
             wait=lambda seconds: self._wait(rollback_id, seconds),
             remember=lambda detail: self._remember(step_id, detail),
@@ -341,7 +351,9 @@ class Engine:
         aborted = self._get(rollback_id)  # its error says who aborted it and why
         self._finish(rollback_id, RollbackStatus.ABORTED, aborted.error)
         service = self.catalog.target_of(aborted.service)
-        state = describe_service_state(self.kube, service) if service is not None else None
+        state = None
+        if service is not None:  # a multi-region one: each region, as the steps left it
+            state = service_state(self.kube, service, self.repo.list_steps(rollback_id))
         self.progress.note(rollback_id, abort_summary(steps, state))
 
     def _finish(self, rollback_id: int, status: RollbackStatus, error: str | None) -> None:

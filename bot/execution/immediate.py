@@ -21,6 +21,7 @@ from bot.notify import blocks
 from bot.notify.blocks import escape
 from bot.notify.reply import Asker, Reply, Respond, tell_on_error
 from bot.notify.status import progress_link, progress_url
+from bot.regions.text import plan_regions_line
 from bot.rollback import policy
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import WAITING, AssessmentStatus, RollbackKind, RollbackStatus
@@ -47,6 +48,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
     [reason]``."""
     user = asker.user
     try:
+        service = service.only_regions(cmd.regions)  # --region: a partial rollback
         plan = service.plan(None)
     except PlanError as exc:
         return Reply(f":x: {exc}")
@@ -59,6 +61,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         )
     if not cmd.is_immediate:
         subset = f" --phases {','.join(cmd.phases)}" if cmd.phases else ""
+        subset += f" --region {','.join(cmd.regions)}" if cmd.regions else ""
         return Reply(
             f"A planned rollback of *{service.name}* needs approval: `/rollback plan"
             f" {service.name} [--to N] [--at HH:MM]{subset} <reason>`. Responders can run it now"
@@ -114,6 +117,7 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
             f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval."
         )
     assessment_id = int(assessment) if assessment.isdigit() else None
+    service = _assessed_regions(deps, service, assessment_id)  # before: the same release
     if (stale := stale_reply(deps, service, assessment_id)) is not None:
         return stale
     started = start_immediate(
@@ -126,6 +130,21 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
         channel_id=where.get("channel_id"),
     )
     return Reply(started.text)
+
+
+def _assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -> Service:
+    """The regions the assessment read (``assess --region`` narrows what its button rolls
+    back); all of them when it names none or a region left the catalog."""
+    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+    names = (
+        tuple(str(r.get("region")) for r in (found.result or {}).get("regions", []))
+        if found
+        else ()
+    )
+    try:
+        return service.only_regions(names) if names and service.regions else service
+    except PlanError:
+        return service
 
 
 def _may_force(deps: Deps, service: Service, user: str) -> bool:
@@ -172,10 +191,9 @@ def start_immediate(
 ) -> Started:
     """Check, store and start an immediate rollback (the caller checked the user is a
     responder, and an approver for ``is_forced``); returns what to tell them, and the
-    rollback's id when one started. A refusal is
-    audited and said before anything is stored, superseded, notified or paged; a planned
-    request still waiting is superseded only by a rollback that starts. ``phases``: the subset
-    of the plan to run (``--phases``; empty: all)."""
+    rollback's id when one started. A refusal is audited and said before anything is stored,
+    superseded, notified or paged; a planned request still waiting is superseded only by a
+    rollback that starts. ``phases``: the subset of the plan to run (``--phases``; empty: all)."""
     try:
         checked = check(deps, service, target_revision, is_forced=is_forced, phases=phases)
     except Refusal as refusal:
@@ -216,24 +234,33 @@ def start_immediate(
     )
     deps.engine.submit(rollback.id)
     deps.engine.kick_due_work()  # the start's notices and pages go out now
-    return Started(_started_text(service, rollback.id, checked, plan, superseded), rollback.id)
+    text = _started_text(deps, service, rollback.id, checked, plan, superseded)
+    return Started(text, rollback.id)
 
 
 def _started_text(
-    service: Service, rollback_id: int, checked: Checked, plan: Plan, superseded: int | None
+    deps: Deps, service: Service, rid: int, checked: Checked, plan: Plan, superseded: int | None
 ) -> str:
-    """What the responder is told: the plan's size (and phases, when partial) and where to
-    follow it; what an approver's ``--force`` overrode is said aloud."""
+    """What the responder is told: the plan's size (and phases, when partial), a multi-region
+    rollback's regions and waves, and where to follow it; what an approver's ``--force``
+    overrode is said aloud."""
     note = f" It replaces request #{superseded}, which was waiting." if superseded else ""
+    note = _regions_note(deps, service, plan) + note
     note += "".join(f"\n:warning: {escape(w)}." for w in checked.warnings)
     steps = f"{len(plan.steps)} steps"
     if selection := _partial(checked):
         running = sum(s.phase in selection.selected for s in plan.steps)
         steps = f"{running} of {len(plan.steps)} steps; phases {selection.describe()}"
     return (
-        f":arrows_counterclockwise: Rollback #{rollback_id} of *{service.name}* started"
+        f":arrows_counterclockwise: Rollback #{rid} of *{service.name}* started"
         f" ({plan.strategy}, {steps}). Progress in <#{service.channel}>.{note}"
     )
+
+
+def _regions_note(deps: Deps, service: Service, plan: Plan) -> str:
+    """Which regions, in which waves; a partial rollback says which are left as they are."""
+    where = plan_regions_line(deps.catalog.get(service.name) or service, plan)
+    return f"\n:world_map: {where}." if where else ""
 
 
 def _refused_start(

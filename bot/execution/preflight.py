@@ -9,7 +9,8 @@ with the reason and what to do. So a refused command never notifies or pages any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -124,42 +125,6 @@ def undone_releases(repo: Repository, service: Service) -> list[RolledBackFrom]:
     return found
 
 
-def current_release(kube: KubernetesClient, service: Service) -> dict[str, Any]:
-    """What runs now (deployment, revision, images), stored with an assessment: its buttons are
-    about that release only. Raises KubeError when the cluster cannot be read."""
-    t = KubeTarget(service.context, service.namespace)
-    info = workload(kube, service.workload_kind).info(t, service.spec.deployment)
-    return {"deployment": info.name, "revision": info.revision, "images": dict(info.images)}
-
-
-def release_text(release: Mapping[str, Any]) -> str:
-    """``checkout-api at revision 3 (checkout:v3)``."""
-    images = release_label(release.get("images") or {})
-    return f"{release.get('deployment')} at revision {release.get('revision')} ({images})"
-
-
-def stale_assessment(
-    kube: KubernetesClient, service: Service, assessed: Mapping[str, Any] | None
-) -> str | None:
-    """Why an assessment's button must not act any more (the deployment moved on since, or
-    the bot cannot tell), or None when it still describes what runs."""
-    if not assessed:
-        return None  # made without a readable cluster: the checks of the start still apply
-    try:
-        now = current_release(kube, service)
-    except KubeError as exc:
-        return (
-            f"cannot tell whether {service.name} changed since this assessment ({exc});"
-            " assess again"
-        )
-    if now["revision"] == assessed.get("revision"):
-        return None
-    return (
-        f"this assessment is about revision {assessed.get('revision')}; {service.name} is now at"
-        f" revision {now['revision']} — assess again"
-    )
-
-
 def phases_problem(service: Service, names: Sequence[str]) -> str | None:
     """Why ``--phases`` names a phase the service's plan does not have (a usage error, said
     before any check), or None. A plan that cannot be built is the checks' to report."""
@@ -225,13 +190,18 @@ def check_rollback(
     template checked here (an immediate rollback starts now: the step refuses if the
     deployment changed in between); a planned request is checked again when it starts.
     ``phases`` (``--phases``) selects a subset, checked by ``bot.rollback.phases``'s rules;
-    only the undos of the selected phases are checked (and resolved)."""
+    only the undos of the selected phases are checked (and resolved). A multi-region service
+    is checked region by region (``_check_regions``), each with the same selection."""
     try:
         plan = service.plan(None)
         selection = select_phases(plan, phases, service.name)
     except (PlanError, UsageError) as exc:
         raise Refusal(str(exc)) from None
-    warnings = check_subset(plan, selection, is_forced=is_forced)
+    warnings = check_subset(plan, selection, is_forced=is_forced)  # said once, for every region
+    if service.regions and service.region is None:
+        return _check_regions(
+            kube, repo, service, target, now=now, is_forced=is_forced, pin=pin, phases=phases
+        )
     undo_steps = [
         s for s in plan.steps if s.kind == "rollout_undo" and s.phase in selection.selected
     ]
@@ -257,6 +227,53 @@ def check_rollback(
         warnings += warning
     resolved = str(undos[0].to_revision) if target and undos else None
     return Checked(replace(plan, steps=tuple(steps)), resolved, tuple(warnings), selection)
+
+
+def _check_regions(
+    kube: KubernetesClient,
+    repo: Repository,
+    service: Service,
+    target: str | None,
+    *,
+    now: datetime,
+    is_forced: bool,
+    pin: bool,
+    phases: Sequence[str],
+) -> Checked:
+    """Every region checked against its own cluster, all at once; the plan is the regions'
+    plans in wave order, each step naming its region and wave. The first refusal (in wave
+    order) refuses the whole rollback, named with its region. Every region runs the same
+    ``--phases`` selection (the regions share the service's plan)."""
+    order = [(w, name) for w, wave in enumerate(service.waves) for name in wave]
+    with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="check") as pool:
+        futures = [
+            pool.submit(
+                check_rollback,
+                *(kube, repo, service.in_region(name), target),
+                now=now,
+                is_forced=is_forced,
+                pin=pin,
+                phases=phases,
+            )
+            for _, name in order
+        ]
+    steps: list[StepSpec] = []
+    said: dict[str, list[str]] = {}  # each warning, and the regions that gave it
+    resolved: str | None = None
+    selection: PhaseSelection | None = None
+    for (w, name), future in zip(order, futures, strict=True):
+        try:
+            checked = future.result()
+        except Refusal as refusal:
+            raise Refusal(f"{name}: {refusal}") from None
+        steps += [replace(s, region=name, wave=w) for s in checked.plan.steps]
+        for x in checked.warnings:
+            said.setdefault(x, []).append(name)
+        resolved = resolved or checked.target_revision
+        selection = selection or checked.selection
+    warnings = [x if len(r) == len(order) else f"{', '.join(r)}: {x}" for x, r in said.items()]
+    strategy = service.spec.strategy
+    return Checked(Plan(strategy, tuple(steps)), resolved, tuple(warnings), selection)
 
 
 def _check_undo(

@@ -206,7 +206,7 @@ ROLLBACK_ICONS: dict[str, str] = {
 }
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
@@ -271,8 +271,10 @@ def progress_message(
     now: datetime,
     more: str | None = None,
     state_note: str | None = None,
+    region_blocks: list[Block] | None = None,
 ) -> tuple[str, list[Block]]:
     """The live progress message: phase checklist, elapsed vs SLA, target, who started it.
+    ``region_blocks`` (a multi-region rollback): one checklist per region, each with its SLA.
 
     Any status reads true: a request that never ran says who asked and what it waits for (or
     how it ended), not "started by" and an SLA clock. ``more`` points to where a long reason can
@@ -284,7 +286,7 @@ def progress_message(
     if rollback.reason:
         reason = f"\n_Reason: {free_text(rollback.reason, more)}_"
     if has_started:
-        footer = _sla_footer(rollback, sla_minutes, now)
+        footer = _sla_footer(rollback, None if region_blocks else sla_minutes, now)
     elif rollback.status in NEVER_RAN:
         footer = f"{_ended_how(rollback)} — it never ran; nothing was changed."
     else:
@@ -292,23 +294,24 @@ def progress_message(
     blocks: list[Block] = [
         header(title),
         section(" · ".join(_progress_facts(rollback, steps, has_started)) + reason),
-        section("\n".join(_phase_lines(steps, now)) or "No steps."),
+        *(region_blocks or [section("\n".join(phase_lines(steps, now)) or "No steps.")]),
         context(footer),
     ]
     failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
     if rollback.status == RollbackStatus.FAILED and failed is not None:
         error = free_text(failed.error or "", more)
-        blocks.insert(3, section(f":x: *{escape(failed.name)}* failed: {error}"))
+        where = f"{failed.region}: " if getattr(failed, "region", None) else ""
+        blocks.insert(-1, section(f":x: *{escape(where + failed.name)}* failed: {error}"))
     if rollback.status in (RollbackStatus.ABORTING, RollbackStatus.ABORTED) and rollback.error:
         said = free_text(rollback.error, more, keep_mentions=True)  # who aborted it, and why
-        blocks.insert(3, section(f":octagonal_sign: {said}"))
+        blocks.insert(-1, section(f":octagonal_sign: {said}"))
     done = sum(s.status == StepStatus.SUCCEEDED for s in steps)
     to_run = [s for s in steps if s.error != NOT_SELECTED]  # a partial rollback's own steps
     text = f"{title}: {done}/{len(to_run)} steps done"
     return limits.fit_message(text, blocks, more=more)
 
 
-def _phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
+def phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
     """One line per phase that has steps: its state and how long its steps took."""
     lines = []
     for phase in PHASES:
@@ -317,7 +320,7 @@ def _phase_lines(steps: Sequence[Any], now: datetime) -> list[str]:
             continue
         state = _phase_state([s.status for s in in_phase])
         times = [(s.started_at, s.finished_at or now) for s in in_phase if s.started_at]
-        took = f" — {_duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
+        took = f" — {duration(sum((b - a).total_seconds() for a, b in times))}" if times else ""
         if state == StepStatus.SKIPPED:
             took = " — skipped"
         lines.append(f"{STEP_ICONS[state]} {PHASE_TITLES[phase]}{took}")
@@ -345,15 +348,19 @@ def _progress_facts(rollback: Any, steps: Sequence[Any], has_started: bool) -> l
     return facts
 
 
-def _sla_footer(rollback: Any, sla_minutes: int, now: datetime) -> str:
-    """How long it has run (or took) against its SLA."""
+def _sla_footer(rollback: Any, sla_minutes: int | None, now: datetime) -> str:
+    """How long it has run (or took) against its SLA (None: each region has its own)."""
     started = rollback.started_at or rollback.created_at
     elapsed = ((rollback.finished_at or now) - started).total_seconds()
-    sla = f"Elapsed {_duration(elapsed)} of the {sla_minutes} min SLA"
+    if sla_minutes is None:
+        verb = "Elapsed" if rollback.status in IN_ENGINE else "Took"
+        sla = f"{verb} {duration(elapsed)} in all; each region against its own SLA"
+        return f"{ROLLBACK_ICONS.get(rollback.status, '')} {sla}".strip()
+    sla = f"Elapsed {duration(elapsed)} of the {sla_minutes} min SLA"
     if rollback.status not in IN_ENGINE:
-        sla = f"Took {_duration(elapsed)} (SLA {sla_minutes} min)"
+        sla = f"Took {duration(elapsed)} (SLA {sla_minutes} min)"
     if elapsed > sla_minutes * 60:
-        sla = f":warning: *{_duration(elapsed)} — past the {sla_minutes} min SLA*"
+        sla = f":warning: *{duration(elapsed)} — past the {sla_minutes} min SLA*"
     return f"{ROLLBACK_ICONS.get(rollback.status, '')} {sla}".strip()
 
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.catalog.load import Service
-from bot.execution.service_state import describe_service_state
 from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
 from bot.notify.threads import anchor_of
+from bot.regions.sla import RegionSla, breached_region, state_now
 from bot.rollback.lifecycle import (
     IN_ENGINE,
     DueKind,
@@ -94,7 +94,8 @@ class Notifier:
             )
         started = rollback.started_at or now
         deadline = started + timedelta(minutes=service.sla_minutes)
-        work.append(NewWork(DueKind.SLA_CHECK, sla_key(rid), deadline, payload))
+        if not service.regions:  # a multi-region rollback has one SLA per region instead
+            work.append(NewWork(DueKind.SLA_CHECK, sla_key(rid), deadline, payload))
         self.deps.due.schedule_all(work)  # one transaction: the engine waits for this
         self._kick()
 
@@ -226,12 +227,19 @@ class Notifier:
         if loaded is None:
             return
         rollback, service = loaded
-        if rollback.status not in IN_ENGINE:
+        if rollback.status not in IN_ENGINE or rollback.id is None:
             return
+        region = item.payload.get("region")
+        where = ""
+        if region is not None:  # one region's SLA: breached only while that region runs
+            breached = breached_region(self.deps.repo, rollback, service, region)
+            if breached is None:
+                return
+            service, where = breached, f" in {region}"
         channels = [service.channel]
         if rollback.incident_channel_id:
             channels.append(rollback.incident_channel_id)
-        summary = f"Rollback of {rollback.service} is past its SLA"
+        summary = f"Rollback of {rollback.service}{where} is past its SLA"
         self.deps.due.schedule_all([self._page(rollback, "sla", summary)])
         self.post(rollback, service, "sla_breach", channels)
 
@@ -255,7 +263,8 @@ class Notifier:
         again for the channels still missing); permanent refusals are audited and logged.
         """
         assert rollback.id is not None
-        kind = f"notification.{name}"
+        # a region's notice (its SLA breach) is its own: one per region, each once
+        kind = f"notification.{name}" + (f".{service.region.name}" if service.region else "")
         # delivered, or refused for good (audited as ``….failed``): neither is tried again
         done = {
             e.channel_id
@@ -267,7 +276,8 @@ class Notifier:
             return
 
         # a notice at the end says which pods run which release (availableReplicas cannot)
-        state = describe_service_state(self.deps.kube, service) if name in _STATE_NOTICES else None
+        kube, repo = self.deps.kube, self.deps.repo
+        state = state_now(kube, repo, rollback, service) if name in _STATE_NOTICES else None
         context = template_context.build_context(
             self.deps.repo,
             rollback,
@@ -383,5 +393,6 @@ def install(deps: Deps) -> Notifier:
     deps.due.register(DueKind.SLA_CHECK, notifier.on_sla_check)
     deps.due.register(DueKind.INCIDENT_UPDATE, notifier.on_update)
     deps.engine.listeners.append(notifier)
+    deps.engine.listeners.append(RegionSla(deps.repo, deps.catalog, deps.due, deps.clock))
     deps.closers.append(notifier.close)
     return notifier

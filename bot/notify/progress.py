@@ -34,6 +34,7 @@ from bot.notify.pacing import (
     EditBudget,
     shown_time,
 )
+from bot.regions.progress import region_blocks
 from bot.rollback.lifecycle import TERMINAL
 from storage.models import Rollback
 from storage.repository import Repository
@@ -187,12 +188,14 @@ class SlackProgress:
         if rollback is None:
             return None
         service = self.catalog.target_of(rollback.service)  # a rehearsal: its staging twin
+        steps, now = self.repo.list_steps(rollback_id), shown_time(rollback, self.clock())
         text, blocks = progress_message(
             rollback,
-            self.repo.list_steps(rollback_id),
+            steps,
             sla_minutes=service.sla_minutes if service else 15,
-            now=shown_time(rollback, self.clock()),
+            now=now,
             more=WHOLE_IN_THREAD,
+            region_blocks=region_blocks(steps, service, now),  # multi-region: one per region
         )
         return rollback, text, blocks
 

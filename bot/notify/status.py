@@ -11,6 +11,7 @@ from bot.deps import Deps
 from bot.notify import blocks, limits
 from bot.notify.blocks import escape_keeping_mentions, person
 from bot.notify.reply import Reply
+from bot.regions.progress import region_blocks
 from bot.rollback.command import Command, local_time
 from bot.rollback.lifecycle import IN_ENGINE, WAITING, RollbackKind, RollbackStatus, confirm_key
 from storage.guard_models import GUARD_ACTOR
@@ -86,11 +87,13 @@ def status(deps: Deps, cmd: Command) -> Reply:
         url = progress_url(deps, r)
         is_waiting = r.status in WAITING
         state = waiting_state(deps, r) if is_waiting else None
+        steps = deps.repo.list_steps(r.id)
         text, bl = blocks.progress_message(
             r,
-            deps.repo.list_steps(r.id),
+            steps,
             sla_minutes=service.sla_minutes if service else 15,
             now=deps.clock(),
+            region_blocks=region_blocks(steps, service, deps.clock()),
             more=limits.link(url) if url else None,
             state_note=f":hourglass_flowing_sand: {state[:1].upper()}{state[1:]}."
             if state

@@ -9,6 +9,7 @@ from typing import Any
 from bot.catalog.load import Service
 from bot.notify.blocks import plural
 from bot.notify.templates import channel_link, mention
+from bot.regions.status import region_finished, region_started
 from bot.review.text import when
 from bot.rollback.lifecycle import (
     ACTIVE,
@@ -106,11 +107,13 @@ def context_from(
     service_state: str | None = None,
 ) -> dict[str, Any]:
     """The variables every template sees (pure: the caller reads the records). A partial
-    rollback (``--phases``) is about its own steps: the skipped phases' are left out."""
+    rollback (``--phases``) is about its own steps: the skipped phases' are left out. For a
+    ``service`` that stands for one region (an SLA breach there), the clock and the steps are
+    that region's."""
     selection = stored_selection(rollback.phases, (s.phase for s in steps))
     if selection is not None:
         steps = [s for s in steps if s.phase not in selection.skipped]
-    return {
+    context = {
         **_rollback_context(rollback, now),
         **_service_context(rollback, service),
         **_impact_context(rollback, steps, service, is_sms_enabled, service_state),
@@ -119,7 +122,17 @@ def context_from(
         "approvers_voted": [mention(a.user_id) for a in approvals if a.decision == "approve"],
         "responders": [mention(u) for u in service.spec.responders],
         "assessment": _assessment_context(assessment),
+        "region": None,
     }
+    if service.region is not None:
+        own = [s for s in steps if s.region == service.region.name]
+        started = region_started(own) or now
+        context |= {
+            **_steps_context(rollback, own),
+            "region": service.region.name,
+            "duration": format_duration(((region_finished(own) or now) - started).total_seconds()),
+        }
+    return context
 
 
 def _rollback_context(rollback: Rollback, now: datetime) -> dict[str, Any]:

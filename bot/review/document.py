@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.notify.blocks import plural
+from bot.regions.review import region_sections
 from bot.review.facts import ASSESSMENT_LOOKBACK, ReviewFacts
 from bot.review.text import changes, duration, plain, signal_value, table, took, when
 from bot.rollback.lifecycle import RollbackKind, RollbackStatus, StepStatus
@@ -35,6 +36,7 @@ def build_review(facts: ReviewFacts) -> str:
         f"# Post-Rollback Review: {r.service} rollback #{r.id}",
         _summary(facts),
         _timeline(facts),
+        *region_sections(facts.steps, facts.service),  # multi-region: one timeline per region
         _trigger(facts),
         _execution(facts),
         _impact(facts),
@@ -177,13 +179,14 @@ def _timeline(facts: ReviewFacts) -> str:
         if v.user_id not in voted
     ]
     for s in facts.steps:
+        at = f"{s.region}: {s.phase}" if s.region else s.phase
         if s.started_at:
-            rows.append((s.started_at, f"{s.phase}: {s.name} started (attempt {s.attempt})"))
+            rows.append((s.started_at, f"{at}: {s.name} started (attempt {s.attempt})"))
         if s.finished_at:
             seconds = took(s.started_at, s.finished_at)
             extra = f" after {duration(seconds)}" if seconds is not None else ""
             error = f": {plain(s.error)}" if s.error else ""
-            rows.append((s.finished_at, f"{s.phase}: {s.name} {s.status}{extra}{error}"))
+            rows.append((s.finished_at, f"{at}: {s.name} {s.status}{extra}{error}"))
     for p in facts.pages:
         rows.append((p.created_at, f"Page {p.reason} level {p.level} to {plain(p.contact_name)}"))
         if p.sent_at:
@@ -289,7 +292,7 @@ def _execution(facts: ReviewFacts) -> str:
                 [
                     s.position + 1,
                     s.phase,
-                    s.name,
+                    f"{s.region}: {s.name}" if s.region else s.name,
                     s.status,
                     when(s.started_at),
                     when(s.finished_at),

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 USAGE = """\
 /rollback help
-/rollback assess <service>
-/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--phases <p,…>] [reason…]
+/rollback assess <service> [--region <r,…>]
+/rollback plan <service> [--to <revision>] [--at <HH:MM|ISO time>] [--phases <p,…>] \
+[--region <r,…>] [reason…]
 /rollback run <service> [--immediate] [--to <revision>] [--dry-run] [--force] \
-[--phases <p,…>] [reason…]
+[--phases <p,…>] [--region <r,…>] [reason…]
 /rollback approve <id>      /rollback reject <id> [reason…]
 /rollback status [<id>|<service>]      /rollback abort <id> [reason…]
 /rollback history [<service>]          /rollback review <id>
@@ -37,11 +38,13 @@ VERBS = (
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
 _ALL_OPTIONS = frozenset(
-    {"--to", "--at", "--immediate", "--dry-run", "--force", "--phases", "--rehearse"}
+    {"--to", "--at", "--immediate", "--dry-run", "--force", "--phases", "--rehearse", "--region"}
 )
-_VALUED = ("--to", "--at", "--phases")  # options followed by a value
+_VALUED = ("--to", "--at", "--phases", "--region")  # options followed by a value
+_LISTS = ("--phases", "--region")  # comma-separated values: `a, b` typed with spaces stays whole
 # a phase name as typed: the plan decides which exist (bot.rollback.phases.select_phases)
 _PHASE_NAME = re.compile(r"^[a-z][a-z_]{0,39}$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLLBACK_ID = re.compile(r"^#?([0-9]{1,12})$")
 
 
@@ -73,6 +76,7 @@ class Command:
     is_forced: bool = False  # past the point of no return (approvers only)
     rehearse: bool = False  # drill --rehearse: a real rollback and roll-forward in staging
     phases: tuple[str, ...] = ()  # --phases: the subset of the plan's phases to run (empty: all)
+    regions: tuple[str, ...] | None = None  # --region: only these regions (None: all)
 
 
 def parse_revision(text: str) -> str:
@@ -168,10 +172,18 @@ def _guard_command(args: list[str]) -> Command:
 
 
 _VERB_OPTIONS = {
-    "plan": {"--at", "--phases"},
-    "run": {"--immediate", "--dry-run", "--force", "--phases"},
+    "plan": {"--at", "--phases", "--region"},
+    "run": {"--immediate", "--dry-run", "--force", "--phases", "--region"},
     "drill": {"--rehearse"},
 }
+
+
+def _assess_command(service: str, rest: list[str]) -> Command:
+    if rest[:1] == ["--region"] and len(rest) == 2:
+        return Command("assess", service=service, regions=parse_regions(rest[1]))
+    if rest:
+        raise UsageError("`/rollback assess` takes a service name and optionally --region")
+    return Command("assess", service=service)
 
 
 def _service_command(verb: str, args: list[str]) -> Command:
@@ -179,9 +191,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
         raise UsageError(f"`/rollback {verb}` needs a service name")
     service, rest = args[0].lower(), args[1:]
     if verb == "assess":
-        if rest:
-            raise UsageError("`/rollback assess` takes only a service name")
-        return Command(verb, service=service)
+        return _assess_command(service, rest)
     allowed = {"--to"} | _VERB_OPTIONS[verb]
     values: dict[str, str] = {}
     flags: set[str] = set()
@@ -204,7 +214,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
                 values[token] = rest[i + 1]
                 i += 2
                 # `--phases application, verification`: a list typed with spaces stays whole
-                while token == "--phases" and values[token].endswith(",") and i < len(rest):
+                while token in _LISTS and values[token].endswith(",") and i < len(rest):
                     if rest[i].startswith("--"):
                         break
                     values[token] += rest[i]
@@ -220,6 +230,7 @@ def _service_command(verb: str, args: list[str]) -> Command:
     if target is not None:
         parse_revision(target)
     phases = values.get("--phases")
+    region = values.get("--region")
     return Command(
         verb,
         service=service,
@@ -231,7 +242,19 @@ def _service_command(verb: str, args: list[str]) -> Command:
         is_forced="--force" in flags,
         rehearse="--rehearse" in flags,
         phases=parse_phases(phases) if phases is not None else (),
+        regions=parse_regions(region) if region is not None else None,
     )
+
+
+def parse_regions(text: str) -> tuple[str, ...]:
+    """``eu-west-1,us-east-1`` → the region names, in the order given (each once)."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    if not names or any(not _REGION.match(n) for n in names):
+        raise UsageError(
+            f"`{text}` is not a list of regions (names separated by commas, e.g."
+            " `--region eu-west-1,us-east-1`)"
+        )
+    return names
 
 
 MAX_WINDOW_AHEAD = timedelta(days=7)

@@ -173,6 +173,15 @@ def sla_key(rollback_id: int) -> str:
     return f"sla-check:{rollback_id}"
 
 
+def region_sla_prefix(rollback_id: int) -> str:
+    return f"sla-check:{rollback_id}:"
+
+
+def region_sla_key(rollback_id: int, region: str) -> str:
+    """A multi-region rollback's SLA check of one region (its clock starts with the region)."""
+    return f"{region_sla_prefix(rollback_id)}{region}"
+
+
 def critical_notice_key(rollback_id: int) -> str:
     return f"notify-critical:{rollback_id}"
 

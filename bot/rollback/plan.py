@@ -99,6 +99,8 @@ class StepSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     timeout_seconds: float = DEFAULT_STEP_TIMEOUT_SECONDS
     is_irreversible: bool = False
+    region: str | None = None  # multi-region services: the region it acts on, and its wave
+    wave: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ class Plan:
     @property
     def phases(self) -> list[str]:
         return [p for p in PHASES if any(s.phase == p for s in self.steps)]
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions the plan rolls back, in wave order (empty: a single-region service)."""
+        return list(dict.fromkeys(s.region for s in self.steps if s.region is not None))
 
     @property
     def point_of_no_return(self) -> StepSpec | None:

@@ -101,6 +101,7 @@ class KubeSimulator(LoopbackSimulator):
         )
         self._injections = Injections(self._rest.route)
         self._tick_seconds = tick_seconds
+        self._latency_seconds = 0.0
         self._stopping = threading.Event()
         self._server: KubeHttpServer | None = None
         self._threads: list[threading.Thread] = []
@@ -154,8 +155,7 @@ class KubeSimulator(LoopbackSimulator):
         """Pods of this deployment crash-loop: rollouts to them end in ProgressDeadlineExceeded.
 
         With `image`, only pods whose template runs that image do (a bad release): rolling back
-        to a template without it completes, as on a real cluster. Without, every pod does.
-        """
+        to a template without it completes, as on a real cluster. Without, every pod does."""
         with self._lock:
             key = (namespace, deployment, image)
             if is_never_ready:
@@ -167,6 +167,11 @@ class KubeSimulator(LoopbackSimulator):
         """Pods of rollouts started from now on become ready `seconds` after the start."""
         with self._lock:
             self._deployments.ready_delay_seconds = seconds
+
+    def set_latency(self, seconds: float) -> None:
+        """Every request waits ``seconds`` before it is answered (a far-away API server); the
+        wait holds no lock, so concurrent requests wait side by side."""
+        self._latency_seconds = max(0.0, seconds)
 
     def set_job_outcome(
         self,
@@ -343,6 +348,8 @@ class KubeSimulator(LoopbackSimulator):
         self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
     ) -> Answer:
         url = urlsplit(raw_path)
+        if self._latency_seconds:
+            time.sleep(self._latency_seconds)  # injected network latency, not a wait for state
         with self._lock:
             self._log.record(method, raw_path, user_agent)
             try:

@@ -33,6 +33,8 @@ class NewStep:
     detail: Mapping[str, Any] = field(default_factory=dict)
     status: str = StepStatus.PENDING  # SKIPPED: a phase a partial rollback does not run
     error: str | None = None  # why a step stored as skipped never runs
+    region: str | None = None  # multi-region services: the region and its wave
+    wave: int | None = None
 
 
 @dataclass(frozen=True)

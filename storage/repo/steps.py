@@ -121,6 +121,8 @@ def _step_rows(rollback_id: int, steps: Sequence[NewStep]) -> list[RollbackStep]
             detail=dict(step.detail),
             status=step.status,
             error=step.error,
+            region=step.region,
+            wave=step.wave,
         )
         for position, step in enumerate(steps)
     ]

@@ -676,9 +676,23 @@ def test_check_config_defaults_to_rollback_config(
     assert capsys.readouterr().out.startswith(f"{path}: OK")
 
 
+CONTEXTS = ("prod-eu", "prod-us", "prod-ap")
+
+
 @pytest.mark.usefixtures("root_logging")
-def test_check_config_on_the_repository_example(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_on_the_repository_example(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     example = REPO_ROOT / "rollback.example.yaml"
+    kubeconfig = tmp_path / "kubeconfig"  # with the contexts the example's regions name
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod-eu\nclusters:\n"
+        + "".join(f"- {{name: {c}, cluster: {{server: 'https://{c}'}}}}\n" for c in CONTEXTS)
+        + "users:\n- {name: bot, user: {token: t}}\ncontexts:\n"
+        + "".join(f"- {{name: {c}, context: {{cluster: {c}, user: bot}}}}\n" for c in CONTEXTS),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     assert main(["check-config", str(example)]) == 0, capsys.readouterr().err
     out, err = capsys.readouterr()
     assert out.startswith(f"{example}: OK")

@@ -164,17 +164,17 @@ INVALID = [
     ),
     pytest.param(
         "assess checkout now",
-        "`/rollback assess` takes only a service name",
+        "`/rollback assess` takes a service name and optionally --region",
         id="assess: extra word",
     ),
     pytest.param(
         "assess checkout payments",
-        "`/rollback assess` takes only a service name",
+        "`/rollback assess` takes a service name and optionally --region",
         id="assess: two services",
     ),
     pytest.param(
         "assess checkout --to 41",
-        "`/rollback assess` takes only a service name",
+        "`/rollback assess` takes a service name and optionally --region",
         id="assess: flag",
     ),
     pytest.param("plan checkout --to", "`--to` needs a value", id="plan --to without value"),

@@ -121,7 +121,7 @@ def test_phases_are_parsed(text: str, expected: Command) -> None:
         ("run checkout --immediate --phases ,", "`--phases` names no phase"),
         ("run checkout --phases app!cation", "`app!cation` is not a phase name"),
         ("run checkout --phases a --phases b", "`--phases` is given twice"),
-        ("assess checkout --phases application", "`/rollback assess` takes only a service"),
+        ("assess checkout --phases application", "`/rollback assess` takes a service name"),
     ],
 )
 def test_bad_phases_are_usage_errors(text: str, message: str) -> None:

@@ -92,7 +92,7 @@ def test_unknown_service_is_answered_privately_and_nothing_is_stored(harness: Ha
     [
         ("frobnicate checkout", "unknown subcommand `frobnicate`"),
         ("assess", "needs a service name"),
-        ("assess checkout now", "takes only a service name"),
+        ("assess checkout now", "takes a service name and optionally --region"),
         ('run checkout --to "41', "is not a revision"),
         ("run checkout --at 22:00", "`--at` is not an option of `/rollback run`"),
     ],

@@ -134,7 +134,7 @@ def test_assess_is_acked_then_answered_in_the_channel(
     [
         ("frobnicate checkout", "unknown subcommand `frobnicate`"),
         ("assess", "needs a service name"),
-        ("assess checkout now", "takes only a service name"),
+        ("assess checkout now", "takes a service name and optionally --region"),
         ('run checkout --to "41', "is not a revision"),
     ],
 )

@@ -87,7 +87,10 @@ def plan_rows(plan: Plan, skipped: Collection[str] = ()) -> list[NewStep]:
                 "timeout_seconds": s.timeout_seconds,
                 "irreversible": s.is_irreversible,
             },
-            *((StepStatus.SKIPPED, NOT_SELECTED) if s.phase in skipped else ()),
+            status=StepStatus.SKIPPED if s.phase in skipped else StepStatus.PENDING,
+            error=NOT_SELECTED if s.phase in skipped else None,
+            region=s.region,
+            wave=s.wave,
         )
         for s in plan.steps
     ]
