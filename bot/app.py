@@ -18,6 +18,7 @@ from bot.approvals import start as approval_start
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.yaml_lines import CatalogError
+from bot.customer import drafts as customer_drafts
 from bot.deps import Clock, Deps, utcnow
 from bot.execution.contracts import worker_name
 from bot.execution.engine import Engine
@@ -35,7 +36,17 @@ from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
 from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
-from handlers import actions, alertmanager, commands, delivery, errors, home, twilio, views
+from handlers import (
+    actions,
+    alertmanager,
+    commands,
+    customer,
+    delivery,
+    errors,
+    home,
+    twilio,
+    views,
+)
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 
@@ -81,6 +92,7 @@ def build_app(
     commands.install(bolt, deps)
     actions.install(bolt, deps)
     views.install(bolt, deps)
+    customer.install(bolt, deps)
     home.install(bolt, deps)
     errors.install(bolt, deps)
     twilio.install(deps)
@@ -98,6 +110,7 @@ def build_app(
     notifications.install(deps)
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
+    customer_drafts.install(deps)
     paging_ladder.install(deps)
     guard = guard_watch.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;

@@ -15,6 +15,7 @@ from __future__ import annotations
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
+from storage.repo.customer import CustomerMixin
 from storage.repo.guard import GuardMixin
 from storage.repo.pages import PagesMixin
 from storage.repo.reviews import ReviewsMixin
@@ -33,5 +34,6 @@ class Repository(
     ReviewsMixin,
     PagesMixin,
     GuardMixin,
+    CustomerMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

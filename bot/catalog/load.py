@@ -28,6 +28,7 @@ from bot.catalog.spec import (
     Defaults,
     Notifications,
     ServiceSpec,
+    StatusPage,
 )
 from bot.catalog.yaml_lines import (
     CatalogError,
@@ -62,6 +63,8 @@ class Service:
     review_reminder_hours: float = 24
     timezone: str = "UTC"
     guard: GuardConfig = field(default_factory=GuardConfig)  # the resolved auto_rollback:
+    customer_name: str = ""  # what customers call it (customer_name:, else the name capitalized)
+    status_page: StatusPage | None = None  # the service's, else the defaults'
 
     @property
     def tz(self) -> ZoneInfo:
@@ -285,10 +288,18 @@ def _resolve(spec: CatalogSpec, source: str) -> Catalog:
             review_reminder_hours=d.review_reminder_hours,
             timezone=s.timezone or d.timezone,
             guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
+            customer_name=s.customer_name or d.customer_name or _capitalized(name),
+            status_page=s.status_page or d.status_page,
         )
         for name, s in spec.services.items()
     }
     return Catalog(source=source, services=services)
+
+
+def _capitalized(name: str) -> str:
+    """``checkout-api`` → ``Checkout api``: a service name as a sentence would say it."""
+    words = name.replace("-", " ")
+    return words[:1].upper() + words[1:]
 
 
 def load_catalog(path: str | Path) -> Catalog:
