@@ -107,10 +107,10 @@ def build_app(
     deps.engine.kick_due_work = deps.kick_due_work
     approval_request.install(deps)
     approval_start.install(deps)
-    notifications.install(deps)
+    notifier = notifications.install(deps)
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
-    customer_drafts.install(deps)
+    customer_drafts.install(deps, notifier.greeted)
     paging_ladder.install(deps)
     guard = guard_watch.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;

@@ -9,6 +9,8 @@ Nothing here sends anything to customers: that takes a person's Publish (``publi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackError
@@ -28,6 +30,7 @@ from storage.repo.customer import NewCustomerUpdate
 log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 2.0  # for the incident channel (its opening is due work of its own)
+FALLBACK_AFTER = timedelta(seconds=60)  # the greeting normally comes within seconds
 _WAITING = ("pending", "claimed")
 
 
@@ -69,20 +72,30 @@ class CustomerDrafts:
         self.deps = deps
 
     def rollback_started(self, rollback: Rollback) -> None:
-        self._schedule(rollback, STARTED)
+        """The draft follows the incident channel's greeting (:meth:`greeted`); this later try
+        drafts it anyway, in the rollback's channel, when that channel never opens."""
+        service = self.deps.catalog.get(rollback.service)
+        if service is None:
+            return
+        delay = FALLBACK_AFTER if service.notifications.incident_channel else timedelta()
+        self._schedule(rollback, STARTED, delay, is_fallback=True)
+
+    def greeted(self, rollback: Rollback, channel: str) -> None:
+        self._schedule(rollback, STARTED, timedelta())
 
     def rollback_finished(self, rollback: Rollback) -> None:
-        self._schedule(rollback, FINISHED)
+        self._schedule(rollback, FINISHED, timedelta())
 
-    def _schedule(self, rollback: Rollback, moment: str) -> None:
+    def _schedule(
+        self, rollback: Rollback, moment: str, delay: timedelta, *, is_fallback: bool = False
+    ) -> None:
         """Only critical (immediate) rollbacks are incidents customers hear of."""
         if rollback.id is None or rollback.kind != RollbackKind.IMMEDIATE:
             return
-        if self.deps.catalog.get(rollback.service) is None:
-            return
         payload = {"rollback_id": rollback.id, "moment": moment}
-        key = customer_draft_key(rollback.id, moment)
-        if self.deps.due.schedule(DueKind.CUSTOMER_DRAFT, key, self.deps.clock(), payload):
+        key = customer_draft_key(rollback.id, moment, is_fallback=is_fallback)
+        due_at = self.deps.clock() + delay
+        if self.deps.due.schedule(DueKind.CUSTOMER_DRAFT, key, due_at, payload) and not delay:
             self.deps.kick_due_work()
 
     def on_due(self, item: DueWork) -> None:
@@ -91,9 +104,22 @@ class CustomerDrafts:
         if rollback is None or rollback.id is None or service is None:
             return
         moment = str(item.payload["moment"])
-        if moment == FINISHED:
-            self._after_the_first(rollback.id)
-        channel = self._channel(rollback, service)
+        update = self.deps.repo.customer_update_of(rollback.id, moment)
+        if update is None or update.message_ts is None:  # else the other try posted it
+            if moment == FINISHED:
+                self._after_the_first(rollback.id)
+            update = self._draft(rollback, service, moment, self._channel(rollback, service))
+        assert update.id is not None
+        now = self.deps.clock()
+        for older in self.deps.repo.supersede_customer_updates(rollback.id, update.id, now):
+            refresh(self.deps, older)
+            self.deps.audit("customer_update.superseded", rollback, update_id=older.id)
+
+    def _draft(
+        self, rollback: Rollback, service: Service, moment: str, channel: str
+    ) -> CustomerUpdate:
+        """Store the draft (once) and post it (once)."""
+        assert rollback.id is not None
         now = self.deps.clock()
         context = template_context.build_context(self.deps.repo, rollback, service, now)
         draft = draft_for(service, moment, rollback.status, context)
@@ -103,12 +129,7 @@ class CustomerDrafts:
             ),
             now,
         )
-        if update.message_ts is None:
-            update = self._post(rollback, update, channel)
-        assert update.id is not None
-        for older in self.deps.repo.supersede_customer_updates(rollback.id, update.id, now):
-            refresh(self.deps, older)
-            self.deps.audit("customer_update.superseded", rollback, update_id=older.id)
+        return update if update.message_ts else self._post(rollback, update, channel)
 
     def _after_the_first(self, rollback_id: int) -> None:
         """The update at the end comes after the one at the start, never before it."""
@@ -169,9 +190,11 @@ class CustomerDrafts:
         return self.deps.repo.get_customer_update(update.id) or update
 
 
-def install(deps: Deps) -> CustomerDrafts:
-    """Listen to the engine and handle the drafting due work."""
+def install(deps: Deps, greeted: list[Callable[[Rollback, str], None]]) -> CustomerDrafts:
+    """Listen to the engine and to the incident channel's greeting (``greeted``, the
+    notifier's hooks), and handle the drafting due work."""
     drafts = CustomerDrafts(deps)
+    greeted.append(drafts.greeted)
     for name in sorted(
         {s.status_page.token_env for s in deps.catalog.services.values() if s.status_page}
     ):

@@ -12,7 +12,7 @@ retry 5xx, so a rate limit delays a message but never loses it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,7 @@ class Notifier:
             deps.slack, deps.repo, deps.due, deps.clock, deps.groups.members
         )
         self._pool = ThreadPoolExecutor(max_workers=FANOUT_WORKERS, thread_name_prefix="fanout")
+        self.greeted: list[Callable[[Rollback, str], None]] = []  # after the incident greeting
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -189,6 +190,14 @@ class Notifier:
                 # greeted even while invites or topic wait for a retry; once (audited per channel)
                 fresh = self.deps.repo.get_rollback(rollback.id) or rollback
                 self.post(fresh, service, "critical_notice", [channel])
+                self._tell_greeted(fresh, channel)
+
+    def _tell_greeted(self, rollback: Rollback, channel: str) -> None:
+        for hook in self.greeted:  # e.g. the customer update draft, which follows the greeting
+            try:
+                hook(rollback, channel)
+            except Exception:
+                log.exception("rollback #%s: greeting hook %r failed", rollback.id, hook)
 
     def on_topic(self, item: DueWork) -> None:
         loaded = self._load(item)
