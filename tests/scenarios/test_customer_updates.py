@@ -116,6 +116,10 @@ def answer_to(slack: SlackSimulator, needle: str) -> SlackCall:
     return slack.wait_for("response_url", lambda c: needle in str(c.params.get("text")), timeout=10)
 
 
+def answers_in(slack: SlackSimulator) -> list[str]:
+    return [str(c.params.get("text")) for c in slack.calls_to("response_url")]
+
+
 def continue_gate(h: Harness, slack: SlackSimulator) -> None:
     def gate() -> dict[str, Any] | None:
         return next(
@@ -165,7 +169,7 @@ def test_draft_publish_and_resolved_update(
     assert "Resolved" in resolved["text"] and "normal service has resumed" in resolved["text"]
     assert len(page.accepted) == 1  # drafted, not sent
     press(h, resolved, PUBLISH_ACTION, "U0ONCALL2", channel)
-    until(lambda: len(page.accepted) == 2, "the resolved update")
+    answer_to(slack, "Published to the status page by <@U0ONCALL2>")
     assert [b["status"] for b in page.accepted] == ["investigating", "resolved"]
     assert {b["incident_id"] for b in page.accepted} == {"rollback-bot:checkout:1"}
     assert audit_kinds(h).count("customer_update.published") == 2
@@ -206,10 +210,16 @@ def test_edit_in_a_modal_then_stale_button_then_double_click(
     answer_to(slack, "edited since this button was shown")
     assert page.received == []
 
-    body = h.requester.click_body(
-        edited, button_in(edited, PUBLISH_ACTION) or {}, user_id="U0ONCALL1", channel_id=channel
-    )
-    clicks = [threading.Thread(target=h.requester.post_form, args=(body,)) for _ in range(2)]
+    button = button_in(edited, PUBLISH_ACTION) or {}
+    # two presses, two deliveries (each its own trigger_id, as Slack sends a double click)
+    clicks = [
+        threading.Thread(
+            target=h.requester.click,
+            args=(edited, button),
+            kwargs={"user_id": user, "channel_id": channel},
+        )
+        for user in ("U0ONCALL1", "U0ONCALL2")
+    ]
     for click in clicks:
         click.start()
     for click in clicks:
@@ -217,8 +227,17 @@ def test_edit_in_a_modal_then_stale_button_then_double_click(
     h.wait_idle()
     assert len(page.received) == 1  # a double click publishes once
     assert page.accepted[0]["message"] == new_text and page.accepted[0]["status"] == "identified"
-    press(h, edited, PUBLISH_ACTION, "U0ONCALL2", channel)
-    answer_to(slack, "already published by <@U0ONCALL1>")
+    answers = answers_in(slack)
+    assert sum("Published to the status page" in a for a in answers) == 1
+    assert any("publishing this update right now" in a or "already published" in a for a in answers)
+    assert len(h.bot.deps.repo.list_audit_events("customer_update.publish")) == 1
+
+    def already() -> int:
+        return sum("already published by <@U0ONCALL" in a for a in answers_in(slack))
+
+    before = already()
+    press(h, edited, PUBLISH_ACTION, "U0ONCALL2", channel)  # a stale button: said, not sent
+    until(lambda: already() == before + 1, "the answer to a press on a published update")
     assert len(page.received) == 1
 
 
