@@ -285,3 +285,51 @@ def test_an_unpublished_draft_is_superseded_by_the_update_at_the_end(
     press(h, first, PUBLISH_ACTION, "U0ONCALL1", channel)
     answer_to(slack, "superseded by a newer one")
     assert page.received == []
+
+
+def test_without_an_incident_channel_the_draft_goes_to_the_rollbacks_channel(
+    make_harness: Any,
+    slack: SlackSimulator,
+    page: StatusPageServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)  # set nowhere: Publish must say so
+    slack.add_user("U0ONCALL1", "oncall")
+    text = catalog(page.url).replace(
+        "    customer_name: Acme Checkout\n",
+        "    customer_name: Acme Checkout\n    notifications: {incident_channel: false}\n",
+    )
+    h: Harness = make_harness(text, prometheus_url=None)
+    h.slash("run checkout --immediate bad deploy")
+    draft = draft_with_buttons(slack, "C0DEPLOYS", 0)
+    assert h.bot.deps.repo.get_rollback(1).incident_channel_id is None  # type: ignore[union-attr]
+
+    press(h, draft, PUBLISH_ACTION, "U0ONCALL1", "C0DEPLOYS")
+    answer_to(slack, f"Not published: `{TOKEN_ENV}` is not set in the bot's environment")
+    assert page.received == []
+    (refused,) = h.bot.deps.repo.list_audit_events("customer_update.publish_refused")
+    assert refused.actor == "U0ONCALL1"
+    stored = h.bot.deps.repo.customer_update_of(1, "started")
+    assert stored is not None and stored.state == "draft"  # still publishable once it is set
+
+
+def test_a_draft_posted_before_a_restart_is_published_after_it(
+    make_harness: Any,
+    slack: SlackSimulator,
+    page: StatusPageServer,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    slack.add_user("U0ONCALL1", "oncall")
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    first: Harness = make_harness(catalog(page.url), prometheus_url=None, database_url=database)
+    first.slash("run checkout --immediate bad deploy")
+    channel = incident_channel(first)
+    draft = draft_with_buttons(slack, channel, 0)
+    first.bot.close()  # the process goes away; its drafts are in the database
+
+    second: Harness = make_harness(catalog(page.url), prometheus_url=None, database_url=database)
+    press(second, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
+    answer_to(slack, "Published to the status page by <@U0ONCALL1>")
+    assert len(page.accepted) == 1 and page.accepted[0]["status"] == "investigating"
