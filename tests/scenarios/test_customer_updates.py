@@ -112,6 +112,13 @@ def press(h: Harness, message: dict[str, Any], action_id: str, user: str, channe
     assert h.requester.click(message, button, user_id=user, channel_id=channel).status_code == 200
 
 
+def critical_rollback_with_draft(h: Harness, slack: SlackSimulator) -> tuple[str, dict[str, Any]]:
+    """Start a critical rollback; its incident channel and the draft posted there."""
+    h.slash("run checkout --immediate bad deploy")
+    channel = incident_channel(h)
+    return channel, draft_with_buttons(slack, channel, 0)
+
+
 def answer_to(slack: SlackSimulator, needle: str) -> SlackCall:
     return slack.wait_for("response_url", lambda c: needle in str(c.params.get("text")), timeout=10)
 
@@ -178,9 +185,7 @@ def test_draft_publish_and_resolved_update(
 def test_edit_in_a_modal_then_stale_button_then_double_click(
     h: Harness, slack: SlackSimulator, page: StatusPageServer
 ) -> None:
-    h.slash("run checkout --immediate bad deploy")
-    channel = incident_channel(h)
-    first = draft_with_buttons(slack, channel, 0)
+    channel, first = critical_rollback_with_draft(h, slack)
 
     press(h, first, EDIT_ACTION, "U0ONCALL1", channel)
     opened = slack.wait_for("views.open").params["view"]
@@ -244,9 +249,7 @@ def test_edit_in_a_modal_then_stale_button_then_double_click(
 def test_a_failing_status_page_is_said_and_the_draft_stays_publishable(
     h: Harness, slack: SlackSimulator, page: StatusPageServer
 ) -> None:
-    h.slash("run checkout --immediate bad deploy")
-    channel = incident_channel(h)
-    draft = draft_with_buttons(slack, channel, 0)
+    channel, draft = critical_rollback_with_draft(h, slack)
 
     press(h, draft, PUBLISH_ACTION, "U0STRANGER", channel)
     answer_to(slack, ":no_entry: Only responders of checkout may publish")
@@ -274,9 +277,7 @@ def test_a_failing_status_page_is_said_and_the_draft_stays_publishable(
 def test_an_unpublished_draft_is_superseded_by_the_update_at_the_end(
     h: Harness, slack: SlackSimulator, page: StatusPageServer
 ) -> None:
-    h.slash("run checkout --immediate bad deploy")
-    channel = incident_channel(h)
-    first = draft_with_buttons(slack, channel, 0)
+    channel, first = critical_rollback_with_draft(h, slack)
     continue_gate(h, slack)
     draft_with_buttons(slack, channel, 1)
     old = until(lambda: "superseded" in drafts(slack, channel)[0]["text"], "superseded")
