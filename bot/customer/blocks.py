@@ -66,6 +66,8 @@ def _footer(update: CustomerUpdate) -> str:
     parts = [f"Drafted by rollback-bot at {update.created_at:%H:%M:%S} UTC"]
     if update.edited_by and update.edited_at:
         parts.append(f"edited by {person(update.edited_by)} at {update.edited_at:%H:%M:%S} UTC")
+    if update.last_error and update.state == UpdateState.DRAFT:
+        parts.append(f":warning: the last Publish failed ({escape(update.last_error)})")
     return " · ".join(parts)
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS: list[float] = [1.0, 3.0]
 # A press that has not finished after this long (its process died) no longer holds the draft.
 PUBLISHING_LEASE = timedelta(minutes=2)
+TIMEOUT_SECONDS = 10.0  # per attempt (three attempts at most: well inside the lease)
 Sleep = Callable[[float], None]
 Where = dict[str, str | None]  # channel_id, message_ts of the message pressed on
 
@@ -136,7 +137,7 @@ def publish_press(
         return Reply(stale_reason(deps, fresh, version) or "This draft is being published.")
     deps.audit("customer_update.publish", rollback, user, **where, update_id=update.id, key=key)
     # the process's one HTTP pool, which build_deps hands to the engine
-    client = StatusPage(deps.engine.http, page.url, token.get_secret_value())
+    client = StatusPage(deps.engine.http, page.url, token.get_secret_value(), TIMEOUT_SECONDS)
     return _send_and_record(deps, client, post, update, page.token_env, sleep)
 
 
@@ -204,8 +205,13 @@ def _thread_note(
             "the status page refused the update: check `status_page.url` and the body it"
             " expects (README, Customer status updates), then press Publish"
         )
+    elif status is None:
+        todo = (
+            "it may have reached the status page all the same; press Publish again in a"
+            " minute (the same update key lets the status page drop a repeat)"
+        )
     else:
-        todo = "press Publish again in a minute (the same update is not shown twice)"
+        todo = "press Publish again in a minute (the same update key lets it drop a repeat)"
     return (
         f":x: The status page did not take this update ({escape(error)}; {tried})."
         f" The draft is still here: {todo}, or post the text on the status page by hand."

@@ -247,7 +247,7 @@ def test_edit_in_a_modal_then_stale_button_then_double_click(
 
 
 def test_a_failing_status_page_is_said_and_the_draft_stays_publishable(
-    h: Harness, slack: SlackSimulator, page: StatusPageServer
+    h: Harness, slack: SlackSimulator, page: StatusPageServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     channel, draft = critical_rollback_with_draft(h, slack)
 
@@ -255,18 +255,27 @@ def test_a_failing_status_page_is_said_and_the_draft_stays_publishable(
     answer_to(slack, ":no_entry: Only responders of checkout may publish")
     assert page.received == [] and "customer_update.publish_refused" in audit_kinds(h)
 
+    monkeypatch.setenv(TOKEN_ENV, "a-revoked-token")  # read when pressed: no restart needed
+    press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
+    answer_to(slack, f"refused the bot's token: check `{TOKEN_ENV}`")
+    assert [r.answered for r in page.received] == [401]  # a refusal is not tried again
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    page.received.clear()
+
     page.fail(500, times=3)
     press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
     answer_to(slack, "did not take this update (HTTP 500")
     note = slack.wait_for(
         "chat.postMessage",
-        lambda c: c.params.get("thread_ts") == draft["ts"] and ":x:" in str(c.params["text"]),
+        lambda c: c.params.get("thread_ts") == draft["ts"] and "HTTP 500" in str(c.params["text"]),
     )
     assert "tried 3 times" in note.params["text"] and "press Publish again" in note.params["text"]
     assert [r.answered for r in page.received] == [500, 500, 500]
     stored = h.bot.deps.repo.customer_update_of(1, "started")
     assert stored is not None and stored.state == "draft" and stored.last_error
-    assert button_in(drafts(slack, channel)[0], PUBLISH_ACTION) is not None
+    shown = drafts(slack, channel)[0]
+    assert button_in(shown, PUBLISH_ACTION) is not None
+    assert "the last Publish failed (HTTP 500" in json.dumps(shown["blocks"])
 
     press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)  # the same button works again
     answer_to(slack, "Published to the status page")
@@ -334,3 +343,22 @@ def test_a_draft_posted_before_a_restart_is_published_after_it(
     press(second, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
     answer_to(slack, "Published to the status page by <@U0ONCALL1>")
     assert len(page.accepted) == 1 and page.accepted[0]["status"] == "investigating"
+
+
+def test_a_status_page_that_does_not_answer_is_said_and_may_be_tried_again(
+    h: Harness, slack: SlackSimulator, page: StatusPageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "TIMEOUT_SECONDS", 0.2)
+    channel, draft = critical_rollback_with_draft(h, slack)
+    page.fail(0, times=3)  # never answers
+    press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
+    note = answer_to(slack, "no answer within 0.2 s; tried 3 times").params["text"]
+    assert "it may have reached the status page" in note
+    stored = h.bot.deps.repo.customer_update_of(1, "started")
+    assert stored is not None and stored.state == "draft"
+    (post,) = h.bot.deps.repo.list_status_page_posts(stored.id or 0)
+    assert (post.outcome, post.attempts, post.http_status) == ("failed", 3, None)
+
+    press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
+    answer_to(slack, "Published to the status page")
+    assert len({r.headers["idempotency-key"] for r in page.received}) == 1
