@@ -104,12 +104,16 @@ class CustomerDrafts:
         if rollback is None or rollback.id is None or service is None:
             return
         moment = str(item.payload["moment"])
+        if moment == STARTED and self.deps.repo.customer_update_of(rollback.id, FINISHED):
+            return  # the end was drafted first (no incident channel, a quick rollback): too late
         update = self.deps.repo.customer_update_of(rollback.id, moment)
         if update is None or update.message_ts is None:  # else the other try posted it
             if moment == FINISHED:
                 self._after_the_first(rollback.id)
             update = self._draft(rollback, service, moment, self._channel(rollback, service))
         assert update.id is not None
+        if moment != FINISHED:
+            return
         now = self.deps.clock()
         for older in self.deps.repo.supersede_customer_updates(rollback.id, update.id, now):
             refresh(self.deps, older)
@@ -132,13 +136,17 @@ class CustomerDrafts:
         return update if update.message_ts else self._post(rollback, update, channel)
 
     def _after_the_first(self, rollback_id: int) -> None:
-        """The update at the end comes after the one at the start, never before it."""
+        """The update at the end comes after the one at the start, never before it: while the
+        first is not posted and a try at it is still to come, wait."""
         first = self.deps.repo.customer_update_of(rollback_id, STARTED)
-        work = self.deps.repo.get_work(customer_draft_key(rollback_id, STARTED))
-        if first is None and work is not None and work.status in _WAITING:
-            raise RetryLater("the first customer update is not drafted yet", WAIT_SECONDS)
-        if first is not None and first.message_ts is None and work and work.status in _WAITING:
-            raise RetryLater("the first customer update is not posted yet", WAIT_SECONDS)
+        if first is not None and first.message_ts:
+            return
+        for is_fallback in (False, True):
+            work = self.deps.repo.get_work(
+                customer_draft_key(rollback_id, STARTED, is_fallback=is_fallback)
+            )
+            if work is not None and work.status in _WAITING:
+                raise RetryLater("the first customer update is not posted yet", WAIT_SECONDS)
 
     def _channel(self, rollback: Rollback, service: Service) -> str:
         """The incident channel once its greeting is there (the draft follows it); the

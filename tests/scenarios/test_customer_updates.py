@@ -362,3 +362,36 @@ def test_a_status_page_that_does_not_answer_is_said_and_may_be_tried_again(
     press(h, draft, PUBLISH_ACTION, "U0ONCALL1", channel)
     answer_to(slack, "Published to the status page")
     assert len({r.headers["idempotency-key"] for r in page.received}) == 1
+
+
+def test_a_quick_rollback_ends_with_one_draft_to_publish_the_resolved_one(
+    make_harness: Any,
+    slack: SlackSimulator,
+    page: StatusPageServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    slack.add_user("U0ONCALL1", "oncall")
+    text = (
+        catalog(page.url)
+        .replace("[{kind: manual_gate, prompt: Hold until told}]", "[{kind: wait, seconds: 0}]")
+        .replace(
+            "    customer_name: Acme Checkout\n",
+            "    customer_name: Acme Checkout\n    notifications: {incident_channel: false}\n",
+        )
+    )
+    h: Harness = make_harness(text, prometheus_url=None)
+    h.slash("run checkout --immediate bad deploy")
+    h.wait_rollbacks()
+
+    def settled() -> list[dict[str, Any]] | None:
+        h.bot.deps.due.tick()  # no scheduler in tests: what waited a moment runs now
+        h.wait_idle()
+        shown = drafts(slack, "C0DEPLOYS")
+        with_buttons = [m for m in shown if button_in(m, PUBLISH_ACTION)]
+        return shown if len(with_buttons) == 1 and "Resolved" in with_buttons[0]["text"] else None
+
+    shown = until(settled, "one publishable draft, the resolved one")
+    assert shown[-1]["text"].startswith("Draft customer update — Resolved")  # the last posted
+    assert all("superseded" in m["text"] for m in shown[:-1])
+    assert page.received == []
