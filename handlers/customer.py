@@ -20,8 +20,9 @@ def _value(body: dict[str, Any]) -> str:
 
 
 def _selected(view: dict[str, Any], block_id: str) -> str:
+    """A select's chosen value (the console types it as text instead)."""
     value = view.get("state", {}).get("values", {}).get(block_id, {}).get("value", {})
-    return str((value.get("selected_option") or {}).get("value") or "")
+    return str((value.get("selected_option") or {}).get("value") or value.get("value") or "")
 
 
 def _typed(view: dict[str, Any], block_id: str) -> str:

@@ -34,12 +34,13 @@ def submit_edit(
         return {"message": "Write the message customers will read."}
     if len(message) > MESSAGE_LIMIT:
         return {"message": f"At most {MESSAGE_LIMIT} characters."}
-    if status not in STATUSES:
-        return {"status": f"Choose one of: {', '.join(STATUSES)}."}
     pressed = load_pressed(deps, metadata, user, "edit")
     if isinstance(pressed, Reply):
         return {"message": pressed.text}
     update, version = pressed.update, pressed.version
+    status = status or update.status  # Slack always sends the select; the console may not
+    if status not in STATUSES:
+        return {"status": f"Choose one of: {', '.join(STATUSES)}."}
     if (why := stale_reason(deps, update, version)) is not None:
         return {"message": why.replace("press Publish again", "press Edit again")}
     assert update.id is not None
