@@ -104,7 +104,7 @@ def draft_message(
     ]
     if update.state in (UpdateState.DRAFT, UpdateState.PUBLISHING):
         blocks.append(_buttons(update, has_status_page))
-    text = f"{head}: {update.title}\n{update.message}"
+    text = f"{head}: {escape(update.title)}\n{escape(update.message)}"  # no pings, no links
     return limits.fit_message(text, blocks)
 
 

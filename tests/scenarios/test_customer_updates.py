@@ -209,6 +209,7 @@ def test_edit_in_a_modal_then_stale_button_then_double_click(
     edited = draft_with_buttons(slack, channel, 0)  # the same message, updated in place
     assert edited["ts"] == first["ts"] and "Identified" in edited["text"]
     assert "&amp; we know why. &lt;b&gt;Fix soon&lt;/b&gt;" in json.dumps(edited["blocks"])
+    assert "<b>" not in edited["text"]  # the fallback text is escaped too
     assert "customer_update.edited" in audit_kinds(h)
 
     press(h, first, PUBLISH_ACTION, "U0ONCALL1", channel)  # the button shown before the edit
@@ -395,3 +396,29 @@ def test_a_quick_rollback_ends_with_one_draft_to_publish_the_resolved_one(
     assert shown[-1]["text"].startswith("Draft customer update — Resolved")  # the last posted
     assert all("superseded" in m["text"] for m in shown[:-1])
     assert page.received == []
+
+
+def test_only_responders_edit_and_a_form_left_open_goes_stale(
+    h: Harness, slack: SlackSimulator, page: StatusPageServer
+) -> None:
+    channel, draft = critical_rollback_with_draft(h, slack)
+    press(h, draft, EDIT_ACTION, "U0STRANGER", channel)
+    answer_to(slack, ":no_entry: Only responders of checkout may publish or edit")
+    assert slack.calls_to("views.open") == []
+    assert "customer_update.edit_refused" in audit_kinds(h)
+
+    press(h, draft, EDIT_ACTION, "U0ONCALL1", channel)
+    opened = slack.wait_for("views.open").params["view"]
+    view = json.loads(opened) if isinstance(opened, str) else opened
+    too_long = h.requester.submit_view(
+        view, {"message": "x" * 3001}, user_id="U0ONCALL1", selected={"status": "monitoring"}
+    )
+    assert too_long.json()["errors"] == {"message": "At most 3000 characters."}
+    press(h, draft, PUBLISH_ACTION, "U0ONCALL2", channel)  # published while the form is open
+    answer_to(slack, "Published to the status page by <@U0ONCALL2>")
+    late = h.requester.submit_view(
+        view, {"message": "Too late"}, user_id="U0ONCALL1", selected={"status": "monitoring"}
+    )
+    assert "already published by <@U0ONCALL2>" in late.json()["errors"]["message"]
+    stored = h.bot.deps.repo.customer_update_of(1, "started")
+    assert stored is not None and stored.message != "Too late" and stored.version == 1
