@@ -110,7 +110,7 @@ def build_app(
     notifier = notifications.install(deps)
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
-    customer_drafts.install(deps, notifier.greeted)
+    customer_drafts.install(deps, notifier.incident_hooks)
     paging_ladder.install(deps)
     guard = guard_watch.install(deps)
     # The kubernetes client's pydantic models are hundreds of thousands of long-lived objects;

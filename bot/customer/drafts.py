@@ -1,7 +1,10 @@
 """Drafting customer updates: when a critical rollback starts and when it ends, a draft (seed
-002's customer message, from the service's templates) is posted with Publish / Edit, in the
-incident channel (else the rollback's channel). Drafting is durable due work: one draft per
-rollback and moment (a unique key), one Slack post (a marker, looked for on a retry).
+002's customer message, from the service's templates) is posted with Publish / Edit in the
+incident channel, right after its greeting and after its final update (the notifier's hooks);
+in the rollback's channel when the service has no incident channel. Drafting is durable due
+work: one draft per rollback and moment (a unique key), one Slack post (a marker, looked for on
+a retry). A draft of the start that comes after the end's is not posted at all; one the end
+finds unpublished is marked superseded.
 
 Nothing here sends anything to customers: that takes a person's Publish (``publish.py``).
 """
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackError
@@ -30,7 +32,6 @@ from storage.repo.customer import NewCustomerUpdate
 log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 2.0  # for the incident channel (its opening is due work of its own)
-FALLBACK_AFTER = timedelta(seconds=60)  # the greeting normally comes within seconds
 _WAITING = ("pending", "claimed")
 
 
@@ -72,30 +73,29 @@ class CustomerDrafts:
         self.deps = deps
 
     def rollback_started(self, rollback: Rollback) -> None:
-        """The draft follows the incident channel's greeting (:meth:`greeted`); this later try
-        drafts it anyway, in the rollback's channel, when that channel never opens."""
-        service = self.deps.catalog.get(rollback.service)
-        if service is None:
-            return
-        delay = FALLBACK_AFTER if service.notifications.incident_channel else timedelta()
-        self._schedule(rollback, STARTED, delay, is_fallback=True)
-
-    def greeted(self, rollback: Rollback, channel: str) -> None:
-        self._schedule(rollback, STARTED, timedelta())
+        if not self._has_incident_channel(rollback):  # else the greeting tells (incident_hook)
+            self._schedule(rollback, STARTED)
 
     def rollback_finished(self, rollback: Rollback) -> None:
-        self._schedule(rollback, FINISHED, timedelta())
+        if not self._has_incident_channel(rollback):  # else the final update tells
+            self._schedule(rollback, FINISHED)
 
-    def _schedule(
-        self, rollback: Rollback, moment: str, delay: timedelta, *, is_fallback: bool = False
-    ) -> None:
+    def incident_hook(self, event: str, rollback: Rollback) -> None:
+        """The incident channel's greeting was posted ("greeted"), or its final update
+        ("final"): the draft of that moment follows it."""
+        self._schedule(rollback, STARTED if event == "greeted" else FINISHED)
+
+    def _has_incident_channel(self, rollback: Rollback) -> bool:
+        service = self.deps.catalog.get(rollback.service)
+        return service is not None and service.notifications.incident_channel
+
+    def _schedule(self, rollback: Rollback, moment: str) -> None:
         """Only critical (immediate) rollbacks are incidents customers hear of."""
         if rollback.id is None or rollback.kind != RollbackKind.IMMEDIATE:
             return
         payload = {"rollback_id": rollback.id, "moment": moment}
-        key = customer_draft_key(rollback.id, moment, is_fallback=is_fallback)
-        due_at = self.deps.clock() + delay
-        if self.deps.due.schedule(DueKind.CUSTOMER_DRAFT, key, due_at, payload) and not delay:
+        key = customer_draft_key(rollback.id, moment)
+        if self.deps.due.schedule(DueKind.CUSTOMER_DRAFT, key, self.deps.clock(), payload):
             self.deps.kick_due_work()
 
     def on_due(self, item: DueWork) -> None:
@@ -107,9 +107,7 @@ class CustomerDrafts:
         if moment == STARTED and self.deps.repo.customer_update_of(rollback.id, FINISHED):
             return  # the end was drafted first (no incident channel, a quick rollback): too late
         update = self.deps.repo.customer_update_of(rollback.id, moment)
-        if update is None or update.message_ts is None:  # else the other try posted it
-            if moment == FINISHED:
-                self._after_the_first(rollback.id)
+        if update is None or update.message_ts is None:  # else an earlier try posted it
             update = self._draft(rollback, service, moment, self._channel(rollback, service))
         assert update.id is not None
         if moment != FINISHED:
@@ -134,19 +132,6 @@ class CustomerDrafts:
             now,
         )
         return update if update.message_ts else self._post(rollback, update, channel)
-
-    def _after_the_first(self, rollback_id: int) -> None:
-        """The update at the end comes after the one at the start, never before it: while the
-        first is not posted and a try at it is still to come, wait."""
-        first = self.deps.repo.customer_update_of(rollback_id, STARTED)
-        if first is not None and first.message_ts:
-            return
-        for is_fallback in (False, True):
-            work = self.deps.repo.get_work(
-                customer_draft_key(rollback_id, STARTED, is_fallback=is_fallback)
-            )
-            if work is not None and work.status in _WAITING:
-                raise RetryLater("the first customer update is not posted yet", WAIT_SECONDS)
 
     def _channel(self, rollback: Rollback, service: Service) -> str:
         """The incident channel once its greeting is there (the draft follows it); the
@@ -195,14 +180,17 @@ class CustomerDrafts:
             moment=update.moment,
             status=update.status,
         )
-        return self.deps.repo.get_customer_update(update.id) or update
+        posted = self.deps.repo.get_customer_update(update.id) or update
+        if posted.state != update.state:  # superseded while it was being posted
+            refresh(self.deps, posted)
+        return posted
 
 
-def install(deps: Deps, greeted: list[Callable[[Rollback, str], None]]) -> CustomerDrafts:
-    """Listen to the engine and to the incident channel's greeting (``greeted``, the
-    notifier's hooks), and handle the drafting due work."""
+def install(deps: Deps, incident_hooks: list[Callable[[str, Rollback], None]]) -> CustomerDrafts:
+    """Listen to the engine and to the incident channel (``incident_hooks``, the notifier's),
+    and handle the drafting due work."""
     drafts = CustomerDrafts(deps)
-    greeted.append(drafts.greeted)
+    incident_hooks.append(drafts.incident_hook)
     for name in sorted(
         {s.status_page.token_env for s in deps.catalog.services.values() if s.status_page}
     ):

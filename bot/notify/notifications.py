@@ -72,7 +72,7 @@ class Notifier:
             deps.slack, deps.repo, deps.due, deps.clock, deps.groups.members
         )
         self._pool = ThreadPoolExecutor(max_workers=FANOUT_WORKERS, thread_name_prefix="fanout")
-        self.greeted: list[Callable[[Rollback, str], None]] = []  # after the incident greeting
+        self.incident_hooks: list[Callable[[str, Rollback], None]] = []  # "greeted" | "final"
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -190,14 +190,14 @@ class Notifier:
                 # greeted even while invites or topic wait for a retry; once (audited per channel)
                 fresh = self.deps.repo.get_rollback(rollback.id) or rollback
                 self.post(fresh, service, "critical_notice", [channel])
-                self._tell_greeted(fresh, channel)
+                self._tell_hooks("greeted", fresh)
 
-    def _tell_greeted(self, rollback: Rollback, channel: str) -> None:
-        for hook in self.greeted:  # e.g. the customer update draft, which follows the greeting
+    def _tell_hooks(self, event: str, rollback: Rollback) -> None:
+        for hook in self.incident_hooks:  # e.g. customer update drafts, which follow these
             try:
-                hook(rollback, channel)
+                hook(event, rollback)
             except Exception:
-                log.exception("rollback #%s: greeting hook %r failed", rollback.id, hook)
+                log.exception("rollback #%s: %s hook %r failed", rollback.id, event, hook)
 
     def on_topic(self, item: DueWork) -> None:
         loaded = self._load(item)
@@ -226,9 +226,12 @@ class Notifier:
         if rollback.kind == RollbackKind.IMMEDIATE and service.notifications.incident_channel:
             assert rollback.id is not None
             with self.channels.lock_for(rollback.id):  # after the greeting, never before
-                self.channels.open(rollback, service)  # no-op unless it has not run yet
-                fresh = self.deps.repo.get_rollback(rollback.id) or rollback
-                self.channels.finish(fresh, service)
+                try:
+                    self.channels.open(rollback, service)  # no-op unless it has not run yet
+                    fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+                    self.channels.finish(fresh, service)
+                finally:  # also when Slack refuses the channel: the hooks have fallbacks
+                    self._tell_hooks("final", rollback)
 
     def on_sla_check(self, item: DueWork) -> None:
         loaded = self._load(item)

@@ -173,10 +173,9 @@ def incident_open_key(rollback_id: int) -> str:
     return f"incident-open:{rollback_id}"
 
 
-def customer_draft_key(rollback_id: int, moment: str, *, is_fallback: bool = False) -> str:
-    """The draft customer update of a rollback's ``moment`` (``started`` or ``finished``);
-    ``is_fallback``: the later try that drafts it even when the incident channel never opened."""
-    return f"customer-draft:{rollback_id}:{moment}" + (":fallback" if is_fallback else "")
+def customer_draft_key(rollback_id: int, moment: str) -> str:
+    """The draft customer update of a rollback's ``moment`` (``started`` or ``finished``)."""
+    return f"customer-draft:{rollback_id}:{moment}"
 
 
 def incident_update_prefix(rollback_id: int) -> str:
