@@ -18,6 +18,7 @@ from bot.approvals import start as approval_start
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.yaml_lines import CatalogError
+from bot.customer import drafts as customer_drafts
 from bot.deps import Clock, Deps, utcnow
 from bot.drills import schedule as drill_schedule
 from bot.execution.contracts import worker_name
@@ -37,7 +38,17 @@ from bot.runtime.due import DueWorkRunner
 from bot.runtime.metrics import Metrics
 from bot.runtime.work import BackgroundWork
 from bot.settings import ConfigurationError, Settings
-from handlers import actions, alertmanager, commands, delivery, errors, home, twilio, views
+from handlers import (
+    actions,
+    alertmanager,
+    commands,
+    customer,
+    delivery,
+    errors,
+    home,
+    twilio,
+    views,
+)
 from storage.db import make_engine, migrate
 from storage.repository import Repository
 
@@ -83,6 +94,7 @@ def build_app(
     commands.install(bolt, deps)
     actions.install(bolt, deps)
     views.install(bolt, deps)
+    customer.install(bolt, deps)
     home.install(bolt, deps)
     errors.install(bolt, deps)
     twilio.install(deps)
@@ -97,9 +109,10 @@ def build_app(
     deps.engine.kick_due_work = deps.kick_due_work
     approval_request.install(deps)
     approval_start.install(deps)
-    notifications.install(deps)
+    notifier = notifications.install(deps)
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)
+    customer_drafts.install(deps, notifier.incident_hooks)
     paging_ladder.install(deps)
     rehearsal_report.install(deps)
     guard = guard_watch.install(deps)

@@ -165,6 +165,13 @@ class Settings(BaseSettings):
             raise ValueError("not a log level")
         return value.upper()
 
+    def named_secret(self, name: str) -> SecretStr | None:
+        """A secret the catalog names by its variable (``status_page.token_env``), read from
+        the environment when asked, so that it can be rotated without a new catalog. None when
+        unset, empty or holding spaces (a header value could not carry it)."""
+        value = os.environ.get(name, "")
+        return SecretStr(value) if value and not re.search(r"\s", value) else None
+
     @property
     def is_sms_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)

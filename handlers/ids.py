@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.approvals import blocks as ab
+from bot.customer import blocks as customer
 from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.notify.blocks import MANUAL_GATE_ACTION
 from bot.paging.messages import PAGE_ACK_ACTION
@@ -29,8 +30,11 @@ class Action(StrEnum):
     ROOT_CAUSE_WRITTEN = ROOT_CAUSE_WRITTEN_ACTION
     GUARD_ROLLBACK_NOW = ROLLBACK_NOW_ACTION
     GUARD_KEEP = KEEP_ACTION
+    CUSTOMER_PUBLISH = customer.PUBLISH_ACTION
+    CUSTOMER_EDIT = customer.EDIT_ACTION
 
 
 class View(StrEnum):
     PLAN_ROLLBACK = ab.PLAN_VIEW
     REJECT_ROLLBACK = ab.REJECT_VIEW
+    CUSTOMER_EDIT = customer.EDIT_VIEW

@@ -16,6 +16,7 @@ from storage.repo.alerts import AlertsMixin
 from storage.repo.approvals import ApprovalsMixin
 from storage.repo.assessments import AssessmentsMixin
 from storage.repo.audit import AuditMixin
+from storage.repo.customer import CustomerMixin
 from storage.repo.drills import DrillsMixin
 from storage.repo.guard import GuardMixin
 from storage.repo.page_delivery import PageDeliveryMixin
@@ -39,5 +40,6 @@ class Repository(
     GuardMixin,
     DrillsMixin,
     AlertsMixin,
+    CustomerMixin,
 ):
     """Durable state behind one engine (SQLite or PostgreSQL)."""

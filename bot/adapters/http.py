@@ -6,6 +6,7 @@ type, so the HTTP library can change here alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +64,19 @@ class HttpClient:
         """The pool itself, for the other adapters that speak HTTP (Prometheus)."""
         return self._client
 
-    def request(self, method: str, url: str, *, timeout: float, json: Any = None) -> HttpAnswer:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
         """One request; raises HttpError when no HTTP answer came back."""
         try:
             resp = self._client.request(
-                method, url, json=json, timeout=timeout, follow_redirects=False
+                method, url, json=json, headers=headers, timeout=timeout, follow_redirects=False
             )
         except httpx.HTTPError as exc:
             raise HttpError(

@@ -36,6 +36,7 @@ from bot.catalog.spec import (
     Defaults,
     Notifications,
     ServiceSpec,
+    StatusPage,
 )
 from bot.catalog.yaml_lines import (
     CatalogError,
@@ -83,6 +84,9 @@ class Service:
     waves: tuple[tuple[str, ...], ...] = ()
     region: Region | None = None  # set on the copy that stands for one region (in_region)
     drills: Drills = field(default_factory=Drills)  # the resolved drills:
+
+    customer_name: str = ""  # what customers call it (customer_name:, else the name capitalized)
+    status_page: StatusPage | None = None  # the service's, else the defaults'
 
     def region_named(self, name: str) -> Region | None:
         return next((r for r in self.regions if r.name == name), None)
@@ -355,6 +359,8 @@ def _resolve(spec: CatalogSpec, source: str, lines: Mapping[Path_, int]) -> Cata
                 timezone=s.timezone or d.timezone,
                 guard=guard_config(overlay(d.auto_rollback, s.auto_rollback), s),
                 drills=overlay(d.drills, s.drills),
+                customer_name=s.customer_name or d.customer_name or _capitalized(name),
+                status_page=s.status_page or d.status_page,
             ),
             lines,
         )
@@ -374,6 +380,12 @@ def _with_regions(service: Service, lines: Mapping[Path_, int]) -> Service:
         at=("services", service.name),
     )
     return replace(service, regions=regions, waves=resolve_waves(regions, s.waves))
+
+
+def _capitalized(name: str) -> str:
+    """``checkout-api`` → ``Checkout api``: a service name as a sentence would say it."""
+    words = name.replace("-", " ")
+    return words[:1].upper() + words[1:]
 
 
 def load_catalog(path: str | Path) -> Catalog:

@@ -36,6 +36,9 @@ from bot.catalog.regions import RegionSpec
 from bot.rollback.assess import Thresholds
 from bot.rollback.plan import STEP_KINDS, STEP_RULES
 
+STATUS_PAGE_URL = re.compile(r"^https?://[^/\s:?#]+(:\d{1,5})?([/?#]\S*)?$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -251,6 +254,35 @@ class Notifications(_Strict):
     _check_channels = field_validator("critical_channels")(_channel_ids)
 
 
+class StatusPage(_Strict):
+    """A status page's webhook: the bot POSTs customer updates there once a person presses
+    Publish (README, "Customer status updates", has the JSON body)."""
+
+    url: str = Field(description="http(s):// URL the updates are POSTed to")
+    token_env: str = Field(description="the environment variable holding the bearer token")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not STATUS_PAGE_URL.match(v):
+            raise ValueError("status_page.url must be an http:// or https:// URL")
+        return v
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not ENV_NAME.match(v):
+            raise ValueError(
+                f"{v!r} is not an environment variable name (capital letters, digits and _,"
+                " not a digit first), e.g. STATUS_PAGE_TOKEN"
+            )
+        return v
+
+
+# What customers call a service, in their words (the customer update drafts say it).
+CustomerName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\n]*$")]
+
+
 class Defaults(_Strict):
     channel: str | None = None
     sla_minutes: int = Field(default=15, gt=0)
@@ -266,6 +298,8 @@ class Defaults(_Strict):
     timezone: str = "UTC"  # IANA name: `--at HH:MM` and windows are read and shown in it
     auto_rollback: AutoRollback = AutoRollback()
     drills: Drills = Drills()  # readiness drills: schedule, and how recent counts as tested
+    customer_name: CustomerName | None = None  # else each service's name, capitalized
+    status_page: StatusPage | None = None  # where Publish posts customer updates
 
     _check_channel = field_validator("channel")(_channel_id)
     _check_timezone = field_validator("timezone")(_timezone)
@@ -303,6 +337,8 @@ class ServiceSpec(_Strict):
     waves: list[list[str]] | None = None  # default: one region per wave, in list order
     staging: StagingTarget | None = None  # where rehearsals run (/rollback drill … --rehearse)
     drills: Drills | None = None  # keys given here override defaults.drills
+    customer_name: CustomerName | None = None  # overrides defaults.customer_name
+    status_page: StatusPage | None = None  # replaces defaults.status_page
 
     _check_timezone = field_validator("timezone")(_timezone)
 

@@ -12,16 +12,15 @@ retry 5xx, so a rate limit delays a message but never loses it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bot.adapters.slack.posts import find_marked, post_marker
-from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.catalog.load import Service
 from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
+from bot.notify.notice_posts import send_once
 from bot.notify.threads import anchor_of
 from bot.regions.sla import RegionSla, breached_region, state_now
 from bot.rollback.lifecycle import (
@@ -72,6 +71,7 @@ class Notifier:
             deps.slack, deps.repo, deps.due, deps.clock, deps.groups.members
         )
         self._pool = ThreadPoolExecutor(max_workers=FANOUT_WORKERS, thread_name_prefix="fanout")
+        self.incident_hooks: list[Callable[[str, Rollback], None]] = []  # "greeted" | "final"
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -190,6 +190,14 @@ class Notifier:
                 # greeted even while invites or topic wait for a retry; once (audited per channel)
                 fresh = self.deps.repo.get_rollback(rollback.id) or rollback
                 self.post(fresh, service, "critical_notice", [channel])
+                self._tell_hooks("greeted", fresh)
+
+    def _tell_hooks(self, event: str, rollback: Rollback) -> None:
+        for hook in self.incident_hooks:  # e.g. customer update drafts, which follow these
+            try:
+                hook(event, rollback)
+            except Exception:
+                log.exception("rollback #%s: %s hook %r failed", rollback.id, event, hook)
 
     def on_topic(self, item: DueWork) -> None:
         loaded = self._load(item)
@@ -218,9 +226,12 @@ class Notifier:
         if rollback.kind == RollbackKind.IMMEDIATE and service.notifications.incident_channel:
             assert rollback.id is not None
             with self.channels.lock_for(rollback.id):  # after the greeting, never before
-                self.channels.open(rollback, service)  # no-op unless it has not run yet
-                fresh = self.deps.repo.get_rollback(rollback.id) or rollback
-                self.channels.finish(fresh, service)
+                try:
+                    self.channels.open(rollback, service)  # no-op unless it has not run yet
+                    fresh = self.deps.repo.get_rollback(rollback.id) or rollback
+                    self.channels.finish(fresh, service)
+                finally:  # also when Slack refuses the channel: the hooks have fallbacks
+                    self._tell_hooks("final", rollback)
 
     def on_sla_check(self, item: DueWork) -> None:
         loaded = self._load(item)
@@ -290,7 +301,8 @@ class Notifier:
         broadcast = name in BROADCAST
         results = list(
             self._pool.map(
-                lambda c: self._send(
+                lambda c: send_once(
+                    self.deps,
                     rollback,
                     kind,
                     c,
@@ -304,83 +316,6 @@ class Notifier:
         failed = [c for c, is_transient in zip(todo, results, strict=True) if is_transient]
         if failed:
             raise RetryLater(f"{name} not delivered to {', '.join(failed)} yet", RETRY_SECONDS)
-
-    def _send(
-        self,
-        rollback: Rollback,
-        kind: str,
-        channel: str,
-        text: str,
-        thread_ts: str | None = None,
-        broadcast: bool = False,
-    ) -> bool:
-        """Post once (in ``thread_ts``'s thread when given); True when it failed and is worth
-        retrying. The first attempt is recorded (a delivery key) before it is sent; a later one
-        looks for the marked post first, so a lost answer never makes a second notice."""
-        assert rollback.id is not None
-        marker = post_marker(kind, rollback.id, rollback.created_at, channel)
-        is_retry = not self.deps.repo.record_delivery(
-            f"tried:{kind}:{rollback.id}:{channel}", self.deps.clock()
-        )
-        if is_retry and (found := find_marked(self.deps.slack, channel, marker, thread_ts)):
-            self._audit(rollback, kind, channel, found, None)
-            return False
-        try:
-            resp = self._post_joining(channel, text, thread_ts, broadcast, marker)
-        except SlackError as exc:
-            error = str(exc.error or "unknown")
-            if error not in PERMANENT_ERRORS:
-                log.warning("rollback #%s: %s to %s failed: %s", rollback.id, kind, channel, error)
-                return True
-            log.error(
-                "rollback #%s: %s to %s refused for good: %s (fix the channel or the app's"
-                " scopes; not retried)",
-                rollback.id,
-                kind,
-                channel,
-                error,
-            )
-            self._audit(rollback, f"{kind}.failed", channel, None, error)
-            return False
-        except Exception as exc:  # a timeout or a refused connection: Slack may be back soon
-            log.warning("rollback #%s: %s to %s failed: %r", rollback.id, kind, channel, exc)
-            return True
-        self._audit(rollback, kind, channel, str(resp.get("ts")), None)
-        return False
-
-    def _post_joining(
-        self,
-        channel: str,
-        text: str,
-        thread_ts: str | None,
-        broadcast: bool,
-        marker: dict[str, Any],
-    ) -> dict[str, object]:
-        def post() -> dict[str, Any]:
-            return self.deps.slack.chat_postMessage(
-                channel=channel,
-                text=text,
-                unfurl_links=False,
-                thread_ts=thread_ts,
-                reply_broadcast=True if thread_ts and broadcast else None,
-                metadata=marker,
-            )
-
-        try:
-            resp = post()
-        except SlackError as exc:
-            if exc.error != "not_in_channel":
-                raise
-            # a public channel the bot was never added to: join it, then try once more
-            self.deps.slack.conversations_join(channel=channel)
-            resp = post()
-        return resp
-
-    def _audit(
-        self, rollback: Rollback, kind: str, channel: str, ts: str | None, error: str | None
-    ) -> None:
-        detail = {"error": error} if error else {}
-        self.deps.audit(kind, rollback, channel_id=channel, message_ts=ts, **detail)
 
 
 def install(deps: Deps) -> Notifier:

@@ -167,7 +167,16 @@ def _service_context(rollback: Rollback, service: Service) -> dict[str, Any]:
         "status_page_url": notifications.status_page_url,
         "review_reminder_hours": f"{service.review_reminder_hours:g}",
         "incident_channel": channel_link(rollback.incident_channel_id),
+        # customer updates (bot/customer): what customers call it, and when it should be back
+        "customer_name": service.customer_name or service.name,
+        "resume_by": _resume_by(rollback, service),
     }
+
+
+def _resume_by(rollback: Rollback, service: Service) -> str:
+    """The rollback's start plus its SLA, as a clock time in the service's time zone."""
+    due = (rollback.started_at or rollback.created_at) + timedelta(minutes=service.sla_minutes)
+    return f"{due.astimezone(service.tz):%H:%M %Z}"
 
 
 def _impact_context(

@@ -32,6 +32,11 @@ TEMPLATE_NAMES = (
     "incident_update",
     "incident_topic",
     "sla_breach",
+    # customer updates (bot/customer): plain text for a status page, drafted for a person
+    "customer_title",
+    "customer_started",
+    "customer_resolved",
+    "customer_unresolved",
 )
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 

@@ -115,6 +115,7 @@ class DueKind(StrEnum):
     REVIEW_PUBLISH = "review.publish"
     REVIEW_REMIND = "review.remind"
     REHEARSAL_FINISHED = "rehearsal.finished"  # post a rehearsal's report (no notices, no pages)
+    CUSTOMER_DRAFT = "customer.draft"  # draft a customer update (started / finished) in Slack
 
 
 # --- due-work keys: one function per key shape, so that no key is built by hand twice ---------
@@ -192,6 +193,11 @@ def finished_notice_key(rollback_id: int) -> str:
 
 def incident_open_key(rollback_id: int) -> str:
     return f"incident-open:{rollback_id}"
+
+
+def customer_draft_key(rollback_id: int, moment: str) -> str:
+    """The draft customer update of a rollback's ``moment`` (``started`` or ``finished``)."""
+    return f"customer-draft:{rollback_id}:{moment}"
 
 
 def incident_update_prefix(rollback_id: int) -> str:

@@ -132,16 +132,25 @@ class SlackRequester:
         return urlencode({"payload": json.dumps(payload)})
 
     def submit_view(
-        self, view: Mapping[str, Any], values: Mapping[str, str], *, user_id: str
+        self,
+        view: Mapping[str, Any],
+        values: Mapping[str, str],
+        *,
+        user_id: str,
+        selected: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Submit a modal (as opened with ``views.open``) with plain-text ``values`` by block id:
-        a ``view_submission`` payload. Slack's answer (e.g. ``response_action: errors``) is the
+        """Submit a modal (as opened with ``views.open``) with plain-text ``values`` by block id
+        (and ``selected``: a static select's chosen option value by block id): a
+        ``view_submission`` payload. Slack's answer (e.g. ``response_action: errors``) is the
         HTTP response body."""
         n = next(_counter)
-        state = {
+        state: dict[str, Any] = {
             block_id: {"value": {"type": "plain_text_input", "value": value}}
             for block_id, value in values.items()
         }
+        for block_id, option in (selected or {}).items():
+            chosen = {"text": {"type": "plain_text", "text": option}, "value": option}
+            state[block_id] = {"value": {"type": "static_select", "selected_option": chosen}}
         payload = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "example"},

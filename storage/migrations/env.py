@@ -14,6 +14,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+import storage.customer_models  # registers the customer updates' tables on SQLModel.metadata
 import storage.drill_models
 import storage.guard_models  # noqa: F401  (registers the guard's tables on SQLModel.metadata)
 from storage.db import make_engine, normalize_url

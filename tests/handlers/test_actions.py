@@ -26,6 +26,8 @@ BAD_VALUE_ANSWERS = {
     Action.MANUAL_GATE_CONTINUE: "This gate no longer exists.",
     Action.GUARD_ROLLBACK_NOW: "This guard question no longer exists.",
     Action.GUARD_KEEP: "This guard question no longer exists.",
+    Action.CUSTOMER_PUBLISH: ":x: This customer update no longer exists; nothing was done.",
+    Action.CUSTOMER_EDIT: ":x: This customer update no longer exists; nothing was done.",
 }
 
 

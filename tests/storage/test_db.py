@@ -33,6 +33,7 @@ TABLES = {
     "approvals",
     "assessments",
     "audit_events",
+    "customer_updates",
     "drills",
     "due_work",
     "guard_services",
@@ -42,6 +43,7 @@ TABLES = {
     "rollback_steps",
     "rollbacks",
     "slack_deliveries",
+    "status_page_posts",
 }
 ACTIVE_PREDICATE_STATUSES = ("pending_approval", "approved", "scheduled", "running", "aborting")
 
@@ -94,7 +96,7 @@ def test_unreachable(tmp_path: Path) -> None:
 def test_migrate_from_empty_to_head_and_again(engine: Engine) -> None:
     assert current_revision(engine) is None
     migrate(engine)
-    assert head_revision() == "0008"  # the latest migration
+    assert head_revision() == "0009"  # the latest migration
     assert current_revision(engine) == head_revision()
     assert set(sa.inspect(engine).get_table_names()) == TABLES
     migrate(engine)  # a second run is a no-op
