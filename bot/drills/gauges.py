@@ -1,5 +1,7 @@
 """The drill gauges of /metrics, read from the database at scrape time (every replica exports
 the same truth; the alert rules RollbackDrillOverdue and RollbackNotReady aggregate with max by).
+The first scheduled occurrence lets RollbackDrillOverdue cover a service never drilled
+successfully: it has had a schedule since then.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ class DrillGauges(Collector):
             "The longest gap between two scheduled drills of a service (weekly, monthly).",
             labels=["service"],
         )
+        since = GaugeMetricFamily(
+            "rollback_bot_drill_scheduled_since_timestamp_seconds",
+            "Unix time of the first scheduled drill occurrence of a service with a schedule.",
+            labels=["service"],
+        )
         try:
+            first = self.repo.first_drill_occurrences()
             passed = self.repo.latest_drills(is_passed=True)
             latest = self.repo.latest_drills()
         except Exception:  # a scrape must not fail because the database is away
@@ -49,6 +57,9 @@ class DrillGauges(Collector):
                 failed.add_metric([name], float(last.failed_checks or (last.status != "passed")))
             if service.drills.period_days:
                 schedule.add_metric([name], service.drills.period_days * 86400.0)
+                if (at := first.get(name)) is not None:
+                    since.add_metric([name], at.timestamp())
         yield success
         yield failed
         yield schedule
+        yield since

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot.rollback.lifecycle import RollbackStatus
+from bot.rollback.lifecycle import DrillDueKind, RollbackStatus
 from storage.drill_models import Drill, DrillStatus
-from storage.models import Rollback, RollbackStep, SlackDelivery
+from storage.models import DueWork, Rollback, RollbackStep, SlackDelivery
 from storage.repo.base import RepositoryBase
 from storage.repo.records import RecordNotFound
 
@@ -140,6 +140,20 @@ class DrillsMixin(RepositoryBase):
         with self._read() as session:
             rows = session.exec(select(Drill).where(col(Drill.id).in_(newest))).all()
         return {d.service: d for d in rows}
+
+    def first_drill_occurrences(self) -> dict[str, datetime]:
+        """Each service's first scheduled drill occurrence (due work is kept once done): since
+        when it has had a drill schedule, for RollbackDrillOverdue of a never-passed service."""
+        # drill_key: ``drill:<service>:<%Y-%m-%dT%H:%MZ>``, the time 18 characters with its colon
+        prefix = sa.func.substr(DueWork.key, 7, sa.func.length(DueWork.key) - 24)
+        query = (
+            select(prefix, sa.func.min(DueWork.due_at))
+            .where(DueWork.kind == DrillDueKind.SCHEDULED)
+            .group_by(prefix)
+        )
+        with self._read() as session:
+            rows = session.exec(query).all()
+        return {str(service): first for service, first in rows}
 
     def phase_durations(self, service: str, limit: int = 20) -> list[dict[str, float]]:
         """Seconds each phase took in the service's latest ``limit`` succeeded rollbacks

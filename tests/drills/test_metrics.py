@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from bot.drills.schedule import next_occurrence
 from bot.sim.kube_access import AccessRule
 from tests.conftest import service_yaml
 from tests.drills.world import NS, World, checkout_yaml
@@ -24,6 +25,14 @@ def test_metrics_show_the_last_success_and_the_failed_checks(make_world: Any) ->
     before = scrape(w.h)
     assert sample(before, "rollback_bot_drill_checks_failed", service="checkout") is None
     assert sample(before, "rollback_bot_drill_schedule_seconds", service="checkout") == 604800
+    # the schedule's first occurrence (stored at start-up), for a service never drilled yet
+    svc = w.deps.catalog.get("checkout")
+    assert svc is not None
+    first = next_occurrence(svc.drills, svc.tz, w.deps.clock())
+    assert first is not None
+    since = "rollback_bot_drill_scheduled_since_timestamp_seconds"
+    assert sample(before, since, service="checkout") == first.timestamp()
+    assert sample(before, since, service="search") is None
 
     w.drill("checkout")
     w.drill("search")

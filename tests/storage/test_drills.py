@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.rollback.lifecycle import RollbackKind, RollbackStatus, StepStatus
+from bot.rollback.lifecycle import (
+    DrillDueKind,
+    RollbackKind,
+    RollbackStatus,
+    StepStatus,
+    drill_key,
+)
 from storage.repo.records import NewStep
 from storage.repository import Repository
 from tests.storage.threads import run_in_threads
@@ -95,3 +101,15 @@ def test_phase_durations_of_succeeded_rollbacks(repo: Repository, now: datetime)
         repo.set_rollback_status(rollback.id, status, now + timedelta(minutes=minutes))
     assert sorted(d["application"] for d in repo.phase_durations("checkout")) == [180.0, 300.0]
     assert repo.phase_durations("search") == []
+
+
+def test_first_drill_occurrences_per_service(repo: Repository, now: datetime) -> None:
+    """The first scheduled occurrence of each service, done or not (due work is kept)."""
+    for service, days in (("checkout", 7), ("checkout", 0), ("search-api", 14)):
+        at = now + timedelta(days=days)
+        repo.schedule_work(DrillDueKind.SCHEDULED, drill_key(service, at), at, now, {})
+    repo.schedule_work(DrillDueKind.STALE, "drill-stale:1", now - timedelta(days=9), now, {})
+    assert repo.first_drill_occurrences() == {
+        "checkout": now,
+        "search-api": now + timedelta(days=14),
+    }
