@@ -1,7 +1,8 @@
 """The estimate: how long this service's rollback takes, phase by phase, against its SLA.
 
 Each phase's duration is the median of the service's past succeeded rollbacks that had that
-phase; a phase never seen yet counts with its steps' timeouts (the most it may take). Pure.
+phase; without any, of its succeeded rehearsals in staging (the rollback half: staging timing,
+said so); a phase never seen yet counts with its steps' timeouts (the most it may take). Pure.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from statistics import median
 
 from bot.drills.checks import Check, failed, ok, unknown
+from bot.rehearsal.plan import ROLL_FORWARD_PHASE
 from bot.rollback.plan import PHASE_TITLES, Plan
 
 NAME = "Estimate"
@@ -39,9 +41,34 @@ def phase_estimates(
     return out
 
 
+def rollback_halves(rehearsals: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
+    """The rehearsals' phases without the roll-forward (stored as its own phase): what a
+    production rollback of the same plan does."""
+    halves = [{p: s for p, s in r.items() if p != ROLL_FORWARD_PHASE} for r in rehearsals]
+    return [h for h in halves if h]
+
+
+def _source(history: Sequence[Mapping[str, float]], is_rehearsed: bool) -> str:
+    if not history:
+        return "no past rollback: step timeouts"
+    if is_rehearsed:
+        n = len(history)
+        return f"no past rollback: median of {n} rehearsal{'s' if n != 1 else ''} in staging"
+    return f"median of {len(history)} past rollbacks"
+
+
 def estimate_check(
-    plan: Plan, history: Sequence[Mapping[str, float]], sla_minutes: int, service: str
+    plan: Plan,
+    history: Sequence[Mapping[str, float]],
+    sla_minutes: int,
+    service: str,
+    rehearsals: Sequence[Mapping[str, float]] = (),
 ) -> Check:
+    """``history``: phase seconds of past production rollbacks; ``rehearsals``: of the
+    rollback half of succeeded rehearsals, used only when production has none."""
+    is_rehearsed = not history and bool(rehearsals)
+    if is_rehearsed:
+        history = rehearsals
     phases = phase_estimates(plan, history)
     total = sum(seconds for _, seconds, _ in phases)
     sla = sla_minutes * 60
@@ -50,17 +77,16 @@ def estimate_check(
         for p, s, measured in phases
     )
     is_measured = all(measured for _, _, measured in phases)
-    source = (
-        f"median of {len(history)} past rollbacks" if history else "no past rollback: step timeouts"
-    )
+    source = _source(history, is_rehearsed)
     head = f"estimated {minutes(total)} of a {sla_minutes} min SLA ({parts}; {source})"
     if total <= sla:
         return ok(NAME, head)
     if is_measured:
+        measured_by = "Rehearsals in staging" if is_rehearsed else "Past rollbacks"
         return failed(
             NAME,
             head,
-            f"Past rollbacks of {service} took longer than its SLA: speed up the slow phase"
+            f"{measured_by} of {service} took longer than its SLA: speed up the slow phase"
             " (readiness probes, rollout surge) or agree a longer sla_minutes.",
         )
     return unknown(

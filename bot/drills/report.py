@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.catalog.load import staging_key
 from bot.drills.checks import MARKS, Check, State
 from bot.notify import blocks
 from bot.notify.limits import Block, fit_message
+from bot.rollback.lifecycle import RollbackStatus
 from storage.drill_models import Drill, DrillStatus
+from storage.models import Rollback
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -90,12 +93,28 @@ def last_drill_text(drill: Drill | None, now: datetime) -> str:
     return f"last drill: {ago(drill.finished_at, now)} {mark}"
 
 
+def last_rehearsal_text(rehearsal: Rollback | None, now: datetime) -> str:
+    """``last rehearsal: 5 days ago ✓`` (App Home, history)."""
+    if rehearsal is None or rehearsal.finished_at is None:
+        return "last rehearsal: never"
+    mark = "✓" if rehearsal.status == RollbackStatus.SUCCEEDED else "✗"
+    return f"last rehearsal: {ago(rehearsal.finished_at, now)} {mark}"
+
+
 def readiness_lines(deps: Deps, services: Sequence[str] | None = None) -> list[str]:
-    """``*checkout* — last drill: 3 days ago ✓`` for each service (App Home)."""
-    latest = deps.repo.latest_drills()
+    """``*checkout* — last drill: 3 days ago ✓ · last rehearsal: 5 days ago ✓`` for each
+    service (App Home); the rehearsal part for a service with a ``staging:`` target or one."""
+    latest, rehearsals = deps.repo.latest_drills(), deps.repo.latest_rehearsals()
     now = deps.clock()
-    names = deps.catalog.names if services is None else services
-    return [f"*{name}* — {last_drill_text(latest.get(name), now)}" for name in names]
+    lines = []
+    for name in deps.catalog.names if services is None else services:
+        line = f"*{name}* — {last_drill_text(latest.get(name), now)}"
+        rehearsal = rehearsals.get(staging_key(name))
+        service = deps.catalog.get(name)
+        if rehearsal is not None or (service is not None and service.spec.staging is not None):
+            line += f" · {last_rehearsal_text(rehearsal, now)}"
+        lines.append(line)
+    return lines
 
 
 def drill_history(deps: Deps, service: str, limit: int = 5) -> str:

@@ -18,10 +18,10 @@ from datetime import timedelta
 from functools import partial
 
 from bot.adapters.slack.web import SlackError
-from bot.catalog.load import PlanError, Service
+from bot.catalog.load import PlanError, Service, staging_key
 from bot.deps import Deps
 from bot.drills.checks import Check, unknown
-from bot.drills.estimate import estimate_check
+from bot.drills.estimate import estimate_check, rollback_halves
 from bot.drills.permissions import permissions_check
 from bot.drills.readiness import channel_check, dry_run_check, oncall_check, prometheus_check
 from bot.drills.report import report_message
@@ -109,7 +109,13 @@ def readiness_checks(deps: Deps, service: Service, target: str | None) -> list[C
             "Estimate",
             lambda: [
                 estimate_check(
-                    plan, deps.repo.phase_durations(service.name), service.sla_minutes, service.name
+                    plan,
+                    deps.repo.phase_durations(service.name),
+                    service.sla_minutes,
+                    service.name,
+                    rehearsals=rollback_halves(
+                        deps.repo.phase_durations(staging_key(service.name))
+                    ),
                 )
             ],
         ),

@@ -7,11 +7,13 @@ from datetime import UTC
 from typing import Any
 
 from bot.approvals.blocks import when
+from bot.catalog.load import staging_key
 from bot.deps import Deps
 from bot.notify import blocks, limits
 from bot.notify.blocks import escape_keeping_mentions, person
 from bot.notify.reply import Reply
 from bot.regions.progress import region_blocks
+from bot.rehearsal.history import rehearsal_history
 from bot.rollback.command import Command, local_time
 from bot.rollback.lifecycle import IN_ENGINE, WAITING, RollbackKind, RollbackStatus, confirm_key
 from storage.guard_models import GUARD_ACTOR
@@ -71,7 +73,9 @@ def status(deps: Deps, cmd: Command) -> Reply:
         if service is None:
             text, bl = blocks.unknown_service_message(cmd.service, deps.catalog.names)
             return Reply(text, bl)
+        # its last production rollback and its last rehearsal in staging (titled "Rehearsal")
         rows = deps.repo.list_rollbacks(service=service.name, limit=1)
+        rows += deps.repo.list_rollbacks(service=staging_key(service.name), limit=1)
         if not rows:
             return Reply(f"No rollbacks of *{service.name}* yet.")
     else:
@@ -83,7 +87,7 @@ def status(deps: Deps, cmd: Command) -> Reply:
     all_blocks: list[dict[str, Any]] = []
     for r in rows:
         assert r.id is not None
-        service = deps.catalog.get(r.service)
+        service = deps.catalog.target_of(r.service)  # a rehearsal: the staging twin
         url = progress_url(deps, r)
         is_waiting = r.status in WAITING
         state = waiting_state(deps, r) if is_waiting else None
@@ -125,10 +129,12 @@ def history(deps: Deps, cmd: Command) -> Reply:
         text, bl = blocks.unknown_service_message(cmd.service, deps.catalog.names)
         return Reply(text, bl)
     rows = deps.repo.list_rollbacks(service=cmd.service, limit=20)
+    rehearsals = rehearsal_history(deps, cmd.service) if cmd.service is not None else ""
     if not rows:
-        return Reply(
-            "No rollbacks yet." if cmd.service is None else f"No rollbacks of *{cmd.service}* yet.",
+        none = (
+            "No rollbacks yet." if cmd.service is None else f"No rollbacks of *{cmd.service}* yet."
         )
+        return Reply("\n\n".join(filter(None, [none, rehearsals])))
     lines = [f"*Rollback history{' of ' + cmd.service if cmd.service else ''}* (newest first)"]
     approvers = deps.repo.approvers_of([r.id for r in rows if r.id is not None])
     for r in rows:
@@ -148,7 +154,7 @@ def history(deps: Deps, cmd: Command) -> Reply:
                 else ""
             )
         )
-    return Reply("\n".join(lines))
+    return Reply("\n\n".join(filter(None, ["\n".join(lines), rehearsals])))
 
 
 def waiting_lines(deps: Deps) -> list[str]:

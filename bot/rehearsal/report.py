@@ -89,7 +89,7 @@ def report_due(deps: Deps, item: DueWork) -> None:
     t = timings(steps)
     sla = twin.sla_minutes if twin is not None else None
     state = describe_service_state(deps.kube, twin) if twin is not None else None
-    start = _started_from(steps)
+    start = started_from(steps)
     back_home = _is_back_at_start(deps, twin, start)
     text = report_text(
         rollback, steps, t, sla_minutes=sla, state=state, is_back=back_home, twin=twin
@@ -110,7 +110,7 @@ def report_due(deps: Deps, item: DueWork) -> None:
     )
 
 
-def _started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
+def started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
     """The rollback's undo as its step recorded it (from: where staging started), or {}."""
     for s in steps:
         if s.kind == "rollout_undo" and s.phase != ROLL_FORWARD_PHASE:
@@ -141,7 +141,7 @@ def report_text(
 ) -> str:
     """The report (mrkdwn). Pure: everything it says is passed in."""
     name = rollback.service.partition("@")[0]
-    undo = _started_from(steps)
+    undo = started_from(steps)
     ok = rollback.status == RollbackStatus.SUCCEEDED
     icon = ":white_check_mark:" if ok else ":x:"
     lines = [

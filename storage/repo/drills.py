@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot.rollback.lifecycle import DrillDueKind, RollbackStatus
+from bot.rollback.lifecycle import TERMINAL, DrillDueKind, RollbackKind, RollbackStatus
 from storage.drill_models import Drill, DrillStatus
 from storage.models import DueWork, Rollback, RollbackStep, SlackDelivery
 from storage.repo.base import RepositoryBase
@@ -140,6 +140,19 @@ class DrillsMixin(RepositoryBase):
         with self._read() as session:
             rows = session.exec(select(Drill).where(col(Drill.id).in_(newest))).all()
         return {d.service: d for d in rows}
+
+    def latest_rehearsals(self) -> dict[str, Rollback]:
+        """Every service key's newest finished rehearsal (``checkout@staging``), in one query."""
+        newest = (
+            select(sa.func.max(Rollback.id))
+            .where(
+                Rollback.kind == RollbackKind.REHEARSAL, col(Rollback.status).in_(list(TERMINAL))
+            )
+            .group_by(col(Rollback.service))
+        )
+        with self._read() as session:
+            rows = session.exec(select(Rollback).where(col(Rollback.id).in_(newest))).all()
+        return {r.service: r for r in rows}
 
     def first_drill_occurrences(self) -> dict[str, datetime]:
         """Each service's first scheduled drill occurrence (due work is kept once done): since

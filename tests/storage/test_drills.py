@@ -113,3 +113,31 @@ def test_first_drill_occurrences_per_service(repo: Repository, now: datetime) ->
         "checkout": now,
         "search-api": now + timedelta(days=14),
     }
+
+
+def test_latest_rehearsals_per_service(repo: Repository, now: datetime) -> None:
+    """The newest finished rehearsal of each ``<service>@staging`` key; production rollbacks
+    and a running rehearsal are not one."""
+    for service, kind, status in (
+        ("checkout@staging", RollbackKind.REHEARSAL, RollbackStatus.SUCCEEDED),
+        ("checkout@staging", RollbackKind.REHEARSAL, RollbackStatus.FAILED),
+        ("checkout@staging", RollbackKind.REHEARSAL, RollbackStatus.RUNNING),
+        ("search@staging", RollbackKind.REHEARSAL, RollbackStatus.SUCCEEDED),
+        ("orders", RollbackKind.IMMEDIATE, RollbackStatus.SUCCEEDED),
+    ):
+        row = repo.create_rollback(
+            service=service,
+            kind=kind,
+            strategy="undo",
+            requested_by="U1",
+            status=RollbackStatus.RUNNING,
+            now=now,
+        )
+        assert row.id is not None
+        if status != RollbackStatus.RUNNING:
+            repo.set_rollback_status(row.id, status, now)
+    latest = repo.latest_rehearsals()
+    assert {k: (r.id, r.status) for k, r in latest.items()} == {
+        "checkout@staging": (2, "failed"),
+        "search@staging": (4, "succeeded"),
+    }
