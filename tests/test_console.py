@@ -122,12 +122,16 @@ def test_click_names_a_button_by_label_or_by_message_and_number(
     # messages with buttons are numbered (the page notice is in the progress message's thread)
     assert "[1]   ↳ (thread) #C0DEPLOYS 📟 Paging level 1/2" in out
     assert "[1.1] Acknowledge" in out
-    # the customer update drafts (Edit only: no status page in the demo) and the review's, in
-    # the order their due work ran
-    assert re.search(r"\[[2-5]\.1\] Edit", out) and re.search(r"\[[2-5]\.1\] Root cause", out)
+    # the customer update drafts (Publish and Edit: the demo has its own status page) and the
+    # review's, in the order their due work ran
+    assert re.search(r"\[[2-5]\.1\] Publish   \[[2-5]\.2\] Edit", out)
+    assert re.search(r"\[[2-5]\.1\] Root cause", out)
     assert "was acknowledged by @U0ONCALL1. Escalation stopped." in out
     assert "!! no message [9]: messages with buttons are [1]…[5]" in out
-    assert "!! no button labelled 'Nope'; buttons: Acknowledge, Edit, Root cause written" in out
+    assert (
+        "!! no button labelled 'Nope'; buttons: Acknowledge, Edit, Publish, Root cause written"
+        in out
+    )
 
 
 def test_click_message_and_button(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,3 +266,18 @@ def test_find_button_by_number_by_message_and_by_label() -> None:
         "no button labelled 'Run anyway'; buttons: Acknowledge, Approve, Reject"
     )
     assert _found("", [], None) == "usage: click N | click M.N | click LABEL"
+
+
+def test_the_demo_publishes_a_customer_update_to_its_own_status_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo`: Publish under the draft reaches the demo's loopback status page (strict like
+    the tests' one: token, body, Idempotency-Key), which takes it with a 201."""
+    script = tmp_path / "publish.txt"
+    script.write_text("/rollback run checkout --immediate 5xx storm\nclick Publish\n")
+
+    assert main(["console", "--demo", "--script", str(script)]) == 0
+
+    out = capsys.readouterr().out
+    assert "CUSTOMER UPDATE PUBLISHED — RESOLVED" in out
+    assert "Published to the status page by @U0ONCALL1 (HTTP 201)." in out

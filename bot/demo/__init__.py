@@ -128,8 +128,15 @@ class DemoWorld:
         self.prometheus.set_health(name, values.health_status)
 
 
-def demo_catalog(health_base_url: str) -> Catalog:
+STATUS_PAGE_TOKEN_ENV = "ROLLBACK_DEMO_STATUS_PAGE_TOKEN"  # rollback.demo.yaml names it
+
+
+def demo_catalog(health_base_url: str, status_page_url: str | None = None) -> Catalog:
+    """The demo catalog; without ``status_page_url`` it has no status page (Edit, no Publish)."""
     text = resources.files("bot.demo").joinpath("rollback.demo.yaml").read_text(encoding="utf-8")
+    if status_page_url is None:  # the one line naming it goes
+        text = "\n".join(line for line in text.splitlines() if "{status_page}" not in line)
+    text = text.replace("{status_page}", status_page_url or "")
     return parse_catalog(
         text.replace("{health}", health_base_url.rstrip("/")), "rollback.demo.yaml"
     )

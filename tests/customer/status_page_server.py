@@ -1,111 +1,14 @@
-"""A status page of the tests' own, on loopback: ``POST /hooks/status`` takes an update the way
-the README documents it, strictly (bearer token, JSON content type, every field, a known status),
-records every request, and can be told to fail (an HTTP status, or no answer in time)."""
+"""The tests' status page: the strict loopback simulator of bot/sim (``console --demo`` runs it
+too), with ``url`` the hook's full address, as the tests' catalogs name it."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import deque
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from bot.sim.status_page_api import FIELDS, PATH, STATUSES, Received, StatusPageSimulator
 
-PATH = "/hooks/status"
-FIELDS = {"incident_id", "title", "status", "message", "service", "update_id", "sent_at"}
-STATUSES = {"investigating", "identified", "monitoring", "resolved"}
+__all__ = ["FIELDS", "PATH", "STATUSES", "Received", "StatusPageServer"]
 
 
-@dataclass(frozen=True)
-class Received:
-    headers: dict[str, str]
-    body: dict[str, Any] | None
-    answered: int
-
-
-class StatusPageServer:
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.received: list[Received] = []
-        self._failures: deque[int] = deque()  # statuses to answer next (0: hang, no answer)
-        self._lock = threading.Lock()
-        self.release = threading.Event()  # a hanging request is let go when set
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
+class StatusPageServer(StatusPageSimulator):
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{PATH}"
-
-    def fail(self, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` valid requests with ``status`` (0: never answer)."""
-        with self._lock:
-            self._failures.extend([status] * times)
-
-    @property
-    def accepted(self) -> list[dict[str, Any]]:
-        """The bodies taken (2xx), one per idempotency key, as a status page shows them."""
-        seen: dict[str, dict[str, Any]] = {}
-        with self._lock:
-            for r in self.received:
-                if 200 <= r.answered < 300 and r.body is not None:
-                    seen.setdefault(r.headers.get("idempotency-key", ""), r.body)
-        return list(seen.values())
-
-    def _answer(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any] | None]:
-        if headers.get("authorization") != f"Bearer {self.token}":
-            return 401, None
-        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return 415, None
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return 400, None
-        if not isinstance(body, dict) or set(body) != FIELDS or body["status"] not in STATUSES:
-            return 422, body if isinstance(body, dict) else None
-        if not headers.get("idempotency-key") or headers["idempotency-key"] != body["update_id"]:
-            return 400, body
-        with self._lock:
-            failure = self._failures.popleft() if self._failures else None
-        return (failure if failure is not None else 201), body
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        page = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # quiet test output
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, body = (404, None) if self.path != PATH else page._answer(headers, raw)
-                with page._lock:
-                    page.received.append(Received(headers, body, status))
-                if status == 0:
-                    page.release.wait(10)
-                    return
-                answer = json.dumps({"ok": 200 <= status < 300}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        return Handler
-
-    def __enter__(self) -> StatusPageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return self.hook_url
