@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 class DrillGauges(Collector):
     def __init__(self, repo: Repository, catalog: Catalog) -> None:
         self.repo, self.catalog = repo, catalog
+        # each schedule's first occurrence never moves once stored (due work is kept), so it
+        # is read again only while a scheduled service has none yet: not a scan every scrape
+        self._first: dict[str, datetime] = {}
 
     def collect(self) -> Iterator[Metric]:
         success = GaugeMetricFamily(
@@ -44,7 +48,10 @@ class DrillGauges(Collector):
             labels=["service"],
         )
         try:
-            first = self.repo.first_drill_occurrences()
+            scheduled = [n for n, s in self.catalog.services.items() if s.drills.period_days]
+            if any(name not in self._first for name in scheduled):
+                self._first = self.repo.first_drill_occurrences()
+            first = self._first
             passed = self.repo.latest_drills(is_passed=True)
             latest = self.repo.latest_drills()
         except Exception:  # a scrape must not fail because the database is away

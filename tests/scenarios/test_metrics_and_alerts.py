@@ -127,7 +127,7 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 7 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout  # RollbackDrillOverdue is two rules
 
 
 def test_alert_rule_unit_tests_pass_promtool() -> None:
