@@ -89,7 +89,8 @@ def evaluations_counted(w: World) -> float:
 
 @pytest.mark.postgres
 def test_two_replicas_on_postgresql_evaluate_each_release_once_and_fire_once(
-    make_world: Any, pg_url: str
+    pg_url: str,
+    make_world: Any,  # pg_url first: the replicas stop before its schema is dropped
 ) -> None:
     clock = FakeClock(datetime.now(UTC))
     # evaluated every 10 s and both replicas tick every 10 s: every round the release is due

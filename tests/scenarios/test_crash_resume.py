@@ -166,8 +166,10 @@ def pg_url() -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_two_bot_processes_on_postgresql_run_a_rollback_once(
-    world: tuple[Bots, KubeSimulator, str], pg_url: str
+    pg_url: str, world: tuple[Bots, KubeSimulator, str]
 ) -> None:
+    # pg_url first: fixtures are torn down in reverse, so the bot processes are stopped before
+    # their schema is dropped (dropping it under their 1 s guard tick deadlocked)
     bots, kube, _ = world
     bots.env["DATABASE_URL"] = pg_url
     one = bots.start()
