@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from bot.approvals.request import store_rollback
+from bot.approvals.shared import approver_members
 from bot.approvals.waiting import cancel_waiting, supersede_pending
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
@@ -148,7 +149,7 @@ def _assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -
 
 
 def _may_force(deps: Deps, service: Service, user: str) -> bool:
-    return policy.may_force(service, user, deps.groups.members(policy.approver_groups(service)))
+    return policy.may_force(service, user, approver_members(deps, service))
 
 
 def _refused(deps: Deps, service: Service, user: str, why: str) -> None:
@@ -347,7 +348,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     if rollback is None:
         return Reply(f":x: There is no rollback #{cmd.rollback_id}.")
     service = deps.catalog.target_of(rollback.service)  # a rehearsal's: its staging twin
-    members = deps.groups.members(policy.approver_groups(service)) if service else set()
+    members = approver_members(deps, service) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         deps.audit("rollback.abort_refused", rollback, user)
         return Reply(":no_entry: Only the requester, responders and approvers may abort it.")
