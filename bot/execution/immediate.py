@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
 from typing import NamedTuple
 
 from bot.approvals.request import store_rollback
 from bot.approvals.shared import approver_members
 from bot.approvals.waiting import cancel_waiting, supersede_pending
+from bot.assessment.recent import recent_assessment
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
@@ -33,8 +33,6 @@ from storage.models import Assessment, Rollback
 from storage.repo.records import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
-
-RECENT_ASSESSMENT = timedelta(minutes=60)
 
 
 class Started(NamedTuple):
@@ -80,7 +78,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         return Reply(":no_entry: `--force` (past the point of no return) is for approvers only.")
     reason, assessment_id = cmd.reason.strip(), None
     if not reason:  # a recent assessment's decision says why; else the person must
-        latest = recent_assessment(deps, service)
+        latest = recent_assessment(deps.repo, service.name, deps.clock())
         if latest is None:
             return Reply(
                 f":x: Say why: `/rollback run {service.name} --immediate <reason>` (or assess"
@@ -154,15 +152,6 @@ def _may_force(deps: Deps, service: Service, user: str) -> bool:
 
 def _refused(deps: Deps, service: Service, user: str, why: str) -> None:
     deps.audit("rollback.refused", service.name, user, why=why)
-
-
-def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
-    """The service's latest completed assessment of the last hour, if any."""
-    for a in deps.repo.list_assessments(service=service.name, limit=5):
-        done = a.completed_at or a.created_at
-        if a.status == AssessmentStatus.DONE and deps.clock() - done <= RECENT_ASSESSMENT:
-            return a
-    return None
 
 
 def assessment_reason(a: Assessment) -> str:
