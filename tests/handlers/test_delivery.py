@@ -29,7 +29,7 @@ from storage.db import make_engine
 from storage.repository import Repository
 from tests.conftest import Harness
 from tests.handlers.conftest import CHANNEL, RESPONDER, click_payload, payload_body
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 
 PROBE_VIEW = "probe_view"
 
@@ -244,10 +244,7 @@ def test_an_unreachable_database_is_said_and_reaches_no_listener(h: Harness) -> 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def never_migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database the bot can reach that has none of its tables (``migrate`` never ran)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'never-migrated.db'}"
-        return
-    with fresh_schema() as url:
+    with fresh_database(request.param, tmp_path) as url:
         yield url
 
 
