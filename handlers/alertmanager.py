@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bot.deps import Deps, Route
 from bot.guard.alerts import Alert, receive
 from bot.runtime.wsgi import json_reply, reply
-from storage.errors import StorageError
+from storage.errors import DatabaseNotMigrated, StorageError
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -68,6 +68,9 @@ class AlertmanagerWebhook:
             return json_reply(start, "400 Bad Request", {"error": "bad request", "why": str(exc)})
         try:
             received = receive(self.deps, alerts)
+        except DatabaseNotMigrated as exc:
+            log.exception("Alertmanager webhook not handled: %s", exc)
+            return json_reply(start, "503 Service Unavailable", {"error": str(exc)})
         except StorageError:
             log.exception("Alertmanager webhook not handled: the database is unreachable")
             return json_reply(start, "503 Service Unavailable", {"error": "database unreachable"})

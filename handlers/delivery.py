@@ -22,7 +22,7 @@ from bot.approvals import blocks as ab
 from bot.deps import Deps
 from bot.guard.firing import KEEP_ACTION, ROLLBACK_NOW_ACTION
 from bot.notify.blocks import MANUAL_GATE_ACTION
-from bot.notify.reply import DATABASE_DOWN
+from bot.notify.reply import storage_error_text
 from bot.paging.messages import PAGE_ACK_ACTION
 from storage.errors import StorageError
 
@@ -75,9 +75,9 @@ def install(app: App, deps: Deps) -> None:
             return next()
         try:
             is_first = deps.repo.record_delivery(key, deps.clock())
-        except StorageError:
-            log.exception("cannot record Slack delivery %s", key)
-            return _answer(body, DATABASE_DOWN)
+        except StorageError as exc:
+            log.exception("cannot record Slack delivery %s: %s", key, exc)
+            return _answer(body, storage_error_text(exc))
         if is_first:
             return next()
         log.info("repeated Slack delivery %s ignored", key)

@@ -11,3 +11,14 @@ class DatabaseUnavailable(StorageError):
     """The database cannot be reached or refused the connection (down, restarting, out of
     connections, locked for longer than the wait): nothing was stored by this call. What to
     tell a person: try again in a minute; check DATABASE_URL and /healthz."""
+
+
+class DatabaseNotMigrated(StorageError):
+    """The database answers but lacks the bot's tables (never migrated, or migrated by an older
+    release): nothing was stored. Its text says which database and what to do."""
+
+    def __init__(self, where: str, table: str) -> None:
+        super().__init__(
+            f"the database at {where} has no rollback-bot tables (no table `{table}`):"
+            " run `rollback-bot migrate`"
+        )

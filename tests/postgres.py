@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -50,3 +51,13 @@ def fresh_schema() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def fresh_database(dialect: str, folder: Path) -> Iterator[str]:
+    """A database URL nobody else uses: a new SQLite file in ``folder`` or a fresh schema."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{folder / 'rollback-bot.db'}"
+        return
+    with fresh_schema() as url:
+        yield url

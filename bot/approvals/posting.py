@@ -11,12 +11,13 @@ from bot.adapters.slack.web import PERMANENT_ERRORS, SlackError
 from bot.approvals import blocks as approval_blocks
 from bot.approvals.message import refresh_request, request_blocks
 from bot.approvals.shared import audit
+from bot.approvals.waiting import end_waiting
 from bot.catalog.load import Service
 from bot.execution.dry_run import describe_plan
 from bot.notify.blocks import escape, escape_keeping_mentions
 from bot.notify.limits import message_text
 from bot.regions.text import stored_service
-from bot.rollback.lifecycle import RollbackStatus, expire_key
+from bot.rollback.lifecycle import RollbackStatus
 from bot.runtime.due import RetryLater
 from storage.models import DueWork, Rollback
 
@@ -120,26 +121,32 @@ def post_gave_up(deps: Deps, item: DueWork, error: str) -> None:
         _request_not_posted(deps, r, service, error.split(":")[0])
 
 
-def _cancel_unposted(deps: Deps, r: Rollback, ended_because: str) -> bool:
+def _cancel_unposted(
+    deps: Deps, r: Rollback, ended_because: str, event: str, detail: dict[str, str]
+) -> bool:
     """Cancel a request that was not posted, unless it was decided meanwhile (e.g. by
-    `/rollback approve`). True when this call cancelled it."""
+    `/rollback approve`). True when this call cancelled it. ``event`` is audited either way:
+    the post failed all the same."""
     assert r.id is not None
-    cancelled = deps.repo.set_rollback_status(
+    cancelled = end_waiting(
+        deps,
         r.id,
         RollbackStatus.CANCELLED,
-        deps.clock(),
         error=ended_because,
+        event=event,
+        actor=None,
         expected=(RollbackStatus.PENDING_APPROVAL,),
-        cancel=[expire_key(r.id)],
+        detail=detail,
     )
+    if cancelled is None:
+        audit(deps, event, r, None, **detail)
     return cancelled is not None
 
 
 def _request_not_posted(deps: Deps, r: Rollback, service: Service, error: str) -> None:
     """Nobody can approve a request they cannot see: cancel it and tell the requester."""
     why = f"the request could not be posted in the channel ({error})"
-    is_cancelled = _cancel_unposted(deps, r, why)
-    audit(deps, "approval.not_posted", r, None, error=error)
+    is_cancelled = _cancel_unposted(deps, r, why, "approval.not_posted", {"error": error})
     if not is_cancelled:
         return
     hint = " Invite me with `/invite @rollback-bot`." if error == "not_in_channel" else ""
@@ -159,8 +166,7 @@ def _request_would_fail(deps: Deps, r: Rollback, service: Service, problems: lis
     anyone is asked to approve it, and tell the requester why."""
     why = "; ".join(problems)
     error = f"not posted for approval: its dry run says {why}"
-    is_cancelled = _cancel_unposted(deps, r, error)
-    audit(deps, "approval.refused", r, None, why=why)
+    is_cancelled = _cancel_unposted(deps, r, error, "approval.refused", {"why": why})
     if not is_cancelled:
         return
     deps.slack.chat_postMessage(

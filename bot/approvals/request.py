@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from bot.approvals.posting import post_due, post_gave_up
 from bot.approvals.shared import audit
 from bot.approvals.votes import expire_due
+from bot.assessment.recent import recent_assessment
 from bot.catalog.load import Service
 from bot.execution.steps.table import plan_rows
 from bot.rollback.lifecycle import (
-    AssessmentStatus,
     DueKind,
     RollbackKind,
     RollbackStatus,
@@ -33,8 +33,6 @@ from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps
-
-RECENT_ASSESSMENT = timedelta(hours=1)  # older assessments are not shown as the request's basis
 
 
 def install(deps: Deps) -> None:
@@ -60,14 +58,8 @@ def request(
 ) -> Rollback:
     """Store the request (raises ActiveRollbackExists); ``posting.post_due`` posts its message."""
     now = deps.clock()
-    if assessment_id is None:
-        recent = deps.repo.list_assessments(service.name, limit=1)
-        if (
-            recent
-            and recent[0].status == AssessmentStatus.DONE
-            and now - recent[0].created_at < RECENT_ASSESSMENT
-        ):
-            assessment_id = recent[0].id
+    if assessment_id is None and (recent := recent_assessment(deps.repo, service.name, now)):
+        assessment_id = recent.id
     expires_at = now + timedelta(minutes=service.approval.expiry_minutes)
     if window is not None:  # approving after the window (and its grace) has passed is pointless
         expires_at = min(expires_at, window + timedelta(minutes=service.window_grace_minutes))

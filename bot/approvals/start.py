@@ -31,7 +31,6 @@ from bot.regions.text import stored_service
 from bot.rollback.assess import Decision
 from bot.rollback.lifecycle import (
     STARTABLE,
-    WAITING,
     DueKind,
     RollbackKind,
     RollbackStatus,
@@ -64,13 +63,18 @@ def start_due(deps: Deps, item: DueWork) -> None:
         return
     service = deps.catalog.get(r.service)
     now = deps.clock()
-    if service is None:
-        deps.repo.set_rollback_status(
+    if service is None:  # nothing to start nor to post in: ended, audited, its work cancelled
+        gone = "the service left the catalog"
+        end_waiting(
+            deps,
             rollback_id,
             RollbackStatus.FAILED,
-            now,
-            error="the service left the catalog",
-            expected=WAITING,
+            error=gone,
+            event="rollback.refused",
+            actor=None,
+            expected=STARTABLE,
+            running_key=item.key,
+            detail={"why": gone},
         )
         return
     grace = timedelta(minutes=service.window_grace_minutes)

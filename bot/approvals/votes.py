@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from bot.adapters.slack.web import SlackError
 from bot.approvals.message import refresh_request
 from bot.approvals.shared import Answer, approver_members, audit, request_of
+from bot.approvals.waiting import end_waiting
 from bot.catalog.load import Service
 from bot.notify.blocks import escape, plural
 from bot.rollback import policy
@@ -51,7 +52,7 @@ def approve(
     )
     if refusal is not None:
         if r.status == RollbackStatus.PENDING_APPROVAL and policy.is_expired(request_of(r), now):
-            _expire(deps, r)
+            _expire(deps, rollback_id)  # its expiry item need not run any more
         audit(deps, "approval.refused", r, user, message_ts=message_ts, why=refusal, via=via)
         return Answer(f":no_entry: You cannot approve rollback #{rollback_id}: {refusal}.", False)
     is_new_vote = deps.repo.record_approval(rollback_id, user, Vote.APPROVE, via=via, now=now)
@@ -145,23 +146,24 @@ def reject(
             return _voted_once(rollback_id)
         reason = stored
     status = RollbackStatus.CANCELLED if is_withdrawal else RollbackStatus.REJECTED
-    moved = deps.repo.set_rollback_status(
+    moved = end_waiting(
+        deps,
         rollback_id,
         status,
-        now,
         error=(
             f"withdrawn by the requester: {unmentioned(reason)}"
             if is_withdrawal
             else unmentioned(reason) or None  # who rejected is in the votes
         ),
+        event=f"approval.{status}",
+        actor=user,
         expected=_WAITING_FOR_VOTES,
-        cancel=[expire_key(rollback_id)],
+        detail={"reason": reason, "via": via},
+        message_ts=message_ts,
     )
     if moved is None:
         refresh_request(deps, rollback_id)
         return Answer(f"Rollback #{rollback_id} {_status(deps, rollback_id)}; nothing to reject.")
-    audit(deps, f"approval.{status}", moved, user, message_ts=message_ts, reason=reason, via=via)
-    refresh_request(deps, rollback_id)
     if not is_withdrawal:
         deps.work.submit(
             f"tell the requester of #{rollback_id}",
@@ -210,21 +212,18 @@ def _status(deps: Deps, rollback_id: int) -> str:
     return status_verb(r.status) if r else "is gone"
 
 
-def _expire(deps: Deps, r: Rollback) -> None:
-    assert r.id is not None
-    moved = deps.repo.set_rollback_status(
-        r.id,
+def _expire(deps: Deps, rollback_id: int, running_key: str | None = None) -> None:
+    end_waiting(
+        deps,
+        rollback_id,
         RollbackStatus.EXPIRED,
-        deps.clock(),
         error="not approved in time",
+        event="approval.expired",
+        actor=None,
         expected=_WAITING_FOR_VOTES,
+        running_key=running_key,
     )
-    if moved is not None:
-        audit(deps, "approval.expired", moved, None)
-        refresh_request(deps, r.id)
 
 
 def expire_due(deps: Deps, item: DueWork) -> None:
-    r = deps.repo.get_rollback(int(item.payload["rollback_id"]))
-    if r is not None and r.status == RollbackStatus.PENDING_APPROVAL:
-        _expire(deps, r)
+    _expire(deps, int(item.payload["rollback_id"]), item.key)

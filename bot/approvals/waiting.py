@@ -1,8 +1,10 @@
 """Ending a planned request that still waits (for votes, a confirmation or its window): cancelled,
-expired, failed or superseded by an immediate rollback, once, with the rest of its due work."""
+rejected, expired, failed or superseded by an immediate rollback, once, with the rest of its due
+work. Every such end goes through :func:`end_waiting`, so none skips the audit or the cancel."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals.message import refresh_request
@@ -10,6 +12,7 @@ from bot.approvals.shared import audit
 from bot.rollback.lifecycle import WAITING, RollbackStatus, waiting_work
 from bot.rollback.text import unmentioned
 from storage.models import Rollback
+from storage.repo.records import NewWork
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -20,16 +23,19 @@ def end_waiting(
     rollback_id: int,
     status: RollbackStatus,
     *,
-    error: str,
+    error: str | None,
     event: str,
     actor: str | None,
     expected: tuple[RollbackStatus, ...] = WAITING,
     running_key: str | None = None,
     detail: dict[str, Any] | None = None,
+    schedule: Sequence[NewWork] = (),
+    message_ts: str | None = None,
 ) -> Rollback | None:
-    """End a waiting request (cancelled, expired, failed) once: the status, and the cancelling
-    of its other due work (not ``running_key``, the item calling), in one transaction; then
-    the audit event and the edit of the request message. None when it had already moved on."""
+    """End a waiting request (cancelled, rejected, expired, failed) once: the status, the
+    cancelling of its other due work (not ``running_key``, the item calling) and ``schedule``
+    (a report of the end), in one transaction; then the audit event and the edit of the request
+    message. None when it had already moved on."""
     moved = deps.repo.set_rollback_status(
         rollback_id,
         status,
@@ -37,9 +43,10 @@ def end_waiting(
         error=error,
         expected=expected,
         cancel=[key for key in waiting_work(rollback_id) if key != running_key],
+        schedule=schedule,
     )
     if moved is not None:
-        audit(deps, event, moved, actor, **(detail or {}))
+        audit(deps, event, moved, actor, message_ts=message_ts, **(detail or {}))
         refresh_request(deps, rollback_id)
     return moved
 

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.approvals.message import post_in_thread, refresh_request
-from bot.approvals.shared import audit
+from bot.approvals.waiting import end_waiting
 from bot.rollback.command import local_time
 from bot.rollback.lifecycle import (
     STARTABLE,
     DueKind,
     RollbackStatus,
     start_key,
-    waiting_work,
     window_missed_key,
 )
 from storage.models import DueWork, Rollback
@@ -31,17 +30,19 @@ def missed_window(deps: Deps, r: Rollback, now: datetime) -> None:
     service = deps.catalog.get(r.service)
     at = local_time(r.scheduled_at, service.tz if service else UTC)
     report = NewWork(DueKind.WINDOW_MISSED, window_missed_key(r.id), now, {"rollback_id": r.id})
-    moved = deps.repo.set_rollback_status(
+    moved = end_waiting(
+        deps,
         r.id,
         RollbackStatus.EXPIRED,
-        now,
         error=f"window {at} missed by {late} min",
+        event="rollback.window_missed",
+        actor=None,
         expected=STARTABLE,
-        cancel=[key for key in waiting_work(r.id) if key != start_key(r.id)],  # the caller's
+        running_key=start_key(r.id),  # the caller's
+        detail={"late_minutes": late},
         schedule=[report],
     )
     if moved is not None:
-        audit(deps, "rollback.window_missed", moved, None, late_minutes=late)
         deps.kick_due_work()
 
 

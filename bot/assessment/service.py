@@ -16,7 +16,7 @@ from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.release import current_release, release_text, stale_assessment
 from bot.notify import blocks
-from bot.notify.reply import DATABASE_DOWN, Asker, Reply, Respond, tell_on_error
+from bot.notify.reply import Asker, Reply, Respond, storage_error_text, tell_on_error
 from bot.regions.assess import assess_regions, region_lines
 from bot.rollback.assess import Decision
 from storage.errors import StorageError
@@ -83,9 +83,9 @@ def start_assessment(deps: Deps, service: Service, asker: Asker) -> None:
         assessment_id = deps.repo.start_assessment(
             asker.delivery_key, service.name, asker.user, asker.channel, deps.clock()
         )
-    except StorageError:
-        log.exception("cannot store the assessment request for %s", service.name)
-        asker.respond(text=DATABASE_DOWN, response_type="ephemeral")
+    except StorageError as exc:
+        log.exception("cannot store the assessment request for %s: %s", service.name, exc)
+        asker.respond(text=storage_error_text(exc), response_type="ephemeral")
         return
     if assessment_id is None:
         log.info("duplicate delivery %s of an assessment ignored", asker.delivery_key)

@@ -3,6 +3,7 @@ let a paused rollback go on, and only while the gate waits."""
 
 from __future__ import annotations
 
+from bot.approvals.shared import approver_members
 from bot.deps import Deps
 from bot.notify.reply import Reply
 from bot.rollback import policy
@@ -17,7 +18,7 @@ def continue_gate(
     service = deps.catalog.get(rollback.service) if rollback else None
     if step is None or rollback is None or service is None:
         return Reply("This gate no longer exists.")
-    members = deps.groups.members(policy.approver_groups(service))  # group approvers
+    members = approver_members(deps, service)  # group approvers
     if not policy.may_continue(service, user, members):
         deps.audit("gate.refused", rollback, user)
         return Reply(

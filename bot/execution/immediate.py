@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
 from typing import NamedTuple
 
 from bot.approvals.request import store_rollback
+from bot.approvals.shared import approver_members
 from bot.approvals.waiting import cancel_waiting, supersede_pending
+from bot.assessment.recent import recent_assessment
 from bot.assessment.service import stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
@@ -32,8 +33,6 @@ from storage.models import Assessment, Rollback
 from storage.repo.records import ActiveRollbackExists
 
 log = logging.getLogger(__name__)
-
-RECENT_ASSESSMENT = timedelta(minutes=60)
 
 
 class Started(NamedTuple):
@@ -79,7 +78,7 @@ def run(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         return Reply(":no_entry: `--force` (past the point of no return) is for approvers only.")
     reason, assessment_id = cmd.reason.strip(), None
     if not reason:  # a recent assessment's decision says why; else the person must
-        latest = recent_assessment(deps, service)
+        latest = recent_assessment(deps.repo, service.name, deps.clock())
         if latest is None:
             return Reply(
                 f":x: Say why: `/rollback run {service.name} --immediate <reason>` (or assess"
@@ -148,20 +147,11 @@ def _assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -
 
 
 def _may_force(deps: Deps, service: Service, user: str) -> bool:
-    return policy.may_force(service, user, deps.groups.members(policy.approver_groups(service)))
+    return policy.may_force(service, user, approver_members(deps, service))
 
 
 def _refused(deps: Deps, service: Service, user: str, why: str) -> None:
     deps.audit("rollback.refused", service.name, user, why=why)
-
-
-def recent_assessment(deps: Deps, service: Service) -> Assessment | None:
-    """The service's latest completed assessment of the last hour, if any."""
-    for a in deps.repo.list_assessments(service=service.name, limit=5):
-        done = a.completed_at or a.created_at
-        if a.status == AssessmentStatus.DONE and deps.clock() - done <= RECENT_ASSESSMENT:
-            return a
-    return None
 
 
 def assessment_reason(a: Assessment) -> str:
@@ -347,7 +337,7 @@ def abort(deps: Deps, cmd: Command, asker: Asker) -> Reply:
     if rollback is None:
         return Reply(f":x: There is no rollback #{cmd.rollback_id}.")
     service = deps.catalog.target_of(rollback.service)  # a rehearsal's: its staging twin
-    members = deps.groups.members(policy.approver_groups(service)) if service else set()
+    members = approver_members(deps, service) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         deps.audit("rollback.abort_refused", rollback, user)
         return Reply(":no_entry: Only the requester, responders and approvers may abort it.")

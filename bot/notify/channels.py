@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service
-from bot.catalog.spec import UserGroup
 from bot.notify import template_context, templates
 from bot.rollback.lifecycle import (
     ACTIVE,
@@ -62,10 +61,10 @@ class IncidentChannels:
         repo: Repository,
         due: DueWorkRunner,
         clock: Callable[[], datetime],
-        group_members: Callable[[Iterable[str]], set[str]],
+        approver_members: Callable[[Service], set[str]],
     ) -> None:
         self.slack, self.repo, self.due, self.clock = slack, repo, due, clock
-        self.group_members = group_members
+        self.approver_members = approver_members  # its approver user groups' members
         self._locks: dict[int, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -179,15 +178,9 @@ class IncidentChannels:
         return None
 
     def _invitees(self, rollback: Rollback, service: Service) -> list[str]:
-        users = [rollback.requested_by, *service.spec.responders]
-        groups = []
-        for approver in service.spec.approvers:
-            if isinstance(approver, UserGroup):
-                groups.append(approver.usergroup)
-            else:
-                users.append(approver)
-        if groups:
-            users.extend(sorted(self.group_members(groups)))
+        listed = [a for a in service.spec.approvers if isinstance(a, str)]
+        members = sorted(self.approver_members(service))
+        users = [rollback.requested_by, *service.spec.responders, *listed, *members]
         return list(dict.fromkeys(u for u in users if templates.mention(u).startswith("<@")))
 
     def _invite(self, channel_id: str, users: list[str]) -> list[str]:

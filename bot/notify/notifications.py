@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from bot.approvals.shared import approver_members
 from bot.catalog.load import Service
 from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
@@ -68,7 +69,7 @@ class Notifier:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.channels = IncidentChannels(
-            deps.slack, deps.repo, deps.due, deps.clock, deps.groups.members
+            deps.slack, deps.repo, deps.due, deps.clock, lambda s: approver_members(deps, s)
         )
         self._pool = ThreadPoolExecutor(max_workers=FANOUT_WORKERS, thread_name_prefix="fanout")
         self.incident_hooks: list[Callable[[str, Rollback], None]] = []  # "greeted" | "final"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from storage.errors import StorageError
+from storage.errors import DatabaseNotMigrated, StorageError
 
 Respond = Callable[..., object]
 
@@ -46,9 +46,16 @@ def tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
 
 
+def storage_error_text(error: StorageError) -> str:
+    """What to tell a person when the database failed them: its trouble and what to do."""
+    if isinstance(error, DatabaseNotMigrated):  # reachable, so "try again" would not help
+        return f":x: rollback-bot did nothing: {error}."
+    return DATABASE_DOWN
+
+
 def internal_error_text(error: BaseException, doing: str = "this request") -> str:
     if isinstance(error, StorageError):  # the usual cause: say what to do about it
-        return DATABASE_DOWN
+        return storage_error_text(error)
     return (
         f":warning: rollback-bot hit an internal error ({type(error).__name__}) while handling"
         f" {doing}. The bot's log has the details. Nothing more was done by this attempt:"

@@ -14,6 +14,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from bot.approvals.shared import approver_members
 from bot.paging.levels import (
     UNREACHED,
     contact_of,
@@ -160,7 +161,7 @@ def may_acknowledge(deps: Deps, rollback: Rollback, user: str) -> bool:
     service = deps.catalog.get(rollback.service)
     if service is None:
         return user == rollback.requested_by
-    members = deps.groups.members(policy.approver_groups(service))  # a warm cache
+    members = approver_members(deps, service)  # a warm cache
     return policy.may_abort(service, user, rollback.requested_by, members)
 
 

@@ -3,6 +3,7 @@ the **Root cause written** button under a review's link."""
 
 from __future__ import annotations
 
+from bot.approvals.shared import approver_members
 from bot.deps import Deps
 from bot.notify.blocks import escape_keeping_mentions
 from bot.notify.reply import Reply
@@ -75,7 +76,7 @@ def mark_root_cause_written(
     if rollback is None or review is None:
         return Reply(f"There is no review of rollback #{rollback_id}.")
     service = deps.catalog.get(rollback.service)
-    members = deps.groups.members(policy.approver_groups(service)) if service else set()
+    members = approver_members(deps, service) if service else set()
     if service is None or not policy.may_abort(service, user, rollback.requested_by, members):
         deps.audit("review.root_cause_refused", rollback, user)
         return Reply(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Session
 
 from storage.db import immediate
-from storage.errors import DatabaseUnavailable
+from storage.errors import DatabaseNotMigrated, DatabaseUnavailable
 from storage.models import Assessment, Rollback, RollbackStep
 from storage.repo.records import RecordNotFound
 
@@ -36,13 +37,16 @@ class RepositoryBase:
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        with _unavailable_as_storage_error(), Session(self.engine, expire_on_commit=False) as s:
+        with (
+            _unavailable_as_storage_error(self.engine),
+            Session(self.engine, expire_on_commit=False) as s,
+        ):
             yield s
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
         with (
-            _unavailable_as_storage_error(),
+            _unavailable_as_storage_error(self.engine),
             self._write_lock,
             Session(self._writer, expire_on_commit=False) as session,
             session.begin(),
@@ -50,17 +54,45 @@ class RepositoryBase:
             yield session
 
 
+# SQLite: "no such table: rollbacks"; PostgreSQL (UndefinedTable): relation "rollbacks" does not…
+_MISSING_TABLE = re.compile(
+    r"no such table: (?P<sqlite>\S+)" r'|relation "(?P<pg>[^"]+)" does not exist'
+)
+_UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for UndefinedTable
+
+
 @contextmanager
-def _unavailable_as_storage_error() -> Iterator[None]:
+def _unavailable_as_storage_error(engine: Engine) -> Iterator[None]:
     """A database that cannot be reached reaches the callers as the bot's own
-    ``DatabaseUnavailable``; constraint violations (IntegrityError) stay for the methods that
-    settle races with them."""
+    ``DatabaseUnavailable``, one without the bot's tables as ``DatabaseNotMigrated`` (which
+    says what to do); constraint violations (IntegrityError) stay for the methods that settle
+    races with them."""
     try:
         yield
-    except (OperationalError, InterfaceError, SATimeoutError) as exc:
-        raise DatabaseUnavailable(
-            f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
-        ) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        table = _missing_table(exc)
+        if table is not None:
+            where = engine.url.render_as_string(hide_password=True)
+            raise DatabaseNotMigrated(where, table) from exc
+        if isinstance(exc, ProgrammingError):  # a bug in a query, not the database's state
+            raise
+        raise _unavailable(exc) from exc
+    except (InterfaceError, SATimeoutError) as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+
+
+def _missing_table(exc: OperationalError | ProgrammingError) -> str | None:
+    """The table a query found missing, or None when the error is about something else."""
+    orig = exc.orig
+    is_pg = getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE
+    if not is_pg and not isinstance(exc, OperationalError):
+        return None
+    found = _MISSING_TABLE.search(str(orig))
+    return (found.group("sqlite") or found.group("pg")) if found else None
 
 
 def _get_or_raise(session: Session, model: type[_Row], row_id: int) -> _Row:

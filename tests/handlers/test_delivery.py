@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +29,7 @@ from storage.db import make_engine
 from storage.repository import Repository
 from tests.conftest import Harness
 from tests.handlers.conftest import CHANNEL, RESPONDER, click_payload, payload_body
+from tests.postgres import fresh_database
 
 PROBE_VIEW = "probe_view"
 
@@ -236,6 +239,32 @@ def test_an_unreachable_database_is_said_and_reaches_no_listener(h: Harness) -> 
         assert probe.heard == ["command:help"]
     finally:
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def never_migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database the bot can reach that has none of its tables (``migrate`` never ran)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+def test_a_database_never_migrated_says_so_and_what_to_do(
+    h: Harness, never_migrated: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(never_migrated)
+    try:
+        empty = dataclasses.replace(h.bot.deps, repo=Repository(engine))
+        probe = probe_app(h, empty)
+        answer = json.loads(probe.send(slash_body(h, "plan checkout x")).body)["text"]
+        where = engine.url.render_as_string(hide_password=True)
+    finally:
+        engine.dispose()
+    said = f"the database at {where} has no rollback-bot tables"
+    assert said in answer and "run `rollback-bot migrate`" in answer
+    assert "cannot reach" not in answer  # it was reached: trying again would not help
+    assert probe.heard == []
+    (logged,) = [r.getMessage() for r in caplog.records if "cannot record" in r.getMessage()]
+    assert said in logged and "run `rollback-bot migrate`" in logged
 
 
 # --- the whole app, over HTTP -----------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from bot.notify.reply import DATABASE_DOWN, internal_error_text
 from handlers.errors import _what
-from storage.errors import DatabaseUnavailable
+from storage.errors import DatabaseNotMigrated, DatabaseUnavailable
 
 
 def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> None:
@@ -22,6 +22,13 @@ def test_an_internal_error_names_its_kind_and_what_to_do_but_no_details() -> Non
 def test_a_database_error_says_the_database_is_unreachable() -> None:
     error = DatabaseUnavailable("OperationalError: unable to open database file")
     assert internal_error_text(error) == DATABASE_DOWN
+
+
+def test_a_database_without_tables_says_what_to_do_instead() -> None:
+    error = DatabaseNotMigrated("sqlite:///bot.db", "rollbacks")
+    text = internal_error_text(error)
+    assert "the database at sqlite:///bot.db has no rollback-bot tables" in text
+    assert "run `rollback-bot migrate`" in text and text != DATABASE_DOWN
 
 
 def test_the_repository_turns_an_unreachable_database_into_the_bots_own_error() -> None:

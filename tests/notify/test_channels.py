@@ -16,6 +16,7 @@ from bot.adapters.slack.lookups import UserGroupMembers
 from bot.adapters.slack.web import SlackClient, SlackError
 from bot.catalog.load import Service, parse_catalog
 from bot.notify.channels import READY_KIND, IncidentChannels, channel_name
+from bot.rollback import policy
 from bot.rollback.lifecycle import incident_update_key as update_key
 from bot.runtime.due import DueWorkRunner, RetryLater
 from bot.sim.slack_api import SlackCall, SlackSimulator
@@ -88,7 +89,12 @@ def channels(
     slack: SlackSimulator, repo: Repository, due: DueWorkRunner, clock: Clock, service: Service
 ) -> IncidentChannels:
     client = SlackClient(WebClient(token=slack.bot_token, base_url=slack.api_url))
-    opened = IncidentChannels(client, repo, due, clock, UserGroupMembers(client).members)
+    groups = UserGroupMembers(client)
+
+    def approvers(s: Service) -> set[str]:
+        return groups.members(policy.approver_groups(s))
+
+    opened = IncidentChannels(client, repo, due, clock, approvers)
     due.register("incident.update", lambda item: opened.on_update_due(item, lambda _: service))
     return opened
 

@@ -16,6 +16,7 @@ import pytest
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeTarget
 from bot.approvals import blocks as ab
+from bot.rollback.lifecycle import DueKind, start_key, waiting_work
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.slack_api import SlackSimulator
@@ -415,6 +416,52 @@ def test_a_healthy_service_can_be_cancelled_instead(
     settle(h)
     assert status(h) == "cancelled"
     assert "Cancelled by <@U0APPROVER1> at the start" in latest_request_text(h)  # a mention
+
+
+def test_a_start_after_the_service_left_the_catalog_fails_audited_with_its_work_cancelled(
+    make: Callable[..., Harness],
+    make_harness: Any,
+    prometheus: PrometheusSimulator,
+    kube: KubernetesClient,
+    now: Now,
+    tmp_path: Path,
+) -> None:
+    healthy(prometheus)
+    first = make()
+    first.slash("plan checkout bad deploy")
+    press(first, request_message(first), ab.APPROVE_ACTION, "U0APPROVER1")
+    settle(first)
+    assert status(first) == "approved"  # asked to run anyway: its deadline is due work
+    # "Run anyway" stored its start, then the bot stopped before running it
+    first.bot.deps.due.schedule(
+        DueKind.ROLLBACK_START,
+        start_key(1, is_confirmed=True),
+        now(),
+        {"rollback_id": 1, "confirmed_by": "U0APPROVER2"},
+    )
+    first.bot.close()
+    second = make_harness(  # restarted with a catalog that no longer has checkout
+        catalog_yaml(service_yaml("billing", None)),
+        prometheus_url=prometheus.url,
+        kube=kube,
+        clock=now,
+        database_url=f"sqlite:///{tmp_path / 'approvals.db'}",
+    )
+    second.bot.deps.due.tick()
+    settle(second)
+    assert status(second) == "failed"
+    (refused,) = [
+        e
+        for e in second.bot.deps.repo.list_audit_events(rollback_id=1)
+        if e.kind == "rollback.refused"
+    ]
+    assert refused.detail["why"] == "the service left the catalog"
+    for key in waiting_work(1):
+        work = second.bot.deps.repo.get_work(key)
+        assert work is None or work.status != "pending", key
+    assert kube.deployment(KubeTarget(None, NS), "checkout-api").images == {
+        "app": "shop/checkout:v3"
+    }
 
 
 def confirmation(h: Harness) -> dict[str, Any]:

@@ -121,6 +121,26 @@ def test_an_immediate_run_says_why_or_takes_the_assessments_decision(
     assert r.reason.startswith("assessment #1: MONITOR (critical 0, total 0)")
 
 
+def test_an_immediate_run_does_not_take_an_assessment_a_newer_failed_one_replaced(
+    make_harness: Any, kube: KubernetesClient
+) -> None:
+    """The recent assessment is the newest one: when that failed, an older decision no longer
+    says how the service is, so the person must say why (as a planned request shows no basis)."""
+    text = catalog_yaml(
+        "  slow:\n    namespace: shop\n    deployment: slow-api\n    responders: [U0ONCALL1]\n"
+    )
+    h: Harness = make_harness(text, prometheus_url=None, kube=kube)
+    h.slash("assess slow")
+    settle(h)
+    repo, now = h.bot.deps.repo, h.bot.deps.clock()
+    failed = repo.create_assessment("slow", "U0ONCALL1", "C0DEPLOYS", now)
+    repo.fail_assessment(failed, "PrometheusError: unreachable", now)
+
+    refused = h.slash("run slow --immediate").json()["text"]
+    assert refused.startswith(":x: Say why: `/rollback run slow --immediate <reason>`")
+    assert repo.list_rollbacks() == []
+
+
 def test_an_at_that_is_no_time_is_not_echoed_as_a_ping_or_a_link(h: Harness) -> None:
     text = h.slash("plan slow --at <!channel> slow since a:2").json()["text"]
     assert "is not a time" in text

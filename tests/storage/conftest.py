@@ -11,16 +11,13 @@ from sqlalchemy.engine import Engine
 
 from storage.db import make_engine, migrate
 from storage.repository import Repository
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL nobody else uses: a fresh SQLite file or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'rollback-bot.db'}"
-        return
-    with fresh_schema() as url:
+    with fresh_database(request.param, tmp_path) as url:
         yield url
 
 
