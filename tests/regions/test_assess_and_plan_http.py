@@ -203,3 +203,35 @@ def test_plan_form_whose_region_left_the_catalog_says_so(
     )
     assert "checkout has no region ap-south-1" in sent.json()["errors"]["reason"]
     assert h.bot.deps.repo.list_rollbacks() == []
+
+
+def test_plan_form_checks_staleness_in_the_assessed_region_only(
+    make_harness: Any, two: Clusters, prometheus: PrometheusSimulator
+) -> None:
+    failing(prometheus)
+    text = catalog_yaml(region_yaml({"eu-west-1": "eu", "us-east-1": "us"}, signals=True))
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=two.client())
+    kube = two.client()
+    kube.set_image(KubeTarget("eu", NS), "checkout-api", "app", "shop/checkout:v4")  # eu differs
+
+    h.slash("assess checkout --region us-east-1")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Assessment #" in str(c.params))
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    (plan,) = [
+        e
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == "assessment_plan_rollback"
+    ]
+    h.requester.click(message, plan, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    raw = h.slack.wait_for("views.open").params["view"]  # eu's newer release is not us-east-1's
+    view = json.loads(raw) if isinstance(raw, str) else raw
+    assert view["private_metadata"] == "checkout:1:us-east-1"
+
+    kube.set_image(KubeTarget("us", NS), "checkout-api", "app", "shop/checkout:v4")  # us moved on
+    h.requester.click(message, plan, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    refused = h.slack.wait_for("response_url", lambda c: "Nothing was started" in str(c.params))
+    assert "this assessment is about revision 3; checkout is now at revision 4" in str(
+        refused.params
+    )
+    assert len(h.slack.calls_to("views.open")) == 1
