@@ -22,11 +22,11 @@ def install(app: App, deps: Deps) -> None:
     @app.view(View.PLAN_ROLLBACK)
     def plan_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
-        service_name, _, assessment = str(view.get("private_metadata", "")).partition(":")
-        service = deps.catalog.get(service_name)
-        if service is None:
-            ack(response_action="errors", errors={"reason": f"{service_name} left the catalog."})
+        found = submit.form_service(deps, str(view.get("private_metadata", "")))
+        if isinstance(found, str):
+            ack(response_action="errors", errors={"reason": found})
             return
+        service, assessment_id = found  # narrowed to its assessment's regions, if it was
         reason, target, window_text, phases_text = (
             _field(view, b) for b in ("reason", "target", "window", "phases")
         )
@@ -43,7 +43,7 @@ def install(app: App, deps: Deps) -> None:
             reason=reason,
             target_revision=target or None,
             window=window,
-            assessment_id=int(assessment) if assessment.isdigit() else None,
+            assessment_id=assessment_id,
             phases=phases,
         )
         ack()

@@ -198,23 +198,32 @@ def _input(block_id: str, label: str, hint: str, *, optional: bool, multiline: b
 
 
 def plan_modal(
-    service: str, assessment_id: int | None, timezone: str = "UTC", phases: Sequence[str] = ()
+    service: str,
+    assessment_id: int | None,
+    timezone: str = "UTC",
+    phases: Sequence[str] = (),
+    *,
+    regions: Sequence[str] = (),
+    regions_line: str = "",
 ) -> Block:
-    """The "Plan rollback" modal: reason, target revision, optional window and phases."""
+    """The "Plan rollback" modal: reason, target revision, optional window and phases.
+    ``regions``: the narrowed assessment's regions (``assess --region``), carried in the
+    form's metadata to the request; ``regions_line`` says so on the form."""
     listed = ", ".join(phases) or "the plan's phase names"
+    metadata = f"{service}:{assessment_id or ''}" + (f":{','.join(regions)}" if regions else "")
+    intro = f"Planned rollback of *{service}*." + (
+        f"\n:world_map: {regions_line}." if regions_line else ""
+    )
     return limits.fit_view(
         {
             "type": "modal",
             "callback_id": PLAN_VIEW,
-            "private_metadata": f"{service}:{assessment_id or ''}",
+            "private_metadata": metadata,
             "title": {"type": "plain_text", "text": "Plan a rollback"},
             "submit": {"type": "plain_text", "text": "Request approval"},
             "close": {"type": "plain_text", "text": "Cancel"},
             "blocks": [
-                {
-                    "type": "section",
-                    "text": {"type": "mrkdwn", "text": f"Planned rollback of *{service}*."},
-                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": intro}},
                 _input("reason", "Reason", "Why roll back?", optional=False, multiline=True),
                 _input(
                     "target",

@@ -13,13 +13,13 @@ from bot.approvals import request as approvals
 from bot.approvals import votes
 from bot.approvals.blocks import when
 from bot.approvals.shared import approver_members, request_of
-from bot.assessment.service import stale_reply
+from bot.assessment.service import assessed_regions, stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.preflight import Refusal, audit_refusal, check, phases_problem
 from bot.notify.blocks import escape, escape_keeping_mentions, plural
 from bot.notify.reply import Asker, Reply
-from bot.regions.text import plan_regions_line
+from bot.regions.text import plan_regions_line, regions_line
 from bot.rollback import policy
 from bot.rollback.command import (
     Command,
@@ -207,13 +207,39 @@ def plan_form(deps: Deps, value: str) -> Reply | dict[str, Any]:
     if service is None:
         return Reply(f":x: {service_name} is no longer in the catalog.")
     assessment_id = int(assessment) if assessment.isdigit() else None
-    if (stale := stale_reply(deps, service, assessment_id)) is not None:
+    full, service = service, assessed_regions(deps, service, assessment_id)
+    if (stale := stale_reply(deps, service, assessment_id)) is not None:  # its own regions
         return stale
     try:
         phases = service.plan(None).phases
     except PlanError:
         phases = []  # the request's own checks say why, when it is sent
-    return approval_blocks.plan_modal(service_name, assessment_id, service.timezone, phases)
+    if len(service.regions) == len(full.regions):  # not narrowed: every region, as the catalog
+        return approval_blocks.plan_modal(service_name, assessment_id, service.timezone, phases)
+    names = [r.name for r in service.regions]  # assess --region: a partial rollback
+    return approval_blocks.plan_modal(
+        service_name,
+        assessment_id,
+        service.timezone,
+        phases,
+        regions=names,
+        regions_line=regions_line(full, names, service.waves),
+    )
+
+
+def form_service(deps: Deps, metadata: str) -> tuple[Service, int | None] | str:
+    """The Plan form's service (narrowed to the regions its assessment read, which the form
+    carries) and assessment id; or why the form can no longer be sent."""
+    service_name, _, rest = metadata.partition(":")
+    assessment, _, regions = rest.partition(":")
+    service = deps.catalog.get(service_name)
+    if service is None:
+        return f"{service_name} left the catalog."
+    try:
+        service = service.only_regions(tuple(regions.split(",")) if regions else None)
+    except PlanError as exc:  # a region left the catalog while the form was open
+        return _fit(f"{exc}. Assess again and plan from the new assessment.")
+    return service, int(assessment) if assessment.isdigit() else None
 
 
 def reject_form(

@@ -12,7 +12,7 @@ from bot.adapters.kube.values import KubeError
 from bot.adapters.slack.web import SlackError
 from bot.approvals.blocks import assess_again_button, assessment_buttons
 from bot.assessment.signals import assess_service, store_assessment
-from bot.catalog.load import Service
+from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.release import current_release, release_text, stale_assessment
 from bot.notify import blocks
@@ -164,6 +164,19 @@ def stale_reply(deps: Deps, service: Service, assessment_id: int | None) -> Repl
             assess_again_button(service.name),
         ],
     )
+
+
+def assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -> Service:
+    """The regions the assessment read (``assess --region`` narrows what its buttons roll
+    back); all of them when it names none or a region left the catalog."""
+    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+    names = tuple(
+        str(r.get("region")) for r in ((found.result or {}) if found else {}).get("regions", [])
+    )
+    try:
+        return service.only_regions(names) if names and service.regions else service
+    except PlanError:
+        return service
 
 
 def _release(deps: Deps, service: Service) -> dict[str, Any] | None:

@@ -47,6 +47,7 @@ class _Guarded:
     signals: frozenset[str] | None  # None: not a mapping (pydantic reports that)
     has_health_url: bool
     section: Mapping[str, object] | None  # its own auto_rollback:, when a mapping
+    has_regions: bool = False  # regions: (several clusters)
 
     @classmethod
     def of(cls, name: str, raw: Mapping[str, object]) -> _Guarded:
@@ -57,6 +58,7 @@ class _Guarded:
             signals=frozenset(map(str, signals)) if isinstance(signals, dict) else None,
             has_health_url=raw.get("health_url") is not None,
             section=section if isinstance(section, dict) else None,
+            has_regions=bool(raw.get("regions")),
         )
 
     def writes(self, key: str) -> bool:
@@ -131,10 +133,28 @@ def _is_enabled(svc: _Guarded, default: AutoRollback | None) -> bool | None:
     return None if default is None else default.enabled
 
 
+def _regions_problem(svc: _Guarded, source: str, lines: Mapping[Path_, int]) -> str:
+    """The guard watches one cluster a service (its context), not each region's: on a
+    ``regions:`` service it would watch the wrong cluster and never see a release."""
+    own = svc.writes("enabled")
+    where = _Where(source, lines, ("services", svc.name, *(("auto_rollback",) if own else ())))
+    whose = "" if own else " (it inherits enabled: true from defaults.auto_rollback)"
+    return where.error(
+        f"the automatic guard does not watch regions yet, and services.{svc.name} runs in"
+        f" regions (regions:){whose}: it would watch the kubeconfig's default context and"
+        f" never notice a region's release. Set enabled: false under"
+        f" services.{svc.name}.auto_rollback; roll back with /rollback run {svc.name}"
+        " --region …",
+        *(("enabled",) if own else ("regions",)),
+    )
+
+
 def _service_problems(
     svc: _Guarded, default: AutoRollback | None, source: str, lines: Mapping[Path_, int]
 ) -> Iterator[str]:
     enabled = _is_enabled(svc, default)
+    if enabled and svc.has_regions:
+        yield _regions_problem(svc, source, lines)
     defaults_at = _Where(source, lines, ("defaults", "auto_rollback"))
     if svc.writes("triggers"):
         where = _Where(source, lines, ("services", svc.name, "auto_rollback"))

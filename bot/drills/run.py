@@ -26,7 +26,7 @@ from bot.drills.permissions import permissions_check
 from bot.drills.readiness import channel_check, dry_run_check, oncall_check, prometheus_check
 from bot.drills.report import report_message
 from bot.drills.target import target_checks
-from bot.notify.reply import DATABASE_DOWN, Asker, Reply, tell_on_error
+from bot.notify.reply import Asker, Reply, storage_error_text, tell_on_error
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import DrillDueKind, drill_stale_key
 from storage.drill_models import Drill, DrillTrigger
@@ -76,9 +76,9 @@ def _start(deps: Deps, service: Service, asker: Asker, target: str | None) -> No
             target_revision=target,
             delivery_key=asker.delivery_key,
         )
-    except StorageError:
+    except StorageError as exc:
         log.exception("cannot store the drill of %s", service.name)
-        asker.respond(text=DATABASE_DOWN, response_type="ephemeral")
+        asker.respond(text=storage_error_text(exc), response_type="ephemeral")
         return
     if drill_id is None:
         log.info("duplicate delivery %s of a drill ignored", asker.delivery_key)

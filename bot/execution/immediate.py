@@ -12,7 +12,7 @@ from bot.approvals.request import store_rollback
 from bot.approvals.shared import approver_members
 from bot.approvals.waiting import cancel_waiting, supersede_pending
 from bot.assessment.recent import recent_assessment
-from bot.assessment.service import stale_reply
+from bot.assessment.service import assessed_regions, stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
@@ -116,7 +116,7 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
             f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval."
         )
     assessment_id = int(assessment) if assessment.isdigit() else None
-    service = _assessed_regions(deps, service, assessment_id)  # before: the same release
+    service = assessed_regions(deps, service, assessment_id)  # before: the same release
     if (stale := stale_reply(deps, service, assessment_id)) is not None:
         return stale
     started = start_immediate(
@@ -129,21 +129,6 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
         channel_id=where.get("channel_id"),
     )
     return Reply(started.text)
-
-
-def _assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -> Service:
-    """The regions the assessment read (``assess --region`` narrows what its button rolls
-    back); all of them when it names none or a region left the catalog."""
-    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
-    names = (
-        tuple(str(r.get("region")) for r in (found.result or {}).get("regions", []))
-        if found
-        else ()
-    )
-    try:
-        return service.only_regions(names) if names and service.regions else service
-    except PlanError:
-        return service
 
 
 def _may_force(deps: Deps, service: Service, user: str) -> bool:

@@ -8,9 +8,9 @@ of a rollback records the revision it left as seen.
 A restart resumes by itself: the last revision seen of each service is in the database
 (``see_revision``), so a release made while the bot was down is new at the first list after the
 start. :class:`ReleaseWatcher` only makes noticing quicker: it watches each namespace from the
-resourceVersion of its last list or event and wakes a round early when a Deployment changes
-revision; the round's list stays the truth (a watch that fails or is unavailable costs speed,
-never a release)."""
+resourceVersion of its last list or event and wakes a round early when a Deployment or an Argo
+Rollout changes revision; the round's list stays the truth (a watch that fails or is
+unavailable costs speed, never a release)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import DeploymentListing, KubeError, KubeTarget
-from bot.adapters.kube.workload import workload
+from bot.adapters.kube.workload import Workload, workload
 from bot.catalog.load import Service
 from bot.rollback.lifecycle import IN_ENGINE, TERMINAL
 from bot.rollback.safety import release_label
@@ -152,10 +152,11 @@ def record_rollback_result(
 
 
 class ReleaseWatcher:
-    """A watch on the Deployments of each guarded (context, namespace), in a thread each, that
-    calls ``wake`` when one changes revision: the next round then comes at once instead of at
-    its tick. Each watch resumes from the last resourceVersion it saw; when the API server
-    refuses or the connection fails it waits ``retry_seconds`` and lists again."""
+    """A watch on the workloads (Deployments, Argo Rollouts) of each guarded (context,
+    namespace), a thread per kind, that calls ``wake`` when one changes revision: the next
+    round then comes at once instead of at its tick. Each watch resumes from the last
+    resourceVersion it saw; when the API server refuses or the connection fails it waits
+    ``retry_seconds`` and lists again."""
 
     def __init__(
         self,
@@ -168,25 +169,27 @@ class ReleaseWatcher:
         self.kube, self.wake = kube, wake
         self.timeout_seconds, self.retry_seconds = timeout_seconds, retry_seconds
         self.stopping = threading.Event()
-        self.listening = threading.Event()  # every group has listed once: watches are on
+        self.listening = threading.Event()  # every watch has listed once: watches are on
         self._threads: list[threading.Thread] = []
         self._listed = 0
         self._lock = threading.Lock()
 
     def start(self, services: list[Service]) -> None:
-        groups = by_namespace(services)
-        for (context, namespace), members in groups.items():
-            # Deployments only: a Rollout's new revision waits for the round's LIST of Rollouts
-            guarded = {s.spec.deployment for s in members if s.workload_kind == "Deployment"}
+        watches: dict[tuple[Group, str], set[str]] = {}  # (context, namespace), kind → names
+        for group, members in by_namespace(services).items():
+            for s in members:
+                watches.setdefault((group, s.workload_kind), set()).add(s.spec.deployment)
+        for ((context, namespace), kind), guarded in watches.items():
             thread = threading.Thread(
                 target=self._run,
-                args=(KubeTarget(context, namespace), guarded, len(groups)),
-                name=f"guard-watch-{namespace}",
+                args=(workload(self.kube, kind), KubeTarget(context, namespace), guarded),
+                kwargs={"watches": len(watches)},
+                name=f"guard-watch-{namespace}-{kind.lower()}",
                 daemon=True,
             )
             self._threads.append(thread)
             thread.start()
-        if not groups:
+        if not watches:
             self.listening.set()
 
     def stop(self, wait_seconds: float = 0.0) -> None:
@@ -197,35 +200,42 @@ class ReleaseWatcher:
             thread.join(wait_seconds)
         self._threads = []
 
-    def _run(self, target: KubeTarget, guarded: set[str], groups: int) -> None:
+    def _run(self, kind: Workload, target: KubeTarget, guarded: set[str], *, watches: int) -> None:
         revisions: dict[str, int] = {}
         version: str | None = None
         while not self.stopping.is_set():
             try:
                 if version is None:
-                    version = self._list(target, revisions, groups)
-                version = self._watch(target, guarded, revisions, version)
+                    version = self._list(kind, target, revisions, watches)
+                version = self._watch(kind, target, guarded, revisions, version)
             except KubeError as exc:
                 if self.stopping.is_set():
                     return  # the client closed under a watch at shutdown
-                log.warning("guard: watching deployments in %s: %s", target.namespace, exc)
+                log.warning("guard: watching %ss in %s: %s", kind.noun, target.namespace, exc)
                 version = None  # list again after the pause: nothing missed in between
                 self.stopping.wait(self.retry_seconds)
 
-    def _list(self, target: KubeTarget, revisions: dict[str, int], groups: int) -> str:
-        listing = self.kube.deployment_revisions(target)
+    def _list(
+        self, kind: Workload, target: KubeTarget, revisions: dict[str, int], watches: int
+    ) -> str:
+        listing = kind.revisions(target)
         revisions.update({name: d.revision for name, d in listing.deployments.items()})
         with self._lock:
             self._listed += 1
-            if self._listed >= groups:
+            if self._listed >= watches:
                 self.listening.set()
         return listing.resource_version
 
     def _watch(
-        self, target: KubeTarget, guarded: set[str], revisions: dict[str, int], version: str
+        self,
+        kind: Workload,
+        target: KubeTarget,
+        guarded: set[str],
+        revisions: dict[str, int],
+        version: str,
     ) -> str:
         """One watch request; the resourceVersion to resume from."""
-        events = self.kube.watch_deployments(
+        events = kind.watch(
             target, version, timeout_seconds=self.timeout_seconds, stop=self.stopping
         )
         for event in events:
@@ -235,8 +245,8 @@ class ReleaseWatcher:
             is_new = before is not None and before != event.revision
             if event.name in guarded and is_new and not self.stopping.is_set():
                 log.info(
-                    "guard: %s/%s moved to revision %d",
-                    *(target.namespace, event.name, event.revision),
+                    "guard: %s %s/%s moved to revision %d",
+                    *(kind.noun, target.namespace, event.name, event.revision),
                 )
                 self.wake()
         return version

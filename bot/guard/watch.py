@@ -47,9 +47,19 @@ class Guard:
         self.deps, self.prometheus = deps, deps.reader.prometheus
         self.worker = worker_name()
         self._evaluating = threading.Lock()  # one evaluation pass at a time in this process
+        self._skipped: set[str] = set()  # regions: services not guarded (logged once)
 
     def services(self) -> list[Service]:
-        return [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
+        guarded = [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
+        for s in guarded:
+            if s.regions and s.name not in self._skipped:  # check-config refuses it; said once
+                self._skipped.add(s.name)
+                log.warning(
+                    "guard: not watching %s: it runs in regions (%s) and the guard does not"
+                    " watch regions yet (set auto_rollback.enabled: false for it)",
+                    *(s.name, ", ".join(r.name for r in s.regions)),
+                )
+        return [s for s in guarded if not s.regions]
 
     def tick(self) -> None:
         """One round: new releases, then the evaluations that are due."""
@@ -254,7 +264,7 @@ class Guard:
 
     def rollback_finished(self, rollback: Rollback) -> None:
         service = self.deps.catalog.get(rollback.service)
-        if service is not None and service.guard.is_enabled:
+        if service is not None and service.guard.is_enabled and not service.regions:
             assert rollback.id is not None
             record_rollback_result(
                 self.deps.kube, self.deps.repo, service, rollback.id, self.deps.clock()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.approvals.blocks import APPROVE_ACTION, REJECT_ACTION
+from bot.approvals.shared import approver_members
 from bot.catalog.load import Catalog, Service
 from bot.deps import Deps
 from bot.drills.report import readiness_lines
@@ -139,7 +140,7 @@ def publish_home(deps: Deps, user: str) -> None:
         recent,
         deps.catalog,
         deps.clock(),
-        lambda s: deps.groups.members(policy.approver_groups(s)),
+        lambda s: approver_members(deps, s),
         team_url=deps.slack_team_url,
         link=lambda rid: review_url(deps, rid),
         readiness=readiness_lines(deps),

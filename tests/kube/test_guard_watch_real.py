@@ -17,6 +17,7 @@ from bot.adapters.kube.values import DeploymentListing, KubeTarget
 from bot.catalog.load import Service, parse_catalog
 from bot.guard.releases import ReleaseWatcher
 from tests.conftest import catalog_yaml, service_yaml
+from tests.kube.argo_controller import RolloutController
 from tests.kube.conftest import Cluster
 from tests.kube.workloads import Workloads, until
 
@@ -134,3 +135,34 @@ def test_a_resource_version_too_old_lists_again_and_the_watch_goes_on(
         if e.name == "checkout-api"
     ]
     assert 3 in later  # the list's resourceVersion is one the watch can resume from
+
+
+@pytest.mark.usefixtures("argo_rollouts_crd")
+def test_the_watcher_notices_a_new_rollout_revision_through_a_real_watch(
+    cluster: Cluster, workloads: Workloads, bot_kube: KubernetesClient, target: KubeTarget
+) -> None:
+    argo = RolloutController(cluster.admin, workloads.ns)
+    argo.create("checkout-api", ["shop/checkout:v1"])
+    text = catalog_yaml(
+        service_yaml("checkout", None, workload="{kind: Rollout}").replace(
+            "namespace: shop", f"namespace: {workloads.ns}"
+        )
+    )
+    services = [parse_catalog(text).services["checkout"]]
+    wakes: list[int] = []
+    woken = threading.Event()
+    watcher = ReleaseWatcher(bot_kube, lambda: (wakes.append(1), woken.set()), timeout_seconds=1)
+    watcher.start(services)
+    try:
+        assert watcher.listening.wait(30), "the watch never started"
+        assert [t.name for t in watcher._threads] == [f"guard-watch-{workloads.ns}-rollout"]
+        argo.set_image("checkout-api", "shop/checkout:v2")
+        threading.Event().wait(1.5)  # the template alone (same revision annotation) wakes nothing
+        assert wakes == []
+        argo.reconcile("checkout-api", promote=False)  # the controller: revision 2, paused canary
+        assert woken.wait(30), "revision 2 woke nothing"
+        assert wakes == [1]
+    finally:
+        watcher.stop(wait_seconds=10)
+    seen = bot_kube.rollout_revisions(target).deployments["checkout-api"]
+    assert (seen.revision, seen.images) == (2, {"app": "shop/checkout:v2"})

@@ -75,6 +75,9 @@ USES: dict[tuple[str, str, str], Use] = {
     ),
     ("argoproj.io", "rollouts", "get"): lambda kube, t, o: kube.rollout_info(t, "checkout-ro"),
     ("argoproj.io", "rollouts", "list"): lambda kube, t, o: kube.rollout_revisions(t),
+    ("argoproj.io", "rollouts", "watch"): lambda kube, t, o: next(
+        kube.watch_rollouts(t, "0", timeout_seconds=1), None
+    ),
     ("argoproj.io", "rollouts", "patch"): lambda kube, t, o: kube.rollout_undo(
         t, "checkout-ro", 1, dry_run=True
     ),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kube.values import KubeTarget
+from bot.approvals import blocks as ab
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.conftest import Harness, catalog_yaml, set_service_values
 from tests.regions.clusters import NS, Clusters, clusters, region_yaml, until
@@ -137,3 +138,100 @@ def test_roll_back_now_on_a_narrowed_assessment_rolls_back_only_its_regions(
     assert kube.deployment(KubeTarget("us", NS), "checkout-api").images["app"] == "shop/checkout:v2"
     assert kube.deployment(KubeTarget("eu", NS), "checkout-api").images["app"] == "shop/checkout:v3"
     assert [w for w in two.writes("eu") if w[0] != "GET"] == []
+
+
+def test_plan_rollback_form_on_a_narrowed_assessment_plans_only_its_regions(
+    make_harness: Any,
+    two: Clusters,
+    prometheus: PrometheusSimulator,
+    eu_prometheus: PrometheusSimulator,
+) -> None:
+    healthy(eu_prometheus)
+    failing(prometheus)  # us-east-1 reads the app's Prometheus
+    regions = {"eu-west-1": f"eu, prometheus_url: '{eu_prometheus.url}'", "us-east-1": "us"}
+    text = catalog_yaml(region_yaml(regions, signals=True))
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=two.client())
+
+    h.slash("assess checkout --region us-east-1")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Assessment #" in str(c.params))
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    (plan,) = [
+        e
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == "assessment_plan_rollback"
+    ]
+    h.requester.click(message, plan, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    raw = h.slack.wait_for("views.open").params["view"]
+    view = json.loads(raw) if isinstance(raw, str) else raw
+    assert view["private_metadata"] == "checkout:1:us-east-1"
+    form = json.dumps(view["blocks"], ensure_ascii=False)
+    assert "*Partial rollback*: only us-east-1" in form and "eu-west-1 is NOT rolled back" in form
+
+    sent = h.requester.submit_view(
+        view, {"reason": "bad release in the US", "target": "", "window": ""}, user_id="U0ONCALL1"
+    )
+    assert sent.status_code == 200 and "errors" not in sent.text
+    told = h.slack.wait_for("chat.postEphemeral", lambda c: c.params.get("user") == "U0ONCALL1")
+    assert "*Partial rollback*: only us-east-1" in told.params["text"]
+    until(lambda: message_text(h, "Rollback request #1"), "the request message")
+    (request,) = message_text(h, "Rollback request #1")
+    assert "*Regions* *Partial rollback*: only us-east-1" in request
+    assert "eu-west-1 is NOT rolled back" in request
+    r = h.bot.deps.repo.get_rollback(1)
+    assert r is not None and r.assessment_id == 1
+    assert {s.region for s in h.bot.deps.repo.list_steps(1)} == {"us-east-1"}
+
+    h.slash("approve 1", user_id="U0APPROVER1")
+    until(lambda: h.bot.deps.repo.get_rollback(1).status == "succeeded", "the approved rollback")  # type: ignore[union-attr]
+    h.wait_rollbacks()
+    kube = two.client()
+    assert kube.deployment(KubeTarget("us", NS), "checkout-api").images["app"] == "shop/checkout:v2"
+    assert kube.deployment(KubeTarget("eu", NS), "checkout-api").images["app"] == "shop/checkout:v3"
+    assert [w for w in two.writes("eu") if w[0] != "GET"] == []
+
+
+def test_plan_form_whose_region_left_the_catalog_says_so(
+    make_harness: Any, two: Clusters, prometheus: PrometheusSimulator
+) -> None:
+    failing(prometheus)
+    text = catalog_yaml(region_yaml({"eu-west-1": "eu", "us-east-1": "us"}, signals=True))
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=two.client())
+    view = ab.plan_modal("checkout", None, regions=["ap-south-1"])
+    sent = h.requester.submit_view(
+        view, {"reason": "x", "target": "", "window": ""}, user_id="U0ONCALL1"
+    )
+    assert "checkout has no region ap-south-1" in sent.json()["errors"]["reason"]
+    assert h.bot.deps.repo.list_rollbacks() == []
+
+
+def test_plan_form_checks_staleness_in_the_assessed_region_only(
+    make_harness: Any, two: Clusters, prometheus: PrometheusSimulator
+) -> None:
+    failing(prometheus)
+    text = catalog_yaml(region_yaml({"eu-west-1": "eu", "us-east-1": "us"}, signals=True))
+    h: Harness = make_harness(text, prometheus_url=prometheus.url, kube=two.client())
+    kube = two.client()
+    kube.set_image(KubeTarget("eu", NS), "checkout-api", "app", "shop/checkout:v4")  # eu differs
+
+    h.slash("assess checkout --region us-east-1")
+    call = h.slack.wait_for("chat.postMessage", lambda c: "Assessment #" in str(c.params))
+    (message,) = [m for m in h.slack.messages("C0DEPLOYS") if m["ts"] == call.response["ts"]]
+    (plan,) = [
+        e
+        for b in message["blocks"]
+        for e in b.get("elements", [])
+        if e.get("action_id") == "assessment_plan_rollback"
+    ]
+    h.requester.click(message, plan, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    raw = h.slack.wait_for("views.open").params["view"]  # eu's newer release is not us-east-1's
+    view = json.loads(raw) if isinstance(raw, str) else raw
+    assert view["private_metadata"] == "checkout:1:us-east-1"
+
+    kube.set_image(KubeTarget("us", NS), "checkout-api", "app", "shop/checkout:v4")  # us moved on
+    h.requester.click(message, plan, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    refused = h.slack.wait_for("response_url", lambda c: "Nothing was started" in str(c.params))
+    assert "this assessment is about revision 3; checkout is now at revision 4" in str(
+        refused.params
+    )
+    assert len(h.slack.calls_to("views.open")) == 1

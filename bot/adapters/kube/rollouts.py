@@ -61,6 +61,13 @@ def _revision(rollout: Mapping[str, Any]) -> int:
     return argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
 
 
+def rollout_revision(rollout: Mapping[str, Any], resource_version: str) -> DeploymentRevision:
+    """A Rollout's revision annotation and images, as a list or a watch event saw it."""
+    return DeploymentRevision(
+        argo.name_of(rollout), _revision(rollout), argo.rollout_images(rollout), resource_version
+    )
+
+
 def _count(status: Mapping[str, Any], key: str) -> int:
     value = status.get(key)
     return value if isinstance(value, int) else 0
@@ -232,10 +239,7 @@ class Rollouts(ApiSession):
             metadata = listed.get("metadata") or {}
             version = str(metadata.get("resourceVersion") or "")
             for ro in listed.get("items") or []:
-                name = argo.name_of(ro)
-                found[name] = DeploymentRevision(
-                    name, _revision(ro), argo.rollout_images(ro), version
-                )
+                found[argo.name_of(ro)] = rollout_revision(ro, version)
             token = metadata.get("continue") or None
             if not token:
                 return DeploymentListing(found, version)

@@ -4,7 +4,8 @@ code for both: :func:`workload` picks kubectl's rules or ``kubectl argo rollouts
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -13,6 +14,7 @@ from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import (
     DeploymentInfo,
     DeploymentListing,
+    DeploymentRevision,
     KubeTarget,
     ReleaseState,
     Revision,
@@ -64,6 +66,12 @@ class Workload(Protocol):
         """Every workload of this kind in ``t.namespace``: name → revision and images."""
         ...
 
+    def watch(
+        self, t: KubeTarget, resource_version: str, *, timeout_seconds: int, stop: threading.Event
+    ) -> Iterator[DeploymentRevision]:
+        """One watch request on the workloads of this kind in ``t.namespace``."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deployments:
@@ -103,6 +111,13 @@ class Deployments:
 
     def revisions(self, t: KubeTarget) -> DeploymentListing:
         return self.kube.deployment_revisions(t)
+
+    def watch(
+        self, t: KubeTarget, resource_version: str, *, timeout_seconds: int, stop: threading.Event
+    ) -> Iterator[DeploymentRevision]:
+        return self.kube.watch_deployments(
+            t, resource_version, timeout_seconds=timeout_seconds, stop=stop
+        )
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,13 @@ class Rollouts:
 
     def revisions(self, t: KubeTarget) -> DeploymentListing:
         return self.kube.rollout_revisions(t)
+
+    def watch(
+        self, t: KubeTarget, resource_version: str, *, timeout_seconds: int, stop: threading.Event
+    ) -> Iterator[DeploymentRevision]:
+        return self.kube.watch_rollouts(
+            t, resource_version, timeout_seconds=timeout_seconds, stop=stop
+        )
 
 
 def workload(kube: KubernetesClient, kind: str) -> Workload:
