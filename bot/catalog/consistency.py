@@ -6,14 +6,11 @@ Each problem carries the ``file:line`` of what to change.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
+from bot.catalog.service import Catalog, Service
 from bot.catalog.spec import CatalogSpec
 from bot.catalog.yaml_lines import Path_, line_for
 from bot.rollback.assess import Thresholds
-
-if TYPE_CHECKING:  # load.py builds the catalog and calls these checks
-    from bot.catalog.load import Catalog, Service
 
 
 def _count(n: int, noun: str) -> str:
