@@ -229,6 +229,8 @@ def test_a_button_whose_work_fails_after_the_ack_still_gets_an_answer(
     answer = slack.wait_for("response_url").params
 
     assert resp.status_code == 200
-    assert "cannot reach its database" in answer["text"]
+    # a table gone under the running bot: said as what it is, with what to do
+    assert "has no rollback-bot tables (no table `approvals`)" in answer["text"]
+    assert "run `rollback-bot migrate`" in answer["text"]
     assert answer["response_type"] == "ephemeral"
     assert harness.bot.deps.work.failures == 1
