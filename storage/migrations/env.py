@@ -45,6 +45,10 @@ def _run_with(connection: Connection) -> None:
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things: batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
+        # the whole upgrade in the one transaction storage.db.migrate holds: Alembic treats
+        # SQLite's DDL as non-transactional and would commit after each migration, letting a
+        # replica that waited on BEGIN IMMEDIATE run a migration this process is about to run
+        transactional_ddl=True,
         compare_type=True,
         render_item=_render_item,
     )
