@@ -23,7 +23,8 @@ from bot.notify import limits, template_context, templates
 from bot.notify.channels import IncidentChannels
 from bot.notify.notice_posts import send_once
 from bot.notify.threads import anchor_of
-from bot.regions.sla import RegionSla, breached_region, state_now
+from bot.regions.sla import RegionSla, breached_region
+from bot.regions.waves import service_state
 from bot.rollback.lifecycle import (
     IN_ENGINE,
     DueKind,
@@ -289,7 +290,10 @@ class Notifier:
 
         # a notice at the end says which pods run which release (availableReplicas cannot)
         kube, repo = self.deps.kube, self.deps.repo
-        state = state_now(kube, repo, rollback, service) if name in _STATE_NOTICES else None
+        state = None
+        if name in _STATE_NOTICES:
+            steps = repo.list_steps(rollback.id) if service.regions else []
+            state = ("\n" if service.regions else "") + service_state(kube, service, steps)
         context = template_context.build_context(
             self.deps.repo,
             rollback,

@@ -6,11 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Catalog, Service
-from bot.execution.service_state import describe_service_state
 from bot.regions.status import region_finished, region_started
-from bot.regions.waves import regions_state
 from bot.rollback.lifecycle import DueKind, region_sla_key, region_sla_prefix
 from bot.runtime.due import DueWorkRunner
 from storage.models import Rollback
@@ -59,12 +56,3 @@ def breached_region(
     if region_finished(own) is not None or service.region_named(region) is None:
         return None
     return service.in_region(region)
-
-
-def state_now(
-    kube: KubernetesClient, repo: Repository, rollback: Rollback, service: Service
-) -> str:
-    """Which pods run which release: in every region for a multi-region service."""
-    if service.regions and rollback.id is not None:
-        return "\n" + regions_state(kube, service, repo.list_steps(rollback.id))
-    return describe_service_state(kube, service)
