@@ -40,6 +40,12 @@ LEASE = timedelta(seconds=60)  # a replica that stalls this long loses its claim
 TICK_SLACK = timedelta(seconds=0.5)
 
 
+def is_guarded(service: Service) -> bool:
+    """The guard watches this service: enabled, and in one cluster (it does not watch regions
+    yet; check-config refuses the combination)."""
+    return service.guard.is_enabled and not service.regions
+
+
 class Guard:
     """The guard of every service with ``auto_rollback.enabled``."""
 
@@ -50,8 +56,8 @@ class Guard:
         self._skipped: set[str] = set()  # regions: services not guarded (logged once)
 
     def services(self) -> list[Service]:
-        guarded = [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
-        for s in guarded:
+        enabled = [s for s in self.deps.catalog.services.values() if s.guard.is_enabled]
+        for s in enabled:
             if s.regions and s.name not in self._skipped:  # check-config refuses it; said once
                 self._skipped.add(s.name)
                 log.warning(
@@ -59,7 +65,7 @@ class Guard:
                     " watch regions yet (set auto_rollback.enabled: false for it)",
                     *(s.name, ", ".join(r.name for r in s.regions)),
                 )
-        return [s for s in guarded if not s.regions]
+        return [s for s in enabled if is_guarded(s)]
 
     def tick(self) -> None:
         """One round: new releases, then the evaluations that are due."""
@@ -141,7 +147,7 @@ class Guard:
         readings = self._read(releases, services)
         for release in releases:
             service = services[release.service]
-            if service is None or not service.guard.is_enabled:
+            if service is None or not is_guarded(service):
                 self.deps.repo.end_guarding(release.id or 0, GuardStatus.ENDED, now)
                 continue
             self._evaluate_one(release, service, readings, now)
@@ -264,7 +270,7 @@ class Guard:
 
     def rollback_finished(self, rollback: Rollback) -> None:
         service = self.deps.catalog.get(rollback.service)
-        if service is not None and service.guard.is_enabled and not service.regions:
+        if service is not None and is_guarded(service):
             assert rollback.id is not None
             record_rollback_result(
                 self.deps.kube, self.deps.repo, service, rollback.id, self.deps.clock()
