@@ -77,7 +77,10 @@ class Rollouts(ApiSession):
     """The Rollout methods of KubernetesClient (names start with ``rollout``)."""
 
     def read_rollout(self, t: KubeTarget, name: str) -> dict[str, Any]:
-        """The Rollout as the API serves it."""
+        """The Rollout as the API serves it (read once on a reading_once() view)."""
+        return self._read_once(("rollout", t, name), lambda: self._get_rollout(t, name))
+
+    def _get_rollout(self, t: KubeTarget, name: str) -> dict[str, Any]:
         api = k8s.CustomObjectsApi(self._client(t))
         found = self._call(
             f"GET rollout {t.namespace}/{name}",
@@ -257,7 +260,10 @@ class Rollouts(ApiSession):
             message = f'rollout "{argo.name_of(rollout)}" has an invalid spec.selector'
             raise KubeError(None, "Invalid", message) from None
         uid = (rollout.get("metadata") or {}).get("uid")
-        return self._controlled_replicasets(t, label_selector_string(selector), uid)
+        selected = label_selector_string(selector)
+        return self._read_once(
+            ("replicasets", t, uid), lambda: self._controlled_replicasets(t, selected, uid)
+        )
 
     def _controlled_replicasets(
         self, t: KubeTarget, selector: str, owner_uid: str | None
