@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.catalog.load import Service
@@ -88,9 +89,10 @@ def report_due(deps: Deps, item: DueWork) -> None:
     steps = deps.repo.list_steps(rollback.id)
     t = timings(steps)
     sla = twin.sla_minutes if twin is not None else None
-    state = describe_service_state(deps.kube, twin) if twin is not None else None
+    kube = deps.kube.reading_once()  # the state and the back-home check read staging once
+    state = describe_service_state(kube, twin) if twin is not None else None
     start = started_from(steps)
-    back_home = _is_back_at_start(deps, twin, start)
+    back_home = _is_back_at_start(kube, twin, start)
     text = report_text(
         rollback, steps, t, sla_minutes=sla, state=state, is_back=back_home, twin=twin
     )
@@ -118,12 +120,14 @@ def started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
     return {}
 
 
-def _is_back_at_start(deps: Deps, twin: Service | None, start: Mapping[str, Any]) -> bool | None:
+def _is_back_at_start(
+    kube: KubernetesClient, twin: Service | None, start: Mapping[str, Any]
+) -> bool | None:
     """Whether staging runs the images it ran before the rehearsal (None: cannot tell)."""
     if twin is None or not start:
         return None
     try:
-        now = deps.kube.deployment(KubeTarget(twin.context, twin.namespace), twin.spec.deployment)
+        now = kube.deployment(KubeTarget(twin.context, twin.namespace), twin.spec.deployment)
     except KubeError:
         return None
     return dict(now.images) == dict(start.get("images_before") or {})
