@@ -138,7 +138,7 @@ def publish_press(
     deps.audit("customer_update.publish", rollback, user, **where, update_id=update.id, key=key)
     # the process's one HTTP pool, which build_deps hands to the engine
     client = StatusPage(deps.engine.http, page.url, token.get_secret_value(), TIMEOUT_SECONDS)
-    return _send_and_record(deps, client, post, update, page.token_env, sleep)
+    return _send_and_record(deps, client, post, update, rollback, page.token_env, sleep)
 
 
 def _send_and_record(
@@ -146,6 +146,7 @@ def _send_and_record(
     client: StatusPage,
     post: StatusPagePost,
     update: CustomerUpdate,
+    rollback: Rollback,
     token_env: str,
     sleep: Sleep,
 ) -> Reply:
@@ -181,7 +182,6 @@ def _send_and_record(
         now=deps.clock(),
     )
     refresh(deps, finished)
-    rollback = deps.repo.get_rollback(update.rollback_id) or update.service
     kind = "customer_update.published" if error is None else "customer_update.publish_failed"
     deps.audit(kind, rollback, post.requested_by, update_id=update.id, http_status=http_status)
     note = _thread_note(post, error, http_status, attempts, token_env)
