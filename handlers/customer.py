@@ -65,5 +65,9 @@ def install(app: App, deps: Deps) -> None:
             ack(response_action="errors", errors=outcome)
             return
         ack()
-        text, where = outcome
-        tell_privately(deps.slack, where, user, text)
+
+        def show() -> None:  # Slack calls after the ack: the draft updated, the editor told
+            text, where = edit.show_edit(deps, outcome, user)
+            tell_privately(deps.slack, where, user, text)
+
+        deps.work.submit("Edit", show)

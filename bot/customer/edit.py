@@ -12,6 +12,7 @@ from bot.customer.publish import load_pressed, stale_reason
 from bot.customer.text import MESSAGE_LIMIT
 from bot.deps import Deps
 from bot.notify.reply import Reply
+from storage.customer_models import CustomerUpdate
 
 
 def edit_form(deps: Deps, value: str, user: str) -> Reply | dict[str, Any]:
@@ -27,9 +28,9 @@ def edit_form(deps: Deps, value: str, user: str) -> Reply | dict[str, Any]:
 
 def submit_edit(
     deps: Deps, metadata: str, user: str, message: str, status: str
-) -> dict[str, str] | tuple[str, str]:
-    """The Edit form sent: field errors (shown under the inputs), or what to tell the editor
-    and where (the draft's channel)."""
+) -> dict[str, str] | CustomerUpdate:
+    """The Edit form sent, before the ack: field errors (shown under the inputs), or the draft
+    as stored and audited. Its Slack message is updated after the ack (:func:`show_edit`)."""
     if not message.strip():
         return {"message": "Write the message customers will read."}
     if len(message) > MESSAGE_LIMIT:
@@ -60,6 +61,12 @@ def submit_edit(
         version=edited.version,
         status=status,
     )
+    return edited
+
+
+def show_edit(deps: Deps, edited: CustomerUpdate, user: str) -> tuple[str, str]:
+    """After the ack: the draft's message updated in place; what to tell the editor, and where
+    (the draft's channel)."""
     error = refresh(deps, edited)
     where = edited.channel_id or user
     if error:
