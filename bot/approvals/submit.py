@@ -13,7 +13,7 @@ from bot.approvals import request as approvals
 from bot.approvals import votes
 from bot.approvals.blocks import when
 from bot.approvals.shared import approver_members, request_of
-from bot.assessment.service import assessed_regions, stale_reply
+from bot.assessment.service import assessed_regions, pressed_assessment, stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.preflight import Refusal, audit_refusal, check, phases_problem
@@ -207,8 +207,9 @@ def plan_form(deps: Deps, value: str) -> Reply | dict[str, Any]:
     if service is None:
         return Reply(f":x: {service_name} is no longer in the catalog.")
     assessment_id = int(assessment) if assessment.isdigit() else None
-    full, service = service, assessed_regions(deps, service, assessment_id)
-    if (stale := stale_reply(deps, service, assessment_id)) is not None:  # its own regions
+    found = pressed_assessment(deps, assessment_id)
+    full, service = service, assessed_regions(service, found)
+    if (stale := stale_reply(deps, service, found)) is not None:  # its own regions
         return stale
     try:
         phases = service.plan(None).phases

@@ -20,6 +20,7 @@ from bot.notify.reply import Asker, Reply, Respond, storage_error_text, tell_on_
 from bot.regions.assess import assess_regions, region_lines
 from bot.rollback.assess import Decision
 from storage.errors import StorageError
+from storage.models import Assessment
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,14 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
     )
 
 
-def stale_reply(deps: Deps, service: Service, assessment_id: int | None) -> Reply | None:
+def pressed_assessment(deps: Deps, assessment_id: int | None) -> Assessment | None:
+    """The assessment a button was pressed on (read once for all the button's checks)."""
+    return deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
+
+
+def stale_reply(deps: Deps, service: Service, assessment: Assessment | None) -> Reply | None:
     """An assessment's buttons act only on the release it assessed; otherwise what to say, with
     a button for a fresh assessment. None when the assessment still describes what runs."""
-    assessment = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
     assessed = (assessment.result or {}).get("release") if assessment else None
     why = stale_assessment(deps.kube, service, assessed)
     if why is None:
@@ -166,10 +171,9 @@ def stale_reply(deps: Deps, service: Service, assessment_id: int | None) -> Repl
     )
 
 
-def assessed_regions(deps: Deps, service: Service, assessment_id: int | None) -> Service:
+def assessed_regions(service: Service, found: Assessment | None) -> Service:
     """The regions the assessment read (``assess --region`` narrows what its buttons roll
     back); all of them when it names none or a region left the catalog."""
-    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
     names = tuple(
         str(r.get("region")) for r in ((found.result or {}) if found else {}).get("regions", [])
     )

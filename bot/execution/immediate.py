@@ -12,7 +12,7 @@ from bot.approvals.request import store_rollback
 from bot.approvals.shared import approver_members
 from bot.approvals.waiting import cancel_waiting, supersede_pending
 from bot.assessment.recent import recent_assessment
-from bot.assessment.service import assessed_regions, stale_reply
+from bot.assessment.service import assessed_regions, pressed_assessment, stale_reply
 from bot.catalog.load import PlanError, Service
 from bot.deps import Deps
 from bot.execution.dry_run import describe_plan
@@ -116,14 +116,15 @@ def run_now(deps: Deps, value: str, user: str, where: dict[str, str | None]) -> 
             f" {policy.who_may_run(service)}. Use *Plan rollback* to ask for approval."
         )
     assessment_id = int(assessment) if assessment.isdigit() else None
-    service = assessed_regions(deps, service, assessment_id)  # before: the same release
-    if (stale := stale_reply(deps, service, assessment_id)) is not None:
+    found = pressed_assessment(deps, assessment_id)
+    service = assessed_regions(service, found)  # before: the same release
+    if (stale := stale_reply(deps, service, found)) is not None:
         return stale
     started = start_immediate(
         deps,
         service,
         user=user,
-        reason=_reason_of(deps, assessment_id),
+        reason=_reason_of(found, assessment_id),
         target_revision=None,
         assessment_id=assessment_id,
         channel_id=where.get("channel_id"),
@@ -144,9 +145,8 @@ def assessment_reason(a: Assessment) -> str:
     return f"assessment #{a.id}: {a.decision} (critical {a.critical_score}, total {a.total_score})"
 
 
-def _reason_of(deps: Deps, assessment_id: int | None) -> str:
+def _reason_of(found: Assessment | None, assessment_id: int | None) -> str:
     """Roll back now says why with the assessment it was pressed on."""
-    found = deps.repo.get_assessment(assessment_id) if assessment_id is not None else None
     if found is None or found.status != AssessmentStatus.DONE:
         return f"from assessment #{assessment_id}" if assessment_id else "from an assessment"
     return assessment_reason(found)
