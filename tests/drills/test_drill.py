@@ -97,3 +97,18 @@ def test_history_and_app_home_show_the_last_drill(make_world: Any) -> None:
     w.h.slack.wait_for("views.publish")
     home = str(w.h.slack.home_view("U0ONCALL1"))
     assert "Readiness drills" in home and "*checkout* — last drill: just now ✓" in home
+
+
+def test_a_drill_reads_each_object_once(make_world: Any) -> None:
+    """Benchmark target of the drill: one LIST of ReplicaSets, one review per distinct write,
+    and no object read twice (the typed Deployment is built from the one raw GET)."""
+    w: World = make_world()
+    since = len(w.kube_sim.requests)
+
+    report = w.drill("checkout")
+
+    assert "ready" in report["text"] and "NOT ready" not in report["text"], report["text"]
+    reads = [p.partition("?")[0] for m, p in w.kube_sim.requests[since:] if m == "GET"]
+    assert len(reads) == len(set(reads)), reads
+    assert sum(p.endswith("/replicasets") for p in reads) == 1, reads
+    assert sum(p.endswith("/deployments/checkout-api") for p in reads) == 1, reads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -265,6 +266,13 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
     # ── internals ──
 
     def _read_deployment(self, t: KubeTarget, name: str) -> k8s.V1Deployment:
+        if self._reads is not None:
+            # a read-once view GETs the raw object once (what a snapshot keeps; the models
+            # would drop fields newer than the SDK) and builds the typed model from it
+            return self._read_once(
+                ("deployment", t, name),
+                lambda: self._model(t, self.read_object(t, "apps/v1", "Deployment", name)),
+            )
         api = k8s.AppsV1Api(self._client(t))
         return self._read_once(
             ("deployment", t, name),
@@ -276,6 +284,13 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                 _not_found("deployment", name, t),
             ),
         )
+
+    def _model(self, t: KubeTarget, raw: dict[str, Any]) -> k8s.V1Deployment:
+        """The typed Deployment of a raw one, by the SDK's own deserializer (as a GET makes it)."""
+        model: k8s.V1Deployment = self._client(t).deserialize(
+            json.dumps(raw), "V1Deployment", "application/json"
+        )
+        return model
 
     def _patch_deployment(
         self,
