@@ -69,12 +69,12 @@ def plan_rehearsal(
         )
     if s.strategy == "http" and s.phases is None:
         return _http_rehearsal(service, twin)
-    steps = _rollback_steps(service, twin)
+    steps = rollback_steps(service, twin)
     state = read_state(kube, twin, steps, target)
     return rehearsal_of(service.spec.strategy, twin, steps, state)
 
 
-def _rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
+def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
     """The production plan's steps, pointed at staging: a built-in plan as the twin builds it,
     custom phases with production's deployment name replaced by staging's."""
     s = service.spec

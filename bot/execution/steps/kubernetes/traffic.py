@@ -150,10 +150,14 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _check_pinned(params: Mapping[str, Any], where: str, canary: int, target: int) -> None:
-    """A rehearsal's shift is pinned to the weight staging had when it was planned: a weight
-    outside the way from there to the target means someone changed staging meanwhile."""
+    """A rehearsal's shift is pinned to the weight staging had when it was planned. A shift in
+    one go must find that weight; a gradual one (resumed after a restart) a weight on the way
+    from there to the target. Anything else: someone changed staging meanwhile."""
     expected = params.get("expect_percent")
-    if expected is None or min(int(expected), target) <= canary <= max(int(expected), target):
+    if expected is None or canary == int(expected):
+        return
+    is_gradual = int(params.get("step_percent", 100)) < abs(int(expected) - target)
+    if is_gradual and min(int(expected), target) <= canary <= max(int(expected), target):
         return
     raise StepFailed(
         f"{where}: the canary weight is {canary} % in staging, not {expected} % as it was when"
