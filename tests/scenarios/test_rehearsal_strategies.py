@@ -122,6 +122,16 @@ def catalog(prometheus: PrometheusSimulator, api: str) -> str:
         f"    staging:\n      {staging.replace(', ', chr(10) + '      ')}\n"
         f"      http: {{url: '{api}/staging/rollback', status_url: '{api}/staging/status',"
         f" forward_url: '{api}/staging/forward', forward_method: PUT}}",
+        "  cart:\n    context: prod\n    namespace: shop\n    deployment: cart-api\n"
+        "    responders: [U0ONCALL1]\n"
+        f"    staging: {{{staging}, deployment: cart-staging, {health}}}\n"
+        "    phases:\n"
+        "      application:\n"
+        "        - {kind: set_image, deployment: cart-api, container: app, image: 'cart:v1'}\n"
+        "        - {kind: restart}\n"
+        "        - {kind: wait_rollout}\n"
+        "      verification:\n"
+        f"        - {{kind: http_check, url: '{prometheus.health_url('cart-prod')}'}}",
     )
 
 
@@ -260,3 +270,31 @@ def test_a_roll_forward_that_did_not_finish_reports_the_commands_that_put_stagin
     assert "scale deployment/web-green" not in text  # green has its 3 replicas again
     (reported,) = h.bot.deps.repo.list_audit_events(kind="rehearsal.reported")
     assert reported.detail["is_back_at_start"] is False
+
+
+def test_custom_phases_are_rehearsed_in_staging_and_rolled_forward(
+    h: Harness, kube: KubernetesClient, prod_sim: KubeSimulator, staging_sim: KubeSimulator
+) -> None:
+    staging_sim.seed_deployment("shop-staging", "cart-staging", images=["cart:v1", "cart:v2"])
+    is_untouched = untouched(prod_sim)
+    answer = h.slash("drill cart --rehearse").json()["text"]
+    assert "cart-staging app cart:v2 → cart:v1" in answer
+    assert "Restart: a restart changes no release, nothing to roll forward." in answer
+    settle(h)
+    text = report(h)["text"]
+    assert h.bot.deps.repo.get_rollback(1).status == "succeeded"  # type: ignore[union-attr]
+    assert kube.deployment(STAGING, "cart-staging").images == {"app": "cart:v2"}
+    assert [(p, k) for p, k, _ in steps_of(h, 1)] == [
+        ("application", "set_image"),
+        ("application", "restart"),
+        ("application", "wait_rollout"),
+        ("verification", "http_check"),  # staging's health URL, not production's
+        ("cleanup", "set_image"),
+        ("cleanup", "wait_rollout"),
+        ("cleanup", "http_check"),
+    ]
+    urls = [s.detail["params"].get("url") for s in h.bot.deps.repo.list_steps(1)]
+    twin = h.bot.deps.catalog.target_of("cart@staging")
+    assert twin is not None and [u for u in urls if u] == [twin.spec.health_url] * 2
+    assert is_untouched()
+    assert "cart-staging app runs cart:v2" in text
