@@ -40,7 +40,7 @@ class StagingNow:
 @dataclass(frozen=True)
 class _Check:
     line: str
-    fix: str | None  # None: back where it started
+    fix: tuple[str, ...] = ()  # empty: back where it started
 
 
 def staging_now(kube: KubernetesClient, twin: Service, steps: Sequence[RollbackStep]) -> StagingNow:
@@ -66,7 +66,7 @@ def staging_now(kube: KubernetesClient, twin: Service, steps: Sequence[RollbackS
             checks.append(check)
     if not checks:
         return StagingNow(unread=tuple(unread))
-    fixes = tuple(c.fix for c in checks if c.fix is not None)
+    fixes = tuple(f for c in checks for f in c.fix)
     is_back = None if unread and not fixes else not fixes
     lines = tuple(dict.fromkeys(c.line for c in checks if c.line))
     return StagingNow(lines, fixes, is_back, tuple(unread))
@@ -86,35 +86,42 @@ def _check(
         now = kube.service_selector(t, service)
         patch = _json({"spec": {"selector": want}})
         is_back = all(now.get(k) == v for k, v in want.items())
-        return _Check(
-            f"Service {service} selects {_pairs(now)}",
-            None if is_back else f"{kubectl} patch service {service} -p '{patch}'",
-        )
-    if s.kind == "scale":
-        now_replicas, want_replicas = kube.deployment(t, name).replicas, int(p["replicas"])
-        return _Check(
-            f"{name} has {now_replicas} replica{'s' if now_replicas != 1 else ''}",
-            None
-            if now_replicas == want_replicas
-            else f"{kubectl} scale deployment/{name} --replicas={want_replicas}",
-        )
+        fix = () if is_back else (f"{kubectl} patch service {service} -p '{patch}'",)
+        return _Check(f"Service {service} selects {_pairs(now)}", fix)
+    if s.kind in ("scale", "set_image"):
+        return _deployment(kube, t, kubectl, name, s.kind, p)
     if s.kind == "shift_traffic":
         return _traffic(kube, t, kubectl, p)
-    if s.kind == "set_image":
-        container, image = str(p["container"]), str(p["image"])
-        now_image = kube.deployment(t, name).images.get(container)
-        return _Check(
-            f"{name} {container} runs {now_image}",
-            None
-            if now_image == image
-            else f"{kubectl} set image deployment/{name} {container}={image}",
-        )
     if s.kind == "http_request":
         method, url = str(p.get("method", "POST")), redact_url(str(p["url"]))
-        done = s.status == StepStatus.SUCCEEDED
-        line = "the staging API was called to roll forward" if done else ""
-        return _Check(line, None if done else f"{method} {url} (the staging API's roll-forward)")
+        if s.status == StepStatus.SUCCEEDED:
+            return _Check("the staging API was called to roll forward")
+        return _Check("", (f"{method} {url} (the staging API's roll-forward)",))
     return None  # rollout_undo: the undo's own check (report.py); waits and health checks
+
+
+def _deployment(
+    kube: KubernetesClient, t: KubeTarget, kubectl: str, name: str, kind: str, p: Mapping[str, Any]
+) -> _Check:
+    """A replica count or an image put back; then wait for it (not before traffic goes back)."""
+    dep = kube.deployment(t, name)
+    now: object
+    want: object
+    if kind == "scale":
+        now, want = dep.replicas, int(p["replicas"])
+        line = f"{name} has {now} replica{'s' if now != 1 else ''}"
+        fix = f"scale deployment/{name} --replicas={want}"
+    else:
+        container, want = str(p["container"]), str(p["image"])
+        now = dep.images.get(container)
+        line, fix = (
+            f"{name} {container} runs {now}",
+            f"set image deployment/{name} {container}={want}",
+        )
+    if now == want:
+        return _Check(line)
+    wait = (f"{kubectl} rollout status deployment/{name}",) if want != 0 else ()
+    return _Check(line, (f"{kubectl} {fix}", *wait))
 
 
 def _traffic(kube: KubernetesClient, t: KubeTarget, kubectl: str, p: Mapping[str, Any]) -> _Check:
@@ -129,14 +136,14 @@ def _traffic(kube: KubernetesClient, t: KubeTarget, kubectl: str, p: Mapping[str
     stable, canary = traffic_weights(obj, f"{kind} {name}", stable_path, canary_path)
     line = f"{kind} {name} sends {canary} % to the canary, {stable} % to stable"
     if canary == want:
-        return _Check(line, None)
+        return _Check(line)
     ops = [
         {"op": "replace", "path": canary_path, "value": want},
         {"op": "replace", "path": stable_path, "value": stable + canary - want},
     ]
     group = str(tr["api_version"]).rpartition("/")[0]
     resource = f"{kind.lower()}.{group}" if group else kind.lower()
-    return _Check(line, f"{kubectl} patch {resource} {name} --type=json -p '{_json(ops)}'")
+    return _Check(line, (f"{kubectl} patch {resource} {name} --type=json -p '{_json(ops)}'",))
 
 
 def _json(value: Any) -> str:

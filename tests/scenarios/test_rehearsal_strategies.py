@@ -298,3 +298,27 @@ def test_custom_phases_are_rehearsed_in_staging_and_rolled_forward(
     assert twin is not None and [u for u in urls if u] == [twin.spec.health_url] * 2
     assert is_untouched()
     assert "cart-staging app runs cart:v2" in text
+
+
+def test_a_rehearsal_stopped_before_its_roll_forward_lists_every_command_in_order(
+    h: Harness, kube: KubernetesClient, prometheus: PrometheusSimulator
+) -> None:
+    prometheus.set_health("staging", 503)  # staging's health check keeps failing
+    h.slash("drill web --rehearse")
+    deadline = time.monotonic() + 10
+    while ("verification", "http_check", "running") not in steps_of(h, 1):
+        assert time.monotonic() < deadline, steps_of(h, 1)
+        time.sleep(0.05)
+    h.slash("abort 1 staging is unhealthy")
+    settle(h)
+    text = report(h)["text"]
+    assert "Roll-forward: did not run." in text
+    kubectl = "kubectl --context staging -n shop-staging"
+    commands = (
+        f"`{kubectl} scale deployment/web-green --replicas=3` then"
+        f" `{kubectl} rollout status deployment/web-green` then"
+        f' `{kubectl} patch service web -p \'{{"spec":{{"selector":{{"version":"green"}}}}}}\'`'
+    )
+    assert commands in text
+    assert "Service web selects app=web,version=blue" in text and "web-green has 0 replicas" in text
+    assert kube.deployment(STAGING, "web-green").replicas == 0  # the report only says how
