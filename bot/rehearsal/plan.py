@@ -40,6 +40,13 @@ class Rehearsal:
     undo: UndoPlan | None = None
     changes: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    title: str = ""  # "the blue-green rollback": what the start reply says it rehearses
+
+    @property
+    def what(self) -> str:
+        """``the blue-green rollback (Service web version=green → version=blue; …)``."""
+        title = self.title or f"the {self.plan.strategy} rollback"
+        return f"{title} ({'; '.join(self.changes)})" if self.changes else title
 
 
 def where(twin: Service) -> str:
@@ -57,21 +64,23 @@ def plan_rehearsal(
     if s.workload.kind == "Rollout":
         raise Refusal(
             f"{s.deployment} is an Argo Rollout, and rehearsals in staging do not cover Argo"
-            " Rollouts yet: try its rollback with `/rollback run … --dry-run` instead"
+            " Rollouts yet: `/rollback run <service> --dry-run` shows what its rollback would do"
         )
     if s.strategy == "undo" and s.phases is None:
         undo = _read_undo(kube, twin, twin.spec.deployment, target)
         return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
-    if target:
+    is_http = s.strategy == "http" and s.phases is None
+    steps = [] if is_http else rollback_steps(service, twin)
+    if target and not any(x.kind == "rollout_undo" for x in steps):
         raise Refusal(
             f"`--to` picks the revision a rollout undo goes back to, and {service.name}'s"
             f" rollback (strategy {s.strategy}) has none: leave `--to` out"
         )
-    if s.strategy == "http" and s.phases is None:
+    if is_http:
         return _http_rehearsal(service, twin)
-    steps = rollback_steps(service, twin)
     state = read_state(kube, twin, steps, target)
-    return rehearsal_of(service.spec.strategy, twin, steps, state)
+    rehearsal = rehearsal_of(s.strategy, twin, steps, state)
+    return replace(rehearsal, title="its own phases" if s.phases is not None else rehearsal.title)
 
 
 def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
@@ -266,7 +275,10 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
         *([replace(status[0], phase=ROLL_FORWARD_PHASE)] if h.status_url else []),
         *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
     ]
-    return Rehearsal(Plan("http", tuple(steps)), changes=("the staging deployment API",))
+    return Rehearsal(
+        Plan("http", tuple(steps)),
+        title="the http rollback through the staging deployment API",
+    )
 
 
 def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:

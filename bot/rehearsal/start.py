@@ -84,12 +84,12 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
 def _what(rehearsal: Rehearsal) -> str:
     """``revision 3 (checkout:v3) back to 2 (checkout:v2)``, or the changes of the plan."""
     undo = rehearsal.undo
-    if undo is not None and rehearsal.plan.strategy == "undo":
+    if undo is not None and not rehearsal.changes:  # the built-in undo
         return (
             f"revision {undo.from_revision} ({release_label(undo.images_before)}) back to"
             f" {undo.to_revision} ({release_label(undo.images_after)})"
         )
-    return f"the {rehearsal.plan.strategy} rollback ({'; '.join(rehearsal.changes)})"
+    return rehearsal.what
 
 
 def _notes(rehearsal: Rehearsal) -> str:

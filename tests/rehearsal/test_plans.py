@@ -5,11 +5,13 @@ reverse order — and the refusals when it would change nothing or cannot be rol
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bot.catalog.load import Service, parse_catalog
+from bot.catalog.spec import PlanStep, Workload
 from bot.rehearsal.forward import StagingState
 from bot.rehearsal.plan import plan_rehearsal, rehearsal_of, rollback_steps
 from bot.rollback.plan import StepSpec
@@ -225,3 +227,25 @@ def test_to_applies_only_to_a_rollout_undo() -> None:
     assert twin is not None
     with pytest.raises(Refusal, match="`--to` picks the revision a rollout undo goes back to"):
         plan_rehearsal(None, svc, twin, "3")  # type: ignore[arg-type]  # refused before reading
+
+
+def test_an_argo_rollout_is_refused_with_the_reason() -> None:
+    svc = services()["cart"]
+    svc = replace(svc, spec=svc.spec.model_copy(update={"workload": Workload(kind="Rollout")}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal, match="cart-api is an Argo Rollout, and rehearsals in staging"):
+        plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
+
+
+def test_a_step_that_cannot_be_rolled_forward_refuses_the_rehearsal() -> None:
+    svc = services()["cart"]
+    assert svc.spec.phases is not None
+    job = PlanStep.model_validate({"kind": "http_request", "url": "http://deploy/rollback"})
+    phases = {**svc.spec.phases, "database": [job]}
+    svc = replace(svc, spec=svc.spec.model_copy(update={"phases": phases}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal, match="step http_request cannot be rolled forward") as refused:
+        plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
+    assert "(phase database)" in str(refused.value)

@@ -237,6 +237,7 @@ def test_an_http_rehearsal_calls_the_staging_api_in_order_and_never_production(
     prod_untouched, staging_untouched = untouched(prod_sim), untouched(staging_sim)
     answer = h.slash("drill mvp --rehearse").json()["text"]
     assert "Rehearsal #1 of *mvp* started in staging" in answer
+    assert "the http rollback through the staging deployment API and forward again" in answer
     settle(h)
     report(h)
     assert h.bot.deps.repo.get_rollback(1).status == "succeeded"  # type: ignore[union-attr]
@@ -279,6 +280,7 @@ def test_custom_phases_are_rehearsed_in_staging_and_rolled_forward(
     is_untouched = untouched(prod_sim)
     answer = h.slash("drill cart --rehearse").json()["text"]
     assert "cart-staging app cart:v2 → cart:v1" in answer
+    assert "its own phases (cart-staging app cart:v2 → cart:v1)" in answer
     assert "Restart: a restart changes no release, nothing to roll forward." in answer
     settle(h)
     text = report(h)["text"]
