@@ -160,6 +160,14 @@ def steps_of(h: Harness, rollback_id: int) -> list[tuple[str, str, str]]:
     return [(s.phase, s.kind, s.status) for s in h.bot.deps.repo.list_steps(rollback_id)]
 
 
+def wait_running(h: Harness, phase: str, kind: str) -> None:
+    """Until rehearsal #1's step of that phase and kind runs."""
+    deadline = time.monotonic() + 10
+    while (phase, kind, "running") not in steps_of(h, 1):
+        assert time.monotonic() < deadline, steps_of(h, 1)
+        time.sleep(0.05)
+
+
 def test_a_blue_green_rehearsal_switches_to_stable_and_back_to_the_candidate(
     h: Harness, kube: KubernetesClient, prod_sim: KubeSimulator, staging_sim: KubeSimulator
 ) -> None:
@@ -255,10 +263,7 @@ def test_a_roll_forward_that_did_not_finish_reports_the_commands_that_put_stagin
 ) -> None:
     staging_sim.set_never_ready("shop-staging", "web-green")  # green's pods do not come back
     h.slash("drill web --rehearse")
-    deadline = time.monotonic() + 10
-    while ("cleanup", "wait_rollout", "running") not in steps_of(h, 1):
-        assert time.monotonic() < deadline, steps_of(h, 1)
-        time.sleep(0.05)
+    wait_running(h, "cleanup", "wait_rollout")
     h.slash("abort 1 green is not coming back")  # traffic never went back to green
     settle(h)
     text = report(h)["text"]
@@ -307,10 +312,7 @@ def test_a_rehearsal_stopped_before_its_roll_forward_lists_every_command_in_orde
 ) -> None:
     prometheus.set_health("staging", 503)  # staging's health check keeps failing
     h.slash("drill web --rehearse")
-    deadline = time.monotonic() + 10
-    while ("verification", "http_check", "running") not in steps_of(h, 1):
-        assert time.monotonic() < deadline, steps_of(h, 1)
-        time.sleep(0.05)
+    wait_running(h, "verification", "http_check")
     h.slash("abort 1 staging is unhealthy")
     settle(h)
     text = report(h)["text"]
