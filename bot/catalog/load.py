@@ -35,6 +35,7 @@ from bot.catalog.spec import (
     Defaults,
     ServiceSpec,
 )
+from bot.catalog.staging_checks import staging_problems
 from bot.catalog.yaml_lines import (
     CatalogError,
     LineMapper,
@@ -81,7 +82,7 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
     errors += _strategy_sections(catalog, mapper.lines)
     errors += workload_problems(source, spec.services, mapper.lines)
     errors += guard_problems(data, source, mapper.lines)
-    errors += _staging_problems(catalog, mapper.lines)
+    errors += staging_problems(catalog, mapper.lines)
     errors += drill_problems(
         {n: svc.drills for n, svc in catalog.services.items()},
         {n: s.drills is not None for n, s in spec.services.items()},
@@ -128,30 +129,6 @@ def _strategy_sections(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str
         for name, svc in catalog.services.items()
         if (key := svc.spec.missing_strategy_section)
     ]
-
-
-def _staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
-    """A ``staging:`` target must not be production, and a rehearsal runs the built-in undo."""
-    out = []
-    for name, svc in catalog.services.items():
-        twin = svc.staging_twin()
-        if twin is None:
-            continue
-        where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
-        if (twin.context, twin.namespace) == (svc.context, svc.namespace):
-            out.append(
-                f"{where}: services.{name}.staging: names production (context"
-                f" {svc.context or 'the current one'}, namespace {svc.namespace}); give the"
-                " staging context or namespace"
-            )
-        if svc.spec.strategy != "undo" or svc.spec.phases is not None:
-            kind = "custom phases:" if svc.spec.phases is not None else svc.spec.strategy
-            out.append(
-                f"{where}: services.{name}.staging: a rehearsal runs the built-in undo plan"
-                f" (rollout undo and back); {name} uses {kind}, which rehearsals do not cover"
-                " yet: remove staging: or use strategy undo"
-            )
-    return out
 
 
 def _resolve(spec: CatalogSpec, source: str, lines: Mapping[Path_, int]) -> Catalog:

@@ -12,6 +12,7 @@ from bot.catalog.drills import Drills
 from bot.catalog.regions import Region
 from bot.catalog.spec import (
     ApprovalPolicy,
+    HttpRollback,
     Notifications,
     ServiceSpec,
     StatusPage,
@@ -79,12 +80,16 @@ class Service:
     def staging_twin(self) -> Service | None:
         """This service pointed at its ``staging:`` target, or None without one: what a
         rehearsal acts on, named by :func:`staging_key`. What only watches or protects
-        production is left out: signals and health URL (the staging one is used), the point
-        of no return (production revision numbers), custom phases, the guard and the on-call."""
+        production is left out: signals and health URL (the staging one is used), the deployment
+        API of strategy http (``staging.http``'s rollback endpoint is used), the point of no
+        return (production revision numbers), custom phases (a rehearsal reads them from the
+        service, see ``bot.rehearsal.plan``), the guard and the on-call."""
         st = self.spec.staging
         if st is None:
             return None
         context, namespace = st.context or self.context, st.namespace or self.namespace
+        h = st.http  # the staging deployment API: production's http_rollback is never kept
+        http = HttpRollback(url=h.url, method=h.method, status_url=h.status_url) if h else None
         spec = self.spec.model_copy(
             update={
                 "context": context,
@@ -92,6 +97,7 @@ class Service:
                 "deployment": st.deployment or self.spec.deployment,
                 "health_url": st.health_url,
                 "signals": {},
+                "http_rollback": http,
                 "point_of_no_return": None,
                 "phases": None,
                 "oncall": [],

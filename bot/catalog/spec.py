@@ -212,6 +212,25 @@ def _kube_name(pattern: re.Pattern[str], what: str) -> Callable[[str | None], st
     return check
 
 
+def _any_http_url(v: str | None) -> str | None:
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return v
+
+
+class StagingHttp(_Strict):
+    """Strategy ``http`` in staging: the staging deployment API's rollback endpoint and the
+    endpoint that rolls it forward again. A rehearsal never calls production's http_rollback."""
+
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    status_url: str | None = None  # checked after the rollback and after the roll-forward
+    forward_url: str
+    forward_method: Literal["POST", "PUT"] = "POST"
+
+    _check_urls = field_validator("url", "status_url", "forward_url")(_any_http_url)
+
+
 class StagingTarget(_Strict):
     """The same service in staging, where ``/rollback drill <service> --rehearse`` runs a real
     rollback and rolls it forward again. What is left out is the production entry's value; it
@@ -221,6 +240,7 @@ class StagingTarget(_Strict):
     namespace: str | None = None
     deployment: str | None = None
     health_url: str | None = None  # checked after the rollback and after the roll-forward
+    http: StagingHttp | None = None  # strategy http only: the staging deployment API
 
     _check_namespace = field_validator("namespace")(
         _kube_name(_DNS_LABEL, "a namespace name (lowercase letters, digits, dashes)")

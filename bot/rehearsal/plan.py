@@ -1,27 +1,52 @@
-"""A rehearsal's plan: the undo the real rollback would make, run in staging, then the undo
-back to the release it started from. Both undos are pinned to the templates read here, so a
-deploy to staging in between stops the rehearsal instead of rolling somewhere else."""
+"""A rehearsal's plan: the service's own rollback plan pointed at staging, then the roll-forward
+that puts back what it changed, in reverse order (``bot.rehearsal.forward``).
+
+Staging is read once here, before anything is stored; every step that writes is pinned to that
+read, so a deploy to staging in between stops the rehearsal instead of rolling somewhere else.
+Checks of production (its health URLs, its Prometheus, a canary's metric gate) give way to the
+staging health check; strategy http calls the staging deployment API (``staging.http``) and
+never production's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
-from bot.catalog.load import Service
-from bot.rollback.plan import Plan, StepSpec, step
+from bot.catalog.load import PlanError, Service
+from bot.execution.steps.base import StepFailed
+from bot.execution.steps.kubernetes.traffic import traffic_weights
+from bot.rehearsal.forward import (
+    INVERSES,
+    ROLL_FORWARD_PHASE,
+    Inverted,
+    StagingState,
+    traffic_key,
+)
+from bot.rollback.plan import PHASES, Plan, StepSpec, custom_plan, step
+from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
 from bot.rollback.safety import KnownRevision, Refusal, release_label, resolve_target
 
-# The phase of the roll-forward: the rehearsal's timings tell it from the rollback by it.
-ROLL_FORWARD_PHASE = "cleanup"
+__all__ = ["ROLL_FORWARD_PHASE", "Rehearsal", "plan_rehearsal", "where"]
 
 
 @dataclass(frozen=True)
 class Rehearsal:
-    """What a rehearsal will do: its plan, and the undo it rehearses (from → to)."""
+    """What a rehearsal will do: its plan, the undo it rehearses (from → to) when it rolls a
+    deployment back, what its rollback changes in staging and the steps with nothing to undo."""
 
     plan: Plan
-    undo: UndoPlan
+    undo: UndoPlan | None = None
+    changes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    title: str = ""  # "the blue-green rollback": what the start reply says it rehearses
+
+    @property
+    def what(self) -> str:
+        """``the blue-green rollback (Service web version=green → version=blue; …)``."""
+        title = self.title or f"the {self.plan.strategy} rollback"
+        return f"{title} ({'; '.join(self.changes)})" if self.changes else title
 
 
 def where(twin: Service) -> str:
@@ -30,10 +55,113 @@ def where(twin: Service) -> str:
     return f"{context}namespace {twin.namespace}, deployment {twin.spec.deployment}"
 
 
-def plan_rehearsal(kube: KubernetesClient, twin: Service, target: str | None) -> Rehearsal:
-    """Read the staging deployment (one read of it and its ReplicaSets) and plan the rehearsal,
-    or :class:`Refusal` saying why it cannot run. ``twin`` is the service's staging twin."""
-    name = twin.spec.deployment
+def plan_rehearsal(
+    kube: KubernetesClient, service: Service, twin: Service, target: str | None
+) -> Rehearsal:
+    """Read staging once and plan the rehearsal of ``service`` on its staging ``twin``, or
+    :class:`Refusal` saying why it cannot run."""
+    s = service.spec
+    if s.workload.kind == "Rollout":
+        raise Refusal(
+            f"{s.deployment} is an Argo Rollout, and rehearsals in staging do not cover Argo"
+            " Rollouts yet: `/rollback run <service> --dry-run` shows what its rollback would do"
+        )
+    if s.strategy == "undo" and s.phases is None:
+        undo = _read_undo(kube, twin, twin.spec.deployment, target)
+        return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
+    is_http = s.strategy == "http" and s.phases is None
+    steps = [] if is_http else rollback_steps(service, twin)
+    if target and not any(x.kind == "rollout_undo" for x in steps):
+        raise Refusal(
+            f"`--to` picks the revision a rollout undo goes back to, and {service.name}'s"
+            f" rollback (strategy {s.strategy}) has none: leave `--to` out"
+        )
+    if is_http:
+        return _http_rehearsal(service, twin)
+    state = read_state(kube, twin, steps, target)
+    rehearsal = rehearsal_of(s.strategy, twin, steps, state)
+    return replace(rehearsal, title="its own phases" if s.phases is not None else rehearsal.title)
+
+
+def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
+    """The production plan's steps, pointed at staging: a built-in plan as the twin builds it,
+    custom phases with production's deployment name replaced by staging's."""
+    s = service.spec
+    if s.phases is None:
+        try:
+            return list(twin.plan().steps)
+        except PlanError as exc:
+            raise Refusal(str(exc)) from None
+    plan = custom_plan(s.strategy, {p: [x.as_dict() for x in v] for p, v in s.phases.items()})
+    for x in plan.steps:
+        if why := why_not_rehearsable(x.kind):
+            raise Refusal(f"{x.name}: {why} (phase {x.phase})")
+    return [_in_staging(x, s.deployment, twin.spec.deployment) for x in plan.steps]
+
+
+def _in_staging(s: StepSpec, production: str, staging: str) -> StepSpec:
+    params = dict(s.params)
+    if params.get("deployment") == production:
+        params["deployment"] = staging
+    if s.kind == "snapshot":
+        params["objects"] = [
+            [o[0], staging, *o[2:]] if len(o) > 1 and o[1] == production else o
+            for o in params["objects"]
+        ]
+    return replace(s, params=params)
+
+
+def read_state(
+    kube: KubernetesClient, twin: Service, steps: list[StepSpec], target: str | None
+) -> StagingState:
+    """One read of what the steps will change in staging (each object read once)."""
+    kube, t = kube.reading_once(), KubeTarget(twin.context, twin.namespace)
+    state = StagingState()
+    try:
+        for s in steps:
+            state = _read_one(kube, t, twin, s, state, target)
+    except KubeError as exc:
+        raise Refusal(f"cannot plan the rollback in staging ({where(twin)}): {exc}") from None
+    except StepFailed as exc:
+        raise Refusal(f"cannot plan the rollback in staging: {exc}") from None
+    return state
+
+
+def _read_one(
+    kube: KubernetesClient,
+    t: KubeTarget,
+    twin: Service,
+    s: StepSpec,
+    state: StagingState,
+    target: str | None,
+) -> StagingState:
+    p, name = s.params, str(s.params.get("deployment") or twin.spec.deployment)
+    if s.kind == "switch_selector":
+        service = str(p["service"])
+        return replace(
+            state, selectors={**state.selectors, service: kube.service_selector(t, service)}
+        )
+    if s.kind == "scale":
+        return replace(state, replicas={**state.replicas, name: kube.deployment(t, name).replicas})
+    if s.kind == "set_image":
+        container, images = str(p["container"]), kube.deployment(t, name).images
+        if container not in images:
+            raise StepFailed(f"deployment {name} has no container {container} in staging")
+        return replace(state, images={**state.images, (name, container): images[container]})
+    if s.kind == "shift_traffic":
+        tr = p["traffic"]
+        obj = kube.read_object(t, tr["api_version"], tr["kind"], tr["name"])
+        where_ = f"{tr['kind']} {tr['name']} in staging"
+        weight = traffic_weights(obj, where_, tr["stable_weight_path"], tr["canary_weight_path"])
+        return replace(state, weights={**state.weights, traffic_key(tr): weight[1]})
+    if s.kind == "rollout_undo":
+        return replace(state, undo=_read_undo(kube, twin, name, target))
+    return state
+
+
+def _read_undo(kube: KubernetesClient, twin: Service, name: str, target: str | None) -> UndoPlan:
+    """The undo the rollback makes in staging (one read of the deployment and its ReplicaSets);
+    refused when it would change nothing."""
 
     def pick(listed: list[Revision], current: int) -> int | None:
         if not target:
@@ -51,11 +179,111 @@ def plan_rehearsal(kube: KubernetesClient, twin: Service, target: str | None) ->
             f" current revision {undo.from_revision}: rolling back would change nothing."
             " Choose another revision with `--to N`"
         )
-    return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
+    return undo
+
+
+def rehearsal_of(
+    strategy: str, twin: Service, steps: list[StepSpec], state: StagingState
+) -> Rehearsal:
+    """Pure: the rehearsal of a rollback plan's steps from the staging state read before it —
+    the rollback (production checks dropped, every write pinned, the staging health check),
+    then the roll-forward of every change in reverse order and the health check again."""
+    back: list[StepSpec] = []
+    forth: list[StepSpec] = []
+    changes, notes = [], []
+    for s in steps:
+        if s.kind in PRODUCTION_CHECKS:
+            continue  # production's signals and URLs: the staging health check stands in
+        if s.kind in NOTHING_TO_UNDO:
+            notes.append(f"{s.name}: a restart changes no release, nothing to roll forward")
+        inverted = INVERSES[s.kind](s, state, twin.spec.deployment) if s.kind in INVERSES else None
+        if inverted is not None:
+            _refuse_idle_traffic(s, inverted, state)
+            changes += [inverted.change] if inverted.change else []
+            forth = [*inverted.forward, *forth]  # put back in reverse order
+        back.append(inverted.pinned if inverted is not None else s)
+    if not changes:
+        raise Refusal(
+            "rolling back would change nothing in staging: it already runs what the rollback"
+            " goes back to. Deploy a release to roll back from to staging first"
+        )
+    rollback = sorted(
+        (replace(x, phase="application") if x.phase == ROLL_FORWARD_PHASE else x for x in back),
+        key=lambda x: PHASES.index(x.phase),
+    )  # the rollback's own cleanup (scaling the bad colour to 0) is part of its timing
+    steps_ = [
+        *rollback,
+        *_health("verification", twin, "Health check after the rollback"),
+        *forth,
+        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+    ]
+    return Rehearsal(Plan(strategy, tuple(steps_)), state.undo, tuple(changes), tuple(notes))
+
+
+def _refuse_idle_traffic(s: StepSpec, inverted: Inverted, state: StagingState) -> None:
+    """A rollback whose traffic step changes nothing in staging rehearses nothing real."""
+    if inverted.change or s.kind not in ("switch_selector", "shift_traffic"):
+        return
+    if s.kind == "switch_selector":
+        service = str(s.params["service"])
+        now = ",".join(f"{k}={v}" for k, v in s.params["selector"].items())
+        raise Refusal(
+            f"Service {service} in staging already selects {now}, the colour the rollback"
+            " switches to: there is no candidate colour live in staging to roll back from."
+            f" Deploy a candidate colour to staging first (and point {service} at it)"
+        )
+    key = traffic_key(s.params["traffic"])
+    raise Refusal(
+        f"{key} in staging sends {state.weights[key]} % to the canary already: the rollback"
+        " would change nothing there. Send some traffic to a canary in staging first"
+    )
+
+
+def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
+    """Strategy http: the staging deployment API's rollback endpoint, its status, then its
+    roll-forward endpoint and the status again. Production's endpoints are never called."""
+    st = service.spec.staging
+    h = st.http if st is not None else None
+    if h is None:
+        raise Refusal(
+            f"{service.name} rolls back through a deployment API and its staging: target has"
+            " no http: section (the staging API's rollback and roll-forward endpoints), and a"
+            " rehearsal never calls production's: add staging.http to the catalog"
+        )
+    prod = service.spec.http_rollback
+    production = {prod.url, prod.status_url} - {None} if prod is not None else set()
+    if production & {h.url, h.forward_url, h.status_url}:
+        raise Refusal(f"{service.name}'s staging.http names a production endpoint; fix the catalog")
+    status = [step("verification", "http_check", "Staging API status", url=h.status_url)]
+    steps = [
+        step(
+            "application",
+            "http_request",
+            "Call the staging API's rollback endpoint",
+            url=h.url,
+            method=h.method,
+        ),
+        *(status if h.status_url else []),
+        *_health("verification", twin, "Health check after the rollback"),
+        step(
+            ROLL_FORWARD_PHASE,
+            "http_request",
+            "Call the staging API's roll-forward endpoint",
+            url=h.forward_url,
+            method=h.forward_method,
+        ),
+        *([replace(status[0], phase=ROLL_FORWARD_PHASE)] if h.status_url else []),
+        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+    ]
+    return Rehearsal(
+        Plan("http", tuple(steps)),
+        title="the http rollback through the staging deployment API",
+    )
 
 
 def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
-    """Snapshot, the rollback and its verification, then the roll-forward and its own."""
+    """Strategy undo: snapshot, the rollback and its verification, then the roll-forward and
+    its own."""
     d = twin.spec.deployment
     back, forth = release_label(undo.images_after), release_label(undo.images_before)
     steps = [

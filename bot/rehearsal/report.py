@@ -21,6 +21,7 @@ from bot.notify import limits
 from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
 from bot.rehearsal.plan import ROLL_FORWARD_PHASE, where
+from bot.rehearsal.staging_now import StagingNow, staging_now
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
 from storage.models import DueWork, Rollback, RollbackStep
@@ -89,12 +90,24 @@ def report_due(deps: Deps, item: DueWork) -> None:
     steps = deps.repo.list_steps(rollback.id)
     t = timings(steps)
     sla = twin.sla_minutes if twin is not None else None
-    kube = deps.kube.reading_once()  # the state and the back-home check read staging once
-    state = describe_service_state(kube, twin) if twin is not None else None
-    start = started_from(steps)
-    back_home = _is_back_at_start(kube, twin, start)
+    kube = deps.kube.reading_once()  # the state and the back-home checks read staging once
+    # strategy http: the staging deployment API says what runs, not a Deployment it may not have
+    is_kube = twin is not None and rollback.strategy != "http"
+    state = describe_service_state(kube, twin) if twin is not None and is_kube else None
+    now = staging_now(kube, twin, steps) if twin is not None else StagingNow()
+    if now.lines:
+        state = "; ".join(filter(None, [state, *now.lines]))
+    undo_back = _is_back_at_start(kube, twin, started_from(steps))
+    back_home = _both(undo_back, now.is_back)
     text = report_text(
-        rollback, steps, t, sla_minutes=sla, state=state, is_back=back_home, twin=twin
+        rollback,
+        steps,
+        t,
+        sla_minutes=sla,
+        state=state,
+        is_back=undo_back,
+        twin=twin,
+        fixes=now.fixes,
     )
     _post(deps, rollback, text, is_retry=item.tries > 1)
     deps.audit(
@@ -110,6 +123,13 @@ def report_due(deps: Deps, item: DueWork) -> None:
         is_back_at_start=back_home,
         staging=where(twin) if twin is not None else None,
     )
+
+
+def _both(a: bool | None, b: bool | None) -> bool | None:
+    """Back at the start: False when either check says not, None when neither could tell."""
+    if a is False or b is False:
+        return False
+    return None if a is None and b is None else True
 
 
 def started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
@@ -142,6 +162,7 @@ def report_text(
     state: str | None,
     is_back: bool | None,
     twin: Service | None = None,
+    fixes: Sequence[str] = (),
 ) -> str:
     """The report (mrkdwn). Pure: everything it says is passed in."""
     name = rollback.service.partition("@")[0]
@@ -156,12 +177,18 @@ def report_text(
         failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
         why = free_text(failed.error or "", None) if failed else free_text(rollback.error or "")
         lines.append(f"Stopped at *{escape(failed.name)}*: {why}" if failed else why)
-    lines.append(_rollback_line(undo, t, sla_minutes))
+    lines.append(_rollback_line(undo, t, sla_minutes, rollback.strategy))
     lines.append(_forward_line(undo, t))
     if state:
         lines.append(f"• Staging now: {escape(state)}")
     if is_back is False and undo and twin is not None:
         lines.append(_not_back(undo, twin))
+    if fixes:
+        commands = " then ".join(f"`{escape(f)}`" for f in fixes)
+        lines.append(
+            ":warning: Staging is *not* back where the rehearsal started. Put it back before"
+            f" the next deploy or test relies on it, in this order: {commands}"
+        )
     lines.append("Production was not touched.")
     return "\n".join(lines)
 
@@ -179,8 +206,10 @@ def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
     )
 
 
-def _rollback_line(undo: Mapping[str, Any], t: Timings, sla_minutes: int | None) -> str:
-    what = "• Rollback"
+def _rollback_line(
+    undo: Mapping[str, Any], t: Timings, sla_minutes: int | None, strategy: str = "undo"
+) -> str:
+    what = "• Rollback" if strategy == "undo" else f"• Rollback ({escape(strategy)})"
     if undo:
         what += (
             f" from revision {undo.get('from_revision')}"

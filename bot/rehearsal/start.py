@@ -43,7 +43,7 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
             " rollback.example.yaml). Nothing was changed."
         )
     try:
-        rehearsal = plan_rehearsal(deps.kube, twin, cmd.target_revision)
+        rehearsal = plan_rehearsal(deps.kube, service, twin, cmd.target_revision)
     except Refusal as refusal:
         _refused(deps, service, asker, str(refusal), target=cmd.target_revision)
         return Reply(
@@ -67,18 +67,33 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         user,
         channel_id=asker.channel,
         staging=where(twin),
-        from_revision=undo.from_revision,
-        to_revision=undo.to_revision,
+        strategy=rehearsal.plan.strategy,
+        from_revision=undo.from_revision if undo else None,
+        to_revision=undo.to_revision if undo else None,
+        changes=list(rehearsal.changes),
         target=cmd.target_revision,
     )
     deps.engine.submit(row.id)
     return Reply(
         f":arrows_counterclockwise: Rehearsal #{row.id} of *{service.name}* started in staging"
-        f" ({escape(where(twin))}): revision {undo.from_revision}"
-        f" ({escape(release_label(undo.images_before))}) back to {undo.to_revision}"
-        f" ({escape(release_label(undo.images_after))}) and forward again. Production is not"
-        f" touched. Progress in <#{service.channel}>."
+        f" ({escape(where(twin))}): {escape(_what(rehearsal))} and forward again."
+        f"{_notes(rehearsal)} Production is not touched. Progress in <#{service.channel}>."
     )
+
+
+def _what(rehearsal: Rehearsal) -> str:
+    """``revision 3 (checkout:v3) back to 2 (checkout:v2)``, or the changes of the plan."""
+    undo = rehearsal.undo
+    if undo is not None and not rehearsal.changes:  # the built-in undo
+        return (
+            f"revision {undo.from_revision} ({release_label(undo.images_before)}) back to"
+            f" {undo.to_revision} ({release_label(undo.images_after)})"
+        )
+    return rehearsal.what
+
+
+def _notes(rehearsal: Rehearsal) -> str:
+    return "".join(f" {escape(n)}." for n in rehearsal.notes)
 
 
 def _store(
@@ -93,7 +108,7 @@ def _store(
         strategy=rehearsal.plan.strategy,
         requested_by=user,
         reason=reason,
-        target_revision=str(rehearsal.undo.to_revision),
+        target_revision=str(rehearsal.undo.to_revision) if rehearsal.undo else None,
         channel_id=service.channel,
         status=RollbackStatus.RUNNING,
         now=deps.clock(),

@@ -7,6 +7,7 @@ deploy/rbac.yaml's Role bound in it to the ServiceAccount the bot runs as: the b
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import time
@@ -206,3 +207,17 @@ def make_ctx(bot_kube: KubernetesClient, target: KubeTarget) -> Iterator[Any]:
 
     yield make
     http.close()
+
+
+@pytest.fixture
+def two_contexts(cluster: Cluster, tmp_path: Path) -> Iterator[KubernetesClient]:
+    """The bot's kubeconfig with its one context named twice: ``prod`` and ``staging``."""
+    config = yaml.safe_load(cluster.bot_kubeconfig.read_text())
+    (context,) = config["contexts"]
+    config["contexts"] = [{**copy.deepcopy(context), "name": name} for name in ("prod", "staging")]
+    config["current-context"] = "prod"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    kube = KubernetesClient(kubeconfig=str(path), sleep=lambda s: None)
+    yield kube
+    kube.close()

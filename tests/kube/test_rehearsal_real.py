@@ -4,13 +4,10 @@ bot's ServiceAccount, through a kubeconfig with two contexts — and production 
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.sim.prometheus_api import PrometheusSimulator
@@ -21,20 +18,6 @@ from tests.kube.workloads import Workloads, until
 pytestmark = pytest.mark.kube
 
 IMAGES = ["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
-
-
-@pytest.fixture
-def two_contexts(cluster: Cluster, tmp_path: Path) -> Iterator[KubernetesClient]:
-    """The bot's kubeconfig with its one context named twice: ``prod`` and ``staging``."""
-    config = yaml.safe_load(cluster.bot_kubeconfig.read_text())
-    (context,) = config["contexts"]
-    config["contexts"] = [{**copy.deepcopy(context), "name": name} for name in ("prod", "staging")]
-    config["current-context"] = "prod"
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    kube = KubernetesClient(kubeconfig=str(path), sleep=lambda s: None)
-    yield kube
-    kube.close()
 
 
 def test_a_rehearsal_rolls_real_staging_back_and_forward(

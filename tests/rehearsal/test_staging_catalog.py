@@ -134,17 +134,82 @@ def test_a_bad_staging_block_is_an_error_at_its_line(extra: str, line: int, mess
     assert any(e.startswith(f"rollback.yaml:{line}: ") and message in e for e in errors), errors
 
 
-def test_rehearsals_cover_the_undo_plan_only() -> None:
-    text = catalog(
+def test_blue_green_canary_and_http_services_may_be_rehearsed() -> None:
+    blue_green = catalog(
         "blue_green: {service: checkout, stable: blue, candidate: checkout-green}\n"
         "staging: {context: staging}\n",
         strategy="blue-green",
     )
+    canary = catalog(
+        "canary: {deployment: checkout-canary, traffic: {name: checkout}}\n"
+        "staging: {context: staging}\n",
+        strategy="canary",
+    )
+    http = catalog(
+        "http_rollback: {url: 'http://deploy/rollback'}\nstaging:\n  context: staging\n"
+        "  http: {url: 'http://deploy.staging/rollback', forward_url: 'http://deploy.staging/fwd'}\n",
+        strategy="http",
+    )
+    for text in (blue_green, canary, http):
+        assert parse_catalog(text).target_of("checkout@staging") is not None
+    twin = parse_catalog(http).target_of("checkout@staging")
+    assert twin is not None and twin.spec.http_rollback is not None
+    assert twin.spec.http_rollback.url == "http://deploy.staging/rollback"  # never production's
+
+
+def test_an_http_service_needs_the_staging_api_s_endpoints() -> None:
+    text = catalog(
+        "http_rollback: {url: 'http://deploy/rollback'}\nstaging: {context: staging}\n",
+        strategy="http",
+    )
+    (error,) = errors_of(text)
+    assert error.startswith(f"rollback.yaml:{STAGING_LINE + 1}: services.checkout.staging: ")
+    assert "a rehearsal never calls production's http_rollback" in error
+    assert "staging.http: {url: <rollback>, forward_url: <roll-forward>" in error
+
+
+def test_the_staging_api_needs_its_roll_forward_endpoint() -> None:
+    text = catalog(
+        "http_rollback: {url: 'http://deploy/rollback'}\nstaging:\n  context: staging\n"
+        "  http: {url: 'http://deploy.staging/rollback'}\n",
+        strategy="http",
+    )
+    errors = errors_of(text)
+    assert any(
+        e.startswith(f"rollback.yaml:{STAGING_LINE + 3}: ") and "forward_url" in e for e in errors
+    ), errors
+
+
+def test_staging_http_on_a_service_without_the_http_plan_is_an_error() -> None:
+    text = catalog(
+        "staging:\n  context: staging\n"
+        "  http: {url: 'http://deploy.staging/rollback', forward_url: 'http://deploy.staging/f'}\n"
+    )
+    (error,) = errors_of(text)
+    assert error == (
+        f"rollback.yaml:{STAGING_LINE + 2}: services.checkout.staging.http: only the built-in"
+        " plan of strategy http calls a deployment API, and checkout uses strategy undo:"
+        " remove staging.http"
+    )
+
+
+def test_custom_phases_with_a_step_that_cannot_be_rolled_forward_name_it() -> None:
+    text = catalog(
+        "phases:\n"
+        "  application:\n"
+        "    - {kind: set_image, container: app, image: 'shop/checkout:v1'}\n"
+        "    - {kind: http_request, url: 'http://deploy/rollback'}\n"
+        "staging: {context: staging}\n"
+    )
     (error,) = errors_of(text)
     assert error.startswith(
-        f"rollback.yaml:{STAGING_LINE + 1}: services.checkout.staging: a rehearsal runs"
+        f"rollback.yaml:{STAGING_LINE + 3}: services.checkout.phases.application[1]: step"
+        " http_request cannot be rolled forward after a rehearsal"
     )
-    assert "checkout uses blue-green, which rehearsals do not cover yet" in error
+    assert "remove staging: or this step" in error
+    # without the step, the same phases may be rehearsed
+    without = "".join(line + "\n" for line in text.splitlines() if "http_request" not in line)
+    assert parse_catalog(without).target_of("checkout@staging") is not None
 
 
 def test_check_config_exits_1_with_file_line(

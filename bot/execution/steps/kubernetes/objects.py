@@ -157,9 +157,26 @@ def describe_rollout_undo(dry: DryRun, s: StepSpec) -> str:
     return text
 
 
+def _pinned(what: str, now: object, expected: object) -> StepFailed:
+    """A rehearsal's step pinned to the staging it read when it was planned: staging changed
+    since, so this step refuses rather than put back (or take away) something else."""
+    return StepFailed(
+        f"{what} is {now} in staging, not {expected} as it was when the rehearsal was planned"
+        " (someone changed staging meanwhile); nothing was changed. Check staging and start a"
+        " new rehearsal."
+    )
+
+
 @kube_errors
 def set_image(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = deployment(ctx, params)
+    if "expect_image" in params and "image_before" not in ctx.previous:
+        now = ctx.kube.deployment(ctx.target, name).images.get(str(params["container"]))
+        if now not in (params["expect_image"], params["image"]):
+            raise _pinned(
+                f"the image of {name} container {params['container']}", now, params["expect_image"]
+            )
+        ctx.remember({"image_before": now})
     before, after = ctx.kube.set_image(ctx.target, name, params["container"], params["image"])
     return {"image_before": before, "image_after": after}
 
@@ -184,6 +201,10 @@ def switch_selector(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, An
     wanted = _wanted_selector(current, params)
     if current == wanted:
         return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
+    expected = {str(k): str(v) for k, v in (params.get("expect_selector") or {}).items()}
+    if expected and {k: current.get(k) for k in expected} != expected:
+        now = {k: current.get(k, "(none)") for k in expected}
+        raise _pinned(f"Service {service}'s selector", selector_text(now), selector_text(expected))
     ctx.remember({"selector_before": current})
     before, after = ctx.kube.switch_selector(ctx.target, service, wanted)
     ctx.note(f"Service {service} selector {selector_text(before)} → {selector_text(after)}")
@@ -207,6 +228,9 @@ def scale(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     before = ctx.previous.get("replicas_before")
     if before is None:  # remember the original count once, even if this step runs again
         before = ctx.kube.deployment(ctx.target, name).replicas
+        expected = params.get("expect_replicas")
+        if expected is not None and before not in (int(expected), int(params["replicas"])):
+            raise _pinned(f"the replica count of {name}", before, expected)
         ctx.remember({"replicas_before": before})
     _, after = ctx.kube.scale(ctx.target, name, int(params["replicas"]))
     ctx.note(f"{name}: {before} → {after} replicas")

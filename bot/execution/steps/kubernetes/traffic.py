@@ -120,6 +120,8 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         canary = traffic_weights(obj, f"{kind} {name}", stable_path, canary_path)[1]
         if canary == target:
             return {"weights": history, "canary_percent": canary}
+        if not history:
+            _check_pinned(params, f"{kind} {name}", canary, target)
         if history and canary != history[-1]:
             reverts += 1
             if reverts == 1:  # once: a fight with a GitOps sync must not flood the thread
@@ -145,6 +147,23 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         else:  # confirm the weight held; back off while something keeps undoing it
             pause = min(FIRST_POLL_SECONDS * 2**reverts, MAX_REVERTED_PAUSE_SECONDS)
         ctx.wait(min(pause, max(0.0, deadline - ctx.monotonic())))
+
+
+def _check_pinned(params: Mapping[str, Any], where: str, canary: int, target: int) -> None:
+    """A rehearsal's shift is pinned to the weight staging had when it was planned. A shift in
+    one go must find that weight; a gradual one (resumed after a restart) a weight on the way
+    from there to the target. Anything else: someone changed staging meanwhile."""
+    expected = params.get("expect_percent")
+    if expected is None or canary == int(expected):
+        return
+    is_gradual = int(params.get("step_percent", 100)) < abs(int(expected) - target)
+    if is_gradual and min(int(expected), target) <= canary <= max(int(expected), target):
+        return
+    raise StepFailed(
+        f"{where}: the canary weight is {canary} % in staging, not {expected} % as it was when"
+        " the rehearsal was planned (someone changed staging meanwhile); nothing was changed."
+        " Check staging and start a new rehearsal."
+    )
 
 
 def _still_not_there(

@@ -1,0 +1,70 @@
+"""What ``check-config`` says about a service's ``staging:`` target, with ``file:line`` errors:
+it must not name production, and a rehearsal must be able to run the service's rollback plan in
+staging and roll it forward (``bot.rollback.rehearsable``) without calling production."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.catalog.service import Catalog, Service
+from bot.catalog.yaml_lines import Path_, line_for
+from bot.rollback.rehearsable import why_not_rehearsable
+
+
+def staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
+    out = []
+    for name, svc in catalog.services.items():
+        twin = svc.staging_twin()
+        if twin is None:
+            continue
+        where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
+        if (twin.context, twin.namespace) == (svc.context, svc.namespace):
+            out.append(
+                f"{where}: services.{name}.staging: names production (context"
+                f" {svc.context or 'the current one'}, namespace {svc.namespace}); give the"
+                " staging context or namespace"
+            )
+        out += _http_problems(catalog.source, name, svc, lines)
+        out += _phase_problems(catalog.source, name, svc, lines)
+    return out
+
+
+def _http_problems(source: str, name: str, svc: Service, lines: Mapping[Path_, int]) -> list[str]:
+    """Strategy http rehearses through the staging deployment API (``staging.http``), which
+    only that strategy's built-in plan calls."""
+    s = svc.spec
+    assert s.staging is not None
+    is_http_plan = s.strategy == "http" and s.phases is None
+    if is_http_plan and s.staging.http is None:
+        line = line_for(("services", name, "staging"), lines)
+        return [
+            f"{source}:{line}: services.{name}.staging: {name} rolls back through a deployment"
+            " API (strategy http), and a rehearsal never calls production's http_rollback:"
+            " give the staging API's endpoints, staging.http: {url: <rollback>, forward_url:"
+            " <roll-forward>, status_url: <optional>}"
+        ]
+    if not is_http_plan and s.staging.http is not None:
+        line = line_for(("services", name, "staging", "http"), lines)
+        uses = "custom phases:" if s.phases is not None else f"strategy {s.strategy}"
+        return [
+            f"{source}:{line}: services.{name}.staging.http: only the built-in plan of strategy"
+            f" http calls a deployment API, and {name} uses {uses}: remove staging.http"
+        ]
+    return []
+
+
+def _phase_problems(source: str, name: str, svc: Service, lines: Mapping[Path_, int]) -> list[str]:
+    """Custom phases are rehearsed when every step that writes can be rolled forward."""
+    out = []
+    for phase, steps in (svc.spec.phases or {}).items():
+        for i, step in enumerate(steps):
+            why = why_not_rehearsable(step.kind)
+            if why is None:
+                continue
+            line = line_for(("services", name, "phases", phase, i), lines)
+            out.append(
+                f"{source}:{line}: services.{name}.phases.{phase}[{i}]: {why}, so {name}'s"
+                " rollback cannot be rehearsed in staging (staging:): remove staging: or"
+                " this step"
+            )
+    return out

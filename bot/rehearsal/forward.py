@@ -1,0 +1,197 @@
+"""The roll-forward of a rehearsal: for each step of the rollback that writes, the step that puts
+back what it changed, with every value taken from one read of staging when the rehearsal is
+planned (:class:`StagingState`).
+
+Both halves are pinned to that read: the rollback step expects the value staging had, and its
+inverse expects the value the rollback set (``expect_selector``, ``expect_replicas``,
+``expect_percent``, ``expect_image``, ``expect_template``), so a change in staging in between
+makes a step refuse rather than put back something else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bot.adapters.kube.values import UndoPlan
+from bot.rollback.plan import StepSpec, step
+from bot.rollback.safety import Refusal, release_label
+
+# The phase of the roll-forward: the rehearsal's timings tell it from the rollback by it.
+ROLL_FORWARD_PHASE = "cleanup"
+
+
+@dataclass(frozen=True)
+class StagingState:
+    """What a rehearsal's steps will change, as staging has it before the rehearsal."""
+
+    selectors: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # Service → selector
+    replicas: Mapping[str, int] = field(default_factory=dict)  # Deployment → replicas
+    weights: Mapping[str, int] = field(default_factory=dict)  # "Kind/name" → canary weight
+    images: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (Deployment, container)
+    undo: UndoPlan | None = None  # a rollout_undo's plan (from → to)
+
+
+@dataclass(frozen=True)
+class Inverted:
+    """One rollback step pinned to the state read, and the steps that put back what it
+    changed (none when it changes nothing); ``change``: what it changes, in words."""
+
+    pinned: StepSpec
+    forward: tuple[StepSpec, ...] = ()
+    change: str = ""
+
+
+def traffic_key(traffic: Mapping[str, Any]) -> str:
+    return f"{traffic['kind']}/{traffic['name']}"
+
+
+def _deployment(s: StepSpec, default: str) -> str:
+    return str(s.params.get("deployment") or default)
+
+
+def _with(s: StepSpec, **params: Any) -> StepSpec:
+    return replace(s, params={**s.params, **params})
+
+
+def _forward(kind: str, name: str, **params: Any) -> StepSpec:
+    return step(ROLL_FORWARD_PHASE, kind, name, **params)
+
+
+def _ready(deployment: str, what: str) -> StepSpec:
+    """kubectl counts 0 replicas as rolled out: traffic must not go back to a colour (or a
+    canary) without a ready pod."""
+    return _forward("wait_rollout", what, deployment=deployment, min_available=1)
+
+
+def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted:
+    service = str(s.params["service"])
+    before = dict(state.selectors[service])
+    wanted = {str(k): str(v) for k, v in s.params["selector"].items()}
+    changed = {k: v for k, v in wanted.items() if before.get(k) != v}
+    if not changed:
+        return Inverted(s)
+    if missing := [k for k in changed if k not in before]:
+        raise Refusal(
+            f"Service {service} in staging has no selector key {', '.join(missing)}: the"
+            " rollback would add it and the roll-forward cannot take it away again"
+        )
+    back = {k: before[k] for k in changed}
+    return Inverted(
+        _with(s, expect_selector=back),
+        (
+            _forward(
+                "switch_selector",
+                f"Switch {service} back to {_pairs(back)}",
+                service=service,
+                selector=back,
+                expect_selector=changed,
+            ),
+        ),
+        f"Service {service} {_pairs(back)} → {_pairs(changed)}",
+    )
+
+
+def _pairs(selector: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector.items())
+
+
+def _scale(s: StepSpec, state: StagingState, default: str) -> Inverted:
+    name = _deployment(s, default)
+    before, wanted = state.replicas[name], int(s.params["replicas"])
+    if before == wanted:
+        return Inverted(s)
+    forward = [
+        _forward(
+            "scale",
+            f"Scale {name} back to {before}",
+            deployment=name,
+            replicas=before,
+            expect_replicas=wanted,
+        )
+    ]
+    if before > 0:
+        forward.append(_ready(name, f"{name} is ready again"))
+    return Inverted(
+        _with(s, expect_replicas=before), tuple(forward), f"{name} {before} → {wanted} replicas"
+    )
+
+
+def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
+    traffic = s.params["traffic"]
+    key, target = traffic_key(traffic), int(s.params.get("to_percent", 0))
+    before = state.weights[key]
+    pinned = _with(s, expect_percent=before, gate_query=None)  # no production metric gate
+    if before == target:
+        return Inverted(pinned)
+    back = _forward(
+        "shift_traffic",
+        f"Shift {before} % back to the canary",
+        traffic=traffic,
+        to_percent=before,
+        step_percent=100,
+        expect_percent=target,
+    )
+    return Inverted(pinned, (back,), f"{key} canary {before} % → {target} %")
+
+
+def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
+    name, container = _deployment(s, default), str(s.params["container"])
+    before, wanted = state.images[(name, container)], str(s.params["image"])
+    if before == wanted:
+        return Inverted(s)
+    forward = (
+        _forward(
+            "set_image",
+            f"Set {name} {container} back to {before}",
+            deployment=name,
+            container=container,
+            image=before,
+            expect_image=wanted,
+        ),
+        _forward("wait_rollout", f"Wait for {name}'s roll-forward", deployment=name),
+    )
+    return Inverted(
+        _with(s, expect_image=before), forward, f"{name} {container} {before} → {wanted}"
+    )
+
+
+def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
+    undo, name = state.undo, _deployment(s, default)
+    assert undo is not None  # read with the state whenever the plan has a rollout_undo
+    back, forth = release_label(undo.images_after), release_label(undo.images_before)
+    pinned = replace(
+        s,
+        name=f"Roll {name} back to revision {undo.to_revision} ({back})",
+        params={
+            **s.params,
+            "deployment": name,
+            "to_revision": undo.to_revision,
+            "expect_template": undo.to_template,
+        },
+    )
+    forward = (
+        _forward(
+            "rollout_undo",
+            f"Roll {name} forward to revision {undo.from_revision}, where it started ({forth})",
+            deployment=name,
+            to_revision=undo.from_revision,
+            expect_template=undo.from_template,
+        ),
+        _forward("wait_rollout", "Wait for the roll-forward", deployment=name),
+    )
+    return Inverted(
+        pinned, forward, f"{name} revision {undo.from_revision} ({forth}) → {undo.to_revision}"
+    )
+
+
+Invert = Callable[[StepSpec, StagingState, str], Inverted]
+
+INVERSES: Mapping[str, Invert] = {
+    "switch_selector": _switch_selector,
+    "scale": _scale,
+    "shift_traffic": _shift_traffic,
+    "set_image": _set_image,
+    "rollout_undo": _rollout_undo,
+}
