@@ -15,7 +15,7 @@ from bot.app import BotApp
 from bot.runtime.metrics import CONTENT_TYPE
 from bot.runtime.request_trust import is_signed_by_slack, malformed
 from bot.runtime.wsgi import json_reply, reply
-from storage.db import is_database_reachable
+from storage.errors import DatabaseNotMigrated, StorageError
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -86,6 +86,12 @@ class WebApp:
         return malformed(body, str(environ.get("CONTENT_TYPE") or ""))
 
     def _healthz(self, start: StartResponse) -> Iterable[bytes]:
-        if is_database_reachable(self.bot.deps.repo.engine):
-            return json_reply(start, "200 OK", {"status": "ok"})
-        return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})
+        """200 when the database answers and has this release's schema; 503 saying why not."""
+        try:
+            self.bot.deps.repo.check_schema()
+        except DatabaseNotMigrated as exc:  # says which database (password hidden), what to do
+            body = {"status": "database not migrated", "why": str(exc)}
+            return json_reply(start, "503 Service Unavailable", body)
+        except StorageError:
+            return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})
+        return json_reply(start, "200 OK", {"status": "ok"})
