@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,13 @@ def alembic_config() -> Config:
 def head_revision() -> str | None:
     """The newest migration revision shipped with the code."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@cache
+def code_revisions() -> tuple[str | None, frozenset[str]]:
+    """The code's head and every revision of its migrations (read from the scripts once)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -22,3 +22,15 @@ class DatabaseNotMigrated(StorageError):
             f"the database at {where} has no rollback-bot tables (no table `{table}`):"
             " run `rollback-bot migrate`"
         )
+
+
+class DatabaseBehind(DatabaseNotMigrated):
+    """The database has the bot's tables, but from an older release: migrations of this code
+    have not run on it yet."""
+
+    def __init__(self, where: str, at: str | None, head: str) -> None:
+        StorageError.__init__(
+            self,
+            f"the database at {where} is at migration {at or '(none)'}, this release needs"
+            f" {head}: run `rollback-bot migrate`",
+        )

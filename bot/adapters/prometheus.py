@@ -7,7 +7,7 @@ guard batches many queries into one and splits the answer by a label).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -123,10 +123,15 @@ def _value_of(data: dict[str, object], worst: Worst) -> QueryResult:
         values = [float(v) for v in samples]
     except (KeyError, IndexError, TypeError, ValueError):
         return QueryResult(None, "malformed answer from Prometheus")
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return QueryResult(None, "no series" if not samples else "query returned NaN")
-    return QueryResult(max(values) if worst == "max" else min(values))
+    return worst_value(values, worst)
+
+
+def worst_value(values: Sequence[float], worst: Worst) -> QueryResult:
+    """The worst of the values of a query's series, NaN left out; unknown when none is left."""
+    numbers = [v for v in values if not math.isnan(v)]
+    if not numbers:
+        return QueryResult(None, "no series" if not values else "query returned NaN")
+    return QueryResult(max(numbers) if worst == "max" else min(numbers))
 
 
 def _samples_of(data: dict[str, object]) -> VectorResult:

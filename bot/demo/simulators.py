@@ -4,10 +4,8 @@ phones and status page, the demo catalog, and the settings that point the app at
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import tempfile
-from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ from bot.demo import (
     query_values,
     seed_cluster,
 )
-from bot.guard.readings import KEY_LABEL, batch_query
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from bot.sim.status_page_api import StatusPageSimulator
@@ -49,7 +46,7 @@ def start_demo(stack: ExitStack) -> Demo:
     seed_cluster(cluster)
     kube = KubernetesClient(api_client_for=lambda _context: cluster.api_client())
     health = {d.name: d.health_status for d in DEMO_SERVICES}
-    prometheus = stack.enter_context(DemoPrometheus(query_values(), health))
+    prometheus = stack.enter_context(PrometheusSimulator(query_values(), health))
     page = stack.enter_context(StatusPageSimulator(secrets.token_urlsafe(24)))
     _set_env(stack, STATUS_PAGE_TOKEN_ENV, page.token)
     catalog = demo_catalog(prometheus.url, page.hook_url)
@@ -76,28 +73,3 @@ def _set_env(stack: ExitStack, name: str, value: str) -> None:
     stack.callback(
         lambda: os.environ.pop(name, None) if before is None else os.environ.update({name: before})
     )
-
-
-_TAGGED = re.compile(rf'label_replace\(\((.*?)\), "{KEY_LABEL}", "([^"]*)", "", ""\)')
-
-
-class DemoPrometheus(PrometheusSimulator):
-    """The simulator, also answering the guard's batched query (``label_replace((q0), "rb_key",
-    "0", "", "") or …``) from the values of its parts, as Prometheus would: the plain simulator
-    knows exact query strings only, and the guard would be blind in the demo."""
-
-    def _answer_query(self, params: Mapping[str, list[str]]) -> tuple[int, dict[str, Any]]:
-        query = (params.get("query") or [""])[0]
-        parts = _TAGGED.findall(query)
-        if not parts or batch_query([(key, q) for q, key in parts]) != query:
-            return super()._answer_query(params)
-        result: list[dict[str, Any]] = []
-        for promql, key in parts:
-            status, payload = super()._answer_query({**params, "query": [promql]})
-            if status != 200:
-                return status, payload
-            for sample in payload["data"]["result"]:
-                result.append(
-                    {"metric": {**sample["metric"], KEY_LABEL: key}, "value": sample["value"]}
-                )
-        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}

@@ -2,13 +2,7 @@
 
 One round of the guard reads every trigger of every watched release. A query each would be
 thousands of HTTP round trips every interval, so the queries go in chunks, each chunk one
-PromQL expression::
-
-    label_replace((<q0>), "rb_key", "0", "", "") or label_replace((<q1>), "rb_key", "1", "", "") …
-
-and the answer is split again by the ``rb_key`` label. The label carries the key's position in
-its chunk, not the caller's key: keys are free text (quotes, an empty string would delete the
-label), positions are always a valid, short label value.
+PromQL expression (``bot.adapters.prometheus_batch``), and the answer is split again by query.
 
 A query Prometheus rejects (bad raw PromQL, a scalar where a vector is needed) makes its whole
 chunk fail, so that chunk is read again one query at a time: a bad query blinds only itself.
@@ -24,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.adapters.prometheus import PrometheusAPI, Sample, VectorResult
+from bot.adapters.prometheus_batch import batch_query, split
 
-KEY_LABEL = "rb_key"
 DEFAULT_CHUNK = 200
 BASELINE_STEP_SECONDS = 60
 NO_SERIES = "no series"
@@ -83,14 +77,6 @@ def read_baselines(
     return {key: empty if r.note == NO_SERIES else r for key, r in readings.items()}
 
 
-def batch_query(pairs: Sequence[Pair]) -> str:
-    """One PromQL expression answering every query of ``pairs``, tagged by position."""
-    return " or ".join(
-        f'label_replace(({promql}), "{KEY_LABEL}", "{i}", "", "")'
-        for i, (_, promql) in enumerate(pairs)
-    )
-
-
 def _read_chunk(
     prometheus: PrometheusAPI, pairs: Sequence[Pair], at: datetime | None, out: dict[str, Reading]
 ) -> str:
@@ -103,11 +89,8 @@ def _read_chunk(
     if result.note:
         out.update((key, Reading(None, result.note)) for key, _ in pairs)
         return result.note
-    tagged: dict[str, list[Sample]] = {}
-    for sample in result.samples:
-        tagged.setdefault(sample.labels.get(KEY_LABEL, ""), []).append(sample)
-    for i, (key, _) in enumerate(pairs):
-        out[key] = _worst(tagged.get(str(i), []))
+    for (key, _), samples in zip(pairs, split(result.samples, len(pairs)), strict=True):
+        out[key] = _worst(samples)
     return ""
 
 

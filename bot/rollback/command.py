@@ -35,6 +35,9 @@ VERBS = (
     "guard",
     "drill",
 )
+# shlex's quotes and escape; without them its words are the runs between its whitespace
+_QUOTING = re.compile(r"[\"'\\]")
+_SHELL_SPACE = re.compile(r"[ \t\r\n]+")
 # a revision number, or what resolves to one: a version tag, an image, a digest
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
 _ALL_OPTIONS = frozenset(
@@ -118,6 +121,8 @@ def _rollback_id(token: str) -> int:
 def _tokens(text: str) -> list[str]:
     """Shell-like words (so ``"two words"`` is one), or plain words when quotes do not pair up:
     reasons are free text and an apostrophe (``it's broken``) must not make them unreadable."""
+    if _QUOTING.search(text) is None:  # what shlex.split gives, without its per-character loop
+        return [word for word in _SHELL_SPACE.split(text) if word]
     try:
         return shlex.split(text)
     except ValueError:

@@ -15,7 +15,7 @@ from bot.app import BotApp
 from bot.runtime.metrics import CONTENT_TYPE
 from bot.runtime.request_trust import is_signed_by_slack, malformed
 from bot.runtime.wsgi import json_reply, reply
-from storage.db import is_database_reachable
+from storage.errors import DatabaseNotMigrated, StorageError
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -43,12 +43,14 @@ class WebApp:
     def __call__(self, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events":
-            if method == "POST" and not self._is_signed(environ):
-                return reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
-            if method == "POST" and (why := self._malformed(environ)) is not None:
-                log.warning("refused a signed Slack request: %s (400)", why)
-                body = json.dumps({"error": "malformed request", "why": why}).encode()
-                return reply(start, "400 Bad Request", "application/json", body)
+            if method == "POST":
+                body = self._body(environ)
+                if body is None or not self._is_signed(environ, body):
+                    return reply(start, "401 Unauthorized", "application/json", UNAUTHORIZED)
+                if (why := malformed(body, str(environ.get("CONTENT_TYPE") or ""))) is not None:
+                    log.warning("refused a signed Slack request: %s (400)", why)
+                    answer = json.dumps({"error": "malformed request", "why": why}).encode()
+                    return reply(start, "400 Bad Request", "application/json", answer)
             return self.slack(environ, start)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._healthz(start)
@@ -59,18 +61,23 @@ class WebApp:
                 return route.handler(environ, start)
         return reply(start, "404 Not Found", "text/plain; charset=utf-8", b"not found\n")
 
-    def _is_signed(self, environ: WSGIEnvironment) -> bool:
-        """Verify, and put the body back for Bolt to read. Never raises."""
+    @staticmethod
+    def _body(environ: WSGIEnvironment) -> bytes | None:
+        """Read the body once, and put it back for Bolt to read; None when its length is
+        malformed. Never raises."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0:
             log.warning("refused a Slack request: malformed Content-Length")
-            return False
+            return None
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        return body
+
+    def _is_signed(self, environ: WSGIEnvironment, body: bytes) -> bool:
         timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
         signature = environ.get("HTTP_X_SLACK_SIGNATURE")
         if is_signed_by_slack(self._secret, body, timestamp, signature, self._clock()):
@@ -78,14 +85,13 @@ class WebApp:
         log.warning("refused a request to /slack/events: not signed by Slack (401)")
         return False
 
-    @staticmethod
-    def _malformed(environ: WSGIEnvironment) -> str | None:
-        """Why the (verified) body is no Slack payload; it stays readable for Bolt."""
-        body = environ["wsgi.input"].read()
-        environ["wsgi.input"] = io.BytesIO(body)
-        return malformed(body, str(environ.get("CONTENT_TYPE") or ""))
-
     def _healthz(self, start: StartResponse) -> Iterable[bytes]:
-        if is_database_reachable(self.bot.deps.repo.engine):
-            return json_reply(start, "200 OK", {"status": "ok"})
-        return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})
+        """200 when the database answers and has this release's schema; 503 saying why not."""
+        try:
+            self.bot.deps.repo.check_schema()
+        except DatabaseNotMigrated as exc:  # says which database (password hidden), what to do
+            body = {"status": "database not migrated", "why": str(exc)}
+            return json_reply(start, "503 Service Unavailable", body)
+        except StorageError:
+            return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})
+        return json_reply(start, "200 OK", {"status": "ok"})

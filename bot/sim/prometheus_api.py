@@ -7,7 +7,11 @@ real Prometheus instant-query API, from values configured per query string:
   aggregations, which Prometheus answers with ``"metric": {}``);
 - no configured value → an empty result list, like a query that selects no series;
 - ``float("nan")`` → the value ``"NaN"`` (``"+Inf"`` / ``"-Inf"`` likewise);
-- a query configured as an error → HTTP 400 with ``errorType`` ``bad_data``.
+- a query configured as an error → HTTP 400 with ``errorType`` ``bad_data``;
+- a batch of queries (``label_replace((q0), "rb_key", "0", "", "") or …``, see
+  ``bot.adapters.prometheus_batch``) → the samples of its parts, each tagged with its
+  ``rb_key``, as Prometheus answers it; one configured as an error rejects the whole batch.
+  It counts as one query (``queries`` records the batch as sent).
 
 It also serves demo service health endpoints: ``GET /health/<name>`` answers with the configured
 status code (default 200) and a small JSON body.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -29,11 +34,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from bot.adapters.prometheus_batch import KEY_LABEL, batch_query
 from bot.sim.loopback import LoopbackSimulator
 
 __all__ = ["PrometheusSimulator", "format_sample_value"]
 
 _QUERY_PATH = "/api/v1/query"
+# a batch of queries (bot.adapters.prometheus_batch): answered from the values of its parts
+_TAGGED = re.compile(rf'label_replace\(\((.*?)\), "{KEY_LABEL}", "([^"]*)", "", ""\)')
 _HEALTH_PREFIX = "/health/"
 _MAX_BODY_BYTES = 1 << 20
 
@@ -237,10 +245,6 @@ class PrometheusSimulator(LoopbackSimulator):
         with self._lock:
             self._query_count += 1
             self._queries.append(query)
-            error = self._errors.get(query)
-            value = self._values.get(query)
-        if error is not None:
-            return HTTPStatus.BAD_REQUEST, _error("bad_data", error)
         if not query.strip():
             return HTTPStatus.BAD_REQUEST, _error(
                 "bad_data",
@@ -251,9 +255,18 @@ class PrometheusSimulator(LoopbackSimulator):
             return HTTPStatus.BAD_REQUEST, _error(
                 "bad_data", f'invalid parameter "time": cannot parse {params["time"][0]!r}'
             )
+        parts = _TAGGED.findall(query)
+        if not parts or batch_query([(key, q) for q, key in parts]) != query:
+            parts = [(query, None)]
         result: list[dict[str, Any]] = []
-        if value is not None:
-            result.append({"metric": {}, "value": [eval_time, format_sample_value(value)]})
+        for promql, key in parts:
+            with self._lock:
+                error, value = self._errors.get(promql), self._values.get(promql)
+            if error is not None:  # Prometheus rejects the whole expression
+                return HTTPStatus.BAD_REQUEST, _error("bad_data", error)
+            if value is not None:
+                metric = {} if key is None else {KEY_LABEL: key}
+                result.append({"metric": metric, "value": [eval_time, format_sample_value(value)]})
         return HTTPStatus.OK, {
             "status": "success",
             "data": {"resultType": "vector", "result": result},

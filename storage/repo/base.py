@@ -8,17 +8,19 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Session
 
-from storage.db import immediate
-from storage.errors import DatabaseNotMigrated, DatabaseUnavailable
+from storage.db import code_revisions, immediate
+from storage.errors import DatabaseBehind, DatabaseNotMigrated, DatabaseUnavailable
 from storage.models import Assessment, Rollback, RollbackStep
 from storage.repo.records import RecordNotFound
 
 _Row = TypeVar("_Row", Assessment, Rollback, RollbackStep)
+_ALEMBIC_VERSION = text("SELECT version_num FROM alembic_version")
 
 
 class RepositoryBase:
@@ -34,6 +36,22 @@ class RepositoryBase:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
+
+    def check_schema(self) -> None:
+        """For /healthz (one small read): raise ``DatabaseNotMigrated`` when the database has no
+        rollback-bot tables or ``DatabaseBehind`` when they are older than the code's migrations,
+        ``DatabaseUnavailable`` when it cannot be read at all. A revision the code does not know
+        is a newer release's (its migration ran first in a rolling deploy): not an error."""
+        head, known = code_revisions()
+        try:
+            with _unavailable_as_storage_error(self.engine), self.engine.connect() as conn:
+                at = set(conn.execute(_ALEMBIC_VERSION).scalars())
+        except SQLAlchemyError as exc:  # anything else: this database cannot be used now
+            raise _unavailable(exc) from exc
+        if head is None or head in at or (at and not at <= known):
+            return
+        where = self.engine.url.render_as_string(hide_password=True)
+        raise DatabaseBehind(where, ", ".join(sorted(at)) or None, head)
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from bot.rollback.command import (
     VERBS,
     Command,
     UsageError,
+    _tokens,
     local_time,
     parse_command,
     parse_window,
@@ -431,3 +433,25 @@ def test_drill_parses(text: str, expected: Command) -> None:
 def test_drill_usage_errors(text: str, problem: str) -> None:
     with pytest.raises(UsageError, match=re.escape(problem)):
         parse_command(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "assess checkout",
+        "  run   checkout\t--immediate\r\nbad deploy ",
+        "plan checkout # not a comment; (a|b) & $x",
+        "abort 42 nbsp\u00a0stays\u2003one word",
+        "reject 7 it's broken",  # quotes: shlex's own rules, or plain words when unpaired
+        'plan checkout "two words" --to v41',
+        "run checkout back\\ slash",
+        "",
+    ],
+)
+def test_words_are_shlex_words(text: str) -> None:
+    """The quick path for text without quotes splits exactly as shlex does."""
+    try:
+        expected = shlex.split(text)
+    except ValueError:
+        expected = text.split()
+    assert _tokens(text) == expected

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from bot.adapters.prometheus_batch import KEY_LABEL, batch_query
 from bot.sim.prometheus_api import PrometheusSimulator, format_sample_value
 
 ERROR_RATE = (
@@ -171,3 +172,34 @@ def test_stop_is_idempotent_and_url_needs_start() -> None:
 )
 def test_value_formatting_matches_prometheus(value: float, expected: str) -> None:
     assert format_sample_value(value) == expected
+
+
+def test_batched_query_answers_each_part_tagged(
+    sim: PrometheusSimulator, client: httpx.Client
+) -> None:
+    sim.set_value(DB_UP, 1)
+    unset = 'sum(rate(http_requests_total{service="nosuch"}[5m]))'
+    batch = batch_query([("a", ERROR_RATE), ("b", unset), ("c", DB_UP)])
+
+    response = client.post("/api/v1/query", data={"query": batch, "time": "1700000000"})
+
+    assert response.status_code == 200
+    result = response.json()["data"]["result"]
+    assert [(s["metric"], s["value"][1]) for s in result] == [
+        ({KEY_LABEL: "0"}, "0.25"),
+        ({KEY_LABEL: "2"}, "1"),
+    ]
+    assert sim.queries == [batch]  # one request, recorded as sent
+
+
+def test_batched_query_with_a_bad_part_is_rejected(
+    sim: PrometheusSimulator, client: httpx.Client
+) -> None:
+    sim.set_error(DB_UP, "1:5: parse error: unexpected <by>")
+
+    response = client.post(
+        "/api/v1/query", data={"query": batch_query([("a", ERROR_RATE), ("b", DB_UP)])}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "1:5: parse error: unexpected <by>"

@@ -5,6 +5,7 @@ simulator in tests and ``rollback-bot console``) — never where a request body 
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,7 +53,12 @@ class CheckedRespond(Respond):
 
     def __init__(self, response_url: str, slack_api_url: str, **kwargs: Any) -> None:
         super().__init__(response_url=response_url, **kwargs)
-        self.is_trusted = is_response_url_trusted(response_url, slack_api_url)
+        self.slack_api_url = slack_api_url
+
+    @cached_property
+    def is_trusted(self) -> bool:
+        # checked when first used: most slash commands answer in the ack and never respond()
+        return is_response_url_trusted(self.response_url or "", self.slack_api_url)
 
     def __call__(self, *args: Any, **kwargs: Any) -> WebhookResponse:
         if self.is_trusted:
