@@ -11,6 +11,36 @@ from bot.catalog.yaml_lines import Path_, line_for
 from bot.rollback.rehearsable import why_not_rehearsable
 
 
+def production_targets(svc: Service) -> list[tuple[str, str | None, str]]:
+    """(what, context, namespace) of every place a rollback of ``svc`` acts on: the service's
+    own target and each of its regions (None: the kubeconfig's current context)."""
+    return [
+        ("production", svc.context, svc.namespace),
+        *((f"production region {r.name}", r.context, r.namespace) for r in svc.regions),
+    ]
+
+
+def names_production(svc: Service, twin: Service, current: str | None = None) -> str | None:
+    """Why the staging ``twin`` is a production target of ``svc``, or None. ``current``: the
+    kubeconfig's current context, which an absent context stands for (None: unknown, so only
+    the same names compare equal)."""
+    staging = (twin.context or current, twin.namespace)
+    for what, context, namespace in production_targets(svc):
+        if staging == (context or current, namespace) or (twin.context, twin.namespace) == (
+            context,
+            namespace,
+        ):
+            shown = context or twin.context or current
+            named = f"context {shown}" if shown else "the current one"
+            if current is not None and (context is None) != (twin.context is None):
+                named += ", the kubeconfig's current context"
+            return (
+                f"names {what} ({named}, namespace {namespace}); give the staging context or"
+                " namespace"
+            )
+    return None
+
+
 def staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
     out = []
     for name, svc in catalog.services.items():
@@ -18,12 +48,8 @@ def staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
         if twin is None:
             continue
         where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
-        if (twin.context, twin.namespace) == (svc.context, svc.namespace):
-            out.append(
-                f"{where}: services.{name}.staging: names production (context"
-                f" {svc.context or 'the current one'}, namespace {svc.namespace}); give the"
-                " staging context or namespace"
-            )
+        if why := names_production(svc, twin):
+            out.append(f"{where}: services.{name}.staging: {why}")
         out += _http_problems(catalog.source, name, svc, lines)
         out += _phase_problems(catalog.source, name, svc, lines)
     return out
@@ -67,4 +93,21 @@ def _phase_problems(source: str, name: str, svc: Service, lines: Mapping[Path_, 
                 " rollback cannot be rehearsed in staging (staging:): remove staging: or"
                 " this step"
             )
+    return out
+
+
+def staging_context_errors(
+    catalog: Catalog, staging_lines: Mapping[str, int], current: str | None
+) -> list[str]:
+    """check-config with the kubeconfig at hand: an absent context is its current one, so a
+    staging that names that context explicitly (or leaves it out where production names it)
+    is production."""
+    out = []
+    for name, svc in catalog.services.items():
+        twin = svc.staging_twin()
+        if twin is None or current is None:
+            continue
+        if why := names_production(svc, twin, current):
+            line = staging_lines.get(name, 1)
+            out.append(f"{catalog.source}:{line}: services.{name}.staging: {why}")
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog.load import PlanError, Service
+from bot.catalog.staging_checks import names_production
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.traffic import traffic_weights
 from bot.rehearsal.forward import (
@@ -56,10 +57,21 @@ def where(twin: Service) -> str:
 
 
 def plan_rehearsal(
-    kube: KubernetesClient, service: Service, twin: Service, target: str | None
+    kube: KubernetesClient,
+    service: Service,
+    twin: Service,
+    target: str | None,
+    *,
+    current_context: str | None = None,
 ) -> Rehearsal:
     """Read staging once and plan the rehearsal of ``service`` on its staging ``twin``, or
-    :class:`Refusal` saying why it cannot run."""
+    :class:`Refusal` saying why it cannot run. ``current_context``: the kubeconfig's, which a
+    target without a context uses (None: unknown)."""
+    if why := names_production(service, twin, current_context):
+        raise Refusal(
+            f"{service.name}'s staging: target {why}. A rehearsal never touches production:"
+            " fix staging: in the catalog"
+        )
     s = service.spec
     if s.workload.kind == "Rollout":
         raise Refusal(

@@ -10,6 +10,9 @@ import pytest
 from bot.__main__ import main
 from bot.catalog.load import parse_catalog, staging_key
 from bot.catalog.yaml_lines import CatalogError
+from bot.rehearsal.plan import plan_rehearsal
+from bot.rollback.safety import Refusal
+from tests.regions.clusters import kubeconfig_text
 
 
 def catalog(service_extra: str, *, strategy: str = "undo") -> str:
@@ -220,3 +223,49 @@ def test_check_config_exits_1_with_file_line(
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr()
     assert f"{path}:{STAGING_LINE}: services.checkout.staging: names production" in err.err
+
+
+def test_staging_naming_a_production_region_is_an_error_at_its_line() -> None:
+    text = catalog(
+        """\
+        regions:
+          - {name: eu, context: prod-eu}
+          - {name: us, context: prod-us}
+        staging: {context: prod-us}
+        """
+    )
+    assert errors_of(text) == [
+        f"rollback.yaml:{STAGING_LINE + 3}: services.checkout.staging: names production region"
+        " us (context prod-us, namespace shop); give the staging context or namespace"
+    ]
+
+
+def test_check_config_reads_an_absent_context_as_the_kubeconfig_s_current_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # production leaves its context out (the kubeconfig's current one), staging names it
+    text = catalog("staging: {context: staging}\n").replace("  context: prod-eu\n", "", 1)
+    assert parse_catalog(text).target_of("checkout@staging") is not None  # names differ
+    path, kubeconfig = tmp_path / "rollback.yaml", tmp_path / "kubeconfig"
+    path.write_text(text, encoding="utf-8")
+    kubeconfig.write_text(kubeconfig_text({"staging": "http://127.0.0.1:1"}), encoding="utf-8")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{path}:{STAGING_LINE - 1}: services.checkout.staging: names production (context"
+        " staging, the kubeconfig's current context, namespace shop)"
+    ) in err
+    # another current context: the same catalog is fine
+    kubeconfig.write_text(kubeconfig_text({"prod-eu": "http://127.0.0.1:1"}), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+
+
+def test_a_rehearsal_refuses_a_staging_that_is_production_s_current_context() -> None:
+    text = catalog("staging: {context: staging}\n").replace("  context: prod-eu\n", "", 1)
+    svc = parse_catalog(text).services["checkout"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal, match="staging: target names production") as refused:
+        plan_rehearsal(None, svc, twin, None, current_context="staging")  # type: ignore[arg-type]
+    assert "fix staging: in the catalog" in str(refused.value)
