@@ -10,16 +10,33 @@ makes a step refuse rather than put back something else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.adapters.kube.values import UndoPlan
 from bot.rollback.plan import StepSpec, step
 from bot.rollback.safety import Refusal, release_label
+from storage.models import RollbackStep
 
-# The phase of the roll-forward: the rehearsal's timings tell it from the rollback by it.
+# The phase the roll-forward's steps are shown in. The rollback's own steps keep their phases
+# (a cleanup among them), so a roll-forward step is told by its ``roll_forward`` param; rehearsals
+# stored before that param have none, and there every cleanup step is the roll-forward.
 ROLL_FORWARD_PHASE = "cleanup"
+ROLL_FORWARD = "roll_forward"
+
+
+def forward_step(kind: str, name: str, **params: Any) -> StepSpec:
+    """A step of the roll-forward (marked as such in its params)."""
+    return step(ROLL_FORWARD_PHASE, kind, name, **params, **{ROLL_FORWARD: True})
+
+
+def rolls_forward(steps: Sequence[RollbackStep]) -> list[bool]:
+    """For each stored step of a rehearsal, whether it belongs to the roll-forward."""
+    marks = [bool((s.detail.get("params") or {}).get(ROLL_FORWARD)) for s in steps]
+    if any(marks):
+        return marks
+    return [s.phase == ROLL_FORWARD_PHASE for s in steps]  # stored before the marker
 
 
 @dataclass(frozen=True)
@@ -55,8 +72,7 @@ def _with(s: StepSpec, **params: Any) -> StepSpec:
     return replace(s, params={**s.params, **params})
 
 
-def _forward(kind: str, name: str, **params: Any) -> StepSpec:
-    return step(ROLL_FORWARD_PHASE, kind, name, **params)
+_forward = forward_step
 
 
 def _ready(deployment: str, what: str) -> StepSpec:

@@ -23,9 +23,10 @@ from bot.rehearsal.forward import (
     ROLL_FORWARD_PHASE,
     Inverted,
     StagingState,
+    forward_step,
     traffic_key,
 )
-from bot.rollback.plan import PHASES, Plan, StepSpec, custom_plan, step
+from bot.rollback.plan import Plan, StepSpec, custom_plan, step
 from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
 from bot.rollback.safety import KnownRevision, Refusal, release_label, resolve_target
 
@@ -219,15 +220,11 @@ def rehearsal_of(
             "rolling back would change nothing in staging: it already runs what the rollback"
             " goes back to. Deploy a release to roll back from to staging first"
         )
-    rollback = sorted(
-        (replace(x, phase="application") if x.phase == ROLL_FORWARD_PHASE else x for x in back),
-        key=lambda x: PHASES.index(x.phase),
-    )  # the rollback's own cleanup (scaling the bad colour to 0) is part of its timing
     steps_ = [
-        *rollback,
+        *back,  # in the production plan's own order and phases
         *_health("verification", twin, "Health check after the rollback"),
         *forth,
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        *_forward_health(twin),
     ]
     return Rehearsal(Plan(strategy, tuple(steps_)), state.undo, tuple(changes), tuple(notes))
 
@@ -277,15 +274,14 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
         ),
         *(status if h.status_url else []),
         *_health("verification", twin, "Health check after the rollback"),
-        step(
-            ROLL_FORWARD_PHASE,
+        forward_step(
             "http_request",
             "Call the staging API's roll-forward endpoint",
             url=h.forward_url,
             method=h.forward_method,
         ),
-        *([replace(status[0], phase=ROLL_FORWARD_PHASE)] if h.status_url else []),
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        *([forward_step("http_check", status[0].name, url=h.status_url)] if h.status_url else []),
+        *_forward_health(twin),
     ]
     return Rehearsal(
         Plan("http", tuple(steps)),
@@ -310,16 +306,15 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
         ),
         step("application", "wait_rollout", "Wait for the rollback to roll out", deployment=d),
         *_health("verification", twin, "Health check after the rollback"),
-        step(
-            ROLL_FORWARD_PHASE,
+        forward_step(
             "rollout_undo",
             f"Roll {d} forward to revision {undo.from_revision}, where it started ({forth})",
             deployment=d,
             to_revision=undo.from_revision,
             expect_template=undo.from_template,
         ),
-        step(ROLL_FORWARD_PHASE, "wait_rollout", "Wait for the roll-forward", deployment=d),
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        forward_step("wait_rollout", "Wait for the roll-forward", deployment=d),
+        *_forward_health(twin),
     ]
     return steps
 
@@ -327,3 +322,9 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
 def _health(phase: str, twin: Service, name: str) -> list[StepSpec]:
     url = twin.spec.health_url  # the staging health URL (the twin never has production's)
     return [step(phase, "http_check", name, url=url)] if url else []
+
+
+def _forward_health(twin: Service) -> list[StepSpec]:
+    url = twin.spec.health_url
+    name = "Health check after the roll-forward"
+    return [forward_step("http_check", name, url=url)] if url else []

@@ -20,7 +20,8 @@ from bot.execution.service_state import describe_service_state
 from bot.notify import limits
 from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
-from bot.rehearsal.plan import ROLL_FORWARD_PHASE, where
+from bot.rehearsal.forward import rolls_forward
+from bot.rehearsal.plan import where
 from bot.rehearsal.staging_now import StagingNow, staging_now
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
@@ -45,8 +46,9 @@ class Timings:
 
 
 def timings(steps: Sequence[RollbackStep]) -> Timings:
-    back = [s for s in steps if s.phase != ROLL_FORWARD_PHASE]
-    forth = [s for s in steps if s.phase == ROLL_FORWARD_PHASE]
+    marks = rolls_forward(steps)
+    back = [s for s, is_forward in zip(steps, marks, strict=True) if not is_forward]
+    forth = [s for s, is_forward in zip(steps, marks, strict=True) if is_forward]
     return Timings(_span(back), _span(forth), _all_done(back), _all_done(forth))
 
 
@@ -134,8 +136,8 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
 
 def started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
     """The rollback's undo as its step recorded it (from: where staging started), or {}."""
-    for s in steps:
-        if s.kind == "rollout_undo" and s.phase != ROLL_FORWARD_PHASE:
+    for s, is_forward in zip(steps, rolls_forward(steps), strict=True):
+        if s.kind == "rollout_undo" and not is_forward:
             return dict(s.detail.get("undo") or {})
     return {}
 

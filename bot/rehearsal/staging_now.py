@@ -20,7 +20,7 @@ from bot.catalog.load import Service
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.http import redact_url
 from bot.execution.steps.kubernetes.traffic import traffic_weights
-from bot.rehearsal.forward import ROLL_FORWARD_PHASE
+from bot.rehearsal.forward import rolls_forward
 from bot.rollback.lifecycle import StepStatus
 from storage.models import RollbackStep
 
@@ -49,12 +49,13 @@ def staging_now(kube: KubernetesClient, twin: Service, steps: Sequence[RollbackS
     kubectl = f"kubectl {f'--context {twin.context} ' if twin.context else ''}-n {twin.namespace}"
     checks: list[_Check] = []
     unread: list[str] = []
+    marks = rolls_forward(steps)
     called = any(  # the staging API's rollback endpoint was called (or may have been)
-        s.kind == "http_request" and s.phase != ROLL_FORWARD_PHASE and s.detail.get("sent")
-        for s in steps
+        s.kind == "http_request" and not is_forward and s.detail.get("sent")
+        for s, is_forward in zip(steps, marks, strict=True)
     )
-    for s in steps:
-        if s.phase != ROLL_FORWARD_PHASE or (s.kind == "http_request" and not called):
+    for s, is_forward in zip(steps, marks, strict=True):
+        if not is_forward or (s.kind == "http_request" and not called):
             continue
         p = dict(s.detail.get("params") or {})
         try:

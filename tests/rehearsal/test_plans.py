@@ -12,7 +12,7 @@ import pytest
 
 from bot.catalog.load import Service, parse_catalog
 from bot.catalog.spec import PlanStep, Workload
-from bot.rehearsal.forward import StagingState
+from bot.rehearsal.forward import ROLL_FORWARD, ROLL_FORWARD_PHASE, StagingState
 from bot.rehearsal.plan import plan_rehearsal, rehearsal_of, rollback_steps
 from bot.rollback.plan import StepSpec
 from bot.rollback.safety import Refusal
@@ -77,7 +77,15 @@ def services() -> dict[str, Service]:
 
 
 def rows(steps: tuple[StepSpec, ...]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(s.phase, s.kind, dict(s.params)) for s in steps]
+    """(phase, kind, params); a roll-forward step (marked in its params) as phase ``forward``."""
+    return [
+        (
+            "forward" if s.params.get(ROLL_FORWARD) else s.phase,
+            s.kind,
+            {k: v for k, v in s.params.items() if k != ROLL_FORWARD},
+        )
+        for s in steps
+    ]
 
 
 def plan_of(name: str, state: StagingState) -> Any:
@@ -97,12 +105,12 @@ def test_blue_green_switches_to_stable_then_back_to_the_candidate_once_it_is_rea
         ("preparation", "snapshot"),
         ("preparation", "wait_rollout"),  # the stable colour has a ready pod
         ("stop_traffic", "switch_selector"),
-        ("application", "scale"),  # the rollback's own cleanup counts in its timing
+        ("cleanup", "scale"),  # the rollback's own cleanup, in its own phase and place
         ("verification", "http_check"),
-        ("cleanup", "scale"),
-        ("cleanup", "wait_rollout"),  # the candidate is ready BEFORE traffic goes back to it
-        ("cleanup", "switch_selector"),
-        ("cleanup", "http_check"),
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),  # the candidate is ready BEFORE traffic goes back to it
+        ("forward", "switch_selector"),
+        ("forward", "http_check"),
     ]
     p = [params for _, _, params in rows(r.plan.steps)]
     # the rollback, pinned to what staging had
@@ -140,7 +148,7 @@ def test_a_candidate_already_at_zero_replicas_is_not_scaled_back() -> None:
     state = StagingState(
         selectors={"web": {"app": "web", "version": "green"}}, replicas={"web-green": 0}
     )
-    forward = [(k, p) for ph, k, p in rows(plan_of("web", state).plan.steps) if ph == "cleanup"]
+    forward = [(k, p) for ph, k, p in rows(plan_of("web", state).plan.steps) if ph == "forward"]
     assert [k for k, _ in forward] == ["switch_selector", "http_check"]
 
 
@@ -151,17 +159,17 @@ def test_canary_shifts_to_zero_without_the_production_gate_and_back_to_its_weigh
     assert kinds == [
         ("preparation", "snapshot"),
         ("stop_traffic", "shift_traffic"),
-        ("application", "scale"),
         ("cleanup", "scale"),
-        ("cleanup", "wait_rollout"),
-        ("cleanup", "shift_traffic"),
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),
+        ("forward", "shift_traffic"),
     ]  # no staging health_url: no health check
     shift, back = r.plan.steps[1].params, r.plan.steps[5].params
     assert shift["to_percent"] == 0 and shift["expect_percent"] == 25
     assert shift["gate_query"] is None  # production's error rate never gates staging
     assert back["to_percent"] == 25 and back["expect_percent"] == 0
     assert back["step_percent"] == 100 and "gate_query" not in back
-    assert r.plan.steps[4].params == {"deployment": "board-canary", "min_available": 1}
+    assert rows(r.plan.steps)[4][2] == {"deployment": "board-canary", "min_available": 1}
     assert r.changes == ("VirtualService/board canary 25 % → 0 %", "board-canary 1 → 0 replicas")
 
 
@@ -203,7 +211,7 @@ def test_custom_phases_run_in_staging_with_their_writes_rolled_forward() -> None
     ]  # production's http_check and prometheus_gate are gone (no staging health_url here)
     assert r.plan.steps[0].params["objects"] == [["Deployment", "cart-staging"]]
     assert r.plan.steps[1].params["expect_image"] == "cart:v2"
-    assert r.plan.steps[4].params == {
+    assert rows(r.plan.steps)[4][2] == {
         "deployment": "cart-staging",
         "container": "app",
         "image": "cart:v2",
@@ -249,3 +257,48 @@ def test_a_step_that_cannot_be_rolled_forward_refuses_the_rehearsal() -> None:
     with pytest.raises(Refusal, match="step http_request cannot be rolled forward") as refused:
         plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
     assert "(phase database)" in str(refused.value)
+
+
+def test_custom_phases_keep_the_production_order_and_phases_in_staging() -> None:
+    text = CATALOG + textwrap.indent(
+        textwrap.dedent(
+            """\
+            bg:
+              namespace: shop
+              deployment: web-blue
+              responders: [U0ONCALL1]
+              staging: {context: staging, namespace: shop-staging}
+              phases:
+                preparation:
+                  - {kind: scale, deployment: web-blue, replicas: 3}
+                  - {kind: wait_rollout, deployment: web-blue, min_available: 1}
+                traffic_restoration:
+                  - {kind: switch_selector, service: web, selector: {version: blue}}
+                verification:
+                  - {kind: manual_gate, prompt: 'blue serving fine?'}
+                cleanup:
+                  - {kind: scale, deployment: web-green, replicas: 0}
+            """
+        ),
+        "  ",
+    )
+    svc = parse_catalog(text).services["bg"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-blue": 0, "web-green": 3},
+    )
+    r = rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
+    assert [(phase, kind) for phase, kind, _ in rows(r.plan.steps)] == [
+        ("preparation", "scale"),
+        ("preparation", "wait_rollout"),
+        ("traffic_restoration", "switch_selector"),
+        ("verification", "manual_gate"),
+        ("cleanup", "scale"),  # green goes to 0 only after the switch to blue, as in production
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),
+        ("forward", "switch_selector"),
+        ("forward", "scale"),
+    ]
+    assert all(s.phase == ROLL_FORWARD_PHASE for s in r.plan.steps[5:])  # shown as cleanup

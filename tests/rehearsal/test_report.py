@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.rehearsal.report import report_text, seconds_text, sla_verdict, timings
+from bot.rehearsal.report import report_text, seconds_text, sla_verdict, started_from, timings
 from bot.sim.kube_api import KubeSimulator
 from storage.models import Rollback, RollbackStep
 from tests.conftest import Harness, catalog_yaml, service_yaml
@@ -125,3 +125,28 @@ def test_a_failed_rehearsal_says_where_it_stopped_and_that_staging_is_not_back(
         assert "--to-revision=3`" in post
         assert prod.requests == []
         assert h.bot.deps.repo.list_pages(1) == []  # a failed rehearsal is no incident
+
+
+def test_the_rollback_s_own_cleanup_counts_in_the_rollback_not_the_roll_forward() -> None:
+    forward = {"params": {"roll_forward": True}}
+    steps = [
+        step(0, "stop_traffic", "switch_selector", 0, 1),
+        step(1, "cleanup", "scale", 1, 5),  # the rollback's own cleanup: green to 0
+        step(2, "verification", "http_check", 5, 6),
+        step(3, "cleanup", "scale", 6, 7, detail=forward),
+        step(4, "cleanup", "wait_rollout", 7, 20, detail=forward),
+        step(5, "cleanup", "switch_selector", 20, 21, detail=forward),
+    ]
+    t = timings(steps)
+    assert (t.rollback, t.roll_forward) == (6.0, 15.0)
+
+
+def test_a_rehearsal_stored_before_the_roll_forward_marker_reads_as_before() -> None:
+    steps = [  # then, the rollback's cleanup was stored as application, the roll-forward cleanup
+        step(0, "application", "rollout_undo", 0, 2, detail={"undo": UNDO}),
+        step(1, "cleanup", "rollout_undo", 2, 3, detail={"undo": {"from_revision": 9}}),
+        step(2, "cleanup", "wait_rollout", 3, 10),
+    ]
+    t = timings(steps)
+    assert (t.rollback, t.roll_forward) == (2.0, 8.0)
+    assert started_from(steps) == UNDO

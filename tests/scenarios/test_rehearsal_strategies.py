@@ -157,7 +157,11 @@ def untouched(sim: KubeSimulator) -> Any:
 
 
 def steps_of(h: Harness, rollback_id: int) -> list[tuple[str, str, str]]:
-    return [(s.phase, s.kind, s.status) for s in h.bot.deps.repo.list_steps(rollback_id)]
+    """(phase, kind, status); a roll-forward step (marked in its params) as phase ``forward``."""
+    return [
+        ("forward" if s.detail["params"].get("roll_forward") else s.phase, s.kind, s.status)
+        for s in h.bot.deps.repo.list_steps(rollback_id)
+    ]
 
 
 def wait_running(h: Harness, phase: str, kind: str) -> None:
@@ -193,7 +197,7 @@ def test_a_blue_green_rehearsal_switches_to_stable_and_back_to_the_candidate(
         ("PATCH", "deployments/web-green/scale"),
         ("PATCH", "services/web"),
     ]
-    assert [k for phase, k, _ in steps_of(h, 1) if phase == "cleanup"] == [
+    assert [k for phase, k, _ in steps_of(h, 1) if phase == "forward"] == [
         "scale",
         "wait_rollout",
         "switch_selector",
@@ -263,7 +267,7 @@ def test_a_roll_forward_that_did_not_finish_reports_the_commands_that_put_stagin
 ) -> None:
     staging_sim.set_never_ready("shop-staging", "web-green")  # green's pods do not come back
     h.slash("drill web --rehearse")
-    wait_running(h, "cleanup", "wait_rollout")
+    wait_running(h, "forward", "wait_rollout")
     h.slash("abort 1 green is not coming back")  # traffic never went back to green
     settle(h)
     text = report(h)["text"]
@@ -296,9 +300,9 @@ def test_custom_phases_are_rehearsed_in_staging_and_rolled_forward(
         ("application", "restart"),
         ("application", "wait_rollout"),
         ("verification", "http_check"),  # staging's health URL, not production's
-        ("cleanup", "set_image"),
-        ("cleanup", "wait_rollout"),
-        ("cleanup", "http_check"),
+        ("forward", "set_image"),
+        ("forward", "wait_rollout"),
+        ("forward", "http_check"),
     ]
     urls = [s.detail["params"].get("url") for s in h.bot.deps.repo.list_steps(1)]
     twin = h.bot.deps.catalog.target_of("cart@staging")
