@@ -46,8 +46,7 @@ def test_switch_back_refuses_when_someone_switched_the_service_meanwhile(
         switch_selector(ctx, {**back, "selector": {"version": "red"}})
     assert "not version=blue as it was when the rehearsal was planned" in str(refused.value)
     assert sim.writes == []
-    # what the pin expects is there (or the target already is): it goes through
-    assert switch_selector(ctx, back)["selector"]["version"] == "green"
+    # what the pin expects is there: it goes through
     kube.switch_selector(HERE, "web", {"app": "web", "version": "blue"})
     assert switch_selector(ctx, back)["selector"] == {"app": "web", "version": "green"}
 
@@ -108,9 +107,72 @@ def test_shift_back_refuses_when_the_weight_moved_meanwhile(
     with pytest.raises(StepFailed, match="canary weight is 10 % in staging, not 0 %"):
         shift_traffic(ctx, back)
     assert len(sim.writes) == before
-    # a gradual shift resumed after a restart finds a weight on its way: it goes on
+    # a gradual shift resumed after a restart (its record stored) finds a weight on its way
     gradual = {**back, "to_percent": 0, "step_percent": 5, "expect_percent": 25}
-    assert shift_traffic(ctx, gradual)["canary_percent"] == 0
+    resumed, _ = make_ctx(kube=kube, previous={"shift_from": 25})
+    assert shift_traffic(resumed, gradual)["canary_percent"] == 0
     with pytest.raises(StepFailed, match="canary weight is 0 % in staging, not 40 %"):
         shift_traffic(ctx, {**gradual, "to_percent": 25, "expect_percent": 40})
     assert shift_traffic(ctx, {**back, "expect_percent": 0})["canary_percent"] == 25
+
+
+def test_a_target_someone_else_reached_is_refused_without_the_step_s_own_record(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    """Staging already at the target, but the bot never wrote it: the rollback step would do
+    nothing and the roll-forward would undo that person's change. Resumed (record stored), the
+    same state is this step's own write and goes through."""
+    create_virtual_service(
+        sim,
+        "shop",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": 0},
+    )
+    before = len(sim.writes)
+    fresh, rec = make_ctx(kube=kube)
+    cases: list[tuple[Any, dict[str, Any], str, dict[str, Any]]] = [
+        (
+            switch_selector,
+            {
+                "service": "web",
+                "selector": {"version": "green"},
+                "expect_selector": {"version": "blue"},
+            },
+            "Service web's selector is version=green in staging, not version=blue",
+            {"selector_before": {"app": "web", "version": "blue"}},
+        ),
+        (
+            scale,
+            {"deployment": "web-green", "replicas": 3, "expect_replicas": 0},
+            "the replica count of web-green is 3 in staging, not 0",
+            {"replicas_before": 0},
+        ),
+        (
+            set_image,
+            {
+                "deployment": "web-green",
+                "container": "app",
+                "image": "web:2",
+                "expect_image": "web:1",
+            },
+            "container app is web:2 in staging, not web:1",
+            {"image_before": "web:1"},
+        ),
+        (
+            shift_traffic,
+            {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 100, "expect_percent": 25},
+            "the canary weight is 0 % in staging, not 25 %",
+            {"shift_from": 25},
+        ),
+    ]
+    for run, params, refusal, record in cases:
+        with pytest.raises(StepFailed, match=refusal) as refused:
+            run(fresh, params)
+        assert "Check staging and start a new rehearsal" in str(refused.value)
+        resumed, _ = make_ctx(kube=kube, previous=record)
+        run(resumed, params)  # its own write, before a restart: done
+    # the refused attempts wrote nothing (a resumed scale re-sends its own count)
+    assert [w for w in sim.writes[before:] if not w[1].endswith("/scale")] == []
+    assert kube.service_selector(HERE, "web")["version"] == "green"
+    assert kube.deployment(HERE, "web-green").images == {"app": "web:2"}
+    assert rec.remembered == {}  # no record stored by a refused step
