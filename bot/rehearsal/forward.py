@@ -48,6 +48,9 @@ class StagingState:
     weights: Mapping[str, int] = field(default_factory=dict)  # "Kind/name" → canary weight
     images: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (Deployment, container)
     undo: UndoPlan | None = None  # a rollout_undo's plan (from → to)
+    # every Deployment the plan names → its label selector: which one a Service's selector picks
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    canary: str | None = None  # the canary Deployment (the catalog's canary: section)
 
 
 @dataclass(frozen=True)
@@ -87,16 +90,21 @@ def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted
     wanted = {str(k): str(v) for k, v in s.params["selector"].items()}
     changed = {k: v for k, v in wanted.items() if before.get(k) != v}
     if not changed:
-        return Inverted(s)
+        return Inverted(_with(s, expect_selector=wanted))  # pinned: already so when planned
     if missing := [k for k in changed if k not in before]:
         raise Refusal(
             f"Service {service} in staging has no selector key {', '.join(missing)}: the"
-            " rollback would add it and the roll-forward cannot take it away again"
+            " rollback would add it and the roll-forward cannot take it away again. Give"
+            f" {service} in staging the selector the rollback switches (add"
+            f" {', '.join(missing)} to its selector and to its pods' labels), or rehearse a"
+            " plan that switches a key it has"
         )
     back = {k: before[k] for k in changed}
+    live = _selected(state, service, before, back)
     return Inverted(
         _with(s, expect_selector=back),
         (
+            _ready(live, f"{live} is ready before traffic goes back to it"),
             _forward(
                 "switch_selector",
                 f"Switch {service} back to {_pairs(back)}",
@@ -109,6 +117,38 @@ def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted
     )
 
 
+def _selected(
+    state: StagingState, service: str, selector: Mapping[str, str], keys: Mapping[str, str]
+) -> str:
+    """The Deployment Service ``service`` sends traffic to with ``selector`` (the one of the
+    plan's whose labels carry the switched ``keys``); refused when none is known, or when it
+    has no replica (the roll-forward would send traffic back to a colour without pods)."""
+    found = [
+        name
+        for name, labels in state.labels.items()
+        if all(labels.get(k) == v for k, v in keys.items())
+        and all(labels.get(k, v) == v for k, v in selector.items())
+    ]
+    if len(found) != 1:
+        known = ", ".join(sorted(state.labels)) or "none"
+        raise Refusal(
+            f"cannot tell which Deployment Service {service} sends traffic to in staging with"
+            f" {_pairs(selector)} ({'several' if found else 'none'} of the plan's Deployments,"
+            f" {known}, match): the roll-forward must wait for its pods before switching back."
+            " Name that Deployment in a step of the plan (a wait_rollout with min_available: 1)"
+        )
+    _refuse_idle(state, found[0], f"Service {service} selects it ({_pairs(selector)})")
+    return found[0]
+
+
+def _refuse_idle(state: StagingState, deployment: str, why: str) -> None:
+    if state.replicas.get(deployment) == 0:
+        raise Refusal(
+            f"{deployment} has 0 replicas in staging while {why}: scale it up first"
+            f" (kubectl scale deployment/{deployment} --replicas=N), then rehearse"
+        )
+
+
 def _pairs(selector: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in selector.items())
 
@@ -117,7 +157,7 @@ def _scale(s: StepSpec, state: StagingState, default: str) -> Inverted:
     name = _deployment(s, default)
     before, wanted = state.replicas[name], int(s.params["replicas"])
     if before == wanted:
-        return Inverted(s)
+        return Inverted(_with(s, expect_replicas=before))  # pinned: already so when planned
     forward = [
         _forward(
             "scale",
@@ -141,6 +181,17 @@ def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
     pinned = _with(s, expect_percent=before, gate_query=None)  # no production metric gate
     if before == target:
         return Inverted(pinned)
+    forward: list[StepSpec] = []
+    if before > target:  # the roll-forward sends traffic back to the canary: it needs pods
+        canary = state.canary
+        if canary is None:
+            raise Refusal(
+                f"cannot tell which Deployment is the canary behind {key} in staging: the"
+                " roll-forward must wait for its pods before sending traffic back. Give the"
+                " catalog's canary: section (canary: {deployment: <name>, traffic: …})"
+            )
+        _refuse_idle(state, canary, f"{key} sends {before} % to the canary")
+        forward.append(_ready(canary, f"{canary} is ready before traffic goes back to it"))
     back = _forward(
         "shift_traffic",
         f"Shift {before} % back to the canary",
@@ -149,14 +200,14 @@ def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
         step_percent=100,
         expect_percent=target,
     )
-    return Inverted(pinned, (back,), f"{key} canary {before} % → {target} %")
+    return Inverted(pinned, (*forward, back), f"{key} canary {before} % → {target} %")
 
 
 def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
     name, container = _deployment(s, default), str(s.params["container"])
     before, wanted = state.images[(name, container)], str(s.params["image"])
     if before == wanted:
-        return Inverted(s)
+        return Inverted(_with(s, expect_image=before))  # pinned: already so when planned
     forward = (
         _forward(
             "set_image",

@@ -129,15 +129,37 @@ def read_state(
 ) -> StagingState:
     """One read of what the steps will change in staging (each object read once)."""
     kube, t = kube.reading_once(), KubeTarget(twin.context, twin.namespace)
-    state = StagingState()
+    canary = twin.spec.canary.deployment if twin.spec.canary is not None else None
+    state = StagingState(canary=canary)
     try:
         for s in steps:
             state = _read_one(kube, t, twin, s, state, target)
+        state = _read_deployments(kube, t, _named(twin, steps, canary), state)
     except KubeError as exc:
         raise Refusal(f"cannot plan the rollback in staging ({where(twin)}): {exc}") from None
     except StepFailed as exc:
         raise Refusal(f"cannot plan the rollback in staging: {exc}") from None
     return state
+
+
+def _named(twin: Service, steps: list[StepSpec], canary: str | None) -> list[str]:
+    """The Deployments a traffic step may send traffic to: those the plan names, the canary."""
+    named = [str(s.params["deployment"]) for s in steps if s.params.get("deployment")]
+    bg = twin.spec.blue_green
+    return list(dict.fromkeys([*named, *(x for x in (canary, bg and bg.candidate) if x)]))
+
+
+def _read_deployments(
+    kube: KubernetesClient, t: KubeTarget, names: list[str], state: StagingState
+) -> StagingState:
+    """Their label selectors and replica counts, read once (traffic must not go back to a
+    Deployment without pods)."""
+    infos = {n: kube.deployment(t, n) for n in names}
+    return replace(
+        state,
+        labels={n: dict(i.selector) for n, i in infos.items()},
+        replicas={**{n: i.replicas for n, i in infos.items()}, **state.replicas},
+    )
 
 
 def _read_one(
@@ -223,10 +245,20 @@ def rehearsal_of(
     steps_ = [
         *back,  # in the production plan's own order and phases
         *_health("verification", twin, "Health check after the rollback"),
-        *forth,
+        *_once(forth),
         *_forward_health(twin),
     ]
     return Rehearsal(Plan(strategy, tuple(steps_)), state.undo, tuple(changes), tuple(notes))
+
+
+def _once(steps: list[StepSpec]) -> list[StepSpec]:
+    """Without a step that repeats the one just before it (a scale back waits for its pods, and
+    so does the traffic that goes back to them)."""
+    return [
+        x
+        for i, x in enumerate(steps)
+        if i == 0 or (x.kind, x.params) != (steps[i - 1].kind, steps[i - 1].params)
+    ]
 
 
 def _refuse_idle_traffic(s: StepSpec, inverted: Inverted, state: StagingState) -> None:

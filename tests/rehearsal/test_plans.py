@@ -88,10 +88,18 @@ def rows(steps: tuple[StepSpec, ...]) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+COLOURS = {
+    "web-blue": {"app": "web", "version": "blue"},
+    "web-green": {"app": "web", "version": "green"},
+}
+
+
 def plan_of(name: str, state: StagingState) -> Any:
     svc = services()[name]
     twin = svc.staging_twin()
     assert twin is not None
+    canary = twin.spec.canary.deployment if twin.spec.canary else None
+    state = replace(state, labels=state.labels or COLOURS, canary=state.canary or canary)
     return rehearsal_of(svc.spec.strategy, twin, list(twin.plan().steps), state)
 
 
@@ -144,12 +152,46 @@ def test_blue_green_is_refused_when_staging_already_selects_the_stable_colour() 
     assert "Deploy a candidate colour to staging first" in str(refused.value)
 
 
-def test_a_candidate_already_at_zero_replicas_is_not_scaled_back() -> None:
+def test_a_candidate_with_no_replica_while_it_gets_the_traffic_is_refused() -> None:
+    """The roll-forward would send traffic back to a colour without pods."""
     state = StagingState(
         selectors={"web": {"app": "web", "version": "green"}}, replicas={"web-green": 0}
     )
-    forward = [(k, p) for ph, k, p in rows(plan_of("web", state).plan.steps) if ph == "forward"]
-    assert [k for k, _ in forward] == ["switch_selector", "http_check"]
+    with pytest.raises(Refusal) as refused:
+        plan_of("web", state)
+    assert str(refused.value).startswith(
+        "web-green has 0 replicas in staging while Service web selects it"
+        " (app=web,version=green): scale it up first"
+    )
+
+
+def test_a_canary_with_no_replica_while_it_gets_traffic_is_refused() -> None:
+    with pytest.raises(Refusal, match="board-canary has 0 replicas in staging while"):
+        plan_of("board", StagingState(weights={VS: 25}, replicas={"board-canary": 0}))
+
+
+def test_a_switch_back_to_a_colour_the_plan_does_not_name_is_refused() -> None:
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-green": 3},
+        labels={"web-blue": COLOURS["web-blue"]},
+    )
+    with pytest.raises(Refusal, match="cannot tell which Deployment Service web sends traffic"):
+        plan_of("web", state)
+
+
+def test_steps_that_change_nothing_are_pinned_too() -> None:
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-green": 3, "web-blue": 2},
+    )
+    svc = services()["web"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    steps = [*twin.plan().steps]
+    steps.insert(1, replace(steps[4], params={"deployment": "web-blue", "replicas": 2}))
+    r = rehearsal_of("blue-green", twin, steps, replace(state, labels=COLOURS))
+    assert r.plan.steps[1].params == {"deployment": "web-blue", "replicas": 2, "expect_replicas": 2}
 
 
 def test_canary_shifts_to_zero_without_the_production_gate_and_back_to_its_weight() -> None:
@@ -288,6 +330,7 @@ def test_custom_phases_keep_the_production_order_and_phases_in_staging() -> None
     state = StagingState(
         selectors={"web": {"app": "web", "version": "green"}},
         replicas={"web-blue": 0, "web-green": 3},
+        labels=COLOURS,
     )
     r = rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
     assert [(phase, kind) for phase, kind, _ in rows(r.plan.steps)] == [
