@@ -47,7 +47,7 @@ class StagingState:
     replicas: Mapping[str, int] = field(default_factory=dict)  # Deployment → replicas
     weights: Mapping[str, int] = field(default_factory=dict)  # "Kind/name" → canary weight
     images: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (Deployment, container)
-    undo: UndoPlan | None = None  # a rollout_undo's plan (from → to)
+    undos: Mapping[str, UndoPlan] = field(default_factory=dict)  # Deployment → its undo (from → to)
     # every Deployment the plan names → its label selector: which one a Service's selector picks
     labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     canary: str | None = None  # the canary Deployment (the catalog's canary: section)
@@ -225,8 +225,8 @@ def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
 
 
 def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
-    undo, name = state.undo, _deployment(s, default)
-    assert undo is not None  # read with the state whenever the plan has a rollout_undo
+    name = _deployment(s, default)
+    undo = state.undos[name]  # read with the state for each rollout_undo of the plan
     back, forth = release_label(undo.images_after), release_label(undo.images_before)
     pinned = replace(
         s,
@@ -254,6 +254,22 @@ def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
 
 
 Invert = Callable[[StepSpec, StagingState, str], Inverted]
+
+
+def written(s: StepSpec, default: str) -> str | None:
+    """What a step that writes changes, in words (``the template of deployment api``), or
+    None: two steps writing the same thing cannot both be pinned to one read of staging."""
+    name = _deployment(s, default)
+    if s.kind in ("rollout_undo", "set_image"):
+        return f"the pod template of deployment {name}"
+    if s.kind == "scale":
+        return f"the replica count of deployment {name}"
+    if s.kind == "switch_selector":
+        return f"the selector of Service {s.params['service']}"
+    if s.kind == "shift_traffic":
+        return f"the weights of {traffic_key(s.params['traffic'])}"
+    return None
+
 
 INVERSES: Mapping[str, Invert] = {
     "switch_selector": _switch_selector,

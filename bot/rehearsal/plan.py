@@ -25,6 +25,7 @@ from bot.rehearsal.forward import (
     StagingState,
     forward_step,
     traffic_key,
+    written,
 )
 from bot.rollback.plan import Plan, StepSpec, custom_plan, step
 from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
@@ -190,7 +191,7 @@ def _read_one(
         weight = traffic_weights(obj, where_, tr["stable_weight_path"], tr["canary_weight_path"])
         return replace(state, weights={**state.weights, traffic_key(tr): weight[1]})
     if s.kind == "rollout_undo":
-        return replace(state, undo=_read_undo(kube, twin, name, target))
+        return replace(state, undos={**state.undos, name: _read_undo(kube, twin, name, target)})
     return state
 
 
@@ -226,6 +227,7 @@ def rehearsal_of(
     back: list[StepSpec] = []
     forth: list[StepSpec] = []
     changes, notes = [], []
+    _refuse_written_twice(steps, twin.spec.deployment)
     for s in steps:
         if s.kind in PRODUCTION_CHECKS:
             continue  # production's signals and URLs: the staging health check stands in
@@ -248,7 +250,26 @@ def rehearsal_of(
         *_once(forth),
         *_forward_health(twin),
     ]
-    return Rehearsal(Plan(strategy, tuple(steps_)), state.undo, tuple(changes), tuple(notes))
+    undo = next(iter(state.undos.values()), None)  # the first one: what the reply names
+    return Rehearsal(Plan(strategy, tuple(steps_)), undo, tuple(changes), tuple(notes))
+
+
+def _refuse_written_twice(steps: list[StepSpec], default: str) -> None:
+    """Each write is pinned to the state read before the rehearsal: a second write of the same
+    thing would be pinned to a value the first one already changed."""
+    first: dict[str, str] = {}
+    for s in steps:
+        what = written(s, default) if s.kind in INVERSES else None
+        if what is None:
+            continue
+        if what in first:
+            raise Refusal(
+                f"{s.name} (phase {s.phase}) writes {what} again after {first[what]}: a"
+                " rehearsal pins each write to staging as read before it and cannot roll a"
+                " second write of it forward. Rehearse a plan that writes it once (merge the"
+                " two steps)"
+            )
+        first[what] = f"{s.name} (phase {s.phase})"
 
 
 def _once(steps: list[StepSpec]) -> list[StepSpec]:

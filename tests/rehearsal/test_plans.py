@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Service, parse_catalog
 from bot.catalog.spec import PlanStep, Workload
 from bot.rehearsal.forward import ROLL_FORWARD, ROLL_FORWARD_PHASE, StagingState
 from bot.rehearsal.plan import plan_rehearsal, rehearsal_of, rollback_steps
 from bot.rollback.plan import StepSpec
 from bot.rollback.safety import Refusal
+from bot.sim.kube_api import KubeSimulator
 
 CATALOG = textwrap.dedent(
     """\
@@ -345,3 +347,61 @@ def test_custom_phases_keep_the_production_order_and_phases_in_staging() -> None
         ("forward", "scale"),
     ]
     assert all(s.phase == ROLL_FORWARD_PHASE for s in r.plan.steps[5:])  # shown as cleanup
+
+
+TWO_UNDOS = textwrap.dedent(
+    """\
+    defaults: {channel: C0DEPLOYS, sla_minutes: 15}
+    services:
+      shop:
+        namespace: shop
+        deployment: api
+        responders: [U0ONCALL1]
+        staging: {namespace: shop-staging}
+        phases:
+          application:
+            - {kind: rollout_undo, deployment: api}
+            - {kind: rollout_undo, deployment: worker}
+    """
+)
+
+
+def test_two_undos_are_each_pinned_to_their_own_deployment() -> None:
+    svc = parse_catalog(TWO_UNDOS).services["shop"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    with KubeSimulator() as sim:
+        sim.seed_deployment("shop-staging", "api", images=["api:1", "api:2"])
+        sim.seed_deployment("shop-staging", "worker", images=["w:1", "w:2", "w:3"])
+        kube = KubernetesClient(api_client_for=lambda c: sim.api_client(), sleep=lambda s: None)
+        r = plan_rehearsal(kube, svc, twin, None)
+    undos = [
+        (ph, p["deployment"], p["to_revision"])
+        for ph, k, p in rows(r.plan.steps)
+        if k == "rollout_undo"
+    ]
+    assert undos == [
+        ("application", "api", 1),
+        ("application", "worker", 2),
+        ("forward", "worker", 3),
+        ("forward", "api", 2),
+    ]
+    assert r.changes == ("api revision 2 (api:2) → 1", "worker revision 3 (w:3) → 2")
+    assert "api revision 2 (api:2) → 1; worker revision 3 (w:3) → 2" in r.what
+
+
+def test_a_plan_writing_the_same_thing_twice_is_refused() -> None:
+    svc = services()["cart"]
+    assert svc.spec.phases is not None
+    again = PlanStep.model_validate(
+        {"kind": "set_image", "deployment": "cart-api", "container": "app", "image": "cart:v0"}
+    )
+    phases = {**svc.spec.phases, "cleanup": [again]}
+    svc = replace(svc, spec=svc.spec.model_copy(update={"phases": phases}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    state = StagingState(images={("cart-staging", "app"): "cart:v2"})
+    with pytest.raises(Refusal) as refused:
+        rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
+    assert "writes the pod template of deployment cart-staging again after" in str(refused.value)
+    assert "Rehearse a plan that writes it once" in str(refused.value)
