@@ -5,6 +5,7 @@ staging and roll it forward (``bot.rollback.rehearsable``) without calling produ
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from bot.catalog.service import Catalog, Service
 from bot.catalog.yaml_lines import Path_, line_for
@@ -51,6 +52,10 @@ def staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
         if why := names_production(svc, twin):
             out.append(f"{where}: services.{name}.staging: {why}")
         out += _http_problems(catalog.source, name, svc, lines)
+        if found := production_endpoint(svc):
+            key, why = found
+            line = line_for(("services", name, "staging", "http", key), lines)
+            out.append(f"{catalog.source}:{line}: services.{name}.staging.http.{key}: {why}")
         out += _phase_problems(catalog.source, name, svc, lines)
     return out
 
@@ -111,3 +116,34 @@ def staging_context_errors(
             line = staging_lines.get(name, 1)
             out.append(f"{catalog.source}:{line}: services.{name}.staging: {why}")
     return out
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = default
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def production_endpoint(svc: Service) -> tuple[str, str] | None:
+    """(key, why) when a URL of ``staging.http`` is on the host (scheme, host and port) of
+    production's deployment API (``http_rollback``): a rehearsal would call production."""
+    st, prod = svc.spec.staging, svc.spec.http_rollback
+    if st is None or st.http is None or prod is None:
+        return None
+    production = {
+        _origin(u): k for k, u in (("url", prod.url), ("status_url", prod.status_url)) if u
+    }
+    h = st.http
+    for key, url in (("url", h.url), ("forward_url", h.forward_url), ("status_url", h.status_url)):
+        if url and (at := production.get(_origin(url))):
+            scheme, host, port = _origin(url)
+            return key, (
+                f"{scheme}://{host}:{port} is the host of production's deployment API"
+                f" (http_rollback.{at}), and a rehearsal never calls production: give the"
+                " staging deployment API's endpoints"
+            )
+    return None

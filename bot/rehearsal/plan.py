@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog.load import PlanError, Service
-from bot.catalog.staging_checks import names_production
+from bot.catalog.staging_checks import names_production, production_endpoint
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.traffic import traffic_weights
 from bot.rehearsal.forward import (
@@ -312,10 +312,9 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
             " no http: section (the staging API's rollback and roll-forward endpoints), and a"
             " rehearsal never calls production's: add staging.http to the catalog"
         )
-    prod = service.spec.http_rollback
-    production = {prod.url, prod.status_url} - {None} if prod is not None else set()
-    if production & {h.url, h.forward_url, h.status_url}:
-        raise Refusal(f"{service.name}'s staging.http names a production endpoint; fix the catalog")
+    if found := production_endpoint(service):
+        key, why = found
+        raise Refusal(f"{service.name}'s staging.http.{key}: {why} in the catalog")
     status = [step("verification", "http_check", "Staging API status", url=h.status_url)]
     steps = [
         step(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,47 @@ def test_a_rehearsal_refuses_a_staging_that_is_production_s_current_context() ->
     with pytest.raises(Refusal, match="staging: target names production") as refused:
         plan_rehearsal(None, svc, twin, None, current_context="staging")  # type: ignore[arg-type]
     assert "fix staging: in the catalog" in str(refused.value)
+
+
+PROD_API = (
+    "http_rollback: {url: 'https://deploy.prod/rollback', status_url: 'https://status.prod/s'}\n"
+    "staging:\n  context: staging\n  http:\n"
+    "    url: 'https://deploy.staging/rollback'\n"
+    "    status_url: 'https://deploy.staging/status'\n"
+)
+
+
+def test_staging_http_on_production_s_host_is_an_error_at_its_key() -> None:
+    text = catalog(
+        PROD_API + "    forward_url: 'https://DEPLOY.prod:443/other/forward'\n", strategy="http"
+    )
+    assert errors_of(text) == [
+        f"rollback.yaml:{STAGING_LINE + 6}: services.checkout.staging.http.forward_url:"
+        " https://deploy.prod:443 is the host of production's deployment API"
+        " (http_rollback.url), and a rehearsal never calls production: give the staging"
+        " deployment API's endpoints"
+    ]
+    # another port of that host is another API
+    other = catalog(
+        PROD_API + "    forward_url: 'https://deploy.prod:8443/forward'\n", strategy="http"
+    )
+    assert parse_catalog(other).target_of("checkout@staging") is not None
+
+
+def test_a_rehearsal_refuses_staging_http_on_production_s_host() -> None:
+    text = catalog(
+        PROD_API + "    forward_url: 'https://deploy.staging/forward'\n", strategy="http"
+    )
+    svc = parse_catalog(text).services["checkout"]
+    assert svc.spec.staging is not None and svc.spec.staging.http is not None
+    at_prod = svc.spec.staging.http.model_copy(update={"status_url": "https://status.prod/x"})
+    staging = svc.spec.staging.model_copy(update={"http": at_prod})
+    svc = replace(svc, spec=svc.spec.model_copy(update={"staging": staging}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal) as refused:
+        plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
+    assert str(refused.value).startswith(
+        "checkout's staging.http.status_url: https://status.prod:443 is the host of production's"
+        " deployment API (http_rollback.status_url)"
+    )
