@@ -105,6 +105,7 @@ def deploy_api() -> Iterator[str]:
 def catalog(prometheus: PrometheusSimulator, api: str) -> str:
     staging = "context: staging, namespace: shop-staging"
     health = f"health_url: '{prometheus.health_url('staging')}'"
+    prod_api = api.replace("127.0.0.1", "localhost")
     return catalog_yaml(
         "  web:\n    context: prod\n    namespace: shop\n    deployment: web-blue\n"
         "    strategy: blue-green\n    responders: [U0ONCALL1]\n"
@@ -118,7 +119,8 @@ def catalog(prometheus: PrometheusSimulator, api: str) -> str:
         f"    staging: {{{staging}, {health}}}",
         "  mvp:\n    context: prod\n    namespace: shop\n    deployment: mvp-api\n"
         "    strategy: http\n    responders: [U0ONCALL1]\n"
-        f"    http_rollback: {{url: '{api}/prod/rollback', status_url: '{api}/prod/status'}}\n"
+        # production's API on another host name (same server: a call to it would be seen)
+        f"    http_rollback: {{url: '{prod_api}/prod/rollback', status_url: '{prod_api}/prod/status'}}\n"
         f"    staging:\n      {staging.replace(', ', chr(10) + '      ')}\n"
         f"      http: {{url: '{api}/staging/rollback', status_url: '{api}/staging/status',"
         f" forward_url: '{api}/staging/forward', forward_method: PUT}}",
