@@ -120,7 +120,8 @@ def catalog(prometheus: PrometheusSimulator, api: str) -> str:
         "  mvp:\n    context: prod\n    namespace: shop\n    deployment: mvp-api\n"
         "    strategy: http\n    responders: [U0ONCALL1]\n"
         # production's API on another host name (same server: a call to it would be seen)
-        f"    http_rollback: {{url: '{prod_api}/prod/rollback', status_url: '{prod_api}/prod/status'}}\n"
+        f"    http_rollback: {{url: '{prod_api}/prod/rollback',"
+        f" status_url: '{prod_api}/prod/status'}}\n"
         f"    staging:\n      {staging.replace(', ', chr(10) + '      ')}\n"
         f"      http: {{url: '{api}/staging/rollback', status_url: '{api}/staging/status',"
         f" forward_url: '{api}/staging/forward', forward_method: PUT}}",

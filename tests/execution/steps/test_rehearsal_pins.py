@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeTarget
+from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.objects import scale, set_image, switch_selector
 from bot.execution.steps.kubernetes.traffic import shift_traffic
@@ -176,3 +176,38 @@ def test_a_target_someone_else_reached_is_refused_without_the_step_s_own_record(
     assert kube.service_selector(HERE, "web")["version"] == "green"
     assert kube.deployment(HERE, "web-green").images == {"app": "web:2"}
     assert rec.remembered == {}  # no record stored by a refused step
+
+
+def test_conditional_writes_refuse_a_change_made_after_the_step_s_own_read(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """The adapter writes a pinned value only over what the caller pinned: checked again at the
+    write (and after a 409), and sent with the write (a JSON Patch test, a resourceVersion)."""
+    seeded = len(sim.writes)
+    with pytest.raises(KubeError, match="the replica count of deployment web-green is 3, not 2"):
+        kube.scale(HERE, "web-green", 0, expect=2)
+    with pytest.raises(KubeError, match="container app is web:2, not web:1") as image:
+        kube.set_image(HERE, "web-green", "app", "web:1", expect="web:1")
+    assert image.value.reason == PIN_CHANGED
+    with pytest.raises(KubeError, match="the selector of Service web is app=web,version=green"):
+        kube.switch_selector(HERE, "web", {"app": "web", "version": "blue"}, expect={"app": "x"})
+    assert len(sim.writes) == seeded
+    # a conflict (the Scale's resourceVersion moved): read again, pin checked again, then written
+    sim.inject("PATCH", "/deployments/web-green/scale", 409)
+    assert kube.scale(HERE, "web-green", 0, expect=3) == (3, 0)
+    assert kube.set_image(HERE, "web-green", "app", "web:1", expect="web:2") == ("web:2", "web:1")
+    assert kube.switch_selector(
+        HERE, "web", {"app": "web", "version": "blue"}, expect={"app": "web", "version": "green"}
+    ) == ({"app": "web", "version": "green"}, {"app": "web", "version": "blue"})
+
+
+def test_a_pinned_step_says_the_change_and_what_to_do(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    ctx, _ = make_ctx(kube=kube)
+    with pytest.raises(StepFailed) as refused:
+        set_image(
+            ctx, {"deployment": "web-green", "container": "db", "image": "x", "expect_image": "y"}
+        )
+    assert str(refused.value).startswith("deployment web-green has no container db in staging")
+    assert "Check staging and start a new rehearsal" in str(refused.value)
