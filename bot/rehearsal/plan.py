@@ -114,12 +114,16 @@ def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
 
 
 def _in_staging(s: StepSpec, production: str, staging: str) -> StepSpec:
+    """Production's Deployment renamed to staging's (in a snapshot, that Deployment only: a
+    Service or ConfigMap of the same name keeps its name)."""
     params = dict(s.params)
     if params.get("deployment") == production:
         params["deployment"] = staging
     if s.kind == "snapshot":
         params["objects"] = [
-            [o[0], staging, *o[2:]] if len(o) > 1 and o[1] == production else o
+            [o[0], staging, *o[2:]]
+            if len(o) > 1 and (o[0], o[1]) == ("Deployment", production)
+            else o
             for o in params["objects"]
         ]
     return replace(s, params=params)

@@ -405,3 +405,17 @@ def test_a_plan_writing_the_same_thing_twice_is_refused() -> None:
         rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
     assert "writes the pod template of deployment cart-staging again after" in str(refused.value)
     assert "Rehearse a plan that writes it once" in str(refused.value)
+
+
+def test_a_snapshot_renames_only_the_deployment() -> None:
+    svc = services()["cart"]
+    assert svc.spec.phases is not None
+    snap = PlanStep.model_validate(
+        {"kind": "snapshot", "objects": [["Deployment", "cart-api"], ["Service", "cart-api"]]}
+    )
+    phases = {**svc.spec.phases, "preparation": [snap]}
+    svc = replace(svc, spec=svc.spec.model_copy(update={"phases": phases}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    (first, *_) = rollback_steps(svc, twin)
+    assert first.params["objects"] == [["Deployment", "cart-staging"], ["Service", "cart-api"]]
