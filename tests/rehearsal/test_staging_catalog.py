@@ -314,3 +314,13 @@ def test_a_rehearsal_refuses_staging_http_on_production_s_host() -> None:
         "checkout's staging.http.status_url: https://status.prod:443 is the host of production's"
         " deployment API (http_rollback.status_url)"
     )
+
+
+def test_staging_on_an_argo_rollout_is_an_error_at_its_line() -> None:
+    text = catalog("workload: {kind: Rollout}\nstaging: {context: staging}\n")
+    (error,) = errors_of(text)
+    assert error.startswith(
+        f"rollback.yaml:{STAGING_LINE + 1}: services.checkout.staging: checkout is an Argo"
+        " Rollout (workload: {kind: Rollout}), and rehearsals in staging do not cover Argo"
+        " Rollouts yet: remove staging:"
+    )
