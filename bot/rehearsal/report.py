@@ -111,6 +111,7 @@ def report_due(deps: Deps, item: DueWork) -> None:
         twin=twin,
         fixes=now.fixes,
         not_back=not_back,
+        unread=now.unread,
     )
     _post(deps, rollback, text, is_retry=item.tries > 1)
     deps.audit(
@@ -181,6 +182,7 @@ def report_text(
     twin: Service | None = None,
     fixes: Sequence[str] = (),
     not_back: Sequence[Mapping[str, Any]] | None = None,
+    unread: Sequence[str] = (),
 ) -> str:
     """The report (mrkdwn). Pure: everything it says is passed in. ``not_back``: the undos
     whose deployment is not back (None: every undo, when ``is_back`` is False)."""
@@ -202,6 +204,11 @@ def report_text(
         lines.append(f"• Staging now: {escape(state)}")
     if is_back is False and undo and twin is not None:
         lines += [_not_back(u, twin) for u in (undos_of(steps) if not_back is None else not_back)]
+    lines += [
+        f":grey_question: Could not check {escape(u)}: check it by hand before the next deploy"
+        " or test relies on it."
+        for u in unread
+    ]
     if fixes:
         commands = " then ".join(f"`{escape(f)}`" for f in fixes)
         lines.append(

@@ -203,3 +203,20 @@ def test_every_undo_is_checked_on_its_own_deployment() -> None:
     assert "rollout undo deployment/worker` --to-revision=3" not in text  # one backtick pair
     assert "rollout undo deployment/worker --to-revision=3`" in text
     assert "deployment/api" not in text
+
+
+def test_what_staging_now_could_not_read_is_said() -> None:
+    steps = [step(0, "stop_traffic", "switch_selector", 0, 1)]
+    text = report_text(
+        rehearsal("succeeded"),
+        steps,
+        timings(steps),
+        sla_minutes=15,
+        state=None,
+        is_back=None,
+        unread=['Switch web back to version=green: services "web" not found'],
+    )
+    assert (
+        ':grey_question: Could not check Switch web back to version=green: services "web" not'
+        " found: check it by hand before the next deploy or test relies on it."
+    ) in text
