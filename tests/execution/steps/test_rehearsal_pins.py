@@ -5,6 +5,7 @@ taking away) something else; a step already done, or resumed, still goes through
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -211,3 +212,34 @@ def test_a_pinned_step_says_the_change_and_what_to_do(
         )
     assert str(refused.value).startswith("deployment web-green has no container db in staging")
     assert "Check staging and start a new rehearsal" in str(refused.value)
+
+
+def test_a_pinned_shift_stops_when_someone_moves_the_weight_mid_shift(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    create_virtual_service(
+        sim,
+        "shop",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 50},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": 50},
+    )
+    ctx, _ = make_ctx(kube=kube)
+    moved: list[float] = []
+
+    def someone_moves_it(seconds: float) -> None:  # between the step's passes
+        moved.append(seconds)
+        ops = [
+            {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 20},
+            {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 80},
+        ]
+        kube.patch_object(HERE, TRAFFIC["api_version"], TRAFFIC["kind"], TRAFFIC["name"], ops)
+
+    ctx = replace(ctx, wait=someone_moves_it)
+    params = {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 25, "expect_percent": 50}
+    with pytest.raises(StepFailed) as stopped:
+        shift_traffic(ctx, params)
+    assert str(stopped.value).startswith(
+        "VirtualService board: the canary weight is 80 % in staging, not the 25 % this step just"
+        " set (someone changed staging meanwhile)"
+    )
+    assert len(moved) == 1  # one pass, then it stopped: no fight until the timeout

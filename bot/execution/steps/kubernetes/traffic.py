@@ -125,6 +125,12 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         if canary == target:
             return {"weights": history, "canary_percent": canary}
         if history and canary != history[-1]:
+            if "expect_percent" in params:  # a rehearsal does not fight over staging
+                raise StepFailed(
+                    f"{kind} {name}: the canary weight is {canary} % in staging, not the"
+                    f" {history[-1]} % this step just set (someone changed staging meanwhile);"
+                    " stopped there. Check staging and start a new rehearsal."
+                )
             reverts += 1
             if reverts == 1:  # once: a fight with a GitOps sync must not flood the thread
                 ctx.note(
