@@ -109,7 +109,11 @@ def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
     plan = custom_plan(s.strategy, {p: [x.as_dict() for x in v] for p, v in s.phases.items()})
     for x in plan.steps:
         if why := why_not_rehearsable(x.kind):
-            raise Refusal(f"{x.name}: {why} (phase {x.phase})")
+            raise Refusal(
+                f"{x.name}: {why} (phase {x.phase}). Remove that step from {service.name}'s"
+                " phases: (`check-config` names its line), or remove staging: to stop"
+                " rehearsing this service"
+            )
     return [_in_staging(x, s.deployment, twin.spec.deployment) for x in plan.steps]
 
 

@@ -138,9 +138,9 @@ def _traffic(kube: KubernetesClient, t: KubeTarget, kubectl: str, p: Mapping[str
     line = f"{kind} {name} sends {canary} % to the canary, {stable} % to stable"
     if canary == want:
         return _Check(line)
-    ops = [
-        {"op": "replace", "path": canary_path, "value": want},
-        {"op": "replace", "path": stable_path, "value": stable + canary - want},
+    ops = [  # `add` sets an object member whether it is there or not (a weight of 0 may not be)
+        {"op": "add", "path": canary_path, "value": want},
+        {"op": "add", "path": stable_path, "value": stable + canary - want},
     ]
     group = str(tr["api_version"]).rpartition("/")[0]
     resource = f"{kind.lower()}.{group}" if group else kind.lower()

@@ -300,7 +300,7 @@ def test_a_step_that_cannot_be_rolled_forward_refuses_the_rehearsal() -> None:
     assert twin is not None
     with pytest.raises(Refusal, match="step http_request cannot be rolled forward") as refused:
         plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
-    assert "(phase database)" in str(refused.value)
+    assert "(phase database). Remove that step from cart's phases:" in str(refused.value)
 
 
 def test_custom_phases_keep_the_production_order_and_phases_in_staging() -> None:
