@@ -125,12 +125,7 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         if canary == target:
             return {"weights": history, "canary_percent": canary}
         if history and canary != history[-1]:
-            if "expect_percent" in params:  # a rehearsal does not fight over staging
-                raise StepFailed(
-                    f"{kind} {name}: the canary weight is {canary} % in staging, not the"
-                    f" {history[-1]} % this step just set (someone changed staging meanwhile);"
-                    " stopped there. Check staging and start a new rehearsal."
-                )
+            _stop_if_pinned(params, f"{kind} {name}", canary, history[-1])
             reverts += 1
             if reverts == 1:  # once: a fight with a GitOps sync must not flood the thread
                 ctx.note(
@@ -155,6 +150,16 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         else:  # confirm the weight held; back off while something keeps undoing it
             pause = min(FIRST_POLL_SECONDS * 2**reverts, MAX_REVERTED_PAUSE_SECONDS)
         ctx.wait(min(pause, max(0.0, deadline - ctx.monotonic())))
+
+
+def _stop_if_pinned(params: Mapping[str, Any], where: str, canary: int, just_set: int) -> None:
+    """A rehearsal does not fight over staging: the weight moved under a pinned shift."""
+    if "expect_percent" in params:
+        raise StepFailed(
+            f"{where}: the canary weight is {canary} % in staging, not the {just_set} % this"
+            " step just set (someone changed staging meanwhile); stopped there. Check staging"
+            " and start a new rehearsal."
+        )
 
 
 def _check_pinned(
