@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.regions import context_warnings
+from bot.catalog.staging_checks import staging_context_errors
 from bot.catalog.yaml_lines import CatalogError
 from bot.runtime.logs import setup_logging
 from bot.settings import ConfigurationError, Settings, load_settings
@@ -75,6 +76,10 @@ def _check_config(settings: Settings, path: str | None) -> int:
         for line in template_errors:
             print(line, file=sys.stderr)
         return 1
+    if staging_errors := _staging_context_errors(catalog, settings.kubeconfig):
+        for line in staging_errors:
+            print(line, file=sys.stderr)
+        return 1
     for warning in [*catalog.warnings, *_region_context_warnings(catalog, settings.kubeconfig)]:
         print(warning, file=sys.stderr)
     print(f"{target}: OK, {len(catalog.services)} services: {', '.join(catalog.names)}")
@@ -99,6 +104,17 @@ def _region_context_warnings(catalog: Catalog, kubeconfig: str | None) -> list[s
         for s in catalog.services.values()
         for w in context_warnings(catalog.source, s.name, s.regions, known)
     ]
+
+
+def _staging_context_errors(catalog: Catalog, kubeconfig: str | None) -> list[str]:
+    """A staging: target that is production once an absent context reads as the kubeconfig's
+    current one (parse_catalog compares the names as written)."""
+    if not catalog.staging_lines:
+        return []
+    from bot.adapters.kube.contexts import kubeconfig_current_context  # why: 0.5 s, as above
+
+    current = kubeconfig_current_context(kubeconfig)
+    return staging_context_errors(catalog, catalog.staging_lines, current)
 
 
 def _template_errors_in(path: str, known: list[str]) -> list[str]:

@@ -94,7 +94,15 @@ def parse_catalog(text: str, source: str = "rollback.yaml") -> Catalog:
         errors += impossible_approvals(catalog, mapper.lines)
     if errors:
         raise CatalogError(sorted(dict.fromkeys(errors), key=line_number))
-    return replace(catalog, warnings=tuple(approvals_an_approver_cannot_get(catalog, mapper.lines)))
+    return replace(
+        catalog,
+        warnings=tuple(approvals_an_approver_cannot_get(catalog, mapper.lines)),
+        staging_lines={
+            n: line_for(("services", n, "staging"), mapper.lines)
+            for n, s in catalog.services.items()
+            if s.spec.staging is not None
+        },
+    )
 
 
 def _validates(model: type[BaseModel], data: object) -> bool:

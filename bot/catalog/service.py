@@ -188,6 +188,7 @@ class Catalog:
     source: str
     services: Mapping[str, Service]
     warnings: tuple[str, ...] = ()
+    staging_lines: Mapping[str, int] = field(default_factory=dict)  # service → its staging: line
 
     def get(self, name: str) -> Service | None:
         return self.services.get(name.lower())

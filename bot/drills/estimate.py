@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from statistics import median
 
 from bot.drills.checks import Check, failed, ok, unknown
-from bot.rehearsal.plan import ROLL_FORWARD_PHASE
+from bot.rehearsal.forward import ROLL_FORWARD, ROLL_FORWARD_PHASE
 from bot.rollback.plan import PHASE_TITLES, Plan
 
 NAME = "Estimate"
@@ -42,9 +42,17 @@ def phase_estimates(
 
 
 def rollback_halves(rehearsals: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
-    """The rehearsals' phases without the roll-forward (stored as its own phase): what a
-    production rollback of the same plan does."""
-    halves = [{p: s for p, s in r.items() if p != ROLL_FORWARD_PHASE} for r in rehearsals]
+    """The rehearsals' phases without the roll-forward: what a production rollback of the same
+    plan does. The roll-forward's steps are timed under ``roll_forward``; a rehearsal stored
+    before that marker has none, and there the cleanup phase was the roll-forward."""
+    halves = [
+        {
+            p: s
+            for p, s in r.items()
+            if p != (ROLL_FORWARD if ROLL_FORWARD in r else ROLL_FORWARD_PHASE)
+        }
+        for r in rehearsals
+    ]
     return [h for h in halves if h]
 
 

@@ -15,7 +15,8 @@ def continue_gate(
 ) -> Reply:
     step = deps.repo.get_step(step_id)
     rollback = deps.repo.get_rollback(step.rollback_id) if step else None
-    service = deps.catalog.get(rollback.service) if rollback else None
+    # target_of: a rehearsal's row is keyed <service>@staging, and its gate is pressed as well
+    service = deps.catalog.target_of(rollback.service) if rollback else None
     if step is None or rollback is None or service is None:
         return Reply("This gate no longer exists.")
     members = approver_members(deps, service)  # group approvers

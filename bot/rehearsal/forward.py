@@ -10,16 +10,33 @@ makes a step refuse rather than put back something else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.adapters.kube.values import UndoPlan
 from bot.rollback.plan import StepSpec, step
 from bot.rollback.safety import Refusal, release_label
+from storage.models import RollbackStep
 
-# The phase of the roll-forward: the rehearsal's timings tell it from the rollback by it.
+# The phase the roll-forward's steps are shown in. The rollback's own steps keep their phases
+# (a cleanup among them), so a roll-forward step is told by its ``roll_forward`` param; rehearsals
+# stored before that param have none, and there every cleanup step is the roll-forward.
 ROLL_FORWARD_PHASE = "cleanup"
+ROLL_FORWARD = "roll_forward"
+
+
+def forward_step(kind: str, name: str, **params: Any) -> StepSpec:
+    """A step of the roll-forward (marked as such in its params)."""
+    return step(ROLL_FORWARD_PHASE, kind, name, **params, **{ROLL_FORWARD: True})
+
+
+def rolls_forward(steps: Sequence[RollbackStep]) -> list[bool]:
+    """For each stored step of a rehearsal, whether it belongs to the roll-forward."""
+    marks = [bool((s.detail.get("params") or {}).get(ROLL_FORWARD)) for s in steps]
+    if any(marks):
+        return marks
+    return [s.phase == ROLL_FORWARD_PHASE for s in steps]  # stored before the marker
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,10 @@ class StagingState:
     replicas: Mapping[str, int] = field(default_factory=dict)  # Deployment → replicas
     weights: Mapping[str, int] = field(default_factory=dict)  # "Kind/name" → canary weight
     images: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (Deployment, container)
-    undo: UndoPlan | None = None  # a rollout_undo's plan (from → to)
+    undos: Mapping[str, UndoPlan] = field(default_factory=dict)  # Deployment → its undo (from → to)
+    # every Deployment the plan names → its label selector: which one a Service's selector picks
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    canary: str | None = None  # the canary Deployment (the catalog's canary: section)
 
 
 @dataclass(frozen=True)
@@ -55,8 +75,7 @@ def _with(s: StepSpec, **params: Any) -> StepSpec:
     return replace(s, params={**s.params, **params})
 
 
-def _forward(kind: str, name: str, **params: Any) -> StepSpec:
-    return step(ROLL_FORWARD_PHASE, kind, name, **params)
+_forward = forward_step
 
 
 def _ready(deployment: str, what: str) -> StepSpec:
@@ -71,16 +90,21 @@ def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted
     wanted = {str(k): str(v) for k, v in s.params["selector"].items()}
     changed = {k: v for k, v in wanted.items() if before.get(k) != v}
     if not changed:
-        return Inverted(s)
+        return Inverted(_with(s, expect_selector=wanted))  # pinned: already so when planned
     if missing := [k for k in changed if k not in before]:
         raise Refusal(
             f"Service {service} in staging has no selector key {', '.join(missing)}: the"
-            " rollback would add it and the roll-forward cannot take it away again"
+            " rollback would add it and the roll-forward cannot take it away again. Give"
+            f" {service} in staging the selector the rollback switches (add"
+            f" {', '.join(missing)} to its selector and to its pods' labels), or rehearse a"
+            " plan that switches a key it has"
         )
     back = {k: before[k] for k in changed}
+    live = _selected(state, service, before, back)
     return Inverted(
         _with(s, expect_selector=back),
         (
+            _ready(live, f"{live} is ready before traffic goes back to it"),
             _forward(
                 "switch_selector",
                 f"Switch {service} back to {_pairs(back)}",
@@ -93,6 +117,38 @@ def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted
     )
 
 
+def _selected(
+    state: StagingState, service: str, selector: Mapping[str, str], keys: Mapping[str, str]
+) -> str:
+    """The Deployment Service ``service`` sends traffic to with ``selector`` (the one of the
+    plan's whose labels carry the switched ``keys``); refused when none is known, or when it
+    has no replica (the roll-forward would send traffic back to a colour without pods)."""
+    found = [
+        name
+        for name, labels in state.labels.items()
+        if all(labels.get(k) == v for k, v in keys.items())
+        and all(labels.get(k, v) == v for k, v in selector.items())
+    ]
+    if len(found) != 1:
+        known = ", ".join(sorted(state.labels)) or "none"
+        raise Refusal(
+            f"cannot tell which Deployment Service {service} sends traffic to in staging with"
+            f" {_pairs(selector)} ({'several' if found else 'none'} of the plan's Deployments,"
+            f" {known}, match): the roll-forward must wait for its pods before switching back."
+            " Name that Deployment in a step of the plan (a wait_rollout with min_available: 1)"
+        )
+    _refuse_idle(state, found[0], f"Service {service} selects it ({_pairs(selector)})")
+    return found[0]
+
+
+def _refuse_idle(state: StagingState, deployment: str, why: str) -> None:
+    if state.replicas.get(deployment) == 0:
+        raise Refusal(
+            f"{deployment} has 0 replicas in staging while {why}: scale it up first"
+            f" (kubectl scale deployment/{deployment} --replicas=N), then rehearse"
+        )
+
+
 def _pairs(selector: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in selector.items())
 
@@ -101,7 +157,7 @@ def _scale(s: StepSpec, state: StagingState, default: str) -> Inverted:
     name = _deployment(s, default)
     before, wanted = state.replicas[name], int(s.params["replicas"])
     if before == wanted:
-        return Inverted(s)
+        return Inverted(_with(s, expect_replicas=before))  # pinned: already so when planned
     forward = [
         _forward(
             "scale",
@@ -125,6 +181,17 @@ def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
     pinned = _with(s, expect_percent=before, gate_query=None)  # no production metric gate
     if before == target:
         return Inverted(pinned)
+    forward: list[StepSpec] = []
+    if before > target:  # the roll-forward sends traffic back to the canary: it needs pods
+        canary = state.canary
+        if canary is None:
+            raise Refusal(
+                f"cannot tell which Deployment is the canary behind {key} in staging: the"
+                " roll-forward must wait for its pods before sending traffic back. Give the"
+                " catalog's canary: section (canary: {deployment: <name>, traffic: …})"
+            )
+        _refuse_idle(state, canary, f"{key} sends {before} % to the canary")
+        forward.append(_ready(canary, f"{canary} is ready before traffic goes back to it"))
     back = _forward(
         "shift_traffic",
         f"Shift {before} % back to the canary",
@@ -133,14 +200,14 @@ def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
         step_percent=100,
         expect_percent=target,
     )
-    return Inverted(pinned, (back,), f"{key} canary {before} % → {target} %")
+    return Inverted(pinned, (*forward, back), f"{key} canary {before} % → {target} %")
 
 
 def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
     name, container = _deployment(s, default), str(s.params["container"])
     before, wanted = state.images[(name, container)], str(s.params["image"])
     if before == wanted:
-        return Inverted(s)
+        return Inverted(_with(s, expect_image=before))  # pinned: already so when planned
     forward = (
         _forward(
             "set_image",
@@ -158,8 +225,8 @@ def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
 
 
 def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
-    undo, name = state.undo, _deployment(s, default)
-    assert undo is not None  # read with the state whenever the plan has a rollout_undo
+    name = _deployment(s, default)
+    undo = state.undos[name]  # read with the state for each rollout_undo of the plan
     back, forth = release_label(undo.images_after), release_label(undo.images_before)
     pinned = replace(
         s,
@@ -187,6 +254,22 @@ def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
 
 
 Invert = Callable[[StepSpec, StagingState, str], Inverted]
+
+
+def written(s: StepSpec, default: str) -> str | None:
+    """What a step that writes changes, in words (``the template of deployment api``), or
+    None: two steps writing the same thing cannot both be pinned to one read of staging."""
+    name = _deployment(s, default)
+    if s.kind in ("rollout_undo", "set_image"):
+        return f"the pod template of deployment {name}"
+    if s.kind == "scale":
+        return f"the replica count of deployment {name}"
+    if s.kind == "switch_selector":
+        return f"the selector of Service {s.params['service']}"
+    if s.kind == "shift_traffic":
+        return f"the weights of {traffic_key(s.params['traffic'])}"
+    return None
+
 
 INVERSES: Mapping[str, Invert] = {
     "switch_selector": _switch_selector,

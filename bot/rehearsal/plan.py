@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
 from bot.catalog.load import PlanError, Service
+from bot.catalog.staging_checks import names_production, production_endpoint
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.traffic import traffic_weights
 from bot.rehearsal.forward import (
@@ -22,9 +23,11 @@ from bot.rehearsal.forward import (
     ROLL_FORWARD_PHASE,
     Inverted,
     StagingState,
+    forward_step,
     traffic_key,
+    written,
 )
-from bot.rollback.plan import PHASES, Plan, StepSpec, custom_plan, step
+from bot.rollback.plan import Plan, StepSpec, custom_plan, step
 from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
 from bot.rollback.safety import KnownRevision, Refusal, release_label, resolve_target
 
@@ -56,10 +59,21 @@ def where(twin: Service) -> str:
 
 
 def plan_rehearsal(
-    kube: KubernetesClient, service: Service, twin: Service, target: str | None
+    kube: KubernetesClient,
+    service: Service,
+    twin: Service,
+    target: str | None,
+    *,
+    current_context: str | None = None,
 ) -> Rehearsal:
     """Read staging once and plan the rehearsal of ``service`` on its staging ``twin``, or
-    :class:`Refusal` saying why it cannot run."""
+    :class:`Refusal` saying why it cannot run. ``current_context``: the kubeconfig's, which a
+    target without a context uses (None: unknown)."""
+    if why := names_production(service, twin, current_context):
+        raise Refusal(
+            f"{service.name}'s staging: target {why}. A rehearsal never touches production:"
+            " fix staging: in the catalog"
+        )
     s = service.spec
     if s.workload.kind == "Rollout":
         raise Refusal(
@@ -95,17 +109,25 @@ def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
     plan = custom_plan(s.strategy, {p: [x.as_dict() for x in v] for p, v in s.phases.items()})
     for x in plan.steps:
         if why := why_not_rehearsable(x.kind):
-            raise Refusal(f"{x.name}: {why} (phase {x.phase})")
+            raise Refusal(
+                f"{x.name}: {why} (phase {x.phase}). Remove that step from {service.name}'s"
+                " phases: (`check-config` names its line), or remove staging: to stop"
+                " rehearsing this service"
+            )
     return [_in_staging(x, s.deployment, twin.spec.deployment) for x in plan.steps]
 
 
 def _in_staging(s: StepSpec, production: str, staging: str) -> StepSpec:
+    """Production's Deployment renamed to staging's (in a snapshot, that Deployment only: a
+    Service or ConfigMap of the same name keeps its name)."""
     params = dict(s.params)
     if params.get("deployment") == production:
         params["deployment"] = staging
     if s.kind == "snapshot":
         params["objects"] = [
-            [o[0], staging, *o[2:]] if len(o) > 1 and o[1] == production else o
+            [o[0], staging, *o[2:]]
+            if len(o) > 1 and (o[0], o[1]) == ("Deployment", production)
+            else o
             for o in params["objects"]
         ]
     return replace(s, params=params)
@@ -116,15 +138,37 @@ def read_state(
 ) -> StagingState:
     """One read of what the steps will change in staging (each object read once)."""
     kube, t = kube.reading_once(), KubeTarget(twin.context, twin.namespace)
-    state = StagingState()
+    canary = twin.spec.canary.deployment if twin.spec.canary is not None else None
+    state = StagingState(canary=canary)
     try:
         for s in steps:
             state = _read_one(kube, t, twin, s, state, target)
+        state = _read_deployments(kube, t, _named(twin, steps, canary), state)
     except KubeError as exc:
         raise Refusal(f"cannot plan the rollback in staging ({where(twin)}): {exc}") from None
     except StepFailed as exc:
         raise Refusal(f"cannot plan the rollback in staging: {exc}") from None
     return state
+
+
+def _named(twin: Service, steps: list[StepSpec], canary: str | None) -> list[str]:
+    """The Deployments a traffic step may send traffic to: those the plan names, the canary."""
+    named = [str(s.params["deployment"]) for s in steps if s.params.get("deployment")]
+    bg = twin.spec.blue_green
+    return list(dict.fromkeys([*named, *(x for x in (canary, bg and bg.candidate) if x)]))
+
+
+def _read_deployments(
+    kube: KubernetesClient, t: KubeTarget, names: list[str], state: StagingState
+) -> StagingState:
+    """Their label selectors and replica counts, read once (traffic must not go back to a
+    Deployment without pods)."""
+    infos = {n: kube.deployment(t, n) for n in names}
+    return replace(
+        state,
+        labels={n: dict(i.selector) for n, i in infos.items()},
+        replicas={**{n: i.replicas for n, i in infos.items()}, **state.replicas},
+    )
 
 
 def _read_one(
@@ -155,7 +199,7 @@ def _read_one(
         weight = traffic_weights(obj, where_, tr["stable_weight_path"], tr["canary_weight_path"])
         return replace(state, weights={**state.weights, traffic_key(tr): weight[1]})
     if s.kind == "rollout_undo":
-        return replace(state, undo=_read_undo(kube, twin, name, target))
+        return replace(state, undos={**state.undos, name: _read_undo(kube, twin, name, target)})
     return state
 
 
@@ -191,6 +235,7 @@ def rehearsal_of(
     back: list[StepSpec] = []
     forth: list[StepSpec] = []
     changes, notes = [], []
+    _refuse_written_twice(steps, twin.spec.deployment)
     for s in steps:
         if s.kind in PRODUCTION_CHECKS:
             continue  # production's signals and URLs: the staging health check stands in
@@ -207,17 +252,42 @@ def rehearsal_of(
             "rolling back would change nothing in staging: it already runs what the rollback"
             " goes back to. Deploy a release to roll back from to staging first"
         )
-    rollback = sorted(
-        (replace(x, phase="application") if x.phase == ROLL_FORWARD_PHASE else x for x in back),
-        key=lambda x: PHASES.index(x.phase),
-    )  # the rollback's own cleanup (scaling the bad colour to 0) is part of its timing
     steps_ = [
-        *rollback,
+        *back,  # in the production plan's own order and phases
         *_health("verification", twin, "Health check after the rollback"),
-        *forth,
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        *_once(forth),
+        *_forward_health(twin),
     ]
-    return Rehearsal(Plan(strategy, tuple(steps_)), state.undo, tuple(changes), tuple(notes))
+    undo = next(iter(state.undos.values()), None)  # the first one: what the reply names
+    return Rehearsal(Plan(strategy, tuple(steps_)), undo, tuple(changes), tuple(notes))
+
+
+def _refuse_written_twice(steps: list[StepSpec], default: str) -> None:
+    """Each write is pinned to the state read before the rehearsal: a second write of the same
+    thing would be pinned to a value the first one already changed."""
+    first: dict[str, str] = {}
+    for s in steps:
+        what = written(s, default) if s.kind in INVERSES else None
+        if what is None:
+            continue
+        if what in first:
+            raise Refusal(
+                f"{s.name} (phase {s.phase}) writes {what} again after {first[what]}: a"
+                " rehearsal pins each write to staging as read before it and cannot roll a"
+                " second write of it forward. Rehearse a plan that writes it once (merge the"
+                " two steps)"
+            )
+        first[what] = f"{s.name} (phase {s.phase})"
+
+
+def _once(steps: list[StepSpec]) -> list[StepSpec]:
+    """Without a step that repeats the one just before it (a scale back waits for its pods, and
+    so does the traffic that goes back to them)."""
+    return [
+        x
+        for i, x in enumerate(steps)
+        if i == 0 or (x.kind, x.params) != (steps[i - 1].kind, steps[i - 1].params)
+    ]
 
 
 def _refuse_idle_traffic(s: StepSpec, inverted: Inverted, state: StagingState) -> None:
@@ -250,10 +320,9 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
             " no http: section (the staging API's rollback and roll-forward endpoints), and a"
             " rehearsal never calls production's: add staging.http to the catalog"
         )
-    prod = service.spec.http_rollback
-    production = {prod.url, prod.status_url} - {None} if prod is not None else set()
-    if production & {h.url, h.forward_url, h.status_url}:
-        raise Refusal(f"{service.name}'s staging.http names a production endpoint; fix the catalog")
+    if found := production_endpoint(service):
+        key, why = found
+        raise Refusal(f"{service.name}'s staging.http.{key}: {why} in the catalog")
     status = [step("verification", "http_check", "Staging API status", url=h.status_url)]
     steps = [
         step(
@@ -265,15 +334,14 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
         ),
         *(status if h.status_url else []),
         *_health("verification", twin, "Health check after the rollback"),
-        step(
-            ROLL_FORWARD_PHASE,
+        forward_step(
             "http_request",
             "Call the staging API's roll-forward endpoint",
             url=h.forward_url,
             method=h.forward_method,
         ),
-        *([replace(status[0], phase=ROLL_FORWARD_PHASE)] if h.status_url else []),
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        *([forward_step("http_check", status[0].name, url=h.status_url)] if h.status_url else []),
+        *_forward_health(twin),
     ]
     return Rehearsal(
         Plan("http", tuple(steps)),
@@ -298,16 +366,15 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
         ),
         step("application", "wait_rollout", "Wait for the rollback to roll out", deployment=d),
         *_health("verification", twin, "Health check after the rollback"),
-        step(
-            ROLL_FORWARD_PHASE,
+        forward_step(
             "rollout_undo",
             f"Roll {d} forward to revision {undo.from_revision}, where it started ({forth})",
             deployment=d,
             to_revision=undo.from_revision,
             expect_template=undo.from_template,
         ),
-        step(ROLL_FORWARD_PHASE, "wait_rollout", "Wait for the roll-forward", deployment=d),
-        *_health(ROLL_FORWARD_PHASE, twin, "Health check after the roll-forward"),
+        forward_step("wait_rollout", "Wait for the roll-forward", deployment=d),
+        *_forward_health(twin),
     ]
     return steps
 
@@ -315,3 +382,9 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
 def _health(phase: str, twin: Service, name: str) -> list[StepSpec]:
     url = twin.spec.health_url  # the staging health URL (the twin never has production's)
     return [step(phase, "http_check", name, url=url)] if url else []
+
+
+def _forward_health(twin: Service) -> list[StepSpec]:
+    url = twin.spec.health_url
+    name = "Health check after the roll-forward"
+    return [forward_step("http_check", name, url=url)] if url else []

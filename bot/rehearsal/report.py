@@ -20,7 +20,8 @@ from bot.execution.service_state import describe_service_state
 from bot.notify import limits
 from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
-from bot.rehearsal.plan import ROLL_FORWARD_PHASE, where
+from bot.rehearsal.forward import rolls_forward
+from bot.rehearsal.plan import where
 from bot.rehearsal.staging_now import StagingNow, staging_now
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
@@ -45,8 +46,9 @@ class Timings:
 
 
 def timings(steps: Sequence[RollbackStep]) -> Timings:
-    back = [s for s in steps if s.phase != ROLL_FORWARD_PHASE]
-    forth = [s for s in steps if s.phase == ROLL_FORWARD_PHASE]
+    marks = rolls_forward(steps)
+    back = [s for s, is_forward in zip(steps, marks, strict=True) if not is_forward]
+    forth = [s for s, is_forward in zip(steps, marks, strict=True) if is_forward]
     return Timings(_span(back), _span(forth), _all_done(back), _all_done(forth))
 
 
@@ -97,7 +99,7 @@ def report_due(deps: Deps, item: DueWork) -> None:
     now = staging_now(kube, twin, steps) if twin is not None else StagingNow()
     if now.lines:
         state = "; ".join(filter(None, [state, *now.lines]))
-    undo_back = _is_back_at_start(kube, twin, started_from(steps))
+    undo_back, not_back = undos_back(kube, twin, undos_of(steps))
     back_home = _both(undo_back, now.is_back)
     text = report_text(
         rollback,
@@ -108,6 +110,8 @@ def report_due(deps: Deps, item: DueWork) -> None:
         is_back=undo_back,
         twin=twin,
         fixes=now.fixes,
+        not_back=not_back,
+        unread=now.unread,
     )
     _post(deps, rollback, text, is_retry=item.tries > 1)
     deps.audit(
@@ -132,25 +136,39 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
     return None if a is None and b is None else True
 
 
+def undos_of(steps: Sequence[RollbackStep]) -> list[Mapping[str, Any]]:
+    """The rollback's undos as their steps recorded them (from: where staging started), each
+    with its own deployment, in plan order."""
+    return [
+        dict(s.detail["undo"])
+        for s, is_forward in zip(steps, rolls_forward(steps), strict=True)
+        if s.kind == "rollout_undo" and not is_forward and s.detail.get("undo")
+    ]
+
+
 def started_from(steps: Sequence[RollbackStep]) -> Mapping[str, Any]:
-    """The rollback's undo as its step recorded it (from: where staging started), or {}."""
-    for s in steps:
-        if s.kind == "rollout_undo" and s.phase != ROLL_FORWARD_PHASE:
-            return dict(s.detail.get("undo") or {})
-    return {}
+    """The rollback's first undo as its step recorded it, or {}."""
+    return next(iter(undos_of(steps)), {})
 
 
-def _is_back_at_start(
-    kube: KubernetesClient, twin: Service | None, start: Mapping[str, Any]
-) -> bool | None:
-    """Whether staging runs the images it ran before the rehearsal (None: cannot tell)."""
-    if twin is None or not start:
-        return None
-    try:
-        now = kube.deployment(KubeTarget(twin.context, twin.namespace), twin.spec.deployment)
-    except KubeError:
-        return None
-    return dict(now.images) == dict(start.get("images_before") or {})
+def undos_back(
+    kube: KubernetesClient, twin: Service | None, undos: Sequence[Mapping[str, Any]]
+) -> tuple[bool | None, list[Mapping[str, Any]]]:
+    """Whether staging runs, in each undone deployment, the images it ran before the rehearsal
+    (None: none could be read), and the undos whose deployment is not back."""
+    if twin is None or not undos:
+        return None, []
+    t, checked, not_back = KubeTarget(twin.context, twin.namespace), 0, []
+    for undo in undos:
+        name = str(undo.get("deployment") or twin.spec.deployment)
+        try:
+            now = kube.deployment(t, name)
+        except KubeError:
+            continue
+        checked += 1
+        if dict(now.images) != dict(undo.get("images_before") or {}):
+            not_back.append(undo)
+    return (None if not checked else not not_back), not_back
 
 
 def report_text(
@@ -163,8 +181,11 @@ def report_text(
     is_back: bool | None,
     twin: Service | None = None,
     fixes: Sequence[str] = (),
+    not_back: Sequence[Mapping[str, Any]] | None = None,
+    unread: Sequence[str] = (),
 ) -> str:
-    """The report (mrkdwn). Pure: everything it says is passed in."""
+    """The report (mrkdwn). Pure: everything it says is passed in. ``not_back``: the undos
+    whose deployment is not back (None: every undo, when ``is_back`` is False)."""
     name = rollback.service.partition("@")[0]
     undo = started_from(steps)
     ok = rollback.status == RollbackStatus.SUCCEEDED
@@ -182,7 +203,12 @@ def report_text(
     if state:
         lines.append(f"• Staging now: {escape(state)}")
     if is_back is False and undo and twin is not None:
-        lines.append(_not_back(undo, twin))
+        lines += [_not_back(u, twin) for u in (undos_of(steps) if not_back is None else not_back)]
+    lines += [
+        f":grey_question: Could not check {escape(u)}: check it by hand before the next deploy"
+        " or test relies on it."
+        for u in unread
+    ]
     if fixes:
         commands = " then ".join(f"`{escape(f)}`" for f in fixes)
         lines.append(
@@ -195,7 +221,7 @@ def report_text(
 
 def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
     """Staging does not run what it ran before: say so, and the command that brings it back."""
-    revision, name = undo.get("from_revision"), twin.spec.deployment
+    revision, name = undo.get("from_revision"), str(undo.get("deployment") or twin.spec.deployment)
     context = f"--context {twin.context} " if twin.context else ""
     kubectl = f"kubectl {context}-n {twin.namespace} rollout undo deployment/{name}"
     return (

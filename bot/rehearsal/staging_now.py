@@ -20,7 +20,7 @@ from bot.catalog.load import Service
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.http import redact_url
 from bot.execution.steps.kubernetes.traffic import traffic_weights
-from bot.rehearsal.forward import ROLL_FORWARD_PHASE
+from bot.rehearsal.forward import rolls_forward
 from bot.rollback.lifecycle import StepStatus
 from storage.models import RollbackStep
 
@@ -49,12 +49,13 @@ def staging_now(kube: KubernetesClient, twin: Service, steps: Sequence[RollbackS
     kubectl = f"kubectl {f'--context {twin.context} ' if twin.context else ''}-n {twin.namespace}"
     checks: list[_Check] = []
     unread: list[str] = []
+    marks = rolls_forward(steps)
     called = any(  # the staging API's rollback endpoint was called (or may have been)
-        s.kind == "http_request" and s.phase != ROLL_FORWARD_PHASE and s.detail.get("sent")
-        for s in steps
+        s.kind == "http_request" and not is_forward and s.detail.get("sent")
+        for s, is_forward in zip(steps, marks, strict=True)
     )
-    for s in steps:
-        if s.phase != ROLL_FORWARD_PHASE or (s.kind == "http_request" and not called):
+    for s, is_forward in zip(steps, marks, strict=True):
+        if not is_forward or (s.kind == "http_request" and not called):
             continue
         p = dict(s.detail.get("params") or {})
         try:
@@ -137,9 +138,9 @@ def _traffic(kube: KubernetesClient, t: KubeTarget, kubectl: str, p: Mapping[str
     line = f"{kind} {name} sends {canary} % to the canary, {stable} % to stable"
     if canary == want:
         return _Check(line)
-    ops = [
-        {"op": "replace", "path": canary_path, "value": want},
-        {"op": "replace", "path": stable_path, "value": stable + canary - want},
+    ops = [  # `add` sets an object member whether it is there or not (a weight of 0 may not be)
+        {"op": "add", "path": canary_path, "value": want},
+        {"op": "add", "path": stable_path, "value": stable + canary - want},
     ]
     group = str(tr["api_version"]).rpartition("/")[0]
     resource = f"{kind.lower()}.{group}" if group else kind.lower()

@@ -6,8 +6,10 @@ engine gets it (durable before acted on; a restart resumes it)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from bot.adapters.kube.contexts import kubeconfig_current_context
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.steps.table import plan_rows
@@ -43,7 +45,9 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
             " rollback.example.yaml). Nothing was changed."
         )
     try:
-        rehearsal = plan_rehearsal(deps.kube, service, twin, cmd.target_revision)
+        rehearsal = plan_rehearsal(
+            deps.kube, service, twin, cmd.target_revision, current_context=_current_context(deps)
+        )
     except Refusal as refusal:
         _refused(deps, service, asker, str(refusal), target=cmd.target_revision)
         return Reply(
@@ -79,6 +83,14 @@ def rehearse(deps: Deps, cmd: Command, service: Service, asker: Asker) -> Reply:
         f" ({escape(where(twin))}): {escape(_what(rehearsal))} and forward again."
         f"{_notes(rehearsal)} Production is not touched. Progress in <#{service.channel}>."
     )
+
+
+def _current_context(deps: Deps) -> str | None:
+    """The kubeconfig's current context, which a target without a context uses (in a pod
+    without a context the bot uses its in-cluster credentials instead: None)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    return kubeconfig_current_context(deps.settings.kubeconfig)
 
 
 def _what(rehearsal: Rehearsal) -> str:

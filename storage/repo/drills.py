@@ -170,7 +170,9 @@ class DrillsMixin(RepositoryBase):
 
     def phase_durations(self, service: str, limit: int = 20) -> list[dict[str, float]]:
         """Seconds each phase took in the service's latest ``limit`` succeeded rollbacks
-        (first step start to last step end), newest first."""
+        (first step start to last step end), newest first. A rehearsal's roll-forward steps
+        (``roll_forward`` in their params) are timed under ``roll_forward``, apart from the
+        rollback's own phases."""
         recent = (
             select(Rollback.id)
             .where(Rollback.service == service, Rollback.status == RollbackStatus.SUCCEEDED)
@@ -187,8 +189,10 @@ class DrillsMixin(RepositoryBase):
         spans: dict[int, dict[str, list[float]]] = {}
         for s in steps:
             assert s.started_at is not None and s.finished_at is not None
+            is_forward = bool((s.detail.get("params") or {}).get("roll_forward"))
             span = spans.setdefault(s.rollback_id, {}).setdefault(
-                s.phase, [s.started_at.timestamp(), s.finished_at.timestamp()]
+                "roll_forward" if is_forward else s.phase,
+                [s.started_at.timestamp(), s.finished_at.timestamp()],
             )
             span[0] = min(span[0], s.started_at.timestamp())
             span[1] = max(span[1], s.finished_at.timestamp())

@@ -64,3 +64,8 @@ def test_a_rehearsal_s_roll_forward_is_not_counted_as_the_plan_s_cleanup() -> No
     plan = Plan("undo", (*PLAN.steps, step("cleanup", "http_check", "Tidy", timeout_seconds=20)))
     check = estimate_check(plan, [], 15, "checkout", rehearsals=rollback_halves(rows))
     assert "cleanup 20 s (timeouts)" in check.reason
+
+
+def test_a_marked_roll_forward_leaves_the_rollback_s_own_cleanup_in_its_half() -> None:
+    rows = [{"stop_traffic": 5.0, "cleanup": 40.0, "roll_forward": 300.0}]
+    assert rollback_halves(rows) == [{"stop_traffic": 5.0, "cleanup": 40.0}]

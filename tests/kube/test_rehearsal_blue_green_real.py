@@ -64,8 +64,14 @@ def test_a_blue_green_rehearsal_rolls_real_staging_back_and_forward(
     assert staging.selector("web") == {"app": "web", "version": "green"}
     assert staging.deployment("web-green").spec.replicas == 2
     assert staging.rolled_out("web-green")
-    steps = [(s.phase, s.kind, s.status) for s in h.bot.deps.repo.list_steps(1)]
-    assert [k for p, k, _ in steps if p == "cleanup"] == [
+    stored = h.bot.deps.repo.list_steps(1)
+    steps = [(s.phase, s.kind, s.status) for s in stored]
+    assert [
+        s.kind
+        for s in stored
+        if s.phase == "cleanup" and not s.detail["params"].get("roll_forward")
+    ] == ["scale"]  # the rollback's own cleanup
+    assert [s.kind for s in stored if s.detail["params"].get("roll_forward")] == [
         "scale",
         "wait_rollout",
         "switch_selector",

@@ -310,3 +310,27 @@ def test_the_bot_has_only_its_roles_permissions(
         bot_kube.deployment(unbound, "checkout-api")
     assert refused.value.status == 403
     assert "system:serviceaccount:rollback-bot:rollback-bot" in str(refused.value)
+
+
+def test_a_rehearsal_s_pinned_writes_are_conditional_on_the_real_api(
+    workloads: Workloads, make_ctx: Any
+) -> None:
+    """The real API takes the Scale's resourceVersion and the JSON Patch test on the image."""
+    workloads.release("checkout-api", IMAGES[:1])
+    workloads.service("storefront", {"app": "storefront", "version": "green"})
+    ctx, _ = make_ctx()
+    assert scale(ctx, {"replicas": 3, "expect_replicas": 2})["replicas_after"] == 3
+    image = {"container": "app", "image": "shop/checkout:v0", "expect_image": "shop/checkout:v1"}
+    assert set_image(ctx, image)["image_after"] == "shop/checkout:v0"
+    green_to_blue = {
+        "service": "storefront",
+        "selector": {"version": "blue"},
+        "expect_selector": {"version": "green"},
+    }
+    assert switch_selector(ctx, green_to_blue)["selector"]["version"] == "blue"
+    version = workloads.deployment("checkout-api").metadata.resource_version
+    with pytest.raises(
+        StepFailed, match="the replica count of checkout-api is 3 in staging, not 2"
+    ):
+        scale(ctx, {"replicas": 1, "expect_replicas": 2})
+    assert workloads.deployment("checkout-api").metadata.resource_version == version

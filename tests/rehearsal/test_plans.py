@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Service, parse_catalog
 from bot.catalog.spec import PlanStep, Workload
-from bot.rehearsal.forward import StagingState
+from bot.rehearsal.forward import ROLL_FORWARD, ROLL_FORWARD_PHASE, StagingState
 from bot.rehearsal.plan import plan_rehearsal, rehearsal_of, rollback_steps
 from bot.rollback.plan import StepSpec
 from bot.rollback.safety import Refusal
+from bot.sim.kube_api import KubeSimulator
 
 CATALOG = textwrap.dedent(
     """\
@@ -77,13 +79,29 @@ def services() -> dict[str, Service]:
 
 
 def rows(steps: tuple[StepSpec, ...]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(s.phase, s.kind, dict(s.params)) for s in steps]
+    """(phase, kind, params); a roll-forward step (marked in its params) as phase ``forward``."""
+    return [
+        (
+            "forward" if s.params.get(ROLL_FORWARD) else s.phase,
+            s.kind,
+            {k: v for k, v in s.params.items() if k != ROLL_FORWARD},
+        )
+        for s in steps
+    ]
+
+
+COLOURS = {
+    "web-blue": {"app": "web", "version": "blue"},
+    "web-green": {"app": "web", "version": "green"},
+}
 
 
 def plan_of(name: str, state: StagingState) -> Any:
     svc = services()[name]
     twin = svc.staging_twin()
     assert twin is not None
+    canary = twin.spec.canary.deployment if twin.spec.canary else None
+    state = replace(state, labels=state.labels or COLOURS, canary=state.canary or canary)
     return rehearsal_of(svc.spec.strategy, twin, list(twin.plan().steps), state)
 
 
@@ -97,12 +115,12 @@ def test_blue_green_switches_to_stable_then_back_to_the_candidate_once_it_is_rea
         ("preparation", "snapshot"),
         ("preparation", "wait_rollout"),  # the stable colour has a ready pod
         ("stop_traffic", "switch_selector"),
-        ("application", "scale"),  # the rollback's own cleanup counts in its timing
+        ("cleanup", "scale"),  # the rollback's own cleanup, in its own phase and place
         ("verification", "http_check"),
-        ("cleanup", "scale"),
-        ("cleanup", "wait_rollout"),  # the candidate is ready BEFORE traffic goes back to it
-        ("cleanup", "switch_selector"),
-        ("cleanup", "http_check"),
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),  # the candidate is ready BEFORE traffic goes back to it
+        ("forward", "switch_selector"),
+        ("forward", "http_check"),
     ]
     p = [params for _, _, params in rows(r.plan.steps)]
     # the rollback, pinned to what staging had
@@ -136,12 +154,46 @@ def test_blue_green_is_refused_when_staging_already_selects_the_stable_colour() 
     assert "Deploy a candidate colour to staging first" in str(refused.value)
 
 
-def test_a_candidate_already_at_zero_replicas_is_not_scaled_back() -> None:
+def test_a_candidate_with_no_replica_while_it_gets_the_traffic_is_refused() -> None:
+    """The roll-forward would send traffic back to a colour without pods."""
     state = StagingState(
         selectors={"web": {"app": "web", "version": "green"}}, replicas={"web-green": 0}
     )
-    forward = [(k, p) for ph, k, p in rows(plan_of("web", state).plan.steps) if ph == "cleanup"]
-    assert [k for k, _ in forward] == ["switch_selector", "http_check"]
+    with pytest.raises(Refusal) as refused:
+        plan_of("web", state)
+    assert str(refused.value).startswith(
+        "web-green has 0 replicas in staging while Service web selects it"
+        " (app=web,version=green): scale it up first"
+    )
+
+
+def test_a_canary_with_no_replica_while_it_gets_traffic_is_refused() -> None:
+    with pytest.raises(Refusal, match="board-canary has 0 replicas in staging while"):
+        plan_of("board", StagingState(weights={VS: 25}, replicas={"board-canary": 0}))
+
+
+def test_a_switch_back_to_a_colour_the_plan_does_not_name_is_refused() -> None:
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-green": 3},
+        labels={"web-blue": COLOURS["web-blue"]},
+    )
+    with pytest.raises(Refusal, match="cannot tell which Deployment Service web sends traffic"):
+        plan_of("web", state)
+
+
+def test_steps_that_change_nothing_are_pinned_too() -> None:
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-green": 3, "web-blue": 2},
+    )
+    svc = services()["web"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    steps = [*twin.plan().steps]
+    steps.insert(1, replace(steps[4], params={"deployment": "web-blue", "replicas": 2}))
+    r = rehearsal_of("blue-green", twin, steps, replace(state, labels=COLOURS))
+    assert r.plan.steps[1].params == {"deployment": "web-blue", "replicas": 2, "expect_replicas": 2}
 
 
 def test_canary_shifts_to_zero_without_the_production_gate_and_back_to_its_weight() -> None:
@@ -151,17 +203,17 @@ def test_canary_shifts_to_zero_without_the_production_gate_and_back_to_its_weigh
     assert kinds == [
         ("preparation", "snapshot"),
         ("stop_traffic", "shift_traffic"),
-        ("application", "scale"),
         ("cleanup", "scale"),
-        ("cleanup", "wait_rollout"),
-        ("cleanup", "shift_traffic"),
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),
+        ("forward", "shift_traffic"),
     ]  # no staging health_url: no health check
     shift, back = r.plan.steps[1].params, r.plan.steps[5].params
     assert shift["to_percent"] == 0 and shift["expect_percent"] == 25
     assert shift["gate_query"] is None  # production's error rate never gates staging
     assert back["to_percent"] == 25 and back["expect_percent"] == 0
     assert back["step_percent"] == 100 and "gate_query" not in back
-    assert r.plan.steps[4].params == {"deployment": "board-canary", "min_available": 1}
+    assert rows(r.plan.steps)[4][2] == {"deployment": "board-canary", "min_available": 1}
     assert r.changes == ("VirtualService/board canary 25 % → 0 %", "board-canary 1 → 0 replicas")
 
 
@@ -203,7 +255,7 @@ def test_custom_phases_run_in_staging_with_their_writes_rolled_forward() -> None
     ]  # production's http_check and prometheus_gate are gone (no staging health_url here)
     assert r.plan.steps[0].params["objects"] == [["Deployment", "cart-staging"]]
     assert r.plan.steps[1].params["expect_image"] == "cart:v2"
-    assert r.plan.steps[4].params == {
+    assert rows(r.plan.steps)[4][2] == {
         "deployment": "cart-staging",
         "container": "app",
         "image": "cart:v2",
@@ -248,4 +300,122 @@ def test_a_step_that_cannot_be_rolled_forward_refuses_the_rehearsal() -> None:
     assert twin is not None
     with pytest.raises(Refusal, match="step http_request cannot be rolled forward") as refused:
         plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
-    assert "(phase database)" in str(refused.value)
+    assert "(phase database). Remove that step from cart's phases:" in str(refused.value)
+
+
+def test_custom_phases_keep_the_production_order_and_phases_in_staging() -> None:
+    text = CATALOG + textwrap.indent(
+        textwrap.dedent(
+            """\
+            bg:
+              namespace: shop
+              deployment: web-blue
+              responders: [U0ONCALL1]
+              staging: {context: staging, namespace: shop-staging}
+              phases:
+                preparation:
+                  - {kind: scale, deployment: web-blue, replicas: 3}
+                  - {kind: wait_rollout, deployment: web-blue, min_available: 1}
+                traffic_restoration:
+                  - {kind: switch_selector, service: web, selector: {version: blue}}
+                verification:
+                  - {kind: manual_gate, prompt: 'blue serving fine?'}
+                cleanup:
+                  - {kind: scale, deployment: web-green, replicas: 0}
+            """
+        ),
+        "  ",
+    )
+    svc = parse_catalog(text).services["bg"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    state = StagingState(
+        selectors={"web": {"app": "web", "version": "green"}},
+        replicas={"web-blue": 0, "web-green": 3},
+        labels=COLOURS,
+    )
+    r = rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
+    assert [(phase, kind) for phase, kind, _ in rows(r.plan.steps)] == [
+        ("preparation", "scale"),
+        ("preparation", "wait_rollout"),
+        ("traffic_restoration", "switch_selector"),
+        ("verification", "manual_gate"),
+        ("cleanup", "scale"),  # green goes to 0 only after the switch to blue, as in production
+        ("forward", "scale"),
+        ("forward", "wait_rollout"),
+        ("forward", "switch_selector"),
+        ("forward", "scale"),
+    ]
+    assert all(s.phase == ROLL_FORWARD_PHASE for s in r.plan.steps[5:])  # shown as cleanup
+
+
+TWO_UNDOS = textwrap.dedent(
+    """\
+    defaults: {channel: C0DEPLOYS, sla_minutes: 15}
+    services:
+      shop:
+        namespace: shop
+        deployment: api
+        responders: [U0ONCALL1]
+        staging: {namespace: shop-staging}
+        phases:
+          application:
+            - {kind: rollout_undo, deployment: api}
+            - {kind: rollout_undo, deployment: worker}
+    """
+)
+
+
+def test_two_undos_are_each_pinned_to_their_own_deployment() -> None:
+    svc = parse_catalog(TWO_UNDOS).services["shop"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    with KubeSimulator() as sim:
+        sim.seed_deployment("shop-staging", "api", images=["api:1", "api:2"])
+        sim.seed_deployment("shop-staging", "worker", images=["w:1", "w:2", "w:3"])
+        kube = KubernetesClient(api_client_for=lambda c: sim.api_client(), sleep=lambda s: None)
+        r = plan_rehearsal(kube, svc, twin, None)
+    undos = [
+        (ph, p["deployment"], p["to_revision"])
+        for ph, k, p in rows(r.plan.steps)
+        if k == "rollout_undo"
+    ]
+    assert undos == [
+        ("application", "api", 1),
+        ("application", "worker", 2),
+        ("forward", "worker", 3),
+        ("forward", "api", 2),
+    ]
+    assert r.changes == ("api revision 2 (api:2) → 1", "worker revision 3 (w:3) → 2")
+    assert "api revision 2 (api:2) → 1; worker revision 3 (w:3) → 2" in r.what
+
+
+def test_a_plan_writing_the_same_thing_twice_is_refused() -> None:
+    svc = services()["cart"]
+    assert svc.spec.phases is not None
+    again = PlanStep.model_validate(
+        {"kind": "set_image", "deployment": "cart-api", "container": "app", "image": "cart:v0"}
+    )
+    phases = {**svc.spec.phases, "cleanup": [again]}
+    svc = replace(svc, spec=svc.spec.model_copy(update={"phases": phases}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    state = StagingState(images={("cart-staging", "app"): "cart:v2"})
+    with pytest.raises(Refusal) as refused:
+        rehearsal_of("undo", twin, rollback_steps(svc, twin), state)
+    assert "writes the pod template of deployment cart-staging again after" in str(refused.value)
+    assert "Rehearse a plan that writes it once" in str(refused.value)
+
+
+def test_a_snapshot_renames_only_the_deployment() -> None:
+    svc = services()["cart"]
+    assert svc.spec.phases is not None
+    snap = PlanStep.model_validate(
+        {"kind": "snapshot", "objects": [["Deployment", "cart-api"], ["Service", "cart-api"]]}
+    )
+    phases = {**svc.spec.phases, "preparation": [snap]}
+    svc = replace(svc, spec=svc.spec.model_copy(update={"phases": phases}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    (first, *_) = rollback_steps(svc, twin)
+    assert first.params["objects"] == [["Deployment", "cart-staging"], ["Service", "cart-api"]]

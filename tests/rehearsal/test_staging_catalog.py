@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from bot.__main__ import main
 from bot.catalog.load import parse_catalog, staging_key
 from bot.catalog.yaml_lines import CatalogError
+from bot.rehearsal.plan import plan_rehearsal
+from bot.rollback.safety import Refusal
+from tests.regions.clusters import kubeconfig_text
 
 
 def catalog(service_extra: str, *, strategy: str = "undo") -> str:
@@ -220,3 +224,103 @@ def test_check_config_exits_1_with_file_line(
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr()
     assert f"{path}:{STAGING_LINE}: services.checkout.staging: names production" in err.err
+
+
+def test_staging_naming_a_production_region_is_an_error_at_its_line() -> None:
+    text = catalog(
+        """\
+        regions:
+          - {name: eu, context: prod-eu}
+          - {name: us, context: prod-us}
+        staging: {context: prod-us}
+        """
+    )
+    assert errors_of(text) == [
+        f"rollback.yaml:{STAGING_LINE + 3}: services.checkout.staging: names production region"
+        " us (context prod-us, namespace shop); give the staging context or namespace"
+    ]
+
+
+def test_check_config_reads_an_absent_context_as_the_kubeconfig_s_current_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # production leaves its context out (the kubeconfig's current one), staging names it
+    text = catalog("staging: {context: staging}\n").replace("  context: prod-eu\n", "", 1)
+    assert parse_catalog(text).target_of("checkout@staging") is not None  # names differ
+    path, kubeconfig = tmp_path / "rollback.yaml", tmp_path / "kubeconfig"
+    path.write_text(text, encoding="utf-8")
+    kubeconfig.write_text(kubeconfig_text({"staging": "http://127.0.0.1:1"}), encoding="utf-8")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{path}:{STAGING_LINE - 1}: services.checkout.staging: names production (context"
+        " staging, the kubeconfig's current context, namespace shop)"
+    ) in err
+    # another current context: the same catalog is fine
+    kubeconfig.write_text(kubeconfig_text({"prod-eu": "http://127.0.0.1:1"}), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+
+
+def test_a_rehearsal_refuses_a_staging_that_is_production_s_current_context() -> None:
+    text = catalog("staging: {context: staging}\n").replace("  context: prod-eu\n", "", 1)
+    svc = parse_catalog(text).services["checkout"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal, match="staging: target names production") as refused:
+        plan_rehearsal(None, svc, twin, None, current_context="staging")  # type: ignore[arg-type]
+    assert "fix staging: in the catalog" in str(refused.value)
+
+
+PROD_API = (
+    "http_rollback: {url: 'https://deploy.prod/rollback', status_url: 'https://status.prod/s'}\n"
+    "staging:\n  context: staging\n  http:\n"
+    "    url: 'https://deploy.staging/rollback'\n"
+    "    status_url: 'https://deploy.staging/status'\n"
+)
+
+
+def test_staging_http_on_production_s_host_is_an_error_at_its_key() -> None:
+    text = catalog(
+        PROD_API + "    forward_url: 'https://DEPLOY.prod:443/other/forward'\n", strategy="http"
+    )
+    assert errors_of(text) == [
+        f"rollback.yaml:{STAGING_LINE + 6}: services.checkout.staging.http.forward_url:"
+        " https://deploy.prod:443 is the host of production's deployment API"
+        " (http_rollback.url), and a rehearsal never calls production: give the staging"
+        " deployment API's endpoints"
+    ]
+    # another port of that host is another API
+    other = catalog(
+        PROD_API + "    forward_url: 'https://deploy.prod:8443/forward'\n", strategy="http"
+    )
+    assert parse_catalog(other).target_of("checkout@staging") is not None
+
+
+def test_a_rehearsal_refuses_staging_http_on_production_s_host() -> None:
+    text = catalog(
+        PROD_API + "    forward_url: 'https://deploy.staging/forward'\n", strategy="http"
+    )
+    svc = parse_catalog(text).services["checkout"]
+    assert svc.spec.staging is not None and svc.spec.staging.http is not None
+    at_prod = svc.spec.staging.http.model_copy(update={"status_url": "https://status.prod/x"})
+    staging = svc.spec.staging.model_copy(update={"http": at_prod})
+    svc = replace(svc, spec=svc.spec.model_copy(update={"staging": staging}))
+    twin = svc.staging_twin()
+    assert twin is not None
+    with pytest.raises(Refusal) as refused:
+        plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
+    assert str(refused.value).startswith(
+        "checkout's staging.http.status_url: https://status.prod:443 is the host of production's"
+        " deployment API (http_rollback.status_url)"
+    )
+
+
+def test_staging_on_an_argo_rollout_is_an_error_at_its_line() -> None:
+    text = catalog("workload: {kind: Rollout}\nstaging: {context: staging}\n")
+    (error,) = errors_of(text)
+    assert error.startswith(
+        f"rollback.yaml:{STAGING_LINE + 1}: services.checkout.staging: checkout is an Argo"
+        " Rollout (workload: {kind: Rollout}), and rehearsals in staging do not cover Argo"
+        " Rollouts yet: remove staging:"
+    )

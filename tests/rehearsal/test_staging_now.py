@@ -3,12 +3,15 @@ and the exact commands that put back what is not where the rehearsal started."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeTarget
 from bot.catalog.load import Service, parse_catalog
 from bot.rehearsal.staging_now import staging_now
 from bot.sim.kube_api import KubeSimulator
@@ -17,6 +20,7 @@ from tests.conftest import catalog_yaml
 from tests.execution.steps.conftest import TRAFFIC, create_virtual_service
 
 KUBECTL = "kubectl --context staging -n shop-staging"
+TARGET = KubeTarget("staging", "shop-staging")
 
 
 @pytest.fixture
@@ -71,8 +75,8 @@ def test_a_canary_left_off_gets_its_scale_wait_and_weight_commands_in_order(
     now = staging_now(kube.reading_once(), twin, steps)
     assert now.is_back is False
     patch = (
-        '[{"op":"replace","path":"/spec/http/0/route/1/weight","value":25},'
-        '{"op":"replace","path":"/spec/http/0/route/0/weight","value":75}]'
+        '[{"op":"add","path":"/spec/http/0/route/1/weight","value":25},'
+        '{"op":"add","path":"/spec/http/0/route/0/weight","value":75}]'
     )
     assert now.fixes == (
         f"{KUBECTL} scale deployment/board-canary --replicas=2",
@@ -108,3 +112,26 @@ def test_a_roll_forward_call_not_made_is_said_without_its_credentials(
     now = staging_now(kube.reading_once(), twin, steps)
     assert now.is_back is False
     assert now.fixes == ("POST http://d.staging/f?token=*** (the staging API's roll-forward)",)
+
+
+def test_the_weight_command_works_when_the_canary_weight_is_absent(
+    sim: KubeSimulator, twin: Service
+) -> None:
+    """A real API server drops a weight of 0: the command must set a member that is not there."""
+    with sim.api_client() as api:
+        CustomObjectsApi(api).delete_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", "shop-staging", "virtualservices", "board"
+        )
+    create_virtual_service(
+        sim,
+        "shop-staging",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "board", "subset": "canary"}},
+    )
+    kube = KubernetesClient(api_client_for=lambda _ctx: sim.api_client())
+    steps = [forward("shift_traffic", traffic=TRAFFIC, to_percent=25, expect_percent=0)]
+    (command,) = staging_now(kube.reading_once(), twin, steps).fixes
+    ops = json.loads(command.split(" -p '")[1].rstrip("'"))
+    kube.patch_object(TARGET, TRAFFIC["api_version"], TRAFFIC["kind"], TRAFFIC["name"], ops)
+    obj = kube.read_object(TARGET, TRAFFIC["api_version"], TRAFFIC["kind"], TRAFFIC["name"])
+    assert [r.get("weight") for r in obj["spec"]["http"][0]["route"]] == [75, 25]

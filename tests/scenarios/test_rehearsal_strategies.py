@@ -105,6 +105,7 @@ def deploy_api() -> Iterator[str]:
 def catalog(prometheus: PrometheusSimulator, api: str) -> str:
     staging = "context: staging, namespace: shop-staging"
     health = f"health_url: '{prometheus.health_url('staging')}'"
+    prod_api = api.replace("127.0.0.1", "localhost")
     return catalog_yaml(
         "  web:\n    context: prod\n    namespace: shop\n    deployment: web-blue\n"
         "    strategy: blue-green\n    responders: [U0ONCALL1]\n"
@@ -118,7 +119,9 @@ def catalog(prometheus: PrometheusSimulator, api: str) -> str:
         f"    staging: {{{staging}, {health}}}",
         "  mvp:\n    context: prod\n    namespace: shop\n    deployment: mvp-api\n"
         "    strategy: http\n    responders: [U0ONCALL1]\n"
-        f"    http_rollback: {{url: '{api}/prod/rollback', status_url: '{api}/prod/status'}}\n"
+        # production's API on another host name (same server: a call to it would be seen)
+        f"    http_rollback: {{url: '{prod_api}/prod/rollback',"
+        f" status_url: '{prod_api}/prod/status'}}\n"
         f"    staging:\n      {staging.replace(', ', chr(10) + '      ')}\n"
         f"      http: {{url: '{api}/staging/rollback', status_url: '{api}/staging/status',"
         f" forward_url: '{api}/staging/forward', forward_method: PUT}}",
@@ -157,7 +160,11 @@ def untouched(sim: KubeSimulator) -> Any:
 
 
 def steps_of(h: Harness, rollback_id: int) -> list[tuple[str, str, str]]:
-    return [(s.phase, s.kind, s.status) for s in h.bot.deps.repo.list_steps(rollback_id)]
+    """(phase, kind, status); a roll-forward step (marked in its params) as phase ``forward``."""
+    return [
+        ("forward" if s.detail["params"].get("roll_forward") else s.phase, s.kind, s.status)
+        for s in h.bot.deps.repo.list_steps(rollback_id)
+    ]
 
 
 def wait_running(h: Harness, phase: str, kind: str) -> None:
@@ -193,7 +200,7 @@ def test_a_blue_green_rehearsal_switches_to_stable_and_back_to_the_candidate(
         ("PATCH", "deployments/web-green/scale"),
         ("PATCH", "services/web"),
     ]
-    assert [k for phase, k, _ in steps_of(h, 1) if phase == "cleanup"] == [
+    assert [k for phase, k, _ in steps_of(h, 1) if phase == "forward"] == [
         "scale",
         "wait_rollout",
         "switch_selector",
@@ -263,7 +270,7 @@ def test_a_roll_forward_that_did_not_finish_reports_the_commands_that_put_stagin
 ) -> None:
     staging_sim.set_never_ready("shop-staging", "web-green")  # green's pods do not come back
     h.slash("drill web --rehearse")
-    wait_running(h, "cleanup", "wait_rollout")
+    wait_running(h, "forward", "wait_rollout")
     h.slash("abort 1 green is not coming back")  # traffic never went back to green
     settle(h)
     text = report(h)["text"]
@@ -296,9 +303,9 @@ def test_custom_phases_are_rehearsed_in_staging_and_rolled_forward(
         ("application", "restart"),
         ("application", "wait_rollout"),
         ("verification", "http_check"),  # staging's health URL, not production's
-        ("cleanup", "set_image"),
-        ("cleanup", "wait_rollout"),
-        ("cleanup", "http_check"),
+        ("forward", "set_image"),
+        ("forward", "wait_rollout"),
+        ("forward", "http_check"),
     ]
     urls = [s.detail["params"].get("url") for s in h.bot.deps.repo.list_steps(1)]
     twin = h.bot.deps.catalog.target_of("cart@staging")

@@ -141,3 +141,28 @@ def test_latest_rehearsals_per_service(repo: Repository, now: datetime) -> None:
         "checkout@staging": (2, "failed"),
         "search@staging": (4, "succeeded"),
     }
+
+
+def test_phase_durations_time_a_rehearsal_s_roll_forward_apart(
+    repo: Repository, now: datetime
+) -> None:
+    forward = {"params": {"roll_forward": True}}
+    rollback = repo.create_rollback(
+        service="web@staging",
+        kind=RollbackKind.REHEARSAL,
+        strategy="blue-green",
+        requested_by="U1",
+        status=RollbackStatus.RUNNING,
+        now=now,
+        steps=[
+            NewStep("cleanup", "Scale web-green to 0", "scale", {"params": {}}),
+            NewStep("cleanup", "Scale web-green back to 3", "scale", forward),
+        ],
+    )
+    assert rollback.id is not None
+    for i, s in enumerate(repo.list_steps(rollback.id)):
+        assert s.id is not None
+        repo.start_step(s.id, now + timedelta(minutes=10 * i))
+        repo.finish_step(s.id, StepStatus.SUCCEEDED, now + timedelta(minutes=10 * i + 1 + i))
+    repo.set_rollback_status(rollback.id, RollbackStatus.SUCCEEDED, now + timedelta(minutes=20))
+    assert repo.phase_durations("web@staging") == [{"cleanup": 60.0, "roll_forward": 120.0}]

@@ -34,6 +34,7 @@ from bot.adapters.kube.session import (
     _not_found,
 )
 from bot.adapters.kube.values import (
+    PIN_CHANGED,
     DeploymentInfo,
     KubeError,
     KubeTarget,
@@ -192,9 +193,17 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
         )
 
     def set_image(
-        self, t: KubeTarget, name: str, container: str, image: str, *, dry_run: bool = False
+        self,
+        t: KubeTarget,
+        name: str,
+        container: str,
+        image: str,
+        *,
+        dry_run: bool = False,
+        expect: str | None = None,
     ) -> tuple[str, str]:
-        """kubectl set image for one container; (image before, image after)."""
+        """kubectl set image for one container; (image before, image after). ``expect``: the
+        image the caller pinned — written only over that one (a JSON Patch ``test``)."""
 
         def attempt() -> tuple[str, str]:
             dep = self._read_deployment(t, name)
@@ -205,23 +214,40 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                 message = f'unable to find container named "{container}" in deployment "{name}"'
                 raise KubeError(None, "ContainerNotFound", message)
             before = containers[index].image or ""
+            what = f"the image of deployment {name} container {container}"
+            if expect is not None and before != expect:  # re-checked after a 409 too
+                raise KubeError(None, PIN_CHANGED, f"{what} is {before}, not {expect}")
             if before == image:
                 return before, image  # nothing to change: no request, no new revision
             path = f"/spec/template/spec/containers/{index}"
             # the `test` pins the index to the name just read, should containers be reordered
             patch = [
                 {"op": "test", "path": f"{path}/name", "value": container},
+                *([{"op": "test", "path": f"{path}/image", "value": expect}] if expect else []),
                 {"op": "replace", "path": f"{path}/image", "value": image},
             ]
-            after = self._patch_deployment(t, name, patch, dry_run=dry_run)
+            try:
+                after = self._patch_deployment(t, name, patch, dry_run=dry_run)
+            except KubeError as exc:
+                if expect is None or exc.status != 422:
+                    raise
+                raise KubeError(422, PIN_CHANGED, f"{what} changed from {expect}") from exc
             return before, images_of(after.spec.template).get(container, image)
 
         return self._with_conflict_retry(f"set image deployment {t.namespace}/{name}", attempt)
 
     def scale(
-        self, t: KubeTarget, name: str, replicas: int, *, dry_run: bool = False
+        self,
+        t: KubeTarget,
+        name: str,
+        replicas: int,
+        *,
+        dry_run: bool = False,
+        expect: int | None = None,
     ) -> tuple[int, int]:
-        """kubectl scale through the scale subresource; (replicas before, replicas after)."""
+        """kubectl scale through the scale subresource; (replicas before, replicas after).
+        ``expect``: the count the caller pinned — written only over that one (the Scale's
+        resourceVersion is sent: a change in between is a 409, and the retry checks again)."""
         if replicas < 0:
             raise KubeError(None, "Invalid", f"cannot scale to {replicas} replicas")
         api = k8s.AppsV1Api(self._client(t))
@@ -236,12 +262,19 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                 ),
                 not_found,
             )
+            body: dict[str, Any] = {"spec": {"replicas": replicas}}
+            if expect is not None:
+                if (now := _scale_replicas(current)) != expect:
+                    message = f"the replica count of deployment {name} is {now}, not {expect}"
+                    raise KubeError(None, PIN_CHANGED, message)
+                version = current.metadata.resource_version if current.metadata else None
+                body["metadata"] = {"resourceVersion": version}
             after = self._patch(
                 api.patch_namespaced_deployment_scale,
                 t,
                 "deployment",
                 name,
-                {"spec": {"replicas": replicas}},
+                body,
                 dry_run=dry_run,
                 content_type=MERGE_PATCH,  # what kubectl scale sends
                 subject=what,

@@ -14,3 +14,14 @@ def kubeconfig_contexts(kubeconfig: str | None) -> frozenset[str] | None:
     except (ConfigException, OSError, TypeError, ValueError):
         return None
     return frozenset(str(c["name"]) for c in contexts or () if isinstance(c, dict) and "name" in c)
+
+
+def kubeconfig_current_context(kubeconfig: str | None) -> str | None:
+    """The kubeconfig's current context (what a target without a context uses), or None when
+    there is no readable kubeconfig or it names none."""
+    try:
+        _, active = list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, TypeError, ValueError):
+        return None
+    name = active.get("name") if isinstance(active, dict) else None
+    return str(name) if name else None

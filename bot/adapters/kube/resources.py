@@ -21,7 +21,7 @@ from bot.adapters.kube.session import (
     _not_found,
     log,
 )
-from bot.adapters.kube.values import JobState, KubeError, KubeTarget
+from bot.adapters.kube.values import PIN_CHANGED, JobState, KubeError, KubeTarget
 
 # the typed APIs for snapshot kinds; anything else goes through CustomObjectsApi
 _BUILTIN_KINDS: dict[tuple[str, str], tuple[Callable[[ApiClient], Any], str]] = {
@@ -71,12 +71,18 @@ class Resources(ApiSession):
         return _selector_of(self._read_service(t, service))
 
     def switch_selector(
-        self, t: KubeTarget, service: str, selector: dict[str, str], *, dry_run: bool = False
+        self,
+        t: KubeTarget,
+        service: str,
+        selector: dict[str, str],
+        *,
+        dry_run: bool = False,
+        expect: dict[str, str] | None = None,
     ) -> tuple[dict[str, str], dict[str, str]]:
         """Replace the whole selector (a merge would keep stale keys); (before, after).
 
-        The JSON Patch ``test`` on the selector just read makes a concurrent change fail
-        instead of being overwritten.
+        The JSON Patch ``test`` on the selector just read (``expect``: the one the caller read
+        and pinned) makes a concurrent change fail instead of being overwritten.
         """
         api = k8s.CoreV1Api(self._client(t))
 
@@ -85,6 +91,11 @@ class Resources(ApiSession):
             if not before:
                 message = f'service "{service}" has no selector (endpoints managed by hand)'
                 raise KubeError(None, "NoSelector", message)
+            if expect is not None and before != expect:  # re-checked after a 409 too
+                message = (
+                    f"the selector of Service {service} is {_labels(before)}, not {_labels(expect)}"
+                )
+                raise KubeError(None, PIN_CHANGED, message)
             patch = [
                 {"op": "test", "path": "/spec/selector", "value": before},
                 {"op": "replace", "path": "/spec/selector", "value": selector},

@@ -15,6 +15,10 @@ class KubeTarget:
     namespace: str
 
 
+# a conditional write found the object changed since the value its caller pinned: nothing written
+PIN_CHANGED = "PinChanged"
+
+
 class KubeError(Exception):
     """A Kubernetes failure in words. ``status`` is the HTTP status, None for local problems."""
 

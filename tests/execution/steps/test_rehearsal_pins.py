@@ -5,12 +5,13 @@ taking away) something else; a step already done, or resumed, still goes through
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeTarget
+from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.objects import scale, set_image, switch_selector
 from bot.execution.steps.kubernetes.traffic import shift_traffic
@@ -46,8 +47,7 @@ def test_switch_back_refuses_when_someone_switched_the_service_meanwhile(
         switch_selector(ctx, {**back, "selector": {"version": "red"}})
     assert "not version=blue as it was when the rehearsal was planned" in str(refused.value)
     assert sim.writes == []
-    # what the pin expects is there (or the target already is): it goes through
-    assert switch_selector(ctx, back)["selector"]["version"] == "green"
+    # what the pin expects is there: it goes through
     kube.switch_selector(HERE, "web", {"app": "web", "version": "blue"})
     assert switch_selector(ctx, back)["selector"] == {"app": "web", "version": "green"}
 
@@ -108,9 +108,138 @@ def test_shift_back_refuses_when_the_weight_moved_meanwhile(
     with pytest.raises(StepFailed, match="canary weight is 10 % in staging, not 0 %"):
         shift_traffic(ctx, back)
     assert len(sim.writes) == before
-    # a gradual shift resumed after a restart finds a weight on its way: it goes on
+    # a gradual shift resumed after a restart (its record stored) finds a weight on its way
     gradual = {**back, "to_percent": 0, "step_percent": 5, "expect_percent": 25}
-    assert shift_traffic(ctx, gradual)["canary_percent"] == 0
+    resumed, _ = make_ctx(kube=kube, previous={"shift_from": 25})
+    assert shift_traffic(resumed, gradual)["canary_percent"] == 0
     with pytest.raises(StepFailed, match="canary weight is 0 % in staging, not 40 %"):
         shift_traffic(ctx, {**gradual, "to_percent": 25, "expect_percent": 40})
     assert shift_traffic(ctx, {**back, "expect_percent": 0})["canary_percent"] == 25
+
+
+def test_a_target_someone_else_reached_is_refused_without_the_step_s_own_record(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    """Staging already at the target, but the bot never wrote it: the rollback step would do
+    nothing and the roll-forward would undo that person's change. Resumed (record stored), the
+    same state is this step's own write and goes through."""
+    create_virtual_service(
+        sim,
+        "shop",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": 0},
+    )
+    before = len(sim.writes)
+    fresh, rec = make_ctx(kube=kube)
+    cases: list[tuple[Any, dict[str, Any], str, dict[str, Any]]] = [
+        (
+            switch_selector,
+            {
+                "service": "web",
+                "selector": {"version": "green"},
+                "expect_selector": {"version": "blue"},
+            },
+            "Service web's selector is version=green in staging, not version=blue",
+            {"selector_before": {"app": "web", "version": "blue"}},
+        ),
+        (
+            scale,
+            {"deployment": "web-green", "replicas": 3, "expect_replicas": 0},
+            "the replica count of web-green is 3 in staging, not 0",
+            {"replicas_before": 0},
+        ),
+        (
+            set_image,
+            {
+                "deployment": "web-green",
+                "container": "app",
+                "image": "web:2",
+                "expect_image": "web:1",
+            },
+            "container app is web:2 in staging, not web:1",
+            {"image_before": "web:1"},
+        ),
+        (
+            shift_traffic,
+            {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 100, "expect_percent": 25},
+            "the canary weight is 0 % in staging, not 25 %",
+            {"shift_from": 25},
+        ),
+    ]
+    for run, params, refusal, record in cases:
+        with pytest.raises(StepFailed, match=refusal) as refused:
+            run(fresh, params)
+        assert "Check staging and start a new rehearsal" in str(refused.value)
+        resumed, _ = make_ctx(kube=kube, previous=record)
+        run(resumed, params)  # its own write, before a restart: done
+    # the refused attempts wrote nothing (a resumed scale re-sends its own count)
+    assert [w for w in sim.writes[before:] if not w[1].endswith("/scale")] == []
+    assert kube.service_selector(HERE, "web")["version"] == "green"
+    assert kube.deployment(HERE, "web-green").images == {"app": "web:2"}
+    assert rec.remembered == {}  # no record stored by a refused step
+
+
+def test_conditional_writes_refuse_a_change_made_after_the_step_s_own_read(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """The adapter writes a pinned value only over what the caller pinned: checked again at the
+    write (and after a 409), and sent with the write (a JSON Patch test, a resourceVersion)."""
+    seeded = len(sim.writes)
+    with pytest.raises(KubeError, match="the replica count of deployment web-green is 3, not 2"):
+        kube.scale(HERE, "web-green", 0, expect=2)
+    with pytest.raises(KubeError, match="container app is web:2, not web:1") as image:
+        kube.set_image(HERE, "web-green", "app", "web:1", expect="web:1")
+    assert image.value.reason == PIN_CHANGED
+    with pytest.raises(KubeError, match="the selector of Service web is app=web,version=green"):
+        kube.switch_selector(HERE, "web", {"app": "web", "version": "blue"}, expect={"app": "x"})
+    assert len(sim.writes) == seeded
+    # a conflict (the Scale's resourceVersion moved): read again, pin checked again, then written
+    sim.inject("PATCH", "/deployments/web-green/scale", 409)
+    assert kube.scale(HERE, "web-green", 0, expect=3) == (3, 0)
+    assert kube.set_image(HERE, "web-green", "app", "web:1", expect="web:2") == ("web:2", "web:1")
+    assert kube.switch_selector(
+        HERE, "web", {"app": "web", "version": "blue"}, expect={"app": "web", "version": "green"}
+    ) == ({"app": "web", "version": "green"}, {"app": "web", "version": "blue"})
+
+
+def test_a_pinned_step_says_the_change_and_what_to_do(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    ctx, _ = make_ctx(kube=kube)
+    with pytest.raises(StepFailed) as refused:
+        set_image(
+            ctx, {"deployment": "web-green", "container": "db", "image": "x", "expect_image": "y"}
+        )
+    assert str(refused.value).startswith("deployment web-green has no container db in staging")
+    assert "Check staging and start a new rehearsal" in str(refused.value)
+
+
+def test_a_pinned_shift_stops_when_someone_moves_the_weight_mid_shift(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    create_virtual_service(
+        sim,
+        "shop",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 50},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": 50},
+    )
+    ctx, _ = make_ctx(kube=kube)
+    moved: list[float] = []
+
+    def someone_moves_it(seconds: float) -> None:  # between the step's passes
+        moved.append(seconds)
+        ops = [
+            {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 20},
+            {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 80},
+        ]
+        kube.patch_object(HERE, TRAFFIC["api_version"], TRAFFIC["kind"], TRAFFIC["name"], ops)
+
+    ctx = replace(ctx, wait=someone_moves_it)
+    params = {"traffic": TRAFFIC, "to_percent": 0, "step_percent": 25, "expect_percent": 50}
+    with pytest.raises(StepFailed) as stopped:
+        shift_traffic(ctx, params)
+    assert str(stopped.value).startswith(
+        "VirtualService board: the canary weight is 80 % in staging, not the 25 % this step just"
+        " set (someone changed staging meanwhile)"
+    )
+    assert len(moved) == 1  # one pass, then it stopped: no fight until the timeout

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.session import TRANSIENT_STATUSES
-from bot.adapters.kube.values import KubeError
+from bot.adapters.kube.values import PIN_CHANGED, KubeError
 from bot.adapters.kube.workload import Workload, workload
 from bot.catalog.load import Service
 from bot.execution.steps.base import StepContext, StepFailed, StepRunner, TimedOut
@@ -34,6 +34,11 @@ def kube_errors(fn: StepRunner) -> StepRunner:
         try:
             return fn(ctx, params)
         except KubeError as exc:
+            if exc.reason == PIN_CHANGED:  # a rehearsal's conditional write: nothing written
+                raise StepFailed(
+                    f"{exc} in staging (someone changed staging meanwhile, as this step wrote);"
+                    " nothing was changed. Check staging and start a new rehearsal."
+                ) from exc
             raise StepFailed(f"Kubernetes: {exc}") from exc
 
     return run

@@ -167,17 +167,35 @@ def _pinned(what: str, now: object, expected: object) -> StepFailed:
     )
 
 
+def _expecting(value: Any) -> dict[str, Any]:
+    """The adapter's ``expect=`` for a rehearsal's conditional write; nothing for a production
+    step, whose requests stay exactly as they are."""
+    return {} if value is None else {"expect": value}
+
+
 @kube_errors
 def set_image(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = deployment(ctx, params)
+    expect = None  # a rehearsal's first attempt: written only over the image it pinned
     if "expect_image" in params and "image_before" not in ctx.previous:
+        # no record of this step's write: staging must be as planned, even if it is already at
+        # the target (someone else put it there, and the roll-forward would undo their change)
         now = ctx.kube.deployment(ctx.target, name).images.get(str(params["container"]))
-        if now not in (params["expect_image"], params["image"]):
+        if now is None:
+            raise StepFailed(
+                f"deployment {name} has no container {params['container']} in staging (it had"
+                " when the rehearsal was planned: someone changed staging meanwhile); nothing"
+                " was changed. Check staging and start a new rehearsal."
+            )
+        if now != params["expect_image"]:
             raise _pinned(
                 f"the image of {name} container {params['container']}", now, params["expect_image"]
             )
         ctx.remember({"image_before": now})
-    before, after = ctx.kube.set_image(ctx.target, name, params["container"], params["image"])
+        expect = now
+    before, after = ctx.kube.set_image(
+        ctx.target, name, params["container"], params["image"], **_expecting(expect)
+    )
     return {"image_before": before, "image_after": after}
 
 
@@ -199,14 +217,17 @@ def switch_selector(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, An
     service = str(params["service"])
     current = ctx.kube.service_selector(ctx.target, service)
     wanted = _wanted_selector(current, params)
-    if current == wanted:
-        return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
     expected = {str(k): str(v) for k, v in (params.get("expect_selector") or {}).items()}
-    if expected and {k: current.get(k) for k in expected} != expected:
+    is_ours = "selector_before" in ctx.previous  # this step's own write, before a restart
+    if expected and not is_ours and {k: current.get(k) for k in expected} != expected:
         now = {k: current.get(k, "(none)") for k in expected}
         raise _pinned(f"Service {service}'s selector", selector_text(now), selector_text(expected))
+    if current == wanted:
+        return {"selector_before": ctx.previous.get("selector_before", current), "selector": wanted}
     ctx.remember({"selector_before": current})
-    before, after = ctx.kube.switch_selector(ctx.target, service, wanted)
+    # a rehearsal: the patch's `test` is this very read, the one its pin was checked on
+    pin = _expecting(current if expected else None)
+    before, after = ctx.kube.switch_selector(ctx.target, service, wanted, **pin)
     ctx.note(f"Service {service} selector {selector_text(before)} → {selector_text(after)}")
     return {"selector_before": before, "selector": after}
 
@@ -226,13 +247,15 @@ def describe_switch_selector(dry: DryRun, s: StepSpec) -> str:
 def scale(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
     name = deployment(ctx, params)
     before = ctx.previous.get("replicas_before")
+    pin: dict[str, Any] = {}
     if before is None:  # remember the original count once, even if this step runs again
         before = ctx.kube.deployment(ctx.target, name).replicas
         expected = params.get("expect_replicas")
-        if expected is not None and before not in (int(expected), int(params["replicas"])):
+        if expected is not None and before != int(expected):  # not as planned, target or not
             raise _pinned(f"the replica count of {name}", before, expected)
         ctx.remember({"replicas_before": before})
-    _, after = ctx.kube.scale(ctx.target, name, int(params["replicas"]))
+        pin = _expecting(before if expected is not None else None)
+    _, after = ctx.kube.scale(ctx.target, name, int(params["replicas"]), **pin)
     ctx.note(f"{name}: {before} → {after} replicas")
     return {"replicas_before": before, "replicas_after": after}
 

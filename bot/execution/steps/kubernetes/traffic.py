@@ -118,11 +118,14 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
     while True:
         obj = ctx.kube.read_object(ctx.target, api, kind, name)
         canary = traffic_weights(obj, f"{kind} {name}", stable_path, canary_path)[1]
+        if not history:
+            _check_pinned(params, ctx.previous, f"{kind} {name}", canary, target)
+            if "expect_percent" in params and "shift_from" not in ctx.previous:
+                ctx.remember({"shift_from": canary})  # this step's own record, before a patch
         if canary == target:
             return {"weights": history, "canary_percent": canary}
-        if not history:
-            _check_pinned(params, f"{kind} {name}", canary, target)
         if history and canary != history[-1]:
+            _stop_if_pinned(params, f"{kind} {name}", canary, history[-1])
             reverts += 1
             if reverts == 1:  # once: a fight with a GitOps sync must not flood the thread
                 ctx.note(
@@ -149,15 +152,29 @@ def shift_traffic(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]
         ctx.wait(min(pause, max(0.0, deadline - ctx.monotonic())))
 
 
-def _check_pinned(params: Mapping[str, Any], where: str, canary: int, target: int) -> None:
-    """A rehearsal's shift is pinned to the weight staging had when it was planned. A shift in
-    one go must find that weight; a gradual one (resumed after a restart) a weight on the way
-    from there to the target. Anything else: someone changed staging meanwhile."""
+def _stop_if_pinned(params: Mapping[str, Any], where: str, canary: int, just_set: int) -> None:
+    """A rehearsal does not fight over staging: the weight moved under a pinned shift."""
+    if "expect_percent" in params:
+        raise StepFailed(
+            f"{where}: the canary weight is {canary} % in staging, not the {just_set} % this"
+            " step just set (someone changed staging meanwhile); stopped there. Check staging"
+            " and start a new rehearsal."
+        )
+
+
+def _check_pinned(
+    params: Mapping[str, Any], previous: Mapping[str, Any], where: str, canary: int, target: int
+) -> None:
+    """A rehearsal's shift is pinned to the weight staging had when it was planned. A first
+    attempt must find that weight (even the target is not enough: someone else set it); one
+    resumed after a restart (its record ``shift_from`` stored) a weight on the way from there
+    to the target. Anything else: someone changed staging meanwhile."""
     expected = params.get("expect_percent")
     if expected is None or canary == int(expected):
         return
-    is_gradual = int(params.get("step_percent", 100)) < abs(int(expected) - target)
-    if is_gradual and min(int(expected), target) <= canary <= max(int(expected), target):
+    if "shift_from" in previous and min(int(expected), target) <= canary <= max(
+        int(expected), target
+    ):
         return
     raise StepFailed(
         f"{where}: the canary weight is {canary} % in staging, not {expected} % as it was when"
