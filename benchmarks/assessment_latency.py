@@ -1,9 +1,9 @@
 """Assessment wall time when every probe is slow: concurrent (ours) vs sequential (the seed script).
 
 Every Prometheus query and the health check answer after ~200 ms (the simulator's delay). The
-runbook's `automated-rollback-decision.sh` runs its curl calls one after another (five slow
-calls: four PromQL signals plus the health URL); the bot asks the four signals in ONE batched
-query, at the same time as the health check.
+runbook's `automated-rollback-decision.sh` runs its curl calls one after another; the bot runs
+them at the same time. The decision matrix has four PromQL signals plus the health URL, so an
+assessment makes five slow calls.
 
     python benchmarks/assessment_latency.py [--delay 0.2] [--runs 10]
 """

@@ -145,6 +145,7 @@ class PrometheusSimulator(LoopbackSimulator):
         for name, status in (health or {}).items():
             self.set_health(name, status)
         self._delay = float(delay_seconds)
+        self._query_delays: dict[str, float] = {}
         self._query_count = 0
         self._queries: list[str] = []
         self._server: _Server | None = None
@@ -213,6 +214,14 @@ class PrometheusSimulator(LoopbackSimulator):
         with self._lock:
             self._delay = float(seconds)
 
+    def set_query_delay(self, query: str, seconds: float) -> None:
+        """Delay the answer to one query by ``seconds`` (a slow query among fast ones; a
+        batch containing it waits as long: Prometheus evaluates its parts one by one)."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self._lock:
+            self._query_delays[query] = float(seconds)
+
     # -- recording ---------------------------------------------------------------------------
 
     @property
@@ -262,6 +271,9 @@ class PrometheusSimulator(LoopbackSimulator):
         for promql, key in parts:
             with self._lock:
                 error, value = self._errors.get(promql), self._values.get(promql)
+                delay = self._query_delays.get(promql, 0.0)
+            if delay > 0:
+                threading.Event().wait(delay)
             if error is not None:  # Prometheus rejects the whole expression
                 return HTTPStatus.BAD_REQUEST, _error("bad_data", error)
             if value is not None:

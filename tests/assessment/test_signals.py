@@ -1,5 +1,6 @@
-"""An assessment's signals: the four PromQL signals in ONE query to Prometheus (the simulator's
-request log counts them), each signal still unknown on its own, with its own note."""
+"""An assessment's signals: each PromQL signal its own request, all at the same time (the
+simulator's request log shows them), so a slow, empty or rejected query makes only its own signal
+unknown, with its own note. The guard's batched query (split, worst value) is tested here too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from bot.adapters.http import HttpClient
 from bot.adapters.prometheus import PrometheusAPI, Sample, worst_value
-from bot.adapters.prometheus_batch import KEY_LABEL, batch_query, split
+from bot.adapters.prometheus_batch import KEY_LABEL, split
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Service
 from bot.demo import demo_catalog, query_values
@@ -54,11 +55,11 @@ def read(
 ) -> dict[Signal, Reading]:
     prometheus = PrometheusAPI(url or sim.url, http.shared, timeout_seconds=2)
     readings = SignalReader(prometheus, http, pool).read(checkout(sim))
-    assert readings[0].signal == Signal.HEALTH  # the health check first, as before batching
+    assert readings[0].signal == Signal.HEALTH  # the health check first
     return {r.signal: r for r in readings}
 
 
-def test_the_four_signals_are_one_request(
+def test_each_signal_is_its_own_request(
     sim: PrometheusSimulator, http: HttpClient, pool: ThreadPoolExecutor
 ) -> None:
     service = checkout(sim)
@@ -66,10 +67,28 @@ def test_the_four_signals_are_one_request(
 
     readings = read(sim, http, pool)
 
-    assert sim.queries == [batch_query(list(service.signals.items()))]
+    assert sorted(sim.queries) == sorted(service.signals.values())
     for signal, promql in service.signals.items():
         assert readings[signal] == Reading(signal, values[promql], "")
     assert readings[Signal.HEALTH] == Reading(Signal.HEALTH, 0.0, "HTTP 503")
+
+
+def test_a_slow_query_blinds_only_its_own_signal(
+    sim: PrometheusSimulator, http: HttpClient, pool: ThreadPoolExecutor
+) -> None:
+    """During an incident one heavy query (p95 latency) may time out: the error rate and the
+    database must still be read, or a firing critical trigger would go unseen."""
+    service = checkout(sim)
+    sim.set_query_delay(service.signals[Signal.LATENCY_P95], 2.0)
+    prometheus = PrometheusAPI(sim.url, http.shared, timeout_seconds=0.3)
+
+    readings = {r.signal: r for r in SignalReader(prometheus, http, pool).read(service)}
+
+    assert readings[Signal.LATENCY_P95].value is None
+    assert readings[Signal.LATENCY_P95].note, readings[Signal.LATENCY_P95]
+    values = query_values()
+    for signal in (Signal.ERROR_RATE, Signal.USER_SESSIONS, Signal.DB_UP):
+        assert readings[signal] == Reading(signal, values[service.signals[signal]], "")
 
 
 def test_a_signal_without_data_is_unknown_alone(
@@ -81,7 +100,6 @@ def test_a_signal_without_data_is_unknown_alone(
 
     readings = read(sim, http, pool)
 
-    assert sim.query_count == 1
     assert readings[Signal.DB_UP] == Reading(Signal.DB_UP, None, "no series")
     assert readings[Signal.LATENCY_P95] == Reading(Signal.LATENCY_P95, None, "query returned NaN")
     values = query_values()
@@ -98,9 +116,7 @@ def test_a_rejected_query_blinds_only_itself(
 
     readings = read(sim, http, pool)
 
-    # the batch is rejected as a whole, then every query is asked alone (at the same time)
-    assert sim.queries[0] == batch_query(list(service.signals.items()))
-    assert sorted(sim.queries[1:]) == sorted(service.signals.values())
+    assert sorted(sim.queries) == sorted(service.signals.values())
     assert readings[Signal.ERROR_RATE] == Reading(
         Signal.ERROR_RATE, None, "query rejected: 1:5: parse error: unexpected <by>"
     )
@@ -109,7 +125,7 @@ def test_a_rejected_query_blinds_only_itself(
         assert readings[signal].value == values[service.signals[signal]]
 
 
-def test_prometheus_down_makes_every_signal_unknown_once(
+def test_prometheus_down_makes_every_signal_unknown(
     sim: PrometheusSimulator, http: HttpClient, pool: ThreadPoolExecutor
 ) -> None:
     readings = read(sim, http, pool, url=closed_port_url())
