@@ -39,6 +39,7 @@ class WebApp:
         assert secret is not None  # build_app refuses to build without it
         self._secret = secret.get_secret_value()
         self._clock = clock
+        self._health_said = "ok"  # what /healthz last answered (logged when it changes)
 
     def __call__(self, environ: WSGIEnvironment, start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
@@ -86,12 +87,26 @@ class WebApp:
         return False
 
     def _healthz(self, start: StartResponse) -> Iterable[bytes]:
-        """200 when the database answers and has this release's schema; 503 saying why not."""
+        """200 when the database answers and has this release's schema; 503 saying what to do.
+        The answer names no database (anyone who reaches the port reads it): which one and why
+        go to the log, once each time the answer changes (a probe comes every few seconds)."""
         try:
             self.bot.deps.repo.check_schema()
-        except DatabaseNotMigrated as exc:  # says which database (password hidden), what to do
-            body = {"status": "database not migrated", "why": str(exc)}
+        except DatabaseNotMigrated as exc:
+            self._tell_health("database not migrated", str(exc))
+            body = {"status": "database not migrated", "why": "run `rollback-bot migrate`"}
             return json_reply(start, "503 Service Unavailable", body)
-        except StorageError:
+        except StorageError as exc:
+            self._tell_health("database unreachable", str(exc))
             return json_reply(start, "503 Service Unavailable", {"status": "database unreachable"})
+        self._tell_health("ok", "")
         return json_reply(start, "200 OK", {"status": "ok"})
+
+    def _tell_health(self, status: str, why: str) -> None:
+        if status == self._health_said:
+            return
+        self._health_said = status
+        if why:
+            log.warning("/healthz answers 503 (%s): %s", status, why)
+        else:
+            log.info("/healthz answers 200 again")

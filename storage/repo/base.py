@@ -42,7 +42,10 @@ class RepositoryBase:
         rollback-bot tables or ``DatabaseBehind`` when they are older than the code's migrations,
         ``DatabaseUnavailable`` when it cannot be read at all. A revision the code does not know
         is a newer release's (its migration ran first in a rolling deploy): not an error."""
-        head, known = code_revisions()
+        try:
+            head, known = code_revisions()
+        except Exception as exc:  # migration scripts missing or broken in this image: a 503
+            raise DatabaseUnavailable(f"cannot read this release's migrations: {exc}") from exc
         try:
             with _unavailable_as_storage_error(self.engine), self.engine.connect() as conn:
                 at = set(conn.execute(_ALEMBIC_VERSION).scalars())
@@ -50,8 +53,7 @@ class RepositoryBase:
             raise _unavailable(exc) from exc
         if head is None or head in at or (at and not at <= known):
             return
-        where = self.engine.url.render_as_string(hide_password=True)
-        raise DatabaseBehind(where, ", ".join(sorted(at)) or None, head)
+        raise DatabaseBehind(where_of(self.engine), ", ".join(sorted(at)) or None, head)
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -79,6 +81,17 @@ _MISSING_TABLE = re.compile(
 _UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for UndefinedTable
 
 
+_SECRET_PARAM = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def where_of(engine: Engine) -> str:
+    """Which database, for people: driver, user, host, port, name and options. Never a
+    password, not even one given as a query parameter (``?sslpassword=``): those show ``***``."""
+    url = engine.url
+    query = {k: "***" if _SECRET_PARAM.search(k) else v for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
 @contextmanager
 def _unavailable_as_storage_error(engine: Engine) -> Iterator[None]:
     """A database that cannot be reached reaches the callers as the bot's own
@@ -90,8 +103,7 @@ def _unavailable_as_storage_error(engine: Engine) -> Iterator[None]:
     except (OperationalError, ProgrammingError) as exc:
         table = _missing_table(exc)
         if table is not None:
-            where = engine.url.render_as_string(hide_password=True)
-            raise DatabaseNotMigrated(where, table) from exc
+            raise DatabaseNotMigrated(where_of(engine), table) from exc
         if isinstance(exc, ProgrammingError):  # a bug in a query, not the database's state
             raise
         raise _unavailable(exc) from exc
