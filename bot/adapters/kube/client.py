@@ -231,7 +231,11 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
             except KubeError as exc:
                 if expect is None or exc.status != 422:
                     raise
-                raise KubeError(422, PIN_CHANGED, f"{what} changed from {expect}") from exc
+                now = images_of(self._read_deployment(t, name).spec.template).get(container)
+                if now == expect:  # the pin holds: the server refused the write itself
+                    raise
+                message = f"{what} changed from {expect} to {now}"
+                raise KubeError(422, PIN_CHANGED, message) from exc
             return before, images_of(after.spec.template).get(container, image)
 
         return self._with_conflict_retry(f"set image deployment {t.namespace}/{name}", attempt)
@@ -268,6 +272,12 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                     message = f"the replica count of deployment {name} is {now}, not {expect}"
                     raise KubeError(None, PIN_CHANGED, message)
                 version = current.metadata.resource_version if current.metadata else None
+                if not version:  # null in a merge patch would make the write unconditional
+                    message = (
+                        f"{what}: the API server sent no resourceVersion, so the pinned"
+                        " write cannot be made conditional; nothing was changed"
+                    )
+                    raise KubeError(None, "Invalid", message)
                 body["metadata"] = {"resourceVersion": version}
             after = self._patch(
                 api.patch_namespaced_deployment_scale,

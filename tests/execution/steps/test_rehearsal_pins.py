@@ -243,3 +243,16 @@ def test_a_pinned_shift_stops_when_someone_moves_the_weight_mid_shift(
         " set (someone changed staging meanwhile)"
     )
     assert len(moved) == 1  # one pass, then it stopped: no fight until the timeout
+
+
+def test_a_write_the_server_refuses_is_not_called_a_change_in_staging(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """A 422 of the API server's own (an invalid image) while the pinned image is still there
+    is that error, not "someone changed staging": a new rehearsal would fail the same way."""
+    version = sim.resource_version
+    with pytest.raises(KubeError) as refused:
+        kube.set_image(HERE, "web-green", "app", "", expect="web:2")
+    assert refused.value.status == 422
+    assert refused.value.reason != PIN_CHANGED, refused.value
+    assert sim.resource_version == version  # refused: nothing stored
