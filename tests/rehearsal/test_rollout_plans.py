@@ -15,12 +15,15 @@ from kubernetes.client import CustomObjectsApi
 from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Service, parse_catalog
 from bot.rehearsal.plan import plan_rehearsal
-from bot.rehearsal.rollout import mid_update
+from bot.rehearsal.report import report_text, timings, undos_back, undos_of
+from bot.rehearsal.rollout import mid_update, rollout_now
 from bot.rollback.safety import Refusal
 from bot.sim.kube_api import KubeSimulator
 from tests.rehearsal.test_plans import rows
+from tests.rehearsal.test_report import UNDO, rehearsal, step
 
 STAGING = "shop-staging"
+FORWARD = {"params": {"roll_forward": True}}
 IMAGES = ["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
 CATALOG = textwrap.dedent(
     """\
@@ -205,3 +208,37 @@ def test_custom_phases_leave_the_abort_out_and_rename_the_rollout(
     assert r.plan.steps[1].params["expect_template"] == r.undo.to_template
     assert r.notes and "abort is left out" in r.notes[0]
     assert r.what.startswith("its own phases of the Argo Rollout checkout-api")
+
+
+def test_a_rollout_not_back_is_reported_with_the_argo_undo_command(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """The rollback ran (3 → 2), the roll-forward failed: the report reads the staging Rollout
+    (not a Deployment) and gives `kubectl argo rollouts undo … --to-revision=3`."""
+    twin = parse_catalog(CATALOG).services["checkout"].staging_twin()
+    assert twin is not None
+    path = "/spec/template/spec/containers/0/image"
+    patch_rollout(sim, [{"op": "replace", "path": path, "value": "shop/checkout:v2"}])
+    undo = {**UNDO, "images_before": {"app": "shop/checkout:v3"}}
+    steps = [
+        step(0, "application", "rollout_undo", 0, 1, detail={"undo": undo, "params": {}}),
+        step(1, "cleanup", "rollout_undo", 1, 2, status="failed", detail=FORWARD),
+    ]
+    is_back, not_back = undos_back(kube, twin, undos_of(steps))
+    assert (is_back, not_back) == (False, [undo])
+    text = report_text(
+        rehearsal("failed"),
+        steps,
+        timings(steps),
+        sla_minutes=15,
+        state=rollout_now(kube, twin),
+        is_back=is_back,
+        twin=twin,
+        not_back=not_back,
+    )
+    assert "Staging now: Rollout checkout-api at revision 4: Paused (CanaryPauseStep)" in text
+    assert (
+        "roll it forward (`kubectl argo rollouts undo checkout-api --to-revision=3 -n"
+        " shop-staging --context staging`)" in text
+    )
+    assert "rollout undo deployment" not in text
