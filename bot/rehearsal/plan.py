@@ -30,6 +30,7 @@ from bot.rehearsal.forward import (
 )
 from bot.rehearsal.rollout import (
     only_deployments,
+    pin_starts,
     refuse_mid_update,
     rollout_title,
     without_abort,
@@ -87,7 +88,7 @@ def plan_rehearsal(
     if s.strategy == "undo" and s.phases is None and not is_rollout:
         undo = _read_undo(kube, twin, twin.spec.deployment, target)
         return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
-    steps, note = ([] if is_http else rollback_steps(service, twin)), ""
+    steps, notes = ([] if is_http else rollback_steps(service, twin)), tuple[str, ...]()
     if target and not any(x.kind == "rollout_undo" for x in steps):
         raise Refusal(
             f"`--to` picks the revision a rollout undo goes back to, and {service.name}'s"
@@ -97,12 +98,13 @@ def plan_rehearsal(
         return _http_rehearsal(service, twin)
     kube = kube.reading_once()  # staging is read once
     if is_rollout:  # from a fully promoted Rollout only: nothing to abort
-        steps, note = without_abort(steps, twin, refuse_mid_update(kube, twin))
+        steps, notes = without_abort(steps, twin, refuse_mid_update(kube, twin))
     state = read_state(kube, twin, steps, target)
     r = rehearsal_of(s.strategy, twin, steps, state)
     title = "its own phases" if s.phases is not None else r.title
-    title = rollout_title(twin, title) if is_rollout else title
-    return replace(r, title=title, notes=tuple(filter(None, (*r.notes, note))))
+    if is_rollout:  # each undo also pinned to the release it starts from
+        title, r = rollout_title(twin, title), replace(r, plan=pin_starts(r.plan, state.undos))
+    return replace(r, title=title, notes=(*r.notes, *notes))
 
 
 def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
@@ -363,7 +365,7 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
     its own."""
     d = twin.spec.deployment
     back, forth = release_label(undo.images_after), release_label(undo.images_before)
-    steps = [
+    return [
         step("preparation", "snapshot", f"Snapshot {d}", objects=[["Deployment", d]]),
         step(
             "application",
@@ -385,7 +387,6 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
         forward_step("wait_rollout", "Wait for the roll-forward", deployment=d),
         *_forward_health(twin),
     ]
-    return steps
 
 
 def _health(phase: str, twin: Service, name: str) -> list[StepSpec]:

@@ -12,13 +12,15 @@ promote in staging and waits, as in production (the bot never promotes by itself
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bot.adapters.kube import argo
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeError, KubeTarget
+from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
 from bot.catalog.load import Service
-from bot.rollback.plan import StepSpec
+from bot.rehearsal.forward import ROLL_FORWARD
+from bot.rollback.plan import Plan, StepSpec
 from bot.rollback.rehearsable import LEFT_OUT
 from bot.rollback.safety import Refusal
 
@@ -100,15 +102,15 @@ def mid_update(rollout: Mapping[str, Any]) -> str | None:
 
 def without_abort(
     steps: list[StepSpec], twin: Service, revision: int
-) -> tuple[list[StepSpec], str]:
-    """The plan without its rollout_abort steps, and the note that says why (empty: none)."""
+) -> tuple[list[StepSpec], tuple[str, ...]]:
+    """The plan without its rollout_abort steps, and the note that says why (none: none)."""
     kept = [s for s in steps if s.kind not in LEFT_OUT]
     if len(kept) == len(steps):
-        return kept, ""
+        return kept, ()
     name = twin.spec.deployment
     return kept, (
         f"{name}'s abort is left out: staging's Rollout is fully promoted and Healthy at"
-        f" revision {revision}, so there is no update to abort"
+        f" revision {revision}, so there is no update to abort",
     )
 
 
@@ -125,3 +127,18 @@ def rollout_now(kube: KubernetesClient, twin: Service) -> str | None:
     phase, message = argo.rollout_phase(rollout)
     revision = argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
     return f"Rollout {name} at revision {revision}: {phase}" + (f" ({message})" if message else "")
+
+
+def pin_starts(plan: Plan, undos: Mapping[str, UndoPlan]) -> Plan:
+    """Each Rollout undo pinned to the release it starts from as well (``expect_from_template``):
+    the rollback to the one read, the roll-forward to the one the rollback goes to. An update
+    started in staging after the plan then stops the rehearsal instead of being rolled back."""
+
+    def pinned(s: StepSpec) -> StepSpec:
+        undo = undos.get(str(s.params.get("deployment")))
+        if s.kind != "rollout_undo" or undo is None:
+            return s
+        start = undo.to_template if s.params.get(ROLL_FORWARD) else undo.from_template
+        return replace(s, params={**s.params, "expect_from_template": start})
+
+    return replace(plan, steps=tuple(pinned(s) for s in plan.steps))

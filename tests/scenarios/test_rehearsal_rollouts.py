@@ -6,7 +6,6 @@ promotes by itself."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +15,10 @@ from kubernetes.client import CustomObjectsApi
 from bot.adapters.kube.client import KubernetesClient
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
+from bot.sim.slack_api import SlackSimulator
 from tests.conftest import Harness, catalog_yaml
 from tests.scenarios.test_approval_flow import settle
+from tests.scenarios.test_manual_gate_continue import gate_button, until
 from tests.scenarios.test_rehearsal import report
 from tests.scenarios.test_rehearsal_strategies import steps_of, untouched
 
@@ -100,13 +101,6 @@ def promote(sim: KubeSimulator) -> None:
         {"status": {"pauseConditions": None}},
         _content_type="application/merge-patch+json",
     )
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_rollout_rehearsal_rolls_staging_back_and_forward_without_production(
@@ -209,3 +203,61 @@ def test_refused_while_staging_s_rollout_is_mid_update(
     )
     assert staging_sim.writes[seeded:] == [] and is_untouched()
     assert h.bot.deps.repo.list_rollbacks() == []
+
+
+GATED = catalog_yaml(
+    "  checkout:\n    context: prod\n    namespace: shop\n    deployment: checkout-api\n"
+    "    workload: {kind: Rollout}\n    responders: [U0ONCALL1]\n    approvers: [U0ONCALL1]\n"
+    "    staging: {context: staging, namespace: shop-staging}\n"
+    "    phases:\n"
+    "      preparation:\n"
+    "        - {kind: manual_gate, prompt: 'Staging quiet?'}\n"
+    "      stop_traffic:\n"
+    "        - {kind: rollout_abort}\n"
+    "      application:\n"
+    "        - {kind: rollout_undo}\n"
+    "        - {kind: wait_rollout}\n"
+)
+
+
+def test_a_release_to_staging_between_plan_and_run_stops_the_rehearsal_untouched(
+    make_harness: Any,
+    slack: SlackSimulator,
+    kube: KubernetesClient,
+    prod_sim: KubeSimulator,
+    staging_sim: KubeSimulator,
+) -> None:
+    """Someone releases v4 to staging while the rehearsal waits at its gate: the undo is pinned
+    to the release it starts from too, so it refuses rather than roll their update back."""
+    slack.add_user("U0ONCALL1", "oncall")
+    is_untouched = untouched(prod_sim)
+    h: Harness = make_harness(GATED, prometheus_url=None, kube=kube)
+    answer = h.slash("drill checkout --rehearse").json()["text"]
+    assert "its own phases of the Argo Rollout checkout-api" in answer
+    assert "checkout-api's abort is left out" in answer
+    message, button = until(lambda: gate_button(slack), "the gate's Continue button")
+
+    CustomObjectsApi(staging_sim.api_client()).patch_namespaced_custom_object(
+        *ARGO,
+        "shop-staging",
+        "rollouts",
+        "checkout-api",
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "v4"}],
+        _content_type="application/json-patch+json",
+    )
+    assert rollout(staging_sim)["status"]["phase"] == "Paused"
+    changed = len(staging_sim.writes)
+
+    h.requester.click(message, button, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
+    h.wait_rollbacks()
+    rehearsal = h.bot.deps.repo.get_rollback(1)
+    assert rehearsal is not None and rehearsal.status == "failed", rehearsal
+    undo = next(s for s in h.bot.deps.repo.list_steps(1) if s.kind == "rollout_undo")
+    assert undo.status == "failed"
+    assert undo.error is not None and undo.error.startswith(
+        "checkout-api runs revision 4 (app=v4) in staging, not the release it ran when the"
+        " rehearsal was planned (someone deployed or rolled back meanwhile); nothing was changed."
+    )
+    assert staging_sim.writes[changed:] == []  # their update stays, paused at its step
+    assert image_and_revision(staging_sim) == ("v4", "4")
+    assert is_untouched()
