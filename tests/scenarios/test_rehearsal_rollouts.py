@@ -91,6 +91,19 @@ def without_pauses(sim: KubeSimulator) -> None:
     )
 
 
+def release_v4(sim: KubeSimulator) -> None:
+    """Someone releases v4 to staging: its canary goes to 20 % and pauses."""
+    CustomObjectsApi(sim.api_client()).patch_namespaced_custom_object(
+        *ARGO,
+        "shop-staging",
+        "rollouts",
+        "checkout-api",
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "v4"}],
+        _content_type="application/json-patch+json",
+    )
+    assert rollout(sim)["status"]["phase"] == "Paused"
+
+
 def promote(sim: KubeSimulator) -> None:
     """What `kubectl argo rollouts promote` sends: the pause conditions cleared."""
     CustomObjectsApi(sim.api_client()).patch_namespaced_custom_object_status(
@@ -183,15 +196,7 @@ def test_a_paused_canary_waits_for_a_promote_in_staging_each_way(
 def test_refused_while_staging_s_rollout_is_mid_update(
     h: Harness, prod_sim: KubeSimulator, staging_sim: KubeSimulator
 ) -> None:
-    CustomObjectsApi(staging_sim.api_client()).patch_namespaced_custom_object(
-        *ARGO,
-        "shop-staging",
-        "rollouts",
-        "checkout-api",
-        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "v4"}],
-        _content_type="application/json-patch+json",
-    )
-    assert rollout(staging_sim)["status"]["phase"] == "Paused"
+    release_v4(staging_sim)
     is_untouched, seeded = untouched(prod_sim), len(staging_sim.writes)
 
     answer = h.slash("drill checkout --rehearse").json()["text"]
@@ -237,15 +242,7 @@ def test_a_release_to_staging_between_plan_and_run_stops_the_rehearsal_untouched
     assert "checkout-api's abort is left out" in answer
     message, button = until(lambda: gate_button(slack), "the gate's Continue button")
 
-    CustomObjectsApi(staging_sim.api_client()).patch_namespaced_custom_object(
-        *ARGO,
-        "shop-staging",
-        "rollouts",
-        "checkout-api",
-        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "v4"}],
-        _content_type="application/json-patch+json",
-    )
-    assert rollout(staging_sim)["status"]["phase"] == "Paused"
+    release_v4(staging_sim)
     changed = len(staging_sim.writes)
 
     h.requester.click(message, button, user_id="U0ONCALL1", channel_id="C0DEPLOYS")
