@@ -51,12 +51,6 @@ def staging_problems(catalog: Catalog, lines: Mapping[Path_, int]) -> list[str]:
         where = f"{catalog.source}:{line_for(('services', name, 'staging'), lines)}"
         if why := names_production(svc, twin):
             out.append(f"{where}: services.{name}.staging: {why}")
-        if svc.spec.workload.kind == "Rollout":
-            out.append(
-                f"{where}: services.{name}.staging: {name} is an Argo Rollout (workload: {{kind:"
-                " Rollout}), and rehearsals in staging do not cover Argo Rollouts yet: remove"
-                " staging: (`/rollback run <service> --dry-run` shows what its rollback does)"
-            )
         out += _http_problems(catalog.source, name, svc, lines)
         if found := production_endpoint(svc):
             key, why = found

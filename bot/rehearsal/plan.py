@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
+from bot.adapters.kube.workload import workload
 from bot.catalog.load import PlanError, Service
 from bot.catalog.staging_checks import names_production, production_endpoint
 from bot.execution.steps.base import StepFailed
@@ -26,6 +27,13 @@ from bot.rehearsal.forward import (
     forward_step,
     traffic_key,
     written,
+)
+from bot.rehearsal.rollout import (
+    only_deployments,
+    pin_starts,
+    refuse_mid_update,
+    rollout_title,
+    without_abort,
 )
 from bot.rollback.plan import Plan, StepSpec, custom_plan, step
 from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
@@ -55,7 +63,8 @@ class Rehearsal:
 def where(twin: Service) -> str:
     """``context staging, namespace shop, deployment checkout-api``."""
     context = f"context {twin.context}, " if twin.context else ""
-    return f"{context}namespace {twin.namespace}, deployment {twin.spec.deployment}"
+    noun = "rollout" if twin.workload_kind == "Rollout" else "deployment"
+    return f"{context}namespace {twin.namespace}, {noun} {twin.spec.deployment}"
 
 
 def plan_rehearsal(
@@ -75,16 +84,11 @@ def plan_rehearsal(
             " fix staging: in the catalog"
         )
     s = service.spec
-    if s.workload.kind == "Rollout":
-        raise Refusal(
-            f"{s.deployment} is an Argo Rollout, and rehearsals in staging do not cover Argo"
-            " Rollouts yet: `/rollback run <service> --dry-run` shows what its rollback would do"
-        )
-    if s.strategy == "undo" and s.phases is None:
+    is_http, is_rollout = s.strategy == "http" and s.phases is None, twin.workload_kind == "Rollout"
+    if s.strategy == "undo" and s.phases is None and not is_rollout:
         undo = _read_undo(kube, twin, twin.spec.deployment, target)
         return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
-    is_http = s.strategy == "http" and s.phases is None
-    steps = [] if is_http else rollback_steps(service, twin)
+    steps, notes = ([] if is_http else rollback_steps(service, twin)), tuple[str, ...]()
     if target and not any(x.kind == "rollout_undo" for x in steps):
         raise Refusal(
             f"`--to` picks the revision a rollout undo goes back to, and {service.name}'s"
@@ -92,9 +96,15 @@ def plan_rehearsal(
         )
     if is_http:
         return _http_rehearsal(service, twin)
+    kube = kube.reading_once()  # staging is read once
+    if is_rollout:  # from a fully promoted Rollout only: nothing to abort
+        steps, notes = without_abort(steps, twin, refuse_mid_update(kube, twin))
     state = read_state(kube, twin, steps, target)
-    rehearsal = rehearsal_of(s.strategy, twin, steps, state)
-    return replace(rehearsal, title="its own phases" if s.phases is not None else rehearsal.title)
+    r = rehearsal_of(s.strategy, twin, steps, state)
+    title = "its own phases" if s.phases is not None else r.title
+    if is_rollout:  # each undo also pinned to the release it starts from
+        title, r = rollout_title(twin, title), replace(r, plan=pin_starts(r.plan, state.undos))
+    return replace(r, title=title, notes=(*r.notes, *notes))
 
 
 def rollback_steps(service: Service, twin: Service) -> list[StepSpec]:
@@ -123,10 +133,10 @@ def _in_staging(s: StepSpec, production: str, staging: str) -> StepSpec:
     params = dict(s.params)
     if params.get("deployment") == production:
         params["deployment"] = staging
-    if s.kind == "snapshot":
+    if s.kind == "snapshot":  # the Rollout of a Rollout service too
         params["objects"] = [
             [o[0], staging, *o[2:]]
-            if len(o) > 1 and (o[0], o[1]) == ("Deployment", production)
+            if len(o) > 1 and o[0] in ("Deployment", "Rollout") and o[1] == production
             else o
             for o in params["objects"]
         ]
@@ -137,7 +147,7 @@ def read_state(
     kube: KubernetesClient, twin: Service, steps: list[StepSpec], target: str | None
 ) -> StagingState:
     """One read of what the steps will change in staging (each object read once)."""
-    kube, t = kube.reading_once(), KubeTarget(twin.context, twin.namespace)
+    t = KubeTarget(twin.context, twin.namespace)  # kube: a reading-once view
     canary = twin.spec.canary.deployment if twin.spec.canary is not None else None
     state = StagingState(canary=canary)
     try:
@@ -155,7 +165,7 @@ def _named(twin: Service, steps: list[StepSpec], canary: str | None) -> list[str
     """The Deployments a traffic step may send traffic to: those the plan names, the canary."""
     named = [str(s.params["deployment"]) for s in steps if s.params.get("deployment")]
     bg = twin.spec.blue_green
-    return list(dict.fromkeys([*named, *(x for x in (canary, bg and bg.candidate) if x)]))
+    return only_deployments(twin, steps, [*named, *(x for x in (canary, bg and bg.candidate) if x)])
 
 
 def _read_deployments(
@@ -214,7 +224,8 @@ def _read_undo(kube: KubernetesClient, twin: Service, name: str, target: str | N
         return resolve_target(target, known, deployment=name, current=current)
 
     try:
-        undo, _, _ = kube.preview_undo(KubeTarget(twin.context, twin.namespace), name, pick)
+        undos = workload(kube, twin.workload_kind)  # a Rollout service's undos are Rollouts'
+        undo, _, _ = undos.preview_undo(KubeTarget(twin.context, twin.namespace), name, pick)
     except KubeError as exc:
         raise Refusal(f"cannot plan the rollback in staging ({where(twin)}): {exc}") from None
     if undo.is_noop:
@@ -354,7 +365,7 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
     its own."""
     d = twin.spec.deployment
     back, forth = release_label(undo.images_after), release_label(undo.images_before)
-    steps = [
+    return [
         step("preparation", "snapshot", f"Snapshot {d}", objects=[["Deployment", d]]),
         step(
             "application",
@@ -376,7 +387,6 @@ def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
         forward_step("wait_rollout", "Wait for the roll-forward", deployment=d),
         *_forward_health(twin),
     ]
-    return steps
 
 
 def _health(phase: str, twin: Service, name: str) -> list[StepSpec]:

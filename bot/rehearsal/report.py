@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget
+from bot.adapters.kube.workload import workload
 from bot.adapters.slack.posts import find_marked, post_marker
 from bot.catalog.load import Service
 from bot.deps import Deps
@@ -22,6 +23,7 @@ from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
 from bot.rehearsal.forward import rolls_forward
 from bot.rehearsal.plan import where
+from bot.rehearsal.rollout import rollout_now, undo_command
 from bot.rehearsal.staging_now import StagingNow, staging_now
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
@@ -97,8 +99,8 @@ def report_due(deps: Deps, item: DueWork) -> None:
     is_kube = twin is not None and rollback.strategy != "http"
     state = describe_service_state(kube, twin) if twin is not None and is_kube else None
     now = staging_now(kube, twin, steps) if twin is not None else StagingNow()
-    if now.lines:
-        state = "; ".join(filter(None, [state, *now.lines]))
+    phase = rollout_now(kube, twin) if twin is not None and is_kube else None  # Rollout phase
+    state = "; ".join(filter(None, [state, phase, *now.lines])) or None
     undo_back, not_back = undos_back(kube, twin, undos_of(steps))
     back_home = _both(undo_back, now.is_back)
     text = report_text(
@@ -162,7 +164,7 @@ def undos_back(
     for undo in undos:
         name = str(undo.get("deployment") or twin.spec.deployment)
         try:
-            now = kube.deployment(t, name)
+            now = workload(kube, twin.workload_kind).info(t, name)  # a Deployment or a Rollout
         except KubeError:
             continue
         checked += 1
@@ -224,10 +226,13 @@ def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
     revision, name = undo.get("from_revision"), str(undo.get("deployment") or twin.spec.deployment)
     context = f"--context {twin.context} " if twin.context else ""
     kubectl = f"kubectl {context}-n {twin.namespace} rollout undo deployment/{name}"
+    command = f"{kubectl} --to-revision={revision}"
+    if twin.workload_kind == "Rollout":  # then promote it in staging if its canary pauses
+        command = undo_command(twin, name, revision)
     return (
         f":warning: Staging is *not* back at revision {revision}"
         f" ({escape(release_label(undo.get('images_before') or {}))}), where the rehearsal"
-        f" started: roll it forward (`{escape(kubectl)} --to-revision={revision}`) before the"
+        f" started: roll it forward (`{escape(command)}`) before the"
         " next deploy or test relies on it."
     )
 

@@ -12,7 +12,7 @@ import pytest
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Service, parse_catalog
-from bot.catalog.spec import PlanStep, Workload
+from bot.catalog.spec import PlanStep
 from bot.rehearsal.forward import ROLL_FORWARD, ROLL_FORWARD_PHASE, StagingState
 from bot.rehearsal.plan import plan_rehearsal, rehearsal_of, rollback_steps
 from bot.rollback.plan import StepSpec
@@ -279,15 +279,6 @@ def test_to_applies_only_to_a_rollout_undo() -> None:
     assert twin is not None
     with pytest.raises(Refusal, match="`--to` picks the revision a rollout undo goes back to"):
         plan_rehearsal(None, svc, twin, "3")  # type: ignore[arg-type]  # refused before reading
-
-
-def test_an_argo_rollout_is_refused_with_the_reason() -> None:
-    svc = services()["cart"]
-    svc = replace(svc, spec=svc.spec.model_copy(update={"workload": Workload(kind="Rollout")}))
-    twin = svc.staging_twin()
-    assert twin is not None
-    with pytest.raises(Refusal, match="cart-api is an Argo Rollout, and rehearsals in staging"):
-        plan_rehearsal(None, svc, twin, None)  # type: ignore[arg-type]  # refused before reading
 
 
 def test_a_step_that_cannot_be_rolled_forward_refuses_the_rehearsal() -> None:

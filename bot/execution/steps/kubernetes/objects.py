@@ -125,6 +125,14 @@ def _refuse_unsafe_undo(
             f"refused: {point_of_no_return_text(service, plan.from_revision, plan.to_revision)}"
             " (`/rollback run … --immediate --force`)."
         )
+    started = params.get("expect_from_template")  # a rehearsal's: what staging ran when read
+    if started and plan.from_template != started:
+        raise StepFailed(
+            f"{name} runs revision {plan.from_revision} ({images_text(plan.images_before)}) in"
+            " staging, not the release it ran when the rehearsal was planned (someone deployed"
+            " or rolled back meanwhile); nothing was changed. Check staging and start a new"
+            " rehearsal."
+        )
     expected = params.get("expect_template")
     if expected and plan.to_template != expected:
         raise StepFailed(

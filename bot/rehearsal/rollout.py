@@ -1,0 +1,144 @@
+"""A rehearsal of an Argo Rollout service (``workload: {kind: Rollout}``): the staging Rollout is
+read once, and a rehearsal starts only from a Rollout fully promoted and Healthy at its current
+revision — an update in progress is someone's, and the rehearsal would roll it back.
+
+From there the rollback's ``rollout_abort`` has nothing to abort (it changes nothing on a Healthy
+Rollout), so the rehearsal leaves it out and says so; the undo and its roll-forward are pinned
+to the templates read (``expect_template``), as a Deployment's are. After each undo the Argo
+controller walks the canary steps again, pauses included: the ``wait_rollout`` step says how to
+promote in staging and waits, as in production (the bot never promotes by itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from bot.adapters.kube import argo
+from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
+from bot.catalog.load import Service
+from bot.rehearsal.forward import ROLL_FORWARD
+from bot.rollback.plan import Plan, StepSpec
+from bot.rollback.rehearsable import LEFT_OUT
+from bot.rollback.safety import Refusal
+
+# the step kinds that act on a Rollout service's workload by Argo's rules (never a Deployment)
+ROLLOUT_STEPS = frozenset({"rollout_undo", "wait_rollout", "rollout_abort"})
+
+
+def rollout_title(twin: Service, title: str) -> str:
+    """What the start reply says it rehearses: ``its own phases of the Argo Rollout checkout``."""
+    return f"{title or 'the undo rollback'} of the Argo Rollout {twin.spec.deployment}"
+
+
+def only_deployments(twin: Service, steps: list[StepSpec], names: list[str]) -> list[str]:
+    """The apps/v1 Deployments among ``names`` (without repeats): on a Rollout service, the
+    Rollout and what the Rollout steps name are Argo Rollouts."""
+    found = list(dict.fromkeys(names))
+    if twin.workload_kind != "Rollout":
+        return found
+    rollouts = {str(s.params.get("deployment")) for s in steps if s.kind in ROLLOUT_STEPS}
+    return [n for n in found if n not in {twin.spec.deployment, *rollouts}]
+
+
+def where_rollout(twin: Service) -> str:
+    """``-n shop --context staging`` (kubectl's flags for the staging target)."""
+    return f"-n {twin.namespace}" + (f" --context {twin.context}" if twin.context else "")
+
+
+def undo_command(twin: Service, name: str, revision: object) -> str:
+    """``kubectl argo rollouts undo checkout --to-revision=3 -n shop --context staging``."""
+    return f"kubectl argo rollouts undo {name} --to-revision={revision} {where_rollout(twin)}"
+
+
+def refuse_mid_update(kube: KubernetesClient, twin: Service) -> int:
+    """Refused unless staging's Rollout is fully promoted and Healthy; its revision when it is
+    (``kube``: a reading-once view, so the plan reads the Rollout once)."""
+    name = twin.spec.deployment
+    try:
+        rollout = kube.read_rollout(KubeTarget(twin.context, twin.namespace), name)
+    except KubeError as exc:
+        raise Refusal(
+            f"cannot read staging's Rollout {name} (context {twin.context or 'current'},"
+            f" namespace {twin.namespace}): {exc}"
+        ) from None
+    if why := mid_update(rollout):
+        raise Refusal(why)
+    return argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
+
+
+def mid_update(rollout: Mapping[str, Any]) -> str | None:
+    """Why a rehearsal cannot start from this Rollout (with what to do), or None when it is
+    fully promoted and Healthy."""
+    name = argo.name_of(rollout)
+    phase, message = argo.rollout_phase(rollout)
+    status, spec = argo.status_of(rollout), argo.spec_of(rollout)
+    said = f"{phase}: {message}" if message else phase
+    if status.get("abort"):
+        return (
+            f"staging's Rollout {name} has an aborted update ({said}): undo or retry it in"
+            " staging first (`kubectl argo rollouts undo` / `retry rollout`), so that it is"
+            " Healthy"
+        )
+    steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    index = status.get("currentStepIndex")
+    paused = phase == argo.PAUSED or bool(spec.get("paused") or status.get("pauseConditions"))
+    if argo.is_mid_update(rollout) or paused:
+        at = [f"step {int(index) + 1} of {len(steps)}"] if steps and isinstance(index, int) else []
+        at += ["paused"] if paused else [said]
+        return (
+            f"staging's Rollout {name} is mid-update ({', '.join(at)}): promote or abort it in"
+            " staging first (`kubectl argo rollouts promote` / `abort`)"
+        )
+    if phase != argo.HEALTHY:
+        return (
+            f"staging's Rollout {name} is not Healthy ({said}): wait until it is (`kubectl argo"
+            " rollouts status`), or fix it in staging first"
+        )
+    return None
+
+
+def without_abort(
+    steps: list[StepSpec], twin: Service, revision: int
+) -> tuple[list[StepSpec], tuple[str, ...]]:
+    """The plan without its rollout_abort steps, and the note that says why (none: none)."""
+    kept = [s for s in steps if s.kind not in LEFT_OUT]
+    if len(kept) == len(steps):
+        return kept, ()
+    name = twin.spec.deployment
+    return kept, (
+        f"{name}'s abort is left out: staging's Rollout is fully promoted and Healthy at"
+        f" revision {revision}, so there is no update to abort",
+    )
+
+
+def rollout_now(kube: KubernetesClient, twin: Service) -> str | None:
+    """``Rollout checkout at revision 5: Healthy`` (with the controller's message), for the
+    report; None for a Deployment service or when it cannot be read."""
+    if twin.workload_kind != "Rollout":
+        return None
+    name = twin.spec.deployment
+    try:
+        rollout = kube.read_rollout(KubeTarget(twin.context, twin.namespace), name)
+    except KubeError as exc:
+        return f"could not read Rollout {name}: {exc}"
+    phase, message = argo.rollout_phase(rollout)
+    revision = argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
+    return f"Rollout {name} at revision {revision}: {phase}" + (f" ({message})" if message else "")
+
+
+def pin_starts(plan: Plan, undos: Mapping[str, UndoPlan]) -> Plan:
+    """Each Rollout undo pinned to the release it starts from as well (``expect_from_template``):
+    the rollback to the one read, the roll-forward to the one the rollback goes to. An update
+    started in staging after the plan then stops the rehearsal instead of being rolled back."""
+
+    def pinned(s: StepSpec) -> StepSpec:
+        undo = undos.get(str(s.params.get("deployment")))
+        if s.kind != "rollout_undo" or undo is None:
+            return s
+        start = undo.to_template if s.params.get(ROLL_FORWARD) else undo.from_template
+        return replace(s, params={**s.params, "expect_from_template": start})
+
+    return replace(plan, steps=tuple(pinned(s) for s in plan.steps))
