@@ -1,11 +1,9 @@
 """A rehearsal's plan: the service's own rollback plan pointed at staging, then the roll-forward
 that puts back what it changed, in reverse order (``bot.rehearsal.forward``).
 
-Staging is read once here, before anything is stored; every step that writes is pinned to that
-read, so a deploy to staging in between stops the rehearsal instead of rolling somewhere else.
-Checks of production (its health URLs, its Prometheus, a canary's metric gate) give way to the
-staging health check; strategy http calls the staging deployment API (``staging.http``) and
-never production's.
+Staging is read once here, before anything is stored; every write is pinned to that read (a
+deploy to staging in between stops the rehearsal). Production's checks give way to the staging
+health check; strategy http calls the staging deployment API (``staging.http``), never production's.
 """
 
 from __future__ import annotations
@@ -87,7 +85,8 @@ def plan_rehearsal(
     is_http, is_rollout = s.strategy == "http" and s.phases is None, twin.workload_kind == "Rollout"
     if s.strategy == "undo" and s.phases is None and not is_rollout:
         undo = _read_undo(kube, twin, twin.spec.deployment, target)
-        return Rehearsal(Plan("undo", tuple(rehearsal_steps(twin, undo))), undo)
+        plan = Plan("undo", tuple(rehearsal_steps(twin, undo)))
+        return Rehearsal(pin_starts(plan, {twin.spec.deployment: undo}), undo)
     steps, notes = ([] if is_http else rollback_steps(service, twin)), tuple[str, ...]()
     if target and not any(x.kind == "rollout_undo" for x in steps):
         raise Refusal(
@@ -101,9 +100,10 @@ def plan_rehearsal(
         steps, notes = without_abort(steps, twin, refuse_mid_update(kube, twin))
     state = read_state(kube, twin, steps, target)
     r = rehearsal_of(s.strategy, twin, steps, state)
+    r = replace(r, plan=pin_starts(r.plan, state.undos))  # each undo: where it starts from too
     title = "its own phases" if s.phases is not None else r.title
-    if is_rollout:  # each undo also pinned to the release it starts from
-        title, r = rollout_title(twin, title), replace(r, plan=pin_starts(r.plan, state.undos))
+    if is_rollout:
+        title = rollout_title(twin, title)
     return replace(r, title=title, notes=(*r.notes, *notes))
 
 

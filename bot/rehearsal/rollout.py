@@ -130,7 +130,8 @@ def rollout_now(kube: KubernetesClient, twin: Service) -> str | None:
 
 
 def pin_starts(plan: Plan, undos: Mapping[str, UndoPlan]) -> Plan:
-    """Each Rollout undo pinned to the release it starts from as well (``expect_from_template``):
+    """Each undo (a Deployment's or a Rollout's) pinned to the release it starts from as well
+    (``expect_from_template``):
     the rollback to the one read, the roll-forward to the one the rollback goes to. An update
     started in staging after the plan then stops the rehearsal instead of being rolled back."""
 

@@ -12,9 +12,11 @@ import pytest
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget
+from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepFailed
-from bot.execution.steps.kubernetes.objects import scale, set_image, switch_selector
+from bot.execution.steps.kubernetes.objects import rollout_undo, scale, set_image, switch_selector
 from bot.execution.steps.kubernetes.traffic import shift_traffic
+from bot.rehearsal.plan import plan_rehearsal
 from bot.sim.kube_api import KubeSimulator
 from tests.execution.steps.conftest import TRAFFIC, create_virtual_service
 
@@ -256,3 +258,43 @@ def test_a_write_the_server_refuses_is_not_called_a_change_in_staging(
     assert refused.value.status == 422
     assert refused.value.reason != PIN_CHANGED, refused.value
     assert sim.resource_version == version  # refused: nothing stored
+
+
+def test_a_deploy_to_staging_after_the_plan_stops_a_deployment_s_undo(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    """The undo is pinned to the release it starts from as well as to its target: a release
+    made in staging after the rehearsal was planned is not rolled back (nor, later, replaced by
+    the roll-forward)."""
+    undo, _, _ = kube.preview_undo(HERE, "web-green", lambda listed, current: None)
+    params = {
+        "deployment": "web-green",
+        "to_revision": undo.to_revision,
+        "expect_template": undo.to_template,
+        "expect_from_template": undo.from_template,
+    }
+    kube.set_image(HERE, "web-green", "app", "web:3")  # someone deploys to staging meanwhile
+    version = sim.resource_version
+    ctx, _ = make_ctx(kube=kube)
+
+    with pytest.raises(StepFailed, match="not the release it ran when the rehearsal was planned"):
+        rollout_undo(ctx, params)
+
+    assert sim.resource_version == version
+
+
+def test_a_deployment_rehearsal_pins_where_each_undo_starts() -> None:
+    """Both undos of a rehearsal (back, then forward) carry the release they start from."""
+    with KubeSimulator() as staging:
+        staging.seed_deployment("shop", "web-green", images=["web:1", "web:2"])
+        kube = KubernetesClient(api_client_for=lambda _c: staging.api_client(), sleep=lambda s: 0)
+        service = parse_catalog(
+            "defaults: {channel: C0DEPLOYS}\nservices:\n  web:\n    namespace: prod\n"
+            "    deployment: web-green\n    staging: {namespace: shop}\n"
+        ).services["web"]
+        twin = service.staging_twin()
+        assert twin is not None
+        r = plan_rehearsal(kube, service, twin, None)
+    assert r.undo is not None
+    starts = [s.params["expect_from_template"] for s in r.plan.steps if s.kind == "rollout_undo"]
+    assert starts == [r.undo.from_template, r.undo.to_template]
