@@ -171,11 +171,15 @@ def main() -> None:
     parser.add_argument("--slack", default="")
     parser.add_argument("--prometheus", default="")
     parser.add_argument("--requests-per-client", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=4, help="rounds per app and concurrency")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="rounds per app and concurrency (even)"
+    )
     parser.add_argument(
         "--control", action="store_true", help="a second bare app in ours' place: ratios ~1.0"
     )
     args = parser.parse_args()
+    if args.repeats < 2 or args.repeats % 2:
+        parser.error("--repeats must be even (each app goes first as often as second)")
     if args.serve == "simulators":
         serve_simulators()
         return
