@@ -3,6 +3,7 @@ the pinned template, a resumed attempt, the abort step, and waiting on the phase
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.http import HttpClient
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeTarget
+from bot.adapters.kube.values import KubeTarget, UndoPlan
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepContext, StepFailed
 from bot.execution.steps.kubernetes.objects import rollout_undo
@@ -186,3 +187,59 @@ def test_abort_then_undo_of_a_blue_green_update_waiting_for_promotion(
     ctx, _, _ = context()
     assert 'rollout "pay" is Healthy' in wait_rollout(ctx, {"deployment": "pay"})["status"]
     assert kube.rollout_info(t, "pay").revision == 4
+
+
+def _recorded(undo: UndoPlan) -> dict[str, Any]:
+    """What an undo's first attempt stores before it sends its patch."""
+    return {**dataclasses.asdict(undo), "deployment": undo.deployment}
+
+
+@pytest.mark.parametrize("leg", ["rollback", "roll-forward"])
+def test_a_resumed_rollout_undo_still_checks_where_it_starts(
+    context: Callable[..., Made], kube: KubernetesClient, sim: KubeSimulator, leg: str
+) -> None:
+    """Stopped after its record was stored but before its patch, then someone deploys to
+    staging: the resumed undo refuses instead of rolling their release back."""
+    here = KubeTarget(None, NS)
+    back, _, _ = kube.rollout_preview_undo(here, NAME, lambda listed, current: None)
+    if leg == "roll-forward":
+        rollout_undo(context()[0], {"deployment": NAME, "to_revision": back.to_revision})
+        sim.tick()
+    undo, _, _ = kube.rollout_preview_undo(
+        here, NAME, lambda listed, current: back.from_revision if leg != "rollback" else None
+    )
+    params = {
+        "deployment": NAME,
+        "to_revision": undo.to_revision,
+        "expect_template": undo.to_template,
+        "expect_from_template": undo.from_template,
+    }
+    resumed, _, _ = context(previous={"undo": _recorded(undo)})
+    set_image(sim, "shop/checkout:v9")  # someone deploys to staging meanwhile
+    version = sim.resource_version
+
+    with pytest.raises(StepFailed, match="not the release it ran when the rehearsal was planned"):
+        rollout_undo(resumed, params)
+
+    assert sim.resource_version == version
+
+
+def test_a_resumed_rollout_undo_whose_patch_went_out_goes_through(
+    context: Callable[..., Made], kube: KubernetesClient, sim: KubeSimulator
+) -> None:
+    """The patch went out before the stop: the Rollout no longer starts where the pin says,
+    and that is this undo's own change, so it is done, not refused (nor sent again)."""
+    undo, _, _ = kube.rollout_preview_undo(KubeTarget(None, NS), NAME, lambda listed, current: None)
+    params = {
+        "deployment": NAME,
+        "to_revision": undo.to_revision,
+        "expect_template": undo.to_template,
+        "expect_from_template": undo.from_template,
+    }
+    ctx, _, _ = context()
+    rollout_undo(ctx, params)  # sent; no controller pass yet
+    resumed, _, _ = context(previous={"undo": _recorded(undo)})
+    before = len(sim.requests)
+
+    assert rollout_undo(resumed, params)["undo"]["to_template"] == undo.to_template
+    assert not [m for m, _ in sim.requests[before:] if m == "PATCH"]

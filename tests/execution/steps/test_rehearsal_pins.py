@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget
+from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget, UndoPlan
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.objects import rollout_undo, scale, set_image, switch_selector
@@ -298,3 +298,48 @@ def test_a_deployment_rehearsal_pins_where_each_undo_starts() -> None:
     assert r.undo is not None
     starts = [s.params["expect_from_template"] for s in r.plan.steps if s.kind == "rollout_undo"]
     assert starts == [r.undo.from_template, r.undo.to_template]
+
+
+def recorded(undo: UndoPlan) -> dict[str, Any]:
+    """What an undo's first attempt stores (``ctx.remember``) before it sends its patch."""
+    return {
+        "deployment": undo.deployment,
+        "from_revision": undo.from_revision,
+        "to_revision": undo.to_revision,
+        "images_before": undo.images_before,
+        "images_after": undo.images_after,
+        "from_template": undo.from_template,
+        "to_template": undo.to_template,
+    }
+
+
+@pytest.mark.parametrize("leg", ["rollback", "roll-forward"])
+def test_a_resumed_deployment_undo_still_checks_where_it_starts(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any, leg: str
+) -> None:
+    """Stopped after its record was stored but before its patch, then someone deploys to
+    staging: the resumed undo refuses instead of rolling their release back."""
+    back, _, _ = kube.preview_undo(HERE, "web-green", lambda listed, current: None)
+    if leg == "roll-forward":
+        ctx, _ = make_ctx(kube=kube)
+        rollout_undo(ctx, {"deployment": "web-green", "to_revision": back.to_revision})
+        sim.tick()
+    undo, _, _ = kube.preview_undo(
+        HERE, "web-green", lambda listed, current: back.from_revision if leg != "rollback" else None
+    )
+    params = {
+        "deployment": "web-green",
+        "to_revision": undo.to_revision,
+        "expect_template": undo.to_template,
+        "expect_from_template": undo.from_template,
+    }
+    resumed, _ = make_ctx(kube=kube, previous={"undo": recorded(undo)})
+    kube.set_image(HERE, "web-green", "app", "web:3")  # someone deploys to staging meanwhile
+    sim.tick()
+    version = sim.resource_version
+
+    with pytest.raises(StepFailed, match="not the release it ran when the rehearsal was planned"):
+        rollout_undo(resumed, params)
+
+    assert sim.resource_version == version
+    assert kube.deployment(HERE, "web-green").images == {"app": "web:3"}

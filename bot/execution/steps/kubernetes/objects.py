@@ -87,8 +87,10 @@ def rollout_undo(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
 
     def record(plan: UndoPlan) -> None:  # stored before the patch is sent
         nonlocal planned
-        if ctx.previous.get("undo") is not None:
-            return  # keep what the first attempt recorded
+        if ctx.previous.get("undo") is not None:  # keep what the first attempt recorded
+            if not plan.is_noop:  # not sent yet: staging must still start where it was pinned
+                _refuse_moved_start(ctx, name, plan, params)
+            return
         _refuse_unsafe_undo(ctx, name, plan, params)
         planned = {
             "deployment": name,
@@ -125,6 +127,22 @@ def _refuse_unsafe_undo(
             f"refused: {point_of_no_return_text(service, plan.from_revision, plan.to_revision)}"
             " (`/rollback run … --immediate --force`)."
         )
+    _refuse_moved_start(ctx, name, plan, params)
+    expected = params.get("expect_template")
+    if expected and plan.to_template != expected:
+        raise StepFailed(
+            f"revision {plan.to_revision} of {name} is no longer the release that was checked"
+            " when this rollback was asked for (someone deployed or rolled back meanwhile);"
+            " nothing was changed. Assess the service again and start a new rollback."
+        )
+
+
+def _refuse_moved_start(
+    ctx: StepContext, name: str, plan: UndoPlan, params: Mapping[str, Any]
+) -> None:
+    """A rehearsal's undo (``expect_from_template``, never a production one's): staging must
+    still run the release it ran when the rehearsal was planned, or the undo would take away
+    someone's release."""
     started = params.get("expect_from_template")  # a rehearsal's: what staging ran when read
     if started and plan.from_template != started:
         raise StepFailed(
@@ -132,13 +150,6 @@ def _refuse_unsafe_undo(
             " staging, not the release it ran when the rehearsal was planned (someone deployed"
             " or rolled back meanwhile); nothing was changed. Check staging and start a new"
             " rehearsal."
-        )
-    expected = params.get("expect_template")
-    if expected and plan.to_template != expected:
-        raise StepFailed(
-            f"revision {plan.to_revision} of {name} is no longer the release that was checked"
-            " when this rollback was asked for (someone deployed or rolled back meanwhile);"
-            " nothing was changed. Assess the service again and start a new rollback."
         )
 
 
