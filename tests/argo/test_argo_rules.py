@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from bot.adapters.kube import argo
 
@@ -117,3 +118,27 @@ def test_mid_update_means_not_fully_promoted_and_not_aborted() -> None:
     assert argo.is_mid_update(rollout(currentPodHash="b", stableRS="a"))
     assert not argo.is_mid_update(rollout(currentPodHash="a", stableRS="a"))
     assert not argo.is_mid_update(rollout(currentPodHash="b", stableRS="a", abort=True))
+
+
+def test_a_spec_is_observed_once_its_generation_and_template_are_the_controllers() -> None:
+    """observedGeneration is a string (as the controller writes it); the template must also be
+    the one of the ReplicaSet status.currentPodHash names."""
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a"}]}}
+    rs = k8s.V1ReplicaSet(
+        metadata=k8s.V1ObjectMeta(name="web-h1", labels={argo.POD_HASH: "h1"}),
+        spec=k8s.V1ReplicaSetSpec(
+            selector=k8s.V1LabelSelector(match_labels={"app": "web"}),
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(labels={"app": "web", argo.POD_HASH: "h1"}),
+                spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="a", image="web:1")]),
+            ),
+        ),
+    )
+    image = {"template": {**template, "spec": {"containers": [{"name": "a", "image": "web:1"}]}}}
+    observed = rollout(spec=image, currentPodHash="h1", observedGeneration="2")
+    assert argo.is_spec_observed(observed, [rs])
+    assert not argo.is_spec_observed(
+        rollout(spec=image, currentPodHash="h1", observedGeneration="1"), [rs]
+    )
+    changed = {"template": {**template, "spec": {"containers": [{"name": "a", "image": "web:2"}]}}}
+    assert not argo.is_spec_observed(rollout(spec=changed, currentPodHash="h1"), [rs])

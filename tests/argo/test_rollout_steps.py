@@ -49,14 +49,19 @@ def context(kube: KubernetesClient) -> Iterator[Callable[..., Made]]:
     with HttpClient() as http:
 
         def make(kind: str = "Rollout", previous: dict[str, Any] | None = None) -> Made:
-            return _context(kube, http, kind, previous)
+            return rollout_step_context(kube, http, kind, previous)
 
         yield make
 
 
-def _context(
-    kube: KubernetesClient, http: HttpClient, kind: str, previous: dict[str, Any] | None
+def rollout_step_context(
+    kube: KubernetesClient,
+    http: HttpClient,
+    kind: str,
+    previous: dict[str, Any] | None,
+    namespace: str = NS,
 ) -> Made:
+    """A step context for service checkout (a ``kind`` workload) in ``namespace``."""
     remembered: dict[str, Any] = {}
     notes: list[str] = []
     text = catalog_yaml(service_yaml("checkout", None, workload=f"{{kind: {kind}}}"))
@@ -64,7 +69,7 @@ def _context(
         rollback_id=1,
         position=1,
         service=parse_catalog(text).services["checkout"],
-        target=KubeTarget(None, NS),
+        target=KubeTarget(None, namespace),
         kube=kube,
         http=http,
         prometheus=None,

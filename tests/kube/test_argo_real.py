@@ -17,11 +17,15 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
+from bot.adapters.http import HttpClient
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget
+from bot.execution.steps.base import StepFailed
+from bot.execution.steps.kubernetes.objects import rollout_undo
 from bot.sim.kube_api import KubeSimulator
 from bot.sim.prometheus_api import PrometheusSimulator
 from tests.argo.reference import PluginError, abort_rollout, run_undo_rollout
+from tests.argo.test_rollout_steps import rollout_step_context
 from tests.conftest import Harness, catalog_yaml, set_service_values
 from tests.kube.argo_controller import GROUP, PLURAL, VERSION, RolloutController
 from tests.kube.conftest import Cluster
@@ -266,3 +270,36 @@ def test_an_immediate_rollback_of_a_rollout_through_the_engine(
     assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGES[2]
     assert ro["status"]["phase"] == "Healthy"
     assert ro["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "5"
+
+
+def test_a_rehearsal_undo_refuses_a_change_the_controller_has_not_picked_up(
+    pair: dict[str, RolloutController], bot_kube: KubernetesClient
+) -> None:
+    """Someone changed the staging Rollout and its controller has not observed it yet (its
+    status, observedGeneration a string, still names the release before): the start pin alone
+    would match, so a rehearsal's undo would drop that change. It refuses; once the controller
+    picked the change up, the pin tells the new release apart as usual."""
+    ours = pair["ours"]
+    here = KubeTarget(None, ours.ns)
+    undo, _, _ = bot_kube.rollout_preview_undo(here, NAME, lambda listed, current: None)
+    assert undo.is_observed
+    params = {
+        "deployment": NAME,
+        "to_revision": undo.to_revision,
+        "expect_template": undo.to_template,
+        "expect_from_template": undo.from_template,
+    }
+    ours.set_image(NAME, "shop/checkout:v4")  # no controller pass yet
+    before = ours.get(NAME)
+    assert before["metadata"]["generation"] > int(before["status"]["observedGeneration"])
+
+    with HttpClient() as http, pytest.raises(StepFailed) as refused:
+        rollout_undo(rollout_step_context(bot_kube, http, "Rollout", None, ours.ns)[0], params)
+
+    assert str(refused.value) == (
+        f"staging's Rollout {NAME} has a change its controller has not picked up yet; nothing"
+        " was changed. Wait for it, then start a new rehearsal."
+    )
+    assert ours.get(NAME)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    ours.reconcile(NAME, promote=False)
+    assert bot_kube.rollout_preview_undo(here, NAME, lambda listed, current: None)[0].is_observed

@@ -162,6 +162,16 @@ def release_fingerprint(rollout: Mapping[str, Any], replicasets: Sequence[k8s.V1
     return fingerprint_of(without_hash(spec_of(rollout).get("template")))
 
 
+def is_spec_observed(rollout: Mapping[str, Any], replicasets: Sequence[k8s.V1ReplicaSet]) -> bool:
+    """The controller has picked up the Rollout's spec: its generation is observed and its
+    template is the one of the ReplicaSet it names (status.currentPodHash). Until then
+    :func:`release_fingerprint` names the release before that change."""
+    if not _is_generation_observed(rollout):
+        return False
+    current = current_replicaset(rollout, replicasets)
+    return current is not None and equal_ignore_hash(rollout, current)
+
+
 def rs_fingerprint(replicaset: k8s.V1ReplicaSet) -> str:
     return fingerprint_of(rs_template(replicaset))
 

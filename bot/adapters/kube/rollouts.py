@@ -54,6 +54,7 @@ def _plan(
         is_noop=argo.equal_ignore_hash(rollout, rs),
         from_template=argo.release_fingerprint(rollout, replicasets),
         to_template=argo.rs_fingerprint(rs),
+        is_observed=argo.is_spec_observed(rollout, replicasets),
     )
 
 

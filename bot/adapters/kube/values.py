@@ -91,6 +91,9 @@ class UndoPlan:
     # which revision numbers are not (an undo re-labels the old ReplicaSet with a new number)
     from_template: str = ""
     to_template: str = ""
+    # an Argo Rollout's controller has picked up its spec (generation and template), so
+    # from_template is what it runs; always so for a Deployment
+    is_observed: bool = True
 
 
 @dataclass(frozen=True)

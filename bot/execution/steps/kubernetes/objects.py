@@ -144,6 +144,11 @@ def _refuse_moved_start(
     still run the release it ran when the rehearsal was planned, or the undo would take away
     someone's release."""
     started = params.get("expect_from_template")  # a rehearsal's: what staging ran when read
+    if started and not plan.is_observed:  # what it runs is not known yet
+        raise StepFailed(
+            f"staging's Rollout {name} has a change its controller has not picked up yet;"
+            " nothing was changed. Wait for it, then start a new rehearsal."
+        )
     if started and plan.from_template != started:
         raise StepFailed(
             f"{name} runs revision {plan.from_revision} ({images_text(plan.images_before)}) in"
