@@ -97,7 +97,7 @@ def plan_rehearsal(
         return _http_rehearsal(service, twin)
     kube = kube.reading_once()  # staging is read once
     if is_rollout:  # from a fully promoted Rollout only: nothing to abort
-        steps, notes = without_abort(steps, twin, refuse_mid_update(kube, twin))
+        steps, notes = without_abort(steps, twin, refuse_mid_update(kube, twin, steps))
     state = read_state(kube, twin, steps, target)
     r = rehearsal_of(s.strategy, twin, steps, state)
     r = replace(r, plan=pin_starts(r.plan, state.undos))  # each undo: where it starts from too

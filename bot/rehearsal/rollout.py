@@ -53,20 +53,34 @@ def undo_command(twin: Service, name: str, revision: object) -> str:
     return f"kubectl argo rollouts undo {name} --to-revision={revision} {where_rollout(twin)}"
 
 
-def refuse_mid_update(kube: KubernetesClient, twin: Service) -> int:
-    """Refused unless staging's Rollout is fully promoted and Healthy; its revision when it is
-    (``kube``: a reading-once view, so the plan reads the Rollout once)."""
-    name = twin.spec.deployment
-    try:
-        rollout = kube.read_rollout(KubeTarget(twin.context, twin.namespace), name)
-    except KubeError as exc:
-        raise Refusal(
-            f"cannot read staging's Rollout {name} (context {twin.context or 'current'},"
-            f" namespace {twin.namespace}): {exc}"
-        ) from None
-    if why := mid_update(rollout):
-        raise Refusal(why)
-    return argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
+def rollouts_named(twin: Service, steps: list[StepSpec], kinds: frozenset[str]) -> list[str]:
+    """The Rollouts the steps of ``kinds`` act on (without repeats): a step without a
+    ``deployment`` acts on the service's own."""
+    own = twin.spec.deployment
+    named = (str(s.params.get("deployment") or own) for s in steps if s.kind in kinds)
+    return list(dict.fromkeys(named))
+
+
+def refuse_mid_update(
+    kube: KubernetesClient, twin: Service, steps: list[StepSpec]
+) -> dict[str, int]:
+    """Refused unless every Rollout the plan acts on (the service's own, and any other its
+    phases name) is fully promoted and Healthy in staging: the abort steps the rehearsal leaves
+    out would have had nothing to abort. Each one's revision (``kube``: a reading-once view, so
+    the plan reads each Rollout once)."""
+    revisions: dict[str, int] = {}
+    for name in dict.fromkeys([twin.spec.deployment, *rollouts_named(twin, steps, ROLLOUT_STEPS)]):
+        try:
+            rollout = kube.read_rollout(KubeTarget(twin.context, twin.namespace), name)
+        except KubeError as exc:
+            raise Refusal(
+                f"cannot read staging's Rollout {name} (context {twin.context or 'current'},"
+                f" namespace {twin.namespace}): {exc}"
+            ) from None
+        if why := mid_update(rollout):
+            raise Refusal(why)
+        revisions[name] = argo.revision_of((rollout.get("metadata") or {}).get("annotations")) or 0
+    return revisions
 
 
 def mid_update(rollout: Mapping[str, Any]) -> str | None:
@@ -101,16 +115,14 @@ def mid_update(rollout: Mapping[str, Any]) -> str | None:
 
 
 def without_abort(
-    steps: list[StepSpec], twin: Service, revision: int
+    steps: list[StepSpec], twin: Service, revisions: Mapping[str, int]
 ) -> tuple[list[StepSpec], tuple[str, ...]]:
-    """The plan without its rollout_abort steps, and the note that says why (none: none)."""
+    """The plan without its rollout_abort steps, and a note per Rollout that says why."""
     kept = [s for s in steps if s.kind not in LEFT_OUT]
-    if len(kept) == len(steps):
-        return kept, ()
-    name = twin.spec.deployment
-    return kept, (
+    return kept, tuple(
         f"{name}'s abort is left out: staging's Rollout is fully promoted and Healthy at"
-        f" revision {revision}, so there is no update to abort",
+        f" revision {revisions[name]}, so there is no update to abort"
+        for name in rollouts_named(twin, steps, LEFT_OUT)
     )
 
 

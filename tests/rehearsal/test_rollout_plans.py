@@ -212,6 +212,57 @@ def test_custom_phases_leave_the_abort_out_and_rename_the_rollout(
     assert r.what.startswith("its own phases of the Argo Rollout checkout-api")
 
 
+BASKET = CATALOG + textwrap.indent(
+    textwrap.dedent(
+        """\
+        basket:
+          namespace: shop
+          deployment: checkout-api
+          workload: {kind: Rollout}
+          responders: [U0ONCALL1]
+          staging: {context: staging, namespace: shop-staging}
+          phases:
+            stop_traffic:
+              - {kind: rollout_abort, deployment: pricing-api}
+              - {kind: rollout_abort}
+            application:
+              - {kind: rollout_undo}
+        """
+    ),
+    "  ",
+)
+
+
+def test_phases_naming_another_rollout_check_that_one_too(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """The abort of another Rollout is left out as well: refused while that one is mid-update
+    in staging (its abort would have had something to abort), and a note for each otherwise."""
+    sim.seed_rollout(STAGING, "pricing-api", images=["shop/pricing:v1", "shop/pricing:v2"])
+    svc = parse_catalog(BASKET).services["basket"]
+    twin = svc.staging_twin()
+    assert twin is not None
+    r = plan_rehearsal(kube, svc, twin, None)
+    assert r.notes == (
+        "pricing-api's abort is left out: staging's Rollout is fully promoted and Healthy at"
+        " revision 2, so there is no update to abort",
+        "checkout-api's abort is left out: staging's Rollout is fully promoted and Healthy at"
+        " revision 3, so there is no update to abort",
+    )
+    path = "/spec/template/spec/containers/0/image"
+    CustomObjectsApi(sim.api_client()).patch_namespaced_custom_object(
+        *("argoproj.io", "v1alpha1", STAGING, "rollouts", "pricing-api"),
+        [{"op": "replace", "path": path, "value": "shop/pricing:v3"}],
+        _content_type="application/json-patch+json",
+    )
+    sim.tick()
+
+    with pytest.raises(Refusal) as refused:
+        plan_rehearsal(kube, svc, twin, None)
+
+    assert str(refused.value).startswith("staging's Rollout pricing-api is mid-update (step 2")
+
+
 def test_a_rollout_not_back_is_reported_with_the_argo_undo_command(
     sim: KubeSimulator, kube: KubernetesClient
 ) -> None:
