@@ -23,7 +23,7 @@ from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
 from bot.rehearsal.forward import rolls_forward
 from bot.rehearsal.plan import where
-from bot.rehearsal.rollout import rollout_now, undo_command
+from bot.rehearsal.rollout import not_promoted, promote_command, rollout_now, undo_command
 from bot.rehearsal.staging_now import StagingNow, staging_now
 from bot.rollback.lifecycle import TERMINAL, DueKind, RollbackStatus, StepStatus
 from bot.rollback.safety import release_label
@@ -157,7 +157,9 @@ def undos_back(
     kube: KubernetesClient, twin: Service | None, undos: Sequence[Mapping[str, Any]]
 ) -> tuple[bool | None, list[Mapping[str, Any]]]:
     """Whether staging runs, in each undone deployment, the images it ran before the rehearsal
-    (None: none could be read), and the undos whose deployment is not back."""
+    (None: none could be read), and the undos whose deployment is not back. A Rollout is back
+    only fully promoted and Healthy as well: one paused mid-canary still runs the release it
+    rolled back to in most pods (its undo gets ``not_promoted``, the phase)."""
     if twin is None or not undos:
         return None, []
     t, checked, not_back = KubeTarget(twin.context, twin.namespace), 0, []
@@ -165,11 +167,15 @@ def undos_back(
         name = str(undo.get("deployment") or twin.spec.deployment)
         try:
             now = workload(kube, twin.workload_kind).info(t, name)  # a Deployment or a Rollout
+            is_rollout = twin.workload_kind == "Rollout"
+            pending = not_promoted(kube, twin, name) if is_rollout else None
         except KubeError:
             continue
         checked += 1
         if dict(now.images) != dict(undo.get("images_before") or {}):
             not_back.append(undo)
+        elif pending:
+            not_back.append({**undo, "not_promoted": pending})
     return (None if not checked else not not_back), not_back
 
 
@@ -227,13 +233,22 @@ def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
     context = f"--context {twin.context} " if twin.context else ""
     kubectl = f"kubectl {context}-n {twin.namespace} rollout undo deployment/{name}"
     command = f"{kubectl} --to-revision={revision}"
+    label = escape(release_label(undo.get("images_before") or {}))
+    if pending := undo.get("not_promoted"):  # the start's template, its update not promoted
+        return (
+            f":warning: Staging is *not* back at revision {revision} ({label}) yet: Rollout"
+            f" {escape(name)} has that template but is {escape(str(pending))}. Promote it"
+            f" (`{escape(promote_command(twin, name))}`) before the next deploy or test relies"
+            " on it."
+        )
+    then = ""
     if twin.workload_kind == "Rollout":  # then promote it in staging if its canary pauses
         command = undo_command(twin, name, revision)
+        then = f", then promote it if its canary pauses (`{escape(promote_command(twin, name))}`)"
     return (
-        f":warning: Staging is *not* back at revision {revision}"
-        f" ({escape(release_label(undo.get('images_before') or {}))}), where the rehearsal"
-        f" started: roll it forward (`{escape(command)}`) before the"
-        " next deploy or test relies on it."
+        f":warning: Staging is *not* back at revision {revision} ({label}), where the rehearsal"
+        f" started: roll it forward (`{escape(command)}`){then} before the next deploy or test"
+        " relies on it."
     )
 
 

@@ -61,6 +61,21 @@ def rollouts_named(twin: Service, steps: list[StepSpec], kinds: frozenset[str]) 
     return list(dict.fromkeys(named))
 
 
+def promote_command(twin: Service, name: str) -> str:
+    """``kubectl argo rollouts promote checkout -n shop --context staging``."""
+    return f"kubectl argo rollouts promote {name} {where_rollout(twin)}"
+
+
+def not_promoted(kube: KubernetesClient, twin: Service, name: str) -> str | None:
+    """The phase of staging's Rollout ``name`` while it is not fully promoted and Healthy
+    (``Paused: CanaryPauseStep``), else None."""
+    rollout = kube.read_rollout(KubeTarget(twin.context, twin.namespace), name)
+    phase, message = argo.rollout_phase(rollout)
+    if argo.is_mid_update(rollout) or phase != argo.HEALTHY:
+        return f"{phase}: {message}" if message else phase
+    return None
+
+
 def refuse_mid_update(
     kube: KubernetesClient, twin: Service, steps: list[StepSpec]
 ) -> dict[str, int]:

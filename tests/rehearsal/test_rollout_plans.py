@@ -292,6 +292,41 @@ def test_a_rollout_not_back_is_reported_with_the_argo_undo_command(
     assert "Staging now: Rollout checkout-api at revision 4: Paused (CanaryPauseStep)" in text
     assert (
         "roll it forward (`kubectl argo rollouts undo checkout-api --to-revision=3 -n"
-        " shop-staging --context staging`)" in text
+        " shop-staging --context staging`), then promote it if its canary pauses (`kubectl argo"
+        " rollouts promote checkout-api -n shop-staging --context staging`)" in text
     )
     assert "rollout undo deployment" not in text
+
+
+def test_a_rollout_paused_mid_canary_at_the_start_template_is_not_back(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """The roll-forward put the start's template back but its canary waits at a pause: most
+    pods still run the rollback's release, so staging is not back, and the report says how to
+    promote it."""
+    twin = parse_catalog(CATALOG).services["checkout"].staging_twin()
+    assert twin is not None
+    release(sim, "shop/checkout:v4")  # the template the rehearsal started from, paused
+    undo = {**UNDO, "images_before": {"app": "shop/checkout:v4"}}
+    steps = [
+        step(0, "application", "rollout_undo", 0, 1, detail={"undo": undo, "params": {}}),
+        step(1, "cleanup", "rollout_undo", 1, 2, detail=FORWARD),
+    ]
+    is_back, not_back = undos_back(kube, twin, undos_of(steps))
+    assert (is_back, not_back) == (False, [{**undo, "not_promoted": "Paused: CanaryPauseStep"}])
+    text = report_text(
+        rehearsal("succeeded"),
+        steps,
+        timings(steps),
+        sla_minutes=15,
+        state=None,
+        is_back=is_back,
+        twin=twin,
+        not_back=not_back,
+    )
+    assert (
+        ":warning: Staging is *not* back at revision 3 (checkout:v4) yet: Rollout checkout-api"
+        " has that template but is Paused: CanaryPauseStep. Promote it (`kubectl argo rollouts"
+        " promote checkout-api -n shop-staging --context staging`) before the next deploy or"
+        " test relies on it."
+    ) in text
