@@ -116,7 +116,9 @@ def mid_update(rollout: Mapping[str, Any]) -> str | None:
     paused = phase == argo.PAUSED or bool(spec.get("paused") or status.get("pauseConditions"))
     if argo.is_mid_update(rollout) or paused:
         at = [f"step {int(index) + 1} of {len(steps)}"] if steps and isinstance(index, int) else []
-        at += ["paused"] if paused else [said]
+        # Healthy, yet the template's ReplicaSet not the stable one: say that, not the phase
+        ahead = "its template's ReplicaSet is not the stable one yet"
+        at += ["paused"] if paused else [ahead if phase == argo.HEALTHY else said]
         return (
             f"staging's Rollout {name} is mid-update ({', '.join(at)}): promote or abort it in"
             " staging first (`kubectl argo rollouts promote` / `abort`)"

@@ -188,7 +188,10 @@ def test_the_states_a_rehearsal_starts_from() -> None:
         " rollouts status`), or fix it in staging first"
     )
     updating = {**healthy, "status": {**healthy["status"], "currentPodHash": "b", "message": ""}}
-    assert "api is mid-update (Healthy)" in str(mid_update(updating))
+    assert mid_update(updating) == (
+        "staging's Rollout api is mid-update (its template's ReplicaSet is not the stable one"
+        " yet): promote or abort it in staging first (`kubectl argo rollouts promote` / `abort`)"
+    )
     paused = {**healthy, "spec": {"paused": True}, "status": {**healthy["status"], "phase": ""}}
     assert "api is mid-update (paused)" in str(mid_update(paused))
 
