@@ -76,6 +76,17 @@ def _scale_replicas(scale: k8s.V1Scale) -> int:
     return (scale.spec.replicas or 0) if scale.spec else 0
 
 
+def image_pin_changed(name: str, container: str, expect: str, now: str | None) -> KubeError:
+    """A pinned image write the API server refused because the image (or the container) changed
+    after the client read it."""
+    if now is None:
+        message = f"deployment {name} has no container {container} any more (it ran {expect})"
+    else:
+        message = f"the image of deployment {name} container {container} changed from {expect}"
+        message += f" to {now}"
+    return KubeError(422, PIN_CHANGED, message)
+
+
 class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
     """Deployments, Argo Rollouts, Services, Jobs and snapshots across kube contexts, with
     bounded retries.
@@ -234,8 +245,7 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                 now = images_of(self._read_deployment(t, name).spec.template).get(container)
                 if now == expect:  # the pin holds: the server refused the write itself
                     raise
-                message = f"{what} changed from {expect} to {now}"
-                raise KubeError(422, PIN_CHANGED, message) from exc
+                raise image_pin_changed(name, container, expect, now) from exc
             return before, images_of(after.spec.template).get(container, image)
 
         return self._with_conflict_retry(f"set image deployment {t.namespace}/{name}", attempt)
@@ -275,7 +285,11 @@ class KubernetesClient(Resources, Watching, AccessReviews, Rollouts):
                 if not version:  # null in a merge patch would make the write unconditional
                     message = (
                         f"{what}: the API server sent no resourceVersion, so the pinned"
-                        " write cannot be made conditional; nothing was changed"
+                        " write cannot be made conditional; nothing was changed. Check what"
+                        f" answers for the API server of {t.context or 'the current context'}"
+                        " (a proxy that drops metadata?), then start again; or scale it by"
+                        f" hand (`kubectl scale deployment/{name} -n {t.namespace}"
+                        f" --replicas={replicas}`)"
                     )
                     raise KubeError(None, "Invalid", message)
                 body["metadata"] = {"resourceVersion": version}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.kube.client import KubernetesClient
+from bot.adapters.kube.client import KubernetesClient, image_pin_changed
 from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget, UndoPlan
 from bot.catalog.load import parse_catalog
 from bot.execution.steps.base import StepFailed
@@ -343,3 +343,36 @@ def test_a_resumed_deployment_undo_still_checks_where_it_starts(
 
     assert sim.resource_version == version
     assert kube.deployment(HERE, "web-green").images == {"app": "web:3"}
+
+
+def test_a_container_removed_under_a_pinned_image_write_is_said_so() -> None:
+    assert str(image_pin_changed("web-green", "app", "web:2", None)) == (
+        "deployment web-green has no container app any more (it ran web:2)"
+    )
+    changed = image_pin_changed("web-green", "app", "web:2", "web:3")
+    assert (
+        str(changed)
+        == "the image of deployment web-green container app changed from web:2 to web:3"
+    )
+    assert changed.reason == PIN_CHANGED
+
+
+def test_a_scale_without_resource_version_is_refused_with_what_to_do(
+    sim: KubeSimulator, kube: KubernetesClient
+) -> None:
+    """Without the Scale's resourceVersion the pinned write cannot be conditional: nothing is
+    sent, and the refusal says what to check and how to scale by hand."""
+    scale = {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web-green"}}
+    sim.inject("GET", "/deployments/web-green/scale", 200, body={**scale, "spec": {"replicas": 3}})
+    version = sim.resource_version
+
+    with pytest.raises(KubeError) as refused:
+        kube.scale(HERE, "web-green", 0, expect=3)
+
+    assert str(refused.value) == (
+        "deployment shop/web-green scale: the API server sent no resourceVersion, so the pinned"
+        " write cannot be made conditional; nothing was changed. Check what answers for the API"
+        " server of the current context (a proxy that drops metadata?), then start again; or"
+        " scale it by hand (`kubectl scale deployment/web-green -n shop --replicas=0`)"
+    )
+    assert sim.resource_version == version
