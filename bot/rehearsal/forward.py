@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.adapters.kube.values import UndoPlan
+from bot.catalog.load import Service
 from bot.rollback.plan import StepSpec, step
 from bot.rollback.safety import Refusal, release_label
 from storage.models import RollbackStep
@@ -256,10 +257,13 @@ def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
 Invert = Callable[[StepSpec, StagingState, str], Inverted]
 
 
-def written(s: StepSpec, default: str) -> str | None:
-    """What a step that writes changes, in words (``the template of deployment api``), or
-    None: two steps writing the same thing cannot both be pinned to one read of staging."""
-    name = _deployment(s, default)
+def written(s: StepSpec, twin: Service) -> str | None:
+    """What a step that writes changes, in words (``the template of deployment api``, ``of
+    Rollout api`` for a Rollout service's undo), or None: two steps writing the same thing
+    cannot both be pinned to one read of staging."""
+    name = _deployment(s, twin.spec.deployment)
+    if s.kind == "rollout_undo" and twin.workload_kind == "Rollout":
+        return f"the pod template of Rollout {name}"
     if s.kind in ("rollout_undo", "set_image"):
         return f"the pod template of deployment {name}"
     if s.kind == "scale":

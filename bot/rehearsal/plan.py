@@ -246,7 +246,7 @@ def rehearsal_of(
     back: list[StepSpec] = []
     forth: list[StepSpec] = []
     changes, notes = [], []
-    _refuse_written_twice(steps, twin.spec.deployment)
+    _refuse_written_twice(steps, twin)
     for s in steps:
         if s.kind in PRODUCTION_CHECKS:
             continue  # production's signals and URLs: the staging health check stands in
@@ -273,12 +273,12 @@ def rehearsal_of(
     return Rehearsal(Plan(strategy, tuple(steps_)), undo, tuple(changes), tuple(notes))
 
 
-def _refuse_written_twice(steps: list[StepSpec], default: str) -> None:
+def _refuse_written_twice(steps: list[StepSpec], twin: Service) -> None:
     """Each write is pinned to the state read before the rehearsal: a second write of the same
     thing would be pinned to a value the first one already changed."""
     first: dict[str, str] = {}
     for s in steps:
-        what = written(s, default) if s.kind in INVERSES else None
+        what = written(s, twin) if s.kind in INVERSES else None
         if what is None:
             continue
         if what in first:

@@ -168,7 +168,13 @@ def pin_starts(plan: Plan, undos: Mapping[str, UndoPlan]) -> Plan:
         undo = undos.get(str(s.params.get("deployment")))
         if s.kind != "rollout_undo" or undo is None:
             return s
-        start = undo.to_template if s.params.get(ROLL_FORWARD) else undo.from_template
-        return replace(s, params={**s.params, "expect_from_template": start})
+        if not s.params.get(ROLL_FORWARD):
+            return replace(s, params={**s.params, "expect_from_template": undo.from_template})
+        rolled_back = {  # what its refusal names: the release the rollback put there
+            "expect_from_template": undo.to_template,
+            "expect_from_revision": undo.to_revision,
+            "expect_from_images": undo.images_after,
+        }
+        return replace(s, params={**s.params, **rolled_back})
 
     return replace(plan, steps=tuple(pinned(s) for s in plan.steps))

@@ -14,9 +14,11 @@ from kubernetes.client import CustomObjectsApi
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.catalog.load import Service, parse_catalog
+from bot.rehearsal.forward import written
 from bot.rehearsal.plan import plan_rehearsal
 from bot.rehearsal.report import report_text, timings, undos_back, undos_of
 from bot.rehearsal.rollout import mid_update, rollout_now
+from bot.rollback.plan import StepSpec
 from bot.rollback.safety import Refusal
 from bot.sim.kube_api import KubeSimulator
 from tests.rehearsal.test_plans import rows
@@ -126,6 +128,8 @@ def test_the_undo_is_pinned_and_rolled_forward_without_the_abort(kube: Kubernete
                 "to_revision": 3,
                 "expect_template": r.undo.from_template,
                 "expect_from_template": r.undo.to_template,
+                "expect_from_revision": 2,  # named by its refusal
+                "expect_from_images": {"app": "shop/checkout:v2"},
             },
         ),
         ("forward", "wait_rollout", {"deployment": "checkout-api"}),
@@ -333,3 +337,12 @@ def test_a_rollout_paused_mid_canary_at_the_start_template_is_not_back(
         " promote checkout-api -n shop-staging --context staging`) before the next deploy or"
         " test relies on it."
     ) in text
+
+
+def test_a_rollout_written_twice_is_called_a_rollout() -> None:
+    twin = parse_catalog(CATALOG).services["cart"].staging_twin()
+    assert twin is not None
+    undo = StepSpec("application", "rollout_undo", "Undo", {})
+    assert written(undo, twin) == "the pod template of Rollout checkout-api"
+    image = StepSpec("application", "set_image", "Image", {"deployment": "worker"})
+    assert written(image, twin) == "the pod template of deployment worker"

@@ -252,8 +252,9 @@ def test_a_release_to_staging_between_plan_and_run_stops_the_rehearsal_untouched
     undo = next(s for s in h.bot.deps.repo.list_steps(1) if s.kind == "rollout_undo")
     assert undo.status == "failed"
     assert undo.error is not None and undo.error.startswith(
-        "checkout-api runs revision 4 (app=v4) in staging, not the release it ran when the"
-        " rehearsal was planned (someone deployed or rolled back meanwhile); nothing was changed."
+        "Rollout checkout-api runs revision 4 (app=v4) in staging, not the release it ran when"
+        " the rehearsal was planned (someone released to it or rolled it back meanwhile);"
+        " nothing was changed."
     )
     assert staging_sim.writes[changed:] == []  # their update stays, paused at its step
     assert image_and_revision(staging_sim) == ("v4", "4")

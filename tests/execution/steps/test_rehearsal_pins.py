@@ -376,3 +376,38 @@ def test_a_scale_without_resource_version_is_refused_with_what_to_do(
         " scale it by hand (`kubectl scale deployment/web-green -n shop --replicas=0`)"
     )
     assert sim.resource_version == version
+
+
+def test_a_roll_forward_whose_start_moved_says_what_it_expected_and_how_to_restore(
+    sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
+) -> None:
+    """Someone deploys to staging between the rehearsal's rollback and its roll-forward: the
+    roll-forward refuses, names the release the rollback left (revision, images) and gives the
+    command that puts back where the rehearsal started."""
+    service = parse_catalog(
+        "defaults: {channel: C0DEPLOYS}\nservices:\n  web:\n    namespace: prod\n"
+        "    deployment: web-green\n    staging: {namespace: shop}\n"
+    ).services["web"]
+    twin = service.staging_twin()
+    assert twin is not None
+    undos = [
+        s for s in plan_rehearsal(kube, service, twin, None).plan.steps if s.kind == "rollout_undo"
+    ]
+    ctx, _ = make_ctx(kube=kube)
+    rollout_undo(ctx, undos[0].params)
+    sim.tick()
+    kube.set_image(HERE, "web-green", "app", "web:3")  # someone deploys to staging meanwhile
+    sim.tick()
+    version = sim.resource_version
+
+    with pytest.raises(StepFailed) as refused:
+        rollout_undo(ctx, undos[1].params)
+
+    assert str(refused.value) == (
+        "deployment web-green runs revision 4 (app=web:3) in staging, not the template of"
+        " revision 1 (app=web:1) the rehearsal's rollback put there (someone deployed or rolled"
+        " back meanwhile); nothing was changed, so staging is still rolled back, not where the"
+        " rehearsal started. Check that release, then restore the start with `kubectl -n shop"
+        " rollout undo deployment/web-green --to-revision=2`."
+    )
+    assert sim.resource_version == version

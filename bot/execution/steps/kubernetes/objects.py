@@ -141,21 +141,53 @@ def _refuse_moved_start(
     ctx: StepContext, name: str, plan: UndoPlan, params: Mapping[str, Any]
 ) -> None:
     """A rehearsal's undo (``expect_from_template``, never a production one's): staging must
-    still run the release it ran when the rehearsal was planned, or the undo would take away
-    someone's release."""
+    still run the release it ran when the rehearsal was planned (for the roll-forward: the one
+    the rollback put there), or the undo would take away someone's release."""
     started = params.get("expect_from_template")  # a rehearsal's: what staging ran when read
-    if started and not plan.is_observed:  # what it runs is not known yet
+    if not started:
+        return
+    if not plan.is_observed:  # what it runs is not known yet
         raise StepFailed(
             f"staging's Rollout {name} has a change its controller has not picked up yet;"
             " nothing was changed. Wait for it, then start a new rehearsal."
         )
-    if started and plan.from_template != started:
+    if plan.from_template == started:
+        return
+    is_rollout = ctx.service.workload_kind == "Rollout"
+    word = "Rollout" if is_rollout else "deployment"
+    now = (
+        f"{word} {name} runs revision {plan.from_revision} ({images_text(plan.images_before)})"
+        " in staging"
+    )
+    who = (
+        "someone released to it or rolled it back"
+        if is_rollout
+        else "someone deployed or rolled back"
+    )
+    if not params.get("roll_forward"):
         raise StepFailed(
-            f"{name} runs revision {plan.from_revision} ({images_text(plan.images_before)}) in"
-            " staging, not the release it ran when the rehearsal was planned (someone deployed"
-            " or rolled back meanwhile); nothing was changed. Check staging and start a new"
-            " rehearsal."
+            f"{now}, not the release it ran when the rehearsal was planned ({who} meanwhile);"
+            " nothing was changed. Check staging and start a new rehearsal."
         )
+    was = params.get("expect_from_revision")
+    images = images_text(params.get("expect_from_images") or {})
+    raise StepFailed(
+        f"{now}, not the template of revision {was} ({images}) the rehearsal's rollback put"
+        f" there ({who} meanwhile); nothing was changed, so staging is still rolled back, not"
+        " where the rehearsal started. Check that release, then restore the start with"
+        f" `{_undo_command(ctx, name, is_rollout, params.get('to_revision'))}`."
+    )
+
+
+def _undo_command(ctx: StepContext, name: str, is_rollout: bool, revision: object) -> str:
+    t = ctx.target
+    if is_rollout:
+        where = f"-n {t.namespace}" + (f" --context {t.context}" if t.context else "")
+        return f"kubectl argo rollouts undo {name} --to-revision={revision} {where}"
+    context = f"--context {t.context} " if t.context else ""
+    return (
+        f"kubectl {context}-n {t.namespace} rollout undo deployment/{name} --to-revision={revision}"
+    )
 
 
 def describe_rollout_undo(dry: DryRun, s: StepSpec) -> str:
