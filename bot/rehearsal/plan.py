@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bot.adapters.kube.client import KubernetesClient
-from bot.adapters.kube.values import KubeError, KubeTarget, Revision, UndoPlan
-from bot.adapters.kube.workload import workload
+from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
 from bot.catalog.load import PlanError, Service
 from bot.catalog.staging_checks import names_production, production_endpoint
 from bot.execution.steps.base import StepFailed
@@ -33,9 +32,16 @@ from bot.rehearsal.rollout import (
     rollout_title,
     without_abort,
 )
+from bot.rehearsal.undo_plan import (
+    forward_health,
+    health_steps,
+    read_undo,
+    rehearsal_steps,
+    where,
+)
 from bot.rollback.plan import Plan, StepSpec, custom_plan, step
 from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
-from bot.rollback.safety import KnownRevision, Refusal, release_label, resolve_target
+from bot.rollback.safety import Refusal
 
 __all__ = ["ROLL_FORWARD_PHASE", "Rehearsal", "plan_rehearsal", "where"]
 
@@ -58,13 +64,6 @@ class Rehearsal:
         return f"{title} ({'; '.join(self.changes)})" if self.changes else title
 
 
-def where(twin: Service) -> str:
-    """``context staging, namespace shop, deployment checkout-api``."""
-    context = f"context {twin.context}, " if twin.context else ""
-    noun = "rollout" if twin.workload_kind == "Rollout" else "deployment"
-    return f"{context}namespace {twin.namespace}, {noun} {twin.spec.deployment}"
-
-
 def plan_rehearsal(
     kube: KubernetesClient,
     service: Service,
@@ -82,12 +81,14 @@ def plan_rehearsal(
             " fix staging: in the catalog"
         )
     s = service.spec
-    is_http, is_rollout = s.strategy == "http" and s.phases is None, twin.workload_kind == "Rollout"
+    is_http = s.strategy == "http" and s.phases is None
+    is_rollout = twin.workload_kind == "Rollout"
     if s.strategy == "undo" and s.phases is None and not is_rollout:
-        undo = _read_undo(kube, twin, twin.spec.deployment, target)
+        undo = read_undo(kube, twin, twin.spec.deployment, target)
         plan = Plan("undo", tuple(rehearsal_steps(twin, undo)))
         return Rehearsal(pin_starts(plan, {twin.spec.deployment: undo}), undo)
-    steps, notes = ([] if is_http else rollback_steps(service, twin)), tuple[str, ...]()
+    steps = [] if is_http else rollback_steps(service, twin)
+    notes: tuple[str, ...] = ()
     if target and not any(x.kind == "rollout_undo" for x in steps):
         raise Refusal(
             f"`--to` picks the revision a rollout undo goes back to, and {service.name}'s"
@@ -209,32 +210,8 @@ def _read_one(
         weight = traffic_weights(obj, where_, tr["stable_weight_path"], tr["canary_weight_path"])
         return replace(state, weights={**state.weights, traffic_key(tr): weight[1]})
     if s.kind == "rollout_undo":
-        return replace(state, undos={**state.undos, name: _read_undo(kube, twin, name, target)})
+        return replace(state, undos={**state.undos, name: read_undo(kube, twin, name, target)})
     return state
-
-
-def _read_undo(kube: KubernetesClient, twin: Service, name: str, target: str | None) -> UndoPlan:
-    """The undo the rollback makes in staging (one read of the deployment and its ReplicaSets);
-    refused when it would change nothing."""
-
-    def pick(listed: list[Revision], current: int) -> int | None:
-        if not target:
-            return None  # kubectl's "the previous one", as the production rollback does
-        known = [KnownRevision(r.number, r.images, r.template) for r in listed]
-        return resolve_target(target, known, deployment=name, current=current)
-
-    try:
-        undos = workload(kube, twin.workload_kind)  # a Rollout service's undos are Rollouts'
-        undo, _, _ = undos.preview_undo(KubeTarget(twin.context, twin.namespace), name, pick)
-    except KubeError as exc:
-        raise Refusal(f"cannot plan the rollback in staging ({where(twin)}): {exc}") from None
-    if undo.is_noop:
-        raise Refusal(
-            f"revision {undo.to_revision} of {name} in staging runs the same template as the"
-            f" current revision {undo.from_revision}: rolling back would change nothing."
-            " Choose another revision with `--to N`"
-        )
-    return undo
 
 
 def rehearsal_of(
@@ -265,9 +242,9 @@ def rehearsal_of(
         )
     steps_ = [
         *back,  # in the production plan's own order and phases
-        *_health("verification", twin, "Health check after the rollback"),
+        *health_steps("verification", twin, "Health check after the rollback"),
         *_once(forth),
-        *_forward_health(twin),
+        *forward_health(twin),
     ]
     undo = next(iter(state.undos.values()), None)  # the first one: what the reply names
     return Rehearsal(Plan(strategy, tuple(steps_)), undo, tuple(changes), tuple(notes))
@@ -344,7 +321,7 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
             method=h.method,
         ),
         *(status if h.status_url else []),
-        *_health("verification", twin, "Health check after the rollback"),
+        *health_steps("verification", twin, "Health check after the rollback"),
         forward_step(
             "http_request",
             "Call the staging API's roll-forward endpoint",
@@ -352,49 +329,9 @@ def _http_rehearsal(service: Service, twin: Service) -> Rehearsal:
             method=h.forward_method,
         ),
         *([forward_step("http_check", status[0].name, url=h.status_url)] if h.status_url else []),
-        *_forward_health(twin),
+        *forward_health(twin),
     ]
     return Rehearsal(
         Plan("http", tuple(steps)),
         title="the http rollback through the staging deployment API",
     )
-
-
-def rehearsal_steps(twin: Service, undo: UndoPlan) -> list[StepSpec]:
-    """Strategy undo: snapshot, the rollback and its verification, then the roll-forward and
-    its own."""
-    d = twin.spec.deployment
-    back, forth = release_label(undo.images_after), release_label(undo.images_before)
-    return [
-        step("preparation", "snapshot", f"Snapshot {d}", objects=[["Deployment", d]]),
-        step(
-            "application",
-            "rollout_undo",
-            f"Roll {d} back to revision {undo.to_revision} ({back})",
-            deployment=d,
-            to_revision=undo.to_revision,
-            expect_template=undo.to_template,
-        ),
-        step("application", "wait_rollout", "Wait for the rollback to roll out", deployment=d),
-        *_health("verification", twin, "Health check after the rollback"),
-        forward_step(
-            "rollout_undo",
-            f"Roll {d} forward to revision {undo.from_revision}, where it started ({forth})",
-            deployment=d,
-            to_revision=undo.from_revision,
-            expect_template=undo.from_template,
-        ),
-        forward_step("wait_rollout", "Wait for the roll-forward", deployment=d),
-        *_forward_health(twin),
-    ]
-
-
-def _health(phase: str, twin: Service, name: str) -> list[StepSpec]:
-    url = twin.spec.health_url  # the staging health URL (the twin never has production's)
-    return [step(phase, "http_check", name, url=url)] if url else []
-
-
-def _forward_health(twin: Service) -> list[StepSpec]:
-    url = twin.spec.health_url
-    name = "Health check after the roll-forward"
-    return [forward_step("http_check", name, url=url)] if url else []
