@@ -99,15 +99,19 @@ class _Handler(BaseHTTPRequestHandler):
             for event in events:
                 if event is None:
                     if self._client_left():
-                        break
+                        self.close_connection = True
+                        return
                     continue
                 line = json.dumps(event).encode() + b"\n"
                 self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                 self.wfile.flush()
+            # a watch that ended (its timeoutSeconds) leaves the connection open for the next
+            # request, as the API server does: closing it without saying so made the client's
+            # next request on it fail ("connection lost") whenever it was reused too soon
             self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
         except OSError:
-            pass  # the client went away mid-write
-        self.close_connection = True
+            self.close_connection = True  # the client went away mid-write
 
     def _client_left(self) -> bool:
         readable, _, _ = select.select([self.connection], [], [], 0)
