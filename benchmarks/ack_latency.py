@@ -10,7 +10,7 @@ Both apps run at once and are loaded in turn, several rounds each, in alternatin
 load generator is slower in a round that follows another: with a fixed order, two identical
 bare apps differed by 1.4x at p99); the figures pool every round of an app.
 
-    python benchmarks/ack_latency.py [--requests-per-client 20] [--repeats 4]
+    python benchmarks/ack_latency.py [--requests-per-client 20] [--repeats 8]
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--prometheus", default="")
     parser.add_argument("--requests-per-client", type=int, default=20)
     parser.add_argument(
-        "--repeats", type=int, default=4, help="rounds per app and concurrency (even)"
+        "--repeats", type=int, default=8, help="rounds per app and concurrency (even)"
     )
     parser.add_argument(
         "--control", action="store_true", help="a second bare app in ours' place: ratios ~1.0"
