@@ -32,6 +32,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ack_latency.py
+	$(BIN)/python benchmarks/ack_cpu.py
 	$(BIN)/python benchmarks/assessment_latency.py
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/fanout.py
@@ -40,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/guard_round.py
 	$(BIN)/python benchmarks/guard_latency.py
 	$(BIN)/python benchmarks/regions.py
+	$(BIN)/python benchmarks/drill.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
