@@ -63,7 +63,8 @@ def test_a_blue_green_rehearsal_rolls_real_staging_back_and_forward(
     # staging is back where it started: green selected, its 2 replicas back and ready
     assert staging.selector("web") == {"app": "web", "version": "green"}
     assert staging.deployment("web-green").spec.replicas == 2
-    assert staging.rolled_out("web-green")
+    # the roll-forward waited for one ready pod before the switch; the second comes after
+    staging.wait_rolled_out("web-green")
     stored = h.bot.deps.repo.list_steps(1)
     steps = [(s.phase, s.kind, s.status) for s in stored]
     assert [
