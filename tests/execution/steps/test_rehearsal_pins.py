@@ -31,6 +31,16 @@ def sim() -> Iterator[KubeSimulator]:
         yield s
 
 
+def board_split(sim: KubeSimulator, canary_percent: int) -> None:
+    """board's VirtualService in shop: the canary gets ``canary_percent``, stable the rest."""
+    create_virtual_service(
+        sim,
+        "shop",
+        {"destination": {"host": "board", "subset": "stable"}, "weight": 100 - canary_percent},
+        {"destination": {"host": "board", "subset": "canary"}, "weight": canary_percent},
+    )
+
+
 @pytest.fixture
 def kube(sim: KubeSimulator) -> KubernetesClient:
     return KubernetesClient(api_client_for=lambda _ctx: sim.api_client(), sleep=lambda s: None)
@@ -98,12 +108,7 @@ def test_set_image_back_refuses_when_someone_deployed_meanwhile(
 def test_shift_back_refuses_when_the_weight_moved_meanwhile(
     sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
 ) -> None:
-    create_virtual_service(
-        sim,
-        "shop",
-        {"destination": {"host": "board", "subset": "stable"}, "weight": 90},
-        {"destination": {"host": "board", "subset": "canary"}, "weight": 10},
-    )
+    board_split(sim, 10)
     before = len(sim.writes)
     ctx, _ = make_ctx(kube=kube)
     back = {"traffic": TRAFFIC, "to_percent": 25, "step_percent": 100, "expect_percent": 0}
@@ -125,12 +130,7 @@ def test_a_target_someone_else_reached_is_refused_without_the_step_s_own_record(
     """Staging already at the target, but the bot never wrote it: the rollback step would do
     nothing and the roll-forward would undo that person's change. Resumed (record stored), the
     same state is this step's own write and goes through."""
-    create_virtual_service(
-        sim,
-        "shop",
-        {"destination": {"host": "board", "subset": "stable"}, "weight": 100},
-        {"destination": {"host": "board", "subset": "canary"}, "weight": 0},
-    )
+    board_split(sim, 0)
     before = len(sim.writes)
     fresh, rec = make_ctx(kube=kube)
     cases: list[tuple[Any, dict[str, Any], str, dict[str, Any]]] = [
@@ -219,12 +219,7 @@ def test_a_pinned_step_says_the_change_and_what_to_do(
 def test_a_pinned_shift_stops_when_someone_moves_the_weight_mid_shift(
     sim: KubeSimulator, kube: KubernetesClient, make_ctx: Any
 ) -> None:
-    create_virtual_service(
-        sim,
-        "shop",
-        {"destination": {"host": "board", "subset": "stable"}, "weight": 50},
-        {"destination": {"host": "board", "subset": "canary"}, "weight": 50},
-    )
+    board_split(sim, 50)
     ctx, _ = make_ctx(kube=kube)
     moved: list[float] = []
 
