@@ -125,7 +125,7 @@ def alembic_config() -> Config:
 
 def head_revision() -> str | None:
     """The newest migration revision shipped with the code."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return code_revisions()[0]
 
 
 @cache

@@ -10,8 +10,9 @@ delete the label), positions are always a valid, short label value.
 
 Prometheus rejects the whole expression when one query is at fault (bad PromQL, a scalar or a
 range vector where ``label_replace`` needs an instant vector): callers then read the queries one
-at a time, so a bad query blinds only itself. Used by the guard (thousands of readings a round)
-and by assessments (four signals of one service).
+at a time, so a bad query blinds only itself. Used by the guard (thousands of readings a round);
+not by assessments, whose signals are read one request each so that a slow query blinds only
+itself during an incident.
 """
 
 from __future__ import annotations

@@ -12,12 +12,11 @@ a round takes at most about one adapter timeout longer than it would with Promet
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.adapters.prometheus import PrometheusAPI, Sample, VectorResult
+from bot.adapters.prometheus import PrometheusAPI, Sample, VectorResult, worst_value
 from bot.adapters.prometheus_batch import batch_query, split
 
 DEFAULT_CHUNK = 200
@@ -112,7 +111,5 @@ def _reading_of(result: VectorResult) -> Reading:
 
 def _worst(samples: Sequence[Sample]) -> Reading:
     # max is "worst" for greater_than triggers, the guard's usual kind
-    values = [s.value for s in samples if not math.isnan(s.value)]
-    if values:
-        return Reading(max(values))
-    return Reading(None, "query returned NaN" if samples else NO_SERIES)
+    worst = worst_value([s.value for s in samples], "max")
+    return Reading(worst.value, worst.note)
