@@ -29,6 +29,7 @@ from bot.drills.target import target_checks
 from bot.notify.reply import Asker, Reply, storage_error_text, tell_on_error
 from bot.rollback.command import Command
 from bot.rollback.lifecycle import DrillDueKind, drill_stale_key
+from bot.rollback.plan import Plan
 from storage.drill_models import Drill, DrillTrigger
 from storage.errors import StorageError
 
@@ -105,20 +106,7 @@ def readiness_checks(deps: Deps, service: Service, target: str | None) -> list[C
         ("Prometheus", lambda: [prometheus_check(reader.prometheus, service, plan)]),
         ("On-call ladder", lambda: [oncall_check(deps.settings, service)]),
         ("Channel", lambda: [channel_check(deps.slack, service)]),
-        (
-            "Estimate",
-            lambda: [
-                estimate_check(
-                    plan,
-                    deps.repo.phase_durations(service.name),
-                    service.sla_minutes,
-                    service.name,
-                    rehearsals=rollback_halves(
-                        deps.repo.phase_durations(staging_key(service.name))
-                    ),
-                )
-            ],
-        ),
+        ("Estimate", lambda: [_estimate(deps, service, plan)]),
     ]
     futures = [(name, reader.pool.submit(job)) for name, job in jobs]
     return [c for name, future in futures for c in _outcome(name, future)]
@@ -218,3 +206,13 @@ def post_report(
         return drill
     deps.repo.set_drill_message(drill_id, str(posted["ts"]))
     return deps.repo.get_drill(drill_id) or drill
+
+
+def _estimate(deps: Deps, service: Service, plan: Plan) -> Check:
+    """Against production's past rollbacks; the rehearsals in staging are read only when
+    production has none (they would not be used)."""
+    history = deps.repo.phase_durations(service.name)
+    staged = () if history else deps.repo.phase_durations(staging_key(service.name))
+    return estimate_check(
+        plan, history, service.sla_minutes, service.name, rehearsals=rollback_halves(staged)
+    )

@@ -76,13 +76,10 @@ def _with(s: StepSpec, **params: Any) -> StepSpec:
     return replace(s, params={**s.params, **params})
 
 
-_forward = forward_step
-
-
 def _ready(deployment: str, what: str) -> StepSpec:
     """kubectl counts 0 replicas as rolled out: traffic must not go back to a colour (or a
     canary) without a ready pod."""
-    return _forward("wait_rollout", what, deployment=deployment, min_available=1)
+    return forward_step("wait_rollout", what, deployment=deployment, min_available=1)
 
 
 def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted:
@@ -106,7 +103,7 @@ def _switch_selector(s: StepSpec, state: StagingState, default: str) -> Inverted
         _with(s, expect_selector=back),
         (
             _ready(live, f"{live} is ready before traffic goes back to it"),
-            _forward(
+            forward_step(
                 "switch_selector",
                 f"Switch {service} back to {_pairs(back)}",
                 service=service,
@@ -160,7 +157,7 @@ def _scale(s: StepSpec, state: StagingState, default: str) -> Inverted:
     if before == wanted:
         return Inverted(_with(s, expect_replicas=before))  # pinned: already so when planned
     forward = [
-        _forward(
+        forward_step(
             "scale",
             f"Scale {name} back to {before}",
             deployment=name,
@@ -193,7 +190,7 @@ def _shift_traffic(s: StepSpec, state: StagingState, default: str) -> Inverted:
             )
         _refuse_idle(state, canary, f"{key} sends {before} % to the canary")
         forward.append(_ready(canary, f"{canary} is ready before traffic goes back to it"))
-    back = _forward(
+    back = forward_step(
         "shift_traffic",
         f"Shift {before} % back to the canary",
         traffic=traffic,
@@ -210,7 +207,7 @@ def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
     if before == wanted:
         return Inverted(_with(s, expect_image=before))  # pinned: already so when planned
     forward = (
-        _forward(
+        forward_step(
             "set_image",
             f"Set {name} {container} back to {before}",
             deployment=name,
@@ -218,7 +215,7 @@ def _set_image(s: StepSpec, state: StagingState, default: str) -> Inverted:
             image=before,
             expect_image=wanted,
         ),
-        _forward("wait_rollout", f"Wait for {name}'s roll-forward", deployment=name),
+        forward_step("wait_rollout", f"Wait for {name}'s roll-forward", deployment=name),
     )
     return Inverted(
         _with(s, expect_image=before), forward, f"{name} {container} {before} → {wanted}"
@@ -240,14 +237,14 @@ def _rollout_undo(s: StepSpec, state: StagingState, default: str) -> Inverted:
         },
     )
     forward = (
-        _forward(
+        forward_step(
             "rollout_undo",
             f"Roll {name} forward to revision {undo.from_revision}, where it started ({forth})",
             deployment=name,
             to_revision=undo.from_revision,
             expect_template=undo.from_template,
         ),
-        _forward("wait_rollout", "Wait for the roll-forward", deployment=name),
+        forward_step("wait_rollout", "Wait for the roll-forward", deployment=name),
     )
     return Inverted(
         pinned, forward, f"{name} revision {undo.from_revision} ({forth}) → {undo.to_revision}"

@@ -18,7 +18,6 @@ from bot.execution.steps.base import StepFailed
 from bot.execution.steps.kubernetes.traffic import traffic_weights
 from bot.rehearsal.forward import (
     INVERSES,
-    ROLL_FORWARD_PHASE,
     Inverted,
     StagingState,
     forward_step,
@@ -40,10 +39,15 @@ from bot.rehearsal.undo_plan import (
     where,
 )
 from bot.rollback.plan import Plan, StepSpec, custom_plan, step
-from bot.rollback.rehearsable import NOTHING_TO_UNDO, PRODUCTION_CHECKS, why_not_rehearsable
+from bot.rollback.rehearsable import (
+    NOTHING_TO_UNDO,
+    PRODUCTION_CHECKS,
+    TRAFFIC,
+    why_not_rehearsable,
+)
 from bot.rollback.safety import Refusal
 
-__all__ = ["ROLL_FORWARD_PHASE", "Rehearsal", "plan_rehearsal", "where"]
+__all__ = ["Rehearsal", "plan_rehearsal", "where"]
 
 
 @dataclass(frozen=True)
@@ -280,7 +284,7 @@ def _once(steps: list[StepSpec]) -> list[StepSpec]:
 
 def _refuse_idle_traffic(s: StepSpec, inverted: Inverted, state: StagingState) -> None:
     """A rollback whose traffic step changes nothing in staging rehearses nothing real."""
-    if inverted.change or s.kind not in ("switch_selector", "shift_traffic"):
+    if inverted.change or s.kind not in TRAFFIC:
         return
     if s.kind == "switch_selector":
         service = str(s.params["service"])

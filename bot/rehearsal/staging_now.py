@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.adapters.kube.client import KubernetesClient
@@ -34,7 +34,7 @@ class StagingNow:
     lines: tuple[str, ...] = ()
     fixes: tuple[str, ...] = ()
     is_back: bool | None = None
-    unread: tuple[str, ...] = field(default_factory=tuple)
+    unread: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
