@@ -18,6 +18,7 @@ from bot.adapters.slack.posts import find_marked, post_marker
 from bot.catalog.load import Service
 from bot.deps import Deps
 from bot.execution.service_state import describe_service_state
+from bot.execution.steps.kubernetes.common import kubectl_undo
 from bot.notify import limits
 from bot.notify.blocks import escape, free_text, section
 from bot.notify.threads import anchor_of
@@ -230,9 +231,9 @@ def report_text(
 def _not_back(undo: Mapping[str, Any], twin: Service) -> str:
     """Staging does not run what it ran before: say so, and the command that brings it back."""
     revision, name = undo.get("from_revision"), str(undo.get("deployment") or twin.spec.deployment)
-    context = f"--context {twin.context} " if twin.context else ""
-    kubectl = f"kubectl {context}-n {twin.namespace} rollout undo deployment/{name}"
-    command = f"{kubectl} --to-revision={revision}"
+    command = kubectl_undo(
+        KubeTarget(twin.context, twin.namespace), name, revision, is_rollout=False
+    )
     label = escape(release_label(undo.get("images_before") or {}))
     if pending := undo.get("not_promoted"):  # the start's template, its update not promoted
         return (

@@ -19,6 +19,7 @@ from bot.adapters.kube import argo
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.values import KubeError, KubeTarget, UndoPlan
 from bot.catalog.load import Service
+from bot.execution.steps.kubernetes.common import kubectl_undo
 from bot.rehearsal.forward import ROLL_FORWARD
 from bot.rollback.plan import Plan, StepSpec
 from bot.rollback.rehearsable import LEFT_OUT
@@ -50,7 +51,7 @@ def where_rollout(twin: Service) -> str:
 
 def undo_command(twin: Service, name: str, revision: object) -> str:
     """``kubectl argo rollouts undo checkout --to-revision=3 -n shop --context staging``."""
-    return f"kubectl argo rollouts undo {name} --to-revision={revision} {where_rollout(twin)}"
+    return kubectl_undo(KubeTarget(twin.context, twin.namespace), name, revision, is_rollout=True)
 
 
 def rollouts_named(twin: Service, steps: list[StepSpec], kinds: frozenset[str]) -> list[str]:

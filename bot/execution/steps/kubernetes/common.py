@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.adapters.kube.client import KubernetesClient
 from bot.adapters.kube.session import TRANSIENT_STATUSES
-from bot.adapters.kube.values import PIN_CHANGED, KubeError
+from bot.adapters.kube.values import PIN_CHANGED, KubeError, KubeTarget
 from bot.adapters.kube.workload import Workload, workload
 from bot.catalog.load import Service
 from bot.execution.steps.base import StepContext, StepFailed, StepRunner, TimedOut
@@ -122,3 +122,15 @@ def selector_text(selector: Mapping[str, str]) -> str:
 
 def images_text(images: Mapping[str, str]) -> str:
     return ", ".join(f"{c}={i}" for c, i in images.items())
+
+
+def kubectl_undo(t: KubeTarget, name: str, revision: object, *, is_rollout: bool) -> str:
+    """The kubectl command a person runs to roll ``name`` to ``revision`` in ``t``: ``kubectl
+    argo rollouts undo …`` for an Argo Rollout, ``kubectl rollout undo deployment/…`` else."""
+    if is_rollout:
+        where = f"-n {t.namespace}" + (f" --context {t.context}" if t.context else "")
+        return f"kubectl argo rollouts undo {name} --to-revision={revision} {where}"
+    context = f"--context {t.context} " if t.context else ""
+    return (
+        f"kubectl {context}-n {t.namespace} rollout undo deployment/{name} --to-revision={revision}"
+    )

@@ -21,6 +21,7 @@ from bot.execution.steps.kubernetes.common import (
     deployment,
     images_text,
     kube_errors,
+    kubectl_undo,
     selector_text,
     workload_of,
 )
@@ -175,18 +176,7 @@ def _refuse_moved_start(
         f"{now}, not the template of revision {was} ({images}) the rehearsal's rollback put"
         f" there ({who} meanwhile); nothing was changed, so staging is still rolled back, not"
         " where the rehearsal started. Check that release, then restore the start with"
-        f" `{_undo_command(ctx, name, is_rollout, params.get('to_revision'))}`."
-    )
-
-
-def _undo_command(ctx: StepContext, name: str, is_rollout: bool, revision: object) -> str:
-    t = ctx.target
-    if is_rollout:
-        where = f"-n {t.namespace}" + (f" --context {t.context}" if t.context else "")
-        return f"kubectl argo rollouts undo {name} --to-revision={revision} {where}"
-    context = f"--context {t.context} " if t.context else ""
-    return (
-        f"kubectl {context}-n {t.namespace} rollout undo deployment/{name} --to-revision={revision}"
+        f" `{kubectl_undo(ctx.target, name, params.get('to_revision'), is_rollout=is_rollout)}`."
     )
 
 
