@@ -87,6 +87,7 @@ class KubeSimulator(LoopbackSimulator):
         self._log = RequestLog(self._lock)
         self._store = ObjectStore(self._wall_now)
         self._synced_version, self._synced_clock = "", -math.inf
+        self._passes = 0
         self._deployments = DeploymentController(
             self._store, self._clock, self._wall_now, ready_delay_seconds=ready_delay_seconds
         )
@@ -296,6 +297,12 @@ class KubeSimulator(LoopbackSimulator):
             return None if found is None else dict(found)
 
     @property
+    def controller_passes(self) -> int:
+        """How many times the controllers went over the whole cluster (an idle one: none)."""
+        with self._lock:
+            return self._passes
+
+    @property
     def resource_version(self) -> str:
         """The cluster's latest resourceVersion: it moves with every stored write, and only then
         (a dry run leaves it alone)."""
@@ -315,11 +322,15 @@ class KubeSimulator(LoopbackSimulator):
         is_unchanged = self._store.resource_version == self._synced_version
         if not force and is_unchanged and not self._is_waiting_on_clock():
             return
-        synced_at = self._clock()
+        self._passes += 1
+        synced_at, before = self._clock(), self._store.resource_version
         self._deployments.sync()
         self._rollouts.sync()
         self._jobs.sync()
-        self._synced_version, self._synced_clock = self._store.resource_version, synced_at
+        # A pass that wrote something may have made work for the next one (a new ReplicaSet
+        # to scale, a status to roll up): it counts as synced only from where it started, so
+        # the loop runs until a pass writes nothing, and then rests.
+        self._synced_version, self._synced_clock = before, synced_at
 
     def _is_waiting_on_clock(self) -> bool:
         """Something is due at a later clock time, or fell due since the last pass."""
@@ -338,7 +349,8 @@ class KubeSimulator(LoopbackSimulator):
     def _tick_forever(self) -> None:
         while not self._stopping.wait(self._tick_seconds):
             try:
-                self.tick()
+                with self._lock:  # only when something changed or is due: a pass is O(objects)
+                    self._run_controllers()
             except Exception:
                 log.exception("KubeSimulator controllers failed")
 

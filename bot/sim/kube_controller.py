@@ -21,7 +21,6 @@ What it does (pkg/controller/deployment, simplified to instant scaling):
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from bot.sim.kube_defaults import POD_TEMPLATE_HASH, same_template, template_wit
 from bot.sim.kube_rolling import (
     REVISION,
     controller_reference,
-    controller_uid,
     max_surge,
     max_unavailable,
     owner_reference,
@@ -41,7 +39,7 @@ from bot.sim.kube_rolling import (
     with_status,
 )
 from bot.sim.kube_schema import ResourceType
-from bot.sim.kube_store import ObjectStore
+from bot.sim.kube_store import ObjectStore, json_copy
 
 __all__ = [
     "DEPLOYMENTS",
@@ -147,11 +145,10 @@ class DeploymentController:
         return rolled_sizes(deployment["spec"], current, owned, ready)
 
     def _owned(self, deployment: JSON) -> list[JSON]:
-        uid = deployment["metadata"]["uid"]
         return self._store.list(
             REPLICASETS,
             deployment["metadata"]["namespace"],
-            where=lambda replica_set: controller_uid(replica_set) == uid,
+            controller=deployment["metadata"]["uid"],
         )
 
     def _current_replica_set(self, deployment: JSON) -> JSON | None:
@@ -177,7 +174,7 @@ class DeploymentController:
                 break
             collisions += 1  # a name taken by another template: what status.collisionCount is for
         labels = {**(template["metadata"].get("labels") or {}), POD_TEMPLATE_HASH: pod_hash}
-        selector = copy.deepcopy(spec["selector"])
+        selector = json_copy(spec["selector"])
         selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH] = pod_hash
         revision = 1 + max((revision_of(rs) for rs in self._owned(deployment)), default=0)
         body = {
@@ -202,7 +199,7 @@ class DeploymentController:
     def _promote(self, deployment: JSON, current: JSON) -> JSON:
         """Make `current` the newest revision (a rollback reuses an old ReplicaSet)."""
         newest = max((revision_of(rs) for rs in self._owned(deployment)), default=0)
-        updated = copy.deepcopy(current)
+        updated = json_copy(current)
         annotations = updated["metadata"].setdefault("annotations", {})
         if revision_of(current) < newest:
             history = [h for h in annotations.get(REVISION_HISTORY, "").split(",") if h]
@@ -228,7 +225,7 @@ class DeploymentController:
         self._rollouts[uid].is_paused = is_paused
 
     def _scale(self, deployment: JSON, replica_set: JSON, replicas: int) -> None:
-        updated = copy.deepcopy(replica_set)
+        updated = json_copy(replica_set)
         updated["spec"]["replicas"] = replicas
         annotations = updated["metadata"].setdefault("annotations", {})
         want = deployment["spec"]["replicas"]
@@ -277,7 +274,7 @@ class DeploymentController:
             return
         owned = self._owned(deployment)
         current = self._current_replica_set(deployment)
-        updated = copy.deepcopy(deployment)
+        updated = json_copy(deployment)
         if current is not None:
             annotations = updated["metadata"].setdefault("annotations", {})
             annotations[REVISION] = str(revision_of(current))

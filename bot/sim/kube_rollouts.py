@@ -31,7 +31,7 @@ from typing import Any
 
 from bot.sim.kube_controller import REPLICASETS, DeploymentController
 from bot.sim.kube_defaults import apply_defaults, same_template
-from bot.sim.kube_rolling import controller_uid, owner_reference, template_hash
+from bot.sim.kube_rolling import owner_reference, template_hash
 from bot.sim.kube_schema import ResourceType, label_selector_string
 from bot.sim.kube_store import JSON_PATCH, ObjectStore
 
@@ -247,8 +247,8 @@ class ArgoController:
     # -- ReplicaSets -------------------------------------------------------------------------------
 
     def _owned(self, rollout: JSON) -> list[JSON]:
-        uid, namespace = rollout["metadata"]["uid"], rollout["metadata"]["namespace"]
-        return self._store.list(REPLICASETS, namespace, where=lambda rs: controller_uid(rs) == uid)
+        metadata = rollout["metadata"]
+        return self._store.list(REPLICASETS, metadata["namespace"], controller=metadata["uid"])
 
     def _current(self, rollout: JSON, owned: list[JSON]) -> JSON | None:
         # the API server defaults the ReplicaSets' templates: compare with the defaults applied

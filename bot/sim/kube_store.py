@@ -11,7 +11,6 @@ thread-safe: the simulator calls it under its one lock.
 
 from __future__ import annotations
 
-import copy
 import random
 import uuid
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from typing import Any
 from bot.sim.kube_defaults import apply_defaults
 from bot.sim.kube_discovery import Discovery
 from bot.sim.kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from bot.sim.kube_rolling import controller_uid
 from bot.sim.kube_schema import (
     FieldRequirement,
     KubeError,
@@ -52,12 +52,27 @@ _NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace")
 _DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON tree (dicts, lists and immutable scalars): ~4x cheaper than
+    copy.deepcopy, which the controllers' every read and write paid for."""
+    if type(value) is dict:
+        return {k: json_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [json_copy(v) for v in value]
+    return value
+
+
 class ObjectStore:
     """Objects of every resource type, with resourceVersions from one cluster-wide counter."""
 
     def __init__(self, now: Callable[[], str]) -> None:
         self._now = now
         self._objects: dict[Key, JSON] = {}
+        # indexes kept by _put/_drop: a list scans one type, a controller's lookup of the
+        # ReplicaSets it owns scans only those (with 100 deployments a full controller pass
+        # took 360 ms, re-scanning every object per deployment)
+        self._by_type: dict[tuple[str, str], dict[Key, JSON]] = {}
+        self._by_controller: dict[str, set[Key]] = {}
         self._revision = 0
         self.discovery = Discovery()
         # Per request (the simulator sets them under its lock): ?fieldValidation= and the
@@ -98,19 +113,25 @@ class ObjectStore:
         labels: Iterable[LabelRequirement] = (),
         fields: Iterable[FieldRequirement] = (),
         where: Callable[[JSON], bool] | None = None,
+        controller: str | None = None,
     ) -> list[JSON]:
         """Matching objects sorted by namespace and name, like etcd's key order.
 
-        ``where`` filters before the (deep) copy is made: controllers looking for a few owned
-        objects among many would otherwise copy them all on every pass.
+        ``where`` filters before the (deep) copy is made, and ``controller`` (a uid) keeps
+        only the objects it controls, found by index: controllers looking for a few owned
+        objects among many would otherwise scan and copy them all on every pass.
         """
         labels, fields = list(labels), list(fields)
+        of_type = self._by_type.get((rt.group, rt.plural), {})
+        if controller is None:
+            candidates = sorted(of_type.items())
+        else:
+            owned = self._by_controller.get(controller, set())
+            candidates = sorted((key, of_type[key]) for key in owned if key in of_type)
         return [
             self._served(rt, obj)
-            for (group, plural, ns, _), obj in sorted(self._objects.items())
-            if group == rt.group
-            and plural == rt.plural
-            and (namespace is None or ns == namespace)
+            for (_, _, ns, _), obj in candidates
+            if (namespace is None or ns == namespace)
             and (where is None or where(obj))
             and matches(obj, labels, fields)
         ]
@@ -144,13 +165,13 @@ class ObjectStore:
         if rt.has_generation:
             metadata["generation"] = 1
         if rt.kind in _INITIAL_STATUS:
-            obj["status"] = copy.deepcopy(_INITIAL_STATUS[rt.kind])
+            obj["status"] = json_copy(_INITIAL_STATUS[rt.kind])
         elif self._has_status_subresource(rt):
             obj.pop("status", None)  # a custom resource's status is written through /status
         apply_defaults(rt, obj, cluster_ip=self._cluster_ip(self._services_created))
         validate(rt, obj, None)
         if dry_run:
-            return copy.deepcopy(obj)
+            return json_copy(obj)
         if rt.kind == "Service":
             self._services_created += 1
         return self._stored(key, obj)
@@ -204,7 +225,7 @@ class ObjectStore:
             body = apply_patch(rt, self._served(rt, old), content_type, body)
         is_patch = content_type is not None
         sent = self.conformed(rt, self._body_object(body), is_patch=is_patch, name=name)
-        new = copy.deepcopy(old)
+        new = json_copy(old)
         new.pop("status", None)
         if "status" in sent:
             new["status"] = sent["status"]
@@ -224,7 +245,7 @@ class ObjectStore:
         """Delete at once (no finalizers) and answer with the server's Success Status."""
         obj = self._require(rt, namespace, name)
         if not dry_run:
-            del self._objects[self._key(rt, namespace, name)]
+            self._drop(self._key(rt, namespace, name))
             self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
             self._revision += 1
         details: dict[str, JSON] = {"name": name}
@@ -245,7 +266,7 @@ class ObjectStore:
         """Store a controller's version of an object, status included; a no-op costs nothing."""
         metadata = obj["metadata"]
         old = self._require(rt, metadata.get("namespace", ""), metadata["name"])
-        new = copy.deepcopy(obj)
+        new = json_copy(obj)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if rt.has_generation and _spec_of(new) != _spec_of(old):
             new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
@@ -273,7 +294,7 @@ class ObjectStore:
     @staticmethod
     def _served(rt: ResourceType, obj: JSON) -> JSON:
         """A copy in the version that was asked for."""
-        return {**copy.deepcopy(obj), "apiVersion": rt.api_version, "kind": rt.kind}
+        return {**json_copy(obj), "apiVersion": rt.api_version, "kind": rt.kind}
 
     @staticmethod
     def _with_identity(rt: ResourceType, obj: JSON) -> JSON:
@@ -295,7 +316,7 @@ class ObjectStore:
     def _body_object(body: JSON) -> JSON:
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise KubeError.bad_request("the body of the request is not a Kubernetes object")
-        obj = copy.deepcopy(body)
+        obj = json_copy(body)
         obj.setdefault("metadata", {})
         return obj
 
@@ -311,8 +332,28 @@ class ObjectStore:
     def _stored(self, key: Key, obj: JSON) -> JSON:
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
+        self._put(key, obj)
+        return json_copy(obj)
+
+    def _put(self, key: Key, obj: JSON) -> None:
+        """Store ``obj`` under ``key``, indexes included (the only way objects are stored)."""
+        self._drop(key)
         self._objects[key] = obj
-        return copy.deepcopy(obj)
+        self._by_type.setdefault(key[:2], {})[key] = obj
+        if (uid := controller_uid(obj)) is not None:
+            self._by_controller.setdefault(uid, set()).add(key)
+
+    def _drop(self, key: Key) -> None:
+        """Forget the object under ``key``, indexes included (the only way objects go)."""
+        old = self._objects.pop(key, None)
+        if old is None:
+            return
+        self._by_type.get(key[:2], {}).pop(key, None)
+        if (uid := controller_uid(old)) is not None:
+            owned = self._by_controller.get(uid, set())
+            owned.discard(key)
+            if not owned:
+                self._by_controller.pop(uid, None)
 
     def _has_status_subresource(self, rt: ResourceType) -> bool:
         return rt.is_builtin or "status" in self.discovery.subresources(rt.group, rt.plural)
@@ -336,7 +377,7 @@ class ObjectStore:
             # Status is a subresource: writes to the main resource cannot change it.
             new.pop("status", None)
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = json_copy(old["status"])
         cluster_ip = (old.get("spec") or {}).get("clusterIP") or self._cluster_ip(0)
         apply_defaults(rt, new, cluster_ip=cluster_ip)
         validate(rt, new, old)
@@ -344,7 +385,7 @@ class ObjectStore:
             metadata["generation"] = old["metadata"].get("generation", 0) + 1
         if new == old or dry_run:
             # The real server skips no-op writes: the resourceVersion does not move.
-            return copy.deepcopy(new)
+            return json_copy(new)
         return self._stored(self._key(rt, metadata.get("namespace", ""), name), new)
 
     def _collect_dependents(self, owner_uid: str, namespace: str, propagation: str) -> None:
@@ -357,13 +398,13 @@ class ObjectStore:
                 continue
             if propagation == "Orphan":
                 kept = [ref for ref in references if ref.get("uid") != owner_uid]
-                orphan = copy.deepcopy(obj)
+                orphan = json_copy(obj)
                 orphan["metadata"]["ownerReferences"] = kept
                 if not kept:
                     del orphan["metadata"]["ownerReferences"]
                 self._stored(key, orphan)
             else:
-                del self._objects[key]
+                self._drop(key)
                 self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
 
 
