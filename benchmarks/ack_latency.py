@@ -93,6 +93,18 @@ def serve_simulators(burst: int, delay: float) -> None:
     threading.Event().wait()
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for the Kubernetes simulator at ``server``."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: sim, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: sim, user: {}}]\n"
+        "contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: shop}}]\n"
+        "current-context: sim\n"
+    )
+    return path
+
+
 def serve(kind: str, secret: str, workdir: str, urls: dict[str, str], burst: int) -> None:
     """Child process: start the app of ``kind`` and print its URL, then serve until killed."""
     from concurrent.futures import ThreadPoolExecutor
@@ -124,14 +136,7 @@ def serve(kind: str, secret: str, workdir: str, urls: dict[str, str], burst: int
 
         app: Any = SlackRequestHandler(bare)
     else:
-        kubeconfig = Path(workdir) / f"kubeconfig-{os.getpid()}"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters: [{{name: sim, cluster: {{server: '{urls['kube']}'}}}}]\n"
-            "users: [{name: sim, user: {}}]\n"
-            "contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: shop}}]\n"
-            "current-context: sim\n"
-        )
+        kubeconfig = write_kubeconfig(Path(workdir) / f"kubeconfig-{os.getpid()}", urls["kube"])
         settings = Settings(
             slack_bot_token=SecretStr("xoxb-bench"),
             slack_signing_secret=SecretStr(secret),
