@@ -390,7 +390,7 @@ def report(
         print(
             f"p99 ours/bare at {clients} clients: {ratio:.2f}  ({assessed[clients]} of"
             f" {len(results[('ours', clients)])} asks started an assessment, the others were"
-            " answered by the running one; backlog drained"
+            " answered by the running or just-posted one; backlog drained"
             f" at most {drained[clients]:.1f} s after the last ack)"
         )
 

@@ -15,6 +15,7 @@ from bot.adapters.slack.lookups import UserGroupMembers
 from bot.adapters.slack.web import slack_web_client
 from bot.approvals import request as approval_request
 from bot.approvals import start as approval_start
+from bot.assessment import service as assessment_service
 from bot.assessment.signals import SignalReader
 from bot.catalog.load import Catalog, load_catalog
 from bot.catalog.yaml_lines import CatalogError
@@ -109,6 +110,7 @@ def build_app(
     deps.engine.kick_due_work = deps.kick_due_work
     approval_request.install(deps)
     approval_start.install(deps)
+    assessment_service.install(deps)
     notifier = notifications.install(deps)
     deps.metrics.watch_rollbacks(deps.repo, catalog, deps.engine)
     review_publish.install(deps)

@@ -20,7 +20,7 @@ from bot.notify.reply import Asker, Reply, Respond, storage_error_text, tell_on_
 from bot.regions.assess import assess_regions, region_lines
 from bot.rollback.assess import Decision
 from storage.errors import StorageError
-from storage.models import Assessment
+from storage.models import Assessment, Rollback
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def assess(deps: Deps, service: Service, asker: Asker) -> Reply:
     # behind other writers (SQLite has one) and can push the ack past Slack's 3 s (see the
     # benchmark). The delivery key and the assessment row are stored first thing after the ack,
     # before any query runs or any answer is posted, so a retry still answers once.
-    channel = asker.channel
-    if busy := deps.work.assessments.claim(asker.user, service.name, channel or service.channel):
+    channel = asker.channel or service.channel
+    slots = deps.work.assessments
+    if busy := slots.claim(asker.user, service.name, channel, regions=_region_names(service)):
         return Reply(busy)
     return Reply(
         f":hourglass_flowing_sand: Assessing *{service.name}*…",
@@ -132,7 +133,17 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
         Decision.ROLLBACK_RECOMMENDED,
     )
     bl.append(assessment_buttons(service.name, assessment_id, offer_run_now=is_rollback_advised))
-    message_ts = _post(deps, asker.respond, asker.channel or service.channel, text, bl)
+    channel = asker.channel or service.channel
+    message_ts = _post(deps, asker.respond, channel, text, bl)
+    if message_ts is not None:  # in the channel for everyone: it answers asks for a while
+        deps.work.assessments.posted(
+            service.name,
+            assessment_id,
+            asked_by=user,
+            channel=channel,
+            decision=result.decision.value,
+            regions=_region_names(service),
+        )
     deps.repo.add_audit_event(
         "assessment.completed",
         now=deps.clock(),
@@ -223,7 +234,30 @@ def assess_again(deps: Deps, service_name: str, asker: Asker) -> Reply | None:
     if service is None:
         return Reply(f":x: {service_name} is no longer in the catalog.")
     channel = asker.channel or service.channel
-    if busy := deps.work.assessments.claim(asker.user, service.name, channel):
+    # never answered by the latest assessment: the button is pressed because the release changed
+    if busy := deps.work.assessments.claim(asker.user, service.name, channel, may_reuse=False):
         return Reply(busy)
     submit_claimed(deps, service, asker)
     return None
+
+
+def _region_names(service: Service) -> tuple[str, ...]:
+    return tuple(r.name for r in service.regions)
+
+
+class ForgetOnRollback:
+    """A rollback of a service that starts or ends changes what an assessment would read: the
+    next ask assesses anew instead of being answered by the latest assessment."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def rollback_started(self, rollback: Rollback) -> None:
+        self.deps.work.assessments.forget(rollback.service)
+
+    def rollback_finished(self, rollback: Rollback) -> None:
+        self.deps.work.assessments.forget(rollback.service)
+
+
+def install(deps: Deps) -> None:
+    deps.engine.listeners.append(ForgetOnRollback(deps))

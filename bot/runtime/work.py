@@ -12,48 +12,99 @@ from filling the bulk lane alone.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
 Lane = Literal["urgent", "bulk"]
 ASSESSMENTS_PER_USER = 3
+# An ask this soon after an assessment of the same service was posted is answered by it, as one
+# made while it ran is: its readings are no older than those a running assessment hands a late
+# asker (five probes of up to ~5 s each), and in an incident ten people asking at once would
+# otherwise post ten near-identical assessments, each with its buttons, one after another.
+JUST_ASSESSED_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """The latest assessment of a service that was posted, for :meth:`AssessmentSlots.claim`."""
+
+    assessment_id: int
+    asked_by: str
+    channel: str
+    decision: str
+    regions: tuple[str, ...]  # the regions it read (`assess --region`); () for all
+    at: float  # on the slots' clock
 
 
 class AssessmentSlots:
     """Assessments running now: at most ``per_user`` per person, one per service (a second ask
-    while one runs is answered by the running one instead of querying everything again)."""
+    while one runs is answered by the running one instead of querying everything again, and so
+    is one made within ``just_assessed_seconds`` after it was posted)."""
 
-    def __init__(self, per_user: int = ASSESSMENTS_PER_USER) -> None:
+    def __init__(
+        self,
+        per_user: int = ASSESSMENTS_PER_USER,
+        *,
+        just_assessed_seconds: float = JUST_ASSESSED_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.per_user = per_user
+        self.just_assessed_seconds = just_assessed_seconds
+        self._clock = clock
         self._lock = threading.Lock()
         self._by_user: Counter[str] = Counter()
         self._by_service: dict[str, tuple[str, float]] = {}  # service → (who asked, since)
+        self._posted: dict[str, Assessed] = {}  # service → its latest assessment, when posted
 
-    def claim(self, user: str, service: str, channel: str) -> str | None:
-        """None when the assessment may run (release it when done), else what to answer."""
+    def claim(
+        self,
+        user: str,
+        service: str,
+        channel: str,
+        *,
+        regions: tuple[str, ...] = (),
+        may_reuse: bool = True,
+    ) -> str | None:
+        """None when the assessment may run (release it when done), else what to answer.
+        ``may_reuse=False``: only a running assessment answers (**Assess again** asks for new
+        readings because the release changed)."""
         with self._lock:
             running = self._by_service.get(service)
             if running is not None:
                 asker, since = running
-                age = max(0, int(time.monotonic() - since))
+                age = max(0, int(self._clock() - since))
                 return (
                     f":hourglass_flowing_sand: An assessment of *{service}* is already running"
                     f" (asked by <@{asker}> {age} s ago); its result will be posted in"
                     f" <#{channel}> in a moment. Nothing new was started."
                 )
+            posted = self._posted.get(service)
+            if may_reuse and posted is not None and posted.regions == regions:
+                age_s = self._clock() - posted.at
+                if 0 <= age_s < self.just_assessed_seconds:
+                    wait = max(1, math.ceil(self.just_assessed_seconds - age_s))
+                    return (
+                        f":information_source: *{service}* was assessed {int(age_s)} s ago"
+                        f" (#{posted.assessment_id}, {posted.decision}, asked by"
+                        f" <@{posted.asked_by}>): the result is in <#{posted.channel}>, and"
+                        " readings taken now would be as old as those a running assessment"
+                        f" gives. Nothing new was started; ask again in {wait} s for new ones."
+                    )
             if self._by_user[user] >= self.per_user:
                 return (
                     f":no_entry: You have {self._by_user[user]} assessments running; wait for one"
                     " to finish before asking for another."
                 )
             self._by_user[user] += 1
-            self._by_service[service] = (user, time.monotonic())
+            self._by_service[service] = (user, self._clock())
             return None
 
     def release(self, user: str, service: str) -> None:
@@ -62,6 +113,28 @@ class AssessmentSlots:
             if self._by_user[user] <= 0:
                 del self._by_user[user]
             self._by_service.pop(service, None)
+
+    def posted(
+        self,
+        service: str,
+        assessment_id: int,
+        *,
+        asked_by: str,
+        channel: str,
+        decision: str,
+        regions: tuple[str, ...] = (),
+    ) -> None:
+        """An assessment of ``service`` was posted in ``channel``: it answers asks for a while."""
+        at = self._clock()
+        with self._lock:
+            self._posted[service] = Assessed(
+                assessment_id, asked_by, channel, decision, regions, at
+            )
+
+    def forget(self, service: str) -> None:
+        """The service changed (a rollback started or ended): the next ask assesses anew."""
+        with self._lock:
+            self._posted.pop(service, None)
 
 
 class BackgroundWork:

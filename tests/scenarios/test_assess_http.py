@@ -75,6 +75,31 @@ def test_healthy_service_continues(harness: Harness) -> None:
     assert _answer(harness)["text"].startswith("CONTINUE: profile — critical 0, high 0")
 
 
+def test_a_storm_of_asks_posts_one_assessment(
+    harness: Harness, prometheus: PrometheusSimulator
+) -> None:
+    """Three responders type `/rollback assess checkout` one after another during an incident:
+    one assessment is posted; the asks after it are answered with where it is (an ask is
+    answered by one posted seconds ago as by one still running), and nothing is queried again."""
+    first = harness.slash("assess checkout")
+    assert "Assessing *checkout*" in first.json()["text"]
+    posted = _answer(harness)
+    harness.wait_idle()
+    queries = prometheus.query_count
+
+    for user in ("U0SECOND", "U0THIRD"):
+        again = harness.slash("assess checkout", user_id=user).json()["text"]
+        assert "*checkout* was assessed" in again and "asked by <@U0ONCALL1>" in again
+        assert "the result is in <#C0DEPLOYS>" in again and "Nothing new was started" in again
+    harness.wait_idle()
+
+    assert [c.params["text"] for c in harness.slack.calls_to("chat.postMessage")] == [
+        posted["text"]
+    ]
+    assert len(harness.bot.deps.repo.list_assessments(service="checkout")) == 1
+    assert prometheus.query_count == queries
+
+
 def test_unknown_service_is_answered_privately_and_nothing_is_stored(harness: Harness) -> None:
     resp = harness.slash("assess nosuch")
 
