@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bot.runtime.work import JUST_ASSESSED_SECONDS
 from bot.sim.slack_client import SlackRequester
 
 CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CLIENTS", "20,100").split(","))
@@ -353,7 +354,12 @@ def backlog(secret: str, count: int, rounds: int, delay: float) -> None:
             )
             try:
                 burst(bot["url"], secret, min(count, 8))  # warm-up: connections, caches
-                figures = [burst(bot["url"], secret, count) for _ in range(rounds)]
+                figures = []
+                for _ in range(rounds):
+                    # each service was just assessed: until that answer is too old to answer
+                    # its asks (bot.runtime.work), an ask would not start a new assessment
+                    time.sleep(JUST_ASSESSED_SECONDS + 0.5)
+                    figures.append(burst(bot["url"], secret, count))
             finally:
                 proc.kill()
                 proc.wait()
@@ -365,6 +371,9 @@ def backlog(secret: str, count: int, rounds: int, delay: float) -> None:
         f" Prometheus answer after {delay * 1000:.0f} ms, {workers} workers:"
     )
     for i, (slowest_ack, drained, started) in enumerate(figures, 1):
+        if not started:
+            print(f"  round {i}: !! no assessment started (every ask was answered by another)")
+            continue
         bound = started * delay / workers
         print(
             f"  round {i}: {started} started, slowest ack {slowest_ack * 1000:.0f} ms;"

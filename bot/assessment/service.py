@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from bot.adapters.kube.values import KubeError
@@ -18,6 +19,7 @@ from bot.execution.release import current_release, release_text, stale_assessmen
 from bot.notify import blocks
 from bot.notify.reply import Asker, Reply, Respond, storage_error_text, tell_on_error
 from bot.regions.assess import assess_regions, region_lines
+from bot.rollback.assess import Assessment as AssessmentResult
 from bot.rollback.assess import Decision
 from storage.errors import StorageError
 from storage.models import Assessment, Rollback
@@ -100,6 +102,7 @@ def start_assessment(deps: Deps, service: Service, asker: Asker) -> None:
 def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Asker) -> None:
     """Read the signals, store the result and post the decision with its buttons."""
     started = time.monotonic()
+    changes = deps.work.assessments.changes(service.name)  # before any reading is taken
     regions: list[dict[str, Any]] = []
     try:
         if service.regions:  # every region at once; the message leads with the worst
@@ -115,24 +118,11 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
         )
         raise AssessmentFailed(f"assessment #{assessment_id} of {service.name}") from exc
     deps.metrics.assessment_seconds.labels(service.name).observe(time.monotonic() - started)
-    deps.metrics.assessments.labels(service.name, result.decision.value).inc()
     release = _release(deps, service)
     now = deps.clock()
     store_assessment(deps.repo, service, assessment_id, result, now, release, regions)
     user = asker.user
-    text, bl = blocks.assessment_message(
-        result, assessment_id=assessment_id, requested_by=user, at=now
-    )
-    if regions:
-        bl.insert(2, blocks.section(region_lines(regions)))
-        text += "\n" + region_lines(regions)
-    where = release_text(release) if release else "the running release could not be read"
-    bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{where}_"}]})
-    is_rollback_advised = result.decision in (
-        Decision.IMMEDIATE_ROLLBACK,
-        Decision.ROLLBACK_RECOMMENDED,
-    )
-    bl.append(assessment_buttons(service.name, assessment_id, offer_run_now=is_rollback_advised))
+    text, bl = _message(service.name, assessment_id, result, user, now, release, regions)
     channel = asker.channel or service.channel
     message_ts = _post(deps, asker.respond, channel, text, bl)
     if message_ts is not None:  # in the channel for everyone: it answers asks for a while
@@ -143,6 +133,7 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
             channel=channel,
             decision=result.decision.value,
             regions=_region_names(service),
+            changes=changes,
         )
     deps.repo.add_audit_event(
         "assessment.completed",
@@ -158,6 +149,34 @@ def run_assessment(deps: Deps, service: Service, assessment_id: int, asker: Aske
             **{str(k): v for k, v in result.scores.items()},
         },
     )
+    # counted once answered: posted and audited (the benchmarks wait on this counter)
+    deps.metrics.assessments.labels(service.name, result.decision.value).inc()
+
+
+def _message(
+    name: str,
+    assessment_id: int,
+    result: AssessmentResult,
+    user: str,
+    now: datetime,
+    release: Mapping[str, Any] | None,
+    regions: list[dict[str, Any]],
+) -> tuple[str, list[Any]]:
+    """The assessment's message: decision, readings, regions, the release and its buttons."""
+    text, bl = blocks.assessment_message(
+        result, assessment_id=assessment_id, requested_by=user, at=now
+    )
+    if regions:
+        bl.insert(2, blocks.section(region_lines(regions)))
+        text += "\n" + region_lines(regions)
+    where = release_text(release) if release else "the running release could not be read"
+    bl.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{where}_"}]})
+    is_rollback_advised = result.decision in (
+        Decision.IMMEDIATE_ROLLBACK,
+        Decision.ROLLBACK_RECOMMENDED,
+    )
+    bl.append(assessment_buttons(name, assessment_id, offer_run_now=is_rollback_advised))
+    return text, bl
 
 
 def pressed_assessment(deps: Deps, assessment_id: int | None) -> Assessment | None:

@@ -63,6 +63,7 @@ class AssessmentSlots:
         self._by_user: Counter[str] = Counter()
         self._by_service: dict[str, tuple[str, float]] = {}  # service → (who asked, since)
         self._posted: dict[str, Assessed] = {}  # service → its latest assessment, when posted
+        self._changes: Counter[str] = Counter()  # service → rollbacks started or ended
 
     def claim(
         self,
@@ -87,16 +88,18 @@ class AssessmentSlots:
                     f" <#{channel}> in a moment. Nothing new was started."
                 )
             posted = self._posted.get(service)
-            if may_reuse and posted is not None and posted.regions == regions:
+            # only where the asker reads it: the channel their own result would be posted in
+            if may_reuse and posted and (posted.regions, posted.channel) == (regions, channel):
                 age_s = self._clock() - posted.at
                 if 0 <= age_s < self.just_assessed_seconds:
                     wait = max(1, math.ceil(self.just_assessed_seconds - age_s))
+                    who = f"asked by <@{posted.asked_by}>" if posted.asked_by else "for alerts"
                     return (
                         f":information_source: *{service}* was assessed {int(age_s)} s ago"
-                        f" (#{posted.assessment_id}, {posted.decision}, asked by"
-                        f" <@{posted.asked_by}>): the result is in <#{posted.channel}>, and"
-                        " readings taken now would be as old as those a running assessment"
-                        f" gives. Nothing new was started; ask again in {wait} s for new ones."
+                        f" (#{posted.assessment_id}, {posted.decision}, {who}); the result is"
+                        f" in <#{posted.channel}>. Its readings are no older than a running"
+                        " assessment's would be, so nothing new was started; ask again in"
+                        f" {wait} s for new ones."
                     )
             if self._by_user[user] >= self.per_user:
                 return (
@@ -123,17 +126,27 @@ class AssessmentSlots:
         channel: str,
         decision: str,
         regions: tuple[str, ...] = (),
+        changes: int,
     ) -> None:
-        """An assessment of ``service`` was posted in ``channel``: it answers asks for a while."""
+        """An assessment of ``service`` was posted in ``channel``: it answers asks for a while,
+        unless the service changed since it began reading (``changes``, see :meth:`changes`)."""
         at = self._clock()
         with self._lock:
+            if changes != self._changes[service]:
+                return  # a rollback started or ended while it read: its readings are before
             self._posted[service] = Assessed(
                 assessment_id, asked_by, channel, decision, regions, at
             )
 
+    def changes(self, service: str) -> int:
+        """How many times ``service`` changed so far: read before an assessment's readings."""
+        with self._lock:
+            return self._changes[service]
+
     def forget(self, service: str) -> None:
         """The service changed (a rollback started or ended): the next ask assesses anew."""
         with self._lock:
+            self._changes[service] += 1
             self._posted.pop(service, None)
 
 

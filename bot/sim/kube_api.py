@@ -163,11 +163,13 @@ class KubeSimulator(LoopbackSimulator):
                 self._deployments.never_ready.add(key)
             else:
                 self._deployments.never_ready.discard(key)
+            self._synced_version = ""  # nothing was written, but the next pass has work
 
     def set_ready_delay(self, seconds: float) -> None:
         """Pods of rollouts started from now on become ready `seconds` after the start."""
         with self._lock:
             self._deployments.ready_delay_seconds = seconds
+            self._synced_version = ""
 
     def set_latency(self, seconds: float) -> None:
         """Every request waits ``seconds`` before it is answered (a far-away API server); the

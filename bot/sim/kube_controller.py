@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.sim.kube_defaults import POD_TEMPLATE_HASH, same_template, template_without_hash
+from bot.sim.kube_index import json_copy
 from bot.sim.kube_rolling import (
     REVISION,
     controller_reference,
@@ -39,7 +40,7 @@ from bot.sim.kube_rolling import (
     with_status,
 )
 from bot.sim.kube_schema import ResourceType
-from bot.sim.kube_store import ObjectStore, json_copy
+from bot.sim.kube_store import ObjectStore
 
 __all__ = [
     "DEPLOYMENTS",

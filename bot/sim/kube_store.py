@@ -14,12 +14,11 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from bot.sim.kube_defaults import apply_defaults
 from bot.sim.kube_discovery import Discovery
+from bot.sim.kube_index import JSON, Key, ObjectIndex, json_copy
 from bot.sim.kube_patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from bot.sim.kube_rolling import controller_uid
 from bot.sim.kube_schema import (
     FieldRequirement,
     KubeError,
@@ -30,9 +29,6 @@ from bot.sim.kube_schema import (
 from bot.sim.kube_validation import conform, validate
 
 __all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "ObjectStore", "apply_patch"]
-
-JSON = Any
-Key = tuple[str, str, str, str]
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -52,27 +48,13 @@ _NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace")
 _DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def json_copy(value: Any) -> Any:
-    """A deep copy of a JSON tree (dicts, lists and immutable scalars): ~4x cheaper than
-    copy.deepcopy, which the controllers' every read and write paid for."""
-    if type(value) is dict:
-        return {k: json_copy(v) for k, v in value.items()}
-    if type(value) is list:
-        return [json_copy(v) for v in value]
-    return value
-
-
 class ObjectStore:
     """Objects of every resource type, with resourceVersions from one cluster-wide counter."""
 
     def __init__(self, now: Callable[[], str]) -> None:
         self._now = now
-        self._objects: dict[Key, JSON] = {}
-        # indexes kept by _put/_drop: a list scans one type, a controller's lookup of the
-        # ReplicaSets it owns scans only those (with 100 deployments a full controller pass
-        # took 360 ms, re-scanning every object per deployment)
-        self._by_type: dict[tuple[str, str], dict[Key, JSON]] = {}
-        self._by_controller: dict[str, set[Key]] = {}
+        self._index = ObjectIndex()  # stored through _put and _drop only
+        self._objects = self._index.objects
         self._revision = 0
         self.discovery = Discovery()
         # Per request (the simulator sets them under its lock): ?fieldValidation= and the
@@ -122,12 +104,7 @@ class ObjectStore:
         objects among many would otherwise scan and copy them all on every pass.
         """
         labels, fields = list(labels), list(fields)
-        of_type = self._by_type.get((rt.group, rt.plural), {})
-        if controller is None:
-            candidates = sorted(of_type.items())
-        else:
-            owned = self._by_controller.get(controller, set())
-            candidates = sorted((key, of_type[key]) for key in owned if key in of_type)
+        candidates = self._index.of_type(rt.group, rt.plural, controller)
         return [
             self._served(rt, obj)
             for (_, _, ns, _), obj in candidates
@@ -336,24 +313,10 @@ class ObjectStore:
         return json_copy(obj)
 
     def _put(self, key: Key, obj: JSON) -> None:
-        """Store ``obj`` under ``key``, indexes included (the only way objects are stored)."""
-        self._drop(key)
-        self._objects[key] = obj
-        self._by_type.setdefault(key[:2], {})[key] = obj
-        if (uid := controller_uid(obj)) is not None:
-            self._by_controller.setdefault(uid, set()).add(key)
+        self._index.put(key, obj)
 
     def _drop(self, key: Key) -> None:
-        """Forget the object under ``key``, indexes included (the only way objects go)."""
-        old = self._objects.pop(key, None)
-        if old is None:
-            return
-        self._by_type.get(key[:2], {}).pop(key, None)
-        if (uid := controller_uid(old)) is not None:
-            owned = self._by_controller.get(uid, set())
-            owned.discard(key)
-            if not owned:
-                self._by_controller.pop(uid, None)
+        self._index.drop(key)
 
     def _has_status_subresource(self, rt: ResourceType) -> bool:
         return rt.is_builtin or "status" in self.discovery.subresources(rt.group, rt.plural)

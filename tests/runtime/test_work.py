@@ -54,33 +54,48 @@ class Clock:
 
 def test_an_ask_right_after_an_assessment_was_posted_is_answered_by_it() -> None:
     """Ten people asking at once during an incident get one assessment, not ten in a row: an ask
-    within a few seconds of the latest assessment's post is answered by it, like one made while
-    it ran; after that, with other regions, or for **Assess again**, a new one runs."""
+    within a few seconds of the latest assessment's post, in the channel it was posted in, is
+    answered by it, like one made while it ran; after that, in another channel, with other
+    regions, or for **Assess again**, a new one runs."""
     clock = Clock()
     slots = AssessmentSlots(just_assessed_seconds=5, clock=clock)
     assert slots.claim("U1", "checkout", "C1") is None
+    changes = slots.changes("checkout")
     slots.release("U1", "checkout")
-    slots.posted("checkout", 41, asked_by="U1", channel="C1", decision="MONITOR")
+    slots.posted("checkout", 41, asked_by="U1", channel="C1", decision="MONITOR", changes=changes)
 
     clock.now += 2
-    answered = slots.claim("U2", "checkout", "C2")
+    answered = slots.claim("U2", "checkout", "C1")
     assert answered is not None
     assert "*checkout* was assessed 2 s ago (#41, MONITOR, asked by <@U1>)" in answered
     assert "the result is in <#C1>" in answered and "ask again in 3 s" in answered
-    assert slots.claim("U2", "payments", "C2") is None  # other services are not affected
-    assert slots.claim("U2", "checkout", "C2", regions=("eu",)) is None  # nor other regions
+    assert slots.claim("U2", "payments", "C1") is None  # other services are not affected
+    slots.release("U2", "payments")
+    assert slots.claim("U2", "checkout", "C1", regions=("eu",)) is None  # nor other regions
     slots.release("U2", "checkout")
-    assert slots.claim("U3", "checkout", "C2", may_reuse=False) is None  # Assess again
+    assert slots.claim("U2", "checkout", "D2") is None  # nor a channel the asker may not read
+    slots.release("U2", "checkout")
+    assert slots.claim("U3", "checkout", "C1", may_reuse=False) is None  # Assess again
     slots.release("U3", "checkout")
 
     clock.now += 3  # 5 s after the post: new readings
-    assert slots.claim("U2", "checkout", "C2") is None
+    assert slots.claim("U2", "checkout", "C1") is None
 
 
 def test_a_rollback_makes_the_next_ask_assess_anew() -> None:
     clock = Clock()
     slots = AssessmentSlots(just_assessed_seconds=5, clock=clock)
-    slots.posted("checkout", 41, asked_by="U1", channel="C1", decision="IMMEDIATE ROLLBACK")
-    assert slots.claim("U2", "checkout", "C1") is not None
+    changes = slots.changes("checkout")
+    slots.posted(
+        "checkout", 41, asked_by="", channel="C1", decision="IMMEDIATE ROLLBACK", changes=0
+    )
+    answered = slots.claim("U2", "checkout", "C1")
+    assert answered is not None and "(#41, IMMEDIATE ROLLBACK, for alerts)" in answered
     slots.forget("checkout")  # a rollback of checkout started (or ended)
+    assert slots.claim("U2", "checkout", "C1") is None
+    slots.release("U2", "checkout")
+
+    # an assessment that began reading before the rollback started is posted after it: it
+    # describes the service before the rollback, so it answers nobody
+    slots.posted("checkout", 42, asked_by="U1", channel="C1", decision="MONITOR", changes=changes)
     assert slots.claim("U2", "checkout", "C1") is None

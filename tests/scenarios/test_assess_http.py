@@ -90,7 +90,7 @@ def test_a_storm_of_asks_posts_one_assessment(
     for user in ("U0SECOND", "U0THIRD"):
         again = harness.slash("assess checkout", user_id=user).json()["text"]
         assert "*checkout* was assessed" in again and "asked by <@U0ONCALL1>" in again
-        assert "the result is in <#C0DEPLOYS>" in again and "Nothing new was started" in again
+        assert "the result is in <#C0DEPLOYS>" in again and "nothing new was started" in again
     harness.wait_idle()
 
     assert [c.params["text"] for c in harness.slack.calls_to("chat.postMessage")] == [

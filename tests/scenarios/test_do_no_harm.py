@@ -427,7 +427,7 @@ def test_a_second_assess_of_a_service_reuses_the_running_one(
     prometheus.set_delay(0)
     assert len(h.bot.deps.repo.list_assessments()) == 1
     just_after = h.slash("assess checkout").json()["text"]  # answered by the posted one
-    assert "*checkout* was assessed" in just_after and "Nothing new was started" in just_after
+    assert "*checkout* was assessed" in just_after and "nothing new was started" in just_after
     h.bot.deps.work.assessments.just_assessed_seconds = 0  # as if those seconds had passed
     assert "Assessing" in h.slash("assess checkout").json()["text"]  # free again once done
 

@@ -554,8 +554,7 @@ def test_never_ready_deployment_exceeds_its_progress_deadline(
     [pod, *_] = core.list_namespaced_pod(NS, label_selector="app=web").items
     assert pod.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
 
-    sim.set_never_ready(NS, "web", is_never_ready=False)
-    sim.tick()
+    sim.set_never_ready(NS, "web", is_never_ready=False)  # heals without a forced tick()
     healed = apps.read_namespaced_deployment("web", NS)
     assert condition(healed, "Progressing").reason == "NewReplicaSetAvailable"
 
