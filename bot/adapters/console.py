@@ -41,6 +41,7 @@ _EMOJI = {
     ":black_right_pointing_double_triangle_with_vertical_bar:": "⏭",
 }
 _USER = re.compile(r"<@([A-Z0-9]+)>")
+_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 _EMPHASIS = re.compile(r"(?<![\w*])[*_]([^*_\n]+)[*_](?![\w*])")
 
@@ -49,6 +50,7 @@ def mrkdwn_to_text(text: str) -> str:
     for code, char in _EMOJI.items():
         text = text.replace(code, char)
     text = _USER.sub(r"@\1", text)
+    text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
     text = _LINK.sub(r"\2 (\1)", text)
     text = _EMPHASIS.sub(r"\1", text).replace("```", "")
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -17,6 +17,8 @@ MRKDWN = [
     pytest.param(":eyes: :x: :grey_question:", "👀 ❌ ❔", id="several emoji"),
     pytest.param(":unknown_emoji:", ":unknown_emoji:", id="unknown emoji kept"),
     pytest.param("requested by <@U0ABC123>", "requested by @U0ABC123", id="user mention"),
+    pytest.param("the result is in <#C0DEPLOYS>", "the result is in #C0DEPLOYS", id="channel"),
+    pytest.param("see <#C0DEPLOYS|deploys> now", "see #deploys now", id="channel with name"),
     pytest.param(
         "see <https://grafana.example/d/1|the dashboard>",
         "see the dashboard (https://grafana.example/d/1)",
