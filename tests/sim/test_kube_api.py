@@ -726,6 +726,27 @@ def test_istio_virtual_service_is_json_patched(api: ApiClient) -> None:
     assert message == 'virtualservices.networking.istio.io "web" not found'
 
 
+def test_malformed_owner_references_never_break_the_store(api: ApiClient) -> None:
+    """The store indexes objects by their controller; an object whose ownerReferences are not
+    well formed is refused or stored, never a 500 that leaves it half stored."""
+    custom = client.CustomObjectsApi(api)
+    group, version, plural = "networking.istio.io", "v1beta1", "virtualservices"
+    body = {
+        "apiVersion": f"{group}/{version}",
+        "kind": "VirtualService",
+        "metadata": {"name": "odd", "ownerReferences": [{"uid": ["x"], "controller": True}]},
+        "spec": {"hosts": ["web"]},
+    }
+    try:
+        custom.create_namespaced_custom_object(group, version, NS, plural, body)
+    except ApiException as refused:
+        assert 400 <= refused.status < 500, refused.status
+        return
+    listed = custom.list_namespaced_custom_object(group, version, NS, plural)
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["odd"]
+    assert custom.delete_namespaced_custom_object(group, version, NS, plural, "odd")
+
+
 def test_ingress_through_networking_v1(api: ApiClient) -> None:
     networking = client.NetworkingV1Api(api)
     backend = client.V1IngressBackend(
