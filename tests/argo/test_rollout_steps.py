@@ -102,6 +102,34 @@ def test_a_pinned_undo_refuses_when_the_release_changed(
     assert sim.resource_version == before
 
 
+def test_a_rollout_with_a_workload_ref_is_refused_before_anything_is_written(
+    context: Callable[..., Made], kube: KubernetesClient, sim: KubeSimulator
+) -> None:
+    """undo would patch a template into a Rollout that takes its template from a Deployment
+    (spec.workloadRef): Argo Rollouts calls that an invalid spec and stops. Refused, saying
+    where the release lives and what to do."""
+    CustomObjectsApi(sim.api_client()).patch_namespaced_custom_object(
+        *("argoproj.io", "v1alpha1", NS, "rollouts", NAME),
+        [
+            {
+                "op": "add",
+                "path": "/spec/workloadRef",
+                "value": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout-src"},
+            }
+        ],
+        _content_type="application/json-patch+json",
+    )
+    ctx, _, _ = context()
+    before = sim.resource_version
+    with pytest.raises(StepFailed) as refused:
+        rollout_undo(ctx, {"deployment": NAME})
+    assert 'takes its pod template from Deployment "checkout-src" (spec.workloadRef)' in str(
+        refused.value
+    )
+    assert "restore it there" in str(refused.value)
+    assert sim.resource_version == before
+
+
 def test_a_resumed_undo_is_not_sent_twice(context: Callable[..., Made], sim: KubeSimulator) -> None:
     ctx, remembered, _ = context()
     done = rollout_undo(ctx, {"deployment": NAME})

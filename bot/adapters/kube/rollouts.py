@@ -45,6 +45,7 @@ def _revisions(replicasets: list[k8s.V1ReplicaSet]) -> list[Revision]:
 def _plan(
     rollout: Mapping[str, Any], replicasets: list[k8s.V1ReplicaSet], rs: k8s.V1ReplicaSet
 ) -> UndoPlan:
+    _refuse_workload_ref(rollout)
     return UndoPlan(
         deployment=argo.name_of(rollout),
         from_revision=_revision(rollout),
@@ -55,6 +56,25 @@ def _plan(
         from_template=argo.release_fingerprint(rollout, replicasets),
         to_template=argo.rs_fingerprint(rs),
         is_observed=argo.is_spec_observed(rollout, replicasets),
+    )
+
+
+def _refuse_workload_ref(rollout: Mapping[str, Any]) -> None:
+    """A Rollout whose pods come from another object's template (spec.workloadRef) has no
+    template of its own: ``undo``'s patch would give it one, which Argo Rollouts refuses as an
+    invalid spec (the Rollout stops progressing). Its release lives in the referenced object."""
+    ref = argo.spec_of(rollout).get("workloadRef")
+    if not isinstance(ref, dict):
+        return
+    kind, target = ref.get("kind") or "Deployment", ref.get("name") or "?"
+    name = argo.name_of(rollout)
+    raise KubeError(
+        None,
+        "Invalid",
+        f'rollout "{name}" takes its pod template from {kind} "{target}" (spec.workloadRef);'
+        f" rolling it back means restoring the previous template in {kind} {target}, which"
+        " rollback-bot does not do: restore it there (Argo Rollouts then rolls it out), or give"
+        " the Rollout its own spec.template",
     )
 
 
