@@ -178,13 +178,3 @@ def _migrate_once(engine: Engine) -> None:
                 conn.rollback()
                 conn.execute(_UNLOCK, {"key": MIGRATION_LOCK_KEY})
                 conn.commit()
-
-
-def is_database_reachable(engine: Engine) -> bool:
-    """True when `SELECT 1` succeeds (for /healthz)."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError:
-        return False
-    return True

@@ -20,7 +20,6 @@ from storage.db import (
     check_database_url,
     current_revision,
     head_revision,
-    is_database_reachable,
     make_engine,
     migrate,
     normalize_url,
@@ -82,15 +81,6 @@ def test_in_memory_sqlite_is_shared_between_sessions() -> None:
     engine = make_engine("sqlite://")
     migrate(engine)
     assert current_revision(engine) == head_revision()
-
-
-def test_reachable(engine: Engine) -> None:
-    assert is_database_reachable(engine)
-
-
-def test_unreachable(tmp_path: Path) -> None:
-    assert not is_database_reachable(make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
-    assert not is_database_reachable(make_engine("postgresql://nobody@127.0.0.1:1/none"))
 
 
 def test_migrate_from_empty_to_head_and_again(engine: Engine) -> None:
