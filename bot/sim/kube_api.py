@@ -169,7 +169,6 @@ class KubeSimulator(LoopbackSimulator):
         """Pods of rollouts started from now on become ready `seconds` after the start."""
         with self._lock:
             self._deployments.ready_delay_seconds = seconds
-            self._synced_version = ""
 
     def set_latency(self, seconds: float) -> None:
         """Every request waits ``seconds`` before it is answered (a far-away API server); the

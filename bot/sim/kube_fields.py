@@ -8,6 +8,7 @@ and are kept as sent. Custom objects have no schema here: they are checked struc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,6 +312,11 @@ _LOOSE = Obj(
 )
 
 
-def schema_of(kind: str, *, is_builtin: bool) -> Obj | None:
-    """The schema of a kind; None for a custom object (checked structurally only)."""
-    return _SCHEMAS.get(kind) or (_LOOSE if is_builtin else None)
+def schema_of(kind: str, obj: Mapping[str, Any], *, is_builtin: bool) -> Obj:
+    """The schema of a kind. A custom object without a schema may hold anything, but its
+    metadata is still an ObjectMeta: the API server decodes every object's metadata."""
+    found = _SCHEMAS.get(kind) or (_LOOSE if is_builtin else None)
+    if found is not None:
+        return found
+    anything: dict[str, Schema] = dict.fromkeys(obj, "any")
+    return Obj("Object", {**anything, "apiVersion": "string", "kind": "string", "metadata": _META})

@@ -38,7 +38,7 @@ class ObjectIndex:
         self.drop(key)
         self.objects[key] = obj
         self._by_type.setdefault(key[:2], {})[key] = obj
-        if (uid := _controller_of(obj)) is not None:
+        if (uid := controller_uid(obj)) is not None:
             self._by_controller.setdefault(uid, set()).add(key)
 
     def drop(self, key: Key) -> None:
@@ -46,7 +46,7 @@ class ObjectIndex:
         if old is None:
             return
         self._by_type.get(key[:2], {}).pop(key, None)
-        if (uid := _controller_of(old)) is not None:
+        if (uid := controller_uid(old)) is not None:
             owned = self._by_controller.get(uid, set())
             owned.discard(key)
             if not owned:
@@ -59,13 +59,3 @@ class ObjectIndex:
             return sorted(of_type.items())
         owned = self._by_controller.get(controller, set())
         return sorted((key, of_type[key]) for key in owned if key in of_type)
-
-
-def _controller_of(obj: JSON) -> str | None:
-    """The controller's uid; None when there is none or the references are not well formed
-    (a custom resource without a schema may store anything there)."""
-    try:
-        uid = controller_uid(obj)
-    except (AttributeError, TypeError, KeyError):
-        return None
-    return uid if isinstance(uid, str) else None

@@ -53,8 +53,8 @@ class ObjectStore:
 
     def __init__(self, now: Callable[[], str]) -> None:
         self._now = now
-        self._index = ObjectIndex()  # stored through _put and _drop only
-        self._objects = self._index.objects
+        self._index = ObjectIndex()  # written through its put and drop only
+        self._objects = self._index.objects  # read
         self._revision = 0
         self.discovery = Discovery()
         # Per request (the simulator sets them under its lock): ?fieldValidation= and the
@@ -94,23 +94,20 @@ class ObjectStore:
         namespace: str | None,
         labels: Iterable[LabelRequirement] = (),
         fields: Iterable[FieldRequirement] = (),
-        where: Callable[[JSON], bool] | None = None,
         controller: str | None = None,
     ) -> list[JSON]:
         """Matching objects sorted by namespace and name, like etcd's key order.
 
-        ``where`` filters before the (deep) copy is made, and ``controller`` (a uid) keeps
-        only the objects it controls, found by index: controllers looking for a few owned
-        objects among many would otherwise scan and copy them all on every pass.
+        ``controller`` (a uid) keeps only the objects it controls, found by index before any
+        copy is made: controllers looking for a few owned objects among many would otherwise
+        scan and copy them all on every pass.
         """
         labels, fields = list(labels), list(fields)
         candidates = self._index.of_type(rt.group, rt.plural, controller)
         return [
             self._served(rt, obj)
             for (_, _, ns, _), obj in candidates
-            if (namespace is None or ns == namespace)
-            and (where is None or where(obj))
-            and matches(obj, labels, fields)
+            if (namespace is None or ns == namespace) and matches(obj, labels, fields)
         ]
 
     # -- writes from API requests --------------------------------------------------------------
@@ -222,7 +219,7 @@ class ObjectStore:
         """Delete at once (no finalizers) and answer with the server's Success Status."""
         obj = self._require(rt, namespace, name)
         if not dry_run:
-            self._drop(self._key(rt, namespace, name))
+            self._index.drop(self._key(rt, namespace, name))
             self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
             self._revision += 1
         details: dict[str, JSON] = {"name": name}
@@ -309,14 +306,8 @@ class ObjectStore:
     def _stored(self, key: Key, obj: JSON) -> JSON:
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
-        self._put(key, obj)
-        return json_copy(obj)
-
-    def _put(self, key: Key, obj: JSON) -> None:
         self._index.put(key, obj)
-
-    def _drop(self, key: Key) -> None:
-        self._index.drop(key)
+        return json_copy(obj)
 
     def _has_status_subresource(self, rt: ResourceType) -> bool:
         return rt.is_builtin or "status" in self.discovery.subresources(rt.group, rt.plural)
@@ -367,7 +358,7 @@ class ObjectStore:
                     del orphan["metadata"]["ownerReferences"]
                 self._stored(key, orphan)
             else:
-                self._drop(key)
+                self._index.drop(key)
                 self._collect_dependents(obj["metadata"]["uid"], namespace, propagation)
 
 

@@ -40,9 +40,7 @@ def conform(
     if custom is not None:
         return _conform_custom(rt, obj, custom, field_validation, name)
     kind = "Scale" if rt.kind == "Scale" else rt.kind
-    schema = schema_of(kind, is_builtin=rt.is_builtin)
-    if schema is None:
-        return obj, []
+    schema = schema_of(kind, obj, is_builtin=rt.is_builtin)
     try:
         decoded = decode(schema, obj)
     except DecodeError as error:
