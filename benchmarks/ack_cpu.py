@@ -45,7 +45,7 @@ from slack_sdk import WebClient
 # run as a script, the repository root is not on sys.path; the benchmarks package is
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.ack_latency import spawn, write_kubeconfig
+from benchmarks.ack_latency import spawn
 from bot.app import build_app
 from bot.assessment.service import start_assessment
 from bot.demo import demo_catalog
@@ -53,6 +53,7 @@ from bot.notify.reply import Asker
 from bot.runtime.logs import setup_logging
 from bot.runtime.web import WebApp
 from bot.settings import Settings
+from bot.sim.kubeconfig import kubeconfig_text
 from bot.sim.slack_client import SlackRequester, signed_headers
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -182,12 +183,14 @@ def main() -> None:
     profiles = ThreadProfiles()
     try:
         with TemporaryDirectory() as workdir:
+            kubeconfig = Path(workdir) / "kubeconfig"
+            kubeconfig.write_text(kubeconfig_text({"sim": urls["kube"]}))
             settings = Settings(
                 slack_bot_token=SecretStr("xoxb-bench"),
                 slack_signing_secret=SecretStr(secret),
                 slack_api_url=urls["slack"],
                 prometheus_url=urls["prometheus"],
-                kubeconfig=str(write_kubeconfig(Path(workdir) / "kubeconfig", urls["kube"])),
+                kubeconfig=str(kubeconfig),
                 database_url=f"sqlite:///{Path(workdir) / 'bench.db'}",
             )
             bot = build_app(settings, catalog=demo_catalog(urls["prometheus"]))

@@ -32,12 +32,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.runtime.work import JUST_ASSESSED_SECONDS
+from bot.sim.kubeconfig import kubeconfig_text
 from bot.sim.slack_client import SlackRequester
 
 CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CLIENTS", "20,100").split(","))
@@ -68,22 +70,19 @@ def burst_catalog_text(count: int, health_base_url: str) -> str:
 
 
 def serve_simulators(burst: int, delay: float) -> None:
-    """Child process: the Slack and Prometheus simulators, out of the measured app's process.
-    With ``burst``, Prometheus knows the burst's services and answers each call after ``delay``."""
-    from bot.demo import DEMO_SERVICES, image_of, promql, query_values, seed_cluster
+    """Child process: the Slack, Prometheus and Kubernetes simulators, out of the measured app's
+    process. With ``burst``, Prometheus and the cluster know the burst's services too, and
+    Prometheus answers each call after ``delay``."""
+    from bot.demo import DEMO_SERVICES, image_of, query_values, seed_cluster
     from bot.sim.kube_api import KubeSimulator
     from bot.sim.prometheus_api import PrometheusSimulator
     from bot.sim.slack_api import SlackSimulator
 
     slack = SlackSimulator(bot_token="xoxb-bench").start()
-    health = {d.name: d.health_status for d in DEMO_SERVICES}
-    values = query_values()
-    for name in burst_names(burst):  # the demo's "wobbly" payments readings
-        health[name] = 200
-        for signal, q in promql(name).items():
-            values[q] = {"error_rate": 0.06, "latency_p95_seconds": 1.4}.get(signal, 35.0)
-        values[promql(name)["db_up"]] = 1
-    prometheus = PrometheusSimulator(values, health, delay_seconds=delay).start()
+    payments = next(d for d in DEMO_SERVICES if d.name == "payments")  # wobbly readings
+    services = [*DEMO_SERVICES, *(replace(payments, name=n) for n in burst_names(burst))]
+    health = {d.name: d.health_status for d in services}
+    prometheus = PrometheusSimulator(query_values(services), health, delay_seconds=delay).start()
     cluster = KubeSimulator().start()  # each assessment reads the release it is about
     seed_cluster(cluster)
     for name in burst_names(burst):
@@ -92,18 +91,6 @@ def serve_simulators(burst: int, delay: float) -> None:
     urls = {"slack": slack.api_url, "prometheus": prometheus.url, "kube": cluster.url}
     print(json.dumps(urls), flush=True)
     threading.Event().wait()
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig for the Kubernetes simulator at ``server``."""
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters: [{{name: sim, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: sim, user: {}}]\n"
-        "contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: shop}}]\n"
-        "current-context: sim\n"
-    )
-    return path
 
 
 def serve(kind: str, secret: str, workdir: str, urls: dict[str, str], burst: int) -> None:
@@ -137,7 +124,8 @@ def serve(kind: str, secret: str, workdir: str, urls: dict[str, str], burst: int
 
         app: Any = SlackRequestHandler(bare)
     else:
-        kubeconfig = write_kubeconfig(Path(workdir) / f"kubeconfig-{os.getpid()}", urls["kube"])
+        kubeconfig = Path(workdir) / f"kubeconfig-{os.getpid()}"
+        kubeconfig.write_text(kubeconfig_text({"sim": urls["kube"]}))
         settings = Settings(
             slack_bot_token=SecretStr("xoxb-bench"),
             slack_signing_secret=SecretStr(secret),

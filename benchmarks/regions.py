@@ -37,6 +37,7 @@ from bot.runtime.server import HttpServer
 from bot.runtime.web import WebApp
 from bot.settings import Settings
 from bot.sim.kube_api import KubeSimulator
+from bot.sim.kubeconfig import kubeconfig_text
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
 
@@ -55,16 +56,6 @@ services:
 """
 
 
-def kubeconfig(servers: dict[str, str]) -> str:
-    clusters = "".join(f"- name: {n}\n  cluster: {{server: '{u}'}}\n" for n, u in servers.items())
-    contexts = "".join(f"- name: {n}\n  context: {{cluster: {n}, user: bot}}\n" for n in servers)
-    return (
-        "apiVersion: v1\nkind: Config\ncurrent-context: eu\n"
-        f"clusters:\n{clusters}users:\n- name: bot\n  user: {{token: bench}}\n"
-        f"contexts:\n{contexts}"
-    )
-
-
 @contextmanager
 def world(slack: SlackSimulator, latency: float, tmp: Path) -> Iterator[tuple[BotApp, str, str]]:
     """Fresh clusters (seeded, then slowed down) and a fresh bot; yields the bot, its URL and
@@ -75,7 +66,7 @@ def world(slack: SlackSimulator, latency: float, tmp: Path) -> Iterator[tuple[Bo
             sim.seed_deployment(NS, "checkout-api", images=["checkout:1", "checkout:2"])
             sim.set_latency(latency)
         path = tmp / f"kubeconfig-{secrets.token_hex(4)}"
-        path.write_text(kubeconfig({c: s.url for c, s in sims.items()}), encoding="utf-8")
+        path.write_text(kubeconfig_text({c: s.url for c, s in sims.items()}), encoding="utf-8")
         secret = secrets.token_hex(8)
         settings = Settings(
             slack_bot_token=SecretStr("xoxb-bench"),

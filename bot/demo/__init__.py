@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -48,9 +49,10 @@ def promql(service: str) -> dict[str, str]:
     }
 
 
-def query_values() -> dict[str, float]:
+def query_values(services: Sequence[DemoService] = DEMO_SERVICES) -> dict[str, float]:
+    """Each service's readings, by the queries of :func:`promql`."""
     values: dict[str, float] = {}
-    for d in DEMO_SERVICES:
+    for d in services:
         q = promql(d.name)
         values[q["error_rate"]] = d.error_rate
         values[q["latency_p95_seconds"]] = d.latency_p95_seconds

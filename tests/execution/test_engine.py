@@ -24,6 +24,7 @@ from bot.rollback.lifecycle import (
     finished_key,
 )
 from bot.sim.kube_api import KubeSimulator
+from bot.sim.kubeconfig import kubeconfig_text
 from storage.db import make_engine, migrate
 from storage.models import Rollback
 from storage.repository import Repository
@@ -80,13 +81,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     progress = RecordedProgress()
     with KubeSimulator() as kube_sim:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters: [{{name: sim, cluster: {{server: '{kube_sim.url}'}}}}]\n"
-            "users: [{name: sim, user: {}}]\n"
-            "contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: shop}}]\n"
-            "current-context: sim\n"
-        )
+        kubeconfig.write_text(kubeconfig_text({"sim": kube_sim.url}))
         kube = KubernetesClient(kubeconfig=str(kubeconfig))
         http = HttpClient()
         engine = Engine(

@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.adapters.kube.client import KubernetesClient
 from bot.demo import promql
 from bot.sim.kube_api import KubeSimulator
+from bot.sim.kubeconfig import kubeconfig_text
 
 NS = "shop"
 IMAGES = ["shop/checkout:v1", "shop/checkout:v2", "shop/checkout:v3"]
@@ -27,18 +28,6 @@ class Clusters:
 
     def writes(self, context: str) -> list[tuple[str, str, str | None, str]]:
         return self.sims[context].writes
-
-
-def kubeconfig_text(servers: dict[str, str]) -> str:
-    lines = ["apiVersion: v1", "kind: Config", f"current-context: {next(iter(servers))}"]
-    lines.append("clusters:")
-    lines += [f"- name: {n}\n  cluster: {{server: '{url}'}}" for n, url in servers.items()]
-    lines.append("users:\n- name: bot\n  user: {token: test-token}")
-    lines.append("contexts:")
-    lines += [
-        f"- name: {n}\n  context: {{cluster: {n}, user: bot, namespace: {NS}}}" for n in servers
-    ]
-    return "\n".join(lines) + "\n"
 
 
 @contextmanager

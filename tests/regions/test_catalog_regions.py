@@ -13,7 +13,7 @@ import pytest
 from bot.catalog.load import PlanError, parse_catalog
 from bot.catalog.yaml_lines import CatalogError
 from bot.rollback.command import UsageError, parse_command
-from tests.regions.clusters import kubeconfig_text
+from bot.sim.kubeconfig import kubeconfig_text
 
 HEAD = """defaults:
   channel: C0DEPLOYS

@@ -13,7 +13,7 @@ from bot.catalog.load import parse_catalog, staging_key
 from bot.catalog.yaml_lines import CatalogError
 from bot.rehearsal.plan import plan_rehearsal
 from bot.rollback.safety import Refusal
-from tests.regions.clusters import kubeconfig_text
+from bot.sim.kubeconfig import kubeconfig_text
 
 
 def catalog(service_extra: str, *, strategy: str = "undo") -> str:

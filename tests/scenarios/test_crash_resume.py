@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bot.sim.kube_api import KubeSimulator
+from bot.sim.kubeconfig import kubeconfig_text
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_client import SlackRequester
 from storage.db import make_engine
@@ -37,13 +38,7 @@ CATALOG = catalog_yaml(
 
 
 def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters: [{{name: sim, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: sim, user: {}}]\n"
-        "contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: shop}}]\n"
-        "current-context: sim\n"
-    )
+    path.write_text(kubeconfig_text({"sim": server}))
     return path
 
 
