@@ -87,20 +87,8 @@ class AssessmentSlots:
                     f" (asked by <@{asker}> {age} s ago); its result will be posted in"
                     f" <#{channel}> in a moment. Nothing new was started."
                 )
-            posted = self._posted.get(service)
-            # only where the asker reads it: the channel their own result would be posted in
-            if may_reuse and posted and (posted.regions, posted.channel) == (regions, channel):
-                age_s = self._clock() - posted.at
-                if 0 <= age_s < self.just_assessed_seconds:
-                    wait = max(1, math.ceil(self.just_assessed_seconds - age_s))
-                    who = f"asked by <@{posted.asked_by}>" if posted.asked_by else "for alerts"
-                    return (
-                        f":information_source: *{service}* was assessed {int(age_s)} s ago"
-                        f" (#{posted.assessment_id}, {posted.decision}, {who}); the result is"
-                        f" in <#{posted.channel}>. Its readings are no older than a running"
-                        " assessment's would be, so nothing new was started; ask again in"
-                        f" {wait} s for new ones."
-                    )
+            if may_reuse and (just := self._just_posted(service, channel, regions)):
+                return just
             if self._by_user[user] >= self.per_user:
                 return (
                     f":no_entry: You have {self._by_user[user]} assessments running; wait for one"
@@ -109,6 +97,24 @@ class AssessmentSlots:
             self._by_user[user] += 1
             self._by_service[service] = (user, self._clock())
             return None
+
+    def _just_posted(self, service: str, channel: str, regions: tuple[str, ...]) -> str | None:
+        """The answer from the service's latest assessment, when it was posted moments ago for
+        the same regions in ``channel`` (where the asker reads it); else None."""
+        posted = self._posted.get(service)
+        if posted is None or (posted.regions, posted.channel) != (regions, channel):
+            return None
+        age = self._clock() - posted.at
+        if not 0 <= age < self.just_assessed_seconds:
+            return None
+        wait = max(1, math.ceil(self.just_assessed_seconds - age))
+        who = f"asked by <@{posted.asked_by}>" if posted.asked_by else "for alerts"
+        return (
+            f":information_source: *{service}* was assessed {int(age)} s ago"
+            f" (#{posted.assessment_id}, {posted.decision}, {who}); the result is in"
+            f" <#{posted.channel}>. Its readings are no older than a running assessment's"
+            f" would be, so nothing new was started; ask again in {wait} s for new ones."
+        )
 
     def release(self, user: str, service: str) -> None:
         with self._lock:
