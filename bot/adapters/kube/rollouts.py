@@ -45,7 +45,6 @@ def _revisions(replicasets: list[k8s.V1ReplicaSet]) -> list[Revision]:
 def _plan(
     rollout: Mapping[str, Any], replicasets: list[k8s.V1ReplicaSet], rs: k8s.V1ReplicaSet
 ) -> UndoPlan:
-    _refuse_workload_ref(rollout)
     return UndoPlan(
         deployment=argo.name_of(rollout),
         from_revision=_revision(rollout),
@@ -142,8 +141,7 @@ class Rollouts(ApiSession):
         self, t: KubeTarget, name: str, pick: Callable[[list[Revision], int], int | None]
     ) -> tuple[UndoPlan, list[Revision], int]:
         """What ``kubectl argo rollouts undo`` would do for the revision ``pick`` chooses."""
-        ro = self.read_rollout(t, name)
-        replicasets = self._rollout_replicasets(t, ro)
+        ro, replicasets = self._undoable(t, name)
         revisions, current = _revisions(replicasets), _revision(ro)
         chosen = argo.select_revision(ro, replicasets, pick(revisions, current) or 0)
         return _plan(ro, replicasets, chosen), revisions, current
@@ -162,8 +160,7 @@ class Rollouts(ApiSession):
         api = k8s.CustomObjectsApi(self._client(t))
 
         def attempt() -> UndoPlan:
-            ro = self.read_rollout(t, name)
-            replicasets = self._rollout_replicasets(t, ro)
+            ro, replicasets = self._undoable(t, name)
             rs = argo.select_revision(ro, replicasets, wanted)
             plan = _plan(ro, replicasets, rs)
             if before_patch is not None:
@@ -269,6 +266,13 @@ class Rollouts(ApiSession):
                 return DeploymentListing(found, version)
 
     # ── internals ──
+
+    def _undoable(self, t: KubeTarget, name: str) -> tuple[dict[str, Any], list[k8s.V1ReplicaSet]]:
+        """The Rollout and its ReplicaSets, for an undo (or its preview); refused first when the
+        Rollout has no template of its own."""
+        ro = self.read_rollout(t, name)
+        _refuse_workload_ref(ro)
+        return ro, self._rollout_replicasets(t, ro)
 
     def _rollout_replicasets(
         self, t: KubeTarget, rollout: Mapping[str, Any]
