@@ -299,7 +299,8 @@ class KubeSimulator(LoopbackSimulator):
 
     @property
     def controller_passes(self) -> int:
-        """How many times the controllers went over the whole cluster (an idle one: none)."""
+        """How many times the controllers went over the whole cluster (none while nothing is
+        written and nothing is due: a never-ready deployment or a timed pause is always due)."""
         with self._lock:
             return self._passes
 

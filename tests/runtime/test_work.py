@@ -87,7 +87,7 @@ def test_a_rollback_makes_the_next_ask_assess_anew() -> None:
     slots = AssessmentSlots(just_assessed_seconds=5, clock=clock)
     changes = slots.changes("checkout")
     slots.posted(
-        "checkout", 41, asked_by="", channel="C1", decision="IMMEDIATE ROLLBACK", changes=0
+        "checkout", 41, asked_by="", channel="C1", decision="IMMEDIATE ROLLBACK", changes=changes
     )
     answered = slots.claim("U2", "checkout", "C1")
     assert answered is not None and "(#41, IMMEDIATE ROLLBACK, for alerts)" in answered

@@ -728,7 +728,8 @@ def test_istio_virtual_service_is_json_patched(api: ApiClient) -> None:
 
 def test_malformed_owner_references_never_break_the_store(api: ApiClient) -> None:
     """The store indexes objects by their controller; an object whose ownerReferences are not
-    well formed is refused or stored, never a 500 that leaves it half stored."""
+    well formed is refused (as the API server decodes every object's metadata, schema or not)
+    or stored, never a 500 that leaves it half stored."""
     custom = client.CustomObjectsApi(api)
     group, version, plural = "networking.istio.io", "v1beta1", "virtualservices"
     body = {
